@@ -1,0 +1,426 @@
+//! Content-addressed module cache: admission, compile once, persist, pre-instantiate.
+//!
+//! ```text
+//! launch ──► memory LRU (InstancePre) ──hit──► run
+//!               │ miss (one loader per digest; concurrent launches wait for it)
+//!               ▼
+//!            <dir>/<engine compatibility>/<sha256>.cwasm ──ok──► deserialize (~0.5 ms)
+//!               │ absent or unloadable
+//!               ▼
+//!            bytes (given, or <dir>/raw/<sha256>.wasm) ─► size cap ─► validate ─► compile
+//!                                                         ─► persist .wasm and .cwasm
+//! ```
+//!
+//! Compiled code is keyed by the engine's compatibility hash, so an agent upgraded to another
+//! wasmtime (or other settings) recompiles instead of loading stale code.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use lru::LruCache;
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::{Engine, InstancePre, Linker, Module};
+
+/// A module's sha256, shown as `sha256:<hex>`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self(Sha256::digest(bytes).into())
+    }
+
+    /// Lowercase hex, without the `sha256:` prefix.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex())
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A digest string was not `sha256:` followed by 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a module digest (expected sha256:<64 hex digits>)")]
+pub struct BadDigest(String);
+
+impl FromStr for Digest {
+    type Err = BadDigest;
+
+    fn from_str(s: &str) -> Result<Self, BadDigest> {
+        let bad = || BadDigest(s.into());
+        let hex = s.strip_prefix("sha256:").ok_or_else(bad)?;
+        if hex.len() != 64 {
+            return Err(bad());
+        }
+        let mut out = [0u8; 32];
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
+                .map_err(|_| bad())?;
+        }
+        Ok(Self(out))
+    }
+}
+
+/// Why a module cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ModuleError {
+    /// Larger than the agent admits.
+    #[error("module is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The admission limit.
+        limit: u64,
+    },
+    /// Not a valid WebAssembly module for this agent (malformed, truncated, or using a
+    /// proposal the agent does not enable).
+    #[error("module {digest} is invalid: {reason}")]
+    Invalid {
+        /// Its digest.
+        digest: Digest,
+        /// The validator's or compiler's explanation.
+        reason: String,
+    },
+    /// Asked for by digest, but neither compiled nor raw bytes are here.
+    #[error("module {digest} is not in this agent's cache")]
+    NotFound {
+        /// The digest asked for.
+        digest: Digest,
+    },
+    /// The cache directory could not be read or written.
+    #[error("module cache I/O failed: {reason}")]
+    Io {
+        /// The I/O error.
+        reason: String,
+    },
+}
+
+/// A compiled module ready to instantiate, or why it cannot be linked.
+pub(crate) struct Prepared<T: 'static> {
+    pub(crate) module: Module,
+    pub(crate) pre: Result<InstancePre<T>, String>,
+}
+
+/// Counters that show where launches found their module.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Modules compiled from bytes.
+    pub compiled: u64,
+    /// Modules loaded from compiled code on disk.
+    pub loaded_from_disk: u64,
+    /// Launches served from memory.
+    pub memory_hits: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    compiled: AtomicU64,
+    loaded_from_disk: AtomicU64,
+    memory_hits: AtomicU64,
+}
+
+type Loading<T> = Arc<OnceCell<Result<Arc<Prepared<T>>, ModuleError>>>;
+
+/// The cache. Generic over the store data so it can hold pre-instantiated modules.
+pub(crate) struct ModuleCache<T: 'static> {
+    engine: Engine,
+    linker: Linker<T>,
+    compiled_dir: PathBuf,
+    raw_dir: PathBuf,
+    max_module_size: u64,
+    memory: Mutex<LruCache<Digest, Arc<Prepared<T>>>>,
+    loading: Mutex<HashMap<Digest, Loading<T>>>,
+    counters: Counters,
+}
+
+impl<T: Send + 'static> ModuleCache<T> {
+    pub(crate) fn new(
+        engine: Engine,
+        linker: Linker<T>,
+        dir: &Path,
+        compatibility: &str,
+        max_module_size: u64,
+        capacity: NonZeroUsize,
+    ) -> io::Result<Self> {
+        let compiled_dir = dir.join(compatibility);
+        let raw_dir = dir.join("raw");
+        fs::create_dir_all(&compiled_dir)?;
+        fs::create_dir_all(&raw_dir)?;
+        Ok(Self {
+            engine,
+            linker,
+            compiled_dir,
+            raw_dir,
+            max_module_size,
+            memory: Mutex::new(LruCache::new(capacity)),
+            loading: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        })
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.counters.compiled.load(Ordering::Relaxed),
+            loaded_from_disk: self.counters.loaded_from_disk.load(Ordering::Relaxed),
+            memory_hits: self.counters.memory_hits.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether compiled code for `digest` is present (in memory or on disk).
+    pub(crate) fn contains(&self, digest: &Digest) -> bool {
+        let in_memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(digest);
+        in_memory || self.compiled_path(digest).is_file()
+    }
+
+    /// Admits raw module bytes: size cap, then the digest, then a load (compiling if needed).
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        bytes: Arc<[u8]>,
+    ) -> Result<(Digest, Arc<Prepared<T>>), ModuleError> {
+        self.check_size(bytes.len() as u64)?;
+        let digest = Digest::of(&bytes);
+        let prepared = self.load(digest, Some(bytes)).await?;
+        Ok((digest, prepared))
+    }
+
+    /// A module by digest, from memory, compiled code on disk, or raw bytes on disk.
+    pub(crate) async fn get(
+        self: &Arc<Self>,
+        digest: Digest,
+    ) -> Result<Arc<Prepared<T>>, ModuleError> {
+        self.load(digest, None).await
+    }
+
+    async fn load(
+        self: &Arc<Self>,
+        digest: Digest,
+        bytes: Option<Arc<[u8]>>,
+    ) -> Result<Arc<Prepared<T>>, ModuleError> {
+        if let Some(hit) = self
+            .memory
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+        {
+            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.clone());
+        }
+        // One loader per digest: everyone else waits on the same cell.
+        let cell = self
+            .loading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(digest)
+            .or_default()
+            .clone();
+        let result = cell
+            .get_or_init(|| {
+                let cache = Arc::clone(self);
+                async move {
+                    // Compiling takes tens of milliseconds of CPU: keep it off async threads.
+                    tokio::task::spawn_blocking(move || cache.load_blocking(digest, bytes))
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(ModuleError::Io {
+                                reason: format!("module loader failed: {e}"),
+                            })
+                        })
+                }
+            })
+            .await
+            .clone();
+        if let Ok(prepared) = &result {
+            self.memory
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(digest, prepared.clone());
+        }
+        let mut loading = self.loading.lock().unwrap_or_else(PoisonError::into_inner);
+        if loading.get(&digest).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            loading.remove(&digest);
+        }
+        result
+    }
+
+    fn load_blocking(
+        &self,
+        digest: Digest,
+        bytes: Option<Arc<[u8]>>,
+    ) -> Result<Arc<Prepared<T>>, ModuleError> {
+        let module = match self.load_compiled(&digest) {
+            Some(module) => module,
+            None => {
+                let bytes = match bytes {
+                    Some(bytes) => {
+                        write_atomically(&self.raw_path(&digest), &bytes).map_err(io_error)?;
+                        bytes
+                    }
+                    None => self.read_raw(&digest)?,
+                };
+                self.compile(&digest, &bytes)?
+            }
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| format!("{e:#}"));
+        Ok(Arc::new(Prepared { module, pre }))
+    }
+
+    fn load_compiled(&self, digest: &Digest) -> Option<Module> {
+        let path = self.compiled_path(digest);
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: files under `compiled_dir` are written only by `compile` below, from code this
+        // engine produced, and appear atomically (rename), so a partial write is never read.
+        // wasmtime additionally checks the header and the engine compatibility on load.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Module::deserialize_file(&self.engine, &path) };
+        match loaded {
+            Ok(module) => {
+                self.counters
+                    .loaded_from_disk
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(module)
+            }
+            Err(error) => {
+                tracing::warn!(%digest, %error, "discarding unloadable compiled module");
+                let _ = fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    fn read_raw(&self, digest: &Digest) -> Result<Arc<[u8]>, ModuleError> {
+        let path = self.raw_path(digest);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ModuleError::NotFound { digest: *digest });
+            }
+            Err(e) => return Err(io_error(e)),
+        };
+        if Digest::of(&bytes) != *digest {
+            tracing::warn!(%digest, "discarding corrupt raw module");
+            let _ = fs::remove_file(&path);
+            return Err(ModuleError::NotFound { digest: *digest });
+        }
+        self.check_size(bytes.len() as u64)?;
+        Ok(bytes.into())
+    }
+
+    fn compile(&self, digest: &Digest, bytes: &[u8]) -> Result<Module, ModuleError> {
+        let invalid = |e: wasmtime::Error| ModuleError::Invalid {
+            digest: *digest,
+            reason: format!("{e:#}"),
+        };
+        Module::validate(&self.engine, bytes).map_err(invalid)?;
+        let module = Module::from_binary(&self.engine, bytes).map_err(invalid)?;
+        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        match module.serialize() {
+            Ok(code) => {
+                if let Err(error) = write_atomically(&self.compiled_path(digest), &code) {
+                    tracing::warn!(%digest, %error, "cannot persist compiled module");
+                }
+            }
+            Err(error) => tracing::warn!(%digest, %error, "cannot serialize compiled module"),
+        }
+        Ok(module)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), ModuleError> {
+        if size > self.max_module_size {
+            return Err(ModuleError::TooLarge {
+                size,
+                limit: self.max_module_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn compiled_path(&self, digest: &Digest) -> PathBuf {
+        self.compiled_dir.join(format!("{}.cwasm", digest.hex()))
+    }
+
+    fn raw_path(&self, digest: &Digest) -> PathBuf {
+        self.raw_dir.join(format!("{}.wasm", digest.hex()))
+    }
+}
+
+fn io_error(e: io::Error) -> ModuleError {
+    ModuleError::Io {
+        reason: e.to_string(),
+    }
+}
+
+/// Writes `bytes` to `path` so that readers see either nothing or the whole file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mut file = fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_round_trips_through_its_text_form() {
+        let digest = Digest::of(b"hello");
+        let text = digest.to_string();
+        assert_eq!(
+            text,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(text.parse::<Digest>().unwrap(), digest);
+    }
+
+    #[test]
+    fn malformed_digests_are_rejected() {
+        for bad in [
+            "",
+            "sha256:",
+            "md5:abcd",
+            "sha256:zz",
+            &format!("sha256:{}", "g".repeat(64)),
+            &format!("sha256:{}", "a".repeat(63)),
+            &format!("sha256:{}é", "a".repeat(62)),
+        ] {
+            assert!(bad.parse::<Digest>().is_err(), "{bad}");
+        }
+    }
+}

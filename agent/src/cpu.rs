@@ -1,0 +1,179 @@
+//! CPU accounting and CPU share enforcement at the guest's yield points.
+//!
+//! A guest runs inside wasmtime's async machinery and yields every N units of fuel (a few tens
+//! of microseconds of work). [`Metered`] wraps the guest's future: around every `poll` it reads
+//! the thread's CPU clock — one poll runs on one thread — so it knows exactly how much CPU the
+//! guest used, and it enforces the task's share with a token bucket, like CFS bandwidth control:
+//!
+//! ```text
+//!   tokens += wall_elapsed * share   (capped at share * WINDOW)
+//!   tokens -= cpu_used_by_this_poll
+//!   tokens < 0  =>  sleep for -tokens / share before polling the guest again
+//! ```
+//!
+//! The share is a hard cap, not a weight: unused share is neither lent to other tasks nor banked
+//! for later beyond one [`WINDOW`], so a task that idled cannot then burst above its share for
+//! more than that window. A single Wasm task is single-threaded, so a share of one core or more
+//! is not throttled at all.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+/// How far a task may run ahead of its share before it is throttled.
+pub const WINDOW: Duration = Duration::from_millis(50);
+
+/// CPU time consumed by the calling thread so far.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// CPU time used by a running task, readable from other threads while it runs.
+#[derive(Debug, Default)]
+pub(crate) struct CpuCounter(AtomicU64);
+
+impl CpuCounter {
+    pub(crate) fn get(&self) -> Duration {
+        Duration::from_nanos(self.0.load(Ordering::Relaxed))
+    }
+
+    fn add(&self, d: Duration) {
+        self.0.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// A token bucket of CPU nanoseconds refilled at `share` cores per wall-clock second.
+#[derive(Debug)]
+struct Quota {
+    share_milli: u64,
+    capacity_ns: i128,
+    tokens_ns: i128,
+    refilled_at: Instant,
+}
+
+impl Quota {
+    fn new(share_milli: u64, now: Instant) -> Self {
+        let capacity_ns = WINDOW.as_nanos() as i128 * share_milli as i128 / 1000;
+        Self {
+            share_milli,
+            capacity_ns,
+            tokens_ns: capacity_ns,
+            refilled_at: now,
+        }
+    }
+
+    /// Charges `used` CPU time; returns how long to pause if the task is over its share.
+    fn charge(&mut self, used: Duration, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(self.refilled_at).as_nanos() as i128;
+        self.refilled_at = now;
+        self.tokens_ns = (self.tokens_ns + elapsed * self.share_milli as i128 / 1000)
+            .min(self.capacity_ns)
+            - used.as_nanos() as i128;
+        (self.tokens_ns < 0).then(|| {
+            let deficit = -self.tokens_ns * 1000 / self.share_milli as i128;
+            Duration::from_nanos(deficit as u64)
+        })
+    }
+}
+
+/// The guest's future, metered: counts CPU time and holds it to its share.
+pub(crate) struct Metered<F> {
+    inner: Pin<Box<F>>,
+    quota: Option<Quota>,
+    pause: Option<Pin<Box<Sleep>>>,
+    cpu: Arc<CpuCounter>,
+}
+
+impl<F> Metered<F> {
+    /// `share_milli` is the task's `cpus` in thousandths of a core.
+    pub(crate) fn new(inner: F, share_milli: u64, cpu: Arc<CpuCounter>) -> Self {
+        let quota = (share_milli < 1000).then(|| Quota::new(share_milli.max(1), Instant::now()));
+        Self {
+            inner: Box::pin(inner),
+            quota,
+            pause: None,
+            cpu,
+        }
+    }
+}
+
+impl<F: Future> Future for Metered<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        if let Some(pause) = this.pause.as_mut() {
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.pause = None;
+        }
+        let before = thread_cpu_time();
+        let result = this.inner.as_mut().poll(cx);
+        let used = thread_cpu_time().saturating_sub(before);
+        this.cpu.add(used);
+        if result.is_pending()
+            && let Some(quota) = this.quota.as_mut()
+        {
+            let now = Instant::now();
+            if let Some(pause) = quota.charge(used, now) {
+                let mut sleep = Box::pin(tokio::time::sleep_until(now + pause));
+                // Register for the wake-up; the guest has already asked to be polled again,
+                // and that poll will land on the pause above.
+                let _ = sleep.as_mut().poll(cx);
+                this.pause = Some(sleep);
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quota_pauses_for_the_deficit_at_the_share_rate() {
+        let start = Instant::now();
+        // Half a core: a full bucket holds 25 ms of CPU.
+        let mut quota = Quota::new(500, start);
+        assert_eq!(quota.charge(Duration::from_millis(20), start), None);
+        // 10 ms more CPU with no wall time passing: 5 ms over, which takes 10 ms to earn back.
+        assert_eq!(
+            quota.charge(Duration::from_millis(10), start),
+            Some(Duration::from_millis(10))
+        );
+        // After those 10 ms the bucket is back at zero and 1 ms of CPU costs 2 ms of pause.
+        let later = start + Duration::from_millis(10);
+        assert_eq!(
+            quota.charge(Duration::from_millis(1), later),
+            Some(Duration::from_millis(2))
+        );
+    }
+
+    #[test]
+    fn unused_share_is_not_banked_beyond_one_window() {
+        let start = Instant::now();
+        let mut quota = Quota::new(500, start);
+        // An hour idle still leaves only one window's worth (25 ms at half a core).
+        let later = start + Duration::from_secs(3600);
+        assert_eq!(quota.charge(Duration::from_millis(25), later), None);
+        assert!(quota.charge(Duration::from_millis(1), later).is_some());
+    }
+
+    #[test]
+    fn thread_cpu_time_advances_with_work() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        while thread_cpu_time() - before < Duration::from_millis(2) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(thread_cpu_time() > before);
+    }
+}

@@ -1,0 +1,175 @@
+//! The one place that configures wasmtime.
+//!
+//! Everything else in the agent asks this module for an [`Engine`] and never touches
+//! [`wasmtime::Config`] itself, so the set of Wasm features, the instance allocator and the
+//! metering settings stay consistent between compilation, the on-disk cache and execution.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+/// How the engine should allocate instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocatorChoice {
+    /// Try the pooling allocator with this many instance slots; fall back to on-demand
+    /// allocation when the host cannot reserve the pool's address space.
+    Pooling {
+        /// Concurrent instances (and linear memories, tables and fiber stacks) in the pool.
+        slots: u32,
+    },
+    /// Allocate each instance's memory with its own `mmap`.
+    OnDemand,
+}
+
+/// What the engine was built with; part of the executor's public settings.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instance allocation strategy to try first.
+    pub allocator: AllocatorChoice,
+    /// Largest stack a guest may use before it traps with a stack overflow.
+    pub max_wasm_stack: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            allocator: AllocatorChoice::Pooling { slots: 1_000 },
+            max_wasm_stack: 512 * 1024,
+        }
+    }
+}
+
+/// The allocator actually in use after a possible fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllocatorKind {
+    /// Pre-reserved instance slots (fast instantiation, bounded count).
+    Pooling {
+        /// Number of slots in the pool.
+        slots: u32,
+    },
+    /// One `mmap` per linear memory.
+    OnDemand,
+}
+
+/// A configured engine plus the facts the rest of the agent needs about it.
+#[derive(Clone)]
+pub(crate) struct TaskEngine {
+    engine: Engine,
+    allocator: AllocatorKind,
+    compatibility: String,
+}
+
+impl std::fmt::Debug for TaskEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskEngine")
+            .field("allocator", &self.allocator)
+            .field("compatibility", &self.compatibility)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The engine could not be built at all (not even with the on-demand allocator).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot configure the wasm engine: {source}")]
+pub struct EngineError {
+    #[source]
+    source: wasmtime::Error,
+}
+
+impl TaskEngine {
+    /// Builds the engine, trying the pooling allocator first if asked to.
+    pub(crate) fn new(options: &EngineOptions) -> Result<Self, EngineError> {
+        let (engine, allocator) = match options.allocator {
+            AllocatorChoice::Pooling { slots } => {
+                let mut config = base_config(options);
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(slots)));
+                match Engine::new(&config) {
+                    Ok(engine) => (engine, AllocatorKind::Pooling { slots }),
+                    Err(error) => {
+                        tracing::warn!(
+                            slots,
+                            %error,
+                            "cannot reserve the instance pool; using on-demand allocation"
+                        );
+                        (on_demand(options)?, AllocatorKind::OnDemand)
+                    }
+                }
+            }
+            AllocatorChoice::OnDemand => (on_demand(options)?, AllocatorKind::OnDemand),
+        };
+        let mut hasher = DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compatibility = format!("{:016x}", hasher.finish());
+        Ok(Self {
+            engine,
+            allocator,
+            compatibility,
+        })
+    }
+
+    /// The wasmtime engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The allocator in use (after any fallback).
+    pub(crate) fn allocator(&self) -> AllocatorKind {
+        self.allocator
+    }
+
+    /// A short hex digest that changes whenever compiled code from this engine stops being
+    /// loadable by another (wasmtime version, target, or settings). Keys the compiled cache and
+    /// is advertised to the master so it can prefer agents that already compiled a module.
+    pub(crate) fn compatibility(&self) -> &str {
+        &self.compatibility
+    }
+}
+
+fn on_demand(options: &EngineOptions) -> Result<Engine, EngineError> {
+    Engine::new(&base_config(options)).map_err(|source| EngineError { source })
+}
+
+fn base_config(options: &EngineOptions) -> Config {
+    let mut config = Config::new();
+    config
+        .cranelift_opt_level(OptLevel::Speed)
+        .parallel_compilation(true)
+        // Fuel is the metering unit: budget, accounting and the yield points where CPU share,
+        // kill and timeouts take effect.
+        .consume_fuel(true)
+        .max_wasm_stack(options.max_wasm_stack)
+        // Host calls made from a guest run on the same fiber stack; leave them room.
+        .async_stack_size(options.max_wasm_stack + 512 * 1024)
+        // The WASI preview 1 surface tasks are built for. Everything else is off so that a
+        // module relying on an unsupported proposal fails validation with a clear message.
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        .wasm_simd(true)
+        .wasm_relaxed_simd(false)
+        .wasm_multi_memory(false)
+        .wasm_memory64(false)
+        .wasm_tail_call(false)
+        .wasm_gc(false)
+        .wasm_stack_switching(false)
+        .wasm_wide_arithmetic(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_component_model(false);
+    config
+}
+
+fn pool(slots: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(slots)
+        .max_memories_per_module(1)
+        .max_tables_per_module(1)
+        // The whole 32-bit address space: the task's `mem` is enforced by the store's
+        // resource limiter, not by the slot size.
+        .max_memory_size(4 << 30)
+        // Keep a little of each recycled memory resident to make reuse cheap; the rest is
+        // returned to the kernel (and zeroed) when a slot is reused.
+        .linear_memory_keep_resident(64 * 1024);
+    pool
+}

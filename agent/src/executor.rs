@@ -1,0 +1,544 @@
+//! The executor: runs tasks on a runtime of their own and reports how each ended.
+//!
+//! A task's life, one hook per concern:
+//!
+//! ```text
+//!  launch ─► validate spec ─► resolve module ─► prepare sandbox ─► build store ─► instantiate ─► run
+//!              │                 │ (cache)         │ (inputs)         │ (wasi, limits)  └─────┬────┘
+//!              ▼                 ▼                 ▼                  ▼          kill / timeout / trap /
+//!           FailedToStart ◄──────┴─────────────────┴──────────────────┘          exit ─► classify ─► result
+//! ```
+//!
+//! Guests run on the executor's own multi-threaded runtime, never on the caller's: a busy guest
+//! cannot delay the agent's heartbeats. Each guest yields every few tens of microseconds of
+//! fuel; those yield points are where its CPU share, kill and timeout take effect.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, oneshot};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use crate::cache::{CacheStats, Digest, ModuleCache, ModuleError, Prepared};
+use crate::cpu::{CpuCounter, Metered};
+use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
+use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
+use crate::memory::MemoryLimiter;
+use crate::sandbox::{CappedOutput, OutputCap, SandboxPaths, append_output_marker};
+use crate::task::{ModuleSource, StartError, TaskOutcome, TaskResult, TaskSpec, TrapKind, Usage};
+
+/// Settings for an [`Executor`].
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// Holds `sandboxes/` and `modules/`.
+    pub work_dir: PathBuf,
+    /// How the wasmtime engine is built.
+    pub engine: EngineOptions,
+    /// Largest module admitted, in bytes.
+    pub max_module_size: u64,
+    /// Pre-instantiated modules kept in memory.
+    pub cached_modules: NonZeroUsize,
+    /// Threads that run guests.
+    pub threads: NonZeroUsize,
+    /// Guest execution between yield points; bounds how late a kill or throttle lands.
+    pub yield_every: Duration,
+}
+
+impl ExecutorConfig {
+    /// Defaults for an executor whose state lives under `work_dir`.
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            work_dir: work_dir.into(),
+            engine: EngineOptions::default(),
+            max_module_size: 64 << 20,
+            cached_modules: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
+            threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
+            yield_every: Duration::from_micros(100),
+        }
+    }
+}
+
+/// The executor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    /// The wasmtime engine could not be configured.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The work directory is unusable.
+    #[error("work directory {path}: {source}")]
+    WorkDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The WASI linker or the calibration guest could not be set up.
+    #[error("cannot set up guest execution: {0}")]
+    Setup(String),
+}
+
+/// State shared by the executor and its running tasks.
+struct Shared {
+    engine: TaskEngine,
+    cache: Arc<ModuleCache<TaskState>>,
+    sandboxes: PathBuf,
+    fuel_per_cpu_second: u64,
+    yield_interval: u64,
+    next_run: AtomicU64,
+}
+
+/// Runs tasks. Dropping it stops every task still running.
+pub struct Executor {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("engine", &self.shared.engine)
+            .field("fuel_per_cpu_second", &self.shared.fuel_per_cpu_second)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    /// Builds the engine, opens the module cache, calibrates fuel and starts the runtime.
+    pub fn new(config: ExecutorConfig) -> Result<Self, ExecutorError> {
+        let work_dir_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ExecutorError::WorkDir { path, source }
+        };
+        let sandboxes = config.work_dir.join("sandboxes");
+        std::fs::create_dir_all(&sandboxes).map_err(work_dir_error(&sandboxes))?;
+        let engine = TaskEngine::new(&config.engine)?;
+        let linker = crate::guest::linker(engine.engine())
+            .map_err(|e| ExecutorError::Setup(format!("{e:#}")))?;
+        let modules = config.work_dir.join("modules");
+        let cache = ModuleCache::new(
+            engine.engine().clone(),
+            linker,
+            &modules,
+            engine.compatibility(),
+            config.max_module_size,
+            config.cached_modules,
+        )
+        .map_err(work_dir_error(&modules))?;
+        let fuel_per_cpu_second = crate::calibrate::fuel_per_cpu_second(engine.engine())
+            .map_err(|e| ExecutorError::Setup(format!("fuel calibration failed: {e:#}")))?;
+        let yield_interval = ((fuel_per_cpu_second as u128 * config.yield_every.as_nanos())
+            / 1_000_000_000)
+            .max(1_000) as u64;
+        tracing::info!(
+            allocator = ?engine.allocator(),
+            fuel_per_cpu_second,
+            yield_interval,
+            "executor ready"
+        );
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.threads.get())
+            .thread_name("corral-task")
+            .enable_all()
+            .build()
+            .map_err(|e| ExecutorError::Setup(format!("cannot start task runtime: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                cache: Arc::new(cache),
+                sandboxes,
+                fuel_per_cpu_second,
+                yield_interval,
+                next_run: AtomicU64::new(run_seed()),
+            }),
+            runtime: Some(runtime),
+        })
+    }
+
+    /// The wasmtime engine tasks run on (for benchmarks and tools that compare against it).
+    pub fn engine(&self) -> &Engine {
+        self.shared.engine.engine()
+    }
+
+    /// The instance allocator in use after any fallback.
+    pub fn allocator(&self) -> AllocatorKind {
+        self.shared.engine.allocator()
+    }
+
+    /// The engine compatibility hash that keys compiled code.
+    pub fn compatibility(&self) -> &str {
+        self.shared.engine.compatibility()
+    }
+
+    /// Fuel one CPU-second of guest execution consumes on this host, measured at start.
+    pub fn fuel_per_cpu_second(&self) -> u64 {
+        self.shared.fuel_per_cpu_second
+    }
+
+    /// Where the module cache found modules so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.shared.cache.stats()
+    }
+
+    /// Whether compiled code for `digest` is already present.
+    pub fn has_module(&self, digest: &Digest) -> bool {
+        self.shared.cache.contains(digest)
+    }
+
+    /// Admits and compiles a module ahead of launches; returns its digest.
+    pub async fn add_module(&self, bytes: impl Into<Arc<[u8]>>) -> Result<Digest, ModuleError> {
+        let cache = self.shared.cache.clone();
+        let bytes = bytes.into();
+        self.spawn(async move { cache.admit(bytes).await.map(|(digest, _)| digest) })
+            .await
+            .unwrap_or_else(|_| {
+                Err(ModuleError::Io {
+                    reason: "executor is shutting down".into(),
+                })
+            })
+    }
+
+    /// Starts a task. Never fails: every problem ends up in the task's outcome.
+    pub fn launch(&self, spec: TaskSpec) -> TaskHandle {
+        let run = format!(
+            "{:016x}",
+            self.shared.next_run.fetch_add(1, Ordering::Relaxed)
+        );
+        let sandbox = SandboxPaths::new(
+            &self.shared.sandboxes,
+            &spec.framework_id,
+            &spec.task_id,
+            &run,
+        );
+        let kill = Arc::new(Notify::new());
+        let cpu = Arc::new(CpuCounter::default());
+        let (tx, rx) = oneshot::channel();
+        let run_task = run_task(
+            self.shared.clone(),
+            spec,
+            sandbox.clone(),
+            kill.clone(),
+            cpu.clone(),
+        );
+        drop(self.spawn(async move {
+            let _ = tx.send(run_task.await);
+        }));
+        TaskHandle {
+            sandbox,
+            kill: KillSwitch(kill),
+            cpu,
+            result: rx,
+        }
+    }
+
+    fn spawn<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.runtime {
+            Some(runtime) => runtime.spawn(future),
+            None => unreachable!("the runtime is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks; shutting it down in the background is allowed anywhere,
+        // including inside another runtime.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+fn run_seed() -> u64 {
+    // Run ids only need to differ between runs of one task, across agent restarts too.
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+        << 8
+}
+
+/// Stops a task from anywhere; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct KillSwitch(Arc<Notify>);
+
+impl KillSwitch {
+    /// Asks the task to stop; it ends as [`TaskOutcome::Killed`] at its next yield point.
+    pub fn kill(&self) {
+        self.0.notify_one();
+    }
+}
+
+/// A launched task.
+#[derive(Debug)]
+pub struct TaskHandle {
+    sandbox: Option<SandboxPaths>,
+    kill: KillSwitch,
+    cpu: Arc<CpuCounter>,
+    result: oneshot::Receiver<TaskResult>,
+}
+
+impl TaskHandle {
+    /// The run's sandbox; `None` when the spec's ids could not name one.
+    pub fn sandbox(&self) -> Option<&SandboxPaths> {
+        self.sandbox.as_ref()
+    }
+
+    /// A switch that kills this task.
+    pub fn kill_switch(&self) -> KillSwitch {
+        self.kill.clone()
+    }
+
+    /// Kills the task.
+    pub fn kill(&self) {
+        self.kill.kill();
+    }
+
+    /// CPU time the guest has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        self.cpu.get()
+    }
+
+    /// Waits for the task to end.
+    pub async fn wait(self) -> TaskResult {
+        self.result.await.unwrap_or(TaskResult {
+            // The executor was dropped with the task still running.
+            outcome: TaskOutcome::Killed,
+            usage: Usage::default(),
+        })
+    }
+}
+
+fn failed(error: StartError) -> TaskResult {
+    TaskResult {
+        outcome: TaskOutcome::FailedToStart(error),
+        usage: Usage::default(),
+    }
+}
+
+async fn run_task(
+    shared: Arc<Shared>,
+    spec: TaskSpec,
+    sandbox: Option<SandboxPaths>,
+    kill: Arc<Notify>,
+    cpu: Arc<CpuCounter>,
+) -> TaskResult {
+    let Some(sandbox) = sandbox else {
+        return failed(StartError::InvalidSpec {
+            reason: "framework and task ids must be plain names (letters, digits, - _ . : @)"
+                .into(),
+        });
+    };
+    if spec.resources.cpus_milli == 0 {
+        return failed(StartError::InvalidSpec {
+            reason: "cpus must be greater than zero".into(),
+        });
+    }
+    let prepared = match resolve_module(&shared, &spec.module).await {
+        Ok(prepared) => prepared,
+        Err(error) => return failed(error.into()),
+    };
+    if let Err(error) = check_entrypoint(&prepared, &spec.entrypoint) {
+        return failed(error);
+    }
+    let pre = match &prepared.pre {
+        Ok(pre) => pre.clone(),
+        Err(message) => {
+            return failed(StartError::Link {
+                message: message.clone(),
+            });
+        }
+    };
+    let mut store = match build_store(&shared, &spec, &sandbox) {
+        Ok(store) => store,
+        Err(error) => return failed(error),
+    };
+    let fuel_budget = spec.limits.max_fuel.unwrap_or(u64::MAX);
+    let start = Instant::now();
+    let outcome = if store.data().disk.exceeded() {
+        // The inputs alone do not fit in the task's disk.
+        TaskOutcome::DiskLimit
+    } else {
+        let entrypoint = spec.entrypoint.as_str();
+        let guest = Metered::new(
+            async {
+                let instance = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| (Phase::Instantiate, e))?;
+                let main = instance
+                    .get_typed_func::<(), ()>(&mut store, entrypoint)
+                    .map_err(|e| (Phase::Instantiate, e))?;
+                main.call_async(&mut store, ())
+                    .await
+                    .map_err(|e| (Phase::Run, e))
+            },
+            spec.resources.cpus_milli,
+            cpu.clone(),
+        );
+        let timeout = async {
+            match spec.limits.timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = guest => classify(result),
+            () = kill.notified() => TaskOutcome::Killed,
+            () = timeout => TaskOutcome::Timeout,
+        }
+    };
+    let outcome = match outcome {
+        // A trap after a refused growth is the memory limit's doing, whatever the trap.
+        TaskOutcome::Trapped { .. } if store.data().memory.refused() => TaskOutcome::MemoryLimit,
+        TaskOutcome::FailedToStart(StartError::Link { .. }) if store.data().memory.refused() => {
+            TaskOutcome::MemoryLimit
+        }
+        other => other,
+    };
+    if outcome == TaskOutcome::OutputLimit
+        && let Err(error) = append_output_marker(&sandbox.stdout(), spec.limits.max_output)
+    {
+        tracing::warn!(task_id = %spec.task_id, %error, "cannot mark truncated output");
+    }
+    let usage = Usage {
+        fuel_consumed: fuel_budget.saturating_sub(store.get_fuel().unwrap_or(fuel_budget)),
+        cpu_time: cpu.get(),
+        peak_memory: store.data().memory.peak(),
+        wall_time: start.elapsed(),
+        exit_code: match outcome {
+            TaskOutcome::Exited { code } => Some(code),
+            _ => None,
+        },
+    };
+    TaskResult { outcome, usage }
+}
+
+async fn resolve_module(
+    shared: &Shared,
+    source: &ModuleSource,
+) -> Result<Arc<Prepared<TaskState>>, ModuleError> {
+    match source {
+        ModuleSource::Digest(digest) => shared.cache.get(*digest).await,
+        ModuleSource::Bytes(bytes) => shared.cache.admit(bytes.clone()).await.map(|(_, p)| p),
+    }
+}
+
+fn check_entrypoint(prepared: &Prepared<TaskState>, name: &str) -> Result<(), StartError> {
+    match prepared.module.get_export(name) {
+        Some(wasmtime::ExternType::Func(ty))
+            if ty.params().len() == 0 && ty.results().len() == 0 =>
+        {
+            Ok(())
+        }
+        _ => Err(StartError::MissingEntrypoint { name: name.into() }),
+    }
+}
+
+/// Creates the sandbox and a store holding the guest's WASI context and limits.
+fn build_store(
+    shared: &Shared,
+    spec: &TaskSpec,
+    sandbox: &SandboxPaths,
+) -> Result<Store<TaskState>, StartError> {
+    let inputs_size = sandbox.create(&spec.inputs)?;
+    let sandbox_error = |e: &dyn std::fmt::Display| StartError::Sandbox {
+        reason: e.to_string(),
+    };
+    let output = OutputCap::new(spec.limits.max_output);
+    let stdout =
+        CappedOutput::create(&sandbox.stdout(), output.clone()).map_err(|e| sandbox_error(&e))?;
+    let stderr =
+        CappedOutput::create(&sandbox.stderr(), output.clone()).map_err(|e| sandbox_error(&e))?;
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.arg(&spec.task_id)
+        .args(&spec.args)
+        .envs(&spec.env)
+        .stdout(stdout)
+        .stderr(stderr)
+        .preopened_dir(sandbox.root(), "/", FsPerms::ReadWrite)
+        .map_err(|e| sandbox_error(&e))?;
+    let state = TaskState {
+        wasi: wasi.build_p1(),
+        memory: MemoryLimiter::new(spec.resources.mem_bytes),
+        disk: DiskBudget::new(
+            spec.resources.disk_bytes,
+            inputs_size,
+            sandbox.run_dir().to_path_buf(),
+        ),
+        output,
+    };
+    let mut store = Store::new(shared.engine.engine(), state);
+    store.limiter(|state| &mut state.memory);
+    let fuel = spec.limits.max_fuel.unwrap_or(u64::MAX);
+    store
+        .set_fuel(fuel)
+        .and_then(|()| store.fuel_async_yield_interval(Some(shared.yield_interval)))
+        .map_err(|e| sandbox_error(&e))?;
+    Ok(store)
+}
+
+/// Where a guest error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Instantiate,
+    Run,
+}
+
+/// Turns the guest's result into an outcome, by type.
+fn classify(result: Result<(), (Phase, wasmtime::Error)>) -> TaskOutcome {
+    let (phase, error) = match result {
+        Ok(()) => return TaskOutcome::Exited { code: 0 },
+        Err(failure) => failure,
+    };
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return TaskOutcome::Exited { code: exit.0 };
+    }
+    if error.is::<DiskLimitExceeded>() {
+        return TaskOutcome::DiskLimit;
+    }
+    if error.is::<OutputLimitExceeded>() {
+        return TaskOutcome::OutputLimit;
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        let kind = match trap {
+            Trap::OutOfFuel => return TaskOutcome::OutOfFuel,
+            Trap::StackOverflow => TrapKind::StackOverflow,
+            Trap::UnreachableCodeReached => TrapKind::Unreachable,
+            Trap::MemoryOutOfBounds | Trap::TableOutOfBounds | Trap::HeapMisaligned => {
+                TrapKind::OutOfBounds
+            }
+            Trap::IntegerDivisionByZero | Trap::IntegerOverflow | Trap::BadConversionToInteger => {
+                TrapKind::Arithmetic
+            }
+            Trap::IndirectCallToNull | Trap::BadSignature => TrapKind::BadCall,
+            _ => TrapKind::Other,
+        };
+        return TaskOutcome::Trapped {
+            kind,
+            message: trap.to_string(),
+        };
+    }
+    match phase {
+        // Instantiation failed without a trap: the pool is full, or the module's initial
+        // memory does not fit (the caller turns that into `MemoryLimit`), or it cannot link.
+        Phase::Instantiate if error.is::<wasmtime::PoolConcurrencyLimitError>() => {
+            TaskOutcome::FailedToStart(StartError::NoCapacity)
+        }
+        Phase::Instantiate => TaskOutcome::FailedToStart(StartError::Link {
+            message: format!("{error:#}"),
+        }),
+        // A host function failed mid-run; the guest cannot continue.
+        Phase::Run => TaskOutcome::Trapped {
+            kind: TrapKind::Other,
+            message: format!("{error:#}"),
+        },
+    }
+}

@@ -1,0 +1,50 @@
+//! The Corral agent's execution core: runs tasks as sandboxed, fuel-metered WebAssembly.
+//!
+//! Every task is a WASI preview 1 module run under wasmtime, cut off from the host by the Wasm
+//! sandbox and by WASI capabilities (its only directory is its sandbox; it has no network and
+//! sees only the args and env it was given), and held to its limits:
+//!
+//! | limit | enforced by | outcome |
+//! |---|---|---|
+//! | `mem` (all memories and tables) | a store resource limiter | [`TaskOutcome::MemoryLimit`] |
+//! | `max_fuel` | wasmtime fuel | [`TaskOutcome::OutOfFuel`] |
+//! | `timeout` | a timer raced against the guest | [`TaskOutcome::Timeout`] |
+//! | `disk` | the WASI write functions, before each write | [`TaskOutcome::DiskLimit`] |
+//! | `max_output` | capped stdout/stderr files | [`TaskOutcome::OutputLimit`] |
+//! | `cpus` | a token bucket at fuel yield points | throttled, never above the share |
+//! | kill | dropped at the next yield point | [`TaskOutcome::Killed`] |
+//!
+//! Key types: [`Executor`] (launches tasks on its own runtime), [`TaskSpec`] (what to run),
+//! [`TaskHandle`] (kill it, wait for its [`TaskResult`]: a [`TaskOutcome`] and its [`Usage`]).
+//!
+//! ```text
+//!   TaskSpec ─► Executor::launch ─► TaskHandle ─► wait() ─► TaskResult { outcome, usage }
+//!                    │
+//!                    ├── cache:   sha256 ─► compiled code on disk ─► InstancePre in memory
+//!                    ├── sandbox: <work>/sandboxes/<framework>/<task>/<run>/{root,stdout,stderr}
+//!                    └── guest:   WASI p1 + limits, run on the task runtime
+//! ```
+//!
+//! Modules in this crate: `engine` is the only place wasmtime is configured; `cache` admits,
+//! compiles and persists modules; `sandbox` lays out a run's files; `guest` is the host side the
+//! guest sees; `memory` and `cpu` enforce their limits; `executor` drives a task's life.
+
+mod cache;
+mod calibrate;
+mod cpu;
+mod engine;
+mod executor;
+mod guest;
+mod memory;
+mod sandbox;
+mod task;
+
+pub use cache::{BadDigest, CacheStats, Digest, ModuleError};
+pub use cpu::WINDOW as CPU_SHARE_WINDOW;
+pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
+pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, TaskHandle};
+pub use sandbox::SandboxPaths;
+pub use task::{
+    InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskResult,
+    TaskSpec, TrapKind, Usage,
+};

@@ -1,0 +1,94 @@
+//! Shared helpers: one executor for the whole test binary, and shortcuts to run a guest.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use corral_agent::{
+    Executor, ExecutorConfig, InputFile, ModuleSource, TaskHandle, TaskResult, TaskSpec,
+};
+
+/// An executor shared by tests that need no special configuration; its work directory lives
+/// under cargo's target tmp dir for the life of the test process.
+pub(crate) fn executor() -> &'static Executor {
+    static EXECUTOR: OnceLock<Executor> = OnceLock::new();
+    EXECUTOR.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("executor-")
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .unwrap()
+            .keep();
+        Executor::new(ExecutorConfig::new(dir)).unwrap()
+    })
+}
+
+/// A fresh executor with its own work directory (for tests about restarts and settings).
+pub(crate) fn executor_in(dir: &Path) -> Executor {
+    Executor::new(ExecutorConfig::new(dir)).unwrap()
+}
+
+/// A spec for the program at `path` (one of `corral_wasm_tasks`'s constants) with `args`.
+pub(crate) fn spec(path: &str, args: &[&str]) -> TaskSpec {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = Path::new(path).file_stem().unwrap().to_str().unwrap();
+    let mut spec = TaskSpec::new(
+        "tests",
+        format!("{name}-{n}"),
+        ModuleSource::Bytes(Arc::from(corral_wasm_tasks::bytes(path))),
+    );
+    spec.args = args.iter().map(|s| s.to_string()).collect();
+    spec
+}
+
+/// An input file carried with the task.
+pub(crate) fn input(path: &str, contents: &[u8]) -> InputFile {
+    InputFile {
+        path: path.into(),
+        contents: corral_agent::InputContents::Bytes(Arc::from(contents)),
+    }
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) result: TaskResult,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) root: std::path::PathBuf,
+}
+
+/// Launches `spec` on `executor` and waits for it.
+pub(crate) async fn run_on(executor: &Executor, spec: TaskSpec) -> Finished {
+    finish(executor.launch(spec)).await
+}
+
+/// Launches `spec` on the shared executor and waits for it.
+pub(crate) async fn run(spec: TaskSpec) -> Finished {
+    run_on(executor(), spec).await
+}
+
+/// Waits for a launched task and reads its logs.
+pub(crate) async fn finish(handle: TaskHandle) -> Finished {
+    let sandbox = handle.sandbox().cloned();
+    let result = handle.wait().await;
+    let read = |p: Option<std::path::PathBuf>| {
+        p.and_then(|p| std::fs::read(p).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    Finished {
+        result,
+        stdout: read(sandbox.as_ref().map(|s| s.stdout())),
+        stderr: read(sandbox.as_ref().map(|s| s.stderr())),
+        root: sandbox.map(|s| s.root()).unwrap_or_default(),
+    }
+}
+
+/// Waits until the task has used some CPU: it is past instantiation and running.
+pub(crate) async fn until_running(handle: &TaskHandle) {
+    while handle.cpu_time() < Duration::from_millis(2) {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}

@@ -1,0 +1,77 @@
+//! `corral-allocator`: Corral's resource allocator — hierarchical weighted DRF with quotas,
+//! reservations and decline filters, in the lineage of Mesos's hierarchical allocator.
+//!
+//! It is pure and synchronous: no I/O, no clock, no async. The master owns an [`Allocator`]
+//! by value, feeds it events (agents, frameworks, declines, recoveries, operator changes) and
+//! calls [`Allocator::allocate`] with the current [`Timestamp`] to get offers.
+//!
+//! # Key types
+//!
+//! - [`Resources`]: scalar resources with exact integer accounting (milli-cpus, bytes,
+//!   milli-units of custom scalars); [`Allocation`] splits a holding into unreserved and
+//!   reserved-to-its-role parts.
+//! - [`Role`] (hierarchical, `eng/batch`; `*` is the default), [`Weight`], [`Quota`]
+//!   (guarantee and [`Limits`]).
+//! - [`AgentId`], [`FrameworkId`]: validated IDs the master maps its own onto.
+//! - [`Sorter`]: the ordering policy, with [`DrfSorter`] (weighted DRF) and [`RandomSorter`].
+//! - [`Offer`]: resources of one agent offered to one framework in one role.
+//!
+//! # Flow
+//!
+//! ```text
+//!  master                                 Allocator
+//!  ──────                                 ─────────
+//!  add_agent / remove_agent ───────────►  agents: total, reservations, free pools
+//!  add_framework(roles) ───────────────►  subscriptions (framework × role) ─► sorters
+//!  set_quota / set_weight / reserve ───►  roles: quota, weight, consumption
+//!
+//!  allocate(now) ──────────────────────►  expire filters
+//!                                         for each open agent (rotating start):
+//!                                           1. roles with unmet guarantees (quota stage)
+//!                                           2. role sorter ─► framework sorter ─► filters
+//!                    ◄── Vec<Offer> ────    record allocation, update shares in place
+//!
+//!  DECLINE:  recover(offer) + decline(refuse) ► resources back, filter until now+refuse
+//!  RESCIND / offer timeout / task end:  recover(resources)
+//!  SUPPRESS / REVIVE:  suppress / revive  ► demand bits, sorter activation, filters
+//! ```
+//!
+//! # Semantics worth knowing
+//!
+//! - [`Allocator::decline`] only installs a filter; the master recovers the offer with
+//!   [`Allocator::recover`]. A filter covers offers *contained in* what was declined, so more
+//!   resources freeing up on the agent make it offerable again (as in Mesos).
+//!   [`Allocator::revive`] drops the framework's filters.
+//! - Offers take everything a role may get on an agent. Reserved resources go only to their
+//!   exact role; offers and recoveries carry the reserved/unreserved split ([`Allocation`]).
+//! - Quota consumption is unreserved allocations plus reservations, of a role and its
+//!   subroles. Guarantees are held back from other roles (as headroom) whether or not their
+//!   role has demand right now; limits shrink offers. Nested guarantees are carved out of
+//!   their nearest quota'd ancestor's.
+//! - Errors are typed ([`AllocatorError`]) and a failed call changes nothing.
+//!
+//! # Performance
+//!
+//! Events update sorted structures in place ([`DrfSorter`] re-keys only the changed client
+//! and its ancestors). A cycle walks a dense vector of agents and skips, after a few word
+//! operations, every agent where nothing is free or every framework with demand has declined
+//! what is free; only the remaining agents walk the sorters, lazily. See
+//! `benches/allocation_cycle.rs` for the Mesos `DeclineOffers` grid.
+
+mod allocator;
+mod error;
+mod filters;
+mod ids;
+mod resources;
+mod role;
+mod sorter;
+mod state;
+
+pub use allocator::{
+    AgentSpec, AgentSummary, Allocator, AllocatorConfig, Offer, RoleSummary, UsedResources,
+};
+pub use error::{AllocatorError, QuotaError};
+pub use ids::{AgentId, FrameworkId, IdError, Timestamp};
+pub use resources::{Allocation, Resources, ResourcesError, ScalarName};
+pub use role::{Limits, Quota, Role, RoleError, Weight, WeightError};
+pub use sorter::{ClientId, DrfSorter, RandomSorter, Sorter, SorterKind};
