@@ -1,1 +1,297 @@
-fn main() {}
+//! Executor benchmarks: launch overhead against bare wasmtime, cached against cold launches,
+//! and the cost of metering. Density has its own harness (`benches/density.rs`).
+//!
+//! `cargo bench -p corral-agent --bench executor`; figures go to BENCHMARKS.md.
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use corral_agent::{Digest, Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec};
+use criterion::{Criterion, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
+use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn executor(dir: &std::path::Path) -> Executor {
+    Executor::new(ExecutorConfig::new(dir)).unwrap()
+}
+
+/// wasmtime on its own: instantiate a pre-linked module in a fresh store and run `_start`.
+struct Bare {
+    pre: InstancePre<WasiP1Ctx>,
+    fuel: Option<u64>,
+}
+
+impl Bare {
+    fn new(engine: &Engine, wasm: &[u8], fuel: Option<u64>) -> Self {
+        let module = Module::new(engine, wasm).unwrap();
+        let mut linker = Linker::new(engine);
+        p1::add_to_linker_async(&mut linker, |cx| cx).unwrap();
+        let pre = linker.instantiate_pre(&module).unwrap();
+        Self { pre, fuel }
+    }
+
+    async fn run(&self, args: &[&str]) {
+        let ctx = wasmtime_wasi::WasiCtxBuilder::new()
+            .args(args)
+            .stdout(MemoryOutputPipe::new(1 << 20))
+            .build_p1();
+        let mut store = Store::new(self.pre.module().engine(), ctx);
+        if let Some(interval) = self.fuel {
+            store.set_fuel(u64::MAX).unwrap();
+            store.fuel_async_yield_interval(Some(interval)).unwrap();
+        }
+        let instance = self.pre.instantiate_async(&mut store).await.unwrap();
+        let start = instance
+            .get_typed_func::<(), ()>(&mut store, "_start")
+            .unwrap();
+        if let Err(e) = start.call_async(&mut store, ()).await {
+            // A guest that calls proc_exit(0) ends here too.
+            assert_eq!(
+                e.downcast_ref::<wasmtime_wasi::I32Exit>().map(|e| e.0),
+                Some(0)
+            );
+        }
+    }
+}
+
+fn spec(digest: Digest, args: &[&str]) -> TaskSpec {
+    let mut spec = TaskSpec::new("bench", "task", ModuleSource::Digest(digest));
+    spec.args = args.iter().map(|s| s.to_string()).collect();
+    spec
+}
+
+/// `hello` through the executor vs the same module instantiated and run by bare wasmtime on
+/// the executor's own engine (same allocator, fuel on).
+fn launch_overhead(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor(dir.path());
+    let rt = runtime();
+    let wasm = corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO);
+    let digest = rt.block_on(executor.add_module(wasm.clone())).unwrap();
+    let bare = Bare::new(
+        executor.engine(),
+        &wasm,
+        Some(executor.fuel_yield_interval()),
+    );
+
+    let mut group = c.benchmark_group("launch_hello");
+    group.bench_function("bare_wasmtime", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    bare.run(&["hello"]).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("executor", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let result = executor.launch(spec(digest, &[])).wait().await;
+                    assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+/// A ~1 MiB module: many small functions and a trivial `_start`. `salt` changes its digest
+/// (through a custom section) without changing its code.
+fn big_module(salt: u64) -> Vec<u8> {
+    let mut wat = String::from("(module (memory 1)\n");
+    for i in 0..3_000 {
+        wat.push_str(&format!(
+            "(func $f{i} (param i32) (result i32) local.get 0\n"
+        ));
+        for j in 0..40 {
+            wat.push_str(&format!(
+                "i32.const {} i32.add i32.const {j} i32.xor\n",
+                i * 7 + j
+            ));
+        }
+        wat.push_str(")\n");
+    }
+    wat.push_str("(func (export \"_start\"))\n");
+    wat.push_str(&format!("(@custom \"salt\" \"{salt}\"))"));
+    wat::parse_str(&wat).unwrap()
+}
+
+/// Launching a ~1 MiB module: cold (admit + validate + compile + persist), after an agent
+/// restart (compiled code loaded from disk), and cached (pre-instantiated in memory).
+fn cached_vs_cold(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let first = executor(dir.path());
+    let size = big_module(0).len();
+    eprintln!("big module: {} KiB", size / 1024);
+
+    let mut group = c.benchmark_group("launch_1mib_module");
+    group.sample_size(10);
+    let mut salt = 1;
+    group.bench_function("cold", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let wasm = big_module(salt);
+                salt += 1;
+                let task = TaskSpec::new("bench", "cold", ModuleSource::Bytes(Arc::from(wasm)));
+                let start = Instant::now();
+                let result = rt.block_on(first.launch(task).wait());
+                total += start.elapsed();
+                assert!(result.outcome.is_success());
+            }
+            total
+        })
+    });
+    let digest = rt.block_on(first.add_module(big_module(0))).unwrap();
+    drop(first);
+    group.bench_function("after_restart", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let restarted = executor(dir.path());
+                let start = Instant::now();
+                let result = rt.block_on(restarted.launch(spec(digest, &[])).wait());
+                total += start.elapsed();
+                assert!(result.outcome.is_success());
+                assert_eq!(restarted.cache_stats().loaded_from_disk, 1);
+            }
+            total
+        })
+    });
+    let warm = executor(dir.path());
+    rt.block_on(warm.launch(spec(digest, &[])).wait());
+    group.sample_size(100);
+    group.bench_function("cached", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let result = warm.launch(spec(digest, &[])).wait().await;
+                    assert!(result.outcome.is_success());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+/// `primes` through the executor (fuel, CPU accounting, yields) vs bare wasmtime with the same
+/// fuel setting and yield interval vs bare wasmtime without fuel.
+fn metering_cost(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor(dir.path());
+    let rt = runtime();
+    let wasm = corral_wasm_tasks::bytes(corral_wasm_tasks::PRIMES);
+    let digest = rt.block_on(executor.add_module(wasm.clone())).unwrap();
+    let with_fuel = Bare::new(
+        executor.engine(),
+        &wasm,
+        Some(executor.fuel_yield_interval()),
+    );
+    let mut config = Config::new();
+    config.consume_fuel(false);
+    let no_fuel_engine = Engine::new(&config).unwrap();
+    let without_fuel = Bare::new(&no_fuel_engine, &wasm, None);
+    let n = "5000000";
+
+    let mut group = c.benchmark_group("primes_5m");
+    group.sample_size(20);
+    group.bench_function("bare_no_fuel", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    without_fuel.run(&["primes", n]).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("bare_fuel", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    with_fuel.run(&["primes", n]).await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    for cpus_milli in [1000, 999] {
+        group.bench_function(format!("executor_cpus_{cpus_milli}m"), |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let mut task = spec(digest, &[n]);
+                        task.resources.cpus_milli = cpus_milli;
+                        let result = executor.launch(task).wait().await;
+                        assert!(result.outcome.is_success());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+/// How long a kill takes to land on a spinning guest.
+fn kill_latency(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor(dir.path());
+    let rt = runtime();
+    let wasm = corral_wasm_tasks::bytes(corral_wasm_tasks::LIMITS);
+    let digest = rt.block_on(executor.add_module(wasm)).unwrap();
+    let mut group = c.benchmark_group("kill");
+    group.sample_size(20);
+    group.bench_function("spinning_task", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let handle = executor.launch(spec(digest, &["spin"]));
+                    while handle.cpu_time() < Duration::from_millis(5) {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    let start = Instant::now();
+                    handle.kill();
+                    let result = handle.wait().await;
+                    total += start.elapsed();
+                    assert_eq!(result.outcome, TaskOutcome::Killed);
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    launch_overhead,
+    cached_vs_cold,
+    metering_cost,
+    kill_latency
+);
+criterion_main!(benches);

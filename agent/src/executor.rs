@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -179,6 +179,11 @@ impl Executor {
         self.shared.fuel_per_cpu_second
     }
 
+    /// Fuel a guest runs between yield points (derived from the calibration).
+    pub fn fuel_yield_interval(&self) -> u64 {
+        self.shared.yield_interval
+    }
+
     /// Where the module cache found modules so far.
     pub fn cache_stats(&self) -> CacheStats {
         self.shared.cache.stats()
@@ -217,20 +222,25 @@ impl Executor {
         let kill = Arc::new(Notify::new());
         let cpu = Arc::new(CpuCounter::default());
         let (tx, rx) = oneshot::channel();
+        let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
         let run_task = run_task(
             self.shared.clone(),
             spec,
             sandbox.clone(),
             kill.clone(),
             cpu.clone(),
+            phase_tx.clone(),
         );
         drop(self.spawn(async move {
-            let _ = tx.send(run_task.await);
+            let result = run_task.await;
+            phase_tx.send_replace(Phase::Finished);
+            let _ = tx.send(result);
         }));
         TaskHandle {
             sandbox,
             kill: KillSwitch(kill),
             cpu,
+            phase: phase_rx,
             result: rx,
         }
     }
@@ -276,12 +286,24 @@ impl KillSwitch {
     }
 }
 
+/// Where a launched task is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Fetching its module, preparing its sandbox, instantiating.
+    Starting,
+    /// Instantiated: its entrypoint is running.
+    Running,
+    /// Ended; its result is ready.
+    Finished,
+}
+
 /// A launched task.
 #[derive(Debug)]
 pub struct TaskHandle {
     sandbox: Option<SandboxPaths>,
     kill: KillSwitch,
     cpu: Arc<CpuCounter>,
+    phase: watch::Receiver<Phase>,
     result: oneshot::Receiver<TaskResult>,
 }
 
@@ -299,6 +321,22 @@ impl TaskHandle {
     /// Kills the task.
     pub fn kill(&self) {
         self.kill.kill();
+    }
+
+    /// Where the task is now.
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    /// Waits until the task is running or has ended (never started, or already finished);
+    /// returns the phase it reached.
+    pub async fn started(&self) -> Phase {
+        let mut phase = self.phase.clone();
+        match phase.wait_for(|p| *p >= Phase::Running).await {
+            Ok(reached) => *reached,
+            // The executor was dropped.
+            Err(_) => Phase::Finished,
+        }
     }
 
     /// CPU time the guest has used so far.
@@ -329,6 +367,7 @@ async fn run_task(
     sandbox: Option<SandboxPaths>,
     kill: Arc<Notify>,
     cpu: Arc<CpuCounter>,
+    phase: watch::Sender<Phase>,
 ) -> TaskResult {
     let Some(sandbox) = sandbox else {
         return failed(StartError::InvalidSpec {
@@ -372,13 +411,14 @@ async fn run_task(
                 let instance = pre
                     .instantiate_async(&mut store)
                     .await
-                    .map_err(|e| (Phase::Instantiate, e))?;
+                    .map_err(|e| (Stage::Instantiate, e))?;
                 let main = instance
                     .get_typed_func::<(), ()>(&mut store, entrypoint)
-                    .map_err(|e| (Phase::Instantiate, e))?;
+                    .map_err(|e| (Stage::Instantiate, e))?;
+                phase.send_replace(Phase::Running);
                 main.call_async(&mut store, ())
                     .await
-                    .map_err(|e| (Phase::Run, e))
+                    .map_err(|e| (Stage::Run, e))
             },
             spec.resources.cpus_milli,
             cpu.clone(),
@@ -453,10 +493,8 @@ fn build_store(
         reason: e.to_string(),
     };
     let output = OutputCap::new(spec.limits.max_output);
-    let stdout =
-        CappedOutput::create(&sandbox.stdout(), output.clone()).map_err(|e| sandbox_error(&e))?;
-    let stderr =
-        CappedOutput::create(&sandbox.stderr(), output.clone()).map_err(|e| sandbox_error(&e))?;
+    let stdout = CappedOutput::new(sandbox.stdout(), output.clone());
+    let stderr = CappedOutput::new(sandbox.stderr(), output.clone());
     let mut wasi = WasiCtxBuilder::new();
     wasi.arg(&spec.task_id)
         .args(&spec.args)
@@ -487,14 +525,14 @@ fn build_store(
 
 /// Where a guest error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Stage {
     Instantiate,
     Run,
 }
 
 /// Turns the guest's result into an outcome, by type.
-fn classify(result: Result<(), (Phase, wasmtime::Error)>) -> TaskOutcome {
-    let (phase, error) = match result {
+fn classify(result: Result<(), (Stage, wasmtime::Error)>) -> TaskOutcome {
+    let (stage, error) = match result {
         Ok(()) => return TaskOutcome::Exited { code: 0 },
         Err(failure) => failure,
     };
@@ -526,17 +564,17 @@ fn classify(result: Result<(), (Phase, wasmtime::Error)>) -> TaskOutcome {
             message: trap.to_string(),
         };
     }
-    match phase {
+    match stage {
         // Instantiation failed without a trap: the pool is full, or the module's initial
         // memory does not fit (the caller turns that into `MemoryLimit`), or it cannot link.
-        Phase::Instantiate if error.is::<wasmtime::PoolConcurrencyLimitError>() => {
+        Stage::Instantiate if error.is::<wasmtime::PoolConcurrencyLimitError>() => {
             TaskOutcome::FailedToStart(StartError::NoCapacity)
         }
-        Phase::Instantiate => TaskOutcome::FailedToStart(StartError::Link {
+        Stage::Instantiate => TaskOutcome::FailedToStart(StartError::Link {
             message: format!("{error:#}"),
         }),
         // A host function failed mid-run; the guest cannot continue.
-        Phase::Run => TaskOutcome::Trapped {
+        Stage::Run => TaskOutcome::Trapped {
             kind: TrapKind::Other,
             message: format!("{error:#}"),
         },

@@ -42,7 +42,7 @@ mod task;
 pub use cache::{BadDigest, CacheStats, Digest, ModuleError};
 pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
-pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, TaskHandle};
+pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};
 pub use sandbox::SandboxPaths;
 pub use task::{
     InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskResult,

@@ -3,9 +3,12 @@
 //! ```text
 //! <work_dir>/sandboxes/<framework>/<task>/<run>/
 //!     root/      preopened as the guest's `/`; input files are placed here before start
-//!     stdout     the guest's stdout, capped
-//!     stderr     the guest's stderr, capped
+//!     stdout     the guest's stdout, capped; created on the first write
+//!     stderr     the guest's stderr, capped; created on the first write
 //! ```
+//!
+//! Logs are opened lazily so that a task that has not written holds a single file descriptor
+//! (its root), which is what lets one agent keep ten thousand sleeping tasks.
 //!
 //! The logs sit beside the guest's root rather than inside it so a task can neither read nor
 //! rewrite its own logs. Everything under the run directory counts toward the task's `disk`.
@@ -14,8 +17,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -190,21 +193,36 @@ impl OutputCap {
 /// One of the guest's output streams: a file in the run directory, written up to the cap.
 #[derive(Clone)]
 pub(crate) struct CappedOutput {
-    file: Arc<File>,
+    path: Arc<Path>,
+    file: Arc<Mutex<Option<File>>>,
     cap: Arc<OutputCap>,
 }
 
 impl CappedOutput {
-    pub(crate) fn create(path: &Path, cap: Arc<OutputCap>) -> io::Result<Self> {
-        Ok(Self {
-            file: Arc::new(File::create(path)?),
+    pub(crate) fn new(path: PathBuf, cap: Arc<OutputCap>) -> Self {
+        Self {
+            path: path.into(),
+            file: Arc::default(),
             cap,
-        })
+        }
     }
 
     fn write_capped(&self, bytes: &[u8]) -> io::Result<()> {
         let granted = self.cap.take(bytes.len());
-        (&*self.file).write_all(&bytes[..granted])?;
+        if granted > 0 {
+            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+            if file.is_none() {
+                *file = Some(
+                    fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&self.path)?,
+                );
+            }
+            if let Some(file) = file.as_mut() {
+                file.write_all(&bytes[..granted])?;
+            }
+        }
         if granted < bytes.len() {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
@@ -217,7 +235,10 @@ impl CappedOutput {
 
 /// Appends the line that tells a reader of the log why it ends where it does.
 pub(crate) fn append_output_marker(path: &Path, limit: u64) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new().append(true).open(path)?;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     writeln!(
         file,
         "\n[corral] output limit of {limit} bytes reached; the task was stopped"

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use corral_agent::{ModuleSource, StartError, TaskOutcome, TaskSpec, TrapKind};
 
-use crate::util::{executor, finish, run, spec, until_running};
+use crate::util::{executor, finish, run, spec, until_busy, until_running};
 
 const MIB: u64 = 1 << 20;
 
@@ -251,7 +251,9 @@ async fn a_start_function_that_loops_times_out() {
 #[tokio::test]
 async fn a_start_function_that_loops_can_be_killed() {
     let handle = executor().launch(looping_start());
-    until_running(&handle).await;
+    // Its start function never returns, so it never reaches `Running`.
+    until_busy(&handle).await;
+    assert_eq!(handle.phase(), corral_agent::Phase::Starting);
     handle.kill();
     assert_eq!(finish(handle).await.result.outcome, TaskOutcome::Killed);
 }

@@ -2,10 +2,9 @@
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use corral_agent::{
-    Executor, ExecutorConfig, InputFile, ModuleSource, TaskHandle, TaskResult, TaskSpec,
+    Executor, ExecutorConfig, InputFile, ModuleSource, Phase, TaskHandle, TaskResult, TaskSpec,
 };
 
 /// An executor shared by tests that need no special configuration; its work directory lives
@@ -85,10 +84,14 @@ pub(crate) async fn finish(handle: TaskHandle) -> Finished {
     }
 }
 
-/// Waits until the task has used some CPU: it is past instantiation and running.
-pub(crate) async fn until_running(handle: &TaskHandle) {
-    while handle.cpu_time() < Duration::from_millis(2) {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(1)).await;
+/// Waits until the task has burnt some CPU (for guests that never reach their entrypoint).
+pub(crate) async fn until_busy(handle: &TaskHandle) {
+    while handle.cpu_time() < std::time::Duration::from_millis(2) {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
+}
+
+/// Waits until the task's entrypoint is running.
+pub(crate) async fn until_running(handle: &TaskHandle) {
+    assert_eq!(handle.started().await, Phase::Running);
 }

@@ -1,0 +1,215 @@
+//! Protocol limits shared by every Corral server and client, and constructors that apply them.
+//!
+//! Build servers and clients through this module rather than the generated `new`:
+//!
+//! - [`scheduler_server`], [`agent_link_server`], [`operator_server`] wrap a service with the
+//!   message-size limits; [`server_builder`] sets HTTP/2 keepalive and stream limits, and
+//!   [`incoming`] sets `TCP_NODELAY` and TCP keepalive on a listener (tonic ignores the
+//!   builder's TCP settings with `serve_with_incoming`).
+//! - [`endpoint`] configures a client connection the same way, and [`scheduler_client`],
+//!   [`agent_link_client`], [`operator_client`] apply the message-size limits. A tonic client
+//!   refuses responses over 4 MiB by default, so a client built otherwise breaks on large
+//!   offers or state.
+//!
+//! A server that serves gRPC through axum (to share its port with HTTP) skips
+//! [`server_builder`]; it must set the same HTTP/2 settings on its hyper connection builder
+//! from these constants.
+//!
+//! Limits that apply to one RPC rather than a whole service are checked by the handlers with
+//! the helpers here ([`check_module_chunk`], [`read_length`]).
+
+use std::time::Duration;
+
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint, Server};
+
+use crate::error::ProtoError;
+use crate::v1;
+use crate::v1::agent_link_client::AgentLinkClient;
+use crate::v1::agent_link_server::{AgentLink, AgentLinkServer};
+use crate::v1::operator_client::OperatorClient;
+use crate::v1::operator_server::{Operator, OperatorServer};
+use crate::v1::scheduler_client::SchedulerClient;
+use crate::v1::scheduler_server::{Scheduler, SchedulerServer};
+
+/// Largest message any Corral RPC sends or accepts, in bytes (both directions, every
+/// service). Big enough for an ACCEPT launching hundreds of tasks with small inline inputs,
+/// an OFFERS event for thousands of agents, or a re-registration with thousands of tasks;
+/// small enough that one message cannot exhaust a master's memory.
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+
+/// Largest `ModuleChunk.data`, in bytes. Senders split modules into chunks of this size.
+pub const MODULE_CHUNK_BYTES: usize = 1 << 20;
+
+/// Largest module the artifact store accepts, in bytes (the agent's default admission limit).
+pub const MAX_MODULE_BYTES: u64 = 64 << 20;
+
+/// Largest `ReadFileRequest.length` honoured; longer reads return this much.
+pub const MAX_READ_FILE_BYTES: u64 = 1 << 20;
+
+/// Concurrent HTTP/2 streams per connection. A framework's subscription plus its calls, or an
+/// agent's link plus module fetches, stay far below it; it bounds what one peer can open.
+pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
+
+/// Interval of HTTP/2 pings on idle connections, in both directions. Detects a dead peer
+/// behind a silent network (NAT timeouts, a killed VM) without waiting for TCP.
+pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a ping may go unanswered before the connection is closed.
+pub const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle time before TCP keepalive probes.
+pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// How long a client waits for a TCP connection to be established.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A `tonic` server builder with Corral's HTTP/2 settings: keepalive pings, the
+/// concurrent-stream bound, `TCP_NODELAY` (latency matters more than packet count here).
+///
+/// No per-request timeout is set: `Subscribe` and `Connect` are streams that live for days.
+pub fn server_builder() -> Server {
+    Server::builder()
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .tcp_nodelay(true)
+        .tcp_keepalive(Some(TCP_KEEPALIVE))
+}
+
+/// Accepted connections of `listener` with `TCP_NODELAY` and TCP keepalive, for
+/// `serve_with_incoming` (which ignores the builder's TCP settings).
+pub fn incoming(listener: tokio::net::TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(TCP_KEEPALIVE))
+}
+
+/// The Scheduler service with Corral's message limits.
+pub fn scheduler_server<S: Scheduler>(service: S) -> SchedulerServer<S> {
+    SchedulerServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The AgentLink service with Corral's message limits.
+pub fn agent_link_server<S: AgentLink>(service: S) -> AgentLinkServer<S> {
+    AgentLinkServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// The Operator service with Corral's message limits.
+pub fn operator_server<S: Operator>(service: S) -> OperatorServer<S> {
+    OperatorServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// A client endpoint for `uri` (`http://host:port`) with Corral's connection settings:
+/// connect timeout, HTTP/2 keepalive (also while idle: a framework waiting for offers is
+/// idle but must notice a dead master), TCP keepalive and `TCP_NODELAY`.
+///
+/// Connect with `.connect().await` or `.connect_lazy()`, then wrap the channel with
+/// [`scheduler_client`] and friends.
+pub fn endpoint(uri: impl Into<String>) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(uri.into())?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(HTTP2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(HTTP2_KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .tcp_keepalive(Some(TCP_KEEPALIVE))
+        .tcp_nodelay(true))
+}
+
+/// A Scheduler client with Corral's message limits.
+///
+/// A request over [`MAX_MESSAGE_BYTES`] is refused locally, but tonic reports it as
+/// `INTERNAL` ("h2 protocol error") rather than `OUT_OF_RANGE` (grpc/grpc-rust#1334); callers
+/// that batch (launches, acknowledgements) should split batches well below the limit.
+pub fn scheduler_client(channel: Channel) -> SchedulerClient<Channel> {
+    SchedulerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// An AgentLink client with Corral's message limits.
+pub fn agent_link_client(channel: Channel) -> AgentLinkClient<Channel> {
+    AgentLinkClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// An Operator client with Corral's message limits.
+pub fn operator_client(channel: Channel) -> OperatorClient<Channel> {
+    OperatorClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Checks one chunk of a module stream, given the bytes received before it: the chunk is at
+/// most [`MODULE_CHUNK_BYTES`], and neither the announced `total_size` nor the running total
+/// exceeds [`MAX_MODULE_BYTES`]. Returns the new running total.
+pub fn check_module_chunk(chunk: &v1::ModuleChunk, received: u64) -> Result<u64, ProtoError> {
+    let len = chunk.data.len() as u64;
+    if len > MODULE_CHUNK_BYTES as u64 {
+        return Err(ProtoError::TooLarge {
+            field: "data".into(),
+            size: len,
+            limit: MODULE_CHUNK_BYTES as u64,
+        });
+    }
+    if chunk.total_size > MAX_MODULE_BYTES {
+        return Err(ProtoError::TooLarge {
+            field: "total_size".into(),
+            size: chunk.total_size,
+            limit: MAX_MODULE_BYTES,
+        });
+    }
+    let total = received.saturating_add(len);
+    if total > MAX_MODULE_BYTES {
+        return Err(ProtoError::TooLarge {
+            field: "module".into(),
+            size: total,
+            limit: MAX_MODULE_BYTES,
+        });
+    }
+    Ok(total)
+}
+
+/// How many bytes a `ReadFile` returns for a requested `length`: at most
+/// [`MAX_READ_FILE_BYTES`] (clamped rather than refused, so `corral logs` can ask for "as
+/// much as you will give").
+pub fn read_length(requested: u64) -> u64 {
+    requested.min(MAX_READ_FILE_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn module_chunks_are_bounded() {
+        let chunk = |n: usize, total: u64| v1::ModuleChunk {
+            data: Bytes::from(vec![0; n]),
+            total_size: total,
+        };
+        assert_eq!(check_module_chunk(&chunk(10, 0), 5), Ok(15));
+        assert!(check_module_chunk(&chunk(MODULE_CHUNK_BYTES + 1, 0), 0).is_err());
+        assert!(check_module_chunk(&chunk(0, MAX_MODULE_BYTES + 1), 0).is_err());
+        assert_eq!(
+            check_module_chunk(&chunk(2, 0), MAX_MODULE_BYTES - 1)
+                .map_err(|e| e.field().to_owned()),
+            Err("module".to_owned())
+        );
+        assert_eq!(read_length(u64::MAX), MAX_READ_FILE_BYTES);
+        assert_eq!(read_length(10), 10);
+    }
+
+    #[test]
+    fn endpoint_rejects_bad_uris() {
+        assert!(endpoint("http://127.0.0.1:5050").is_ok());
+        assert!(endpoint("not a uri").is_err());
+    }
+}

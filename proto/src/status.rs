@@ -1,0 +1,279 @@
+//! The one mapping from domain errors to gRPC status codes (STYLE.md, "domain errors map to
+//! gRPC codes in exactly one place").
+//!
+//! Services classify a failure as a [`ServiceError`] — from a [`ProtoError`] (malformed
+//! input), an [`AllocatorError`], or the master core's own errors through a `From` impl in
+//! the master — and the conversion to [`tonic::Status`] happens here:
+//!
+//! | ServiceError                  | code                  |
+//! |-------------------------------|-----------------------|
+//! | `Invalid` (most)              | `INVALID_ARGUMENT`    |
+//! | `Invalid` (`TooLarge`)        | `RESOURCE_EXHAUSTED`  |
+//! | `InvalidArgument`             | `INVALID_ARGUMENT`    |
+//! | `NotFound`                    | `NOT_FOUND`           |
+//! | `AlreadyExists`               | `ALREADY_EXISTS`      |
+//! | `FailedPrecondition`          | `FAILED_PRECONDITION` |
+//! | `ResourceExhausted`           | `RESOURCE_EXHAUSTED`  |
+//! | `NotLeader`                   | `UNAVAILABLE` + `corral-leader` metadata |
+//! | `Unavailable`                 | `UNAVAILABLE`         |
+//! | `Internal`                    | `INTERNAL`            |
+//!
+//! In a handler: `allocator.set_quota(..).map_err(IntoStatus::into_status)?`, or `?` directly
+//! on a `Result<_, ServiceError>` or `Result<_, ProtoError>`.
+
+use corral_allocator::{AllocatorError, QuotaError};
+use tonic::metadata::MetadataValue;
+use tonic::{Code, Status};
+
+use crate::error::ProtoError;
+
+/// Response metadata key carrying the leader's address (`host:port`) on `UNAVAILABLE` from a
+/// master that is not the leader. Clients reconnect there.
+pub const LEADER_METADATA_KEY: &str = "corral-leader";
+
+/// Why a request failed, classified by what the client should do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// The request is malformed; retrying it unchanged cannot succeed.
+    #[error(transparent)]
+    Invalid(#[from] ProtoError),
+    /// The request is well-formed but asks for something impossible regardless of state (a
+    /// framework with no roles, a guarantee above its own limit).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Something the request names does not exist.
+    #[error("unknown {kind} {id}")]
+    NotFound {
+        /// `"agent"`, `"framework"`, `"task"`, `"offer"`, `"role"`, `"module"`, ...
+        kind: &'static str,
+        /// Its ID or name.
+        id: String,
+    },
+    /// Something the request creates exists already.
+    #[error("{kind} {id} already exists")]
+    AlreadyExists {
+        /// What kind of thing.
+        kind: &'static str,
+        /// Its ID or name.
+        id: String,
+    },
+    /// The system is not in a state where the request can succeed (a stale stream ID, an
+    /// offer already used, resources no longer available); the client must change
+    /// something first.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// A quota, limit or capacity is exhausted.
+    #[error("{0}")]
+    ResourceExhausted(String),
+    /// This master is not the leader; `leader` is the leader's address when known.
+    #[error("not the leader{}", leader.as_deref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader {
+        /// The leader's address (`host:port`).
+        leader: Option<String>,
+    },
+    /// Temporarily unable to serve (shutting down, store unreachable); retry with backoff.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected failure on the server.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The gRPC code this error maps to.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Invalid(ProtoError::TooLarge { .. }) => Code::ResourceExhausted,
+            Self::Invalid(_) | Self::InvalidArgument(_) => Code::InvalidArgument,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::AlreadyExists { .. } => Code::AlreadyExists,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::NotLeader { .. } | Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(e: ServiceError) -> Self {
+        let mut status = Status::new(e.code(), e.to_string());
+        if let ServiceError::NotLeader {
+            leader: Some(leader),
+        } = &e
+        {
+            // An address that is not valid header text is left out rather than failing the
+            // error path; the message still names it.
+            if let Ok(value) = MetadataValue::try_from(leader.as_str()) {
+                status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+            }
+        }
+        status
+    }
+}
+
+impl From<ProtoError> for Status {
+    fn from(e: ProtoError) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+impl From<AllocatorError> for ServiceError {
+    fn from(e: AllocatorError) -> Self {
+        use AllocatorError as A;
+        let text = e.to_string();
+        match e {
+            A::UnknownAgent(id) => Self::NotFound {
+                kind: "agent",
+                id: id.to_string(),
+            },
+            A::UnknownFramework(id) => Self::NotFound {
+                kind: "framework",
+                id: id.to_string(),
+            },
+            A::UnknownRole(role) => Self::NotFound {
+                kind: "role",
+                id: role.to_string(),
+            },
+            A::NoQuota(role) => Self::NotFound {
+                kind: "quota for role",
+                id: role.to_string(),
+            },
+            A::DuplicateAgent(id) => Self::AlreadyExists {
+                kind: "agent",
+                id: id.to_string(),
+            },
+            A::DuplicateFramework(id) => Self::AlreadyExists {
+                kind: "framework",
+                id: id.to_string(),
+            },
+            A::NoRoles(_) | A::Overflow(..) => Self::InvalidArgument(text),
+            A::Quota { error, .. } => match *error {
+                // Wrong whatever the cluster looks like.
+                QuotaError::GuaranteeExceedsLimit { .. } | QuotaError::Overflow => {
+                    Self::InvalidArgument(text)
+                }
+                // Depend on the cluster or other roles; `force` or other changes can fix them.
+                QuotaError::ExceedsCluster { .. }
+                | QuotaError::ChildrenExceedParent { .. }
+                | QuotaError::LimitBelowConsumption { .. } => Self::FailedPrecondition(text),
+            },
+            A::LimitExceeded { .. } => Self::ResourceExhausted(text),
+            A::NotSubscribed { .. }
+            | A::Insufficient { .. }
+            | A::NotAllocated { .. }
+            | A::CannotUnreserve { .. } => Self::FailedPrecondition(text),
+        }
+    }
+}
+
+/// Anything that classifies as a [`ServiceError`] becomes a [`Status`] the same way.
+///
+/// Exists because `From<AllocatorError> for Status` cannot be written outside both crates.
+pub trait IntoStatus {
+    /// The status for this error.
+    fn into_status(self) -> Status;
+}
+
+impl<E: Into<ServiceError>> IntoStatus for E {
+    fn into_status(self) -> Status {
+        Status::from(self.into())
+    }
+}
+
+/// The leader's address from a `NotLeader` status, for clients that follow the leader.
+pub fn leader_hint(status: &Status) -> Option<&str> {
+    if status.code() != Code::Unavailable {
+        return None;
+    }
+    status.metadata().get(LEADER_METADATA_KEY)?.to_str().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_allocator::{AgentId, Limits, Resources, Role};
+
+    #[test]
+    fn proto_errors_are_invalid_argument_except_oversized() {
+        let s = Status::from(ProtoError::missing("resources").within("tasks[0]"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert_eq!(s.message(), "tasks[0].resources: required field is missing");
+
+        let s = Status::from(ProtoError::TooLarge {
+            field: "data".into(),
+            size: 2,
+            limit: 1,
+        });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn not_leader_carries_the_leader_address() {
+        let s = Status::from(ServiceError::NotLeader {
+            leader: Some("10.0.0.2:5050".into()),
+        });
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(leader_hint(&s), Some("10.0.0.2:5050"));
+        assert!(s.message().contains("10.0.0.2:5050"));
+
+        let s = Status::from(ServiceError::NotLeader { leader: None });
+        assert_eq!(leader_hint(&s), None);
+        assert_eq!(s.message(), "not the leader");
+        assert_eq!(leader_hint(&Status::internal("x")), None);
+    }
+
+    #[test]
+    fn allocator_errors_map_by_kind() {
+        let agent = AgentId::new("a1").unwrap();
+        let role = Role::new("eng").unwrap();
+        let cases = [
+            (AllocatorError::UnknownAgent(agent.clone()), Code::NotFound),
+            (AllocatorError::NoQuota(role.clone()), Code::NotFound),
+            (
+                AllocatorError::DuplicateAgent(agent.clone()),
+                Code::AlreadyExists,
+            ),
+            (
+                AllocatorError::Insufficient {
+                    agent,
+                    available: Box::default(),
+                    requested: Box::default(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                AllocatorError::Quota {
+                    role: role.clone(),
+                    error: Box::new(QuotaError::Overflow),
+                },
+                Code::InvalidArgument,
+            ),
+            (
+                AllocatorError::Quota {
+                    role: role.clone(),
+                    error: Box::new(QuotaError::ExceedsCluster {
+                        guaranteed: Resources::new(),
+                        total: Resources::new(),
+                    }),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                AllocatorError::LimitExceeded {
+                    role,
+                    limit: Box::new(Limits::unlimited()),
+                    requested: Box::default(),
+                },
+                Code::ResourceExhausted,
+            ),
+        ];
+        for (err, code) in cases {
+            let text = err.to_string();
+            let status = err.into_status();
+            assert_eq!(status.code(), code, "{text}");
+        }
+        let s = AllocatorError::UnknownAgent(AgentId::new("a9").unwrap()).into_status();
+        assert_eq!(s.message(), "unknown agent a9");
+    }
+}
