@@ -1,0 +1,231 @@
+//! The content-addressed module store: `<work_dir>/artifacts/<sha256 hex>.wasm`.
+//!
+//! Uploads stream into a temporary file in the same directory while the sha256 is computed,
+//! then are renamed into place atomically, so a reader never sees a partial module and a
+//! crashed upload leaves only a temporary file. Fetches stream a stored module back in
+//! [`MODULE_CHUNK_BYTES`] chunks.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use corral_proto::limits::{self, MODULE_CHUNK_BYTES};
+use corral_proto::{Digest, ServiceError, v1};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt};
+use tonic::Status;
+
+/// The module store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct ArtifactStore {
+    dir: PathBuf,
+}
+
+fn internal(what: &str, e: std::io::Error) -> ServiceError {
+    ServiceError::Internal(format!("artifact store: {what}: {e}"))
+}
+
+impl ArtifactStore {
+    /// Opens (creating) the store under `work_dir`.
+    pub(crate) async fn open(work_dir: &Path) -> std::io::Result<Self> {
+        let dir = work_dir.join("artifacts");
+        tokio::fs::create_dir_all(&dir).await?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(format!("{}.wasm", digest.hex()))
+    }
+
+    /// Stores a streamed module; answers with its digest.
+    pub(crate) async fn upload<S>(&self, mut chunks: S) -> Result<v1::UploadModuleResponse, Status>
+    where
+        S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
+    {
+        let tmp = self
+            .dir
+            .join(format!(".upload-{:016x}.tmp", rand::random::<u64>()));
+        let result = self.receive(&mut chunks, &tmp).await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+
+    async fn receive<S>(
+        &self,
+        chunks: &mut S,
+        tmp: &Path,
+    ) -> Result<v1::UploadModuleResponse, Status>
+    where
+        S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
+    {
+        let mut file = tokio::fs::File::create(tmp)
+            .await
+            .map_err(|e| internal("create", e))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk?;
+            size = limits::check_module_chunk(&chunk, size).map_err(|e| e.within("chunk"))?;
+            hasher.update(&chunk.data);
+            file.write_all(&chunk.data)
+                .await
+                .map_err(|e| internal("write", e))?;
+        }
+        if size == 0 {
+            return Err(ServiceError::InvalidArgument("the module is empty".into()).into());
+        }
+        file.sync_all().await.map_err(|e| internal("sync", e))?;
+        drop(file);
+        let digest = Digest::from_bytes(hasher.finalize().into());
+        let path = self.path(&digest);
+        let already_present = tokio::fs::try_exists(&path).await.unwrap_or(false);
+        if already_present {
+            let _ = tokio::fs::remove_file(tmp).await;
+        } else {
+            tokio::fs::rename(tmp, &path)
+                .await
+                .map_err(|e| internal("rename", e))?;
+        }
+        tracing::info!(%digest, size, already_present, "module stored");
+        Ok(v1::UploadModuleResponse {
+            digest: digest.to_string(),
+            size,
+            already_present,
+        })
+    }
+
+    /// Streams a stored module from `offset`; the first chunk carries the total size.
+    pub(crate) async fn fetch(
+        &self,
+        digest: &Digest,
+        offset: u64,
+    ) -> Result<mpsc::Receiver<Result<v1::ModuleChunk, Status>>, ServiceError> {
+        let path = self.path(digest);
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ServiceError::NotFound {
+                    kind: "module",
+                    id: digest.to_string(),
+                });
+            }
+            Err(e) => return Err(internal("open", e)),
+        };
+        let total = file
+            .metadata()
+            .await
+            .map_err(|e| internal("stat", e))?
+            .len();
+        if offset > total {
+            return Err(ServiceError::InvalidArgument(format!(
+                "offset: {offset} is beyond the module's {total} bytes"
+            )));
+        }
+        file.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| internal("seek", e))?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut first = true;
+            loop {
+                let mut buf = vec![0u8; MODULE_CHUNK_BYTES];
+                let mut filled = 0;
+                while filled < buf.len() {
+                    match file.read(&mut buf[filled..]).await {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) => {
+                            let _ = tx.send(Err(Status::from(internal("read", e)))).await;
+                            return;
+                        }
+                    }
+                }
+                if filled == 0 && !first {
+                    return;
+                }
+                buf.truncate(filled);
+                let chunk = v1::ModuleChunk {
+                    data: Bytes::from(buf),
+                    total_size: if first { total } else { 0 },
+                };
+                first = false;
+                if tx.send(Ok(chunk)).await.is_err() || filled < MODULE_CHUNK_BYTES {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(data: &[u8]) -> impl Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin {
+        let items: Vec<_> = data
+            .chunks(MODULE_CHUNK_BYTES)
+            .map(|c| {
+                Ok(v1::ModuleChunk {
+                    data: Bytes::copy_from_slice(c),
+                    total_size: 0,
+                })
+            })
+            .collect();
+        tokio_stream::iter(items)
+    }
+
+    #[tokio::test]
+    async fn upload_then_fetch_round_trips_in_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        let data: Vec<u8> = (0..MODULE_CHUNK_BYTES * 2 + 17).map(|i| i as u8).collect();
+        let r = store.upload(chunks(&data)).await.unwrap();
+        assert_eq!(r.digest, Digest::of(&data).to_string());
+        assert_eq!(r.size, data.len() as u64);
+        assert!(!r.already_present);
+        assert!(store.upload(chunks(&data)).await.unwrap().already_present);
+
+        let mut rx = store.fetch(&Digest::of(&data), 0).await.unwrap();
+        let mut got = Vec::new();
+        let mut n = 0;
+        while let Some(c) = rx.recv().await {
+            let c = c.unwrap();
+            if n == 0 {
+                assert_eq!(c.total_size, data.len() as u64);
+            }
+            assert!(c.data.len() <= MODULE_CHUNK_BYTES);
+            got.extend_from_slice(&c.data);
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        assert_eq!(got, data);
+        let mut rx = store.fetch(&Digest::of(&data), 10).await.unwrap();
+        let c = rx.recv().await.unwrap().unwrap();
+        assert_eq!(&c.data[..], &data[10..10 + c.data.len()]);
+    }
+
+    #[tokio::test]
+    async fn unknown_empty_and_oversized_modules_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        let err = store.fetch(&Digest::of(b"nope"), 0).await.unwrap_err();
+        assert!(matches!(err, ServiceError::NotFound { .. }));
+        let err = store.upload(chunks(b"")).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        let big = tokio_stream::iter(vec![Ok(v1::ModuleChunk {
+            data: Bytes::from_static(b"x"),
+            total_size: limits::MAX_MODULE_BYTES + 1,
+        })]);
+        let err = store.upload(big).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::ResourceExhausted);
+        // Nothing but the store directory is left behind.
+        let left = std::fs::read_dir(dir.path().join("artifacts"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0);
+    }
+}

@@ -1,0 +1,552 @@
+//! Agents: registration, re-registration, heartbeats, status updates, disconnection and loss.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use corral_allocator::{
+    AgentId, AgentSpec, Allocation, FrameworkId, Role, Timestamp, UsedResources,
+};
+use corral_proto::{
+    AgentState, Digest, FrameworkState, Reason, ServiceError, TaskState, TaskStatus, v1,
+};
+
+use super::{
+    Agent, AgentInfo, ConnId, Effect, Framework, FrameworkInfo, MasterCore, ReportedTask, Task,
+    TaskKey,
+};
+
+impl MasterCore {
+    pub(super) fn agent_register(
+        &mut self,
+        conn: ConnId,
+        info: AgentInfo,
+        cached: Vec<Digest>,
+        now: Timestamp,
+    ) {
+        let id: AgentId = self.new_id("S");
+        let spec = AgentSpec::new(info.resources.clone());
+        if let Err(e) = self.allocator.add_agent(id.clone(), spec, &[]) {
+            self.effects.push(Effect::CloseAgent {
+                conn,
+                error: Some(e.into()),
+            });
+            return;
+        }
+        tracing::info!(agent_id = %id, hostname = %info.hostname, "agent registered");
+        self.agents.insert(
+            id.clone(),
+            Agent {
+                id: id.clone(),
+                info,
+                conn: Some(conn),
+                state: AgentState::Admitted,
+                registered_at: now,
+                last_seen: now,
+                cached: cached.into_iter().collect(),
+                drain: None,
+            },
+        );
+        self.agent_conns.insert(conn, id.clone());
+        self.send_registered(conn, &id);
+        self.allocate_soon();
+    }
+
+    fn send_registered(&mut self, conn: ConnId, id: &AgentId) {
+        let interval = self.config.agent_heartbeat_interval.as_millis();
+        self.send_agent(
+            conn,
+            v1::master_message::Kind::Registered(v1::master_message::Registered {
+                agent_id: id.to_string(),
+                heartbeat_interval_millis: u64::try_from(interval).unwrap_or(u64::MAX),
+                master_id: self.config.master_id.clone(),
+            }),
+        );
+    }
+
+    // The fields of `Event::AgentReregister`, passed on as they are.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn agent_reregister(
+        &mut self,
+        conn: ConnId,
+        id: AgentId,
+        info: AgentInfo,
+        reported: Vec<ReportedTask>,
+        updates: Vec<TaskStatus>,
+        cached: Vec<Digest>,
+        now: Timestamp,
+    ) {
+        if let Some(a) = self.agents.get(&id) {
+            if a.state == AgentState::Gone {
+                self.send_agent(
+                    conn,
+                    v1::master_message::Kind::Shutdown(v1::master_message::Shutdown {
+                        reason: "agent was removed".into(),
+                    }),
+                );
+                self.effects.push(Effect::CloseAgent {
+                    conn,
+                    error: Some(ServiceError::FailedPrecondition(format!(
+                        "agent {id} was removed and cannot re-register"
+                    ))),
+                });
+                return;
+            }
+            if let Some(old) = a.conn
+                && old != conn
+            {
+                self.agent_conns.remove(&old);
+                self.effects.push(Effect::CloseAgent {
+                    conn: old,
+                    error: None,
+                });
+            }
+        }
+        // Start from a clean slate in the allocator: offers on the agent are withdrawn and
+        // the agent is added back with what its tasks use.
+        for offer in self.offers_where(|o| o.agent == id) {
+            self.rescind_offer(&offer, true);
+        }
+        if self.allocator.agent(&id).is_some() {
+            let _ = self.allocator.remove_agent(&id);
+        }
+        let mut seen: BTreeSet<TaskKey> = BTreeSet::new();
+        for r in reported {
+            let key = (r.framework_id.clone(), r.status.task_id.clone());
+            seen.insert(key.clone());
+            let role = self.role_for(&r.framework_id, &key, now);
+            let old_agent = self.tasks.get(&key).and_then(|t| t.agent.clone());
+            self.index_task(&key, old_agent.as_ref(), Some(&id));
+            let task = self.tasks.entry(key).or_insert_with(|| Task {
+                agent: Some(id.clone()),
+                role: role.clone(),
+                meta: r.meta.clone(),
+                alloc: Allocation::unreserved(r.meta.resources.clone()),
+                holds: false,
+                status: r.status.clone(),
+                unacked: None,
+                updated: now,
+            });
+            task.agent = Some(id.clone());
+            task.status = r.status;
+            task.updated = now;
+            task.holds = !task.status.state.is_terminal();
+        }
+        for u in &updates {
+            seen.insert((u.framework_id.clone(), u.task_id.clone()));
+        }
+        // Tasks the master placed on this agent that the agent does not know are gone.
+        let missing: Vec<TaskKey> = self
+            .tasks_on(&id)
+            .into_iter()
+            .filter(|k| {
+                !seen.contains(k)
+                    && self
+                        .tasks
+                        .get(k)
+                        .is_some_and(|t| !t.status.state.is_terminal())
+            })
+            .collect();
+        for key in &missing {
+            if let Some(t) = self.tasks.get_mut(key) {
+                t.holds = false;
+            }
+            let status = self.master_status(
+                &key.0,
+                &key.1,
+                Some(id.clone()),
+                (TaskState::Lost, Reason::AgentRestarted),
+                "the agent re-registered without this task",
+                now,
+            );
+            self.send_update(&status);
+            if let Some(t) = self.tasks.get_mut(key) {
+                t.status = status;
+            }
+            self.complete_task(key);
+        }
+        // Tasks of frameworks that were removed meanwhile are killed, not accounted.
+        let orphans: Vec<TaskKey> = self
+            .live_tasks_on(&id)
+            .into_iter()
+            .filter(|k| {
+                self.frameworks
+                    .get(&k.0)
+                    .is_some_and(|f| f.state == FrameworkState::Completed)
+            })
+            .collect();
+        for key in &orphans {
+            if let Some(t) = self.tasks.get_mut(key) {
+                t.holds = false;
+            }
+        }
+        let used = self.used_on(&id);
+        let spec = AgentSpec::new(info.resources.clone());
+        if let Err(e) = self.allocator.add_agent(id.clone(), spec.clone(), &used) {
+            tracing::warn!(agent_id = %id, error = %e, "re-registered agent's tasks do not fit; not accounting them");
+            for key in self.tasks_on(&id) {
+                if let Some(t) = self.tasks.get_mut(&key) {
+                    t.holds = false;
+                }
+            }
+            if let Err(e) = self.allocator.add_agent(id.clone(), spec, &[]) {
+                self.effects.push(Effect::CloseAgent {
+                    conn,
+                    error: Some(e.into()),
+                });
+                return;
+            }
+        }
+        let (state, draining) = match self.agents.get(&id) {
+            Some(a) if a.drain.is_some() => (AgentState::Draining, true),
+            _ => (AgentState::Admitted, false),
+        };
+        if draining {
+            let _ = self.allocator.set_agent_draining(&id, true);
+        }
+        let registered_at = self.agents.get(&id).map_or(now, |a| a.registered_at);
+        let drain = self.agents.get(&id).and_then(|a| a.drain);
+        tracing::info!(agent_id = %id, "agent re-registered");
+        self.agents.insert(
+            id.clone(),
+            Agent {
+                id: id.clone(),
+                info,
+                conn: Some(conn),
+                state,
+                registered_at,
+                last_seen: now,
+                cached: cached.into_iter().collect(),
+                drain,
+            },
+        );
+        self.agent_conns.insert(conn, id.clone());
+        self.send_registered(conn, &id);
+        for (fw, task) in orphans {
+            self.send_agent(
+                conn,
+                v1::master_message::Kind::KillTask(v1::master_message::KillTask {
+                    framework_id: fw.to_string(),
+                    task_id: task.to_string(),
+                }),
+            );
+        }
+        for u in updates {
+            self.status_update(&id, u, now);
+        }
+        self.allocate_soon();
+    }
+
+    /// The role a re-registered task is accounted to: its known role, or its framework's
+    /// first. An unknown framework is recovered as a disconnected placeholder in role `*`
+    /// until it re-subscribes (as Mesos does after a master failover).
+    fn role_for(&mut self, framework: &FrameworkId, key: &TaskKey, now: Timestamp) -> Role {
+        if let Some(t) = self.tasks.get(key) {
+            return t.role.clone();
+        }
+        if let Some(f) = self.frameworks.get(framework)
+            && let Some(r) = f.info.roles.first()
+        {
+            return r.clone();
+        }
+        let role = Role::default_role();
+        if self
+            .allocator
+            .add_framework(framework.clone(), std::slice::from_ref(&role), &[])
+            .is_ok()
+        {
+            let _ = self.allocator.set_framework_active(framework, false);
+        }
+        self.frameworks.insert(
+            framework.clone(),
+            Framework {
+                id: framework.clone(),
+                info: FrameworkInfo {
+                    id: Some(framework.clone()),
+                    name: String::new(),
+                    user: String::new(),
+                    roles: vec![role.clone()],
+                    failover_timeout: std::time::Duration::ZERO,
+                    labels: BTreeMap::new(),
+                },
+                conn: None,
+                stream_id: String::new(),
+                state: FrameworkState::Disconnected,
+                registered_at: now,
+                failover_deadline: None,
+                next_heartbeat: now,
+                suppressed: BTreeSet::new(),
+            },
+        );
+        role
+    }
+
+    /// What the tasks on an agent hold, by framework and role, for `add_agent`.
+    fn used_on(&self, agent: &AgentId) -> Vec<UsedResources> {
+        let mut sums: BTreeMap<(FrameworkId, Role), Allocation> = BTreeMap::new();
+        for key in self.tasks_on(agent) {
+            if let Some(t) = self.tasks.get(&key).filter(|t| t.holds) {
+                let e = sums.entry((key.0.clone(), t.role.clone())).or_default();
+                *e = add_alloc(e, &t.alloc);
+            }
+        }
+        sums.into_iter()
+            .map(|((framework, role), resources)| UsedResources {
+                framework,
+                role,
+                resources,
+            })
+            .collect()
+    }
+
+    /// The agent on `conn`, noting that it was heard from.
+    pub(super) fn agent_by_conn(&mut self, conn: ConnId, now: Timestamp) -> Option<AgentId> {
+        let id = self.agent_conns.get(&conn)?;
+        let a = self.agents.get_mut(id).filter(|a| a.conn == Some(conn))?;
+        a.last_seen = now;
+        Some(a.id.clone())
+    }
+
+    /// A task's status changed on its agent (or the agent resent an unacknowledged update).
+    pub(super) fn status_update(&mut self, agent: &AgentId, status: TaskStatus, now: Timestamp) {
+        let key = (status.framework_id.clone(), status.task_id.clone());
+        let was_terminal = match self.tasks.get_mut(&key) {
+            Some(t) => {
+                let was = t.status.state.is_terminal();
+                // A retransmission of an older update must not move a terminal task back.
+                if !was || status.state.is_terminal() {
+                    t.status = status.clone();
+                    t.updated = now;
+                }
+                if status.uuid.is_some() {
+                    t.unacked = Some(status.clone());
+                }
+                was
+            }
+            None => {
+                let known = self.completed.iter().any(|(k, _)| *k == key);
+                if !known {
+                    self.index_task(&key, None, Some(agent));
+                    self.tasks.insert(
+                        key.clone(),
+                        Task {
+                            agent: Some(agent.clone()),
+                            role: Role::default_role(),
+                            meta: Default::default(),
+                            alloc: Allocation::default(),
+                            holds: false,
+                            status: status.clone(),
+                            unacked: status.uuid.map(|_| status.clone()),
+                            updated: now,
+                        },
+                    );
+                }
+                true
+            }
+        };
+        if !was_terminal && status.state.is_terminal() {
+            self.release_task(&key);
+            self.maybe_finish_drain(agent, now);
+        }
+        let active = self
+            .frameworks
+            .get(&status.framework_id)
+            .is_some_and(|f| f.state != FrameworkState::Completed);
+        if active {
+            self.send_update(&status);
+        } else if let Some(uuid) = status.uuid {
+            // Nobody will acknowledge it: acknowledge on the removed framework's behalf so the
+            // agent can forget the update.
+            self.ack_to_agent(agent, &status.framework_id, &status.task_id, uuid);
+            if status.state.is_terminal() {
+                self.complete_task(&key);
+            }
+        }
+    }
+
+    pub(super) fn ack_to_agent(
+        &mut self,
+        agent: &AgentId,
+        framework: &FrameworkId,
+        task: &corral_proto::TaskId,
+        uuid: corral_proto::UpdateUuid,
+    ) {
+        let Some(conn) = self.agents.get(agent).and_then(|a| a.conn) else {
+            return;
+        };
+        self.send_agent(
+            conn,
+            v1::master_message::Kind::Acknowledge(v1::master_message::Acknowledge {
+                framework_id: framework.to_string(),
+                task_id: task.to_string(),
+                uuid: bytes::Bytes::copy_from_slice(uuid.as_bytes()),
+            }),
+        );
+    }
+
+    /// The agent's stream ended: no offers on it until it re-registers; it becomes
+    /// UNREACHABLE if it does not come back within the agent timeout.
+    pub(super) fn agent_disconnected(&mut self, conn: ConnId, _now: Timestamp) {
+        // The runtime forgets the stream's sender whatever the core knew of it.
+        self.effects.push(Effect::CloseAgent { conn, error: None });
+        let Some(id) = self.agent_conns.remove(&conn) else {
+            return;
+        };
+        let Some(a) = self.agents.get_mut(&id).filter(|a| a.conn == Some(conn)) else {
+            return;
+        };
+        a.conn = None;
+        let id = a.id.clone();
+        tracing::info!(agent_id = %id, "agent disconnected");
+        let _ = self.allocator.set_agent_active(&id, false);
+        for offer in self.offers_where(|o| o.agent == id) {
+            self.rescind_offer(&offer, true);
+        }
+    }
+
+    /// Agents not heard from within the timeout become UNREACHABLE.
+    pub(super) fn check_agents(&mut self, now: Timestamp) {
+        let timeout = self.config.agent_timeout;
+        let mut lost: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| {
+                matches!(
+                    a.state,
+                    AgentState::Admitted | AgentState::Draining | AgentState::Drained
+                ) && a.last_seen.saturating_add(timeout) < now
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        lost.sort();
+        for id in lost {
+            self.mark_unreachable(&id, now);
+        }
+        let drains: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| matches!(a.drain, Some((Some(at), _)) if at <= now))
+            .map(|a| a.id.clone())
+            .collect();
+        for id in drains {
+            self.kill_agent_tasks(&id);
+            if let Some(a) = self.agents.get_mut(&id)
+                && let Some((deadline, _)) = a.drain.as_mut()
+            {
+                *deadline = None;
+            }
+        }
+    }
+
+    pub(super) fn mark_unreachable(&mut self, id: &AgentId, now: Timestamp) {
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
+        tracing::warn!(agent_id = %id, "agent unreachable: heartbeats missed");
+        a.state = AgentState::Unreachable;
+        if let Some(conn) = a.conn.take() {
+            self.agent_conns.remove(&conn);
+            self.effects.push(Effect::CloseAgent { conn, error: None });
+        }
+        for offer in self.offers_where(|o| &o.agent == id) {
+            self.rescind_offer(&offer, true);
+        }
+        let _ = self.allocator.remove_agent(id);
+        let keys = self.live_tasks_on(id);
+        for key in keys {
+            let status = self.master_status(
+                &key.0,
+                &key.1,
+                Some(id.clone()),
+                (TaskState::Unreachable, Reason::AgentUnreachable),
+                "agent missed its heartbeats",
+                now,
+            );
+            if let Some(t) = self.tasks.get_mut(&key) {
+                t.holds = false;
+                t.status = status.clone();
+                t.updated = now;
+            }
+            self.send_update(&status);
+        }
+        let mut conns: Vec<ConnId> = self.frameworks.values().filter_map(|f| f.conn).collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.send_framework(
+                conn,
+                v1::event::Kind::Failure(v1::event::Failure {
+                    agent_id: id.to_string(),
+                    message: "agent unreachable: heartbeats missed".into(),
+                }),
+            );
+        }
+    }
+
+    /// Sends KillTask for every live task on an agent.
+    pub(super) fn kill_agent_tasks(&mut self, id: &AgentId) {
+        let Some(conn) = self.agents.get(id).and_then(|a| a.conn) else {
+            return;
+        };
+        let keys = self.live_tasks_on(id);
+        for (fw, task) in keys {
+            self.send_agent(
+                conn,
+                v1::master_message::Kind::KillTask(v1::master_message::KillTask {
+                    framework_id: fw.to_string(),
+                    task_id: task.to_string(),
+                }),
+            );
+        }
+    }
+
+    /// The non-terminal tasks placed on an agent, in key order.
+    pub(super) fn live_tasks_on(&self, id: &AgentId) -> Vec<TaskKey> {
+        self.tasks_on(id)
+            .into_iter()
+            .filter(|k| {
+                self.tasks
+                    .get(k)
+                    .is_some_and(|t| !t.status.state.is_terminal())
+            })
+            .collect()
+    }
+
+    /// A draining agent with no live tasks is drained (and removed, if asked).
+    pub(super) fn maybe_finish_drain(&mut self, id: &AgentId, _now: Timestamp) {
+        if self.agents.get(id).is_none_or(|a| a.drain.is_none()) {
+            return;
+        }
+        let live = !self.live_tasks_on(id).is_empty();
+        let Some(a) = self.agents.get_mut(id) else {
+            return;
+        };
+        let Some((_, mark_gone)) = a.drain else {
+            return;
+        };
+        if live || a.state != AgentState::Draining {
+            return;
+        }
+        if mark_gone {
+            a.state = AgentState::Gone;
+            a.drain = None;
+            if let Some(conn) = a.conn.take() {
+                self.agent_conns.remove(&conn);
+                self.send_agent(
+                    conn,
+                    v1::master_message::Kind::Shutdown(v1::master_message::Shutdown {
+                        reason: "agent drained and marked gone".into(),
+                    }),
+                );
+                self.effects.push(Effect::CloseAgent { conn, error: None });
+            }
+            let _ = self.allocator.remove_agent(id);
+        } else {
+            a.state = AgentState::Drained;
+        }
+    }
+}
+
+pub(super) fn add_alloc(a: &Allocation, b: &Allocation) -> Allocation {
+    Allocation {
+        unreserved: a.unreserved.saturating_add(&b.unreserved),
+        reserved: a.reserved.saturating_add(&b.reserved),
+    }
+}

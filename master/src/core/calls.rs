@@ -1,0 +1,475 @@
+//! Scheduler calls: ACCEPT, DECLINE, REVIVE, SUPPRESS, KILL, ACKNOWLEDGE, RECONCILE, TEARDOWN.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use corral_allocator::{AgentId, Allocation, FrameworkId, Resources, Role, Timestamp};
+use corral_proto::{FrameworkState, OfferId, Reason, ServiceError, TaskId, TaskState, v1};
+
+use super::agents::add_alloc;
+use super::{Ack, Call, LaunchTask, MasterCore, Operation, Task, TaskKey};
+
+/// What is left of the accepted offers in one role.
+#[derive(Debug)]
+struct Pool {
+    role: Role,
+    left: Allocation,
+}
+
+impl MasterCore {
+    pub(super) fn call(
+        &mut self,
+        framework: &FrameworkId,
+        stream_id: &str,
+        call: Call,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let f = self
+            .frameworks
+            .get(framework)
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "framework",
+                id: framework.to_string(),
+            })?;
+        if f.state != FrameworkState::Active || f.stream_id != stream_id {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "stream id {stream_id:?} is not framework {framework}'s current subscription; re-subscribe"
+            )));
+        }
+        match call {
+            Call::Accept {
+                offer_ids,
+                operations,
+                refuse,
+            } => self.accept(framework, offer_ids, operations, refuse, now),
+            Call::Decline { offer_ids, refuse } => {
+                self.decline(framework, &offer_ids, refuse, now);
+                Ok(())
+            }
+            Call::Revive { roles } => {
+                self.allocator.revive(framework, &roles)?;
+                self.note_suppressed(framework, &roles, false);
+                self.allocate_soon();
+                Ok(())
+            }
+            Call::Suppress { roles } => {
+                self.allocator.suppress(framework, &roles)?;
+                self.note_suppressed(framework, &roles, true);
+                Ok(())
+            }
+            Call::Kill { task_id, agent_id } => {
+                self.kill(framework, task_id, agent_id, now);
+                Ok(())
+            }
+            Call::Acknowledge { acks } => {
+                self.acknowledge(framework, acks);
+                Ok(())
+            }
+            Call::Reconcile { tasks } => {
+                self.reconcile(framework, tasks, now);
+                Ok(())
+            }
+            Call::Teardown => {
+                self.remove_framework(framework, "torn down by the framework");
+                Ok(())
+            }
+        }
+    }
+
+    fn accept(
+        &mut self,
+        framework: &FrameworkId,
+        offer_ids: Vec<OfferId>,
+        operations: Vec<Operation>,
+        refuse: Duration,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        // Every offer must be outstanding, this framework's, and on one agent; otherwise
+        // nothing launches and the valid offers go back to the allocator.
+        let mut invalid: Option<String> = None;
+        let mut agent: Option<AgentId> = None;
+        let mut unique = BTreeSet::new();
+        for id in &offer_ids {
+            match self.offers.get(id) {
+                _ if !unique.insert(id.clone()) => {
+                    invalid = Some(format!("offer {id} is named twice"));
+                }
+                Some(o) if &o.framework == framework => match &agent {
+                    Some(a) if *a != o.agent => {
+                        invalid = Some("offers span more than one agent".into());
+                    }
+                    _ => agent = Some(o.agent.clone()),
+                },
+                _ => invalid = Some(format!("offer {id} is unknown, expired or already used")),
+            }
+        }
+        let agent = match (invalid, agent) {
+            (None, Some(agent)) => agent,
+            (why, _) => {
+                let why = why.unwrap_or_else(|| "no offers named".into());
+                for id in &offer_ids {
+                    if self
+                        .offers
+                        .get(id)
+                        .is_some_and(|o| &o.framework == framework)
+                    {
+                        self.rescind_offer(id, false);
+                    }
+                }
+                for task in launches(&operations) {
+                    let status = self.master_status(
+                        framework,
+                        &task.id,
+                        None,
+                        (TaskState::Dropped, Reason::InvalidOffer),
+                        why.clone(),
+                        now,
+                    );
+                    self.send_update(&status);
+                }
+                return Ok(());
+            }
+        };
+        let mut pools: Vec<Pool> = Vec::new();
+        for id in &offer_ids {
+            if let Some(o) = self.offers.remove(id) {
+                match pools.iter_mut().find(|p| p.role == o.role) {
+                    Some(p) => p.left = add_alloc(&p.left, &o.resources),
+                    None => pools.push(Pool {
+                        role: o.role,
+                        left: o.resources,
+                    }),
+                }
+            }
+        }
+        let mut launched: Vec<v1::TaskInfo> = Vec::new();
+        let mut in_call: BTreeSet<TaskId> = BTreeSet::new();
+        for op in operations {
+            match op {
+                Operation::Launch(tasks) => {
+                    for t in tasks {
+                        if let Some(info) =
+                            self.admit(framework, &agent, t, &mut pools, &mut in_call, now)
+                        {
+                            launched.push(info);
+                        }
+                    }
+                }
+                Operation::Reserve { role, resources } => {
+                    let pool = pools.iter_mut().find(|p| p.role == role);
+                    match pool {
+                        Some(p) if p.left.unreserved.contains(&resources) => {
+                            match self
+                                .allocator
+                                .reserve_allocated(&agent, framework, &role, &resources)
+                            {
+                                Ok(()) => {
+                                    p.left.unreserved =
+                                        p.left.unreserved.saturating_sub(&resources);
+                                    p.left.reserved = p.left.reserved.saturating_add(&resources);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "reserve refused"),
+                            }
+                        }
+                        _ => tracing::warn!(%role, "reserve beyond the offers refused"),
+                    }
+                }
+                Operation::Unreserve { role, resources } => {
+                    let pool = pools.iter_mut().find(|p| p.role == role);
+                    match pool {
+                        Some(p) if p.left.reserved.contains(&resources) => {
+                            match self
+                                .allocator
+                                .unreserve_allocated(&agent, framework, &role, &resources)
+                            {
+                                Ok(()) => {
+                                    p.left.reserved = p.left.reserved.saturating_sub(&resources);
+                                    p.left.unreserved =
+                                        p.left.unreserved.saturating_add(&resources);
+                                }
+                                Err(e) => tracing::warn!(error = %e, "unreserve refused"),
+                            }
+                        }
+                        _ => tracing::warn!(%role, "unreserve beyond the offers refused"),
+                    }
+                }
+            }
+        }
+        if !launched.is_empty()
+            && let Some(conn) = self.agents.get(&agent).and_then(|a| a.conn)
+        {
+            self.send_agent(
+                conn,
+                v1::master_message::Kind::LaunchTasks(v1::master_message::LaunchTasks {
+                    framework_id: framework.to_string(),
+                    tasks: launched,
+                }),
+            );
+        }
+        // Leftovers go back, refused to this framework for `refuse`.
+        for p in pools {
+            if p.left.is_empty() {
+                continue;
+            }
+            if let Err(e) = self.allocator.recover(&agent, framework, &p.role, &p.left) {
+                tracing::warn!(error = %e, "could not recover accept leftovers");
+                continue;
+            }
+            let _ =
+                self.allocator
+                    .decline(&agent, framework, &p.role, &p.left.total(), refuse, now);
+            self.allocate_soon();
+        }
+        Ok(())
+    }
+
+    /// Validates one task of a LAUNCH against the pools; on success records it STAGING and
+    /// returns what to send to the agent, otherwise the framework gets an ERROR update.
+    fn admit(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        t: LaunchTask,
+        pools: &mut [Pool],
+        in_call: &mut BTreeSet<TaskId>,
+        now: Timestamp,
+    ) -> Option<v1::TaskInfo> {
+        let key: TaskKey = (framework.clone(), t.id.clone());
+        let problem = match &t.info {
+            Err(why) => Some(why.clone()),
+            Ok(_) if self.tasks.contains_key(&key) || !in_call.insert(t.id.clone()) => {
+                Some(format!("task id {} is already in use", t.id))
+            }
+            Ok(info) => match pools
+                .iter()
+                .position(|p| take(&p.left, &info.resources).is_some())
+            {
+                None => Some(format!(
+                    "task resources {} are not available in the offers (left: {})",
+                    info.resources,
+                    pools
+                        .iter()
+                        .map(|p| p.left.total().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Some(_) => None,
+            },
+        };
+        let info = match (problem, t.info) {
+            (None, Ok(info)) => info,
+            (problem, _) => {
+                let why = problem.unwrap_or_default();
+                let status = self.master_status(
+                    framework,
+                    &t.id,
+                    Some(agent.clone()),
+                    (TaskState::Error, Reason::InvalidTask),
+                    why,
+                    now,
+                );
+                self.send_update(&status);
+                return None;
+            }
+        };
+        let pool = pools
+            .iter_mut()
+            .find(|p| take(&p.left, &info.resources).is_some())?;
+        let alloc = take(&pool.left, &info.resources)?;
+        pool.left = Allocation {
+            unreserved: pool.left.unreserved.saturating_sub(&alloc.unreserved),
+            reserved: pool.left.reserved.saturating_sub(&alloc.reserved),
+        };
+        let mut status = self.master_status(
+            framework,
+            &t.id,
+            Some(agent.clone()),
+            (TaskState::Staging, Reason::Launched),
+            "",
+            now,
+        );
+        status.source = corral_proto::StatusSource::Master;
+        self.index_task(&key, None, Some(agent));
+        self.tasks.insert(
+            key,
+            Task {
+                agent: Some(agent.clone()),
+                role: pool.role.clone(),
+                meta: (&info).into(),
+                alloc,
+                holds: true,
+                status,
+                unacked: None,
+                updated: now,
+            },
+        );
+        Some(v1::TaskInfo::from(&info))
+    }
+
+    fn decline(
+        &mut self,
+        framework: &FrameworkId,
+        offer_ids: &[OfferId],
+        refuse: Duration,
+        now: Timestamp,
+    ) {
+        for id in offer_ids {
+            let Some(o) = self.offers.get(id) else {
+                continue;
+            };
+            if &o.framework != framework {
+                continue;
+            }
+            let (agent, role, total) = (o.agent.clone(), o.role.clone(), o.resources.total());
+            self.rescind_offer(id, false);
+            let _ = self
+                .allocator
+                .decline(&agent, framework, &role, &total, refuse, now);
+        }
+    }
+
+    fn kill(
+        &mut self,
+        framework: &FrameworkId,
+        task_id: TaskId,
+        agent_hint: Option<AgentId>,
+        now: Timestamp,
+    ) {
+        let key = (framework.clone(), task_id.clone());
+        let Some(task) = self.tasks.get(&key) else {
+            let status = self.master_status(
+                framework,
+                &task_id,
+                agent_hint,
+                (TaskState::Lost, Reason::Reconciliation),
+                "kill of a task the master does not know",
+                now,
+            );
+            self.send_update(&status);
+            return;
+        };
+        if task.status.state.is_terminal() {
+            let mut status = task.status.clone();
+            status.uuid = None;
+            self.send_update(&status);
+            return;
+        }
+        let conn = task
+            .agent
+            .as_ref()
+            .and_then(|a| self.agents.get(a))
+            .and_then(|a| a.conn);
+        if let Some(conn) = conn {
+            self.send_agent(
+                conn,
+                v1::master_message::Kind::KillTask(v1::master_message::KillTask {
+                    framework_id: framework.to_string(),
+                    task_id: task_id.to_string(),
+                }),
+            );
+        }
+    }
+
+    fn acknowledge(&mut self, framework: &FrameworkId, acks: Vec<Ack>) {
+        for ack in acks {
+            let key = (framework.clone(), ack.task_id.clone());
+            if let Some(t) = self.tasks.get_mut(&key)
+                && t.unacked.as_ref().is_some_and(|u| u.uuid == Some(ack.uuid))
+            {
+                t.unacked = None;
+            }
+            let (agent, done) = match self.tasks.get(&key) {
+                Some(t) => (
+                    t.agent.clone().or(ack.agent_id.clone()),
+                    t.status.state.is_terminal() && t.status.uuid == Some(ack.uuid),
+                ),
+                None => (ack.agent_id.clone(), false),
+            };
+            if let Some(agent) = agent {
+                self.ack_to_agent(&agent, framework, &ack.task_id, ack.uuid);
+            }
+            if done {
+                self.complete_task(&key);
+            }
+        }
+    }
+
+    fn reconcile(
+        &mut self,
+        framework: &FrameworkId,
+        tasks: Vec<(TaskId, Option<AgentId>)>,
+        now: Timestamp,
+    ) {
+        let mut answers = Vec::new();
+        if tasks.is_empty() {
+            let mut mine: Vec<_> = self
+                .tasks
+                .iter()
+                .filter(|((fw, _), _)| fw == framework)
+                .map(|(_, t)| t.status.clone())
+                .collect();
+            mine.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+            answers = mine;
+        }
+        for (task_id, agent) in tasks {
+            let key = (framework.clone(), task_id.clone());
+            let known = self.tasks.get(&key).map(|t| t.status.clone()).or_else(|| {
+                self.completed
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, t)| t.status.clone())
+            });
+            let status = match known {
+                Some(s) => s,
+                None => {
+                    let unreachable = agent
+                        .as_ref()
+                        .and_then(|a| self.agents.get(a))
+                        .is_some_and(|a| a.state == corral_proto::AgentState::Unreachable);
+                    let state = if unreachable {
+                        TaskState::Unreachable
+                    } else {
+                        TaskState::Unknown
+                    };
+                    self.master_status(
+                        framework,
+                        &task_id,
+                        agent,
+                        (state, Reason::Reconciliation),
+                        "",
+                        now,
+                    )
+                }
+            };
+            answers.push(status);
+        }
+        for mut status in answers {
+            status.uuid = None;
+            status.reason = Reason::Reconciliation;
+            status.source = corral_proto::StatusSource::Master;
+            status.timestamp_millis = self.unix_millis(now);
+            self.send_update(&status);
+        }
+    }
+}
+
+/// The tasks of every LAUNCH in `ops`.
+fn launches(ops: &[Operation]) -> impl Iterator<Item = &LaunchTask> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Operation::Launch(tasks) => Some(tasks.iter()),
+            _ => None,
+        })
+        .flatten()
+}
+
+/// Takes `want` out of `pool`, reserved resources first; `None` if it does not fit.
+fn take(pool: &Allocation, want: &Resources) -> Option<Allocation> {
+    let reserved = pool.reserved.min(want);
+    let unreserved = want.checked_sub(&reserved).ok()?;
+    pool.unreserved.contains(&unreserved).then_some(Allocation {
+        unreserved,
+        reserved,
+    })
+}

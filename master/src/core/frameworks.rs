@@ -1,0 +1,262 @@
+//! Frameworks: subscription, failover, disconnection, removal and heartbeats.
+
+use std::collections::BTreeSet;
+
+use corral_allocator::{FrameworkId, Role, Timestamp};
+use corral_proto::{FrameworkState, ServiceError, v1};
+
+use super::{ConnId, Effect, Framework, FrameworkInfo, MasterCore, Reply, TaskKey};
+
+impl MasterCore {
+    pub(super) fn subscribe(
+        &mut self,
+        conn: ConnId,
+        info: FrameworkInfo,
+        suppressed: Vec<Role>,
+        now: Timestamp,
+    ) {
+        match self.try_subscribe(conn, info, suppressed, now) {
+            Ok(()) => self.effects.push(Effect::Reply(Reply::Done(Ok(())))),
+            Err(e) => {
+                self.effects.push(Effect::CloseFramework { conn });
+                self.effects.push(Effect::Reply(Reply::Done(Err(e))));
+            }
+        }
+    }
+
+    fn try_subscribe(
+        &mut self,
+        conn: ConnId,
+        info: FrameworkInfo,
+        suppressed: Vec<Role>,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        if info.roles.is_empty() {
+            return Err(ServiceError::InvalidArgument(
+                "framework_info.roles: a framework needs at least one role".into(),
+            ));
+        }
+        if let Some(r) = suppressed.iter().find(|r| !info.roles.contains(r)) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "suppressed_roles: {r} is not one of the framework's roles"
+            )));
+        }
+        let existing = info.id.as_ref().and_then(|id| self.frameworks.get(id));
+        let (id, registered_at) = match existing {
+            Some(f) if f.state == FrameworkState::Completed => {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "framework {} was removed and cannot re-subscribe",
+                    f.id
+                )));
+            }
+            Some(f) => {
+                let (id, old, registered_at) = (f.id.clone(), f.conn, f.registered_at);
+                self.allocator
+                    .update_framework_roles(&id, &info.roles, &suppressed)?;
+                self.allocator.set_framework_active(&id, true)?;
+                if let Some(old) = old
+                    && old != conn
+                {
+                    // Failover: the previous subscription ends; its offers are withdrawn.
+                    for offer in self.offers_where(|o| o.framework == id) {
+                        self.rescind_offer(&offer, false);
+                    }
+                    self.send_framework(
+                        old,
+                        v1::event::Kind::Error(v1::event::Error {
+                            message: "framework failed over to a new subscription".into(),
+                        }),
+                    );
+                    self.effects.push(Effect::CloseFramework { conn: old });
+                }
+                tracing::info!(framework_id = %id, "framework re-subscribed");
+                (id, registered_at)
+            }
+            None => {
+                let id = match &info.id {
+                    Some(id) => id.clone(),
+                    None => self.new_id("F"),
+                };
+                self.allocator
+                    .add_framework(id.clone(), &info.roles, &suppressed)?;
+                tracing::info!(framework_id = %id, name = %info.name, "framework subscribed");
+                (id, now)
+            }
+        };
+        let stream_id = format!("{}-stream{}", self.config.master_id, {
+            self.next_id += 1;
+            self.next_id
+        });
+        let interval = self.config.framework_heartbeat_interval;
+        self.frameworks.insert(
+            id.clone(),
+            Framework {
+                id: id.clone(),
+                info: FrameworkInfo {
+                    id: Some(id.clone()),
+                    ..info
+                },
+                conn: Some(conn),
+                stream_id: stream_id.clone(),
+                state: FrameworkState::Active,
+                registered_at,
+                failover_deadline: None,
+                next_heartbeat: now.saturating_add(interval),
+                suppressed: suppressed.into_iter().collect(),
+            },
+        );
+        self.send_framework(
+            conn,
+            v1::event::Kind::Subscribed(v1::event::Subscribed {
+                framework_id: id.to_string(),
+                stream_id,
+                heartbeat_interval_millis: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+                master_id: self.config.master_id.clone(),
+                leader_address: self.config.address.clone(),
+                epoch: self.config.epoch,
+            }),
+        );
+        // Updates the framework has not acknowledged (it may have missed them while away).
+        let mut pending: Vec<_> = self
+            .tasks
+            .iter()
+            .filter(|((fw, _), _)| fw == &id)
+            .filter_map(|(_, t)| t.unacked.clone())
+            .collect();
+        pending.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        for status in pending {
+            self.send_update(&status);
+        }
+        self.allocate_soon();
+        Ok(())
+    }
+
+    /// The framework's stream ended: its offers are withdrawn and it has its failover
+    /// timeout to come back.
+    pub(super) fn framework_disconnected(&mut self, conn: ConnId, now: Timestamp) {
+        // The runtime forgets the stream's sender whatever the core knew of it.
+        self.effects.push(Effect::CloseFramework { conn });
+        let Some(f) = self.frameworks.values_mut().find(|f| f.conn == Some(conn)) else {
+            return;
+        };
+        f.conn = None;
+        f.state = FrameworkState::Disconnected;
+        f.failover_deadline = Some(now.saturating_add(f.info.failover_timeout));
+        let id = f.id.clone();
+        tracing::info!(framework_id = %id, "framework disconnected");
+        let _ = self.allocator.set_framework_active(&id, false);
+        for offer in self.offers_where(|o| o.framework == id) {
+            self.rescind_offer(&offer, false);
+        }
+        if f_timeout_is_zero(self.frameworks.get(&id)) {
+            self.remove_framework(&id, "framework disconnected with no failover timeout");
+        }
+    }
+
+    /// Heartbeats to active frameworks; removal of frameworks past their failover timeout.
+    pub(super) fn check_frameworks(&mut self, now: Timestamp) {
+        let mut expired: Vec<FrameworkId> = Vec::new();
+        let mut beats: Vec<ConnId> = Vec::new();
+        let interval = self.config.framework_heartbeat_interval;
+        for f in self.frameworks.values_mut() {
+            match (f.state, f.conn) {
+                (FrameworkState::Active, Some(conn)) if f.next_heartbeat <= now => {
+                    f.next_heartbeat = now.saturating_add(interval);
+                    beats.push(conn);
+                }
+                (FrameworkState::Disconnected, _)
+                    if f.failover_deadline.is_some_and(|d| d <= now) =>
+                {
+                    expired.push(f.id.clone());
+                }
+                _ => {}
+            }
+        }
+        beats.sort_unstable();
+        for conn in beats {
+            self.send_framework(conn, v1::event::Kind::Heartbeat(v1::event::Heartbeat {}));
+        }
+        expired.sort();
+        for id in expired {
+            self.remove_framework(&id, "framework did not fail over within its timeout");
+        }
+    }
+
+    /// Tears a framework down: its tasks are killed, its offers withdrawn, its stream ended.
+    pub(super) fn remove_framework(&mut self, id: &FrameworkId, why: &str) {
+        tracing::info!(framework_id = %id, reason = why, "removing framework");
+        for offer in self.offers_where(|o| &o.framework == id) {
+            self.offers.remove(&offer);
+        }
+        let mut keys: Vec<TaskKey> = self
+            .tasks
+            .keys()
+            .filter(|(fw, _)| fw == id)
+            .cloned()
+            .collect();
+        keys.sort();
+        for key in keys {
+            let Some(t) = self.tasks.get_mut(&key) else {
+                continue;
+            };
+            // The allocator releases everything the framework holds below.
+            t.holds = false;
+            if t.status.state.is_terminal() {
+                self.complete_task(&key);
+                continue;
+            }
+            let conn = t
+                .agent
+                .as_ref()
+                .and_then(|a| self.agents.get(a))
+                .and_then(|a| a.conn);
+            if let Some(conn) = conn {
+                self.send_agent(
+                    conn,
+                    v1::master_message::Kind::KillTask(v1::master_message::KillTask {
+                        framework_id: id.to_string(),
+                        task_id: key.1.to_string(),
+                    }),
+                );
+            }
+        }
+        let _ = self.allocator.remove_framework(id);
+        if let Some(f) = self.frameworks.get_mut(id) {
+            f.state = FrameworkState::Completed;
+            f.failover_deadline = None;
+            if let Some(conn) = f.conn.take() {
+                self.send_framework(
+                    conn,
+                    v1::event::Kind::Error(v1::event::Error {
+                        message: format!("framework removed: {why}"),
+                    }),
+                );
+                self.effects.push(Effect::CloseFramework { conn });
+            }
+        }
+        self.allocate_soon();
+    }
+
+    /// The framework's suppressed roles, for listings.
+    pub(super) fn note_suppressed(&mut self, id: &FrameworkId, roles: &[Role], suppressed: bool) {
+        let Some(f) = self.frameworks.get_mut(id) else {
+            return;
+        };
+        let all: BTreeSet<Role> = if roles.is_empty() {
+            f.info.roles.iter().cloned().collect()
+        } else {
+            roles.iter().cloned().collect()
+        };
+        for r in all {
+            if suppressed {
+                f.suppressed.insert(r);
+            } else {
+                f.suppressed.remove(&r);
+            }
+        }
+    }
+}
+
+fn f_timeout_is_zero(f: Option<&Framework>) -> bool {
+    f.is_some_and(|f| f.info.failover_timeout.is_zero())
+}

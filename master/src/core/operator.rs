@@ -1,0 +1,436 @@
+//! Operator requests: listings built from the core's records and the allocator, and policy
+//! changes (weights, quotas, drain).
+
+use std::time::Duration;
+
+use corral_allocator::{AgentId, FrameworkId, Quota, Resources, Role, Timestamp, Weight};
+use corral_proto::{AgentState, FrameworkState, ServiceError, TaskId, TaskState, v1};
+
+use super::{Agent, Framework, MasterCore, Task, TaskKey};
+
+/// Tasks per page when a request names no page size, and the most `GetState` returns.
+const DEFAULT_PAGE: usize = 1000;
+
+/// An operator request, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OperatorRequest {
+    GetState {
+        max_tasks: usize,
+    },
+    ListAgents,
+    ListFrameworks {
+        include_completed: bool,
+    },
+    ListTasks {
+        framework: Option<FrameworkId>,
+        agent: Option<AgentId>,
+        states: Vec<TaskState>,
+        page_size: usize,
+        page_token: String,
+    },
+    GetRoles,
+    SetWeight {
+        role: Role,
+        weight: Weight,
+    },
+    SetQuota {
+        role: Role,
+        quota: Quota,
+        force: bool,
+    },
+    RemoveQuota {
+        role: Role,
+    },
+    DrainAgent {
+        agent: AgentId,
+        grace: Option<Duration>,
+        mark_gone: bool,
+    },
+    ReactivateAgent {
+        agent: AgentId,
+    },
+    /// Where a task's sandbox is served (for ListFiles / ReadFile).
+    LocateTask {
+        task: TaskId,
+        framework: Option<FrameworkId>,
+    },
+}
+
+/// The answer to an [`OperatorRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OperatorResponse {
+    State(v1::GetStateResponse),
+    Agents(v1::ListAgentsResponse),
+    Frameworks(v1::ListFrameworksResponse),
+    Tasks(v1::ListTasksResponse),
+    Roles(v1::GetRolesResponse),
+    Done,
+    TaskLocation { address: String, terminal: bool },
+}
+
+impl MasterCore {
+    pub(super) fn operator(
+        &mut self,
+        req: OperatorRequest,
+        now: Timestamp,
+    ) -> Result<OperatorResponse, ServiceError> {
+        use OperatorRequest as R;
+        Ok(match req {
+            R::GetState { max_tasks } => {
+                let max = if max_tasks == 0 {
+                    DEFAULT_PAGE
+                } else {
+                    max_tasks
+                };
+                let mut tasks = self.task_summaries();
+                tasks.sort_by_key(|t| std::cmp::Reverse(t.updated_at_millis));
+                let truncated = tasks.len() > max;
+                tasks.truncate(max);
+                OperatorResponse::State(v1::GetStateResponse {
+                    master: Some(v1::MasterInfo {
+                        id: self.config.master_id.clone(),
+                        address: self.config.address.clone(),
+                        leader_address: self.config.address.clone(),
+                        epoch: self.config.epoch,
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        started_at_millis: self.config.started_at_unix_millis,
+                    }),
+                    agents: self.agent_summaries(),
+                    frameworks: self.framework_summaries(true),
+                    tasks,
+                    tasks_truncated: truncated,
+                    roles: self.role_summaries(),
+                })
+            }
+            R::ListAgents => OperatorResponse::Agents(v1::ListAgentsResponse {
+                agents: self.agent_summaries(),
+            }),
+            R::ListFrameworks { include_completed } => {
+                OperatorResponse::Frameworks(v1::ListFrameworksResponse {
+                    frameworks: self.framework_summaries(include_completed),
+                })
+            }
+            R::ListTasks {
+                framework,
+                agent,
+                states,
+                page_size,
+                page_token,
+            } => {
+                let size = if page_size == 0 {
+                    DEFAULT_PAGE
+                } else {
+                    page_size
+                };
+                let mut tasks: Vec<v1::TaskSummary> = self
+                    .task_summaries()
+                    .into_iter()
+                    .filter(|t| {
+                        framework
+                            .as_ref()
+                            .is_none_or(|f| f.as_str() == t.framework_id)
+                    })
+                    .filter(|t| agent.as_ref().is_none_or(|a| a.as_str() == t.agent_id))
+                    .filter(|t| {
+                        states.is_empty() || states.iter().any(|s| i32::from(*s) == t.state)
+                    })
+                    .collect();
+                // Stable order for paging: framework, then task ID.
+                tasks.sort_by(|a, b| (&a.framework_id, &a.id).cmp(&(&b.framework_id, &b.id)));
+                let start = if page_token.is_empty() {
+                    0
+                } else {
+                    tasks.partition_point(|t| format!("{}/{}", t.framework_id, t.id) <= page_token)
+                };
+                let rest = tasks.split_off(start.min(tasks.len()));
+                let next = if rest.len() > size {
+                    let last = &rest[size - 1];
+                    format!("{}/{}", last.framework_id, last.id)
+                } else {
+                    String::new()
+                };
+                OperatorResponse::Tasks(v1::ListTasksResponse {
+                    tasks: rest.into_iter().take(size).collect(),
+                    next_page_token: next,
+                })
+            }
+            R::GetRoles => OperatorResponse::Roles(v1::GetRolesResponse {
+                roles: self.role_summaries(),
+            }),
+            R::SetWeight { role, weight } => {
+                self.set_weight(&role, weight);
+                OperatorResponse::Done
+            }
+            R::SetQuota { role, quota, force } => {
+                self.set_quota(&role, quota, force)?;
+                OperatorResponse::Done
+            }
+            R::RemoveQuota { role } => {
+                self.allocator.remove_quota(&role)?;
+                self.allocate_soon();
+                OperatorResponse::Done
+            }
+            R::DrainAgent {
+                agent,
+                grace,
+                mark_gone,
+            } => {
+                self.drain(&agent, grace, mark_gone, now)?;
+                OperatorResponse::Done
+            }
+            R::ReactivateAgent { agent } => {
+                let a = self.agent_mut(&agent)?;
+                if !matches!(a.state, AgentState::Draining | AgentState::Drained) {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "agent {agent} is not draining"
+                    )));
+                }
+                a.state = AgentState::Admitted;
+                a.drain = None;
+                self.allocator.set_agent_draining(&agent, false)?;
+                self.allocate_soon();
+                OperatorResponse::Done
+            }
+            R::LocateTask { task, framework } => {
+                let found: Vec<&Task> = self
+                    .tasks
+                    .iter()
+                    .chain(self.completed.iter().map(|(k, t)| (k, t)))
+                    .filter(|((fw, id), _)| {
+                        *id == task && framework.as_ref().is_none_or(|f| f == fw)
+                    })
+                    .map(|(_, t)| t)
+                    .collect();
+                let t = match found.as_slice() {
+                    [] => {
+                        return Err(ServiceError::NotFound {
+                            kind: "task",
+                            id: task.to_string(),
+                        });
+                    }
+                    [t] => *t,
+                    [t, rest @ ..] if framework.is_some() || rest.is_empty() => *t,
+                    _ => {
+                        return Err(ServiceError::FailedPrecondition(format!(
+                            "task id {task} is used by several frameworks; name the framework"
+                        )));
+                    }
+                };
+                let agent = t.agent.as_ref().and_then(|a| self.agents.get(a));
+                match agent {
+                    Some(a) if !a.info.address.is_empty() => OperatorResponse::TaskLocation {
+                        address: a.info.address.clone(),
+                        terminal: t.status.state.is_terminal(),
+                    },
+                    _ => {
+                        return Err(ServiceError::Unavailable(format!(
+                            "the agent of task {task} is unknown or serves no address"
+                        )));
+                    }
+                }
+            }
+        })
+    }
+
+    fn agent_mut(&mut self, id: &AgentId) -> Result<&mut Agent, ServiceError> {
+        self.agents
+            .get_mut(id)
+            .ok_or_else(|| ServiceError::NotFound {
+                kind: "agent",
+                id: id.to_string(),
+            })
+    }
+
+    fn drain(
+        &mut self,
+        id: &AgentId,
+        grace: Option<Duration>,
+        mark_gone: bool,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let a = self.agent_mut(id)?;
+        if !matches!(a.state, AgentState::Admitted | AgentState::Draining) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "agent {id} cannot be drained in its current state"
+            )));
+        }
+        a.state = AgentState::Draining;
+        let deadline = grace.map(|g| now.saturating_add(g));
+        a.drain = Some((deadline, mark_gone));
+        self.allocator.set_agent_draining(id, true)?;
+        for offer in self.offers_where(|o| &o.agent == id) {
+            self.rescind_offer(&offer, true);
+        }
+        if grace.is_none() {
+            self.kill_agent_tasks(id);
+        }
+        self.maybe_finish_drain(id, now);
+        Ok(())
+    }
+
+    fn live_tasks_where(&self, f: impl Fn(&TaskKey, &Task) -> bool) -> u32 {
+        let n = self
+            .tasks
+            .iter()
+            .filter(|(k, t)| !t.status.state.is_terminal() && f(k, t))
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    fn agent_summaries(&self) -> Vec<v1::AgentSummary> {
+        let mut agents: Vec<&Agent> = self.agents.values().collect();
+        agents.sort_by(|a, b| a.id.cmp(&b.id));
+        agents
+            .into_iter()
+            .map(|a| {
+                let alloc = self.allocator.agent(&a.id);
+                let used = alloc
+                    .as_ref()
+                    .map(|s| s.total.saturating_sub(&s.free))
+                    .unwrap_or_default();
+                let reserved = alloc
+                    .as_ref()
+                    .map(|s| {
+                        s.reservations
+                            .iter()
+                            .fold(Resources::new(), |acc, (_, r)| acc.saturating_add(r))
+                    })
+                    .unwrap_or_default();
+                v1::AgentSummary {
+                    id: a.id.to_string(),
+                    hostname: a.info.hostname.clone(),
+                    address: a.info.address.clone(),
+                    state: i32::from(a.state),
+                    total: Some((&a.info.resources).into()),
+                    used: Some((&used).into()),
+                    reserved: Some((&reserved).into()),
+                    attributes: a
+                        .info
+                        .attributes
+                        .iter()
+                        .map(|(key, value)| v1::Attribute {
+                            key: key.clone(),
+                            value: value.clone(),
+                        })
+                        .collect(),
+                    version: a.info.version.clone(),
+                    registered_at_millis: self.unix_millis(a.registered_at),
+                    last_heartbeat_millis: self.unix_millis(a.last_seen),
+                    active_tasks: u32::try_from(self.live_tasks_on(&a.id).len())
+                        .unwrap_or(u32::MAX),
+                    labels: a.info.labels.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn framework_summaries(&self, include_completed: bool) -> Vec<v1::FrameworkSummary> {
+        let mut fws: Vec<&Framework> = self
+            .frameworks
+            .values()
+            .filter(|f| include_completed || f.state != FrameworkState::Completed)
+            .collect();
+        fws.sort_by(|a, b| a.id.cmp(&b.id));
+        fws.into_iter()
+            .map(|f| {
+                let allocated = self
+                    .tasks
+                    .iter()
+                    .filter(|((fw, _), t)| fw == &f.id && t.holds)
+                    .fold(Resources::new(), |acc, (_, t)| {
+                        acc.saturating_add(&t.alloc.total())
+                    });
+                let offered = self
+                    .offers
+                    .values()
+                    .filter(|o| o.framework == f.id)
+                    .fold(Resources::new(), |acc, o| {
+                        acc.saturating_add(&o.resources.total())
+                    });
+                v1::FrameworkSummary {
+                    id: f.id.to_string(),
+                    name: f.info.name.clone(),
+                    user: f.info.user.clone(),
+                    state: i32::from(f.state),
+                    roles: f.info.roles.iter().map(ToString::to_string).collect(),
+                    suppressed_roles: f.suppressed.iter().map(ToString::to_string).collect(),
+                    allocated: Some((&allocated).into()),
+                    offered: Some((&offered).into()),
+                    active_tasks: self.live_tasks_where(|(fw, _), _| fw == &f.id),
+                    registered_at_millis: self.unix_millis(f.registered_at),
+                    failover_timeout_millis: u64::try_from(f.info.failover_timeout.as_millis())
+                        .unwrap_or(u64::MAX),
+                    labels: f.info.labels.clone(),
+                }
+            })
+            .collect()
+    }
+
+    fn task_summaries(&self) -> Vec<v1::TaskSummary> {
+        self.tasks
+            .iter()
+            .chain(self.completed.iter().map(|(k, t)| (k, t)))
+            .map(|((fw, id), t)| v1::TaskSummary {
+                id: id.to_string(),
+                name: t.meta.name.clone(),
+                framework_id: fw.to_string(),
+                agent_id: t
+                    .agent
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                state: i32::from(t.status.state),
+                reason: i32::from(t.status.reason),
+                message: t.status.message.clone(),
+                resources: Some((&t.meta.resources).into()),
+                usage: t.status.usage.map(Into::into),
+                module: t.meta.module.clone(),
+                sandbox_path: String::new(),
+                updated_at_millis: self.unix_millis(t.updated),
+                labels: t.meta.labels.clone(),
+            })
+            .collect()
+    }
+
+    fn role_summaries(&self) -> Vec<v1::RoleSummary> {
+        self.allocator
+            .roles()
+            .into_iter()
+            .map(|r| v1::RoleSummary {
+                name: r.role.to_string(),
+                weight: r.weight.get(),
+                quota: r.quota.as_ref().map(|q| v1::Quota {
+                    guarantee: Some((&q.guarantee).into()),
+                    limit: Some(limits_to_proto(q.limit.bounds(), &q.limit)),
+                }),
+                allocated: Some((&r.allocated).into()),
+                reserved: Some((&r.reserved).into()),
+                consumed: Some((&r.consumed).into()),
+                dominant_share: r.dominant_share,
+                frameworks: u32::try_from(r.frameworks).unwrap_or(u32::MAX),
+            })
+            .collect()
+    }
+}
+
+/// Quota limits for display: the bounded kinds (kinds bounded at zero show as zero).
+fn limits_to_proto(bounds: &Resources, limits: &corral_allocator::Limits) -> v1::ResourceLimits {
+    let bound = |v: u64, probe: Resources| {
+        if v > 0 {
+            Some(v)
+        } else if !limits.allows(&probe) {
+            Some(0)
+        } else {
+            None
+        }
+    };
+    v1::ResourceLimits {
+        cpus_milli: bound(bounds.cpus_milli(), Resources::new().with_cpus_milli(1)),
+        mem_bytes: bound(bounds.mem_bytes(), Resources::new().with_mem_bytes(1)),
+        disk_bytes: bound(bounds.disk_bytes(), Resources::new().with_disk_bytes(1)),
+        scalars_milli: bounds
+            .scalars()
+            .map(|(n, v)| (n.as_str().to_owned(), v))
+            .collect(),
+    }
+}

@@ -1,0 +1,179 @@
+//! Frameworks: failover and teardown; operator requests.
+
+use super::*;
+
+#[test]
+fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
+    let (mut core, _, fw, old_stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &old_stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
+    // An update while it is away is redelivered when it comes back.
+    agent_status(&mut core, &fw, "t1", TaskState::Running, 4, ms(20));
+    assert!(agent_msgs(&tick(&mut core, ms(59_000))).is_empty());
+    let (same, new_stream, fx) = subscribe_fx(
+        &mut core,
+        FW + 1,
+        Some(&fw),
+        Duration::from_secs(60),
+        ms(59_000),
+    );
+    assert_eq!(same, fw);
+    let u = updates(&fx);
+    assert_eq!(u.len(), 1, "{fx:?}");
+    assert_eq!(
+        (u[0].state, u[0].uuid.to_vec()),
+        (v1::TaskState::Running as i32, vec![4u8; 16])
+    );
+    assert_ne!(new_stream, old_stream);
+    assert!(
+        core.tasks
+            .contains_key(&(fw.clone(), TaskId::new("t1").unwrap()))
+    );
+    let fx = call(
+        &mut core,
+        &fw,
+        &old_stream,
+        Call::Revive { roles: vec![] },
+        ms(59_001),
+    );
+    assert!(
+        matches!(
+            &fx[..],
+            [Effect::Reply(Reply::Done(Err(
+                ServiceError::FailedPrecondition(_)
+            )))]
+        ),
+        "{fx:?}"
+    );
+    // Past the old deadline nothing is torn down.
+    let fx = tick(&mut core, ms(80_000));
+    assert!(agent_msgs(&fx).is_empty());
+}
+
+#[test]
+fn a_second_subscription_replaces_the_first() {
+    let (mut core, _, fw, _, _) = offered();
+    let fx = core.handle(
+        Event::Subscribe {
+            conn: FW + 1,
+            info: info(Some(&fw), Duration::from_secs(60)),
+            suppressed: vec![],
+        },
+        ms(5),
+    );
+    assert!(fx.contains(&Effect::CloseFramework { conn: FW }));
+    assert!(fx.iter().any(
+        |e| matches!(e, Effect::ToFramework { conn, event } if *conn == FW
+        && matches!(event.kind, Some(v1::event::Kind::Error(_))))
+    ));
+    core.check_invariants();
+}
+
+#[test]
+fn framework_past_failover_timeout_is_torn_down() {
+    let (mut core, _, fw, stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
+    let fx = tick(&mut core, ms(60_010));
+    assert!(
+        matches!(&agent_msgs(&fx)[..], [v1::master_message::Kind::KillTask(k)] if k.task_id == "t1"),
+        "{fx:?}"
+    );
+    assert_eq!(core.frameworks[&fw].state, FrameworkState::Completed);
+    core.check_invariants();
+    let fx = core.handle(
+        Event::Subscribe {
+            conn: FW + 1,
+            info: info(Some(&fw), Duration::ZERO),
+            suppressed: vec![],
+        },
+        ms(60_011),
+    );
+    assert!(matches!(
+        fx.last(),
+        Some(Effect::Reply(Reply::Done(Err(
+            ServiceError::FailedPrecondition(_)
+        ))))
+    ));
+    // The agent's KILLED update is acknowledged on the removed framework's behalf.
+    let fx = agent_status(&mut core, &fw, "t1", TaskState::Killed, 9, ms(60_012));
+    assert!(
+        matches!(&agent_msgs(&fx)[..], [v1::master_message::Kind::Acknowledge(a)] if a.task_id == "t1")
+    );
+    core.check_invariants();
+}
+
+#[test]
+fn operator_weights_quotas_and_listings() {
+    let (mut core, _, _, _, _) = offered();
+    let role = Role::new("eng").unwrap();
+    let r = core.handle(
+        Event::Operator(OperatorRequest::SetWeight {
+            role: role.clone(),
+            weight: corral_allocator::Weight::new(2.0).unwrap(),
+        }),
+        ms(2),
+    );
+    assert!(r.contains(&Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))));
+    let quota = corral_allocator::Quota {
+        guarantee: res(1000, 0),
+        limit: corral_allocator::Limits::unlimited(),
+    };
+    core.handle(
+        Event::Operator(OperatorRequest::SetQuota {
+            role: role.clone(),
+            quota,
+            force: false,
+        }),
+        ms(3),
+    );
+    let fx = core.handle(Event::Operator(OperatorRequest::GetRoles), ms(4));
+    let Some(Effect::Reply(Reply::Operator(Ok(OperatorResponse::Roles(roles))))) = fx.last() else {
+        panic!("{fx:?}");
+    };
+    let eng = roles.roles.iter().find(|r| r.name == "eng").unwrap();
+    assert_eq!(eng.weight, 2.0);
+    assert_eq!(
+        eng.quota
+            .as_ref()
+            .unwrap()
+            .guarantee
+            .as_ref()
+            .unwrap()
+            .cpus_milli,
+        1000
+    );
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::RemoveQuota {
+            role: Role::new("none").unwrap(),
+        }),
+        ms(5),
+    );
+    assert!(matches!(
+        fx.last(),
+        Some(Effect::Reply(Reply::Operator(Err(
+            ServiceError::NotFound { .. }
+        ))))
+    ));
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::GetState { max_tasks: 0 }),
+        ms(6),
+    );
+    let Some(Effect::Reply(Reply::Operator(Ok(OperatorResponse::State(s))))) = fx.last() else {
+        panic!("{fx:?}");
+    };
+    assert_eq!(s.agents.len(), 1);
+    assert_eq!(s.frameworks.len(), 1);
+}

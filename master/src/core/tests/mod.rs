@@ -1,0 +1,265 @@
+//! Core tests: events in with a manual clock, exact effects out.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use corral_allocator::{FrameworkId, Resources, Role, Timestamp};
+use corral_proto::{
+    AgentId, OfferId, Reason, ServiceError, StatusSource, TaskId, TaskInfo, TaskState, TaskStatus,
+    UpdateUuid, v1,
+};
+
+use super::*;
+
+mod agents;
+mod frameworks;
+mod scheduler;
+
+const AGENT: ConnId = 1;
+const FW: ConnId = 100;
+
+fn config() -> CoreConfig {
+    CoreConfig {
+        master_id: "m".into(),
+        epoch: 1,
+        address: "127.0.0.1:5050".into(),
+        started_at_unix_millis: 1_000_000,
+        agent_heartbeat_interval: Duration::from_secs(1),
+        agent_timeout: Duration::from_secs(5),
+        framework_heartbeat_interval: Duration::from_secs(15),
+        offer_timeout: None,
+        allocation_interval: Duration::from_secs(1),
+    }
+}
+
+fn ms(n: u64) -> Timestamp {
+    Timestamp::from_millis(n)
+}
+
+fn res(cpus_milli: u64, mem_mib: u64) -> Resources {
+    Resources::new()
+        .with_cpus_milli(cpus_milli)
+        .with_mem_mib(mem_mib)
+}
+
+fn agent_info() -> AgentInfo {
+    AgentInfo {
+        hostname: "host-1".into(),
+        address: "127.0.0.1:5051".into(),
+        resources: res(4000, 4096),
+        attributes: vec![("arch".into(), "x86_64".into())],
+        ..AgentInfo::default()
+    }
+}
+
+fn info(id: Option<&FrameworkId>, failover: Duration) -> FrameworkInfo {
+    FrameworkInfo {
+        id: id.cloned(),
+        name: "test".into(),
+        user: "me".into(),
+        roles: vec![Role::default_role()],
+        failover_timeout: failover,
+        labels: Default::default(),
+    }
+}
+
+fn register(core: &mut MasterCore, now: Timestamp) -> AgentId {
+    let fx = core.handle(
+        Event::AgentRegister {
+            conn: AGENT,
+            info: agent_info(),
+            cached_modules: vec![],
+        },
+        now,
+    );
+    match &fx[0] {
+        Effect::ToAgent { msg, .. } => match &msg.kind {
+            Some(v1::master_message::Kind::Registered(r)) => AgentId::new(&r.agent_id).unwrap(),
+            other => panic!("expected REGISTERED, got {other:?}"),
+        },
+        other => panic!("expected REGISTERED, got {other:?}"),
+    }
+}
+
+fn subscribe(
+    core: &mut MasterCore,
+    conn: ConnId,
+    id: Option<&FrameworkId>,
+    failover: Duration,
+    now: Timestamp,
+) -> (FrameworkId, String) {
+    let (fw, stream, _) = subscribe_fx(core, conn, id, failover, now);
+    (fw, stream)
+}
+
+/// Subscribes; returns the framework, its stream ID and every effect.
+fn subscribe_fx(
+    core: &mut MasterCore,
+    conn: ConnId,
+    id: Option<&FrameworkId>,
+    failover: Duration,
+    now: Timestamp,
+) -> (FrameworkId, String, Vec<Effect>) {
+    let fx = core.handle(
+        Event::Subscribe {
+            conn,
+            info: info(id, failover),
+            suppressed: vec![],
+        },
+        now,
+    );
+    assert!(fx.contains(&Effect::Reply(Reply::Done(Ok(())))), "{fx:?}");
+    let sub = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::ToFramework { conn: c, event } if *c == conn => match &event.kind {
+                Some(v1::event::Kind::Subscribed(s)) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+        .expect("SUBSCRIBED");
+    let fw = FrameworkId::new(&sub.framework_id).unwrap();
+    (fw, sub.stream_id, fx)
+}
+
+fn events(fx: &[Effect]) -> Vec<v1::event::Kind> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ToFramework { event, .. } => event.kind.clone(),
+            _ => None,
+        })
+        .collect()
+}
+
+fn offers(fx: &[Effect]) -> Vec<v1::Offer> {
+    events(fx)
+        .into_iter()
+        .flat_map(|k| match k {
+            v1::event::Kind::Offers(o) => o.offers,
+            _ => vec![],
+        })
+        .collect()
+}
+
+fn updates(fx: &[Effect]) -> Vec<v1::TaskStatus> {
+    events(fx)
+        .into_iter()
+        .filter_map(|k| match k {
+            v1::event::Kind::Update(u) => u.status,
+            _ => None,
+        })
+        .collect()
+}
+
+fn agent_msgs(fx: &[Effect]) -> Vec<v1::master_message::Kind> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::ToAgent { msg, .. } => {
+                assert_eq!(msg.epoch, 1);
+                msg.kind.clone()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn task(id: &str, cpus_milli: u64, mem_mib: u64) -> LaunchTask {
+    let proto = v1::TaskInfo {
+        task_id: id.into(),
+        module: Some(v1::ModuleRef {
+            source: Some(v1::module_ref::Source::Digest(
+                corral_proto::Digest::of(b"m").to_string(),
+            )),
+        }),
+        resources: Some((&res(cpus_milli, mem_mib)).into()),
+        ..Default::default()
+    };
+    LaunchTask {
+        id: TaskId::new(id).unwrap(),
+        info: TaskInfo::try_from(&proto).map_err(|e| e.to_string()),
+    }
+}
+
+/// A tick with the agent alive (it heartbeats first).
+fn tick(core: &mut MasterCore, now: Timestamp) -> Vec<Effect> {
+    core.handle(Event::AgentHeartbeat { conn: AGENT }, now);
+    let fx = core.handle(Event::Tick, now);
+    core.check_invariants();
+    fx
+}
+
+fn call(
+    core: &mut MasterCore,
+    fw: &FrameworkId,
+    stream: &str,
+    call: Call,
+    now: Timestamp,
+) -> Vec<Effect> {
+    let fx = core.handle(
+        Event::Call {
+            framework_id: fw.clone(),
+            stream_id: stream.into(),
+            call,
+        },
+        now,
+    );
+    core.check_invariants();
+    fx
+}
+
+fn accept(offer: &str, tasks: Vec<LaunchTask>) -> Call {
+    Call::Accept {
+        offer_ids: vec![OfferId::new(offer).unwrap()],
+        operations: vec![Operation::Launch(tasks)],
+        refuse: Duration::from_secs(5),
+    }
+}
+
+fn agent_status(
+    core: &mut MasterCore,
+    fw: &FrameworkId,
+    task: &str,
+    state: TaskState,
+    uuid: u8,
+    now: Timestamp,
+) -> Vec<Effect> {
+    let agent = core.agents.keys().next().cloned();
+    let fx = core.handle(
+        Event::AgentStatus {
+            conn: AGENT,
+            status: TaskStatus {
+                task_id: TaskId::new(task).unwrap(),
+                framework_id: fw.clone(),
+                agent_id: agent,
+                state,
+                reason: if state.is_terminal() {
+                    Reason::Exited
+                } else {
+                    Reason::Launched
+                },
+                message: String::new(),
+                usage: None,
+                timestamp_millis: 5,
+                uuid: Some(UpdateUuid::from_bytes([uuid; 16])),
+                source: StatusSource::Agent,
+                trap_kind: None,
+                healthy: None,
+            },
+        },
+        now,
+    );
+    core.check_invariants();
+    fx
+}
+
+/// An agent and a subscribed framework holding one offer for the whole agent.
+fn offered() -> (MasterCore, AgentId, FrameworkId, String, String) {
+    let mut core = MasterCore::new(config());
+    let agent = register(&mut core, ms(0));
+    let (fw, stream) = subscribe(&mut core, FW, None, Duration::from_secs(60), ms(0));
+    let fx = core.handle(Event::Allocate, ms(1));
+    let o = offers(&fx);
+    assert_eq!(o.len(), 1, "{fx:?}");
+    (core, agent, fw, stream, o[0].id.clone())
+}

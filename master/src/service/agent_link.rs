@@ -1,0 +1,213 @@
+//! The AgentLink service: each agent's bidirectional stream, and module fetches.
+
+use corral_proto::convert::{parse_id, require};
+use corral_proto::{Digest, ProtoError, TaskStatus, v1};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{CoreStream, agent_disconnected, attributes};
+use crate::artifacts::ArtifactStore;
+use crate::core::{AgentInfo, ConnId, Event, ReportedTask, TaskMeta};
+use crate::runtime::{CoreHandle, Sink};
+
+#[derive(Debug, Clone)]
+pub(crate) struct AgentLinkService {
+    pub(crate) core: CoreHandle,
+    pub(crate) artifacts: ArtifactStore,
+}
+
+#[tonic::async_trait]
+impl v1::agent_link_server::AgentLink for AgentLinkService {
+    type ConnectStream = CoreStream<v1::MasterMessage>;
+    type FetchModuleStream =
+        tokio_stream::wrappers::ReceiverStream<Result<v1::ModuleChunk, Status>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<v1::AgentMessage>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut inbound = request.into_inner();
+        // The agent speaks first, with REGISTER or REREGISTER.
+        let first = match inbound.next().await {
+            Some(msg) => msg?,
+            None => return Err(ProtoError::missing("register").into()),
+        };
+        let conn = self.core.conn_id();
+        let event = match first.kind {
+            Some(v1::agent_message::Kind::Register(r)) => Event::AgentRegister {
+                conn,
+                info: agent_info(r.agent_info.as_ref())
+                    .map_err(|e| e.within("register.agent_info"))?,
+                cached_modules: digests(&r.cached_modules).map_err(|e| e.within("register"))?,
+            },
+            Some(v1::agent_message::Kind::Reregister(r)) => {
+                reregister(conn, &r).map_err(|e| e.within("reregister"))?
+            }
+            _ => {
+                return Err(Status::failed_precondition(
+                    "the first message on an agent link must be register or reregister",
+                ));
+            }
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.core.open(event, Sink::Agent(conn, tx));
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            loop {
+                // Stop reading when the core stops, so shutdown does not wait on agents.
+                let msg = tokio::select! {
+                    msg = inbound.next() => msg,
+                    () = core.closed() => break,
+                };
+                let msg = match msg {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(status)) => {
+                        tracing::debug!(conn, %status, "agent stream failed");
+                        break;
+                    }
+                    None => break,
+                };
+                match agent_event(conn, msg) {
+                    Ok(Some(event)) => core.tell(event),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(conn, error = %e, "malformed agent message ignored"),
+                }
+            }
+            core.tell(agent_disconnected(conn));
+        });
+        Ok(Response::new(CoreStream::new(
+            rx,
+            self.core.clone(),
+            agent_disconnected(conn),
+        )))
+    }
+
+    async fn fetch_module(
+        &self,
+        request: Request<v1::FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchModuleStream>, Status> {
+        let req = request.into_inner();
+        let digest: Digest = req
+            .digest
+            .parse()
+            .map_err(|error| ProtoError::InvalidDigest {
+                field: "digest".into(),
+                error,
+            })?;
+        let rx = self.artifacts.fetch(&digest, req.offset).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+}
+
+/// A message after registration, as a core event.
+fn agent_event(conn: ConnId, msg: v1::AgentMessage) -> Result<Option<Event>, ProtoError> {
+    use v1::agent_message::Kind;
+    Ok(match msg.kind {
+        Some(Kind::Heartbeat(_)) => Some(Event::AgentHeartbeat { conn }),
+        Some(Kind::StatusUpdate(u)) => {
+            let status: TaskStatus = require("status_update.status", u.status.as_ref())?;
+            Some(Event::AgentStatus { conn, status })
+        }
+        Some(Kind::ModuleCached(m)) => Some(Event::AgentModule {
+            conn,
+            digest: digest("module_cached.digest", &m.digest)?,
+            cached: true,
+        }),
+        Some(Kind::ModuleEvicted(m)) => Some(Event::AgentModule {
+            conn,
+            digest: digest("module_evicted.digest", &m.digest)?,
+            cached: false,
+        }),
+        Some(Kind::Register(_) | Kind::Reregister(_)) => {
+            return Err(ProtoError::invalid(
+                "kind",
+                "already registered on this stream",
+            ));
+        }
+        None => None,
+    })
+}
+
+fn reregister(conn: ConnId, r: &v1::agent_message::ReRegister) -> Result<Event, ProtoError> {
+    let tasks = r
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| reported_task(t).map_err(|e| e.within(format_args!("tasks[{i}]"))))
+        .collect::<Result<_, _>>()?;
+    let updates = r
+        .unacknowledged_updates
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            TaskStatus::try_from(s)
+                .map_err(|e| e.within(format_args!("unacknowledged_updates[{i}]")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Event::AgentReregister {
+        conn,
+        agent_id: parse_id("agent_id", &r.agent_id)?,
+        info: agent_info(r.agent_info.as_ref()).map_err(|e| e.within("agent_info"))?,
+        tasks,
+        updates,
+        cached_modules: digests(&r.cached_modules)?,
+    })
+}
+
+/// A running task as reported; its description is read leniently (the agent may elide
+/// input contents), only what the master keeps is required.
+fn reported_task(t: &v1::RunningTask) -> Result<ReportedTask, ProtoError> {
+    let status: TaskStatus = require("status", t.status.as_ref())?;
+    let task = t.task.as_ref();
+    let resources = match task.and_then(|t| t.resources.as_ref()) {
+        Some(r) => r
+            .try_into()
+            .map_err(|e: ProtoError| e.within("task.resources"))?,
+        None => Default::default(),
+    };
+    let module = task
+        .and_then(|t| t.module.as_ref())
+        .and_then(|m| corral_proto::ModuleSource::try_from(m).ok())
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    Ok(ReportedTask {
+        framework_id: parse_id("framework_id", &t.framework_id)?,
+        meta: TaskMeta {
+            name: task.map(|t| t.name.clone()).unwrap_or_default(),
+            module,
+            resources,
+            labels: task.map(|t| t.labels.clone()).unwrap_or_default(),
+        },
+        status,
+    })
+}
+
+fn agent_info(info: Option<&v1::AgentInfo>) -> Result<AgentInfo, ProtoError> {
+    let info = info.ok_or_else(|| ProtoError::missing(""))?;
+    Ok(AgentInfo {
+        hostname: info.hostname.clone(),
+        address: info.address.clone(),
+        resources: require("resources", info.resources.as_ref())?,
+        attributes: attributes(&info.attributes),
+        engine_hash: info.engine_hash.clone(),
+        version: info.version.clone(),
+        labels: info.labels.clone(),
+    })
+}
+
+fn digest(field: &'static str, s: &str) -> Result<Digest, ProtoError> {
+    s.parse().map_err(|error| ProtoError::InvalidDigest {
+        field: field.into(),
+        error,
+    })
+}
+
+fn digests(list: &[String]) -> Result<Vec<Digest>, ProtoError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| digest("", d).map_err(|e| e.within(format_args!("cached_modules[{i}]"))))
+        .collect()
+}

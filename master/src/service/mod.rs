@@ -1,0 +1,86 @@
+//! The tonic services. Each handler validates its request into a core [`Event`](crate::core::Event)
+//! (typed IDs, resources, roles: STYLE.md "typed IDs at the edge"), sends it to the core task
+//! and translates the answer back; errors become `tonic::Status` only through
+//! `corral_proto::status`. Nothing here touches master state.
+
+mod agent_link;
+mod operator;
+mod scheduler;
+
+pub(crate) use agent_link::AgentLinkService;
+pub(crate) use operator::OperatorService;
+pub(crate) use scheduler::SchedulerService;
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use corral_proto::{ServiceError, v1};
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::Status;
+
+use crate::core::{ConnId, Event, Reply};
+use crate::runtime::CoreHandle;
+
+/// A stream the runtime feeds; dropping it (the client went away, or the response ended)
+/// tells the core, so a broken subscription or agent link is noticed at once.
+#[derive(Debug)]
+pub(crate) struct CoreStream<T> {
+    rx: mpsc::UnboundedReceiver<Result<T, Status>>,
+    on_drop: Option<(CoreHandle, Event)>,
+}
+
+impl<T> CoreStream<T> {
+    fn new(
+        rx: mpsc::UnboundedReceiver<Result<T, Status>>,
+        core: CoreHandle,
+        on_drop: Event,
+    ) -> Self {
+        Self {
+            rx,
+            on_drop: Some((core, on_drop)),
+        }
+    }
+}
+
+impl<T> Stream for CoreStream<T> {
+    type Item = Result<T, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl<T> Drop for CoreStream<T> {
+    fn drop(&mut self) {
+        if let Some((core, event)) = self.on_drop.take() {
+            core.tell(event);
+        }
+    }
+}
+
+/// A reply other than `Done` to an event that expects `Done` is a bug.
+fn done(reply: Reply) -> Result<(), Status> {
+    match reply {
+        Reply::Done(r) => r.map_err(Status::from),
+        Reply::Operator(_) => {
+            Err(ServiceError::Internal("unexpected reply from the core".into()).into())
+        }
+    }
+}
+
+fn framework_disconnected(conn: ConnId) -> Event {
+    Event::FrameworkDisconnected { conn }
+}
+
+fn agent_disconnected(conn: ConnId) -> Event {
+    Event::AgentDisconnected { conn }
+}
+
+/// Attributes as (key, value) pairs.
+fn attributes(attrs: &[v1::Attribute]) -> Vec<(String, String)> {
+    attrs
+        .iter()
+        .map(|a| (a.key.clone(), a.value.clone()))
+        .collect()
+}

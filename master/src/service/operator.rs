@@ -1,0 +1,225 @@
+//! The Operator service: listings and policy through the core, module uploads through the
+//! artifact store, and task files proxied to the agent that ran the task.
+
+use std::time::Duration;
+
+use corral_proto::convert::{parse_optional_id, parse_role, parse_weight, require};
+use corral_proto::{ProtoError, ServiceError, TaskState, limits, v1};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::artifacts::ArtifactStore;
+use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
+use crate::runtime::CoreHandle;
+
+#[derive(Debug, Clone)]
+pub(crate) struct OperatorService {
+    pub(crate) core: CoreHandle,
+    pub(crate) artifacts: ArtifactStore,
+}
+
+impl OperatorService {
+    async fn ask(&self, req: OperatorRequest) -> Result<OperatorResponse, Status> {
+        match self.core.ask(Event::Operator(req), None).await? {
+            Reply::Operator(r) => r.map_err(Status::from),
+            Reply::Done(_) => {
+                Err(ServiceError::Internal("unexpected reply from the core".into()).into())
+            }
+        }
+    }
+
+    /// The operator client of the agent serving a task's sandbox, and whether the task is
+    /// terminal.
+    async fn agent_for(
+        &self,
+        task_id: &str,
+        framework_id: Option<&str>,
+    ) -> Result<
+        (
+            v1::operator_client::OperatorClient<tonic::transport::Channel>,
+            bool,
+        ),
+        Status,
+    > {
+        let task = corral_proto::convert::parse_id("task_id", task_id)?;
+        let framework = parse_optional_id("framework_id", framework_id)?;
+        let OperatorResponse::TaskLocation { address, terminal } = self
+            .ask(OperatorRequest::LocateTask { task, framework })
+            .await?
+        else {
+            return Err(ServiceError::Internal("unexpected reply from the core".into()).into());
+        };
+        let unavailable = |e: tonic::transport::Error| {
+            ServiceError::Unavailable(format!("agent at {address}: {e}"))
+        };
+        let channel = limits::endpoint(format!("http://{address}"))
+            .map_err(unavailable)?
+            .connect()
+            .await
+            .map_err(unavailable)?;
+        Ok((limits::operator_client(channel), terminal))
+    }
+}
+
+fn unexpected() -> Status {
+    ServiceError::Internal("unexpected reply from the core".into()).into()
+}
+
+#[tonic::async_trait]
+impl v1::operator_server::Operator for OperatorService {
+    async fn get_state(
+        &self,
+        request: Request<v1::GetStateRequest>,
+    ) -> Result<Response<v1::GetStateResponse>, Status> {
+        let max_tasks = request.into_inner().max_tasks as usize;
+        match self.ask(OperatorRequest::GetState { max_tasks }).await? {
+            OperatorResponse::State(s) => Ok(Response::new(s)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn list_agents(
+        &self,
+        _request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        match self.ask(OperatorRequest::ListAgents).await? {
+            OperatorResponse::Agents(r) => Ok(Response::new(r)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn list_frameworks(
+        &self,
+        request: Request<v1::ListFrameworksRequest>,
+    ) -> Result<Response<v1::ListFrameworksResponse>, Status> {
+        let include_completed = request.into_inner().include_completed;
+        match self
+            .ask(OperatorRequest::ListFrameworks { include_completed })
+            .await?
+        {
+            OperatorResponse::Frameworks(r) => Ok(Response::new(r)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<v1::ListTasksRequest>,
+    ) -> Result<Response<v1::ListTasksResponse>, Status> {
+        let r = request.into_inner();
+        let states = r
+            .states
+            .iter()
+            .map(|&s| TaskState::from_proto("states", s))
+            .collect::<Result<_, ProtoError>>()?;
+        let req = OperatorRequest::ListTasks {
+            framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
+            agent: parse_optional_id("agent_id", r.agent_id.as_deref())?,
+            states,
+            page_size: r.page_size as usize,
+            page_token: r.page_token,
+        };
+        match self.ask(req).await? {
+            OperatorResponse::Tasks(r) => Ok(Response::new(r)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn get_roles(
+        &self,
+        _request: Request<v1::GetRolesRequest>,
+    ) -> Result<Response<v1::GetRolesResponse>, Status> {
+        match self.ask(OperatorRequest::GetRoles).await? {
+            OperatorResponse::Roles(r) => Ok(Response::new(r)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn set_weight(
+        &self,
+        request: Request<v1::SetWeightRequest>,
+    ) -> Result<Response<v1::SetWeightResponse>, Status> {
+        let r = request.into_inner();
+        let req = OperatorRequest::SetWeight {
+            role: parse_role("role", &r.role)?,
+            weight: parse_weight("weight", r.weight)?,
+        };
+        self.ask(req).await?;
+        Ok(Response::new(v1::SetWeightResponse {}))
+    }
+
+    async fn set_quota(
+        &self,
+        request: Request<v1::SetQuotaRequest>,
+    ) -> Result<Response<v1::SetQuotaResponse>, Status> {
+        let r = request.into_inner();
+        let req = OperatorRequest::SetQuota {
+            role: parse_role("role", &r.role)?,
+            quota: require("quota", r.quota.as_ref())?,
+            force: r.force,
+        };
+        self.ask(req).await?;
+        Ok(Response::new(v1::SetQuotaResponse {}))
+    }
+
+    async fn remove_quota(
+        &self,
+        request: Request<v1::RemoveQuotaRequest>,
+    ) -> Result<Response<v1::RemoveQuotaResponse>, Status> {
+        let role = parse_role("role", &request.into_inner().role)?;
+        self.ask(OperatorRequest::RemoveQuota { role }).await?;
+        Ok(Response::new(v1::RemoveQuotaResponse {}))
+    }
+
+    async fn drain_agent(
+        &self,
+        request: Request<v1::DrainAgentRequest>,
+    ) -> Result<Response<v1::DrainAgentResponse>, Status> {
+        let r = request.into_inner();
+        let req = OperatorRequest::DrainAgent {
+            agent: corral_proto::convert::parse_id("agent_id", &r.agent_id)?,
+            grace: r.max_grace_period_millis.map(Duration::from_millis),
+            mark_gone: r.mark_gone,
+        };
+        self.ask(req).await?;
+        Ok(Response::new(v1::DrainAgentResponse {}))
+    }
+
+    async fn reactivate_agent(
+        &self,
+        request: Request<v1::ReactivateAgentRequest>,
+    ) -> Result<Response<v1::ReactivateAgentResponse>, Status> {
+        let agent = corral_proto::convert::parse_id("agent_id", &request.into_inner().agent_id)?;
+        self.ask(OperatorRequest::ReactivateAgent { agent }).await?;
+        Ok(Response::new(v1::ReactivateAgentResponse {}))
+    }
+
+    async fn upload_module(
+        &self,
+        request: Request<Streaming<v1::ModuleChunk>>,
+    ) -> Result<Response<v1::UploadModuleResponse>, Status> {
+        let r = self.artifacts.upload(request.into_inner()).await?;
+        Ok(Response::new(r))
+    }
+
+    async fn list_files(
+        &self,
+        request: Request<v1::ListFilesRequest>,
+    ) -> Result<Response<v1::ListFilesResponse>, Status> {
+        let r = request.into_inner();
+        let (mut client, _) = self
+            .agent_for(&r.task_id, r.framework_id.as_deref())
+            .await?;
+        client.list_files(r).await
+    }
+
+    async fn read_file(
+        &self,
+        request: Request<v1::ReadFileRequest>,
+    ) -> Result<Response<v1::ReadFileResponse>, Status> {
+        let r = request.into_inner();
+        let (mut client, _) = self
+            .agent_for(&r.task_id, r.framework_id.as_deref())
+            .await?;
+        client.read_file(r).await
+    }
+}

@@ -1,0 +1,193 @@
+//! The Scheduler service: Subscribe opens a framework's event stream; Call forwards calls.
+
+use std::time::Duration;
+
+use corral_proto::convert::{
+    parse_id, parse_ids, parse_optional_id, parse_roles, refuse_duration, require,
+};
+use corral_proto::{ProtoError, TaskId, TaskInfo, UpdateUuid, v1};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use super::{CoreStream, done, framework_disconnected};
+use crate::core::{Ack, Call, Event, FrameworkInfo, LaunchTask, Operation};
+use crate::runtime::{CoreHandle, Sink};
+
+#[derive(Debug, Clone)]
+pub(crate) struct SchedulerService {
+    pub(crate) core: CoreHandle,
+}
+
+#[tonic::async_trait]
+impl v1::scheduler_server::Scheduler for SchedulerService {
+    type SubscribeStream = CoreStream<v1::Event>;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let req = request.into_inner();
+        let info =
+            framework_info(req.framework_info.as_ref()).map_err(|e| e.within("framework_info"))?;
+        let suppressed = parse_roles("suppressed_roles", &req.suppressed_roles)?;
+        let conn = self.core.conn_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let event = Event::Subscribe {
+            conn,
+            info,
+            suppressed,
+        };
+        let reply = self
+            .core
+            .ask(event, Some(Sink::Framework(conn, tx)))
+            .await?;
+        done(reply)?;
+        Ok(Response::new(CoreStream::new(
+            rx,
+            self.core.clone(),
+            framework_disconnected(conn),
+        )))
+    }
+
+    async fn call(
+        &self,
+        request: Request<v1::CallRequest>,
+    ) -> Result<Response<v1::CallResponse>, Status> {
+        let req = request.into_inner();
+        let framework_id = parse_id("framework_id", &req.framework_id)?;
+        if req.stream_id.is_empty() {
+            return Err(ProtoError::missing("stream_id").into());
+        }
+        let call = call(req.kind.as_ref())?;
+        let event = Event::Call {
+            framework_id,
+            stream_id: req.stream_id,
+            call,
+        };
+        done(self.core.ask(event, None).await?)?;
+        Ok(Response::new(v1::CallResponse {}))
+    }
+}
+
+fn framework_info(info: Option<&v1::FrameworkInfo>) -> Result<FrameworkInfo, ProtoError> {
+    let info = info.ok_or_else(|| ProtoError::missing(""))?;
+    let roles = parse_roles("roles", &info.roles)?;
+    if roles.is_empty() {
+        return Err(ProtoError::missing("roles"));
+    }
+    Ok(FrameworkInfo {
+        id: parse_optional_id("id", info.id.as_deref())?,
+        name: info.name.clone(),
+        user: info.user.clone(),
+        roles,
+        failover_timeout: Duration::from_millis(info.failover_timeout_millis),
+        labels: info.labels.clone(),
+    })
+}
+
+fn call(kind: Option<&v1::call_request::Kind>) -> Result<Call, ProtoError> {
+    use v1::call_request::Kind;
+    let kind = kind.ok_or_else(|| ProtoError::missing("kind"))?;
+    Ok(match kind {
+        Kind::Accept(a) => {
+            let offer_ids = parse_ids("accept.offer_ids", &a.offer_ids)?;
+            if offer_ids.is_empty() {
+                return Err(ProtoError::missing("accept.offer_ids"));
+            }
+            let operations = a
+                .operations
+                .iter()
+                .enumerate()
+                .map(|(i, op)| {
+                    operation(op).map_err(|e| e.within(format_args!("accept.operations[{i}]")))
+                })
+                .collect::<Result<_, _>>()?;
+            Call::Accept {
+                offer_ids,
+                operations,
+                refuse: refuse_duration(a.filters.as_ref()).map_err(|e| e.within("accept"))?,
+            }
+        }
+        Kind::Decline(d) => Call::Decline {
+            offer_ids: parse_ids("decline.offer_ids", &d.offer_ids)?,
+            refuse: refuse_duration(d.filters.as_ref()).map_err(|e| e.within("decline"))?,
+        },
+        Kind::Revive(r) => Call::Revive {
+            roles: parse_roles("revive.roles", &r.roles)?,
+        },
+        Kind::Suppress(s) => Call::Suppress {
+            roles: parse_roles("suppress.roles", &s.roles)?,
+        },
+        Kind::Kill(k) => Call::Kill {
+            task_id: parse_id("kill.task_id", &k.task_id)?,
+            agent_id: parse_optional_id("kill.agent_id", k.agent_id.as_deref())?,
+        },
+        Kind::Acknowledge(a) => Call::Acknowledge {
+            acks: a
+                .acks
+                .iter()
+                .enumerate()
+                .map(|(i, ack)| {
+                    let ack = || -> Result<Ack, ProtoError> {
+                        let uuid = UpdateUuid::from_proto("uuid", &ack.uuid)?
+                            .ok_or_else(|| ProtoError::missing("uuid"))?;
+                        Ok(Ack {
+                            agent_id: parse_optional_id("agent_id", Some(&ack.agent_id))?,
+                            task_id: parse_id("task_id", &ack.task_id)?,
+                            uuid,
+                        })
+                    };
+                    ack().map_err(|e| e.within(format_args!("acknowledge.acks[{i}]")))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        },
+        Kind::Reconcile(r) => Call::Reconcile {
+            tasks: r
+                .tasks
+                .iter()
+                .map(|t| {
+                    Ok((
+                        parse_id("task_id", &t.task_id)?,
+                        parse_optional_id("agent_id", t.agent_id.as_deref())?,
+                    ))
+                })
+                .collect::<Result<_, ProtoError>>()
+                .map_err(|e| e.within("reconcile.tasks"))?,
+        },
+        Kind::Teardown(_) => Call::Teardown,
+    })
+}
+
+fn operation(op: &v1::Operation) -> Result<Operation, ProtoError> {
+    use v1::operation::Kind;
+    Ok(
+        match op
+            .kind
+            .as_ref()
+            .ok_or_else(|| ProtoError::missing("kind"))?
+        {
+            Kind::Launch(l) => Operation::Launch(
+                l.tasks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        // An unaddressable task fails the call; an invalid description only fails
+                        // the task (it gets an ERROR update).
+                        let id: TaskId = parse_id("task_id", &t.task_id)
+                            .map_err(|e| e.within(format_args!("launch.tasks[{i}]")))?;
+                        let info = TaskInfo::try_from(t).map_err(|e| e.to_string());
+                        Ok(LaunchTask { id, info })
+                    })
+                    .collect::<Result<_, ProtoError>>()?,
+            ),
+            Kind::Reserve(r) => Operation::Reserve {
+                role: corral_proto::convert::parse_role("reserve.role", &r.role)?,
+                resources: require("reserve.resources", r.resources.as_ref())?,
+            },
+            Kind::Unreserve(r) => Operation::Unreserve {
+                role: corral_proto::convert::parse_role("unreserve.role", &r.role)?,
+                resources: require("unreserve.resources", r.resources.as_ref())?,
+            },
+        },
+    )
+}

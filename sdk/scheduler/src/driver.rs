@@ -1,0 +1,355 @@
+//! [`Driver`]: the handle schedulers use to act (launch, decline, kill, acknowledge, ...).
+//!
+//! Every method is one `Call` RPC on the current subscription. The handle is cheap to clone
+//! and can be used from callbacks and from other tasks; while the driver is reconnecting
+//! calls fail with [`SdkError::NotSubscribed`] (the master would refuse them anyway: calls
+//! name the stream they belong to).
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use corral_proto::v1::call_request::{self, Kind};
+use corral_proto::v1::scheduler_client::SchedulerClient;
+use corral_proto::{AgentId, FrameworkId, OfferId, TaskId, TaskInfo, TaskStatus, UpdateUuid, v1};
+use tokio::sync::{mpsc, watch};
+use tonic::transport::Channel;
+use tracing::{debug, warn};
+
+use crate::dedup::Dedup;
+use crate::error::SdkError;
+
+/// Tasks whose recent update uuids are remembered for deduplication.
+const DEDUP_TASKS: NonZeroUsize = NonZeroUsize::new(65_536).expect("non-zero");
+
+/// Most acknowledgements sent in one call (far below the message size limit).
+const MAX_ACK_BATCH: usize = 1024;
+
+/// The current subscription, if any.
+#[derive(Default)]
+pub(crate) struct Session {
+    pub(crate) client: Option<SchedulerClient<Channel>>,
+    pub(crate) framework_id: Option<FrameworkId>,
+    pub(crate) stream_id: Option<String>,
+    /// Increases with every subscription (the dedup's notion of "this stream").
+    pub(crate) generation: u64,
+}
+
+/// An acknowledgement queued by the event loop for the batching acker.
+#[derive(Debug)]
+pub(crate) struct PendingAck {
+    pub(crate) task_id: TaskId,
+    pub(crate) agent_id: Option<AgentId>,
+    pub(crate) uuid: UpdateUuid,
+}
+
+struct Inner {
+    session: Mutex<Session>,
+    stop: watch::Sender<bool>,
+    teardown: AtomicBool,
+    dedup: Mutex<Dedup>,
+    acks: mpsc::UnboundedSender<PendingAck>,
+}
+
+/// A cheap, cloneable handle to a running framework: every action a scheduler takes goes
+/// through it. Obtained in the [`Scheduler`](crate::Scheduler) callbacks or from
+/// [`spawn`](crate::spawn).
+#[derive(Clone)]
+pub struct Driver {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Driver")
+            .field("framework_id", &self.framework_id())
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex whose data stays consistent even if a holder panicked (every critical
+/// section here is a few field assignments).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Driver {
+    /// A driver with no session, and the receiving end of its acknowledgement queue.
+    pub(crate) fn new(
+        framework_id: Option<FrameworkId>,
+    ) -> (Self, mpsc::UnboundedReceiver<PendingAck>) {
+        let (acks, rx) = mpsc::unbounded_channel();
+        let session = Session {
+            framework_id,
+            ..Session::default()
+        };
+        let inner = Inner {
+            session: Mutex::new(session),
+            stop: watch::Sender::new(false),
+            teardown: AtomicBool::new(false),
+            dedup: Mutex::new(Dedup::new(DEDUP_TASKS)),
+            acks,
+        };
+        (
+            Self {
+                inner: Arc::new(inner),
+            },
+            rx,
+        )
+    }
+
+    pub(crate) fn session(&self) -> MutexGuard<'_, Session> {
+        lock(&self.inner.session)
+    }
+
+    pub(crate) fn dedup(&self) -> MutexGuard<'_, Dedup> {
+        lock(&self.inner.dedup)
+    }
+
+    /// Forgets the subscription: calls fail with `NotSubscribed` until the next one.
+    pub(crate) fn end_session(&self) {
+        let mut s = self.session();
+        s.stream_id = None;
+        s.client = None;
+    }
+
+    pub(crate) fn queue_ack(&self, ack: PendingAck) {
+        // The receiver lives as long as `run`; after it ends there is nobody to ack to.
+        let _ = self.inner.acks.send(ack);
+    }
+
+    /// Resolves when [`Driver::stop`] has been called.
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.inner.stop.subscribe();
+        // The sender lives in `self`, so `wait_for` cannot fail while we wait.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        *self.inner.stop.borrow()
+    }
+
+    pub(crate) fn teardown_requested(&self) -> bool {
+        self.inner.teardown.load(Ordering::Acquire)
+    }
+
+    /// The framework's ID once subscribed (or the one configured for failover).
+    pub fn framework_id(&self) -> Option<FrameworkId> {
+        self.session().framework_id.clone()
+    }
+
+    /// True while a subscription is active.
+    pub fn is_subscribed(&self) -> bool {
+        self.session().stream_id.is_some()
+    }
+
+    /// Ends [`run`](crate::run): it returns `Ok(())` at its next step. The framework stays
+    /// registered with the master until its failover timeout passes (use
+    /// [`Driver::teardown`] to remove it now).
+    pub fn stop(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    fn call_parts(&self) -> Result<(SchedulerClient<Channel>, String, String), SdkError> {
+        let s = self.session();
+        match (&s.client, &s.framework_id, &s.stream_id) {
+            (Some(client), Some(fw), Some(stream)) => {
+                Ok((client.clone(), fw.to_string(), stream.clone()))
+            }
+            _ => Err(SdkError::NotSubscribed),
+        }
+    }
+
+    async fn call(&self, kind: Kind) -> Result<(), SdkError> {
+        let (mut client, framework_id, stream_id) = self.call_parts()?;
+        client
+            .call(v1::CallRequest {
+                framework_id,
+                stream_id,
+                kind: Some(kind),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Launches `tasks` on `offer_ids` (one ACCEPT with one LAUNCH; the offers must be on
+    /// one agent). Whatever the tasks leave unused is refused for the master's default time.
+    /// Outcomes arrive as status updates.
+    pub async fn launch(
+        &self,
+        offer_ids: &[OfferId],
+        tasks: Vec<TaskInfo>,
+    ) -> Result<(), SdkError> {
+        let launch = v1::operation::Launch {
+            tasks: tasks.iter().map(v1::TaskInfo::from).collect(),
+        };
+        self.accept(
+            offer_ids,
+            vec![v1::Operation {
+                kind: Some(v1::operation::Kind::Launch(launch)),
+            }],
+            None,
+        )
+        .await
+    }
+
+    /// Applies raw operations (LAUNCH, RESERVE, UNRESERVE) to offers, refusing the leftovers
+    /// for `refuse` (`None`: the master's default).
+    pub async fn accept(
+        &self,
+        offer_ids: &[OfferId],
+        operations: Vec<v1::Operation>,
+        refuse: Option<Duration>,
+    ) -> Result<(), SdkError> {
+        self.call(Kind::Accept(call_request::Accept {
+            offer_ids: ids(offer_ids),
+            operations,
+            filters: refuse.map(filters),
+        }))
+        .await
+    }
+
+    /// Refuses offers; their resources are not offered to this framework again for
+    /// `refuse` (unless it revives).
+    pub async fn decline(&self, offer_ids: &[OfferId], refuse: Duration) -> Result<(), SdkError> {
+        self.call(Kind::Decline(call_request::Decline {
+            offer_ids: ids(offer_ids),
+            filters: Some(filters(refuse)),
+        }))
+        .await
+    }
+
+    /// Asks for offers again in `roles` (empty: all the framework's roles), clearing decline
+    /// filters.
+    pub async fn revive(&self, roles: &[String]) -> Result<(), SdkError> {
+        self.call(Kind::Revive(call_request::Revive {
+            roles: roles.to_vec(),
+        }))
+        .await
+    }
+
+    /// Stops offers in `roles` (empty: all) until [`Driver::revive`].
+    pub async fn suppress(&self, roles: &[String]) -> Result<(), SdkError> {
+        self.call(Kind::Suppress(call_request::Suppress {
+            roles: roles.to_vec(),
+        }))
+        .await
+    }
+
+    /// Kills a task; answered by a KILLED (or terminal) update.
+    pub async fn kill(&self, task_id: &TaskId, agent_id: Option<&AgentId>) -> Result<(), SdkError> {
+        self.call(Kind::Kill(call_request::Kill {
+            task_id: task_id.to_string(),
+            agent_id: agent_id.map(ToString::to_string),
+        }))
+        .await
+    }
+
+    /// Acknowledges an update (needed only with `auto_acknowledge` off). An update without
+    /// a uuid needs no acknowledgement and is ignored.
+    pub async fn acknowledge(&self, status: &TaskStatus) -> Result<(), SdkError> {
+        let Some(uuid) = status.uuid else {
+            return Ok(());
+        };
+        let acks = vec![ack(&status.task_id, status.agent_id.as_ref(), uuid)];
+        let generation = self.session().generation;
+        let result = self
+            .call(Kind::Acknowledge(call_request::Acknowledge { acks }))
+            .await;
+        let acked_on = result.is_ok().then_some(generation);
+        self.dedup().set_acked(&status.task_id, uuid, acked_on);
+        result
+    }
+
+    /// Asks for the latest status of `tasks` (empty: implicit reconciliation of every task
+    /// the master knows); answers arrive as updates with reason RECONCILIATION.
+    pub async fn reconcile(&self, tasks: &[(TaskId, Option<AgentId>)]) -> Result<(), SdkError> {
+        let tasks = tasks
+            .iter()
+            .map(|(task, agent)| v1::ReconcileTask {
+                task_id: task.to_string(),
+                agent_id: agent.as_ref().map(ToString::to_string),
+            })
+            .collect();
+        self.call(Kind::Reconcile(call_request::Reconcile { tasks }))
+            .await
+    }
+
+    /// Removes the framework for good (its tasks are killed) and ends [`run`](crate::run).
+    pub async fn teardown(&self) -> Result<(), SdkError> {
+        self.call(Kind::Teardown(call_request::Teardown {})).await?;
+        self.inner.teardown.store(true, Ordering::Release);
+        self.stop();
+        Ok(())
+    }
+
+    /// Sends queued acknowledgements in batches until the queue closes. A failed batch is
+    /// forgotten by the dedup so the master's redelivery is acknowledged again.
+    pub(crate) async fn run_acker(self, mut rx: mpsc::UnboundedReceiver<PendingAck>) {
+        let mut batch = Vec::new();
+        loop {
+            let stopping = tokio::select! {
+                biased;
+                n = rx.recv_many(&mut batch, MAX_ACK_BATCH) => n == 0,
+                () = self.stopped() => true,
+            };
+            if stopping {
+                // Flush what the last callbacks queued, then end.
+                while let Ok(ack) = rx.try_recv() {
+                    batch.push(ack);
+                }
+                for chunk in batch.chunks(MAX_ACK_BATCH) {
+                    self.send_acks(chunk).await;
+                }
+                return;
+            }
+            self.send_acks(&batch).await;
+            batch.clear();
+        }
+    }
+
+    async fn send_acks(&self, batch: &[PendingAck]) {
+        if batch.is_empty() || self.teardown_requested() {
+            // After a teardown the framework is gone: acknowledgements would be refused.
+            return;
+        }
+        let acks = batch
+            .iter()
+            .map(|a| ack(&a.task_id, a.agent_id.as_ref(), a.uuid))
+            .collect();
+        let result = self
+            .call(Kind::Acknowledge(call_request::Acknowledge { acks }))
+            .await;
+        match result {
+            Ok(()) => debug!(count = batch.len(), "acknowledged updates"),
+            Err(error) => {
+                warn!(%error, count = batch.len(), "acknowledgement failed; the master will redeliver");
+                let mut dedup = self.dedup();
+                for a in batch {
+                    dedup.set_acked(&a.task_id, a.uuid, None);
+                }
+            }
+        }
+    }
+}
+
+fn ids(offer_ids: &[OfferId]) -> Vec<String> {
+    offer_ids.iter().map(ToString::to_string).collect()
+}
+
+fn filters(refuse: Duration) -> v1::Filters {
+    v1::Filters {
+        refuse_seconds: Some(refuse.as_secs_f64()),
+    }
+}
+
+fn ack(task_id: &TaskId, agent_id: Option<&AgentId>, uuid: UpdateUuid) -> v1::Ack {
+    v1::Ack {
+        agent_id: agent_id.map(ToString::to_string).unwrap_or_default(),
+        task_id: task_id.to_string(),
+        uuid: bytes::Bytes::copy_from_slice(uuid.as_bytes()),
+    }
+}
