@@ -28,6 +28,10 @@
 //! Modules in this crate: `engine` is the only place wasmtime is configured; `cache` admits,
 //! compiles and persists modules; `sandbox` lays out a run's files; `guest` is the host side the
 //! guest sees; `memory` and `cpu` enforce their limits; `executor` drives a task's life.
+//!
+//! [`node`] is the agent as a cluster member around the executor: [`Agent`] registers with
+//! the master, runs what it is sent, reports status updates until acknowledged and serves task
+//! files (Operator `ListFiles`/`ReadFile`).
 
 mod cache;
 mod calibrate;
@@ -36,6 +40,7 @@ mod engine;
 mod executor;
 mod guest;
 mod memory;
+pub mod node;
 mod sandbox;
 mod task;
 
@@ -43,6 +48,7 @@ pub use cache::{BadDigest, CacheStats, Digest, ModuleError};
 pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
 pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};
+pub use node::{Agent, AgentConfig, ResourceOverrides};
 pub use sandbox::SandboxPaths;
 pub use task::{
     InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskResult,

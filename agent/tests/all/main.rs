@@ -8,7 +8,9 @@
 mod cache;
 mod concurrency;
 mod cpu_share;
+mod fake_master;
 mod isolation;
+mod node;
 mod util;
 
 mod hello;

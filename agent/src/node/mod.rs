@@ -1,0 +1,305 @@
+//! The agent as a cluster member: registers with the master, runs the tasks it is sent on the
+//! [`Executor`], reports their status reliably and serves their files.
+//!
+//! ```text
+//!            master (leader)                                 corral logs (via the master)
+//!   AgentLink::Connect │ ▲ Register / ReRegister, heartbeats,          │ Operator:
+//!   Registered, launch,│ │ status updates (until acknowledged)         │ ListFiles, ReadFile
+//!   kill, ack, shutdown▼ │                                             ▼
+//!   ┌─────────────── link ──────────┐   ┌──────────── files ───────────────┐
+//!   │ leader hints, backoff, epochs │   │ run dirs by (framework, task)    │
+//!   └───────────────┬───────────────┘   └──────────────▲───────────────────┘
+//!                   ▼                                  │
+//!   tasks: table, unacknowledged updates ── prepare (validate, fetch module, inputs)
+//!                   │                                  ▼
+//!                   └────────────────────────────► Executor ─► sandboxes
+//! ```
+//!
+//! A task's status, as this agent reports it (each arrow is one update with a fresh uuid,
+//! kept and resent until the master forwards the framework's acknowledgement):
+//!
+//! ```text
+//!   LaunchTasks ─► STARTING ─┬─► RUNNING ─┬─► FINISHED          (exit 0)
+//!                            │            ├─► FAILED            (exit n, trap, limit)
+//!                            │            └─► KILLED            (KillTask)
+//!                            ├─► FAILED   (fetch, invalid module, link, inputs, no capacity)
+//!                            ├─► ERROR    (invalid task description)
+//!                            └─► KILLED   (KillTask before it ran)
+//!   KillTask of an unknown task ─► LOST (no acknowledgement expected)
+//! ```
+//!
+//! Master messages carry the leader's epoch; one below the highest seen is ignored (kept in
+//! memory only for now).
+
+mod files;
+mod link;
+mod prepare;
+mod status;
+mod tasks;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use corral_proto::{AgentId, limits, v1};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::executor::{Executor, ExecutorConfig};
+use prepare::Sources;
+use tasks::Node;
+
+/// Resources to announce instead of the detected ones; `None` keeps the detected value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResourceOverrides {
+    /// Thousandths of a core.
+    pub cpus_milli: Option<u64>,
+    /// Memory in bytes.
+    pub mem_bytes: Option<u64>,
+    /// Disk in bytes.
+    pub disk_bytes: Option<u64>,
+}
+
+/// How an [`Agent`] runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Masters as `host:port`, tried in order (a non-leader's hint is followed first).
+    pub masters: Vec<String>,
+    /// Where the Operator ListFiles/ReadFile service listens; port 0 picks one.
+    pub listen: SocketAddr,
+    /// Holds the executor's sandboxes and module cache.
+    pub work_dir: PathBuf,
+    /// Announced resources; `None` detects them all.
+    pub resources: Option<ResourceOverrides>,
+    /// Operator attributes; `arch` and `os` are added.
+    pub attributes: Vec<(String, String)>,
+    /// Default heartbeat period; the master's Registered may set another.
+    pub heartbeat_interval: Duration,
+    /// Free-form labels announced with the agent.
+    pub labels: BTreeMap<String, String>,
+    /// Allow `file://` modules and host-path inputs (dev mode). Off by default.
+    pub allow_local_files: bool,
+    /// How often unacknowledged status updates are sent again.
+    pub status_retry_interval: Duration,
+}
+
+impl AgentConfig {
+    /// Defaults: listen on `0.0.0.0:5051`, detected resources, 1 s heartbeats.
+    pub fn new(masters: Vec<String>, work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            masters,
+            listen: SocketAddr::from(([0, 0, 0, 0], 5051)),
+            work_dir: work_dir.into(),
+            resources: None,
+            attributes: Vec::new(),
+            heartbeat_interval: Duration::from_secs(1),
+            labels: BTreeMap::new(),
+            allow_local_files: false,
+            status_retry_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A running agent: the master link and the files service, around one [`Executor`].
+#[derive(Debug)]
+pub struct Agent {
+    node: Arc<Node>,
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    link: JoinHandle<()>,
+    server: JoinHandle<()>,
+}
+
+impl Agent {
+    /// Builds the executor, binds `listen`, and starts the master link in the background.
+    pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
+        anyhow::ensure!(!config.masters.is_empty(), "no master address given");
+        let executor_config = ExecutorConfig::new(&config.work_dir);
+        let max_module_bytes = executor_config.max_module_size;
+        // Builds the engine and calibrates fuel: blocking work.
+        let executor = tokio::task::spawn_blocking(move || Executor::new(executor_config))
+            .await
+            .context("executor setup panicked")?
+            .context("cannot start the executor")?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let local_addr = listener.local_addr().context("listener address")?;
+        let info = agent_info(&config, &executor, local_addr);
+        let sources = Sources {
+            allow_local_files: config.allow_local_files,
+            max_module_bytes,
+            http: reqwest::Client::builder()
+                .connect_timeout(limits::CONNECT_TIMEOUT)
+                .build()
+                .context("cannot build the http client")?,
+        };
+        let node = Arc::new(Node::new(
+            executor,
+            sources,
+            config.work_dir.clone(),
+            info,
+            config.masters.clone(),
+            config.heartbeat_interval,
+            config.status_retry_interval,
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        let mut server_stop = stop_rx.clone();
+        let service = limits::operator_server(files::Files::new(node.clone()));
+        let server = tokio::spawn(async move {
+            let served = limits::server_builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(limits::incoming(listener), async move {
+                    let _ = server_stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "files service failed");
+            }
+        });
+        let link = tokio::spawn(link::run(node.clone(), stop_rx));
+        tracing::info!(%local_addr, masters = ?config.masters, "agent started");
+        Ok(Agent {
+            node,
+            local_addr,
+            stop,
+            link,
+            server,
+        })
+    }
+
+    /// Where the files service listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Waits for the first Registered and returns the agent's id.
+    pub async fn registered(&self) -> AgentId {
+        let mut registered = self.node.registered.subscribe();
+        loop {
+            if let Some(id) = registered.borrow_and_update().clone() {
+                return id;
+            }
+            if registered.changed().await.is_err() {
+                // The node (which owns the sender) outlives this borrow of `self`.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Kills the tasks, closes the link and the files service.
+    pub async fn shutdown(self) {
+        self.node.kill_all();
+        self.stop.send_replace(true);
+        let _ = self.link.await;
+        let _ = self.server.await;
+    }
+}
+
+/// What the agent announces in Register.
+fn agent_info(config: &AgentConfig, executor: &Executor, listen: SocketAddr) -> v1::AgentInfo {
+    let hostname = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    let address = if listen.ip().is_unspecified() {
+        format!("{hostname}:{}", listen.port())
+    } else {
+        listen.to_string()
+    };
+    let detected = detect_resources(&config.work_dir);
+    let overrides = config.resources.unwrap_or_default();
+    let mut attributes: Vec<v1::Attribute> = config
+        .attributes
+        .iter()
+        .filter(|(key, _)| key != "arch" && key != "os")
+        .map(|(key, value)| v1::Attribute {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    for (key, value) in [
+        ("arch", std::env::consts::ARCH),
+        ("os", std::env::consts::OS),
+    ] {
+        attributes.push(v1::Attribute {
+            key: key.into(),
+            value: value.into(),
+        });
+    }
+    v1::AgentInfo {
+        hostname,
+        address,
+        resources: Some(v1::Resources {
+            cpus_milli: overrides.cpus_milli.unwrap_or(detected.cpus_milli),
+            mem_bytes: overrides.mem_bytes.unwrap_or(detected.mem_bytes),
+            disk_bytes: overrides.disk_bytes.unwrap_or(detected.disk_bytes),
+            scalars_milli: BTreeMap::new(),
+        }),
+        attributes,
+        engine_hash: executor.compatibility().to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        labels: config.labels.clone(),
+        fuel_per_cpu_second: executor.fuel_per_cpu_second(),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Detected {
+    cpus_milli: u64,
+    mem_bytes: u64,
+    disk_bytes: u64,
+}
+
+/// The host's cores, available memory and free disk under `work_dir`.
+fn detect_resources(work_dir: &Path) -> Detected {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let mem_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| mem_available(&text))
+        .unwrap_or(1 << 30);
+    let disk_bytes = rustix::fs::statvfs(work_dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(0);
+    Detected {
+        cpus_milli: cores * 1000,
+        mem_bytes,
+        disk_bytes,
+    }
+}
+
+/// `MemAvailable` (or `MemTotal` on old kernels) from `/proc/meminfo`, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        meminfo.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
+            Some(kib * 1024)
+        })
+    };
+    field("MemAvailable").or_else(|| field("MemTotal"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_available_prefers_available_over_total() {
+        let text = "MemTotal:       16000 kB\nMemFree:  1 kB\nMemAvailable:    8000 kB\n";
+        assert_eq!(mem_available(text), Some(8000 * 1024));
+        assert_eq!(mem_available("MemTotal: 4 kB\n"), Some(4096));
+        assert_eq!(mem_available("nothing"), None);
+    }
+
+    #[test]
+    fn detected_resources_are_plausible() {
+        let detected = detect_resources(Path::new("."));
+        assert!(detected.cpus_milli >= 1000);
+        assert!(detected.mem_bytes > 0);
+        assert!(detected.disk_bytes > 0);
+    }
+}

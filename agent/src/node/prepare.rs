@@ -1,0 +1,346 @@
+//! The launch hooks before the executor: validate the description, fetch the module, unpack
+//! the inputs. Turns a wire `TaskInfo` into a [`TaskSpec`] or a typed [`PrepareError`].
+
+use std::io::Read;
+use std::path::{Component, Path};
+use std::sync::Arc;
+
+use corral_proto::{InputSource, Reason, TaskState, limits, v1};
+use tonic::transport::Channel;
+
+use super::status::{StatusParts, status_of};
+use crate::cache::{Digest, ModuleError};
+use crate::executor::Executor;
+use crate::task::{
+    InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskSpec,
+};
+
+/// Why a launch was not handed to the executor.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PrepareError {
+    /// The description is malformed.
+    #[error("invalid task: {0}")]
+    Invalid(String),
+    /// The module could not be fetched (unreachable source, mismatching digest, not allowed).
+    #[error("cannot fetch module: {0}")]
+    Fetch(String),
+    /// The module was fetched but not admitted.
+    #[error(transparent)]
+    Module(#[from] ModuleError),
+    /// An input file could not be placed.
+    #[error("input `{path}` is unavailable: {reason}")]
+    Input { path: String, reason: String },
+}
+
+impl PrepareError {
+    /// The terminal status this failure is reported with.
+    pub(crate) fn parts(&self) -> StatusParts {
+        let message = self.to_string();
+        match self {
+            Self::Invalid(_) => StatusParts::new(TaskState::Error, Reason::InvalidTask, message),
+            Self::Fetch(_) => StatusParts::new(TaskState::Failed, Reason::FetchFailed, message),
+            Self::Module(e) => {
+                status_of(&TaskOutcome::FailedToStart(StartError::Module(e.clone())))
+            }
+            Self::Input { .. } => {
+                StatusParts::new(TaskState::Failed, Reason::InputUnavailable, message)
+            }
+        }
+    }
+}
+
+/// Where modules and inputs may come from.
+#[derive(Debug, Clone)]
+pub(crate) struct Sources {
+    /// `file://` modules and host-path inputs are allowed (dev mode).
+    pub(crate) allow_local_files: bool,
+    /// Largest module fetched, in bytes.
+    pub(crate) max_module_bytes: u64,
+    pub(crate) http: reqwest::Client,
+}
+
+/// Builds the executor's spec for `info`: fetches its module into the executor's cache
+/// (from the master over `master`, an http(s) URL or a local file) and unpacks its inputs.
+/// Also returns the module's digest when this launch added it to the cache.
+pub(crate) async fn prepare(
+    executor: &Executor,
+    sources: &Sources,
+    master: Option<Channel>,
+    framework_id: &str,
+    info: &v1::TaskInfo,
+) -> Result<(TaskSpec, Option<Digest>), PrepareError> {
+    let task =
+        corral_proto::TaskInfo::try_from(info).map_err(|e| PrepareError::Invalid(e.to_string()))?;
+    let (digest, added) = module(executor, sources, master, &task.module).await?;
+    let mut inputs = Vec::new();
+    for input in &task.inputs {
+        match &input.source {
+            InputSource::Contents(bytes) => inputs.push(InputFile {
+                path: input.path.clone(),
+                contents: InputContents::Bytes(Arc::from(&bytes[..])),
+            }),
+            InputSource::HostPath(path) if sources.allow_local_files => inputs.push(InputFile {
+                path: input.path.clone(),
+                contents: InputContents::HostFile(path.clone()),
+            }),
+            InputSource::HostPath(_) => {
+                return Err(PrepareError::Input {
+                    path: input.path.clone(),
+                    reason: "host files are not allowed on this agent".into(),
+                });
+            }
+            InputSource::TarArchive(bytes) => inputs.extend(unpack_tar(&input.path, bytes)?),
+        }
+    }
+    let defaults = Limits::default();
+    let spec = TaskSpec {
+        framework_id: framework_id.to_owned(),
+        task_id: task.id.to_string(),
+        module: ModuleSource::Digest(digest),
+        entrypoint: task.entrypoint,
+        args: task.args,
+        env: task.env,
+        inputs,
+        resources: Resources {
+            cpus_milli: task.resources.cpus_milli(),
+            mem_bytes: task.resources.mem_bytes(),
+            disk_bytes: task.resources.disk_bytes(),
+        },
+        limits: Limits {
+            max_fuel: task.limits.max_fuel,
+            timeout: task.limits.timeout,
+            max_output: task.limits.max_output_bytes.unwrap_or(defaults.max_output),
+        },
+    };
+    Ok((spec, added.then_some(digest)))
+}
+
+/// Makes sure the module is in the executor's cache; returns its digest and whether it was
+/// fetched and added now.
+async fn module(
+    executor: &Executor,
+    sources: &Sources,
+    master: Option<Channel>,
+    source: &corral_proto::ModuleSource,
+) -> Result<(Digest, bool), PrepareError> {
+    let cap = sources.max_module_bytes;
+    let (bytes, expected) = match source {
+        corral_proto::ModuleSource::Digest(digest) => {
+            let local = agent_digest(digest)?;
+            if executor.has_module(&local) {
+                return Ok((local, false));
+            }
+            let master = master.ok_or_else(|| {
+                PrepareError::Fetch("not connected to a master to fetch it from".into())
+            })?;
+            (from_master(master, digest, cap).await?, Some(*digest))
+        }
+        corral_proto::ModuleSource::Url { url, digest } => {
+            if let Some(digest) = digest {
+                let local = agent_digest(digest)?;
+                if executor.has_module(&local) {
+                    return Ok((local, false));
+                }
+            }
+            (from_url(&sources.http, url, cap).await?, *digest)
+        }
+        corral_proto::ModuleSource::File(path) => {
+            if !sources.allow_local_files {
+                return Err(PrepareError::Fetch(
+                    "local (file://) modules are not allowed on this agent".into(),
+                ));
+            }
+            (from_file(path, cap).await?, None)
+        }
+    };
+    if let Some(expected) = expected {
+        let actual = corral_proto::Digest::of(&bytes);
+        if actual != expected {
+            return Err(PrepareError::Fetch(format!(
+                "digest mismatch: expected {expected}, got {actual}"
+            )));
+        }
+    }
+    let digest = Digest::of(&bytes);
+    let added = !executor.has_module(&digest);
+    Ok((executor.add_module(bytes).await?, added))
+}
+
+fn agent_digest(digest: &corral_proto::Digest) -> Result<Digest, PrepareError> {
+    digest
+        .to_string()
+        .parse()
+        .map_err(|e: crate::cache::BadDigest| PrepareError::Invalid(e.to_string()))
+}
+
+fn too_large(size: u64, limit: u64) -> PrepareError {
+    PrepareError::Module(ModuleError::TooLarge { size, limit })
+}
+
+/// Streams a module from the master's artifact store, refusing more than `cap` bytes.
+async fn from_master(
+    channel: Channel,
+    digest: &corral_proto::Digest,
+    cap: u64,
+) -> Result<Vec<u8>, PrepareError> {
+    let fetch = |e: tonic::Status| PrepareError::Fetch(format!("{}: {}", e.code(), e.message()));
+    let mut client = limits::agent_link_client(channel);
+    let request = v1::FetchModuleRequest {
+        digest: digest.to_string(),
+        offset: 0,
+    };
+    let mut stream = client
+        .fetch_module(request)
+        .await
+        .map_err(fetch)?
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await.map_err(fetch)? {
+        if chunk.total_size > cap {
+            return Err(too_large(chunk.total_size, cap));
+        }
+        let total = limits::check_module_chunk(&chunk, bytes.len() as u64)
+            .map_err(|e| PrepareError::Fetch(e.to_string()))?;
+        if total > cap {
+            return Err(too_large(total, cap));
+        }
+        if bytes.is_empty() {
+            bytes.reserve(chunk.total_size as usize);
+        }
+        bytes.extend_from_slice(&chunk.data);
+    }
+    Ok(bytes)
+}
+
+/// Downloads a module over http(s), refusing more than `cap` bytes.
+async fn from_url(http: &reqwest::Client, url: &str, cap: u64) -> Result<Vec<u8>, PrepareError> {
+    let fetch = |e: reqwest::Error| PrepareError::Fetch(format!("{url}: {e}"));
+    let mut response = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(fetch)?;
+    if let Some(length) = response.content_length()
+        && length > cap
+    {
+        return Err(too_large(length, cap));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(fetch)? {
+        let total = (bytes.len() + chunk.len()) as u64;
+        if total > cap {
+            return Err(too_large(total, cap));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+async fn from_file(path: &Path, cap: u64) -> Result<Vec<u8>, PrepareError> {
+    let fetch = |e: std::io::Error| PrepareError::Fetch(format!("{}: {e}", path.display()));
+    let size = tokio::fs::metadata(path).await.map_err(fetch)?.len();
+    if size > cap {
+        return Err(too_large(size, cap));
+    }
+    tokio::fs::read(path).await.map_err(fetch)
+}
+
+/// The regular files of a tar archive as inputs under `dir`. Directories are implied by the
+/// files in them; links, devices and entries whose path leaves `dir` are refused.
+pub(crate) fn unpack_tar(dir: &str, archive: &[u8]) -> Result<Vec<InputFile>, PrepareError> {
+    let refuse = |reason: String| PrepareError::Input {
+        path: dir.to_owned(),
+        reason,
+    };
+    let mut files = Vec::new();
+    let mut archive = tar::Archive::new(archive);
+    let entries = archive
+        .entries()
+        .map_err(|e| refuse(format!("bad tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| refuse(format!("bad tar archive: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| refuse(format!("bad tar entry path: {e}")))?
+            .into_owned();
+        let inside = path.components().next().is_some()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !inside {
+            return Err(refuse(format!(
+                "entry {} leaves the directory",
+                path.display()
+            )));
+        }
+        let kind = entry.header().entry_type();
+        if kind.is_dir() || kind.is_pax_global_extensions() {
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(refuse(format!(
+                "entry {} is not a regular file or directory",
+                path.display()
+            )));
+        }
+        let mut data = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| refuse(format!("bad tar entry {}: {e}", path.display())))?;
+        files.push(InputFile {
+            path: Path::new(dir).join(&path).to_string_lossy().into_owned(),
+            contents: InputContents::Bytes(Arc::from(data)),
+        });
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_size(data.len() as u64);
+            header.set_mode(0o644);
+            // `set_path` refuses `..`; write the raw name to build hostile archives.
+            let name = &mut header.as_old_mut().name;
+            name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_cksum();
+            builder.append(&header, *data).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn tar_files_land_under_the_input_directory() {
+        let bytes = archive(&[
+            ("d/", tar::EntryType::Directory, b""),
+            ("d/a.txt", tar::EntryType::Regular, b"alpha"),
+            ("b.txt", tar::EntryType::Regular, b"beta"),
+        ]);
+        let files = unpack_tar("data", &bytes).unwrap();
+        let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["data/d/a.txt", "data/b.txt"]);
+        assert!(matches!(&files[0].contents, InputContents::Bytes(b) if &b[..] == b"alpha"));
+    }
+
+    #[test]
+    fn tar_entries_that_leave_or_link_are_refused() {
+        for (path, kind) in [
+            ("../escape", tar::EntryType::Regular),
+            ("/etc/passwd", tar::EntryType::Regular),
+            ("link", tar::EntryType::Symlink),
+            ("hard", tar::EntryType::Link),
+        ] {
+            let bytes = archive(&[(path, kind, b"")]);
+            let error = unpack_tar("data", &bytes).unwrap_err();
+            assert!(matches!(error, PrepareError::Input { .. }), "{path}");
+            assert_eq!(error.parts().reason, Reason::InputUnavailable);
+        }
+    }
+}
