@@ -1,0 +1,194 @@
+//! The command line, as clap types.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::parse;
+
+/// Corral: a cluster manager that runs WebAssembly tasks.
+#[derive(Debug, Parser)]
+#[command(name = "corral", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a master until Ctrl-C.
+    Master(MasterArgs),
+    /// Run an agent until Ctrl-C.
+    Agent(AgentArgs),
+    /// Run a master and agents in one process, run the example tasks, stay up until Ctrl-C.
+    Dev(DevArgs),
+    /// Run one task, stream its output and exit with its exit code.
+    Run(RunArgs),
+    /// List tasks.
+    Ps(PsArgs),
+    /// Print a task's stdout (or stderr).
+    Logs(LogsArgs),
+    /// Kill a task (not available yet: the Operator API has no kill call).
+    Kill(KillArgs),
+    /// List agents.
+    Agents(ListArgs),
+    /// List frameworks.
+    Frameworks(FrameworksArgs),
+}
+
+/// Where the master is.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct MasterAddr {
+    /// Master address(es), `host:port`, comma-separated.
+    #[arg(
+        long,
+        env = "CORRAL_MASTER",
+        default_value = "127.0.0.1:5050",
+        value_delimiter = ','
+    )]
+    pub(crate) master: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MasterArgs {
+    /// Where to serve gRPC.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub(crate) listen: SocketAddr,
+    /// The master's directory.
+    #[arg(long, default_value = "./.corral/master")]
+    pub(crate) work_dir: PathBuf,
+    /// How long an agent may be silent before it is UNREACHABLE (e.g. 5s, for tests: 2s).
+    #[arg(long, hide = true, value_parser = parse::duration)]
+    pub(crate) agent_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Master address(es), `host:port`, comma-separated.
+    #[arg(long, env = "CORRAL_MASTER", required = true, value_delimiter = ',')]
+    pub(crate) master: Vec<String>,
+    /// Where to serve the agent's file API.
+    #[arg(long, default_value = "127.0.0.1:5051")]
+    pub(crate) listen: SocketAddr,
+    /// The agent's directory (sandboxes, module cache).
+    #[arg(long, default_value = "./.corral/agent")]
+    pub(crate) work_dir: PathBuf,
+    /// Resources to announce instead of the detected ones: `cpus=1.5,mem=2GiB,disk=10GiB`.
+    #[arg(long, value_parser = parse::resources)]
+    pub(crate) resources: Option<parse::ResourceSpec>,
+    /// An attribute `key=value` (repeatable).
+    #[arg(long = "attribute", value_parser = parse::key_value)]
+    pub(crate) attributes: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Where the master serves gRPC.
+    #[arg(long, default_value = "127.0.0.1:5050")]
+    pub(crate) listen: SocketAddr,
+    /// How many agents to run.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) agents: usize,
+    /// Skip the example tasks.
+    #[arg(long)]
+    pub(crate) no_examples: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The module: a local `.wasm` file, `sha256:<hex>` in the master's store, or an http(s) URL.
+    pub(crate) module: String,
+    /// CPU share (fractional cores).
+    #[arg(long, default_value = "0.5", value_parser = parse::cpus)]
+    pub(crate) cpus: u64,
+    /// Memory limit (e.g. 64MiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse::bytes)]
+    pub(crate) mem: u64,
+    /// Disk limit (e.g. 64MiB).
+    #[arg(long, default_value = "64MiB", value_parser = parse::bytes)]
+    pub(crate) disk: u64,
+    /// Fuel budget.
+    #[arg(long)]
+    pub(crate) max_fuel: Option<u64>,
+    /// Wall-clock limit (e.g. 10s, 500ms, 2m).
+    #[arg(long, value_parser = parse::duration)]
+    pub(crate) timeout: Option<Duration>,
+    /// An environment variable `K=V` (repeatable).
+    #[arg(long = "env", value_parser = parse::key_value)]
+    pub(crate) env: Vec<(String, String)>,
+    /// A local file shipped into the sandbox at its base name (repeatable).
+    #[arg(long = "file")]
+    pub(crate) files: Vec<PathBuf>,
+    /// A local directory shipped as `HOST_DIR[:GUEST_PATH]` (repeatable).
+    #[arg(long = "dir")]
+    pub(crate) dirs: Vec<String>,
+    /// The task's name.
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Arguments for the task.
+    #[arg(last = true)]
+    pub(crate) args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PsArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// Include terminal tasks.
+    #[arg(long, short)]
+    pub(crate) all: bool,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The task ID.
+    pub(crate) task: String,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    pub(crate) stderr: bool,
+    /// Follow the file until the task ends.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
+    /// The task's framework, when two frameworks use the same task ID.
+    #[arg(long)]
+    pub(crate) framework: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KillArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The task ID.
+    pub(crate) task: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FrameworksArgs {
+    #[command(flatten)]
+    pub(crate) list: ListArgs,
+    /// Include completed frameworks.
+    #[arg(long, short)]
+    pub(crate) all: bool,
+}

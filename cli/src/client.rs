@@ -1,0 +1,82 @@
+//! Connections to the master: the first address in the list that answers.
+
+use anyhow::Context;
+use corral_proto::{Digest, limits, v1};
+use tonic::transport::Channel;
+
+use crate::commands::Exit;
+
+/// An Operator client.
+pub(crate) type OperatorClient = v1::operator_client::OperatorClient<Channel>;
+
+fn uri(addr: &str) -> String {
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+/// Connects to the first master in `masters` that accepts a connection. Failing all is
+/// invalid input (exit 2): the user named the wrong address or nothing runs there.
+pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClient> {
+    let mut last = None;
+    for addr in masters {
+        let endpoint = limits::endpoint(uri(addr))
+            .with_context(|| format!("invalid master address {addr:?}"))?;
+        match endpoint.connect().await {
+            Ok(channel) => return Ok(limits::operator_client(channel)),
+            Err(e) => last = Some(format!("{addr}: {e}")),
+        }
+    }
+    Err(Exit::invalid(format!(
+        "cannot reach a master at {} ({}); start one with `corral master` or `corral dev`, or set --master / CORRAL_MASTER",
+        masters.join(","),
+        last.unwrap_or_default()
+    ))
+    .into())
+}
+
+/// Uploads a module, with a progress bar when it is big; returns its digest.
+pub(crate) async fn upload(
+    client: &mut OperatorClient,
+    bytes: Vec<u8>,
+    show_progress: bool,
+) -> anyhow::Result<Digest> {
+    let total = bytes.len() as u64;
+    let bar = (show_progress && total > limits::MODULE_CHUNK_BYTES as u64).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("uploading {bar:30} {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let chunks: Vec<v1::ModuleChunk> = bytes
+        .chunks(limits::MODULE_CHUNK_BYTES)
+        .enumerate()
+        .map(|(i, c)| v1::ModuleChunk {
+            data: bytes::Bytes::copy_from_slice(c),
+            total_size: if i == 0 { total } else { 0 },
+        })
+        .collect();
+    let progress = bar.clone();
+    let stream = tokio_stream::iter(chunks.into_iter().inspect(move |c| {
+        if let Some(bar) = &progress {
+            bar.inc(c.data.len() as u64);
+        }
+    }));
+    let response = client.upload_module(stream).await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let response = response
+        .map_err(|s| Exit::invalid(format!("the master refused the module: {}", s.message())))?
+        .into_inner();
+    response.digest.parse().with_context(|| {
+        format!(
+            "the master answered an invalid digest {:?}",
+            response.digest
+        )
+    })
+}

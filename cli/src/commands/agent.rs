@@ -1,0 +1,31 @@
+//! `corral agent`.
+
+use anyhow::Context;
+use corral_agent::node::{Agent, AgentConfig, ResourceOverrides};
+
+use crate::cli::AgentArgs;
+
+pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
+    super::init_logging();
+    let mut config = AgentConfig::new(args.master.clone(), &args.work_dir);
+    config.listen = args.listen;
+    config.attributes = args.attributes;
+    config.resources = args.resources.map(|r| ResourceOverrides {
+        cpus_milli: r.cpus_milli,
+        mem_bytes: r.mem_bytes,
+        disk_bytes: r.disk_bytes,
+    });
+    let agent = Agent::start(config).await.context("starting the agent")?;
+    tracing::info!(address = %agent.local_addr(), masters = ?args.master, "agent running; registering with the master");
+    tokio::select! {
+        id = agent.registered() => tracing::info!(agent_id = %id, "registered"),
+        () = super::shutdown_signal() => {
+            agent.shutdown().await;
+            return Ok(0);
+        }
+    }
+    super::shutdown_signal().await;
+    tracing::info!("shutting down");
+    agent.shutdown().await;
+    Ok(0)
+}

@@ -1,0 +1,146 @@
+//! `corral dev`: a master and N agents in one process, the example tasks run through the
+//! scheduler API (as `corral run` does), then up until Ctrl-C.
+//!
+//! The example modules are compiled into the binary from `corral-wasm-tasks`, so building
+//! the CLI builds the guest programs for wasm32-wasip1.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use corral_agent::node::{Agent, AgentConfig};
+use corral_master::{Master, MasterConfig};
+use corral_proto::{InputFile, InputSource};
+use corral_scheduler::matching::ResourceRequest;
+use corral_scheduler::{ModuleSource, TaskId, TaskInfo, TaskLimits};
+
+use crate::cli::DevArgs;
+use crate::client;
+use crate::commands::run::{outcome, run_task, usage_line};
+
+/// The text `wordcount` counts.
+const WORDCOUNT_INPUT: &str = "the quick brown fox jumps over the lazy dog\n\
+the dog sleeps and the fox runs\n\
+a cluster manager pools the resources of many agents and offers them to frameworks\n";
+
+/// How long an agent gets to register.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
+    super::init_logging();
+    let root = Path::new(".corral/dev");
+    let master = Master::start(MasterConfig::new(args.listen, root.join("master")))
+        .await
+        .with_context(|| format!("starting the master on {}", args.listen))?;
+    let master_addr = master.local_addr().to_string();
+    println!("master    {master_addr}");
+    let mut agents = Vec::new();
+    for i in 0..args.agents {
+        let mut config =
+            AgentConfig::new(vec![master_addr.clone()], root.join(format!("agent-{i}")));
+        config.listen = ([127, 0, 0, 1], 0).into();
+        let agent = Agent::start(config)
+            .await
+            .with_context(|| format!("starting agent {i}"))?;
+        let id = tokio::time::timeout(REGISTER_TIMEOUT, agent.registered())
+            .await
+            .with_context(|| format!("agent {i} did not register within {REGISTER_TIMEOUT:?}"))?;
+        println!("agent-{i}   {}  {id}", agent.local_addr());
+        agents.push(agent);
+    }
+    println!("state     {}", root.display());
+    if !args.no_examples
+        && let Err(e) = examples(&master_addr).await
+    {
+        eprintln!("examples failed: {e:#}");
+    }
+    println!();
+    println!("cluster is up; try (Ctrl-C stops it):");
+    println!("  corral run {} -- world", corral_wasm_tasks::HELLO);
+    println!("  corral ps --all");
+    println!("  corral agents");
+    println!("  corral logs <task>");
+    super::shutdown_signal().await;
+    println!("shutting down");
+    for agent in agents {
+        agent.shutdown().await;
+    }
+    master.shutdown().await;
+    Ok(0)
+}
+
+/// Runs hello, wordcount, primes and mandelbrot one after the other.
+async fn examples(master: &str) -> anyhow::Result<()> {
+    let masters = vec![master.to_owned()];
+    let mut client = client::operator(&masters).await?;
+    let examples: [(&str, &str, Vec<&str>, Vec<InputFile>); 4] = [
+        ("hello", corral_wasm_tasks::HELLO, vec!["dev"], Vec::new()),
+        (
+            "wordcount",
+            corral_wasm_tasks::WORDCOUNT,
+            vec!["input.txt", "result.txt"],
+            vec![InputFile {
+                path: "input.txt".into(),
+                source: InputSource::Contents(WORDCOUNT_INPUT.as_bytes().to_vec().into()),
+            }],
+        ),
+        (
+            "primes",
+            corral_wasm_tasks::PRIMES,
+            vec!["1000000"],
+            Vec::new(),
+        ),
+        (
+            "mandelbrot",
+            corral_wasm_tasks::MANDELBROT,
+            vec!["256", "192", "mandelbrot.pgm"],
+            Vec::new(),
+        ),
+    ];
+    for (n, (name, path, args, inputs)) in examples.into_iter().enumerate() {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("reading example module {path}"))?;
+        let digest = client::upload(&mut client, bytes, false).await?;
+        let request = ResourceRequest {
+            cpus_milli: 500,
+            mem_bytes: 64 << 20,
+            disk_bytes: 64 << 20,
+            ..ResourceRequest::default()
+        };
+        let task = TaskInfo {
+            id: TaskId::new(format!("dev-{name}-{n}-{}", std::process::id()))?,
+            name: name.into(),
+            module: ModuleSource::Digest(digest),
+            entrypoint: corral_proto::DEFAULT_ENTRYPOINT.into(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: Vec::new(),
+            inputs,
+            resources: request.to_resources(),
+            limits: TaskLimits {
+                timeout: Some(Duration::from_secs(60)),
+                ..TaskLimits::default()
+            },
+            labels: Default::default(),
+        };
+        println!();
+        println!("── {name} {} ({})", args.join(" "), task.id);
+        let status = run_task(
+            &masters,
+            &mut client,
+            task,
+            request,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        )
+        .await?;
+        if let Some(usage) = &status.usage {
+            println!("{}", usage_line(usage));
+        }
+        let (code, message) = outcome(&status, 64 << 20, 64 << 20);
+        match message {
+            Some(m) => println!("{name}: {m}"),
+            None => println!("{name}: exited {code}"),
+        }
+    }
+    Ok(())
+}

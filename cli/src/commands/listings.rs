@@ -1,0 +1,107 @@
+//! `corral agents` and `corral frameworks`.
+
+use corral_proto::v1;
+use serde_json::json;
+
+use crate::cli::{FrameworksArgs, ListArgs, OutputFormat};
+use crate::{client, output};
+
+pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
+    let mut client = client::operator(&args.master.master).await?;
+    let agents = client
+        .list_agents(v1::ListAgentsRequest {})
+        .await?
+        .into_inner()
+        .agents;
+    match args.output {
+        OutputFormat::Json => output::print_json(&json!({
+            "agents": agents.iter().map(|a| json!({
+                "id": a.id,
+                "hostname": a.hostname,
+                "address": a.address,
+                "state": output::agent_state(a.state),
+                "total": output::resources_json(a.total.as_ref()),
+                "used": output::resources_json(a.used.as_ref()),
+                "attributes": a.attributes.iter().map(|attr| (attr.key.clone(), attr.value.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                "version": a.version,
+                "active_tasks": a.active_tasks,
+                "registered_at_millis": a.registered_at_millis,
+                "last_heartbeat_millis": a.last_heartbeat_millis,
+            })).collect::<Vec<_>>()
+        }))?,
+        OutputFormat::Table => {
+            let mut table = output::table(&[
+                "AGENT",
+                "ADDRESS",
+                "STATE",
+                "TOTAL",
+                "USED",
+                "TASKS",
+                "HEARTBEAT",
+            ]);
+            for a in &agents {
+                table.add_row(vec![
+                    a.id.clone(),
+                    a.address.clone(),
+                    output::agent_state(a.state),
+                    output::resources_short(a.total.as_ref()),
+                    output::resources_short(a.used.as_ref()),
+                    a.active_tasks.to_string(),
+                    output::ago(a.last_heartbeat_millis),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(0)
+}
+
+pub(super) async fn frameworks(args: FrameworksArgs) -> anyhow::Result<u8> {
+    let mut client = client::operator(&args.list.master.master).await?;
+    let frameworks = client
+        .list_frameworks(v1::ListFrameworksRequest {
+            include_completed: args.all,
+        })
+        .await?
+        .into_inner()
+        .frameworks;
+    match args.list.output {
+        OutputFormat::Json => output::print_json(&json!({
+            "frameworks": frameworks.iter().map(|f| json!({
+                "id": f.id,
+                "name": f.name,
+                "user": f.user,
+                "state": output::framework_state(f.state),
+                "roles": f.roles,
+                "allocated": output::resources_json(f.allocated.as_ref()),
+                "offered": output::resources_json(f.offered.as_ref()),
+                "active_tasks": f.active_tasks,
+                "registered_at_millis": f.registered_at_millis,
+            })).collect::<Vec<_>>()
+        }))?,
+        OutputFormat::Table => {
+            let mut table = output::table(&[
+                "FRAMEWORK",
+                "NAME",
+                "USER",
+                "STATE",
+                "ROLES",
+                "ALLOCATED",
+                "TASKS",
+            ]);
+            for f in &frameworks {
+                table.add_row(vec![
+                    f.id.clone(),
+                    f.name.clone(),
+                    f.user.clone(),
+                    output::framework_state(f.state),
+                    f.roles.join(","),
+                    output::resources_short(f.allocated.as_ref()),
+                    f.active_tasks.to_string(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,22 @@
+//! `corral master`.
+
+use anyhow::Context;
+use corral_master::{Master, MasterConfig};
+
+use crate::cli::MasterArgs;
+
+pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
+    super::init_logging();
+    let mut config = MasterConfig::new(args.listen, &args.work_dir);
+    if let Some(timeout) = args.agent_timeout {
+        config.agent_timeout = timeout;
+    }
+    let master = Master::start(config)
+        .await
+        .with_context(|| format!("starting the master on {}", args.listen))?;
+    tracing::info!(address = %master.local_addr(), work_dir = %args.work_dir.display(), "master running; Ctrl-C stops it");
+    super::shutdown_signal().await;
+    tracing::info!("shutting down");
+    master.shutdown().await;
+    Ok(0)
+}

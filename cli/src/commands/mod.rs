@@ -1,0 +1,87 @@
+//! One module per command; [`dispatch`] picks it.
+
+mod agent;
+mod dev;
+mod kill;
+mod listings;
+mod logs;
+mod master;
+mod ps;
+pub(crate) mod run;
+
+use std::fmt;
+
+use crate::cli::{Cli, Command};
+
+/// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
+/// unreachable master, an invalid module), 1 for other failures.
+#[derive(Debug)]
+pub(crate) struct Exit {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl Exit {
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Runs the command; returns the process exit code.
+pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Master(args) => master::run(args).await,
+        Command::Agent(args) => agent::run(args).await,
+        Command::Dev(args) => dev::run(args).await,
+        Command::Run(args) => run::run(args).await,
+        Command::Ps(args) => ps::run(args).await,
+        Command::Logs(args) => logs::run(args).await,
+        Command::Kill(args) => kill::run(args).await,
+        Command::Agents(args) => listings::agents(args).await,
+        Command::Frameworks(args) => listings::frameworks(args).await,
+    }
+}
+
+/// Logs to stderr through tracing, filtered by `RUST_LOG` (default `info`).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Waits for Ctrl-C (or SIGTERM on Unix).
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

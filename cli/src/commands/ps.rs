@@ -1,0 +1,84 @@
+//! `corral ps`: tasks, through Operator.ListTasks (all pages).
+
+use corral_proto::v1;
+use serde_json::json;
+
+use crate::cli::{OutputFormat, PsArgs};
+use crate::{client, output};
+
+pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
+    let mut client = client::operator(&args.master.master).await?;
+    let states: Vec<i32> = if args.all {
+        Vec::new()
+    } else {
+        [
+            v1::TaskState::Staging,
+            v1::TaskState::Starting,
+            v1::TaskState::Running,
+            v1::TaskState::Killing,
+            v1::TaskState::Unreachable,
+        ]
+        .into_iter()
+        .map(|s| s as i32)
+        .collect()
+    };
+    let mut tasks = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_tasks(v1::ListTasksRequest {
+                states: states.clone(),
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        tasks.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    match args.output {
+        OutputFormat::Json => output::print_json(&json!({
+            "tasks": tasks.iter().map(|t| json!({
+                "id": t.id,
+                "name": t.name,
+                "framework_id": t.framework_id,
+                "agent_id": t.agent_id,
+                "state": output::task_state(t.state),
+                "reason": output::reason(t.reason),
+                "message": t.message,
+                "resources": output::resources_json(t.resources.as_ref()),
+                "usage": output::usage_json(t.usage.as_ref()),
+                "module": t.module,
+                "sandbox_path": t.sandbox_path,
+                "updated_at_millis": t.updated_at_millis,
+            })).collect::<Vec<_>>()
+        }))?,
+        OutputFormat::Table => {
+            let mut table = output::table(&[
+                "TASK",
+                "NAME",
+                "STATE",
+                "REASON",
+                "AGENT",
+                "FRAMEWORK",
+                "UPDATED",
+            ]);
+            for t in &tasks {
+                table.add_row(vec![
+                    t.id.clone(),
+                    t.name.clone(),
+                    output::task_state(t.state),
+                    output::reason(t.reason),
+                    t.agent_id.clone(),
+                    t.framework_id.clone(),
+                    output::ago(t.updated_at_millis),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,479 @@
+//! `corral run`: one task through the framework SDK, with its output streamed.
+//!
+//! ```text
+//! resolve module (upload a file) ─▶ subscribe (SDK) ─▶ first offer that fits ─▶ launch
+//!   ─▶ poll ReadFile(stdout, stderr) through the master while it runs
+//!   ─▶ terminal status ─▶ drain the files ─▶ usage summary ─▶ teardown ─▶ exit code
+//! ```
+//!
+//! [`run_task`] is shared with `corral dev`, which runs the example tasks the same way.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use corral_proto::{InputFile, InputSource, limits, v1};
+use corral_scheduler::matching::{self, ResourceRequest, Strategy, TaskRequest};
+use corral_scheduler::{
+    AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Reason, Scheduler, TaskId,
+    TaskInfo, TaskLimits, TaskState, TaskStatus,
+};
+use tokio::sync::mpsc;
+
+use crate::cli::RunArgs;
+use crate::client::{self, OperatorClient};
+use crate::commands::Exit;
+use crate::parse::show_bytes;
+
+/// How long `corral run` waits for an offer that fits before giving up.
+const OFFER_WAIT: Duration = Duration::from_secs(30);
+/// How often a running task's files are polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let masters = args.master.master.clone();
+    let inputs = inputs(&args.files, &args.dirs)?;
+    // Read a local module before connecting, so a missing file is reported as such.
+    let module = parse_module(&args.module)?;
+    let mut client = client::operator(&masters).await?;
+    let module = match module {
+        Module::Source(source) => source,
+        Module::Local(bytes) => {
+            ModuleSource::Digest(client::upload(&mut client, bytes, true).await?)
+        }
+    };
+    let id = TaskId::new(format!(
+        "run-{}-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+        std::process::id()
+    ))?;
+    let name = args.name.clone().unwrap_or_else(|| {
+        Path::new(&args.module)
+            .file_stem()
+            .map_or_else(|| "task".into(), |s| s.to_string_lossy().into_owned())
+    });
+    let request = ResourceRequest {
+        cpus_milli: args.cpus,
+        mem_bytes: args.mem,
+        disk_bytes: args.disk,
+        ..ResourceRequest::default()
+    };
+    let task = TaskInfo {
+        id,
+        name,
+        module,
+        entrypoint: corral_proto::DEFAULT_ENTRYPOINT.into(),
+        args: args.args.clone(),
+        env: args.env.clone(),
+        inputs,
+        resources: request.to_resources(),
+        limits: TaskLimits {
+            max_fuel: args.max_fuel,
+            timeout: args.timeout,
+            max_output_bytes: None,
+        },
+        labels: Default::default(),
+    };
+    let status = run_task(
+        &masters,
+        &mut client,
+        task,
+        request,
+        &mut std::io::stdout(),
+        &mut std::io::stderr(),
+    )
+    .await?;
+    if let Some(usage) = &status.usage {
+        eprintln!("{}", usage_line(usage));
+    }
+    let (code, message) = outcome(&status, args.mem, args.disk);
+    if let Some(message) = message {
+        eprintln!("corral: {message}");
+    }
+    Ok(code)
+}
+
+/// `--file` and `--dir` as input files.
+fn inputs(files: &[std::path::PathBuf], dirs: &[String]) -> anyhow::Result<Vec<InputFile>> {
+    let mut inputs = Vec::new();
+    for file in files {
+        let contents = std::fs::read(file)
+            .map_err(|e| Exit::invalid(format!("cannot read --file {}: {e}", file.display())))?;
+        let base = file
+            .file_name()
+            .ok_or_else(|| Exit::invalid(format!("--file {} has no file name", file.display())))?;
+        inputs.push(InputFile {
+            path: base.to_string_lossy().into_owned(),
+            source: InputSource::Contents(contents.into()),
+        });
+    }
+    for spec in dirs {
+        let (host, guest) = match spec.split_once(':') {
+            Some((h, g)) => (Path::new(h), g.trim_start_matches('/').to_owned()),
+            None => {
+                let host = Path::new(spec.as_str());
+                let base = host
+                    .file_name()
+                    .map(|b| b.to_string_lossy().into_owned())
+                    .ok_or_else(|| {
+                        Exit::invalid(format!("--dir {spec}: give HOST_DIR:GUEST_PATH"))
+                    })?;
+                (host, base)
+            }
+        };
+        if !host.is_dir() {
+            return Err(Exit::invalid(format!("--dir {}: not a directory", host.display())).into());
+        }
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.follow_symlinks(true);
+        builder
+            .append_dir_all(".", host)
+            .with_context(|| format!("archiving --dir {}", host.display()))?;
+        let archive = builder.into_inner().context("finishing the archive")?;
+        inputs.push(InputFile {
+            path: guest,
+            source: InputSource::TarArchive(archive.into()),
+        });
+    }
+    Ok(inputs)
+}
+
+/// A module named on the command line.
+enum Module {
+    /// A digest or URL the agent fetches.
+    Source(ModuleSource),
+    /// A local file's bytes, to upload.
+    Local(Vec<u8>),
+}
+
+/// A digest, a URL, or a local file (read here, uploaded later).
+fn parse_module(module: &str) -> anyhow::Result<Module> {
+    if module.starts_with("sha256:") {
+        let digest = module
+            .parse()
+            .map_err(|e| Exit::invalid(format!("invalid module digest {module:?}: {e}")))?;
+        return Ok(Module::Source(ModuleSource::Digest(digest)));
+    }
+    if module.starts_with("http://") || module.starts_with("https://") {
+        return Ok(Module::Source(ModuleSource::Url {
+            url: module.to_owned(),
+            digest: None,
+        }));
+    }
+    let bytes = std::fs::read(module)
+        .map_err(|e| Exit::invalid(format!("cannot read module {module}: {e}")))?;
+    Ok(Module::Local(bytes))
+}
+
+enum Event {
+    Launched,
+    Status(TaskStatus),
+    Error(String),
+}
+
+/// A framework that launches one task on the first offer that fits.
+struct OneTask {
+    task: Option<TaskInfo>,
+    request: TaskRequest,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+#[async_trait::async_trait]
+impl Scheduler for OneTask {
+    async fn subscribed(&mut self, _driver: &Driver, framework_id: &FrameworkId) {
+        tracing::debug!(%framework_id, "subscribed");
+    }
+
+    async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
+        let mut used = None;
+        if let Some(task) = self.task.take() {
+            let placement = matching::place(
+                std::slice::from_ref(&self.request),
+                &offers,
+                Strategy::BinPack,
+            );
+            if let Some((offer_id, _)) = placement.into_iter().next() {
+                match driver
+                    .launch(std::slice::from_ref(&offer_id), vec![task])
+                    .await
+                {
+                    Ok(()) => {
+                        let _ = self.events.send(Event::Launched);
+                        let _ = driver.suppress(&[]).await;
+                    }
+                    Err(e) => {
+                        let _ = self
+                            .events
+                            .send(Event::Error(format!("launch failed: {e}")));
+                    }
+                }
+                used = Some(offer_id);
+            } else {
+                self.task = Some(task);
+            }
+        }
+        let unused: Vec<_> = offers
+            .into_iter()
+            .map(|o| o.id)
+            .filter(|id| Some(id) != used.as_ref())
+            .collect();
+        if !unused.is_empty() {
+            let _ = driver.decline(&unused, Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn status_update(&mut self, _driver: &Driver, status: TaskStatus) {
+        let _ = self.events.send(Event::Status(status));
+    }
+
+    async fn agent_lost(&mut self, _driver: &Driver, agent_id: &AgentId) {
+        tracing::debug!(%agent_id, "agent lost");
+    }
+
+    async fn error(&mut self, _driver: &Driver, message: String) {
+        let _ = self.events.send(Event::Error(message));
+    }
+}
+
+/// Where a file of the task was read up to.
+struct Follow {
+    path: &'static str,
+    offset: u64,
+}
+
+impl Follow {
+    /// Reads what is new; returns whether anything was.
+    async fn poll(
+        &mut self,
+        client: &mut OperatorClient,
+        task: &TaskId,
+        framework: Option<&FrameworkId>,
+        sink: &mut dyn Write,
+    ) -> Result<bool, tonic::Status> {
+        let mut any = false;
+        loop {
+            let response = client
+                .read_file(v1::ReadFileRequest {
+                    task_id: task.to_string(),
+                    path: self.path.into(),
+                    offset: self.offset,
+                    length: limits::MAX_READ_FILE_BYTES,
+                    framework_id: framework.map(ToString::to_string),
+                })
+                .await?
+                .into_inner();
+            if response.data.is_empty() {
+                return Ok(any);
+            }
+            any = true;
+            self.offset += response.data.len() as u64;
+            let _ = sink.write_all(&response.data);
+            let _ = sink.flush();
+        }
+    }
+}
+
+/// Runs `task` as a one-task framework and streams its stdout and stderr to the sinks;
+/// returns its last status (terminal, or UNREACHABLE when its agent went away).
+pub(crate) async fn run_task(
+    masters: &[String],
+    client: &mut OperatorClient,
+    task: TaskInfo,
+    request: ResourceRequest,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<TaskStatus> {
+    let task_id = task.id.clone();
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let config = FrameworkConfig {
+        failover_timeout: Duration::ZERO,
+        ..FrameworkConfig::new("corral-run", masters.iter().cloned())
+    };
+    let (driver, handle) = corral_scheduler::spawn(
+        config,
+        OneTask {
+            task: Some(task),
+            request: TaskRequest::new(request.clone()),
+            events: events_tx,
+        },
+    );
+    let mut stdout = Follow {
+        path: "stdout",
+        offset: 0,
+    };
+    let mut stderr = Follow {
+        path: "stderr",
+        offset: 0,
+    };
+    let mut running = false;
+    let mut launched = false;
+    let offer_deadline = tokio::time::sleep(OFFER_WAIT);
+    tokio::pin!(offer_deadline);
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    let result: anyhow::Result<TaskStatus> = loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Some(Event::Launched) => launched = true,
+                Some(Event::Status(status)) => {
+                    tracing::debug!(state = ?status.state, reason = ?status.reason, "status");
+                    if matches!(status.state, TaskState::Running | TaskState::Starting) {
+                        running = true;
+                    }
+                    if status.state.is_terminal() || status.state == TaskState::Unreachable {
+                        break Ok(status);
+                    }
+                }
+                Some(Event::Error(message)) => break Err(anyhow::anyhow!("the master refused the framework: {message}")),
+                None => break Err(anyhow::anyhow!("the framework stopped unexpectedly")),
+            },
+            _ = tick.tick(), if running => {
+                let fid = driver.framework_id();
+                let _ = stdout.poll(client, &task_id, fid.as_ref(), out).await;
+                let _ = stderr.poll(client, &task_id, fid.as_ref(), err).await;
+            }
+            () = &mut offer_deadline, if !launched => {
+                break Err(Exit {
+                    code: 1,
+                    message: format!(
+                        "no agent offered enough resources within {}s (asked for {} cpu, {} mem, {} disk); is an agent running?",
+                        OFFER_WAIT.as_secs(),
+                        crate::output::cpus(request.cpus_milli),
+                        show_bytes(request.mem_bytes),
+                        show_bytes(request.disk_bytes),
+                    ),
+                }
+                .into());
+            }
+        }
+    };
+    if let Ok(status) = &result
+        && !matches!(
+            status.state,
+            TaskState::Unreachable | TaskState::Lost | TaskState::Gone
+        )
+    {
+        let fid = driver.framework_id();
+        let _ = stdout.poll(client, &task_id, fid.as_ref(), out).await;
+        let _ = stderr.poll(client, &task_id, fid.as_ref(), err).await;
+    }
+    if driver.teardown().await.is_err() {
+        driver.stop();
+    }
+    if tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .is_err()
+    {
+        driver.stop();
+    }
+    result
+}
+
+/// `usage: fuel 1234, cpu 1.2ms, peak memory 1.1 MiB, wall 3.4ms`.
+pub(crate) fn usage_line(usage: &corral_proto::Usage) -> String {
+    format!(
+        "usage: fuel {}, cpu {:.1?}, peak memory {}, wall {:.1?}",
+        usage.fuel_consumed,
+        usage.cpu_time,
+        show_bytes(usage.peak_memory_bytes),
+        usage.wall_time
+    )
+}
+
+/// The exit code for a final status, and what to tell the user (none for a clean exit).
+pub(crate) fn outcome(status: &TaskStatus, mem: u64, disk: u64) -> (u8, Option<String>) {
+    let exit_code = status.usage.as_ref().and_then(|u| u.exit_code);
+    let detail = if status.message.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", status.message)
+    };
+    match (status.state, status.reason) {
+        (TaskState::Finished, _) => (0, None),
+        (_, Reason::Exited) => match exit_code {
+            // Exit codes are truncated to a byte as a shell does; a non-zero code never maps to 0.
+            Some(code) => {
+                let byte = u8::try_from(code & 0xff).unwrap_or(1);
+                (
+                    if byte == 0 { 1 } else { byte },
+                    Some(format!("task exited with code {code}")),
+                )
+            }
+            None => (1, Some(format!("task failed{detail}"))),
+        },
+        (_, Reason::OutOfFuel) => (
+            1,
+            Some(format!(
+                "task ran out of fuel after {} units",
+                status.usage.as_ref().map_or(0, |u| u.fuel_consumed)
+            )),
+        ),
+        (_, Reason::MemoryLimit) => (
+            1,
+            Some(format!(
+                "task exceeded its memory limit of {}",
+                show_bytes(mem)
+            )),
+        ),
+        (_, Reason::Timeout) => (
+            124,
+            Some(match status.usage.as_ref() {
+                Some(u) => format!("task timed out after {:.1?}", u.wall_time),
+                None => format!("task timed out{detail}"),
+            }),
+        ),
+        (_, Reason::DiskLimit) => (
+            1,
+            Some(format!(
+                "task exceeded its disk limit of {}",
+                show_bytes(disk)
+            )),
+        ),
+        (_, Reason::OutputLimit) => (1, Some(format!("task exceeded its output limit{detail}"))),
+        (_, Reason::Trap) => (
+            1,
+            Some(format!(
+                "task trapped{}",
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    detail.clone()
+                }
+            )),
+        ),
+        (TaskState::Killed, _) | (_, Reason::TaskKilledByRequest) => {
+            (137, Some(format!("task was killed{detail}")))
+        }
+        (TaskState::Unreachable, _) | (_, Reason::AgentUnreachable) => (
+            1,
+            Some(format!(
+                "task's agent became unreachable; the task was lost{detail}"
+            )),
+        ),
+        (TaskState::Lost | TaskState::Gone, _) => {
+            (1, Some(format!("task was lost with its agent{detail}")))
+        }
+        (
+            _,
+            Reason::InvalidModule
+            | Reason::ModuleTooLarge
+            | Reason::LinkError
+            | Reason::MissingEntrypoint
+            | Reason::InvalidTask
+            | Reason::FetchFailed
+            | Reason::InputUnavailable,
+        ) => (
+            2,
+            Some(format!(
+                "task could not start ({:?}){detail}",
+                status.reason
+            )),
+        ),
+        (state, reason) => (
+            1,
+            Some(format!("task ended {state:?} ({reason:?}){detail}")),
+        ),
+    }
+}

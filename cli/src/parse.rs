@@ -1,0 +1,163 @@
+//! Parsers for command-line values: CPUs, byte sizes, durations, `k=v` pairs.
+
+use std::time::Duration;
+
+/// `--resources` of `corral agent`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ResourceSpec {
+    pub(crate) cpus_milli: Option<u64>,
+    pub(crate) mem_bytes: Option<u64>,
+    pub(crate) disk_bytes: Option<u64>,
+}
+
+/// Fractional CPUs to milli-CPUs: `0.5` is 500.
+pub(crate) fn cpus(s: &str) -> Result<u64, String> {
+    let value: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid CPU count {s:?} (expected e.g. 0.5 or 2)"))?;
+    if !value.is_finite() || value <= 0.0 || value > 1_000_000.0 {
+        return Err(format!("invalid CPU count {s:?} (must be > 0)"));
+    }
+    let milli = (value * 1000.0).round();
+    if milli < 1.0 {
+        return Err(format!("CPU count {s:?} is below 0.001"));
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked range"
+    )]
+    Ok(milli as u64)
+}
+
+/// A byte size: `512MiB`, `2GiB`, `64MB`, `1024` (bytes), `10k`.
+pub(crate) fn bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (expected e.g. 64MiB, 2GiB or 1048576)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?} (use B, KiB, MiB, GiB, TiB, kB, MB, GB, TB)"
+            ));
+        }
+    };
+    #[expect(clippy::cast_precision_loss, reason = "sizes are far below 2^52")]
+    let total = value * factor as f64;
+    if !total.is_finite() || !(0.0..=1e18).contains(&total) {
+        return Err(format!("size {s:?} is out of range"));
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "checked range"
+    )]
+    Ok(total.round() as u64)
+}
+
+/// A duration: `10s`, `500ms`, `2m`, `1h`, or plain seconds.
+pub(crate) fn duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (expected e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "invalid duration unit {other:?} in {s:?} (use ms, s, m, h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration {s:?} is out of range"))
+}
+
+/// `key=value`.
+pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+/// `cpus=1.5,mem=2GiB,disk=10GiB` (any subset).
+pub(crate) fn resources(s: &str) -> Result<ResourceSpec, String> {
+    let mut spec = ResourceSpec::default();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = key_value(part.trim())?;
+        match k.as_str() {
+            "cpus" => spec.cpus_milli = Some(cpus(&v)?),
+            "mem" => spec.mem_bytes = Some(bytes(&v)?),
+            "disk" => spec.disk_bytes = Some(bytes(&v)?),
+            other => {
+                return Err(format!(
+                    "unknown resource {other:?} (expected cpus, mem or disk)"
+                ));
+            }
+        }
+    }
+    Ok(spec)
+}
+
+/// Bytes as `64 MiB` for messages.
+pub(crate) fn show_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = b;
+    let mut unit = 0;
+    while value >= 1024 && value.is_multiple_of(1024) && unit < UNITS.len() - 1 {
+        value /= 1024;
+        unit += 1;
+    }
+    if unit == 0 && b >= 1 << 20 {
+        #[expect(clippy::cast_precision_loss, reason = "display only")]
+        return format!("{:.1} MiB", b as f64 / f64::from(1 << 20));
+    }
+    format!("{value} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_values() {
+        assert_eq!(cpus("0.5"), Ok(500));
+        assert_eq!(cpus("2"), Ok(2000));
+        assert!(cpus("-1").is_err());
+        assert!(cpus("abc").is_err());
+        assert_eq!(bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(bytes("1024"), Ok(1024));
+        assert!(bytes("12XB").is_err());
+        assert_eq!(duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(duration("5y").is_err());
+        assert_eq!(show_bytes(64 << 20), "64 MiB");
+        let r = resources("cpus=1.5,mem=2GiB").map_err(|e| e.to_string());
+        assert!(
+            matches!(r, Ok(ResourceSpec { cpus_milli: Some(1500), mem_bytes: Some(m), disk_bytes: None }) if m == 2 << 30)
+        );
+    }
+}
