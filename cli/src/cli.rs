@@ -30,12 +30,14 @@ pub(crate) enum Command {
     Ps(PsArgs),
     /// Print a task's stdout (or stderr).
     Logs(LogsArgs),
-    /// Kill a task (not available yet: the Operator API has no kill call).
+    /// Kill a task and wait until it is terminal.
     Kill(KillArgs),
     /// List agents.
     Agents(ListArgs),
     /// List frameworks.
     Frameworks(FrameworksArgs),
+    /// Load a cluster with tiny tasks and report throughput, latency and memory.
+    Bench(BenchArgs),
 }
 
 /// Where the master is.
@@ -174,6 +176,15 @@ pub(crate) struct KillArgs {
     pub(crate) master: MasterAddr,
     /// The task ID.
     pub(crate) task: String,
+    /// The task's framework, when two frameworks use the same task ID.
+    #[arg(long)]
+    pub(crate) framework: Option<String>,
+    /// Return once the kill is sent, without waiting for the task to end.
+    #[arg(long)]
+    pub(crate) no_wait: bool,
+    /// How long to wait for the task to end.
+    #[arg(long, default_value = "30s", value_parser = parse::duration)]
+    pub(crate) timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -191,4 +202,48 @@ pub(crate) struct FrameworksArgs {
     /// Include completed frameworks.
     #[arg(long, short)]
     pub(crate) all: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Load a running cluster at these master address(es); without it, an ephemeral
+    /// cluster (one master, `--agents` agents) is started as child processes.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) master: Option<Vec<String>>,
+    /// How many tasks to run (after a short warm-up).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) tasks: usize,
+    /// Keep this many tasks in flight (closed loop).
+    #[arg(long, default_value_t = 100, conflicts_with = "rate")]
+    pub(crate) concurrency: usize,
+    /// Submit this many tasks per second instead (open loop).
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Agents of the ephemeral cluster.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) agents: usize,
+    /// Register this many simulated agents (no Wasm; tasks finish at once) instead of real
+    /// ones, to load the master alone.
+    #[arg(long)]
+    pub(crate) simulated_agents: Option<usize>,
+    /// The module every task runs (default: the `hello` example).
+    #[arg(long, default_value = corral_wasm_tasks::HELLO)]
+    pub(crate) module: String,
+    /// CPU share of each task.
+    #[arg(long, default_value = "0.01", value_parser = parse::cpus)]
+    pub(crate) cpus: u64,
+    /// Memory of each task.
+    #[arg(long, default_value = "8MiB", value_parser = parse::bytes)]
+    pub(crate) mem: u64,
+    /// Disk of each task.
+    #[arg(long, default_value = "1MiB", value_parser = parse::bytes)]
+    pub(crate) disk: u64,
+    /// Give up on tasks that have not ended after this long.
+    #[arg(long, default_value = "300s", value_parser = parse::duration)]
+    pub(crate) timeout: Duration,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+    /// Arguments of every task.
+    #[arg(last = true)]
+    pub(crate) task_args: Vec<String>,
 }

@@ -68,37 +68,33 @@ pub(crate) fn usage_json(u: Option<&v1::Usage>) -> Value {
     }
 }
 
-/// An enum value's name without its prefix: `TASK_STATE_RUNNING` -> `RUNNING`.
-pub(crate) fn enum_name(full: &str, prefix: &str) -> String {
-    full.strip_prefix(prefix).unwrap_or(full).to_owned()
+/// A proto enum field as operators read it (`RUNNING`), `-` when unset, or its number if
+/// this CLI does not know it.
+fn enum_field<T: std::fmt::Display>(
+    value: i32,
+    parse: fn(&'static str, i32) -> Result<Option<T>, corral_proto::ProtoError>,
+) -> String {
+    match parse("", value) {
+        Ok(Some(v)) => v.to_string(),
+        Ok(None) => "-".into(),
+        Err(_) => value.to_string(),
+    }
 }
 
 pub(crate) fn task_state(value: i32) -> String {
-    v1::TaskState::try_from(value).map_or_else(
-        |_| value.to_string(),
-        |s| enum_name(s.as_str_name(), "TASK_STATE_"),
-    )
+    enum_field(value, corral_proto::TaskState::from_proto_opt)
 }
 
 pub(crate) fn reason(value: i32) -> String {
-    v1::Reason::try_from(value).map_or_else(
-        |_| value.to_string(),
-        |s| enum_name(s.as_str_name(), "REASON_"),
-    )
+    enum_field(value, corral_proto::Reason::from_proto_opt)
 }
 
 pub(crate) fn agent_state(value: i32) -> String {
-    v1::AgentState::try_from(value).map_or_else(
-        |_| value.to_string(),
-        |s| enum_name(s.as_str_name(), "AGENT_STATE_"),
-    )
+    enum_field(value, corral_proto::AgentState::from_proto_opt)
 }
 
 pub(crate) fn framework_state(value: i32) -> String {
-    v1::FrameworkState::try_from(value).map_or_else(
-        |_| value.to_string(),
-        |s| enum_name(s.as_str_name(), "FRAMEWORK_STATE_"),
-    )
+    enum_field(value, corral_proto::FrameworkState::from_proto_opt)
 }
 
 /// Milliseconds since the epoch as "12s ago".

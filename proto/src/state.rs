@@ -12,7 +12,7 @@ use crate::v1;
 macro_rules! domain_enum {
     (
         $(#[$meta:meta])*
-        $name:ident => $proto:ident {
+        $name:ident => $proto:ident as $prefix:literal {
             $( $(#[$vmeta:meta])* $variant:ident, )+
         }
     ) => {
@@ -54,6 +54,15 @@ macro_rules! domain_enum {
             }
         }
 
+        /// The proto name without its prefix (`TASK_STATE_RUNNING` -> `RUNNING`), as
+        /// operators read it.
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let full = self.to_proto().as_str_name();
+                f.write_str(full.strip_prefix($prefix).unwrap_or(full))
+            }
+        }
+
         impl From<$name> for v1::$proto {
             fn from(value: $name) -> Self {
                 value.to_proto()
@@ -70,7 +79,7 @@ macro_rules! domain_enum {
 
 domain_enum! {
     /// The lifecycle of a task, as in Mesos. See `TaskState` in `common.proto`.
-    TaskState => TaskState {
+    TaskState => TaskState as "TASK_STATE_" {
         /// Sent to the agent, not yet confirmed.
         Staging,
         /// Fetching, compiling or instantiating.
@@ -120,7 +129,7 @@ impl TaskState {
 
 domain_enum! {
     /// Why a task is in its state. See `Reason` in `common.proto` for each value.
-    Reason => Reason {
+    Reason => Reason as "REASON_" {
         /// Normal progress of a launch.
         Launched,
         /// The guest exited on its own.
@@ -178,7 +187,7 @@ domain_enum! {
 
 domain_enum! {
     /// How a guest trapped (with [`Reason::Trap`]).
-    TrapKind => TrapKind {
+    TrapKind => TrapKind as "TRAP_KIND_" {
         /// Call stack exhausted.
         StackOverflow,
         /// An `unreachable` instruction (Rust panics, `abort()`).
@@ -196,7 +205,7 @@ domain_enum! {
 
 domain_enum! {
     /// Who produced a status update.
-    StatusSource => StatusSource {
+    StatusSource => StatusSource as "STATUS_SOURCE_" {
         /// The agent running the task.
         Agent,
         /// The master.
@@ -206,7 +215,7 @@ domain_enum! {
 
 domain_enum! {
     /// The state of an agent as the master records it.
-    AgentState => AgentState {
+    AgentState => AgentState as "AGENT_STATE_" {
         /// Registered and offered.
         Admitted,
         /// Missed its heartbeats.
@@ -222,7 +231,7 @@ domain_enum! {
 
 domain_enum! {
     /// The state of a framework.
-    FrameworkState => FrameworkState {
+    FrameworkState => FrameworkState as "FRAMEWORK_STATE_" {
         /// Subscribed with a live stream.
         Active,
         /// Its stream broke; within its failover timeout.

@@ -244,6 +244,13 @@ impl v1::operator_server::Operator for Files {
         unimplemented()
     }
 
+    async fn kill_task(
+        &self,
+        _: Request<v1::KillTaskRequest>,
+    ) -> Result<Response<v1::KillTaskResponse>, Status> {
+        unimplemented()
+    }
+
     async fn upload_module(
         &self,
         _: Request<tonic::Streaming<v1::ModuleChunk>>,

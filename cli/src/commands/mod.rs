@@ -1,6 +1,7 @@
 //! One module per command; [`dispatch`] picks it.
 
 mod agent;
+mod bench;
 mod dev;
 mod kill;
 mod listings;
@@ -50,6 +51,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Kill(args) => kill::run(args).await,
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -130,6 +130,39 @@ impl Cluster {
         );
     }
 
+    /// Starts `corral <args>` against this cluster in the background, output piped.
+    pub(crate) fn spawn_corral(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(CORRAL)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("CORRAL_MASTER", &self.master_addr)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Polls `corral ps` until a task is RUNNING (bounded: 30 s); returns its ID.
+    pub(crate) async fn wait_for_running_task(&self) -> String {
+        for _ in 0..300 {
+            let ps = self.corral(&["ps", "--output", "json"]).await;
+            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&ps.stdout)
+                && let Some(id) = doc["tasks"].as_array().and_then(|tasks| {
+                    tasks
+                        .iter()
+                        .find(|t| t["state"] == "RUNNING")
+                        .and_then(|t| t["id"].as_str())
+                })
+            {
+                return id.to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no task was RUNNING within 30 s");
+    }
+
     /// Runs `corral <args>` against this cluster (bounded: 60 s).
     pub(crate) async fn corral(&self, args: &[&str]) -> Output {
         corral(args, Some(&self.master_addr), self.dir.path()).await

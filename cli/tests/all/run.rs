@@ -89,3 +89,123 @@ async fn unreachable_master_exits_2() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_ships_a_file_into_the_sandbox() {
+    let cluster = Cluster::start(&[]).await;
+    let input = cluster.dir.path().join("input.txt");
+    std::fs::write(&input, "the cat\nthe hat\n").unwrap();
+    let out = cluster
+        .corral(&[
+            "run",
+            corral_wasm_tasks::WORDCOUNT,
+            "--file",
+            input.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().next(), Some("2 4 16"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_ships_a_directory_tree_at_its_guest_path() {
+    let cluster = Cluster::start(&[]).await;
+    let data = cluster.dir.path().join("data");
+    std::fs::create_dir_all(data.join("nested")).unwrap();
+    std::fs::write(data.join("a.txt"), "alpha").unwrap();
+    std::fs::write(data.join("nested/b.txt"), "beta").unwrap();
+    let dir = format!("{}:inputs", data.display());
+
+    let ls = cluster
+        .corral(&[
+            "run",
+            corral_wasm_tasks::LIMITS,
+            "--dir",
+            &dir,
+            "--",
+            "ls",
+            "inputs",
+        ])
+        .await;
+    assert_eq!(ls.status.code(), Some(0), "stderr: {}", text(&ls.stderr));
+    assert_eq!(text(&ls.stdout), "a.txt\nnested\n");
+
+    let read = cluster
+        .corral(&[
+            "run",
+            corral_wasm_tasks::LIMITS,
+            "--dir",
+            &dir,
+            "--",
+            "read",
+            "inputs/nested/b.txt",
+        ])
+        .await;
+    assert_eq!(
+        read.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&read.stderr)
+    );
+    assert_eq!(text(&read.stdout), "beta");
+
+    // Without GUEST_PATH the directory arrives under its base name.
+    let plain = cluster
+        .corral(&[
+            "run",
+            corral_wasm_tasks::LIMITS,
+            "--dir",
+            data.to_str().unwrap(),
+            "--",
+            "read",
+            "data/a.txt",
+        ])
+        .await;
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&plain.stderr)
+    );
+    assert_eq!(text(&plain.stdout), "alpha");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_a_missing_input_exits_2_before_launching() {
+    let cluster = Cluster::start(&[]).await;
+    let out = cluster
+        .corral(&[
+            "run",
+            corral_wasm_tasks::WORDCOUNT,
+            "--file",
+            "/nonexistent/input.txt",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/input.txt"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    let ps = cluster.corral(&["ps", "--all", "--output", "json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(doc["tasks"].as_array().map(Vec::len), Some(0), "{doc}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_follow_streams_a_running_task_until_it_ends() {
+    let cluster = Cluster::start(&[]).await;
+    let run = cluster.spawn_corral(&["run", corral_wasm_tasks::LIMITS, "--", "tick", "20", "100"]);
+    let task = cluster.wait_for_running_task().await;
+    let logs = cluster.corral(&["logs", "-f", &task]).await;
+    assert_eq!(
+        logs.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&logs.stderr)
+    );
+    let expected: String = (0..20).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(text(&logs.stdout), expected);
+    let run = run.wait_with_output().await.unwrap();
+    assert_eq!(run.status.code(), Some(0), "stderr: {}", text(&run.stderr));
+}

@@ -328,7 +328,7 @@ impl MasterCore {
         }
     }
 
-    fn kill(
+    pub(super) fn kill(
         &mut self,
         framework: &FrameworkId,
         task_id: TaskId,

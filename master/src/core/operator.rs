@@ -22,6 +22,7 @@ pub(crate) enum OperatorRequest {
         include_completed: bool,
     },
     ListTasks {
+        task: Option<TaskId>,
         framework: Option<FrameworkId>,
         agent: Option<AgentId>,
         states: Vec<TaskState>,
@@ -54,6 +55,11 @@ pub(crate) enum OperatorRequest {
         task: TaskId,
         framework: Option<FrameworkId>,
     },
+    /// Kills a live task as its framework could.
+    KillTask {
+        task: TaskId,
+        framework: Option<FrameworkId>,
+    },
 }
 
 /// The answer to an [`OperatorRequest`].
@@ -65,7 +71,14 @@ pub(crate) enum OperatorResponse {
     Tasks(v1::ListTasksResponse),
     Roles(v1::GetRolesResponse),
     Done,
-    TaskLocation { address: String, terminal: bool },
+    TaskLocation {
+        address: String,
+        terminal: bool,
+    },
+    Killed {
+        framework: FrameworkId,
+        agent: AgentId,
+    },
 }
 
 impl MasterCore {
@@ -111,6 +124,7 @@ impl MasterCore {
                 })
             }
             R::ListTasks {
+                task,
                 framework,
                 agent,
                 states,
@@ -125,6 +139,7 @@ impl MasterCore {
                 let mut tasks: Vec<v1::TaskSummary> = self
                     .task_summaries()
                     .into_iter()
+                    .filter(|t| task.as_ref().is_none_or(|id| id.as_str() == t.id))
                     .filter(|t| {
                         framework
                             .as_ref()
@@ -192,30 +207,7 @@ impl MasterCore {
                 OperatorResponse::Done
             }
             R::LocateTask { task, framework } => {
-                let found: Vec<&Task> = self
-                    .tasks
-                    .iter()
-                    .chain(self.completed.iter().map(|(k, t)| (k, t)))
-                    .filter(|((fw, id), _)| {
-                        *id == task && framework.as_ref().is_none_or(|f| f == fw)
-                    })
-                    .map(|(_, t)| t)
-                    .collect();
-                let t = match found.as_slice() {
-                    [] => {
-                        return Err(ServiceError::NotFound {
-                            kind: "task",
-                            id: task.to_string(),
-                        });
-                    }
-                    [t] => *t,
-                    [t, rest @ ..] if framework.is_some() || rest.is_empty() => *t,
-                    _ => {
-                        return Err(ServiceError::FailedPrecondition(format!(
-                            "task id {task} is used by several frameworks; name the framework"
-                        )));
-                    }
-                };
+                let (_, t) = self.find_task(&task, framework.as_ref())?;
                 let agent = t.agent.as_ref().and_then(|a| self.agents.get(a));
                 match agent {
                     Some(a) if !a.info.address.is_empty() => OperatorResponse::TaskLocation {
@@ -229,7 +221,52 @@ impl MasterCore {
                     }
                 }
             }
+            R::KillTask { task, framework } => {
+                let ((framework, _), t) = self.find_task(&task, framework.as_ref())?;
+                let framework = framework.clone();
+                if t.status.state.is_terminal() {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "task {task} is already {}",
+                        t.status.state
+                    )));
+                }
+                let agent = t.agent.clone().ok_or_else(|| {
+                    ServiceError::Unavailable(format!("task {task} has no agent yet"))
+                })?;
+                if self.agents.get(&agent).and_then(|a| a.conn).is_none() {
+                    return Err(ServiceError::Unavailable(format!(
+                        "the agent of task {task} ({agent}) is not connected; the kill cannot be delivered"
+                    )));
+                }
+                self.kill(&framework, task, Some(agent.clone()), now);
+                OperatorResponse::Killed { framework, agent }
+            }
         })
+    }
+
+    /// A task by ID, live or recently completed; `framework` disambiguates an ID that
+    /// several frameworks use.
+    fn find_task(
+        &self,
+        task: &TaskId,
+        framework: Option<&FrameworkId>,
+    ) -> Result<(&TaskKey, &Task), ServiceError> {
+        // Live tasks first, then the newest completed record.
+        let mut found = self
+            .tasks
+            .iter()
+            .chain(self.completed.iter().rev().map(|(k, t)| (k, t)))
+            .filter(|((fw, id), _)| id == task && framework.is_none_or(|f| f == fw));
+        let first = found.next().ok_or_else(|| ServiceError::NotFound {
+            kind: "task",
+            id: task.to_string(),
+        })?;
+        if found.any(|((fw, _), _)| *fw != first.0.0) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "task id {task} is used by several frameworks; name the framework"
+            )));
+        }
+        Ok(first)
     }
 
     fn agent_mut(&mut self, id: &AgentId) -> Result<&mut Agent, ServiceError> {

@@ -112,6 +112,7 @@ impl v1::operator_server::Operator for OperatorService {
             .map(|&s| TaskState::from_proto("states", s))
             .collect::<Result<_, ProtoError>>()?;
         let req = OperatorRequest::ListTasks {
+            task: parse_optional_id("task_id", r.task_id.as_deref())?,
             framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
             agent: parse_optional_id("agent_id", r.agent_id.as_deref())?,
             states,
@@ -191,6 +192,26 @@ impl v1::operator_server::Operator for OperatorService {
         let agent = corral_proto::convert::parse_id("agent_id", &request.into_inner().agent_id)?;
         self.ask(OperatorRequest::ReactivateAgent { agent }).await?;
         Ok(Response::new(v1::ReactivateAgentResponse {}))
+    }
+
+    async fn kill_task(
+        &self,
+        request: Request<v1::KillTaskRequest>,
+    ) -> Result<Response<v1::KillTaskResponse>, Status> {
+        let r = request.into_inner();
+        let req = OperatorRequest::KillTask {
+            task: corral_proto::convert::parse_id("task_id", &r.task_id)?,
+            framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
+        };
+        match self.ask(req).await? {
+            OperatorResponse::Killed { framework, agent } => {
+                Ok(Response::new(v1::KillTaskResponse {
+                    framework_id: framework.to_string(),
+                    agent_id: agent.to_string(),
+                }))
+            }
+            _ => Err(unexpected()),
+        }
     }
 
     async fn upload_module(

@@ -102,6 +102,12 @@ impl v1::operator_server::Operator for AgentFiles {
     ) -> Result<Response<v1::ReactivateAgentResponse>, Status> {
         Err(Status::unimplemented("agent"))
     }
+    async fn kill_task(
+        &self,
+        _: Request<v1::KillTaskRequest>,
+    ) -> Result<Response<v1::KillTaskResponse>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
     async fn upload_module(
         &self,
         _: Request<Streaming<v1::ModuleChunk>>,

@@ -114,6 +114,12 @@ impl Operator for TrivialOperator {
     ) -> Result<Response<v1::ReactivateAgentResponse>, Status> {
         Err(Status::unimplemented("reactivate_agent"))
     }
+    async fn kill_task(
+        &self,
+        _: Request<v1::KillTaskRequest>,
+    ) -> Result<Response<v1::KillTaskResponse>, Status> {
+        Err(Status::unimplemented("kill_task"))
+    }
 
     async fn list_files(
         &self,

@@ -369,3 +369,56 @@ fn suppress_stops_offers_until_revive_and_teardown_removes_the_framework() {
         )))]
     ));
 }
+
+fn operator_kill(core: &mut MasterCore, task: &str, now: Timestamp) -> Vec<Effect> {
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::KillTask {
+            task: TaskId::new(task).unwrap(),
+            framework: None,
+        }),
+        now,
+    );
+    core.check_invariants();
+    fx
+}
+
+#[test]
+fn operator_kill_goes_to_the_agent_and_refuses_unknown_and_finished_tasks() {
+    let (mut core, agent, fw, stream, offer) = offered();
+    let fx = operator_kill(&mut core, "ghost", ms(2));
+    assert!(matches!(
+        &fx[..],
+        [Effect::Reply(Reply::Operator(Err(
+            ServiceError::NotFound { .. }
+        )))]
+    ));
+
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(3),
+    );
+    let fx = operator_kill(&mut core, "t1", ms(4));
+    assert!(
+        matches!(&agent_msgs(&fx)[..], [v1::master_message::Kind::KillTask(k)] if k.task_id == "t1" && k.framework_id == fw.as_str()),
+        "{fx:?}"
+    );
+    assert!(fx.contains(&Effect::Reply(Reply::Operator(Ok(
+        OperatorResponse::Killed {
+            framework: fw.clone(),
+            agent
+        }
+    )))));
+
+    agent_status(&mut core, &fw, "t1", TaskState::Killed, 1, ms(5));
+    let fx = operator_kill(&mut core, "t1", ms(6));
+    assert!(
+        matches!(
+            &fx[..],
+            [Effect::Reply(Reply::Operator(Err(ServiceError::FailedPrecondition(m))))] if m.contains("KILLED")
+        ),
+        "{fx:?}"
+    );
+}

@@ -38,6 +38,7 @@ commands:
   try-alloc <MiB>             like alloc, but prints `allocation failed` instead of trapping
   spin                        loop forever
   sleep <ms>                  sleep, then print `slept <ms>`
+  tick <n> <ms>               print `tick <i>` n times, sleeping <ms> after each
   exit <code>                 exit with <code>
   panic                       panic (a trap in wasm)
   trap                        execute `unreachable`
@@ -61,6 +62,7 @@ fn main() -> ExitCode {
         "try-alloc" => try_alloc(rest),
         "spin" => spin(),
         "sleep" => sleep(rest),
+        "tick" => tick(rest),
         "exit" => exit(rest),
         "panic" => panic!("guest panicked on purpose"),
         "trap" => core::arch::wasm32::unreachable(),
@@ -145,6 +147,16 @@ fn sleep(rest: &[String]) -> Result<ExitCode, Usage> {
     let ms: u64 = parse_arg(rest, 0, "ms")?;
     std::thread::sleep(std::time::Duration::from_millis(ms));
     println!("slept {ms}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tick(rest: &[String]) -> Result<ExitCode, Usage> {
+    let n: u64 = parse_arg(rest, 0, "n")?;
+    let ms: u64 = parse_arg(rest, 1, "ms")?;
+    for i in 0..n {
+        println!("tick {i}");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

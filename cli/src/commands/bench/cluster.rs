@@ -1,0 +1,231 @@
+//! The cluster under load: a running one named by `--master`, or an ephemeral one of child
+//! processes in a temporary directory, whose memory and CPU this process can read from
+//! `/proc`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use corral_proto::v1;
+use tokio::process::{Child, Command};
+
+use crate::client;
+
+/// How long the ephemeral master and agents get to come up.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Resident memory of a process (or the sum over several).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Memory {
+    /// Now.
+    pub(super) rss_bytes: u64,
+    /// The high-water mark.
+    pub(super) peak_bytes: u64,
+}
+
+impl std::ops::Add for Memory {
+    type Output = Memory;
+    fn add(self, other: Memory) -> Memory {
+        Memory {
+            rss_bytes: self.rss_bytes + other.rss_bytes,
+            peak_bytes: self.peak_bytes + other.peak_bytes,
+        }
+    }
+}
+
+impl std::iter::Sum for Memory {
+    fn sum<I: Iterator<Item = Memory>>(iter: I) -> Memory {
+        iter.fold(Memory::default(), |a, b| a + b)
+    }
+}
+
+#[derive(Debug)]
+struct Ephemeral {
+    master: Child,
+    agents: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub(super) struct Target {
+    masters: Vec<String>,
+    ephemeral: Option<Ephemeral>,
+}
+
+impl Target {
+    pub(super) fn existing(masters: Vec<String>) -> Self {
+        Self {
+            masters,
+            ephemeral: None,
+        }
+    }
+
+    /// Starts `corral master` and `agents` × `corral agent` from this executable.
+    pub(super) async fn ephemeral(agents: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
+        let exe = std::env::current_exe().context("locating the corral executable")?;
+        let addr = free_local_addr()?;
+        let master = spawn(
+            &exe,
+            &[
+                "master",
+                "--listen",
+                &addr,
+                "--work-dir",
+                &path_arg(&dir.path().join("master")),
+            ],
+        )?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let resources = format!("cpus={cores},mem=16GiB,disk=64GiB");
+        let mut children = Vec::new();
+        for i in 0..agents {
+            children.push(spawn(
+                &exe,
+                &[
+                    "agent",
+                    "--master",
+                    &addr,
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--work-dir",
+                    &path_arg(&dir.path().join(format!("agent-{i}"))),
+                    "--resources",
+                    &resources,
+                ],
+            )?);
+        }
+        Ok(Self {
+            masters: vec![addr],
+            ephemeral: Some(Ephemeral {
+                master,
+                agents: children,
+                dir,
+            }),
+        })
+    }
+
+    pub(super) fn masters(&self) -> &[String] {
+        &self.masters
+    }
+
+    /// Waits until at least `n` agents are admitted.
+    pub(super) async fn wait_for_agents(&self, n: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Ok(mut operator) = client::operator(&self.masters).await
+                && let Ok(response) = operator.list_agents(v1::ListAgentsRequest {}).await
+            {
+                let admitted = response
+                    .into_inner()
+                    .agents
+                    .iter()
+                    .filter(|a| a.state == v1::AgentState::Admitted as i32)
+                    .count();
+                if admitted >= n {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("{n} agent(s) were not admitted within {STARTUP_TIMEOUT:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub(super) fn master_memory(&self) -> Option<Memory> {
+        memory(self.ephemeral.as_ref()?.master.id()?)
+    }
+
+    /// All agents' memory together.
+    pub(super) fn agent_memory(&self) -> Option<Memory> {
+        let e = self.ephemeral.as_ref()?;
+        if e.agents.is_empty() {
+            return None;
+        }
+        e.agents
+            .iter()
+            .map(|a| a.id().and_then(memory))
+            .sum::<Option<Memory>>()
+    }
+
+    /// The master's CPU time so far.
+    pub(super) fn master_cpu(&self) -> Option<Duration> {
+        cpu_time(self.ephemeral.as_ref()?.master.id()?)
+    }
+
+    /// Cores the master used since it had used `before`, over `elapsed`.
+    pub(super) fn cores_since(&self, before: Option<Duration>, elapsed: Duration) -> Option<f64> {
+        let used = self.master_cpu()?.checked_sub(before?)?;
+        (!elapsed.is_zero()).then(|| used.as_secs_f64() / elapsed.as_secs_f64())
+    }
+
+    /// Cores the master uses over the next `window`, doing whatever it does.
+    pub(super) async fn master_cpu_over(&self, window: Duration) -> Option<f64> {
+        let before = self.master_cpu();
+        let start = Instant::now();
+        tokio::time::sleep(window).await;
+        self.cores_since(before, start.elapsed())
+    }
+
+    pub(super) async fn stop(self) {
+        if let Some(mut e) = self.ephemeral {
+            for agent in &mut e.agents {
+                let _ = agent.kill().await;
+            }
+            let _ = e.master.kill().await;
+            drop(e.dir);
+        }
+    }
+}
+
+fn spawn(exe: &Path, args: &[&str]) -> anyhow::Result<Child> {
+    Command::new(exe)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting corral {}", args.join(" ")))
+}
+
+fn path_arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+/// A local address nothing listens on now (the master binds it right after).
+fn free_local_addr() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+/// VmRSS and VmHWM of a process.
+fn memory(pid: u32) -> Option<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    Some(Memory {
+        rss_bytes: field("VmRSS:")?,
+        peak_bytes: field("VmHWM:")?,
+    })
+}
+
+/// User plus system CPU time of a process (all its threads).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces; fields are counted after its closing paren.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}

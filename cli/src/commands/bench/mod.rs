@@ -1,0 +1,147 @@
+//! `corral bench`: a load generator that is itself a framework on the public Scheduler API.
+//!
+//! It runs N tiny tasks against a running cluster (`--master`) or an ephemeral one it starts
+//! as child processes (one `corral master` and `--agents` `corral agent`s, so each one's
+//! memory can be read), either closed-loop (`--concurrency C`: C tasks in flight, a new one
+//! submitted as one ends) or open-loop (`--rate R`: tasks submitted at R per second whatever
+//! the cluster does, so queueing shows in the latency). `--simulated-agents K` registers K
+//! lightweight agents from this process instead (heartbeating, finishing every task at once,
+//! no Wasm) to load the master alone.
+//!
+//! ```text
+//!   generator ──► queue ──► held offers ──ACCEPT(LAUNCH…)──► master ──► agents
+//!      ▲                                                                  │
+//!      └────── status updates (RUNNING, FINISHED): latencies ◄────────────┘
+//! ```
+//!
+//! Latency is measured from submission (when a task enters the queue) to the framework
+//! receiving its RUNNING and its FINISHED update.
+
+mod cluster;
+mod load;
+mod report;
+mod simulated;
+
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::cli::{BenchArgs, OutputFormat};
+use crate::client;
+use crate::commands::Exit;
+
+/// How many tasks run before measuring: they compile the module and warm the caches.
+const WARMUP_TASKS: usize = 50;
+
+pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
+    validate(&args)?;
+    let module = std::fs::read(&args.module)
+        .map_err(|e| Exit::invalid(format!("cannot read module {}: {e}", args.module)))?;
+
+    let cluster = match &args.master {
+        Some(masters) => cluster::Target::existing(masters.clone()),
+        None => {
+            let real_agents = if args.simulated_agents.is_some() {
+                0
+            } else {
+                args.agents
+            };
+            cluster::Target::ephemeral(real_agents)
+                .await
+                .context("starting the ephemeral cluster")?
+        }
+    };
+    let masters = cluster.masters().to_vec();
+    let mut operator = client::operator(&masters).await?;
+    let digest = client::upload(&mut operator, module, false).await?;
+
+    let simulated = match args.simulated_agents {
+        Some(count) => {
+            let before = cluster.master_memory();
+            let agents = simulated::start(&masters, count)
+                .await
+                .context("registering the simulated agents")?;
+            cluster.wait_for_agents(count).await?;
+            let after = cluster.master_memory();
+            let idle_cpu = cluster.master_cpu_over(Duration::from_secs(3)).await;
+            Some((
+                agents,
+                report::SimulatedFigures::new(count, before, after, idle_cpu),
+            ))
+        }
+        None => {
+            cluster.wait_for_agents(args.agents.max(1)).await?;
+            None
+        }
+    };
+
+    let shape = load::TaskShape {
+        digest,
+        cpus_milli: args.cpus,
+        mem_bytes: args.mem,
+        disk_bytes: args.disk,
+        args: args.task_args.clone(),
+    };
+    let pace = match args.rate {
+        Some(rate) => load::Pace::Rate(rate),
+        None => load::Pace::Concurrency(args.concurrency),
+    };
+    let warmup = load::run(
+        &masters,
+        &shape,
+        load::Pace::Concurrency(10),
+        WARMUP_TASKS,
+        args.timeout,
+    )
+    .await
+    .context("warm-up")?;
+    if warmup.failed > 0 {
+        return Err(anyhow::anyhow!(
+            "warm-up tasks failed: {}",
+            warmup.first_failure.unwrap_or_default()
+        ));
+    }
+    let cpu_before = cluster.master_cpu();
+    let outcome = load::run(&masters, &shape, pace, args.tasks, args.timeout).await?;
+    let master_cores = cluster.cores_since(cpu_before, outcome.elapsed);
+
+    let report = report::Report {
+        outcome,
+        pace,
+        master_memory: cluster.master_memory(),
+        agent_memory: cluster.agent_memory(),
+        master_cores,
+        simulated: simulated.as_ref().map(|(_, figures)| figures.clone()),
+    };
+    match args.output {
+        OutputFormat::Json => crate::output::print_json(&report.json())?,
+        OutputFormat::Table => print!("{}", report.text()),
+    }
+    if let Some((agents, _)) = simulated {
+        agents.stop();
+    }
+    cluster.stop().await;
+    Ok(if report.outcome.failed > 0 { 1 } else { 0 })
+}
+
+fn validate(args: &BenchArgs) -> anyhow::Result<()> {
+    let invalid = |m: &str| Err(Exit::invalid(m.to_owned()).into());
+    if args.tasks == 0 {
+        return invalid("--tasks must be at least 1");
+    }
+    if args.rate.is_none() && args.concurrency == 0 {
+        return invalid("--concurrency must be at least 1");
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0 && rate <= 1_000_000.0)
+    {
+        return invalid("--rate must be a number of tasks per second in (0, 1000000]");
+    }
+    if args.simulated_agents == Some(0) {
+        return invalid("--simulated-agents must be at least 1");
+    }
+    if args.master.is_none() && args.simulated_agents.is_none() && args.agents == 0 {
+        return invalid("--agents must be at least 1");
+    }
+    Ok(())
+}
