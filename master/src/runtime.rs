@@ -4,7 +4,6 @@
 //! window).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,13 +11,15 @@ use std::time::Duration;
 use corral_allocator::Timestamp;
 use corral_proto::{ServiceError, v1};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tonic::Status;
 
 use crate::core::{ConnId, Effect, Event, MasterCore, Reply};
 
-/// How long the core waits after a change before allocating, so a burst of changes (a batch
-/// of status updates, an ACCEPT's leftovers) becomes one allocation cycle and one OFFERS event.
+/// The shortest gap between two allocation cycles triggered by changes. A change after a quiet
+/// spell is allocated at once (as soon as the requests already queued are handled, so a burst
+/// that arrived together is one cycle); changes within this window of the last cycle wait for
+/// its end and become one cycle and one OFFERS event.
 const ALLOCATION_BATCH: Duration = Duration::from_millis(1);
 
 /// Longest gap between ticks (heartbeat checks, offer and failover timeouts).
@@ -121,7 +122,10 @@ struct Runtime {
     start: Instant,
     agents: HashMap<ConnId, AgentSender>,
     frameworks: HashMap<ConnId, FrameworkSender>,
-    allocation: Option<Pin<Box<Sleep>>>,
+    /// When the pending change-triggered allocation may run, if one is pending.
+    allocation: Option<Instant>,
+    /// When the last change-triggered allocation ran.
+    last_allocation: Option<Instant>,
 }
 
 async fn run(
@@ -140,25 +144,28 @@ async fn run(
         agents: HashMap::new(),
         frameworks: HashMap::new(),
         allocation: None,
+        last_allocation: None,
     };
     loop {
+        if rt.allocation.is_some_and(|at| at <= Instant::now()) && rx.is_empty() {
+            rt.allocate();
+            continue;
+        }
         let allocation = async {
-            match rt.allocation.as_mut() {
-                Some(sleep) => sleep.await,
+            match rt.allocation {
+                Some(at) => tokio::time::sleep_until(at).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
             req = rx.recv() => match req {
                 Some(req) => rt.request(req),
                 None => break,
             },
             _ = tick.tick() => rt.event(Event::Tick, None),
-            () = allocation => {
-                rt.allocation = None;
-                rt.event(Event::Allocate, None);
-            }
-            _ = &mut shutdown => break,
+            () = allocation => rt.allocate(),
         }
     }
     tracing::debug!("master core stopped");
@@ -168,6 +175,12 @@ impl Runtime {
     fn now(&self) -> Timestamp {
         let ms = self.start.elapsed().as_millis();
         Timestamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    fn allocate(&mut self) {
+        self.allocation = None;
+        self.last_allocation = Some(Instant::now());
+        self.event(Event::Allocate, None);
     }
 
     fn request(&mut self, req: Request) {
@@ -210,7 +223,9 @@ impl Runtime {
                 }
                 Effect::AllocateSoon => {
                     if self.allocation.is_none() {
-                        self.allocation = Some(Box::pin(tokio::time::sleep(ALLOCATION_BATCH)));
+                        let earliest = self.last_allocation.map(|at| at + ALLOCATION_BATCH);
+                        self.allocation =
+                            Some(earliest.map_or_else(Instant::now, |e| e.max(Instant::now())));
                     }
                 }
                 Effect::Reply(r) => {
@@ -249,7 +264,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn offers_follow_changes_after_the_batching_window_and_heartbeats_flow() {
+    async fn offers_follow_changes_within_the_batching_window_and_heartbeats_flow() {
         let (stop, stopped) = oneshot::channel();
         let (core, task) = spawn(MasterCore::new(config()), stopped);
         let start = Instant::now();
@@ -298,9 +313,10 @@ mod tests {
             kind(frx.recv().await),
             v1::event::Kind::Subscribed(_)
         ));
-        // Offers arrive after the batching window, well before the periodic cycle.
+        // The registration was allocated at once (after a quiet spell); the subscription came
+        // within the batching window of that cycle, so its offers wait for the window's end.
         assert!(matches!(kind(frx.recv().await), v1::event::Kind::Offers(_)));
-        assert!(start.elapsed() < Duration::from_millis(100));
+        assert_eq!(start.elapsed(), ALLOCATION_BATCH);
         // Then a heartbeat every 15 s.
         assert!(matches!(
             kind(frx.recv().await),

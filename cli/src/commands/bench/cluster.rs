@@ -96,14 +96,28 @@ impl Target {
                 ],
             )?);
         }
-        Ok(Self {
+        let target = Self {
             masters: vec![addr],
             ephemeral: Some(Ephemeral {
                 master,
                 agents: children,
                 dir,
             }),
-        })
+        };
+        target.wait_for_master().await?;
+        Ok(target)
+    }
+
+    /// Waits until the master answers.
+    async fn wait_for_master(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        while client::operator(&self.masters).await.is_err() {
+            if Instant::now() > deadline {
+                anyhow::bail!("the master did not start within {STARTUP_TIMEOUT:?}");
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
     }
 
     pub(super) fn masters(&self) -> &[String] {

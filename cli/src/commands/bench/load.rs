@@ -167,8 +167,9 @@ impl Bench {
     }
 }
 
-/// Launches whatever queued tasks fit the held offers.
-async fn dispatch(state: &Mutex<State>, driver: &Driver) {
+/// Launches whatever queued tasks fit the held offers. The ACCEPT calls run on their own
+/// tasks so that the framework's event loop never waits for a round trip.
+fn dispatch(state: &Mutex<State>, driver: &Driver) {
     loop {
         let next = state
             .lock()
@@ -180,12 +181,15 @@ async fn dispatch(state: &Mutex<State>, driver: &Driver) {
                 tasks: tasks.iter().map(v1::TaskInfo::from).collect(),
             })),
         };
-        if let Err(e) = driver
-            .accept(&[offer], vec![launch], Some(Duration::ZERO))
-            .await
-        {
-            tracing::warn!(error = %e, "launch failed");
-        }
+        let driver = driver.clone();
+        tokio::spawn(async move {
+            if let Err(e) = driver
+                .accept(&[offer], vec![launch], Some(Duration::ZERO))
+                .await
+            {
+                tracing::warn!(error = %e, "launch failed");
+            }
+        });
     }
 }
 
@@ -193,7 +197,7 @@ async fn dispatch(state: &Mutex<State>, driver: &Driver) {
 impl Scheduler for Bench {
     async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
         self.lock().offers.extend(offers);
-        dispatch(&self.state, driver).await;
+        dispatch(&self.state, driver);
     }
 
     async fn rescinded(&mut self, _driver: &Driver, offer_id: &OfferId) {
@@ -212,7 +216,7 @@ impl Scheduler for Bench {
         if finished {
             self.done.notify_one();
         } else if status.state.is_terminal() {
-            dispatch(&self.state, driver).await;
+            dispatch(&self.state, driver);
         }
     }
 
@@ -301,7 +305,7 @@ async fn generate(state: &Mutex<State>, driver: &Driver, pace: Pace, start: Inst
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .submit(n, Instant::now());
-            dispatch(state, driver).await;
+            dispatch(state, driver);
         }
         Pace::Rate(rate) => {
             let mut tick = tokio::time::interval(TICK);
@@ -316,7 +320,7 @@ async fn generate(state: &Mutex<State>, driver: &Driver, pace: Pace, start: Inst
                     s.submit(n, now);
                     s.submitted == s.total
                 };
-                dispatch(state, driver).await;
+                dispatch(state, driver);
                 if all {
                     return;
                 }
