@@ -79,24 +79,36 @@ impl MasterCore {
                 a.drain = None;
             }
             for key in self.live_tasks_on(&id) {
-                let status = self.master_status(
-                    &key.0,
-                    &key.1,
-                    Some(id.clone()),
-                    (TaskState::Lost, Reason::AgentRestarted),
+                self.lose_after_restart(
+                    &key,
+                    &id,
                     "the agent restarted without its checkpoint and registered as a new agent",
                     now,
                 );
-                self.send_update(&status);
-                if let Some(t) = self.tasks.get_mut(&key) {
-                    // Its agent left the allocator: nothing to give back.
-                    t.holds = false;
-                    t.status = status;
-                    t.updated = now;
-                }
-                self.complete_task(&key);
             }
         }
+    }
+
+    /// Reports a task of a restarted agent LOST (reason AGENT_RESTARTED) and completes it.
+    /// Its resources are not given back: the agent was re-added, or removed, without them.
+    fn lose_after_restart(&mut self, key: &TaskKey, agent: &AgentId, why: &str, now: Timestamp) {
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.holds = false;
+        }
+        let status = self.master_status(
+            &key.0,
+            &key.1,
+            Some(agent.clone()),
+            (TaskState::Lost, Reason::AgentRestarted),
+            why,
+            now,
+        );
+        self.send_update(&status);
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.status = status;
+            t.updated = now;
+        }
+        self.complete_task(key);
     }
 
     fn send_registered(&mut self, conn: ConnId, id: &AgentId) {
@@ -195,22 +207,7 @@ impl MasterCore {
             })
             .collect();
         for key in &missing {
-            if let Some(t) = self.tasks.get_mut(key) {
-                t.holds = false;
-            }
-            let status = self.master_status(
-                &key.0,
-                &key.1,
-                Some(id.clone()),
-                (TaskState::Lost, Reason::AgentRestarted),
-                "the agent re-registered without this task",
-                now,
-            );
-            self.send_update(&status);
-            if let Some(t) = self.tasks.get_mut(key) {
-                t.status = status;
-            }
-            self.complete_task(key);
+            self.lose_after_restart(key, &id, "the agent re-registered without this task", now);
         }
         // Tasks of frameworks that were removed meanwhile are killed, not accounted.
         let orphans: Vec<TaskKey> = self
