@@ -182,7 +182,7 @@ impl Node {
                 StatusParts::new(
                     TaskState::Failed,
                     Reason::AgentRestarted,
-                    "the agent restarted; the task's run did not survive it",
+                    "in-process tasks do not survive an agent restart",
                 ),
                 None,
             );

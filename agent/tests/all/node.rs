@@ -74,7 +74,7 @@ pub(crate) fn reason(status: &v1::TaskStatus) -> Reason {
     Reason::from_proto("reason", status.reason).unwrap()
 }
 
-async fn files_client(
+pub(crate) async fn files_client(
     agent: &Agent,
 ) -> v1::operator_client::OperatorClient<tonic::transport::Channel> {
     let channel = limits::endpoint(format!("http://{}", agent.local_addr()))

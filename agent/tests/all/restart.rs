@@ -9,7 +9,7 @@ use corral_agent::node::{Agent, CHECKPOINT_FILE, CheckpointError, Recover};
 use corral_proto::{Reason, TaskState, v1};
 
 use crate::fake_master::{Event, FakeMaster};
-use crate::node::{FRAMEWORK, agent_config, reason, state, task, work_dir};
+use crate::node::{FRAMEWORK, agent_config, files_client, reason, state, task, work_dir};
 
 async fn start(master: &FakeMaster, dir: &Path) -> Agent {
     Agent::start(agent_config(master, dir)).await.unwrap()
@@ -84,6 +84,21 @@ async fn agent_restart_reregisters_with_the_same_id_and_fails_running_tasks() {
     assert_failed_by_restart(&updates[2]);
     assert_eq!(updates[2].agent_id, "agent-1");
     assert_eq!(agent.registered().await.to_string(), "agent-1");
+    // The interrupted run's files are still served.
+    let listing = files_client(&agent)
+        .await
+        .list_files(v1::ListFilesRequest {
+            task_id: "spin-1".into(),
+            path: String::new(),
+            framework_id: Some(FRAMEWORK.into()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        listing.files.iter().any(|f| f.path == "root"),
+        "{listing:?}"
+    );
 
     // The FAILED update is kept until acknowledged, like any other.
     let failed = updates[2].clone();
