@@ -48,7 +48,7 @@ pub use cache::{BadDigest, CacheStats, Digest, ModuleError};
 pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
 pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};
-pub use node::{Agent, AgentConfig, ResourceOverrides};
+pub use node::{Agent, AgentConfig, CHECKPOINT_FILE, CheckpointError, Recover, ResourceOverrides};
 pub use sandbox::SandboxPaths;
 pub use task::{
     InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskResult,

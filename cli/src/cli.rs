@@ -89,6 +89,19 @@ pub(crate) struct AgentArgs {
     /// An attribute `key=value` (repeatable).
     #[arg(long = "attribute", value_parser = parse::key_value)]
     pub(crate) attributes: Vec<(String, String)>,
+    /// What to do if the checkpoint in the work directory is corrupt: `strict` stops with an
+    /// error; `cleanup` sets it aside, removes the old sandboxes and registers as a new agent
+    /// (the master reports the old agent's tasks lost). A readable checkpoint is always
+    /// recovered.
+    #[arg(long, value_enum, default_value_t = RecoverMode::Strict)]
+    pub(crate) recover: RecoverMode,
+}
+
+/// `corral agent --recover`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RecoverMode {
+    Strict,
+    Cleanup,
 }
 
 #[derive(Debug, Args)]

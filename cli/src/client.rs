@@ -52,14 +52,7 @@ pub(crate) async fn upload(
         );
         bar
     });
-    let chunks: Vec<v1::ModuleChunk> = bytes
-        .chunks(limits::MODULE_CHUNK_BYTES)
-        .enumerate()
-        .map(|(i, c)| v1::ModuleChunk {
-            data: bytes::Bytes::copy_from_slice(c),
-            total_size: if i == 0 { total } else { 0 },
-        })
-        .collect();
+    let chunks = limits::module_chunks(&bytes);
     let progress = bar.clone();
     let stream = tokio_stream::iter(chunks.into_iter().inspect(move |c| {
         if let Some(bar) = &progress {

@@ -147,6 +147,20 @@ pub fn operator_client(channel: Channel) -> OperatorClient<Channel> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+/// Splits a module into the chunks an upload or fetch streams: at most
+/// [`MODULE_CHUNK_BYTES`] each, the first announcing the total size.
+pub fn module_chunks(module: &[u8]) -> Vec<v1::ModuleChunk> {
+    let total = module.len() as u64;
+    module
+        .chunks(MODULE_CHUNK_BYTES)
+        .enumerate()
+        .map(|(i, data)| v1::ModuleChunk {
+            data: bytes::Bytes::copy_from_slice(data),
+            total_size: if i == 0 { total } else { 0 },
+        })
+        .collect()
+}
+
 /// Checks one chunk of a module stream, given the bytes received before it: the chunk is at
 /// most [`MODULE_CHUNK_BYTES`], and neither the announced `total_size` nor the running total
 /// exceeds [`MAX_MODULE_BYTES`]. Returns the new running total.
@@ -188,6 +202,21 @@ pub fn read_length(requested: u64) -> u64 {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    #[test]
+    fn a_module_is_split_into_bounded_chunks_that_announce_its_size() {
+        let module = vec![7u8; MODULE_CHUNK_BYTES * 2 + 3];
+        let chunks = module_chunks(&module);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.data.len()).collect();
+        assert_eq!(sizes, [MODULE_CHUNK_BYTES, MODULE_CHUNK_BYTES, 3]);
+        assert_eq!(chunks[0].total_size, module.len() as u64);
+        assert!(chunks[1..].iter().all(|c| c.total_size == 0));
+        let mut received = 0;
+        for chunk in &chunks {
+            received = check_module_chunk(chunk, received).unwrap();
+        }
+        assert_eq!(received, module.len() as u64);
+    }
 
     #[test]
     fn module_chunks_are_bounded() {

@@ -155,17 +155,9 @@ async fn converse(
     let mut registered = false;
     let mut resend = ticker(node.status_retry_interval);
     loop {
-        tokio::select! {
+        let message = tokio::select! {
             message = inbound.message() => match message {
-                Ok(Some(message)) => match node.handle(message) {
-                    Next::Continue => {}
-                    Next::Registered(interval) => {
-                        registered = true;
-                        backoff.reset();
-                        heartbeat = ticker(interval);
-                    }
-                    Next::Stop => return Ended::Stop,
-                },
+                Ok(Some(message)) => message,
                 Ok(None) => {
                     tracing::info!(master = %address, "master closed the link");
                     return Ended::Lost;
@@ -178,9 +170,25 @@ async fn converse(
                         v1::agent_message::Heartbeat {},
                     )),
                 });
+                continue;
             }
-            _ = resend.tick() => node.resend(tx),
+            _ = resend.tick() => {
+                node.resend(tx);
+                continue;
+            }
             _ = stop.wait_for(|s| *s) => return Ended::Stop,
+        };
+        if !node.fence(message.epoch).await {
+            continue;
+        }
+        match node.handle(message) {
+            Next::Continue => {}
+            Next::Registered(interval) => {
+                registered = true;
+                backoff.reset();
+                heartbeat = ticker(interval);
+            }
+            Next::Stop => return Ended::Stop,
         }
     }
 }

@@ -11,8 +11,9 @@
 //!   └───────────────┬───────────────┘   └──────────────▲───────────────────┘
 //!                   ▼                                  │
 //!   tasks: table, unacknowledged updates ── prepare (validate, fetch module, inputs)
-//!                   │                                  ▼
-//!                   └────────────────────────────► Executor ─► sandboxes
+//!          │ ▲ durable updates  │                      ▼
+//!          ▼ │                  └──────────────────► Executor ─► sandboxes
+//!   checkpoint: id, epoch, tasks, unacknowledged updates (redb, group commit)
 //! ```
 //!
 //! A task's status, as this agent reports it (each arrow is one update with a fresh uuid,
@@ -28,9 +29,17 @@
 //!   KillTask of an unknown task ─► LOST (no acknowledgement expected)
 //! ```
 //!
-//! Master messages carry the leader's epoch; one below the highest seen is ignored (kept in
-//! memory only for now).
+//! Master messages carry the leader's epoch; one below the highest seen is ignored. A newer
+//! epoch is checkpointed before its message is acted on, so the fence holds across restarts.
+//!
+//! What survives a restart of the agent's process is in the [`checkpoint`](CHECKPOINT_FILE)
+//! (`<work_dir>/checkpoint.redb`): the agent id, the highest epoch, the tasks and their
+//! unacknowledged status updates. A restarted agent re-registers with the same id, reports
+//! the tasks that were running FAILED with reason AGENT_RESTARTED, and redelivers every
+//! unacknowledged update in order. A corrupt checkpoint stops it ([`CheckpointError`]) unless
+//! it runs with [`Recover::Cleanup`].
 
+mod checkpoint;
 mod files;
 mod link;
 mod prepare;
@@ -40,7 +49,7 @@ mod tasks;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -49,8 +58,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::executor::{Executor, ExecutorConfig};
+use checkpoint::Checkpoint;
+pub use checkpoint::{CHECKPOINT_FILE, CheckpointError, Recover};
 use prepare::Sources;
 use tasks::Node;
+
+/// How long a graceful shutdown waits for killed tasks to report their end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Resources to announce instead of the detected ones; `None` keeps the detected value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -84,6 +98,8 @@ pub struct AgentConfig {
     pub allow_local_files: bool,
     /// How often unacknowledged status updates are sent again.
     pub status_retry_interval: Duration,
+    /// What to do when the checkpoint in `work_dir` cannot be read.
+    pub recover: Recover,
 }
 
 impl AgentConfig {
@@ -99,6 +115,7 @@ impl AgentConfig {
             labels: BTreeMap::new(),
             allow_local_files: false,
             status_retry_interval: Duration::from_secs(5),
+            recover: Recover::Strict,
         }
     }
 }
@@ -114,9 +131,17 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Builds the executor, binds `listen`, and starts the master link in the background.
+    /// Recovers the checkpoint, builds the executor, binds `listen`, and starts the master
+    /// link in the background. A corrupt checkpoint is a [`CheckpointError::Corrupt`] unless
+    /// `config.recover` is [`Recover::Cleanup`].
     pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
         anyhow::ensure!(!config.masters.is_empty(), "no master address given");
+        // Before the executor: a cleanup removes the old sandboxes and compiled modules.
+        let (work_dir, recover) = (config.work_dir.clone(), config.recover);
+        let (db, recovered) =
+            tokio::task::spawn_blocking(move || checkpoint::open(&work_dir, recover))
+                .await
+                .context("checkpoint recovery panicked")??;
         let executor_config = ExecutorConfig::new(&config.work_dir);
         let max_module_bytes = executor_config.max_module_size;
         // Builds the engine and calibrates fuel: blocking work.
@@ -137,15 +162,25 @@ impl Agent {
                 .build()
                 .context("cannot build the http client")?,
         };
-        let node = Arc::new(Node::new(
-            executor,
-            sources,
-            config.work_dir.clone(),
-            info,
-            config.masters.clone(),
-            config.heartbeat_interval,
-            config.status_retry_interval,
-        ));
+        // The writer thread reaches the node through a weak handle set once the node exists;
+        // nothing is written before `recover`.
+        let target: Arc<OnceLock<Weak<Node>>> = Arc::default();
+        let sink = target.clone();
+        let checkpoint = Checkpoint::start(
+            db,
+            config.work_dir.join(CHECKPOINT_FILE),
+            Box::new(move |updates| {
+                if let Some(node) = sink.get().and_then(Weak::upgrade) {
+                    node.durable(updates);
+                }
+            }),
+        )
+        .context("cannot start the checkpoint writer")?;
+        let node = Arc::new(Node::new(executor, sources, checkpoint, info, &config));
+        let _ = target.set(Arc::downgrade(&node));
+        node.recover(recovered);
+        // The first (re-)registration then carries everything recovery reported.
+        node.checkpoint.sync().await;
         let (stop, stop_rx) = watch::channel(false);
         let mut server_stop = stop_rx.clone();
         let service = limits::operator_server(files::Files::new(node.clone()));
@@ -190,12 +225,38 @@ impl Agent {
         }
     }
 
-    /// Kills the tasks, closes the link and the files service.
+    /// Kills the tasks, waits (briefly) for their KILLED updates to be checkpointed and
+    /// sent, then closes the link, the files service and the checkpoint.
     pub async fn shutdown(self) {
+        self.node.kill_all();
+        self.node.wait_all_ended(SHUTDOWN_GRACE).await;
+        self.stop.send_replace(true);
+        let _ = self.link.await;
+        let _ = self.server.await;
+        close_checkpoint(self.node).await;
+    }
+
+    /// Stops as if the process had died: what is already queued for the checkpoint is
+    /// committed, then nothing more is recorded or sent and the tasks are dropped unreported.
+    /// A later start on the same work directory recovers exactly what a restart after a
+    /// crash at that point would. For tests of recovery; [`Agent::shutdown`] is the graceful
+    /// stop.
+    pub async fn halt(self) {
+        close_checkpoint(self.node.clone()).await;
         self.node.kill_all();
         self.stop.send_replace(true);
         let _ = self.link.await;
         let _ = self.server.await;
+    }
+}
+
+/// Commits what is queued and closes the checkpoint file (joins the writer thread).
+async fn close_checkpoint(node: Arc<Node>) {
+    if tokio::task::spawn_blocking(move || node.checkpoint.close())
+        .await
+        .is_err()
+    {
+        tracing::error!("closing the checkpoint panicked");
     }
 }
 

@@ -1,9 +1,11 @@
 //! The agent's task table: what it runs, what it has reported, and what is unacknowledged.
 //!
 //! Every status update goes through [`Node::emit`], which records it as the task's latest,
-//! queues it until the master forwards the framework's acknowledgement, and sends it on the
-//! current link (if any). Resends and re-registration read the same queues, so an update is
-//! delivered at least once and in order per task.
+//! queues it until the master forwards the framework's acknowledgement, and hands it to the
+//! checkpoint; once the checkpoint has made it durable ([`Node::durable`]) it is sent on the
+//! current link (if any). Resends and re-registration read the same queues (the durable part
+//! of them), so an update is delivered at least once and in order per task, across agent
+//! restarts too ([`Node::recover`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -14,6 +16,8 @@ use corral_proto::{AgentId, Reason, TaskState, v1};
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
+use super::AgentConfig;
+use super::checkpoint::{Checkpoint, Op, Recovered, TaskRecord};
 use super::prepare::{Sources, prepare};
 use super::status::{StatusParts, TaskKey, status_of, update, usage};
 use crate::executor::{Executor, KillSwitch, Phase};
@@ -30,18 +34,24 @@ pub(crate) struct Node {
     pub(crate) heartbeat_interval: Duration,
     pub(crate) status_retry_interval: Duration,
     pub(crate) registered: watch::Sender<Option<AgentId>>,
+    pub(crate) checkpoint: Checkpoint,
+    /// Notified whenever a task ends (graceful shutdown waits on it).
+    ended: tokio::sync::Notify,
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     agent_id: Option<String>,
+    /// The highest epoch seen, durable in the checkpoint.
     highest_epoch: u64,
     /// The current session's outbound stream and channel (for module fetches).
     link: Option<(mpsc::UnboundedSender<v1::AgentMessage>, Channel)>,
     tasks: HashMap<TaskKey, TaskEntry>,
-    /// Orders unacknowledged updates across tasks for re-registration.
+    /// Orders unacknowledged updates across tasks, for re-registration and the checkpoint.
     next_seq: u64,
+    /// Updates up to this sequence number are durable and may be sent.
+    durable_seq: u64,
 }
 
 #[derive(Debug)]
@@ -54,6 +64,22 @@ struct TaskEntry {
     kill_requested: bool,
     terminal: bool,
     unacked: VecDeque<(u64, v1::TaskStatus)>,
+}
+
+impl TaskEntry {
+    /// What the checkpoint keeps of this task.
+    fn record(&self, key: &TaskKey) -> TaskRecord {
+        TaskRecord {
+            framework_id: key.framework_id.clone(),
+            task_id: key.task_id.clone(),
+            run_dir: self
+                .run_dir
+                .as_ref()
+                .map(|dir| dir.display().to_string())
+                .unwrap_or_default(),
+            state: self.latest.as_ref().map_or(0, |s| s.state),
+        }
+    }
 }
 
 /// What a master message asks of the link.
@@ -70,22 +96,145 @@ impl Node {
     pub(crate) fn new(
         executor: Executor,
         sources: Sources,
-        work_dir: PathBuf,
+        checkpoint: Checkpoint,
         agent_info: v1::AgentInfo,
-        masters: Vec<String>,
-        heartbeat_interval: Duration,
-        status_retry_interval: Duration,
+        config: &AgentConfig,
     ) -> Self {
         Self {
             executor,
             sources,
-            work_dir,
+            work_dir: config.work_dir.clone(),
             agent_info,
-            masters,
-            heartbeat_interval,
-            status_retry_interval,
+            masters: config.masters.clone(),
+            heartbeat_interval: config.heartbeat_interval,
+            status_retry_interval: config.status_retry_interval,
             registered: watch::Sender::new(None),
-            state: Mutex::new(State::default()),
+            checkpoint,
+            ended: tokio::sync::Notify::new(),
+            state: Mutex::new(State {
+                agent_id: None,
+                highest_epoch: 0,
+                link: None,
+                tasks: HashMap::new(),
+                next_seq: 1,
+                durable_seq: 0,
+            }),
+        }
+    }
+
+    /// Takes over what the checkpoint held: the agent's id, the highest epoch, the tasks and
+    /// their unacknowledged updates. Tasks that were running did not survive the agent's
+    /// process (in-process Wasm cannot): each is reported FAILED with reason AGENT_RESTARTED,
+    /// after its earlier unacknowledged updates.
+    pub(crate) fn recover(&self, recovered: Recovered) {
+        let interrupted: Vec<TaskKey> = {
+            let mut state = self.state();
+            let last_seq = recovered.updates.last().map_or(0, |(seq, _)| *seq);
+            state.agent_id = recovered.agent_id;
+            state.highest_epoch = recovered.highest_epoch;
+            state.next_seq = last_seq + 1;
+            state.durable_seq = last_seq;
+            for record in recovered.tasks {
+                let terminal =
+                    TaskState::from_proto("state", record.state).is_ok_and(TaskState::is_terminal);
+                let run_dir = (!record.run_dir.is_empty()).then(|| PathBuf::from(&record.run_dir));
+                let key = TaskKey {
+                    framework_id: record.framework_id,
+                    task_id: record.task_id,
+                };
+                state
+                    .tasks
+                    .insert(key.clone(), recovered_entry(&key, run_dir, terminal));
+            }
+            for (seq, status) in recovered.updates {
+                let key = TaskKey {
+                    framework_id: status.framework_id.clone(),
+                    task_id: status.task_id.clone(),
+                };
+                let terminal =
+                    TaskState::from_proto("state", status.state).is_ok_and(TaskState::is_terminal);
+                let entry = state
+                    .tasks
+                    .entry(key.clone())
+                    .or_insert_with(|| recovered_entry(&key, None, terminal));
+                entry.terminal |= terminal;
+                entry.latest = Some(status.clone());
+                entry.unacked.push_back((seq, status));
+            }
+            let mut interrupted: Vec<TaskKey> = state
+                .tasks
+                .iter()
+                .filter(|(_, entry)| !entry.terminal)
+                .map(|(key, _)| key.clone())
+                .collect();
+            interrupted.sort();
+            interrupted
+        };
+        if !interrupted.is_empty() {
+            tracing::warn!(
+                tasks = interrupted.len(),
+                "tasks did not survive the agent restart; reporting them failed"
+            );
+        }
+        for key in interrupted {
+            self.emit(
+                &key,
+                StatusParts::new(
+                    TaskState::Failed,
+                    Reason::AgentRestarted,
+                    "in-process tasks do not survive an agent restart",
+                ),
+                None,
+            );
+        }
+    }
+
+    /// The checkpoint made these updates durable: send them, in order.
+    pub(crate) fn durable(&self, updates: Vec<(u64, v1::TaskStatus)>) {
+        let mut state = self.state();
+        if let Some((last, _)) = updates.last() {
+            state.durable_seq = state.durable_seq.max(*last);
+        }
+        if let Some((tx, _)) = &state.link {
+            for (_, status) in updates {
+                let _ = tx.send(status_message(status));
+            }
+        }
+    }
+
+    /// Whether a master message of `epoch` may be acted on. A newer epoch is made durable
+    /// first, so that no command of an older leader is obeyed after a restart either.
+    pub(crate) async fn fence(&self, epoch: u64) -> bool {
+        let highest = self.state().highest_epoch;
+        if epoch < highest {
+            tracing::warn!(epoch, highest, "ignoring a message from a stale master");
+            return false;
+        }
+        if epoch > highest {
+            self.checkpoint.write(Op::Epoch(epoch));
+            if !self.checkpoint.sync().await {
+                return false;
+            }
+            let mut state = self.state();
+            state.highest_epoch = state.highest_epoch.max(epoch);
+        }
+        true
+    }
+
+    /// Waits until every task has ended and its last update is durable, at most `limit`.
+    pub(crate) async fn wait_all_ended(&self, limit: Duration) {
+        let all_ended = async {
+            loop {
+                let ended = self.ended.notified();
+                if self.state().tasks.values().all(|e| e.terminal) {
+                    break;
+                }
+                ended.await;
+            }
+            self.checkpoint.sync().await;
+        };
+        if tokio::time::timeout(limit, all_ended).await.is_err() {
+            tracing::warn!("tasks still running at shutdown; a restart reports them failed");
         }
     }
 
@@ -112,6 +261,7 @@ impl Node {
             Some(agent_id) => {
                 let mut tasks = Vec::new();
                 let mut unacked = Vec::new();
+                let durable_seq = state.durable_seq;
                 for (key, entry) in &state.tasks {
                     if !entry.terminal {
                         tasks.push(v1::RunningTask {
@@ -120,7 +270,14 @@ impl Node {
                             status: entry.latest.clone(),
                         });
                     }
-                    unacked.extend(entry.unacked.iter().cloned());
+                    // The rest follows on this link as soon as it is durable.
+                    unacked.extend(
+                        entry
+                            .unacked
+                            .iter()
+                            .filter(|(seq, _)| *seq <= durable_seq)
+                            .cloned(),
+                    );
                 }
                 unacked.sort_by_key(|(seq, _)| *seq);
                 Kind::Reregister(ReRegister {
@@ -165,13 +322,14 @@ impl Node {
         digests
     }
 
-    /// Sends every unacknowledged update again, in order per task.
+    /// Sends every durable unacknowledged update again, in order per task.
     pub(crate) fn resend(&self, tx: &mpsc::UnboundedSender<v1::AgentMessage>) {
         let state = self.state();
         let mut unacked: Vec<_> = state
             .tasks
             .values()
             .flat_map(|e| e.unacked.iter())
+            .filter(|(seq, _)| *seq <= state.durable_seq)
             .collect();
         unacked.sort_by_key(|(seq, _)| *seq);
         for (_, status) in unacked {
@@ -179,21 +337,9 @@ impl Node {
         }
     }
 
-    /// Applies one master message.
+    /// Applies one master message that passed [`Node::fence`].
     pub(crate) fn handle(self: &Arc<Self>, message: v1::MasterMessage) -> Next {
         use v1::master_message::Kind;
-        {
-            let mut state = self.state();
-            if message.epoch < state.highest_epoch {
-                tracing::warn!(
-                    epoch = message.epoch,
-                    highest = state.highest_epoch,
-                    "ignoring a message from a stale master"
-                );
-                return Next::Continue;
-            }
-            state.highest_epoch = message.epoch;
-        }
         match message.kind {
             None => Next::Continue,
             Some(Kind::Registered(registered)) => {
@@ -202,7 +348,15 @@ impl Node {
                     return Next::Continue;
                 };
                 tracing::info!(agent_id = %id, master_id = %registered.master_id, "registered");
-                self.state().agent_id = Some(registered.agent_id);
+                {
+                    let mut state = self.state();
+                    if state.agent_id.as_deref() != Some(registered.agent_id.as_str()) {
+                        // Queued ahead of every update this agent sends under the id.
+                        self.checkpoint
+                            .write(Op::AgentId(registered.agent_id.clone()));
+                        state.agent_id = Some(registered.agent_id);
+                    }
+                }
                 self.registered.send_replace(Some(id));
                 let interval = match registered.heartbeat_interval_millis {
                     0 => self.heartbeat_interval,
@@ -241,26 +395,30 @@ impl Node {
         }
     }
 
-    /// Records and sends a status update of a known task.
+    /// Records a status update of a known task and checkpoints it; it is sent once durable.
     fn emit(&self, key: &TaskKey, parts: StatusParts, usage: Option<v1::Usage>) {
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         let agent_id = state.agent_id.clone().unwrap_or_default();
-        let seq = state.next_seq;
-        state.next_seq += 1;
         let terminal = parts.state.is_terminal();
         let status = update(key, &agent_id, parts, usage, true);
-        let link = state.link.as_ref().map(|(tx, _)| tx.clone());
         let Some(entry) = state.tasks.get_mut(key) else {
             return;
         };
+        let seq = state.next_seq;
+        state.next_seq += 1;
         entry.latest = Some(status.clone());
         entry.unacked.push_back((seq, status.clone()));
         if terminal {
             entry.terminal = true;
             entry.kill = None;
         }
-        if let Some(tx) = link {
-            let _ = tx.send(status_message(status));
+        // Queued under the lock, so the checkpoint sees updates in sequence order.
+        self.checkpoint.write(Op::Task(entry.record(key)));
+        self.checkpoint.write(Op::Update(seq, status));
+        drop(guard);
+        if terminal {
+            self.ended.notify_waiters();
         }
     }
 
@@ -364,6 +522,8 @@ impl Node {
                 let handle = node.executor.launch(spec);
                 entry.kill = Some(handle.kill_switch());
                 entry.run_dir = handle.sandbox().map(|s| s.run_dir().to_path_buf());
+                // So the files of a run interrupted by a restart can still be read.
+                node.checkpoint.write(Op::Task(entry.record(&key)));
                 handle
             };
             let reached = handle.started().await;
@@ -432,11 +592,25 @@ impl Node {
         }
     }
 
-    /// Forgets exactly the acknowledged update.
+    /// Forgets exactly the acknowledged update (the checkpoint too, without waiting: an
+    /// acknowledgement lost in a crash only means one more delivery).
     fn acknowledge(&self, key: &TaskKey, uuid: &[u8]) {
         let mut state = self.state();
-        if let Some(entry) = state.tasks.get_mut(key) {
-            entry.unacked.retain(|(_, s)| s.uuid != uuid);
+        let Some(entry) = state.tasks.get_mut(key) else {
+            return;
+        };
+        let Some(at) = entry.unacked.iter().position(|(_, s)| s.uuid == uuid) else {
+            return;
+        };
+        let Some((seq, _)) = entry.unacked.remove(at) else {
+            return;
+        };
+        self.checkpoint.write(Op::Acked(seq));
+        if entry.terminal && entry.unacked.is_empty() {
+            self.checkpoint.write(Op::Forget {
+                framework_id: key.framework_id.clone(),
+                task_id: key.task_id.clone(),
+            });
         }
     }
 
@@ -467,6 +641,22 @@ impl Node {
             ))
         })?;
         Ok((dir, entry.terminal))
+    }
+}
+
+/// A task known only from the checkpoint.
+fn recovered_entry(key: &TaskKey, run_dir: Option<PathBuf>, terminal: bool) -> TaskEntry {
+    TaskEntry {
+        info: v1::TaskInfo {
+            task_id: key.task_id.clone(),
+            ..v1::TaskInfo::default()
+        },
+        latest: None,
+        run_dir,
+        kill: None,
+        kill_requested: false,
+        terminal,
+        unacked: VecDeque::new(),
     }
 }
 

@@ -19,6 +19,8 @@ pub(crate) enum Event {
     ReRegister(v1::agent_message::ReRegister),
     Status(v1::TaskStatus),
     ModuleCached(String),
+    /// The agent's stream ended; everything it sent came before.
+    Disconnected,
 }
 
 type Downstream = mpsc::Sender<Result<v1::MasterMessage, Status>>;
@@ -29,6 +31,15 @@ struct Shared {
     current: Mutex<Option<Downstream>>,
     epoch: Mutex<u64>,
     events: Mutex<Option<mpsc::UnboundedSender<Event>>>,
+}
+
+impl Shared {
+    fn record(&self, event: Event) {
+        let events = self.events.lock().unwrap().clone();
+        if let Some(events) = events {
+            let _ = events.send(event);
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +155,11 @@ impl FakeMaster {
             .expect("event channel closed")
     }
 
+    /// Skips what the agent sent until its stream ended.
+    pub(crate) async fn disconnected(&mut self) {
+        while !matches!(self.next().await, Event::Disconnected) {}
+    }
+
     /// The next status update (registrations and module notices are skipped).
     pub(crate) async fn next_status(&mut self) -> v1::TaskStatus {
         loop {
@@ -217,11 +233,9 @@ impl v1::agent_link_server::AgentLink for Service {
                     Some(Kind::ModuleCached(cached)) => Event::ModuleCached(cached.digest),
                     Some(Kind::Heartbeat(_)) | Some(Kind::ModuleEvicted(_)) | None => continue,
                 };
-                let events = shared.events.lock().unwrap().clone();
-                if let Some(events) = events {
-                    let _ = events.send(event);
-                }
+                shared.record(event);
             }
+            shared.record(Event::Disconnected);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

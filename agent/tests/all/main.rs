@@ -11,6 +11,7 @@ mod cpu_share;
 mod fake_master;
 mod isolation;
 mod node;
+mod restart;
 mod util;
 
 mod hello;

@@ -1,6 +1,7 @@
 //! The agent as a cluster member, against an in-process fake master: registration, the task
 //! status lifecycle, kills, reliable delivery, epochs, reconnection and task files.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_agent::node::{Agent, AgentConfig, ResourceOverrides};
@@ -8,15 +9,20 @@ use corral_proto::{Reason, TaskState, limits, v1};
 
 use crate::fake_master::{Event, FakeMaster, states};
 
-const FRAMEWORK: &str = "fw-1";
+pub(crate) const FRAMEWORK: &str = "fw-1";
 
-async fn start_agent(master: &FakeMaster) -> Agent {
-    let dir = tempfile::Builder::new()
+/// A fresh work directory under the target directory.
+pub(crate) fn work_dir() -> PathBuf {
+    tempfile::Builder::new()
         .prefix("node-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap()
-        .keep();
-    let mut config = AgentConfig::new(vec![master.addr.to_string()], dir);
+        .keep()
+}
+
+/// An agent of `master` on `work_dir`, as the tests configure it.
+pub(crate) fn agent_config(master: &FakeMaster, work_dir: &Path) -> AgentConfig {
+    let mut config = AgentConfig::new(vec![master.addr.to_string()], work_dir);
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.status_retry_interval = Duration::from_millis(300);
     config.attributes = vec![("zone".into(), "test-1".into())];
@@ -24,7 +30,13 @@ async fn start_agent(master: &FakeMaster) -> Agent {
         cpus_milli: Some(2000),
         ..ResourceOverrides::default()
     });
-    Agent::start(config).await.unwrap()
+    config
+}
+
+async fn start_agent(master: &FakeMaster) -> Agent {
+    Agent::start(agent_config(master, &work_dir()))
+        .await
+        .unwrap()
 }
 
 /// Starts a master and an agent and waits for the registration.
@@ -37,7 +49,7 @@ async fn cluster() -> (FakeMaster, Agent, v1::agent_message::Register) {
     (master, agent, register)
 }
 
-fn task(id: &str, digest: &str, args: &[&str]) -> v1::TaskInfo {
+pub(crate) fn task(id: &str, digest: &str, args: &[&str]) -> v1::TaskInfo {
     v1::TaskInfo {
         task_id: id.into(),
         module: Some(v1::ModuleRef {
@@ -54,15 +66,15 @@ fn task(id: &str, digest: &str, args: &[&str]) -> v1::TaskInfo {
     }
 }
 
-fn state(status: &v1::TaskStatus) -> TaskState {
+pub(crate) fn state(status: &v1::TaskStatus) -> TaskState {
     TaskState::from_proto("state", status.state).unwrap()
 }
 
-fn reason(status: &v1::TaskStatus) -> Reason {
+pub(crate) fn reason(status: &v1::TaskStatus) -> Reason {
     Reason::from_proto("reason", status.reason).unwrap()
 }
 
-async fn files_client(
+pub(crate) async fn files_client(
     agent: &Agent,
 ) -> v1::operator_client::OperatorClient<tonic::transport::Channel> {
     let channel = limits::endpoint(format!("http://{}", agent.local_addr()))
@@ -275,12 +287,12 @@ async fn messages_from_a_stale_epoch_are_ignored() {
             }),
         )
         .await;
-    // Messages are handled in order, so the probe's answer comes after anything the stale
-    // launch would have produced.
-    master.kill(FRAMEWORK, "probe").await;
+    // Messages are handled in order and updates are sent in the order they were produced,
+    // so the probe's STARTING comes after anything the stale launch would have produced.
+    master.launch(FRAMEWORK, task("probe", &digest, &[])).await;
     let first = master.next_status().await;
     assert_eq!(first.task_id, "probe");
-    assert_eq!(state(&first), TaskState::Lost);
+    assert_eq!(state(&first), TaskState::Starting);
     agent.shutdown().await;
 }
 

@@ -1,9 +1,9 @@
 //! `corral agent`.
 
 use anyhow::Context;
-use corral_agent::node::{Agent, AgentConfig, ResourceOverrides};
+use corral_agent::node::{Agent, AgentConfig, Recover, ResourceOverrides};
 
-use crate::cli::AgentArgs;
+use crate::cli::{AgentArgs, RecoverMode};
 
 pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     super::init_logging();
@@ -15,6 +15,10 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
         mem_bytes: r.mem_bytes,
         disk_bytes: r.disk_bytes,
     });
+    config.recover = match args.recover {
+        RecoverMode::Strict => Recover::Strict,
+        RecoverMode::Cleanup => Recover::Cleanup,
+    };
     let agent = Agent::start(config).await.context("starting the agent")?;
     tracing::info!(address = %agent.local_addr(), masters = ?args.master, "agent running; registering with the master");
     tokio::select! {

@@ -452,6 +452,7 @@ pub(crate) fn outcome(status: &TaskStatus, mem: u64, disk: u64) -> (u8, Option<S
                 "task's agent became unreachable; the task was lost{detail}"
             )),
         ),
+        (_, Reason::AgentRestarted) => (1, Some(format!("task's agent restarted{detail}"))),
         (TaskState::Lost | TaskState::Gone, _) => {
             (1, Some(format!("task was lost with its agent{detail}")))
         }

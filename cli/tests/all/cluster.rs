@@ -53,6 +53,8 @@ pub(crate) struct Cluster {
     pub(crate) agent: Proc,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) master_args: Vec<String>,
+    /// On a fixed port, so a restarted agent keeps its address.
+    pub(crate) agent_args: Vec<String>,
 }
 
 impl Cluster {
@@ -68,24 +70,25 @@ impl Cluster {
         ];
         master_args.extend(master_extra.iter().map(|s| (*s).to_owned()));
         let master = spawn(&master_args.iter().map(String::as_str).collect::<Vec<_>>());
-        let agent_dir = dir.path().join("agent").display().to_string();
-        let agent = spawn(&[
-            "agent",
-            "--master",
-            &master_addr,
-            "--listen",
-            "127.0.0.1:0",
-            "--work-dir",
-            &agent_dir,
-            "--resources",
-            "cpus=2,mem=1GiB,disk=1GiB",
-        ]);
+        let agent_args: Vec<String> = vec![
+            "agent".into(),
+            "--master".into(),
+            master_addr.clone(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", free_port()),
+            "--work-dir".into(),
+            dir.path().join("agent").display().to_string(),
+            "--resources".into(),
+            "cpus=2,mem=1GiB,disk=1GiB".into(),
+        ];
+        let agent = spawn(&agent_args.iter().map(String::as_str).collect::<Vec<_>>());
         let cluster = Cluster {
             master_addr,
             master,
             agent,
             dir,
             master_args,
+            agent_args,
         };
         cluster.wait_for_admitted_agents(1).await;
         cluster
@@ -101,6 +104,20 @@ impl Cluster {
                 .map(String::as_str)
                 .collect::<Vec<_>>(),
         );
+    }
+
+    /// Starts the agent again with the same address and work directory (killing it first
+    /// if it still runs).
+    pub(crate) fn restart_agent(&mut self) {
+        self.restart_agent_with(&[]);
+    }
+
+    /// [`Cluster::restart_agent`] with more flags.
+    pub(crate) fn restart_agent_with(&mut self, extra: &[&str]) {
+        self.agent.kill();
+        let mut args: Vec<&str> = self.agent_args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        self.agent = spawn(&args);
     }
 
     /// Polls ListAgents until `n` agents are ADMITTED (bounded: 30 s).

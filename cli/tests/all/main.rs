@@ -4,5 +4,6 @@
 
 mod cluster;
 mod failures;
+mod framework;
 mod kill;
 mod run;

@@ -22,6 +22,7 @@ impl MasterCore {
         cached: Vec<Digest>,
         now: Timestamp,
     ) {
+        self.replace_agents_at(&info.address, now);
         let id: AgentId = self.new_id("S");
         let spec = AgentSpec::new(info.resources.clone());
         if let Err(e) = self.allocator.add_agent(id.clone(), spec, &[]) {
@@ -48,6 +49,66 @@ impl MasterCore {
         self.agent_conns.insert(conn, id.clone());
         self.send_registered(conn, &id);
         self.allocate_soon();
+    }
+
+    /// A new agent registering at the address of a disconnected one is that agent back
+    /// without its checkpoint (`--recover=cleanup`, a wiped work directory): the old agent is
+    /// gone and its live tasks are reported LOST, once. Mesos removes the old agent the same
+    /// way. An agent that never comes back goes UNREACHABLE after the agent timeout instead.
+    fn replace_agents_at(&mut self, address: &str, now: Timestamp) {
+        let mut replaced: Vec<AgentId> = self
+            .agents
+            .values()
+            .filter(|a| {
+                !address.is_empty()
+                    && a.info.address == address
+                    && a.conn.is_none()
+                    && a.state != AgentState::Gone
+            })
+            .map(|a| a.id.clone())
+            .collect();
+        replaced.sort();
+        for id in replaced {
+            tracing::warn!(agent_id = %id, %address, "a new agent registered at this agent's address; the old one is gone");
+            for offer in self.offers_where(|o| o.agent == id) {
+                self.rescind_offer(&offer, true);
+            }
+            let _ = self.allocator.remove_agent(&id);
+            if let Some(a) = self.agents.get_mut(&id) {
+                a.state = AgentState::Gone;
+                a.drain = None;
+            }
+            for key in self.live_tasks_on(&id) {
+                self.lose_after_restart(
+                    &key,
+                    &id,
+                    "the agent restarted without its checkpoint and registered as a new agent",
+                    now,
+                );
+            }
+        }
+    }
+
+    /// Reports a task of a restarted agent LOST (reason AGENT_RESTARTED) and completes it.
+    /// Its resources are not given back: the agent was re-added, or removed, without them.
+    fn lose_after_restart(&mut self, key: &TaskKey, agent: &AgentId, why: &str, now: Timestamp) {
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.holds = false;
+        }
+        let status = self.master_status(
+            &key.0,
+            &key.1,
+            Some(agent.clone()),
+            (TaskState::Lost, Reason::AgentRestarted),
+            why,
+            now,
+        );
+        self.send_update(&status);
+        if let Some(t) = self.tasks.get_mut(key) {
+            t.status = status;
+            t.updated = now;
+        }
+        self.complete_task(key);
     }
 
     fn send_registered(&mut self, conn: ConnId, id: &AgentId) {
@@ -146,22 +207,7 @@ impl MasterCore {
             })
             .collect();
         for key in &missing {
-            if let Some(t) = self.tasks.get_mut(key) {
-                t.holds = false;
-            }
-            let status = self.master_status(
-                &key.0,
-                &key.1,
-                Some(id.clone()),
-                (TaskState::Lost, Reason::AgentRestarted),
-                "the agent re-registered without this task",
-                now,
-            );
-            self.send_update(&status);
-            if let Some(t) = self.tasks.get_mut(key) {
-                t.status = status;
-            }
-            self.complete_task(key);
+            self.lose_after_restart(key, &id, "the agent re-registered without this task", now);
         }
         // Tasks of frameworks that were removed meanwhile are killed, not accounted.
         let orphans: Vec<TaskKey> = self

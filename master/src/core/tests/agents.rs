@@ -101,6 +101,78 @@ fn silent_agent_becomes_unreachable_and_its_tasks_are_reported() {
 }
 
 #[test]
+fn a_new_agent_at_a_disconnected_agents_address_replaces_it_and_its_tasks_are_lost_once() {
+    let (mut core, old, fw, stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    agent_status(&mut core, &fw, "t1", TaskState::Running, 1, ms(3));
+    let register_at = |core: &mut MasterCore, conn: ConnId, now: Timestamp| {
+        let fx = core.handle(
+            Event::AgentRegister {
+                conn,
+                info: agent_info(),
+                cached_modules: vec![],
+            },
+            now,
+        );
+        core.check_invariants();
+        fx
+    };
+
+    // Still connected: a second agent at the address is not taken for the first.
+    let fx = register_at(&mut core, 2, ms(4));
+    assert!(updates(&fx).is_empty(), "{fx:?}");
+    assert_eq!(core.agents[&old].state, AgentState::Admitted);
+    core.handle(Event::AgentDisconnected { conn: 2 }, ms(4));
+
+    core.handle(Event::AgentDisconnected { conn: AGENT }, ms(5));
+    let fx = register_at(&mut core, 3, ms(6));
+    let lost = updates(&fx);
+    assert_eq!(lost.len(), 1, "{fx:?}");
+    assert_eq!(lost[0].task_id, "t1");
+    assert_eq!(lost[0].agent_id, old.as_str());
+    assert_eq!(lost[0].state, v1::TaskState::Lost as i32);
+    assert_eq!(lost[0].reason, v1::Reason::AgentRestarted as i32);
+    assert_eq!(core.agents[&old].state, AgentState::Gone);
+    let new_agents: Vec<_> = core
+        .agents
+        .values()
+        .filter(|a| a.state == AgentState::Admitted)
+        .map(|a| a.id.clone())
+        .collect();
+    assert_eq!(new_agents.len(), 1);
+    assert_ne!(new_agents[0], old);
+
+    // Once: the next newcomer at the address finds nothing left to report.
+    core.handle(Event::AgentDisconnected { conn: 3 }, ms(7));
+    let fx = register_at(&mut core, 4, ms(8));
+    assert!(updates(&fx).is_empty(), "{fx:?}");
+    // The old agent cannot come back under its id.
+    let fx = core.handle(
+        Event::AgentReregister {
+            conn: 5,
+            agent_id: old.clone(),
+            info: agent_info(),
+            tasks: vec![],
+            updates: vec![],
+            cached_modules: vec![],
+        },
+        ms(9),
+    );
+    assert!(
+        agent_msgs(&fx)
+            .iter()
+            .any(|m| matches!(m, v1::master_message::Kind::Shutdown(_))),
+        "{fx:?}"
+    );
+}
+
+#[test]
 fn agent_reregistration_restores_its_tasks() {
     let (mut core, agent, fw, stream, offer) = offered();
     call(
