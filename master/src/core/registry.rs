@@ -166,7 +166,12 @@ impl MasterCore {
         };
         let failover_deadline =
             (state == FrameworkState::Disconnected).then(|| match f.disconnected_unix_millis {
-                Some(at) => self.core_time(at).saturating_add(timeout),
+                Some(at) => {
+                    // From the unix deadline: a disconnection before this start cannot be
+                    // a core timestamp.
+                    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                    self.core_time(at.saturating_add(timeout_ms))
+                }
                 None => now.saturating_add(timeout),
             });
         self.frameworks.insert(

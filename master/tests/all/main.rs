@@ -6,4 +6,5 @@ mod end_to_end;
 mod errors;
 mod failures;
 mod files;
+mod registry;
 mod util;

@@ -13,6 +13,7 @@ use super::*;
 
 mod agents;
 mod frameworks;
+mod recovery;
 mod scheduler;
 
 const AGENT: ConnId = 1;
