@@ -79,6 +79,10 @@ pub(crate) struct MasterArgs {
     /// failover before they are UNREACHABLE.
     #[arg(long, default_value = "60s", value_parser = parse::duration)]
     pub(crate) agent_reregister_timeout: Duration,
+    /// With etcd: the leader's lease; a leader that cannot renew it steps down before it
+    /// ends, and a standby takes over about this long after a leader dies.
+    #[arg(long, default_value = "10s", value_parser = parse::duration)]
+    pub(crate) leader_lease: Duration,
     /// How long an agent may be silent before it is UNREACHABLE (e.g. 5s, for tests: 2s).
     #[arg(long, hide = true, value_parser = parse::duration)]
     pub(crate) agent_timeout: Option<Duration>,

@@ -52,6 +52,7 @@ use crate::core::CoreConfig;
 use crate::leadership::{Election, EmbeddedElection, Gate, Supervisor};
 use crate::store::Registry as _;
 use crate::store::embedded::EmbeddedRegistry;
+use crate::store::etcd::EtcdElection;
 
 /// How long [`Master::shutdown`] waits for the server to finish in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -69,6 +70,10 @@ pub struct MasterConfig {
     /// The address other masters, agents and clients reach this master at; defaults to the
     /// bound address. Standbys name the leader by it.
     pub advertise_address: Option<String>,
+    /// etcd only: the TTL of the leader's lease (whole seconds, at least etcd's minimum). A
+    /// leader that cannot renew it steps down before it ends; a standby takes over within
+    /// about this long after a leader dies.
+    pub leader_lease: Duration,
     /// How often agents send heartbeats.
     pub agent_heartbeat_interval: Duration,
     /// An agent silent this long is UNREACHABLE.
@@ -96,6 +101,7 @@ impl MasterConfig {
             work_dir: work_dir.into(),
             store: StoreConfig::Embedded,
             advertise_address: None,
+            leader_lease: Duration::from_secs(10),
             agent_heartbeat_interval,
             agent_timeout: agent_heartbeat_interval * 5,
             agent_reregister_timeout: Duration::from_secs(60),
@@ -167,8 +173,15 @@ impl Master {
                 let election: Arc<dyn Election> = Arc::new(election);
                 (election, Some((term, recovered)))
             }
-            StoreConfig::Etcd { .. } => {
-                anyhow::bail!("the etcd store is not available in this build")
+            StoreConfig::Etcd { endpoints, prefix } => {
+                let election = EtcdElection::new(
+                    endpoints,
+                    prefix,
+                    core_config.address.clone(),
+                    config.leader_lease,
+                )?;
+                let election: Arc<dyn Election> = Arc::new(election);
+                (election, None)
             }
         };
         let (supervisor, gate) = Supervisor::new(election, core_config);
@@ -185,7 +198,14 @@ impl Master {
             artifacts,
         };
         let (server_stop, server_rx) = oneshot::channel::<()>();
+        // Every call of every service is refused with the leader's address while this
+        // master does not lead, before its request is even read.
+        let leading = gate.clone();
+        let redirect = tonic::service::InterceptorLayer::new(move |req: tonic::Request<()>| {
+            leading.core().map(|_| req).map_err(tonic::Status::from)
+        });
         let server = limits::server_builder()
+            .layer(redirect)
             .add_service(limits::scheduler_server(scheduler))
             .add_service(limits::agent_link_server(agent_link))
             .add_service(limits::operator_server(operator))

@@ -11,6 +11,7 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     config.store = args.store;
     config.advertise_address = args.advertise;
     config.agent_reregister_timeout = args.agent_reregister_timeout;
+    config.leader_lease = args.leader_lease;
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }

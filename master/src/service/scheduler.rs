@@ -25,11 +25,12 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        // A standby redirects before anything else.
+        let core = self.gate.core()?;
         let req = request.into_inner();
         let info =
             framework_info(req.framework_info.as_ref()).map_err(|e| e.within("framework_info"))?;
         let suppressed = parse_roles("suppressed_roles", &req.suppressed_roles)?;
-        let core = self.gate.core()?;
         let conn = core.conn_id();
         let (tx, rx) = mpsc::unbounded_channel();
         let event = Event::Subscribe {
@@ -50,6 +51,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<v1::CallRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
+        let core = self.gate.core()?;
         let req = request.into_inner();
         let framework_id = parse_id("framework_id", &req.framework_id)?;
         if req.stream_id.is_empty() {
@@ -61,7 +63,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
             stream_id: req.stream_id,
             call,
         };
-        done(self.gate.core()?.ask(event, None).await?)?;
+        done(core.ask(event, None).await?)?;
         Ok(Response::new(v1::CallResponse {}))
     }
 }

@@ -12,6 +12,7 @@
 
 pub(crate) mod codec;
 pub(crate) mod embedded;
+pub(crate) mod etcd;
 
 use std::fmt;
 use std::str::FromStr;
@@ -93,7 +94,8 @@ impl fmt::Display for StoreConfig {
 /// Why the registry could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StoreError {
-    #[error("cannot open the registry file {path}: {source}")]
+    // The cause is the error's source, shown by `{:#}` and error reports.
+    #[error("cannot open the registry file {path}")]
     Open {
         path: std::path::PathBuf,
         source: redb::DatabaseError,
@@ -104,6 +106,10 @@ pub(crate) enum StoreError {
     NewerSchema { found: u64, known: u64 },
     #[error("registry record {key:?} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error("etcd: {0}")]
+    Etcd(String),
+    #[error("no longer the leader: etcd refused a write fenced by epoch {epoch}")]
+    Fenced { epoch: u64 },
     #[error("registry task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
