@@ -103,6 +103,14 @@ impl Etcd {
     }
 }
 
+impl Etcd {
+    /// Kills etcd (SIGKILL): nobody can renew a lease any more.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -307,4 +315,37 @@ async fn a_leader_whose_lease_is_revoked_steps_down_and_the_standby_takes_over()
     set_weight(&standby.channel, "eng", 3.0).await.unwrap();
     old.master.shutdown().await;
     standby.master.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_its_lease_steps_down_before_the_lease_ends() {
+    let Some(mut etcd) =
+        Etcd::start("a_leader_that_cannot_renew_its_lease_steps_down_before_the_lease_ends")
+    else {
+        return;
+    };
+    let leader = start_master(&etcd).await;
+    within("leadership", leader.master.leading()).await;
+    state(&leader.channel).await.unwrap();
+
+    // Every renewal the leader got was sent before this instant, so its lease (2 s) ends
+    // no earlier than 2 s from here, in etcd's eyes; the leader must stop serving first.
+    let killed = std::time::Instant::now();
+    etcd.kill();
+    let status = within("the leader to step down", async {
+        loop {
+            match state(&leader.channel).await {
+                Err(s) => return s,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    let after = killed.elapsed();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        after < Duration::from_secs(2),
+        "stepped down {after:?} after losing etcd"
+    );
+    leader.master.shutdown().await;
 }

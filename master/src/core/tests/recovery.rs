@@ -271,3 +271,34 @@ fn uploaded_modules_are_recorded_once() {
     let fx = core.handle(Event::Operator(record()), ms(6));
     assert!(persisted(&fx).is_empty());
 }
+
+#[test]
+fn a_reservation_made_on_an_offer_is_recorded_before_the_accept_is_answered() {
+    let (mut core, agent, fw, stream, offer) = offered();
+    let fx = call(
+        &mut core,
+        &fw,
+        &stream,
+        Call::Accept {
+            offer_ids: vec![OfferId::new(&offer).unwrap()],
+            operations: vec![Operation::Reserve {
+                role: Role::default_role(),
+                resources: res(1000, 256),
+            }],
+            refuse: Duration::ZERO,
+        },
+        ms(2),
+    );
+    let writes = persisted(&fx);
+    let [RegistryWrite::Agent(record)] = &writes[..] else {
+        panic!("expected the agent's record, got {fx:?}");
+    };
+    assert_eq!(record.id, agent);
+    assert_eq!(
+        record.reservations,
+        vec![(Role::default_role(), res(1000, 256))]
+    );
+    let persist = fx.iter().position(|e| matches!(e, Effect::Persist(_)));
+    let reply = fx.iter().position(|e| matches!(e, Effect::Reply(_)));
+    assert!(persist < reply, "{fx:?}");
+}
