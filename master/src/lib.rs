@@ -170,6 +170,18 @@ impl Master {
                     .load()
                     .await
                     .with_context(|| format!("reading {}", registry.path().display()))?;
+                let mut missing = 0usize;
+                for a in &recovered.artifacts {
+                    if !artifacts.contains(&a.digest).await {
+                        missing += 1;
+                    }
+                }
+                if missing > 0 {
+                    tracing::warn!(
+                        missing,
+                        "modules in the registry's index are missing from the artifact store"
+                    );
+                }
                 let election: Arc<dyn Election> = Arc::new(election);
                 (election, Some((term, recovered)))
             }

@@ -310,40 +310,39 @@ impl Runtime {
     }
 
     fn execute(&mut self, effect: Effect, reply: Option<oneshot::Sender<Reply>>) {
-        {
-            match effect {
-                Effect::ToAgent { conn, msg } => {
-                    if let Some(tx) = self.agents.get(&conn) {
-                        let _ = tx.send(Ok(msg));
-                    }
+        match effect {
+            Effect::ToAgent { conn, msg } => {
+                if let Some(tx) = self.agents.get(&conn) {
+                    let _ = tx.send(Ok(msg));
                 }
-                Effect::ToFramework { conn, event } => {
-                    if let Some(tx) = self.frameworks.get(&conn) {
-                        let _ = tx.send(Ok(event));
-                    }
-                }
-                Effect::CloseAgent { conn, error } => {
-                    if let Some(tx) = self.agents.remove(&conn)
-                        && let Some(e) = error
-                    {
-                        let _ = tx.send(Err(e.into()));
-                    }
-                }
-                Effect::CloseFramework { conn } => {
-                    self.frameworks.remove(&conn);
-                }
-                Effect::AllocateSoon => {
-                    if self.allocation.is_none() {
-                        self.allocation = Some(Box::pin(tokio::time::sleep(ALLOCATION_BATCH)));
-                    }
-                }
-                Effect::Reply(r) => {
-                    if let Some(tx) = reply {
-                        let _ = tx.send(r);
-                    }
-                }
-                Effect::Persist(w) => self.durability.write(w),
             }
+            Effect::ToFramework { conn, event } => {
+                if let Some(tx) = self.frameworks.get(&conn) {
+                    let _ = tx.send(Ok(event));
+                }
+            }
+            Effect::CloseAgent { conn, error } => {
+                if let Some(tx) = self.agents.remove(&conn)
+                    && let Some(e) = error
+                {
+                    let _ = tx.send(Err(e.into()));
+                }
+            }
+            Effect::CloseFramework { conn } => {
+                self.frameworks.remove(&conn);
+            }
+            Effect::AllocateSoon => {
+                if self.allocation.is_none() {
+                    self.allocation = Some(Box::pin(tokio::time::sleep(ALLOCATION_BATCH)));
+                }
+            }
+            Effect::Reply(r) => {
+                if let Some(tx) = reply {
+                    let _ = tx.send(r);
+                }
+            }
+            // Not held: `event` takes writes before anything waits.
+            Effect::Persist(w) => self.durability.write(w),
         }
     }
 }
