@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use corral_master::StoreConfig;
+
 use crate::parse;
 
 /// Corral: a cluster manager that runs WebAssembly tasks.
@@ -67,6 +69,22 @@ pub(crate) struct MasterArgs {
     /// The master's directory.
     #[arg(long, default_value = "./.corral/master")]
     pub(crate) work_dir: PathBuf,
+    /// Where the registry lives: `embedded` (a file in the work dir) or
+    /// `etcd://host:port[,host:port...]/prefix` (several masters, one leads).
+    #[arg(long, default_value = "embedded", value_parser = clap::value_parser!(StoreConfig))]
+    pub(crate) store: StoreConfig,
+    /// The address agents, clients and other masters reach this master at (default: the
+    /// listen address); standbys redirect to the leader's.
+    #[arg(long)]
+    pub(crate) advertise: Option<String>,
+    /// How long agents known from the registry have to re-register after a restart or
+    /// failover before they are UNREACHABLE.
+    #[arg(long, default_value = "60s", value_parser = parse::duration)]
+    pub(crate) agent_reregister_timeout: Duration,
+    /// With etcd: the leader's lease; a leader that cannot renew it steps down before it
+    /// ends, and a standby takes over about this long after a leader dies.
+    #[arg(long, default_value = "10s", value_parser = parse::duration)]
+    pub(crate) leader_lease: Duration,
     /// How long an agent may be silent before it is UNREACHABLE (e.g. 5s, for tests: 2s).
     #[arg(long, hide = true, value_parser = parse::duration)]
     pub(crate) agent_timeout: Option<Duration>,

@@ -38,6 +38,13 @@ impl ArtifactStore {
         self.dir.join(format!("{}.wasm", digest.hex()))
     }
 
+    /// True when the module is stored here.
+    pub(crate) async fn contains(&self, digest: &Digest) -> bool {
+        tokio::fs::try_exists(self.path(digest))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Stores a streamed module; answers with its digest.
     pub(crate) async fn upload<S>(&self, mut chunks: S) -> Result<v1::UploadModuleResponse, Status>
     where

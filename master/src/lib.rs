@@ -17,29 +17,42 @@
 //!                   streams, replies, timers (tick, 1 ms batching)    └► Vec<Effect>
 //!
 //!                 artifacts.rs: <work_dir>/artifacts/<sha256>.wasm (UploadModule, FetchModule)
+//!                 store/: the registry (redb file or etcd), written before acknowledging
+//!                 leadership.rs: campaign → load registry → core; standbys redirect
 //! ```
 //!
 //! - `core/` is sans-IO: no sockets, no clock; tests drive it with events and a manual
-//!   `Timestamp` and assert the exact effects.
-//! - Tasks are soft state, rebuilt from agent re-registration (as in Mesos). The durable
-//!   registry and HA (etcd, epochs > 1) come later; every master -> agent message carries
-//!   epoch 1 for now.
+//!   `Timestamp` and assert the exact effects. Registry writes are effects too.
+//! - The registry keeps agents, frameworks, weights, quotas, reservations, drain state and
+//!   the artifact index; a master restarted on the same store comes back with everything it
+//!   acknowledged. Tasks are soft state, rebuilt from agent re-registration (as in Mesos).
+//! - Every master -> agent message carries the leader's epoch: a counter in the embedded
+//!   registry, or the etcd election key's create revision.
 
 mod artifacts;
 mod core;
+mod leadership;
 mod runtime;
 mod service;
+mod store;
+
+pub use store::StoreConfig;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use corral_proto::limits;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::core::{CoreConfig, MasterCore};
+use crate::core::CoreConfig;
+use crate::leadership::{Election, EmbeddedElection, Gate, Supervisor};
+use crate::store::Registry as _;
+use crate::store::embedded::EmbeddedRegistry;
+use crate::store::etcd::EtcdElection;
 
 /// How long [`Master::shutdown`] waits for the server to finish in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -49,12 +62,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct MasterConfig {
     /// Where to serve gRPC; port 0 picks a free port (see [`Master::local_addr`]).
     pub listen: SocketAddr,
-    /// The master's directory (the artifact store lives in `artifacts/`).
+    /// The master's directory (the artifact store lives in `artifacts/`, the embedded
+    /// registry in `registry.redb`).
     pub work_dir: PathBuf,
+    /// Where the registry lives.
+    pub store: StoreConfig,
+    /// The address other masters, agents and clients reach this master at; defaults to the
+    /// bound address. Standbys name the leader by it.
+    pub advertise_address: Option<String>,
+    /// etcd only: the TTL of the leader's lease (whole seconds, at least etcd's minimum). A
+    /// leader that cannot renew it steps down before it ends; a standby takes over within
+    /// about this long after a leader dies.
+    pub leader_lease: Duration,
     /// How often agents send heartbeats.
     pub agent_heartbeat_interval: Duration,
     /// An agent silent this long is UNREACHABLE.
     pub agent_timeout: Duration,
+    /// After a restart or failover, agents recovered from the registry that have not
+    /// re-registered within this are UNREACHABLE.
+    pub agent_reregister_timeout: Duration,
     /// How often frameworks get a HEARTBEAT event.
     pub framework_heartbeat_interval: Duration,
     /// Outstanding offers are rescinded after this long; `None` keeps them.
@@ -65,16 +91,20 @@ pub struct MasterConfig {
 }
 
 impl MasterConfig {
-    /// Defaults: agent heartbeats every second, agents unreachable after 5 missed
-    /// heartbeats, framework heartbeats every 15 s, no offer timeout, a periodic allocation
-    /// every second.
+    /// Defaults: the embedded registry, agent heartbeats every second, agents unreachable
+    /// after 5 missed heartbeats or a minute without re-registering after a restart,
+    /// framework heartbeats every 15 s, no offer timeout, a periodic allocation every second.
     pub fn new(listen: SocketAddr, work_dir: impl Into<PathBuf>) -> Self {
         let agent_heartbeat_interval = Duration::from_secs(1);
         Self {
             listen,
             work_dir: work_dir.into(),
+            store: StoreConfig::Embedded,
+            advertise_address: None,
+            leader_lease: Duration::from_secs(10),
             agent_heartbeat_interval,
             agent_timeout: agent_heartbeat_interval * 5,
+            agent_reregister_timeout: Duration::from_secs(60),
             framework_heartbeat_interval: Duration::from_secs(15),
             offer_timeout: None,
             allocation_interval: Duration::from_secs(1),
@@ -86,14 +116,17 @@ impl MasterConfig {
 #[derive(Debug)]
 pub struct Master {
     local_addr: SocketAddr,
-    core_stop: oneshot::Sender<()>,
-    core_task: JoinHandle<()>,
+    gate: Gate,
+    supervisor_stop: oneshot::Sender<()>,
+    supervisor: JoinHandle<()>,
     server_stop: oneshot::Sender<()>,
     server_task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl Master {
-    /// Binds `config.listen`, opens the artifact store and starts serving.
+    /// Binds `config.listen`, opens the artifact store and the registry, and starts serving:
+    /// as the leader at once with the embedded registry (an unreadable registry fails the
+    /// start), or as a standby until it wins the election with etcd.
     pub async fn start(config: MasterConfig) -> anyhow::Result<Master> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -108,37 +141,83 @@ impl Master {
                 )
             })?;
         let master_id = format!("{:016x}", rand::random::<u64>());
-        let started_at_unix_millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
-        let core = MasterCore::new(CoreConfig {
+        let address = config
+            .advertise_address
+            .clone()
+            .unwrap_or_else(|| local_addr.to_string());
+        let core_config = CoreConfig {
             master_id: master_id.clone(),
-            epoch: 1,
-            address: local_addr.to_string(),
-            started_at_unix_millis,
+            epoch: 0,
+            address,
+            started_at_unix_millis: 0,
             agent_heartbeat_interval: config.agent_heartbeat_interval,
             agent_timeout: config.agent_timeout,
+            agent_reregister_timeout: config.agent_reregister_timeout,
             framework_heartbeat_interval: config.framework_heartbeat_interval,
             offer_timeout: config.offer_timeout,
             allocation_interval: config.allocation_interval,
-        });
-        let (core_stop, core_rx) = oneshot::channel();
-        let (handle, core_task) = runtime::spawn(core, core_rx);
-
-        let scheduler = service::SchedulerService {
-            core: handle.clone(),
         };
+        let (election, first) = match &config.store {
+            StoreConfig::Embedded => {
+                let registry = EmbeddedRegistry::open(&config.work_dir).await?;
+                let election = EmbeddedElection::new(registry.clone());
+                // Fail the start, not a later term, on an unreadable registry.
+                let term = election
+                    .campaign()
+                    .await
+                    .with_context(|| format!("starting a term on {}", registry.path().display()))?;
+                let recovered = registry
+                    .load()
+                    .await
+                    .with_context(|| format!("reading {}", registry.path().display()))?;
+                let mut missing = 0usize;
+                for a in &recovered.artifacts {
+                    if !artifacts.contains(&a.digest).await {
+                        missing += 1;
+                    }
+                }
+                if missing > 0 {
+                    tracing::warn!(
+                        missing,
+                        "modules in the registry's index are missing from the artifact store"
+                    );
+                }
+                let election: Arc<dyn Election> = Arc::new(election);
+                (election, Some((term, recovered)))
+            }
+            StoreConfig::Etcd { endpoints, prefix } => {
+                let election = EtcdElection::new(
+                    endpoints,
+                    prefix,
+                    core_config.address.clone(),
+                    config.leader_lease,
+                )?;
+                let election: Arc<dyn Election> = Arc::new(election);
+                (election, None)
+            }
+        };
+        let (supervisor, gate) = Supervisor::new(election, core_config);
+        let (supervisor_stop, stop_rx) = oneshot::channel();
+        let supervisor = tokio::spawn(supervisor.run(first, stop_rx));
+
+        let scheduler = service::SchedulerService { gate: gate.clone() };
         let agent_link = service::AgentLinkService {
-            core: handle.clone(),
+            gate: gate.clone(),
             artifacts: artifacts.clone(),
         };
         let operator = service::OperatorService {
-            core: handle,
+            gate: gate.clone(),
             artifacts,
         };
         let (server_stop, server_rx) = oneshot::channel::<()>();
+        // Every call of every service is refused with the leader's address while this
+        // master does not lead, before its request is even read.
+        let leading = gate.clone();
+        let redirect = tonic::service::InterceptorLayer::new(move |req: tonic::Request<()>| {
+            leading.core().map(|_| req).map_err(tonic::Status::from)
+        });
         let server = limits::server_builder()
+            .layer(redirect)
             .add_service(limits::scheduler_server(scheduler))
             .add_service(limits::agent_link_server(agent_link))
             .add_service(limits::operator_server(operator))
@@ -146,11 +225,12 @@ impl Master {
                 let _ = server_rx.await;
             });
         let server_task = tokio::spawn(server);
-        tracing::info!(%local_addr, %master_id, "master started");
+        tracing::info!(%local_addr, %master_id, store = %config.store, "master started");
         Ok(Master {
             local_addr,
-            core_stop,
-            core_task,
+            gate,
+            supervisor_stop,
+            supervisor,
             server_stop,
             server_task,
         })
@@ -161,10 +241,15 @@ impl Master {
         self.local_addr
     }
 
+    /// Resolves once this master leads (at once for a single master on the embedded store).
+    pub async fn leading(&self) {
+        self.gate.leading().await;
+    }
+
     /// Stops the core (which ends every subscription and agent stream), then the server.
     pub async fn shutdown(self) {
-        let _ = self.core_stop.send(());
-        let _ = self.core_task.await;
+        let _ = self.supervisor_stop.send(());
+        let _ = self.supervisor.await;
         let _ = self.server_stop.send(());
         let mut server = self.server_task;
         if tokio::time::timeout(SHUTDOWN_GRACE, &mut server)

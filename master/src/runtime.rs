@@ -1,9 +1,17 @@
 //! The one tokio task that owns the [`MasterCore`]: it reads requests from the services,
 //! feeds them to the core with the current time, and executes the effects — messages to agent
-//! and framework streams, replies, and timers (the periodic tick and the allocation batching
-//! window).
+//! and framework streams, replies, registry writes, and timers (the periodic tick and the
+//! allocation batching window).
+//!
+//! Registry writes are group-committed: while one batch is being made durable the next one
+//! collects. Every effect the core emitted after a write waits, in order, until that write
+//! is durable, so nothing that depends on a write (REGISTERED, SUBSCRIBED, a reply) leaves
+//! before it; the core meanwhile keeps handling events. A failed write stops the runtime:
+//! the master cannot promise what it would acknowledge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::Status;
 
-use crate::core::{ConnId, Effect, Event, MasterCore, Reply};
+use crate::core::{ConnId, Effect, Event, MasterCore, RegistryWrite, Reply};
+use crate::store::{Registry, StoreError};
 
 /// The shortest gap between two allocation cycles triggered by changes. A change after a quiet
 /// spell is allocated at once (as soon as the requests already queued are handled, so a burst
@@ -99,22 +108,86 @@ impl CoreHandle {
 }
 
 fn shutting_down() -> ServiceError {
-    ServiceError::Unavailable("the master is shutting down".into())
+    ServiceError::Unavailable("the master stopped serving (shutting down or stepping down)".into())
 }
 
-/// Starts the core task. It runs until `shutdown` fires or every handle is dropped; then it
-/// drops every stream sender, which ends the streams.
+/// Starts the core task. It runs until `shutdown` fires or every handle is dropped (`Ok`), or
+/// a registry write fails (`Err`); then it drops every stream sender, which ends the streams.
 pub(crate) fn spawn(
     core: MasterCore,
+    registry: Arc<dyn Registry>,
     shutdown: oneshot::Receiver<()>,
-) -> (CoreHandle, tokio::task::JoinHandle<()>) {
+) -> (CoreHandle, tokio::task::JoinHandle<Result<(), StoreError>>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = CoreHandle {
         tx,
         next_conn: Arc::new(AtomicU64::new(1)),
     };
-    let task = tokio::spawn(run(core, rx, shutdown));
+    let task = tokio::spawn(run(core, registry, rx, shutdown));
     (handle, task)
+}
+
+type Commit = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send>>;
+
+/// Registry writes in flight and the effects waiting for them.
+struct Durability {
+    registry: Arc<dyn Registry>,
+    /// The batch collecting now, and its number.
+    batch: Vec<RegistryWrite>,
+    batch_no: u64,
+    /// The number of the batch holding the latest write emitted.
+    last_write: u64,
+    /// The latest batch known durable.
+    durable: u64,
+    in_flight: Option<Commit>,
+    /// Effects waiting for batch `.0`, in emission order, with the reply they answer.
+    held: VecDeque<(u64, Effect, Option<oneshot::Sender<Reply>>)>,
+}
+
+impl Durability {
+    fn new(registry: Arc<dyn Registry>) -> Self {
+        Self {
+            registry,
+            batch: Vec::new(),
+            batch_no: 1,
+            last_write: 0,
+            durable: 0,
+            in_flight: None,
+            held: VecDeque::new(),
+        }
+    }
+
+    /// Nothing emitted so far is waiting for a write.
+    fn clear(&self) -> bool {
+        self.held.is_empty() && self.durable >= self.last_write
+    }
+
+    fn write(&mut self, w: RegistryWrite) {
+        self.batch.push(w);
+        self.last_write = self.batch_no;
+    }
+
+    /// Starts committing the collected batch if none is in flight.
+    fn flush(&mut self) {
+        if self.in_flight.is_some() || self.batch.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.batch);
+        let no = self.batch_no;
+        self.batch_no += 1;
+        let registry = self.registry.clone();
+        self.in_flight = Some(Box::pin(async move {
+            registry.commit(writes).await.map(|()| no)
+        }));
+    }
+
+    /// Resolves when the batch in flight is durable (never, if none is).
+    async fn committed(&mut self) -> Result<u64, StoreError> {
+        match self.in_flight.as_mut() {
+            Some(commit) => commit.await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 struct Runtime {
@@ -126,13 +199,15 @@ struct Runtime {
     allocation: Option<Instant>,
     /// When the last change-triggered allocation ran.
     last_allocation: Option<Instant>,
+    durability: Durability,
 }
 
 async fn run(
     core: MasterCore,
+    registry: Arc<dyn Registry>,
     mut rx: mpsc::UnboundedReceiver<Request>,
     mut shutdown: oneshot::Receiver<()>,
-) {
+) -> Result<(), StoreError> {
     let tick_every = (core.config().agent_heartbeat_interval / 2)
         .min(MAX_TICK)
         .max(Duration::from_millis(1));
@@ -145,10 +220,13 @@ async fn run(
         frameworks: HashMap::new(),
         allocation: None,
         last_allocation: None,
+        durability: Durability::new(registry),
     };
     loop {
+        // A due cycle runs once the requests already queued are handled (one burst, one cycle).
         if rt.allocation.is_some_and(|at| at <= Instant::now()) && rx.is_empty() {
             rt.allocate();
+            rt.durability.flush();
             continue;
         }
         let allocation = async {
@@ -158,7 +236,6 @@ async fn run(
             }
         };
         tokio::select! {
-            biased;
             _ = &mut shutdown => break,
             req = rx.recv() => match req {
                 Some(req) => rt.request(req),
@@ -166,9 +243,18 @@ async fn run(
             },
             _ = tick.tick() => rt.event(Event::Tick, None),
             () = allocation => rt.allocate(),
+            done = rt.durability.committed() => match done {
+                Ok(no) => rt.durable(no),
+                Err(e) => {
+                    tracing::error!(error = %e, "registry write failed; the master stops serving");
+                    return Err(e);
+                }
+            },
         }
+        rt.durability.flush();
     }
     tracing::debug!("master core stopped");
+    Ok(())
 }
 
 impl Runtime {
@@ -201,39 +287,79 @@ impl Runtime {
         let mut reply = reply;
         for effect in self.core.handle(event, now) {
             match effect {
-                Effect::ToAgent { conn, msg } => {
-                    if let Some(tx) = self.agents.get(&conn) {
-                        let _ = tx.send(Ok(msg));
-                    }
-                }
-                Effect::ToFramework { conn, event } => {
-                    if let Some(tx) = self.frameworks.get(&conn) {
-                        let _ = tx.send(Ok(event));
-                    }
-                }
-                Effect::CloseAgent { conn, error } => {
-                    if let Some(tx) = self.agents.remove(&conn)
-                        && let Some(e) = error
-                    {
-                        let _ = tx.send(Err(e.into()));
-                    }
-                }
-                Effect::CloseFramework { conn } => {
-                    self.frameworks.remove(&conn);
-                }
-                Effect::AllocateSoon => {
-                    if self.allocation.is_none() {
-                        let earliest = self.last_allocation.map(|at| at + ALLOCATION_BATCH);
-                        self.allocation =
-                            Some(earliest.map_or_else(Instant::now, |e| e.max(Instant::now())));
-                    }
+                Effect::Persist(w) => self.durability.write(w),
+                // Scheduling a cycle announces nothing; its offers wait like any effect.
+                Effect::AllocateSoon => self.execute(Effect::AllocateSoon, None),
+                Effect::Reply(r) if self.durability.clear() => {
+                    self.execute(Effect::Reply(r), reply.take());
                 }
                 Effect::Reply(r) => {
-                    if let Some(tx) = reply.take() {
-                        let _ = tx.send(r);
-                    }
+                    let wait = self.durability.last_write;
+                    self.durability
+                        .held
+                        .push_back((wait, Effect::Reply(r), reply.take()));
+                }
+                effect if self.durability.clear() => self.execute(effect, None),
+                effect => {
+                    let wait = self.durability.last_write;
+                    self.durability.held.push_back((wait, effect, None));
                 }
             }
+        }
+    }
+
+    /// Batch `no` is durable: release what waited for it.
+    fn durable(&mut self, no: u64) {
+        self.durability.in_flight = None;
+        self.durability.durable = no;
+        while self
+            .durability
+            .held
+            .front()
+            .is_some_and(|(wait, _, _)| *wait <= no)
+        {
+            if let Some((_, effect, reply)) = self.durability.held.pop_front() {
+                self.execute(effect, reply);
+            }
+        }
+    }
+
+    fn execute(&mut self, effect: Effect, reply: Option<oneshot::Sender<Reply>>) {
+        match effect {
+            Effect::ToAgent { conn, msg } => {
+                if let Some(tx) = self.agents.get(&conn) {
+                    let _ = tx.send(Ok(msg));
+                }
+            }
+            Effect::ToFramework { conn, event } => {
+                if let Some(tx) = self.frameworks.get(&conn) {
+                    let _ = tx.send(Ok(event));
+                }
+            }
+            Effect::CloseAgent { conn, error } => {
+                if let Some(tx) = self.agents.remove(&conn)
+                    && let Some(e) = error
+                {
+                    let _ = tx.send(Err(e.into()));
+                }
+            }
+            Effect::CloseFramework { conn } => {
+                self.frameworks.remove(&conn);
+            }
+            Effect::AllocateSoon => {
+                if self.allocation.is_none() {
+                    let earliest = self.last_allocation.map(|at| at + ALLOCATION_BATCH);
+                    self.allocation =
+                        Some(earliest.map_or_else(Instant::now, |e| e.max(Instant::now())));
+                }
+            }
+            Effect::Reply(r) => {
+                if let Some(tx) = reply {
+                    let _ = tx.send(r);
+                }
+            }
+            // Not held: `event` takes writes before anything waits.
+            Effect::Persist(w) => self.durability.write(w),
         }
     }
 }
@@ -241,8 +367,9 @@ impl Runtime {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{AgentInfo, CoreConfig, FrameworkInfo};
-    use corral_allocator::{Resources, Role};
+    use crate::core::{AgentInfo, CoreConfig, FrameworkInfo, OperatorRequest, RegistryWrite};
+    use crate::store::testing::GatedRegistry;
+    use corral_allocator::{Resources, Role, Weight};
 
     fn config() -> CoreConfig {
         CoreConfig {
@@ -253,6 +380,7 @@ mod tests {
             agent_heartbeat_interval: Duration::from_secs(1),
             // Long enough that the silent test agent is not lost meanwhile.
             agent_timeout: Duration::from_secs(3600),
+            agent_reregister_timeout: Duration::from_secs(3600),
             framework_heartbeat_interval: Duration::from_secs(15),
             offer_timeout: None,
             allocation_interval: Duration::from_secs(1),
@@ -266,7 +394,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn offers_follow_changes_within_the_batching_window_and_heartbeats_flow() {
         let (stop, stopped) = oneshot::channel();
-        let (core, task) = spawn(MasterCore::new(config()), stopped);
+        let registry = Arc::new(GatedRegistry::open());
+        let (core, task) = spawn(MasterCore::new(config()), registry.clone(), stopped);
         let start = Instant::now();
 
         let (atx, mut arx) = mpsc::unbounded_channel();
@@ -324,10 +453,84 @@ mod tests {
         ));
         assert!(start.elapsed() >= Duration::from_secs(15));
 
+        // The agent and the framework were recorded, in one group commit or two.
+        let written: Vec<RegistryWrite> = registry.batches().into_iter().flatten().collect();
+        assert!(matches!(
+            written[..],
+            [RegistryWrite::Agent(_), RegistryWrite::Framework(_)]
+        ));
+
         // Stopping the core ends every stream.
         stop.send(()).unwrap();
-        task.await.unwrap();
+        task.await.unwrap().unwrap();
         assert!(frx.recv().await.is_none());
         assert!(arx.recv().await.is_none());
+    }
+
+    fn set_weight(role: &str, w: f64) -> Event {
+        Event::Operator(OperatorRequest::SetWeight {
+            role: Role::new(role).unwrap(),
+            weight: Weight::new(w).unwrap(),
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replies_wait_until_their_write_is_durable_and_writes_group_commit() {
+        let (_stop, stopped) = oneshot::channel();
+        let registry = Arc::new(GatedRegistry::closed());
+        let (core, _task) = spawn(MasterCore::new(config()), registry.clone(), stopped);
+
+        let first = tokio::spawn({
+            let core = core.clone();
+            async move { core.ask(set_weight("a", 2.0), None).await }
+        });
+        // A read that follows the write waits for it too: nothing not durable is shown.
+        let read = tokio::spawn({
+            let core = core.clone();
+            async move {
+                core.ask(Event::Operator(OperatorRequest::GetRoles), None)
+                    .await
+            }
+        });
+        let second = tokio::spawn({
+            let core = core.clone();
+            async move { core.ask(set_weight("b", 3.0), None).await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!first.is_finished() && !read.is_finished() && !second.is_finished());
+        assert!(registry.batches().is_empty());
+
+        // The first batch becomes durable: its reply and the read go; the second write,
+        // collected while the first was in flight, is the next batch.
+        registry.permits.add_permits(1);
+        assert_eq!(
+            first.await.unwrap(),
+            Ok(Reply::Operator(Ok(crate::core::OperatorResponse::Done)))
+        );
+        let roles = read.await.unwrap().unwrap();
+        assert!(matches!(
+            roles,
+            Reply::Operator(Ok(crate::core::OperatorResponse::Roles(_)))
+        ));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!second.is_finished());
+        registry.permits.add_permits(1);
+        assert!(second.await.unwrap().is_ok());
+        let batches = registry.batches();
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        assert!(
+            matches!(&batches[1][..], [RegistryWrite::Weight { role, .. }] if role.as_str() == "b")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_write_stops_the_core_and_its_reply_is_never_sent() {
+        let (_stop, stopped) = oneshot::channel();
+        let registry = Arc::new(GatedRegistry::open());
+        registry.fail.store(true, Ordering::SeqCst);
+        let (core, task) = spawn(MasterCore::new(config()), registry.clone(), stopped);
+        let err = core.ask(set_weight("a", 2.0), None).await.unwrap_err();
+        assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
+        assert!(task.await.unwrap().is_err());
     }
 }

@@ -184,6 +184,41 @@ impl TryFrom<&v1::Quota> for Quota {
     }
 }
 
+impl From<&Limits> for v1::ResourceLimits {
+    /// Bounded kinds carry their bound, kinds bounded at zero carry 0, unlimited kinds are
+    /// unset: the inverse of the `TryFrom` above.
+    fn from(l: &Limits) -> Self {
+        let (bounds, zero) = (l.bounds(), l.none_of());
+        let bound = |bounded: u64, zeroed: u64| match (bounded, zeroed) {
+            (_, z) if z > 0 => Some(0),
+            (0, _) => None,
+            (b, _) => Some(b),
+        };
+        let mut scalars_milli: std::collections::BTreeMap<String, u64> = bounds
+            .scalars()
+            .map(|(n, v)| (n.as_str().to_owned(), v))
+            .collect();
+        for (name, _) in zero.scalars() {
+            scalars_milli.insert(name.as_str().to_owned(), 0);
+        }
+        v1::ResourceLimits {
+            cpus_milli: bound(bounds.cpus_milli(), zero.cpus_milli()),
+            mem_bytes: bound(bounds.mem_bytes(), zero.mem_bytes()),
+            disk_bytes: bound(bounds.disk_bytes(), zero.disk_bytes()),
+            scalars_milli,
+        }
+    }
+}
+
+impl From<&Quota> for v1::Quota {
+    fn from(q: &Quota) -> Self {
+        v1::Quota {
+            guarantee: Some((&q.guarantee).into()),
+            limit: Some((&q.limit).into()),
+        }
+    }
+}
+
 /// Parses a role name (`*`, `eng`, `eng/batch`).
 pub fn parse_role(field: &'static str, role: &str) -> Result<Role, ProtoError> {
     Role::new(role).map_err(|error| ProtoError::InvalidRole {
@@ -255,6 +290,27 @@ pub fn each<'a, P: 'a, D>(
 mod tests {
     use super::*;
     use crate::{AgentId, OfferId, TaskId};
+
+    #[test]
+    fn quotas_round_trip_with_zero_and_unset_limits() {
+        let gpu = ScalarName::new("gpu").unwrap();
+        let fpga = ScalarName::new("fpga").unwrap();
+        let q = Quota {
+            guarantee: Resources::new().with_cpus_milli(1000),
+            limit: Limits::at_most(Resources::new().with_mem_mib(64).with_scalar_milli(&gpu, 2))
+                .with_none_of(
+                    &Resources::new()
+                        .with_disk_bytes(1)
+                        .with_scalar_milli(&fpga, 1),
+                ),
+        };
+        let p = v1::Quota::from(&q);
+        let limit = p.limit.as_ref().unwrap();
+        assert_eq!(limit.cpus_milli, None);
+        assert_eq!(limit.disk_bytes, Some(0));
+        assert_eq!(limit.scalars_milli.get("fpga"), Some(&0));
+        assert_eq!(Quota::try_from(&p).unwrap(), q);
+    }
 
     #[test]
     fn resources_round_trip_and_drop_zero_scalars() {

@@ -8,6 +8,10 @@ use crate::cli::MasterArgs;
 pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     super::init_logging();
     let mut config = MasterConfig::new(args.listen, &args.work_dir);
+    config.store = args.store;
+    config.advertise_address = args.advertise;
+    config.agent_reregister_timeout = args.agent_reregister_timeout;
+    config.leader_lease = args.leader_lease;
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }

@@ -205,6 +205,12 @@ impl Limits {
         &self.bounded
     }
 
+    /// The kinds bounded at zero, each marked with a non-zero amount (see
+    /// [`Limits::with_none_of`]).
+    pub fn none_of(&self) -> &Resources {
+        &self.zero
+    }
+
     /// True when `r` is within every bound.
     pub fn allows(&self, r: &Resources) -> bool {
         r.kinds()

@@ -40,13 +40,17 @@ impl MasterCore {
                 info,
                 conn: Some(conn),
                 state: AgentState::Admitted,
-                registered_at: now,
+                registered_unix_millis: self.unix_millis(now),
                 last_seen: now,
                 cached: cached.into_iter().collect(),
                 drain: None,
+                reservations: Vec::new(),
+                reregister_by: None,
             },
         );
         self.agent_conns.insert(conn, id.clone());
+        // The agent keeps the ID it is given: the master must not forget it.
+        self.persist_agent(&id, None);
         self.send_registered(conn, &id);
         self.allocate_soon();
     }
@@ -135,6 +139,7 @@ impl MasterCore {
         cached: Vec<Digest>,
         now: Timestamp,
     ) {
+        let before = self.agent_record_of(&id);
         if let Some(a) = self.agents.get(&id) {
             if a.state == AgentState::Gone {
                 self.send_agent(
@@ -225,7 +230,14 @@ impl MasterCore {
             }
         }
         let used = self.used_on(&id);
-        let spec = AgentSpec::new(info.resources.clone());
+        let spec = AgentSpec {
+            dynamic_reservations: self
+                .agents
+                .get(&id)
+                .map(|a| a.reservations.clone())
+                .unwrap_or_default(),
+            ..AgentSpec::new(info.resources.clone())
+        };
         if let Err(e) = self.allocator.add_agent(id.clone(), spec.clone(), &used) {
             tracing::warn!(agent_id = %id, error = %e, "re-registered agent's tasks do not fit; not accounting them");
             for key in self.tasks_on(&id) {
@@ -233,7 +245,12 @@ impl MasterCore {
                     t.holds = false;
                 }
             }
-            if let Err(e) = self.allocator.add_agent(id.clone(), spec, &[]) {
+            let plain = AgentSpec::new(info.resources.clone());
+            let added = self.allocator.add_agent(id.clone(), spec, &[]).or_else(|e| {
+                tracing::warn!(agent_id = %id, error = %e, "recorded reservations do not fit the re-registered agent; dropping them");
+                self.allocator.add_agent(id.clone(), plain, &[])
+            });
+            if let Err(e) = added {
                 self.effects.push(Effect::CloseAgent {
                     conn,
                     error: Some(e.into()),
@@ -248,8 +265,12 @@ impl MasterCore {
         if draining {
             let _ = self.allocator.set_agent_draining(&id, true);
         }
-        let registered_at = self.agents.get(&id).map_or(now, |a| a.registered_at);
+        let registered_unix_millis = self
+            .agents
+            .get(&id)
+            .map_or_else(|| self.unix_millis(now), |a| a.registered_unix_millis);
         let drain = self.agents.get(&id).and_then(|a| a.drain);
+        let reservations = self.reservations_on(&id).unwrap_or_default();
         tracing::info!(agent_id = %id, "agent re-registered");
         self.agents.insert(
             id.clone(),
@@ -258,13 +279,18 @@ impl MasterCore {
                 info,
                 conn: Some(conn),
                 state,
-                registered_at,
+                registered_unix_millis,
                 last_seen: now,
                 cached: cached.into_iter().collect(),
                 drain,
+                reservations,
+                reregister_by: None,
             },
         );
         self.agent_conns.insert(conn, id.clone());
+        // Written only when something recorded changed (an unreachable agent is back, new
+        // resources): after a failover, thousands of agents re-register without a write.
+        self.persist_agent(&id, before);
         self.send_registered(conn, &id);
         for (fw, task) in orphans {
             self.send_agent(
@@ -294,6 +320,7 @@ impl MasterCore {
             return r.clone();
         }
         let role = Role::default_role();
+        self.placeholders.insert(framework.clone());
         if self
             .allocator
             .add_framework(framework.clone(), std::slice::from_ref(&role), &[])
@@ -316,7 +343,8 @@ impl MasterCore {
                 conn: None,
                 stream_id: String::new(),
                 state: FrameworkState::Disconnected,
-                registered_at: now,
+                registered_unix_millis: self.unix_millis(now),
+                disconnected_unix_millis: None,
                 failover_deadline: None,
                 next_heartbeat: now,
                 suppressed: BTreeSet::new(),
@@ -448,23 +476,31 @@ impl MasterCore {
         }
     }
 
-    /// Agents not heard from within the timeout become UNREACHABLE.
+    /// Agents not heard from within the timeout, and recovered agents that did not
+    /// re-register in time, become UNREACHABLE.
     pub(super) fn check_agents(&mut self, now: Timestamp) {
         let timeout = self.config.agent_timeout;
-        let mut lost: Vec<AgentId> = self
+        let mut lost: Vec<(AgentId, &'static str)> = self
             .agents
             .values()
             .filter(|a| {
                 matches!(
                     a.state,
                     AgentState::Admitted | AgentState::Draining | AgentState::Drained
-                ) && a.last_seen.saturating_add(timeout) < now
+                )
             })
-            .map(|a| a.id.clone())
+            .filter_map(|a| match a.reregister_by {
+                Some(by) => (by <= now).then_some((
+                    a.id.clone(),
+                    "agent did not re-register after a master failover",
+                )),
+                None => (a.last_seen.saturating_add(timeout) < now)
+                    .then_some((a.id.clone(), "agent missed its heartbeats")),
+            })
             .collect();
         lost.sort();
-        for id in lost {
-            self.mark_unreachable(&id, now);
+        for (id, why) in lost {
+            self.mark_unreachable(&id, why, now);
         }
         let drains: Vec<AgentId> = self
             .agents
@@ -482,13 +518,18 @@ impl MasterCore {
         }
     }
 
-    pub(super) fn mark_unreachable(&mut self, id: &AgentId, now: Timestamp) {
+    pub(super) fn mark_unreachable(&mut self, id: &AgentId, why: &str, now: Timestamp) {
+        let before = self.agent_record_of(id);
         let Some(a) = self.agents.get_mut(id) else {
             return;
         };
-        tracing::warn!(agent_id = %id, "agent unreachable: heartbeats missed");
+        tracing::warn!(agent_id = %id, reason = why, "agent unreachable");
         a.state = AgentState::Unreachable;
-        if let Some(conn) = a.conn.take() {
+        a.reregister_by = None;
+        let conn = a.conn.take();
+        // Recorded before frameworks hear of it, so a restarted master agrees.
+        self.persist_agent(id, before);
+        if let Some(conn) = conn {
             self.agent_conns.remove(&conn);
             self.effects.push(Effect::CloseAgent { conn, error: None });
         }
@@ -503,7 +544,7 @@ impl MasterCore {
                 &key.1,
                 Some(id.clone()),
                 (TaskState::Unreachable, Reason::AgentUnreachable),
-                "agent missed its heartbeats",
+                why,
                 now,
             );
             if let Some(t) = self.tasks.get_mut(&key) {
@@ -520,7 +561,7 @@ impl MasterCore {
                 conn,
                 v1::event::Kind::Failure(v1::event::Failure {
                     agent_id: id.to_string(),
-                    message: "agent unreachable: heartbeats missed".into(),
+                    message: format!("agent unreachable: {why}"),
                 }),
             );
         }
@@ -560,6 +601,7 @@ impl MasterCore {
         if self.agents.get(id).is_none_or(|a| a.drain.is_none()) {
             return;
         }
+        let before = self.agent_record_of(id);
         let live = !self.live_tasks_on(id).is_empty();
         let Some(a) = self.agents.get_mut(id) else {
             return;
@@ -570,23 +612,27 @@ impl MasterCore {
         if live || a.state != AgentState::Draining {
             return;
         }
-        if mark_gone {
-            a.state = AgentState::Gone;
-            a.drain = None;
-            if let Some(conn) = a.conn.take() {
-                self.agent_conns.remove(&conn);
-                self.send_agent(
-                    conn,
-                    v1::master_message::Kind::Shutdown(v1::master_message::Shutdown {
-                        reason: "agent drained and marked gone".into(),
-                    }),
-                );
-                self.effects.push(Effect::CloseAgent { conn, error: None });
-            }
-            let _ = self.allocator.remove_agent(id);
-        } else {
+        if !mark_gone {
             a.state = AgentState::Drained;
+            self.persist_agent(id, before);
+            return;
         }
+        a.state = AgentState::Gone;
+        a.drain = None;
+        let conn = a.conn.take();
+        // Recorded before the agent is told to shut down: a gone agent never comes back.
+        self.persist_agent(id, before);
+        if let Some(conn) = conn {
+            self.agent_conns.remove(&conn);
+            self.send_agent(
+                conn,
+                v1::master_message::Kind::Shutdown(v1::master_message::Shutdown {
+                    reason: "agent drained and marked gone".into(),
+                }),
+            );
+            self.effects.push(Effect::CloseAgent { conn, error: None });
+        }
+        let _ = self.allocator.remove_agent(id);
     }
 }
 

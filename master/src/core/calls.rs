@@ -144,6 +144,7 @@ impl MasterCore {
         }
         let mut launched: Vec<v1::TaskInfo> = Vec::new();
         let mut in_call: BTreeSet<TaskId> = BTreeSet::new();
+        let mut reservations_changed = false;
         for op in operations {
             match op {
                 Operation::Launch(tasks) => {
@@ -164,6 +165,7 @@ impl MasterCore {
                                 .reserve_allocated(&agent, framework, &role, &resources)
                             {
                                 Ok(()) => {
+                                    reservations_changed = true;
                                     p.left.unreserved =
                                         p.left.unreserved.saturating_sub(&resources);
                                     p.left.reserved = p.left.reserved.saturating_add(&resources);
@@ -183,6 +185,7 @@ impl MasterCore {
                                 .unreserve_allocated(&agent, framework, &role, &resources)
                             {
                                 Ok(()) => {
+                                    reservations_changed = true;
                                     p.left.reserved = p.left.reserved.saturating_sub(&resources);
                                     p.left.unreserved =
                                         p.left.unreserved.saturating_add(&resources);
@@ -194,6 +197,9 @@ impl MasterCore {
                     }
                 }
             }
+        }
+        if reservations_changed {
+            self.note_reservations(&agent);
         }
         if !launched.is_empty()
             && let Some(conn) = self.agents.get(&agent).and_then(|a| a.conn)

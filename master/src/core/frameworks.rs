@@ -41,8 +41,9 @@ impl MasterCore {
                 "suppressed_roles: {r} is not one of the framework's roles"
             )));
         }
+        let before = info.id.as_ref().and_then(|id| self.framework_record_of(id));
         let existing = info.id.as_ref().and_then(|id| self.frameworks.get(id));
-        let (id, registered_at) = match existing {
+        let (id, registered_unix_millis) = match existing {
             Some(f) if f.state == FrameworkState::Completed => {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "framework {} was removed and cannot re-subscribe",
@@ -50,7 +51,7 @@ impl MasterCore {
                 )));
             }
             Some(f) => {
-                let (id, old, registered_at) = (f.id.clone(), f.conn, f.registered_at);
+                let (id, old, registered) = (f.id.clone(), f.conn, f.registered_unix_millis);
                 self.allocator
                     .update_framework_roles(&id, &info.roles, &suppressed)?;
                 self.allocator.set_framework_active(&id, true)?;
@@ -70,7 +71,7 @@ impl MasterCore {
                     self.effects.push(Effect::CloseFramework { conn: old });
                 }
                 tracing::info!(framework_id = %id, "framework re-subscribed");
-                (id, registered_at)
+                (id, registered)
             }
             None => {
                 let id = match &info.id {
@@ -80,7 +81,7 @@ impl MasterCore {
                 self.allocator
                     .add_framework(id.clone(), &info.roles, &suppressed)?;
                 tracing::info!(framework_id = %id, name = %info.name, "framework subscribed");
-                (id, now)
+                (id, self.unix_millis(now))
             }
         };
         let stream_id = format!("{}-stream{}", self.config.master_id, {
@@ -99,12 +100,16 @@ impl MasterCore {
                 conn: Some(conn),
                 stream_id: stream_id.clone(),
                 state: FrameworkState::Active,
-                registered_at,
+                registered_unix_millis,
+                disconnected_unix_millis: None,
                 failover_deadline: None,
                 next_heartbeat: now.saturating_add(interval),
                 suppressed: suppressed.into_iter().collect(),
             },
         );
+        self.placeholders.remove(&id);
+        // Recorded before SUBSCRIBED: a restarted master knows the ID it handed out.
+        self.persist_framework(&id, before);
         self.send_framework(
             conn,
             v1::event::Kind::Subscribed(v1::event::Subscribed {
@@ -136,13 +141,25 @@ impl MasterCore {
     pub(super) fn framework_disconnected(&mut self, conn: ConnId, now: Timestamp) {
         // The runtime forgets the stream's sender whatever the core knew of it.
         self.effects.push(Effect::CloseFramework { conn });
-        let Some(f) = self.frameworks.values_mut().find(|f| f.conn == Some(conn)) else {
+        let Some(id) = self
+            .frameworks
+            .values()
+            .find(|f| f.conn == Some(conn))
+            .map(|f| f.id.clone())
+        else {
+            return;
+        };
+        let before = self.framework_record_of(&id);
+        let disconnected = self.unix_millis(now);
+        let Some(f) = self.frameworks.get_mut(&id) else {
             return;
         };
         f.conn = None;
         f.state = FrameworkState::Disconnected;
+        f.disconnected_unix_millis = Some(disconnected);
         f.failover_deadline = Some(now.saturating_add(f.info.failover_timeout));
-        let id = f.id.clone();
+        // The failover timeout keeps running across a master restart.
+        self.persist_framework(&id, before);
         tracing::info!(framework_id = %id, "framework disconnected");
         let _ = self.allocator.set_framework_active(&id, false);
         for offer in self.offers_where(|o| o.framework == id) {
@@ -185,6 +202,13 @@ impl MasterCore {
     /// Tears a framework down: its tasks are killed, its offers withdrawn, its stream ended.
     pub(super) fn remove_framework(&mut self, id: &FrameworkId, why: &str) {
         tracing::info!(framework_id = %id, reason = why, "removing framework");
+        let before = self.framework_record_of(id);
+        if let Some(f) = self.frameworks.get_mut(id) {
+            f.state = FrameworkState::Completed;
+        }
+        // Recorded first, so a restarted master still refuses the ID of a framework whose
+        // tasks it has started killing.
+        self.persist_framework(id, before);
         for offer in self.offers_where(|o| &o.framework == id) {
             self.offers.remove(&offer);
         }
@@ -222,7 +246,6 @@ impl MasterCore {
         }
         let _ = self.allocator.remove_framework(id);
         if let Some(f) = self.frameworks.get_mut(id) {
-            f.state = FrameworkState::Completed;
             f.failover_deadline = None;
             if let Some(conn) = f.conn.take() {
                 self.send_framework(

@@ -11,10 +11,12 @@ mod agents;
 mod calls;
 mod frameworks;
 mod operator;
+mod proto;
+mod registry;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use corral_allocator::{
@@ -27,6 +29,9 @@ use corral_proto::{
 };
 
 pub(crate) use operator::{OperatorRequest, OperatorResponse};
+pub(crate) use registry::{
+    AgentRecord, ArtifactRecord, DrainRecord, FrameworkRecord, Recovered, RegistryWrite,
+};
 
 /// Identifies one agent link or framework subscription stream, assigned by the service that
 /// accepted it. The runtime maps it to the stream's sender; the core only names it.
@@ -48,6 +53,9 @@ pub(crate) struct CoreConfig {
     pub started_at_unix_millis: u64,
     pub agent_heartbeat_interval: Duration,
     pub agent_timeout: Duration,
+    /// How long agents recovered from the registry have to re-register before they are
+    /// UNREACHABLE.
+    pub agent_reregister_timeout: Duration,
     pub framework_heartbeat_interval: Duration,
     pub offer_timeout: Option<Duration>,
     pub allocation_interval: Duration,
@@ -239,6 +247,8 @@ pub(crate) enum Effect {
     },
     /// Resources changed: send [`Event::Allocate`] after the batching window.
     AllocateSoon,
+    /// Make this registry write durable; every later effect waits until it is.
+    Persist(RegistryWrite),
     Reply(Reply),
 }
 
@@ -248,11 +258,16 @@ struct Agent {
     info: AgentInfo,
     conn: Option<ConnId>,
     state: AgentState,
-    registered_at: Timestamp,
+    registered_unix_millis: u64,
     last_seen: Timestamp,
     cached: BTreeSet<Digest>,
     /// Draining: kill the remaining tasks at this time; `mark_gone` when drained.
     drain: Option<(Option<Timestamp>, bool)>,
+    /// Dynamic reservations, kept here so they survive the agent leaving the allocator
+    /// (unreachable, master restart) and are restored when it re-registers.
+    reservations: Vec<(Role, Resources)>,
+    /// Recovered from the registry and not re-registered yet: UNREACHABLE after this.
+    reregister_by: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -262,7 +277,8 @@ struct Framework {
     conn: Option<ConnId>,
     stream_id: String,
     state: FrameworkState,
-    registered_at: Timestamp,
+    registered_unix_millis: u64,
+    disconnected_unix_millis: Option<u64>,
     failover_deadline: Option<Timestamp>,
     next_heartbeat: Timestamp,
     suppressed: BTreeSet<Role>,
@@ -308,6 +324,10 @@ pub(crate) struct MasterCore {
     /// The tasks placed on each agent, so agent events and listings do not scan every task.
     by_agent: HashMap<AgentId, BTreeSet<TaskKey>>,
     completed: VecDeque<(TaskKey, Task)>,
+    artifacts: registry::ArtifactIndex,
+    /// Frameworks known only from re-registered agents' tasks (no info of their own to
+    /// record) until they subscribe.
+    placeholders: HashSet<FrameworkId>,
     next_id: u64,
     allocation_pending: bool,
     next_periodic_allocation: Timestamp,
@@ -326,6 +346,8 @@ impl MasterCore {
             tasks: HashMap::new(),
             by_agent: HashMap::new(),
             completed: VecDeque::new(),
+            artifacts: BTreeMap::new(),
+            placeholders: HashSet::new(),
             next_id: 0,
             allocation_pending: false,
             next_periodic_allocation: Timestamp::ZERO,
@@ -605,14 +627,7 @@ impl MasterCore {
             let (hostname, attributes, cached) = match self.agents.get(&offer.agent) {
                 Some(a) => (
                     a.info.hostname.clone(),
-                    a.info
-                        .attributes
-                        .iter()
-                        .map(|(key, value)| v1::Attribute {
-                            key: key.clone(),
-                            value: value.clone(),
-                        })
-                        .collect(),
+                    proto::attributes(&a.info.attributes),
                     a.cached.iter().map(ToString::to_string).collect(),
                 ),
                 None => Default::default(),
@@ -677,11 +692,29 @@ impl MasterCore {
 
     fn set_weight(&mut self, role: &Role, weight: Weight) {
         self.allocator.set_weight(role, weight);
+        self.persist(RegistryWrite::Weight {
+            role: role.clone(),
+            weight,
+        });
         self.allocate_soon();
     }
 
     fn set_quota(&mut self, role: &Role, quota: Quota, force: bool) -> Result<(), ServiceError> {
-        self.allocator.set_quota(role, quota, force)?;
+        self.allocator.set_quota(role, quota.clone(), force)?;
+        self.persist(RegistryWrite::Quota {
+            role: role.clone(),
+            quota: Some(quota),
+        });
+        self.allocate_soon();
+        Ok(())
+    }
+
+    fn remove_quota(&mut self, role: &Role) -> Result<(), ServiceError> {
+        self.allocator.remove_quota(role)?;
+        self.persist(RegistryWrite::Quota {
+            role: role.clone(),
+            quota: None,
+        });
         self.allocate_soon();
         Ok(())
     }

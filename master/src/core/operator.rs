@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use corral_allocator::{AgentId, FrameworkId, Quota, Resources, Role, Timestamp, Weight};
-use corral_proto::{AgentState, FrameworkState, ServiceError, TaskId, TaskState, v1};
+use corral_proto::{AgentState, Digest, FrameworkState, ServiceError, TaskId, TaskState, v1};
 
 use super::{Agent, Framework, MasterCore, Task, TaskKey};
 
@@ -49,6 +49,11 @@ pub(crate) enum OperatorRequest {
     },
     ReactivateAgent {
         agent: AgentId,
+    },
+    /// A module was stored in the artifact store: record it in the index.
+    RecordArtifact {
+        digest: Digest,
+        size: u64,
     },
     /// Where a task's sandbox is served (for ListFiles / ReadFile).
     LocateTask {
@@ -181,8 +186,11 @@ impl MasterCore {
                 OperatorResponse::Done
             }
             R::RemoveQuota { role } => {
-                self.allocator.remove_quota(&role)?;
-                self.allocate_soon();
+                self.remove_quota(&role)?;
+                OperatorResponse::Done
+            }
+            R::RecordArtifact { digest, size } => {
+                self.record_artifact(digest, size, now);
                 OperatorResponse::Done
             }
             R::DrainAgent {
@@ -194,6 +202,7 @@ impl MasterCore {
                 OperatorResponse::Done
             }
             R::ReactivateAgent { agent } => {
+                let before = self.agent_record_of(&agent);
                 let a = self.agent_mut(&agent)?;
                 if !matches!(a.state, AgentState::Draining | AgentState::Drained) {
                     return Err(ServiceError::FailedPrecondition(format!(
@@ -202,7 +211,11 @@ impl MasterCore {
                 }
                 a.state = AgentState::Admitted;
                 a.drain = None;
-                self.allocator.set_agent_draining(&agent, false)?;
+                // A recovered agent that has not re-registered is not in the allocator yet.
+                if self.allocator.agent(&agent).is_some() {
+                    self.allocator.set_agent_draining(&agent, false)?;
+                }
+                self.persist_agent(&agent, before);
                 self.allocate_soon();
                 OperatorResponse::Done
             }
@@ -285,6 +298,7 @@ impl MasterCore {
         mark_gone: bool,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
+        let before = self.agent_record_of(id);
         let a = self.agent_mut(id)?;
         if !matches!(a.state, AgentState::Admitted | AgentState::Draining) {
             return Err(ServiceError::FailedPrecondition(format!(
@@ -294,7 +308,12 @@ impl MasterCore {
         a.state = AgentState::Draining;
         let deadline = grace.map(|g| now.saturating_add(g));
         a.drain = Some((deadline, mark_gone));
-        self.allocator.set_agent_draining(id, true)?;
+        // A recovered agent that has not re-registered is not in the allocator yet; it
+        // re-registers draining.
+        if self.allocator.agent(id).is_some() {
+            self.allocator.set_agent_draining(id, true)?;
+        }
+        self.persist_agent(id, before);
         for offer in self.offers_where(|o| &o.agent == id) {
             self.rescind_offer(&offer, true);
         }
@@ -341,17 +360,9 @@ impl MasterCore {
                     total: Some((&a.info.resources).into()),
                     used: Some((&used).into()),
                     reserved: Some((&reserved).into()),
-                    attributes: a
-                        .info
-                        .attributes
-                        .iter()
-                        .map(|(key, value)| v1::Attribute {
-                            key: key.clone(),
-                            value: value.clone(),
-                        })
-                        .collect(),
+                    attributes: super::proto::attributes(&a.info.attributes),
                     version: a.info.version.clone(),
-                    registered_at_millis: self.unix_millis(a.registered_at),
+                    registered_at_millis: a.registered_unix_millis,
                     last_heartbeat_millis: self.unix_millis(a.last_seen),
                     active_tasks: u32::try_from(self.live_tasks_on(&a.id).len())
                         .unwrap_or(u32::MAX),
@@ -394,7 +405,7 @@ impl MasterCore {
                     allocated: Some((&allocated).into()),
                     offered: Some((&offered).into()),
                     active_tasks: self.live_tasks_where(|(fw, _), _| fw == &f.id),
-                    registered_at_millis: self.unix_millis(f.registered_at),
+                    registered_at_millis: f.registered_unix_millis,
                     failover_timeout_millis: u64::try_from(f.info.failover_timeout.as_millis())
                         .unwrap_or(u64::MAX),
                     labels: f.info.labels.clone(),
@@ -436,10 +447,7 @@ impl MasterCore {
             .map(|r| v1::RoleSummary {
                 name: r.role.to_string(),
                 weight: r.weight.get(),
-                quota: r.quota.as_ref().map(|q| v1::Quota {
-                    guarantee: Some((&q.guarantee).into()),
-                    limit: Some(limits_to_proto(q.limit.bounds(), &q.limit)),
-                }),
+                quota: r.quota.as_ref().map(Into::into),
                 allocated: Some((&r.allocated).into()),
                 reserved: Some((&r.reserved).into()),
                 consumed: Some((&r.consumed).into()),
@@ -447,27 +455,5 @@ impl MasterCore {
                 frameworks: u32::try_from(r.frameworks).unwrap_or(u32::MAX),
             })
             .collect()
-    }
-}
-
-/// Quota limits for display: the bounded kinds (kinds bounded at zero show as zero).
-fn limits_to_proto(bounds: &Resources, limits: &corral_allocator::Limits) -> v1::ResourceLimits {
-    let bound = |v: u64, probe: Resources| {
-        if v > 0 {
-            Some(v)
-        } else if !limits.allows(&probe) {
-            Some(0)
-        } else {
-            None
-        }
-    };
-    v1::ResourceLimits {
-        cpus_milli: bound(bounds.cpus_milli(), Resources::new().with_cpus_milli(1)),
-        mem_bytes: bound(bounds.mem_bytes(), Resources::new().with_mem_bytes(1)),
-        disk_bytes: bound(bounds.disk_bytes(), Resources::new().with_disk_bytes(1)),
-        scalars_milli: bounds
-            .scalars()
-            .map(|(n, v)| (n.as_str().to_owned(), v))
-            .collect(),
     }
 }

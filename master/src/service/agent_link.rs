@@ -6,14 +6,15 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{CoreStream, agent_disconnected, attributes};
+use super::{CoreStream, agent_disconnected, digest};
 use crate::artifacts::ArtifactStore;
 use crate::core::{AgentInfo, ConnId, Event, ReportedTask, TaskMeta};
-use crate::runtime::{CoreHandle, Sink};
+use crate::leadership::Gate;
+use crate::runtime::Sink;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AgentLinkService {
-    pub(crate) core: CoreHandle,
+    pub(crate) gate: Gate,
     pub(crate) artifacts: ArtifactStore,
 }
 
@@ -27,13 +28,14 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
         &self,
         request: Request<Streaming<v1::AgentMessage>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let core = self.gate.core()?;
         let mut inbound = request.into_inner();
         // The agent speaks first, with REGISTER or REREGISTER.
         let first = match inbound.next().await {
             Some(msg) => msg?,
             None => return Err(ProtoError::missing("register").into()),
         };
-        let conn = self.core.conn_id();
+        let conn = core.conn_id();
         let event = match first.kind {
             Some(v1::agent_message::Kind::Register(r)) => Event::AgentRegister {
                 conn,
@@ -51,9 +53,10 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
             }
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        self.core.open(event, Sink::Agent(conn, tx));
-        let core = self.core.clone();
+        core.open(event, Sink::Agent(conn, tx));
+        let reader = core.clone();
         tokio::spawn(async move {
+            let core = reader;
             loop {
                 // Stop reading when the core stops, so shutdown does not wait on agents.
                 let msg = tokio::select! {
@@ -78,7 +81,7 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
         });
         Ok(Response::new(CoreStream::new(
             rx,
-            self.core.clone(),
+            core,
             agent_disconnected(conn),
         )))
     }
@@ -87,14 +90,9 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
         &self,
         request: Request<v1::FetchModuleRequest>,
     ) -> Result<Response<Self::FetchModuleStream>, Status> {
+        self.gate.core()?;
         let req = request.into_inner();
-        let digest: Digest = req
-            .digest
-            .parse()
-            .map_err(|error| ProtoError::InvalidDigest {
-                field: "digest".into(),
-                error,
-            })?;
+        let digest = digest("digest", &req.digest)?;
         let rx = self.artifacts.fetch(&digest, req.offset).await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
@@ -186,23 +184,7 @@ fn reported_task(t: &v1::RunningTask) -> Result<ReportedTask, ProtoError> {
 }
 
 fn agent_info(info: Option<&v1::AgentInfo>) -> Result<AgentInfo, ProtoError> {
-    let info = info.ok_or_else(|| ProtoError::missing(""))?;
-    Ok(AgentInfo {
-        hostname: info.hostname.clone(),
-        address: info.address.clone(),
-        resources: require("resources", info.resources.as_ref())?,
-        attributes: attributes(&info.attributes),
-        engine_hash: info.engine_hash.clone(),
-        version: info.version.clone(),
-        labels: info.labels.clone(),
-    })
-}
-
-fn digest(field: &'static str, s: &str) -> Result<Digest, ProtoError> {
-    s.parse().map_err(|error| ProtoError::InvalidDigest {
-        field: field.into(),
-        error,
-    })
+    AgentInfo::try_from(info.ok_or_else(|| ProtoError::missing(""))?)
 }
 
 fn digests(list: &[String]) -> Result<Vec<Digest>, ProtoError> {

@@ -14,7 +14,7 @@ pub(crate) use scheduler::SchedulerService;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use corral_proto::{ServiceError, v1};
+use corral_proto::{Digest, ProtoError, ServiceError};
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
@@ -69,18 +69,18 @@ fn done(reply: Reply) -> Result<(), Status> {
     }
 }
 
+/// Parses a `sha256:<hex>` field.
+fn digest(field: &'static str, s: &str) -> Result<Digest, ProtoError> {
+    s.parse().map_err(|error| ProtoError::InvalidDigest {
+        field: field.into(),
+        error,
+    })
+}
+
 fn framework_disconnected(conn: ConnId) -> Event {
     Event::FrameworkDisconnected { conn }
 }
 
 fn agent_disconnected(conn: ConnId) -> Event {
     Event::AgentDisconnected { conn }
-}
-
-/// Attributes as (key, value) pairs.
-fn attributes(attrs: &[v1::Attribute]) -> Vec<(String, String)> {
-    attrs
-        .iter()
-        .map(|a| (a.key.clone(), a.value.clone()))
-        .collect()
 }

@@ -9,17 +9,17 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::artifacts::ArtifactStore;
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
-use crate::runtime::CoreHandle;
+use crate::leadership::Gate;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OperatorService {
-    pub(crate) core: CoreHandle,
+    pub(crate) gate: Gate,
     pub(crate) artifacts: ArtifactStore,
 }
 
 impl OperatorService {
     async fn ask(&self, req: OperatorRequest) -> Result<OperatorResponse, Status> {
-        match self.core.ask(Event::Operator(req), None).await? {
+        match self.gate.core()?.ask(Event::Operator(req), None).await? {
             Reply::Operator(r) => r.map_err(Status::from),
             Reply::Done(_) => {
                 Err(ServiceError::Internal("unexpected reply from the core".into()).into())
@@ -218,7 +218,16 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<Streaming<v1::ModuleChunk>>,
     ) -> Result<Response<v1::UploadModuleResponse>, Status> {
+        // Standbys refuse before reading the upload.
+        self.gate.core()?;
         let r = self.artifacts.upload(request.into_inner()).await?;
+        let digest = super::digest("digest", &r.digest)?;
+        // Acknowledged only once the index records it.
+        self.ask(OperatorRequest::RecordArtifact {
+            digest,
+            size: r.size,
+        })
+        .await?;
         Ok(Response::new(r))
     }
 

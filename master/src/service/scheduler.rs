@@ -1,7 +1,5 @@
 //! The Scheduler service: Subscribe opens a framework's event stream; Call forwards calls.
 
-use std::time::Duration;
-
 use corral_proto::convert::{
     parse_id, parse_ids, parse_optional_id, parse_roles, refuse_duration, require,
 };
@@ -11,11 +9,12 @@ use tonic::{Request, Response, Status};
 
 use super::{CoreStream, done, framework_disconnected};
 use crate::core::{Ack, Call, Event, FrameworkInfo, LaunchTask, Operation};
-use crate::runtime::{CoreHandle, Sink};
+use crate::leadership::Gate;
+use crate::runtime::Sink;
 
 #[derive(Debug, Clone)]
 pub(crate) struct SchedulerService {
-    pub(crate) core: CoreHandle,
+    pub(crate) gate: Gate,
 }
 
 #[tonic::async_trait]
@@ -26,25 +25,24 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        // A standby redirects before anything else.
+        let core = self.gate.core()?;
         let req = request.into_inner();
         let info =
             framework_info(req.framework_info.as_ref()).map_err(|e| e.within("framework_info"))?;
         let suppressed = parse_roles("suppressed_roles", &req.suppressed_roles)?;
-        let conn = self.core.conn_id();
+        let conn = core.conn_id();
         let (tx, rx) = mpsc::unbounded_channel();
         let event = Event::Subscribe {
             conn,
             info,
             suppressed,
         };
-        let reply = self
-            .core
-            .ask(event, Some(Sink::Framework(conn, tx)))
-            .await?;
+        let reply = core.ask(event, Some(Sink::Framework(conn, tx))).await?;
         done(reply)?;
         Ok(Response::new(CoreStream::new(
             rx,
-            self.core.clone(),
+            core,
             framework_disconnected(conn),
         )))
     }
@@ -53,6 +51,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<v1::CallRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
+        let core = self.gate.core()?;
         let req = request.into_inner();
         let framework_id = parse_id("framework_id", &req.framework_id)?;
         if req.stream_id.is_empty() {
@@ -64,25 +63,13 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
             stream_id: req.stream_id,
             call,
         };
-        done(self.core.ask(event, None).await?)?;
+        done(core.ask(event, None).await?)?;
         Ok(Response::new(v1::CallResponse {}))
     }
 }
 
 fn framework_info(info: Option<&v1::FrameworkInfo>) -> Result<FrameworkInfo, ProtoError> {
-    let info = info.ok_or_else(|| ProtoError::missing(""))?;
-    let roles = parse_roles("roles", &info.roles)?;
-    if roles.is_empty() {
-        return Err(ProtoError::missing("roles"));
-    }
-    Ok(FrameworkInfo {
-        id: parse_optional_id("id", info.id.as_deref())?,
-        name: info.name.clone(),
-        user: info.user.clone(),
-        roles,
-        failover_timeout: Duration::from_millis(info.failover_timeout_millis),
-        labels: info.labels.clone(),
-    })
+    FrameworkInfo::try_from(info.ok_or_else(|| ProtoError::missing(""))?)
 }
 
 fn call(kind: Option<&v1::call_request::Kind>) -> Result<Call, ProtoError> {

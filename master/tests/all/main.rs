@@ -4,6 +4,8 @@
 
 mod end_to_end;
 mod errors;
+mod etcd;
 mod failures;
 mod files;
+mod registry;
 mod util;

@@ -21,7 +21,7 @@ pub(crate) async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 pub(crate) struct TestMaster {
     pub(crate) master: Master,
     pub(crate) channel: Channel,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: std::sync::Arc<tempfile::TempDir>,
 }
 
 pub(crate) async fn start() -> TestMaster {
@@ -30,20 +30,32 @@ pub(crate) async fn start() -> TestMaster {
 
 /// A master whose config `tweak` adjusts (short timeouts, say).
 pub(crate) async fn start_with(tweak: impl FnOnce(&mut MasterConfig)) -> TestMaster {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = std::sync::Arc::new(tempfile::tempdir().unwrap());
+    start_in(dir, tweak).await
+}
+
+/// A master on `dir` (a restart, when an earlier master used it).
+pub(crate) async fn start_in(
+    dir: std::sync::Arc<tempfile::TempDir>,
+    tweak: impl FnOnce(&mut MasterConfig),
+) -> TestMaster {
     let mut config = MasterConfig::new("127.0.0.1:0".parse().unwrap(), dir.path());
     tweak(&mut config);
     let master = Master::start(config).await.unwrap();
-    let channel = limits::endpoint(format!("http://{}", master.local_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(master.local_addr()).await;
     TestMaster {
         master,
         channel,
-        _dir: dir,
+        dir,
     }
+}
+
+pub(crate) async fn connect(addr: std::net::SocketAddr) -> Channel {
+    limits::endpoint(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 pub(crate) fn resources(cpus_milli: u64, mem_bytes: u64) -> v1::Resources {
@@ -57,6 +69,8 @@ pub(crate) fn resources(cpus_milli: u64, mem_bytes: u64) -> v1::Resources {
 /// An agent speaking AgentLink by hand.
 pub(crate) struct FakeAgent {
     pub(crate) id: String,
+    /// The epoch of the master it registered with.
+    pub(crate) epoch: u64,
     pub(crate) tx: mpsc::Sender<v1::AgentMessage>,
     pub(crate) rx: Streaming<v1::MasterMessage>,
 }
@@ -68,43 +82,53 @@ impl FakeAgent {
 
     /// Registers an agent that says it serves its own API at `address`.
     pub(crate) async fn register_at(channel: Channel, address: &str) -> FakeAgent {
+        let register = v1::agent_message::Kind::Register(v1::agent_message::Register {
+            agent_info: Some(agent_info(address)),
+            cached_modules: vec![],
+        });
+        let agent = Self::connect(channel, register).await;
+        // A fresh master's first term.
+        assert_eq!(agent.epoch, 1);
+        agent
+    }
+
+    /// Re-registers agent `id` (with no tasks), as after a master restart.
+    pub(crate) async fn reregister(channel: Channel, id: &str) -> FakeAgent {
+        let reregister = v1::agent_message::Kind::Reregister(v1::agent_message::ReRegister {
+            agent_id: id.into(),
+            agent_info: Some(agent_info("127.0.0.1:1")),
+            ..Default::default()
+        });
+        let agent = Self::connect(channel, reregister).await;
+        assert_eq!(agent.id, id);
+        agent
+    }
+
+    async fn connect(channel: Channel, first: v1::agent_message::Kind) -> FakeAgent {
         let mut client = limits::agent_link_client(channel);
         let (tx, rx) = mpsc::channel(64);
-        let info = v1::AgentInfo {
-            hostname: "fake-host".into(),
-            address: address.into(),
-            resources: Some(resources(2000, 1 << 30)),
-            ..Default::default()
-        };
-        tx.send(v1::AgentMessage {
-            kind: Some(v1::agent_message::Kind::Register(
-                v1::agent_message::Register {
-                    agent_info: Some(info),
-                    cached_modules: vec![],
-                },
-            )),
-        })
-        .await
-        .unwrap();
+        tx.send(v1::AgentMessage { kind: Some(first) })
+            .await
+            .unwrap();
         let mut rx = client
             .connect(ReceiverStream::new(rx))
             .await
             .unwrap()
             .into_inner();
-        let id = match within("REGISTERED", rx.message()).await.unwrap() {
+        let (id, epoch) = match within("REGISTERED", rx.message()).await.unwrap() {
             Some(v1::MasterMessage {
-                epoch: 1,
+                epoch,
                 kind: Some(v1::master_message::Kind::Registered(r)),
-            }) => r.agent_id,
+            }) => (r.agent_id, epoch),
             other => panic!("expected REGISTERED, got {other:?}"),
         };
-        FakeAgent { id, tx, rx }
+        FakeAgent { id, epoch, tx, rx }
     }
 
-    /// The next command from the master.
+    /// The next command from the master, which carries the epoch of its registration.
     pub(crate) async fn next(&mut self, what: &str) -> v1::master_message::Kind {
         let msg = within(what, self.rx.message()).await.unwrap().unwrap();
-        assert_eq!(msg.epoch, 1);
+        assert_eq!(msg.epoch, self.epoch);
         msg.kind.unwrap()
     }
 
@@ -142,17 +166,30 @@ impl FakeAgent {
     }
 }
 
+fn agent_info(address: &str) -> v1::AgentInfo {
+    v1::AgentInfo {
+        hostname: "fake-host".into(),
+        address: address.into(),
+        resources: Some(resources(2000, 1 << 30)),
+        ..Default::default()
+    }
+}
+
 /// A framework speaking the Scheduler API by hand.
 pub(crate) struct RawScheduler {
     pub(crate) client: v1::scheduler_client::SchedulerClient<Channel>,
     pub(crate) events: Streaming<v1::Event>,
     pub(crate) framework_id: String,
     pub(crate) stream_id: String,
+    pub(crate) epoch: u64,
 }
 
 impl RawScheduler {
     pub(crate) async fn subscribe(channel: Channel) -> RawScheduler {
-        Self::resubscribe(channel, None).await
+        let s = Self::resubscribe(channel, None).await;
+        // A fresh master's first term.
+        assert_eq!(s.epoch, 1);
+        s
     }
 
     /// Subscribes with a framework ID (failover) or without (a new framework).
@@ -175,12 +212,12 @@ impl RawScheduler {
             }) => s,
             other => panic!("expected SUBSCRIBED, got {other:?}"),
         };
-        assert_eq!(s.epoch, 1);
         RawScheduler {
             client,
             events,
             framework_id: s.framework_id,
             stream_id: s.stream_id,
+            epoch: s.epoch,
         }
     }
 

@@ -13,9 +13,18 @@ fn agent_registration_assigns_an_id_and_asks_for_allocation() {
         },
         ms(0),
     );
+    // The agent is recorded before it hears its ID.
     assert_eq!(
         fx,
         vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                id: AgentId::new("m-S1").unwrap(),
+                info: agent_info(),
+                state: corral_proto::AgentState::Admitted,
+                registered_unix_millis: 1_000_000,
+                drain: None,
+                reservations: vec![],
+            })),
             Effect::ToAgent {
                 conn: AGENT,
                 msg: v1::MasterMessage {

@@ -13,6 +13,7 @@ use super::*;
 
 mod agents;
 mod frameworks;
+mod recovery;
 mod scheduler;
 
 const AGENT: ConnId = 1;
@@ -26,6 +27,7 @@ fn config() -> CoreConfig {
         started_at_unix_millis: 1_000_000,
         agent_heartbeat_interval: Duration::from_secs(1),
         agent_timeout: Duration::from_secs(5),
+        agent_reregister_timeout: Duration::from_secs(30),
         framework_heartbeat_interval: Duration::from_secs(15),
         offer_timeout: None,
         allocation_interval: Duration::from_secs(1),
@@ -72,7 +74,11 @@ fn register(core: &mut MasterCore, now: Timestamp) -> AgentId {
         },
         now,
     );
-    match &fx[0] {
+    assert!(
+        matches!(fx[0], Effect::Persist(RegistryWrite::Agent(_))),
+        "{fx:?}"
+    );
+    match &fx[1] {
         Effect::ToAgent { msg, .. } => match &msg.kind {
             Some(v1::master_message::Kind::Registered(r)) => AgentId::new(&r.agent_id).unwrap(),
             other => panic!("expected REGISTERED, got {other:?}"),

@@ -1,0 +1,292 @@
+//! What the core keeps durably, and how it comes back.
+//!
+//! The registry holds agents (admitted, unreachable, gone, draining), frameworks (info,
+//! failover timeout, when they disconnected, removal), role weights, quotas, dynamic
+//! reservations and the artifact index. Tasks are soft state, rebuilt from agent
+//! re-registration, as in Mesos.
+//!
+//! The core stays sans-IO: a change to a registered fact emits [`Effect::Persist`] *before*
+//! the effects that announce it (REGISTERED, SUBSCRIBED, a reply), and the runtime holds
+//! every later effect back until the write is durable. Launches, status updates and
+//! acknowledgements write nothing, so the task hot path never waits on the store.
+//!
+//! Times in records are unix milliseconds: the core's [`Timestamp`]s start at zero on every
+//! start and cannot name a moment before it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use corral_allocator::{AgentId, FrameworkId, Quota, Resources, Role, Timestamp, Weight};
+use corral_proto::{AgentState, Digest, FrameworkState};
+
+use super::{Agent, AgentInfo, Effect, Framework, FrameworkInfo, MasterCore};
+
+/// An agent as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AgentRecord {
+    pub id: AgentId,
+    pub info: AgentInfo,
+    pub state: AgentState,
+    pub registered_unix_millis: u64,
+    pub drain: Option<DrainRecord>,
+    /// Dynamic reservations by role, restored when the agent re-registers.
+    pub reservations: Vec<(Role, Resources)>,
+}
+
+/// A drain in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DrainRecord {
+    /// When the remaining tasks are killed; `None` once they were.
+    pub deadline_unix_millis: Option<u64>,
+    pub mark_gone: bool,
+}
+
+/// A framework as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FrameworkRecord {
+    pub id: FrameworkId,
+    pub info: FrameworkInfo,
+    pub registered_unix_millis: u64,
+    /// Set while the framework is disconnected: its failover timeout runs from here.
+    pub disconnected_unix_millis: Option<u64>,
+    /// Torn down: it may never subscribe again.
+    pub removed: bool,
+}
+
+/// A module in the artifact store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ArtifactRecord {
+    pub digest: Digest,
+    pub size: u64,
+    pub stored_unix_millis: u64,
+}
+
+/// One change to the registry. Records are written whole: the newest wins.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RegistryWrite {
+    Agent(AgentRecord),
+    Framework(FrameworkRecord),
+    Weight {
+        role: Role,
+        weight: Weight,
+    },
+    /// `None` removes the role's quota.
+    Quota {
+        role: Role,
+        quota: Option<Quota>,
+    },
+    Artifact(ArtifactRecord),
+}
+
+/// Everything the registry holds, as loaded at start.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Recovered {
+    pub agents: Vec<AgentRecord>,
+    pub frameworks: Vec<FrameworkRecord>,
+    pub weights: Vec<(Role, Weight)>,
+    pub quotas: Vec<(Role, Quota)>,
+    pub artifacts: Vec<ArtifactRecord>,
+}
+
+impl MasterCore {
+    /// Restores the registry's contents; call once, before any event. Agents have the
+    /// re-registration timeout to come back (else they become UNREACHABLE); frameworks have
+    /// their failover timeout (from their disconnection, or from now if they were connected)
+    /// to re-subscribe (else they are torn down). Weights, quotas and the artifact index are
+    /// effective at once.
+    pub(crate) fn recover(&mut self, recovered: Recovered, now: Timestamp) {
+        for (role, weight) in recovered.weights {
+            self.allocator.set_weight(&role, weight);
+        }
+        for (role, quota) in recovered.quotas {
+            // Forced: no agent has re-registered yet, so no guarantee would fit.
+            if let Err(e) = self.allocator.set_quota(&role, quota, true) {
+                tracing::warn!(%role, error = %e, "recorded quota not restored");
+            }
+        }
+        for f in recovered.frameworks {
+            self.recover_framework(f, now);
+        }
+        let reregister_by = now.saturating_add(self.config.agent_reregister_timeout);
+        for a in recovered.agents {
+            let expected = matches!(
+                a.state,
+                AgentState::Admitted | AgentState::Draining | AgentState::Drained
+            );
+            let drain = a.drain.map(|d| {
+                let deadline = d.deadline_unix_millis.map(|t| self.core_time(t));
+                (deadline, d.mark_gone)
+            });
+            self.agents.insert(
+                a.id.clone(),
+                Agent {
+                    id: a.id,
+                    info: a.info,
+                    conn: None,
+                    state: a.state,
+                    registered_unix_millis: a.registered_unix_millis,
+                    last_seen: now,
+                    cached: BTreeSet::new(),
+                    drain,
+                    reservations: a.reservations,
+                    reregister_by: expected.then_some(reregister_by),
+                },
+            );
+        }
+        self.artifacts = recovered
+            .artifacts
+            .into_iter()
+            .map(|a| (a.digest, a))
+            .collect();
+        tracing::info!(
+            agents = self.agents.len(),
+            frameworks = self.frameworks.len(),
+            artifacts = self.artifacts.len(),
+            "registry recovered"
+        );
+    }
+
+    fn recover_framework(&mut self, f: FrameworkRecord, now: Timestamp) {
+        let timeout = f.info.failover_timeout;
+        let state = if f.removed {
+            FrameworkState::Completed
+        } else {
+            match self
+                .allocator
+                .add_framework(f.id.clone(), &f.info.roles, &[])
+            {
+                Ok(()) => {
+                    let _ = self.allocator.set_framework_active(&f.id, false);
+                    FrameworkState::Disconnected
+                }
+                Err(e) => {
+                    tracing::warn!(framework_id = %f.id, error = %e, "recorded framework not restored");
+                    return;
+                }
+            }
+        };
+        let failover_deadline =
+            (state == FrameworkState::Disconnected).then(|| match f.disconnected_unix_millis {
+                Some(at) => {
+                    // From the unix deadline: a disconnection before this start cannot be
+                    // a core timestamp.
+                    let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+                    self.core_time(at.saturating_add(timeout_ms))
+                }
+                None => now.saturating_add(timeout),
+            });
+        self.frameworks.insert(
+            f.id.clone(),
+            Framework {
+                id: f.id.clone(),
+                info: FrameworkInfo {
+                    id: Some(f.id.clone()),
+                    ..f.info
+                },
+                conn: None,
+                stream_id: String::new(),
+                state,
+                registered_unix_millis: f.registered_unix_millis,
+                disconnected_unix_millis: f
+                    .disconnected_unix_millis
+                    .or((!f.removed).then(|| self.unix_millis(now))),
+                failover_deadline,
+                next_heartbeat: now,
+                suppressed: BTreeSet::new(),
+            },
+        );
+    }
+
+    /// A unix time as a core timestamp (times before this start are the start).
+    fn core_time(&self, unix_millis: u64) -> Timestamp {
+        Timestamp::from_millis(unix_millis.saturating_sub(self.config.started_at_unix_millis))
+    }
+
+    fn agent_record(&self, a: &Agent) -> AgentRecord {
+        AgentRecord {
+            id: a.id.clone(),
+            info: a.info.clone(),
+            state: a.state,
+            registered_unix_millis: a.registered_unix_millis,
+            drain: a.drain.map(|(deadline, mark_gone)| DrainRecord {
+                deadline_unix_millis: deadline.map(|t| self.unix_millis(t)),
+                mark_gone,
+            }),
+            reservations: a.reservations.clone(),
+        }
+    }
+
+    /// The registry's record of an agent as the core has it now.
+    pub(super) fn agent_record_of(&self, id: &AgentId) -> Option<AgentRecord> {
+        self.agents.get(id).map(|a| self.agent_record(a))
+    }
+
+    /// Records an agent if its record differs from `before` (its record before the change).
+    pub(super) fn persist_agent(&mut self, id: &AgentId, before: Option<AgentRecord>) {
+        if let Some(record) = self.agent_record_of(id)
+            && before.as_ref() != Some(&record)
+        {
+            self.effects
+                .push(Effect::Persist(RegistryWrite::Agent(record)));
+        }
+    }
+
+    pub(super) fn framework_record_of(&self, id: &FrameworkId) -> Option<FrameworkRecord> {
+        let f = self.frameworks.get(id)?;
+        Some(FrameworkRecord {
+            id: f.id.clone(),
+            info: f.info.clone(),
+            registered_unix_millis: f.registered_unix_millis,
+            disconnected_unix_millis: f.disconnected_unix_millis,
+            removed: f.state == FrameworkState::Completed,
+        })
+    }
+
+    /// Records a framework if its record differs from `before`. Placeholders for frameworks
+    /// known only from re-registered tasks are not recorded: they have no info of their own.
+    pub(super) fn persist_framework(&mut self, id: &FrameworkId, before: Option<FrameworkRecord>) {
+        if let Some(record) = self.framework_record_of(id)
+            && before.as_ref() != Some(&record)
+            && !self.placeholders.contains(id)
+        {
+            self.effects
+                .push(Effect::Persist(RegistryWrite::Framework(record)));
+        }
+    }
+
+    pub(super) fn persist(&mut self, write: RegistryWrite) {
+        self.effects.push(Effect::Persist(write));
+    }
+
+    /// Records a module stored in the artifact store (once per digest).
+    pub(super) fn record_artifact(&mut self, digest: Digest, size: u64, now: Timestamp) {
+        if self.artifacts.contains_key(&digest) {
+            return;
+        }
+        let record = ArtifactRecord {
+            digest,
+            size,
+            stored_unix_millis: self.unix_millis(now),
+        };
+        self.artifacts.insert(digest, record.clone());
+        self.persist(RegistryWrite::Artifact(record));
+    }
+
+    /// Reservations on an agent changed: keep them with the agent and record them.
+    pub(super) fn note_reservations(&mut self, id: &AgentId) {
+        let before = self.agent_record_of(id);
+        let reservations = self.reservations_on(id).unwrap_or_default();
+        if let Some(a) = self.agents.get_mut(id) {
+            a.reservations = reservations;
+        }
+        self.persist_agent(id, before);
+    }
+
+    /// The dynamic reservations the allocator holds on an agent. (Agents declare no static
+    /// reservations, so every reservation there is dynamic.)
+    pub(super) fn reservations_on(&self, id: &AgentId) -> Option<Vec<(Role, Resources)>> {
+        self.allocator.agent(id).map(|a| a.reservations)
+    }
+}
+
+/// The artifact index, by digest.
+pub(super) type ArtifactIndex = BTreeMap<Digest, ArtifactRecord>;

@@ -1,0 +1,304 @@
+//! Recovery from the registry: what comes back at once, what must come back in time.
+
+use corral_allocator::{Quota, Weight};
+use corral_proto::FrameworkState;
+
+use super::*;
+
+/// The core's clock starts at unix time 1_000_000 ms (see `config`).
+const START_UNIX: u64 = 1_000_000;
+
+fn eng() -> Role {
+    Role::new("eng").unwrap()
+}
+
+fn agent_record(id: &str, state: AgentState) -> AgentRecord {
+    AgentRecord {
+        id: AgentId::new(id).unwrap(),
+        info: agent_info(),
+        state,
+        registered_unix_millis: START_UNIX - 50_000,
+        drain: None,
+        reservations: vec![],
+    }
+}
+
+fn framework_record(id: &str, disconnected: Option<u64>, removed: bool) -> FrameworkRecord {
+    let id = FrameworkId::new(id).unwrap();
+    FrameworkRecord {
+        info: info(Some(&id), Duration::from_secs(10)),
+        id,
+        registered_unix_millis: START_UNIX - 60_000,
+        disconnected_unix_millis: disconnected,
+        removed,
+    }
+}
+
+fn persisted(fx: &[Effect]) -> Vec<RegistryWrite> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Persist(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn reregister(core: &mut MasterCore, id: &AgentId, now: Timestamp) -> Vec<Effect> {
+    let fx = core.handle(
+        Event::AgentReregister {
+            conn: AGENT,
+            agent_id: id.clone(),
+            info: agent_info(),
+            tasks: vec![],
+            updates: vec![],
+            cached_modules: vec![],
+        },
+        now,
+    );
+    core.check_invariants();
+    fx
+}
+
+#[test]
+fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
+    let mut core = MasterCore::new(config());
+    core.recover(
+        Recovered {
+            agents: vec![
+                agent_record("old-S1", AgentState::Admitted),
+                agent_record("old-S2", AgentState::Admitted),
+            ],
+            frameworks: vec![framework_record("old-F1", None, false)],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    let s1 = AgentId::new("old-S1").unwrap();
+    let s2 = AgentId::new("old-S2").unwrap();
+    let f1 = FrameworkId::new("old-F1").unwrap();
+    subscribe(&mut core, FW, Some(&f1), Duration::from_secs(10), ms(100));
+
+    // Well past the heartbeat timeout, within the re-registration timeout: still expected.
+    let fx = core.handle(Event::Tick, ms(20_000));
+    assert!(persisted(&fx).is_empty(), "{fx:?}");
+    assert_eq!(core.agents[&s1].state, AgentState::Admitted);
+    // S1 comes back; it was recorded admitted, so nothing is written.
+    let fx = reregister(&mut core, &s1, ms(25_000));
+    assert!(persisted(&fx).is_empty(), "{fx:?}");
+    assert!(core.allocator.agent(&s1).is_some());
+
+    // S2 misses the 30 s window: recorded UNREACHABLE, then the framework hears of it.
+    core.handle(Event::AgentHeartbeat { conn: AGENT }, ms(30_000));
+    let fx = core.handle(Event::Tick, ms(30_000));
+    let first_persist = fx.iter().position(|e| matches!(e, Effect::Persist(_)));
+    let first_event = fx
+        .iter()
+        .position(|e| matches!(e, Effect::ToFramework { .. }));
+    assert!(first_persist < first_event, "{fx:?}");
+    assert_eq!(
+        persisted(&fx),
+        vec![RegistryWrite::Agent(agent_record(
+            "old-S2",
+            AgentState::Unreachable
+        ))]
+    );
+    assert!(events(&fx).iter().any(|k| matches!(
+        k,
+        v1::event::Kind::Failure(f) if f.agent_id == "old-S2" && f.message.contains("re-register")
+    )));
+    assert_eq!(core.agents[&s2].state, AgentState::Unreachable);
+    assert_eq!(core.agents[&s1].state, AgentState::Admitted);
+    core.check_invariants();
+}
+
+#[test]
+fn recovered_frameworks_must_resubscribe_within_their_failover_timeout() {
+    let mut core = MasterCore::new(config());
+    core.recover(
+        Recovered {
+            frameworks: vec![
+                // Connected when the master stopped: 10 s from now.
+                framework_record("old-F1", None, false),
+                // Disconnected 4 s before the restart: 6 s left.
+                framework_record("old-F2", Some(START_UNIX - 4_000), false),
+                framework_record("old-F3", Some(START_UNIX - 99_000), true),
+            ],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    let f1 = FrameworkId::new("old-F1").unwrap();
+    let f2 = FrameworkId::new("old-F2").unwrap();
+    let f3 = FrameworkId::new("old-F3").unwrap();
+    assert_eq!(core.frameworks[&f1].state, FrameworkState::Disconnected);
+
+    // F1 re-subscribes in time: it is recorded connected again before SUBSCRIBED.
+    let (_, _, fx) = subscribe_fx(&mut core, FW, Some(&f1), Duration::from_secs(10), ms(3_000));
+    let mut f1_record = framework_record("old-F1", None, false);
+    f1_record.disconnected_unix_millis = None;
+    assert_eq!(persisted(&fx), vec![RegistryWrite::Framework(f1_record)]);
+
+    // F2's time runs out at 6 s: torn down and recorded removed.
+    let fx = core.handle(Event::Tick, ms(5_999));
+    assert!(persisted(&fx).is_empty());
+    let fx = core.handle(Event::Tick, ms(6_000));
+    assert_eq!(
+        persisted(&fx),
+        vec![RegistryWrite::Framework(framework_record(
+            "old-F2",
+            Some(START_UNIX - 4_000),
+            true
+        ))]
+    );
+    assert_eq!(core.frameworks[&f2].state, FrameworkState::Completed);
+    assert_eq!(core.frameworks[&f1].state, FrameworkState::Active);
+
+    // A framework removed before the restart stays removed.
+    let fx = core.handle(
+        Event::Subscribe {
+            conn: FW + 1,
+            info: info(Some(&f3), Duration::from_secs(10)),
+            suppressed: vec![],
+        },
+        ms(7_000),
+    );
+    assert!(matches!(
+        fx.last(),
+        Some(Effect::Reply(Reply::Done(Err(
+            ServiceError::FailedPrecondition(_)
+        ))))
+    ));
+    core.check_invariants();
+}
+
+#[test]
+fn weights_quotas_reservations_and_drain_are_back_before_agents_return() {
+    let quota = Quota {
+        guarantee: res(1000, 0),
+        limit: corral_allocator::Limits::unlimited(),
+    };
+    let mut draining = agent_record("old-S1", AgentState::Draining);
+    draining.drain = Some(DrainRecord {
+        deadline_unix_millis: Some(START_UNIX + 60_000),
+        mark_gone: false,
+    });
+    draining.reservations = vec![(eng(), res(500, 128))];
+    let mut core = MasterCore::new(config());
+    core.recover(
+        Recovered {
+            agents: vec![draining.clone()],
+            weights: vec![(eng(), Weight::new(3.0).unwrap())],
+            quotas: vec![(eng(), quota.clone())],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    let fx = core.handle(Event::Operator(OperatorRequest::GetRoles), ms(1));
+    let Some(Effect::Reply(Reply::Operator(Ok(OperatorResponse::Roles(roles))))) = fx.last() else {
+        panic!("expected roles, got {fx:?}");
+    };
+    let role = roles.roles.iter().find(|r| r.name == "eng").unwrap();
+    assert_eq!(role.weight, 3.0);
+    assert_eq!(role.quota, Some(v1::Quota::from(&quota)));
+
+    // The agent re-registers draining, with its reservation, and nothing changed on record.
+    let id = AgentId::new("old-S1").unwrap();
+    let fx = reregister(&mut core, &id, ms(2));
+    assert!(persisted(&fx).is_empty(), "{fx:?}");
+    assert_eq!(core.agents[&id].state, AgentState::Draining);
+    let summary = core.allocator.agent(&id).unwrap();
+    assert!(summary.draining);
+    assert_eq!(summary.reservations, vec![(eng(), res(500, 128))]);
+    // Reactivating it is recorded.
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::ReactivateAgent { agent: id.clone() }),
+        ms(3),
+    );
+    let mut admitted = draining;
+    admitted.state = AgentState::Admitted;
+    admitted.drain = None;
+    assert_eq!(persisted(&fx), vec![RegistryWrite::Agent(admitted)]);
+}
+
+#[test]
+fn launches_status_updates_and_acks_write_nothing() {
+    let (mut core, _agent, fw, stream, offer) = offered();
+    let mut fx = call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    fx.extend(agent_status(
+        &mut core,
+        &fw,
+        "t1",
+        TaskState::Running,
+        1,
+        ms(3),
+    ));
+    fx.extend(call(
+        &mut core,
+        &fw,
+        &stream,
+        Call::Acknowledge {
+            acks: vec![Ack {
+                agent_id: None,
+                task_id: TaskId::new("t1").unwrap(),
+                uuid: UpdateUuid::from_bytes([1; 16]),
+            }],
+        },
+        ms(4),
+    ));
+    assert!(persisted(&fx).is_empty(), "{fx:?}");
+}
+
+#[test]
+fn uploaded_modules_are_recorded_once() {
+    let mut core = MasterCore::new(config());
+    let digest = corral_proto::Digest::of(b"module");
+    let record = || OperatorRequest::RecordArtifact { digest, size: 6 };
+    let fx = core.handle(Event::Operator(record()), ms(5));
+    assert_eq!(
+        persisted(&fx),
+        vec![RegistryWrite::Artifact(ArtifactRecord {
+            digest,
+            size: 6,
+            stored_unix_millis: START_UNIX + 5,
+        })]
+    );
+    let fx = core.handle(Event::Operator(record()), ms(6));
+    assert!(persisted(&fx).is_empty());
+}
+
+#[test]
+fn a_reservation_made_on_an_offer_is_recorded_before_the_accept_is_answered() {
+    let (mut core, agent, fw, stream, offer) = offered();
+    let fx = call(
+        &mut core,
+        &fw,
+        &stream,
+        Call::Accept {
+            offer_ids: vec![OfferId::new(&offer).unwrap()],
+            operations: vec![Operation::Reserve {
+                role: Role::default_role(),
+                resources: res(1000, 256),
+            }],
+            refuse: Duration::ZERO,
+        },
+        ms(2),
+    );
+    let writes = persisted(&fx);
+    let [RegistryWrite::Agent(record)] = &writes[..] else {
+        panic!("expected the agent's record, got {fx:?}");
+    };
+    assert_eq!(record.id, agent);
+    assert_eq!(
+        record.reservations,
+        vec![(Role::default_role(), res(1000, 256))]
+    );
+    let persist = fx.iter().position(|e| matches!(e, Effect::Persist(_)));
+    let reply = fx.iter().position(|e| matches!(e, Effect::Reply(_)));
+    assert!(persist < reply, "{fx:?}");
+}

@@ -1,0 +1,351 @@
+//! High availability on a real etcd (Debian's `etcd-server`, which `.ci/run` installs):
+//! election, redirection, takeover with a higher epoch, and fencing of a deposed leader.
+//! Without `etcd` on PATH these tests say loudly that they skipped.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use corral_master::{Master, MasterConfig, StoreConfig};
+use corral_proto::status::leader_hint;
+use corral_proto::{limits, v1};
+use tonic::transport::Channel;
+
+use crate::util::{connect, within};
+
+const PREFIX: &str = "/corral-test";
+
+/// An etcd server on free ports with a temporary data dir; killed on drop.
+struct Etcd {
+    child: Child,
+    client_port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    /// Starts etcd, or returns `None` (saying so loudly) when it is not installed.
+    fn start(test: &str) -> Option<Etcd> {
+        if Command::new("etcd").arg("--version").output().is_err() {
+            eprintln!(
+                "\n*** SKIPPED {test}: `etcd` is not on PATH (apt-get install -y etcd-server) ***\n"
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (client_port, peer_port) = (free_port(), free_port());
+        let client = format!("http://127.0.0.1:{client_port}");
+        let peer = format!("http://127.0.0.1:{peer_port}");
+        let mut child = Command::new("etcd")
+            .args(["--name", "test", "--data-dir"])
+            .arg(dir.path())
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &format!("test={peer}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Ready when etcd says so; keep draining its log so it never blocks on the pipe.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("ready to serve client requests") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("etcd did not become ready");
+        Some(Etcd {
+            child,
+            client_port,
+            _dir: dir,
+        })
+    }
+
+    fn store(&self) -> StoreConfig {
+        format!("etcd://127.0.0.1:{}{PREFIX}", self.client_port)
+            .parse()
+            .unwrap()
+    }
+
+    /// A call to etcd's JSON gateway (bytes fields are base64).
+    async fn gateway(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{}{path}", self.client_port);
+        let text = reqwest::Client::new()
+            .post(url)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The current leader's election key (base64) and lease.
+    async fn leader_key(&self) -> (String, String) {
+        let name = base64(format!("{PREFIX}/leader").as_bytes());
+        let r = self
+            .gateway("/v3/election/leader", serde_json::json!({ "name": name }))
+            .await;
+        let kv = &r["kv"];
+        (
+            kv["key"].as_str().unwrap().to_owned(),
+            kv["lease"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+impl Etcd {
+    /// Kills etcd (SIGKILL): nobody can renew a lease any more.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+struct HaMaster {
+    master: Master,
+    channel: Channel,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_master(etcd: &Etcd) -> HaMaster {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = MasterConfig::new("127.0.0.1:0".parse().unwrap(), dir.path());
+    config.store = etcd.store();
+    config.leader_lease = Duration::from_secs(2);
+    let master = Master::start(config).await.unwrap();
+    let channel = connect(master.local_addr()).await;
+    HaMaster {
+        master,
+        channel,
+        _dir: dir,
+    }
+}
+
+/// Starts two masters; returns (leader, standby) once one leads.
+async fn two_masters(etcd: &Etcd) -> (HaMaster, HaMaster) {
+    let a = start_master(etcd).await;
+    let b = start_master(etcd).await;
+    let a_leads = within("a leader", async {
+        tokio::select! {
+            () = a.master.leading() => true,
+            () = b.master.leading() => false,
+        }
+    })
+    .await;
+    if a_leads { (a, b) } else { (b, a) }
+}
+
+async fn state(channel: &Channel) -> Result<v1::GetStateResponse, tonic::Status> {
+    limits::operator_client(channel.clone())
+        .get_state(v1::GetStateRequest::default())
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// Waits until `channel`'s master redirects to `leader` (standbys learn the leader from
+/// the election as it changes).
+async fn redirects_to(channel: &Channel, leader: SocketAddr) -> tonic::Status {
+    within("a redirection to the leader", async {
+        loop {
+            match state(channel).await {
+                Err(s) if leader_hint(&s) == Some(leader.to_string().as_str()) => return s,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+}
+
+async fn set_weight(channel: &Channel, role: &str, weight: f64) -> Result<(), tonic::Status> {
+    limits::operator_client(channel.clone())
+        .set_weight(v1::SetWeightRequest {
+            role: role.into(),
+            weight,
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn weight(channel: &Channel, role: &str) -> Option<f64> {
+    let roles = limits::operator_client(channel.clone())
+        .get_roles(v1::GetRolesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    roles
+        .roles
+        .iter()
+        .find(|r| r.name == role)
+        .map(|r| r.weight)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_masters_one_leads_and_the_other_redirects_every_call() {
+    let Some(etcd) = Etcd::start("two_masters_one_leads_and_the_other_redirects_every_call") else {
+        return;
+    };
+    let (leader, standby) = two_masters(&etcd).await;
+    let epoch = state(&leader.channel).await.unwrap().master.unwrap().epoch;
+    assert!(
+        epoch > 1,
+        "the epoch is the election key's create revision: {epoch}"
+    );
+
+    let status = redirects_to(&standby.channel, leader.master.local_addr()).await;
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    // Frameworks and agents are redirected too.
+    let subscribe = limits::scheduler_client(standby.channel.clone())
+        .subscribe(v1::SubscribeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        leader_hint(&subscribe),
+        Some(leader.master.local_addr().to_string().as_str())
+    );
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    drop(tx);
+    let connect = limits::agent_link_client(standby.channel.clone())
+        .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        leader_hint(&connect),
+        Some(leader.master.local_addr().to_string().as_str()),
+        "{connect:?}"
+    );
+    // The leader serves.
+    set_weight(&leader.channel, "eng", 2.0).await.unwrap();
+    leader.master.shutdown().await;
+    standby.master.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_writes_nothing_and_the_standby_leads_with_a_higher_epoch() {
+    let Some(etcd) =
+        Etcd::start("a_deposed_leader_writes_nothing_and_the_standby_leads_with_a_higher_epoch")
+    else {
+        return;
+    };
+    let (old, standby) = two_masters(&etcd).await;
+    let old_epoch = state(&old.channel).await.unwrap().master.unwrap().epoch;
+    set_weight(&old.channel, "before", 2.0).await.unwrap();
+
+    // Someone deletes the leader's election key: the standby is elected, and the old
+    // leader's next write is refused by the fence whether or not it noticed yet.
+    let (key, _) = etcd.leader_key().await;
+    etcd.gateway("/v3/kv/deleterange", serde_json::json!({ "key": key }))
+        .await;
+    let refused = set_weight(&old.channel, "after", 5.0).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+
+    within("the standby to lead", standby.master.leading()).await;
+    let new_epoch = state(&standby.channel).await.unwrap().master.unwrap().epoch;
+    assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
+    assert_eq!(weight(&standby.channel, "before").await, Some(2.0));
+    assert_eq!(weight(&standby.channel, "after").await, None);
+    // The old leader stepped down and now points at the new one.
+    redirects_to(&old.channel, standby.master.local_addr()).await;
+    old.master.shutdown().await;
+    standby.master.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_lease_is_revoked_steps_down_and_the_standby_takes_over() {
+    let Some(etcd) =
+        Etcd::start("a_leader_whose_lease_is_revoked_steps_down_and_the_standby_takes_over")
+    else {
+        return;
+    };
+    let (old, standby) = two_masters(&etcd).await;
+    let old_epoch = state(&old.channel).await.unwrap().master.unwrap().epoch;
+    let (_, lease) = etcd.leader_key().await;
+    etcd.gateway("/v3/lease/revoke", serde_json::json!({ "ID": lease }))
+        .await;
+
+    within("the standby to lead", standby.master.leading()).await;
+    let new_epoch = state(&standby.channel).await.unwrap().master.unwrap().epoch;
+    assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
+    redirects_to(&old.channel, standby.master.local_addr()).await;
+    set_weight(&standby.channel, "eng", 3.0).await.unwrap();
+    old.master.shutdown().await;
+    standby.master.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_cannot_renew_its_lease_steps_down_before_the_lease_ends() {
+    let Some(mut etcd) =
+        Etcd::start("a_leader_that_cannot_renew_its_lease_steps_down_before_the_lease_ends")
+    else {
+        return;
+    };
+    let leader = start_master(&etcd).await;
+    within("leadership", leader.master.leading()).await;
+    state(&leader.channel).await.unwrap();
+
+    // Every renewal the leader got was sent before this instant, so its lease (2 s) ends
+    // no earlier than 2 s from here, in etcd's eyes; the leader must stop serving first.
+    let killed = std::time::Instant::now();
+    etcd.kill();
+    let status = within("the leader to step down", async {
+        loop {
+            match state(&leader.channel).await {
+                Err(s) => return s,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    let after = killed.elapsed();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        after < Duration::from_secs(2),
+        "stepped down {after:?} after losing etcd"
+    );
+    leader.master.shutdown().await;
+}
