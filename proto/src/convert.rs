@@ -208,7 +208,8 @@ pub fn parse_roles(field: &'static str, roles: &[String]) -> Result<Vec<Role>, P
 
 /// Parses a DRF weight: from [`Weight::MIN`] to [`Weight::MAX`].
 pub fn parse_weight(field: &'static str, weight: f64) -> Result<Weight, ProtoError> {
-    Weight::new(weight).map_err(|e| ProtoError::invalid(field, e.to_string()))
+    Weight::new(weight)
+        .map_err(|_| ProtoError::out_of_range(field, format!("{weight:?}"), Weight::RANGE))
 }
 
 /// How long declined resources are refused: [`DEFAULT_REFUSE`] when unset, clamped to
@@ -341,10 +342,15 @@ mod tests {
 
         assert_eq!(parse_weight("weight", 2.0).unwrap().get(), 2.0);
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
-            let err = parse_weight("weight", bad).unwrap_err();
-            assert_eq!(err.field(), "weight");
-            assert!(err.to_string().contains("out of range"), "{err}");
+            assert!(matches!(
+                parse_weight("weight", bad),
+                Err(ProtoError::OutOfRange { .. })
+            ));
         }
+        assert_eq!(
+            parse_weight("weight", -1.0).unwrap_err().to_string(),
+            "weight: -1.0 is out of range (from 0.001 to 1000000)"
+        );
     }
 
     #[test]

@@ -130,6 +130,36 @@ impl Cluster {
         );
     }
 
+    /// Starts `corral <args>` against this cluster in the background, stdout and stderr piped
+    /// (killed on drop).
+    pub(crate) fn spawn_corral(&self, args: &[&str]) -> tokio::process::Child {
+        tokio::process::Command::new(CORRAL)
+            .args(args)
+            .env("CORRAL_MASTER", &self.master_addr)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    /// Polls `corral ps` until a task is RUNNING (bounded: 30 s).
+    pub(crate) async fn wait_for_running_task(&self) {
+        for _ in 0..300 {
+            let ps = self.corral(&["ps", "--output", "json"]).await;
+            if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&ps.stdout)
+                && doc["tasks"]
+                    .as_array()
+                    .is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no task ran on {} within 30 s", self.master_addr);
+    }
+
     /// Runs `corral <args>` against this cluster (bounded: 60 s).
     pub(crate) async fn corral(&self, args: &[&str]) -> Output {
         corral(args, Some(&self.master_addr), self.dir.path()).await

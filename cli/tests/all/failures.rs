@@ -2,42 +2,20 @@
 
 use std::time::Duration;
 
-use crate::cluster::{CORRAL, Cluster, text};
+use crate::cluster::{Cluster, text};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agent_kill_9_reports_running_task_unreachable() {
     let mut cluster = Cluster::start(&["--agent-timeout", "2s"]).await;
-    let mut run = tokio::process::Command::new(CORRAL)
-        .args([
-            "run",
-            corral_wasm_tasks::LIMITS,
-            "--timeout",
-            "120s",
-            "--",
-            "spin",
-        ])
-        .env("CORRAL_MASTER", &cluster.master_addr)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Wait (bounded) until the task runs.
-    let mut running = false;
-    for _ in 0..300 {
-        let ps = cluster.corral(&["ps", "--output", "json"]).await;
-        if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&ps.stdout)
-            && doc["tasks"]
-                .as_array()
-                .is_some_and(|t| t.iter().any(|t| t["state"] == "RUNNING"))
-        {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(running, "the task never ran");
+    let mut run = cluster.spawn_corral(&[
+        "run",
+        corral_wasm_tasks::LIMITS,
+        "--timeout",
+        "120s",
+        "--",
+        "spin",
+    ]);
+    cluster.wait_for_running_task().await;
     cluster.agent.kill();
     let status = tokio::time::timeout(Duration::from_secs(30), run.wait())
         .await

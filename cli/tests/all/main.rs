@@ -4,4 +4,5 @@
 
 mod cluster;
 mod failures;
+mod roles;
 mod run;

@@ -115,7 +115,7 @@ impl std::str::FromStr for Role {
 
 /// A weight was outside [`Weight::MIN`]..=[`Weight::MAX`] (or not a number).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("weight {0} is out of range (from {min} to {max})", min = Weight::MIN, max = Weight::MAX)]
+#[error("weight {0:?} is out of range ({range})", range = Weight::RANGE)]
 pub struct WeightError(pub f64);
 
 /// A role's weight in weighted DRF: a role with weight 3 converges to three times the dominant
@@ -131,6 +131,8 @@ impl Weight {
     pub const MIN: f64 = 0.001;
     /// The largest weight.
     pub const MAX: f64 = 1_000_000.0;
+    /// [`Weight::MIN`] and [`Weight::MAX`] in words, for error messages.
+    pub const RANGE: &'static str = "from 0.001 to 1000000";
 
     /// Validates a weight: from [`Weight::MIN`] to [`Weight::MAX`] (rejects NaN, infinities,
     /// zero, negatives and absurd magnitudes).

@@ -62,6 +62,10 @@ fn zero_negative_nan_and_absurd_weights() {
     for w in [Weight::MIN, 0.5, 1.0, 3.0, Weight::MAX] {
         assert_eq!(Weight::new(w).map(Weight::get), Ok(w));
     }
+    assert_eq!(
+        Weight::RANGE,
+        format!("from {} to {}", Weight::MIN, Weight::MAX)
+    );
 }
 
 #[test]
