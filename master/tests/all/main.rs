@@ -5,5 +5,6 @@
 mod end_to_end;
 mod errors;
 mod failures;
+mod fairness;
 mod files;
 mod util;
