@@ -47,7 +47,9 @@
 //! - Quota consumption is unreserved allocations plus reservations, of a role and its
 //!   subroles. Guarantees are held back from other roles (as headroom) whether or not their
 //!   role has demand right now; limits shrink offers. Nested guarantees are carved out of
-//!   their nearest quota'd ancestor's.
+//!   their nearest quota'd ancestor's, and every guarantee on a path is held back: a subrole's
+//!   unmet guarantee stays free for it even once a sibling has met the parent's, and a role
+//!   may take from an ancestor's guarantee only the part no guaranteed subrole claims.
 //! - Errors are typed ([`AllocatorError`]) and a failed call changes nothing.
 //!
 //! # Performance

@@ -12,7 +12,10 @@
 //!
 //! In both stages unreserved resources are held back as *headroom* for guarantees not yet
 //! met (whether or not their roles have demand right now, as in Mesos), and offers are shrunk
-//! to the limits on the role's path.
+//! to the limits on the role's path. Headroom counts every guarantee on a path: a guaranteed
+//! role holds back its unmet guarantee or what its guaranteed subroles still need, whichever is
+//! more, and a role may dip into the headroom only for the unclaimed part of the guarantees on
+//! its path (see `roles.rs`, [`Claims`]).
 //!
 //! Cost. Agents are walked once per stage in a dense vector. Before any sorting, an agent is
 //! dropped if it has nothing free, or if every subscription with demand has a decline filter
@@ -24,6 +27,7 @@
 
 use std::collections::HashMap;
 
+use super::roles::Claims;
 use super::{Allocator, NONE, Offer};
 use crate::ids::Timestamp;
 use crate::resources::{Allocation, Resources};
@@ -47,6 +51,8 @@ struct Cycle {
     free: Resources,
     /// Part of `free` that must stay unallocated for unmet guarantees.
     required: Resources,
+    /// What nested guarantees claim of their ancestors' (kept current with every offer).
+    claims: Claims,
     offers: Vec<Offer>,
     /// A decline filter turned an offer down since this was last cleared.
     filtered: bool,
@@ -71,6 +77,7 @@ impl Allocator {
             quotas,
             free: Resources::new(),
             required: Resources::new(),
+            claims: Claims::default(),
             offers: Vec::new(),
             filtered: false,
             merged: HashMap::new(),
@@ -79,7 +86,8 @@ impl Allocator {
             cx.free = order.iter().fold(Resources::new(), |acc, &a| {
                 acc.saturating_add(&self.agents[a].unreserved_free)
             });
-            cx.required = self.required_headroom();
+            cx.claims = self.claims();
+            cx.required = self.required_headroom(&cx.claims);
             self.guarantee_stage(&order, &mut cx);
         }
         self.fair_stage(&order, &mut cx);
@@ -115,7 +123,9 @@ impl Allocator {
             .roles
             .iter()
             .filter(|(i, r)| {
-                r.role_client.is_some() && r.demanding > 0 && !self.guarantee_need(*i).0.is_empty()
+                r.role_client.is_some()
+                    && r.demanding > 0
+                    && !self.guarantee_need(*i, &cx.claims).0.is_empty()
             })
             .map(|(i, _)| i)
             .collect();
@@ -126,7 +136,7 @@ impl Allocator {
         let mut kinds = Resources::new();
         for &r in &needy {
             is_needy[r as usize] = true;
-            kinds = kinds.max(&self.guarantee_need(r).1);
+            kinds = kinds.max(&self.guarantee_need(r, &cx.claims).1);
         }
         let (mut remaining, mut offers_since_check) = (needy.len(), 0);
         for &agent in order {
@@ -164,7 +174,7 @@ impl Allocator {
                 offers_since_check = 0;
                 remaining = 0;
                 for &r in &needy {
-                    let still = !self.guarantee_need(r).0.is_empty();
+                    let still = !self.guarantee_need(r, &cx.claims).0.is_empty();
                     is_needy[r as usize] = still;
                     remaining += usize::from(still);
                 }
@@ -249,9 +259,7 @@ impl Allocator {
         let mut unreserved = a.unreserved_free.clone();
         let mut covered = Resources::new();
         if cx.quotas && !unreserved.is_empty() {
-            if let Some(top) = self.top_guaranteed(role) {
-                covered = self.unsatisfied(top);
-            }
+            covered = self.covered(role, &cx.claims);
             // Others' unmet guarantees stay free, except what this role's own covers.
             let spare = cx
                 .free
@@ -259,7 +267,7 @@ impl Allocator {
                 .saturating_add(&covered);
             unreserved = unreserved.min(&spare);
             if stage == Stage::Guarantees {
-                let (need, kinds) = self.guarantee_need(role);
+                let (need, kinds) = self.guarantee_need(role, &cx.claims);
                 let guaranteed = unreserved.restrict_to(&kinds).min(&need);
                 unreserved = if guaranteed.is_empty() {
                     Resources::new()
@@ -354,10 +362,15 @@ impl Allocator {
         stage: Stage,
         cx: &mut Cycle,
     ) {
-        self.record_allocation(agent, sub, &offer);
         if cx.quotas {
+            let role = self.subs[sub].role;
+            let before = self.path_headroom(role, &cx.claims);
+            self.record_allocation(agent, sub, &offer);
+            self.update_claims(role, &before, &mut cx.claims);
             cx.free = cx.free.saturating_sub(&offer.unreserved);
             cx.required = cx.required.saturating_sub(&offer.unreserved.min(&covered));
+        } else {
+            self.record_allocation(agent, sub, &offer);
         }
         self.push_offer(agent, sub, offer, stage, cx);
     }
