@@ -59,6 +59,9 @@ struct Cycle {
     /// `(agent, sub)` -> index in `offers` of a guarantee-stage offer, so the fair stage
     /// extends it instead of making a second offer for the same agent.
     merged: HashMap<(u32, u32), usize>,
+    /// Role -> its subroles with subscribers, built the first time a reservation is left
+    /// after the role walk (hierarchical reservations go to subroles too).
+    subroles: Option<HashMap<u32, Vec<u32>>>,
 }
 
 impl Allocator {
@@ -81,6 +84,7 @@ impl Allocator {
             offers: Vec::new(),
             filtered: false,
             merged: HashMap::new(),
+            subroles: None,
         };
         if quotas {
             cx.free = order.iter().fold(Resources::new(), |acc, &a| {
@@ -221,28 +225,61 @@ impl Allocator {
                     unplaceable = Some(self.agents[agent].unreserved_free.clone());
                 }
             }
-            // Reserved resources can only go to their role, so there is no contest between
-            // roles here: offer each remaining reservation to its role directly rather than
-            // walking every role.
+            // Reserved resources can only go to their role and its subroles, so there is no
+            // contest with other roles here: offer each remaining reservation to those of its
+            // roles that were not visited above, in sorter order, rather than walking every
+            // role.
             let a = &self.agents[agent];
             if a.free != a.unreserved_free {
-                let roles: Vec<u32> = a
+                let owners: Vec<u32> = a
                     .reservations
                     .iter()
                     .filter(|r| !r.free().is_empty())
                     .map(|r| r.role)
                     .collect();
-                for role in roles {
-                    if self.role_marks[role as usize] == self.visit
-                        || self.roles[role].demanding == 0
-                    {
-                        continue;
-                    }
-                    self.role_marks[role as usize] = self.visit;
-                    self.try_offer(agent, role, Stage::Fair, cx);
+                for owner in owners {
+                    self.offer_reservation(agent, owner, cx);
                 }
             }
         }
+    }
+
+    /// Offers what is left of `owner`'s reservation on `agent` to `owner` and its subroles
+    /// with demand that have not been offered this agent yet, in role-sorter order.
+    fn offer_reservation(&mut self, agent: u32, owner: u32, cx: &mut Cycle) {
+        let subroles = cx
+            .subroles
+            .get_or_insert_with(|| self.subscribed_subroles());
+        let mut candidates: Vec<ClientId> = std::iter::once(owner)
+            .chain(subroles.get(&owner).into_iter().flatten().copied())
+            .filter(|&r| self.role_marks[r as usize] != self.visit && self.roles[r].demanding > 0)
+            .filter_map(|r| self.roles[r].role_client)
+            .collect();
+        while !candidates.is_empty() && !self.agents[agent].reserved_free(owner).is_empty() {
+            let Some(rc) = self.role_sorter.first_of(&candidates) else {
+                return;
+            };
+            candidates.retain(|&c| c != rc);
+            let role = self.role_of_client[rc.index()];
+            if role == NONE {
+                continue;
+            }
+            self.role_marks[role as usize] = self.visit;
+            self.try_offer(agent, role, Stage::Fair, cx);
+        }
+    }
+
+    /// Every role with subscribers, listed under each of its proper ancestors.
+    fn subscribed_subroles(&self) -> HashMap<u32, Vec<u32>> {
+        let mut subroles: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (i, r) in self.roles.iter() {
+            if r.role_client.is_some() {
+                for ancestor in self.role_path(i).skip(1) {
+                    subroles.entry(ancestor).or_default().push(i);
+                }
+            }
+        }
+        subroles
     }
 
     /// What `role` may be offered on `agent` now, and how much of its unreserved part counts
@@ -255,7 +292,7 @@ impl Allocator {
         cx: &Cycle,
     ) -> (Allocation, Resources) {
         let a = &self.agents[agent];
-        let reserved = a.reserved_free(role);
+        let reserved = a.path_reserved_free(self.role_path(role));
         let mut unreserved = a.unreserved_free.clone();
         let mut covered = Resources::new();
         if cx.quotas && !unreserved.is_empty() {
