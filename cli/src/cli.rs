@@ -233,11 +233,13 @@ pub(crate) struct QuotaArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum QuotaCommand {
     /// List the roles that have a quota, with what they consume.
+    #[command(alias = "ls")]
     List(ListArgs),
     /// Set a role's quota, replacing any earlier one: kinds not named are neither guaranteed
     /// nor limited.
     Set(QuotaSetArgs),
     /// Remove a role's quota.
+    #[command(aliases = ["rm", "delete"])]
     Remove(RoleArgs),
 }
 

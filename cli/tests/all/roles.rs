@@ -147,6 +147,16 @@ async fn quota_set_list_and_remove() {
         json(&cluster, &["quota"]).await,
         serde_json::json!({ "quotas": [] })
     );
+
+    // The short forms people type: `ls`, `rm`.
+    ok(&cluster, &["quota", "set", "ops", "--limit", "mem=1GiB"]).await;
+    let listed = json(&cluster, &["quota", "ls"]).await;
+    assert!(role(&listed, "quotas", "role", "ops").is_some(), "{listed}");
+    ok(&cluster, &["quota", "rm", "ops"]).await;
+    assert_eq!(
+        json(&cluster, &["quota", "ls"]).await["quotas"],
+        serde_json::json!([])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
