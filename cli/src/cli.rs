@@ -40,6 +40,19 @@ pub(crate) enum Command {
     Frameworks(FrameworksArgs),
     /// Load a cluster with tiny tasks and report throughput, latency and memory.
     Bench(BenchArgs),
+    /// List roles: weight, quota, allocation, dominant share and frameworks of each.
+    Roles(ListArgs),
+    /// Show role weights, or set a role's weight in weighted DRF.
+    #[command(
+        after_help = "Examples:\n  corral weight              # every role's weight\n  corral weight eng          # one role's weight\n  corral weight eng 3        # eng gets three times the share of a role of weight 1"
+    )]
+    Weight(WeightArgs),
+    /// List, set or remove role quotas (guarantees and limits).
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  corral quota                                    # every quota (same as `corral quota list`)\n  corral quota set eng --guarantee cpus=2,mem=4GiB --limit cpus=8,mem=16GiB\n  corral quota remove eng"
+    )]
+    Quota(QuotaArgs),
 }
 
 /// Where the master is.
@@ -277,4 +290,71 @@ pub(crate) struct BenchArgs {
     /// Arguments of every task.
     #[arg(last = true)]
     pub(crate) task_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WeightArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The role (`eng`, `eng/batch`, `*`); without it, every role's weight is listed.
+    #[arg(value_parser = parse::role)]
+    pub(crate) role: Option<String>,
+    /// The new weight, from 0.001 to 1000000 (every role weighs 1 until set); without it, the
+    /// role's weight is shown.
+    #[arg(value_parser = parse::weight, allow_negative_numbers = true)]
+    pub(crate) weight: Option<f64>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QuotaArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<QuotaCommand>,
+    /// `corral quota` alone lists quotas.
+    #[command(flatten)]
+    pub(crate) list: ListArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QuotaCommand {
+    /// List the roles that have a quota, with what they consume.
+    #[command(alias = "ls")]
+    List(ListArgs),
+    /// Set a role's quota, replacing any earlier one: kinds not named are neither guaranteed
+    /// nor limited.
+    Set(QuotaSetArgs),
+    /// Remove a role's quota.
+    #[command(aliases = ["rm", "delete"])]
+    Remove(RoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct QuotaSetArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The role (`eng`, `eng/batch`).
+    #[arg(value_parser = parse::role)]
+    pub(crate) role: String,
+    /// Resources offered to the role first while it has demand and held back from other
+    /// roles: `cpus=2,mem=4GiB,disk=10GiB` (any subset).
+    #[arg(long, value_parser = parse::resources)]
+    pub(crate) guarantee: Option<parse::ResourceSpec>,
+    /// Most the role and its subroles may consume together: `cpus=8,mem=16GiB` (any subset;
+    /// a kind set to 0 allows none, a kind not named is unlimited).
+    #[arg(long, value_parser = parse::resources)]
+    pub(crate) limit: Option<parse::ResourceSpec>,
+    /// Set it even if guarantees exceed the cluster's resources or the limit is below what the
+    /// role already consumes (nothing is taken away; the quota is just not met yet).
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RoleArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The role.
+    #[arg(value_parser = parse::role)]
+    pub(crate) role: String,
 }

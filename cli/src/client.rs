@@ -37,6 +37,23 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
     .into())
 }
 
+/// A call the master refused, as an error that says what was being done and quotes the
+/// master. Exit 2 when the request itself is at fault (invalid, unknown, refused by policy):
+/// retrying it unchanged cannot work. Exit 1 otherwise (the master failed or went away).
+pub(crate) fn refused(doing: &str, status: &tonic::Status) -> anyhow::Error {
+    use tonic::Code;
+    let message = format!("{doing}: {}", status.message());
+    match status.code() {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::FailedPrecondition
+        | Code::OutOfRange
+        | Code::ResourceExhausted => Exit::invalid(message).into(),
+        _ => anyhow::anyhow!(message),
+    }
+}
+
 /// Uploads a module, with a progress bar when it is big; returns its digest.
 pub(crate) async fn upload(
     client: &mut OperatorClient,

@@ -1,5 +1,7 @@
 //! Tables (comfy-table) and JSON documents for listings.
 
+use std::collections::BTreeMap;
+
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use corral_proto::v1;
 use serde_json::{Value, json};
@@ -40,6 +42,67 @@ pub(crate) fn cpus(milli: u64) -> String {
         format!("{}.{:03}", milli / 1000, milli % 1000)
             .trim_end_matches('0')
             .to_owned()
+    }
+}
+
+/// The non-zero kinds only, custom scalars included: `2 cpu, 4 GiB mem, 1 gpu`; `-` when
+/// empty (a guarantee of nothing, a role holding nothing).
+pub(crate) fn resources_nonzero(r: Option<&v1::Resources>) -> String {
+    let Some(r) = r else { return "-".into() };
+    let parts = [
+        (r.cpus_milli > 0).then(|| format!("{} cpu", cpus(r.cpus_milli))),
+        (r.mem_bytes > 0).then(|| format!("{} mem", show_bytes(r.mem_bytes))),
+        (r.disk_bytes > 0).then(|| format!("{} disk", show_bytes(r.disk_bytes))),
+    ];
+    join_or_dash(parts.into_iter().flatten().chain(scalars(&r.scalars_milli)))
+}
+
+/// The bounded kinds of quota limits: `8 cpu, 0 B disk`; `-` when nothing is bounded.
+pub(crate) fn limits_short(l: Option<&v1::ResourceLimits>) -> String {
+    let Some(l) = l else { return "-".into() };
+    let parts = [
+        l.cpus_milli.map(|v| format!("{} cpu", cpus(v))),
+        l.mem_bytes.map(|v| format!("{} mem", show_bytes(v))),
+        l.disk_bytes.map(|v| format!("{} disk", show_bytes(v))),
+    ];
+    join_or_dash(parts.into_iter().flatten().chain(scalars(&l.scalars_milli)))
+}
+
+/// Custom scalars in milli-units, by name: `1 gpu`.
+fn scalars(milli: &BTreeMap<String, u64>) -> impl Iterator<Item = String> + '_ {
+    milli.iter().map(|(name, &v)| format!("{} {name}", cpus(v)))
+}
+
+fn join_or_dash(parts: impl Iterator<Item = String>) -> String {
+    let text = parts.collect::<Vec<_>>().join(", ");
+    if text.is_empty() { "-".into() } else { text }
+}
+
+/// A share from 0 to 1 as a percentage: `25.0%`.
+pub(crate) fn percent(share: f64) -> String {
+    format!("{:.1}%", share * 100.0)
+}
+
+/// Quota limits: a bound per kind, `null` where unlimited.
+pub(crate) fn limits_json(l: Option<&v1::ResourceLimits>) -> Value {
+    match l {
+        Some(l) => json!({
+            "cpus_milli": l.cpus_milli,
+            "mem_bytes": l.mem_bytes,
+            "disk_bytes": l.disk_bytes,
+            "scalars_milli": l.scalars_milli,
+        }),
+        None => Value::Null,
+    }
+}
+
+pub(crate) fn quota_json(q: Option<&v1::Quota>) -> Value {
+    match q {
+        Some(q) => json!({
+            "guarantee": resources_json(q.guarantee.as_ref()),
+            "limit": limits_json(q.limit.as_ref()),
+        }),
+        None => Value::Null,
     }
 }
 

@@ -1,8 +1,10 @@
-//! Parsers for command-line values: CPUs, byte sizes, durations, `k=v` pairs.
+//! Parsers for command-line values: CPUs, byte sizes, durations, `k=v` pairs, roles and
+//! weights.
 
 use std::time::Duration;
 
-/// `--resources` of `corral agent`.
+/// A set of resource amounts: `--resources` of `corral agent`, `--guarantee` and `--limit` of
+/// `corral quota set`. A kind that is not named is `None`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ResourceSpec {
     pub(crate) cpus_milli: Option<u64>,
@@ -10,17 +12,37 @@ pub(crate) struct ResourceSpec {
     pub(crate) disk_bytes: Option<u64>,
 }
 
-/// Fractional CPUs to milli-CPUs: `0.5` is 500.
+impl ResourceSpec {
+    /// True when no kind is named.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cpus_milli.is_none() && self.mem_bytes.is_none() && self.disk_bytes.is_none()
+    }
+}
+
+/// The most CPUs any value may name: a million cores.
+const MAX_CPUS: f64 = 1_000_000.0;
+
+/// Fractional CPUs to milli-CPUs: `0.5` is 500. Zero is refused: a task needs some CPU.
 pub(crate) fn cpus(s: &str) -> Result<u64, String> {
+    match cpu_amount(s)? {
+        0 => Err(format!("invalid CPU count {s:?} (must be at least 0.001)")),
+        milli => Ok(milli),
+    }
+}
+
+/// Fractional CPUs to milli-CPUs, zero allowed (a quota limit of `cpus=0` allows none).
+fn cpu_amount(s: &str) -> Result<u64, String> {
     let value: f64 = s
         .trim()
         .parse()
         .map_err(|_| format!("invalid CPU count {s:?} (expected e.g. 0.5 or 2)"))?;
-    if !value.is_finite() || value <= 0.0 || value > 1_000_000.0 {
-        return Err(format!("invalid CPU count {s:?} (must be > 0)"));
+    if !(0.0..=MAX_CPUS).contains(&value) {
+        return Err(format!(
+            "invalid CPU count {s:?} (must be from 0 to {MAX_CPUS})"
+        ));
     }
     let milli = (value * 1000.0).round();
-    if milli < 1.0 {
+    if value > 0.0 && milli < 1.0 {
         return Err(format!("CPU count {s:?} is below 0.001"));
     }
     #[expect(
@@ -102,23 +124,44 @@ pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// `cpus=1.5,mem=2GiB,disk=10GiB` (any subset).
+/// `cpus=1.5,mem=2GiB,disk=10GiB` (any subset, each kind at most once, zero allowed).
 pub(crate) fn resources(s: &str) -> Result<ResourceSpec, String> {
     let mut spec = ResourceSpec::default();
     for part in s.split(',').filter(|p| !p.trim().is_empty()) {
         let (k, v) = key_value(part.trim())?;
-        match k.as_str() {
-            "cpus" => spec.cpus_milli = Some(cpus(&v)?),
-            "mem" => spec.mem_bytes = Some(bytes(&v)?),
-            "disk" => spec.disk_bytes = Some(bytes(&v)?),
+        let (slot, value) = match k.as_str() {
+            "cpus" => (&mut spec.cpus_milli, cpu_amount(&v)?),
+            "mem" => (&mut spec.mem_bytes, bytes(&v)?),
+            "disk" => (&mut spec.disk_bytes, bytes(&v)?),
             other => {
                 return Err(format!(
                     "unknown resource {other:?} (expected cpus, mem or disk)"
                 ));
             }
+        };
+        if slot.replace(value).is_some() {
+            return Err(format!("resource {k:?} is given twice in {s:?}"));
         }
     }
     Ok(spec)
+}
+
+/// A role name (`eng`, `eng/batch`, `*`), checked by the same rules as the master's.
+pub(crate) fn role(s: &str) -> Result<String, String> {
+    corral_proto::convert::parse_role("role", s)
+        .map(|r| r.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A DRF weight, checked by the same rules as the master's.
+pub(crate) fn weight(s: &str) -> Result<f64, String> {
+    let value: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid weight {s:?} (expected a number such as 1, 2.5 or 0.5)"))?;
+    corral_proto::convert::parse_weight("weight", value)
+        .map(|w| w.get())
+        .map_err(|e| e.to_string())
 }
 
 /// Bytes as `64 MiB` for messages.
@@ -146,6 +189,7 @@ mod tests {
         assert_eq!(cpus("0.5"), Ok(500));
         assert_eq!(cpus("2"), Ok(2000));
         assert!(cpus("-1").is_err());
+        assert!(cpus("0").is_err());
         assert!(cpus("abc").is_err());
         assert_eq!(bytes("512MiB"), Ok(512 << 20));
         assert_eq!(bytes("2GiB"), Ok(2 << 30));
@@ -159,5 +203,44 @@ mod tests {
         assert!(
             matches!(r, Ok(ResourceSpec { cpus_milli: Some(1500), mem_bytes: Some(m), disk_bytes: None }) if m == 2 << 30)
         );
+    }
+
+    #[test]
+    fn resources_allow_zero_and_refuse_repeats_and_unknown_kinds() {
+        let r = resources("cpus=0,mem=0").map_err(|e| e.to_string());
+        assert!(
+            matches!(
+                r,
+                Ok(ResourceSpec {
+                    cpus_milli: Some(0),
+                    mem_bytes: Some(0),
+                    disk_bytes: None
+                })
+            ),
+            "{r:?}"
+        );
+        let repeated = resources("cpus=1,cpus=2").unwrap_err();
+        assert!(repeated.contains("given twice"), "{repeated}");
+        let unknown = resources("cpu=1").unwrap_err();
+        assert!(unknown.contains("unknown resource \"cpu\""), "{unknown}");
+        assert!(resources("cpus=-1").is_err());
+        assert!(resources("cpus=1e9").is_err());
+        assert!(resources("mem=lots").is_err());
+        assert!(resources("cpus").is_err());
+    }
+
+    #[test]
+    fn roles_and_weights() {
+        assert_eq!(role("eng/batch"), Ok("eng/batch".to_owned()));
+        assert_eq!(role("*"), Ok("*".to_owned()));
+        for bad in ["", "/eng", "eng//batch", "a b", "eng/.."] {
+            assert!(role(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(weight("3"), Ok(3.0));
+        assert_eq!(weight("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "nan", "inf", "1e300", "heavy"] {
+            let err = weight(bad).unwrap_err();
+            assert!(err.contains("weight"), "{bad}: {err}");
+        }
     }
 }

@@ -241,9 +241,10 @@ pub fn parse_roles(field: &'static str, roles: &[String]) -> Result<Vec<Role>, P
         .collect()
 }
 
-/// Parses a DRF weight: finite and greater than zero.
+/// Parses a DRF weight: from [`Weight::MIN`] to [`Weight::MAX`].
 pub fn parse_weight(field: &'static str, weight: f64) -> Result<Weight, ProtoError> {
-    Weight::new(weight).map_err(|_| ProtoError::out_of_range(field, weight, "finite and > 0"))
+    Weight::new(weight)
+        .map_err(|_| ProtoError::out_of_range(field, format!("{weight:?}"), Weight::RANGE))
 }
 
 /// How long declined resources are refused: [`DEFAULT_REFUSE`] when unset, clamped to
@@ -396,12 +397,16 @@ mod tests {
         assert!(parse_role("role", "a b").is_err());
 
         assert_eq!(parse_weight("weight", 2.0).unwrap().get(), 2.0);
-        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e300] {
             assert!(matches!(
                 parse_weight("weight", bad),
                 Err(ProtoError::OutOfRange { .. })
             ));
         }
+        assert_eq!(
+            parse_weight("weight", -1.0).unwrap_err().to_string(),
+            "weight: -1.0 is out of range (from 0.001 to 1000000)"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod listings;
 mod logs;
 mod master;
 mod ps;
+mod quota;
+mod roles;
 pub(crate) mod run;
 
 use std::fmt;
@@ -52,6 +54,9 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Roles(args) => roles::roles(args).await,
+        Command::Weight(args) => roles::weight(args).await,
+        Command::Quota(args) => quota::run(args).await,
     }
 }
 

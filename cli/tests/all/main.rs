@@ -6,4 +6,5 @@ mod cluster;
 mod failures;
 mod framework;
 mod kill;
+mod roles;
 mod run;

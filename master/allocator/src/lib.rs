@@ -9,7 +9,7 @@
 //!
 //! - [`Resources`]: scalar resources with exact integer accounting (milli-cpus, bytes,
 //!   milli-units of custom scalars); [`Allocation`] splits a holding into unreserved and
-//!   reserved-to-its-role parts.
+//!   reserved-to-its-role (or an ancestor) parts.
 //! - [`Role`] (hierarchical, `eng/batch`; `*` is the default), [`Weight`], [`Quota`]
 //!   (guarantee and [`Limits`]).
 //! - [`AgentId`], [`FrameworkId`]: validated IDs the master maps its own onto.
@@ -43,11 +43,17 @@
 //!   resources freeing up on the agent make it offerable again (as in Mesos).
 //!   [`Allocator::revive`] drops the framework's filters.
 //! - Offers take everything a role may get on an agent. Reserved resources go only to their
-//!   exact role; offers and recoveries carry the reserved/unreserved split ([`Allocation`]).
+//!   role and its subroles (what is reserved to `eng` may be offered to a framework in
+//!   `eng/batch`, as in Mesos); a role's own reservation is used before its ancestors'.
+//!   Offers and recoveries carry the reserved/unreserved split ([`Allocation`]); which
+//!   reservation a reserved part came from is the allocator's bookkeeping, and only the
+//!   role's own reservation can be unreserved from an offer.
 //! - Quota consumption is unreserved allocations plus reservations, of a role and its
 //!   subroles. Guarantees are held back from other roles (as headroom) whether or not their
 //!   role has demand right now; limits shrink offers. Nested guarantees are carved out of
-//!   their nearest quota'd ancestor's.
+//!   their nearest quota'd ancestor's, and every guarantee on a path is held back: a subrole's
+//!   unmet guarantee stays free for it even once a sibling has met the parent's, and a role
+//!   may take from an ancestor's guarantee only the part no guaranteed subrole claims.
 //! - Errors are typed ([`AllocatorError`]) and a failed call changes nothing.
 //!
 //! # Performance

@@ -460,7 +460,7 @@ impl fmt::Debug for Resources {
 }
 
 /// Resources held by one framework in one role on one agent, split by where they came from:
-/// the agent's unreserved pool, or the reservation for that role.
+/// the agent's unreserved pool, or the reservations for that role and its ancestors.
 ///
 /// Offers carry this split so frameworks see which resources are reserved, and recovery puts
 /// every unit back into the pool it came from.
@@ -468,7 +468,7 @@ impl fmt::Debug for Resources {
 pub struct Allocation {
     /// From the agent's unreserved pool.
     pub unreserved: Resources,
-    /// From the agent's reservation for the role.
+    /// From the agent's reservations for the role and its ancestors.
     pub reserved: Resources,
 }
 

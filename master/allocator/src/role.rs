@@ -113,23 +113,31 @@ impl std::str::FromStr for Role {
     }
 }
 
-/// A weight was not a finite number greater than zero.
+/// A weight was outside [`Weight::MIN`]..=[`Weight::MAX`] (or not a number).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid weight {0}: must be finite and greater than zero")]
+#[error("weight {0:?} is out of range ({range})", range = Weight::RANGE)]
 pub struct WeightError(pub f64);
 
 /// A role's weight in weighted DRF: a role with weight 3 converges to three times the dominant
-/// share of a sibling with weight 1. Finite and strictly positive by construction.
+/// share of a sibling with weight 1. Within [`Weight::MIN`]..=[`Weight::MAX`] by construction.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
 pub struct Weight(f64);
 
 impl Weight {
     /// The default weight, 1.
     pub const ONE: Weight = Weight(1.0);
+    /// The smallest weight. Bounding weights keeps `share / weight` finite and the ratio of
+    /// any two weights (at most 10^9) far inside f64 precision, so DRF order stays exact.
+    pub const MIN: f64 = 0.001;
+    /// The largest weight.
+    pub const MAX: f64 = 1_000_000.0;
+    /// [`Weight::MIN`] and [`Weight::MAX`] in words, for error messages.
+    pub const RANGE: &'static str = "from 0.001 to 1000000";
 
-    /// Validates a weight: finite and `> 0` (rejects NaN, infinities, zero and negatives).
+    /// Validates a weight: from [`Weight::MIN`] to [`Weight::MAX`] (rejects NaN, infinities,
+    /// zero, negatives and absurd magnitudes).
     pub fn new(w: f64) -> Result<Self, WeightError> {
-        if w.is_finite() && w > 0.0 {
+        if (Self::MIN..=Self::MAX).contains(&w) {
             Ok(Self(w))
         } else {
             Err(WeightError(w))

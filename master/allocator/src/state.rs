@@ -120,6 +120,11 @@ pub(crate) struct AgentState {
     pub(crate) reservations: Vec<Reservation>,
     /// Subscription slot -> what it holds here.
     pub(crate) allocations: HashMap<u32, Allocation>,
+    /// Subscription slot -> the parts of its reserved holding that come from reservations of
+    /// proper ancestors of its role (hierarchical reservations: what is reserved to `eng` may
+    /// go to `eng/batch`), innermost owner first. The rest of its reserved holding comes from
+    /// its own role's reservation.
+    pub(crate) inherited: HashMap<u32, Vec<(u32, Resources)>>,
     pub(crate) active: bool,
     pub(crate) draining: bool,
 }
@@ -148,6 +153,86 @@ impl AgentState {
     pub(crate) fn reserved_free(&self, role: u32) -> Resources {
         self.reservation(role)
             .map_or_else(Resources::new, Reservation::free)
+    }
+
+    /// Unallocated reservations of the roles in `path` (a role and its ancestors): what a
+    /// framework in the role may be offered of reserved resources here.
+    pub(crate) fn path_reserved_free(&self, path: impl Iterator<Item = u32>) -> Resources {
+        if self.reservations.is_empty() {
+            return Resources::new();
+        }
+        path.fold(Resources::new(), |acc, r| {
+            acc.saturating_add(&self.reserved_free(r))
+        })
+    }
+
+    /// What subscription `sub` holds of its ancestors' reservations.
+    pub(crate) fn inherited_total(&self, sub: u32) -> Resources {
+        self.inherited
+            .get(&sub)
+            .map_or_else(Resources::new, |parts| {
+                parts
+                    .iter()
+                    .fold(Resources::new(), |acc, (_, r)| acc.saturating_add(r))
+            })
+    }
+
+    /// Marks `amount` of reserved resources as allocated to `sub`, whose role and ancestors
+    /// are `path` (innermost first): from the role's own reservation first, then from each
+    /// ancestor's. The caller has checked that they suffice.
+    pub(crate) fn take_reserved(&mut self, sub: u32, path: &[u32], amount: &Resources) {
+        let mut left = amount.clone();
+        for (depth, &owner) in path.iter().enumerate() {
+            if left.is_empty() {
+                break;
+            }
+            let Some(res) = self.reservations.iter_mut().find(|r| r.role == owner) else {
+                continue;
+            };
+            let take = left.min(&res.free());
+            if take.is_empty() {
+                continue;
+            }
+            res.allocated = res.allocated.saturating_add(&take);
+            left = left.saturating_sub(&take);
+            if depth > 0 {
+                let parts = self.inherited.entry(sub).or_default();
+                match parts.iter_mut().find(|(o, _)| *o == owner) {
+                    Some((_, held)) => *held = held.saturating_add(&take),
+                    None => parts.push((owner, take)),
+                }
+            }
+        }
+        debug_assert!(left.is_empty(), "reserved allocation beyond reservations");
+    }
+
+    /// Returns `amount` of `sub`'s reserved holding (in role `own`) to the reservations:
+    /// ancestors' first, so borrowed resources go back to their owners for other subroles,
+    /// then the role's own.
+    pub(crate) fn give_back_reserved(&mut self, sub: u32, own: u32, amount: &Resources) {
+        let mut left = amount.clone();
+        if let Some(parts) = self.inherited.get_mut(&sub) {
+            for (owner, held) in parts.iter_mut().rev() {
+                let give = left.min(held);
+                if give.is_empty() {
+                    continue;
+                }
+                *held = held.saturating_sub(&give);
+                left = left.saturating_sub(&give);
+                if let Some(res) = self.reservations.iter_mut().find(|r| r.role == *owner) {
+                    res.allocated = res.allocated.saturating_sub(&give);
+                }
+            }
+            parts.retain(|(_, held)| !held.is_empty());
+            if parts.is_empty() {
+                self.inherited.remove(&sub);
+            }
+        }
+        if !left.is_empty()
+            && let Some(res) = self.reservations.iter_mut().find(|r| r.role == own)
+        {
+            res.allocated = res.allocated.saturating_sub(&left);
+        }
     }
 
     /// Offers can be made here at all.

@@ -6,6 +6,7 @@ mod end_to_end;
 mod errors;
 mod etcd;
 mod failures;
+mod fairness;
 mod files;
 mod registry;
 mod util;

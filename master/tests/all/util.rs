@@ -194,12 +194,21 @@ impl RawScheduler {
 
     /// Subscribes with a framework ID (failover) or without (a new framework).
     pub(crate) async fn resubscribe(channel: Channel, id: Option<String>) -> RawScheduler {
+        Self::subscribe_with(channel, id, "*").await
+    }
+
+    /// Subscribes a new framework to `role`.
+    pub(crate) async fn subscribe_as(channel: Channel, role: &str) -> RawScheduler {
+        Self::subscribe_with(channel, None, role).await
+    }
+
+    async fn subscribe_with(channel: Channel, id: Option<String>, role: &str) -> RawScheduler {
         let mut client = limits::scheduler_client(channel);
         let req = v1::SubscribeRequest {
             framework_info: Some(v1::FrameworkInfo {
                 id,
                 name: "raw".into(),
-                roles: vec!["*".into()],
+                roles: vec![role.into()],
                 failover_timeout_millis: 60_000,
                 ..Default::default()
             }),

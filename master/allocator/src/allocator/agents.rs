@@ -66,10 +66,14 @@ impl Allocator {
             return Err(insufficient(&spec.total, &reserved));
         }
 
-        // Used resources: each part must fit in its pool.
+        // Used resources: each part must fit in its pool. Reserved parts come from the role's
+        // own reservation, then its ancestors' (in the order `record_allocation` takes them).
         let mut subs = Vec::with_capacity(used.len());
         let mut unreserved_used = Resources::new();
-        let mut reserved_used: HashMap<Role, Resources> = HashMap::new();
+        let mut reservation_left: HashMap<&Role, Resources> = reservations
+            .iter()
+            .map(|(role, fixed, dynamic)| (role, fixed.saturating_add(dynamic)))
+            .collect();
         for u in used {
             let f = self.framework_slot(&u.framework)?;
             let sub = self
@@ -82,24 +86,25 @@ impl Allocator {
             unreserved_used = unreserved_used
                 .checked_add(&u.resources.unreserved)
                 .map_err(|_| overflow(&unreserved_used, &u.resources.unreserved))?;
-            let e = reserved_used.entry(u.role.clone()).or_default();
-            *e = e
-                .checked_add(&u.resources.reserved)
-                .map_err(|_| overflow(e, &u.resources.reserved))?;
+            let mut left = u.resources.reserved.clone();
+            let mut path_left = Resources::new();
+            let mut owner = Some(u.role.clone());
+            while let Some(role) = owner {
+                if let Some(have) = reservation_left.get_mut(&role) {
+                    path_left = path_left.saturating_add(have);
+                    let take = left.min(have);
+                    *have = have.saturating_sub(&take);
+                    left = left.saturating_sub(&take);
+                }
+                owner = role.parent();
+            }
+            if !left.is_empty() {
+                return Err(insufficient(&path_left, &u.resources.reserved));
+            }
         }
         let unreserved = spec.total.saturating_sub(&reserved);
         if !unreserved.contains(&unreserved_used) {
             return Err(insufficient(&unreserved, &unreserved_used));
-        }
-        for (role, r) in &reserved_used {
-            let have = reservations
-                .iter()
-                .find(|(n, _, _)| n == role)
-                .map(|(_, a, b)| a.saturating_add(b))
-                .unwrap_or_default();
-            if !have.contains(r) {
-                return Err(insufficient(&have, r));
-            }
         }
 
         // Commit.
@@ -110,6 +115,7 @@ impl Allocator {
             unreserved_free: unreserved,
             reservations: Vec::new(),
             allocations: HashMap::new(),
+            inherited: HashMap::new(),
             active: true,
             draining: false,
         });
@@ -313,11 +319,14 @@ impl Allocator {
         let r = self.subs[sub].role;
         let a = &self.agents[slot];
         let held = a.allocations.get(&sub).cloned().unwrap_or_default();
+        // Only the role's own reservation can be unreserved, not what it holds of its
+        // ancestors' (as in Mesos, a framework unreserves only for its own role).
+        let own_reserved = held.reserved.saturating_sub(&a.inherited_total(sub));
         let (from, dynamic) = if reserve {
             (&held.unreserved, resources.clone())
         } else {
             (
-                &held.reserved,
+                &own_reserved,
                 a.reservation(r)
                     .map_or_else(Resources::new, |x| x.dynamic.clone()),
             )

@@ -12,7 +12,10 @@
 //!
 //! In both stages unreserved resources are held back as *headroom* for guarantees not yet
 //! met (whether or not their roles have demand right now, as in Mesos), and offers are shrunk
-//! to the limits on the role's path.
+//! to the limits on the role's path. Headroom counts every guarantee on a path: a guaranteed
+//! role holds back its unmet guarantee or what its guaranteed subroles still need, whichever is
+//! more, and a role may dip into the headroom only for the unclaimed part of the guarantees on
+//! its path (see `roles.rs`, [`Claims`]).
 //!
 //! Cost. Agents are walked once per stage in a dense vector. Before any sorting, an agent is
 //! dropped if it has nothing free, or if every subscription with demand has a decline filter
@@ -24,6 +27,7 @@
 
 use std::collections::HashMap;
 
+use super::roles::Claims;
 use super::{Allocator, NONE, Offer};
 use crate::ids::Timestamp;
 use crate::resources::{Allocation, Resources};
@@ -47,12 +51,17 @@ struct Cycle {
     free: Resources,
     /// Part of `free` that must stay unallocated for unmet guarantees.
     required: Resources,
+    /// What nested guarantees claim of their ancestors' (kept current with every offer).
+    claims: Claims,
     offers: Vec<Offer>,
     /// A decline filter turned an offer down since this was last cleared.
     filtered: bool,
     /// `(agent, sub)` -> index in `offers` of a guarantee-stage offer, so the fair stage
     /// extends it instead of making a second offer for the same agent.
     merged: HashMap<(u32, u32), usize>,
+    /// Role -> its subroles with subscribers, built the first time a reservation is left
+    /// after the role walk (hierarchical reservations go to subroles too).
+    subroles: Option<HashMap<u32, Vec<u32>>>,
 }
 
 impl Allocator {
@@ -71,15 +80,18 @@ impl Allocator {
             quotas,
             free: Resources::new(),
             required: Resources::new(),
+            claims: Claims::default(),
             offers: Vec::new(),
             filtered: false,
             merged: HashMap::new(),
+            subroles: None,
         };
         if quotas {
             cx.free = order.iter().fold(Resources::new(), |acc, &a| {
                 acc.saturating_add(&self.agents[a].unreserved_free)
             });
-            cx.required = self.required_headroom();
+            cx.claims = self.claims();
+            cx.required = self.required_headroom(&cx.claims);
             self.guarantee_stage(&order, &mut cx);
         }
         self.fair_stage(&order, &mut cx);
@@ -115,7 +127,9 @@ impl Allocator {
             .roles
             .iter()
             .filter(|(i, r)| {
-                r.role_client.is_some() && r.demanding > 0 && !self.guarantee_need(*i).0.is_empty()
+                r.role_client.is_some()
+                    && r.demanding > 0
+                    && !self.guarantee_need(*i, &cx.claims).0.is_empty()
             })
             .map(|(i, _)| i)
             .collect();
@@ -126,7 +140,7 @@ impl Allocator {
         let mut kinds = Resources::new();
         for &r in &needy {
             is_needy[r as usize] = true;
-            kinds = kinds.max(&self.guarantee_need(r).1);
+            kinds = kinds.max(&self.guarantee_need(r, &cx.claims).1);
         }
         let (mut remaining, mut offers_since_check) = (needy.len(), 0);
         for &agent in order {
@@ -164,7 +178,7 @@ impl Allocator {
                 offers_since_check = 0;
                 remaining = 0;
                 for &r in &needy {
-                    let still = !self.guarantee_need(r).0.is_empty();
+                    let still = !self.guarantee_need(r, &cx.claims).0.is_empty();
                     is_needy[r as usize] = still;
                     remaining += usize::from(still);
                 }
@@ -211,28 +225,61 @@ impl Allocator {
                     unplaceable = Some(self.agents[agent].unreserved_free.clone());
                 }
             }
-            // Reserved resources can only go to their role, so there is no contest between
-            // roles here: offer each remaining reservation to its role directly rather than
-            // walking every role.
+            // Reserved resources can only go to their role and its subroles, so there is no
+            // contest with other roles here: offer each remaining reservation to those of its
+            // roles that were not visited above, in sorter order, rather than walking every
+            // role.
             let a = &self.agents[agent];
             if a.free != a.unreserved_free {
-                let roles: Vec<u32> = a
+                let owners: Vec<u32> = a
                     .reservations
                     .iter()
                     .filter(|r| !r.free().is_empty())
                     .map(|r| r.role)
                     .collect();
-                for role in roles {
-                    if self.role_marks[role as usize] == self.visit
-                        || self.roles[role].demanding == 0
-                    {
-                        continue;
-                    }
-                    self.role_marks[role as usize] = self.visit;
-                    self.try_offer(agent, role, Stage::Fair, cx);
+                for owner in owners {
+                    self.offer_reservation(agent, owner, cx);
                 }
             }
         }
+    }
+
+    /// Offers what is left of `owner`'s reservation on `agent` to `owner` and its subroles
+    /// with demand that have not been offered this agent yet, in role-sorter order.
+    fn offer_reservation(&mut self, agent: u32, owner: u32, cx: &mut Cycle) {
+        let subroles = cx
+            .subroles
+            .get_or_insert_with(|| self.subscribed_subroles());
+        let mut candidates: Vec<ClientId> = std::iter::once(owner)
+            .chain(subroles.get(&owner).into_iter().flatten().copied())
+            .filter(|&r| self.role_marks[r as usize] != self.visit && self.roles[r].demanding > 0)
+            .filter_map(|r| self.roles[r].role_client)
+            .collect();
+        while !candidates.is_empty() && !self.agents[agent].reserved_free(owner).is_empty() {
+            let Some(rc) = self.role_sorter.first_of(&candidates) else {
+                return;
+            };
+            candidates.retain(|&c| c != rc);
+            let role = self.role_of_client[rc.index()];
+            if role == NONE {
+                continue;
+            }
+            self.role_marks[role as usize] = self.visit;
+            self.try_offer(agent, role, Stage::Fair, cx);
+        }
+    }
+
+    /// Every role with subscribers, listed under each of its proper ancestors.
+    fn subscribed_subroles(&self) -> HashMap<u32, Vec<u32>> {
+        let mut subroles: HashMap<u32, Vec<u32>> = HashMap::new();
+        for (i, r) in self.roles.iter() {
+            if r.role_client.is_some() {
+                for ancestor in self.role_path(i).skip(1) {
+                    subroles.entry(ancestor).or_default().push(i);
+                }
+            }
+        }
+        subroles
     }
 
     /// What `role` may be offered on `agent` now, and how much of its unreserved part counts
@@ -245,13 +292,11 @@ impl Allocator {
         cx: &Cycle,
     ) -> (Allocation, Resources) {
         let a = &self.agents[agent];
-        let reserved = a.reserved_free(role);
+        let reserved = a.path_reserved_free(self.role_path(role));
         let mut unreserved = a.unreserved_free.clone();
         let mut covered = Resources::new();
         if cx.quotas && !unreserved.is_empty() {
-            if let Some(top) = self.top_guaranteed(role) {
-                covered = self.unsatisfied(top);
-            }
+            covered = self.covered(role, &cx.claims);
             // Others' unmet guarantees stay free, except what this role's own covers.
             let spare = cx
                 .free
@@ -259,7 +304,7 @@ impl Allocator {
                 .saturating_add(&covered);
             unreserved = unreserved.min(&spare);
             if stage == Stage::Guarantees {
-                let (need, kinds) = self.guarantee_need(role);
+                let (need, kinds) = self.guarantee_need(role, &cx.claims);
                 let guaranteed = unreserved.restrict_to(&kinds).min(&need);
                 unreserved = if guaranteed.is_empty() {
                     Resources::new()
@@ -354,10 +399,15 @@ impl Allocator {
         stage: Stage,
         cx: &mut Cycle,
     ) {
-        self.record_allocation(agent, sub, &offer);
         if cx.quotas {
+            let role = self.subs[sub].role;
+            let before = self.path_headroom(role, &cx.claims);
+            self.record_allocation(agent, sub, &offer);
+            self.update_claims(role, &before, &mut cx.claims);
             cx.free = cx.free.saturating_sub(&offer.unreserved);
             cx.required = cx.required.saturating_sub(&offer.unreserved.min(&covered));
+        } else {
+            self.record_allocation(agent, sub, &offer);
         }
         self.push_offer(agent, sub, offer, stage, cx);
     }

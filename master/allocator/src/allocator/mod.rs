@@ -94,7 +94,7 @@ pub struct Offer {
     pub framework: FrameworkId,
     /// In which role (the framework may subscribe to several).
     pub role: Role,
-    /// What; `reserved` is reserved to `role`.
+    /// What; `reserved` is reserved to `role` or to its ancestors.
     pub resources: Allocation,
 }
 
@@ -318,12 +318,16 @@ impl Allocator {
     fn record_allocation(&mut self, agent: u32, sub: u32, alloc: &Allocation) {
         let (role, client) = (self.subs[sub].role, self.subs[sub].client);
         let total = alloc.total();
+        let path: Vec<u32> = if alloc.reserved.is_empty() {
+            Vec::new()
+        } else {
+            self.role_path(role).collect()
+        };
         let a = &mut self.agents[agent];
         a.free = a.free.saturating_sub(&total);
         a.unreserved_free = a.unreserved_free.saturating_sub(&alloc.unreserved);
         if !alloc.reserved.is_empty() {
-            let res = a.reservation_mut(role);
-            res.allocated = res.allocated.saturating_add(&alloc.reserved);
+            a.take_reserved(sub, &path, &alloc.reserved);
         }
         let held = a.allocations.entry(sub).or_default();
         *held = held.saturating_add(alloc);
@@ -346,8 +350,7 @@ impl Allocator {
         a.free = a.free.saturating_add(&total);
         a.unreserved_free = a.unreserved_free.saturating_add(&alloc.unreserved);
         if !alloc.reserved.is_empty() {
-            let res = a.reservation_mut(role);
-            res.allocated = res.allocated.saturating_sub(&alloc.reserved);
+            a.give_back_reserved(sub, role, &alloc.reserved);
         }
         let now_empty = match a.allocations.get_mut(&sub) {
             Some(held) => {
@@ -437,8 +440,25 @@ impl Allocator {
                 }
                 allocated = allocated.saturating_add(&held.total());
                 unres = unres.saturating_add(&held.unreserved);
+                let inherited = a.inherited_total(sub);
+                if !held.reserved.contains(&inherited) {
+                    return Err(format!(
+                        "agent {}: sub {sub} inherits {inherited:?} beyond its reserved holding",
+                        a.id
+                    ));
+                }
                 let e = res_alloc.entry(s.role).or_default();
-                *e = e.saturating_add(&held.reserved);
+                *e = e.saturating_add(&held.reserved.saturating_sub(&inherited));
+                for (owner, part) in a.inherited.get(&sub).into_iter().flatten() {
+                    if !self.role_path(s.role).skip(1).any(|r| r == *owner) {
+                        return Err(format!(
+                            "agent {}: sub {sub} holds a reservation of role {owner}, not an ancestor",
+                            a.id
+                        ));
+                    }
+                    let e = res_alloc.entry(*owner).or_default();
+                    *e = e.saturating_add(part);
+                }
                 for (m, x) in [
                     (&mut role_alloc, held.total()),
                     (&mut role_alloc_unres, held.unreserved.clone()),
@@ -448,6 +468,9 @@ impl Allocator {
                 }
                 let e = sub_alloc.entry(sub).or_default();
                 *e = e.saturating_add(&held.total());
+            }
+            if let Some(sub) = a.inherited.keys().find(|s| !a.allocations.contains_key(s)) {
+                return Err(format!("agent {}: inherited parts of sub {sub} kept", a.id));
             }
             for r in &a.reservations {
                 reserved = reserved.saturating_add(&r.reserved());

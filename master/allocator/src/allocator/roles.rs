@@ -161,34 +161,95 @@ impl Allocator {
             .map_or_else(Resources::new, |g| g.saturating_sub(&r.subtree_consumed))
     }
 
-    /// The outermost role on `role`'s path that has a guarantee.
-    pub(super) fn top_guaranteed(&self, role: u32) -> Option<u32> {
+    /// Roles on `role`'s path that have a guarantee, innermost first.
+    fn guaranteed_path(&self, role: u32) -> impl Iterator<Item = u32> + '_ {
         self.role_path(role)
             .filter(|&r| self.roles[r].guarantee().is_some())
-            .last()
     }
 
-    /// What must stay unallocated for guarantees not yet met: the unsatisfied part of every
-    /// outermost guarantee. (Nested guarantees are carved out of their ancestors', so the
-    /// outermost ones cover them.)
-    pub(super) fn required_headroom(&self) -> Resources {
+    /// Builds the [`Claims`] of the current state: every guaranteed role's headroom is added
+    /// to its nearest guaranteed ancestor's claims, deepest roles first.
+    pub(super) fn claims(&self) -> Claims {
+        let mut guaranteed: Vec<(usize, u32)> = self
+            .roles
+            .iter()
+            .filter(|(_, r)| r.guarantee().is_some())
+            .map(|(i, _)| (self.role_path(i).count(), i))
+            .collect();
+        guaranteed.sort_unstable_by(|a, b| b.cmp(a));
+        let mut claims = Claims::default();
+        for (_, g) in guaranteed {
+            let headroom = self.headroom(g, &claims);
+            if let Some(ancestor) = self.guaranteed_path(g).nth(1) {
+                claims.add(ancestor, &headroom);
+            }
+        }
+        claims
+    }
+
+    /// What guaranteed role `g` holds back: its unmet guarantee, or what its guaranteed
+    /// subroles claim, whichever is more (per kind). A subrole's guarantee is carved out of
+    /// its ancestor's, yet is owed even once the ancestor's is met by other subroles.
+    pub(super) fn headroom(&self, g: u32, claims: &Claims) -> Resources {
+        let unmet = self.unsatisfied(g);
+        match claims.of(g) {
+            Some(claimed) => unmet.max(claimed),
+            None => unmet,
+        }
+    }
+
+    /// What must stay unallocated for guarantees not yet met: the headroom of every outermost
+    /// guarantee (which includes that of the guarantees nested in it).
+    pub(super) fn required_headroom(&self, claims: &Claims) -> Resources {
         self.roles
             .iter()
-            .filter(|(i, r)| r.guarantee().is_some() && self.top_guaranteed(*i) == Some(*i))
+            .filter(|(i, r)| r.guarantee().is_some() && self.guaranteed_path(*i).nth(1).is_none())
             .fold(Resources::new(), |acc, (i, _)| {
-                acc.saturating_add(&self.unsatisfied(i))
+                acc.saturating_add(&self.headroom(i, claims))
             })
     }
 
-    /// For a role with frameworks: the largest unmet guarantee on its path, and the kinds
-    /// any guarantee on its path covers.
-    pub(super) fn guarantee_need(&self, role: u32) -> (Resources, Resources) {
-        self.role_path(role)
-            .filter_map(|r| Some((r, self.roles[r].guarantee()?)))
-            .fold(
-                (Resources::new(), Resources::new()),
-                |(need, kinds), (r, g)| (need.max(&self.unsatisfied(r)), kinds.max(g)),
-            )
+    /// What `role` may take out of the headroom: for each guarantee on its path, the unmet
+    /// part that its guaranteed subroles do not claim. Taking up to this much lowers the
+    /// required headroom by as much; taking more would eat into another role's guarantee.
+    pub(super) fn covered(&self, role: u32, claims: &Claims) -> Resources {
+        self.guaranteed_path(role).fold(Resources::new(), |acc, g| {
+            let unmet = self.unsatisfied(g);
+            let unclaimed = match claims.of(g) {
+                Some(claimed) => unmet.saturating_sub(claimed),
+                None => unmet,
+            };
+            acc.saturating_add(&unclaimed)
+        })
+    }
+
+    /// Keeps `claims` current after `role` was allocated more: walking its guaranteed path
+    /// outwards, each guarantee's drop in headroom is its ancestor's drop in claims.
+    /// `before` holds the headroom of [`Self::guaranteed_path`] taken before the allocation.
+    pub(super) fn update_claims(&self, role: u32, before: &[Resources], claims: &mut Claims) {
+        let path: Vec<u32> = self.guaranteed_path(role).collect();
+        for (i, pair) in path.windows(2).enumerate() {
+            let after = self.headroom(pair[0], claims);
+            let drop = before[i].saturating_sub(&after);
+            claims.sub(pair[1], &drop);
+        }
+    }
+
+    /// The headroom along `role`'s guaranteed path, innermost first (for [`Self::update_claims`]).
+    pub(super) fn path_headroom(&self, role: u32, claims: &Claims) -> Vec<Resources> {
+        self.guaranteed_path(role)
+            .map(|g| self.headroom(g, claims))
+            .collect()
+    }
+
+    /// For a role with frameworks: what it may still take against unmet guarantees
+    /// ([`Self::covered`]), and the kinds any guarantee on its path covers.
+    pub(super) fn guarantee_need(&self, role: u32, claims: &Claims) -> (Resources, Resources) {
+        let kinds = self
+            .guaranteed_path(role)
+            .filter_map(|r| self.roles[r].guarantee())
+            .fold(Resources::new(), |kinds, g| kinds.max(g));
+        (self.covered(role, claims), kinds)
     }
 
     /// `r` shrunk to fit every limit on `role`'s path.
@@ -214,6 +275,29 @@ impl Allocator {
                 requested: Box::new(extra.clone()),
             })
         })
+    }
+}
+
+/// Per guaranteed role, the headroom its nearest guaranteed subroles hold back together: the
+/// part of its own unmet guarantee that is spoken for. Built per cycle and kept current as
+/// offers are made, so offer decisions never walk the whole role tree.
+#[derive(Debug, Default)]
+pub(super) struct Claims(HashMap<u32, Resources>);
+
+impl Claims {
+    fn of(&self, role: u32) -> Option<&Resources> {
+        self.0.get(&role)
+    }
+
+    fn add(&mut self, role: u32, r: &Resources) {
+        let e = self.0.entry(role).or_default();
+        *e = e.saturating_add(r);
+    }
+
+    fn sub(&mut self, role: u32, r: &Resources) {
+        if let Some(e) = self.0.get_mut(&role) {
+            *e = e.saturating_sub(r);
+        }
     }
 }
 

@@ -316,6 +316,133 @@ fn reserve_and_unreserve_on_an_offer_keep_the_allocation() {
     a.check_invariants().unwrap();
 }
 
+/// a0: 4 cpus and 1 GiB, with `reservations` from its configuration.
+fn reserved_agent(reservations: &[(&str, Resources)]) -> Allocator {
+    let mut a = Allocator::new(AllocatorConfig::default());
+    let spec = reservations
+        .iter()
+        .fold(AgentSpec::new(res(4, 1024)), |spec, (r, amount)| {
+            spec.with_static_reservation(role(r), amount.clone())
+        });
+    a.add_agent(agent("a0"), spec, &[]).unwrap();
+    a
+}
+
+#[test]
+fn parent_reservation_is_offered_to_its_subroles_only() {
+    // a0: 4 cpus, 1 GiB; 2 cpus and 512 MiB reserved to eng.
+    let mut a = reserved_agent(&[("eng", res(2, 512))]);
+    // ops is not under eng: it gets the unreserved half only.
+    a.add_framework(fw("ops"), &[role("ops")], &[]).unwrap();
+    let offers = a.allocate(at(0));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].resources, Allocation::unreserved(res(2, 512)));
+    // eng/batch is: eng's reservation waits for it and is offered as reserved.
+    a.add_framework(fw("batch"), &[role("eng/batch")], &[])
+        .unwrap();
+    let offers = a.allocate(at(1));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework, fw("batch"));
+    assert_eq!(offers[0].role, role("eng/batch"));
+    assert_eq!(offers[0].resources, Allocation::reserved(res(2, 512)));
+    // Allocated to eng/batch (and so to eng); still reserved to, and consumed by, eng only.
+    let batch = a.role(&role("eng/batch")).unwrap();
+    assert_eq!(batch.allocated, res(2, 512));
+    assert_eq!(batch.reserved, Resources::new());
+    assert_eq!(batch.consumed, Resources::new());
+    let eng = a.role(&role("eng")).unwrap();
+    assert_eq!(eng.allocated, res(2, 512));
+    assert_eq!(eng.reserved, res(2, 512));
+    assert_eq!(eng.consumed, res(2, 512));
+    a.check_invariants().unwrap();
+    // Recovered, it goes back to eng's reservation.
+    recover(&mut a, &offers[0]);
+    let s = a.agent(&agent("a0")).unwrap();
+    assert_eq!(s.free, res(2, 512));
+    assert_eq!(s.reservations, vec![(role("eng"), res(2, 512))]);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn own_reservation_is_taken_first_and_borrowed_one_given_back_first() {
+    // a0: 4 cpus; 2 reserved to eng, 1 to eng/batch.
+    let mut a = reserved_agent(&[("eng", res(2, 0)), ("eng/batch", res(1, 0))]);
+    a.add_framework(fw("batch"), &[role("eng/batch")], &[])
+        .unwrap();
+    let offers = a.allocate(at(0));
+    // batch: 1 own + 2 of eng's reserved, 1 unreserved (and all memory).
+    assert_eq!(
+        offers[0].resources,
+        Allocation {
+            unreserved: res(1, 1024),
+            reserved: res(3, 0),
+        }
+    );
+    // Giving back 2 reserved cpus returns eng's two, not batch's own one.
+    let back = Allocation::reserved(res(2, 0));
+    a.recover(&agent("a0"), &fw("batch"), &role("eng/batch"), &back)
+        .unwrap();
+    a.check_invariants().unwrap();
+    // So eng/svc, a sibling, can have both.
+    a.add_framework(fw("svc"), &[role("eng/svc")], &[]).unwrap();
+    let offers = a.allocate(at(1));
+    assert_eq!(offers.len(), 1);
+    assert_eq!(offers[0].framework, fw("svc"));
+    assert_eq!(offers[0].resources, Allocation::reserved(res(2, 0)));
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn unreserve_on_an_offer_takes_only_the_roles_own_reservation() {
+    let mut a = cluster(1, &res(4, 1024));
+    a.reserve(&agent("a0"), &role("eng"), &res(2, 0)).unwrap();
+    a.add_framework(fw("batch"), &[role("eng/batch")], &[])
+        .unwrap();
+    let o = a.allocate(at(0)).remove(0);
+    assert_eq!(o.resources.reserved, res(2, 0));
+    // eng's reservation is not eng/batch's to undo.
+    assert!(matches!(
+        a.unreserve_allocated(&o.agent, &o.framework, &o.role, &res(1, 0)),
+        Err(AllocatorError::NotAllocated { .. })
+    ));
+    // Its own, made on the offer, is.
+    a.reserve_allocated(&o.agent, &o.framework, &o.role, &res(1, 0))
+        .unwrap();
+    a.unreserve_allocated(&o.agent, &o.framework, &o.role, &res(1, 0))
+        .unwrap();
+    assert_eq!(
+        a.allocation(&o.agent, &o.framework, &o.role).unwrap(),
+        &o.resources
+    );
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn re_registered_tasks_may_hold_a_parents_reservation() {
+    let used = |cpus| UsedResources {
+        framework: fw("batch"),
+        role: role("eng/batch"),
+        resources: Allocation::reserved(res(cpus, 0)),
+    };
+    let spec = || AgentSpec::new(res(4, 1024)).with_static_reservation(role("eng"), res(2, 0));
+    let mut a = Allocator::new(AllocatorConfig::default());
+    a.add_framework(fw("batch"), &[role("eng/batch")], &[])
+        .unwrap();
+    // More than eng and eng/batch have reserved together: refused, nothing changes.
+    assert!(matches!(
+        a.add_agent(agent("a0"), spec(), &[used(3)]),
+        Err(AllocatorError::Insufficient { .. })
+    ));
+    assert!(a.agent(&agent("a0")).is_none());
+    a.add_agent(agent("a0"), spec(), &[used(2)]).unwrap();
+    assert_eq!(
+        a.allocation(&agent("a0"), &fw("batch"), &role("eng/batch"))
+            .unwrap(),
+        &Allocation::reserved(res(2, 0))
+    );
+    a.check_invariants().unwrap();
+}
+
 #[test]
 fn fragments_below_minimum_allocatable_are_not_offered() {
     let tiny = Resources::new().with_cpus_milli(5).with_mem_mib(16);

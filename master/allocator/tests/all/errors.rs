@@ -45,10 +45,27 @@ fn invalid_ids() {
 }
 
 #[test]
-fn zero_negative_and_nan_weights() {
-    for w in [0.0, -1.0, f64::NAN, f64::NEG_INFINITY, f64::INFINITY] {
+fn zero_negative_nan_and_absurd_weights() {
+    for w in [
+        0.0,
+        -1.0,
+        f64::NAN,
+        f64::NEG_INFINITY,
+        f64::INFINITY,
+        1e-300,
+        0.000_9,
+        1e300,
+        1_000_001.0,
+    ] {
         assert!(Weight::new(w).is_err(), "{w}");
     }
+    for w in [Weight::MIN, 0.5, 1.0, 3.0, Weight::MAX] {
+        assert_eq!(Weight::new(w).map(Weight::get), Ok(w));
+    }
+    assert_eq!(
+        Weight::RANGE,
+        format!("from {} to {}", Weight::MIN, Weight::MAX)
+    );
 }
 
 #[test]

@@ -5,8 +5,8 @@
 //! consistent). After every cycle, additionally:
 //! - no (agent, framework, role) is offered twice in one cycle, and every offer is non-empty;
 //! - no cycle takes a role past a limit on its path;
-//! - every top-level guarantee with demand is met, or no open agent has a free cpu that a
-//!   demanding framework of the role could take (it declined it, or there is none).
+//! - every guarantee with demand, nested ones included, is met, or no open agent has a free
+//!   cpu that a demanding framework of the role could take (it declined it, or there is none).
 //!
 //! A second property saturates a cluster and checks that dominant shares follow weights.
 
@@ -333,12 +333,21 @@ fn check_cycle(
     // Guarantees: met, or nothing a demanding framework of the role could take is free.
     let limits_anywhere = m.quotas.values().any(|q| !q.limit.is_unlimited());
     for (r, q) in &m.quotas {
-        let g = q.guarantee.cpus_milli();
-        let nested = r.parent().is_some_and(|p| m.quotas.contains_key(&p));
-        if g == 0 || nested || limits_anywhere {
+        let consumed = |r: &Role| a.role(r).map_or(0, |s| s.consumed.cpus_milli());
+        // What guaranteed subroles still need is held back for them alone (they are carved
+        // out of this guarantee); the rest is this role's subtree's to take. (ROLES nest one
+        // level deep, so direct children are the nearest guaranteed subroles.)
+        let claimed: u64 = m
+            .quotas
+            .iter()
+            .filter(|(child, _)| child.parent().as_ref() == Some(r))
+            .map(|(child, cq)| cq.guarantee.cpus_milli().saturating_sub(consumed(child)))
+            .sum();
+        let g = q.guarantee.cpus_milli().saturating_sub(claimed);
+        if g == 0 || limits_anywhere {
             continue;
         }
-        let consumed = a.role(r).map_or(0, |s| s.consumed.cpus_milli());
+        let consumed = consumed(r);
         if consumed >= g {
             continue;
         }

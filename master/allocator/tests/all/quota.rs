@@ -118,3 +118,91 @@ fn removing_a_quota_releases_its_headroom() {
     assert!(a.role(&role("q")).is_none());
     assert_eq!(cpus_by_framework(&a.allocate(at(1)))["f"], 4000);
 }
+
+/// `n` cpus guaranteed to `name`.
+fn set_guarantee(a: &mut corral_allocator::Allocator, name: &str, cpus: u64) {
+    a.set_quota(&role(name), guarantee(cpus), false).unwrap();
+}
+
+#[test]
+fn nested_guarantee_is_held_back_after_a_sibling_meets_the_parents() {
+    // 20 agents of 1 cpu. eng is guaranteed 10 cpus, carved into eng/a 6 and eng/b 4.
+    // eng/a and ops (weight 10) want everything; eng/b has no framework yet.
+    let mut a = cluster(20, &res(1, 256));
+    set_guarantee(&mut a, "eng", 10);
+    set_guarantee(&mut a, "eng/a", 6);
+    set_guarantee(&mut a, "eng/b", 4);
+    a.set_weight(&role("ops"), Weight::new(10.0).unwrap());
+    a.add_framework(fw("a"), &[role("eng/a")], &[]).unwrap();
+    a.add_framework(fw("ops"), &[role("ops")], &[]).unwrap();
+
+    let offers = a.allocate(at(0));
+    let by_fw = cpus_by_framework(&offers);
+    // eng/a: its own 6 (eng's other 4 are eng/b's, not eng/a's to take).
+    // ops:   the 10 nobody is guaranteed.
+    // free:  4, held back for eng/b although eng is only 6/10 consumed.
+    assert_eq!(by_fw["a"], 6000);
+    assert_eq!(by_fw["ops"], 10_000);
+    assert_eq!(a.role(&role("eng")).unwrap().consumed.cpus_milli(), 6000);
+    a.check_invariants().unwrap();
+
+    // eng/b's framework arrives and finds its guarantee waiting.
+    a.add_framework(fw("b"), &[role("eng/b")], &[]).unwrap();
+    let offers = a.allocate(at(1));
+    assert_eq!(cpus_by_framework(&offers)["b"], 4000);
+    // eng: 10/10 consumed, eng/a 6/6, eng/b 4/4.
+    assert_eq!(a.role(&role("eng")).unwrap().consumed.cpus_milli(), 10_000);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn subrole_without_guarantee_takes_only_the_unclaimed_part_of_its_parents() {
+    // eng is guaranteed 10 cpus, 6 of them carved out for eng/a; eng/c has none of its own.
+    let mut a = cluster(20, &res(1, 256));
+    set_guarantee(&mut a, "eng", 10);
+    set_guarantee(&mut a, "eng/a", 6);
+    a.set_weight(&role("ops"), Weight::new(10.0).unwrap());
+    a.add_framework(fw("c"), &[role("eng/c")], &[]).unwrap();
+    a.add_framework(fw("ops"), &[role("ops")], &[]).unwrap();
+
+    let offers = a.allocate(at(0));
+    let by_fw = cpus_by_framework(&offers);
+    // eng/c: eng's unclaimed 4 (first, as a guarantee), nothing more: ops outweighs it.
+    // ops:   the 10 nobody is guaranteed.
+    // free:  6, held back for eng/a.
+    assert_eq!(by_fw["c"], 4000);
+    assert_eq!(by_fw["ops"], 10_000);
+    a.check_invariants().unwrap();
+
+    a.add_framework(fw("a"), &[role("eng/a")], &[]).unwrap();
+    let offers = a.allocate(at(1));
+    assert_eq!(cpus_by_framework(&offers)["a"], 6000);
+    a.check_invariants().unwrap();
+}
+
+#[test]
+fn guarantees_nested_three_deep_are_each_held_back() {
+    // eng 8 > eng/x 5 > eng/x/y 2. Only "other" has demand: all 8 stay free, whatever
+    // consumes them later. Then eng/x/y takes its 2, eng/x its remaining 3, eng the last 3.
+    let mut a = cluster(10, &res(1, 256));
+    set_guarantee(&mut a, "eng", 8);
+    set_guarantee(&mut a, "eng/x", 5);
+    set_guarantee(&mut a, "eng/x/y", 2);
+    a.add_framework(fw("other"), &[role("other")], &[]).unwrap();
+    assert_eq!(cpus_by_framework(&a.allocate(at(0)))["other"], 2000);
+
+    a.add_framework(fw("y"), &[role("eng/x/y")], &[]).unwrap();
+    a.add_framework(fw("x"), &[role("eng/x")], &[]).unwrap();
+    a.add_framework(fw("e"), &[role("eng")], &[]).unwrap();
+    let offers = a.allocate(at(1));
+    let by_fw = cpus_by_framework(&offers);
+    // Each takes at least its own unclaimed part: y 2, x 5 - 2 = 3, e 8 - 5 = 3.
+    assert!(by_fw["y"] >= 2000, "{by_fw:?}");
+    assert_eq!(by_fw.values().sum::<u64>(), 8000, "{by_fw:?}");
+    assert_eq!(
+        a.role(&role("eng/x/y")).unwrap().consumed.cpus_milli(),
+        by_fw["y"]
+    );
+    assert!(a.role(&role("eng/x")).unwrap().consumed.cpus_milli() >= 5000);
+    a.check_invariants().unwrap();
+}
