@@ -164,20 +164,22 @@ pub(crate) fn weight(s: &str) -> Result<f64, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Bytes as `64 MiB` for messages.
+/// Bytes for people: exact in the largest unit that divides them (`64 MiB`), else to one
+/// decimal in the largest unit they reach (`20.9 GiB`).
 pub(crate) fn show_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = b;
-    let mut unit = 0;
-    while value >= 1024 && value.is_multiple_of(1024) && unit < UNITS.len() - 1 {
-        value /= 1024;
-        unit += 1;
-    }
-    if unit == 0 && b >= 1 << 20 {
+    let unit = (0..UNITS.len())
+        .rev()
+        .find(|&u| b >= 1u64 << (10 * u))
+        .unwrap_or(0);
+    let scale = 1u64 << (10 * unit);
+    if b.is_multiple_of(scale) {
+        format!("{} {}", b / scale, UNITS[unit])
+    } else {
         #[expect(clippy::cast_precision_loss, reason = "display only")]
-        return format!("{:.1} MiB", b as f64 / f64::from(1 << 20));
+        let value = b as f64 / scale as f64;
+        format!("{value:.1} {}", UNITS[unit])
     }
-    format!("{value} {}", UNITS[unit])
 }
 
 #[cfg(test)]
@@ -199,6 +201,10 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(duration("5y").is_err());
         assert_eq!(show_bytes(64 << 20), "64 MiB");
+        assert_eq!(show_bytes(0), "0 B");
+        assert_eq!(show_bytes(1000), "1000 B");
+        assert_eq!(show_bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(show_bytes(21_899_032 << 10), "20.9 GiB");
         let r = resources("cpus=1.5,mem=2GiB").map_err(|e| e.to_string());
         assert!(
             matches!(r, Ok(ResourceSpec { cpus_milli: Some(1500), mem_bytes: Some(m), disk_bytes: None }) if m == 2 << 30)
