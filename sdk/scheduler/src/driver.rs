@@ -280,8 +280,12 @@ impl Driver {
 
     /// Removes the framework for good (its tasks are killed) and ends [`run`](crate::run).
     pub async fn teardown(&self) -> Result<(), SdkError> {
-        self.call(Kind::Teardown(call_request::Teardown {})).await?;
+        // Set before the call: the master's ERROR event answering it can arrive first.
         self.inner.teardown.store(true, Ordering::Release);
+        if let Err(e) = self.call(Kind::Teardown(call_request::Teardown {})).await {
+            self.inner.teardown.store(false, Ordering::Release);
+            return Err(e);
+        }
         self.stop();
         Ok(())
     }

@@ -320,7 +320,12 @@ impl<S: Scheduler> Session<S> {
                 Err(error) => warn!(%error, "invalid failure event ignored"),
             },
             Kind::Error(e) => {
-                warn!(message = %e.message, "framework removed by the master");
+                // The answer to our own TEARDOWN is the normal end, not a problem.
+                if self.driver.teardown_requested() {
+                    tracing::debug!(message = %e.message, "framework torn down");
+                } else {
+                    warn!(message = %e.message, "framework removed by the master");
+                }
                 self.scheduler.error(driver, e.message.clone()).await;
                 return Some(if self.driver.teardown_requested() {
                     Outcome::Stopped
