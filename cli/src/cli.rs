@@ -38,6 +38,10 @@ pub(crate) enum Command {
     Agents(ListArgs),
     /// List frameworks.
     Frameworks(FrameworksArgs),
+    /// Reserve free resources of an agent to a role (a dynamic reservation).
+    Reserve(ReserveArgs),
+    /// Give a role's unused reserved resources on an agent back.
+    Unreserve(ReserveArgs),
     /// Load a cluster with tiny tasks and report throughput, latency and memory.
     Bench(BenchArgs),
     /// List roles: weight, quota, allocation, dominant share and frameworks of each.
@@ -357,4 +361,18 @@ pub(crate) struct RoleArgs {
     /// The role.
     #[arg(value_parser = parse::role)]
     pub(crate) role: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReserveArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The agent (see `corral agents`).
+    pub(crate) agent: String,
+    /// The role (`eng`, `eng/batch`; not `*`).
+    #[arg(value_parser = parse::role)]
+    pub(crate) role: String,
+    /// What to reserve: `cpus=1,mem=2GiB,disk=10GiB` (any subset).
+    #[arg(value_parser = parse::resources)]
+    pub(crate) resources: parse::ResourceSpec,
 }

@@ -17,6 +17,16 @@ impl ResourceSpec {
     pub(crate) fn is_empty(&self) -> bool {
         self.cpus_milli.is_none() && self.mem_bytes.is_none() && self.disk_bytes.is_none()
     }
+
+    /// The named amounts as resources (kinds not named are zero).
+    pub(crate) fn to_proto(&self) -> corral_proto::v1::Resources {
+        corral_proto::v1::Resources {
+            cpus_milli: self.cpus_milli.unwrap_or(0),
+            mem_bytes: self.mem_bytes.unwrap_or(0),
+            disk_bytes: self.disk_bytes.unwrap_or(0),
+            ..Default::default()
+        }
+    }
 }
 
 /// The most CPUs any value may name: a million cores.

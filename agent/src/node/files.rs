@@ -250,6 +250,18 @@ impl v1::operator_server::Operator for Files {
     ) -> Result<Response<v1::KillTaskResponse>, Status> {
         unimplemented()
     }
+    async fn reserve_resources(
+        &self,
+        _: Request<v1::ReserveResourcesRequest>,
+    ) -> Result<Response<v1::ReserveResourcesResponse>, Status> {
+        unimplemented()
+    }
+    async fn unreserve_resources(
+        &self,
+        _: Request<v1::UnreserveResourcesRequest>,
+    ) -> Result<Response<v1::UnreserveResourcesResponse>, Status> {
+        unimplemented()
+    }
 
     async fn upload_module(
         &self,

@@ -9,6 +9,7 @@ mod logs;
 mod master;
 mod ps;
 mod quota;
+mod reserve;
 mod roles;
 pub(crate) mod run;
 
@@ -53,6 +54,8 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Kill(args) => kill::run(args).await,
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
+        Command::Reserve(args) => reserve::reserve(args).await,
+        Command::Unreserve(args) => reserve::unreserve(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Roles(args) => roles::roles(args).await,
         Command::Weight(args) => roles::weight(args).await,

@@ -69,12 +69,7 @@ async fn set(args: QuotaSetArgs) -> anyhow::Result<u8> {
         }
     }
     let quota = v1::Quota {
-        guarantee: args.guarantee.map(|g| v1::Resources {
-            cpus_milli: g.cpus_milli.unwrap_or(0),
-            mem_bytes: g.mem_bytes.unwrap_or(0),
-            disk_bytes: g.disk_bytes.unwrap_or(0),
-            ..Default::default()
-        }),
+        guarantee: args.guarantee.as_ref().map(ResourceSpec::to_proto),
         limit: args.limit.map(|l| v1::ResourceLimits {
             cpus_milli: l.cpus_milli,
             mem_bytes: l.mem_bytes,

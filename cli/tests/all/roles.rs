@@ -317,3 +317,45 @@ async fn unreachable_master_exits_2() {
         assert_refused(args, &out, "cannot reach a master");
     }
 }
+
+/// The one agent's ID.
+async fn agent_id(cluster: &Cluster) -> String {
+    let doc = json(cluster, &["agents"]).await;
+    doc["agents"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no agent id in {doc}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reserve_and_unreserve_move_an_agents_free_resources_between_roles() {
+    let cluster = Cluster::start(&[]).await;
+    let agent = agent_id(&cluster).await;
+
+    let out = ok(&cluster, &["reserve", &agent, "eng", "cpus=1.5,mem=256MiB"]).await;
+    assert!(out.contains("reserved to role eng"), "{out}");
+    // Only 0.5 cpu is left unreserved, so another role cannot take a whole one.
+    let args = ["reserve", &agent, "ops", "cpus=1"];
+    assert_refused(&args, &cluster.corral(&args).await, "only");
+    // eng cannot give back more than it holds.
+    let args = ["unreserve", &agent, "eng", "cpus=2"];
+    assert_refused(&args, &cluster.corral(&args).await, "cannot unreserve");
+
+    ok(
+        &cluster,
+        &["unreserve", &agent, "eng", "cpus=1.5,mem=256MiB"],
+    )
+    .await;
+    ok(&cluster, &["reserve", &agent, "ops", "cpus=1"]).await;
+
+    for (args, why) in [
+        (vec!["reserve", &agent, "*", "cpus=1"], "default role"),
+        (
+            vec!["reserve", "no-such-agent", "eng", "cpus=1"],
+            "no-such-agent",
+        ),
+        (vec!["reserve", &agent, "eng", "cpus=-1"], "cpus"),
+    ] {
+        assert_refused(&args, &cluster.corral(&args).await, why);
+    }
+}

@@ -42,6 +42,18 @@ pub(crate) enum OperatorRequest {
     RemoveQuota {
         role: Role,
     },
+    /// Dynamically reserves free resources of an agent to a role.
+    Reserve {
+        agent: AgentId,
+        role: Role,
+        resources: Resources,
+    },
+    /// Returns unused dynamically reserved resources of an agent.
+    Unreserve {
+        agent: AgentId,
+        role: Role,
+        resources: Resources,
+    },
     DrainAgent {
         agent: AgentId,
         grace: Option<Duration>,
@@ -187,6 +199,33 @@ impl MasterCore {
             }
             R::RemoveQuota { role } => {
                 self.remove_quota(&role)?;
+                OperatorResponse::Done
+            }
+            R::Reserve {
+                agent,
+                role,
+                resources,
+            } => {
+                self.agent_mut(&agent)?;
+                if role.is_default() {
+                    return Err(ServiceError::InvalidArgument(
+                        "resources cannot be reserved to the default role *".into(),
+                    ));
+                }
+                self.allocator.reserve(&agent, &role, &resources)?;
+                self.note_reservations(&agent);
+                self.allocate_soon();
+                OperatorResponse::Done
+            }
+            R::Unreserve {
+                agent,
+                role,
+                resources,
+            } => {
+                self.agent_mut(&agent)?;
+                self.allocator.unreserve(&agent, &role, &resources)?;
+                self.note_reservations(&agent);
+                self.allocate_soon();
                 OperatorResponse::Done
             }
             R::RecordArtifact { digest, size } => {

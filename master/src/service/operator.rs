@@ -171,6 +171,34 @@ impl v1::operator_server::Operator for OperatorService {
         Ok(Response::new(v1::RemoveQuotaResponse {}))
     }
 
+    async fn reserve_resources(
+        &self,
+        request: Request<v1::ReserveResourcesRequest>,
+    ) -> Result<Response<v1::ReserveResourcesResponse>, Status> {
+        let r = request.into_inner();
+        let req = OperatorRequest::Reserve {
+            agent: corral_proto::convert::parse_id("agent_id", &r.agent_id)?,
+            role: parse_role("role", &r.role)?,
+            resources: require("resources", r.resources.as_ref())?,
+        };
+        self.ask(req).await?;
+        Ok(Response::new(v1::ReserveResourcesResponse {}))
+    }
+
+    async fn unreserve_resources(
+        &self,
+        request: Request<v1::UnreserveResourcesRequest>,
+    ) -> Result<Response<v1::UnreserveResourcesResponse>, Status> {
+        let r = request.into_inner();
+        let req = OperatorRequest::Unreserve {
+            agent: corral_proto::convert::parse_id("agent_id", &r.agent_id)?,
+            role: parse_role("role", &r.role)?,
+            resources: require("resources", r.resources.as_ref())?,
+        };
+        self.ask(req).await?;
+        Ok(Response::new(v1::UnreserveResourcesResponse {}))
+    }
+
     async fn drain_agent(
         &self,
         request: Request<v1::DrainAgentRequest>,

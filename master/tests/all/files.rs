@@ -108,6 +108,18 @@ impl v1::operator_server::Operator for AgentFiles {
     ) -> Result<Response<v1::KillTaskResponse>, Status> {
         Err(Status::unimplemented("agent"))
     }
+    async fn reserve_resources(
+        &self,
+        _: Request<v1::ReserveResourcesRequest>,
+    ) -> Result<Response<v1::ReserveResourcesResponse>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
+    async fn unreserve_resources(
+        &self,
+        _: Request<v1::UnreserveResourcesRequest>,
+    ) -> Result<Response<v1::UnreserveResourcesResponse>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
     async fn upload_module(
         &self,
         _: Request<Streaming<v1::ModuleChunk>>,

@@ -120,6 +120,18 @@ impl Operator for TrivialOperator {
     ) -> Result<Response<v1::KillTaskResponse>, Status> {
         Err(Status::unimplemented("kill_task"))
     }
+    async fn reserve_resources(
+        &self,
+        _: Request<v1::ReserveResourcesRequest>,
+    ) -> Result<Response<v1::ReserveResourcesResponse>, Status> {
+        Err(Status::unimplemented("reserve_resources"))
+    }
+    async fn unreserve_resources(
+        &self,
+        _: Request<v1::UnreserveResourcesRequest>,
+    ) -> Result<Response<v1::UnreserveResourcesResponse>, Status> {
+        Err(Status::unimplemented("unreserve_resources"))
+    }
 
     async fn list_files(
         &self,

@@ -177,3 +177,62 @@ fn operator_weights_quotas_and_listings() {
     assert_eq!(s.agents.len(), 1);
     assert_eq!(s.frameworks.len(), 1);
 }
+
+#[test]
+fn operator_reservations_are_recorded_and_offered_to_their_role_only() {
+    let mut core = MasterCore::new(config());
+    let agent = register(&mut core, ms(0));
+    let eng = Role::new("eng").unwrap();
+    let reserve = |agent: &AgentId, role: &Role, cpus_milli| OperatorRequest::Reserve {
+        agent: agent.clone(),
+        role: role.clone(),
+        resources: res(cpus_milli, 0),
+    };
+
+    let fx = core.handle(Event::Operator(reserve(&agent, &eng, 500)), ms(1));
+    core.check_invariants();
+    assert!(fx.contains(&Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))));
+    let recorded = fx.iter().find_map(|e| match e {
+        Effect::Persist(RegistryWrite::Agent(r)) => Some(r.reservations.clone()),
+        _ => None,
+    });
+    assert_eq!(recorded, Some(vec![(eng.clone(), res(500, 0))]), "{fx:?}");
+
+    // Not to the default role, not beyond what is free, not on an unknown agent.
+    let refused = |fx: &[Effect]| {
+        matches!(
+            fx,
+            [Effect::Reply(Reply::Operator(Err(
+                ServiceError::InvalidArgument(_)
+                    | ServiceError::FailedPrecondition(_)
+                    | ServiceError::NotFound { .. }
+            )))]
+        )
+    };
+    for req in [
+        reserve(&agent, &Role::default_role(), 100),
+        reserve(&agent, &eng, 1_000_000),
+        reserve(&AgentId::new("ghost").unwrap(), &eng, 100),
+    ] {
+        let fx = core.handle(Event::Operator(req.clone()), ms(2));
+        assert!(refused(&fx), "{req:?}: {fx:?}");
+    }
+
+    // A framework in `eng` is offered the reservation, marked as reserved.
+    let mut eng_info = info(None, Duration::from_secs(60));
+    eng_info.roles = vec![eng.clone()];
+    core.handle(
+        Event::Subscribe {
+            conn: FW,
+            info: eng_info,
+            suppressed: vec![],
+        },
+        ms(3),
+    );
+    let fx = core.handle(Event::Allocate, ms(4));
+    let o = offers(&fx);
+    assert_eq!(o.len(), 1, "{fx:?}");
+    assert_eq!(o[0].role, "eng");
+    let reserved = Resources::try_from(o[0].reserved.as_ref().unwrap()).unwrap();
+    assert_eq!(reserved, res(500, 0));
+}
