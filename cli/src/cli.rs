@@ -130,6 +130,10 @@ pub(crate) struct AgentArgs {
     /// recovered.
     #[arg(long, value_enum, default_value_t = RecoverMode::Strict)]
     pub(crate) recover: RecoverMode,
+    /// Reserve part of the resources to a role, `ROLE:cpus=1,mem=2GiB` (repeatable): offered
+    /// to that role and its sub-roles only (a static reservation).
+    #[arg(long = "reserve", value_parser = parse::reservation)]
+    pub(crate) reservations: Vec<(String, parse::ResourceSpec)>,
 }
 
 /// `corral agent --recover`.

@@ -163,6 +163,22 @@ pub(crate) fn role(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A static reservation `ROLE:cpus=1,mem=2GiB`.
+pub(crate) fn reservation(s: &str) -> Result<(String, ResourceSpec), String> {
+    let (name, amounts) = s
+        .split_once(':')
+        .ok_or_else(|| format!("invalid reservation {s:?} (expected ROLE:cpus=1,mem=2GiB)"))?;
+    let name = role(name)?;
+    if name == "*" {
+        return Err("resources cannot be reserved to the default role *".into());
+    }
+    let spec = resources(amounts)?;
+    if spec.is_empty() {
+        return Err(format!("reservation {s:?} names no resources"));
+    }
+    Ok((name, spec))
+}
+
 /// A DRF weight, checked by the same rules as the master's.
 pub(crate) fn weight(s: &str) -> Result<f64, String> {
     let value: f64 = s
@@ -211,6 +227,14 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(duration("5y").is_err());
         assert_eq!(show_bytes(64 << 20), "64 MiB");
+        let (r, spec) = reservation("eng/batch:cpus=1,mem=2GiB").unwrap();
+        assert_eq!(
+            (r.as_str(), spec.cpus_milli, spec.mem_bytes),
+            ("eng/batch", Some(1000), Some(2 << 30))
+        );
+        assert!(reservation("*:cpus=1").is_err());
+        assert!(reservation("eng").is_err());
+        assert!(reservation("eng:").is_err());
         assert_eq!(show_bytes(0), "0 B");
         assert_eq!(show_bytes(1000), "1000 B");
         assert_eq!(show_bytes(1536 << 10), "1.5 MiB");

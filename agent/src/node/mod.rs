@@ -100,6 +100,8 @@ pub struct AgentConfig {
     pub status_retry_interval: Duration,
     /// What to do when the checkpoint in `work_dir` cannot be read.
     pub recover: Recover,
+    /// Parts of the resources reserved to roles (static reservations): `(role, amounts)`.
+    pub static_reservations: Vec<(String, ResourceOverrides)>,
 }
 
 impl AgentConfig {
@@ -116,6 +118,7 @@ impl AgentConfig {
             allow_local_files: false,
             status_retry_interval: Duration::from_secs(5),
             recover: Recover::Strict,
+            static_reservations: Vec::new(),
         }
     }
 }
@@ -305,6 +308,19 @@ fn agent_info(config: &AgentConfig, executor: &Executor, listen: SocketAddr) -> 
         version: env!("CARGO_PKG_VERSION").to_owned(),
         labels: config.labels.clone(),
         fuel_per_cpu_second: executor.fuel_per_cpu_second(),
+        static_reservations: config
+            .static_reservations
+            .iter()
+            .map(|(role, r)| v1::StaticReservation {
+                role: role.clone(),
+                resources: Some(v1::Resources {
+                    cpus_milli: r.cpus_milli.unwrap_or(0),
+                    mem_bytes: r.mem_bytes.unwrap_or(0),
+                    disk_bytes: r.disk_bytes.unwrap_or(0),
+                    scalars_milli: BTreeMap::new(),
+                }),
+            })
+            .collect(),
     }
 }
 

@@ -10,11 +10,17 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     let mut config = AgentConfig::new(args.master.clone(), &args.work_dir);
     config.listen = args.listen;
     config.attributes = args.attributes;
-    config.resources = args.resources.map(|r| ResourceOverrides {
+    let overrides = |r: &crate::parse::ResourceSpec| ResourceOverrides {
         cpus_milli: r.cpus_milli,
         mem_bytes: r.mem_bytes,
         disk_bytes: r.disk_bytes,
-    });
+    };
+    config.resources = args.resources.as_ref().map(overrides);
+    config.static_reservations = args
+        .reservations
+        .iter()
+        .map(|(role, r)| (role.clone(), overrides(r)))
+        .collect();
     config.recover = match args.recover {
         RecoverMode::Strict => Recover::Strict,
         RecoverMode::Cleanup => Recover::Cleanup,

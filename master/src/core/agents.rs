@@ -24,7 +24,10 @@ impl MasterCore {
     ) {
         self.replace_agents_at(&info.address, now);
         let id: AgentId = self.new_id("S");
-        let spec = AgentSpec::new(info.resources.clone());
+        let spec = AgentSpec {
+            static_reservations: info.static_reservations.clone(),
+            ..AgentSpec::new(info.resources.clone())
+        };
         if let Err(e) = self.allocator.add_agent(id.clone(), spec, &[]) {
             self.effects.push(Effect::CloseAgent {
                 conn,
@@ -236,6 +239,7 @@ impl MasterCore {
                 .get(&id)
                 .map(|a| a.reservations.clone())
                 .unwrap_or_default(),
+            static_reservations: info.static_reservations.clone(),
             ..AgentSpec::new(info.resources.clone())
         };
         if let Err(e) = self.allocator.add_agent(id.clone(), spec.clone(), &used) {
@@ -245,7 +249,10 @@ impl MasterCore {
                     t.holds = false;
                 }
             }
-            let plain = AgentSpec::new(info.resources.clone());
+            let plain = AgentSpec {
+                static_reservations: info.static_reservations.clone(),
+                ..AgentSpec::new(info.resources.clone())
+            };
             let added = self.allocator.add_agent(id.clone(), spec, &[]).or_else(|e| {
                 tracing::warn!(agent_id = %id, error = %e, "recorded reservations do not fit the re-registered agent; dropping them");
                 self.allocator.add_agent(id.clone(), plain, &[])

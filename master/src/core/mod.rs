@@ -71,6 +71,8 @@ pub(crate) struct AgentInfo {
     pub engine_hash: String,
     pub version: String,
     pub labels: BTreeMap<String, String>,
+    /// Parts of `resources` reserved to roles by the agent's configuration.
+    pub static_reservations: Vec<(Role, Resources)>,
 }
 
 /// What the master keeps of a task's description.

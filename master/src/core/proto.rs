@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use corral_proto::convert::{parse_optional_id, parse_roles, require};
+use corral_proto::convert::{each, parse_optional_id, parse_role, parse_roles, require};
 use corral_proto::{ProtoError, v1};
 
 use super::{AgentInfo, FrameworkInfo};
@@ -25,6 +25,16 @@ impl TryFrom<&v1::AgentInfo> for AgentInfo {
             engine_hash: info.engine_hash.clone(),
             version: info.version.clone(),
             labels: info.labels.clone(),
+            static_reservations: each("static_reservations", &info.static_reservations, |r| {
+                let role = parse_role("role", &r.role)?;
+                if role.is_default() {
+                    return Err(ProtoError::invalid(
+                        "role",
+                        "resources cannot be reserved to the default role *",
+                    ));
+                }
+                Ok((role, require("resources", r.resources.as_ref())?))
+            })?,
         })
     }
 }
@@ -39,6 +49,14 @@ impl From<&AgentInfo> for v1::AgentInfo {
             engine_hash: info.engine_hash.clone(),
             version: info.version.clone(),
             labels: info.labels.clone(),
+            static_reservations: info
+                .static_reservations
+                .iter()
+                .map(|(role, resources)| v1::StaticReservation {
+                    role: role.to_string(),
+                    resources: Some(resources.into()),
+                })
+                .collect(),
             // Not kept by the master.
             ..v1::AgentInfo::default()
         }
@@ -104,8 +122,22 @@ mod tests {
             engine_hash: "e".into(),
             version: "0.1.0".into(),
             labels: [("zone".to_owned(), "a".to_owned())].into(),
+            static_reservations: vec![(
+                Role::new("eng").unwrap(),
+                Resources::new().with_cpus_milli(500),
+            )],
         };
-        assert_eq!(AgentInfo::try_from(&v1::AgentInfo::from(&agent)), Ok(agent));
+        let wire = v1::AgentInfo::from(&agent);
+        assert_eq!(AgentInfo::try_from(&wire), Ok(agent));
+
+        // Nothing can be reserved to the default role.
+        let mut to_default = wire;
+        to_default.static_reservations[0].role = "*".into();
+        let err = AgentInfo::try_from(&to_default).unwrap_err();
+        assert!(
+            err.to_string().contains("static_reservations[0].role"),
+            "{err}"
+        );
         let framework = FrameworkInfo {
             id: Some(corral_allocator::FrameworkId::new("f-1").unwrap()),
             name: "batch".into(),

@@ -74,6 +74,7 @@ fn info(index: usize) -> v1::AgentInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         labels: Default::default(),
         fuel_per_cpu_second: 0,
+        static_reservations: Vec::new(),
     }
 }
 

@@ -236,3 +236,49 @@ fn operator_reservations_are_recorded_and_offered_to_their_role_only() {
     let reserved = Resources::try_from(o[0].reserved.as_ref().unwrap()).unwrap();
     assert_eq!(reserved, res(500, 0));
 }
+
+#[test]
+fn static_reservations_of_an_agent_are_offered_to_their_role() {
+    let mut core = MasterCore::new(config());
+    let eng = Role::new("eng").unwrap();
+    let mut info = agent_info();
+    info.static_reservations = vec![(eng.clone(), res(500, 0))];
+    core.handle(
+        Event::AgentRegister {
+            conn: AGENT,
+            info,
+            cached_modules: vec![],
+        },
+        ms(0),
+    );
+    core.check_invariants();
+    let mut eng_info = super::info(None, Duration::from_secs(60));
+    eng_info.roles = vec![eng];
+    core.handle(
+        Event::Subscribe {
+            conn: FW,
+            info: eng_info,
+            suppressed: vec![],
+        },
+        ms(1),
+    );
+    let fx = core.handle(Event::Allocate, ms(2));
+    let o = offers(&fx);
+    assert_eq!(o.len(), 1, "{fx:?}");
+    let reserved = Resources::try_from(o[0].reserved.as_ref().unwrap()).unwrap();
+    assert_eq!(reserved, res(500, 0));
+    // A static reservation cannot be given back through the API.
+    let agent = core.agents.keys().next().cloned().unwrap();
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::Unreserve {
+            agent,
+            role: Role::new("eng").unwrap(),
+            resources: res(500, 0),
+        }),
+        ms(3),
+    );
+    assert!(
+        matches!(&fx[..], [Effect::Reply(Reply::Operator(Err(_)))]),
+        "{fx:?}"
+    );
+}
