@@ -16,10 +16,11 @@
 //!
 //! Without `etcd` on PATH it says loudly that it skipped.
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
 use corral_master::{Master, MasterConfig};
@@ -65,9 +66,12 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let dir = tempfile::tempdir()?;
-        let mut pair = Pair::start(&etcd, dir.path())?;
+        let (elections_tx, mut elections) = mpsc::unbounded_channel();
+        let mut pair = Pair::start(&etcd, dir.path(), elections_tx)?;
         takeover(&mut pair, kills).await?;
-        reregistration(&mut pair, agents).await
+        // Only elections after part 2's kill matter.
+        while elections.try_recv().is_ok() {}
+        reregistration(&mut pair, agents, &mut elections).await
     })
 }
 
@@ -84,7 +88,10 @@ fn child_master(args: &[String]) -> anyhow::Result<()> {
         config.store = store.parse().map_err(|e: String| anyhow!(e))?;
         config.leader_lease = LEASE;
         config.agent_reregister_timeout = Duration::from_secs(60);
-        let _master = Master::start(config).await?;
+        let master = Master::start(config).await?;
+        // The election instant, on the wall clock the parent shares, for part 2.
+        master.leading().await;
+        println!("leading {}", unix_micros(SystemTime::now()));
         std::future::pending::<()>().await;
         Ok(())
     })
@@ -96,11 +103,18 @@ struct Pair {
     children: [Option<Child>; 2],
     store: String,
     dir: PathBuf,
+    /// (master index, when it was elected), as each master reports it.
+    elections: mpsc::UnboundedSender<(usize, SystemTime)>,
 }
 
 impl Pair {
-    fn start(etcd: &Etcd, dir: &Path) -> anyhow::Result<Pair> {
+    fn start(
+        etcd: &Etcd,
+        dir: &Path,
+        elections: mpsc::UnboundedSender<(usize, SystemTime)>,
+    ) -> anyhow::Result<Pair> {
         let mut pair = Pair {
+            elections,
             addrs: [0, 1].map(|_| format!("127.0.0.1:{}", etcd_server::free_port())),
             children: [None, None],
             store: format!("etcd://{}/corral-bench", etcd.client_addr()),
@@ -113,15 +127,24 @@ impl Pair {
 
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let work_dir = self.dir.join(format!("master-{i}"));
-        let child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(std::env::current_exe()?)
             .arg("--child-master")
             .args([&self.addrs[i], &self.store])
             .arg(work_dir)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting a master")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let elections = self.elections.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(micros) = line.strip_prefix("leading ").and_then(|m| m.parse().ok()) {
+                    let _ = elections.send((i, UNIX_EPOCH + Duration::from_micros(micros)));
+                }
+            }
+        });
         self.children[i] = Some(child);
         Ok(())
     }
@@ -217,7 +240,11 @@ async fn takeover(pair: &mut Pair, kills: usize) -> anyhow::Result<()> {
 
 /// Part 2: `count` agents connected, the leader killed; from the new leader's election to
 /// every agent re-registered with it.
-async fn reregistration(pair: &mut Pair, count: usize) -> anyhow::Result<()> {
+async fn reregistration(
+    pair: &mut Pair,
+    count: usize,
+    elections: &mut mpsc::UnboundedReceiver<(usize, SystemTime)>,
+) -> anyhow::Result<()> {
     let (leader, _) = pair.leader(None).await?;
     pair.standby(1 - leader, leader).await?;
     let masters = Arc::new(pair.addrs.to_vec());
@@ -241,25 +268,36 @@ async fn reregistration(pair: &mut Pair, count: usize) -> anyhow::Result<()> {
         millis(started.elapsed())
     );
 
+    while elections.try_recv().is_ok() {}
     pair.kill(leader);
-    let killed = Instant::now();
+    let killed = SystemTime::now();
     let (new, _) = pair.leader(Some(leader)).await?;
-    let elected = Instant::now();
+    let serving = SystemTime::now();
+    let elected = loop {
+        let (i, at) = tokio::time::timeout(WAIT, elections.recv())
+            .await
+            .context("no election reported")?
+            .context("no election reported")?;
+        if i == new {
+            break at;
+        }
+    };
     let new_addr = pair.addrs[new].clone();
     let mut after = Vec::with_capacity(count);
     let mut reregistered = vec![false; count];
     while after.len() < count {
         let r = next(&mut registrations).await?;
         if r.master == new_addr && !std::mem::replace(&mut reregistered[r.index], true) {
-            after.push(r.at.saturating_duration_since(elected));
+            after.push(r.at.duration_since(elected).unwrap_or_default());
         }
     }
     agents.abort_all();
     after.sort();
     println!(
-        "{count} agents, lease {LEASE:?}: leader killed -> new leader serving {} ms; \
-         election -> all re-registered {} ms (p50 {} ms, p99 {} ms)",
-        millis(elected - killed),
+        "{count} agents, lease {LEASE:?}: leader killed -> elected {} ms, -> answering \
+         GetState {} ms; election -> all re-registered {} ms (p50 {} ms, p99 {} ms)",
+        millis(elected.duration_since(killed).unwrap_or_default()),
+        millis(serving.duration_since(killed).unwrap_or_default()),
         millis(percentile(&after, 100)),
         millis(percentile(&after, 50)),
         millis(percentile(&after, 99)),
@@ -281,6 +319,10 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
+fn unix_micros(t: SystemTime) -> u128 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros()
+}
+
 fn millis(d: Duration) -> u128 {
     d.as_millis()
 }
@@ -290,7 +332,7 @@ fn millis(d: Duration) -> u128 {
 struct Registered {
     index: usize,
     master: String,
-    at: Instant,
+    at: SystemTime,
 }
 
 /// How a session with one master ended.
@@ -399,7 +441,7 @@ async fn session(
                         let _ = events.send(Registered {
                             index,
                             master: address.to_owned(),
-                            at: Instant::now(),
+                            at: SystemTime::now(),
                         });
                     }
                 }
