@@ -15,6 +15,10 @@ pub(crate) struct RawFramework {
     operator: v1::operator_client::OperatorClient<Channel>,
     framework_id: String,
     stream_id: String,
+    /// The epoch of the leader this stream is subscribed to (from SUBSCRIBED).
+    pub(crate) epoch: u64,
+    /// The master this stream is subscribed to.
+    pub(crate) master: String,
     events: tonic::Streaming<v1::Event>,
     /// Offers received and neither used nor rescinded, oldest first.
     offers: Vec<v1::Offer>,
@@ -24,15 +28,64 @@ pub(crate) struct RawFramework {
 
 impl RawFramework {
     pub(crate) async fn subscribe(master: &str) -> Self {
+        Self::try_subscribe(master, None)
+            .await
+            .unwrap_or_else(|status| panic!("subscribing to {master} failed: {status:?}"))
+    }
+
+    /// Subscribes through whichever of `masters` leads (standbys refuse), polling until one
+    /// does (bounded: 60 s).
+    pub(crate) async fn subscribe_to_leader(masters: &[String]) -> Self {
+        Self::subscribe_following(masters, None).await
+    }
+
+    /// After the stream broke (a master died or stepped down): subscribes again, with the
+    /// same framework ID, through whichever of `masters` leads now (bounded: 60 s). Offers
+    /// of the old stream are gone; updates recorded so far are kept.
+    pub(crate) async fn resubscribe(&mut self, masters: &[String]) {
+        let next = Self::subscribe_following(masters, Some(self.framework_id.clone())).await;
+        assert_eq!(
+            next.framework_id, self.framework_id,
+            "re-subscribed as another framework"
+        );
+        let updates = std::mem::take(&mut self.updates);
+        *self = next;
+        self.updates = updates;
+    }
+
+    async fn subscribe_following(masters: &[String], id: Option<String>) -> Self {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            for master in masters {
+                // A master that does not answer at all (stopped) must not hold up the others.
+                if let Ok(Ok(framework)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    Self::try_subscribe(master, id.clone()),
+                )
+                .await
+                {
+                    return framework;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no master of {masters:?} accepted a subscription within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn try_subscribe(master: &str, id: Option<String>) -> Result<Self, tonic::Status> {
         let channel = limits::endpoint(format!("http://{master}"))
             .unwrap()
             .connect()
             .await
-            .unwrap();
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         let mut scheduler = limits::scheduler_client(channel.clone());
         let mut events = scheduler
             .subscribe(v1::SubscribeRequest {
                 framework_info: Some(v1::FrameworkInfo {
+                    id,
                     name: "raw".into(),
                     roles: vec!["*".into()],
                     failover_timeout_millis: 600_000,
@@ -40,26 +93,26 @@ impl RawFramework {
                 }),
                 suppressed_roles: vec![],
             })
-            .await
-            .unwrap()
+            .await?
             .into_inner();
         let first = tokio::time::timeout(WAIT, events.message())
             .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+            .map_err(|_| tonic::Status::deadline_exceeded("no SUBSCRIBED within 60 s"))??
+            .ok_or_else(|| tonic::Status::unavailable("the stream ended before SUBSCRIBED"))?;
         let Some(v1::event::Kind::Subscribed(subscribed)) = first.kind else {
             panic!("expected SUBSCRIBED first, got {first:?}");
         };
-        RawFramework {
+        Ok(RawFramework {
             scheduler,
             operator: limits::operator_client(channel),
             framework_id: subscribed.framework_id,
             stream_id: subscribed.stream_id,
+            epoch: subscribed.epoch,
+            master: master.to_owned(),
             events,
             offers: Vec::new(),
             updates: Vec::new(),
-        }
+        })
     }
 
     /// Uploads a module into the master's store; returns its digest.
@@ -75,11 +128,17 @@ impl RawFramework {
 
     /// Reads one event: offers are kept, rescinds drop them, updates are recorded.
     async fn next_event(&mut self) -> Option<v1::TaskStatus> {
+        self.try_next_event()
+            .await
+            .expect("the master closed the framework's stream")
+    }
+
+    /// [`RawFramework::next_event`], or `Err` when the stream broke or ended.
+    async fn try_next_event(&mut self) -> Result<Option<v1::TaskStatus>, tonic::Status> {
         let event = tokio::time::timeout(WAIT, self.events.message())
             .await
-            .expect("the master sent nothing within 60 s")
-            .unwrap()
-            .expect("the master closed the framework's stream");
+            .expect("the master sent nothing within 60 s")?
+            .ok_or_else(|| tonic::Status::unavailable("the stream ended"))?;
         match event.kind {
             Some(v1::event::Kind::Offers(offers)) => self.offers.extend(offers.offers),
             Some(v1::event::Kind::Rescind(rescind)) => {
@@ -88,12 +147,21 @@ impl RawFramework {
             Some(v1::event::Kind::Update(update)) => {
                 let status = update.status.unwrap();
                 self.updates.push(status.clone());
-                return Some(status);
+                return Ok(Some(status));
             }
             Some(v1::event::Kind::Error(error)) => panic!("the master failed us: {error:?}"),
             _ => {}
         }
-        None
+        Ok(None)
+    }
+
+    /// The next update, or `Err` once the stream broke (the master died or stepped down).
+    pub(crate) async fn try_next_update(&mut self) -> Result<v1::TaskStatus, tonic::Status> {
+        loop {
+            if let Some(status) = self.try_next_event().await? {
+                return Ok(status);
+            }
+        }
     }
 
     pub(crate) async fn next_update(&mut self) -> v1::TaskStatus {
@@ -134,6 +202,23 @@ impl RawFramework {
                     task_id: status.task_id.clone(),
                     uuid: status.uuid.clone(),
                 }],
+            },
+        ))
+        .await;
+    }
+
+    /// Asks the master for the state of `tasks` (explicit reconciliation); answers arrive
+    /// as updates.
+    pub(crate) async fn reconcile(&mut self, tasks: &[&str]) {
+        self.call(v1::call_request::Kind::Reconcile(
+            v1::call_request::Reconcile {
+                tasks: tasks
+                    .iter()
+                    .map(|t| v1::ReconcileTask {
+                        task_id: (*t).to_owned(),
+                        agent_id: None,
+                    })
+                    .collect(),
             },
         ))
         .await;

@@ -3,8 +3,15 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
 mod cluster;
+#[path = "../../../master/tests/all/etcd_server.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the master's tests, which use other parts"
+)]
+mod etcd_server;
 mod failures;
 mod framework;
+mod ha;
 mod kill;
 mod roles;
 mod run;

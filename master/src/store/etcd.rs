@@ -429,10 +429,20 @@ async fn keep_alive(
         if Instant::now() >= deadline {
             break "the lease was not renewed before its end".to_owned();
         }
-        let (tx, responses) = match stream.as_mut() {
-            Some(s) => s,
+        let sent = Instant::now();
+        match stream.as_mut() {
+            Some((tx, _)) => {
+                if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
+                    stream = None;
+                    continue;
+                }
+            }
             None => {
                 let (tx, rx) = mpsc::channel(1);
+                // etcd sends a stream's response headers with its first response, so the
+                // call resolves only once a request is on its way: the first renewal is
+                // queued before the stream opens (otherwise no renewal is ever sent).
+                let _ = tx.try_send(LeaseKeepAliveRequest { id: lease });
                 let mut client = LeaseClient::new(channel.clone());
                 let opened = tokio::time::timeout_at(
                     deadline,
@@ -440,7 +450,7 @@ async fn keep_alive(
                 )
                 .await;
                 match opened {
-                    Ok(Ok(resp)) => stream.insert((tx, resp.into_inner())),
+                    Ok(Ok(resp)) => stream = Some((tx, resp.into_inner())),
                     Ok(Err(status)) => {
                         tracing::warn!(lease, error = %status.message(), "lease keep-alive failed");
                         tokio::time::sleep_until(deadline.min(Instant::now() + every / 4)).await;
@@ -449,12 +459,10 @@ async fn keep_alive(
                     Err(_) => continue,
                 }
             }
-        };
-        let sent = Instant::now();
-        if tx.send(LeaseKeepAliveRequest { id: lease }).await.is_err() {
-            stream = None;
-            continue;
         }
+        let Some((_, responses)) = stream.as_mut() else {
+            continue;
+        };
         match tokio::time::timeout_at(deadline, responses.message()).await {
             Ok(Ok(Some(r))) if r.ttl > 0 => {
                 let granted = Duration::from_secs(u64::try_from(r.ttl).unwrap_or(0));

@@ -5,6 +5,11 @@
 mod end_to_end;
 mod errors;
 mod etcd;
+#[allow(
+    dead_code,
+    reason = "shared with the CLI's tests, which use other parts"
+)]
+mod etcd_server;
 mod failures;
 mod fairness;
 mod files;

@@ -1,0 +1,489 @@
+//! High availability with real processes: two `corral master` processes on one real etcd
+//! (Debian's `etcd-server`), one `corral agent` and one framework given both masters. The
+//! leader is killed (SIGKILL) or stopped past its lease (SIGSTOP); the standby must take over
+//! with a higher epoch, and nothing acknowledged may be lost. Without `etcd` on PATH these
+//! tests say loudly that they skipped.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use corral_proto::status::leader_hint;
+use corral_proto::{TaskState, limits, v1};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster::{Proc, free_port, spawn};
+use crate::etcd_server::Etcd;
+use crate::framework::{RawFramework, state, task};
+
+/// Bound on every wait for a leader, an agent or an update.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Two masters on one etcd store and an agent given both.
+struct HaCluster {
+    /// Indexed like `addrs`.
+    masters: Vec<Proc>,
+    addrs: Vec<String>,
+    agent: Proc,
+    /// Kept for the cluster's lifetime; members may be killed by a test.
+    etcd: Vec<Etcd>,
+    _dir: tempfile::TempDir,
+}
+
+impl HaCluster {
+    /// Starts two masters with `--leader-lease lease` on `etcd` (all its members listed in
+    /// the store URL) and an agent; returns once one master leads and admitted the agent.
+    async fn start(etcd: Vec<Etcd>, lease: &str) -> HaCluster {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoints: Vec<String> = etcd.iter().map(Etcd::client_addr).collect();
+        let store = format!("etcd://{}/corral-ha", endpoints.join(","));
+        let addrs: Vec<String> = (0..2)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let masters = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let work_dir = dir.path().join(format!("master-{i}")).display().to_string();
+                spawn(&[
+                    "master",
+                    "--listen",
+                    addr,
+                    "--work-dir",
+                    &work_dir,
+                    "--store",
+                    &store,
+                    "--leader-lease",
+                    lease,
+                    "--agent-reregister-timeout",
+                    "60s",
+                ])
+            })
+            .collect();
+        let agent_dir = dir.path().join("agent").display().to_string();
+        let agent = spawn(&[
+            "agent",
+            "--master",
+            &addrs.join(","),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--work-dir",
+            &agent_dir,
+            "--resources",
+            "cpus=4,mem=2GiB,disk=2GiB",
+        ]);
+        let cluster = HaCluster {
+            masters,
+            addrs,
+            agent,
+            etcd,
+            _dir: dir,
+        };
+        let (leader, _) = cluster.leader_other_than(None).await;
+        cluster.connected_agent(leader).await;
+        cluster
+    }
+
+    /// Polls until a master other than `not` answers GetState as the leader; returns its
+    /// index and epoch (bounded: 30 s). A stopped master does not hold up the poll.
+    async fn leader_other_than(&self, not: Option<usize>) -> (usize, u64) {
+        poll("a leading master", || async move {
+            for (i, addr) in self.addrs.iter().enumerate() {
+                if Some(i) == not {
+                    continue;
+                }
+                if let Ok(Ok(master)) =
+                    tokio::time::timeout(Duration::from_secs(1), master_info(addr)).await
+                    && master.leader_address == *addr
+                {
+                    return Some((i, master.epoch));
+                }
+            }
+            None
+        })
+        .await
+    }
+
+    /// Polls until master `i` lists exactly one agent, ADMITTED, and its heartbeats reach
+    /// that master (its last heartbeat advances: a master that recovered the agent from the
+    /// registry lists it as ADMITTED before it re-registers); returns its ID (bounded).
+    async fn connected_agent(&self, i: usize) -> String {
+        let mut first: Option<(String, u64)> = None;
+        tokio::time::timeout(WAIT, async {
+            loop {
+                if let Some(agent) = only_agent(&self.addrs[i]).await
+                    && agent.state == v1::AgentState::Admitted as i32
+                {
+                    match &first {
+                        Some((id, heartbeat)) if agent.last_heartbeat_millis > *heartbeat => {
+                            assert_eq!(*id, agent.id, "another agent");
+                            return agent.id;
+                        }
+                        Some(_) => {}
+                        None => first = Some((agent.id, agent.last_heartbeat_millis)),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the agent did not heartbeat to {} within {WAIT:?}",
+                self.addrs[i]
+            )
+        })
+    }
+
+    /// Sends `signal` (`-STOP`, `-CONT`) to master `i`.
+    fn signal(&self, i: usize, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.masters[i].0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+}
+
+/// The one agent master `addr` lists, if it answers and lists exactly one.
+async fn only_agent(addr: &str) -> Option<v1::AgentSummary> {
+    let channel = connect(addr).await.ok()?;
+    let agents = limits::operator_client(channel)
+        .list_agents(v1::ListAgentsRequest {})
+        .await
+        .ok()?
+        .into_inner()
+        .agents;
+    match <[v1::AgentSummary; 1]>::try_from(agents) {
+        Ok([agent]) => Some(agent),
+        Err(_) => None,
+    }
+}
+
+/// Polls `probe` every 50 ms until it answers (bounded: [`WAIT`]).
+async fn poll<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(found) = probe().await {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
+/// A channel without keepalive or timeouts: a call to a stopped master waits for it.
+async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+}
+
+async fn master_info(addr: &str) -> Result<v1::MasterInfo, tonic::Status> {
+    let channel = connect(addr)
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let state = limits::operator_client(channel)
+        .get_state(v1::GetStateRequest::default())
+        .await?
+        .into_inner();
+    Ok(state.master.unwrap())
+}
+
+async fn set_weight(channel: Channel, role: &str, weight: f64) -> Result<(), tonic::Status> {
+    limits::operator_client(channel)
+        .set_weight(v1::SetWeightRequest {
+            role: role.into(),
+            weight,
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn weight(addr: &str, role: &str) -> Option<f64> {
+    let roles = limits::operator_client(connect(addr).await.unwrap())
+        .get_roles(v1::GetRolesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    roles
+        .roles
+        .iter()
+        .find(|r| r.name == role)
+        .map(|r| r.weight)
+}
+
+/// Reads updates, acknowledging each that expects it, until `done` holds for what was seen
+/// (bounded: the framework's own wait per update).
+async fn updates_until(fw: &mut RawFramework, mut done: impl FnMut(&RawFramework) -> bool) {
+    while !done(fw) {
+        let status = fw.next_update().await;
+        if !status.uuid.is_empty() {
+            fw.acknowledge(&status).await;
+        }
+    }
+}
+
+/// The states the framework saw for `task`, in order.
+fn states_of(fw: &RawFramework, task: &str) -> Vec<TaskState> {
+    fw.updates
+        .iter()
+        .filter(|s| s.task_id == task)
+        .map(state)
+        .collect()
+}
+
+fn saw(fw: &RawFramework, task: &str, wanted: TaskState) -> bool {
+    states_of(fw, task).contains(&wanted)
+}
+
+/// Per task, nothing follows a terminal state but repeats of it: no acknowledged outcome
+/// is contradicted (a finished task never comes back as running or lost).
+fn assert_no_update_contradicts_a_terminal_one(fw: &RawFramework) {
+    let mut by_task: HashMap<&str, Vec<TaskState>> = HashMap::new();
+    for status in &fw.updates {
+        by_task
+            .entry(status.task_id.as_str())
+            .or_default()
+            .push(state(status));
+    }
+    for (task, states) in by_task {
+        if let Some(first) = states.iter().position(|s| s.is_terminal()) {
+            assert!(
+                states[first..].iter().all(|s| *s == states[first]),
+                "{task}: {states:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_kill_9_while_launching_standby_leads_and_no_acknowledged_update_is_lost() {
+    let Some(etcd) = Etcd::start(
+        "leader_kill_9_while_launching_standby_leads_and_no_acknowledged_update_is_lost",
+    ) else {
+        return;
+    };
+    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
+    let (old, old_epoch) = cluster.leader_other_than(None).await;
+    let agent_id = cluster.connected_agent(old).await;
+    let mut fw = RawFramework::subscribe_to_leader(&cluster.addrs).await;
+    assert_eq!(
+        (fw.master.as_str(), fw.epoch),
+        (cluster.addrs[old].as_str(), old_epoch)
+    );
+    let module = fw.upload(corral_wasm_tasks::LIMITS).await;
+
+    // Three tasks run long enough to outlive the failover; their RUNNING is acknowledged.
+    let before = ["before-0", "before-1", "before-2"];
+    for id in before {
+        fw.launch(task(id, &module, &["sleep", "4000"])).await;
+    }
+    updates_until(&mut fw, |fw| {
+        before.iter().all(|t| saw(fw, t, TaskState::Running))
+    })
+    .await;
+    // One more launch is in flight when the leader dies.
+    fw.launch(task("during", &module, &["sleep", "500"])).await;
+    cluster.masters[old].kill();
+    // Updates already on the wire are recorded; they are acknowledged when redelivered.
+    while fw.try_next_update().await.is_ok() {}
+
+    fw.resubscribe(&cluster.addrs).await;
+    let (new, new_epoch) = cluster.leader_other_than(Some(old)).await;
+    assert!(
+        new_epoch > old_epoch,
+        "new epoch {new_epoch} > old {old_epoch}"
+    );
+    assert_eq!(
+        (fw.master.as_str(), fw.epoch),
+        (cluster.addrs[new].as_str(), new_epoch),
+        "the framework follows the new leader"
+    );
+    assert_eq!(
+        cluster.connected_agent(new).await,
+        agent_id,
+        "re-registered, same id"
+    );
+    let from_new_leader = fw.updates.len();
+
+    // The framework keeps working: new tasks launch and finish under the new leader.
+    assert_eq!(fw.upload(corral_wasm_tasks::LIMITS).await, module);
+    let after = ["after-0", "after-1", "after-2"];
+    for id in after {
+        fw.launch(task(id, &module, &["sleep", "100"])).await;
+    }
+    fw.reconcile(&["during"]).await;
+    updates_until(&mut fw, |fw| {
+        before
+            .iter()
+            .chain(&after)
+            .all(|t| saw(fw, t, TaskState::Finished))
+            && states_of(fw, "during")
+                .iter()
+                .any(|s| s.is_terminal() || *s == TaskState::Unknown)
+    })
+    .await;
+
+    // Tasks whose RUNNING was acknowledged before the failover finished, and their
+    // FINISHED reached the framework through the new leader: nothing acknowledged was lost.
+    let through_new: Vec<(&str, TaskState)> = fw.updates[from_new_leader..]
+        .iter()
+        .map(|s| (s.task_id.as_str(), state(s)))
+        .collect();
+    for id in before.iter().chain(&after) {
+        assert!(
+            through_new.contains(&(*id, TaskState::Finished)),
+            "{id}: {:?}",
+            states_of(&fw, id)
+        );
+    }
+    // Tasks launched after the failover ran under the new epoch only: all their updates
+    // came through the new leader's stream.
+    for id in after {
+        assert!(
+            fw.updates[..from_new_leader]
+                .iter()
+                .all(|s| s.task_id != id),
+            "{id} was reported before the failover"
+        );
+        assert!(through_new.contains(&(id, TaskState::Running)), "{id}");
+    }
+    // The launch in flight either ran to the end or is known to have not run; it is
+    // never left silently.
+    let during = states_of(&fw, "during");
+    assert!(
+        during.contains(&TaskState::Finished)
+            || during
+                .iter()
+                .any(|s| matches!(s, TaskState::Unknown | TaskState::Dropped | TaskState::Lost)),
+        "during: {during:?}"
+    );
+    assert_no_update_contradicts_a_terminal_one(&fw);
+    cluster.agent.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_is_refused() {
+    let Some(etcd) = Etcd::start(
+        "leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_is_refused",
+    ) else {
+        return;
+    };
+    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
+    let (old, old_epoch) = cluster.leader_other_than(None).await;
+    let old_addr = cluster.addrs[old].clone();
+    let agent_id = cluster.connected_agent(old).await;
+    let to_old = connect(&old_addr).await.unwrap();
+    set_weight(to_old.clone(), "before", 2.0).await.unwrap();
+
+    // Frozen past its lease (2 s): it cannot renew, and a write sent now waits in its
+    // socket until it runs again.
+    cluster.signal(old, "-STOP");
+    let write = tokio::spawn(set_weight(to_old.clone(), "while-stopped", 5.0));
+    let (new, new_epoch) = cluster.leader_other_than(Some(old)).await;
+    assert!(
+        new_epoch > old_epoch,
+        "new epoch {new_epoch} > old {old_epoch}"
+    );
+    let new_addr = cluster.addrs[new].clone();
+    assert_eq!(
+        cluster.connected_agent(new).await,
+        agent_id,
+        "the agent follows"
+    );
+    cluster.signal(old, "-CONT");
+
+    let refused = tokio::time::timeout(WAIT, write)
+        .await
+        .expect("the continued master did not answer the pending write")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    // Once running again it is a standby: it redirects to the new leader and writes nothing.
+    let (old_addr, new_addr) = (old_addr.as_str(), new_addr.as_str());
+    let redirect = poll("a redirection to the new leader", || async move {
+        match master_info(old_addr).await {
+            Err(s) if leader_hint(&s) == Some(new_addr) => Some(s),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(redirect.code(), tonic::Code::Unavailable, "{redirect:?}");
+    let refused = set_weight(to_old, "after-cont", 3.0).await.unwrap_err();
+    assert_eq!(leader_hint(&refused), Some(new_addr), "{refused:?}");
+
+    // The registry the new leader sees has what the old one acknowledged, nothing else.
+    assert_eq!(weight(new_addr, "before").await, Some(2.0));
+    assert_eq!(weight(new_addr, "while-stopped").await, None);
+    assert_eq!(weight(new_addr, "after-cont").await, None);
+    let leader = master_info(new_addr).await.unwrap();
+    assert_eq!(
+        leader.epoch, new_epoch,
+        "no leadership change after SIGCONT"
+    );
+
+    // What the registry holds, read back by a master elected after the refused writes: the
+    // continued master leads again once the new leader dies, and recovers it from etcd.
+    cluster.masters[new].kill();
+    let (again, again_epoch) = cluster.leader_other_than(Some(new)).await;
+    assert_eq!(again, old);
+    assert!(again_epoch > new_epoch, "{again_epoch} > {new_epoch}");
+    assert_eq!(weight(old_addr, "before").await, Some(2.0));
+    assert_eq!(weight(old_addr, "while-stopped").await, None);
+    assert_eq!(weight(old_addr, "after-cont").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn masters_keep_working_when_one_of_three_etcd_members_dies() {
+    let Some(etcd) = Etcd::start_cluster(
+        "masters_keep_working_when_one_of_three_etcd_members_dies",
+        3,
+    ) else {
+        return;
+    };
+    let mut cluster = HaCluster::start(etcd, "2s").await;
+    let mut fw = RawFramework::subscribe_to_leader(&cluster.addrs).await;
+    let module = fw.upload(corral_wasm_tasks::LIMITS).await;
+
+    // The member listed first in every master's store URL dies; two of three keep quorum.
+    cluster.etcd[0].kill();
+    // Registry writes go through, on whichever master leads.
+    let c = &cluster;
+    let leader = poll("a registry write through the leader", || async move {
+        let (leader, _) = c.leader_other_than(None).await;
+        let channel = connect(&c.addrs[leader]).await.ok()?;
+        set_weight(channel, "eng", 2.0).await.ok().map(|()| leader)
+    })
+    .await;
+    assert_eq!(weight(&cluster.addrs[leader], "eng").await, Some(2.0));
+    // The other master still follows the election: it redirects to the leader.
+    let (standby, leader_addr) = (&c.addrs[1 - leader], c.addrs[leader].as_str());
+    let redirect = poll("a redirection to the leader", || async move {
+        master_info(standby)
+            .await
+            .err()
+            .filter(|s| leader_hint(s) == Some(leader_addr))
+    })
+    .await;
+    assert_eq!(redirect.code(), tonic::Code::Unavailable, "{redirect:?}");
+    // Tasks still launch and finish.
+    if fw.master != cluster.addrs[leader] {
+        fw.resubscribe(&cluster.addrs).await;
+    }
+    cluster.connected_agent(leader).await;
+    fw.launch(task("after-member-loss", &module, &["sleep", "100"]))
+        .await;
+    updates_until(&mut fw, |fw| {
+        saw(fw, "after-member-loss", TaskState::Finished)
+    })
+    .await;
+    cluster.agent.kill();
+}
