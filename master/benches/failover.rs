@@ -6,8 +6,9 @@
 //! 2. Re-registration: 5,000 simulated agents connected to the pair, the leader killed; from
 //!    the new leader's election (its first answer as leader) to every agent re-registered with
 //!    it. The agents follow the leader as `corral agent` does (`agent/src/node/link.rs`):
-//!    masters in order with the leader hint first, exponential backoff with full jitter
-//!    (100 ms, doubling, at most 10 s) after a round in which every master failed.
+//!    masters in order with the leader hint first, a redirect to a named leader followed at
+//!    once (at most 3 times until registered), exponential backoff with full jitter (100 ms,
+//!    doubling, at most 10 s) after a round in which every master failed.
 //!
 //! ```text
 //! cargo bench -p corral-master --bench failover             # 20 kills, 5,000 agents
@@ -351,6 +352,8 @@ async fn follow(
     let mut last_epoch = 0;
     let mut hint: Option<String> = None;
     let mut ceiling = BACKOFF_BASE;
+    // Redirects followed at once since the last registration (the agent allows 3).
+    let mut follows = 0;
     loop {
         let candidates: Vec<String> = hint
             .take()
@@ -358,6 +361,7 @@ async fn follow(
             .chain(masters.iter().cloned())
             .collect();
         for address in candidates {
+            let epoch_before = last_epoch;
             let ended = session(
                 index,
                 &address,
@@ -367,10 +371,18 @@ async fn follow(
                 &events,
             )
             .await;
+            // Registered with a master of a new epoch: the follows start over.
+            if last_epoch != epoch_before {
+                follows = 0;
+            }
             if let Ended::Redirect(leader) = ended {
                 hint = Some(leader);
                 break;
             }
+        }
+        if hint.is_some() && follows < IMMEDIATE_FOLLOWS {
+            follows += 1;
+            continue;
         }
         // Full jitter between half the base and the ceiling, which doubles up to the max.
         let low = BACKOFF_BASE.as_millis() as u64 / 2;
@@ -382,6 +394,7 @@ async fn follow(
 
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
+const IMMEDIATE_FOLLOWS: u32 = 3;
 
 async fn session(
     index: usize,

@@ -31,24 +31,39 @@ enum Ended {
     Lost,
 }
 
-/// Exponential backoff with full jitter between `BASE` and the current ceiling.
+/// Exponential backoff with full jitter between `BASE` and the current ceiling, and a few
+/// immediate retries when a standby names the leader.
 #[derive(Debug)]
 struct Backoff {
     ceiling: Duration,
+    /// Redirects followed at once since the last registration.
+    follows: u32,
 }
 
 impl Backoff {
     const BASE: Duration = Duration::from_millis(100);
     const MAX: Duration = Duration::from_secs(10);
+    /// Beyond this many immediate follows the backoff applies, so two masters naming each
+    /// other cannot make the agent spin.
+    const IMMEDIATE_FOLLOWS: u32 = 3;
 
     fn new() -> Self {
         Self {
             ceiling: Self::BASE,
+            follows: 0,
         }
     }
 
     fn reset(&mut self) {
         self.ceiling = Self::BASE;
+        self.follows = 0;
+    }
+
+    /// Whether to follow a redirect without waiting: a standby that names the leader means
+    /// there is one now, and the backoff may have grown while none led.
+    fn follow_now(&mut self) -> bool {
+        self.follows += 1;
+        self.follows <= Self::IMMEDIATE_FOLLOWS
     }
 
     fn next(&mut self) -> Duration {
@@ -82,6 +97,9 @@ pub(crate) async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 }
                 Ended::Lost => {}
             }
+        }
+        if hint.is_some() && backoff.follow_now() {
+            continue;
         }
         let delay = backoff.next();
         tokio::select! {
@@ -206,5 +224,14 @@ mod tests {
         assert_eq!(backoff.ceiling, Backoff::MAX);
         backoff.reset();
         assert!(backoff.next() <= Backoff::BASE);
+    }
+
+    #[test]
+    fn redirects_are_followed_at_once_a_few_times_until_registered() {
+        let mut backoff = Backoff::new();
+        let immediate: Vec<bool> = (0..5).map(|_| backoff.follow_now()).collect();
+        assert_eq!(immediate, [true, true, true, false, false]);
+        backoff.reset();
+        assert!(backoff.follow_now());
     }
 }
