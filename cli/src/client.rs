@@ -1,4 +1,4 @@
-//! Connections to the master: the first address in the list that answers.
+//! Connections to the master: the leader, found from the list of masters.
 
 use anyhow::Context;
 use corral_proto::{Digest, limits, v1};
@@ -17,16 +17,23 @@ fn uri(addr: &str) -> String {
     }
 }
 
-/// Connects to the first master in `masters` that accepts a connection. Failing all is
-/// invalid input (exit 2): the user named the wrong address or nothing runs there.
+/// Connects to the leading master: the masters in `masters` are tried in order, and a
+/// standby's answer naming the leader (`corral-leader`) is followed. Failing all is invalid
+/// input (exit 2): the user named the wrong address or nothing runs there.
 pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClient> {
     let mut last = None;
     for addr in masters {
-        let endpoint = limits::endpoint(uri(addr))
-            .with_context(|| format!("invalid master address {addr:?}"))?;
-        match endpoint.connect().await {
-            Ok(channel) => return Ok(limits::operator_client(channel)),
-            Err(e) => last = Some(format!("{addr}: {e}")),
+        let mut candidate = addr.clone();
+        // A standby names the leader; follow a few hints, not a loop.
+        for _ in 0..3 {
+            match leader_at(&candidate).await {
+                Ok(Leading::Yes(client)) => return Ok(client),
+                Ok(Leading::No { leader }) => candidate = leader,
+                Err(e) => {
+                    last = Some(e);
+                    break;
+                }
+            }
         }
     }
     Err(Exit::invalid(format!(
@@ -35,6 +42,31 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
         last.unwrap_or_default()
     ))
     .into())
+}
+
+enum Leading {
+    Yes(OperatorClient),
+    No { leader: String },
+}
+
+/// Whether the master at `addr` leads, asked with a small call (standbys refuse every call
+/// with the leader's address).
+async fn leader_at(addr: &str) -> Result<Leading, String> {
+    let endpoint = limits::endpoint(uri(addr)).map_err(|e| format!("{addr}: {e}"))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut client = limits::operator_client(channel);
+    match client.get_roles(v1::GetRolesRequest {}).await {
+        Ok(_) => Ok(Leading::Yes(client)),
+        Err(status) => match corral_proto::status::leader_hint(&status) {
+            Some(leader) if leader != addr => Ok(Leading::No {
+                leader: leader.to_owned(),
+            }),
+            _ => Err(format!("{addr}: {}", status.message())),
+        },
+    }
 }
 
 /// A call the master refused, as an error that says what was being done and quotes the

@@ -222,9 +222,16 @@ async fn weight(addr: &str, role: &str) -> Option<f64> {
 
 /// Reads updates, acknowledging each that expects it, until `done` holds for what was seen
 /// (bounded: the framework's own wait per update).
+/// Reads (and acknowledges) updates until `done` (bounded: 2 × [`WAIT`], since heartbeats keep
+/// each single read alive).
 async fn updates_until(fw: &mut RawFramework, mut done: impl FnMut(&RawFramework) -> bool) {
+    let deadline = tokio::time::Instant::now() + 2 * WAIT;
     while !done(fw) {
-        let status = fw.next_update().await;
+        let status = tokio::time::timeout_at(deadline, fw.next_update())
+            .await
+            .unwrap_or_else(|_| {
+                panic!("not done within {:?}; updates: {:?}", 2 * WAIT, fw.updates)
+            });
         if !status.uuid.is_empty() {
             fw.acknowledge(&status).await;
         }
@@ -474,10 +481,29 @@ async fn masters_keep_working_when_one_of_three_etcd_members_dies() {
     })
     .await;
     assert_eq!(redirect.code(), tonic::Code::Unavailable, "{redirect:?}");
+    // The CLI given only the standby follows its hint to the leader.
+    let out =
+        crate::cluster::corral(&["weight", "eng"], Some(standby), &std::env::temp_dir()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        crate::cluster::text(&out.stderr)
+    );
+    assert!(
+        crate::cluster::text(&out.stdout)
+            .lines()
+            .any(|l| l.contains("eng") && l.split_whitespace().any(|w| w == "2")),
+        "stdout: {}",
+        crate::cluster::text(&out.stdout)
+    );
     // Tasks still launch and finish.
     if fw.master != cluster.addrs[leader] {
         fw.resubscribe(&cluster.addrs).await;
     }
+    // Modules live in the artifact store of the master they were uploaded to: upload it to
+    // the one leading now (the same digest; a no-op if it is the same master).
+    assert_eq!(fw.upload(corral_wasm_tasks::LIMITS).await, module);
     cluster.connected_agent(leader).await;
     fw.launch(task("after-member-loss", &module, &["sleep", "100"]))
         .await;
