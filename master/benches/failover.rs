@@ -6,9 +6,9 @@
 //! 2. Re-registration: 5,000 simulated agents connected to the pair, the leader killed; from
 //!    the new leader's election (its first answer as leader) to every agent re-registered with
 //!    it. The agents follow the leader as `corral agent` does (`agent/src/node/link.rs`):
-//!    masters in order with the leader hint first, a redirect to a named leader followed at
-//!    once (at most 3 times until registered), exponential backoff with full jitter (100 ms,
-//!    doubling, at most 10 s) after a round in which every master failed.
+//!    masters in order with the leader hint first, a redirect to a newly named leader
+//!    followed at once (at most 3 times until registered), exponential backoff with full
+//!    jitter (100 ms, doubling, at most 10 s) after a round in which every master failed.
 //!
 //! ```text
 //! cargo bench -p corral-master --bench failover             # 20 kills, 5,000 agents
@@ -352,8 +352,10 @@ async fn follow(
     let mut last_epoch = 0;
     let mut hint: Option<String> = None;
     let mut ceiling = BACKOFF_BASE;
-    // Redirects followed at once since the last registration (the agent allows 3).
+    // Redirects followed at once since the last registration (the agent allows 3, each to a
+    // leader other than the last one named).
     let mut follows = 0;
+    let mut last_hint: Option<String> = None;
     loop {
         let candidates: Vec<String> = hint
             .take()
@@ -374,15 +376,21 @@ async fn follow(
             // Registered with a master of a new epoch: the follows start over.
             if last_epoch != epoch_before {
                 follows = 0;
+                last_hint = None;
             }
             if let Ended::Redirect(leader) = ended {
                 hint = Some(leader);
                 break;
             }
         }
-        if hint.is_some() && follows < IMMEDIATE_FOLLOWS {
+        if let Some(leader) = &hint
+            && last_hint.as_ref() != Some(leader)
+        {
+            last_hint = Some(leader.clone());
             follows += 1;
-            continue;
+            if follows <= IMMEDIATE_FOLLOWS {
+                continue;
+            }
         }
         // Full jitter between half the base and the ceiling, which doubles up to the max.
         let low = BACKOFF_BASE.as_millis() as u64 / 2;

@@ -38,6 +38,8 @@ struct Backoff {
     ceiling: Duration,
     /// Redirects followed at once since the last registration.
     follows: u32,
+    /// The leader the last redirect named.
+    last_hint: Option<String>,
 }
 
 impl Backoff {
@@ -51,17 +53,24 @@ impl Backoff {
         Self {
             ceiling: Self::BASE,
             follows: 0,
+            last_hint: None,
         }
     }
 
     fn reset(&mut self) {
         self.ceiling = Self::BASE;
         self.follows = 0;
+        self.last_hint = None;
     }
 
-    /// Whether to follow a redirect without waiting: a standby that names the leader means
-    /// there is one now, and the backoff may have grown while none led.
-    fn follow_now(&mut self) -> bool {
+    /// Whether to follow a redirect to `leader` without waiting: a standby that names a new
+    /// leader means one was just elected, and the backoff may have grown while none led. A
+    /// hint repeated (a standby still naming a dead leader until its lease ends) waits.
+    fn follow_now(&mut self, leader: &str) -> bool {
+        if self.last_hint.as_deref() == Some(leader) {
+            return false;
+        }
+        self.last_hint = Some(leader.to_owned());
         self.follows += 1;
         self.follows <= Self::IMMEDIATE_FOLLOWS
     }
@@ -98,7 +107,10 @@ pub(crate) async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 Ended::Lost => {}
             }
         }
-        if hint.is_some() && backoff.follow_now() {
+        if hint
+            .as_deref()
+            .is_some_and(|leader| backoff.follow_now(leader))
+        {
             continue;
         }
         let delay = backoff.next();
@@ -227,11 +239,18 @@ mod tests {
     }
 
     #[test]
-    fn redirects_are_followed_at_once_a_few_times_until_registered() {
+    fn new_leaders_are_followed_at_once_a_few_times_until_registered() {
         let mut backoff = Backoff::new();
-        let immediate: Vec<bool> = (0..5).map(|_| backoff.follow_now()).collect();
-        assert_eq!(immediate, [true, true, true, false, false]);
+        // A repeated hint (a dead leader still named) waits for the backoff.
+        assert!(backoff.follow_now("a:1"));
+        assert!(!backoff.follow_now("a:1"));
+        // Masters naming each other: three immediate follows, then the backoff.
+        let pingpong: Vec<bool> = ["b:1", "a:1", "b:1", "a:1"]
+            .iter()
+            .map(|l| backoff.follow_now(l))
+            .collect();
+        assert_eq!(pingpong, [true, true, false, false]);
         backoff.reset();
-        assert!(backoff.follow_now());
+        assert!(backoff.follow_now("a:1"));
     }
 }
