@@ -456,7 +456,9 @@ async fn masters_keep_working_when_one_of_three_etcd_members_dies() {
     ) else {
         return;
     };
-    let mut cluster = HaCluster::start(etcd, "2s").await;
+    // Nothing here waits for a lease to end; a longer one keeps a renewal delayed by a busy
+    // machine (tests run in parallel) from deposing the leader mid-test.
+    let mut cluster = HaCluster::start(etcd, "6s").await;
     let mut fw = RawFramework::subscribe_to_leader(&cluster.addrs).await;
     let module = fw.upload(corral_wasm_tasks::LIMITS).await;
 

@@ -300,13 +300,7 @@ impl MasterCore {
         self.persist_agent(&id, before);
         self.send_registered(conn, &id);
         for (fw, task) in orphans {
-            self.send_agent(
-                conn,
-                v1::master_message::Kind::KillTask(v1::master_message::KillTask {
-                    framework_id: fw.to_string(),
-                    task_id: task.to_string(),
-                }),
-            );
+            self.send_kill(conn, &fw, &task);
         }
         for u in updates {
             self.status_update(&id, u, now);
@@ -581,13 +575,7 @@ impl MasterCore {
         };
         let keys = self.live_tasks_on(id);
         for (fw, task) in keys {
-            self.send_agent(
-                conn,
-                v1::master_message::Kind::KillTask(v1::master_message::KillTask {
-                    framework_id: fw.to_string(),
-                    task_id: task.to_string(),
-                }),
-            );
+            self.send_kill(conn, &fw, &task);
         }
     }
 

@@ -360,19 +360,8 @@ impl MasterCore {
             self.send_update(&status);
             return;
         }
-        let conn = task
-            .agent
-            .as_ref()
-            .and_then(|a| self.agents.get(a))
-            .and_then(|a| a.conn);
-        if let Some(conn) = conn {
-            self.send_agent(
-                conn,
-                v1::master_message::Kind::KillTask(v1::master_message::KillTask {
-                    framework_id: framework.to_string(),
-                    task_id: task_id.to_string(),
-                }),
-            );
+        if let Some(conn) = self.agent_conn_of(task) {
+            self.send_kill(conn, framework, &task_id);
         }
     }
 

@@ -229,19 +229,9 @@ impl MasterCore {
                 self.complete_task(&key);
                 continue;
             }
-            let conn = t
-                .agent
-                .as_ref()
-                .and_then(|a| self.agents.get(a))
-                .and_then(|a| a.conn);
+            let conn = self.tasks.get(&key).and_then(|t| self.agent_conn_of(t));
             if let Some(conn) = conn {
-                self.send_agent(
-                    conn,
-                    v1::master_message::Kind::KillTask(v1::master_message::KillTask {
-                        framework_id: id.to_string(),
-                        task_id: key.1.to_string(),
-                    }),
-                );
+                self.send_kill(conn, id, &key.1);
             }
         }
         let _ = self.allocator.remove_framework(id);

@@ -468,6 +468,25 @@ impl MasterCore {
         self.effects.push(Effect::ToAgent { conn, msg });
     }
 
+    /// Asks the agent on `conn` to kill a task.
+    fn send_kill(&mut self, conn: ConnId, framework: &FrameworkId, task: &TaskId) {
+        self.send_agent(
+            conn,
+            v1::master_message::Kind::KillTask(v1::master_message::KillTask {
+                framework_id: framework.to_string(),
+                task_id: task.to_string(),
+            }),
+        );
+    }
+
+    /// The stream of the agent running `task`, if that agent is connected.
+    fn agent_conn_of(&self, task: &Task) -> Option<ConnId> {
+        task.agent
+            .as_ref()
+            .and_then(|a| self.agents.get(a))
+            .and_then(|a| a.conn)
+    }
+
     fn send_framework(&mut self, conn: ConnId, kind: v1::event::Kind) {
         let event = v1::Event { kind: Some(kind) };
         self.effects.push(Effect::ToFramework { conn, event });

@@ -303,6 +303,12 @@ impl MasterCore {
         task: &TaskId,
         framework: Option<&FrameworkId>,
     ) -> Result<(&TaskKey, &Task), ServiceError> {
+        // A live task of a named framework is one lookup (`corral logs -f` asks often).
+        if let Some(fw) = framework
+            && let Some(live) = self.tasks.get_key_value(&(fw.clone(), task.clone()))
+        {
+            return Ok(live);
+        }
         // Live tasks first, then the newest completed record.
         let mut found = self
             .tasks

@@ -94,10 +94,11 @@ struct State {
 impl State {
     fn submit(&mut self, n: usize, now: Instant) {
         for _ in 0..n.min(self.total - self.submitted) {
-            let id = TaskId::new(format!("{}-{}", self.prefix, self.submitted))
-                .unwrap_or_else(|_| unreachable_id());
+            // `run` checked that IDs with this prefix are valid.
+            if let Ok(id) = task_id(&self.prefix, self.submitted) {
+                self.queue.push_back((id, now));
+            }
             self.submitted += 1;
-            self.queue.push_back((id, now));
         }
     }
 
@@ -150,9 +151,9 @@ impl State {
     }
 }
 
-/// A task ID that cannot fail to parse (the prefix is ours).
-fn unreachable_id() -> TaskId {
-    TaskId::new("bench").unwrap_or_else(|_| unreachable!("a plain ASCII ID is valid"))
+/// The ID of the `n`th task of a run.
+fn task_id(prefix: &str, n: usize) -> Result<TaskId, corral_proto::IdError> {
+    TaskId::new(format!("{prefix}-{n}"))
 }
 
 struct Bench {
@@ -246,6 +247,8 @@ pub(super) async fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros())
     );
+    task_id(&prefix, total)
+        .map_err(|e| anyhow::anyhow!("invalid task ID prefix {prefix:?}: {e}"))?;
     let state = Arc::new(Mutex::new(State {
         shape: shape.clone(),
         per_task: shape.resources(),
