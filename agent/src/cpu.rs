@@ -19,8 +19,8 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -82,6 +82,14 @@ impl Quota {
     }
 }
 
+/// Longest a guest runs on its thread before the scheduler gets the thread back.
+///
+/// A guest yields every ~100 µs of fuel so kills, timeouts and throttling land promptly. Handing
+/// each of those yields back to the multi-threaded runtime would wake an idle worker that then
+/// steals the guest to another core, which costs more than the slice itself; so [`Metered`]
+/// resumes a guest that woke itself at once, up to this much CPU per poll.
+pub(crate) const SLICE: Duration = Duration::from_millis(1);
+
 /// The guest's future, metered: counts CPU time and holds it to its share.
 pub(crate) struct Metered<F> {
     inner: Pin<Box<F>>,
@@ -114,23 +122,97 @@ impl<F: Future> Future for Metered<F> {
             }
             this.pause = None;
         }
-        let before = thread_cpu_time();
-        let result = this.inner.as_mut().poll(cx);
-        let used = thread_cpu_time().saturating_sub(before);
-        this.cpu.add(used);
-        if result.is_pending()
-            && let Some(quota) = this.quota.as_mut()
-        {
-            let now = Instant::now();
-            if let Some(pause) = quota.charge(used, now) {
-                let mut sleep = Box::pin(tokio::time::sleep_until(now + pause));
-                // Register for the wake-up; the guest has already asked to be polled again,
-                // and that poll will land on the pause above.
-                let _ = sleep.as_mut().poll(cx);
-                this.pause = Some(sleep);
+        let wake = Arc::new(SliceWaker::new(cx.waker().clone()));
+        let waker = Waker::from(wake.clone());
+        let mut inner_cx = Context::from_waker(&waker);
+        let slice_start = thread_cpu_time();
+        let mut before = slice_start;
+        loop {
+            let result = this.inner.as_mut().poll(&mut inner_cx);
+            let after = thread_cpu_time();
+            let used = after.saturating_sub(before);
+            before = after;
+            this.cpu.add(used);
+            if result.is_ready() {
+                return result;
+            }
+            if let Some(quota) = this.quota.as_mut() {
+                let now = Instant::now();
+                if let Some(pause) = quota.charge(used, now) {
+                    let mut sleep = Box::pin(tokio::time::sleep_until(now + pause));
+                    // Register for the wake-up; a guest that asked to be polled again will
+                    // land on the pause above.
+                    let _ = sleep.as_mut().poll(cx);
+                    this.pause = Some(sleep);
+                    wake.finish();
+                    return Poll::Pending;
+                }
+            }
+            if after.saturating_sub(slice_start) >= SLICE || !wake.take_wake() {
+                wake.finish();
+                return Poll::Pending;
             }
         }
-        result
+    }
+}
+
+/// The waker a guest sees during one [`Metered::poll`]: a wake that arrives while the guest is
+/// being polled is kept for the loop there; any other wake goes straight to the task.
+struct SliceWaker {
+    state: AtomicU8,
+    task: Waker,
+}
+
+const POLLING: u8 = 0;
+const WOKEN_WHILE_POLLING: u8 = 1;
+const DONE: u8 = 2;
+
+impl SliceWaker {
+    fn new(task: Waker) -> Self {
+        Self {
+            state: AtomicU8::new(POLLING),
+            task,
+        }
+    }
+
+    /// Whether the guest asked to be polled again; the loop keeps polling it.
+    fn take_wake(&self) -> bool {
+        self.state
+            .compare_exchange(
+                WOKEN_WHILE_POLLING,
+                POLLING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The poll ends: a wake kept for the loop is passed on, and later ones go to the task.
+    fn finish(&self) {
+        if self.state.swap(DONE, Ordering::AcqRel) == WOKEN_WHILE_POLLING {
+            self.task.wake_by_ref();
+        }
+    }
+}
+
+impl Wake for SliceWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let kept = self
+            .state
+            .compare_exchange(
+                POLLING,
+                WOKEN_WHILE_POLLING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if !kept && self.state.load(Ordering::Acquire) == DONE {
+            self.task.wake_by_ref();
+        }
     }
 }
 
