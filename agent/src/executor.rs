@@ -28,7 +28,8 @@ use crate::cpu::{CpuCounter, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
 use crate::memory::MemoryLimiter;
-use crate::sandbox::{CappedOutput, OutputCap, SandboxPaths, append_output_marker};
+use crate::output::{KEPT_IN_MEMORY_FOR, RunOutput, Stream};
+use crate::sandbox::SandboxPaths;
 use crate::task::{ModuleSource, StartError, TaskOutcome, TaskResult, TaskSpec, TrapKind, Usage};
 
 /// Settings for an [`Executor`].
@@ -213,12 +214,13 @@ impl Executor {
             "{:016x}",
             self.shared.next_run.fetch_add(1, Ordering::Relaxed)
         );
-        let sandbox = SandboxPaths::new(
+        let output = SandboxPaths::new(
             &self.shared.sandboxes,
             &spec.framework_id,
             &spec.task_id,
             &run,
-        );
+        )
+        .map(|sandbox| RunOutput::new(sandbox, spec.limits.max_output));
         let kill = Arc::new(Notify::new());
         let cpu = Arc::new(CpuCounter::default());
         let (tx, rx) = oneshot::channel();
@@ -226,7 +228,7 @@ impl Executor {
         let run_task = run_task(
             self.shared.clone(),
             spec,
-            sandbox.clone(),
+            output.clone(),
             kill.clone(),
             cpu.clone(),
             phase_tx.clone(),
@@ -237,7 +239,7 @@ impl Executor {
             let _ = tx.send(result);
         }));
         TaskHandle {
-            sandbox,
+            output,
             kill: KillSwitch(kill),
             cpu,
             phase: phase_rx,
@@ -300,7 +302,7 @@ pub enum Phase {
 /// A launched task.
 #[derive(Debug)]
 pub struct TaskHandle {
-    sandbox: Option<SandboxPaths>,
+    output: Option<Arc<RunOutput>>,
     kill: KillSwitch,
     cpu: Arc<CpuCounter>,
     phase: watch::Receiver<Phase>,
@@ -310,7 +312,12 @@ pub struct TaskHandle {
 impl TaskHandle {
     /// The run's sandbox; `None` when the spec's ids could not name one.
     pub fn sandbox(&self) -> Option<&SandboxPaths> {
-        self.sandbox.as_ref()
+        self.output.as_ref().map(|output| output.sandbox())
+    }
+
+    /// The run's stdout and stderr, readable while it runs; `None` as for the sandbox.
+    pub fn output(&self) -> Option<&Arc<RunOutput>> {
+        self.output.as_ref()
     }
 
     /// A switch that kills this task.
@@ -364,12 +371,12 @@ fn failed(error: StartError) -> TaskResult {
 async fn run_task(
     shared: Arc<Shared>,
     spec: TaskSpec,
-    sandbox: Option<SandboxPaths>,
+    output: Option<Arc<RunOutput>>,
     kill: Arc<Notify>,
     cpu: Arc<CpuCounter>,
     phase: watch::Sender<Phase>,
 ) -> TaskResult {
-    let Some(sandbox) = sandbox else {
+    let Some(output) = output else {
         return failed(StartError::InvalidSpec {
             reason: "framework and task ids must be plain names (letters, digits, - _ . : @)"
                 .into(),
@@ -395,7 +402,8 @@ async fn run_task(
             });
         }
     };
-    let mut store = match build_store(&shared, &spec, &sandbox) {
+    let reaches_files = crate::guest::reaches_files(&prepared.module);
+    let mut store = match build_store(&shared, &spec, &output, reaches_files) {
         Ok(store) => store,
         Err(error) => return failed(error),
     };
@@ -423,9 +431,19 @@ async fn run_task(
             spec.resources.cpus_milli,
             cpu.clone(),
         );
+        // What happens at set times in a run: its logs move to disk (if it is still running),
+        // then its timeout ends it.
         let timeout = async {
-            match spec.limits.timeout {
-                Some(limit) => tokio::time::sleep(limit).await,
+            let timeout_at = spec.limits.timeout.map(|limit| start + limit);
+            let to_disk_at = start + KEPT_IN_MEMORY_FOR;
+            if timeout_at.is_none_or(|at| to_disk_at < at) {
+                tokio::time::sleep_until(to_disk_at.into()).await;
+                if let Err(error) = output.move_to_disk() {
+                    tracing::warn!(task_id = %spec.task_id, %error, "cannot write logs to disk");
+                }
+            }
+            match timeout_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
                 None => std::future::pending().await,
             }
         };
@@ -444,7 +462,7 @@ async fn run_task(
         other => other,
     };
     if outcome == TaskOutcome::OutputLimit
-        && let Err(error) = append_output_marker(&sandbox.stdout(), spec.limits.max_output)
+        && let Err(error) = store.data().output.mark_limit_reached()
     {
         tracing::warn!(task_id = %spec.task_id, %error, "cannot mark truncated output");
     }
@@ -486,32 +504,29 @@ fn check_entrypoint(prepared: &Prepared<TaskState>, name: &str) -> Result<(), St
 fn build_store(
     shared: &Shared,
     spec: &TaskSpec,
-    sandbox: &SandboxPaths,
+    output: &Arc<RunOutput>,
+    reaches_files: bool,
 ) -> Result<Store<TaskState>, StartError> {
-    let inputs_size = sandbox.create(&spec.inputs)?;
+    let sandbox = output.sandbox();
+    let (inputs_size, has_root) = sandbox.create(&spec.inputs, reaches_files)?;
     let sandbox_error = |e: &dyn std::fmt::Display| StartError::Sandbox {
         reason: e.to_string(),
     };
-    let output = OutputCap::new(spec.limits.max_output);
-    let stdout = CappedOutput::new(sandbox.stdout(), output.clone());
-    let stderr = CappedOutput::new(sandbox.stderr(), output.clone());
     let mut wasi = WasiCtxBuilder::new();
     wasi.arg(&spec.task_id)
         .args(&spec.args)
         .envs(&spec.env)
-        .stdout(stdout)
-        .stderr(stderr)
-        .preopened_dir(sandbox.root(), "/", FsPerms::ReadWrite)
-        .map_err(|e| sandbox_error(&e))?;
+        .stdout(output.writer(Stream::Stdout))
+        .stderr(output.writer(Stream::Stderr));
+    if has_root {
+        wasi.preopened_dir(sandbox.root(), "/", FsPerms::ReadWrite)
+            .map_err(|e| sandbox_error(&e))?;
+    }
     let state = TaskState {
         wasi: wasi.build_p1(),
         memory: MemoryLimiter::new(spec.resources.mem_bytes),
-        disk: DiskBudget::new(
-            spec.resources.disk_bytes,
-            inputs_size,
-            sandbox.run_dir().to_path_buf(),
-        ),
-        output,
+        disk: DiskBudget::new(spec.resources.disk_bytes, inputs_size, output.clone()),
+        output: output.clone(),
     };
     let mut store = Store::new(shared.engine.engine(), state);
     store.limiter(|state| &mut state.memory);

@@ -7,7 +7,6 @@
 //! implementation. A write that would pass `disk` is refused before a byte lands; the task
 //! stops with a typed error that the executor turns into an outcome.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::{AsContextMut, Caller, Engine, Extern, Linker};
@@ -15,7 +14,7 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as preview1, WasiSnapshotPr
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 
 use crate::memory::MemoryLimiter;
-use crate::sandbox::{OutputCap, disk_usage};
+use crate::output::RunOutput;
 
 const WASI: &str = "wasi_snapshot_preview1";
 
@@ -24,28 +23,28 @@ pub(crate) struct TaskState {
     pub(crate) wasi: WasiP1Ctx,
     pub(crate) memory: MemoryLimiter,
     pub(crate) disk: DiskBudget,
-    pub(crate) output: Arc<OutputCap>,
+    pub(crate) output: Arc<RunOutput>,
 }
 
-/// Bytes a task may still write into its run directory.
+/// Bytes a task may still write into its sandbox (root and logs, in memory or not).
 ///
-/// `charged` is an upper bound on what the run directory holds: every write is charged in full
-/// before it happens. When the bound would pass the limit, the directory is measured for real
+/// `charged` is an upper bound on what the sandbox holds: every write is charged in full
+/// before it happens. When the bound would pass the limit, the sandbox is measured for real
 /// (overwrites and deletions make the bound loose) before the write is refused.
 #[derive(Debug)]
 pub(crate) struct DiskBudget {
     limit: u64,
     charged: u64,
-    run_dir: PathBuf,
+    output: Arc<RunOutput>,
     exceeded: bool,
 }
 
 impl DiskBudget {
-    pub(crate) fn new(limit: u64, already_used: u64, run_dir: PathBuf) -> Self {
+    pub(crate) fn new(limit: u64, already_used: u64, output: Arc<RunOutput>) -> Self {
         Self {
             limit,
             charged: already_used,
-            run_dir,
+            output,
             exceeded: already_used > limit,
         }
     }
@@ -56,7 +55,7 @@ impl DiskBudget {
 
     fn charge(&mut self, bytes: u64) -> Result<(), DiskLimitExceeded> {
         if self.charged.saturating_add(bytes) > self.limit {
-            self.charged = disk_usage(&self.run_dir);
+            self.charged = self.output.sandbox().disk_usage() + self.output.in_memory_bytes();
             if self.charged.saturating_add(bytes) > self.limit {
                 self.exceeded = true;
                 return Err(DiskLimitExceeded);
@@ -119,6 +118,41 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<TaskState>> {
     Ok(linker)
 }
 
+/// WASI functions that never name a file or reach a preopened directory: a module that
+/// imports nothing else can only touch its standard streams.
+const WITHOUT_FILES: &[&str] = &[
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "random_get",
+    "sched_yield",
+    "poll_oneoff",
+    "proc_exit",
+    "proc_raise",
+    "fd_write",
+    "fd_read",
+    "fd_close",
+    "fd_fdstat_get",
+    "fd_fdstat_set_flags",
+    "fd_filestat_get",
+    "fd_seek",
+    "fd_tell",
+    "fd_sync",
+    "fd_datasync",
+];
+
+/// Whether `module` can reach files: it imports a WASI function beyond [`WITHOUT_FILES`] (one
+/// that takes a path, lists a directory, or discovers preopens). Only such a module needs a
+/// root directory; for any other the difference is not observable (fd 3 is simply closed).
+pub(crate) fn reaches_files(module: &wasmtime::Module) -> bool {
+    module
+        .imports()
+        .any(|import| import.module() != WASI || !WITHOUT_FILES.contains(&import.name()))
+}
+
 /// The guest's WASI context and memory, set up as wasmtime-wasi's own glue does.
 fn wasi_and_memory<'a>(
     caller: &'a mut Caller<'_, TaskState>,
@@ -172,25 +206,54 @@ fn first_nonempty_iov_len(caller: &mut Caller<'_, TaskState>, iovs: i32, iovs_le
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sandbox::SandboxPaths;
 
     #[test]
     fn the_budget_remeasures_before_refusing() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("file"), vec![0u8; 600]).unwrap();
-        let mut budget = DiskBudget::new(1000, 0, dir.path().into());
-        // Three rewrites of the same 600 bytes are charged 1800 in total, but the directory
+        let sandbox = SandboxPaths::from_base(dir.path().join("t.1"));
+        std::fs::create_dir(sandbox.root()).unwrap();
+        std::fs::write(sandbox.root().join("file"), vec![0u8; 500]).unwrap();
+        std::fs::write(sandbox.stdout(), vec![0u8; 100]).unwrap();
+        let mut budget = DiskBudget::new(1000, 0, RunOutput::new(sandbox, 1000));
+        // Three rewrites of the same 600 bytes are charged 1800 in total, but the sandbox
         // holds 600: the third is allowed after a measurement.
         budget.charge(600).unwrap();
         budget.charge(300).unwrap();
         budget.charge(300).unwrap();
-        // The directory really holds 600 bytes: 500 more would pass the limit.
+        // The root and the logs really hold 600 bytes: 500 more would pass the limit.
         assert!(budget.charge(500).is_err());
         assert!(budget.exceeded());
     }
 
     #[test]
+    fn only_modules_that_import_path_functions_reach_files() {
+        let engine = Engine::default();
+        let module = |imports: &str| {
+            let wasm = wat::parse_str(format!("(module {imports})")).unwrap();
+            wasmtime::Module::new(&engine, wasm).unwrap()
+        };
+        let import = |module: &str, name: &str| {
+            format!(r#"(import "{module}" "{name}" (func (param i32)))"#)
+        };
+        assert!(!reaches_files(&module("")));
+        assert!(!reaches_files(&module(&import(WASI, "fd_write"))));
+        assert!(!reaches_files(&module(&import(WASI, "proc_exit"))));
+        for name in [
+            "path_open",
+            "fd_prestat_get",
+            "fd_readdir",
+            "some_future_call",
+        ] {
+            assert!(reaches_files(&module(&import(WASI, name))), "{name}");
+        }
+        assert!(reaches_files(&module(&import("env", "fd_write"))));
+    }
+
+    #[test]
     fn inputs_already_over_the_limit_are_exceeded_from_the_start() {
-        let budget = DiskBudget::new(10, 11, PathBuf::new());
+        let sandbox = SandboxPaths::from_base("t.1".into());
+        let budget = DiskBudget::new(10, 11, RunOutput::new(sandbox, 10));
         assert!(budget.exceeded());
     }
 }

@@ -10,7 +10,7 @@
 //! | `max_fuel` | wasmtime fuel | [`TaskOutcome::OutOfFuel`] |
 //! | `timeout` | a timer raced against the guest | [`TaskOutcome::Timeout`] |
 //! | `disk` | the WASI write functions, before each write | [`TaskOutcome::DiskLimit`] |
-//! | `max_output` | capped stdout/stderr files | [`TaskOutcome::OutputLimit`] |
+//! | `max_output` | capped stdout/stderr | [`TaskOutcome::OutputLimit`] |
 //! | `cpus` | a token bucket at fuel yield points | throttled, never above the share |
 //! | kill | dropped at the next yield point | [`TaskOutcome::Killed`] |
 //!
@@ -21,12 +21,14 @@
 //!   TaskSpec ─► Executor::launch ─► TaskHandle ─► wait() ─► TaskResult { outcome, usage }
 //!                    │
 //!                    ├── cache:   sha256 ─► compiled code on disk ─► InstancePre in memory
-//!                    ├── sandbox: <work>/sandboxes/<framework>/<task>/<run>/{root,stdout,stderr}
+//!                    ├── sandbox: <work>/sandboxes/<framework>/<task>.<run>/ (the root, if needed)
+//!                    ├── output:  stdout/stderr in memory, or <task>.<run>.stdout/.stderr if large
 //!                    └── guest:   WASI p1 + limits, run on the task runtime
 //! ```
 //!
 //! Modules in this crate: `engine` is the only place wasmtime is configured; `cache` admits,
-//! compiles and persists modules; `sandbox` lays out a run's files; `guest` is the host side the
+//! compiles and persists modules; `sandbox` lays out a run's files; `output` holds its logs;
+//! `guest` is the host side the
 //! guest sees; `memory` and `cpu` enforce their limits; `executor` drives a task's life.
 //!
 //! [`node`] is the agent as a cluster member around the executor: [`Agent`] registers with
@@ -41,6 +43,7 @@ mod executor;
 mod guest;
 mod memory;
 pub mod node;
+mod output;
 mod sandbox;
 mod task;
 
@@ -49,6 +52,7 @@ pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
 pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};
 pub use node::{Agent, AgentConfig, CHECKPOINT_FILE, CheckpointError, Recover, ResourceOverrides};
+pub use output::{INLINE_LOG_BYTES, KEPT_IN_MEMORY_FOR, LogContents, RunOutput, Stream};
 pub use sandbox::SandboxPaths;
 pub use task::{
     InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskResult,

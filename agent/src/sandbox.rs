@@ -1,36 +1,38 @@
-//! A directory per task run, the guest's only view of the host's file system.
+//! A task run's files: the guest's only view of the host's file system, and its logs.
 //!
 //! ```text
-//! <work_dir>/sandboxes/<framework>/<task>/<run>/
-//!     root/      preopened as the guest's `/`; input files are placed here before start
-//!     stdout     the guest's stdout, capped; created on the first write
-//!     stderr     the guest's stderr, capped; created on the first write
+//! <work_dir>/sandboxes/<framework>/
+//!     <task>.<run>/         preopened as the guest's `/`; input files are placed here first
+//!     <task>.<run>.stdout   the guest's stdout, once too large to keep in memory
+//!     <task>.<run>.stderr   the guest's stderr, likewise
 //! ```
 //!
-//! Logs are opened lazily so that a task that has not written holds a single file descriptor
-//! (its root), which is what lets one agent keep ten thousand sleeping tasks.
+//! Readers (the files API, `corral logs`) see these as `stdout`, `stderr` and `root/...`.
 //!
-//! The logs sit beside the guest's root rather than inside it so a task can neither read nor
-//! rewrite its own logs. Everything under the run directory counts toward the task's `disk`.
+//! A run costs the file system as little as it can, because at thousands of tasks per second
+//! the agent's metadata operations dominate a small task's launch:
+//! - the logs sit beside the guest's root rather than inside it, so a task can neither read
+//!   nor rewrite its own logs, and they need no directory of their own;
+//! - the root is created only for a module that can reach files (it imports a WASI function
+//!   that takes a path or enumerates preopens) or that is given inputs; any other module
+//!   cannot tell a root was never made;
+//! - small logs never touch the disk (see [`crate::output`]), so a `hello` costs no file
+//!   system operation at all, and a sleeping task holds no descriptor, which is what lets one
+//!   agent keep ten thousand of them.
+//!
+//! Everything a run holds (root and logs) counts toward the task's `disk`.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Component, Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
-
-use bytes::Bytes;
-use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::task::{InputContents, InputFile, StartError};
 
 /// Where a run's files live.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxPaths {
-    run_dir: PathBuf,
+    /// `<framework dir>/<task>.<run>`: the root itself, and the stem of the logs' names.
+    base: PathBuf,
 }
 
 impl SandboxPaths {
@@ -40,37 +42,60 @@ impl SandboxPaths {
             .iter()
             .all(|id| is_plain_component(id))
             .then(|| Self {
-                run_dir: sandboxes.join(framework).join(task).join(run),
+                base: sandboxes.join(framework).join(format!("{task}.{run}")),
             })
     }
 
-    /// The run's directory.
-    pub fn run_dir(&self) -> &Path {
-        &self.run_dir
+    /// The run's files as recorded by [`SandboxPaths::base`].
+    pub fn from_base(base: PathBuf) -> Self {
+        Self { base }
     }
 
-    /// The directory preopened as the guest's `/`.
+    /// What identifies the run's files on disk (the root's path; the logs share its stem).
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    /// The directory preopened as the guest's `/`; it exists only if the run needed one.
     pub fn root(&self) -> PathBuf {
-        self.run_dir.join("root")
+        self.base.clone()
     }
 
     /// The guest's stdout.
     pub fn stdout(&self) -> PathBuf {
-        self.run_dir.join("stdout")
+        self.log("stdout")
     }
 
     /// The guest's stderr.
     pub fn stderr(&self) -> PathBuf {
-        self.run_dir.join("stderr")
+        self.log("stderr")
     }
 
-    /// Creates the run directory and places the inputs; returns the bytes they occupy.
-    pub(crate) fn create(&self, inputs: &[InputFile]) -> Result<u64, StartError> {
+    fn log(&self, stream: &str) -> PathBuf {
+        let mut name = self.base.file_name().unwrap_or_default().to_os_string();
+        name.push(".");
+        name.push(stream);
+        self.base.with_file_name(name)
+    }
+
+    /// Prepares the run: creates the root when `with_root` or there are inputs, and places
+    /// the inputs; returns the bytes they occupy and whether a root now exists.
+    pub(crate) fn create(
+        &self,
+        inputs: &[InputFile],
+        with_root: bool,
+    ) -> Result<(u64, bool), StartError> {
         let sandbox_error = |e: io::Error| StartError::Sandbox {
-            reason: format!("{}: {e}", self.run_dir.display()),
+            reason: format!("{}: {e}", self.base.display()),
         };
+        if let Some(framework_dir) = self.base.parent() {
+            fs::create_dir_all(framework_dir).map_err(sandbox_error)?;
+        }
+        if !with_root && inputs.is_empty() {
+            return Ok((0, false));
+        }
         let root = self.root();
-        fs::create_dir_all(&root).map_err(sandbox_error)?;
+        fs::create_dir(&root).map_err(sandbox_error)?;
         let mut placed = 0;
         for input in inputs {
             let relative = input_path(&input.path)?;
@@ -98,7 +123,26 @@ impl SandboxPaths {
                 }
             };
         }
-        Ok(placed)
+        Ok((placed, true))
+    }
+
+    /// Bytes the run holds on disk, holes excluded.
+    pub(crate) fn disk_usage(&self) -> u64 {
+        dir_usage(&self.root()) + file_usage(&self.stdout()) + file_usage(&self.stderr())
+    }
+
+    /// Deletes everything the run left on disk.
+    pub fn remove(&self) -> io::Result<()> {
+        for log in [self.stdout(), self.stderr()] {
+            match fs::remove_file(log) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        match fs::remove_dir_all(self.root()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -130,175 +174,29 @@ fn input_path(path: &str) -> Result<&Path, StartError> {
     }
 }
 
-/// Bytes the files under `dir` hold, holes excluded: what the `disk` limit measures.
-pub(crate) fn disk_usage(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
+/// Bytes the files under `dir` hold, holes excluded.
+fn dir_usage(dir: &Path) -> u64 {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
     entries
         .flatten()
         .map(|entry| match entry.metadata() {
-            Ok(meta) if meta.is_dir() => disk_usage(&entry.path()),
-            Ok(meta) if meta.is_file() => meta.size().min(meta.blocks() * 512),
+            Ok(meta) if meta.is_dir() => dir_usage(&entry.path()),
+            Ok(meta) if meta.is_file() => allocated(&meta),
             _ => 0,
         })
         .sum()
 }
 
-/// stdout and stderr share one `max_output` budget.
-#[derive(Debug)]
-pub(crate) struct OutputCap {
-    limit: u64,
-    used: AtomicU64,
-    exceeded: AtomicBool,
+/// Bytes one file holds, holes excluded; 0 if it does not exist.
+fn file_usage(path: &Path) -> u64 {
+    fs::symlink_metadata(path).map_or(0, |meta| if meta.is_file() { allocated(&meta) } else { 0 })
 }
 
-impl OutputCap {
-    pub(crate) fn new(limit: u64) -> Arc<Self> {
-        Arc::new(Self {
-            limit,
-            used: AtomicU64::new(0),
-            exceeded: AtomicBool::new(false),
-        })
-    }
-
-    pub(crate) fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
-    }
-
-    /// Takes up to `want` bytes from the budget; returns how many may be written.
-    fn take(&self, want: usize) -> usize {
-        let mut used = self.used.load(Ordering::Relaxed);
-        loop {
-            let grant = (self.limit.saturating_sub(used)).min(want as u64);
-            match self.used.compare_exchange_weak(
-                used,
-                used + grant,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    if (grant as usize) < want {
-                        self.exceeded.store(true, Ordering::Relaxed);
-                    }
-                    return grant as usize;
-                }
-                Err(actual) => used = actual,
-            }
-        }
-    }
-}
-
-/// One of the guest's output streams: a file in the run directory, written up to the cap.
-#[derive(Clone)]
-pub(crate) struct CappedOutput {
-    path: Arc<Path>,
-    file: Arc<Mutex<Option<File>>>,
-    cap: Arc<OutputCap>,
-}
-
-impl CappedOutput {
-    pub(crate) fn new(path: PathBuf, cap: Arc<OutputCap>) -> Self {
-        Self {
-            path: path.into(),
-            file: Arc::default(),
-            cap,
-        }
-    }
-
-    fn write_capped(&self, bytes: &[u8]) -> io::Result<()> {
-        let granted = self.cap.take(bytes.len());
-        if granted > 0 {
-            let mut file = self.file.lock().unwrap_or_else(PoisonError::into_inner);
-            if file.is_none() {
-                *file = Some(
-                    fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&self.path)?,
-                );
-            }
-            if let Some(file) = file.as_mut() {
-                file.write_all(&bytes[..granted])?;
-            }
-        }
-        if granted < bytes.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "output limit reached",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Appends the line that tells a reader of the log why it ends where it does.
-pub(crate) fn append_output_marker(path: &Path, limit: u64) -> io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    writeln!(
-        file,
-        "\n[corral] output limit of {limit} bytes reached; the task was stopped"
-    )
-}
-
-impl IsTerminal for CappedOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for CappedOutput {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[async_trait::async_trait]
-impl Pollable for CappedOutput {
-    async fn ready(&mut self) {}
-}
-
-// Writes to a local file land in the page cache in microseconds; like wasmtime's own
-// `OutputFile`, they are done inline rather than on a blocking thread.
-impl OutputStream for CappedOutput {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.write_capped(&bytes)
-            .map_err(|e| StreamError::LastOperationFailed(wasmtime::format_err!(e)))
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
-    }
-}
-
-impl tokio::io::AsyncWrite for CappedOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Poll::Ready(self.write_capped(buf).map(|()| buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+fn allocated(meta: &fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.size().min(meta.blocks() * 512)
 }
 
 #[cfg(test)]
@@ -323,15 +221,5 @@ mod tests {
         for bad in ["", ".", "/etc/passwd", "../x", "a/../../x", "a/.."] {
             assert!(input_path(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn output_cap_grants_the_remainder_then_nothing() {
-        let cap = OutputCap::new(10);
-        assert_eq!(cap.take(4), 4);
-        assert!(!cap.exceeded());
-        assert_eq!(cap.take(10), 6);
-        assert!(cap.exceeded());
-        assert_eq!(cap.take(1), 0);
     }
 }

@@ -134,6 +134,10 @@ pub(crate) struct AgentArgs {
     /// to that role and its sub-roles only (a static reservation).
     #[arg(long = "reserve", value_parser = parse::reservation)]
     pub(crate) reservations: Vec<(String, parse::ResourceSpec)>,
+    /// Finished tasks whose logs and files are kept (then readable with `corral logs`);
+    /// beyond this many the oldest are removed, files and all.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) max_completed_tasks: usize,
 }
 
 /// `corral agent --recover`.

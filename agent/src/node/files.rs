@@ -1,9 +1,9 @@
 //! The agent's `Operator` service: `ListFiles` and `ReadFile` on task sandboxes, which the
 //! master proxies for `corral logs`. Every other Operator RPC is the master's: UNIMPLEMENTED.
 //!
-//! Paths are relative to the task's run directory (`stdout`, `stderr`, `root/...`). A path
-//! with `..`, an absolute path, or one that resolves (through symlinks the guest made) outside
-//! the run directory is refused.
+//! A sandbox reads as one tree whatever its layout on disk: `stdout`, `stderr` and `root/...`
+//! (the guest's files; absent when the run needed no root). A path with `..`, an absolute
+//! path, or one that resolves (through symlinks the guest made) outside the root is refused.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
 
 use super::tasks::Node;
+use crate::output::{LogContents, RunOutput, Stream};
 
 /// Serves task files from the node's sandboxes.
 #[derive(Debug, Clone)]
@@ -27,28 +28,64 @@ impl Files {
     }
 }
 
-/// `path` inside `run_dir`, or why not: no `..` or absolute paths, and the resolved path
-/// (symlinks followed) stays under the resolved run directory.
-pub(crate) fn resolve(run_dir: &Path, path: &str) -> Result<PathBuf, ServiceError> {
+/// What a sandbox path names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The sandbox itself: its logs and root.
+    Sandbox,
+    /// stdout or stderr, wherever it is held.
+    Log(Stream),
+    /// A file or directory under the root.
+    Root(PathBuf),
+}
+
+const LOGS: [(&str, Stream); 2] = [("stderr", Stream::Stderr), ("stdout", Stream::Stdout)];
+
+/// `path` in a run's files, or why not: no `..` or absolute paths, and a path under `root`
+/// (symlinks followed) stays under the resolved root.
+pub(crate) fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceError> {
     let invalid = || {
         ServiceError::InvalidArgument(format!(
             "path {path:?} must be relative and stay inside the sandbox"
         ))
     };
-    if !Path::new(path)
-        .components()
-        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
-    {
-        return Err(invalid());
-    }
     let not_found = || ServiceError::NotFound {
         kind: "file",
         id: path.to_owned(),
     };
-    let base = run_dir.canonicalize().map_err(|_| not_found())?;
-    let resolved = base.join(path).canonicalize().map_err(|_| not_found())?;
+    let mut components = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(name) => components.push(name),
+            Component::CurDir => {}
+            _ => return Err(invalid()),
+        }
+    }
+    let Some((first, rest)) = components.split_first() else {
+        return Ok(Target::Sandbox);
+    };
+    if let Some((_, stream)) = LOGS.iter().find(|(name, _)| *first == *name) {
+        return match output.contents(*stream) {
+            LogContents::Empty => Err(not_found()),
+            _ if !rest.is_empty() => Err(not_found()),
+            _ => Ok(Target::Log(*stream)),
+        };
+    }
+    if *first != "root" {
+        return Err(not_found());
+    }
+    let base = output
+        .sandbox()
+        .root()
+        .canonicalize()
+        .map_err(|_| not_found())?;
+    let resolved = rest
+        .iter()
+        .fold(base.clone(), |dir, name| dir.join(name))
+        .canonicalize()
+        .map_err(|_| not_found())?;
     if resolved.starts_with(&base) {
-        Ok(resolved)
+        Ok(Target::Root(resolved))
     } else {
         Err(invalid())
     }
@@ -74,8 +111,26 @@ fn file_info(path: String, meta: &std::fs::Metadata) -> v1::FileInfo {
     }
 }
 
-async fn list(run_dir: &Path, path: &str) -> Result<v1::ListFilesResponse, Status> {
-    let target = resolve(run_dir, path)?;
+async fn list(output: &RunOutput, path: &str) -> Result<v1::ListFilesResponse, Status> {
+    let target = match resolve(output, path)? {
+        Target::Root(target) => target,
+        Target::Log(stream) => {
+            return Ok(v1::ListFilesResponse {
+                files: log_info(output, path, stream).await.into_iter().collect(),
+            });
+        }
+        Target::Sandbox => {
+            let mut files = Vec::new();
+            if let Ok(meta) = tokio::fs::metadata(output.sandbox().root()).await {
+                files.push(file_info("root".into(), &meta));
+            }
+            for (name, stream) in LOGS {
+                files.extend(log_info(output, name, stream).await);
+            }
+            files.sort_by(|a, b| a.path.cmp(&b.path));
+            return Ok(v1::ListFilesResponse { files });
+        }
+    };
     let meta = tokio::fs::metadata(&target)
         .await
         .map_err(|e| io_error(path, &e))?;
@@ -104,13 +159,53 @@ async fn list(run_dir: &Path, path: &str) -> Result<v1::ListFilesResponse, Statu
     Ok(v1::ListFilesResponse { files })
 }
 
+/// A log's listing entry; `None` if it holds nothing.
+async fn log_info(output: &RunOutput, name: &str, stream: Stream) -> Option<v1::FileInfo> {
+    match output.contents(stream) {
+        LogContents::Empty => None,
+        LogContents::Memory(bytes, written) => Some(v1::FileInfo {
+            path: name.to_owned(),
+            size: bytes.len() as u64,
+            is_dir: false,
+            modified_millis: written
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }),
+        LogContents::File(file) => {
+            let meta = tokio::fs::metadata(file).await.ok()?;
+            Some(file_info(name.to_owned(), &meta))
+        }
+    }
+}
+
 async fn read(
-    run_dir: &Path,
+    output: &RunOutput,
     path: &str,
     offset: u64,
     length: u64,
 ) -> Result<(Vec<u8>, u64), Status> {
-    let target = resolve(run_dir, path)?;
+    let target = match resolve(output, path)? {
+        Target::Sandbox => {
+            return Err(ServiceError::InvalidArgument("the sandbox is a directory".into()).into());
+        }
+        Target::Root(target) => target,
+        Target::Log(stream) => match output.contents(stream) {
+            LogContents::Memory(bytes, _) => {
+                let size = bytes.len() as u64;
+                let start = offset.min(size) as usize;
+                let end = start + limits::read_length(length).min(size - start as u64) as usize;
+                return Ok((bytes[start..end].to_vec(), size));
+            }
+            LogContents::File(file) => file,
+            LogContents::Empty => {
+                return Err(ServiceError::NotFound {
+                    kind: "file",
+                    id: path.to_owned(),
+                }
+                .into());
+            }
+        },
+    };
     let mut file = tokio::fs::File::open(&target)
         .await
         .map_err(|e| io_error(path, &e))?;
@@ -151,10 +246,10 @@ impl v1::operator_server::Operator for Files {
         request: Request<v1::ListFilesRequest>,
     ) -> Result<Response<v1::ListFilesResponse>, Status> {
         let request = request.into_inner();
-        let (run_dir, _) = self
+        let (output, _) = self
             .node
             .sandbox_of(request.framework_id.as_deref(), &request.task_id)?;
-        list(&run_dir, &request.path).await.map(Response::new)
+        list(&output, &request.path).await.map(Response::new)
     }
 
     async fn read_file(
@@ -162,10 +257,10 @@ impl v1::operator_server::Operator for Files {
         request: Request<v1::ReadFileRequest>,
     ) -> Result<Response<v1::ReadFileResponse>, Status> {
         let request = request.into_inner();
-        let (run_dir, complete) = self
+        let (output, complete) = self
             .node
             .sandbox_of(request.framework_id.as_deref(), &request.task_id)?;
-        let (data, size) = read(&run_dir, &request.path, request.offset, request.length).await?;
+        let (data, size) = read(&output, &request.path, request.offset, request.length).await?;
         Ok(Response::new(v1::ReadFileResponse {
             data: data.into(),
             offset: request.offset,
@@ -275,27 +370,75 @@ impl v1::operator_server::Operator for Files {
 mod tests {
     use super::*;
 
-    #[test]
-    fn paths_stay_inside_the_run_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let run = dir.path().join("run");
-        std::fs::create_dir_all(run.join("root")).unwrap();
-        std::fs::write(run.join("stdout"), b"out").unwrap();
-        std::fs::write(dir.path().join("secret"), b"no").unwrap();
-        std::os::unix::fs::symlink(dir.path().join("secret"), run.join("root/link")).unwrap();
+    use crate::sandbox::SandboxPaths;
 
-        assert!(resolve(&run, "stdout").is_ok());
-        assert!(resolve(&run, "").is_ok());
+    /// A finished run: stdout kept in memory, a root with a file and a link out of it.
+    fn run(dir: &Path) -> Arc<RunOutput> {
+        let sandbox = SandboxPaths::from_base(dir.join("fw/t.1"));
+        std::fs::create_dir_all(sandbox.root().join("data")).unwrap();
+        std::fs::write(sandbox.root().join("data/in"), b"in").unwrap();
+        std::fs::write(dir.join("secret"), b"no").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret"), sandbox.root().join("link")).unwrap();
+        RunOutput::finished(sandbox, Some(b"out".to_vec()), Some(Vec::new()))
+    }
+
+    #[test]
+    fn paths_stay_inside_the_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(dir.path());
+        assert_eq!(resolve(&output, "").unwrap(), Target::Sandbox);
+        assert_eq!(resolve(&output, "./").unwrap(), Target::Sandbox);
+        assert_eq!(
+            resolve(&output, "stdout").unwrap(),
+            Target::Log(Stream::Stdout)
+        );
+        let root = output.sandbox().root().canonicalize().unwrap();
+        assert_eq!(
+            resolve(&output, "root/data/in").unwrap(),
+            Target::Root(root.join("data/in"))
+        );
         for bad in ["../secret", "/etc/passwd", "root/../../secret", "root/link"] {
-            let error = resolve(&run, bad).unwrap_err();
+            let error = resolve(&output, bad).unwrap_err();
             assert!(
                 matches!(error, ServiceError::InvalidArgument(_)),
                 "{bad}: {error}"
             );
         }
-        assert!(matches!(
-            resolve(&run, "missing"),
-            Err(ServiceError::NotFound { .. })
-        ));
+        // stderr holds nothing; logs have no children; other names do not exist.
+        for missing in ["stderr", "stdout/x", "missing", "root/missing"] {
+            assert!(
+                matches!(
+                    resolve(&output, missing),
+                    Err(ServiceError::NotFound { .. })
+                ),
+                "{missing}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sandbox_lists_its_logs_and_root_and_reads_logs_from_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = run(dir.path());
+        let names = |response: v1::ListFilesResponse| {
+            response
+                .files
+                .into_iter()
+                .map(|f| f.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(list(&output, "").await.unwrap()), ["root", "stdout"]);
+        assert_eq!(
+            names(list(&output, "root").await.unwrap()),
+            ["root/data", "root/link"]
+        );
+        let (data, size) = read(&output, "stdout", 0, 1024).await.unwrap();
+        assert_eq!((data.as_slice(), size), (&b"out"[..], 3));
+        let (data, size) = read(&output, "stdout", 1, 1).await.unwrap();
+        assert_eq!((data.as_slice(), size), (&b"u"[..], 3));
+        let (data, _) = read(&output, "stdout", 10, 1024).await.unwrap();
+        assert!(data.is_empty());
+        assert!(read(&output, "", 0, 0).await.is_err());
+        assert_eq!(read(&output, "root/data/in", 0, 16).await.unwrap().0, b"in");
     }
 }

@@ -102,6 +102,9 @@ pub struct AgentConfig {
     pub recover: Recover,
     /// Parts of the resources reserved to roles (static reservations): `(role, amounts)`.
     pub static_reservations: Vec<(String, ResourceOverrides)>,
+    /// Finished tasks whose sandboxes and logs are kept; beyond this many, the oldest
+    /// (fully acknowledged) ones are removed, files and all.
+    pub max_completed_tasks: usize,
 }
 
 impl AgentConfig {
@@ -119,6 +122,7 @@ impl AgentConfig {
             status_retry_interval: Duration::from_secs(5),
             recover: Recover::Strict,
             static_reservations: Vec::new(),
+            max_completed_tasks: 1000,
         }
     }
 }

@@ -8,7 +8,7 @@
 //! restarts too ([`Node::recover`]).
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use super::checkpoint::{Checkpoint, Op, Recovered, TaskRecord};
 use super::prepare::{Sources, prepare};
 use super::status::{StatusParts, TaskKey, status_of, update, usage};
 use crate::executor::{Executor, KillSwitch, Phase};
+use crate::output::{RunOutput, Stream};
+use crate::sandbox::SandboxPaths;
 use crate::task::TaskOutcome;
 
 /// The agent as a cluster member: its executor, task table and link state.
@@ -33,6 +35,7 @@ pub(crate) struct Node {
     pub(crate) masters: Vec<String>,
     pub(crate) heartbeat_interval: Duration,
     pub(crate) status_retry_interval: Duration,
+    pub(crate) max_completed_tasks: usize,
     pub(crate) registered: watch::Sender<Option<AgentId>>,
     pub(crate) checkpoint: Checkpoint,
     /// Notified whenever a task ends (graceful shutdown waits on it).
@@ -48,6 +51,8 @@ struct State {
     /// The current session's outbound stream and channel (for module fetches).
     link: Option<(mpsc::UnboundedSender<v1::AgentMessage>, Channel)>,
     tasks: HashMap<TaskKey, TaskEntry>,
+    /// Finished, fully acknowledged runs, oldest first: what [`Node::retire`] removes.
+    completed: VecDeque<(TaskKey, PathBuf)>,
     /// Orders unacknowledged updates across tasks, for re-registration and the checkpoint.
     next_seq: u64,
     /// Updates up to this sequence number are durable and may be sent.
@@ -59,7 +64,8 @@ struct TaskEntry {
     /// As launched, input contents elided (re-registration only needs the description).
     info: v1::TaskInfo,
     latest: Option<v1::TaskStatus>,
-    run_dir: Option<PathBuf>,
+    /// The run's sandbox and logs, once launched.
+    output: Option<Arc<RunOutput>>,
     kill: Option<KillSwitch>,
     kill_requested: bool,
     terminal: bool,
@@ -67,18 +73,33 @@ struct TaskEntry {
 }
 
 impl TaskEntry {
-    /// What the checkpoint keeps of this task.
+    /// What the checkpoint keeps of this task: with a finished run's in-memory logs.
     fn record(&self, key: &TaskKey) -> TaskRecord {
+        let output = self.output.as_ref();
+        let inline = |stream| {
+            output
+                .filter(|_| self.terminal)
+                .and_then(|output| output.inline(stream))
+        };
         TaskRecord {
             framework_id: key.framework_id.clone(),
             task_id: key.task_id.clone(),
-            run_dir: self
-                .run_dir
-                .as_ref()
-                .map(|dir| dir.display().to_string())
+            sandbox: output
+                .map(|output| output.sandbox().base().display().to_string())
                 .unwrap_or_default(),
             state: self.latest.as_ref().map_or(0, |s| s.state),
+            stdout: inline(Stream::Stdout),
+            stderr: inline(Stream::Stderr),
         }
+    }
+
+    /// Whether this entry is a finished run with nothing left to deliver.
+    fn completed(&self) -> bool {
+        self.terminal && self.unacked.is_empty()
+    }
+
+    fn sandbox_base(&self) -> Option<&Path> {
+        self.output.as_ref().map(|output| output.sandbox().base())
     }
 }
 
@@ -108,6 +129,7 @@ impl Node {
             masters: config.masters.clone(),
             heartbeat_interval: config.heartbeat_interval,
             status_retry_interval: config.status_retry_interval,
+            max_completed_tasks: config.max_completed_tasks,
             registered: watch::Sender::new(None),
             checkpoint,
             ended: tokio::sync::Notify::new(),
@@ -116,6 +138,7 @@ impl Node {
                 highest_epoch: 0,
                 link: None,
                 tasks: HashMap::new(),
+                completed: VecDeque::new(),
                 next_seq: 1,
                 durable_seq: 0,
             }),
@@ -137,14 +160,17 @@ impl Node {
             for record in recovered.tasks {
                 let terminal =
                     TaskState::from_proto("state", record.state).is_ok_and(TaskState::is_terminal);
-                let run_dir = (!record.run_dir.is_empty()).then(|| PathBuf::from(&record.run_dir));
+                let output = (!record.sandbox.is_empty()).then(|| {
+                    let sandbox = SandboxPaths::from_base(PathBuf::from(&record.sandbox));
+                    RunOutput::finished(sandbox, record.stdout, record.stderr)
+                });
                 let key = TaskKey {
                     framework_id: record.framework_id,
                     task_id: record.task_id,
                 };
                 state
                     .tasks
-                    .insert(key.clone(), recovered_entry(&key, run_dir, terminal));
+                    .insert(key.clone(), recovered_entry(&key, output, terminal));
             }
             for (seq, status) in recovered.updates {
                 let key = TaskKey {
@@ -161,6 +187,14 @@ impl Node {
                 entry.latest = Some(status.clone());
                 entry.unacked.push_back((seq, status));
             }
+            let mut completed: Vec<(TaskKey, PathBuf)> = state
+                .tasks
+                .iter()
+                .filter(|(_, entry)| entry.completed())
+                .filter_map(|(key, entry)| Some((key.clone(), entry.sandbox_base()?.to_owned())))
+                .collect();
+            completed.sort();
+            state.completed.extend(completed);
             let mut interrupted: Vec<TaskKey> = state
                 .tasks
                 .iter()
@@ -467,12 +501,16 @@ impl Node {
                 return;
             }
             let earlier = state.tasks.remove(&key);
+            if let Some(output) = earlier.as_ref().and_then(|e| e.output.clone()) {
+                // The earlier run's files go; its updates (below) stay.
+                remove_sandbox(output.sandbox().clone());
+            }
             state.tasks.insert(
                 key.clone(),
                 TaskEntry {
                     info: described,
                     latest: None,
-                    run_dir: None,
+                    output: None,
                     kill: None,
                     kill_requested: false,
                     terminal: false,
@@ -521,7 +559,7 @@ impl Node {
                 }
                 let handle = node.executor.launch(spec);
                 entry.kill = Some(handle.kill_switch());
-                entry.run_dir = handle.sandbox().map(|s| s.run_dir().to_path_buf());
+                entry.output = handle.output().cloned();
                 // So the files of a run interrupted by a restart can still be read.
                 node.checkpoint.write(Op::Task(entry.record(&key)));
                 handle
@@ -606,21 +644,53 @@ impl Node {
             return;
         };
         self.checkpoint.write(Op::Acked(seq));
-        if entry.terminal && entry.unacked.is_empty() {
-            self.checkpoint.write(Op::Forget {
-                framework_id: key.framework_id.clone(),
-                task_id: key.task_id.clone(),
-            });
+        if entry.completed()
+            && let Some(base) = entry.sandbox_base().map(Path::to_owned)
+        {
+            state.completed.push_back((key.clone(), base));
+            self.retire(&mut state);
+        } else if entry.completed() {
+            // Never launched (it failed before a sandbox existed): nothing to keep.
+            state.tasks.remove(key);
+            self.forget(key);
         }
     }
 
-    /// The run directory of a task and whether the task has ended; the task is found by its
-    /// id alone when `framework_id` is `None` and the id is unambiguous.
+    /// Removes the oldest completed runs beyond `max_completed_tasks`: the task's entry, its
+    /// checkpoint record, and its files (in the background).
+    fn retire(&self, state: &mut State) {
+        while state.completed.len() > self.max_completed_tasks {
+            let Some((key, base)) = state.completed.pop_front() else {
+                break;
+            };
+            // A relaunch since may have replaced the run this slot was for.
+            let still_that_run = state
+                .tasks
+                .get(&key)
+                .is_some_and(|e| e.completed() && e.sandbox_base() == Some(base.as_path()));
+            if still_that_run && let Some(entry) = state.tasks.remove(&key) {
+                self.forget(&key);
+                if let Some(output) = entry.output {
+                    remove_sandbox(output.sandbox().clone());
+                }
+            }
+        }
+    }
+
+    fn forget(&self, key: &TaskKey) {
+        self.checkpoint.write(Op::Forget {
+            framework_id: key.framework_id.clone(),
+            task_id: key.task_id.clone(),
+        });
+    }
+
+    /// The files of a task and whether the task has ended; the task is found by its id alone
+    /// when `framework_id` is `None` and the id is unambiguous.
     pub(crate) fn sandbox_of(
         &self,
         framework_id: Option<&str>,
         task_id: &str,
-    ) -> Result<(PathBuf, bool), corral_proto::ServiceError> {
+    ) -> Result<(Arc<RunOutput>, bool), corral_proto::ServiceError> {
         let not_found = || corral_proto::ServiceError::NotFound {
             kind: "task",
             id: task_id.to_owned(),
@@ -635,29 +705,38 @@ impl Node {
                 "task id {task_id} is used by several frameworks; name the framework"
             )));
         }
-        let dir = entry.run_dir.clone().ok_or_else(|| {
+        let output = entry.output.clone().ok_or_else(|| {
             corral_proto::ServiceError::FailedPrecondition(format!(
                 "task {task_id} has no sandbox yet"
             ))
         })?;
-        Ok((dir, entry.terminal))
+        Ok((output, entry.terminal))
     }
 }
 
 /// A task known only from the checkpoint.
-fn recovered_entry(key: &TaskKey, run_dir: Option<PathBuf>, terminal: bool) -> TaskEntry {
+fn recovered_entry(key: &TaskKey, output: Option<Arc<RunOutput>>, terminal: bool) -> TaskEntry {
     TaskEntry {
         info: v1::TaskInfo {
             task_id: key.task_id.clone(),
             ..v1::TaskInfo::default()
         },
         latest: None,
-        run_dir,
+        output,
         kill: None,
         kill_requested: false,
         terminal,
         unacked: VecDeque::new(),
     }
+}
+
+/// Deletes a run's files on a blocking thread; a failure is logged, not fatal.
+fn remove_sandbox(sandbox: SandboxPaths) {
+    tokio::task::spawn_blocking(move || {
+        if let Err(error) = sandbox.remove() {
+            tracing::warn!(sandbox = %sandbox.base().display(), %error, "cannot remove a finished run's files");
+        }
+    });
 }
 
 fn running() -> StatusParts {

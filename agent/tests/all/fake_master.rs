@@ -139,6 +139,14 @@ impl FakeMaster {
         .await;
     }
 
+    /// Waits until the agent has handled every message sent so far: a kill of an unknown task
+    /// is answered LOST straight away, after the messages before it.
+    pub(crate) async fn handled(&mut self, framework_id: &str) {
+        self.kill(framework_id, "probe-unknown").await;
+        let lost = self.next_status_of("probe-unknown").await;
+        assert_eq!(state_of(&lost), corral_proto::TaskState::Lost);
+    }
+
     /// Ends the agent's stream as a master restart would; the agent reconnects.
     pub(crate) async fn drop_link(&self) {
         let tx = self.shared.current.lock().unwrap().take().unwrap();

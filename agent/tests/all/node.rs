@@ -74,6 +74,22 @@ pub(crate) fn reason(status: &v1::TaskStatus) -> Reason {
     Reason::from_proto("reason", status.reason).unwrap()
 }
 
+/// All of a task's stdout, through the agent's files service.
+pub(crate) async fn read_stdout(agent: &Agent, task_id: &str) -> v1::ReadFileResponse {
+    files_client(agent)
+        .await
+        .read_file(v1::ReadFileRequest {
+            task_id: task_id.into(),
+            path: "stdout".into(),
+            offset: 0,
+            length: u64::MAX,
+            framework_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 pub(crate) async fn files_client(
     agent: &Agent,
 ) -> v1::operator_client::OperatorClient<tonic::transport::Channel> {
@@ -144,17 +160,7 @@ async fn hello_reports_starting_running_finished_and_its_stdout_is_readable() {
     assert!(statuses.iter().all(|s| s.uuid.len() == 16));
 
     let mut files = files_client(&agent).await;
-    let read = files
-        .read_file(v1::ReadFileRequest {
-            task_id: "hello-1".into(),
-            path: "stdout".into(),
-            offset: 0,
-            length: u64::MAX,
-            framework_id: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let read = read_stdout(&agent, "hello-1").await;
     assert_eq!(&read.data[..], b"hello from corral\n");
     assert_eq!(read.size, read.data.len() as u64);
     assert!(read.complete);
@@ -169,7 +175,64 @@ async fn hello_reports_starting_running_finished_and_its_stdout_is_readable() {
         .unwrap()
         .into_inner();
     let names: Vec<_> = listing.files.iter().map(|f| f.path.as_str()).collect();
-    assert_eq!(names, ["root", "stdout"]);
+    // `hello` cannot reach files (it imports no WASI path functions): it got no root.
+    assert_eq!(names, ["stdout"]);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn completed_tasks_beyond_the_limit_are_removed_with_their_files() {
+    let mut master = FakeMaster::start().await;
+    let dir = work_dir();
+    let mut config = agent_config(&master, &dir);
+    config.max_completed_tasks = 1;
+    let agent = Agent::start(config).await.unwrap();
+    assert!(matches!(master.next().await, Event::Register(_)));
+    let limits = master.add_module(corral_wasm_tasks::bytes(corral_wasm_tasks::LIMITS));
+    let sandboxes = dir.join("sandboxes").join(FRAMEWORK);
+    let files_of = |task_id: &str| -> Vec<String> {
+        std::fs::read_dir(&sandboxes)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .filter(|name| name.starts_with(&format!("{task_id}.")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut files = files_client(&agent).await;
+    let read_stdout = |task_id: &str| v1::ReadFileRequest {
+        task_id: task_id.into(),
+        path: "stdout".into(),
+        offset: 0,
+        length: 16,
+        framework_id: None,
+    };
+
+    // A megabyte of output goes to a file; a root is made for a module that can reach files.
+    for task_id in ["big-1", "big-2"] {
+        master
+            .launch(FRAMEWORK, task(task_id, &limits, &["flood-stdout", "1"]))
+            .await;
+        for status in master.statuses_until_terminal(task_id).await {
+            master.acknowledge(&status).await;
+        }
+        master.handled(FRAMEWORK).await;
+    }
+    // The second completion pushed the first out: its entry at once, its files shortly.
+    let gone = files.read_file(read_stdout("big-1")).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !files_of("big-1").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            files_of("big-1")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(files_of("big-2").len(), 2, "{:?}", files_of("big-2"));
+    assert!(files.read_file(read_stdout("big-2")).await.is_ok());
     agent.shutdown().await;
 }
 

@@ -9,7 +9,9 @@ use corral_agent::node::{Agent, CHECKPOINT_FILE, CheckpointError, Recover};
 use corral_proto::{Reason, TaskState, v1};
 
 use crate::fake_master::{Event, FakeMaster};
-use crate::node::{FRAMEWORK, agent_config, files_client, reason, state, task, work_dir};
+use crate::node::{
+    FRAMEWORK, agent_config, files_client, read_stdout, reason, state, task, work_dir,
+};
 
 async fn start(master: &FakeMaster, dir: &Path) -> Agent {
     Agent::start(agent_config(master, dir)).await.unwrap()
@@ -54,14 +56,6 @@ fn assert_failed_by_restart(status: &v1::TaskStatus) {
     assert_eq!(state(status), TaskState::Failed, "{status:?}");
     assert_eq!(reason(status), Reason::AgentRestarted, "{status:?}");
     assert_eq!(status.uuid.len(), 16, "acknowledged like any agent update");
-}
-
-/// Waits until the agent has handled every master message sent so far: a kill of an unknown
-/// task is answered LOST straight away, after the messages before it.
-async fn handled(master: &mut FakeMaster) {
-    master.kill(FRAMEWORK, "probe-unknown").await;
-    let lost = master.next_status_of("probe-unknown").await;
-    assert_eq!(state(&lost), TaskState::Lost);
 }
 
 #[tokio::test]
@@ -121,7 +115,7 @@ async fn agent_restart_redelivers_unacked_updates_in_order_per_task() {
     let finished = master.statuses_until_terminal("hello-1").await;
     master.acknowledge(&finished[0]).await;
     let (spin_starting, spin_running) = spin(&mut master, "spin-2").await;
-    handled(&mut master).await;
+    master.handled(FRAMEWORK).await;
     halt(agent, &mut master).await;
 
     let agent = start(&master, &dir).await;
@@ -162,7 +156,7 @@ async fn agent_restart_never_redelivers_acknowledged_updates() {
     for status in &acknowledged {
         master.acknowledge(status).await;
     }
-    handled(&mut master).await;
+    master.handled(FRAMEWORK).await;
     halt(agent, &mut master).await;
 
     let agent = start(&master, &dir).await;
@@ -195,6 +189,29 @@ async fn agent_restart_never_redelivers_acknowledged_updates() {
             probe_finished_sent += 1;
         }
     }
+    agent.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_finished_tasks_logs_are_readable_after_a_restart() {
+    let mut master = FakeMaster::start().await;
+    let dir = work_dir();
+    let agent = start(&master, &dir).await;
+    assert!(matches!(master.next().await, Event::Register(_)));
+    let hello = master.add_module(corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO));
+    master.launch(FRAMEWORK, task("hello-5", &hello, &[])).await;
+    for status in master.statuses_until_terminal("hello-5").await {
+        master.acknowledge(&status).await;
+    }
+    master.handled(FRAMEWORK).await;
+    halt(agent, &mut master).await;
+
+    // The output was small enough to be held in memory only; the checkpoint kept it.
+    let agent = start(&master, &dir).await;
+    next_reregister(&mut master).await;
+    let read = read_stdout(&agent, "hello-5").await;
+    assert_eq!(&read.data[..], b"hello from corral\n");
+    assert!(read.complete);
     agent.shutdown().await;
 }
 
@@ -255,12 +272,14 @@ async fn recover_cleanup_registers_a_new_agent_and_forgets_the_old_tasks() {
     assert!(matches!(master.next().await, Event::Register(_)));
     spin(&mut master, "spin-4").await;
     halt(agent, &mut master).await;
-    assert!(
-        dir.join("sandboxes")
-            .join(FRAMEWORK)
-            .join("spin-4")
-            .exists()
-    );
+    let old_runs = std::fs::read_dir(dir.join("sandboxes").join(FRAMEWORK))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("spin-4.")
+        })
+        .count();
+    assert!(old_runs > 0, "the spinning task has a sandbox");
     std::fs::write(dir.join(CHECKPOINT_FILE), b"scrambled").unwrap();
 
     let mut config = agent_config(&master, &dir);

@@ -4,7 +4,8 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use corral_agent::{
-    Executor, ExecutorConfig, InputFile, ModuleSource, Phase, TaskHandle, TaskResult, TaskSpec,
+    Executor, ExecutorConfig, InputFile, LogContents, ModuleSource, Phase, Stream, TaskHandle,
+    TaskResult, TaskSpec,
 };
 
 /// An executor shared by tests that need no special configuration; its work directory lives
@@ -69,18 +70,21 @@ pub(crate) async fn run(spec: TaskSpec) -> Finished {
 
 /// Waits for a launched task and reads its logs.
 pub(crate) async fn finish(handle: TaskHandle) -> Finished {
-    let sandbox = handle.sandbox().cloned();
+    let output = handle.output().cloned();
     let result = handle.wait().await;
-    let read = |p: Option<std::path::PathBuf>| {
-        p.and_then(|p| std::fs::read(p).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+    let read = |stream| {
+        let bytes = match output.as_ref().map(|o| o.contents(stream)) {
+            Some(LogContents::Memory(bytes, _)) => bytes.to_vec(),
+            Some(LogContents::File(path)) => std::fs::read(path).unwrap(),
+            Some(LogContents::Empty) | None => Vec::new(),
+        };
+        String::from_utf8_lossy(&bytes).into_owned()
     };
     Finished {
         result,
-        stdout: read(sandbox.as_ref().map(|s| s.stdout())),
-        stderr: read(sandbox.as_ref().map(|s| s.stderr())),
-        root: sandbox.map(|s| s.root()).unwrap_or_default(),
+        stdout: read(Stream::Stdout),
+        stderr: read(Stream::Stderr),
+        root: output.map(|o| o.sandbox().root()).unwrap_or_default(),
     }
 }
 

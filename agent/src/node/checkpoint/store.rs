@@ -38,12 +38,18 @@ pub(crate) struct TaskRecord {
     pub(crate) framework_id: String,
     #[prost(string, tag = "2")]
     pub(crate) task_id: String,
-    /// The run's sandbox directory; empty until the executor created it.
+    /// The base path of the run's sandbox (`SandboxPaths::base`); empty before launch.
     #[prost(string, tag = "3")]
-    pub(crate) run_dir: String,
+    pub(crate) sandbox: String,
     /// The state of the task's latest update (`v1::TaskState`).
     #[prost(int32, tag = "4")]
     pub(crate) state: i32,
+    /// A finished run's stdout, when it was small enough to be kept in memory.
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pub(crate) stdout: Option<Vec<u8>>,
+    /// Likewise its stderr.
+    #[prost(bytes = "vec", optional, tag = "6")]
+    pub(crate) stderr: Option<Vec<u8>>,
 }
 
 /// One change to the checkpoint.

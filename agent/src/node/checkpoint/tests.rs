@@ -24,8 +24,10 @@ fn record(task: &str, state: TaskState) -> TaskRecord {
     TaskRecord {
         framework_id: "fw".into(),
         task_id: task.into(),
-        run_dir: format!("/sandboxes/fw/{task}/1"),
+        sandbox: format!("/sandboxes/fw/{task}.1"),
         state: state.into(),
+        stdout: state.is_terminal().then(|| b"out".to_vec()),
+        stderr: None,
     }
 }
 
