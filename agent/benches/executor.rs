@@ -259,17 +259,29 @@ fn metering_cost(c: &mut Criterion) {
     // drifts between windows by more than the 5% in question. Alternating pairs cancel it.
     let pairs = 40;
     let (mut bare, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..pairs {
+    let bare_run = || {
         let started = Instant::now();
         rt.block_on(with_fuel.run(&["primes", n]));
-        let bare_run = started.elapsed();
+        started.elapsed()
+    };
+    let our_run = || {
         let started = Instant::now();
         let result = rt.block_on(executor.launch(spec(digest, &[n])).wait());
-        let our_run = started.elapsed();
         assert!(result.outcome.is_success());
-        ratios.push(our_run.as_secs_f64() / bare_run.as_secs_f64());
-        bare.push(bare_run);
-        ours.push(our_run);
+        started.elapsed()
+    };
+    for pair in 0..pairs {
+        // Which goes first alternates too, so neither always runs after the other.
+        let (b, o) = if pair % 2 == 0 {
+            let b = bare_run();
+            (b, our_run())
+        } else {
+            let o = our_run();
+            (bare_run(), o)
+        };
+        ratios.push(o.as_secs_f64() / b.as_secs_f64());
+        bare.push(b);
+        ours.push(o);
     }
     println!(
         "primes_5m/paired: {pairs} alternating pairs, medians: bare_fuel {:?}, executor {:?}; \
