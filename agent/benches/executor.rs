@@ -110,6 +110,28 @@ fn launch_overhead(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    // Each side of a pair is 200 launches, long enough for the clock and short enough for
+    // the pairs to alternate often.
+    paired(
+        "launch_hello",
+        100,
+        || {
+            rt.block_on(async {
+                for _ in 0..200 {
+                    bare.run(&["hello"]).await;
+                }
+            })
+        },
+        || {
+            rt.block_on(async {
+                for _ in 0..200 {
+                    let result = executor.launch(spec(digest, &[])).wait().await;
+                    assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
+                }
+            })
+        },
+    );
 }
 
 /// A ~1 MiB module: many small functions and a trivial `_start`. `salt` changes its digest
@@ -255,39 +277,45 @@ fn metering_cost(c: &mut Criterion) {
     }
     group.finish();
 
-    // Criterion measures each variant in its own time window; on a shared machine the speed
-    // drifts between windows by more than the 5% in question. Alternating pairs cancel it.
-    let pairs = 40;
-    let (mut bare, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let bare_run = || {
+    paired(
+        "primes_5m",
+        40,
+        || rt.block_on(with_fuel.run(&["primes", n])),
+        || {
+            let result = rt.block_on(executor.launch(spec(digest, &[n])).wait());
+            assert!(result.outcome.is_success());
+        },
+    );
+}
+
+/// Times `bare` and `ours` in alternating pairs (which goes first alternates too) and prints
+/// the medians and the median of the per-pair ratios. Criterion measures each variant in its
+/// own time window, and on a shared machine the speed drifts between windows by more than
+/// the differences these targets are about; pairs cancel the drift.
+fn paired(name: &str, pairs: usize, bare: impl Fn(), ours: impl Fn()) {
+    let timed = |run: &dyn Fn()| {
         let started = Instant::now();
-        rt.block_on(with_fuel.run(&["primes", n]));
+        run();
         started.elapsed()
     };
-    let our_run = || {
-        let started = Instant::now();
-        let result = rt.block_on(executor.launch(spec(digest, &[n])).wait());
-        assert!(result.outcome.is_success());
-        started.elapsed()
-    };
+    let (mut bare_times, mut our_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for pair in 0..pairs {
-        // Which goes first alternates too, so neither always runs after the other.
         let (b, o) = if pair % 2 == 0 {
-            let b = bare_run();
-            (b, our_run())
+            let b = timed(&bare);
+            (b, timed(&ours))
         } else {
-            let o = our_run();
-            (bare_run(), o)
+            let o = timed(&ours);
+            (timed(&bare), o)
         };
         ratios.push(o.as_secs_f64() / b.as_secs_f64());
-        bare.push(b);
-        ours.push(o);
+        bare_times.push(b);
+        our_times.push(o);
     }
     println!(
-        "primes_5m/paired: {pairs} alternating pairs, medians: bare_fuel {:?}, executor {:?}; \
-         executor/bare_fuel per pair: median {:.3}",
-        median(&mut bare),
-        median(&mut ours),
+        "{name}/paired: {pairs} alternating pairs, medians: bare {:?}, executor {:?}; \
+         executor/bare per pair: median {:.3}",
+        median(&mut bare_times),
+        median(&mut our_times),
         median(&mut ratios),
     );
 }
