@@ -2,6 +2,7 @@
 //! processes on free local ports.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
+mod bench;
 mod cluster;
 #[path = "../../../master/tests/all/etcd_server.rs"]
 #[allow(

@@ -169,10 +169,24 @@ impl Target {
         cpu_time(self.ephemeral.as_ref()?.master.id()?)
     }
 
+    /// CPU time so far of the master, the agents together, and this process (the framework).
+    pub(super) fn cpu_by_role(&self) -> [Option<Duration>; 3] {
+        let agents = self
+            .ephemeral
+            .as_ref()
+            .filter(|e| !e.agents.is_empty())
+            .and_then(|e| {
+                e.agents
+                    .iter()
+                    .map(|a| a.id().and_then(cpu_time))
+                    .sum::<Option<Duration>>()
+            });
+        [self.master_cpu(), agents, cpu_time(std::process::id())]
+    }
+
     /// Cores the master used since it had used `before`, over `elapsed`.
     pub(super) fn cores_since(&self, before: Option<Duration>, elapsed: Duration) -> Option<f64> {
-        let used = self.master_cpu()?.checked_sub(before?)?;
-        (!elapsed.is_zero()).then(|| used.as_secs_f64() / elapsed.as_secs_f64())
+        cores(before, self.master_cpu(), elapsed)
     }
 
     /// Cores the master uses over the next `window`, doing whatever it does.
@@ -230,6 +244,16 @@ fn memory(pid: u32) -> Option<Memory> {
         rss_bytes: field("VmRSS:")?,
         peak_bytes: field("VmHWM:")?,
     })
+}
+
+/// Cores used between two readings of a CPU-time counter `elapsed` apart.
+pub(super) fn cores(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    elapsed: Duration,
+) -> Option<f64> {
+    let used = after?.checked_sub(before?)?;
+    (!elapsed.is_zero()).then(|| used.as_secs_f64() / elapsed.as_secs_f64())
 }
 
 /// User plus system CPU time of a process (all its threads).

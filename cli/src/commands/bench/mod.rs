@@ -101,9 +101,11 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             warmup.first_failure.unwrap_or_default()
         ));
     }
-    let cpu_before = cluster.master_cpu();
+    let cpu_before = cluster.cpu_by_role();
     let outcome = load::run(&masters, &shape, pace, args.tasks, args.timeout).await?;
-    let master_cores = cluster.cores_since(cpu_before, outcome.elapsed);
+    let cpu_after = cluster.cpu_by_role();
+    let [master_cores, agent_cores, framework_cores] =
+        [0, 1, 2].map(|role| cluster::cores(cpu_before[role], cpu_after[role], outcome.elapsed));
 
     let report = report::Report {
         outcome,
@@ -111,6 +113,8 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         master_memory: cluster.master_memory(),
         agent_memory: cluster.agent_memory(),
         master_cores,
+        agent_cores,
+        framework_cores,
         simulated: simulated.as_ref().map(|(_, figures)| figures.clone()),
     };
     match args.output {

@@ -96,6 +96,10 @@ pub(super) struct Report {
     pub(super) master_memory: Option<Memory>,
     pub(super) agent_memory: Option<Memory>,
     pub(super) master_cores: Option<f64>,
+    /// The ephemeral cluster's agents together.
+    pub(super) agent_cores: Option<f64>,
+    /// This process: the load generator is the framework (simulated agents run here too).
+    pub(super) framework_cores: Option<f64>,
     pub(super) simulated: Option<SimulatedFigures>,
 }
 
@@ -129,6 +133,8 @@ impl Report {
             "master_memory": memory(self.master_memory),
             "agent_memory": memory(self.agent_memory),
             "master_cores": self.master_cores,
+            "agent_cores": self.agent_cores,
+            "framework_cores": self.framework_cores,
             "simulated_agents": self.simulated.as_ref().map(|s| json!({
                 "agents": s.agents,
                 "master_memory_per_agent_bytes": s.memory_per_agent_bytes,
@@ -179,8 +185,14 @@ impl Report {
                 );
             }
         }
-        if let Some(c) = self.master_cores {
-            let _ = writeln!(out, "master CPU        {c:.2} cores during the run");
+        for (name, cores) in [
+            ("master", self.master_cores),
+            ("agents", self.agent_cores),
+            ("framework", self.framework_cores),
+        ] {
+            if let Some(c) = cores {
+                let _ = writeln!(out, "{name:<9} CPU     {c:.2} cores during the run");
+            }
         }
         if let Some(s) = &self.simulated {
             let _ = writeln!(out, "simulated agents  {}", s.agents);
