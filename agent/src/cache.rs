@@ -15,70 +15,19 @@
 //! wasmtime (or other settings) recompiles instead of loading stale code.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
-use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
-/// A module's sha256, shown as `sha256:<hex>`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest([u8; 32]);
-
-impl Digest {
-    /// The digest of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self(Sha256::digest(bytes).into())
-    }
-
-    /// Lowercase hex, without the `sha256:` prefix.
-    pub fn hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
-
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
-    }
-}
-
-impl fmt::Debug for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// A digest string was not `sha256:` followed by 64 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a module digest (expected sha256:<64 hex digits>)")]
-pub struct BadDigest(String);
-
-impl FromStr for Digest {
-    type Err = BadDigest;
-
-    fn from_str(s: &str) -> Result<Self, BadDigest> {
-        let bad = || BadDigest(s.into());
-        let hex = s.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex.len() != 64 {
-            return Err(bad());
-        }
-        let mut out = [0u8; 32];
-        for (i, byte) in out.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2).ok_or_else(bad)?, 16)
-                .map_err(|_| bad())?;
-        }
-        Ok(Self(out))
-    }
-}
+/// Modules are named by the same digest everywhere in Corral.
+pub use corral_proto::{Digest, DigestError};
 
 /// Why a module cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -392,35 +341,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     file.write_all(bytes)?;
     file.sync_data()?;
     fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digest_round_trips_through_its_text_form() {
-        let digest = Digest::of(b"hello");
-        let text = digest.to_string();
-        assert_eq!(
-            text,
-            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
-        assert_eq!(text.parse::<Digest>().unwrap(), digest);
-    }
-
-    #[test]
-    fn malformed_digests_are_rejected() {
-        for bad in [
-            "",
-            "sha256:",
-            "md5:abcd",
-            "sha256:zz",
-            &format!("sha256:{}", "g".repeat(64)),
-            &format!("sha256:{}", "a".repeat(63)),
-            &format!("sha256:{}é", "a".repeat(62)),
-        ] {
-            assert!(bad.parse::<Digest>().is_err(), "{bad}");
-        }
-    }
 }

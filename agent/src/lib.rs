@@ -47,7 +47,7 @@ mod output;
 mod sandbox;
 mod task;
 
-pub use cache::{BadDigest, CacheStats, Digest, ModuleError};
+pub use cache::{CacheStats, Digest, DigestError, ModuleError};
 pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
 pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};

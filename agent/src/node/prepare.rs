@@ -126,9 +126,8 @@ async fn module(
     let cap = sources.max_module_bytes;
     let (bytes, expected) = match source {
         corral_proto::ModuleSource::Digest(digest) => {
-            let local = agent_digest(digest)?;
-            if executor.has_module(&local) {
-                return Ok((local, false));
+            if executor.has_module(digest) {
+                return Ok((*digest, false));
             }
             let master = master.ok_or_else(|| {
                 PrepareError::Fetch("not connected to a master to fetch it from".into())
@@ -136,11 +135,10 @@ async fn module(
             (from_master(master, digest, cap).await?, Some(*digest))
         }
         corral_proto::ModuleSource::Url { url, digest } => {
-            if let Some(digest) = digest {
-                let local = agent_digest(digest)?;
-                if executor.has_module(&local) {
-                    return Ok((local, false));
-                }
+            if let Some(digest) = digest
+                && executor.has_module(digest)
+            {
+                return Ok((*digest, false));
             }
             (from_url(&sources.http, url, cap).await?, *digest)
         }
@@ -153,24 +151,16 @@ async fn module(
             (from_file(path, cap).await?, None)
         }
     };
-    if let Some(expected) = expected {
-        let actual = corral_proto::Digest::of(&bytes);
-        if actual != expected {
-            return Err(PrepareError::Fetch(format!(
-                "digest mismatch: expected {expected}, got {actual}"
-            )));
-        }
-    }
     let digest = Digest::of(&bytes);
+    if let Some(expected) = expected
+        && digest != expected
+    {
+        return Err(PrepareError::Fetch(format!(
+            "digest mismatch: expected {expected}, got {digest}"
+        )));
+    }
     let added = !executor.has_module(&digest);
     Ok((executor.add_module(bytes).await?, added))
-}
-
-fn agent_digest(digest: &corral_proto::Digest) -> Result<Digest, PrepareError> {
-    digest
-        .to_string()
-        .parse()
-        .map_err(|e: crate::cache::BadDigest| PrepareError::Invalid(e.to_string()))
 }
 
 fn too_large(size: u64, limit: u64) -> PrepareError {
@@ -178,11 +168,7 @@ fn too_large(size: u64, limit: u64) -> PrepareError {
 }
 
 /// Streams a module from the master's artifact store, refusing more than `cap` bytes.
-async fn from_master(
-    channel: Channel,
-    digest: &corral_proto::Digest,
-    cap: u64,
-) -> Result<Vec<u8>, PrepareError> {
+async fn from_master(channel: Channel, digest: &Digest, cap: u64) -> Result<Vec<u8>, PrepareError> {
     let fetch = |e: tonic::Status| PrepareError::Fetch(format!("{}: {}", e.code(), e.message()));
     let mut client = limits::agent_link_client(channel);
     let request = v1::FetchModuleRequest {
