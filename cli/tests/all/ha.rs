@@ -384,17 +384,14 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
     ) else {
         return;
     };
-    // Not the shortest lease: a renewal delayed by a busy machine (tests run in parallel)
-    // must not move leadership on its own, or the registry this test reads could come from a
-    // term it did not expect.
-    let mut cluster = HaCluster::start(vec![etcd], "6s").await;
+    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
     let (old, old_epoch) = cluster.leader_other_than(None).await;
     let old_addr = cluster.addrs[old].clone();
     let agent_id = cluster.connected_agent(old).await;
     let to_old = connect(&old_addr).await.unwrap();
     set_weight(to_old.clone(), "before", 2.0).await.unwrap();
 
-    // Frozen past its lease (6 s): it cannot renew, and a write sent now waits in its
+    // Frozen past its lease (2 s): it cannot renew, and a write sent now waits in its
     // socket until it runs again.
     cluster.signal(old, "-STOP");
     let write = tokio::spawn(set_weight(to_old.clone(), "while-stopped", 5.0));
