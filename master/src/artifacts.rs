@@ -101,6 +101,8 @@ impl ArtifactStore {
             digest: digest.to_string(),
             size,
             already_present,
+            // Counted by the upload handler.
+            replicas: 0,
         })
     }
 
