@@ -135,14 +135,39 @@ impl HaCluster {
         })
     }
 
-    /// Sends `signal` (`-STOP`, `-CONT`) to master `i`.
-    fn signal(&self, i: usize, signal: &str) {
+    /// Sends `signal` (`-STOP`, `-CONT`) to master `i`. After `-STOP`, returns once every
+    /// thread of the master is stopped: the kernel stops the other threads only when the one
+    /// that took the signal runs, so on a busy machine the master may otherwise still serve
+    /// a request sent right after `kill` returned.
+    async fn signal(&self, i: usize, signal: &str) {
+        let pid = self.masters[i].0.id();
         let status = Command::new("kill")
-            .args([signal, &self.masters[i].0.id().to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill {signal} failed");
+        if signal == "-STOP" {
+            poll("every thread of the master stopped", || async move {
+                all_threads_stopped(pid).then_some(())
+            })
+            .await;
+        }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // `tid (comm) state ...`; the name may hold spaces and parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T")
+        })
+    })
 }
 
 /// The one agent master `addr` lists, if it answers and lists exactly one.
@@ -393,7 +418,7 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
 
     // Frozen past its lease (2 s): it cannot renew, and a write sent now waits in its
     // socket until it runs again.
-    cluster.signal(old, "-STOP");
+    cluster.signal(old, "-STOP").await;
     let write = tokio::spawn(set_weight(to_old.clone(), "while-stopped", 5.0));
     let (new, new_epoch) = cluster.leader_other_than(Some(old)).await;
     assert!(
@@ -406,7 +431,7 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
         agent_id,
         "the agent follows"
     );
-    cluster.signal(old, "-CONT");
+    cluster.signal(old, "-CONT").await;
 
     let refused = tokio::time::timeout(WAIT, write)
         .await
