@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "proto/corral/v1/scheduler.proto",
     "proto/corral/v1/agent.proto",
     "proto/corral/v1/operator.proto",
+    "proto/corral/v1/peer.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

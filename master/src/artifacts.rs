@@ -9,12 +9,57 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use corral_proto::limits::{self, MODULE_CHUNK_BYTES};
-use corral_proto::{Digest, ServiceError, v1};
+use corral_proto::{Digest, ProtoError, ServiceError, v1};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
+
+/// Why a module could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreModuleError {
+    /// The sender's stream failed (a client went away, a peer refused).
+    #[error("the module stream failed: {}", .0.message())]
+    Stream(Status),
+    /// A chunk or the module is over the protocol's limits.
+    #[error(transparent)]
+    Limit(ProtoError),
+    #[error("the module is empty")]
+    Empty,
+    /// The bytes received are another module than the one asked for.
+    #[error("expected module {expected}, received {actual}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("artifact store: {what}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+impl From<StoreModuleError> for ServiceError {
+    fn from(e: StoreModuleError) -> Self {
+        match e {
+            StoreModuleError::Stream(status) => {
+                ServiceError::Unavailable(format!("the module stream failed: {}", status.message()))
+            }
+            StoreModuleError::Limit(e) => ServiceError::Invalid(e),
+            StoreModuleError::Empty => ServiceError::InvalidArgument(e.to_string()),
+            StoreModuleError::DigestMismatch { .. } => ServiceError::Internal(e.to_string()),
+            StoreModuleError::Io { what, source } => internal(what, source),
+        }
+    }
+}
+
+impl From<StoreModuleError> for Status {
+    fn from(e: StoreModuleError) -> Self {
+        match e {
+            // A client's own stream error (a cancelled upload) is passed through as is.
+            StoreModuleError::Stream(status) => status,
+            e => ServiceError::from(e).into(),
+        }
+    }
+}
 
 /// The module store. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -46,14 +91,39 @@ impl ArtifactStore {
     }
 
     /// Stores a streamed module; answers with its digest.
-    pub(crate) async fn upload<S>(&self, mut chunks: S) -> Result<v1::UploadModuleResponse, Status>
+    pub(crate) async fn upload<S>(&self, chunks: S) -> Result<v1::UploadModuleResponse, Status>
+    where
+        S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
+    {
+        self.store(chunks, None).await.map_err(Status::from)
+    }
+
+    /// Stores a copy of module `expected` streamed from another master; refuses (and keeps
+    /// nothing of) a stream whose bytes are another module, so a faulty or confused peer
+    /// cannot put wrong bytes under a digest.
+    pub(crate) async fn store_copy<S>(
+        &self,
+        chunks: S,
+        expected: &Digest,
+    ) -> Result<v1::UploadModuleResponse, StoreModuleError>
+    where
+        S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
+    {
+        self.store(chunks, Some(expected)).await
+    }
+
+    async fn store<S>(
+        &self,
+        mut chunks: S,
+        expected: Option<&Digest>,
+    ) -> Result<v1::UploadModuleResponse, StoreModuleError>
     where
         S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
     {
         let tmp = self
             .dir
             .join(format!(".upload-{:016x}.tmp", rand::random::<u64>()));
-        let result = self.receive(&mut chunks, &tmp).await;
+        let result = self.receive(&mut chunks, &tmp, expected).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
@@ -64,43 +134,56 @@ impl ArtifactStore {
         &self,
         chunks: &mut S,
         tmp: &Path,
-    ) -> Result<v1::UploadModuleResponse, Status>
+        expected: Option<&Digest>,
+    ) -> Result<v1::UploadModuleResponse, StoreModuleError>
     where
         S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
     {
-        let mut file = tokio::fs::File::create(tmp)
-            .await
-            .map_err(|e| internal("create", e))?;
+        let io = |what: &'static str| move |source| StoreModuleError::Io { what, source };
+        let mut file = tokio::fs::File::create(tmp).await.map_err(io("create"))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk?;
-            size = limits::check_module_chunk(&chunk, size).map_err(|e| e.within("chunk"))?;
+            let chunk = chunk.map_err(StoreModuleError::Stream)?;
+            size = limits::check_module_chunk(&chunk, size)
+                .map_err(|e| StoreModuleError::Limit(e.within("chunk")))?;
             hasher.update(&chunk.data);
-            file.write_all(&chunk.data)
-                .await
-                .map_err(|e| internal("write", e))?;
+            file.write_all(&chunk.data).await.map_err(io("write"))?;
         }
         if size == 0 {
-            return Err(ServiceError::InvalidArgument("the module is empty".into()).into());
+            return Err(StoreModuleError::Empty);
         }
-        file.sync_all().await.map_err(|e| internal("sync", e))?;
+        file.sync_all().await.map_err(io("sync"))?;
         drop(file);
         let digest = Digest::from_bytes(hasher.finalize().into());
+        if let Some(expected) = expected
+            && *expected != digest
+        {
+            return Err(StoreModuleError::DigestMismatch {
+                expected: *expected,
+                actual: digest,
+            });
+        }
         let path = self.path(&digest);
         let already_present = tokio::fs::try_exists(&path).await.unwrap_or(false);
         if already_present {
             let _ = tokio::fs::remove_file(tmp).await;
         } else {
-            tokio::fs::rename(tmp, &path)
+            tokio::fs::rename(tmp, &path).await.map_err(io("rename"))?;
+            // The rename is durable only once the directory is: an acknowledged module
+            // must survive a power loss, not just a process crash.
+            let dir = tokio::fs::File::open(&self.dir)
                 .await
-                .map_err(|e| internal("rename", e))?;
+                .map_err(io("open the directory"))?;
+            dir.sync_all().await.map_err(io("sync the directory"))?;
         }
         tracing::info!(%digest, size, already_present, "module stored");
         Ok(v1::UploadModuleResponse {
             digest: digest.to_string(),
             size,
             already_present,
+            // Counted by the upload handler, which copies the module to other masters.
+            replicas: 0,
         })
     }
 

@@ -12,7 +12,8 @@
 //! A term is one core: losing leadership drops the core and all its streams, and winning
 //! again rebuilds it from the registry with a new, higher epoch. While not leading, every
 //! call is answered `UNAVAILABLE` with the leader's address (`corral-leader`), which the
-//! SDK, the CLI and agents follow.
+//! SDK, the CLI and agents follow; only MasterPeer, through which the leader copies module
+//! bytes to and from standbys, is served regardless.
 
 use std::future::Future;
 use std::pin::Pin;

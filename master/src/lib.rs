@@ -17,6 +17,8 @@
 //!                   streams, replies, timers (tick, 1 ms batching)    └► Vec<Effect>
 //!
 //!                 artifacts.rs: <work_dir>/artifacts/<sha256>.wasm (UploadModule, FetchModule)
+//!                 peers.rs: module bytes copied between masters (MasterPeer), so an
+//!                   acknowledged upload survives the leader's death
 //!                 store/: the registry (redb file or etcd), written before acknowledging
 //!                 leadership.rs: campaign → load registry → core; standbys redirect
 //! ```
@@ -32,6 +34,7 @@
 mod artifacts;
 mod core;
 mod leadership;
+mod peers;
 mod runtime;
 mod service;
 mod store;
@@ -47,12 +50,15 @@ use anyhow::Context as _;
 use corral_proto::limits;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::core::CoreConfig;
 use crate::leadership::{Election, EmbeddedElection, Gate, Supervisor};
+use crate::peers::Peers;
 use crate::store::Registry as _;
 use crate::store::embedded::EmbeddedRegistry;
-use crate::store::etcd::EtcdElection;
+use crate::store::etcd::{AbortOnDrop, EtcdElection};
+use crate::store::members::{EtcdMembership, Membership, SoleMaster};
 
 /// How long [`Master::shutdown`] waits for the server to finish in-flight requests.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -121,6 +127,8 @@ pub struct Master {
     supervisor: JoinHandle<()>,
     server_stop: oneshot::Sender<()>,
     server_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// The background fetch of indexed modules this master lacks (etcd only).
+    _sync: Option<AbortOnDrop>,
 }
 
 impl Master {
@@ -157,7 +165,7 @@ impl Master {
             offer_timeout: config.offer_timeout,
             allocation_interval: config.allocation_interval,
         };
-        let (election, first) = match &config.store {
+        let (election, first, members) = match &config.store {
             StoreConfig::Embedded => {
                 let registry = EmbeddedRegistry::open(&config.work_dir).await?;
                 let election = EmbeddedElection::new(registry.clone());
@@ -183,7 +191,8 @@ impl Master {
                     );
                 }
                 let election: Arc<dyn Election> = Arc::new(election);
-                (election, Some((term, recovered)))
+                let members: Arc<dyn Membership> = Arc::new(SoleMaster);
+                (election, Some((term, recovered)), members)
             }
             StoreConfig::Etcd { endpoints, prefix } => {
                 let election = EtcdElection::new(
@@ -193,9 +202,21 @@ impl Master {
                     config.leader_lease,
                 )?;
                 let election: Arc<dyn Election> = Arc::new(election);
-                (election, None)
+                let members: Arc<dyn Membership> = Arc::new(EtcdMembership::new(
+                    endpoints,
+                    prefix,
+                    &master_id,
+                    core_config.address.clone(),
+                    config.leader_lease,
+                )?);
+                (election, None, members)
             }
         };
+        let peers = Peers::new(members, artifacts.clone());
+        // Every master, leader or standby, comes to hold every indexed module (embedded: one
+        // master, nothing to sync).
+        let sync = matches!(config.store, StoreConfig::Etcd { .. })
+            .then(|| tokio::spawn(peers.clone().sync_forever()));
         let (supervisor, gate) = Supervisor::new(election, core_config);
         let (supervisor_stop, stop_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervisor.run(first, stop_rx));
@@ -204,23 +225,35 @@ impl Master {
         let agent_link = service::AgentLinkService {
             gate: gate.clone(),
             artifacts: artifacts.clone(),
+            peers: peers.clone(),
         };
         let operator = service::OperatorService {
             gate: gate.clone(),
-            artifacts,
+            artifacts: artifacts.clone(),
+            peers,
         };
+        let master_peer = service::MasterPeerService { artifacts };
         let (server_stop, server_rx) = oneshot::channel::<()>();
-        // Every call of every service is refused with the leader's address while this
-        // master does not lead, before its request is even read.
+        // Every call of the public services is refused with the leader's address while this
+        // master does not lead, before its request is even read. MasterPeer is not: the
+        // leader copies module bytes to and from standbys through it.
         let leading = gate.clone();
-        let redirect = tonic::service::InterceptorLayer::new(move |req: tonic::Request<()>| {
-            leading.core().map(|_| req).map_err(tonic::Status::from)
-        });
+        let redirect =
+            move |req: tonic::Request<()>| leading.core().map(|_| req).map_err(tonic::Status::from);
         let server = limits::server_builder()
-            .layer(redirect)
-            .add_service(limits::scheduler_server(scheduler))
-            .add_service(limits::agent_link_server(agent_link))
-            .add_service(limits::operator_server(operator))
+            .add_service(InterceptedService::new(
+                limits::scheduler_server(scheduler),
+                redirect.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                limits::agent_link_server(agent_link),
+                redirect.clone(),
+            ))
+            .add_service(InterceptedService::new(
+                limits::operator_server(operator),
+                redirect,
+            ))
+            .add_service(limits::master_peer_server(master_peer))
             .serve_with_incoming_shutdown(limits::incoming(listener), async {
                 let _ = server_rx.await;
             });
@@ -233,6 +266,7 @@ impl Master {
             supervisor,
             server_stop,
             server_task,
+            _sync: sync.map(AbortOnDrop),
         })
     }
 

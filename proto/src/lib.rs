@@ -34,7 +34,9 @@
 //! ```
 //!
 //! A master that is not the leader answers every RPC with `UNAVAILABLE` and the leader's
-//! address in the `corral-leader` metadata ([`status::leader_hint`]).
+//! address in the `corral-leader` metadata ([`status::leader_hint`]), except those of
+//! MasterPeer: masters copy module bytes between their artifact stores through it (the
+//! leader replicates uploads to standbys and fetches modules it lacks from them).
 //!
 //! # At the boundary
 //!

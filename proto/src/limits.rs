@@ -2,12 +2,12 @@
 //!
 //! Build servers and clients through this module rather than the generated `new`:
 //!
-//! - [`scheduler_server`], [`agent_link_server`], [`operator_server`] wrap a service with the
+//! - [`scheduler_server`], [`agent_link_server`], [`operator_server`], [`master_peer_server`] wrap a service with the
 //!   message-size limits; [`server_builder`] sets HTTP/2 keepalive and stream limits, and
 //!   [`incoming`] sets `TCP_NODELAY` and TCP keepalive on a listener (tonic ignores the
 //!   builder's TCP settings with `serve_with_incoming`).
 //! - [`endpoint`] configures a client connection the same way, and [`scheduler_client`],
-//!   [`agent_link_client`], [`operator_client`] apply the message-size limits. A tonic client
+//!   [`agent_link_client`], [`operator_client`], [`master_peer_client`] apply the message-size limits. A tonic client
 //!   refuses responses over 4 MiB by default, so a client built otherwise breaks on large
 //!   offers or state.
 //!
@@ -27,6 +27,8 @@ use crate::error::ProtoError;
 use crate::v1;
 use crate::v1::agent_link_client::AgentLinkClient;
 use crate::v1::agent_link_server::{AgentLink, AgentLinkServer};
+use crate::v1::master_peer_client::MasterPeerClient;
+use crate::v1::master_peer_server::{MasterPeer, MasterPeerServer};
 use crate::v1::operator_client::OperatorClient;
 use crate::v1::operator_server::{Operator, OperatorServer};
 use crate::v1::scheduler_client::SchedulerClient;
@@ -106,6 +108,13 @@ pub fn operator_server<S: Operator>(service: S) -> OperatorServer<S> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+/// The MasterPeer service with Corral's message limits.
+pub fn master_peer_server<S: MasterPeer>(service: S) -> MasterPeerServer<S> {
+    MasterPeerServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// A client endpoint for `uri` (`http://host:port`) with Corral's connection settings:
 /// connect timeout, HTTP/2 keepalive (also while idle: a framework waiting for offers is
 /// idle but must notice a dead master), TCP keepalive and `TCP_NODELAY`.
@@ -143,6 +152,13 @@ pub fn agent_link_client(channel: Channel) -> AgentLinkClient<Channel> {
 /// An Operator client with Corral's message limits.
 pub fn operator_client(channel: Channel) -> OperatorClient<Channel> {
     OperatorClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// A MasterPeer client with Corral's message limits.
+pub fn master_peer_client(channel: Channel) -> MasterPeerClient<Channel> {
+    MasterPeerClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }

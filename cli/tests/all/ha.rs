@@ -135,14 +135,39 @@ impl HaCluster {
         })
     }
 
-    /// Sends `signal` (`-STOP`, `-CONT`) to master `i`.
-    fn signal(&self, i: usize, signal: &str) {
+    /// Sends `signal` (`-STOP`, `-CONT`) to master `i`. After `-STOP`, returns once every
+    /// thread of the master is stopped: the kernel stops the other threads only when the one
+    /// that took the signal runs, so on a busy machine the master may otherwise still serve
+    /// a request sent right after `kill` returned.
+    async fn signal(&self, i: usize, signal: &str) {
+        let pid = self.masters[i].0.id();
         let status = Command::new("kill")
-            .args([signal, &self.masters[i].0.id().to_string()])
+            .args([signal, &pid.to_string()])
             .status()
             .unwrap();
         assert!(status.success(), "kill {signal} failed");
+        if signal == "-STOP" {
+            poll("every thread of the master stopped", || async move {
+                all_threads_stopped(pid).then_some(())
+            })
+            .await;
+        }
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/<pid>/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // `tid (comm) state ...`; the name may hold spaces and parentheses.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T")
+        })
+    })
 }
 
 /// The one agent master `addr` lists, if it answers and lists exactly one.
@@ -393,7 +418,7 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
 
     // Frozen past its lease (2 s): it cannot renew, and a write sent now waits in its
     // socket until it runs again.
-    cluster.signal(old, "-STOP");
+    cluster.signal(old, "-STOP").await;
     let write = tokio::spawn(set_weight(to_old.clone(), "while-stopped", 5.0));
     let (new, new_epoch) = cluster.leader_other_than(Some(old)).await;
     assert!(
@@ -406,7 +431,7 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
         agent_id,
         "the agent follows"
     );
-    cluster.signal(old, "-CONT");
+    cluster.signal(old, "-CONT").await;
 
     let refused = tokio::time::timeout(WAIT, write)
         .await
@@ -503,8 +528,7 @@ async fn masters_keep_working_when_one_of_three_etcd_members_dies() {
     if fw.master != cluster.addrs[leader] {
         fw.resubscribe(&cluster.addrs).await;
     }
-    // Modules live in the artifact store of the master they were uploaded to: upload it to
-    // the one leading now (the same digest; a no-op if it is the same master).
+    // Uploading again to whichever master leads now gives the same digest.
     assert_eq!(fw.upload(corral_wasm_tasks::LIMITS).await, module);
     cluster.connected_agent(leader).await;
     fw.launch(task("after-member-loss", &module, &["sleep", "100"]))
@@ -513,5 +537,60 @@ async fn masters_keep_working_when_one_of_three_etcd_members_dies() {
         saw(fw, "after-member-loss", TaskState::Finished)
     })
     .await;
+    cluster.agent.kill();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn module_uploaded_before_the_leader_is_killed_runs_by_digest_on_an_agent_that_never_had_it()
+{
+    let Some(etcd) = Etcd::start(
+        "module_uploaded_before_the_leader_is_killed_runs_by_digest_on_an_agent_that_never_had_it",
+    ) else {
+        return;
+    };
+    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
+    let (old, old_epoch) = cluster.leader_other_than(None).await;
+    // The upload is acknowledged once both masters hold it; until the standby has
+    // registered, an upload counts one copy, so upload until it counts two.
+    let module = std::fs::read(corral_wasm_tasks::HELLO).unwrap();
+    let leader_addr = cluster.addrs[old].as_str();
+    let module = &module;
+    let digest = poll("an upload held by both masters", || async move {
+        let channel = connect(leader_addr).await.ok()?;
+        let uploaded = limits::operator_client(channel)
+            .upload_module(tokio_stream::iter(limits::module_chunks(module)))
+            .await
+            .ok()?
+            .into_inner();
+        (uploaded.replicas == 2).then_some(uploaded.digest)
+    })
+    .await;
+
+    // The leader dies without a chance to hand anything over.
+    cluster.masters[old].kill();
+    let (new, new_epoch) = cluster.leader_other_than(Some(old)).await;
+    assert!(
+        new_epoch > old_epoch,
+        "new epoch {new_epoch} > old {old_epoch}"
+    );
+    cluster.connected_agent(new).await;
+
+    // The agent never ran this module: it fetches it from the new leader.
+    let masters = cluster.addrs.join(",");
+    let out = crate::cluster::corral(
+        &["run", &digest, "--", "after", "failover"],
+        Some(&masters),
+        &std::env::temp_dir(),
+    )
+    .await;
+    let (stdout, stderr) = (
+        crate::cluster::text(&out.stdout),
+        crate::cluster::text(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(
+        stdout.contains("hello from corral after failover"),
+        "stdout: {stdout}"
+    );
     cluster.agent.kill();
 }

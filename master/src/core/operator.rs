@@ -67,6 +67,11 @@ pub(crate) enum OperatorRequest {
         digest: Digest,
         size: u64,
     },
+    /// Whether the index records a module (a fetch of a module this master lacks then looks
+    /// for it on the other masters).
+    ArtifactIndexed {
+        digest: Digest,
+    },
     /// Where a task's sandbox is served (for ListFiles / ReadFile).
     LocateTask {
         task: TaskId,
@@ -88,6 +93,7 @@ pub(crate) enum OperatorResponse {
     Tasks(v1::ListTasksResponse),
     Roles(v1::GetRolesResponse),
     Done,
+    ArtifactIndexed(bool),
     TaskLocation {
         address: String,
         terminal: bool,
@@ -231,6 +237,9 @@ impl MasterCore {
             R::RecordArtifact { digest, size } => {
                 self.record_artifact(digest, size, now);
                 OperatorResponse::Done
+            }
+            R::ArtifactIndexed { digest } => {
+                OperatorResponse::ArtifactIndexed(self.artifacts.contains_key(&digest))
             }
             R::DrainAgent {
                 agent,

@@ -8,14 +8,18 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{CoreStream, agent_disconnected, digest};
 use crate::artifacts::ArtifactStore;
-use crate::core::{AgentInfo, ConnId, Event, ReportedTask, TaskMeta};
+use crate::core::{
+    AgentInfo, ConnId, Event, OperatorRequest, OperatorResponse, Reply, ReportedTask, TaskMeta,
+};
 use crate::leadership::Gate;
+use crate::peers::Peers;
 use crate::runtime::Sink;
 
 #[derive(Debug, Clone)]
 pub(crate) struct AgentLinkService {
     pub(crate) gate: Gate,
     pub(crate) artifacts: ArtifactStore,
+    pub(crate) peers: Peers,
 }
 
 #[tonic::async_trait]
@@ -90,9 +94,22 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
         &self,
         request: Request<v1::FetchModuleRequest>,
     ) -> Result<Response<Self::FetchModuleStream>, Status> {
-        self.gate.core()?;
+        let core = self.gate.core()?;
         let req = request.into_inner();
         let digest = digest("digest", &req.digest)?;
+        if !self.artifacts.contains(&digest).await {
+            // Uploaded through another master, which led then: fetch it from a master that
+            // holds it (see `peers`).
+            let indexed = core
+                .ask(
+                    Event::Operator(OperatorRequest::ArtifactIndexed { digest }),
+                    None,
+                )
+                .await?;
+            if indexed == Reply::Operator(Ok(OperatorResponse::ArtifactIndexed(true))) {
+                self.peers.fetch(&digest).await?;
+            }
+        }
         let rx = self.artifacts.fetch(&digest, req.offset).await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,

@@ -5,10 +5,12 @@
 
 mod agent_link;
 mod operator;
+mod peer;
 mod scheduler;
 
 pub(crate) use agent_link::AgentLinkService;
 pub(crate) use operator::OperatorService;
+pub(crate) use peer::MasterPeerService;
 pub(crate) use scheduler::SchedulerService;
 
 use std::pin::Pin;

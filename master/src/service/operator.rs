@@ -10,11 +10,13 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::artifacts::ArtifactStore;
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
+use crate::peers::Peers;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OperatorService {
     pub(crate) gate: Gate,
     pub(crate) artifacts: ArtifactStore,
+    pub(crate) peers: Peers,
 }
 
 impl OperatorService {
@@ -248,9 +250,12 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Result<Response<v1::UploadModuleResponse>, Status> {
         // Standbys refuse before reading the upload.
         self.gate.core()?;
-        let r = self.artifacts.upload(request.into_inner()).await?;
+        let mut r = self.artifacts.upload(request.into_inner()).await?;
         let digest = super::digest("digest", &r.digest)?;
-        // Acknowledged only once the index records it.
+        // Acknowledged only once another master holds a copy (when another runs), so the
+        // module survives this master's death, and then once the index records it: whenever
+        // two masters run, an indexed module is on both their disks.
+        r.replicas = self.peers.replicate(&digest).await?;
         self.ask(OperatorRequest::RecordArtifact {
             digest,
             size: r.size,

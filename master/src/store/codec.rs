@@ -19,7 +19,8 @@ const AGENTS: &str = "agents/";
 const FRAMEWORKS: &str = "frameworks/";
 const WEIGHTS: &str = "weights/";
 const QUOTAS: &str = "quotas/";
-const ARTIFACTS: &str = "artifacts/";
+/// The prefix of artifact index keys (`artifacts/<digest>`).
+pub(crate) const ARTIFACTS: &str = "artifacts/";
 
 /// One key to set (`Some`) or delete (`None`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //!   revision leads, and its value is the leader's address. The leader's epoch is its key's
 //!   create revision, which etcd makes unique and increasing.
 //! - `P/registry/<codec key>`: the records (see [`codec`](super::codec)).
+//! - `P/members/<master id>`: every running master's address (see [`members`](super::members)).
 //!
 //! Fencing: every registry write is a transaction that compares that the leader's key still
 //! exists with its create revision, so a deposed leader (its lease ended, its key deleted)
@@ -32,7 +33,7 @@ use crate::leadership::{Election, Lost, Term};
     clippy::all,
     reason = "generated code"
 )]
-mod pb {
+pub(super) mod pb {
     pub mod mvccpb {
         tonic::include_proto!("mvccpb");
     }
@@ -54,7 +55,7 @@ use pb::v3electionpb::{
 };
 
 /// How long a unary etcd call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// etcd refuses transactions of more operations than this (`--max-txn-ops`, default 128).
 const MAX_TXN_OPS: usize = 128;
 /// Stay well below etcd's request size limit (`--max-request-bytes`, default 1.5 MiB).
@@ -66,12 +67,12 @@ const ATTEMPTS: u32 = 3;
 /// How long to wait before watching the leader again after the stream broke.
 const OBSERVE_RETRY: Duration = Duration::from_millis(500);
 
-fn etcd(what: &str, status: &tonic::Status) -> StoreError {
+pub(super) fn etcd(what: &str, status: &tonic::Status) -> StoreError {
     StoreError::Etcd(format!("{what}: {}", status.message()))
 }
 
 /// A lazily connected channel balanced over the endpoints (`host:port`).
-fn channel(endpoints: &[String]) -> Result<Channel, StoreError> {
+pub(super) fn channel(endpoints: &[String]) -> Result<Channel, StoreError> {
     let endpoints = endpoints
         .iter()
         .map(|e| {
@@ -89,7 +90,7 @@ fn channel(endpoints: &[String]) -> Result<Channel, StoreError> {
 }
 
 /// The end of the key range of every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -173,6 +174,7 @@ impl Registry for EtcdRegistry {
                 range_end: range_end.clone(),
                 limit: 0,
                 revision: 0,
+                keys_only: false,
             };
             async move { kv.range(req).await }
         })
@@ -209,7 +211,7 @@ impl Registry for EtcdRegistry {
 
 /// Calls `f` up to [`ATTEMPTS`] times while etcd is unavailable, each within
 /// [`CALL_TIMEOUT`]. The calls here are idempotent (reads, whole-record writes).
-async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
+pub(super) async fn retry<T, F, Fut>(what: &str, mut f: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -236,7 +238,7 @@ where
 
 /// Aborts a task when dropped.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -401,7 +403,7 @@ impl Election for EtcdElection {
     }
 }
 
-async fn revoke(channel: &Channel, lease: i64) {
+pub(super) async fn revoke(channel: &Channel, lease: i64) {
     let mut client = LeaseClient::new(channel.clone());
     let revoke = client.lease_revoke(LeaseRevokeRequest { id: lease });
     if let Ok(Err(status)) = tokio::time::timeout(CALL_TIMEOUT, revoke).await {
@@ -411,7 +413,7 @@ async fn revoke(channel: &Channel, lease: i64) {
 
 /// Keeps `lease` alive; sets `lost` (and returns) when a renewal is not confirmed in time
 /// or etcd says the lease ended.
-async fn keep_alive(
+pub(super) async fn keep_alive(
     channel: Channel,
     lease: i64,
     ttl: Duration,

@@ -295,3 +295,76 @@ async fn a_leader_keeps_leading_over_several_lease_terms() {
     }
     leader.master.shutdown().await;
 }
+
+/// Uploads `module` to `leader` until both masters hold it (the standby registers itself
+/// in the background; until it has, an upload counts one copy); returns its digest.
+async fn upload_to_both(leader: &Channel, module: &[u8]) -> String {
+    within("an upload held by both masters", async {
+        loop {
+            let uploaded = limits::operator_client(leader.clone())
+                .upload_module(tokio_stream::iter(limits::module_chunks(module)))
+                .await
+                .unwrap()
+                .into_inner();
+            if uploaded.replicas == 2 {
+                return uploaded.digest;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+async fn fetch_module(channel: &Channel, digest: &str) -> Result<Vec<u8>, tonic::Status> {
+    let mut chunks = limits::agent_link_client(channel.clone())
+        .fetch_module(v1::FetchModuleRequest {
+            digest: digest.into(),
+            offset: 0,
+        })
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(chunk) = chunks.message().await? {
+        out.extend_from_slice(&chunk.data);
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_is_on_both_masters_and_a_leader_missing_it_fetches_it_from_the_standby() {
+    let Some(etcd) = Etcd::start(
+        "an_upload_is_on_both_masters_and_a_leader_missing_it_fetches_it_from_the_standby",
+    ) else {
+        return;
+    };
+    let (leader, standby) = two_masters(&etcd).await;
+    let module = b"\0asm\x01\0\0\0 a module both masters hold".to_vec();
+    let digest = upload_to_both(&leader.channel, &module).await;
+    let file = |m: &HaMaster| {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        m._dir.path().join("artifacts").join(format!("{hex}.wasm"))
+    };
+    // Acknowledged: the bytes are on the standby's disk already.
+    assert_eq!(std::fs::read(file(&standby)).unwrap(), module);
+
+    // The leader loses its copy (a replaced disk); an agent's fetch finds it on the standby.
+    std::fs::remove_file(file(&leader)).unwrap();
+    assert_eq!(
+        fetch_module(&leader.channel, &digest).await.unwrap(),
+        module
+    );
+    assert_eq!(std::fs::read(file(&leader)).unwrap(), module);
+    // A digest the index does not know is not looked for elsewhere.
+    let unknown = corral_proto::Digest::of(b"never uploaded").to_string();
+    let err = fetch_module(&leader.channel, &unknown).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
+    // A standby serves agents nothing: it redirects them to the leader.
+    redirects_to(&standby.channel, leader.master.local_addr()).await;
+    let err = fetch_module(&standby.channel, &digest).await.unwrap_err();
+    assert_eq!(
+        leader_hint(&err),
+        Some(leader.master.local_addr().to_string().as_str())
+    );
+    leader.master.shutdown().await;
+    standby.master.shutdown().await;
+}
