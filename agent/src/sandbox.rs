@@ -146,6 +146,42 @@ impl SandboxPaths {
     }
 }
 
+/// Removes everything under `sandboxes/<framework>/` that is not a file of one of `runs`:
+/// runs the agent no longer knows of (a crash between creating a run and recording it, or
+/// runs from before completed runs were retired). Returns how many entries went.
+pub(crate) fn remove_unknown_runs(sandboxes: &Path, runs: &[SandboxPaths]) -> usize {
+    let known: std::collections::HashSet<PathBuf> = runs
+        .iter()
+        .flat_map(|run| [run.root(), run.stdout(), run.stderr()])
+        .collect();
+    let Ok(frameworks) = fs::read_dir(sandboxes) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for framework in frameworks.flatten() {
+        let Ok(entries) = fs::read_dir(framework.path()) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if known.contains(&path) {
+                continue;
+            }
+            let gone = match entry.file_type() {
+                Ok(kind) if kind.is_dir() => fs::remove_dir_all(&path),
+                _ => fs::remove_file(&path),
+            };
+            match gone {
+                Ok(()) => removed += 1,
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "cannot remove an unknown run's files");
+                }
+            }
+        }
+    }
+    removed
+}
+
 /// Whether `id` can name one directory: no separators, no `.`/`..`, nothing odd.
 fn is_plain_component(id: &str) -> bool {
     !id.is_empty()
@@ -211,6 +247,29 @@ mod tests {
             assert!(SandboxPaths::new(base, bad, "t", "r").is_none(), "{bad:?}");
             assert!(SandboxPaths::new(base, "f", bad, "r").is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_files_of_known_runs_survive_a_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |fw: &str, task: &str, id: &str| {
+            let run = SandboxPaths::new(dir.path(), fw, task, id).unwrap();
+            run.create(&[], true).unwrap();
+            fs::write(run.stdout(), b"out").unwrap();
+            run
+        };
+        let kept = [run("fw", "a", "1"), run("fw", "b", "2")];
+        let orphans = [run("fw", "c", "3"), run("other", "d", "4")];
+        fs::write(kept[0].root().join("result"), b"42").unwrap();
+        assert_eq!(remove_unknown_runs(dir.path(), &kept), 4);
+        for run in &kept {
+            assert!(run.root().is_dir() && run.stdout().is_file(), "{run:?}");
+        }
+        assert!(kept[0].root().join("result").is_file());
+        for run in &orphans {
+            assert!(!run.root().exists() && !run.stdout().exists(), "{run:?}");
+        }
+        assert_eq!(remove_unknown_runs(&dir.path().join("missing"), &kept), 0);
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Agent {
         let node = Arc::new(Node::new(executor, sources, checkpoint, info, &config));
         let _ = target.set(Arc::downgrade(&node));
         node.recover(recovered);
+        node.remove_unknown_runs().await;
         // The first (re-)registration then carries everything recovery reported.
         node.checkpoint.sync().await;
         let (stop, stop_rx) = watch::channel(false);

@@ -223,6 +223,28 @@ impl Node {
         }
     }
 
+    /// Removes the files of runs no task entry refers to. Called once after
+    /// [`Node::recover`] and finished before anything can be launched, which would make runs
+    /// the sweep does not know of.
+    pub(crate) async fn remove_unknown_runs(&self) {
+        let known: Vec<SandboxPaths> = self
+            .state()
+            .tasks
+            .values()
+            .filter_map(|entry| Some(entry.output.as_ref()?.sandbox().clone()))
+            .collect();
+        let sandboxes = self.work_dir.join("sandboxes");
+        tokio::task::spawn_blocking(move || {
+            let removed = crate::sandbox::remove_unknown_runs(&sandboxes, &known);
+            if removed > 0 {
+                tracing::info!(
+                    removed,
+                    "removed the files of runs this agent no longer knows"
+                );
+            }
+        });
+    }
+
     /// The checkpoint made these updates durable: send them, in order.
     pub(crate) fn durable(&self, updates: Vec<(u64, v1::TaskStatus)>) {
         let mut state = self.state();

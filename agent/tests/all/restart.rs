@@ -193,7 +193,7 @@ async fn agent_restart_never_redelivers_acknowledged_updates() {
 }
 
 #[tokio::test]
-async fn a_finished_tasks_logs_are_readable_after_a_restart() {
+async fn a_finished_tasks_logs_are_readable_after_a_restart_and_unknown_runs_are_removed() {
     let mut master = FakeMaster::start().await;
     let dir = work_dir();
     let agent = start(&master, &dir).await;
@@ -205,9 +205,24 @@ async fn a_finished_tasks_logs_are_readable_after_a_restart() {
     }
     master.handled(FRAMEWORK).await;
     halt(agent, &mut master).await;
+    // Files of a run the checkpoint never recorded (a crash right after it was created).
+    let ghost = dir
+        .join("sandboxes")
+        .join(FRAMEWORK)
+        .join("ghost.0000000000000001");
+    std::fs::create_dir_all(&ghost).unwrap();
+    std::fs::write(ghost.with_extension("0000000000000001.stdout"), b"?").unwrap();
 
     // The output was small enough to be held in memory only; the checkpoint kept it.
     let agent = start(&master, &dir).await;
+    let left: Vec<_> = std::fs::read_dir(dir.join("sandboxes").join(FRAMEWORK))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        left.iter().all(|name| !name.starts_with("ghost.")),
+        "{left:?}"
+    );
     next_reregister(&mut master).await;
     let read = read_stdout(&agent, "hello-5").await;
     assert_eq!(&read.data[..], b"hello from corral\n");
