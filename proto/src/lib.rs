@@ -10,7 +10,8 @@
 //!   roles, weights, quotas and filters, and the task types [`TaskInfo`], [`TaskStatus`],
 //!   [`Usage`], [`TaskState`], [`Reason`]; failures are [`ProtoError`]s naming the field;
 //! - the one mapping from errors to gRPC status codes ([`status`]);
-//! - protocol limits, and constructors for servers and clients that apply them ([`limits`]).
+//! - protocol limits, and constructors for servers and clients that apply them ([`limits`]);
+//! - how agents follow the leader: which master next, and the reconnect backoff ([`follow`]).
 //!
 //! # Services
 //!
@@ -34,7 +35,8 @@
 //! ```
 //!
 //! A master that is not the leader answers every RPC with `UNAVAILABLE` and the leader's
-//! address in the `corral-leader` metadata ([`status::leader_hint`]).
+//! address in the `corral-leader` metadata ([`status::leader_hint`]); agents follow it with
+//! [`follow::Follower`].
 //!
 //! # At the boundary
 //!
@@ -56,6 +58,7 @@
 pub mod convert;
 mod digest;
 mod error;
+pub mod follow;
 mod ids;
 pub mod limits;
 mod state;
