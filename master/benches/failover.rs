@@ -3,12 +3,11 @@
 //!
 //! 1. Takeover: leader killed → the standby answers as leader. Over 20 kills (the killed
 //!    master is restarted as the new standby between kills).
-//! 2. Re-registration: 5,000 simulated agents connected to the pair, the leader killed; from
-//!    the new leader's election (its first answer as leader) to every agent re-registered with
-//!    it. The agents follow the leader as `corral agent` does (`agent/src/node/link.rs`):
-//!    masters in order with the leader hint first, a redirect to a newly named leader
-//!    followed at once (at most 3 times until registered), exponential backoff with full
-//!    jitter (100 ms, doubling, at most 10 s) after a round in which every master failed.
+//! 2. Re-registration: 5,000 simulated agents (`corral_master::simulated`, those of
+//!    `corral bench --simulated-agents`) connected to the pair, the leader killed; from the
+//!    new leader's election (its first answer as leader) to every agent re-registered with
+//!    it. The agents follow the leader with `corral agent`'s own policy
+//!    (`corral_proto::follow`).
 //!
 //! ```text
 //! cargo bench -p corral-master --bench failover             # 20 kills, 5,000 agents
@@ -20,16 +19,15 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail};
+use corral_master::simulated::SimulatedAgents;
 use corral_master::{Master, MasterConfig};
 use corral_proto::status::leader_hint;
 use corral_proto::{limits, v1};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 
 #[path = "../tests/all/etcd_server.rs"]
 #[allow(
@@ -248,22 +246,11 @@ async fn reregistration(
 ) -> anyhow::Result<()> {
     let (leader, _) = pair.leader(None).await?;
     pair.standby(1 - leader, leader).await?;
-    let masters = Arc::new(pair.addrs.to_vec());
-    let (tx, mut registrations) = mpsc::unbounded_channel();
-    let mut agents = tokio::task::JoinSet::new();
-    for index in 0..count {
-        agents.spawn(follow(index, masters.clone(), tx.clone()));
-    }
-    drop(tx);
     let started = Instant::now();
-    let mut registered = vec![false; count];
-    let mut left = count;
-    while left > 0 {
-        let r = next(&mut registrations).await?;
-        if r.master == pair.addrs[leader] && !std::mem::replace(&mut registered[r.index], true) {
-            left -= 1;
-        }
-    }
+    let mut agents = SimulatedAgents::spawn(&pair.addrs, count);
+    tokio::time::timeout(WAIT, agents.all_registered())
+        .await
+        .context("agents did not register in time")??;
     println!(
         "{count} simulated agents registered in {} ms",
         millis(started.elapsed())
@@ -287,12 +274,15 @@ async fn reregistration(
     let mut after = Vec::with_capacity(count);
     let mut reregistered = vec![false; count];
     while after.len() < count {
-        let r = next(&mut registrations).await?;
+        let r = tokio::time::timeout(WAIT, agents.registration())
+            .await
+            .context("agents stopped registering")?
+            .context("every agent ended")?;
         if r.master == new_addr && !std::mem::replace(&mut reregistered[r.index], true) {
             after.push(r.at.duration_since(elected).unwrap_or_default());
         }
     }
-    agents.abort_all();
+    agents.stop();
     after.sort();
     println!(
         "{count} agents, lease {LEASE:?}: leader killed -> elected {} ms, -> answering \
@@ -306,15 +296,6 @@ async fn reregistration(
     Ok(())
 }
 
-async fn next(
-    registrations: &mut mpsc::UnboundedReceiver<Registered>,
-) -> anyhow::Result<Registered> {
-    tokio::time::timeout(WAIT, registrations.recv())
-        .await
-        .context("agents stopped registering")?
-        .context("every agent ended")
-}
-
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
     let i = (sorted.len().saturating_sub(1) * p).div_ceil(100);
     sorted.get(i).copied().unwrap_or_default()
@@ -326,168 +307,4 @@ fn unix_micros(t: SystemTime) -> u128 {
 
 fn millis(d: Duration) -> u128 {
     d.as_millis()
-}
-
-/// A simulated agent's (re-)registration.
-#[derive(Debug)]
-struct Registered {
-    index: usize,
-    master: String,
-    at: SystemTime,
-}
-
-/// How a session with one master ended.
-enum Ended {
-    Redirect(String),
-    Lost,
-}
-
-/// A simulated agent: registers, heartbeats, and follows the leader like `corral agent`.
-async fn follow(
-    index: usize,
-    masters: Arc<Vec<String>>,
-    events: mpsc::UnboundedSender<Registered>,
-) {
-    let mut id: Option<String> = None;
-    let mut last_epoch = 0;
-    let mut hint: Option<String> = None;
-    let mut ceiling = BACKOFF_BASE;
-    // Redirects followed at once since the last registration (the agent allows 3, each to a
-    // leader other than the last one named).
-    let mut follows = 0;
-    let mut last_hint: Option<String> = None;
-    loop {
-        let candidates: Vec<String> = hint
-            .take()
-            .into_iter()
-            .chain(masters.iter().cloned())
-            .collect();
-        for address in candidates {
-            let epoch_before = last_epoch;
-            let ended = session(
-                index,
-                &address,
-                &mut id,
-                &mut last_epoch,
-                &mut ceiling,
-                &events,
-            )
-            .await;
-            // Registered with a master of a new epoch: the follows start over.
-            if last_epoch != epoch_before {
-                follows = 0;
-                last_hint = None;
-            }
-            if let Ended::Redirect(leader) = ended {
-                hint = Some(leader);
-                break;
-            }
-        }
-        if let Some(leader) = &hint
-            && last_hint.as_ref() != Some(leader)
-        {
-            last_hint = Some(leader.clone());
-            follows += 1;
-            if follows <= IMMEDIATE_FOLLOWS {
-                continue;
-            }
-        }
-        // Full jitter between half the base and the ceiling, which doubles up to the max.
-        let low = BACKOFF_BASE.as_millis() as u64 / 2;
-        let high = (ceiling.as_millis() as u64).max(low + 1);
-        ceiling = (ceiling * 2).min(BACKOFF_MAX);
-        tokio::time::sleep(Duration::from_millis(rand::random_range(low..high))).await;
-    }
-}
-
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
-const IMMEDIATE_FOLLOWS: u32 = 3;
-
-async fn session(
-    index: usize,
-    address: &str,
-    id: &mut Option<String>,
-    last_epoch: &mut u64,
-    ceiling: &mut Duration,
-    events: &mpsc::UnboundedSender<Registered>,
-) -> Ended {
-    let ended = |status: &tonic::Status| match leader_hint(status) {
-        Some(leader) => Ended::Redirect(leader.to_owned()),
-        None => Ended::Lost,
-    };
-    let Ok(endpoint) = limits::endpoint(format!("http://{address}")) else {
-        return Ended::Lost;
-    };
-    let Ok(channel) = endpoint.connect().await else {
-        return Ended::Lost;
-    };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let hello = match id {
-        None => v1::agent_message::Kind::Register(v1::agent_message::Register {
-            agent_info: Some(agent_info(index)),
-            cached_modules: Vec::new(),
-        }),
-        Some(id) => v1::agent_message::Kind::Reregister(v1::agent_message::ReRegister {
-            agent_id: id.clone(),
-            agent_info: Some(agent_info(index)),
-            tasks: Vec::new(),
-            unacknowledged_updates: Vec::new(),
-            cached_modules: Vec::new(),
-            last_epoch: *last_epoch,
-        }),
-    };
-    let _ = tx.send(v1::AgentMessage { kind: Some(hello) });
-    let mut inbound = match limits::agent_link_client(channel)
-        .connect(UnboundedReceiverStream::new(rx))
-        .await
-    {
-        Ok(response) => response.into_inner(),
-        Err(status) => return ended(&status),
-    };
-    let mut registered = false;
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            message = inbound.message() => match message {
-                Ok(Some(message)) => {
-                    *last_epoch = (*last_epoch).max(message.epoch);
-                    if let Some(v1::master_message::Kind::Registered(r)) = message.kind {
-                        *id = Some(r.agent_id);
-                        *ceiling = BACKOFF_BASE;
-                        registered = true;
-                        heartbeat = tokio::time::interval(Duration::from_millis(
-                            r.heartbeat_interval_millis.max(1),
-                        ));
-                        let _ = events.send(Registered {
-                            index,
-                            master: address.to_owned(),
-                            at: SystemTime::now(),
-                        });
-                    }
-                }
-                Ok(None) => return Ended::Lost,
-                Err(status) => return ended(&status),
-            },
-            _ = heartbeat.tick(), if registered => {
-                let kind = v1::agent_message::Kind::Heartbeat(v1::agent_message::Heartbeat {});
-                let _ = tx.send(v1::AgentMessage { kind: Some(kind) });
-            }
-        }
-    }
-}
-
-fn agent_info(index: usize) -> v1::AgentInfo {
-    v1::AgentInfo {
-        hostname: format!("simulated-{index}"),
-        resources: Some(v1::Resources {
-            cpus_milli: 4000,
-            mem_bytes: 16 << 30,
-            disk_bytes: 64 << 30,
-            ..Default::default()
-        }),
-        engine_hash: "simulated".into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        ..Default::default()
-    }
 }

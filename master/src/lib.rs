@@ -23,6 +23,8 @@
 //!                 leadership.rs: campaign → load registry → core; standbys redirect
 //! ```
 //!
+//! [`simulated`] is a kit for benchmarks and tests: agents without Wasm that load a master.
+//!
 //! - `core/` is sans-IO: no sockets, no clock; tests drive it with events and a manual
 //!   `Timestamp` and assert the exact effects. Registry writes are effects too.
 //! - The registry keeps agents, frameworks, weights, quotas, reservations, drain state and
@@ -37,6 +39,7 @@ mod leadership;
 mod peers;
 mod runtime;
 mod service;
+pub mod simulated;
 mod store;
 
 pub use store::StoreConfig;

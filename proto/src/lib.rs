@@ -10,7 +10,8 @@
 //!   roles, weights, quotas and filters, and the task types [`TaskInfo`], [`TaskStatus`],
 //!   [`Usage`], [`TaskState`], [`Reason`]; failures are [`ProtoError`]s naming the field;
 //! - the one mapping from errors to gRPC status codes ([`status`]);
-//! - protocol limits, and constructors for servers and clients that apply them ([`limits`]).
+//! - protocol limits, and constructors for servers and clients that apply them ([`limits`]);
+//! - how agents follow the leader: which master next, and the reconnect backoff ([`follow`]).
 //!
 //! # Services
 //!
@@ -34,9 +35,10 @@
 //! ```
 //!
 //! A master that is not the leader answers every RPC with `UNAVAILABLE` and the leader's
-//! address in the `corral-leader` metadata ([`status::leader_hint`]), except those of
-//! MasterPeer: masters copy module bytes between their artifact stores through it (the
-//! leader replicates uploads to standbys and fetches modules it lacks from them).
+//! address in the `corral-leader` metadata ([`status::leader_hint`]), which agents follow with
+//! [`follow::Follower`], except those of MasterPeer: masters copy module bytes between their
+//! artifact stores through it (the leader replicates uploads to standbys and fetches modules
+//! it lacks from them).
 //!
 //! # At the boundary
 //!
@@ -58,6 +60,7 @@
 pub mod convert;
 mod digest;
 mod error;
+pub mod follow;
 mod ids;
 pub mod limits;
 mod state;

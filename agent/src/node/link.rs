@@ -1,5 +1,6 @@
 //! The master link: find the leader, keep one `AgentLink::Connect` stream to it, reconnect
-//! with exponential backoff and jitter.
+//! with exponential backoff and jitter. Which master next and how long to wait is
+//! [`corral_proto::follow`], shared with the simulated agents that benchmark the master.
 //!
 //! ```text
 //!   ┌─► try masters in order (the leader hint first) ──all fail──► backoff ─┐
@@ -13,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_proto::follow::{self, Follower, Step};
 use corral_proto::{limits, status::leader_hint, v1};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
@@ -22,101 +24,39 @@ use super::tasks::{Next, Node};
 
 /// How a session ended.
 #[derive(Debug)]
-enum Ended {
+enum Session {
     /// Stop for good (shutdown asked locally or by the master).
     Stop,
-    /// A master that is not the leader named the leader.
-    Redirect(String),
-    /// Could not connect, or the stream broke.
-    Lost,
-}
-
-/// Exponential backoff with full jitter between `BASE` and the current ceiling, and a few
-/// immediate retries when a standby names the leader.
-#[derive(Debug)]
-struct Backoff {
-    ceiling: Duration,
-    /// Redirects followed at once since the last registration.
-    follows: u32,
-    /// The leader the last redirect named.
-    last_hint: Option<String>,
-}
-
-impl Backoff {
-    const BASE: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(10);
-    /// Beyond this many immediate follows the backoff applies, so two masters naming each
-    /// other cannot make the agent spin.
-    const IMMEDIATE_FOLLOWS: u32 = 3;
-
-    fn new() -> Self {
-        Self {
-            ceiling: Self::BASE,
-            follows: 0,
-            last_hint: None,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.ceiling = Self::BASE;
-        self.follows = 0;
-        self.last_hint = None;
-    }
-
-    /// Whether to follow a redirect to `leader` without waiting: a standby that names a new
-    /// leader means one was just elected, and the backoff may have grown while none led. A
-    /// hint repeated (a standby still naming a dead leader until its lease ends) waits.
-    fn follow_now(&mut self, leader: &str) -> bool {
-        if self.last_hint.as_deref() == Some(leader) {
-            return false;
-        }
-        self.last_hint = Some(leader.to_owned());
-        self.follows += 1;
-        self.follows <= Self::IMMEDIATE_FOLLOWS
-    }
-
-    fn next(&mut self) -> Duration {
-        let low = Self::BASE.as_millis() as u64 / 2;
-        let high = (self.ceiling.as_millis() as u64).max(low + 1);
-        self.ceiling = (self.ceiling * 2).min(Self::MAX);
-        Duration::from_millis(rand::random_range(low..high))
-    }
+    /// Try the next master, as the shared policy says.
+    Ended(follow::Ended),
 }
 
 /// Runs the link until `stop` turns true or the master sends Shutdown.
 pub(crate) async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let mut backoff = Backoff::new();
-    let mut hint: Option<String> = None;
+    let mut follower = Follower::new(node.masters.clone());
     loop {
-        let candidates: Vec<String> = hint
-            .take()
-            .into_iter()
-            .chain(node.masters.clone())
-            .collect();
-        for address in candidates {
-            if *stop.borrow() {
-                return;
-            }
-            match session(&node, &address, &mut stop, &mut backoff).await {
-                Ended::Stop => return,
-                Ended::Redirect(leader) => {
-                    tracing::info!(master = %address, %leader, "following the leader");
-                    hint = Some(leader);
-                    break;
+        if *stop.borrow() {
+            return;
+        }
+        // The generator is not Send: dropped before any await.
+        let step = follower.next(&mut rand::rng());
+        let address = match step {
+            Step::Connect(address) => address,
+            Step::Wait(delay) => {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
                 }
-                Ended::Lost => {}
             }
-        }
-        if hint
-            .as_deref()
-            .is_some_and(|leader| backoff.follow_now(leader))
-        {
-            continue;
-        }
-        let delay = backoff.next();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        };
+        match session(&node, &address, &mut stop, &mut follower).await {
+            Session::Stop => return,
+            Session::Ended(ended) => {
+                if let follow::Ended::Redirect(leader) = &ended {
+                    tracing::info!(master = %address, %leader, "following the leader");
+                }
+                follower.ended(ended);
+            }
         }
     }
 }
@@ -125,13 +65,13 @@ async fn session(
     node: &Arc<Node>,
     address: &str,
     stop: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
-) -> Ended {
+    follower: &mut Follower,
+) -> Session {
     let endpoint = match limits::endpoint(format!("http://{address}")) {
         Ok(endpoint) => endpoint,
         Err(error) => {
             tracing::warn!(master = %address, %error, "bad master address");
-            return Ended::Lost;
+            return Session::Ended(follow::Ended::Lost);
         }
     };
     let channel = tokio::select! {
@@ -139,15 +79,15 @@ async fn session(
             Ok(channel) => channel,
             Err(error) => {
                 tracing::debug!(master = %address, %error, "cannot connect");
-                return Ended::Lost;
+                return Session::Ended(follow::Ended::Lost);
             }
         },
-        _ = stop.wait_for(|s| *s) => return Ended::Stop,
+        _ = stop.wait_for(|s| *s) => return Session::Stop,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let hello = node.attach(tx.clone(), channel.clone());
     let _ = tx.send(hello);
-    let ended = converse(node, address, channel, &tx, rx, stop, backoff).await;
+    let ended = converse(node, address, channel, &tx, rx, stop, follower).await;
     node.detach(&tx);
     ended
 }
@@ -159,14 +99,14 @@ async fn converse(
     tx: &mpsc::UnboundedSender<v1::AgentMessage>,
     rx: mpsc::UnboundedReceiver<v1::AgentMessage>,
     stop: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
-) -> Ended {
+    follower: &mut Follower,
+) -> Session {
     let mut client = limits::agent_link_client(channel);
     let lost = |status: &tonic::Status| match leader_hint(status) {
-        Some(leader) => Ended::Redirect(leader.to_owned()),
+        Some(leader) => Session::Ended(follow::Ended::Redirect(leader.to_owned())),
         None => {
             tracing::info!(master = %address, code = ?status.code(), message = status.message(), "master link lost");
-            Ended::Lost
+            Session::Ended(follow::Ended::Lost)
         }
     };
     let mut inbound = tokio::select! {
@@ -174,7 +114,7 @@ async fn converse(
             Ok(response) => response.into_inner(),
             Err(status) => return lost(&status),
         },
-        _ = stop.wait_for(|s| *s) => return Ended::Stop,
+        _ = stop.wait_for(|s| *s) => return Session::Stop,
     };
     let ticker = |period: Duration| {
         let mut ticker = interval_at(Instant::now() + period, period);
@@ -190,7 +130,7 @@ async fn converse(
                 Ok(Some(message)) => message,
                 Ok(None) => {
                     tracing::info!(master = %address, "master closed the link");
-                    return Ended::Lost;
+                    return Session::Ended(follow::Ended::Lost);
                 }
                 Err(status) => return lost(&status),
             },
@@ -206,7 +146,7 @@ async fn converse(
                 node.resend(tx);
                 continue;
             }
-            _ = stop.wait_for(|s| *s) => return Ended::Stop,
+            _ = stop.wait_for(|s| *s) => return Session::Stop,
         };
         if !node.fence(message.epoch).await {
             continue;
@@ -215,42 +155,10 @@ async fn converse(
             Next::Continue => {}
             Next::Registered(interval) => {
                 registered = true;
-                backoff.reset();
+                follower.registered();
                 heartbeat = ticker(interval);
             }
-            Next::Stop => return Ended::Stop,
+            Next::Stop => return Session::Stop,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_with_jitter() {
-        let mut backoff = Backoff::new();
-        let delays: Vec<_> = (0..12).map(|_| backoff.next()).collect();
-        assert!(delays.iter().all(|d| *d >= Backoff::BASE / 2));
-        assert!(delays.iter().all(|d| *d <= Backoff::MAX));
-        assert_eq!(backoff.ceiling, Backoff::MAX);
-        backoff.reset();
-        assert!(backoff.next() <= Backoff::BASE);
-    }
-
-    #[test]
-    fn new_leaders_are_followed_at_once_a_few_times_until_registered() {
-        let mut backoff = Backoff::new();
-        // A repeated hint (a dead leader still named) waits for the backoff.
-        assert!(backoff.follow_now("a:1"));
-        assert!(!backoff.follow_now("a:1"));
-        // Masters naming each other: three immediate follows, then the backoff.
-        let pingpong: Vec<bool> = ["b:1", "a:1", "b:1", "a:1"]
-            .iter()
-            .map(|l| backoff.follow_now(l))
-            .collect();
-        assert_eq!(pingpong, [true, true, false, false]);
-        backoff.reset();
-        assert!(backoff.follow_now("a:1"));
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
+use corral_master::simulated::{Registration, SimulatedAgents};
 use corral_proto::status::leader_hint;
 use corral_proto::{TaskState, limits, v1};
 use tonic::transport::{Channel, Endpoint};
@@ -35,31 +36,7 @@ impl HaCluster {
     /// the store URL) and an agent; returns once one master leads and admitted the agent.
     async fn start(etcd: Vec<Etcd>, lease: &str) -> HaCluster {
         let dir = tempfile::tempdir().unwrap();
-        let endpoints: Vec<String> = etcd.iter().map(Etcd::client_addr).collect();
-        let store = format!("etcd://{}/corral-ha", endpoints.join(","));
-        let addrs: Vec<String> = (0..2)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let masters = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, addr)| {
-                let work_dir = dir.path().join(format!("master-{i}")).display().to_string();
-                spawn(&[
-                    "master",
-                    "--listen",
-                    addr,
-                    "--work-dir",
-                    &work_dir,
-                    "--store",
-                    &store,
-                    "--leader-lease",
-                    lease,
-                    "--agent-reregister-timeout",
-                    "60s",
-                ])
-            })
-            .collect();
+        let (masters, addrs) = start_masters(&etcd, lease, dir.path());
         let agent_dir = dir.path().join("agent").display().to_string();
         let agent = spawn(&[
             "agent",
@@ -85,23 +62,9 @@ impl HaCluster {
     }
 
     /// Polls until a master other than `not` answers GetState as the leader; returns its
-    /// index and epoch (bounded: 30 s). A stopped master does not hold up the poll.
+    /// index and epoch (bounded: 30 s).
     async fn leader_other_than(&self, not: Option<usize>) -> (usize, u64) {
-        poll("a leading master", || async move {
-            for (i, addr) in self.addrs.iter().enumerate() {
-                if Some(i) == not {
-                    continue;
-                }
-                if let Ok(Ok(master)) =
-                    tokio::time::timeout(Duration::from_secs(1), master_info(addr)).await
-                    && master.leader_address == *addr
-                {
-                    return Some((i, master.epoch));
-                }
-            }
-            None
-        })
-        .await
+        leader_among(&self.addrs, not).await
     }
 
     /// Polls until master `i` lists exactly one agent, ADMITTED, and its heartbeats reach
@@ -168,6 +131,57 @@ fn all_threads_stopped(pid: u32) -> bool {
                 .is_some_and(|state| state == "T")
         })
     })
+}
+
+/// Polls until a master of `addrs` other than `not` answers GetState as the leader; returns
+/// its index and epoch (bounded: 30 s). A stopped master does not hold up the poll.
+async fn leader_among(addrs: &[String], not: Option<usize>) -> (usize, u64) {
+    poll("a leading master", || async move {
+        for (i, addr) in addrs.iter().enumerate() {
+            if Some(i) == not {
+                continue;
+            }
+            if let Ok(Ok(master)) =
+                tokio::time::timeout(Duration::from_secs(1), master_info(addr)).await
+                && master.leader_address == *addr
+            {
+                return Some((i, master.epoch));
+            }
+        }
+        None
+    })
+    .await
+}
+
+/// Starts two `corral master`s with `--leader-lease lease` on `etcd` (all its members listed
+/// in the store URL), working in `dir`; returns them and their addresses.
+fn start_masters(etcd: &[Etcd], lease: &str, dir: &std::path::Path) -> (Vec<Proc>, Vec<String>) {
+    let endpoints: Vec<String> = etcd.iter().map(Etcd::client_addr).collect();
+    let store = format!("etcd://{}/corral-ha", endpoints.join(","));
+    let addrs: Vec<String> = (0..2)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let masters = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            let work_dir = dir.join(format!("master-{i}")).display().to_string();
+            spawn(&[
+                "master",
+                "--listen",
+                addr,
+                "--work-dir",
+                &work_dir,
+                "--store",
+                &store,
+                "--leader-lease",
+                lease,
+                "--agent-reregister-timeout",
+                "60s",
+            ])
+        })
+        .collect();
+    (masters, addrs)
 }
 
 /// The one agent master `addr` lists, if it answers and lists exactly one.
@@ -593,4 +607,50 @@ async fn module_uploaded_before_the_leader_is_killed_runs_by_digest_on_an_agent_
         "stdout: {stdout}"
     );
     cluster.agent.kill();
+}
+
+/// The next (re-)registration of a simulated agent (bounded: [`WAIT`]).
+async fn next_registration(agents: &mut SimulatedAgents) -> Registration {
+    tokio::time::timeout(WAIT, agents.registration())
+        .await
+        .expect("no registration in time")
+        .expect("the agent ended")
+}
+
+/// The simulated agents of `corral bench --simulated-agents` and the failover bench follow
+/// the leader as `corral agent` does: on the new leader they re-register with their id.
+#[tokio::test(flavor = "multi_thread")]
+async fn simulated_agent_reregisters_with_its_id_on_the_new_leader() {
+    let Some(etcd) = Etcd::start("simulated_agent_reregisters_with_its_id_on_the_new_leader")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut masters, addrs) = start_masters(std::slice::from_ref(&etcd), "2s", dir.path());
+    let mut agents = SimulatedAgents::spawn(&addrs, 1);
+    let first = next_registration(&mut agents).await;
+    let old = addrs.iter().position(|a| *a == first.master).unwrap();
+    assert_eq!(only_agent(&first.master).await.unwrap().id, first.agent_id);
+
+    masters[old].kill();
+    let again = loop {
+        let r = next_registration(&mut agents).await;
+        if r.master != first.master {
+            break r;
+        }
+    };
+    let (new, new_epoch) = leader_among(&addrs, Some(old)).await;
+    assert_eq!(again.master, addrs[new], "registered with the new leader");
+    assert_eq!(again.epoch, new_epoch);
+    assert!(again.epoch > first.epoch, "{again:?} after {first:?}");
+    assert_eq!(again.agent_id, first.agent_id, "re-registered, same id");
+    let listed = only_agent(&addrs[new]).await.unwrap();
+    assert_eq!(
+        (listed.id.as_str(), listed.state),
+        (first.agent_id.as_str(), v1::AgentState::Admitted as i32)
+    );
+    agents.stop();
+    for m in &mut masters {
+        m.kill();
+    }
 }

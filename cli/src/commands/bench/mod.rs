@@ -5,8 +5,9 @@
 //! memory can be read), either closed-loop (`--concurrency C`: C tasks in flight, a new one
 //! submitted as one ends) or open-loop (`--rate R`: tasks submitted at R per second whatever
 //! the cluster does, so queueing shows in the latency). `--simulated-agents K` registers K
-//! lightweight agents from this process instead (heartbeating, finishing every task at once,
-//! no Wasm) to load the master alone.
+//! lightweight agents from this process instead (`corral_master::simulated`: heartbeating,
+//! finishing every task at once, no Wasm) to load the master alone; like the framework side,
+//! they follow the leader across a failover.
 //!
 //! ```text
 //!   generator ──► queue ──► held offers ──ACCEPT(LAUNCH…)──► master ──► agents
@@ -20,11 +21,11 @@
 mod cluster;
 mod load;
 mod report;
-mod simulated;
 
 use std::time::Duration;
 
 use anyhow::Context;
+use corral_master::simulated::SimulatedAgents;
 
 use crate::cli::{BenchArgs, OutputFormat};
 use crate::client;
@@ -32,6 +33,8 @@ use crate::commands::Exit;
 
 /// How many tasks run before measuring: they compile the module and warm the caches.
 const WARMUP_TASKS: usize = 50;
+/// How long the simulated agents get to register, all together.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     validate(&args)?;
@@ -58,8 +61,11 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let simulated = match args.simulated_agents {
         Some(count) => {
             let before = cluster.master_memory();
-            let agents = simulated::start(&masters, count)
+            // They follow the leader, as the framework does through the SDK.
+            let mut agents = SimulatedAgents::spawn(&masters, count);
+            tokio::time::timeout(REGISTER_TIMEOUT, agents.all_registered())
                 .await
+                .context("the simulated agents did not register in time")?
                 .context("registering the simulated agents")?;
             cluster.wait_for_agents(count).await?;
             let after = cluster.master_memory();
