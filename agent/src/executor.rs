@@ -509,6 +509,9 @@ fn build_store(
 ) -> Result<Store<TaskState>, StartError> {
     let sandbox = output.sandbox();
     let (inputs_size, has_root) = sandbox.create(&spec.inputs, reaches_files)?;
+    if has_root {
+        output.root_created();
+    }
     let sandbox_error = |e: &dyn std::fmt::Display| StartError::Sandbox {
         reason: e.to_string(),
     };

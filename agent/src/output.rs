@@ -80,6 +80,8 @@ pub struct RunOutput {
     exceeded: AtomicBool,
     /// Set by [`RunOutput::move_to_disk`]: every write goes to the files from then on.
     on_disk: AtomicBool,
+    /// Whether the run's root directory was created.
+    has_root: AtomicBool,
     logs: [Mutex<Log>; 2],
 }
 
@@ -93,6 +95,7 @@ impl RunOutput {
             used: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
             on_disk: AtomicBool::new(false),
+            has_root: AtomicBool::new(false),
             logs: [empty(), empty()],
         })
     }
@@ -113,6 +116,8 @@ impl RunOutput {
             used: AtomicU64::new(0),
             exceeded: AtomicBool::new(false),
             on_disk: AtomicBool::new(true),
+            // Not recorded in the checkpoint: assume there is one.
+            has_root: AtomicBool::new(true),
             logs: [log(stdout), log(stderr)],
         })
     }
@@ -133,6 +138,20 @@ impl RunOutput {
             Stream::Stdout => self.sandbox.stdout(),
             Stream::Stderr => self.sandbox.stderr(),
         }
+    }
+
+    /// Notes that the run's root directory exists.
+    pub(crate) fn root_created(&self) {
+        self.has_root.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the run may have left anything on disk (a root, or a log in its file); a run
+    /// that did not needs no clean-up.
+    pub fn has_files(&self) -> bool {
+        self.has_root.load(Ordering::Relaxed)
+            || [Stream::Stdout, Stream::Stderr]
+                .into_iter()
+                .any(|stream| !matches!(&*self.log(stream), Log::Memory(..)))
     }
 
     /// Whether the guest tried to write past `max_output`.
@@ -367,6 +386,7 @@ mod tests {
         ));
         assert!(!output.sandbox().stdout().exists());
         assert_eq!(output.in_memory_bytes(), 6);
+        assert!(!output.has_files());
 
         let big = vec![b'x'; INLINE_LOG_BYTES];
         output.write_capped(Stream::Stdout, &big).unwrap();

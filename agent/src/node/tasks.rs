@@ -525,7 +525,7 @@ impl Node {
             let earlier = state.tasks.remove(&key);
             if let Some(output) = earlier.as_ref().and_then(|e| e.output.clone()) {
                 // The earlier run's files go; its updates (below) stay.
-                remove_sandbox(output.sandbox().clone());
+                remove_files(&output);
             }
             state.tasks.insert(
                 key.clone(),
@@ -693,7 +693,7 @@ impl Node {
             if still_that_run && let Some(entry) = state.tasks.remove(&key) {
                 self.forget(&key);
                 if let Some(output) = entry.output {
-                    remove_sandbox(output.sandbox().clone());
+                    remove_files(&output);
                 }
             }
         }
@@ -752,8 +752,13 @@ fn recovered_entry(key: &TaskKey, output: Option<Arc<RunOutput>>, terminal: bool
     }
 }
 
-/// Deletes a run's files on a blocking thread; a failure is logged, not fatal.
-fn remove_sandbox(sandbox: SandboxPaths) {
+/// Deletes a run's files on a blocking thread; a failure is logged, not fatal. Most runs
+/// left nothing on disk (no root, logs in memory) and cost nothing here.
+fn remove_files(output: &RunOutput) {
+    if !output.has_files() {
+        return;
+    }
+    let sandbox = output.sandbox().clone();
     tokio::task::spawn_blocking(move || {
         if let Err(error) = sandbox.remove() {
             tracing::warn!(sandbox = %sandbox.base().display(), %error, "cannot remove a finished run's files");
