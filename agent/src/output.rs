@@ -246,6 +246,7 @@ impl RunOutput {
     /// Moves a stream held in memory into its file (created even if empty).
     fn spill(&self, stream: Stream, log: &mut Log) -> io::Result<()> {
         if let Log::Memory(held, _) = log {
+            self.sandbox.create_parent()?;
             let mut file = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -361,7 +362,7 @@ mod tests {
 
     fn output(limit: u64) -> (tempfile::TempDir, Arc<RunOutput>) {
         let dir = tempfile::tempdir().unwrap();
-        let sandbox = SandboxPaths::from_base(dir.path().join("t.1"));
+        let sandbox = SandboxPaths::from_base(dir.path().join("fw/t.1"));
         (dir, RunOutput::new(sandbox, limit))
     }
 
@@ -377,16 +378,19 @@ mod tests {
 
     #[test]
     fn small_logs_stay_in_memory_and_large_ones_spill_whole_into_their_file() {
-        let (_dir, output) = output(1 << 20);
+        let (dir, output) = output(1 << 20);
         assert_eq!(output.contents(Stream::Stderr), LogContents::Empty);
         output.write_capped(Stream::Stdout, b"hello\n").unwrap();
         assert!(matches!(
             output.contents(Stream::Stdout),
             LogContents::Memory(bytes, _) if bytes == "hello\n"
         ));
-        assert!(!output.sandbox().stdout().exists());
         assert_eq!(output.in_memory_bytes(), 6);
         assert!(!output.has_files());
+        assert!(
+            !dir.path().join("fw").exists(),
+            "nothing on disk, not even a directory"
+        );
 
         let big = vec![b'x'; INLINE_LOG_BYTES];
         output.write_capped(Stream::Stdout, &big).unwrap();

@@ -88,12 +88,10 @@ impl SandboxPaths {
         let sandbox_error = |e: io::Error| StartError::Sandbox {
             reason: format!("{}: {e}", self.base.display()),
         };
-        if let Some(framework_dir) = self.base.parent() {
-            fs::create_dir_all(framework_dir).map_err(sandbox_error)?;
-        }
         if !with_root && inputs.is_empty() {
             return Ok((0, false));
         }
+        self.create_parent().map_err(sandbox_error)?;
         let root = self.root();
         fs::create_dir(&root).map_err(sandbox_error)?;
         let mut placed = 0;
@@ -124,6 +122,15 @@ impl SandboxPaths {
             };
         }
         Ok((placed, true))
+    }
+
+    /// Creates the directory the run's files go in (the framework's), if missing. Only a run
+    /// that puts something on disk calls it.
+    pub(crate) fn create_parent(&self) -> io::Result<()> {
+        match self.base.parent() {
+            Some(dir) => fs::create_dir_all(dir),
+            None => Ok(()),
+        }
     }
 
     /// Bytes the run holds on disk, holes excluded.
