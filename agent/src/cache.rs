@@ -67,6 +67,8 @@ pub enum ModuleError {
 pub(crate) struct Prepared<T: 'static> {
     pub(crate) module: Module,
     pub(crate) pre: Result<InstancePre<T>, String>,
+    /// Whether the module can reach files ([`crate::guest::reaches_files`]), worked out once.
+    pub(crate) reaches_files: bool,
 }
 
 /// Counters that show where launches found their module.
@@ -236,7 +238,12 @@ impl<T: Send + 'static> ModuleCache<T> {
             .linker
             .instantiate_pre(&module)
             .map_err(|e| format!("{e:#}"));
-        Ok(Arc::new(Prepared { module, pre }))
+        let reaches_files = crate::guest::reaches_files(&module);
+        Ok(Arc::new(Prepared {
+            module,
+            pre,
+            reaches_files,
+        }))
     }
 
     fn load_compiled(&self, digest: &Digest) -> Option<Module> {

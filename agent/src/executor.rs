@@ -402,8 +402,7 @@ async fn run_task(
             });
         }
     };
-    let reaches_files = crate::guest::reaches_files(&prepared.module);
-    let mut store = match build_store(&shared, &spec, &output, reaches_files) {
+    let mut store = match build_store(&shared, &spec, &output, prepared.reaches_files) {
         Ok(store) => store,
         Err(error) => return failed(error),
     };

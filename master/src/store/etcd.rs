@@ -299,26 +299,34 @@ impl EtcdElection {
     }
 }
 
+/// Grants a lease of `ttl_secs`; returns its id and the TTL etcd granted. `what` names it in
+/// errors.
+pub(super) async fn grant_lease(
+    channel: &Channel,
+    ttl_secs: i64,
+    what: &str,
+) -> Result<(i64, Duration), StoreError> {
+    let doing = format!("granting {what}");
+    let granted = retry(&doing, || {
+        let mut lease = LeaseClient::new(channel.clone());
+        let req = LeaseGrantRequest {
+            ttl: ttl_secs,
+            id: 0,
+        };
+        async move { lease.lease_grant(req).await }
+    })
+    .await?;
+    if !granted.error.is_empty() {
+        return Err(StoreError::Etcd(format!("{doing}: {}", granted.error)));
+    }
+    let ttl = Duration::from_secs(u64::try_from(granted.ttl).unwrap_or(1).max(1));
+    Ok((granted.id, ttl))
+}
+
 #[async_trait::async_trait]
 impl Election for EtcdElection {
     async fn campaign(&self) -> Result<Term, StoreError> {
-        let granted = retry("granting a lease", || {
-            let mut lease = LeaseClient::new(self.channel.clone());
-            let req = LeaseGrantRequest {
-                ttl: self.ttl_secs(),
-                id: 0,
-            };
-            async move { lease.lease_grant(req).await }
-        })
-        .await?;
-        if !granted.error.is_empty() {
-            return Err(StoreError::Etcd(format!(
-                "granting a lease: {}",
-                granted.error
-            )));
-        }
-        let lease = granted.id;
-        let ttl = Duration::from_secs(u64::try_from(granted.ttl).unwrap_or(1).max(1));
+        let (lease, ttl) = grant_lease(&self.channel, self.ttl_secs(), "a lease").await?;
         let (lost_tx, mut lost_rx) = watch::channel(None::<String>);
         let keepalive = AbortOnDrop(tokio::spawn(keep_alive(
             self.channel.clone(),

@@ -16,10 +16,9 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::etcd::pb::etcdserverpb::{
-    LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, kv_client::KvClient,
-    lease_client::LeaseClient, request_op,
+    PutRequest, RangeRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op,
 };
-use super::etcd::{AbortOnDrop, channel, keep_alive, prefix_end, retry, revoke};
+use super::etcd::{AbortOnDrop, channel, grant_lease, keep_alive, prefix_end, retry, revoke};
 use super::{StoreError, codec};
 
 /// How long to wait before registering again after a failed registration or a lost lease.
@@ -175,28 +174,14 @@ async fn put_on_lease(
     address: &str,
     ttl_secs: i64,
 ) -> Result<(i64, Duration), StoreError> {
-    let granted = retry("granting a membership lease", || {
-        let mut lease = LeaseClient::new(channel.clone());
-        let req = LeaseGrantRequest {
-            ttl: ttl_secs,
-            id: 0,
-        };
-        async move { lease.lease_grant(req).await }
-    })
-    .await?;
-    if !granted.error.is_empty() {
-        return Err(StoreError::Etcd(format!(
-            "granting a membership lease: {}",
-            granted.error
-        )));
-    }
+    let (lease, ttl) = grant_lease(channel, ttl_secs, "a membership lease").await?;
     let put = retry("registering as a master", || {
         let mut kv = KvClient::new(channel.clone());
         // The trimmed KV API has no Put: a transaction without conditions is one.
         let put = PutRequest {
             key: key.as_bytes().to_vec(),
             value: address.as_bytes().to_vec(),
-            lease: granted.id,
+            lease,
         };
         let req = TxnRequest {
             compare: Vec::new(),
@@ -209,11 +194,10 @@ async fn put_on_lease(
     })
     .await;
     if let Err(e) = put {
-        revoke(channel, granted.id).await;
+        revoke(channel, lease).await;
         return Err(e);
     }
-    let ttl = Duration::from_secs(u64::try_from(granted.ttl).unwrap_or(1).max(1));
-    Ok((granted.id, ttl))
+    Ok((lease, ttl))
 }
 
 #[cfg(test)]
