@@ -136,8 +136,9 @@ pub(crate) struct AgentArgs {
     pub(crate) reservations: Vec<(String, parse::ResourceSpec)>,
     /// Finished tasks whose logs and files are kept (then readable with `corral logs`);
     /// beyond this many the oldest are removed, files and all.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) max_completed_tasks: usize,
+    /// At least 1: `corral run` reads a task's logs after it has finished.
+    #[arg(long, default_value = "1000")]
+    pub(crate) max_completed_tasks: std::num::NonZeroUsize,
 }
 
 /// `corral agent --recover`.

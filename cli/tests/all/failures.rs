@@ -227,3 +227,23 @@ async fn corrupt_agent_checkpoint_stops_the_agent_unless_recover_cleanup() {
     states.sort();
     assert_eq!(states, ["ADMITTED", "GONE"], "{doc}");
 }
+
+#[tokio::test]
+async fn an_agent_that_would_keep_no_finished_task_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::cluster::corral(
+        &[
+            "agent",
+            "--master",
+            "127.0.0.1:1",
+            "--max-completed-tasks",
+            "0",
+        ],
+        None,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = crate::cluster::text(&out.stderr);
+    assert!(stderr.contains("--max-completed-tasks"), "{stderr}");
+}
