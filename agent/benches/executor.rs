@@ -109,6 +109,28 @@ fn launch_overhead(c: &mut Criterion) {
             })
         })
     });
+    // Launches in flight together, as an agent under load has them: the hand-offs between the
+    // caller's runtime and the task runtime overlap with guest work instead of adding to it.
+    group.bench_function("executor_64_in_flight", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                let mut done = 0;
+                while done < iters {
+                    let batch = (iters - done).min(64);
+                    let handles: Vec<_> = (0..batch)
+                        .map(|_| executor.launch(spec(digest, &[])))
+                        .collect();
+                    for handle in handles {
+                        let result = handle.wait().await;
+                        assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
+                    }
+                    done += batch;
+                }
+                start.elapsed()
+            })
+        })
+    });
     group.finish();
 
     // Each side of a pair is 200 launches, long enough for the clock and short enough for

@@ -6,7 +6,9 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// How the engine should allocate instances.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,7 +159,38 @@ fn base_config(options: &EngineOptions) -> Config {
     config
 }
 
+/// How much of a recycled slot's linear memory and table may stay resident, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct KeepResident {
+    memory: usize,
+    table: usize,
+}
+
+/// Where the kernel can say which pages a task dirtied (`PAGEMAP_SCAN`, Linux 6.7+), those
+/// pages are rewritten to their initial contents in place and only the rest is returned.
+const KEEP_RESIDENT_SCANNED: KeepResident = KeepResident {
+    memory: 1 << 20,
+    table: 64 * 1024,
+};
+/// Without the scan every kept byte is rewritten whether the task touched it or not: keep
+/// little.
+const KEEP_RESIDENT_BLIND: KeepResident = KeepResident {
+    memory: 64 * 1024,
+    table: 0,
+};
+
 fn pool(slots: u32) -> PoolingAllocationConfig {
+    // Returning pages with `madvise` makes the kernel flush the TLB of every core running
+    // this process: an inter-processor interrupt, and a VM exit on a virtual machine. For a
+    // short task that flush cost more than the task itself, so where the kernel can tell
+    // which pages were dirtied, reset those in place instead.
+    let dirty_page_scan = PoolingAllocationConfig::is_pagemap_scan_available();
+    tracing::debug!(dirty_page_scan, "resetting recycled instance memory");
+    let keep = if dirty_page_scan {
+        KEEP_RESIDENT_SCANNED
+    } else {
+        KEEP_RESIDENT_BLIND
+    };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(slots)
         .total_memories(slots)
@@ -168,8 +201,10 @@ fn pool(slots: u32) -> PoolingAllocationConfig {
         // The whole 32-bit address space: the task's `mem` is enforced by the store's
         // resource limiter, not by the slot size.
         .max_memory_size(4 << 30)
-        // Keep a little of each recycled memory resident to make reuse cheap; the rest is
-        // returned to the kernel (and zeroed) when a slot is reused.
-        .linear_memory_keep_resident(64 * 1024);
+        .linear_memory_keep_resident(keep.memory)
+        .table_keep_resident(keep.table);
+    if dirty_page_scan {
+        pool.pagemap_scan(Enabled::Yes);
+    }
     pool
 }

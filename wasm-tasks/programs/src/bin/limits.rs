@@ -47,7 +47,7 @@ commands:
   flood-stdout <MiB>          write <MiB> of 64-byte lines to stdout, then `flooded`
   write-file <MiB> [path]     write <MiB> to path (default big.bin)
   escape [host-path...]       try to leave the filesystem sandbox, one line per attempt
-  secret-write                fill 32 MiB with a recognisable pattern
+  secret-write                fill 256 KiB of stack and 32 MiB of heap with a recognisable pattern
   secret-scan                 grow memory, scan all of it for that pattern
   env                         print environment variables and arguments
   read <path>                 print a file
@@ -354,13 +354,21 @@ fn symlink(target: &str, link: &str) -> Result<(), String> {
 fn secret_write() -> ExitCode {
     let key = black_box(SECRET_KEY);
     let secret = SECRET_ENCODED.map(|byte| byte ^ key);
+    let fill = |bytes: &mut [u8]| {
+        for chunk in bytes.chunks_exact_mut(secret.len()) {
+            chunk.copy_from_slice(&secret);
+        }
+    };
+    // Both kinds of page a recycled slot has: low memory (here the stack, below 1 MiB), which
+    // may be kept resident and reset in place, and pages grown at run time, which go back to
+    // the kernel.
+    let mut on_stack = [0u8; 256 * 1024];
+    fill(&mut on_stack);
     let mut buffer = vec![0u8; 32 * MIB];
-    for chunk in buffer.chunks_exact_mut(secret.len()) {
-        chunk.copy_from_slice(&secret);
-    }
-    black_box(&buffer);
+    fill(&mut buffer);
+    black_box((&on_stack, &buffer));
     println!("secret written");
-    black_box(&buffer);
+    black_box((&on_stack, &buffer));
     ExitCode::SUCCESS
 }
 
