@@ -97,63 +97,61 @@ fn launch_overhead(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("executor", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let result = executor.launch(spec(digest, &[])).wait().await;
-                    assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
-                }
-                start.elapsed()
+    for in_flight in [1, 64] {
+        let name = match in_flight {
+            1 => "executor".to_owned(),
+            n => format!("executor_{n}_in_flight"),
+        };
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    launch_hellos(&executor, digest, iters, in_flight).await;
+                    start.elapsed()
+                })
             })
-        })
-    });
-    // Launches in flight together, as an agent under load has them: the hand-offs between the
-    // caller's runtime and the task runtime overlap with guest work instead of adding to it.
-    group.bench_function("executor_64_in_flight", |b| {
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                let mut done = 0;
-                while done < iters {
-                    let batch = (iters - done).min(64);
-                    let handles: Vec<_> = (0..batch)
-                        .map(|_| executor.launch(spec(digest, &[])))
-                        .collect();
-                    for handle in handles {
-                        let result = handle.wait().await;
-                        assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
-                    }
-                    done += batch;
-                }
-                start.elapsed()
-            })
-        })
-    });
+        });
+    }
     group.finish();
 
     // Each side of a pair is 200 launches, long enough for the clock and short enough for
-    // the pairs to alternate often.
-    paired(
-        "launch_hello",
-        100,
-        || {
-            rt.block_on(async {
-                for _ in 0..200 {
-                    bare.run(&["hello"]).await;
-                }
-            })
-        },
-        || {
-            rt.block_on(async {
-                for _ in 0..200 {
-                    let result = executor.launch(spec(digest, &[])).wait().await;
-                    assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
-                }
-            })
-        },
-    );
+    // the pairs to alternate often. One at a time, every launch pays two hand-offs between
+    // the caller's runtime and the task runtime, each a wake-up of an idle thread; with 64 in
+    // flight, as an agent under load has them, those overlap with guest work.
+    for in_flight in [1, 64] {
+        let name = match in_flight {
+            1 => "launch_hello".to_owned(),
+            n => format!("launch_hello_{n}_in_flight"),
+        };
+        paired(
+            &name,
+            100,
+            || {
+                rt.block_on(async {
+                    for _ in 0..200 {
+                        bare.run(&["hello"]).await;
+                    }
+                })
+            },
+            || rt.block_on(launch_hellos(&executor, digest, 200, in_flight)),
+        );
+    }
+}
+
+/// Launches `count` hello tasks, `in_flight` at a time, and checks that each succeeded.
+async fn launch_hellos(executor: &Executor, digest: Digest, count: u64, in_flight: u64) {
+    let mut done = 0;
+    while done < count {
+        let batch = (count - done).min(in_flight);
+        let handles: Vec<_> = (0..batch)
+            .map(|_| executor.launch(spec(digest, &[])))
+            .collect();
+        for handle in handles {
+            let result = handle.wait().await;
+            assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
+        }
+        done += batch;
+    }
 }
 
 /// A ~1 MiB module: many small functions and a trivial `_start`. `salt` changes its digest
@@ -311,9 +309,10 @@ fn metering_cost(c: &mut Criterion) {
 }
 
 /// Times `bare` and `ours` in alternating pairs (which goes first alternates too) and prints
-/// the medians and the median of the per-pair ratios. Criterion measures each variant in its
-/// own time window, and on a shared machine the speed drifts between windows by more than
-/// the differences these targets are about; pairs cancel the drift.
+/// the medians and the median of the per-pair ratios, of wall time and of the CPU time the
+/// whole process used (the executor's worker threads included). Criterion measures each
+/// variant in its own time window, and on a shared machine the speed drifts between windows by
+/// more than the differences these targets are about; pairs cancel the drift.
 fn paired(name: &str, pairs: usize, bare: impl Fn(), ours: impl Fn()) {
     // `cargo bench -- --test` only checks that benchmarks run.
     let pairs = if std::env::args().any(|a| a == "--test") {
@@ -322,11 +321,14 @@ fn paired(name: &str, pairs: usize, bare: impl Fn(), ours: impl Fn()) {
         pairs
     };
     let timed = |run: &dyn Fn()| {
-        let started = Instant::now();
+        let (wall, cpu) = (Instant::now(), process_cpu_time());
         run();
-        started.elapsed()
+        Times {
+            wall: wall.elapsed(),
+            cpu: process_cpu_time() - cpu,
+        }
     };
-    let (mut bare_times, mut our_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut bare_times, mut our_times) = (Vec::new(), Vec::new());
     for pair in 0..pairs {
         let (b, o) = if pair % 2 == 0 {
             let b = timed(&bare);
@@ -335,17 +337,40 @@ fn paired(name: &str, pairs: usize, bare: impl Fn(), ours: impl Fn()) {
             let o = timed(&ours);
             (timed(&bare), o)
         };
-        ratios.push(o.as_secs_f64() / b.as_secs_f64());
         bare_times.push(b);
         our_times.push(o);
     }
-    println!(
-        "{name}/paired: {pairs} alternating pairs, medians: bare {:?}, executor {:?}; \
-         executor/bare per pair: median {:.3}",
-        median(&mut bare_times),
-        median(&mut our_times),
-        median(&mut ratios),
-    );
+    for (what, of) in [
+        ("wall", (|t: &Times| t.wall) as fn(&Times) -> Duration),
+        ("cpu", |t: &Times| t.cpu),
+    ] {
+        let mut bare: Vec<Duration> = bare_times.iter().map(of).collect();
+        let mut ours: Vec<Duration> = our_times.iter().map(of).collect();
+        let mut ratios: Vec<f64> = bare
+            .iter()
+            .zip(&ours)
+            .map(|(b, o)| o.as_secs_f64() / b.as_secs_f64())
+            .collect();
+        println!(
+            "{name}/paired {what}: {pairs} alternating pairs, medians: bare {:?}, \
+             executor {:?}; executor/bare per pair: median {:.3}",
+            median(&mut bare),
+            median(&mut ours),
+            median(&mut ratios),
+        );
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Times {
+    wall: Duration,
+    cpu: Duration,
+}
+
+/// CPU time used by every thread of this process so far.
+fn process_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn median<T: PartialOrd + Copy>(values: &mut [T]) -> T {

@@ -19,10 +19,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// How far a task may run ahead of its share before it is throttled.
@@ -86,9 +87,35 @@ impl Quota {
 ///
 /// A guest yields every ~100 µs of fuel so kills, timeouts and throttling land promptly. Handing
 /// each of those yields back to the multi-threaded runtime would wake an idle worker that then
-/// steals the guest to another core, which costs more than the slice itself; so [`Metered`]
-/// resumes a guest that woke itself at once, up to this much CPU per poll.
-pub(crate) const SLICE: Duration = Duration::from_millis(1);
+/// steals the guest to another core, which costs more than the slice itself (a wake-up of an
+/// idle thread is 20-30 µs of CPU on a virtual machine); so [`Metered`] resumes a guest that
+/// woke itself at once, up to this much CPU per poll, as an OS scheduler's time slice. A kill
+/// ends the slice at the next yield ([`Kill`]); a timeout lands at most one slice late.
+pub(crate) const SLICE: Duration = Duration::from_millis(5);
+
+/// A request to stop a task: wakes the task, and ends the guest's current [`SLICE`] at its next
+/// yield point so the kill lands within one yield interval.
+#[derive(Debug, Default)]
+pub(crate) struct Kill {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl Kill {
+    pub(crate) fn request(&self) {
+        self.requested.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn requested(&self) -> bool {
+        self.requested.load(Ordering::Acquire)
+    }
+
+    /// Completes once a kill was requested (also if that happened before the call).
+    pub(crate) async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
 
 /// The guest's future, metered: counts CPU time and holds it to its share.
 pub(crate) struct Metered<F> {
@@ -96,17 +123,19 @@ pub(crate) struct Metered<F> {
     quota: Option<Quota>,
     pause: Option<Pin<Box<Sleep>>>,
     cpu: Arc<CpuCounter>,
+    kill: Arc<Kill>,
 }
 
 impl<F> Metered<F> {
     /// `share_milli` is the task's `cpus` in thousandths of a core.
-    pub(crate) fn new(inner: F, share_milli: u64, cpu: Arc<CpuCounter>) -> Self {
+    pub(crate) fn new(inner: F, share_milli: u64, cpu: Arc<CpuCounter>, kill: Arc<Kill>) -> Self {
         let quota = (share_milli < 1000).then(|| Quota::new(share_milli.max(1), Instant::now()));
         Self {
             inner: Box::pin(inner),
             quota,
             pause: None,
             cpu,
+            kill,
         }
     }
 }
@@ -148,7 +177,10 @@ impl<F: Future> Future for Metered<F> {
                     return Poll::Pending;
                 }
             }
-            if after.saturating_sub(slice_start) >= SLICE || !wake.take_wake() {
+            if after.saturating_sub(slice_start) >= SLICE
+                || this.kill.requested()
+                || !wake.take_wake()
+            {
                 wake.finish();
                 return Poll::Pending;
             }

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use crate::cache::{CacheStats, Digest, ModuleCache, ModuleError, Prepared};
-use crate::cpu::{CpuCounter, Metered};
+use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
 use crate::memory::MemoryLimiter;
@@ -221,7 +221,7 @@ impl Executor {
             &run,
         )
         .map(|sandbox| RunOutput::new(sandbox, spec.limits.max_output));
-        let kill = Arc::new(Notify::new());
+        let kill = Arc::new(Kill::default());
         let cpu = Arc::new(CpuCounter::default());
         let (tx, rx) = oneshot::channel();
         let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
@@ -279,12 +279,12 @@ fn run_seed() -> u64 {
 
 /// Stops a task from anywhere; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct KillSwitch(Arc<Notify>);
+pub struct KillSwitch(Arc<Kill>);
 
 impl KillSwitch {
     /// Asks the task to stop; it ends as [`TaskOutcome::Killed`] at its next yield point.
     pub fn kill(&self) {
-        self.0.notify_one();
+        self.0.request();
     }
 }
 
@@ -372,7 +372,7 @@ async fn run_task(
     shared: Arc<Shared>,
     spec: TaskSpec,
     output: Option<Arc<RunOutput>>,
-    kill: Arc<Notify>,
+    kill: Arc<Kill>,
     cpu: Arc<CpuCounter>,
     phase: watch::Sender<Phase>,
 ) -> TaskResult {
@@ -429,6 +429,7 @@ async fn run_task(
             },
             spec.resources.cpus_milli,
             cpu.clone(),
+            kill.clone(),
         );
         // What happens at set times in a run: its logs move to disk (if it is still running),
         // then its timeout ends it.
@@ -448,7 +449,7 @@ async fn run_task(
         };
         tokio::select! {
             result = guest => classify(result),
-            () = kill.notified() => TaskOutcome::Killed,
+            () = kill.wait() => TaskOutcome::Killed,
             () = timeout => TaskOutcome::Timeout,
         }
     };
