@@ -97,6 +97,23 @@ fn launch_overhead(c: &mut Criterion) {
             })
         })
     });
+    // The floor under any launch through a runtime of its own: spawning an empty task on a
+    // multi-threaded runtime with the task runtime's worker count and awaiting it from here.
+    let other_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .build()
+        .unwrap();
+    group.bench_function("empty_hand_off_and_back", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    other_runtime.spawn(async {}).await.unwrap();
+                }
+                start.elapsed()
+            })
+        })
+    });
     for in_flight in [1, 64] {
         let name = match in_flight {
             1 => "executor".to_owned(),
