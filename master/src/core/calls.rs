@@ -7,7 +7,7 @@ use corral_allocator::{AgentId, Allocation, FrameworkId, Resources, Role, Timest
 use corral_proto::{FrameworkState, OfferId, Reason, ServiceError, TaskId, TaskState, v1};
 
 use super::agents::add_alloc;
-use super::{Ack, Call, LaunchTask, MasterCore, Operation, Task, TaskKey};
+use super::{Ack, Agent, Call, LaunchTask, MasterCore, Operation, Task, TaskKey};
 
 /// What is left of the accepted offers in one role.
 #[derive(Debug)]
@@ -417,6 +417,11 @@ impl MasterCore {
             });
             let status = match known {
                 Some(s) => s,
+                // As Mesos: while the agent that may hold the task (any agent, if none is
+                // named) is recovered but not re-registered, the master cannot know; it
+                // answers once the agent re-registers with its tasks or becomes UNREACHABLE,
+                // and the framework asks again. UNKNOWN now could make it relaunch a live task.
+                None if self.may_still_report(agent.as_ref()) => continue,
                 None => {
                     let unreachable = agent
                         .as_ref()
@@ -445,6 +450,16 @@ impl MasterCore {
             status.source = corral_proto::StatusSource::Master;
             status.timestamp_millis = self.unix_millis(now);
             self.send_update(&status);
+        }
+    }
+
+    /// Whether `agent` (or, when `None`, any agent) was recovered after a master failover and
+    /// has not re-registered yet, so may still report tasks this master has not heard of.
+    fn may_still_report(&self, agent: Option<&AgentId>) -> bool {
+        let awaited = |a: &Agent| a.reregister_by.is_some();
+        match agent {
+            Some(id) => self.agents.get(id).is_some_and(awaited),
+            None => self.agents.values().any(awaited),
         }
     }
 }

@@ -112,6 +112,61 @@ fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
 }
 
 #[test]
+fn reconciliation_waits_for_recovered_agents_instead_of_answering_unknown() {
+    let mut core = MasterCore::new(config());
+    core.recover(
+        Recovered {
+            agents: vec![
+                agent_record("old-S1", AgentState::Admitted),
+                agent_record("old-S2", AgentState::Admitted),
+            ],
+            frameworks: vec![framework_record("old-F1", None, false)],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    let s1 = AgentId::new("old-S1").unwrap();
+    let s2 = AgentId::new("old-S2").unwrap();
+    let f1 = FrameworkId::new("old-F1").unwrap();
+    let (fw, stream) = subscribe(&mut core, FW, Some(&f1), Duration::from_secs(10), ms(100));
+    let reconcile = |core: &mut MasterCore, task: &str, agent: Option<&AgentId>, now| {
+        let tasks = vec![(TaskId::new(task).unwrap(), agent.cloned())];
+        let answers = updates(&call(core, &fw, &stream, Call::Reconcile { tasks }, now));
+        answers
+            .iter()
+            .map(|s| (s.task_id.clone(), s.state))
+            .collect::<Vec<_>>()
+    };
+    let answer = |task: &str, state: v1::TaskState| vec![(task.to_owned(), state as i32)];
+
+    // Either agent may still report the task: no answer yet, rather than a wrong UNKNOWN.
+    assert_eq!(reconcile(&mut core, "t1", Some(&s1), ms(1_000)), vec![]);
+    assert_eq!(reconcile(&mut core, "t1", None, ms(1_000)), vec![]);
+
+    // S1 re-registers without the task: about S1 the master now knows; S2 is still awaited.
+    reregister(&mut core, &s1, ms(2_000));
+    assert_eq!(
+        reconcile(&mut core, "t1", Some(&s1), ms(2_100)),
+        answer("t1", v1::TaskState::Unknown)
+    );
+    assert_eq!(reconcile(&mut core, "t1", None, ms(2_100)), vec![]);
+
+    // S2 misses its window and is UNREACHABLE; then every question has an answer.
+    core.handle(Event::AgentHeartbeat { conn: AGENT }, ms(30_000));
+    tick(&mut core, ms(30_000));
+    assert_eq!(core.agents[&s2].state, AgentState::Unreachable);
+    assert_eq!(
+        reconcile(&mut core, "t1", Some(&s2), ms(30_100)),
+        answer("t1", v1::TaskState::Unreachable)
+    );
+    assert_eq!(
+        reconcile(&mut core, "t1", None, ms(30_100)),
+        answer("t1", v1::TaskState::Unknown)
+    );
+    core.check_invariants();
+}
+
+#[test]
 fn recovered_frameworks_must_resubscribe_within_their_failover_timeout() {
     let mut core = MasterCore::new(config());
     core.recover(
