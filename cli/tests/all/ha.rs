@@ -654,3 +654,110 @@ async fn simulated_agent_reregisters_with_its_id_on_the_new_leader() {
         m.kill();
     }
 }
+
+/// The IDs of the frameworks called `corral-bench` that master `addr` lists as active.
+async fn active_bench_frameworks(addr: &str) -> Option<Vec<(String, u32)>> {
+    let channel = connect(addr).await.ok()?;
+    let frameworks = limits::operator_client(channel)
+        .list_frameworks(v1::ListFrameworksRequest::default())
+        .await
+        .ok()?
+        .into_inner()
+        .frameworks;
+    Some(
+        frameworks
+            .into_iter()
+            .filter(|f| f.name == "corral-bench" && f.state == v1::FrameworkState::Active as i32)
+            .map(|f| (f.id, f.active_tasks))
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_rides_through_a_leader_kill_9_and_accounts_for_every_task() {
+    let Some(etcd) = Etcd::start("bench_rides_through_a_leader_kill_9_and_accounts_for_every_task")
+    else {
+        return;
+    };
+    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
+    let (old, _) = cluster.leader_other_than(None).await;
+    // 1,000 tasks of 100 ms at 100 a second: about ten in flight when the leader dies.
+    let dir = tempfile::tempdir().unwrap();
+    let bench = tokio::process::Command::new(crate::cluster::CORRAL)
+        .args([
+            "bench",
+            "--master",
+            &cluster.addrs.join(","),
+            "--tasks",
+            "1000",
+            "--rate",
+            "100",
+            "--module",
+            corral_wasm_tasks::LIMITS,
+            "--timeout",
+            "100s",
+            "--output",
+            "json",
+            "--",
+            "sleep",
+            "100",
+        ])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The warm-up runs as one framework, the measured run as the next: wait for the second
+    // to have tasks in flight.
+    let leader = cluster.addrs[old].as_str();
+    let seen = std::sync::Mutex::new(Vec::<String>::new());
+    let seen = &seen;
+    poll("the measured run with tasks in flight", || async move {
+        let frameworks = active_bench_frameworks(leader).await?;
+        let mut seen = seen.lock().unwrap();
+        for (id, _) in &frameworks {
+            if !seen.contains(id) {
+                seen.push(id.clone());
+            }
+        }
+        let measured = seen.get(1)?;
+        frameworks
+            .iter()
+            .any(|(id, active)| id == measured && *active > 0)
+            .then_some(())
+    })
+    .await;
+    cluster.masters[old].kill();
+    let (new, _) = cluster.leader_other_than(Some(old)).await;
+    cluster.connected_agent(new).await;
+
+    let out = tokio::time::timeout(Duration::from_secs(150), bench.wait_with_output())
+        .await
+        .expect("the bench ends")
+        .unwrap();
+    let (stdout, stderr) = (
+        crate::cluster::text(&out.stdout),
+        crate::cluster::text(&out.stderr),
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: stdout {stdout}, stderr {stderr}"));
+    assert_eq!(report["tasks"], 1000, "{report}");
+    // Every task was accounted for before the timeout: finished, or failed for a reason the
+    // master gave (a launch lost with the old leader is UNKNOWN).
+    let failed = report["failed"].as_u64().unwrap();
+    assert!(
+        failed <= 100,
+        "at most the tasks in flight around the kill: {report}"
+    );
+    let why = report["first_failure"].as_str().unwrap_or_default();
+    assert!(!why.contains("had not ended"), "{report}");
+    assert_eq!(
+        out.status.code(),
+        Some(if failed > 0 { 1 } else { 0 }),
+        "stderr: {stderr}"
+    );
+    cluster.agent.kill();
+}

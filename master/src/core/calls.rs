@@ -427,17 +427,17 @@ impl MasterCore {
                         .as_ref()
                         .and_then(|a| self.agents.get(a))
                         .is_some_and(|a| a.state == corral_proto::AgentState::Unreachable);
-                    let state = if unreachable {
-                        TaskState::Unreachable
+                    let (state, message) = if unreachable {
+                        (TaskState::Unreachable, "its agent is unreachable")
                     } else {
-                        TaskState::Unknown
+                        (TaskState::Unknown, "the master does not know this task")
                     };
                     self.master_status(
                         framework,
                         &task_id,
                         agent,
                         (state, Reason::Reconciliation),
-                        "",
+                        message,
                         now,
                     )
                 }

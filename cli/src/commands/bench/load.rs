@@ -4,6 +4,12 @@
 //! Offers are held, not declined, so a submitted task launches at once when an offer has
 //! room; the leftover of an accepted offer comes back as a new offer after the master's
 //! batching window. Leftovers are refused for zero seconds so that nothing is filtered.
+//!
+//! A run rides through a failover of the leading master: the framework re-subscribes to the
+//! new leader within its failover timeout (the SDK follows the leader), drops the offers the
+//! old leader made, and reconciles tasks that have been in flight for [`STALE`]. A task the
+//! new leader does not know (its launch was lost with the old one) is answered UNKNOWN once
+//! every agent has re-registered, and counts as failed.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,13 +17,19 @@ use std::time::{Duration, Instant};
 
 use corral_proto::v1;
 use corral_scheduler::{
-    Digest, Driver, FrameworkConfig, ModuleSource, Offer, OfferId, Resources, Scheduler, TaskId,
-    TaskInfo, TaskLimits, TaskState, TaskStatus,
+    AgentId, Digest, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, OfferId, Reason,
+    Resources, Scheduler, TaskId, TaskInfo, TaskLimits, TaskState, TaskStatus,
 };
 use tokio::sync::Notify;
 
 /// How often the open-loop generator wakes to submit what is due.
 const TICK: Duration = Duration::from_micros(500);
+/// How long the master keeps the bench's framework (and its tasks) while it is disconnected:
+/// long enough to re-subscribe after a leader failover.
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(60);
+/// A task launched this long ago without a terminal update is reconciled (again, every
+/// `STALE`); tasks take milliseconds unless something failed over.
+const STALE: Duration = Duration::from_secs(2);
 
 /// What every task is.
 #[derive(Debug, Clone)]
@@ -85,7 +97,8 @@ struct State {
     submitted: usize,
     ended: usize,
     queue: VecDeque<(TaskId, Instant)>,
-    submitted_at: HashMap<TaskId, Instant>,
+    /// Launched tasks that have not ended: when they were submitted and launched.
+    in_flight: HashMap<TaskId, (Instant, Instant)>,
     offers: Vec<Offer>,
     outcome: Outcome,
     prefix: String,
@@ -118,22 +131,28 @@ impl State {
             && let Some((id, at)) = self.queue.pop_front()
         {
             left = left.checked_sub(&self.per_task).unwrap_or_default();
-            self.submitted_at.insert(id.clone(), at);
+            self.in_flight.insert(id.clone(), (at, Instant::now()));
             tasks.push(self.shape.task(id));
         }
         Some((offer.id, tasks))
     }
 
     fn record(&mut self, status: &TaskStatus, now: Instant) {
-        let Some(&at) = self.submitted_at.get(&status.task_id) else {
+        let Some(&(at, _)) = self.in_flight.get(&status.task_id) else {
             return;
         };
+        // UNKNOWN: the master has heard from every agent and none has the task.
+        let ended = status.state.is_terminal() || status.state == TaskState::Unknown;
+        if status.reason == Reason::Reconciliation && !ended {
+            // Still on its way; its own updates will come.
+            return;
+        }
         match status.state {
             TaskState::Running => self.outcome.to_running.push(now - at),
             TaskState::Finished => {
                 self.outcome.to_finished.push(now - at);
             }
-            _ if status.state.is_terminal() => {
+            _ if ended => {
                 self.outcome.failed += 1;
                 self.outcome.first_failure.get_or_insert_with(|| {
                     format!(
@@ -144,10 +163,22 @@ impl State {
             }
             _ => {}
         }
-        if status.state.is_terminal() {
-            self.submitted_at.remove(&status.task_id);
+        if ended {
+            self.in_flight.remove(&status.task_id);
             self.ended += 1;
         }
+    }
+
+    /// Tasks launched at least [`STALE`] ago that have not ended, marked as asked about now.
+    fn stale(&mut self, now: Instant) -> Vec<(TaskId, Option<AgentId>)> {
+        self.in_flight
+            .iter_mut()
+            .filter(|(_, (_, asked))| now.duration_since(*asked) >= STALE)
+            .map(|(id, (_, asked))| {
+                *asked = now;
+                (id.clone(), None)
+            })
+            .collect()
     }
 }
 
@@ -196,6 +227,11 @@ fn dispatch(state: &Mutex<State>, driver: &Driver) {
 
 #[async_trait::async_trait]
 impl Scheduler for Bench {
+    async fn subscribed(&mut self, _driver: &Driver, _framework_id: &FrameworkId) {
+        // After a failover the offers held are the old leader's; the new one sends its own.
+        self.lock().offers.clear();
+    }
+
     async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
         self.lock().offers.extend(offers);
         dispatch(&self.state, driver);
@@ -256,7 +292,7 @@ pub(super) async fn run(
         submitted: 0,
         ended: 0,
         queue: VecDeque::new(),
-        submitted_at: HashMap::new(),
+        in_flight: HashMap::new(),
         offers: Vec::new(),
         outcome: Outcome {
             tasks: total,
@@ -266,7 +302,7 @@ pub(super) async fn run(
     }));
     let done = Arc::new(Notify::new());
     let mut config = FrameworkConfig::new("corral-bench", masters.iter().cloned());
-    config.failover_timeout = Duration::ZERO;
+    config.failover_timeout = FAILOVER_TIMEOUT;
     let bench = Bench {
         state: state.clone(),
         pace,
@@ -280,9 +316,15 @@ pub(super) async fn run(
         let driver = driver.clone();
         tokio::spawn(async move { generate(&state, &driver, pace, start).await })
     };
+    let reconciler = {
+        let state = state.clone();
+        let driver = driver.clone();
+        tokio::spawn(async move { reconcile_stale(&state, &driver).await })
+    };
     let finished = tokio::time::timeout(timeout, done.notified()).await.is_ok();
     let elapsed = start.elapsed();
     generator.abort();
+    reconciler.abort();
     let _ = driver.teardown().await;
     driver.stop();
     let _ = framework.await;
@@ -290,14 +332,37 @@ pub(super) async fn run(
     let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
     let mut outcome = std::mem::take(&mut state.outcome);
     outcome.elapsed = elapsed;
-    if !finished {
-        let missing = state.total - state.ended;
+    // Also when the run stopped early (the master removed the framework, say): tasks that
+    // did not end failed.
+    let missing = state.total - state.ended;
+    if missing > 0 {
         outcome.failed += missing;
-        outcome
-            .first_failure
-            .get_or_insert_with(|| format!("{missing} task(s) had not ended after {timeout:?}"));
+        outcome.first_failure.get_or_insert_with(|| {
+            if finished {
+                format!("{missing} task(s) had not ended when the run stopped")
+            } else {
+                format!("{missing} task(s) had not ended after {timeout:?}")
+            }
+        });
     }
     Ok(outcome)
+}
+
+/// Asks the master about tasks in flight for too long, every [`STALE`].
+async fn reconcile_stale(state: &Mutex<State>, driver: &Driver) {
+    let mut tick = tokio::time::interval(STALE);
+    loop {
+        tick.tick().await;
+        let stale = state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stale(Instant::now());
+        if !stale.is_empty()
+            && let Err(error) = driver.reconcile(&stale).await
+        {
+            tracing::warn!(%error, tasks = stale.len(), "reconciliation failed; retrying");
+        }
+    }
 }
 
 /// Submits tasks: all of the first window at once (concurrency), or at a steady rate.
