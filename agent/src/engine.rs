@@ -168,6 +168,8 @@ struct KeepResident {
 
 /// Where the kernel can say which pages a task dirtied (`PAGEMAP_SCAN`, Linux 6.7+), those
 /// pages are rewritten to their initial contents in place and only the rest is returned.
+/// 1 MiB covers a Rust guest's stack (its first MiB); the price is that an idle slot may keep
+/// what its last task dirtied there, at most 1 MiB a slot.
 const KEEP_RESIDENT_SCANNED: KeepResident = KeepResident {
     memory: 1 << 20,
     table: 64 * 1024,
