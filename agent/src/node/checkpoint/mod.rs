@@ -20,7 +20,9 @@
 //! Everything is applied in the order it was queued, so a later update never becomes durable
 //! before an earlier one, and an acknowledgement queued before an update is durable no later
 //! than it. Acknowledgements are not waited for: one lost in a crash only means the update is
-//! delivered once more (at least once; the SDK deduplicates). A newer epoch is waited for
+//! delivered once more (at least once; the SDK deduplicates). So a batch holding nothing
+//! anyone waits for is committed without an fsync (see [`awaited`]): a short task's three
+//! acknowledgements cost no disk flush of their own. A newer epoch is waited for
 //! (`sync`) before the agent acts on its commands, so fencing holds across restarts.
 
 mod store;
@@ -261,9 +263,14 @@ fn write_loop(
             Command::Write(op) => Some(op),
             Command::Sync(_) => None,
         });
+        let durability = if awaited(&batch) {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
         // A failed commit can leave the handle unusable: it is dropped and the file reopened.
         let committed = match db.take().map_or_else(|| reopen(path), Ok) {
-            Ok(handle) => store::commit(&handle, ops)
+            Ok(handle) => store::commit(&handle, ops, durability)
                 .map(|()| db = Some(handle))
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error),
@@ -287,6 +294,21 @@ fn write_loop(
             }
         }
     }
+}
+
+/// Whether anything in `batch` needs it on disk before going on: an update to send, a sync,
+/// the agent's id or an epoch. A batch of only acknowledgements, forgotten tasks and task
+/// records is committed without an fsync; the next durable commit (or closing the file)
+/// persists it too, and losing it in a crash only means an update delivered once more, a
+/// finished task kept a little longer, or a run's files swept at the next start.
+fn awaited(batch: &[Command]) -> bool {
+    batch.iter().any(|command| match command {
+        Command::Sync(_) => true,
+        Command::Write(op) => match op {
+            Op::Update(..) | Op::AgentId(_) | Op::Epoch(_) => true,
+            Op::Task(_) | Op::Acked(_) | Op::Forget { .. } => false,
+        },
+    })
 }
 
 fn reopen(path: &Path) -> Result<redb::Database, String> {

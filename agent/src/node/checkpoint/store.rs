@@ -186,8 +186,10 @@ fn read(db: &Database) -> Result<Result<Recovered, String>, redb::Error> {
 pub(crate) fn commit<'a>(
     db: &Database,
     ops: impl IntoIterator<Item = &'a Op>,
+    durability: redb::Durability,
 ) -> Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability)?;
     {
         let mut meta = txn.open_table(META)?;
         let mut tasks = txn.open_table(TASKS)?;

@@ -186,3 +186,26 @@ fn cleanup_sets_a_corrupt_checkpoint_aside_and_removes_the_old_agent_files() {
     // The fresh checkpoint opens strictly.
     open(dir.path(), Recover::Strict).unwrap();
 }
+
+#[test]
+fn only_batches_someone_waits_for_are_flushed_to_disk() {
+    let (tx, _rx) = oneshot::channel();
+    let lazy = [
+        Command::Write(Op::Acked(1)),
+        Command::Write(Op::Task(record("t1", TaskState::Finished))),
+        Command::Write(Op::Forget {
+            framework_id: "fw".into(),
+            task_id: "t1".into(),
+        }),
+    ];
+    assert!(!awaited(&lazy));
+    let mut with_update: Vec<Command> = lazy.into_iter().collect();
+    with_update.push(Command::Write(Op::Update(
+        2,
+        status("t2", 2, TaskState::Running),
+    )));
+    assert!(awaited(&with_update));
+    assert!(awaited(&[Command::Sync(tx)]));
+    assert!(awaited(&[Command::Write(Op::Epoch(3))]));
+    assert!(awaited(&[Command::Write(Op::AgentId("a".into()))]));
+}
