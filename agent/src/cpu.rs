@@ -90,7 +90,8 @@ impl Quota {
 /// steals the guest to another core, which costs more than the slice itself (a wake-up of an
 /// idle thread is 20-30 µs of CPU on a virtual machine); so [`Metered`] resumes a guest that
 /// woke itself at once, up to this much CPU per poll, as an OS scheduler's time slice. A kill
-/// ends the slice at the next yield ([`Kill`]); a timeout lands at most one slice late.
+/// ([`Kill`]) or the task's timeout ([`Metered::with_deadline`]) ends the slice at the next
+/// yield.
 pub(crate) const SLICE: Duration = Duration::from_millis(5);
 
 /// A request to stop a task: wakes the task, and ends the guest's current [`SLICE`] at its next
@@ -124,6 +125,8 @@ pub(crate) struct Metered<F> {
     pause: Option<Pin<Box<Sleep>>>,
     cpu: Arc<CpuCounter>,
     kill: Arc<Kill>,
+    /// The task's timeout: reaching it ends the slice, so the timeout lands at the next yield.
+    deadline: Option<Instant>,
 }
 
 impl<F> Metered<F> {
@@ -136,7 +139,14 @@ impl<F> Metered<F> {
             pause: None,
             cpu,
             kill,
+            deadline: None,
         }
+    }
+
+    /// Ends the guest's slice at its first yield at or after `deadline`.
+    pub(crate) fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
     }
 }
 
@@ -179,6 +189,7 @@ impl<F: Future> Future for Metered<F> {
             }
             if after.saturating_sub(slice_start) >= SLICE
                 || this.kill.requested()
+                || this.deadline.is_some_and(|at| Instant::now() >= at)
                 || !wake.take_wake()
             {
                 wake.finish();
@@ -251,6 +262,46 @@ impl Wake for SliceWaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A guest that yields and asks to be polled again every time, counting its polls.
+    struct Spinner(Arc<AtomicU64>);
+
+    impl Future for Spinner {
+        type Output = ();
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+
+    /// Polls `metered` once; returns how often it polled the guest.
+    async fn guest_polls_in_one_slice(kill: Arc<Kill>, deadline: Option<Instant>) -> u64 {
+        let polls = Arc::new(AtomicU64::new(0));
+        let metered = Metered::new(Spinner(polls.clone()), 1000, Arc::default(), kill);
+        let mut metered = std::pin::pin!(metered.with_deadline(deadline));
+        std::future::poll_fn(|cx| {
+            assert!(metered.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        polls.load(Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn a_kill_or_the_timeout_ends_the_slice_at_the_next_yield() {
+        let running = guest_polls_in_one_slice(Arc::default(), None).await;
+        assert!(
+            running > 1,
+            "a guest that woke itself is resumed within its slice"
+        );
+        let killed = Arc::new(Kill::default());
+        killed.request();
+        assert_eq!(guest_polls_in_one_slice(killed, None).await, 1);
+        let expired = Some(Instant::now());
+        assert_eq!(guest_polls_in_one_slice(Arc::default(), expired).await, 1);
+    }
 
     #[test]
     fn quota_pauses_for_the_deficit_at_the_share_rate() {

@@ -408,6 +408,7 @@ async fn run_task(
     };
     let fuel_budget = spec.limits.max_fuel.unwrap_or(u64::MAX);
     let start = Instant::now();
+    let timeout_at = spec.limits.timeout.map(|limit| start + limit);
     let outcome = if store.data().disk.exceeded() {
         // The inputs alone do not fit in the task's disk.
         TaskOutcome::DiskLimit
@@ -430,11 +431,11 @@ async fn run_task(
             spec.resources.cpus_milli,
             cpu.clone(),
             kill.clone(),
-        );
+        )
+        .with_deadline(timeout_at.map(tokio::time::Instant::from_std));
         // What happens at set times in a run: its logs move to disk (if it is still running),
         // then its timeout ends it.
         let timeout = async {
-            let timeout_at = spec.limits.timeout.map(|limit| start + limit);
             let to_disk_at = start + KEPT_IN_MEMORY_FOR;
             if timeout_at.is_none_or(|at| to_disk_at < at) {
                 tokio::time::sleep_until(to_disk_at.into()).await;
