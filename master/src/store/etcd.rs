@@ -165,24 +165,13 @@ impl EtcdRegistry {
 #[async_trait::async_trait]
 impl Registry for EtcdRegistry {
     async fn load(&self) -> Result<Recovered, StoreError> {
-        let key = self.records.as_bytes().to_vec();
-        let range_end = prefix_end(&key);
-        let resp = retry("reading the registry", || {
-            let mut kv = self.kv.clone();
-            let req = RangeRequest {
-                key: key.clone(),
-                range_end: range_end.clone(),
-                limit: 0,
-                revision: 0,
-                keys_only: false,
+        let records = read_prefix(&self.kv, "reading the registry", &self.records, false).await?;
+        let pairs = records.into_iter().map(|(key, value)| {
+            let key = match key.strip_prefix(&self.records) {
+                Some(rest) => rest.to_owned(),
+                None => key,
             };
-            async move { kv.range(req).await }
-        })
-        .await?;
-        let pairs = resp.kvs.into_iter().map(|kv| {
-            let key = String::from_utf8_lossy(&kv.key);
-            let key = key.strip_prefix(&self.records).unwrap_or(&key).to_owned();
-            (key, kv.value)
+            (key, value)
         });
         codec::decode(pairs)
     }
@@ -207,6 +196,34 @@ impl Registry for EtcdRegistry {
         }
         Ok(())
     }
+}
+
+/// Every key under `prefix` with its value (empty with `keys_only`), read with [`retry`].
+pub(super) async fn read_prefix(
+    kv: &KvClient<Channel>,
+    what: &str,
+    prefix: &str,
+    keys_only: bool,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let key = prefix.as_bytes().to_vec();
+    let range_end = prefix_end(&key);
+    let resp = retry(what, || {
+        let mut kv = kv.clone();
+        let req = RangeRequest {
+            key: key.clone(),
+            range_end: range_end.clone(),
+            limit: 0,
+            revision: 0,
+            keys_only,
+        };
+        async move { kv.range(req).await }
+    })
+    .await?;
+    Ok(resp
+        .kvs
+        .into_iter()
+        .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
+        .collect())
 }
 
 /// Calls `f` up to [`ATTEMPTS`] times while etcd is unavailable, each within

@@ -16,9 +16,9 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use super::etcd::pb::etcdserverpb::{
-    PutRequest, RangeRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op,
+    PutRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op,
 };
-use super::etcd::{AbortOnDrop, channel, grant_lease, keep_alive, prefix_end, retry, revoke};
+use super::etcd::{AbortOnDrop, channel, grant_lease, keep_alive, read_prefix, retry, revoke};
 use super::{StoreError, codec};
 
 /// How long to wait before registering again after a failed registration or a lost lease.
@@ -89,46 +89,23 @@ impl EtcdMembership {
             _registration: AbortOnDrop(registration),
         })
     }
-
-    async fn range(
-        &self,
-        what: &str,
-        prefix: &str,
-        keys_only: bool,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let key = prefix.as_bytes().to_vec();
-        let range_end = prefix_end(&key);
-        let resp = retry(what, || {
-            let mut kv = self.kv.clone();
-            let req = RangeRequest {
-                key: key.clone(),
-                range_end: range_end.clone(),
-                limit: 0,
-                revision: 0,
-                keys_only,
-            };
-            async move { kv.range(req).await }
-        })
-        .await?;
-        Ok(resp
-            .kvs
-            .into_iter()
-            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
-            .collect())
-    }
 }
 
 #[async_trait::async_trait]
 impl Membership for EtcdMembership {
     async fn peers(&self) -> Result<Vec<String>, StoreError> {
-        let members = self.range("listing masters", &self.members, false).await?;
+        let members = read_prefix(&self.kv, "listing masters", &self.members, false).await?;
         Ok(others(&self.own_key, &self.own_address, members))
     }
 
     async fn indexed_artifacts(&self) -> Result<Vec<Digest>, StoreError> {
-        let keys = self
-            .range("reading the artifact index", &self.artifacts, true)
-            .await?;
+        let keys = read_prefix(
+            &self.kv,
+            "reading the artifact index",
+            &self.artifacts,
+            true,
+        )
+        .await?;
         Ok(keys
             .iter()
             .filter_map(|(key, _)| key.strip_prefix(&self.artifacts)?.parse().ok())

@@ -59,8 +59,9 @@ fn reregister(core: &mut MasterCore, id: &AgentId, now: Timestamp) -> Vec<Effect
     fx
 }
 
-#[test]
-fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
+/// A master just recovered from a registry holding two admitted agents, `old-S1` and
+/// `old-S2`, and a connected framework `old-F1`; returns it with their IDs.
+fn two_agents_and_a_framework_recovered() -> (MasterCore, AgentId, AgentId, FrameworkId) {
     let mut core = MasterCore::new(config());
     core.recover(
         Recovered {
@@ -73,9 +74,17 @@ fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
         },
         ms(0),
     );
-    let s1 = AgentId::new("old-S1").unwrap();
-    let s2 = AgentId::new("old-S2").unwrap();
-    let f1 = FrameworkId::new("old-F1").unwrap();
+    (
+        core,
+        AgentId::new("old-S1").unwrap(),
+        AgentId::new("old-S2").unwrap(),
+        FrameworkId::new("old-F1").unwrap(),
+    )
+}
+
+#[test]
+fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
+    let (mut core, s1, s2, f1) = two_agents_and_a_framework_recovered();
     subscribe(&mut core, FW, Some(&f1), Duration::from_secs(10), ms(100));
 
     // Well past the heartbeat timeout, within the re-registration timeout: still expected.
@@ -113,21 +122,7 @@ fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
 
 #[test]
 fn reconciliation_waits_for_recovered_agents_instead_of_answering_unknown() {
-    let mut core = MasterCore::new(config());
-    core.recover(
-        Recovered {
-            agents: vec![
-                agent_record("old-S1", AgentState::Admitted),
-                agent_record("old-S2", AgentState::Admitted),
-            ],
-            frameworks: vec![framework_record("old-F1", None, false)],
-            ..Recovered::default()
-        },
-        ms(0),
-    );
-    let s1 = AgentId::new("old-S1").unwrap();
-    let s2 = AgentId::new("old-S2").unwrap();
-    let f1 = FrameworkId::new("old-F1").unwrap();
+    let (mut core, s1, s2, f1) = two_agents_and_a_framework_recovered();
     let (fw, stream) = subscribe(&mut core, FW, Some(&f1), Duration::from_secs(10), ms(100));
     let reconcile = |core: &mut MasterCore, task: &str, agent: Option<&AgentId>, now| {
         let tasks = vec![(TaskId::new(task).unwrap(), agent.cloned())];
