@@ -406,6 +406,15 @@ impl MasterCore {
             mine.sort_by(|a, b| a.task_id.cmp(&b.task_id));
             answers = mine;
         }
+        // Whether an agent (any agent, for `None`) was recovered after a master failover and
+        // has not re-registered yet, so may still report tasks this master has not heard of.
+        // Worked out once: a reconciliation may name many tasks.
+        let awaited = |a: &Agent| a.reregister_by.is_some();
+        let any_awaited = self.agents.values().any(awaited);
+        let may_still_report = |agent: Option<&AgentId>| match agent {
+            Some(id) => self.agents.get(id).is_some_and(awaited),
+            None => any_awaited,
+        };
         for (task_id, agent) in tasks {
             let key = (framework.clone(), task_id.clone());
             let known = self.tasks.get(&key).map(|t| t.status.clone()).or_else(|| {
@@ -421,7 +430,7 @@ impl MasterCore {
                 // named) is recovered but not re-registered, the master cannot know; it
                 // answers once the agent re-registers with its tasks or becomes UNREACHABLE,
                 // and the framework asks again. UNKNOWN now could make it relaunch a live task.
-                None if self.may_still_report(agent.as_ref()) => continue,
+                None if may_still_report(agent.as_ref()) => continue,
                 None => {
                     let unreachable = agent
                         .as_ref()
@@ -450,16 +459,6 @@ impl MasterCore {
             status.source = corral_proto::StatusSource::Master;
             status.timestamp_millis = self.unix_millis(now);
             self.send_update(&status);
-        }
-    }
-
-    /// Whether `agent` (or, when `None`, any agent) was recovered after a master failover and
-    /// has not re-registered yet, so may still report tasks this master has not heard of.
-    fn may_still_report(&self, agent: Option<&AgentId>) -> bool {
-        let awaited = |a: &Agent| a.reregister_by.is_some();
-        match agent {
-            Some(id) => self.agents.get(id).is_some_and(awaited),
-            None => self.agents.values().any(awaited),
         }
     }
 }

@@ -97,7 +97,8 @@ struct State {
     submitted: usize,
     ended: usize,
     queue: VecDeque<(TaskId, Instant)>,
-    /// Launched tasks that have not ended: when they were submitted and launched.
+    /// Launched tasks that have not ended: when each was submitted, and when it was launched
+    /// or last reconciled.
     in_flight: HashMap<TaskId, (Instant, Instant)>,
     offers: Vec<Offer>,
     outcome: Outcome,
