@@ -86,7 +86,7 @@ fn main() {
         bin_dir.display()
     );
 
-    check_target_installed();
+    ensure_target_installed(&manifest_dir);
     let target_dir = out_dir.join("programs-target");
     build_programs(&programs_manifest, &target_dir);
 
@@ -147,7 +147,8 @@ fn rustc() -> Command {
     Command::new(env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
 }
 
-fn check_target_installed() {
+/// The sysroot's library folder for the guest target, which exists once the target is installed.
+fn target_lib_dir() -> PathBuf {
     let output = rustc()
         .args(["--print", "sysroot"])
         .output()
@@ -158,13 +159,48 @@ fn check_target_installed() {
         String::from_utf8_lossy(&output.stderr)
     );
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let target_lib = Path::new(&sysroot).join("lib").join("rustlib").join(TARGET);
-    assert!(
-        target_lib.is_dir(),
-        "the {TARGET} target is not installed for the toolchain at {sysroot} (looked for {}); \
-         the guest programs need it: run `rustup target add {TARGET}`",
+    Path::new(&sysroot).join("lib").join("rustlib").join(TARGET)
+}
+
+/// Makes sure the guest target is installed, installing it through rustup when it is not.
+///
+/// `rust-toolchain.toml` lists the target, but rustup installs listed targets only when it
+/// auto-installs (`RUSTUP_AUTO_INSTALL` unset or 1); where that is off, a fresh clone would
+/// otherwise stop here. `rustup target add` for the toolchain this build runs with is what a
+/// user would be told to type, so the build types it for them.
+fn ensure_target_installed(manifest_dir: &Path) {
+    let target_lib = target_lib_dir();
+    if target_lib.is_dir() {
+        return;
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", TARGET])
+        .current_dir(manifest_dir);
+    // Set by rustup's proxies to the toolchain running this build; without it rustup picks
+    // the toolchain from rust-toolchain.toml, found from the working directory.
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.arg("--toolchain").arg(toolchain);
+    }
+    let hint = format!(
+        "the {TARGET} target is not installed (looked for {}) and the guest programs need it",
         target_lib.display()
     );
+    match cmd.output() {
+        Ok(output) if output.status.success() && target_lib_dir().is_dir() => {
+            println!(
+                "cargo:warning=installed the {TARGET} target with `rustup target add {TARGET}`"
+            );
+        }
+        Ok(output) => panic!(
+            "{hint}; `rustup target add {TARGET}` failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ),
+        Err(err) => panic!(
+            "{hint}; rustup could not be run to install it ({err}): install the target for \
+             this toolchain by other means (a Rust distribution's rust-std for {TARGET})"
+        ),
+    }
 }
 
 fn build_programs(manifest: &Path, target_dir: &Path) {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use corral_agent::{
     AllocatorChoice, EngineOptions, Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec,
 };
+use corral_types::{FrameworkId, TaskId};
 
 /// A guest with one 64 KiB page of linear memory that sleeps in `poll_oneoff` for a minute.
 const TINY_SLEEPER: &str = r#"
@@ -41,12 +42,12 @@ fn measure(
     let digest = rt.block_on(executor.add_module(module)).unwrap();
     let task = |i: usize| {
         let mut spec = TaskSpec::new(
-            "density",
-            format!("{name}-{i}"),
+            FrameworkId::new("density").unwrap(),
+            TaskId::new(format!("{name}-{i}")).unwrap(),
             ModuleSource::Digest(digest),
         );
         spec.args = args.iter().map(|s| s.to_string()).collect();
-        spec.resources.mem_bytes = 64 << 20;
+        spec.resources = spec.resources.with_mem_bytes(64 << 20);
         spec
     };
     // Warm up once so one-time allocations are not charged to the tasks.
@@ -74,7 +75,7 @@ fn measure(
     let mut outcomes = Vec::new();
     for handle in handles {
         let result = rt.block_on(handle.wait());
-        linear += result.usage.peak_memory;
+        linear += result.usage.peak_memory_bytes;
         killed += usize::from(result.outcome == TaskOutcome::Killed);
         outcomes.push(result.outcome);
     }

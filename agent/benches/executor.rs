@@ -8,12 +8,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_agent::{Digest, Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec};
+use corral_agent::{Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec};
+use corral_types::{Digest, FrameworkId, TaskId};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
 use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+
+/// The framework every bench task belongs to.
+fn bench_framework() -> FrameworkId {
+    FrameworkId::new("bench").unwrap()
+}
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -66,7 +72,11 @@ impl Bare {
 }
 
 fn spec(digest: Digest, args: &[&str]) -> TaskSpec {
-    let mut spec = TaskSpec::new("bench", "task", ModuleSource::Digest(digest));
+    let mut spec = TaskSpec::new(
+        bench_framework(),
+        TaskId::new("task").unwrap(),
+        ModuleSource::Digest(digest),
+    );
     spec.args = args.iter().map(|s| s.to_string()).collect();
     spec
 }
@@ -210,7 +220,11 @@ fn cached_vs_cold(c: &mut Criterion) {
             for _ in 0..iters {
                 let wasm = big_module(salt);
                 salt += 1;
-                let task = TaskSpec::new("bench", "cold", ModuleSource::Bytes(Arc::from(wasm)));
+                let task = TaskSpec::new(
+                    bench_framework(),
+                    TaskId::new("cold").unwrap(),
+                    ModuleSource::Bytes(Arc::from(wasm)),
+                );
                 let start = Instant::now();
                 let result = rt.block_on(first.launch(task).wait());
                 total += start.elapsed();
@@ -303,7 +317,7 @@ fn metering_cost(c: &mut Criterion) {
                     let start = Instant::now();
                     for _ in 0..iters {
                         let mut task = spec(digest, &[n]);
-                        task.resources.cpus_milli = cpus_milli;
+                        task.resources = task.resources.with_cpus_milli(cpus_milli);
                         let result = executor.launch(task).wait().await;
                         assert!(result.outcome.is_success());
                     }

@@ -27,7 +27,7 @@ use tokio::sync::OnceCell;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 
 /// Modules are named by the same digest everywhere in Corral.
-pub use corral_proto::{Digest, DigestError};
+use corral_types::Digest;
 
 /// Why a module cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

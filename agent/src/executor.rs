@@ -23,14 +23,16 @@ use tokio::sync::{oneshot, watch};
 use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use crate::cache::{CacheStats, Digest, ModuleCache, ModuleError, Prepared};
+use corral_types::{Digest, TrapKind, Usage};
+
+use crate::cache::{CacheStats, ModuleCache, ModuleError, Prepared};
 use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
 use crate::memory::MemoryLimiter;
 use crate::output::{KEPT_IN_MEMORY_FOR, RunOutput, Stream};
 use crate::sandbox::SandboxPaths;
-use crate::task::{ModuleSource, StartError, TaskOutcome, TaskResult, TaskSpec, TrapKind, Usage};
+use crate::task::{ModuleSource, StartError, TaskOutcome, TaskResult, TaskSpec};
 
 /// Settings for an [`Executor`].
 #[derive(Debug, Clone)]
@@ -216,11 +218,11 @@ impl Executor {
         );
         let output = SandboxPaths::new(
             &self.shared.sandboxes,
-            &spec.framework_id,
-            &spec.task_id,
+            spec.framework_id.as_str(),
+            spec.task_id.as_str(),
             &run,
         )
-        .map(|sandbox| RunOutput::new(sandbox, spec.limits.max_output));
+        .map(|sandbox| RunOutput::new(sandbox, spec.max_output_bytes()));
         let kill = Arc::new(Kill::default());
         let cpu = Arc::new(CpuCounter::default());
         let (tx, rx) = oneshot::channel();
@@ -382,7 +384,7 @@ async fn run_task(
                 .into(),
         });
     };
-    if spec.resources.cpus_milli == 0 {
+    if spec.resources.cpus_milli() == 0 {
         return failed(StartError::InvalidSpec {
             reason: "cpus must be greater than zero".into(),
         });
@@ -428,7 +430,7 @@ async fn run_task(
                     .await
                     .map_err(|e| (Stage::Run, e))
             },
-            spec.resources.cpus_milli,
+            spec.resources.cpus_milli(),
             cpu.clone(),
             kill.clone(),
         )
@@ -470,7 +472,7 @@ async fn run_task(
     let usage = Usage {
         fuel_consumed: fuel_budget.saturating_sub(store.get_fuel().unwrap_or(fuel_budget)),
         cpu_time: cpu.get(),
-        peak_memory: store.data().memory.peak(),
+        peak_memory_bytes: store.data().memory.peak(),
         wall_time: start.elapsed(),
         exit_code: match outcome {
             TaskOutcome::Exited { code } => Some(code),
@@ -528,8 +530,8 @@ fn build_store(
     }
     let state = TaskState {
         wasi: wasi.build_p1(),
-        memory: MemoryLimiter::new(spec.resources.mem_bytes),
-        disk: DiskBudget::new(spec.resources.disk_bytes, inputs_size, output.clone()),
+        memory: MemoryLimiter::new(spec.resources.mem_bytes()),
+        disk: DiskBudget::new(spec.resources.disk_bytes(), inputs_size, output.clone()),
         output: output.clone(),
     };
     let mut store = Store::new(shared.engine.engine(), state);

@@ -47,7 +47,7 @@ mod output;
 mod sandbox;
 mod task;
 
-pub use cache::{CacheStats, Digest, DigestError, ModuleError};
+pub use cache::{CacheStats, ModuleError};
 pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
 pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};
@@ -55,6 +55,11 @@ pub use node::{Agent, AgentConfig, CHECKPOINT_FILE, CheckpointError, Recover, Re
 pub use output::{INLINE_LOG_BYTES, KEPT_IN_MEMORY_FOR, LogContents, RunOutput, Stream};
 pub use sandbox::SandboxPaths;
 pub use task::{
-    InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskResult,
-    TaskSpec, TrapKind, Usage,
+    DEFAULT_MAX_OUTPUT_BYTES, InputContents, InputFile, ModuleSource, StartError, TaskOutcome,
+    TaskResult, TaskSpec,
 };
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;

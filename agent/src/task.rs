@@ -2,17 +2,22 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::cache::{Digest, ModuleError};
+use corral_types::{Digest, FrameworkId, Resources, TaskId, TaskLimits, TrapKind, Usage};
 
-/// Everything the executor needs to run one task.
+use crate::cache::ModuleError;
+
+/// Bytes of stdout and stderr together a task may write when its limits name no bound.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 64 << 20;
+
+/// Everything the executor needs to run one task: the agent's resolved view of a task
+/// description (its module already in the cache or in hand, its inputs already unpacked).
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
     /// Framework that owns the task; names the sandbox's parent directory.
-    pub framework_id: String,
+    pub framework_id: FrameworkId,
     /// Task id chosen by the framework.
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The module to run.
     pub module: ModuleSource,
     /// Exported function to call after instantiation, `_start` for WASI commands.
@@ -23,30 +28,39 @@ pub struct TaskSpec {
     pub env: Vec<(String, String)>,
     /// Files placed in the sandbox before the task starts.
     pub inputs: Vec<InputFile>,
-    /// What the task may use.
+    /// What the task may use: `cpus` is a hard cap on its CPU share, `mem` bounds all its
+    /// linear memories and tables together, `disk` bounds the bytes written into its sandbox
+    /// (files, stdout and stderr).
     pub resources: Resources,
-    /// When the task is stopped.
-    pub limits: Limits,
+    /// When the task is stopped; no `max_output_bytes` means [`DEFAULT_MAX_OUTPUT_BYTES`].
+    pub limits: TaskLimits,
 }
 
 impl TaskSpec {
-    /// A spec with default resources and limits, no args, env or inputs.
-    pub fn new(
-        framework_id: impl Into<String>,
-        task_id: impl Into<String>,
-        module: ModuleSource,
-    ) -> Self {
+    /// A spec with default resources (1 cpu, 256 MiB of memory and of disk), no limits
+    /// beyond them, and no args, env or inputs.
+    pub fn new(framework_id: FrameworkId, task_id: TaskId, module: ModuleSource) -> Self {
         Self {
-            framework_id: framework_id.into(),
-            task_id: task_id.into(),
+            framework_id,
+            task_id,
             module,
             entrypoint: "_start".into(),
             args: Vec::new(),
             env: Vec::new(),
             inputs: Vec::new(),
-            resources: Resources::default(),
-            limits: Limits::default(),
+            resources: Resources::new()
+                .with_cpus_milli(1000)
+                .with_mem_mib(256)
+                .with_disk_mib(256),
+            limits: TaskLimits::default(),
         }
+    }
+
+    /// The bound on stdout and stderr together.
+    pub fn max_output_bytes(&self) -> u64 {
+        self.limits
+            .max_output_bytes
+            .unwrap_or(DEFAULT_MAX_OUTPUT_BYTES)
     }
 }
 
@@ -77,49 +91,6 @@ pub enum InputContents {
     HostFile(PathBuf),
 }
 
-/// Resources a task may use. All integers: no float drift in accounting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resources {
-    /// CPU share in thousandths of a core; enforced as a hard cap.
-    pub cpus_milli: u64,
-    /// Bound on all linear memories and tables together, in bytes.
-    pub mem_bytes: u64,
-    /// Bound on bytes written into the sandbox (files, stdout and stderr), in bytes.
-    pub disk_bytes: u64,
-}
-
-impl Default for Resources {
-    fn default() -> Self {
-        Self {
-            cpus_milli: 1000,
-            mem_bytes: 256 << 20,
-            disk_bytes: 256 << 20,
-        }
-    }
-}
-
-/// Limits beyond resources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fuel budget; `None` means unmetered beyond accounting.
-    pub max_fuel: Option<u64>,
-    /// Wall-clock time from start of instantiation.
-    pub timeout: Option<Duration>,
-    /// Bytes of stdout and stderr together; past it the task stops with
-    /// [`TaskOutcome::OutputLimit`] and the log ends with a marker line.
-    pub max_output: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_fuel: None,
-            timeout: None,
-            max_output: 64 << 20,
-        }
-    }
-}
-
 /// How a task ended. Every variant is decided by type, never by matching error text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskOutcome {
@@ -137,7 +108,7 @@ pub enum TaskOutcome {
     Timeout,
     /// A write would have taken the sandbox past its `disk` bound; nothing past it was written.
     DiskLimit,
-    /// stdout and stderr together passed `max_output`.
+    /// stdout and stderr together passed `max_output_bytes`.
     OutputLimit,
     /// The guest trapped for its own reasons.
     Trapped {
@@ -157,23 +128,6 @@ impl TaskOutcome {
     pub fn is_success(&self) -> bool {
         matches!(self, Self::Exited { code: 0 })
     }
-}
-
-/// Traps, by kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrapKind {
-    /// The guest's call stack passed the engine's `max_wasm_stack`.
-    StackOverflow,
-    /// An `unreachable` instruction: Rust panics and `abort()` end here.
-    Unreachable,
-    /// Out-of-bounds memory or table access, or a misaligned atomic.
-    OutOfBounds,
-    /// Integer division by zero or overflow, or a bad float-to-int conversion.
-    Arithmetic,
-    /// An indirect call to a null or mistyped function.
-    BadCall,
-    /// Any other trap.
-    Other,
 }
 
 /// Why a task never ran.
@@ -223,21 +177,6 @@ pub enum StartError {
     /// No instance slot is free (the pooling allocator's capacity is reached).
     #[error("the agent has no free instance slot")]
     NoCapacity,
-}
-
-/// What a finished task used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Fuel consumed; deterministic for the same module and input.
-    pub fuel_consumed: u64,
-    /// CPU time spent executing the guest (instantiation included).
-    pub cpu_time: Duration,
-    /// Largest total of linear memories and tables, in bytes.
-    pub peak_memory: u64,
-    /// Wall time from the start of instantiation to the end.
-    pub wall_time: Duration,
-    /// The exit code, when the task exited.
-    pub exit_code: Option<i32>,
 }
 
 /// The outcome of a task run together with its usage.

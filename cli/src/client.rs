@@ -1,7 +1,8 @@
 //! Connections to the master: the leader, found from the list of masters.
 
 use anyhow::Context;
-use corral_proto::{Digest, limits, v1};
+use corral_proto::{limits, v1};
+use corral_types::Digest;
 use tonic::transport::Channel;
 
 use crate::commands::Exit;

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use corral_proto::ProtoEnum;
 use corral_proto::v1;
 use serde_json::{Value, json};
 
@@ -145,19 +146,19 @@ fn enum_field<T: std::fmt::Display>(
 }
 
 pub(crate) fn task_state(value: i32) -> String {
-    enum_field(value, corral_proto::TaskState::from_proto_opt)
+    enum_field(value, corral_types::TaskState::from_proto_opt)
 }
 
 pub(crate) fn reason(value: i32) -> String {
-    enum_field(value, corral_proto::Reason::from_proto_opt)
+    enum_field(value, corral_types::Reason::from_proto_opt)
 }
 
 pub(crate) fn agent_state(value: i32) -> String {
-    enum_field(value, corral_proto::AgentState::from_proto_opt)
+    enum_field(value, corral_types::AgentState::from_proto_opt)
 }
 
 pub(crate) fn framework_state(value: i32) -> String {
-    enum_field(value, corral_proto::FrameworkState::from_proto_opt)
+    enum_field(value, corral_types::FrameworkState::from_proto_opt)
 }
 
 /// Milliseconds since the epoch as "12s ago".

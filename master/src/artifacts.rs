@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use corral_proto::limits::{self, MODULE_CHUNK_BYTES};
-use corral_proto::{Digest, ProtoError, ServiceError, v1};
+use corral_proto::{ProtoError, ServiceError, v1};
+use corral_types::Digest;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::mpsc;

@@ -20,8 +20,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use corral_allocator::Timestamp;
 use corral_proto::ServiceError;
+use corral_types::Timestamp;
 use tokio::sync::{oneshot, watch};
 
 use crate::core::{CoreConfig, MasterCore, Recovered};

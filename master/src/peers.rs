@@ -28,7 +28,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::{Digest, ServiceError, limits, v1};
+use corral_proto::{ServiceError, limits, v1};
+use corral_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use corral_allocator::Timestamp;
 use corral_proto::{ServiceError, v1};
+use corral_types::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::Status;
@@ -369,7 +369,7 @@ mod tests {
     use super::*;
     use crate::core::{AgentInfo, CoreConfig, FrameworkInfo, OperatorRequest, RegistryWrite};
     use crate::store::testing::GatedRegistry;
-    use corral_allocator::{Resources, Role, Weight};
+    use corral_types::{Resources, Role, Weight};
 
     fn config() -> CoreConfig {
         CoreConfig {

@@ -9,10 +9,9 @@
 
 use std::time::Duration;
 
-use corral_allocator::{Allocation, Limits, Quota, Resources, Role, ScalarName, Weight};
+use corral_types::{Allocation, Id, Quota, QuotaLimits, Resources, Role, ScalarName, Weight};
 
 use crate::error::{ProtoError, at_index};
-use crate::ids::ProtoId;
 use crate::v1;
 
 /// Refusal applied when a DECLINE (or the leftovers of an ACCEPT) sets no `refuse_seconds`,
@@ -23,7 +22,7 @@ pub const DEFAULT_REFUSE: Duration = Duration::from_secs(5);
 pub const MAX_REFUSE: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// Parses an ID field.
-pub fn parse_id<T: ProtoId>(field: &'static str, id: &str) -> Result<T, ProtoError> {
+pub fn parse_id<T: Id>(field: &'static str, id: &str) -> Result<T, ProtoError> {
     T::parse(id).map_err(|error| ProtoError::InvalidId {
         field: field.into(),
         error,
@@ -33,7 +32,7 @@ pub fn parse_id<T: ProtoId>(field: &'static str, id: &str) -> Result<T, ProtoErr
 /// Parses an ID field that may be absent: `None` and `""` both give `None`. Use it with
 /// `optional string` fields (`x.as_deref()`) and with plain string fields where empty means
 /// unset (`Some(&x)`).
-pub fn parse_optional_id<T: ProtoId>(
+pub fn parse_optional_id<T: Id>(
     field: &'static str,
     id: Option<&str>,
 ) -> Result<Option<T>, ProtoError> {
@@ -44,7 +43,7 @@ pub fn parse_optional_id<T: ProtoId>(
 }
 
 /// Parses a list of IDs; the error names the element (`offer_ids[3]`).
-pub fn parse_ids<T: ProtoId>(field: &'static str, ids: &[String]) -> Result<Vec<T>, ProtoError> {
+pub fn parse_ids<T: Id>(field: &'static str, ids: &[String]) -> Result<Vec<T>, ProtoError> {
     ids.iter()
         .enumerate()
         .map(|(i, id)| {
@@ -139,7 +138,7 @@ pub fn offer_resources(allocation: &Allocation) -> (v1::Resources, v1::Resources
     )
 }
 
-impl TryFrom<&v1::ResourceLimits> for Limits {
+impl TryFrom<&v1::ResourceLimits> for QuotaLimits {
     type Error = ProtoError;
 
     /// Set kinds are bounded; a kind set to zero allows none; unset kinds are unlimited.
@@ -168,7 +167,7 @@ impl TryFrom<&v1::ResourceLimits> for Limits {
                 bounded = bounded.with_scalar_milli(&name, v);
             }
         }
-        Ok(Limits::at_most(bounded).with_none_of(&zero))
+        Ok(QuotaLimits::at_most(bounded).with_none_of(&zero))
     }
 }
 
@@ -184,10 +183,10 @@ impl TryFrom<&v1::Quota> for Quota {
     }
 }
 
-impl From<&Limits> for v1::ResourceLimits {
+impl From<&QuotaLimits> for v1::ResourceLimits {
     /// Bounded kinds carry their bound, kinds bounded at zero carry 0, unlimited kinds are
     /// unset: the inverse of the `TryFrom` above.
-    fn from(l: &Limits) -> Self {
+    fn from(l: &QuotaLimits) -> Self {
         let (bounds, zero) = (l.bounds(), l.none_of());
         let bound = |bounded: u64, zeroed: u64| match (bounded, zeroed) {
             (_, z) if z > 0 => Some(0),
@@ -290,7 +289,7 @@ pub fn each<'a, P: 'a, D>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{AgentId, OfferId, TaskId};
+    use corral_types::{AgentId, OfferId, TaskId};
 
     #[test]
     fn quotas_round_trip_with_zero_and_unset_limits() {
@@ -298,12 +297,14 @@ mod tests {
         let fpga = ScalarName::new("fpga").unwrap();
         let q = Quota {
             guarantee: Resources::new().with_cpus_milli(1000),
-            limit: Limits::at_most(Resources::new().with_mem_mib(64).with_scalar_milli(&gpu, 2))
-                .with_none_of(
-                    &Resources::new()
-                        .with_disk_bytes(1)
-                        .with_scalar_milli(&fpga, 1),
-                ),
+            limit: QuotaLimits::at_most(
+                Resources::new().with_mem_mib(64).with_scalar_milli(&gpu, 2),
+            )
+            .with_none_of(
+                &Resources::new()
+                    .with_disk_bytes(1)
+                    .with_scalar_milli(&fpga, 1),
+            ),
         };
         let p = v1::Quota::from(&q);
         let limit = p.limit.as_ref().unwrap();
@@ -345,7 +346,7 @@ mod tests {
 
     #[test]
     fn limits_distinguish_unset_from_zero() {
-        let l = Limits::try_from(&v1::ResourceLimits {
+        let l = QuotaLimits::try_from(&v1::ResourceLimits {
             cpus_milli: Some(4000),
             mem_bytes: Some(0),
             disk_bytes: None,
@@ -364,7 +365,7 @@ mod tests {
         assert!(!l.allows(&Resources::new().with_mem_bytes(1)));
         assert!(!l.allows(&Resources::new().with_scalar_milli(&gpu, 1)));
         assert!(
-            Limits::try_from(&v1::ResourceLimits::default())
+            QuotaLimits::try_from(&v1::ResourceLimits::default())
                 .unwrap()
                 .is_unlimited()
         );

@@ -3,10 +3,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use corral_allocator::RoleError;
-
-use crate::digest::DigestError;
-use crate::ids::IdError;
+use corral_types::{DigestError, IdError, RoleError};
 
 /// Where in a message a problem is: `accept.operations[0].launch.tasks[3].resources`.
 ///

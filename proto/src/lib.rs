@@ -4,11 +4,10 @@
 //! prost and tonic; the `.proto` comments are the API reference) and the code every service
 //! and client shares at the boundary:
 //!
-//! - typed IDs ([`AgentId`], [`FrameworkId`] — corral-allocator's own — and [`TaskId`],
-//!   [`OfferId`]) and module [`Digest`]s;
-//! - validated conversions between messages and domain types: [`convert`] for resources,
-//!   roles, weights, quotas and filters, and the task types [`TaskInfo`], [`TaskStatus`],
-//!   [`Usage`], [`TaskState`], [`Reason`]; failures are [`ProtoError`]s naming the field;
+//! - validated conversions between messages and corral-types' vocabulary: [`convert`] for
+//!   IDs, resources, roles, weights, quotas and filters, [`ProtoEnum`] for task states,
+//!   reasons and the other enums, and the task types [`TaskInfo`] and [`TaskStatus`];
+//!   failures are [`ProtoError`]s naming the field;
 //! - the one mapping from errors to gRPC status codes ([`status`]);
 //! - protocol limits, and constructors for servers and clients that apply them ([`limits`]);
 //! - how agents follow the leader: which master next, and the reconnect backoff ([`follow`]).
@@ -58,10 +57,8 @@
 //! ```
 
 pub mod convert;
-mod digest;
 mod error;
 pub mod follow;
-mod ids;
 pub mod limits;
 mod state;
 pub mod status;
@@ -78,14 +75,9 @@ pub mod v1 {
     tonic::include_proto!("corral.v1");
 }
 
-pub use digest::{Digest, DigestError};
 pub use error::{FieldPath, ProtoError};
-pub use ids::{
-    AgentId, FrameworkId, IdError, IdProblem, MAX_ID_BYTES, OfferId, ProtoId, TaskId, validate_id,
-};
-pub use state::{AgentState, FrameworkState, Reason, StatusSource, TaskState, TrapKind};
+pub use state::ProtoEnum;
 pub use status::{IntoStatus, ServiceError};
 pub use task::{
-    DEFAULT_ENTRYPOINT, InputFile, InputSource, ModuleSource, TaskInfo, TaskLimits, TaskStatus,
-    UpdateUuid, Usage,
+    DEFAULT_ENTRYPOINT, InputFile, InputSource, ModuleSource, TaskInfo, TaskStatus, UpdateUuid,
 };

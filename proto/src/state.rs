@@ -1,38 +1,42 @@
-//! Domain versions of the proto enums: no `UNSPECIFIED` variant, so the core can never hold
-//! a state or reason that was not set.
+//! Wire conversions of corral-types' enums (task states, reasons, trap kinds, agent and
+//! framework states).
 //!
-//! Each enum converts into its proto enum (and `i32`, the field type prost uses) infallibly,
-//! and from an `i32` field with [`TaskState::from_proto`] (unset is an error) or
-//! [`TrapKind::from_proto_opt`] (unset is `None`). The conversions are `match`es in both
-//! directions, so a value added to a proto enum without a domain variant does not compile.
+//! Each converts into its proto enum infallibly ([`ProtoEnum::to_proto`], or `From`), and
+//! from an `i32` field with [`ProtoEnum::from_proto`] (unset is an error) or
+//! [`ProtoEnum::from_proto_opt`] (unset is `None`). The conversions are `match`es in both
+//! directions, so a value added on one side without the other does not compile.
+
+use corral_types::{AgentState, FrameworkState, Reason, StatusSource, TaskState, TrapKind};
 
 use crate::error::ProtoError;
 use crate::v1;
 
-macro_rules! domain_enum {
-    (
-        $(#[$meta:meta])*
-        $name:ident => $proto:ident as $prefix:literal {
-            $( $(#[$vmeta:meta])* $variant:ident, )+
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum $name {
-            $( $(#[$vmeta])* $variant, )+
-        }
+/// A domain enum with a proto counterpart.
+pub trait ProtoEnum: Sized + Copy {
+    /// The generated proto enum.
+    type Proto;
 
-        impl $name {
-            /// Every variant, in proto order.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+    /// Reads a proto enum field; unset (`0`) is `None`.
+    fn from_proto_opt(field: &'static str, value: i32) -> Result<Option<Self>, ProtoError>;
 
-            /// Reads a proto enum field; unset (`0`) is [`ProtoError::MissingField`].
-            pub fn from_proto(field: &'static str, value: i32) -> Result<Self, ProtoError> {
-                Self::from_proto_opt(field, value)?.ok_or_else(|| ProtoError::missing(field))
-            }
+    /// The proto enum.
+    fn to_proto(self) -> Self::Proto;
 
-            /// Reads a proto enum field; unset (`0`) is `None`.
-            pub fn from_proto_opt(
+    /// The field value prost uses (`i32`).
+    fn to_i32(self) -> i32;
+
+    /// Reads a proto enum field; unset (`0`) is [`ProtoError::MissingField`].
+    fn from_proto(field: &'static str, value: i32) -> Result<Self, ProtoError> {
+        Self::from_proto_opt(field, value)?.ok_or_else(|| ProtoError::missing(field))
+    }
+}
+
+macro_rules! proto_enum {
+    ($name:ident => $proto:ident { $( $variant:ident, )+ }) => {
+        impl ProtoEnum for $name {
+            type Proto = v1::$proto;
+
+            fn from_proto_opt(
                 field: &'static str,
                 value: i32,
             ) -> Result<Option<Self>, ProtoError> {
@@ -46,20 +50,14 @@ macro_rules! domain_enum {
                 }
             }
 
-            /// The proto enum.
-            pub fn to_proto(self) -> v1::$proto {
+            fn to_proto(self) -> v1::$proto {
                 match self {
                     $( $name::$variant => v1::$proto::$variant, )+
                 }
             }
-        }
 
-        /// The proto name without its prefix (`TASK_STATE_RUNNING` -> `RUNNING`), as
-        /// operators read it.
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                let full = self.to_proto().as_str_name();
-                f.write_str(full.strip_prefix($prefix).unwrap_or(full))
+            fn to_i32(self) -> i32 {
+                self.to_proto() as i32
             }
         }
 
@@ -68,198 +66,61 @@ macro_rules! domain_enum {
                 value.to_proto()
             }
         }
-
-        impl From<$name> for i32 {
-            fn from(value: $name) -> Self {
-                value.to_proto() as i32
-            }
-        }
     };
 }
 
-domain_enum! {
-    /// The lifecycle of a task, as in Mesos. See `TaskState` in `common.proto`.
-    TaskState => TaskState as "TASK_STATE_" {
-        /// Sent to the agent, not yet confirmed.
-        Staging,
-        /// Fetching, compiling or instantiating.
-        Starting,
-        /// Executing.
-        Running,
-        /// Stopping after a kill request.
-        Killing,
-        /// Exited with code 0.
-        Finished,
-        /// Exited non-zero, trapped, hit a limit or could not start.
-        Failed,
-        /// Killed on request.
-        Killed,
-        /// Invalid; never launched.
-        Error,
-        /// Lost with its agent.
-        Lost,
-        /// Not launched.
-        Dropped,
-        /// Its agent is not heard from; may come back.
-        Unreachable,
-        /// Its agent was removed for good.
-        Gone,
-        /// Unknown to the master (reconciliation).
-        Unknown,
-    }
-}
+proto_enum!(TaskState => TaskState {
+    Staging, Starting, Running, Killing, Finished, Failed, Killed, Error, Lost, Dropped,
+    Unreachable, Gone, Unknown,
+});
 
-impl TaskState {
-    /// True for states a task never leaves: FINISHED, FAILED, KILLED, ERROR, LOST, DROPPED,
-    /// GONE (Mesos's `isTerminalState`). UNREACHABLE tasks may come back and UNKNOWN only
-    /// answers reconciliation, so neither is terminal.
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::Finished
-                | Self::Failed
-                | Self::Killed
-                | Self::Error
-                | Self::Lost
-                | Self::Dropped
-                | Self::Gone
-        )
-    }
-}
+proto_enum!(Reason => Reason {
+    Launched, Exited, TaskKilledByRequest, OutOfFuel, MemoryLimit, Timeout, DiskLimit,
+    OutputLimit, Trap, InvalidModule, ModuleTooLarge, FetchFailed, MissingEntrypoint,
+    LinkError, InputUnavailable, SandboxError, NoCapacity, AgentError, InvalidOffer,
+    InvalidTask, AgentRestarted, AgentUnreachable, AgentRemoved, AgentDraining,
+    FrameworkRemoved, Reconciliation,
+});
 
-domain_enum! {
-    /// Why a task is in its state. See `Reason` in `common.proto` for each value.
-    Reason => Reason as "REASON_" {
-        /// Normal progress of a launch.
-        Launched,
-        /// The guest exited on its own.
-        Exited,
-        /// A kill was requested.
-        TaskKilledByRequest,
-        /// The fuel budget ran out.
-        OutOfFuel,
-        /// A memory or table growth was refused.
-        MemoryLimit,
-        /// The wall-clock timeout passed.
-        Timeout,
-        /// The sandbox's disk bound was reached.
-        DiskLimit,
-        /// stdout and stderr passed their bound.
-        OutputLimit,
-        /// The guest trapped.
-        Trap,
-        /// The module is not valid for the agent.
-        InvalidModule,
-        /// The module is larger than the agent admits.
-        ModuleTooLarge,
-        /// The module could not be fetched.
-        FetchFailed,
-        /// The entrypoint is not exported.
-        MissingEntrypoint,
-        /// The module imports something the agent does not provide.
-        LinkError,
-        /// An input file's source is unavailable.
-        InputUnavailable,
-        /// The sandbox could not be prepared.
-        SandboxError,
-        /// No free instance slot.
-        NoCapacity,
-        /// Another agent-side failure.
-        AgentError,
-        /// The offer was not valid.
-        InvalidOffer,
-        /// The task description was not valid.
-        InvalidTask,
-        /// The agent restarted and did not recover the task.
-        AgentRestarted,
-        /// The agent missed its heartbeats.
-        AgentUnreachable,
-        /// The agent was removed.
-        AgentRemoved,
-        /// The agent is draining.
-        AgentDraining,
-        /// The framework was removed.
-        FrameworkRemoved,
-        /// An answer to reconciliation.
-        Reconciliation,
-    }
-}
+proto_enum!(TrapKind => TrapKind {
+    StackOverflow, Unreachable, OutOfBounds, Arithmetic, BadCall, Other,
+});
 
-domain_enum! {
-    /// How a guest trapped (with [`Reason::Trap`]).
-    TrapKind => TrapKind as "TRAP_KIND_" {
-        /// Call stack exhausted.
-        StackOverflow,
-        /// An `unreachable` instruction (Rust panics, `abort()`).
-        Unreachable,
-        /// Out-of-bounds memory or table access, or a misaligned atomic.
-        OutOfBounds,
-        /// Division by zero, integer overflow, bad float-to-int conversion.
-        Arithmetic,
-        /// Indirect call to a null or mistyped function.
-        BadCall,
-        /// Any other trap.
-        Other,
-    }
-}
+proto_enum!(StatusSource => StatusSource { Agent, Master, });
 
-domain_enum! {
-    /// Who produced a status update.
-    StatusSource => StatusSource as "STATUS_SOURCE_" {
-        /// The agent running the task.
-        Agent,
-        /// The master.
-        Master,
-    }
-}
+proto_enum!(AgentState => AgentState {
+    Admitted, Unreachable, Gone, Draining, Drained,
+});
 
-domain_enum! {
-    /// The state of an agent as the master records it.
-    AgentState => AgentState as "AGENT_STATE_" {
-        /// Registered and offered.
-        Admitted,
-        /// Missed its heartbeats.
-        Unreachable,
-        /// Removed for good.
-        Gone,
-        /// Being drained.
-        Draining,
-        /// Drained.
-        Drained,
-    }
-}
-
-domain_enum! {
-    /// The state of a framework.
-    FrameworkState => FrameworkState as "FRAMEWORK_STATE_" {
-        /// Subscribed with a live stream.
-        Active,
-        /// Its stream broke; within its failover timeout.
-        Disconnected,
-        /// Torn down or timed out.
-        Completed,
-    }
-}
+proto_enum!(FrameworkState => FrameworkState { Active, Disconnected, Completed, });
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every variant round-trips, and its name is the wire name without the prefix.
+    fn covers<E: ProtoEnum + std::fmt::Display + PartialEq + std::fmt::Debug>(
+        all: &[E],
+        prefix: &str,
+        name: impl Fn(E::Proto) -> &'static str,
+    ) {
+        for &v in all {
+            assert_eq!(E::from_proto("f", v.to_i32()), Ok(v));
+            let wire = name(v.to_proto());
+            assert_eq!(wire.strip_prefix(prefix), Some(v.to_string().as_str()));
+        }
+    }
+
     #[test]
-    fn every_variant_round_trips_through_i32() {
-        for &s in TaskState::ALL {
-            assert_eq!(TaskState::from_proto("state", i32::from(s)), Ok(s));
-        }
-        for &r in Reason::ALL {
-            assert_eq!(Reason::from_proto("reason", i32::from(r)), Ok(r));
-        }
-        for &k in TrapKind::ALL {
-            assert_eq!(TrapKind::from_proto_opt("trap_kind", k.into()), Ok(Some(k)));
-        }
+    fn every_variant_round_trips_under_its_wire_name() {
+        covers(TaskState::ALL, "TASK_STATE_", |p| p.as_str_name());
+        covers(Reason::ALL, "REASON_", |p| p.as_str_name());
+        covers(TrapKind::ALL, "TRAP_KIND_", |p| p.as_str_name());
+        covers(StatusSource::ALL, "STATUS_SOURCE_", |p| p.as_str_name());
+        covers(AgentState::ALL, "AGENT_STATE_", |p| p.as_str_name());
+        covers(FrameworkState::ALL, "FRAMEWORK_STATE_", |p| p.as_str_name());
         // The domain enums cover the proto enums exactly (UNSPECIFIED aside).
-        assert_eq!(TaskState::ALL.len(), 13);
         assert!(v1::TaskState::try_from(TaskState::ALL.len() as i32 + 1).is_err());
-        assert!(v1::Reason::from_str_name("REASON_RECONCILIATION").is_some());
     }
 
     #[test]
@@ -275,27 +136,6 @@ mod tests {
                 field: "reason".into(),
                 value: 999
             })
-        );
-    }
-
-    #[test]
-    fn terminal_states_match_mesos() {
-        let terminal: Vec<_> = TaskState::ALL
-            .iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| s.to_proto().as_str_name())
-            .collect();
-        assert_eq!(
-            terminal,
-            [
-                "TASK_STATE_FINISHED",
-                "TASK_STATE_FAILED",
-                "TASK_STATE_KILLED",
-                "TASK_STATE_ERROR",
-                "TASK_STATE_LOST",
-                "TASK_STATE_DROPPED",
-                "TASK_STATE_GONE"
-            ]
         );
     }
 }

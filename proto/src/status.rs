@@ -2,7 +2,7 @@
 //! gRPC codes in exactly one place").
 //!
 //! Services classify a failure as a [`ServiceError`] — from a [`ProtoError`] (malformed
-//! input), an [`AllocatorError`], or the master core's own errors through a `From` impl in
+//! input), or the master's own errors (the allocator's among them) through a conversion in
 //! the master — and the conversion to [`tonic::Status`] happens here:
 //!
 //! | ServiceError                  | code                  |
@@ -18,10 +18,8 @@
 //! | `Unavailable`                 | `UNAVAILABLE`         |
 //! | `Internal`                    | `INTERNAL`            |
 //!
-//! In a handler: `allocator.set_quota(..).map_err(IntoStatus::into_status)?`, or `?` directly
-//! on a `Result<_, ServiceError>` or `Result<_, ProtoError>`.
+//! In a handler: `?` directly on a `Result<_, ServiceError>` or `Result<_, ProtoError>`.
 
-use corral_allocator::{AllocatorError, QuotaError};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -118,58 +116,9 @@ impl From<ProtoError> for Status {
     }
 }
 
-impl From<AllocatorError> for ServiceError {
-    fn from(e: AllocatorError) -> Self {
-        use AllocatorError as A;
-        let text = e.to_string();
-        match e {
-            A::UnknownAgent(id) => Self::NotFound {
-                kind: "agent",
-                id: id.to_string(),
-            },
-            A::UnknownFramework(id) => Self::NotFound {
-                kind: "framework",
-                id: id.to_string(),
-            },
-            A::UnknownRole(role) => Self::NotFound {
-                kind: "role",
-                id: role.to_string(),
-            },
-            A::NoQuota(role) => Self::NotFound {
-                kind: "quota for role",
-                id: role.to_string(),
-            },
-            A::DuplicateAgent(id) => Self::AlreadyExists {
-                kind: "agent",
-                id: id.to_string(),
-            },
-            A::DuplicateFramework(id) => Self::AlreadyExists {
-                kind: "framework",
-                id: id.to_string(),
-            },
-            A::NoRoles(_) | A::Overflow(..) => Self::InvalidArgument(text),
-            A::Quota { error, .. } => match *error {
-                // Wrong whatever the cluster looks like.
-                QuotaError::GuaranteeExceedsLimit { .. } | QuotaError::Overflow => {
-                    Self::InvalidArgument(text)
-                }
-                // Depend on the cluster or other roles; `force` or other changes can fix them.
-                QuotaError::ExceedsCluster { .. }
-                | QuotaError::ChildrenExceedParent { .. }
-                | QuotaError::LimitBelowConsumption { .. } => Self::FailedPrecondition(text),
-            },
-            A::LimitExceeded { .. } => Self::ResourceExhausted(text),
-            A::NotSubscribed { .. }
-            | A::Insufficient { .. }
-            | A::NotAllocated { .. }
-            | A::CannotUnreserve { .. } => Self::FailedPrecondition(text),
-        }
-    }
-}
-
 /// Anything that classifies as a [`ServiceError`] becomes a [`Status`] the same way.
 ///
-/// Exists because `From<AllocatorError> for Status` cannot be written outside both crates.
+/// Exists because `From<E> for Status` cannot be written for an error type of another crate.
 pub trait IntoStatus {
     /// The status for this error.
     fn into_status(self) -> Status;
@@ -192,7 +141,6 @@ pub fn leader_hint(status: &Status) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_allocator::{AgentId, Limits, Resources, Role};
 
     #[test]
     fn proto_errors_are_invalid_argument_except_oversized() {
@@ -221,59 +169,5 @@ mod tests {
         assert_eq!(leader_hint(&s), None);
         assert_eq!(s.message(), "not the leader");
         assert_eq!(leader_hint(&Status::internal("x")), None);
-    }
-
-    #[test]
-    fn allocator_errors_map_by_kind() {
-        let agent = AgentId::new("a1").unwrap();
-        let role = Role::new("eng").unwrap();
-        let cases = [
-            (AllocatorError::UnknownAgent(agent.clone()), Code::NotFound),
-            (AllocatorError::NoQuota(role.clone()), Code::NotFound),
-            (
-                AllocatorError::DuplicateAgent(agent.clone()),
-                Code::AlreadyExists,
-            ),
-            (
-                AllocatorError::Insufficient {
-                    agent,
-                    available: Box::default(),
-                    requested: Box::default(),
-                },
-                Code::FailedPrecondition,
-            ),
-            (
-                AllocatorError::Quota {
-                    role: role.clone(),
-                    error: Box::new(QuotaError::Overflow),
-                },
-                Code::InvalidArgument,
-            ),
-            (
-                AllocatorError::Quota {
-                    role: role.clone(),
-                    error: Box::new(QuotaError::ExceedsCluster {
-                        guaranteed: Resources::new(),
-                        total: Resources::new(),
-                    }),
-                },
-                Code::FailedPrecondition,
-            ),
-            (
-                AllocatorError::LimitExceeded {
-                    role,
-                    limit: Box::new(Limits::unlimited()),
-                    requested: Box::default(),
-                },
-                Code::ResourceExhausted,
-            ),
-        ];
-        for (err, code) in cases {
-            let text = err.to_string();
-            let status = err.into_status();
-            assert_eq!(status.code(), code, "{text}");
-        }
-        let s = AllocatorError::UnknownAgent(AgentId::new("a9").unwrap()).into_status();
-        assert_eq!(s.message(), "unknown agent a9");
     }
 }

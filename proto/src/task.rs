@@ -1,4 +1,5 @@
-//! Domain versions of the task messages: [`TaskInfo`], [`TaskStatus`], [`Usage`].
+//! Domain versions of the task messages ([`TaskInfo`], [`TaskStatus`]) and the conversions
+//! of corral-types' `Usage` and `TaskLimits`.
 //!
 //! `TryFrom<&v1::X>` validates everything a receiver relies on (IDs, digest, resources,
 //! paths, limits); `From<&X> for v1::X` cannot fail, and a valid message survives the round
@@ -10,32 +11,18 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_allocator::Resources;
+use corral_types::{
+    AgentId, Digest, FrameworkId, Reason, Resources, StatusSource, TaskId, TaskLimits, TaskState,
+    TrapKind, Usage,
+};
 
 use crate::convert::{each, millis, nanos, parse_id, parse_optional_id, require};
-use crate::digest::Digest;
 use crate::error::ProtoError;
-use crate::ids::{AgentId, FrameworkId, TaskId};
-use crate::state::{Reason, StatusSource, TaskState, TrapKind};
+use crate::state::ProtoEnum;
 use crate::v1;
 
 /// The entrypoint of WASI commands, used when a task names none.
 pub const DEFAULT_ENTRYPOINT: &str = "_start";
-
-/// What a task used (see `Usage` in `common.proto`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Fuel consumed.
-    pub fuel_consumed: u64,
-    /// CPU time executing the guest.
-    pub cpu_time: Duration,
-    /// Largest total of linear memories and tables, in bytes.
-    pub peak_memory_bytes: u64,
-    /// Wall time from instantiation to the end.
-    pub wall_time: Duration,
-    /// The exit code, when the guest exited.
-    pub exit_code: Option<i32>,
-}
 
 impl From<v1::Usage> for Usage {
     fn from(u: v1::Usage) -> Self {
@@ -168,16 +155,16 @@ impl From<&TaskStatus> for v1::TaskStatus {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default(),
-            state: s.state.into(),
-            reason: s.reason.into(),
+            state: s.state.to_i32(),
+            reason: s.reason.to_i32(),
             message: s.message.clone(),
             usage: s.usage.map(Into::into),
             timestamp_millis: s.timestamp_millis,
             uuid: s
                 .uuid
                 .map_or_else(Bytes::new, |u| Bytes::copy_from_slice(u.as_bytes())),
-            source: s.source.into(),
-            trap_kind: s.trap_kind.map_or(0, i32::from),
+            source: s.source.to_i32(),
+            trap_kind: s.trap_kind.map_or(0, ProtoEnum::to_i32),
             healthy: s.healthy,
         }
     }
@@ -228,17 +215,6 @@ pub enum InputSource {
     HostPath(PathBuf),
     /// An uncompressed tar archive, extracted into the directory `path`.
     TarArchive(Bytes),
-}
-
-/// Limits beyond resources; `None` takes the agent's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TaskLimits {
-    /// Fuel budget (> 0).
-    pub max_fuel: Option<u64>,
-    /// Wall-clock limit (> 0), at millisecond precision on the wire.
-    pub timeout: Option<Duration>,
-    /// Bytes of stdout and stderr together.
-    pub max_output_bytes: Option<u64>,
 }
 
 /// Everything needed to run one task (see `TaskInfo` in `common.proto`).

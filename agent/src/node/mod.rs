@@ -53,7 +53,8 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use corral_proto::{AgentId, limits, v1};
+use corral_proto::{limits, v1};
+use corral_types::AgentId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 

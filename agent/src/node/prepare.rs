@@ -5,15 +5,14 @@ use std::io::Read;
 use std::path::{Component, Path};
 use std::sync::Arc;
 
-use corral_proto::{InputSource, Reason, TaskState, limits, v1};
+use corral_proto::{InputSource, limits, v1};
+use corral_types::{Digest, FrameworkId, Reason, TaskState};
 use tonic::transport::Channel;
 
 use super::status::{StatusParts, status_of};
-use crate::cache::{Digest, ModuleError};
+use crate::cache::ModuleError;
 use crate::executor::Executor;
-use crate::task::{
-    InputContents, InputFile, Limits, ModuleSource, Resources, StartError, TaskOutcome, TaskSpec,
-};
+use crate::task::{InputContents, InputFile, ModuleSource, StartError, TaskOutcome, TaskSpec};
 
 /// Why a launch was not handed to the executor.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +65,7 @@ pub(crate) async fn prepare(
     executor: &Executor,
     sources: &Sources,
     master: Option<Channel>,
-    framework_id: &str,
+    framework_id: &FrameworkId,
     info: &v1::TaskInfo,
 ) -> Result<(TaskSpec, Option<Digest>), PrepareError> {
     let task =
@@ -92,25 +91,16 @@ pub(crate) async fn prepare(
             InputSource::TarArchive(bytes) => inputs.extend(unpack_tar(&input.path, bytes)?),
         }
     }
-    let defaults = Limits::default();
     let spec = TaskSpec {
-        framework_id: framework_id.to_owned(),
-        task_id: task.id.to_string(),
+        framework_id: framework_id.clone(),
+        task_id: task.id,
         module: ModuleSource::Digest(digest),
         entrypoint: task.entrypoint,
         args: task.args,
         env: task.env,
         inputs,
-        resources: Resources {
-            cpus_milli: task.resources.cpus_milli(),
-            mem_bytes: task.resources.mem_bytes(),
-            disk_bytes: task.resources.disk_bytes(),
-        },
-        limits: Limits {
-            max_fuel: task.limits.max_fuel,
-            timeout: task.limits.timeout,
-            max_output: task.limits.max_output_bytes.unwrap_or(defaults.max_output),
-        },
+        resources: task.resources,
+        limits: task.limits,
     };
     Ok((spec, added.then_some(digest)))
 }

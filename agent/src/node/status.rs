@@ -4,10 +4,11 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use corral_proto::{Reason, TaskState, TrapKind as ProtoTrapKind, v1};
+use corral_proto::{ProtoEnum, v1};
+use corral_types::{Reason, StatusSource, TaskState, TrapKind};
 
 use crate::cache::ModuleError;
-use crate::task::{StartError, TaskOutcome, TrapKind, Usage};
+use crate::task::{StartError, TaskOutcome};
 
 /// What a status update says about a task, before ids, uuid and time are added.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub(crate) struct StatusParts {
     pub(crate) reason: Reason,
     pub(crate) message: String,
     /// Set with [`Reason::Trap`] only.
-    pub(crate) trap_kind: Option<ProtoTrapKind>,
+    pub(crate) trap_kind: Option<TrapKind>,
 }
 
 impl StatusParts {
@@ -48,7 +49,7 @@ pub(crate) fn status_of(outcome: &TaskOutcome) -> StatusParts {
         TaskOutcome::DiskLimit => P::new(Failed, Reason::DiskLimit, "disk limit reached"),
         TaskOutcome::OutputLimit => P::new(Failed, Reason::OutputLimit, "output limit reached"),
         TaskOutcome::Trapped { kind, message } => P {
-            trap_kind: Some(trap_kind(*kind)),
+            trap_kind: Some(*kind),
             ..P::new(Failed, Reason::Trap, message.clone())
         },
         TaskOutcome::Killed => P::new(Killed, Reason::TaskKilledByRequest, "killed"),
@@ -84,29 +85,6 @@ pub(crate) fn status_of(outcome: &TaskOutcome) -> StatusParts {
     }
 }
 
-fn trap_kind(kind: TrapKind) -> ProtoTrapKind {
-    match kind {
-        TrapKind::StackOverflow => ProtoTrapKind::StackOverflow,
-        TrapKind::Unreachable => ProtoTrapKind::Unreachable,
-        TrapKind::OutOfBounds => ProtoTrapKind::OutOfBounds,
-        TrapKind::Arithmetic => ProtoTrapKind::Arithmetic,
-        TrapKind::BadCall => ProtoTrapKind::BadCall,
-        TrapKind::Other => ProtoTrapKind::Other,
-    }
-}
-
-/// The wire form of a run's usage.
-pub(crate) fn usage(usage: &Usage) -> v1::Usage {
-    corral_proto::Usage {
-        fuel_consumed: usage.fuel_consumed,
-        cpu_time: usage.cpu_time,
-        peak_memory_bytes: usage.peak_memory,
-        wall_time: usage.wall_time,
-        exit_code: usage.exit_code,
-    }
-    .into()
-}
-
 /// Ids of the task an update is about.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct TaskKey {
@@ -131,16 +109,16 @@ pub(crate) fn update(
         task_id: key.task_id.clone(),
         framework_id: key.framework_id.clone(),
         agent_id: agent_id.to_owned(),
-        state: parts.state.into(),
-        reason: parts.reason.into(),
+        state: parts.state.to_i32(),
+        reason: parts.reason.to_i32(),
         message: parts.message,
         usage,
         timestamp_millis: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         uuid,
-        source: corral_proto::StatusSource::Agent.into(),
-        trap_kind: parts.trap_kind.map_or(0, i32::from),
+        source: StatusSource::Agent.to_i32(),
+        trap_kind: parts.trap_kind.map_or(0, ProtoEnum::to_i32),
         healthy: None,
     }
 }
@@ -148,7 +126,7 @@ pub(crate) fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::Digest;
+    use corral_types::Digest;
 
     fn check(outcome: TaskOutcome, state: TaskState, reason: Reason) -> StatusParts {
         let parts = status_of(&outcome);
@@ -204,7 +182,7 @@ mod tests {
             TaskState::Failed,
             Reason::Trap,
         );
-        assert_eq!(parts.trap_kind, Some(ProtoTrapKind::Unreachable));
+        assert_eq!(parts.trap_kind, Some(TrapKind::Unreachable));
         assert_eq!(parts.message, "wasm trap: unreachable");
     }
 

@@ -12,14 +12,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use corral_proto::{AgentId, Reason, TaskState, v1};
+use corral_proto::{ProtoEnum, v1};
+use corral_types::{AgentId, FrameworkId, Reason, TaskId, TaskState};
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
 use super::AgentConfig;
 use super::checkpoint::{Checkpoint, Op, Recovered, TaskRecord};
 use super::prepare::{Sources, prepare};
-use super::status::{StatusParts, TaskKey, status_of, update, usage};
+use super::status::{StatusParts, TaskKey, status_of, update};
 use crate::executor::{Executor, KillSwitch, Phase};
 use crate::output::{RunOutput, Stream};
 use crate::sandbox::SandboxPaths;
@@ -479,7 +480,7 @@ impl Node {
     }
 
     /// Tells the master a module is now compiled here (offers list it).
-    fn module_cached(&self, digest: crate::cache::Digest) {
+    fn module_cached(&self, digest: corral_types::Digest) {
         let state = self.state();
         if let Some((tx, _)) = &state.link {
             let _ = tx.send(v1::AgentMessage {
@@ -506,12 +507,11 @@ impl Node {
             framework_id: framework_id.to_owned(),
             task_id: info.task_id.clone(),
         };
-        if corral_proto::validate_id("framework", framework_id).is_err()
-            || corral_proto::validate_id("task", &info.task_id).is_err()
-        {
+        let (Ok(framework), Ok(_)) = (FrameworkId::new(framework_id), TaskId::new(&info.task_id))
+        else {
             tracing::warn!(framework_id, task_id = %info.task_id, "dropping a launch with invalid ids");
             return;
-        }
+        };
         let mut described = info.clone();
         for input in &mut described.inputs {
             input.source = None;
@@ -549,12 +549,11 @@ impl Node {
         let node = self.clone();
         tokio::spawn(async move {
             let master = node.state().link.as_ref().map(|(_, c)| c.clone());
-            let framework_id = key.framework_id.clone();
             let spec = prepare(
                 &node.executor,
                 &node.sources,
                 master,
-                &framework_id,
+                &framework,
                 &std::mem::take(&mut info),
             )
             .await;
@@ -609,7 +608,7 @@ impl Node {
             let parts = status_of(&result.outcome);
             let usage = match result.outcome {
                 TaskOutcome::FailedToStart(_) => None,
-                _ => Some(usage(&result.usage)),
+                _ => Some(v1::Usage::from(result.usage)),
             };
             node.emit(&key, parts, usage);
         });

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use corral_agent::{
-    Digest, Executor, ExecutorConfig, ModuleError, ModuleSource, StartError, TaskOutcome, TaskSpec,
+    Executor, ExecutorConfig, ModuleError, ModuleSource, StartError, TaskOutcome, TaskSpec,
 };
 
-use crate::util::{executor, executor_in, run, run_on, spec};
+use corral_types::Digest;
+
+use crate::util::{executor, executor_in, named, run, run_on, spec};
 
 fn module_error(outcome: TaskOutcome) -> ModuleError {
     match outcome {
@@ -17,7 +19,7 @@ fn module_error(outcome: TaskOutcome) -> ModuleError {
 }
 
 fn bytes_spec(bytes: Vec<u8>) -> TaskSpec {
-    TaskSpec::new("tests", "bad-module", ModuleSource::Bytes(Arc::from(bytes)))
+    named("bad-module", ModuleSource::Bytes(Arc::from(bytes)))
 }
 
 #[tokio::test]
@@ -108,7 +110,7 @@ async fn an_unknown_import_is_a_link_failure() {
 #[tokio::test]
 async fn an_unknown_digest_is_not_found() {
     let digest = Digest::of(b"never uploaded");
-    let task = TaskSpec::new("tests", "unknown", ModuleSource::Digest(digest));
+    let task = named("unknown", ModuleSource::Digest(digest));
     assert_eq!(
         module_error(run(task).await.result.outcome),
         ModuleError::NotFound { digest }
@@ -128,7 +130,7 @@ async fn compiled_code_is_reused_after_an_executor_restart() {
     };
     let second = executor_in(dir.path());
     assert!(second.has_module(&digest));
-    let task = TaskSpec::new("tests", "after-restart", ModuleSource::Digest(digest));
+    let task = named("after-restart", ModuleSource::Digest(digest));
     let done = run_on(&second, task).await;
     assert_eq!(done.result.outcome, TaskOutcome::Exited { code: 0 });
     assert_eq!(done.stdout, "hello from corral\n");
@@ -136,7 +138,7 @@ async fn compiled_code_is_reused_after_an_executor_restart() {
     assert_eq!(stats.compiled, 0, "{stats:?}");
     assert_eq!(stats.loaded_from_disk, 1, "{stats:?}");
     // Later launches come from memory.
-    let task = TaskSpec::new("tests", "again", ModuleSource::Digest(digest));
+    let task = named("again", ModuleSource::Digest(digest));
     run_on(&second, task).await;
     assert_eq!(second.cache_stats().memory_hits, 1);
 }
@@ -157,7 +159,7 @@ async fn corrupt_compiled_code_is_discarded_and_recompiled() {
         .join(format!("{}.cwasm", digest.hex()));
     std::fs::write(&compiled, b"corrupted").unwrap();
     let second = executor_in(dir.path());
-    let task = TaskSpec::new("tests", "recompiled", ModuleSource::Digest(digest));
+    let task = named("recompiled", ModuleSource::Digest(digest));
     let done = run_on(&second, task).await;
     assert_eq!(done.result.outcome, TaskOutcome::Exited { code: 0 });
     assert_eq!(second.cache_stats().compiled, 1);

@@ -10,7 +10,7 @@ use crate::util::{executor, finish, spec};
 async fn assert_share_holds(cpus_milli: u64, ceiling: f64) {
     let window = Duration::from_secs(3);
     let mut task = spec(corral_wasm_tasks::LIMITS, &["spin"]);
-    task.resources.cpus_milli = cpus_milli;
+    task.resources = task.resources.with_cpus_milli(cpus_milli);
     let handle = executor().launch(task);
     let step = Duration::from_millis(100);
     let start = Instant::now();

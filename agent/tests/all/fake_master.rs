@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use corral_proto::ProtoEnum;
 use corral_proto::{limits, v1};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -80,7 +81,7 @@ impl FakeMaster {
 
     /// Serves `bytes` from FetchModule under its digest; returns the digest.
     pub(crate) fn add_module(&self, bytes: Vec<u8>) -> String {
-        let digest = corral_proto::Digest::of(&bytes).to_string();
+        let digest = corral_types::Digest::of(&bytes).to_string();
         self.shared
             .modules
             .lock()
@@ -144,7 +145,7 @@ impl FakeMaster {
     pub(crate) async fn handled(&mut self, framework_id: &str) {
         self.kill(framework_id, "probe-unknown").await;
         let lost = self.next_status_of("probe-unknown").await;
-        assert_eq!(state_of(&lost), corral_proto::TaskState::Lost);
+        assert_eq!(state_of(&lost), corral_types::TaskState::Lost);
     }
 
     /// Ends the agent's stream as a master restart would; the agent reconnects.
@@ -195,7 +196,7 @@ impl FakeMaster {
             if seen.iter().any(|s| s.uuid == status.uuid) {
                 continue;
             }
-            let state = corral_proto::TaskState::from_proto("state", status.state).unwrap();
+            let state = corral_types::TaskState::from_proto("state", status.state).unwrap();
             seen.push(status);
             if state.is_terminal() {
                 return seen;
@@ -204,11 +205,11 @@ impl FakeMaster {
     }
 }
 
-fn state_of(status: &v1::TaskStatus) -> corral_proto::TaskState {
-    corral_proto::TaskState::from_proto("state", status.state).unwrap()
+fn state_of(status: &v1::TaskStatus) -> corral_types::TaskState {
+    corral_types::TaskState::from_proto("state", status.state).unwrap()
 }
 
-pub(crate) fn states(statuses: &[v1::TaskStatus]) -> Vec<corral_proto::TaskState> {
+pub(crate) fn states(statuses: &[v1::TaskStatus]) -> Vec<corral_types::TaskState> {
     statuses.iter().map(state_of).collect()
 }
 

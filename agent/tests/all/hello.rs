@@ -9,7 +9,7 @@ async fn hello_prints_its_greeting_and_exits_zero() {
     assert_eq!(done.stdout, "hello from corral\n");
     assert_eq!(done.result.usage.exit_code, Some(0));
     assert!(done.result.usage.fuel_consumed > 0);
-    assert!(done.result.usage.peak_memory > 0);
+    assert!(done.result.usage.peak_memory_bytes > 0);
 }
 
 #[tokio::test]

@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_agent::{ModuleSource, StartError, TaskOutcome, TaskSpec, TrapKind};
+use corral_agent::{ModuleSource, StartError, TaskOutcome, TaskSpec};
+use corral_types::TrapKind;
 
-use crate::util::{executor, finish, run, spec, until_busy, until_running};
+use crate::util::{executor, finish, named, run, spec, until_busy, until_running};
 
 const MIB: u64 = 1 << 20;
 
@@ -17,16 +18,16 @@ fn limits(args: &[&str]) -> TaskSpec {
 #[tokio::test]
 async fn allocating_past_mem_is_a_memory_limit() {
     let mut task = limits(&["alloc", "64"]);
-    task.resources.mem_bytes = 16 * MIB;
+    task.resources = task.resources.with_mem_bytes(16 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::MemoryLimit);
-    assert!(done.result.usage.peak_memory <= 16 * MIB);
+    assert!(done.result.usage.peak_memory_bytes <= 16 * MIB);
 }
 
 #[tokio::test]
 async fn growth_past_mem_fails_inside_the_guest() {
     let mut task = limits(&["try-alloc", "64"]);
-    task.resources.mem_bytes = 16 * MIB;
+    task.resources = task.resources.with_mem_bytes(16 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::Exited { code: 0 });
     assert_eq!(done.stdout.trim(), "allocation failed");
@@ -35,18 +36,18 @@ async fn growth_past_mem_fails_inside_the_guest() {
 #[tokio::test]
 async fn allocating_within_mem_succeeds_and_peak_memory_shows_it() {
     let mut task = limits(&["alloc", "8"]);
-    task.resources.mem_bytes = 64 * MIB;
+    task.resources = task.resources.with_mem_bytes(64 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::Exited { code: 0 });
     assert_eq!(done.stdout.trim(), "allocated 8 MiB");
-    let peak = done.result.usage.peak_memory;
+    let peak = done.result.usage.peak_memory_bytes;
     assert!((8 * MIB..=64 * MIB).contains(&peak), "peak {peak}");
 }
 
 #[tokio::test]
 async fn a_module_whose_initial_memory_exceeds_mem_is_a_memory_limit() {
     let mut task = limits(&["exit", "0"]);
-    task.resources.mem_bytes = 64 * 1024;
+    task.resources = task.resources.with_mem_bytes(64 * 1024);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::MemoryLimit);
 }
@@ -88,7 +89,7 @@ async fn a_short_sleep_finishes() {
 #[tokio::test]
 async fn writing_past_disk_is_a_disk_limit_and_nothing_past_it_lands() {
     let mut task = limits(&["write-file", "16"]);
-    task.resources.disk_bytes = 4 * MIB;
+    task.resources = task.resources.with_disk_bytes(4 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::DiskLimit);
     let written = std::fs::metadata(done.root.join("big.bin")).unwrap().len();
@@ -98,7 +99,7 @@ async fn writing_past_disk_is_a_disk_limit_and_nothing_past_it_lands() {
 #[tokio::test]
 async fn writing_within_disk_succeeds() {
     let mut task = limits(&["write-file", "2"]);
-    task.resources.disk_bytes = 4 * MIB;
+    task.resources = task.resources.with_disk_bytes(4 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::Exited { code: 0 });
     assert_eq!(
@@ -110,7 +111,7 @@ async fn writing_within_disk_succeeds() {
 #[tokio::test]
 async fn inputs_larger_than_disk_are_a_disk_limit() {
     let mut task = limits(&["exit", "0"]);
-    task.resources.disk_bytes = 1024;
+    task.resources = task.resources.with_disk_bytes(1024);
     task.inputs
         .push(crate::util::input("big.txt", &vec![b'x'; 4096]));
     let done = run(task).await;
@@ -120,8 +121,8 @@ async fn inputs_larger_than_disk_are_a_disk_limit() {
 #[tokio::test]
 async fn flooding_stdout_is_an_output_limit_with_a_marker() {
     let mut task = limits(&["flood-stdout", "8"]);
-    task.limits.max_output = MIB;
-    task.resources.disk_bytes = 64 * MIB;
+    task.limits.max_output_bytes = Some(MIB);
+    task.resources = task.resources.with_disk_bytes(64 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::OutputLimit);
     let marker = format!("[corral] output limit of {} bytes reached", MIB);
@@ -227,11 +228,7 @@ fn looping_start() -> TaskSpec {
              (func (export "_start")))"#,
     )
     .unwrap();
-    TaskSpec::new(
-        "tests",
-        "looping-start",
-        ModuleSource::Bytes(Arc::from(wasm)),
-    )
+    named("looping-start", ModuleSource::Bytes(Arc::from(wasm)))
 }
 
 #[tokio::test]
@@ -261,19 +258,18 @@ async fn a_start_function_that_loops_can_be_killed() {
 #[tokio::test]
 async fn zero_cpus_is_an_invalid_spec() {
     let mut task = limits(&["exit", "0"]);
-    task.resources.cpus_milli = 0;
+    task.resources = task.resources.with_cpus_milli(0);
     assert!(matches!(
         run(task).await.result.outcome,
         TaskOutcome::FailedToStart(StartError::InvalidSpec { .. })
     ));
 }
 
-#[tokio::test]
-async fn ids_that_are_not_plain_names_are_an_invalid_spec() {
-    let mut task = limits(&["exit", "0"]);
-    task.task_id = "../../etc".into();
-    assert!(matches!(
-        run(task).await.result.outcome,
-        TaskOutcome::FailedToStart(StartError::InvalidSpec { .. })
-    ));
+#[test]
+fn ids_that_are_not_plain_names_cannot_reach_the_executor() {
+    // A task's ids name its sandbox directories; typed ids make a path an unrepresentable spec.
+    for bad in ["../../etc", "..", "a/b", "/abs"] {
+        assert!(corral_types::TaskId::new(bad).is_err(), "{bad}");
+        assert!(corral_types::FrameworkId::new(bad).is_err(), "{bad}");
+    }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_agent::node::{Agent, AgentConfig, ResourceOverrides};
-use corral_proto::{Reason, TaskState, limits, v1};
+use corral_proto::ProtoEnum;
+use corral_proto::{limits, v1};
+use corral_types::{Reason, TaskState};
 
 use crate::fake_master::{Event, FakeMaster, states};
 
@@ -369,7 +371,7 @@ async fn an_invalid_module_fails_the_task_and_the_agent_carries_on() {
     assert_eq!(reason(&statuses[1]), Reason::InvalidModule);
     assert!(statuses[1].usage.is_none());
 
-    let missing = corral_proto::Digest::of(b"nobody uploaded this").to_string();
+    let missing = corral_types::Digest::of(b"nobody uploaded this").to_string();
     master
         .launch(FRAMEWORK, task("missing-1", &missing, &[]))
         .await;

@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use corral_agent::node::{Agent, CHECKPOINT_FILE, CheckpointError, Recover};
-use corral_proto::{Reason, TaskState, v1};
+use corral_proto::v1;
+use corral_types::{Reason, TaskState};
 
 use crate::fake_master::{Event, FakeMaster};
 use crate::node::{

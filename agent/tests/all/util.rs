@@ -7,6 +7,7 @@ use corral_agent::{
     Executor, ExecutorConfig, InputFile, LogContents, ModuleSource, Phase, Stream, TaskHandle,
     TaskResult, TaskSpec,
 };
+use corral_types::{FrameworkId, TaskId};
 
 /// An executor shared by tests that need no special configuration; its work directory lives
 /// under cargo's target tmp dir for the life of the test process.
@@ -27,13 +28,21 @@ pub(crate) fn executor_in(dir: &Path) -> Executor {
     Executor::new(ExecutorConfig::new(dir)).unwrap()
 }
 
+/// A spec for `module` as task `task` of the tests' framework.
+pub(crate) fn named(task: impl AsRef<str>, module: ModuleSource) -> TaskSpec {
+    TaskSpec::new(
+        FrameworkId::new("tests").unwrap(),
+        TaskId::new(task).unwrap(),
+        module,
+    )
+}
+
 /// A spec for the program at `path` (one of `corral_wasm_tasks`'s constants) with `args`.
 pub(crate) fn spec(path: &str, args: &[&str]) -> TaskSpec {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = Path::new(path).file_stem().unwrap().to_str().unwrap();
-    let mut spec = TaskSpec::new(
-        "tests",
+    let mut spec = named(
         format!("{name}-{n}"),
         ModuleSource::Bytes(Arc::from(corral_wasm_tasks::bytes(path))),
     );

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use corral_proto::ProtoEnum;
 use corral_proto::v1;
 use tokio::time::Instant;
 
@@ -75,7 +76,7 @@ async fn wait_terminal(
             .into_iter()
             .next();
         let terminal = summary.as_ref().is_some_and(|t| {
-            corral_proto::TaskState::from_proto("state", t.state).is_ok_and(|s| s.is_terminal())
+            corral_types::TaskState::from_proto("state", t.state).is_ok_and(|s| s.is_terminal())
         });
         if let (true, Some(t)) = (terminal, summary) {
             return Ok(t);

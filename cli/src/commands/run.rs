@@ -372,7 +372,7 @@ pub(crate) async fn run_task(
 }
 
 /// `usage: fuel 1234, cpu 1.2ms, peak memory 1.1 MiB, wall 3.4ms`.
-pub(crate) fn usage_line(usage: &corral_proto::Usage) -> String {
+pub(crate) fn usage_line(usage: &corral_types::Usage) -> String {
     format!(
         "usage: fuel {}, cpu {:.1?}, peak memory {}, wall {:.1?}",
         usage.fuel_consumed,

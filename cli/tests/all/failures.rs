@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use corral_proto::{Reason, TaskState};
+use corral_types::{Reason, TaskState};
 
 use crate::cluster::{Cluster, text};
 use crate::framework::{RawFramework, reason, state, task};

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use corral_proto::ProtoEnum;
 use corral_proto::{limits, v1};
 use tonic::transport::Channel;
 
@@ -255,10 +256,10 @@ pub(crate) fn task(id: &str, module: &str, args: &[&str]) -> v1::TaskInfo {
     }
 }
 
-pub(crate) fn state(status: &v1::TaskStatus) -> corral_proto::TaskState {
-    corral_proto::TaskState::from_proto("state", status.state).unwrap()
+pub(crate) fn state(status: &v1::TaskStatus) -> corral_types::TaskState {
+    corral_types::TaskState::from_proto("state", status.state).unwrap()
 }
 
-pub(crate) fn reason(status: &v1::TaskStatus) -> corral_proto::Reason {
-    corral_proto::Reason::from_proto("reason", status.reason).unwrap()
+pub(crate) fn reason(status: &v1::TaskStatus) -> corral_types::Reason {
+    corral_types::Reason::from_proto("reason", status.reason).unwrap()
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use corral_master::simulated::{Registration, SimulatedAgents};
 use corral_proto::status::leader_hint;
-use corral_proto::{TaskState, limits, v1};
+use corral_proto::{limits, v1};
+use corral_types::TaskState;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::cluster::{Proc, free_port, spawn};

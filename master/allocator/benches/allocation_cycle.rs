@@ -21,9 +21,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use corral_allocator::{
-    AgentId, AgentSpec, Allocation, Allocator, AllocatorConfig, FrameworkId, Limits, Quota,
-    Resources, Role, Timestamp, UsedResources,
+use corral_allocator::{AgentSpec, Allocator, AllocatorConfig, UsedResources};
+use corral_types::{
+    AgentId, Allocation, FrameworkId, Quota, QuotaLimits, Resources, Role, Timestamp,
 };
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group, criterion_main};
 
@@ -183,7 +183,7 @@ fn quota_cluster(agents: usize) -> Allocator {
     for role in &roles {
         let q = Quota {
             guarantee: r(per_role, 0, 0),
-            limit: Limits::at_most(r(per_role * 3 / 2, 0, 0)),
+            limit: QuotaLimits::at_most(r(per_role * 3 / 2, 0, 0)),
         };
         a.set_quota(role, q, false).expect("benchmark setup");
     }

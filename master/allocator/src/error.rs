@@ -1,9 +1,7 @@
 //! Typed errors. Every variant names what failed; the master maps them to gRPC codes in its
 //! one place for that (STYLE.md, "typed outcomes and errors").
 
-use crate::ids::{AgentId, FrameworkId};
-use crate::resources::Resources;
-use crate::role::{Limits, Role};
+use corral_types::{AgentId, FrameworkId, QuotaLimits, Resources, Role};
 
 /// Why a quota was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -14,7 +12,7 @@ pub enum QuotaError {
         /// The guarantee.
         guarantee: Resources,
         /// The limit.
-        limit: Limits,
+        limit: QuotaLimits,
     },
     /// Summing guarantees overflowed: the values are absurd.
     #[error("sum of guarantees overflows")]
@@ -47,7 +45,7 @@ pub enum QuotaError {
         /// Current consumption (allocations plus reservations, with subroles).
         consumed: Resources,
         /// The limit.
-        limit: Limits,
+        limit: QuotaLimits,
     },
 }
 
@@ -142,7 +140,7 @@ pub enum AllocatorError {
         /// The role whose limit binds.
         role: Role,
         /// The limit.
-        limit: Box<Limits>,
+        limit: Box<QuotaLimits>,
         /// What was requested.
         requested: Box<Resources>,
     },

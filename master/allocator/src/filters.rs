@@ -18,8 +18,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::ids::Timestamp;
-use crate::resources::Resources;
+use corral_types::{Resources, Timestamp};
 
 /// A growable bitset over dense indices.
 #[derive(Debug, Clone, Default)]

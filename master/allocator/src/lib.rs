@@ -3,18 +3,18 @@
 //!
 //! It is pure and synchronous: no I/O, no clock, no async. The master owns an [`Allocator`]
 //! by value, feeds it events (agents, frameworks, declines, recoveries, operator changes) and
-//! calls [`Allocator::allocate`] with the current [`Timestamp`] to get offers.
+//! calls [`Allocator::allocate`] with the current `Timestamp` to get offers.
 //!
 //! # Key types
 //!
-//! - [`Resources`]: scalar resources with exact integer accounting (milli-cpus, bytes,
-//!   milli-units of custom scalars); [`Allocation`] splits a holding into unreserved and
-//!   reserved-to-its-role (or an ancestor) parts.
-//! - [`Role`] (hierarchical, `eng/batch`; `*` is the default), [`Weight`], [`Quota`]
-//!   (guarantee and [`Limits`]).
-//! - [`AgentId`], [`FrameworkId`]: validated IDs the master maps its own onto.
-//! - [`Sorter`]: the ordering policy, with [`DrfSorter`] (weighted DRF) and [`RandomSorter`].
-//! - [`Offer`]: resources of one agent offered to one framework in one role.
+//! The vocabulary is corral-types': `Resources` (exact integer accounting), `Allocation` (a
+//! holding split into unreserved and reserved-to-its-role parts), `Role`, `Weight`, `Quota`,
+//! `AgentId`, `FrameworkId`, `Timestamp`. This crate adds the policy:
+//!
+//! - [`Allocator`]: agents, frameworks, roles, filters, and the allocation cycle;
+//! - [`Sorter`]: the ordering policy, with [`DrfSorter`] (weighted DRF) and [`RandomSorter`];
+//! - [`Offer`]: resources of one agent offered to one framework in one role;
+//! - [`AllocatorError`] and [`QuotaError`]: why a call was refused (it then changed nothing).
 //!
 //! # Flow
 //!
@@ -67,9 +67,6 @@
 mod allocator;
 mod error;
 mod filters;
-mod ids;
-mod resources;
-mod role;
 mod sorter;
 mod state;
 
@@ -77,7 +74,4 @@ pub use allocator::{
     AgentSpec, AgentSummary, Allocator, AllocatorConfig, Offer, RoleSummary, UsedResources,
 };
 pub use error::{AllocatorError, QuotaError};
-pub use ids::{AgentId, FrameworkId, IdError, Timestamp};
-pub use resources::{Allocation, Resources, ResourcesError, ScalarName};
-pub use role::{Limits, Quota, Role, RoleError, Weight, WeightError};
 pub use sorter::{ClientId, DrfSorter, RandomSorter, Sorter, SorterKind};

@@ -5,10 +5,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::{Index, IndexMut};
 
 use crate::filters::Bitset;
-use crate::ids::{AgentId, FrameworkId};
-use crate::resources::{Allocation, Resources};
-use crate::role::{Quota, Role, Weight};
 use crate::sorter::{ClientId, Sorter};
+use corral_types::{AgentId, Allocation, FrameworkId, Quota, Resources, Role, Weight};
 
 /// A vector of optional slots with a free list.
 #[derive(Debug, Clone)]

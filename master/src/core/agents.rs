@@ -2,16 +2,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corral_allocator::{
-    AgentId, AgentSpec, Allocation, FrameworkId, Role, Timestamp, UsedResources,
-};
-use corral_proto::{
-    AgentState, Digest, FrameworkState, Reason, ServiceError, TaskState, TaskStatus, v1,
+use corral_allocator::{AgentSpec, UsedResources};
+use corral_proto::{ServiceError, TaskStatus, v1};
+use corral_types::{
+    AgentId, AgentState, Allocation, Digest, FrameworkId, FrameworkState, Reason, Role, TaskState,
+    Timestamp,
 };
 
 use super::{
     Agent, AgentInfo, ConnId, Effect, Framework, FrameworkInfo, MasterCore, ReportedTask, Task,
-    TaskKey,
+    TaskKey, refused,
 };
 
 impl MasterCore {
@@ -31,7 +31,7 @@ impl MasterCore {
         if let Err(e) = self.allocator.add_agent(id.clone(), spec, &[]) {
             self.effects.push(Effect::CloseAgent {
                 conn,
-                error: Some(e.into()),
+                error: Some(refused(e)),
             });
             return;
         }
@@ -260,7 +260,7 @@ impl MasterCore {
             if let Err(e) = added {
                 self.effects.push(Effect::CloseAgent {
                     conn,
-                    error: Some(e.into()),
+                    error: Some(refused(e)),
                 });
                 return;
             }
@@ -441,7 +441,7 @@ impl MasterCore {
         &mut self,
         agent: &AgentId,
         framework: &FrameworkId,
-        task: &corral_proto::TaskId,
+        task: &corral_types::TaskId,
         uuid: corral_proto::UpdateUuid,
     ) {
         let Some(conn) = self.agents.get(agent).and_then(|a| a.conn) else {

@@ -3,11 +3,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_allocator::{AgentId, Allocation, FrameworkId, Resources, Role, Timestamp};
-use corral_proto::{FrameworkState, OfferId, Reason, ServiceError, TaskId, TaskState, v1};
+use corral_proto::{ServiceError, v1};
+use corral_types::{
+    AgentId, Allocation, FrameworkId, FrameworkState, OfferId, Reason, Resources, Role, TaskId,
+    TaskState, Timestamp,
+};
 
 use super::agents::add_alloc;
-use super::{Ack, Agent, Call, LaunchTask, MasterCore, Operation, Task, TaskKey};
+use super::{Ack, Agent, Call, LaunchTask, MasterCore, Operation, Task, TaskKey, refused};
 
 /// What is left of the accepted offers in one role.
 #[derive(Debug)]
@@ -47,13 +50,15 @@ impl MasterCore {
                 Ok(())
             }
             Call::Revive { roles } => {
-                self.allocator.revive(framework, &roles)?;
+                self.allocator.revive(framework, &roles).map_err(refused)?;
                 self.note_suppressed(framework, &roles, false);
                 self.allocate_soon();
                 Ok(())
             }
             Call::Suppress { roles } => {
-                self.allocator.suppress(framework, &roles)?;
+                self.allocator
+                    .suppress(framework, &roles)
+                    .map_err(refused)?;
                 self.note_suppressed(framework, &roles, true);
                 Ok(())
             }
@@ -294,7 +299,7 @@ impl MasterCore {
             "",
             now,
         );
-        status.source = corral_proto::StatusSource::Master;
+        status.source = corral_types::StatusSource::Master;
         self.index_task(&key, None, Some(agent));
         self.tasks.insert(
             key,
@@ -435,7 +440,7 @@ impl MasterCore {
                     let unreachable = agent
                         .as_ref()
                         .and_then(|a| self.agents.get(a))
-                        .is_some_and(|a| a.state == corral_proto::AgentState::Unreachable);
+                        .is_some_and(|a| a.state == corral_types::AgentState::Unreachable);
                     let (state, message) = if unreachable {
                         (TaskState::Unreachable, "its agent is unreachable")
                     } else {
@@ -456,7 +461,7 @@ impl MasterCore {
         for mut status in answers {
             status.uuid = None;
             status.reason = Reason::Reconciliation;
-            status.source = corral_proto::StatusSource::Master;
+            status.source = corral_types::StatusSource::Master;
             status.timestamp_millis = self.unix_millis(now);
             self.send_update(&status);
         }

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use corral_allocator::{FrameworkId, Role, Timestamp};
-use corral_proto::{FrameworkState, ServiceError, v1};
+use corral_proto::{ServiceError, v1};
+use corral_types::{FrameworkId, FrameworkState, Role, Timestamp};
 
-use super::{ConnId, Effect, Framework, FrameworkInfo, MasterCore, Reply, TaskKey};
+use super::{ConnId, Effect, Framework, FrameworkInfo, MasterCore, Reply, TaskKey, refused};
 
 impl MasterCore {
     pub(super) fn subscribe(
@@ -53,8 +53,11 @@ impl MasterCore {
             Some(f) => {
                 let (id, old, registered) = (f.id.clone(), f.conn, f.registered_unix_millis);
                 self.allocator
-                    .update_framework_roles(&id, &info.roles, &suppressed)?;
-                self.allocator.set_framework_active(&id, true)?;
+                    .update_framework_roles(&id, &info.roles, &suppressed)
+                    .map_err(refused)?;
+                self.allocator
+                    .set_framework_active(&id, true)
+                    .map_err(refused)?;
                 if let Some(old) = old
                     && old != conn
                 {
@@ -79,7 +82,8 @@ impl MasterCore {
                     None => self.new_id("F"),
                 };
                 self.allocator
-                    .add_framework(id.clone(), &info.roles, &suppressed)?;
+                    .add_framework(id.clone(), &info.roles, &suppressed)
+                    .map_err(refused)?;
                 tracing::info!(framework_id = %id, name = %info.name, "framework subscribed");
                 (id, self.unix_millis(now))
             }

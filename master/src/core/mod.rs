@@ -12,6 +12,7 @@ mod calls;
 mod frameworks;
 mod operator;
 mod proto;
+mod refusals;
 mod registry;
 #[cfg(test)]
 mod tests;
@@ -19,16 +20,15 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use corral_allocator::{
-    AgentId, Allocation, Allocator, AllocatorConfig, FrameworkId, Quota, Resources, Role,
-    Timestamp, Weight,
-};
-use corral_proto::{
-    AgentState, Digest, FrameworkState, OfferId, ProtoId, Reason, ServiceError, StatusSource,
-    TaskId, TaskInfo, TaskState, TaskStatus, UpdateUuid, v1,
+use corral_allocator::{Allocator, AllocatorConfig};
+use corral_proto::{ServiceError, TaskInfo, TaskStatus, UpdateUuid, v1};
+use corral_types::{
+    AgentId, AgentState, Allocation, Digest, FrameworkId, FrameworkState, Id, OfferId, Quota,
+    Reason, Resources, Role, StatusSource, TaskId, TaskState, Timestamp, Weight,
 };
 
 pub(crate) use operator::{OperatorRequest, OperatorResponse};
+use refusals::refused;
 pub(crate) use registry::{
     AgentRecord, ArtifactRecord, DrainRecord, FrameworkRecord, Recovered, RegistryWrite,
 };
@@ -453,7 +453,7 @@ impl MasterCore {
     }
 
     /// A fresh ID with this master's prefix.
-    fn new_id<T: ProtoId>(&mut self, tag: &str) -> T {
+    fn new_id<T: Id>(&mut self, tag: &str) -> T {
         self.next_id += 1;
         let text = format!("{}-{tag}{}", self.config.master_id, self.next_id);
         // The master ID is hex and the tag a letter, so the ID is valid by construction.
@@ -721,7 +721,9 @@ impl MasterCore {
     }
 
     fn set_quota(&mut self, role: &Role, quota: Quota, force: bool) -> Result<(), ServiceError> {
-        self.allocator.set_quota(role, quota.clone(), force)?;
+        self.allocator
+            .set_quota(role, quota.clone(), force)
+            .map_err(refused)?;
         self.persist(RegistryWrite::Quota {
             role: role.clone(),
             quota: Some(quota),
@@ -731,7 +733,7 @@ impl MasterCore {
     }
 
     fn remove_quota(&mut self, role: &Role) -> Result<(), ServiceError> {
-        self.allocator.remove_quota(role)?;
+        self.allocator.remove_quota(role).map_err(refused)?;
         self.persist(RegistryWrite::Quota {
             role: role.clone(),
             quota: None,

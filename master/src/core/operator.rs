@@ -3,10 +3,14 @@
 
 use std::time::Duration;
 
-use corral_allocator::{AgentId, FrameworkId, Quota, Resources, Role, Timestamp, Weight};
-use corral_proto::{AgentState, Digest, FrameworkState, ServiceError, TaskId, TaskState, v1};
+use corral_proto::ProtoEnum;
+use corral_proto::{ServiceError, v1};
+use corral_types::{
+    AgentId, AgentState, Digest, FrameworkId, FrameworkState, Quota, Resources, Role, TaskId,
+    TaskState, Timestamp, Weight,
+};
 
-use super::{Agent, Framework, MasterCore, Task, TaskKey};
+use super::{Agent, Framework, MasterCore, Task, TaskKey, refused};
 
 /// Tasks per page when a request names no page size, and the most `GetState` returns.
 const DEFAULT_PAGE: usize = 1000;
@@ -169,9 +173,7 @@ impl MasterCore {
                             .is_none_or(|f| f.as_str() == t.framework_id)
                     })
                     .filter(|t| agent.as_ref().is_none_or(|a| a.as_str() == t.agent_id))
-                    .filter(|t| {
-                        states.is_empty() || states.iter().any(|s| i32::from(*s) == t.state)
-                    })
+                    .filter(|t| states.is_empty() || states.iter().any(|s| s.to_i32() == t.state))
                     .collect();
                 // Stable order for paging: framework, then task ID.
                 tasks.sort_by(|a, b| (&a.framework_id, &a.id).cmp(&(&b.framework_id, &b.id)));
@@ -218,7 +220,9 @@ impl MasterCore {
                         "resources cannot be reserved to the default role *".into(),
                     ));
                 }
-                self.allocator.reserve(&agent, &role, &resources)?;
+                self.allocator
+                    .reserve(&agent, &role, &resources)
+                    .map_err(refused)?;
                 self.note_reservations(&agent);
                 self.allocate_soon();
                 OperatorResponse::Done
@@ -229,7 +233,9 @@ impl MasterCore {
                 resources,
             } => {
                 self.agent_mut(&agent)?;
-                self.allocator.unreserve(&agent, &role, &resources)?;
+                self.allocator
+                    .unreserve(&agent, &role, &resources)
+                    .map_err(refused)?;
                 self.note_reservations(&agent);
                 self.allocate_soon();
                 OperatorResponse::Done
@@ -261,7 +267,9 @@ impl MasterCore {
                 a.drain = None;
                 // A recovered agent that has not re-registered is not in the allocator yet.
                 if self.allocator.agent(&agent).is_some() {
-                    self.allocator.set_agent_draining(&agent, false)?;
+                    self.allocator
+                        .set_agent_draining(&agent, false)
+                        .map_err(refused)?;
                 }
                 self.persist_agent(&agent, before);
                 self.allocate_soon();
@@ -365,7 +373,9 @@ impl MasterCore {
         // A recovered agent that has not re-registered is not in the allocator yet; it
         // re-registers draining.
         if self.allocator.agent(id).is_some() {
-            self.allocator.set_agent_draining(id, true)?;
+            self.allocator
+                .set_agent_draining(id, true)
+                .map_err(refused)?;
         }
         self.persist_agent(id, before);
         for offer in self.offers_where(|o| &o.agent == id) {
@@ -410,7 +420,7 @@ impl MasterCore {
                     id: a.id.to_string(),
                     hostname: a.info.hostname.clone(),
                     address: a.info.address.clone(),
-                    state: i32::from(a.state),
+                    state: a.state.to_i32(),
                     total: Some((&a.info.resources).into()),
                     used: Some((&used).into()),
                     reserved: Some((&reserved).into()),
@@ -453,7 +463,7 @@ impl MasterCore {
                     id: f.id.to_string(),
                     name: f.info.name.clone(),
                     user: f.info.user.clone(),
-                    state: i32::from(f.state),
+                    state: f.state.to_i32(),
                     roles: f.info.roles.iter().map(ToString::to_string).collect(),
                     suppressed_roles: f.suppressed.iter().map(ToString::to_string).collect(),
                     allocated: Some((&allocated).into()),
@@ -481,8 +491,8 @@ impl MasterCore {
                     .as_ref()
                     .map(ToString::to_string)
                     .unwrap_or_default(),
-                state: i32::from(t.status.state),
-                reason: i32::from(t.status.reason),
+                state: t.status.state.to_i32(),
+                reason: t.status.reason.to_i32(),
                 message: t.status.message.clone(),
                 resources: Some((&t.meta.resources).into()),
                 usage: t.status.usage.map(Into::into),

@@ -110,7 +110,7 @@ impl From<&FrameworkInfo> for v1::FrameworkInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use corral_allocator::{Resources, Role};
+    use corral_types::{Resources, Role};
 
     #[test]
     fn agent_and_framework_infos_round_trip() {
@@ -139,7 +139,7 @@ mod tests {
             "{err}"
         );
         let framework = FrameworkInfo {
-            id: Some(corral_allocator::FrameworkId::new("f-1").unwrap()),
+            id: Some(corral_types::FrameworkId::new("f-1").unwrap()),
             name: "batch".into(),
             user: "me".into(),
             roles: vec![Role::new("eng/batch").unwrap(), Role::default_role()],

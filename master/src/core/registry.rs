@@ -15,8 +15,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corral_allocator::{AgentId, FrameworkId, Quota, Resources, Role, Timestamp, Weight};
-use corral_proto::{AgentState, Digest, FrameworkState};
+use corral_types::{
+    AgentId, AgentState, Digest, FrameworkId, FrameworkState, Quota, Resources, Role, Timestamp,
+    Weight,
+};
 
 use super::{Agent, AgentInfo, Effect, Framework, FrameworkInfo, MasterCore};
 

@@ -1,7 +1,8 @@
 //! The AgentLink service: each agent's bidirectional stream, and module fetches.
 
 use corral_proto::convert::{parse_id, require};
-use corral_proto::{Digest, ProtoError, TaskStatus, v1};
+use corral_proto::{ProtoError, TaskStatus, v1};
+use corral_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};

@@ -16,7 +16,8 @@ pub(crate) use scheduler::SchedulerService;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use corral_proto::{Digest, ProtoError, ServiceError};
+use corral_proto::{ProtoError, ServiceError};
+use corral_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;

@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
+use corral_proto::ProtoEnum;
 use corral_proto::convert::{parse_optional_id, parse_role, parse_weight, require};
-use corral_proto::{ProtoError, ServiceError, TaskState, limits, v1};
+use corral_proto::{ProtoError, ServiceError, limits, v1};
+use corral_types::TaskState;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::artifacts::ArtifactStore;

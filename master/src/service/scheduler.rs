@@ -3,7 +3,8 @@
 use corral_proto::convert::{
     parse_id, parse_ids, parse_optional_id, parse_roles, refuse_duration, require,
 };
-use corral_proto::{ProtoError, TaskId, TaskInfo, UpdateUuid, v1};
+use corral_proto::{ProtoError, TaskInfo, UpdateUuid, v1};
+use corral_types::TaskId;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 

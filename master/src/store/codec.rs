@@ -4,9 +4,10 @@
 //! when fields are added, and reuses the `corral.v1` messages for infos, resources and
 //! quotas.
 
-use corral_allocator::{Quota, Role, Weight};
+use corral_proto::ProtoEnum;
 use corral_proto::convert::parse_id;
-use corral_proto::{AgentState, Digest, ProtoError, v1};
+use corral_proto::{ProtoError, v1};
+use corral_types::{AgentState, Digest, Quota, Role, Weight};
 use prost::Message;
 
 use super::StoreError;
@@ -96,7 +97,7 @@ pub(crate) fn encode(write: &RegistryWrite) -> KeyWrite {
                 AgentPb {
                     id: a.id.to_string(),
                     info: Some((&a.info).into()),
-                    state: i32::from(a.state),
+                    state: a.state.to_i32(),
                     registered_unix_millis: a.registered_unix_millis,
                     drain: a.drain.map(|d| DrainPb {
                         deadline_unix_millis: d.deadline_unix_millis,
@@ -249,7 +250,7 @@ fn decode_one(out: &mut Recovered, key: &str, value: &[u8]) -> Result<(), String
 pub(crate) mod tests {
     use std::time::Duration;
 
-    use corral_allocator::{Limits, Resources};
+    use corral_types::{QuotaLimits, Resources};
 
     use super::*;
 
@@ -295,7 +296,7 @@ pub(crate) mod tests {
                 role,
                 quota: Some(Quota {
                     guarantee: Resources::new().with_cpus_milli(1000),
-                    limit: Limits::at_most(Resources::new().with_mem_mib(1024)),
+                    limit: QuotaLimits::at_most(Resources::new().with_mem_mib(1024)),
                 }),
             },
             RegistryWrite::Artifact(ArtifactRecord {

@@ -577,8 +577,8 @@ mod tests {
 
         let many: Vec<RegistryWrite> = (0..300)
             .map(|i| RegistryWrite::Weight {
-                role: corral_allocator::Role::new(format!("r{i}")).unwrap(),
-                weight: corral_allocator::Weight::new(1.0).unwrap(),
+                role: corral_types::Role::new(format!("r{i}")).unwrap(),
+                weight: corral_types::Weight::new(1.0).unwrap(),
             })
             .collect();
         let txns = r.transactions(&many);

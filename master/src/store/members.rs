@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_proto::Digest;
+use corral_types::Digest;
 use tokio::sync::watch;
 use tonic::transport::Channel;
 

@@ -97,7 +97,7 @@ async fn uploaded_modules_can_be_fetched_by_agents() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.digest, corral_proto::Digest::of(&data).to_string());
+    assert_eq!(r.digest, corral_types::Digest::of(&data).to_string());
 
     let mut link = limits::agent_link_client(m.channel.clone());
     let mut stream = link
@@ -115,7 +115,7 @@ async fn uploaded_modules_can_be_fetched_by_agents() {
     assert_eq!(got, data);
     let err = link
         .fetch_module(v1::FetchModuleRequest {
-            digest: corral_proto::Digest::of(b"missing").to_string(),
+            digest: corral_types::Digest::of(b"missing").to_string(),
             offset: 0,
         })
         .await

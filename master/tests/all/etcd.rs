@@ -355,7 +355,7 @@ async fn an_upload_is_on_both_masters_and_a_leader_missing_it_fetches_it_from_th
     );
     assert_eq!(std::fs::read(file(&leader)).unwrap(), module);
     // A digest the index does not know is not looked for elsewhere.
-    let unknown = corral_proto::Digest::of(b"never uploaded").to_string();
+    let unknown = corral_types::Digest::of(b"never uploaded").to_string();
     let err = fetch_module(&leader.channel, &unknown).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound, "{err:?}");
     // A standby serves agents nothing: it redirects them to the leader.

@@ -275,7 +275,7 @@ pub(crate) fn task(id: &str, cpus_milli: u64) -> v1::TaskInfo {
         name: id.into(),
         module: Some(v1::ModuleRef {
             source: Some(v1::module_ref::Source::Digest(
-                corral_proto::Digest::of(b"module").to_string(),
+                corral_types::Digest::of(b"module").to_string(),
             )),
         }),
         resources: Some(resources(cpus_milli, 1 << 20)),

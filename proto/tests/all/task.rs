@@ -3,11 +3,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_allocator::Resources;
 use corral_proto::convert::each;
 use corral_proto::{
-    Digest, InputFile, InputSource, ModuleSource, ProtoError, Reason, StatusSource, TaskId,
-    TaskInfo, TaskLimits, TaskState, TaskStatus, TrapKind, UpdateUuid, Usage, v1,
+    InputFile, InputSource, ModuleSource, ProtoError, TaskInfo, TaskStatus, UpdateUuid, v1,
+};
+use corral_types::{
+    Digest, Reason, Resources, StatusSource, TaskId, TaskLimits, TaskState, TrapKind, Usage,
 };
 use prost::Message;
 

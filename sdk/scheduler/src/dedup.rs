@@ -13,7 +13,8 @@
 
 use std::num::NonZeroUsize;
 
-use corral_proto::{TaskId, UpdateUuid};
+use corral_proto::UpdateUuid;
+use corral_types::TaskId;
 use lru::LruCache;
 
 /// Uuids remembered per task.

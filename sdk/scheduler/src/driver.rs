@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use corral_proto::v1::call_request::{self, Kind};
 use corral_proto::v1::scheduler_client::SchedulerClient;
-use corral_proto::{AgentId, FrameworkId, OfferId, TaskId, TaskInfo, TaskStatus, UpdateUuid, v1};
+use corral_proto::{TaskInfo, TaskStatus, UpdateUuid, v1};
+use corral_types::{AgentId, FrameworkId, OfferId, TaskId};
 use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 use tracing::{debug, warn};

@@ -106,10 +106,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use backoff::BackoffConfig;
-pub use corral_allocator::{Resources, Role};
-pub use corral_proto::{
-    AgentId, Digest, FrameworkId, ModuleSource, OfferId, Reason, TaskId, TaskInfo, TaskLimits,
-    TaskState, TaskStatus, UpdateUuid,
+pub use corral_proto::{ModuleSource, TaskInfo, TaskStatus, UpdateUuid};
+pub use corral_types::{
+    AgentId, Digest, FrameworkId, OfferId, Reason, Resources, Role, TaskId, TaskLimits, TaskState,
 };
 pub use driver::Driver;
 pub use error::SdkError;

@@ -18,8 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use corral_allocator::{Resources, ScalarName};
-use corral_proto::OfferId;
+use corral_types::{OfferId, Resources, ScalarName};
 
 use crate::offer::Offer;
 

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use corral_allocator::{Resources, Role};
 use corral_proto::convert::{each, parse_id, parse_role, require};
-use corral_proto::{AgentId, Digest, FrameworkId, OfferId, ProtoError, v1};
+use corral_proto::{ProtoError, v1};
+use corral_types::{AgentId, Digest, FrameworkId, OfferId, Resources, Role};
 
 /// Resources of one agent offered to this framework in one role (see `Offer` in
 /// `scheduler.proto`), validated.

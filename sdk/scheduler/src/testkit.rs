@@ -18,11 +18,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use corral_allocator::{Resources, Role, ScalarName};
 use corral_proto::v1::scheduler_server::Scheduler as SchedulerService;
-use corral_proto::{
-    AgentId, Digest, FrameworkId, OfferId, Reason, ServiceError, StatusSource, TaskId, TaskState,
-    TaskStatus, UpdateUuid, limits, v1,
+use corral_proto::{ServiceError, TaskStatus, UpdateUuid, limits, v1};
+use corral_types::{
+    AgentId, Digest, FrameworkId, OfferId, Reason, Resources, Role, ScalarName, StatusSource,
+    TaskId, TaskState,
 };
 use tokio::sync::{Mutex as AsyncMutex, mpsc};
 use tokio_stream::wrappers::ReceiverStream;

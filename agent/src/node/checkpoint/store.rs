@@ -144,7 +144,7 @@ fn read(db: &Database) -> Result<Result<Recovered, String>, redb::Error> {
     let agent_id = match meta.get(AGENT_ID_KEY)? {
         None => None,
         Some(value) => match std::str::from_utf8(value.value()) {
-            Ok(id) if corral_proto::AgentId::new(id).is_ok() => Some(id.to_owned()),
+            Ok(id) if corral_types::AgentId::new(id).is_ok() => Some(id.to_owned()),
             _ => return Ok(Err("the agent id is not a valid id".into())),
         },
     };

@@ -2,7 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use corral_proto::{TaskState, v1};
+use corral_proto::{ProtoEnum, v1};
+use corral_types::{Reason, StatusSource, TaskState};
 
 use super::*;
 
@@ -11,11 +12,11 @@ fn status(task: &str, seq: u8, state: TaskState) -> v1::TaskStatus {
         task_id: task.into(),
         framework_id: "fw".into(),
         agent_id: "S1".into(),
-        state: state.into(),
-        reason: corral_proto::Reason::Launched.into(),
+        state: state.to_i32(),
+        reason: Reason::Launched.to_i32(),
         message: String::new(),
         uuid: vec![seq; 16].into(),
-        source: corral_proto::StatusSource::Agent.into(),
+        source: StatusSource::Agent.to_i32(),
         ..Default::default()
     }
 }
@@ -25,7 +26,7 @@ fn record(task: &str, state: TaskState) -> TaskRecord {
         framework_id: "fw".into(),
         task_id: task.into(),
         sandbox: format!("/sandboxes/fw/{task}.1"),
-        state: state.into(),
+        state: state.to_i32(),
         stdout: state.is_terminal().then(|| b"out".to_vec()),
         stderr: None,
     }

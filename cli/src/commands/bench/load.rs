@@ -184,7 +184,7 @@ impl State {
 }
 
 /// The ID of the `n`th task of a run.
-fn task_id(prefix: &str, n: usize) -> Result<TaskId, corral_proto::IdError> {
+fn task_id(prefix: &str, n: usize) -> Result<TaskId, corral_types::IdError> {
     TaskId::new(format!("{prefix}-{n}"))
 }
 

@@ -4,10 +4,8 @@ use std::collections::HashMap;
 
 use super::{AgentSpec, Allocator, UsedResources};
 use crate::error::AllocatorError;
-use crate::ids::{AgentId, FrameworkId};
-use crate::resources::{Allocation, Resources};
-use crate::role::Role;
 use crate::state::{AgentState, Reservation};
+use corral_types::{AgentId, Allocation, FrameworkId, Resources, Role};
 
 impl Allocator {
     /// Adds an agent. `used` lists what frameworks already run there (an agent re-registering

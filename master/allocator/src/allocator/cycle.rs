@@ -29,9 +29,8 @@ use std::collections::HashMap;
 
 use super::roles::Claims;
 use super::{Allocator, NONE, Offer};
-use crate::ids::Timestamp;
-use crate::resources::{Allocation, Resources};
 use crate::sorter::ClientId;
+use corral_types::{Allocation, Resources, Timestamp};
 
 /// Up to this many unfiltered frameworks, pick the first directly (see `try_offer`).
 const DIRECT_PICK_LIMIT: usize = 64;

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use super::{Allocator, NONE};
 use crate::error::AllocatorError;
-use crate::ids::{AgentId, FrameworkId, Timestamp};
-use crate::resources::{Allocation, Resources};
-use crate::role::Role;
 use crate::state::{FrameworkState, Subscription};
+use corral_types::{AgentId, Allocation, FrameworkId, Resources, Role, Timestamp};
 
 impl Allocator {
     pub(super) fn framework_slot(&self, id: &FrameworkId) -> Result<u32, AllocatorError> {

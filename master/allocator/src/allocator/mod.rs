@@ -12,11 +12,9 @@ mod roles;
 use std::collections::HashMap;
 
 use crate::filters::{Bitset, FilterTable};
-use crate::ids::{AgentId, FrameworkId};
-use crate::resources::{Allocation, Resources};
-use crate::role::{Quota, Role, Weight};
 use crate::sorter::{Sorter, SorterFactory, SorterKind};
 use crate::state::{AgentState, FrameworkState, RoleState, Slab, Subscription};
+use corral_types::{AgentId, Allocation, FrameworkId, Quota, Resources, Role, Weight};
 
 /// Allocator settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,9 +9,8 @@ use std::collections::HashMap;
 
 use super::Allocator;
 use crate::error::{AllocatorError, QuotaError};
-use crate::resources::Resources;
-use crate::role::{Quota, Role, Weight};
 use crate::state::RoleState;
+use corral_types::{Quota, Resources, Role, Weight};
 
 impl Allocator {
     /// The role's slot, creating it (and its ancestors) if needed.

@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use super::tree::{ROOT, Tree};
 use super::{ClientId, Sorter};
-use crate::resources::Resources;
-use crate::role::Weight;
+use corral_types::{Resources, Weight};
 
 /// Position of a node among its siblings.
 #[derive(Debug, Clone)]

@@ -29,8 +29,7 @@ use std::fmt;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use crate::resources::Resources;
-use crate::role::Weight;
+use corral_types::{Resources, Weight};
 
 /// A client of one sorter. Dense and reused after removal; meaningless across sorters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -10,8 +10,7 @@ use rand::rngs::StdRng;
 
 use super::tree::{ROOT, Tree};
 use super::{ClientId, Sorter};
-use crate::resources::Resources;
-use crate::role::Weight;
+use corral_types::{Resources, Weight};
 
 /// Weighted random sorter. See the module docs.
 #[derive(Debug, Clone)]

@@ -8,8 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::ClientId;
-use crate::resources::Resources;
-use crate::role::Weight;
+use corral_types::{Resources, Weight};
 
 pub(super) const ROOT: u32 = 0;
 const VIRTUAL: &str = ".";

@@ -2,9 +2,9 @@
 //! reservations, minimum allocatable resources.
 
 use corral_allocator::{
-    AgentSpec, Allocation, Allocator, AllocatorConfig, AllocatorError, Resources, SorterKind,
-    UsedResources, Weight,
+    AgentSpec, Allocator, AllocatorConfig, AllocatorError, SorterKind, UsedResources,
 };
+use corral_types::{Allocation, Resources, Weight};
 
 use crate::{agent, at, cluster, cpus_by_framework, decline, fw, recover, res, role, secs};
 

@@ -1,9 +1,7 @@
 //! Bad input gets clear, typed errors and changes nothing.
 
-use corral_allocator::{
-    AgentId, AgentSpec, Allocation, Allocator, AllocatorConfig, AllocatorError, FrameworkId,
-    IdError, Limits, Quota, QuotaError, Resources, Role, RoleError, Weight,
-};
+use corral_allocator::{AgentSpec, Allocator, AllocatorConfig, AllocatorError, QuotaError};
+use corral_types::{Allocation, Quota, QuotaLimits, Resources, Role, RoleError, Weight};
 
 use crate::{agent, at, cluster, fw, res, role, secs};
 
@@ -36,15 +34,6 @@ fn invalid_role_names() {
 }
 
 #[test]
-fn invalid_ids() {
-    assert!(matches!(AgentId::new(""), Err(IdError::Invalid { .. })));
-    assert!(matches!(
-        FrameworkId::new("a/b"),
-        Err(IdError::Invalid { .. })
-    ));
-}
-
-#[test]
 fn zero_negative_nan_and_absurd_weights() {
     for w in [
         0.0,
@@ -73,7 +62,7 @@ fn guarantee_above_limit() {
     let mut a = cluster(1, &res(8, 1024));
     let q = Quota {
         guarantee: res(4, 0),
-        limit: Limits::at_most(res(2, 0)),
+        limit: QuotaLimits::at_most(res(2, 0)),
     };
     let err = a.set_quota(&role("r"), q, true).unwrap_err();
     assert!(matches!(
@@ -88,7 +77,7 @@ fn absurd_quotas_overflow() {
     let mut a = cluster(1, &res(8, 1024));
     let huge = Quota {
         guarantee: Resources::new().with_cpus_milli(u64::MAX / 2 + 1),
-        limit: Limits::unlimited(),
+        limit: QuotaLimits::unlimited(),
     };
     a.set_quota(&role("x"), huge.clone(), true).unwrap();
     let err = a.set_quota(&role("y"), huge, true).unwrap_err();
@@ -106,7 +95,7 @@ fn guarantees_beyond_the_cluster_need_force() {
     let mut a = cluster(2, &res(4, 1024));
     let q = |cpus| Quota {
         guarantee: res(cpus, 0),
-        limit: Limits::unlimited(),
+        limit: QuotaLimits::unlimited(),
     };
     a.set_quota(&role("x"), q(6), false).unwrap();
     let err = a.set_quota(&role("y"), q(4), false).unwrap_err();
@@ -124,7 +113,7 @@ fn subrole_guarantees_must_fit_in_the_parent() {
     let mut a = cluster(4, &res(4, 1024));
     let q = |cpus| Quota {
         guarantee: res(cpus, 0),
-        limit: Limits::unlimited(),
+        limit: QuotaLimits::unlimited(),
     };
     a.set_quota(&role("eng"), q(4), false).unwrap();
     a.set_quota(&role("eng/a"), q(3), false).unwrap();
@@ -147,7 +136,7 @@ fn limit_below_consumption_needs_force() {
     a.allocate(at(0));
     let q = Quota {
         guarantee: Resources::new(),
-        limit: Limits::at_most(res(1, 0)),
+        limit: QuotaLimits::at_most(res(1, 0)),
     };
     assert!(matches!(
         quota_error(a.set_quota(&role("r"), q.clone(), false).unwrap_err()),

@@ -12,9 +12,8 @@ mod sorter;
 
 use std::time::Duration;
 
-use corral_allocator::{
-    AgentId, AgentSpec, Allocator, AllocatorConfig, FrameworkId, Offer, Resources, Role, Timestamp,
-};
+use corral_allocator::{AgentSpec, Allocator, AllocatorConfig, Offer};
+use corral_types::{AgentId, FrameworkId, Resources, Role, Timestamp};
 
 /// `cpus` whole cpus and `mem` MiB.
 pub(crate) fn res(cpus: u64, mem_mib: u64) -> Resources {

@@ -12,10 +12,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use corral_allocator::{
-    AgentId, AgentSpec, Allocation, Allocator, AllocatorConfig, FrameworkId, Limits, Offer, Quota,
-    Resources, Role, SorterKind, Weight,
-};
+use corral_allocator::{AgentSpec, Allocator, AllocatorConfig, Offer, SorterKind};
+use corral_types::{AgentId, Allocation, FrameworkId, Quota, QuotaLimits, Resources, Role, Weight};
 use proptest::prelude::*;
 
 use crate::{at, res, role, secs};
@@ -221,7 +219,7 @@ fn apply(a: &mut Allocator, m: &mut Model, op: Op) -> Result<(), TestCaseError> 
         Op::SetGuarantee { role: r, cpus } => {
             let q = Quota {
                 guarantee: res(cpus, 0),
-                limit: Limits::unlimited(),
+                limit: QuotaLimits::unlimited(),
             };
             if a.set_quota(&role(ROLES[r]), q.clone(), false).is_ok() {
                 m.quotas.insert(role(ROLES[r]), q);
@@ -230,7 +228,7 @@ fn apply(a: &mut Allocator, m: &mut Model, op: Op) -> Result<(), TestCaseError> 
         Op::SetLimit { role: r, cpus } => {
             let q = Quota {
                 guarantee: Resources::new(),
-                limit: Limits::at_most(res(cpus, 0)).with_none_of(&if cpus == 0 {
+                limit: QuotaLimits::at_most(res(cpus, 0)).with_none_of(&if cpus == 0 {
                     res(1, 0)
                 } else {
                     Resources::new()
@@ -310,7 +308,7 @@ fn check_cycle(
             );
         }
     }
-    // Limits: a cycle never takes consumption of a limited kind past the limit.
+    // QuotaLimits: a cycle never takes consumption of a limited kind past the limit.
     for (r, q) in &m.quotas {
         let Some(bound) = (if q.limit.is_unlimited() {
             None

@@ -1,21 +1,21 @@
 //! Quotas: guarantees are offered first and held back as headroom; limits are never
 //! exceeded, including by subroles.
 
-use corral_allocator::{Limits, Quota, Weight};
+use corral_types::{Quota, QuotaLimits, Weight};
 
 use crate::{at, cluster, cpus_by_framework, fw, res, role};
 
 fn guarantee(cpus: u64) -> Quota {
     Quota {
         guarantee: res(cpus, 0),
-        limit: Limits::unlimited(),
+        limit: QuotaLimits::unlimited(),
     }
 }
 
 fn limit(cpus: u64) -> Quota {
     Quota {
         guarantee: Default::default(),
-        limit: Limits::at_most(res(cpus, 0)),
+        limit: QuotaLimits::at_most(res(cpus, 0)),
     }
 }
 

@@ -4,7 +4,8 @@
 //! Totals are chosen so that a share is easy to read: cpus in whole cpus of 100 total
 //! (`r(5, 5)` is 5 cpus and 5 bytes of 100 each, a share of .05).
 
-use corral_allocator::{DrfSorter, RandomSorter, Resources, Sorter, Weight};
+use corral_allocator::{DrfSorter, RandomSorter, Sorter};
+use corral_types::{Resources, Weight};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 

@@ -20,7 +20,7 @@ fn agent_registration_assigns_an_id_and_asks_for_allocation() {
             Effect::Persist(RegistryWrite::Agent(AgentRecord {
                 id: AgentId::new("m-S1").unwrap(),
                 info: agent_info(),
-                state: corral_proto::AgentState::Admitted,
+                state: corral_types::AgentState::Admitted,
                 registered_unix_millis: 1_000_000,
                 drain: None,
                 reservations: vec![],

@@ -122,14 +122,14 @@ fn operator_weights_quotas_and_listings() {
     let r = core.handle(
         Event::Operator(OperatorRequest::SetWeight {
             role: role.clone(),
-            weight: corral_allocator::Weight::new(2.0).unwrap(),
+            weight: corral_types::Weight::new(2.0).unwrap(),
         }),
         ms(2),
     );
     assert!(r.contains(&Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))));
-    let quota = corral_allocator::Quota {
+    let quota = corral_types::Quota {
         guarantee: res(1000, 0),
-        limit: corral_allocator::Limits::unlimited(),
+        limit: corral_types::QuotaLimits::unlimited(),
     };
     core.handle(
         Event::Operator(OperatorRequest::SetQuota {

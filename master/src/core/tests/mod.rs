@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_allocator::{FrameworkId, Resources, Role, Timestamp};
-use corral_proto::{
-    AgentId, OfferId, Reason, ServiceError, StatusSource, TaskId, TaskInfo, TaskState, TaskStatus,
-    UpdateUuid, v1,
+use corral_proto::{ServiceError, TaskInfo, TaskStatus, UpdateUuid, v1};
+use corral_types::{
+    AgentId, FrameworkId, OfferId, Reason, Resources, Role, StatusSource, TaskId, TaskState,
+    Timestamp,
 };
 
 use super::*;
@@ -175,7 +175,7 @@ fn task(id: &str, cpus_milli: u64, mem_mib: u64) -> LaunchTask {
         task_id: id.into(),
         module: Some(v1::ModuleRef {
             source: Some(v1::module_ref::Source::Digest(
-                corral_proto::Digest::of(b"m").to_string(),
+                corral_types::Digest::of(b"m").to_string(),
             )),
         }),
         resources: Some((&res(cpus_milli, mem_mib)).into()),

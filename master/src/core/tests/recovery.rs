@@ -1,7 +1,6 @@
 //! Recovery from the registry: what comes back at once, what must come back in time.
 
-use corral_allocator::{Quota, Weight};
-use corral_proto::FrameworkState;
+use corral_types::{FrameworkState, Quota, Weight};
 
 use super::*;
 
@@ -225,7 +224,7 @@ fn recovered_frameworks_must_resubscribe_within_their_failover_timeout() {
 fn weights_quotas_reservations_and_drain_are_back_before_agents_return() {
     let quota = Quota {
         guarantee: res(1000, 0),
-        limit: corral_allocator::Limits::unlimited(),
+        limit: corral_types::QuotaLimits::unlimited(),
     };
     let mut draining = agent_record("old-S1", AgentState::Draining);
     draining.drain = Some(DrainRecord {
@@ -307,7 +306,7 @@ fn launches_status_updates_and_acks_write_nothing() {
 #[test]
 fn uploaded_modules_are_recorded_once() {
     let mut core = MasterCore::new(config());
-    let digest = corral_proto::Digest::of(b"module");
+    let digest = corral_types::Digest::of(b"module");
     let record = || OperatorRequest::RecordArtifact { digest, size: 6 };
     let fx = core.handle(Event::Operator(record()), ms(5));
     assert_eq!(

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::resources::{Kind, Resources};
+use crate::resources::{ResourceKind, Resources};
 
 /// A role name failed validation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -165,14 +165,14 @@ impl fmt::Display for Weight {
 /// Upper bounds per resource kind. A kind that is not set is unlimited; a kind set to zero
 /// allows none. (This is why limits are not a [`Resources`], where absent means zero.)
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Limits {
+pub struct QuotaLimits {
     /// The bounded kinds and their bounds.
     bounded: Resources,
     /// Kinds explicitly bounded at zero (absent from `bounded`, which drops zeros).
     zero: Resources,
 }
 
-impl Limits {
+impl QuotaLimits {
     /// No bound on anything.
     pub fn unlimited() -> Self {
         Self::default()
@@ -200,7 +200,7 @@ impl Limits {
     }
 
     /// The bound for one kind, `None` when unlimited.
-    pub(crate) fn bound(&self, kind: Kind<'_>) -> Option<u64> {
+    pub fn bound(&self, kind: ResourceKind<'_>) -> Option<u64> {
         if self.zero.get(kind) > 0 {
             Some(0)
         } else {
@@ -214,7 +214,7 @@ impl Limits {
     }
 
     /// The kinds bounded at zero, each marked with a non-zero amount (see
-    /// [`Limits::with_none_of`]).
+    /// [`QuotaLimits::with_none_of`]).
     pub fn none_of(&self) -> &Resources {
         &self.zero
     }
@@ -226,7 +226,7 @@ impl Limits {
     }
 
     /// `r` shrunk so that `consumed + r` stays within every bound.
-    pub(crate) fn cap(&self, consumed: &Resources, r: &Resources) -> Resources {
+    pub fn cap(&self, consumed: &Resources, r: &Resources) -> Resources {
         if self.is_unlimited() {
             return r.clone();
         }
@@ -243,7 +243,7 @@ impl Limits {
     }
 }
 
-impl fmt::Debug for Limits {
+impl fmt::Debug for QuotaLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_unlimited() {
             return f.write_str("unlimited");
@@ -268,7 +268,7 @@ pub struct Quota {
     /// Guaranteed resources (absent kinds: no guarantee).
     pub guarantee: Resources,
     /// Upper bounds (absent kinds: unlimited).
-    pub limit: Limits,
+    pub limit: QuotaLimits,
 }
 
 #[cfg(test)]
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn limits_cap_and_allow() {
-        let limit = Limits::at_most(Resources::new().with_cpus_milli(4000))
+        let limit = QuotaLimits::at_most(Resources::new().with_cpus_milli(4000))
             .with_none_of(&Resources::new().with_disk_bytes(1));
         let consumed = Resources::new().with_cpus_milli(3000);
         let want = Resources::new()
@@ -346,6 +346,6 @@ mod tests {
             )
         );
         assert!(!limit.allows(&Resources::new().with_disk_bytes(1)));
-        assert!(Limits::unlimited().allows(&Resources::new().with_cpus_milli(u64::MAX)));
+        assert!(QuotaLimits::unlimited().allows(&Resources::new().with_cpus_milli(u64::MAX)));
     }
 }

@@ -265,7 +265,7 @@ impl Resources {
     }
 
     /// Keeps only the kinds that are non-zero in `kinds`.
-    pub(crate) fn restrict_to(&self, kinds: &Resources) -> Resources {
+    pub fn restrict_to(&self, kinds: &Resources) -> Resources {
         let keep = |k: u64, v: u64| if k > 0 { v } else { 0 };
         Resources {
             cpus: keep(kinds.cpus, self.cpus),
@@ -281,7 +281,7 @@ impl Resources {
     }
 
     /// Drops the kinds that are non-zero in `kinds`.
-    pub(crate) fn without_kinds_of(&self, kinds: &Resources) -> Resources {
+    pub fn without_kinds_of(&self, kinds: &Resources) -> Resources {
         let keep = |k: u64, v: u64| if k > 0 { 0 } else { v };
         Resources {
             cpus: keep(kinds.cpus, self.cpus),
@@ -313,42 +313,52 @@ impl Resources {
     }
 
     /// Per-kind view for code that treats every kind alike (limits, tests).
-    pub(crate) fn kinds(&self) -> impl Iterator<Item = (Kind<'_>, u64)> {
+    pub fn kinds(&self) -> impl Iterator<Item = (ResourceKind<'_>, u64)> {
         [
-            (Kind::Cpus, self.cpus),
-            (Kind::Mem, self.mem),
-            (Kind::Disk, self.disk),
+            (ResourceKind::Cpus, self.cpus),
+            (ResourceKind::Mem, self.mem),
+            (ResourceKind::Disk, self.disk),
         ]
         .into_iter()
         .filter(|(_, v)| *v > 0)
-        .chain(self.scalars.iter().map(|(n, v)| (Kind::Scalar(n), *v)))
+        .chain(
+            self.scalars
+                .iter()
+                .map(|(n, v)| (ResourceKind::Scalar(n), *v)),
+        )
     }
 
-    pub(crate) fn get(&self, kind: Kind<'_>) -> u64 {
+    /// The amount of one kind (0 when absent).
+    pub fn get(&self, kind: ResourceKind<'_>) -> u64 {
         match kind {
-            Kind::Cpus => self.cpus,
-            Kind::Mem => self.mem,
-            Kind::Disk => self.disk,
-            Kind::Scalar(n) => self.scalar_milli(n.as_str()),
+            ResourceKind::Cpus => self.cpus,
+            ResourceKind::Mem => self.mem,
+            ResourceKind::Disk => self.disk,
+            ResourceKind::Scalar(n) => self.scalar_milli(n.as_str()),
         }
     }
 
-    pub(crate) fn set(&mut self, kind: Kind<'_>, value: u64) {
+    /// Sets the amount of one kind (zero removes a custom scalar).
+    pub fn set(&mut self, kind: ResourceKind<'_>, value: u64) {
         match kind {
-            Kind::Cpus => self.cpus = value,
-            Kind::Mem => self.mem = value,
-            Kind::Disk => self.disk = value,
-            Kind::Scalar(n) => *self = std::mem::take(self).with_scalar_milli(n, value),
+            ResourceKind::Cpus => self.cpus = value,
+            ResourceKind::Mem => self.mem = value,
+            ResourceKind::Disk => self.disk = value,
+            ResourceKind::Scalar(n) => *self = std::mem::take(self).with_scalar_milli(n, value),
         }
     }
 }
 
 /// One resource kind, borrowed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind<'a> {
+pub enum ResourceKind<'a> {
+    /// CPU, in milli-cpus.
     Cpus,
+    /// Memory, in bytes.
     Mem,
+    /// Disk, in bytes.
     Disk,
+    /// A custom scalar, in milli-units.
     Scalar(&'a ScalarName),
 }
 
@@ -504,14 +514,16 @@ impl Allocation {
         self.unreserved.contains(&other.unreserved) && self.reserved.contains(&other.reserved)
     }
 
-    pub(crate) fn saturating_add(&self, other: &Allocation) -> Allocation {
+    /// Both parts added, clamping at `u64::MAX`.
+    pub fn saturating_add(&self, other: &Allocation) -> Allocation {
         Allocation {
             unreserved: self.unreserved.saturating_add(&other.unreserved),
             reserved: self.reserved.saturating_add(&other.reserved),
         }
     }
 
-    pub(crate) fn saturating_sub(&self, other: &Allocation) -> Allocation {
+    /// Both parts subtracted, clamping at zero.
+    pub fn saturating_sub(&self, other: &Allocation) -> Allocation {
         Allocation {
             unreserved: self.unreserved.saturating_sub(&other.unreserved),
             reserved: self.reserved.saturating_sub(&other.reserved),

@@ -1,15 +1,12 @@
-//! Typed IDs.
+//! Typed IDs: [`AgentId`], [`FrameworkId`], [`TaskId`], [`OfferId`], one rule set for all.
 //!
-//! [`AgentId`] and [`FrameworkId`] are the allocator's own types, re-exported so the system has
-//! one type per concept; [`TaskId`] and [`OfferId`] are defined here with the same rules. Every
-//! ID that crosses the wire is checked by [`ProtoId::parse`], which adds the length bound the
-//! allocator does not enforce (IDs name sandbox directories, and file names are limited to 255
-//! bytes).
+//! IDs validate like Mesos IDs, plus a length bound: 1 to [`MAX_ID_BYTES`] bytes, not `.` or
+//! `..`, no `/`, `\` or control character. IDs name sandbox directories (file names are limited
+//! to 255 bytes) and a framework ID names a client in the allocator's sorters, where `/` would
+//! mean hierarchy. Each is a shared string, cheap to clone.
 
 use std::fmt;
 use std::sync::Arc;
-
-pub use corral_allocator::{AgentId, FrameworkId};
 
 /// Longest ID, in bytes.
 pub const MAX_ID_BYTES: usize = 255;
@@ -28,9 +25,6 @@ pub enum IdProblem {
     Dots,
     /// Contains this forbidden character (`/`, `\` or a control character).
     ForbiddenChar(char),
-    /// Refused by corral-allocator's own check (cannot happen while its rules are a subset of
-    /// ours; kept so a divergence is an error rather than a panic).
-    RejectedByAllocator,
 }
 
 impl fmt::Display for IdProblem {
@@ -42,7 +36,6 @@ impl fmt::Display for IdProblem {
             }
             Self::Dots => f.write_str("must not be '.' or '..'"),
             Self::ForbiddenChar(c) => write!(f, "must not contain {c:?}"),
-            Self::RejectedByAllocator => f.write_str("is refused by the allocator"),
         }
     }
 }
@@ -60,7 +53,7 @@ pub struct IdError {
 }
 
 /// Checks the rules every ID follows: 1 to [`MAX_ID_BYTES`] bytes, not `.` or `..`, no `/`,
-/// `\` or control character. These are corral-allocator's rules plus the length bound.
+/// `\` or control character.
 pub fn validate_id(kind: &'static str, id: &str) -> Result<(), IdError> {
     let problem = if id.is_empty() {
         Some(IdProblem::Empty)
@@ -92,50 +85,18 @@ fn shorten(s: &str) -> String {
     }
 }
 
-fn rejected_by_allocator(kind: &'static str, id: &str) -> IdError {
-    IdError {
-        kind,
-        id: shorten(id),
-        problem: IdProblem::RejectedByAllocator,
-    }
-}
-
-/// An ID type that can be parsed from a proto string field.
-pub trait ProtoId: Sized {
+/// An ID type: what it identifies, and its text.
+///
+/// Generic code (parsing an ID field of a message, minting IDs) names IDs through it.
+pub trait Id: Sized + Clone + Eq + Ord + std::hash::Hash + fmt::Display + fmt::Debug {
     /// What it identifies, for messages: `"agent"`, `"framework"`, `"task"`, `"offer"`.
     const KIND: &'static str;
 
     /// Validates with [`validate_id`] and wraps.
     fn parse(id: &str) -> Result<Self, IdError>;
 
-    /// The ID text, for the wire.
+    /// The ID text.
     fn as_str(&self) -> &str;
-}
-
-impl ProtoId for AgentId {
-    const KIND: &'static str = "agent";
-
-    fn parse(id: &str) -> Result<Self, IdError> {
-        validate_id(Self::KIND, id)?;
-        AgentId::new(id).map_err(|_| rejected_by_allocator(Self::KIND, id))
-    }
-
-    fn as_str(&self) -> &str {
-        AgentId::as_str(self)
-    }
-}
-
-impl ProtoId for FrameworkId {
-    const KIND: &'static str = "framework";
-
-    fn parse(id: &str) -> Result<Self, IdError> {
-        validate_id(Self::KIND, id)?;
-        FrameworkId::new(id).map_err(|_| rejected_by_allocator(Self::KIND, id))
-    }
-
-    fn as_str(&self) -> &str {
-        FrameworkId::as_str(self)
-    }
 }
 
 macro_rules! id_type {
@@ -158,7 +119,7 @@ macro_rules! id_type {
             }
         }
 
-        impl ProtoId for $name {
+        impl Id for $name {
             const KIND: &'static str = $kind;
 
             fn parse(id: &str) -> Result<Self, IdError> {
@@ -166,6 +127,12 @@ macro_rules! id_type {
             }
 
             fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
                 &self.0
             }
         }
@@ -192,12 +159,22 @@ macro_rules! id_type {
 }
 
 id_type!(
-    /// A task, named by its framework; unique within that framework. Cheap to clone.
+    /// An agent, named by the master that admitted it.
+    AgentId,
+    "agent"
+);
+id_type!(
+    /// A framework, named by the master when it first subscribes.
+    FrameworkId,
+    "framework"
+);
+id_type!(
+    /// A task, named by its framework; unique within that framework.
     TaskId,
     "task"
 );
 id_type!(
-    /// An offer, named by the master. Cheap to clone.
+    /// An offer, named by the master.
     OfferId,
     "offer"
 );
@@ -221,7 +198,7 @@ mod tests {
         for (bad, problem) in cases {
             assert_eq!(TaskId::new(bad).unwrap_err().problem, problem, "{bad:?}");
             assert_eq!(AgentId::parse(bad).unwrap_err().problem, problem, "{bad:?}");
-            assert_eq!(FrameworkId::parse(bad).unwrap_err().problem, problem);
+            assert_eq!(FrameworkId::new(bad).unwrap_err().problem, problem);
         }
         let long = "x".repeat(MAX_ID_BYTES + 1);
         assert_eq!(
@@ -239,11 +216,5 @@ mod tests {
         );
         let err = OfferId::new("y".repeat(1000)).unwrap_err();
         assert!(err.to_string().len() < 150, "{err}");
-    }
-
-    #[test]
-    fn reexported_ids_are_the_allocators() {
-        let a: corral_allocator::AgentId = AgentId::parse("agent-7").unwrap();
-        assert_eq!(ProtoId::as_str(&a), "agent-7");
     }
 }
