@@ -1,5 +1,6 @@
 //! Builds the guest programs in `programs/` for wasm32-wasip1 and generates
-//! `$OUT_DIR/programs.rs` with one path constant per program, `ALL`, and `foreach_program!`.
+//! `$OUT_DIR/programs.rs` with one path constant per program, the programs' bytes
+//! (`embedded::*`), `ALL`, and `foreach_program!`.
 //!
 //! The nested cargo runs with a clean slate: every variable through which the outer (host)
 //! build configures cargo or rustc is removed, so host flags, wrappers, target dirs and
@@ -273,6 +274,23 @@ fn generate(names: &[String], release_dir: &Path) -> String {
             const_name(name)
         );
     }
+
+    code.push_str(
+        "\n/// The programs' bytes, compiled into whatever uses them: a binary that ships an \
+         example\n/// carries it and needs no file of the machine that built it.\n\
+         pub mod embedded {\n",
+    );
+    for name in names {
+        let wasm = release_dir.join(format!("{name}.wasm"));
+        let _ = writeln!(
+            code,
+            "    /// The `{name}` guest program's bytes.\n    \
+             pub const {}: &[u8] = include_bytes!({:?});",
+            const_name(name),
+            wasm.to_str().unwrap_or_default()
+        );
+    }
+    code.push_str("}\n");
 
     code.push_str("\n/// Every guest program as `(name, path)`, sorted by name.\n");
     code.push_str("pub const ALL: &[(&str, &str)] = &[\n");

@@ -283,9 +283,9 @@ pub(crate) struct BenchArgs {
     /// ones, to load the master alone.
     #[arg(long)]
     pub(crate) simulated_agents: Option<usize>,
-    /// The module every task runs (default: the `hello` example).
-    #[arg(long, default_value = corral_wasm_tasks::HELLO)]
-    pub(crate) module: String,
+    /// The module every task runs (default: the built-in `hello` example).
+    #[arg(long)]
+    pub(crate) module: Option<String>,
     /// CPU share of each task.
     #[arg(long, default_value = "0.01", value_parser = parse::cpus)]
     pub(crate) cpus: u64,

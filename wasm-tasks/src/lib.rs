@@ -19,8 +19,10 @@
 //! This is the pattern of wasmtime's `test-programs` crate.
 //!
 //! For each program `name` this crate exports `pub const NAME: &str`, the absolute path of
-//! its `.wasm` file (upper-cased, `-` becomes `_`); [`ALL`] lists `(name, path)` pairs; and
-//! [`bytes`] reads a module. [`foreach_program!`] calls a macro once per program, which lets
+//! its `.wasm` file (upper-cased, `-` becomes `_`), for tests that hand a file to a command,
+//! and `embedded::NAME: &[u8]`, its bytes compiled in, for what ships: `corral dev` and
+//! `corral bench` run the examples from the binary, so a copied or installed `corral` works
+//! anywhere. [`ALL`] lists `(name, path)` pairs, and [`bytes`] reads a module. [`foreach_program!`] calls a macro once per program, which lets
 //! a test suite make "a program without a test" a compile error, as wasmtime does:
 //!
 //! ```text
@@ -80,6 +82,12 @@ mod tests {
         foreach_program!(record);
         let expected: Vec<String> = ALL.iter().map(|(name, _)| name.replace('-', "_")).collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn embedded_bytes_are_the_built_programs() {
+        assert_eq!(embedded::HELLO, &bytes(HELLO)[..]);
+        assert_eq!(embedded::MANDELBROT, &bytes(MANDELBROT)[..]);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! `corral dev`: a master and N agents in one process, the example tasks run through the
 //! scheduler API (as `corral run` does), then up until Ctrl-C.
 //!
-//! The example modules are compiled into the binary from `corral-wasm-tasks`, so building
-//! the CLI builds the guest programs for wasm32-wasip1.
+//! The example modules are compiled into the binary from `corral-wasm-tasks` (building the
+//! CLI builds the guest programs for wasm32-wasip1), so a copied or installed binary runs
+//! them from any directory; they are also written under the state directory, for `corral run`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -49,6 +50,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
         agents.push(agent);
     }
     println!("state     {}", root.display());
+    let hello = write_examples(&root.join("examples"))?;
     if !args.no_examples
         && let Err(e) = examples(&master_addr).await
     {
@@ -56,7 +58,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
     }
     println!();
     println!("cluster is up; try (Ctrl-C stops it):");
-    println!("  corral run {} -- world", corral_wasm_tasks::HELLO);
+    println!("  corral run {} -- world", hello.display());
     println!("  corral ps --all");
     println!("  corral agents");
     println!("  corral logs <task>");
@@ -69,38 +71,40 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// The example modules `corral dev` runs, with their names.
+const EXAMPLES: [(&str, &[u8]); 4] = [
+    ("hello", corral_wasm_tasks::embedded::HELLO),
+    ("wordcount", corral_wasm_tasks::embedded::WORDCOUNT),
+    ("primes", corral_wasm_tasks::embedded::PRIMES),
+    ("mandelbrot", corral_wasm_tasks::embedded::MANDELBROT),
+];
+
+/// Writes the example modules into `dir` (for `corral run`); returns the path of `hello`.
+fn write_examples(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, bytes) in EXAMPLES {
+        let path = dir.join(format!("{name}.wasm"));
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir.join("hello.wasm"))
+}
+
 /// Runs hello, wordcount, primes and mandelbrot one after the other.
 async fn examples(master: &str) -> anyhow::Result<()> {
     let masters = vec![master.to_owned()];
     let mut client = client::operator(&masters).await?;
-    let examples: [(&str, &str, Vec<&str>, Vec<InputFile>); 4] = [
-        ("hello", corral_wasm_tasks::HELLO, vec!["dev"], Vec::new()),
-        (
-            "wordcount",
-            corral_wasm_tasks::WORDCOUNT,
-            vec!["input.txt", "result.txt"],
-            vec![InputFile {
-                path: "input.txt".into(),
-                source: InputSource::Contents(WORDCOUNT_INPUT.as_bytes().to_vec().into()),
-            }],
-        ),
-        (
-            "primes",
-            corral_wasm_tasks::PRIMES,
-            vec!["1000000"],
-            Vec::new(),
-        ),
-        (
-            "mandelbrot",
-            corral_wasm_tasks::MANDELBROT,
-            vec!["256", "192", "mandelbrot.pgm"],
-            Vec::new(),
-        ),
+    let wordcount_input = InputFile {
+        path: "input.txt".into(),
+        source: InputSource::Contents(WORDCOUNT_INPUT.as_bytes().to_vec().into()),
+    };
+    let runs: [(Vec<&str>, Vec<InputFile>); 4] = [
+        (vec!["dev"], Vec::new()),
+        (vec!["input.txt", "result.txt"], vec![wordcount_input]),
+        (vec!["1000000"], Vec::new()),
+        (vec!["256", "192", "mandelbrot.pgm"], Vec::new()),
     ];
-    for (n, (name, path, args, inputs)) in examples.into_iter().enumerate() {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("reading example module {path}"))?;
-        let digest = client::upload(&mut client, bytes, false).await?;
+    for (n, ((name, bytes), (args, inputs))) in EXAMPLES.into_iter().zip(runs).enumerate() {
+        let digest = client::upload(&mut client, bytes.to_vec(), false).await?;
         let request = ResourceRequest {
             cpus_milli: 500,
             mem_bytes: 64 << 20,

@@ -4,6 +4,7 @@
 
 mod bench;
 mod cluster;
+mod dev;
 #[path = "../../../master/tests/all/etcd_server.rs"]
 #[allow(
     dead_code,

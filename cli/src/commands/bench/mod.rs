@@ -38,8 +38,11 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     validate(&args)?;
-    let module = std::fs::read(&args.module)
-        .map_err(|e| Exit::invalid(format!("cannot read module {}: {e}", args.module)))?;
+    let module = match &args.module {
+        Some(path) => std::fs::read(path)
+            .map_err(|e| Exit::invalid(format!("cannot read module {path}: {e}")))?,
+        None => corral_wasm_tasks::embedded::HELLO.to_vec(),
+    };
 
     let cluster = match &args.master {
         Some(masters) => cluster::Target::existing(masters.clone()),
