@@ -71,13 +71,18 @@ pub(crate) async fn prepare(
     let task =
         corral_proto::TaskInfo::try_from(info).map_err(|e| PrepareError::Invalid(e.to_string()))?;
     let (digest, added) = module(executor, sources, master, &task.module).await?;
+    // Unpacked input bytes count against the task's disk, like everything in its sandbox.
+    let mut disk_left = task.resources.disk_bytes();
     let mut inputs = Vec::new();
     for input in &task.inputs {
         match &input.source {
-            InputSource::Contents(bytes) => inputs.push(InputFile {
-                path: input.path.clone(),
-                contents: InputContents::Bytes(Arc::from(&bytes[..])),
-            }),
+            InputSource::Contents(bytes) => {
+                disk_left = disk_left.saturating_sub(bytes.len() as u64);
+                inputs.push(InputFile {
+                    path: input.path.clone(),
+                    contents: InputContents::Bytes(Arc::from(&bytes[..])),
+                });
+            }
             InputSource::HostPath(path) if sources.allow_local_files => inputs.push(InputFile {
                 path: input.path.clone(),
                 contents: InputContents::HostFile(path.clone()),
@@ -88,7 +93,23 @@ pub(crate) async fn prepare(
                     reason: "host files are not allowed on this agent".into(),
                 });
             }
-            InputSource::TarArchive(bytes) => inputs.extend(unpack_tar(&input.path, bytes)?),
+            InputSource::TarArchive(bytes) => {
+                // Unpacking is CPU work on up to a whole message: off the control runtime.
+                let (dir, bytes) = (input.path.clone(), bytes.clone());
+                let files =
+                    tokio::task::spawn_blocking(move || unpack_tar(&dir, &bytes, disk_left))
+                        .await
+                        .map_err(|e| PrepareError::Input {
+                            path: input.path.clone(),
+                            reason: format!("unpacking stopped: {e}"),
+                        })??;
+                for file in &files {
+                    if let InputContents::Bytes(data) = &file.contents {
+                        disk_left = disk_left.saturating_sub(data.len() as u64);
+                    }
+                }
+                inputs.extend(files);
+            }
         }
     }
     let spec = TaskSpec {
@@ -180,9 +201,6 @@ async fn from_master(channel: Channel, digest: &Digest, cap: u64) -> Result<Vec<
         if total > cap {
             return Err(too_large(total, cap));
         }
-        if bytes.is_empty() {
-            bytes.reserve(chunk.total_size as usize);
-        }
         bytes.extend_from_slice(&chunk.data);
     }
     Ok(bytes)
@@ -224,11 +242,21 @@ async fn from_file(path: &Path, cap: u64) -> Result<Vec<u8>, PrepareError> {
 
 /// The regular files of a tar archive as inputs under `dir`. Directories are implied by the
 /// files in them; links, devices and entries whose path leaves `dir` are refused.
-pub(crate) fn unpack_tar(dir: &str, archive: &[u8]) -> Result<Vec<InputFile>, PrepareError> {
+///
+/// Every size in the archive is a claim of whoever sent it: an entry is read only as far as
+/// the bytes that actually arrived, and all entries together may hold at most `budget` bytes
+/// (what is left of the task's disk), so a header claiming exabytes costs nothing.
+pub(crate) fn unpack_tar(
+    dir: &str,
+    archive: &[u8],
+    budget: u64,
+) -> Result<Vec<InputFile>, PrepareError> {
     let refuse = |reason: String| PrepareError::Input {
         path: dir.to_owned(),
         reason,
     };
+    let arrived = archive.len() as u64;
+    let mut left = budget;
     let mut files = Vec::new();
     let mut archive = tar::Archive::new(archive);
     let entries = archive
@@ -260,10 +288,34 @@ pub(crate) fn unpack_tar(dir: &str, archive: &[u8]) -> Result<Vec<InputFile>, Pr
                 path.display()
             )));
         }
-        let mut data = Vec::with_capacity(entry.size() as usize);
-        entry
+        let size = entry.size();
+        if size > arrived {
+            return Err(refuse(format!(
+                "entry {} claims {size} bytes, more than the {arrived}-byte archive holds",
+                path.display()
+            )));
+        }
+        if size > left {
+            return Err(refuse(format!(
+                "entry {} ({size} bytes) does not fit in the task's disk ({budget} bytes for \
+                 all inputs)",
+                path.display()
+            )));
+        }
+        left -= size;
+        // Bounded by the archive's length above; `take` holds the read to it as well.
+        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        (&mut entry)
+            .take(size)
             .read_to_end(&mut data)
             .map_err(|e| refuse(format!("bad tar entry {}: {e}", path.display())))?;
+        if data.len() as u64 != size {
+            return Err(refuse(format!(
+                "entry {} is cut short: {} of {size} bytes",
+                path.display(),
+                data.len()
+            )));
+        }
         files.push(InputFile {
             path: Path::new(dir).join(&path).to_string_lossy().into_owned(),
             contents: InputContents::Bytes(Arc::from(data)),
@@ -299,7 +351,7 @@ mod tests {
             ("d/a.txt", tar::EntryType::Regular, b"alpha"),
             ("b.txt", tar::EntryType::Regular, b"beta"),
         ]);
-        let files = unpack_tar("data", &bytes).unwrap();
+        let files = unpack_tar("data", &bytes, 1 << 20).unwrap();
         let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["data/d/a.txt", "data/b.txt"]);
         assert!(matches!(&files[0].contents, InputContents::Bytes(b) if &b[..] == b"alpha"));
@@ -314,9 +366,50 @@ mod tests {
             ("hard", tar::EntryType::Link),
         ] {
             let bytes = archive(&[(path, kind, b"")]);
-            let error = unpack_tar("data", &bytes).unwrap_err();
+            let error = unpack_tar("data", &bytes, 1 << 20).unwrap_err();
             assert!(matches!(error, PrepareError::Input { .. }), "{path}");
             assert_eq!(error.parts().reason, Reason::InputUnavailable);
         }
+    }
+
+    /// A header claiming 2^62 bytes followed by almost nothing: what once aborted the agent
+    /// with a failed allocation of that size.
+    fn lying_archive() -> Vec<u8> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_path("huge.bin").unwrap();
+        header.set_size(1 << 62);
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 1024]);
+        bytes
+    }
+
+    #[test]
+    fn sizes_claimed_beyond_the_archive_are_refused_before_any_allocation() {
+        let error = unpack_tar("data", &lying_archive(), u64::MAX).unwrap_err();
+        let PrepareError::Input { reason, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(
+            reason.contains("more than the 1536-byte archive holds"),
+            "{reason}"
+        );
+        assert_eq!(error.parts().reason, Reason::InputUnavailable);
+    }
+
+    #[test]
+    fn inputs_beyond_the_tasks_disk_are_refused() {
+        let bytes = archive(&[
+            ("a.txt", tar::EntryType::Regular, &[1u8; 600]),
+            ("b.txt", tar::EntryType::Regular, &[2u8; 600]),
+        ]);
+        assert_eq!(unpack_tar("data", &bytes, 1200).unwrap().len(), 2);
+        let error = unpack_tar("data", &bytes, 1000).unwrap_err();
+        assert!(
+            error.to_string().contains("b.txt (600 bytes) does not fit"),
+            "{error}"
+        );
     }
 }

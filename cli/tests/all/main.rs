@@ -14,6 +14,7 @@ mod etcd_server;
 mod failures;
 mod framework;
 mod ha;
+mod hostile;
 mod kill;
 mod roles;
 mod run;
