@@ -41,6 +41,7 @@ mod runtime;
 mod service;
 pub mod simulated;
 mod store;
+mod wire;
 
 pub use store::StoreConfig;
 

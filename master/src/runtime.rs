@@ -24,6 +24,7 @@ use tonic::Status;
 
 use crate::core::{ConnId, Effect, Event, MasterCore, RegistryWrite, Reply};
 use crate::store::{Registry, StoreError};
+use crate::wire;
 
 /// The shortest gap between two allocation cycles triggered by changes. A change after a quiet
 /// spell is allocated at once (as soon as the requests already queued are handled, so a burst
@@ -326,14 +327,14 @@ impl Runtime {
 
     fn execute(&mut self, effect: Effect, reply: Option<oneshot::Sender<Reply>>) {
         match effect {
-            Effect::ToAgent { conn, msg } => {
+            Effect::ToAgent { conn, command } => {
                 if let Some(tx) = self.agents.get(&conn) {
-                    let _ = tx.send(Ok(msg));
+                    let _ = tx.send(Ok(wire::master_message(self.core.config(), command)));
                 }
             }
             Effect::ToFramework { conn, event } => {
                 if let Some(tx) = self.frameworks.get(&conn) {
-                    let _ = tx.send(Ok(event));
+                    let _ = tx.send(Ok(wire::scheduler_event(self.core.config(), event)));
                 }
             }
             Effect::CloseAgent { conn, error } => {

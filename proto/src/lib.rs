@@ -60,6 +60,7 @@ pub mod convert;
 mod error;
 pub mod follow;
 pub mod limits;
+mod operation;
 mod state;
 pub mod status;
 mod task;
@@ -76,6 +77,7 @@ pub mod v1 {
 }
 
 pub use error::{FieldPath, ProtoError};
+pub use operation::OperationUpdate;
 pub use state::ProtoEnum;
 pub use status::{IntoStatus, ServiceError};
 pub use task::{

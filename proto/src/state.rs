@@ -6,7 +6,9 @@
 //! [`ProtoEnum::from_proto_opt`] (unset is `None`). The conversions are `match`es in both
 //! directions, so a value added on one side without the other does not compile.
 
-use corral_types::{AgentState, FrameworkState, Reason, StatusSource, TaskState, TrapKind};
+use corral_types::{
+    AgentState, FrameworkState, OperationState, Reason, StatusSource, TaskState, TrapKind,
+};
 
 use crate::error::ProtoError;
 use crate::v1;
@@ -94,6 +96,8 @@ proto_enum!(AgentState => AgentState {
 
 proto_enum!(FrameworkState => FrameworkState { Active, Disconnected, Completed, });
 
+proto_enum!(OperationState => OperationState { Dropped, Error, });
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +123,7 @@ mod tests {
         covers(StatusSource::ALL, "STATUS_SOURCE_", |p| p.as_str_name());
         covers(AgentState::ALL, "AGENT_STATE_", |p| p.as_str_name());
         covers(FrameworkState::ALL, "FRAMEWORK_STATE_", |p| p.as_str_name());
+        covers(OperationState::ALL, "OPERATION_STATE_", |p| p.as_str_name());
         // The domain enums cover the proto enums exactly (UNSPECIFIED aside).
         assert!(v1::TaskState::try_from(TaskState::ALL.len() as i32 + 1).is_err());
     }

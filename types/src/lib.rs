@@ -36,6 +36,8 @@ pub use ids::{
 };
 pub use resources::{Allocation, ResourceKind, Resources, ResourcesError, ScalarName};
 pub use role::{Quota, QuotaLimits, Role, RoleError, Weight, WeightError};
-pub use state::{AgentState, FrameworkState, Reason, StatusSource, TaskState, TrapKind};
+pub use state::{
+    AgentState, FrameworkState, OperationState, Reason, StatusSource, TaskState, TrapKind,
+};
 pub use task::{TaskLimits, Usage};
 pub use time::Timestamp;

@@ -207,6 +207,17 @@ domain_enum! {
     }
 }
 
+domain_enum! {
+    /// What became of an offer operation other than LAUNCH (RESERVE, UNRESERVE) that the
+    /// master did not apply. Launched tasks report through their own status updates.
+    OperationState {
+        /// Not applied because the ACCEPT's offers were not valid; nothing was tried.
+        Dropped = "DROPPED",
+        /// Refused: it asked for more than the offers held, or the allocator refused it.
+        Error = "ERROR",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

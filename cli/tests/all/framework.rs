@@ -182,6 +182,7 @@ impl RawFramework {
         self.call(v1::call_request::Kind::Accept(v1::call_request::Accept {
             offer_ids: vec![offer.id.clone()],
             operations: vec![v1::Operation {
+                id: String::new(),
                 kind: Some(v1::operation::Kind::Launch(v1::operation::Launch {
                     tasks: vec![task],
                 })),

@@ -3,15 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use corral_allocator::{AgentSpec, UsedResources};
-use corral_proto::{ServiceError, TaskStatus, v1};
+use corral_proto::{ServiceError, TaskStatus, UpdateUuid};
 use corral_types::{
-    AgentId, AgentState, Allocation, Digest, FrameworkId, FrameworkState, Reason, Role, TaskState,
-    Timestamp,
+    AgentId, AgentState, Allocation, Digest, FrameworkId, FrameworkState, Reason, Role, TaskId,
+    TaskState, Timestamp,
 };
 
 use super::{
-    Agent, AgentInfo, ConnId, Effect, Framework, FrameworkInfo, MasterCore, ReportedTask, Task,
-    TaskKey, refused,
+    Agent, AgentCommand, AgentInfo, ConnId, Effect, Framework, FrameworkEvent, FrameworkInfo,
+    MasterCore, ReportedTask, Task, TaskKey, refused,
 };
 
 impl MasterCore {
@@ -80,11 +80,14 @@ impl MasterCore {
             for offer in self.offers_where(|o| o.agent == id) {
                 self.rescind_offer(&offer, true);
             }
-            let _ = self.allocator.remove_agent(&id);
+            self.remove_from_allocator(&id);
+            let before = self.agent_record_of(&id);
             if let Some(a) = self.agents.get_mut(&id) {
                 a.state = AgentState::Gone;
                 a.drain = None;
             }
+            // Recorded, so a restarted master refuses the old id too.
+            self.persist_agent(&id, before);
             for key in self.live_tasks_on(&id) {
                 self.lose_after_restart(
                     &key,
@@ -119,14 +122,12 @@ impl MasterCore {
     }
 
     fn send_registered(&mut self, conn: ConnId, id: &AgentId) {
-        let interval = self.config.agent_heartbeat_interval.as_millis();
         self.send_agent(
             conn,
-            v1::master_message::Kind::Registered(v1::master_message::Registered {
-                agent_id: id.to_string(),
-                heartbeat_interval_millis: u64::try_from(interval).unwrap_or(u64::MAX),
-                master_id: self.config.master_id.clone(),
-            }),
+            AgentCommand::Registered {
+                agent_id: id.clone(),
+                heartbeat_interval: self.config.agent_heartbeat_interval,
+            },
         );
     }
 
@@ -147,9 +148,9 @@ impl MasterCore {
             if a.state == AgentState::Gone {
                 self.send_agent(
                     conn,
-                    v1::master_message::Kind::Shutdown(v1::master_message::Shutdown {
+                    AgentCommand::Shutdown {
                         reason: "agent was removed".into(),
-                    }),
+                    },
                 );
                 self.effects.push(Effect::CloseAgent {
                     conn,
@@ -174,37 +175,31 @@ impl MasterCore {
         for offer in self.offers_where(|o| o.agent == id) {
             self.rescind_offer(&offer, true);
         }
-        if self.allocator.agent(&id).is_some() {
-            let _ = self.allocator.remove_agent(&id);
-        }
+        self.remove_from_allocator(&id);
         let mut seen: BTreeSet<TaskKey> = BTreeSet::new();
         for r in reported {
             let key = (r.framework_id.clone(), r.status.task_id.clone());
             seen.insert(key.clone());
             let role = self.role_for(&r.framework_id, &key, now);
-            let old_agent = self.tasks.get(&key).and_then(|t| t.agent.clone());
-            self.index_task(&key, old_agent.as_ref(), Some(&id));
-            let task = self.tasks.entry(key).or_insert_with(|| Task {
-                agent: Some(id.clone()),
-                role: role.clone(),
-                meta: r.meta.clone(),
-                alloc: Allocation::unreserved(r.meta.resources.clone()),
-                holds: false,
-                status: r.status.clone(),
-                unacked: None,
-                updated: now,
-            });
-            task.agent = Some(id.clone());
-            task.status = r.status;
-            task.updated = now;
-            task.holds = !task.status.state.is_terminal();
+            if !self.tasks.contains(&key) {
+                let alloc = Allocation::unreserved(r.meta.resources.clone());
+                let task = Task::new(None, role, r.meta, alloc, r.status.clone(), now);
+                self.tasks.insert(key.clone(), task);
+            }
+            self.tasks.place(&key, &id);
+            if let Some(task) = self.tasks.get_mut(&key) {
+                task.status = r.status;
+                task.updated = now;
+                task.holds = !task.status.state.is_terminal();
+            }
         }
         for u in &updates {
             seen.insert((u.framework_id.clone(), u.task_id.clone()));
         }
         // Tasks the master placed on this agent that the agent does not know are gone.
         let missing: Vec<TaskKey> = self
-            .tasks_on(&id)
+            .tasks
+            .on_agent(&id)
             .into_iter()
             .filter(|k| {
                 !seen.contains(k)
@@ -244,7 +239,7 @@ impl MasterCore {
         };
         if let Err(e) = self.allocator.add_agent(id.clone(), spec.clone(), &used) {
             tracing::warn!(agent_id = %id, error = %e, "re-registered agent's tasks do not fit; not accounting them");
-            for key in self.tasks_on(&id) {
+            for key in self.tasks.on_agent(&id) {
                 if let Some(t) = self.tasks.get_mut(&key) {
                     t.holds = false;
                 }
@@ -270,7 +265,8 @@ impl MasterCore {
             _ => (AgentState::Admitted, false),
         };
         if draining {
-            let _ = self.allocator.set_agent_draining(&id, true);
+            let drained = self.allocator.set_agent_draining(&id, true);
+            self.allocator_agrees("marking a re-registered agent draining", drained);
         }
         let registered_unix_millis = self
             .agents
@@ -322,12 +318,18 @@ impl MasterCore {
         }
         let role = Role::default_role();
         self.placeholders.insert(framework.clone());
-        if self
+        match self
             .allocator
             .add_framework(framework.clone(), std::slice::from_ref(&role), &[])
-            .is_ok()
         {
-            let _ = self.allocator.set_framework_active(framework, false);
+            Ok(()) => {
+                let inactive = self.allocator.set_framework_active(framework, false);
+                self.allocator_agrees("pausing a placeholder framework", inactive);
+            }
+            // Only a framework the allocator already has: then it keeps its own state.
+            Err(error) => {
+                tracing::warn!(framework_id = %framework, %error, "placeholder framework not added");
+            }
         }
         self.frameworks.insert(
             framework.clone(),
@@ -357,10 +359,10 @@ impl MasterCore {
     /// What the tasks on an agent hold, by framework and role, for `add_agent`.
     fn used_on(&self, agent: &AgentId) -> Vec<UsedResources> {
         let mut sums: BTreeMap<(FrameworkId, Role), Allocation> = BTreeMap::new();
-        for key in self.tasks_on(agent) {
+        for key in self.tasks.on_agent(agent) {
             if let Some(t) = self.tasks.get(&key).filter(|t| t.holds) {
                 let e = sums.entry((key.0.clone(), t.role.clone())).or_default();
-                *e = add_alloc(e, &t.alloc);
+                *e = e.saturating_add(&t.alloc);
             }
         }
         sums.into_iter()
@@ -386,8 +388,10 @@ impl MasterCore {
         let was_terminal = match self.tasks.get_mut(&key) {
             Some(t) => {
                 let was = t.status.state.is_terminal();
-                // A retransmission of an older update must not move a terminal task back.
-                if !was || status.state.is_terminal() {
+                // A terminal state is final: a retransmission of an older update must not
+                // move the task back, nor a conflicting terminal update change how it ended
+                // (both still reach the framework, which acknowledges them to the agent).
+                if !was || status.state == t.status.state {
                     t.status = status.clone();
                     t.updated = now;
                 }
@@ -397,22 +401,17 @@ impl MasterCore {
                 was
             }
             None => {
-                let known = self.completed.iter().any(|(k, _)| *k == key);
-                if !known {
-                    self.index_task(&key, None, Some(agent));
-                    self.tasks.insert(
-                        key.clone(),
-                        Task {
-                            agent: Some(agent.clone()),
-                            role: Role::default_role(),
-                            meta: Default::default(),
-                            alloc: Allocation::default(),
-                            holds: false,
-                            status: status.clone(),
-                            unacked: status.uuid.map(|_| status.clone()),
-                            updated: now,
-                        },
+                if !self.tasks.is_completed(&key) {
+                    let mut task = Task::new(
+                        Some(agent.clone()),
+                        Role::default_role(),
+                        Default::default(),
+                        Allocation::default(),
+                        status.clone(),
+                        now,
                     );
+                    task.unacked = status.uuid.map(|_| status.clone());
+                    self.tasks.insert(key.clone(), task);
                 }
                 true
             }
@@ -441,19 +440,19 @@ impl MasterCore {
         &mut self,
         agent: &AgentId,
         framework: &FrameworkId,
-        task: &corral_types::TaskId,
-        uuid: corral_proto::UpdateUuid,
+        task: &TaskId,
+        uuid: UpdateUuid,
     ) {
         let Some(conn) = self.agents.get(agent).and_then(|a| a.conn) else {
             return;
         };
         self.send_agent(
             conn,
-            v1::master_message::Kind::Acknowledge(v1::master_message::Acknowledge {
-                framework_id: framework.to_string(),
-                task_id: task.to_string(),
-                uuid: bytes::Bytes::copy_from_slice(uuid.as_bytes()),
-            }),
+            AgentCommand::Acknowledge {
+                framework: framework.clone(),
+                task: task.clone(),
+                uuid,
+            },
         );
     }
 
@@ -471,7 +470,8 @@ impl MasterCore {
         a.conn = None;
         let id = a.id.clone();
         tracing::info!(agent_id = %id, "agent disconnected");
-        let _ = self.allocator.set_agent_active(&id, false);
+        let inactive = self.allocator.set_agent_active(&id, false);
+        self.allocator_agrees("pausing a disconnected agent", inactive);
         for offer in self.offers_where(|o| o.agent == id) {
             self.rescind_offer(&offer, true);
         }
@@ -537,7 +537,7 @@ impl MasterCore {
         for offer in self.offers_where(|o| &o.agent == id) {
             self.rescind_offer(&offer, true);
         }
-        let _ = self.allocator.remove_agent(id);
+        self.remove_from_allocator(id);
         let keys = self.live_tasks_on(id);
         for key in keys {
             let status = self.master_status(
@@ -560,10 +560,10 @@ impl MasterCore {
         for conn in conns {
             self.send_framework(
                 conn,
-                v1::event::Kind::Failure(v1::event::Failure {
-                    agent_id: id.to_string(),
+                FrameworkEvent::Failure {
+                    agent: id.clone(),
                     message: format!("agent unreachable: {why}"),
-                }),
+                },
             );
         }
     }
@@ -581,7 +581,8 @@ impl MasterCore {
 
     /// The non-terminal tasks placed on an agent, in key order.
     pub(super) fn live_tasks_on(&self, id: &AgentId) -> Vec<TaskKey> {
-        self.tasks_on(id)
+        self.tasks
+            .on_agent(id)
             .into_iter()
             .filter(|k| {
                 self.tasks
@@ -621,19 +622,12 @@ impl MasterCore {
             self.agent_conns.remove(&conn);
             self.send_agent(
                 conn,
-                v1::master_message::Kind::Shutdown(v1::master_message::Shutdown {
+                AgentCommand::Shutdown {
                     reason: "agent drained and marked gone".into(),
-                }),
+                },
             );
             self.effects.push(Effect::CloseAgent { conn, error: None });
         }
-        let _ = self.allocator.remove_agent(id);
-    }
-}
-
-pub(super) fn add_alloc(a: &Allocation, b: &Allocation) -> Allocation {
-    Allocation {
-        unreserved: a.unreserved.saturating_add(&b.unreserved),
-        reserved: a.reserved.saturating_add(&b.reserved),
+        self.remove_from_allocator(id);
     }
 }

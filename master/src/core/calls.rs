@@ -3,14 +3,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_proto::{ServiceError, v1};
+use corral_proto::{OperationUpdate, ServiceError, TaskInfo};
 use corral_types::{
-    AgentId, Allocation, FrameworkId, FrameworkState, OfferId, Reason, Resources, Role, TaskId,
-    TaskState, Timestamp,
+    AgentId, Allocation, FrameworkId, FrameworkState, OfferId, OperationState, Reason, Resources,
+    Role, TaskId, TaskState, Timestamp,
 };
 
-use super::agents::add_alloc;
-use super::{Ack, Agent, Call, LaunchTask, MasterCore, Operation, Task, TaskKey, refused};
+use super::{
+    Ack, Agent, AgentCommand, Call, FrameworkEvent, LaunchTask, MasterCore, Operation, Task,
+    TaskKey, refused,
+};
 
 /// What is left of the accepted offers in one role.
 #[derive(Debug)]
@@ -89,12 +91,112 @@ impl MasterCore {
         refuse: Duration,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        // Every offer must be outstanding, this framework's, and on one agent; otherwise
-        // nothing launches and the valid offers go back to the allocator.
-        let mut invalid: Option<String> = None;
+        let agent = match self.accepted_agent(framework, &offer_ids) {
+            Ok(agent) => agent,
+            Err(why) => {
+                self.drop_accept(framework, &offer_ids, &operations, &why, now);
+                return Ok(());
+            }
+        };
+        let mut pools: Vec<Pool> = Vec::new();
+        for id in &offer_ids {
+            if let Some(o) = self.offers.remove(id) {
+                match pools.iter_mut().find(|p| p.role == o.role) {
+                    Some(p) => p.left = p.left.saturating_add(&o.resources),
+                    None => pools.push(Pool {
+                        role: o.role,
+                        left: o.resources,
+                    }),
+                }
+            }
+        }
+        let mut launched: Vec<TaskInfo> = Vec::new();
+        let mut in_call: BTreeSet<TaskId> = BTreeSet::new();
+        let mut reservations_changed = false;
+        for (index, op) in operations.into_iter().enumerate() {
+            let (id, refusal) = match op {
+                Operation::Launch(tasks) => {
+                    for t in tasks {
+                        if let Some(info) =
+                            self.admit(framework, &agent, t, &mut pools, &mut in_call, now)
+                        {
+                            launched.push(info);
+                        }
+                    }
+                    continue;
+                }
+                Operation::Reserve {
+                    id,
+                    role,
+                    resources,
+                } => (
+                    id,
+                    self.reserve_in_accept(framework, &agent, &mut pools, &role, &resources),
+                ),
+                Operation::Unreserve {
+                    id,
+                    role,
+                    resources,
+                } => (
+                    id,
+                    self.unreserve_in_accept(framework, &agent, &mut pools, &role, &resources),
+                ),
+            };
+            match refusal {
+                Ok(()) => reservations_changed = true,
+                Err(message) => self.operation_failed(
+                    framework,
+                    OperationUpdate {
+                        operation_id: id,
+                        index: u32::try_from(index).unwrap_or(u32::MAX),
+                        state: OperationState::Error,
+                        agent_id: Some(agent.clone()),
+                        message,
+                    },
+                ),
+            }
+        }
+        if reservations_changed {
+            self.note_reservations(&agent);
+        }
+        if !launched.is_empty()
+            && let Some(conn) = self.agents.get(&agent).and_then(|a| a.conn)
+        {
+            self.send_agent(
+                conn,
+                AgentCommand::Launch {
+                    framework: framework.clone(),
+                    tasks: launched,
+                },
+            );
+        }
+        // Leftovers go back, refused to this framework for `refuse`.
+        for p in pools {
+            if p.left.is_empty() {
+                continue;
+            }
+            let recovered = self.allocator.recover(&agent, framework, &p.role, &p.left);
+            self.allocator_agrees("recovering what an accept left", recovered);
+            let declined =
+                self.allocator
+                    .decline(&agent, framework, &p.role, &p.left.total(), refuse, now);
+            self.allocator_agrees("filtering what an accept left", declined);
+            self.allocate_soon();
+        }
+        Ok(())
+    }
+
+    /// The one agent of the offers an ACCEPT names, or why the ACCEPT is not valid: every
+    /// offer must be outstanding, this framework's, named once, and on one agent.
+    fn accepted_agent(
+        &self,
+        framework: &FrameworkId,
+        offer_ids: &[OfferId],
+    ) -> Result<AgentId, String> {
         let mut agent: Option<AgentId> = None;
         let mut unique = BTreeSet::new();
-        for id in &offer_ids {
+        let mut invalid: Option<String> = None;
+        for id in offer_ids {
             match self.offers.get(id) {
                 _ if !unique.insert(id.clone()) => {
                     invalid = Some(format!("offer {id} is named twice"));
@@ -108,130 +210,113 @@ impl MasterCore {
                 _ => invalid = Some(format!("offer {id} is unknown, expired or already used")),
             }
         }
-        let agent = match (invalid, agent) {
-            (None, Some(agent)) => agent,
-            (why, _) => {
-                let why = why.unwrap_or_else(|| "no offers named".into());
-                for id in &offer_ids {
-                    if self
-                        .offers
-                        .get(id)
-                        .is_some_and(|o| &o.framework == framework)
-                    {
-                        self.rescind_offer(id, false);
-                    }
-                }
-                for task in launches(&operations) {
-                    let status = self.master_status(
-                        framework,
-                        &task.id,
-                        None,
-                        (TaskState::Dropped, Reason::InvalidOffer),
-                        why.clone(),
-                        now,
-                    );
-                    self.send_update(&status);
-                }
-                return Ok(());
-            }
-        };
-        let mut pools: Vec<Pool> = Vec::new();
-        for id in &offer_ids {
-            if let Some(o) = self.offers.remove(id) {
-                match pools.iter_mut().find(|p| p.role == o.role) {
-                    Some(p) => p.left = add_alloc(&p.left, &o.resources),
-                    None => pools.push(Pool {
-                        role: o.role,
-                        left: o.resources,
-                    }),
-                }
+        match (invalid, agent) {
+            (None, Some(agent)) => Ok(agent),
+            (why, _) => Err(why.unwrap_or_else(|| "no offers named".into())),
+        }
+    }
+
+    /// An ACCEPT that is not valid: nothing is applied, the valid offers go back to the
+    /// allocator, every task is DROPPED and every other operation reported DROPPED.
+    fn drop_accept(
+        &mut self,
+        framework: &FrameworkId,
+        offer_ids: &[OfferId],
+        operations: &[Operation],
+        why: &str,
+        now: Timestamp,
+    ) {
+        for id in offer_ids {
+            if self
+                .offers
+                .get(id)
+                .is_some_and(|o| &o.framework == framework)
+            {
+                self.rescind_offer(id, false);
             }
         }
-        let mut launched: Vec<v1::TaskInfo> = Vec::new();
-        let mut in_call: BTreeSet<TaskId> = BTreeSet::new();
-        let mut reservations_changed = false;
-        for op in operations {
+        for (index, op) in operations.iter().enumerate() {
             match op {
                 Operation::Launch(tasks) => {
-                    for t in tasks {
-                        if let Some(info) =
-                            self.admit(framework, &agent, t, &mut pools, &mut in_call, now)
-                        {
-                            launched.push(info);
-                        }
+                    for task in tasks {
+                        let status = self.master_status(
+                            framework,
+                            &task.id,
+                            None,
+                            (TaskState::Dropped, Reason::InvalidOffer),
+                            why,
+                            now,
+                        );
+                        self.send_update(&status);
                     }
                 }
-                Operation::Reserve { role, resources } => {
-                    let pool = pools.iter_mut().find(|p| p.role == role);
-                    match pool {
-                        Some(p) if p.left.unreserved.contains(&resources) => {
-                            match self
-                                .allocator
-                                .reserve_allocated(&agent, framework, &role, &resources)
-                            {
-                                Ok(()) => {
-                                    reservations_changed = true;
-                                    p.left.unreserved =
-                                        p.left.unreserved.saturating_sub(&resources);
-                                    p.left.reserved = p.left.reserved.saturating_add(&resources);
-                                }
-                                Err(e) => tracing::warn!(error = %e, "reserve refused"),
-                            }
-                        }
-                        _ => tracing::warn!(%role, "reserve beyond the offers refused"),
-                    }
-                }
-                Operation::Unreserve { role, resources } => {
-                    let pool = pools.iter_mut().find(|p| p.role == role);
-                    match pool {
-                        Some(p) if p.left.reserved.contains(&resources) => {
-                            match self
-                                .allocator
-                                .unreserve_allocated(&agent, framework, &role, &resources)
-                            {
-                                Ok(()) => {
-                                    reservations_changed = true;
-                                    p.left.reserved = p.left.reserved.saturating_sub(&resources);
-                                    p.left.unreserved =
-                                        p.left.unreserved.saturating_add(&resources);
-                                }
-                                Err(e) => tracing::warn!(error = %e, "unreserve refused"),
-                            }
-                        }
-                        _ => tracing::warn!(%role, "unreserve beyond the offers refused"),
-                    }
-                }
+                Operation::Reserve { id, .. } | Operation::Unreserve { id, .. } => self
+                    .operation_failed(
+                        framework,
+                        OperationUpdate {
+                            operation_id: id.clone(),
+                            index: u32::try_from(index).unwrap_or(u32::MAX),
+                            state: OperationState::Dropped,
+                            agent_id: None,
+                            message: why.to_owned(),
+                        },
+                    ),
             }
         }
-        if reservations_changed {
-            self.note_reservations(&agent);
-        }
-        if !launched.is_empty()
-            && let Some(conn) = self.agents.get(&agent).and_then(|a| a.conn)
-        {
-            self.send_agent(
-                conn,
-                v1::master_message::Kind::LaunchTasks(v1::master_message::LaunchTasks {
-                    framework_id: framework.to_string(),
-                    tasks: launched,
-                }),
-            );
-        }
-        // Leftovers go back, refused to this framework for `refuse`.
-        for p in pools {
-            if p.left.is_empty() {
-                continue;
-            }
-            if let Err(e) = self.allocator.recover(&agent, framework, &p.role, &p.left) {
-                tracing::warn!(error = %e, "could not recover accept leftovers");
-                continue;
-            }
-            let _ =
-                self.allocator
-                    .decline(&agent, framework, &p.role, &p.left.total(), refuse, now);
-            self.allocate_soon();
-        }
+    }
+
+    /// Reserves part of the accepted offers' unreserved resources to `role`.
+    fn reserve_in_accept(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        pools: &mut [Pool],
+        role: &Role,
+        resources: &Resources,
+    ) -> Result<(), String> {
+        let pool = pools
+            .iter_mut()
+            .find(|p| &p.role == role && p.left.unreserved.contains(resources))
+            .ok_or_else(|| {
+                format!("reserve of {resources} to {role}: not in what is left of the offers")
+            })?;
+        self.allocator
+            .reserve_allocated(agent, framework, role, resources)
+            .map_err(|e| format!("reserve of {resources} to {role} refused: {e}"))?;
+        pool.left.unreserved = pool.left.unreserved.saturating_sub(resources);
+        pool.left.reserved = pool.left.reserved.saturating_add(resources);
         Ok(())
+    }
+
+    /// Returns part of the accepted offers' reserved resources to the unreserved pool.
+    fn unreserve_in_accept(
+        &mut self,
+        framework: &FrameworkId,
+        agent: &AgentId,
+        pools: &mut [Pool],
+        role: &Role,
+        resources: &Resources,
+    ) -> Result<(), String> {
+        let pool = pools
+            .iter_mut()
+            .find(|p| &p.role == role && p.left.reserved.contains(resources))
+            .ok_or_else(|| {
+                format!("unreserve of {resources} from {role}: not in the offers' reserved part")
+            })?;
+        self.allocator
+            .unreserve_allocated(agent, framework, role, resources)
+            .map_err(|e| format!("unreserve of {resources} from {role} refused: {e}"))?;
+        pool.left.reserved = pool.left.reserved.saturating_sub(resources);
+        pool.left.unreserved = pool.left.unreserved.saturating_add(resources);
+        Ok(())
+    }
+
+    /// Tells the framework an operation was not applied (if it is connected).
+    fn operation_failed(&mut self, framework: &FrameworkId, failure: OperationUpdate) {
+        tracing::info!(framework_id = %framework, index = failure.index, reason = %failure.message, "offer operation not applied");
+        if let Some(conn) = self.frameworks.get(framework).and_then(|f| f.conn) {
+            self.send_framework(conn, FrameworkEvent::OperationFailed(failure));
+        }
     }
 
     /// Validates one task of a LAUNCH against the pools; on success records it STAGING and
@@ -244,11 +329,11 @@ impl MasterCore {
         pools: &mut [Pool],
         in_call: &mut BTreeSet<TaskId>,
         now: Timestamp,
-    ) -> Option<v1::TaskInfo> {
+    ) -> Option<TaskInfo> {
         let key: TaskKey = (framework.clone(), t.id.clone());
         let problem = match &t.info {
             Err(why) => Some(why.clone()),
-            Ok(_) if self.tasks.contains_key(&key) || !in_call.insert(t.id.clone()) => {
+            Ok(_) if self.tasks.contains(&key) || !in_call.insert(t.id.clone()) => {
                 Some(format!("task id {} is already in use", t.id))
             }
             Ok(info) => match pools
@@ -300,21 +385,17 @@ impl MasterCore {
             now,
         );
         status.source = corral_types::StatusSource::Master;
-        self.index_task(&key, None, Some(agent));
-        self.tasks.insert(
-            key,
-            Task {
-                agent: Some(agent.clone()),
-                role: pool.role.clone(),
-                meta: (&info).into(),
-                alloc,
-                holds: true,
-                status,
-                unacked: None,
-                updated: now,
-            },
+        let mut task = Task::new(
+            Some(agent.clone()),
+            pool.role.clone(),
+            (&info).into(),
+            alloc,
+            status,
+            now,
         );
-        Some(v1::TaskInfo::from(&info))
+        task.holds = true;
+        self.tasks.insert(key, task);
+        Some(info)
     }
 
     fn decline(
@@ -333,9 +414,10 @@ impl MasterCore {
             }
             let (agent, role, total) = (o.agent.clone(), o.role.clone(), o.resources.total());
             self.rescind_offer(id, false);
-            let _ = self
+            let declined = self
                 .allocator
                 .decline(&agent, framework, &role, &total, refuse, now);
+            self.allocator_agrees("filtering a declined offer", declined);
         }
     }
 
@@ -380,7 +462,7 @@ impl MasterCore {
             }
             let (agent, done) = match self.tasks.get(&key) {
                 Some(t) => (
-                    t.agent.clone().or(ack.agent_id.clone()),
+                    t.agent().cloned().or(ack.agent_id.clone()),
                     t.status.state.is_terminal() && t.status.uuid == Some(ack.uuid),
                 ),
                 None => (ack.agent_id.clone(), false),
@@ -402,14 +484,13 @@ impl MasterCore {
     ) {
         let mut answers = Vec::new();
         if tasks.is_empty() {
-            let mut mine: Vec<_> = self
+            answers = self
                 .tasks
+                .of_framework(framework)
                 .iter()
-                .filter(|((fw, _), _)| fw == framework)
-                .map(|(_, t)| t.status.clone())
+                .filter_map(|key| self.tasks.get(key))
+                .map(|t| t.status.clone())
                 .collect();
-            mine.sort_by(|a, b| a.task_id.cmp(&b.task_id));
-            answers = mine;
         }
         // Whether an agent (any agent, for `None`) was recovered after a master failover and
         // has not re-registered yet, so may still report tasks this master has not heard of.
@@ -423,10 +504,10 @@ impl MasterCore {
         for (task_id, agent) in tasks {
             let key = (framework.clone(), task_id.clone());
             let known = self.tasks.get(&key).map(|t| t.status.clone()).or_else(|| {
-                self.completed
-                    .iter()
+                self.tasks
+                    .completed()
                     .rev()
-                    .find(|(k, _)| *k == key)
+                    .find(|(k, _)| **k == key)
                     .map(|(_, t)| t.status.clone())
             });
             let status = match known {
@@ -466,16 +547,6 @@ impl MasterCore {
             self.send_update(&status);
         }
     }
-}
-
-/// The tasks of every LAUNCH in `ops`.
-fn launches(ops: &[Operation]) -> impl Iterator<Item = &LaunchTask> {
-    ops.iter()
-        .filter_map(|op| match op {
-            Operation::Launch(tasks) => Some(tasks.iter()),
-            _ => None,
-        })
-        .flatten()
 }
 
 /// Takes `want` out of `pool`, reserved resources first; `None` if it does not fit.

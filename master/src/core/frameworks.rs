@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use corral_proto::{ServiceError, v1};
+use corral_proto::ServiceError;
 use corral_types::{FrameworkId, FrameworkState, Role, Timestamp};
 
-use super::{ConnId, Effect, Framework, FrameworkInfo, MasterCore, Reply, TaskKey, refused};
+use super::{ConnId, Effect, Framework, FrameworkEvent, FrameworkInfo, MasterCore, Reply, refused};
 
 impl MasterCore {
     pub(super) fn subscribe(
@@ -67,9 +67,9 @@ impl MasterCore {
                     }
                     self.send_framework(
                         old,
-                        v1::event::Kind::Error(v1::event::Error {
+                        FrameworkEvent::Error {
                             message: "framework failed over to a new subscription".into(),
-                        }),
+                        },
                     );
                     self.effects.push(Effect::CloseFramework { conn: old });
                 }
@@ -116,23 +116,19 @@ impl MasterCore {
         self.persist_framework(&id, before);
         self.send_framework(
             conn,
-            v1::event::Kind::Subscribed(v1::event::Subscribed {
-                framework_id: id.to_string(),
+            FrameworkEvent::Subscribed {
+                framework: id.clone(),
                 stream_id,
-                heartbeat_interval_millis: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-                master_id: self.config.master_id.clone(),
-                leader_address: self.config.address.clone(),
-                epoch: self.config.epoch,
-            }),
+                heartbeat_interval: interval,
+            },
         );
         // Updates the framework has not acknowledged (it may have missed them while away).
-        let mut pending: Vec<_> = self
+        let pending: Vec<_> = self
             .tasks
+            .of_framework(&id)
             .iter()
-            .filter(|((fw, _), _)| fw == &id)
-            .filter_map(|(_, t)| t.unacked.clone())
+            .filter_map(|key| self.tasks.get(key)?.unacked.clone())
             .collect();
-        pending.sort_by(|a, b| a.task_id.cmp(&b.task_id));
         for status in pending {
             self.send_update(&status);
         }
@@ -165,7 +161,8 @@ impl MasterCore {
         // The failover timeout keeps running across a master restart.
         self.persist_framework(&id, before);
         tracing::info!(framework_id = %id, "framework disconnected");
-        let _ = self.allocator.set_framework_active(&id, false);
+        let inactive = self.allocator.set_framework_active(&id, false);
+        self.allocator_agrees("pausing a disconnected framework", inactive);
         for offer in self.offers_where(|o| o.framework == id) {
             self.rescind_offer(&offer, false);
         }
@@ -195,7 +192,7 @@ impl MasterCore {
         }
         beats.sort_unstable();
         for conn in beats {
-            self.send_framework(conn, v1::event::Kind::Heartbeat(v1::event::Heartbeat {}));
+            self.send_framework(conn, FrameworkEvent::Heartbeat);
         }
         expired.sort();
         for id in expired {
@@ -216,14 +213,7 @@ impl MasterCore {
         for offer in self.offers_where(|o| &o.framework == id) {
             self.offers.remove(&offer);
         }
-        let mut keys: Vec<TaskKey> = self
-            .tasks
-            .keys()
-            .filter(|(fw, _)| fw == id)
-            .cloned()
-            .collect();
-        keys.sort();
-        for key in keys {
+        for key in self.tasks.of_framework(id) {
             let Some(t) = self.tasks.get_mut(&key) else {
                 continue;
             };
@@ -238,15 +228,16 @@ impl MasterCore {
                 self.send_kill(conn, id, &key.1);
             }
         }
-        let _ = self.allocator.remove_framework(id);
+        let removed = self.allocator.remove_framework(id);
+        self.allocator_agrees("removing a framework", removed);
         if let Some(f) = self.frameworks.get_mut(id) {
             f.failover_deadline = None;
             if let Some(conn) = f.conn.take() {
                 self.send_framework(
                     conn,
-                    v1::event::Kind::Error(v1::event::Error {
+                    FrameworkEvent::Error {
                         message: format!("framework removed: {why}"),
-                    }),
+                    },
                 );
                 self.effects.push(Effect::CloseFramework { conn });
             }

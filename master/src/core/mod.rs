@@ -3,42 +3,58 @@
 //! no clock and touches no socket, so tests drive it with events and a manual clock and assert
 //! the exact effects (DESIGN.md, "Master").
 //!
-//! Submodules by subject: `agents` (registration, heartbeats, status updates, loss),
-//! `frameworks` (subscription, failover, removal, offers), `calls` (the scheduler calls),
-//! `operator` (operator reads and policy changes).
+//! ```text
+//!  services ──Event──►  MasterCore::handle(event, now)  ──Vec<Effect>──►  runtime
+//!  (validated,            │ agents    frameworks   calls                 (encodes commands and
+//!   typed)                │ operator  registry     allocator (by value)   events for the wire,
+//!                         │ task table (live, per-agent index, completed) holds what waits
+//!                         ▼                                               for a registry write)
+//!               AgentCommand · FrameworkEvent · Persist · Reply · CloseAgent · AllocateSoon
+//! ```
+//!
+//! Modules: `events` (what the core is told), `effects` (what it asks for), `views` (what
+//! operators read), `tasks` (the task table and its index); then by subject: `agents`
+//! (registration, heartbeats, status updates, loss), `frameworks` (subscription, failover,
+//! removal), `calls` (the scheduler calls), `operator` (operator reads and policy changes),
+//! `registry` (what is recorded, and recovery), `refusals` (allocator errors for clients).
 
 mod agents;
 mod calls;
+mod effects;
+mod events;
 mod frameworks;
 mod operator;
-mod proto;
 mod refusals;
 mod registry;
+mod tasks;
 #[cfg(test)]
 mod tests;
+mod views;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use corral_allocator::{Allocator, AllocatorConfig};
-use corral_proto::{ServiceError, TaskInfo, TaskStatus, UpdateUuid, v1};
+use corral_allocator::{Allocator, AllocatorConfig, AllocatorError};
+use corral_proto::{ServiceError, TaskStatus};
 use corral_types::{
     AgentId, AgentState, Allocation, Digest, FrameworkId, FrameworkState, Id, OfferId, Quota,
     Reason, Resources, Role, StatusSource, TaskId, TaskState, Timestamp, Weight,
 };
 
-pub(crate) use operator::{OperatorRequest, OperatorResponse};
+pub(crate) use effects::{AgentCommand, Effect, FrameworkEvent, Offer, OperatorResponse, Reply};
+pub(crate) use events::{
+    Ack, AgentInfo, Call, ConnId, Event, FrameworkInfo, LaunchTask, Operation, OperatorRequest,
+    ReportedTask, TaskMeta,
+};
 use refusals::refused;
 pub(crate) use registry::{
     AgentRecord, ArtifactRecord, DrainRecord, FrameworkRecord, Recovered, RegistryWrite,
 };
-
-/// Identifies one agent link or framework subscription stream, assigned by the service that
-/// accepted it. The runtime maps it to the stream's sender; the core only names it.
-pub(crate) type ConnId = u64;
-
-/// How many finished tasks the master remembers for listings and reconciliation.
-const COMPLETED_TASKS: usize = 1000;
+use tasks::{Task, TaskKey, TaskTable};
+pub(crate) use views::{
+    AgentSummary, FrameworkSummary, MasterSummary, RoleSummary, StateSnapshot, TaskPage,
+    TaskSummary,
+};
 
 /// Settings of the core (the time-related parts of `MasterConfig`, plus identity).
 #[derive(Debug, Clone)]
@@ -59,199 +75,6 @@ pub(crate) struct CoreConfig {
     pub framework_heartbeat_interval: Duration,
     pub offer_timeout: Option<Duration>,
     pub allocation_interval: Duration,
-}
-
-/// What an agent is, as the core keeps it (`AgentInfo` in agent.proto, validated).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct AgentInfo {
-    pub hostname: String,
-    pub address: String,
-    pub resources: Resources,
-    pub attributes: Vec<(String, String)>,
-    pub engine_hash: String,
-    pub version: String,
-    pub labels: BTreeMap<String, String>,
-    /// Parts of `resources` reserved to roles by the agent's configuration.
-    pub static_reservations: Vec<(Role, Resources)>,
-}
-
-/// What the master keeps of a task's description.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct TaskMeta {
-    pub name: String,
-    pub module: String,
-    pub resources: Resources,
-    pub labels: BTreeMap<String, String>,
-}
-
-impl From<&TaskInfo> for TaskMeta {
-    fn from(t: &TaskInfo) -> Self {
-        TaskMeta {
-            name: t.name.clone(),
-            module: t.module.to_string(),
-            resources: t.resources.clone(),
-            labels: t.labels.clone(),
-        }
-    }
-}
-
-/// A task an agent reports when it re-registers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ReportedTask {
-    pub framework_id: FrameworkId,
-    pub meta: TaskMeta,
-    pub status: TaskStatus,
-}
-
-/// A framework's description (`FrameworkInfo` in scheduler.proto, validated).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct FrameworkInfo {
-    pub id: Option<FrameworkId>,
-    pub name: String,
-    pub user: String,
-    pub roles: Vec<Role>,
-    pub failover_timeout: Duration,
-    pub labels: BTreeMap<String, String>,
-}
-
-/// One task of a LAUNCH: its ID, and its description or why it is invalid.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct LaunchTask {
-    pub id: TaskId,
-    pub info: Result<TaskInfo, String>,
-}
-
-/// An operation of an ACCEPT.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Operation {
-    Launch(Vec<LaunchTask>),
-    Reserve { role: Role, resources: Resources },
-    Unreserve { role: Role, resources: Resources },
-}
-
-/// One acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Ack {
-    pub agent_id: Option<AgentId>,
-    pub task_id: TaskId,
-    pub uuid: UpdateUuid,
-}
-
-/// A scheduler call, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Call {
-    Accept {
-        offer_ids: Vec<OfferId>,
-        operations: Vec<Operation>,
-        refuse: Duration,
-    },
-    Decline {
-        offer_ids: Vec<OfferId>,
-        refuse: Duration,
-    },
-    Revive {
-        roles: Vec<Role>,
-    },
-    Suppress {
-        roles: Vec<Role>,
-    },
-    Kill {
-        task_id: TaskId,
-        agent_id: Option<AgentId>,
-    },
-    Acknowledge {
-        acks: Vec<Ack>,
-    },
-    Reconcile {
-        tasks: Vec<(TaskId, Option<AgentId>)>,
-    },
-    Teardown,
-}
-
-/// Something that happened: a message from an agent or framework, an operator request, or
-/// time passing.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Event {
-    AgentRegister {
-        conn: ConnId,
-        info: AgentInfo,
-        cached_modules: Vec<Digest>,
-    },
-    AgentReregister {
-        conn: ConnId,
-        agent_id: AgentId,
-        info: AgentInfo,
-        tasks: Vec<ReportedTask>,
-        updates: Vec<TaskStatus>,
-        cached_modules: Vec<Digest>,
-    },
-    AgentHeartbeat {
-        conn: ConnId,
-    },
-    AgentStatus {
-        conn: ConnId,
-        status: TaskStatus,
-    },
-    AgentModule {
-        conn: ConnId,
-        digest: Digest,
-        cached: bool,
-    },
-    AgentDisconnected {
-        conn: ConnId,
-    },
-    Subscribe {
-        conn: ConnId,
-        info: FrameworkInfo,
-        suppressed: Vec<Role>,
-    },
-    FrameworkDisconnected {
-        conn: ConnId,
-    },
-    Call {
-        framework_id: FrameworkId,
-        stream_id: String,
-        call: Call,
-    },
-    Operator(OperatorRequest),
-    /// Periodic: heartbeat checks, failover and offer timeouts, periodic allocation.
-    Tick,
-    /// The batching window after [`Effect::AllocateSoon`] has passed.
-    Allocate,
-}
-
-/// The answer to the event that caused it (subscribe, call, operator request).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Reply {
-    Done(Result<(), ServiceError>),
-    Operator(Result<OperatorResponse, ServiceError>),
-}
-
-/// What the runtime must do.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Effect {
-    ToAgent {
-        conn: ConnId,
-        msg: v1::MasterMessage,
-    },
-    ToFramework {
-        conn: ConnId,
-        event: v1::Event,
-    },
-    /// End an agent's stream, with an error status when `error` is set.
-    CloseAgent {
-        conn: ConnId,
-        error: Option<ServiceError>,
-    },
-    /// End a framework's stream.
-    CloseFramework {
-        conn: ConnId,
-    },
-    /// Resources changed: send [`Event::Allocate`] after the batching window.
-    AllocateSoon,
-    /// Make this registry write durable; every later effect waits until it is.
-    Persist(RegistryWrite),
-    Reply(Reply),
 }
 
 #[derive(Debug, Clone)]
@@ -295,23 +118,6 @@ struct OfferRecord {
     created: Timestamp,
 }
 
-#[derive(Debug, Clone)]
-struct Task {
-    agent: Option<AgentId>,
-    role: Role,
-    meta: TaskMeta,
-    alloc: Allocation,
-    /// The allocator counts `alloc` as held by the task's framework.
-    holds: bool,
-    status: TaskStatus,
-    /// The latest update that carries a uuid and is not yet acknowledged; redelivered when
-    /// the framework re-subscribes (the agent holds later updates back until it is acked).
-    unacked: Option<TaskStatus>,
-    updated: Timestamp,
-}
-
-type TaskKey = (FrameworkId, TaskId);
-
 /// The master's state machine. See the module docs.
 #[derive(Debug)]
 pub(crate) struct MasterCore {
@@ -322,10 +128,7 @@ pub(crate) struct MasterCore {
     agent_conns: HashMap<ConnId, AgentId>,
     frameworks: HashMap<FrameworkId, Framework>,
     offers: HashMap<OfferId, OfferRecord>,
-    tasks: HashMap<TaskKey, Task>,
-    /// The tasks placed on each agent, so agent events and listings do not scan every task.
-    by_agent: HashMap<AgentId, BTreeSet<TaskKey>>,
-    completed: VecDeque<(TaskKey, Task)>,
+    tasks: TaskTable,
     artifacts: registry::ArtifactIndex,
     /// Frameworks known only from re-registered agents' tasks (no info of their own to
     /// record) until they subscribe.
@@ -345,9 +148,7 @@ impl MasterCore {
             agent_conns: HashMap::new(),
             frameworks: HashMap::new(),
             offers: HashMap::new(),
-            tasks: HashMap::new(),
-            by_agent: HashMap::new(),
-            completed: VecDeque::new(),
+            tasks: TaskTable::default(),
             artifacts: BTreeMap::new(),
             placeholders: HashSet::new(),
             next_id: 0,
@@ -460,35 +261,29 @@ impl MasterCore {
         T::parse(&text).expect("master-generated ids are valid")
     }
 
-    fn send_agent(&mut self, conn: ConnId, kind: v1::master_message::Kind) {
-        let msg = v1::MasterMessage {
-            epoch: self.config.epoch,
-            kind: Some(kind),
-        };
-        self.effects.push(Effect::ToAgent { conn, msg });
+    fn send_agent(&mut self, conn: ConnId, command: AgentCommand) {
+        self.effects.push(Effect::ToAgent { conn, command });
     }
 
     /// Asks the agent on `conn` to kill a task.
     fn send_kill(&mut self, conn: ConnId, framework: &FrameworkId, task: &TaskId) {
         self.send_agent(
             conn,
-            v1::master_message::Kind::KillTask(v1::master_message::KillTask {
-                framework_id: framework.to_string(),
-                task_id: task.to_string(),
-            }),
+            AgentCommand::Kill {
+                framework: framework.clone(),
+                task: task.clone(),
+            },
         );
     }
 
     /// The stream of the agent running `task`, if that agent is connected.
     fn agent_conn_of(&self, task: &Task) -> Option<ConnId> {
-        task.agent
-            .as_ref()
+        task.agent()
             .and_then(|a| self.agents.get(a))
             .and_then(|a| a.conn)
     }
 
-    fn send_framework(&mut self, conn: ConnId, kind: v1::event::Kind) {
-        let event = v1::Event { kind: Some(kind) };
+    fn send_framework(&mut self, conn: ConnId, event: FrameworkEvent) {
         self.effects.push(Effect::ToFramework { conn, event });
     }
 
@@ -499,12 +294,7 @@ impl MasterCore {
             .get(&status.framework_id)
             .and_then(|f| f.conn);
         if let Some(conn) = conn {
-            self.send_framework(
-                conn,
-                v1::event::Kind::Update(v1::event::Update {
-                    status: Some(status.into()),
-                }),
-            );
+            self.send_framework(conn, FrameworkEvent::Update(status.clone()));
         }
     }
 
@@ -542,55 +332,19 @@ impl MasterCore {
         if !std::mem::take(&mut task.holds) {
             return;
         }
-        if let Some(agent) = &task.agent
-            && let Err(e) = self
+        if let Some(agent) = task.agent() {
+            let recovered = self
                 .allocator
-                .recover(agent, &key.0, &task.role, &task.alloc)
-        {
-            tracing::warn!(task_id = %key.1, error = %e, "could not recover task resources");
+                .recover(agent, &key.0, &task.role, &task.alloc);
+            self.allocator_agrees("recovering a task's resources", recovered);
         }
         self.allocate_soon();
-    }
-
-    /// Moves `key` in the per-agent index from agent `old` to agent `new`.
-    fn index_task(&mut self, key: &TaskKey, old: Option<&AgentId>, new: Option<&AgentId>) {
-        if old == new {
-            return;
-        }
-        if let Some(old) = old
-            && let Some(set) = self.by_agent.get_mut(old)
-        {
-            set.remove(key);
-            if set.is_empty() {
-                self.by_agent.remove(old);
-            }
-        }
-        if let Some(new) = new {
-            self.by_agent
-                .entry(new.clone())
-                .or_default()
-                .insert(key.clone());
-        }
-    }
-
-    /// The tasks placed on an agent, in key order.
-    fn tasks_on(&self, agent: &AgentId) -> Vec<TaskKey> {
-        self.by_agent
-            .get(agent)
-            .map(|set| set.iter().cloned().collect())
-            .unwrap_or_default()
     }
 
     /// Moves a terminal, acknowledged (or unacknowledgeable) task to the completed list.
     fn complete_task(&mut self, key: &TaskKey) {
         self.release_task(key);
-        if let Some(task) = self.tasks.remove(key) {
-            self.index_task(key, task.agent.as_ref(), None);
-            if self.completed.len() >= COMPLETED_TASKS {
-                self.completed.pop_front();
-            }
-            self.completed.push_back((key.clone(), task));
-        }
+        self.tasks.complete(key);
     }
 
     /// Withdraws an offer: its resources go back to the allocator, and the framework hears
@@ -599,22 +353,16 @@ impl MasterCore {
         let Some(offer) = self.offers.remove(id) else {
             return;
         };
-        if let Err(e) = self.allocator.recover(
+        let recovered = self.allocator.recover(
             &offer.agent,
             &offer.framework,
             &offer.role,
             &offer.resources,
-        ) {
-            tracing::warn!(offer_id = %id, error = %e, "could not recover offer");
-        }
+        );
+        self.allocator_agrees("recovering an offer", recovered);
         let conn = self.frameworks.get(&offer.framework).and_then(|f| f.conn);
         if notify && let Some(conn) = conn {
-            self.send_framework(
-                conn,
-                v1::event::Kind::Rescind(v1::event::Rescind {
-                    offer_id: id.to_string(),
-                }),
-            );
+            self.send_framework(conn, FrameworkEvent::Rescind(id.clone()));
         }
         self.allocate_soon();
     }
@@ -640,74 +388,71 @@ impl MasterCore {
     }
 
     fn allocate(&mut self, now: Timestamp) {
-        let offers = self.allocator.allocate(now);
-        let mut batches: BTreeMap<FrameworkId, Vec<v1::Offer>> = BTreeMap::new();
-        for offer in offers {
+        let mut batches: BTreeMap<FrameworkId, Vec<Offer>> = BTreeMap::new();
+        for offer in self.allocator.allocate(now) {
             let id: OfferId = self.new_id("O");
-            let (resources, reserved) = corral_proto::convert::offer_resources(&offer.resources);
-            let (hostname, attributes, cached) = match self.agents.get(&offer.agent) {
+            let (hostname, attributes, cached_modules) = match self.agents.get(&offer.agent) {
                 Some(a) => (
                     a.info.hostname.clone(),
-                    proto::attributes(&a.info.attributes),
-                    a.cached.iter().map(ToString::to_string).collect(),
+                    a.info.attributes.clone(),
+                    a.cached.iter().copied().collect(),
                 ),
                 None => Default::default(),
             };
-            batches
-                .entry(offer.framework.clone())
-                .or_default()
-                .push(v1::Offer {
-                    id: id.to_string(),
-                    framework_id: offer.framework.to_string(),
-                    agent_id: offer.agent.to_string(),
-                    hostname,
-                    role: offer.role.to_string(),
-                    resources: Some(resources),
-                    reserved: Some(reserved),
-                    attributes,
-                    cached_modules: cached,
-                });
             self.offers.insert(
-                id,
+                id.clone(),
                 OfferRecord {
-                    agent: offer.agent,
-                    framework: offer.framework,
-                    role: offer.role,
-                    resources: offer.resources,
+                    agent: offer.agent.clone(),
+                    framework: offer.framework.clone(),
+                    role: offer.role.clone(),
+                    resources: offer.resources.clone(),
                     created: now,
                 },
             );
+            batches
+                .entry(offer.framework.clone())
+                .or_default()
+                .push(Offer {
+                    id,
+                    framework: offer.framework,
+                    agent: offer.agent,
+                    hostname,
+                    role: offer.role,
+                    resources: offer.resources,
+                    attributes,
+                    cached_modules,
+                });
         }
         for (framework, offers) in batches {
             match self.frameworks.get(&framework).and_then(|f| f.conn) {
-                Some(conn) => {
-                    self.send_framework(conn, v1::event::Kind::Offers(v1::event::Offers { offers }))
-                }
+                Some(conn) => self.send_framework(conn, FrameworkEvent::Offers(offers)),
                 None => {
                     // The allocator offers only to active frameworks; if one slipped through,
                     // give the resources back.
-                    for o in offers {
-                        if let Ok(id) = OfferId::new(&o.id) {
-                            self.rescind_offer(&id, false);
-                        }
+                    for offer in offers {
+                        self.rescind_offer(&offer.id, false);
                     }
                 }
             }
         }
     }
 
-    #[cfg(test)]
-    fn check_invariants(&self) {
-        if let Err(e) = self.allocator.check_invariants() {
-            panic!("allocator invariants: {e}");
+    /// An allocator call the core's own bookkeeping says must succeed (the agent or
+    /// framework it names is there, the resources it returns were handed out). A refusal means
+    /// the two disagree: a bug, logged loudly and caught by the property tests.
+    fn allocator_agrees(&self, what: &str, result: Result<(), AllocatorError>) {
+        if let Err(error) = result {
+            tracing::error!(%error, "allocator refused {what}; the master's books disagree with it");
+            debug_assert!(false, "allocator refused {what}: {error}");
         }
-        let indexed: usize = self.by_agent.values().map(BTreeSet::len).sum();
-        let placed = self.tasks.values().filter(|t| t.agent.is_some()).count();
-        assert_eq!(indexed, placed, "per-agent task index out of date");
-        for (agent, keys) in &self.by_agent {
-            for k in keys {
-                assert_eq!(self.tasks[k].agent.as_ref(), Some(agent), "{k:?}");
-            }
+    }
+
+    /// Removes an agent from the allocator if it is there (an agent recovered from the
+    /// registry or already unreachable is not).
+    fn remove_from_allocator(&mut self, id: &AgentId) {
+        if self.allocator.agent(id).is_some() {
+            let removed = self.allocator.remove_agent(id);
+            self.allocator_agrees("removing an agent", removed);
         }
     }
 

@@ -3,110 +3,18 @@
 
 use std::time::Duration;
 
-use corral_proto::ProtoEnum;
-use corral_proto::{ServiceError, v1};
+use corral_proto::ServiceError;
 use corral_types::{
-    AgentId, AgentState, Digest, FrameworkId, FrameworkState, Quota, Resources, Role, TaskId,
-    TaskState, Timestamp, Weight,
+    AgentId, AgentState, FrameworkId, FrameworkState, Resources, TaskId, Timestamp,
 };
 
-use super::{Agent, Framework, MasterCore, Task, TaskKey, refused};
+use super::{
+    Agent, AgentSummary, Framework, FrameworkSummary, MasterCore, MasterSummary, OperatorRequest,
+    OperatorResponse, RoleSummary, StateSnapshot, Task, TaskKey, TaskPage, TaskSummary, refused,
+};
 
 /// Tasks per page when a request names no page size, and the most `GetState` returns.
 const DEFAULT_PAGE: usize = 1000;
-
-/// An operator request, validated.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum OperatorRequest {
-    GetState {
-        max_tasks: usize,
-    },
-    ListAgents,
-    ListFrameworks {
-        include_completed: bool,
-    },
-    ListTasks {
-        task: Option<TaskId>,
-        framework: Option<FrameworkId>,
-        agent: Option<AgentId>,
-        states: Vec<TaskState>,
-        page_size: usize,
-        page_token: String,
-    },
-    GetRoles,
-    SetWeight {
-        role: Role,
-        weight: Weight,
-    },
-    SetQuota {
-        role: Role,
-        quota: Quota,
-        force: bool,
-    },
-    RemoveQuota {
-        role: Role,
-    },
-    /// Dynamically reserves free resources of an agent to a role.
-    Reserve {
-        agent: AgentId,
-        role: Role,
-        resources: Resources,
-    },
-    /// Returns unused dynamically reserved resources of an agent.
-    Unreserve {
-        agent: AgentId,
-        role: Role,
-        resources: Resources,
-    },
-    DrainAgent {
-        agent: AgentId,
-        grace: Option<Duration>,
-        mark_gone: bool,
-    },
-    ReactivateAgent {
-        agent: AgentId,
-    },
-    /// A module was stored in the artifact store: record it in the index.
-    RecordArtifact {
-        digest: Digest,
-        size: u64,
-    },
-    /// Whether the index records a module (a fetch of a module this master lacks then looks
-    /// for it on the other masters).
-    ArtifactIndexed {
-        digest: Digest,
-    },
-    /// Where a task's sandbox is served (for ListFiles / ReadFile).
-    LocateTask {
-        task: TaskId,
-        framework: Option<FrameworkId>,
-    },
-    /// Kills a live task as its framework could.
-    KillTask {
-        task: TaskId,
-        framework: Option<FrameworkId>,
-    },
-}
-
-/// The answer to an [`OperatorRequest`].
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum OperatorResponse {
-    State(v1::GetStateResponse),
-    Agents(v1::ListAgentsResponse),
-    Frameworks(v1::ListFrameworksResponse),
-    Tasks(v1::ListTasksResponse),
-    Roles(v1::GetRolesResponse),
-    Done,
-    ArtifactIndexed(bool),
-    TaskLocation {
-        address: String,
-        terminal: bool,
-    },
-    Killed {
-        framework: FrameworkId,
-        agent: AgentId,
-    },
-}
 
 impl MasterCore {
     pub(super) fn operator(
@@ -123,32 +31,26 @@ impl MasterCore {
                     max_tasks
                 };
                 let mut tasks = self.task_summaries();
-                tasks.sort_by_key(|t| std::cmp::Reverse(t.updated_at_millis));
-                let truncated = tasks.len() > max;
+                tasks.sort_by_key(|t| std::cmp::Reverse(t.updated_unix_millis));
+                let tasks_truncated = tasks.len() > max;
                 tasks.truncate(max);
-                OperatorResponse::State(v1::GetStateResponse {
-                    master: Some(v1::MasterInfo {
+                OperatorResponse::State(Box::new(StateSnapshot {
+                    master: MasterSummary {
                         id: self.config.master_id.clone(),
                         address: self.config.address.clone(),
-                        leader_address: self.config.address.clone(),
                         epoch: self.config.epoch,
-                        version: env!("CARGO_PKG_VERSION").into(),
-                        started_at_millis: self.config.started_at_unix_millis,
-                    }),
+                        started_unix_millis: self.config.started_at_unix_millis,
+                    },
                     agents: self.agent_summaries(),
                     frameworks: self.framework_summaries(true),
                     tasks,
-                    tasks_truncated: truncated,
+                    tasks_truncated,
                     roles: self.role_summaries(),
-                })
+                }))
             }
-            R::ListAgents => OperatorResponse::Agents(v1::ListAgentsResponse {
-                agents: self.agent_summaries(),
-            }),
+            R::ListAgents => OperatorResponse::Agents(self.agent_summaries()),
             R::ListFrameworks { include_completed } => {
-                OperatorResponse::Frameworks(v1::ListFrameworksResponse {
-                    frameworks: self.framework_summaries(include_completed),
-                })
+                OperatorResponse::Frameworks(self.framework_summaries(include_completed))
             }
             R::ListTasks {
                 task,
@@ -163,40 +65,34 @@ impl MasterCore {
                 } else {
                     page_size
                 };
-                let mut tasks: Vec<v1::TaskSummary> = self
+                let mut tasks: Vec<TaskSummary> = self
                     .task_summaries()
                     .into_iter()
-                    .filter(|t| task.as_ref().is_none_or(|id| id.as_str() == t.id))
-                    .filter(|t| {
-                        framework
-                            .as_ref()
-                            .is_none_or(|f| f.as_str() == t.framework_id)
-                    })
-                    .filter(|t| agent.as_ref().is_none_or(|a| a.as_str() == t.agent_id))
-                    .filter(|t| states.is_empty() || states.iter().any(|s| s.to_i32() == t.state))
+                    .filter(|t| task.as_ref().is_none_or(|id| *id == t.id))
+                    .filter(|t| framework.as_ref().is_none_or(|f| *f == t.framework))
+                    .filter(|t| agent.is_none() || agent == t.agent)
+                    .filter(|t| states.is_empty() || states.contains(&t.state))
                     .collect();
                 // Stable order for paging: framework, then task ID.
-                tasks.sort_by(|a, b| (&a.framework_id, &a.id).cmp(&(&b.framework_id, &b.id)));
+                tasks.sort_by(|a, b| (&a.framework, &a.id).cmp(&(&b.framework, &b.id)));
+                let token = |t: &TaskSummary| format!("{}/{}", t.framework, t.id);
                 let start = if page_token.is_empty() {
                     0
                 } else {
-                    tasks.partition_point(|t| format!("{}/{}", t.framework_id, t.id) <= page_token)
+                    tasks.partition_point(|t| token(t) <= page_token)
                 };
                 let rest = tasks.split_off(start.min(tasks.len()));
-                let next = if rest.len() > size {
-                    let last = &rest[size - 1];
-                    format!("{}/{}", last.framework_id, last.id)
+                let next_page_token = if rest.len() > size {
+                    token(&rest[size - 1])
                 } else {
                     String::new()
                 };
-                OperatorResponse::Tasks(v1::ListTasksResponse {
+                OperatorResponse::Tasks(TaskPage {
                     tasks: rest.into_iter().take(size).collect(),
-                    next_page_token: next,
+                    next_page_token,
                 })
             }
-            R::GetRoles => OperatorResponse::Roles(v1::GetRolesResponse {
-                roles: self.role_summaries(),
-            }),
+            R::GetRoles => OperatorResponse::Roles(self.role_summaries()),
             R::SetWeight { role, weight } => {
                 self.set_weight(&role, weight);
                 OperatorResponse::Done
@@ -277,7 +173,7 @@ impl MasterCore {
             }
             R::LocateTask { task, framework } => {
                 let (_, t) = self.find_task(&task, framework.as_ref())?;
-                let agent = t.agent.as_ref().and_then(|a| self.agents.get(a));
+                let agent = t.agent().and_then(|a| self.agents.get(a));
                 match agent {
                     Some(a) if !a.info.address.is_empty() => OperatorResponse::TaskLocation {
                         address: a.info.address.clone(),
@@ -299,7 +195,7 @@ impl MasterCore {
                         t.status.state
                     )));
                 }
-                let agent = t.agent.clone().ok_or_else(|| {
+                let agent = t.agent().cloned().ok_or_else(|| {
                     ServiceError::Unavailable(format!("task {task} has no agent yet"))
                 })?;
                 if self.agents.get(&agent).and_then(|a| a.conn).is_none() {
@@ -330,7 +226,7 @@ impl MasterCore {
         let mut found = self
             .tasks
             .iter()
-            .chain(self.completed.iter().rev().map(|(k, t)| (k, t)))
+            .chain(self.tasks.completed().rev())
             .filter(|((fw, id), _)| id == task && framework.is_none_or(|f| f == fw));
         let first = found.next().ok_or_else(|| ServiceError::NotFound {
             kind: "task",
@@ -388,16 +284,14 @@ impl MasterCore {
         Ok(())
     }
 
-    fn live_tasks_where(&self, f: impl Fn(&TaskKey, &Task) -> bool) -> u32 {
-        let n = self
-            .tasks
+    fn live_tasks_where(&self, f: impl Fn(&TaskKey, &Task) -> bool) -> usize {
+        self.tasks
             .iter()
             .filter(|(k, t)| !t.status.state.is_terminal() && f(k, t))
-            .count();
-        u32::try_from(n).unwrap_or(u32::MAX)
+            .count()
     }
 
-    fn agent_summaries(&self) -> Vec<v1::AgentSummary> {
+    fn agent_summaries(&self) -> Vec<AgentSummary> {
         let mut agents: Vec<&Agent> = self.agents.values().collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
         agents
@@ -416,27 +310,26 @@ impl MasterCore {
                             .fold(Resources::new(), |acc, (_, r)| acc.saturating_add(r))
                     })
                     .unwrap_or_default();
-                v1::AgentSummary {
-                    id: a.id.to_string(),
+                AgentSummary {
+                    id: a.id.clone(),
                     hostname: a.info.hostname.clone(),
                     address: a.info.address.clone(),
-                    state: a.state.to_i32(),
-                    total: Some((&a.info.resources).into()),
-                    used: Some((&used).into()),
-                    reserved: Some((&reserved).into()),
-                    attributes: super::proto::attributes(&a.info.attributes),
+                    state: a.state,
+                    total: a.info.resources.clone(),
+                    used,
+                    reserved,
+                    attributes: a.info.attributes.clone(),
                     version: a.info.version.clone(),
-                    registered_at_millis: a.registered_unix_millis,
-                    last_heartbeat_millis: self.unix_millis(a.last_seen),
-                    active_tasks: u32::try_from(self.live_tasks_on(&a.id).len())
-                        .unwrap_or(u32::MAX),
+                    registered_unix_millis: a.registered_unix_millis,
+                    last_heartbeat_unix_millis: self.unix_millis(a.last_seen),
+                    active_tasks: self.live_tasks_on(&a.id).len(),
                     labels: a.info.labels.clone(),
                 }
             })
             .collect()
     }
 
-    fn framework_summaries(&self, include_completed: bool) -> Vec<v1::FrameworkSummary> {
+    fn framework_summaries(&self, include_completed: bool) -> Vec<FrameworkSummary> {
         let mut fws: Vec<&Framework> = self
             .frameworks
             .values()
@@ -459,64 +352,57 @@ impl MasterCore {
                     .fold(Resources::new(), |acc, o| {
                         acc.saturating_add(&o.resources.total())
                     });
-                v1::FrameworkSummary {
-                    id: f.id.to_string(),
+                FrameworkSummary {
+                    id: f.id.clone(),
                     name: f.info.name.clone(),
                     user: f.info.user.clone(),
-                    state: f.state.to_i32(),
-                    roles: f.info.roles.iter().map(ToString::to_string).collect(),
-                    suppressed_roles: f.suppressed.iter().map(ToString::to_string).collect(),
-                    allocated: Some((&allocated).into()),
-                    offered: Some((&offered).into()),
+                    state: f.state,
+                    roles: f.info.roles.clone(),
+                    suppressed_roles: f.suppressed.iter().cloned().collect(),
+                    allocated,
+                    offered,
                     active_tasks: self.live_tasks_where(|(fw, _), _| fw == &f.id),
-                    registered_at_millis: f.registered_unix_millis,
-                    failover_timeout_millis: u64::try_from(f.info.failover_timeout.as_millis())
-                        .unwrap_or(u64::MAX),
+                    registered_unix_millis: f.registered_unix_millis,
+                    failover_timeout: f.info.failover_timeout,
                     labels: f.info.labels.clone(),
                 }
             })
             .collect()
     }
 
-    fn task_summaries(&self) -> Vec<v1::TaskSummary> {
+    fn task_summaries(&self) -> Vec<TaskSummary> {
         self.tasks
-            .iter()
-            .chain(self.completed.iter().map(|(k, t)| (k, t)))
-            .map(|((fw, id), t)| v1::TaskSummary {
-                id: id.to_string(),
+            .iter_all()
+            .map(|((fw, id), t)| TaskSummary {
+                id: id.clone(),
                 name: t.meta.name.clone(),
-                framework_id: fw.to_string(),
-                agent_id: t
-                    .agent
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                state: t.status.state.to_i32(),
-                reason: t.status.reason.to_i32(),
+                framework: fw.clone(),
+                agent: t.agent().cloned(),
+                state: t.status.state,
+                reason: t.status.reason,
                 message: t.status.message.clone(),
-                resources: Some((&t.meta.resources).into()),
-                usage: t.status.usage.map(Into::into),
+                resources: t.meta.resources.clone(),
+                usage: t.status.usage,
                 module: t.meta.module.clone(),
-                sandbox_path: String::new(),
-                updated_at_millis: self.unix_millis(t.updated),
+                updated_unix_millis: self.unix_millis(t.updated),
                 labels: t.meta.labels.clone(),
             })
             .collect()
     }
 
-    fn role_summaries(&self) -> Vec<v1::RoleSummary> {
+    fn role_summaries(&self) -> Vec<RoleSummary> {
         self.allocator
             .roles()
             .into_iter()
-            .map(|r| v1::RoleSummary {
-                name: r.role.to_string(),
-                weight: r.weight.get(),
-                quota: r.quota.as_ref().map(Into::into),
-                allocated: Some((&r.allocated).into()),
-                reserved: Some((&r.reserved).into()),
-                consumed: Some((&r.consumed).into()),
+            .map(|r| RoleSummary {
+                role: r.role,
+                weight: r.weight,
+                quota: r.quota,
+                allocated: r.allocated,
+                reserved: r.reserved,
+                consumed: r.consumed,
                 dominant_share: r.dominant_share,
-                frameworks: u32::try_from(r.frameworks).unwrap_or(u32::MAX),
+                frameworks: r.frameworks,
             })
             .collect()
     }

@@ -157,7 +157,8 @@ impl MasterCore {
                 .add_framework(f.id.clone(), &f.info.roles, &[])
             {
                 Ok(()) => {
-                    let _ = self.allocator.set_framework_active(&f.id, false);
+                    let inactive = self.allocator.set_framework_active(&f.id, false);
+                    self.allocator_agrees("pausing a recovered framework", inactive);
                     FrameworkState::Disconnected
                 }
                 Err(e) => {

@@ -13,6 +13,7 @@ use crate::artifacts::ArtifactStore;
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::peers::Peers;
+use crate::wire;
 
 #[derive(Debug, Clone)]
 pub(crate) struct OperatorService {
@@ -76,7 +77,7 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Result<Response<v1::GetStateResponse>, Status> {
         let max_tasks = request.into_inner().max_tasks as usize;
         match self.ask(OperatorRequest::GetState { max_tasks }).await? {
-            OperatorResponse::State(s) => Ok(Response::new(s)),
+            OperatorResponse::State(s) => Ok(Response::new(v1::GetStateResponse::from(&*s))),
             _ => Err(unexpected()),
         }
     }
@@ -86,7 +87,9 @@ impl v1::operator_server::Operator for OperatorService {
         _request: Request<v1::ListAgentsRequest>,
     ) -> Result<Response<v1::ListAgentsResponse>, Status> {
         match self.ask(OperatorRequest::ListAgents).await? {
-            OperatorResponse::Agents(r) => Ok(Response::new(r)),
+            OperatorResponse::Agents(agents) => Ok(Response::new(v1::ListAgentsResponse {
+                agents: wire::each_into(&agents),
+            })),
             _ => Err(unexpected()),
         }
     }
@@ -100,7 +103,11 @@ impl v1::operator_server::Operator for OperatorService {
             .ask(OperatorRequest::ListFrameworks { include_completed })
             .await?
         {
-            OperatorResponse::Frameworks(r) => Ok(Response::new(r)),
+            OperatorResponse::Frameworks(frameworks) => {
+                Ok(Response::new(v1::ListFrameworksResponse {
+                    frameworks: wire::each_into(&frameworks),
+                }))
+            }
             _ => Err(unexpected()),
         }
     }
@@ -124,7 +131,7 @@ impl v1::operator_server::Operator for OperatorService {
             page_token: r.page_token,
         };
         match self.ask(req).await? {
-            OperatorResponse::Tasks(r) => Ok(Response::new(r)),
+            OperatorResponse::Tasks(page) => Ok(Response::new(v1::ListTasksResponse::from(&page))),
             _ => Err(unexpected()),
         }
     }
@@ -134,7 +141,9 @@ impl v1::operator_server::Operator for OperatorService {
         _request: Request<v1::GetRolesRequest>,
     ) -> Result<Response<v1::GetRolesResponse>, Status> {
         match self.ask(OperatorRequest::GetRoles).await? {
-            OperatorResponse::Roles(r) => Ok(Response::new(r)),
+            OperatorResponse::Roles(roles) => Ok(Response::new(v1::GetRolesResponse {
+                roles: wire::each_into(&roles),
+            })),
             _ => Err(unexpected()),
         }
     }

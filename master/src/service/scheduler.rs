@@ -169,10 +169,12 @@ fn operation(op: &v1::Operation) -> Result<Operation, ProtoError> {
                     .collect::<Result<_, ProtoError>>()?,
             ),
             Kind::Reserve(r) => Operation::Reserve {
+                id: op.id.clone(),
                 role: corral_proto::convert::parse_role("reserve.role", &r.role)?,
                 resources: require("reserve.resources", r.resources.as_ref())?,
             },
             Kind::Unreserve(r) => Operation::Unreserve {
+                id: op.id.clone(),
                 role: corral_proto::convert::parse_role("unreserve.role", &r.role)?,
                 resources: require("unreserve.resources", r.resources.as_ref())?,
             },

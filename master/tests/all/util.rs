@@ -287,6 +287,7 @@ pub(crate) fn launch(offer_id: &str, tasks: Vec<v1::TaskInfo>) -> v1::call_reque
     v1::call_request::Kind::Accept(v1::call_request::Accept {
         offer_ids: vec![offer_id.into()],
         operations: vec![v1::Operation {
+            id: String::new(),
             kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })),
         }],
         filters: None,

@@ -190,6 +190,7 @@ impl Driver {
         self.accept(
             offer_ids,
             vec![v1::Operation {
+                id: String::new(),
                 kind: Some(v1::operation::Kind::Launch(launch)),
             }],
             None,

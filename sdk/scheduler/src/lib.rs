@@ -106,9 +106,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub use backoff::BackoffConfig;
-pub use corral_proto::{ModuleSource, TaskInfo, TaskStatus, UpdateUuid};
+pub use corral_proto::{ModuleSource, OperationUpdate, TaskInfo, TaskStatus, UpdateUuid};
 pub use corral_types::{
-    AgentId, Digest, FrameworkId, OfferId, Reason, Resources, Role, TaskId, TaskLimits, TaskState,
+    AgentId, Digest, FrameworkId, OfferId, OperationState, Reason, Resources, Role, TaskId,
+    TaskLimits, TaskState,
 };
 pub use driver::Driver;
 pub use error::SdkError;
@@ -137,6 +138,18 @@ pub trait Scheduler: Send {
 
     /// An agent was lost; updates for its tasks follow separately.
     async fn agent_lost(&mut self, _driver: &Driver, _agent_id: &AgentId) {}
+
+    /// A RESERVE or UNRESERVE of an ACCEPT was not applied (launches report through
+    /// [`Scheduler::status_update`]). Logged by default.
+    async fn operation_failed(&mut self, _driver: &Driver, update: OperationUpdate) {
+        tracing::warn!(
+            operation_id = %update.operation_id,
+            index = update.index,
+            state = %update.state,
+            message = %update.message,
+            "offer operation not applied"
+        );
+    }
 
     /// The master removed the framework (an ERROR event), or refused the subscription; `run`
     /// returns after this.

@@ -19,7 +19,7 @@ use std::time::Duration;
 use corral_proto::convert::parse_id;
 use corral_proto::status::leader_hint;
 use corral_proto::v1::event::Kind;
-use corral_proto::{TaskStatus, limits, v1};
+use corral_proto::{OperationUpdate, TaskStatus, limits, v1};
 use corral_types::{AgentId, FrameworkId, OfferId};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -319,6 +319,10 @@ impl<S: Scheduler> Session<S> {
                     self.scheduler.agent_lost(driver, &id).await;
                 }
                 Err(error) => warn!(%error, "invalid failure event ignored"),
+            },
+            Kind::OperationUpdate(u) => match OperationUpdate::try_from(&u) {
+                Ok(update) => self.scheduler.operation_failed(driver, update).await,
+                Err(error) => warn!(%error, "invalid operation update ignored"),
             },
             Kind::Error(e) => {
                 // The answer to our own TEARDOWN is the normal end, not a problem.

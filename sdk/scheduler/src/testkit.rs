@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use corral_proto::v1::scheduler_server::Scheduler as SchedulerService;
-use corral_proto::{ServiceError, TaskStatus, UpdateUuid, limits, v1};
+use corral_proto::{OperationUpdate, ServiceError, TaskStatus, UpdateUuid, limits, v1};
 use corral_types::{
     AgentId, Digest, FrameworkId, OfferId, Reason, Resources, Role, ScalarName, StatusSource,
     TaskId, TaskState,
@@ -308,6 +308,11 @@ impl MockMaster {
             agent_id: agent_id.into(),
             message: "agent unreachable".into(),
         })))
+    }
+
+    /// Pushes an OPERATION_UPDATE event (an operation of an ACCEPT was not applied).
+    pub fn send_operation_update(&self, update: &OperationUpdate) -> bool {
+        self.send_event(kind(v1::event::Kind::OperationUpdate(update.into())))
     }
 
     /// Pushes a HEARTBEAT event.

@@ -210,6 +210,7 @@ fn dispatch(state: &Mutex<State>, driver: &Driver) {
             .next_launch();
         let Some((offer, tasks)) = next else { return };
         let launch = v1::Operation {
+            id: String::new(),
             kind: Some(v1::operation::Kind::Launch(v1::operation::Launch {
                 tasks: tasks.iter().map(v1::TaskInfo::from).collect(),
             })),

@@ -280,6 +280,28 @@ impl Allocator {
         self.agents[a].allocations.get(&sub)
     }
 
+    /// Everything held, as `(agent, framework, role, allocation)`, sorted: what an auditor
+    /// compares with its own books (the master's property tests do).
+    pub fn allocations(&self) -> Vec<(AgentId, FrameworkId, Role, Allocation)> {
+        let mut all: Vec<_> = self
+            .agents
+            .iter()
+            .flat_map(|(_, a)| {
+                a.allocations.iter().map(move |(&sub, held)| {
+                    let s = &self.subs[sub];
+                    (
+                        a.id.clone(),
+                        self.frameworks[s.framework].id.clone(),
+                        self.roles[s.role].name.clone(),
+                        held.clone(),
+                    )
+                })
+            })
+            .collect();
+        all.sort_by(|x, y| (&x.0, &x.1, &x.2).cmp(&(&y.0, &y.1, &y.2)));
+        all
+    }
+
     fn find_sub(&self, framework: u32, role: &Role) -> Option<u32> {
         let r = *self.role_index.get(role)?;
         self.frameworks[framework]

@@ -28,6 +28,22 @@ fn one_framework_is_offered_every_agent_once() {
 }
 
 #[test]
+fn allocations_list_what_every_framework_holds_where() {
+    let mut a = cluster(2, &res(4, 1024));
+    a.add_framework(fw("f"), &[role("*")], &[]).unwrap();
+    assert!(a.allocations().is_empty());
+    let offers = a.allocate(at(0));
+    let mut expected: Vec<_> = offers
+        .iter()
+        .map(|o| (o.agent.clone(), fw("f"), role("*"), o.resources.clone()))
+        .collect();
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(a.allocations(), expected);
+    recover(&mut a, &offers[0]);
+    assert_eq!(a.allocations().len(), 1);
+}
+
+#[test]
 fn frameworks_in_a_role_share_by_drf() {
     let mut a = cluster(10, &res(1, 256));
     for f in ["f1", "f2"] {

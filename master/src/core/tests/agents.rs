@@ -2,6 +2,17 @@
 
 use super::*;
 
+fn admitted(id: &str) -> AgentRecord {
+    AgentRecord {
+        id: AgentId::new(id).unwrap(),
+        info: agent_info(),
+        state: AgentState::Admitted,
+        registered_unix_millis: 1_000_000,
+        drain: None,
+        reservations: vec![],
+    }
+}
+
 #[test]
 fn agent_registration_assigns_an_id_and_asks_for_allocation() {
     let mut core = MasterCore::new(config());
@@ -14,30 +25,12 @@ fn agent_registration_assigns_an_id_and_asks_for_allocation() {
         ms(0),
     );
     // The agent is recorded before it hears its ID.
+    let id = AgentId::new("m-S1").unwrap();
     assert_eq!(
         fx,
         vec![
-            Effect::Persist(RegistryWrite::Agent(AgentRecord {
-                id: AgentId::new("m-S1").unwrap(),
-                info: agent_info(),
-                state: corral_types::AgentState::Admitted,
-                registered_unix_millis: 1_000_000,
-                drain: None,
-                reservations: vec![],
-            })),
-            Effect::ToAgent {
-                conn: AGENT,
-                msg: v1::MasterMessage {
-                    epoch: 1,
-                    kind: Some(v1::master_message::Kind::Registered(
-                        v1::master_message::Registered {
-                            agent_id: "m-S1".into(),
-                            heartbeat_interval_millis: 1000,
-                            master_id: "m".into(),
-                        }
-                    )),
-                },
-            },
+            Effect::Persist(RegistryWrite::Agent(admitted("m-S1"))),
+            registered(&id),
             Effect::AllocateSoon,
         ]
     );
@@ -45,24 +38,24 @@ fn agent_registration_assigns_an_id_and_asks_for_allocation() {
 
 #[test]
 fn a_subscribed_framework_is_offered_the_registered_agent() {
-    let (core, agent, fw, _, _) = offered();
-    let offer = core.offers.values().next().unwrap();
-    assert_eq!(offer.agent, agent);
-    assert_eq!(offer.framework, fw);
-    assert_eq!(offer.resources.total(), res(4000, 4096));
-    core.check_invariants();
-}
-
-#[test]
-fn offers_carry_hostname_attributes_and_resources() {
     let mut core = MasterCore::new(config());
-    register(&mut core, ms(0));
-    subscribe(&mut core, FW, None, Duration::ZERO, ms(0));
-    let o = &offers(&core.handle(Event::Allocate, ms(1)))[0];
-    assert_eq!(o.hostname, "host-1");
-    assert_eq!(o.attributes[0].key, "arch");
-    assert_eq!(o.resources.as_ref().unwrap().cpus_milli, 4000);
-    assert_eq!(o.role, "*");
+    let agent = register(&mut core, ms(0));
+    let (fw, _) = subscribe(&mut core, FW, None, Duration::from_secs(60), ms(0));
+    let fx = core.handle(Event::Allocate, ms(1));
+    assert_eq!(
+        fx,
+        vec![to_fw(FrameworkEvent::Offers(vec![Offer {
+            id: OfferId::new("m-O4").unwrap(),
+            framework: fw,
+            agent,
+            hostname: "host-1".into(),
+            role: Role::default_role(),
+            resources: Allocation::unreserved(res(4000, 4096)),
+            attributes: vec![("arch".into(), "x86_64".into())],
+            cached_modules: vec![],
+        }]))]
+    );
+    core.check_invariants();
 }
 
 #[test]
@@ -77,23 +70,51 @@ fn silent_agent_becomes_unreachable_and_its_tasks_are_reported() {
     );
     agent_status(&mut core, &fw, "t1", TaskState::Running, 1, ms(3));
     core.handle(Event::AgentHeartbeat { conn: AGENT }, ms(1000));
-    assert!(updates(&core.handle(Event::Tick, ms(6000))).is_empty());
-    let fx = core.handle(Event::Tick, ms(6001));
-    let u = updates(&fx);
-    assert_eq!(u.len(), 1, "{fx:?}");
-    assert_eq!(u[0].task_id, "t1");
-    assert_eq!(u[0].state, v1::TaskState::Unreachable as i32);
-    assert_eq!(u[0].reason, v1::Reason::AgentUnreachable as i32);
-    assert!(u[0].uuid.is_empty());
-    assert!(
-        events(&fx)
-            .iter()
-            .any(|e| matches!(e, v1::event::Kind::Failure(f) if f.agent_id == agent.as_str()))
+    // The accept's leftover, refused for 5 s, is offered again by the periodic allocation;
+    // the agent is not late yet.
+    let leftover = Offer {
+        id: OfferId::new("m-O5").unwrap(),
+        framework: fw.clone(),
+        agent: agent.clone(),
+        hostname: "host-1".into(),
+        role: Role::default_role(),
+        resources: Allocation::unreserved(res(3000, 4095)),
+        attributes: vec![("arch".into(), "x86_64".into())],
+        cached_modules: vec![],
+    };
+    assert_eq!(
+        core.handle(Event::Tick, ms(6000)),
+        vec![to_fw(FrameworkEvent::Offers(vec![leftover]))]
     );
-    assert!(fx.contains(&Effect::CloseAgent {
-        conn: AGENT,
-        error: None
-    }));
+    let fx = core.handle(Event::Tick, ms(6001));
+    let why = "agent missed its heartbeats";
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                state: AgentState::Unreachable,
+                ..admitted(agent.as_str())
+            })),
+            Effect::CloseAgent {
+                conn: AGENT,
+                error: None
+            },
+            // (No AllocateSoon: the accept's cycle is still pending.)
+            to_fw(FrameworkEvent::Rescind(OfferId::new("m-O5").unwrap())),
+            to_fw(FrameworkEvent::Update(from_master(
+                &fw,
+                "t1",
+                Some(&agent),
+                (TaskState::Unreachable, Reason::AgentUnreachable),
+                why,
+                ms(6001),
+            ))),
+            to_fw(FrameworkEvent::Failure {
+                agent: agent.clone(),
+                message: format!("agent unreachable: {why}"),
+            }),
+        ]
+    );
     assert_eq!(core.agents[&agent].state, AgentState::Unreachable);
     core.check_invariants();
     // Explicit reconciliation reports it UNREACHABLE.
@@ -106,7 +127,20 @@ fn silent_agent_becomes_unreachable_and_its_tasks_are_reported() {
         },
         ms(6002),
     );
-    assert_eq!(updates(&fx)[0].state, v1::TaskState::Unreachable as i32);
+    assert_eq!(
+        fx,
+        vec![
+            to_fw(FrameworkEvent::Update(from_master(
+                &fw,
+                "t1",
+                Some(&agent),
+                (TaskState::Unreachable, Reason::Reconciliation),
+                why,
+                ms(6002),
+            ))),
+            done(),
+        ]
+    );
 }
 
 #[test]
@@ -141,21 +175,43 @@ fn a_new_agent_at_a_disconnected_agents_address_replaces_it_and_its_tasks_are_lo
 
     core.handle(Event::AgentDisconnected { conn: AGENT }, ms(5));
     let fx = register_at(&mut core, 3, ms(6));
-    let lost = updates(&fx);
-    assert_eq!(lost.len(), 1, "{fx:?}");
-    assert_eq!(lost[0].task_id, "t1");
-    assert_eq!(lost[0].agent_id, old.as_str());
-    assert_eq!(lost[0].state, v1::TaskState::Lost as i32);
-    assert_eq!(lost[0].reason, v1::Reason::AgentRestarted as i32);
+    let new = AgentId::new("m-S6").unwrap();
+    let lost = from_master(
+        &fw,
+        "t1",
+        Some(&old),
+        (TaskState::Lost, Reason::AgentRestarted),
+        "the agent restarted without its checkpoint and registered as a new agent",
+        ms(6),
+    );
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                state: AgentState::Gone,
+                ..admitted(old.as_str())
+            })),
+            to_fw(FrameworkEvent::Update(lost)),
+            // The second agent that registered at the address and left is gone too.
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                state: AgentState::Gone,
+                registered_unix_millis: 1_000_004,
+                ..admitted("m-S5")
+            })),
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                registered_unix_millis: 1_000_006,
+                ..admitted(new.as_str())
+            })),
+            Effect::ToAgent {
+                conn: 3,
+                command: AgentCommand::Registered {
+                    agent_id: new.clone(),
+                    heartbeat_interval: Duration::from_secs(1),
+                },
+            },
+        ]
+    );
     assert_eq!(core.agents[&old].state, AgentState::Gone);
-    let new_agents: Vec<_> = core
-        .agents
-        .values()
-        .filter(|a| a.state == AgentState::Admitted)
-        .map(|a| a.id.clone())
-        .collect();
-    assert_eq!(new_agents.len(), 1);
-    assert_ne!(new_agents[0], old);
 
     // Once: the next newcomer at the address finds nothing left to report.
     core.handle(Event::AgentDisconnected { conn: 3 }, ms(7));
@@ -173,11 +229,22 @@ fn a_new_agent_at_a_disconnected_agents_address_replaces_it_and_its_tasks_are_lo
         },
         ms(9),
     );
-    assert!(
-        agent_msgs(&fx)
-            .iter()
-            .any(|m| matches!(m, v1::master_message::Kind::Shutdown(_))),
-        "{fx:?}"
+    assert_eq!(
+        fx,
+        vec![
+            Effect::ToAgent {
+                conn: 5,
+                command: AgentCommand::Shutdown {
+                    reason: "agent was removed".into()
+                },
+            },
+            Effect::CloseAgent {
+                conn: 5,
+                error: Some(ServiceError::FailedPrecondition(format!(
+                    "agent {old} was removed and cannot re-register"
+                ))),
+            },
+        ]
     );
 }
 
@@ -192,12 +259,7 @@ fn agent_reregistration_restores_its_tasks() {
         ms(2),
     );
     core.handle(Event::Tick, ms(6001));
-    let status = TaskStatus {
-        state: TaskState::Running,
-        ..core.tasks[&(fw.clone(), TaskId::new("t1").unwrap())]
-            .status
-            .clone()
-    };
+    let status = agent_update(&fw, Some(&agent), "t1", TaskState::Running, 1);
     let fx = core.handle(
         Event::AgentReregister {
             conn: 2,
@@ -216,10 +278,20 @@ fn agent_reregistration_restores_its_tasks() {
         },
         ms(7000),
     );
-    assert!(matches!(
-        agent_msgs(&fx)[..],
-        [v1::master_message::Kind::Registered(_)]
-    ));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(admitted(agent.as_str()))),
+            Effect::ToAgent {
+                conn: 2,
+                command: AgentCommand::Registered {
+                    agent_id: agent.clone(),
+                    heartbeat_interval: Duration::from_secs(1),
+                },
+            },
+            // No AllocateSoon: the accept's cycle is still pending.
+        ]
+    );
     assert_eq!(core.agents[&agent].state, AgentState::Admitted);
     core.check_invariants();
     let held = core.allocator.agent(&agent).unwrap();
@@ -244,10 +316,21 @@ fn draining_kills_tasks_and_stops_offers() {
         }),
         ms(3),
     );
-    assert!(matches!(
-        &agent_msgs(&fx)[..],
-        [v1::master_message::Kind::KillTask(_)]
-    ));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                state: AgentState::Draining,
+                drain: Some(DrainRecord {
+                    deadline_unix_millis: None,
+                    mark_gone: false
+                }),
+                ..admitted(agent.as_str())
+            })),
+            to_agent(kill(&fw, "t1")),
+            Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done))),
+        ]
+    );
     assert_eq!(core.agents[&agent].state, AgentState::Draining);
     agent_status(&mut core, &fw, "t1", TaskState::Killed, 3, ms(4));
     assert_eq!(core.agents[&agent].state, AgentState::Drained);
@@ -277,20 +360,7 @@ fn reregistering_agent_tasks_of_removed_frameworks_are_killed_and_unknown_framew
             resources: res(1000, 1),
             ..Default::default()
         },
-        status: TaskStatus {
-            task_id: TaskId::new(id).unwrap(),
-            framework_id: fw.clone(),
-            agent_id: Some(agent.clone()),
-            state: TaskState::Running,
-            reason: Reason::Launched,
-            message: String::new(),
-            usage: None,
-            timestamp_millis: 0,
-            uuid: None,
-            source: StatusSource::Agent,
-            trap_kind: None,
-            healthy: None,
-        },
+        status: agent_update(fw, Some(&agent), id, TaskState::Running, 0),
     };
     let fx = core.handle(
         Event::AgentReregister {
@@ -303,11 +373,17 @@ fn reregistering_agent_tasks_of_removed_frameworks_are_killed_and_unknown_framew
         },
         ms(2),
     );
-    let msgs = agent_msgs(&fx);
-    assert!(matches!(&msgs[0], v1::master_message::Kind::Registered(r) if r.agent_id == "m-S9"));
-    assert!(
-        matches!(&msgs[1..], [v1::master_message::Kind::KillTask(k)] if k.task_id == "a"),
-        "{msgs:?}"
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                registered_unix_millis: 1_000_002,
+                ..admitted("m-S9")
+            })),
+            registered(&agent),
+            to_agent(kill(&known, "a")),
+            // No AllocateSoon: the teardown's cycle is still pending.
+        ]
     );
     // The unknown framework's task is accounted to a recovered, disconnected framework.
     assert_eq!(
@@ -320,9 +396,6 @@ fn reregistering_agent_tasks_of_removed_frameworks_are_killed_and_unknown_framew
     // When it re-subscribes it keeps its task.
     let (again, _) = subscribe(&mut core, FW + 1, Some(&unknown), Duration::ZERO, ms(3));
     assert_eq!(again, unknown);
-    assert!(
-        core.tasks
-            .contains_key(&(unknown, TaskId::new("b").unwrap()))
-    );
+    assert!(core.tasks.contains(&(unknown, TaskId::new("b").unwrap())));
     core.check_invariants();
 }

@@ -2,9 +2,27 @@
 
 use super::*;
 
+/// The framework record of the test framework `fw`.
+fn record(fw: &FrameworkId, disconnected: Option<u64>, removed: bool) -> FrameworkRecord {
+    FrameworkRecord {
+        id: fw.clone(),
+        info: FrameworkInfo {
+            id: Some(fw.clone()),
+            ..info(None, Duration::from_secs(60))
+        },
+        registered_unix_millis: 1_000_000,
+        disconnected_unix_millis: disconnected,
+        removed,
+    }
+}
+
+fn operator_done() -> Effect {
+    Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))
+}
+
 #[test]
 fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
-    let (mut core, _, fw, old_stream, offer) = offered();
+    let (mut core, agent, fw, old_stream, offer) = offered();
     call(
         &mut core,
         &fw,
@@ -12,10 +30,22 @@ fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
         accept(&offer, vec![task("t1", 1000, 1)]),
         ms(2),
     );
-    core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
-    // An update while it is away is redelivered when it comes back.
-    agent_status(&mut core, &fw, "t1", TaskState::Running, 4, ms(20));
-    assert!(agent_msgs(&tick(&mut core, ms(59_000))).is_empty());
+    let fx = core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::CloseFramework { conn: FW },
+            Effect::Persist(RegistryWrite::Framework(record(
+                &fw,
+                Some(1_000_010),
+                false
+            ))),
+        ]
+    );
+    // An update while it is away goes nowhere now and is redelivered when it comes back.
+    let fx = agent_status(&mut core, &fw, "t1", TaskState::Running, 4, ms(20));
+    assert_eq!(fx, vec![]);
+    assert!(commands(&tick(&mut core, ms(59_000))).is_empty());
     let (same, new_stream, fx) = subscribe_fx(
         &mut core,
         FW + 1,
@@ -24,16 +54,31 @@ fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
         ms(59_000),
     );
     assert_eq!(same, fw);
-    let u = updates(&fx);
-    assert_eq!(u.len(), 1, "{fx:?}");
-    assert_eq!(
-        (u[0].state, u[0].uuid.to_vec()),
-        (v1::TaskState::Running as i32, vec![4u8; 16])
-    );
     assert_ne!(new_stream, old_stream);
+    let running = agent_update(&fw, Some(&agent), "t1", TaskState::Running, 4);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Framework(record(&fw, None, false))),
+            Effect::ToFramework {
+                conn: FW + 1,
+                event: FrameworkEvent::Subscribed {
+                    framework: fw.clone(),
+                    stream_id: new_stream.clone(),
+                    heartbeat_interval: Duration::from_secs(15),
+                },
+            },
+            Effect::ToFramework {
+                conn: FW + 1,
+                event: FrameworkEvent::Update(running),
+            },
+            // No AllocateSoon: the accept's cycle is still pending.
+            done(),
+        ]
+    );
     assert!(
         core.tasks
-            .contains_key(&(fw.clone(), TaskId::new("t1").unwrap()))
+            .contains(&(fw.clone(), TaskId::new("t1").unwrap()))
     );
     let fx = call(
         &mut core,
@@ -42,23 +87,23 @@ fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
         Call::Revive { roles: vec![] },
         ms(59_001),
     );
-    assert!(
-        matches!(
-            &fx[..],
-            [Effect::Reply(Reply::Done(Err(
-                ServiceError::FailedPrecondition(_)
-            )))]
-        ),
-        "{fx:?}"
+    assert_eq!(
+        fx,
+        vec![Effect::Reply(Reply::Done(Err(
+            ServiceError::FailedPrecondition(format!(
+                "stream id {old_stream:?} is not framework {fw}'s current subscription; \
+                 re-subscribe"
+            ))
+        )))]
     );
     // Past the old deadline nothing is torn down.
     let fx = tick(&mut core, ms(80_000));
-    assert!(agent_msgs(&fx).is_empty());
+    assert!(commands(&fx).is_empty(), "{fx:?}");
 }
 
 #[test]
 fn a_second_subscription_replaces_the_first() {
-    let (mut core, _, fw, _, _) = offered();
+    let (mut core, _, fw, _, offer) = offered();
     let fx = core.handle(
         Event::Subscribe {
             conn: FW + 1,
@@ -67,11 +112,28 @@ fn a_second_subscription_replaces_the_first() {
         },
         ms(5),
     );
-    assert!(fx.contains(&Effect::CloseFramework { conn: FW }));
-    assert!(fx.iter().any(
-        |e| matches!(e, Effect::ToFramework { conn, event } if *conn == FW
-        && matches!(event.kind, Some(v1::event::Kind::Error(_))))
-    ));
+    assert_eq!(
+        fx,
+        vec![
+            // The old subscription's offer goes back (unannounced) ...
+            Effect::AllocateSoon,
+            // ... and the old stream ends with an error.
+            to_fw(FrameworkEvent::Error {
+                message: "framework failed over to a new subscription".into()
+            }),
+            Effect::CloseFramework { conn: FW },
+            Effect::ToFramework {
+                conn: FW + 1,
+                event: FrameworkEvent::Subscribed {
+                    framework: fw.clone(),
+                    stream_id: "m-stream5".into(),
+                    heartbeat_interval: Duration::from_secs(15),
+                },
+            },
+            done(),
+        ]
+    );
+    assert!(!core.offers.contains_key(&offer));
     core.check_invariants();
 }
 
@@ -87,9 +149,12 @@ fn framework_past_failover_timeout_is_torn_down() {
     );
     core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
     let fx = tick(&mut core, ms(60_010));
-    assert!(
-        matches!(&agent_msgs(&fx)[..], [v1::master_message::Kind::KillTask(k)] if k.task_id == "t1"),
-        "{fx:?}"
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Framework(record(&fw, Some(1_000_010), true))),
+            to_agent(kill(&fw, "t1")),
+        ]
     );
     assert_eq!(core.frameworks[&fw].state, FrameworkState::Completed);
     core.check_invariants();
@@ -101,81 +166,127 @@ fn framework_past_failover_timeout_is_torn_down() {
         },
         ms(60_011),
     );
-    assert!(matches!(
-        fx.last(),
-        Some(Effect::Reply(Reply::Done(Err(
-            ServiceError::FailedPrecondition(_)
-        ))))
-    ));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::CloseFramework { conn: FW + 1 },
+            Effect::Reply(Reply::Done(Err(ServiceError::FailedPrecondition(format!(
+                "framework {fw} was removed and cannot re-subscribe"
+            ))))),
+        ]
+    );
     // The agent's KILLED update is acknowledged on the removed framework's behalf.
     let fx = agent_status(&mut core, &fw, "t1", TaskState::Killed, 9, ms(60_012));
-    assert!(
-        matches!(&agent_msgs(&fx)[..], [v1::master_message::Kind::Acknowledge(a)] if a.task_id == "t1")
+    assert_eq!(
+        fx,
+        vec![to_agent(AgentCommand::Acknowledge {
+            framework: fw.clone(),
+            task: TaskId::new("t1").unwrap(),
+            uuid: UpdateUuid::from_bytes([9; 16]),
+        })]
     );
     core.check_invariants();
 }
 
 #[test]
 fn operator_weights_quotas_and_listings() {
-    let (mut core, _, _, _, _) = offered();
+    let (mut core, agent, fw, _, _) = offered();
     let role = Role::new("eng").unwrap();
-    let r = core.handle(
+    let weight = corral_types::Weight::new(2.0).unwrap();
+    let fx = core.handle(
         Event::Operator(OperatorRequest::SetWeight {
             role: role.clone(),
-            weight: corral_types::Weight::new(2.0).unwrap(),
+            weight,
         }),
         ms(2),
     );
-    assert!(r.contains(&Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Weight {
+                role: role.clone(),
+                weight
+            }),
+            Effect::AllocateSoon,
+            operator_done(),
+        ]
+    );
     let quota = corral_types::Quota {
         guarantee: res(1000, 0),
         limit: corral_types::QuotaLimits::unlimited(),
     };
-    core.handle(
+    let fx = core.handle(
         Event::Operator(OperatorRequest::SetQuota {
             role: role.clone(),
-            quota,
+            quota: quota.clone(),
             force: false,
         }),
         ms(3),
     );
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Quota {
+                role: role.clone(),
+                quota: Some(quota.clone())
+            }),
+            operator_done(),
+        ]
+    );
     let fx = core.handle(Event::Operator(OperatorRequest::GetRoles), ms(4));
-    let Some(Effect::Reply(Reply::Operator(Ok(OperatorResponse::Roles(roles))))) = fx.last() else {
+    let [Effect::Reply(Reply::Operator(Ok(OperatorResponse::Roles(roles))))] = &fx[..] else {
         panic!("{fx:?}");
     };
-    let eng = roles.roles.iter().find(|r| r.name == "eng").unwrap();
-    assert_eq!(eng.weight, 2.0);
-    assert_eq!(
-        eng.quota
-            .as_ref()
-            .unwrap()
-            .guarantee
-            .as_ref()
-            .unwrap()
-            .cpus_milli,
-        1000
-    );
+    let eng = roles.iter().find(|r| r.role == role).unwrap();
+    assert_eq!((eng.weight, eng.quota.as_ref()), (weight, Some(&quota)));
     let fx = core.handle(
         Event::Operator(OperatorRequest::RemoveQuota {
             role: Role::new("none").unwrap(),
         }),
         ms(5),
     );
-    assert!(matches!(
-        fx.last(),
-        Some(Effect::Reply(Reply::Operator(Err(
-            ServiceError::NotFound { .. }
-        ))))
-    ));
+    assert_eq!(
+        fx,
+        vec![Effect::Reply(Reply::Operator(Err(
+            ServiceError::NotFound {
+                kind: "role",
+                id: "none".into()
+            }
+        )))]
+    );
     let fx = core.handle(
         Event::Operator(OperatorRequest::GetState { max_tasks: 0 }),
         ms(6),
     );
-    let Some(Effect::Reply(Reply::Operator(Ok(OperatorResponse::State(s))))) = fx.last() else {
+    let [Effect::Reply(Reply::Operator(Ok(OperatorResponse::State(s))))] = &fx[..] else {
         panic!("{fx:?}");
     };
-    assert_eq!(s.agents.len(), 1);
-    assert_eq!(s.frameworks.len(), 1);
+    assert_eq!(
+        s.master,
+        MasterSummary {
+            id: "m".into(),
+            address: "127.0.0.1:5050".into(),
+            epoch: 1,
+            started_unix_millis: 1_000_000,
+        }
+    );
+    let agents: Vec<_> = s
+        .agents
+        .iter()
+        .map(|a| (&a.id, a.state, &a.total))
+        .collect();
+    assert_eq!(agents, [(&agent, AgentState::Admitted, &res(4000, 4096))]);
+    // The framework's outstanding offer is what it holds.
+    let frameworks: Vec<_> = s
+        .frameworks
+        .iter()
+        .map(|f| (&f.id, f.state, &f.offered, f.active_tasks))
+        .collect();
+    assert_eq!(
+        frameworks,
+        [(&fw, FrameworkState::Active, &res(4000, 4096), 0)]
+    );
+    assert!(s.tasks.is_empty() && !s.tasks_truncated);
 }
 
 #[test]
@@ -191,31 +302,39 @@ fn operator_reservations_are_recorded_and_offered_to_their_role_only() {
 
     let fx = core.handle(Event::Operator(reserve(&agent, &eng, 500)), ms(1));
     core.check_invariants();
-    assert!(fx.contains(&Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))));
-    let recorded = fx.iter().find_map(|e| match e {
-        Effect::Persist(RegistryWrite::Agent(r)) => Some(r.reservations.clone()),
-        _ => None,
-    });
-    assert_eq!(recorded, Some(vec![(eng.clone(), res(500, 0))]), "{fx:?}");
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                id: agent.clone(),
+                info: agent_info(),
+                state: AgentState::Admitted,
+                registered_unix_millis: 1_000_000,
+                drain: None,
+                reservations: vec![(eng.clone(), res(500, 0))],
+            })),
+            operator_done(),
+        ]
+    );
 
     // Not to the default role, not beyond what is free, not on an unknown agent.
-    let refused = |fx: &[Effect]| {
-        matches!(
-            fx,
-            [Effect::Reply(Reply::Operator(Err(
-                ServiceError::InvalidArgument(_)
-                    | ServiceError::FailedPrecondition(_)
-                    | ServiceError::NotFound { .. }
-            )))]
-        )
-    };
     for req in [
         reserve(&agent, &Role::default_role(), 100),
         reserve(&agent, &eng, 1_000_000),
         reserve(&AgentId::new("ghost").unwrap(), &eng, 100),
     ] {
         let fx = core.handle(Event::Operator(req.clone()), ms(2));
-        assert!(refused(&fx), "{req:?}: {fx:?}");
+        assert!(
+            matches!(
+                &fx[..],
+                [Effect::Reply(Reply::Operator(Err(
+                    ServiceError::InvalidArgument(_)
+                        | ServiceError::FailedPrecondition(_)
+                        | ServiceError::NotFound { .. }
+                )))]
+            ),
+            "{req:?}: {fx:?}"
+        );
     }
 
     // A framework in `eng` is offered the reservation, marked as reserved.
@@ -229,12 +348,11 @@ fn operator_reservations_are_recorded_and_offered_to_their_role_only() {
         },
         ms(3),
     );
-    let fx = core.handle(Event::Allocate, ms(4));
-    let o = offers(&fx);
-    assert_eq!(o.len(), 1, "{fx:?}");
-    assert_eq!(o[0].role, "eng");
-    let reserved = Resources::try_from(o[0].reserved.as_ref().unwrap()).unwrap();
-    assert_eq!(reserved, res(500, 0));
+    let o = offers(&core.handle(Event::Allocate, ms(4)));
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].role, eng);
+    assert_eq!(o[0].resources.reserved, res(500, 0));
+    assert_eq!(o[0].resources.unreserved, res(3500, 4096));
 }
 
 #[test]
@@ -253,7 +371,7 @@ fn static_reservations_of_an_agent_are_offered_to_their_role() {
     );
     core.check_invariants();
     let mut eng_info = super::info(None, Duration::from_secs(60));
-    eng_info.roles = vec![eng];
+    eng_info.roles = vec![eng.clone()];
     core.handle(
         Event::Subscribe {
             conn: FW,
@@ -262,23 +380,26 @@ fn static_reservations_of_an_agent_are_offered_to_their_role() {
         },
         ms(1),
     );
-    let fx = core.handle(Event::Allocate, ms(2));
-    let o = offers(&fx);
-    assert_eq!(o.len(), 1, "{fx:?}");
-    let reserved = Resources::try_from(o[0].reserved.as_ref().unwrap()).unwrap();
-    assert_eq!(reserved, res(500, 0));
+    let o = offers(&core.handle(Event::Allocate, ms(2)));
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0].resources.reserved, res(500, 0));
     // A static reservation cannot be given back through the API.
     let agent = core.agents.keys().next().cloned().unwrap();
     let fx = core.handle(
         Event::Operator(OperatorRequest::Unreserve {
             agent,
-            role: Role::new("eng").unwrap(),
+            role: eng,
             resources: res(500, 0),
         }),
         ms(3),
     );
     assert!(
-        matches!(&fx[..], [Effect::Reply(Reply::Operator(Err(_)))]),
+        matches!(
+            &fx[..],
+            [Effect::Reply(Reply::Operator(Err(
+                ServiceError::FailedPrecondition(_)
+            )))]
+        ),
         "{fx:?}"
     );
 }

@@ -1,9 +1,9 @@
-//! Core tests: events in with a manual clock, exact effects out.
+//! Core tests: events in with a manual clock, exact effects out (openraft's engine tests are
+//! the model): each test asserts the whole effect list an event produced, as typed values.
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use corral_proto::{ServiceError, TaskInfo, TaskStatus, UpdateUuid, v1};
+use corral_proto::{OperationUpdate, ServiceError, TaskInfo, TaskStatus, UpdateUuid, v1};
 use corral_types::{
     AgentId, FrameworkId, OfferId, Reason, Resources, Role, StatusSource, TaskId, TaskState,
     Timestamp,
@@ -13,6 +13,8 @@ use super::*;
 
 mod agents;
 mod frameworks;
+mod invariants;
+mod props;
 mod recovery;
 mod scheduler;
 
@@ -74,16 +76,78 @@ fn register(core: &mut MasterCore, now: Timestamp) -> AgentId {
         },
         now,
     );
-    assert!(
-        matches!(fx[0], Effect::Persist(RegistryWrite::Agent(_))),
-        "{fx:?}"
-    );
-    match &fx[1] {
-        Effect::ToAgent { msg, .. } => match &msg.kind {
-            Some(v1::master_message::Kind::Registered(r)) => AgentId::new(&r.agent_id).unwrap(),
-            other => panic!("expected REGISTERED, got {other:?}"),
+    let [
+        Effect::Persist(RegistryWrite::Agent(record)),
+        Effect::ToAgent {
+            conn: AGENT,
+            command: AgentCommand::Registered { agent_id, .. },
         },
-        other => panic!("expected REGISTERED, got {other:?}"),
+        Effect::AllocateSoon,
+    ] = &fx[..]
+    else {
+        panic!("expected persist, REGISTERED, allocate: {fx:?}");
+    };
+    assert_eq!(&record.id, agent_id);
+    agent_id.clone()
+}
+
+/// REGISTERED for `agent` on the test agent's stream.
+fn registered(agent: &AgentId) -> Effect {
+    Effect::ToAgent {
+        conn: AGENT,
+        command: AgentCommand::Registered {
+            agent_id: agent.clone(),
+            heartbeat_interval: config().agent_heartbeat_interval,
+        },
+    }
+}
+
+/// An event to the test framework's stream.
+fn to_fw(event: FrameworkEvent) -> Effect {
+    Effect::ToFramework { conn: FW, event }
+}
+
+/// A command to the test agent's stream.
+fn to_agent(command: AgentCommand) -> Effect {
+    Effect::ToAgent {
+        conn: AGENT,
+        command,
+    }
+}
+
+fn done() -> Effect {
+    Effect::Reply(Reply::Done(Ok(())))
+}
+
+fn kill(fw: &FrameworkId, task: &str) -> AgentCommand {
+    AgentCommand::Kill {
+        framework: fw.clone(),
+        task: TaskId::new(task).unwrap(),
+    }
+}
+
+/// A status the master produced, at core time `now` (the config starts at 1,000,000 ms).
+fn from_master(
+    fw: &FrameworkId,
+    task: &str,
+    agent: Option<&AgentId>,
+    (state, reason): (TaskState, Reason),
+    message: &str,
+    now: Timestamp,
+) -> TaskStatus {
+    TaskStatus {
+        task_id: TaskId::new(task).unwrap(),
+        framework_id: fw.clone(),
+        agent_id: agent.cloned(),
+        state,
+        reason,
+        message: message.into(),
+        usage: None,
+        timestamp_millis: 1_000_000 + now.as_millis(),
+        uuid: None,
+        source: StatusSource::Master,
+        trap_kind: None,
+        healthy: None,
     }
 }
 
@@ -115,56 +179,57 @@ fn subscribe_fx(
         now,
     );
     assert!(fx.contains(&Effect::Reply(Reply::Done(Ok(())))), "{fx:?}");
-    let sub = fx
+    let (fw, stream_id) = fx
         .iter()
         .find_map(|e| match e {
-            Effect::ToFramework { conn: c, event } if *c == conn => match &event.kind {
-                Some(v1::event::Kind::Subscribed(s)) => Some(s.clone()),
-                _ => None,
-            },
+            Effect::ToFramework {
+                conn: c,
+                event:
+                    FrameworkEvent::Subscribed {
+                        framework,
+                        stream_id,
+                        ..
+                    },
+            } if *c == conn => Some((framework.clone(), stream_id.clone())),
             _ => None,
         })
         .expect("SUBSCRIBED");
-    let fw = FrameworkId::new(&sub.framework_id).unwrap();
-    (fw, sub.stream_id, fx)
+    (fw, stream_id, fx)
 }
 
-fn events(fx: &[Effect]) -> Vec<v1::event::Kind> {
+fn events(fx: &[Effect]) -> Vec<FrameworkEvent> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::ToFramework { event, .. } => event.kind.clone(),
+            Effect::ToFramework { event, .. } => Some(event.clone()),
             _ => None,
         })
         .collect()
 }
 
-fn offers(fx: &[Effect]) -> Vec<v1::Offer> {
+fn offers(fx: &[Effect]) -> Vec<Offer> {
     events(fx)
         .into_iter()
-        .flat_map(|k| match k {
-            v1::event::Kind::Offers(o) => o.offers,
+        .flat_map(|e| match e {
+            FrameworkEvent::Offers(o) => o,
             _ => vec![],
         })
         .collect()
 }
 
-fn updates(fx: &[Effect]) -> Vec<v1::TaskStatus> {
+fn updates(fx: &[Effect]) -> Vec<TaskStatus> {
     events(fx)
         .into_iter()
-        .filter_map(|k| match k {
-            v1::event::Kind::Update(u) => u.status,
+        .filter_map(|e| match e {
+            FrameworkEvent::Update(status) => Some(status),
             _ => None,
         })
         .collect()
 }
 
-fn agent_msgs(fx: &[Effect]) -> Vec<v1::master_message::Kind> {
+fn commands(fx: &[Effect]) -> Vec<AgentCommand> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::ToAgent { msg, .. } => {
-                assert_eq!(msg.epoch, 1);
-                msg.kind.clone()
-            }
+            Effect::ToAgent { command, .. } => Some(command.clone()),
             _ => None,
         })
         .collect()
@@ -214,11 +279,39 @@ fn call(
     fx
 }
 
-fn accept(offer: &str, tasks: Vec<LaunchTask>) -> Call {
+fn accept(offer: &OfferId, tasks: Vec<LaunchTask>) -> Call {
     Call::Accept {
-        offer_ids: vec![OfferId::new(offer).unwrap()],
+        offer_ids: vec![offer.clone()],
         operations: vec![Operation::Launch(tasks)],
         refuse: Duration::from_secs(5),
+    }
+}
+
+/// The update the test agent sends about `task`: uuid `[uuid; 16]`.
+fn agent_update(
+    fw: &FrameworkId,
+    agent: Option<&AgentId>,
+    task: &str,
+    state: TaskState,
+    uuid: u8,
+) -> TaskStatus {
+    TaskStatus {
+        task_id: TaskId::new(task).unwrap(),
+        framework_id: fw.clone(),
+        agent_id: agent.cloned(),
+        state,
+        reason: if state.is_terminal() {
+            Reason::Exited
+        } else {
+            Reason::Launched
+        },
+        message: String::new(),
+        usage: None,
+        timestamp_millis: 5,
+        uuid: Some(UpdateUuid::from_bytes([uuid; 16])),
+        source: StatusSource::Agent,
+        trap_kind: None,
+        healthy: None,
     }
 }
 
@@ -231,27 +324,11 @@ fn agent_status(
     now: Timestamp,
 ) -> Vec<Effect> {
     let agent = core.agents.keys().next().cloned();
+    let status = agent_update(fw, agent.as_ref(), task, state, uuid);
     let fx = core.handle(
         Event::AgentStatus {
             conn: AGENT,
-            status: TaskStatus {
-                task_id: TaskId::new(task).unwrap(),
-                framework_id: fw.clone(),
-                agent_id: agent,
-                state,
-                reason: if state.is_terminal() {
-                    Reason::Exited
-                } else {
-                    Reason::Launched
-                },
-                message: String::new(),
-                usage: None,
-                timestamp_millis: 5,
-                uuid: Some(UpdateUuid::from_bytes([uuid; 16])),
-                source: StatusSource::Agent,
-                trap_kind: None,
-                healthy: None,
-            },
+            status,
         },
         now,
     );
@@ -260,7 +337,7 @@ fn agent_status(
 }
 
 /// An agent and a subscribed framework holding one offer for the whole agent.
-fn offered() -> (MasterCore, AgentId, FrameworkId, String, String) {
+fn offered() -> (MasterCore, AgentId, FrameworkId, String, OfferId) {
     let mut core = MasterCore::new(config());
     let agent = register(&mut core, ms(0));
     let (fw, stream) = subscribe(&mut core, FW, None, Duration::from_secs(60), ms(0));

@@ -98,22 +98,25 @@ fn recovered_agents_that_do_not_reregister_in_time_become_unreachable() {
     // S2 misses the 30 s window: recorded UNREACHABLE, then the framework hears of it.
     core.handle(Event::AgentHeartbeat { conn: AGENT }, ms(30_000));
     let fx = core.handle(Event::Tick, ms(30_000));
-    let first_persist = fx.iter().position(|e| matches!(e, Effect::Persist(_)));
-    let first_event = fx
-        .iter()
-        .position(|e| matches!(e, Effect::ToFramework { .. }));
-    assert!(first_persist < first_event, "{fx:?}");
     assert_eq!(
-        persisted(&fx),
-        vec![RegistryWrite::Agent(agent_record(
-            "old-S2",
-            AgentState::Unreachable
-        ))]
+        fx[..2],
+        [
+            Effect::Persist(RegistryWrite::Agent(agent_record(
+                "old-S2",
+                AgentState::Unreachable
+            ))),
+            to_fw(FrameworkEvent::Failure {
+                agent: s2.clone(),
+                message: "agent unreachable: agent did not re-register after a master failover"
+                    .into(),
+            }),
+        ]
     );
-    assert!(events(&fx).iter().any(|k| matches!(
-        k,
-        v1::event::Kind::Failure(f) if f.agent_id == "old-S2" && f.message.contains("re-register")
-    )));
+    // Then the periodic allocation offers the agent that came back.
+    assert!(
+        matches!(&fx[2..], [Effect::ToFramework { event: FrameworkEvent::Offers(o), .. }] if o[0].agent == s1),
+        "{fx:?}"
+    );
     assert_eq!(core.agents[&s2].state, AgentState::Unreachable);
     assert_eq!(core.agents[&s1].state, AgentState::Admitted);
     core.check_invariants();
@@ -131,7 +134,7 @@ fn reconciliation_waits_for_recovered_agents_instead_of_answering_unknown() {
             .map(|s| (s.task_id.clone(), s.state))
             .collect::<Vec<_>>()
     };
-    let answer = |task: &str, state: v1::TaskState| vec![(task.to_owned(), state as i32)];
+    let answer = |task: &str, state: TaskState| vec![(TaskId::new(task).unwrap(), state)];
 
     // Either agent may still report the task: no answer yet, rather than a wrong UNKNOWN.
     assert_eq!(reconcile(&mut core, "t1", Some(&s1), ms(1_000)), vec![]);
@@ -141,7 +144,7 @@ fn reconciliation_waits_for_recovered_agents_instead_of_answering_unknown() {
     reregister(&mut core, &s1, ms(2_000));
     assert_eq!(
         reconcile(&mut core, "t1", Some(&s1), ms(2_100)),
-        answer("t1", v1::TaskState::Unknown)
+        answer("t1", TaskState::Unknown)
     );
     assert_eq!(reconcile(&mut core, "t1", None, ms(2_100)), vec![]);
 
@@ -151,11 +154,11 @@ fn reconciliation_waits_for_recovered_agents_instead_of_answering_unknown() {
     assert_eq!(core.agents[&s2].state, AgentState::Unreachable);
     assert_eq!(
         reconcile(&mut core, "t1", Some(&s2), ms(30_100)),
-        answer("t1", v1::TaskState::Unreachable)
+        answer("t1", TaskState::Unreachable)
     );
     assert_eq!(
         reconcile(&mut core, "t1", None, ms(30_100)),
-        answer("t1", v1::TaskState::Unknown)
+        answer("t1", TaskState::Unknown)
     );
     core.check_invariants();
 }
@@ -211,12 +214,15 @@ fn recovered_frameworks_must_resubscribe_within_their_failover_timeout() {
         },
         ms(7_000),
     );
-    assert!(matches!(
-        fx.last(),
-        Some(Effect::Reply(Reply::Done(Err(
-            ServiceError::FailedPrecondition(_)
-        ))))
-    ));
+    assert_eq!(
+        fx,
+        vec![
+            Effect::CloseFramework { conn: FW + 1 },
+            Effect::Reply(Reply::Done(Err(ServiceError::FailedPrecondition(
+                "framework old-F3 was removed and cannot re-subscribe".into()
+            )))),
+        ]
+    );
     core.check_invariants();
 }
 
@@ -243,12 +249,12 @@ fn weights_quotas_reservations_and_drain_are_back_before_agents_return() {
         ms(0),
     );
     let fx = core.handle(Event::Operator(OperatorRequest::GetRoles), ms(1));
-    let Some(Effect::Reply(Reply::Operator(Ok(OperatorResponse::Roles(roles))))) = fx.last() else {
+    let [Effect::Reply(Reply::Operator(Ok(OperatorResponse::Roles(roles))))] = &fx[..] else {
         panic!("expected roles, got {fx:?}");
     };
-    let role = roles.roles.iter().find(|r| r.name == "eng").unwrap();
-    assert_eq!(role.weight, 3.0);
-    assert_eq!(role.quota, Some(v1::Quota::from(&quota)));
+    let role = roles.iter().find(|r| r.role == eng()).unwrap();
+    assert_eq!(role.weight, Weight::new(3.0).unwrap());
+    assert_eq!(role.quota, Some(quota));
 
     // The agent re-registers draining, with its reservation, and nothing changed on record.
     let id = AgentId::new("old-S1").unwrap();
@@ -266,7 +272,13 @@ fn weights_quotas_reservations_and_drain_are_back_before_agents_return() {
     let mut admitted = draining;
     admitted.state = AgentState::Admitted;
     admitted.drain = None;
-    assert_eq!(persisted(&fx), vec![RegistryWrite::Agent(admitted)]);
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(admitted)),
+            Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done))),
+        ]
+    );
 }
 
 #[test]
@@ -318,7 +330,10 @@ fn uploaded_modules_are_recorded_once() {
         })]
     );
     let fx = core.handle(Event::Operator(record()), ms(6));
-    assert!(persisted(&fx).is_empty());
+    assert_eq!(
+        fx,
+        vec![Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))]
+    );
 }
 
 #[test]
@@ -329,8 +344,9 @@ fn a_reservation_made_on_an_offer_is_recorded_before_the_accept_is_answered() {
         &fw,
         &stream,
         Call::Accept {
-            offer_ids: vec![OfferId::new(&offer).unwrap()],
+            offer_ids: vec![offer],
             operations: vec![Operation::Reserve {
+                id: String::new(),
                 role: Role::default_role(),
                 resources: res(1000, 256),
             }],
@@ -338,16 +354,20 @@ fn a_reservation_made_on_an_offer_is_recorded_before_the_accept_is_answered() {
         },
         ms(2),
     );
-    let writes = persisted(&fx);
-    let [RegistryWrite::Agent(record)] = &writes[..] else {
-        panic!("expected the agent's record, got {fx:?}");
-    };
-    assert_eq!(record.id, agent);
     assert_eq!(
-        record.reservations,
-        vec![(Role::default_role(), res(1000, 256))]
+        fx,
+        vec![
+            Effect::Persist(RegistryWrite::Agent(AgentRecord {
+                id: agent,
+                info: agent_info(),
+                state: AgentState::Admitted,
+                registered_unix_millis: START_UNIX,
+                drain: None,
+                reservations: vec![(Role::default_role(), res(1000, 256))],
+            })),
+            // The rest of the offer goes back.
+            Effect::AllocateSoon,
+            done(),
+        ]
     );
-    let persist = fx.iter().position(|e| matches!(e, Effect::Persist(_)));
-    let reply = fx.iter().position(|e| matches!(e, Effect::Reply(_)));
-    assert!(persist < reply, "{fx:?}");
 }

@@ -7,8 +7,8 @@ use corral_proto::v1;
 use corral_proto::v1::call_request::Kind;
 use corral_scheduler::testkit::{MockMaster, OfferBuilder, StatusBuilder};
 use corral_scheduler::{
-    AgentId, Digest, FrameworkId, ModuleSource, OfferId, SdkError, TaskId, TaskInfo, TaskLimits,
-    TaskState,
+    AgentId, Digest, FrameworkId, ModuleSource, OfferId, OperationState, OperationUpdate, SdkError,
+    TaskId, TaskInfo, TaskLimits, TaskState,
 };
 use tonic::Code;
 
@@ -100,6 +100,22 @@ async fn offers_rescinds_and_agent_losses_are_dispatched() {
     assert_eq!(r.events.next().await, Seen::Rescinded("o1".into()));
     master.send_agent_lost("a1");
     assert_eq!(r.events.next().await, Seen::AgentLost("a1".into()));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn operations_the_master_did_not_apply_reach_the_scheduler() {
+    let master = MockMaster::start().await;
+    let mut r = subscribed(&master).await;
+    let update = OperationUpdate {
+        operation_id: "reserve-1".into(),
+        index: 1,
+        state: OperationState::Error,
+        agent_id: Some(AgentId::new("a1").unwrap()),
+        message: "reserve of cpus:10 to eng: not in what is left of the offers".into(),
+    };
+    assert!(master.send_operation_update(&update));
+    assert_eq!(r.events.next().await, Seen::OperationFailed(update));
     r.stop().await;
 }
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use corral_scheduler::testkit::MockMaster;
 use corral_scheduler::{
-    AgentId, BackoffConfig, Driver, FrameworkConfig, FrameworkId, Offer, OfferId, Scheduler,
-    SdkError, TaskStatus,
+    AgentId, BackoffConfig, Driver, FrameworkConfig, FrameworkId, Offer, OfferId, OperationUpdate,
+    Scheduler, SdkError, TaskStatus,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -18,6 +18,7 @@ pub(crate) enum Seen {
     Rescinded(String),
     Update(TaskStatus),
     AgentLost(String),
+    OperationFailed(OperationUpdate),
     Error(String),
 }
 
@@ -41,6 +42,9 @@ impl Scheduler for Recorder {
     }
     async fn agent_lost(&mut self, _: &Driver, agent_id: &AgentId) {
         let _ = self.tx.send(Seen::AgentLost(agent_id.to_string()));
+    }
+    async fn operation_failed(&mut self, _: &Driver, update: OperationUpdate) {
+        let _ = self.tx.send(Seen::OperationFailed(update));
     }
     async fn error(&mut self, _: &Driver, message: String) {
         let _ = self.tx.send(Seen::Error(message));

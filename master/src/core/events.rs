@@ -1,0 +1,257 @@
+//! What the core is told: messages from agents and frameworks, operator requests, and time
+//! passing, each already validated into typed values at the service boundary.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use corral_proto::{TaskInfo, TaskStatus, UpdateUuid};
+use corral_types::{
+    AgentId, Digest, FrameworkId, OfferId, Quota, Resources, Role, TaskId, TaskState, Weight,
+};
+
+/// Identifies one agent link or framework subscription stream, assigned by the service that
+/// accepted it. The runtime maps it to the stream's sender; the core only names it.
+pub(crate) type ConnId = u64;
+
+/// What an agent is, as the core keeps it (`AgentInfo` in agent.proto, validated).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct AgentInfo {
+    pub hostname: String,
+    pub address: String,
+    pub resources: Resources,
+    pub attributes: Vec<(String, String)>,
+    pub engine_hash: String,
+    pub version: String,
+    pub labels: BTreeMap<String, String>,
+    /// Parts of `resources` reserved to roles by the agent's configuration.
+    pub static_reservations: Vec<(Role, Resources)>,
+}
+
+/// What the master keeps of a task's description.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct TaskMeta {
+    pub name: String,
+    pub module: String,
+    pub resources: Resources,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl From<&TaskInfo> for TaskMeta {
+    fn from(t: &TaskInfo) -> Self {
+        TaskMeta {
+            name: t.name.clone(),
+            module: t.module.to_string(),
+            resources: t.resources.clone(),
+            labels: t.labels.clone(),
+        }
+    }
+}
+
+/// A task an agent reports when it re-registers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReportedTask {
+    pub framework_id: FrameworkId,
+    pub meta: TaskMeta,
+    pub status: TaskStatus,
+}
+
+/// A framework's description (`FrameworkInfo` in scheduler.proto, validated).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FrameworkInfo {
+    pub id: Option<FrameworkId>,
+    pub name: String,
+    pub user: String,
+    pub roles: Vec<Role>,
+    pub failover_timeout: Duration,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One task of a LAUNCH: its ID, and its description or why it is invalid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LaunchTask {
+    pub id: TaskId,
+    pub info: Result<TaskInfo, String>,
+}
+
+/// An operation of an ACCEPT. `id` is the framework's name for a RESERVE or UNRESERVE,
+/// echoed in the [`FrameworkEvent::OperationFailed`](super::FrameworkEvent) that reports it
+/// not applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Operation {
+    Launch(Vec<LaunchTask>),
+    Reserve {
+        id: String,
+        role: Role,
+        resources: Resources,
+    },
+    Unreserve {
+        id: String,
+        role: Role,
+        resources: Resources,
+    },
+}
+
+/// One acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ack {
+    pub agent_id: Option<AgentId>,
+    pub task_id: TaskId,
+    pub uuid: UpdateUuid,
+}
+
+/// A scheduler call, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Call {
+    Accept {
+        offer_ids: Vec<OfferId>,
+        operations: Vec<Operation>,
+        refuse: Duration,
+    },
+    Decline {
+        offer_ids: Vec<OfferId>,
+        refuse: Duration,
+    },
+    Revive {
+        roles: Vec<Role>,
+    },
+    Suppress {
+        roles: Vec<Role>,
+    },
+    Kill {
+        task_id: TaskId,
+        agent_id: Option<AgentId>,
+    },
+    Acknowledge {
+        acks: Vec<Ack>,
+    },
+    Reconcile {
+        tasks: Vec<(TaskId, Option<AgentId>)>,
+    },
+    Teardown,
+}
+
+/// Something that happened: a message from an agent or framework, an operator request, or
+/// time passing.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    AgentRegister {
+        conn: ConnId,
+        info: AgentInfo,
+        cached_modules: Vec<Digest>,
+    },
+    AgentReregister {
+        conn: ConnId,
+        agent_id: AgentId,
+        info: AgentInfo,
+        tasks: Vec<ReportedTask>,
+        updates: Vec<TaskStatus>,
+        cached_modules: Vec<Digest>,
+    },
+    AgentHeartbeat {
+        conn: ConnId,
+    },
+    AgentStatus {
+        conn: ConnId,
+        status: TaskStatus,
+    },
+    AgentModule {
+        conn: ConnId,
+        digest: Digest,
+        cached: bool,
+    },
+    AgentDisconnected {
+        conn: ConnId,
+    },
+    Subscribe {
+        conn: ConnId,
+        info: FrameworkInfo,
+        suppressed: Vec<Role>,
+    },
+    FrameworkDisconnected {
+        conn: ConnId,
+    },
+    Call {
+        framework_id: FrameworkId,
+        stream_id: String,
+        call: Call,
+    },
+    Operator(OperatorRequest),
+    /// Periodic: heartbeat checks, failover and offer timeouts, periodic allocation.
+    Tick,
+    /// The batching window after [`Effect::AllocateSoon`](super::Effect::AllocateSoon) has
+    /// passed.
+    Allocate,
+}
+
+/// An operator request, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OperatorRequest {
+    GetState {
+        max_tasks: usize,
+    },
+    ListAgents,
+    ListFrameworks {
+        include_completed: bool,
+    },
+    ListTasks {
+        task: Option<TaskId>,
+        framework: Option<FrameworkId>,
+        agent: Option<AgentId>,
+        states: Vec<TaskState>,
+        page_size: usize,
+        page_token: String,
+    },
+    GetRoles,
+    SetWeight {
+        role: Role,
+        weight: Weight,
+    },
+    SetQuota {
+        role: Role,
+        quota: Quota,
+        force: bool,
+    },
+    RemoveQuota {
+        role: Role,
+    },
+    /// Dynamically reserves free resources of an agent to a role.
+    Reserve {
+        agent: AgentId,
+        role: Role,
+        resources: Resources,
+    },
+    /// Returns unused dynamically reserved resources of an agent.
+    Unreserve {
+        agent: AgentId,
+        role: Role,
+        resources: Resources,
+    },
+    DrainAgent {
+        agent: AgentId,
+        grace: Option<Duration>,
+        mark_gone: bool,
+    },
+    ReactivateAgent {
+        agent: AgentId,
+    },
+    /// A module was stored in the artifact store: record it in the index.
+    RecordArtifact {
+        digest: Digest,
+        size: u64,
+    },
+    /// Whether the index records a module (a fetch of a module this master lacks then looks
+    /// for it on the other masters).
+    ArtifactIndexed {
+        digest: Digest,
+    },
+    /// Where a task's sandbox is served (for ListFiles / ReadFile).
+    LocateTask {
+        task: TaskId,
+        framework: Option<FrameworkId>,
+    },
+    /// Kills a live task as its framework could.
+    KillTask {
+        task: TaskId,
+        framework: Option<FrameworkId>,
+    },
+}

@@ -1,0 +1,275 @@
+//! The master's task table: live tasks, the per-agent index over them, and the recently
+//! completed ones.
+//!
+//! Invariant, enforced here rather than checked after the fact: every live task placed on an
+//! agent is in exactly that agent's index entry, and the index holds nothing else. A task's
+//! agent is private to this module; only [`TaskTable::insert`] and [`TaskTable::place`]
+//! set it, and they move the index entry with it.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use corral_proto::TaskStatus;
+use corral_types::{AgentId, Allocation, FrameworkId, Role, TaskId, Timestamp};
+
+use super::events::TaskMeta;
+
+/// A task is named by its framework and its framework's ID for it.
+pub(crate) type TaskKey = (FrameworkId, TaskId);
+
+/// How many finished tasks the master remembers for listings and reconciliation.
+const COMPLETED_TASKS: usize = 1000;
+
+/// What the master knows of one task.
+#[derive(Debug, Clone)]
+pub(crate) struct Task {
+    /// Where it runs; `None` until placed. Set only by the table (see the module docs).
+    agent: Option<AgentId>,
+    pub(super) role: Role,
+    pub(super) meta: TaskMeta,
+    pub(super) alloc: Allocation,
+    /// The allocator counts `alloc` as held by the task's framework.
+    pub(super) holds: bool,
+    pub(super) status: TaskStatus,
+    /// The latest update that carries a uuid and is not yet acknowledged; redelivered when
+    /// the framework re-subscribes (the agent holds later updates back until it is acked).
+    pub(super) unacked: Option<TaskStatus>,
+    pub(super) updated: Timestamp,
+}
+
+impl Task {
+    /// A task on `agent` (if placed) that does not hold resources yet.
+    pub(super) fn new(
+        agent: Option<AgentId>,
+        role: Role,
+        meta: TaskMeta,
+        alloc: Allocation,
+        status: TaskStatus,
+        now: Timestamp,
+    ) -> Self {
+        Task {
+            agent,
+            role,
+            meta,
+            alloc,
+            holds: false,
+            status,
+            unacked: None,
+            updated: now,
+        }
+    }
+
+    /// The agent it is placed on.
+    pub(super) fn agent(&self) -> Option<&AgentId> {
+        self.agent.as_ref()
+    }
+}
+
+/// Live tasks by key, indexed by agent, and the last [`COMPLETED_TASKS`] completed ones.
+#[derive(Debug, Default)]
+pub(crate) struct TaskTable {
+    live: HashMap<TaskKey, Task>,
+    by_agent: HashMap<AgentId, BTreeSet<TaskKey>>,
+    completed: VecDeque<(TaskKey, Task)>,
+}
+
+impl TaskTable {
+    pub(super) fn get(&self, key: &TaskKey) -> Option<&Task> {
+        self.live.get(key)
+    }
+
+    /// A live task to change; its agent can only change through [`TaskTable::place`].
+    pub(super) fn get_mut(&mut self, key: &TaskKey) -> Option<&mut Task> {
+        self.live.get_mut(key)
+    }
+
+    pub(super) fn get_key_value(&self, key: &TaskKey) -> Option<(&TaskKey, &Task)> {
+        self.live.get_key_value(key)
+    }
+
+    pub(super) fn contains(&self, key: &TaskKey) -> bool {
+        self.live.contains_key(key)
+    }
+
+    /// Live tasks, in no particular order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&TaskKey, &Task)> {
+        self.live.iter()
+    }
+
+    /// Live tasks, then completed ones oldest first.
+    pub(super) fn iter_all(&self) -> impl Iterator<Item = (&TaskKey, &Task)> {
+        self.live
+            .iter()
+            .chain(self.completed.iter().map(|(k, t)| (k, t)))
+    }
+
+    /// Completed tasks, oldest first.
+    pub(super) fn completed(&self) -> impl DoubleEndedIterator<Item = (&TaskKey, &Task)> {
+        self.completed.iter().map(|(k, t)| (k, t))
+    }
+
+    /// The keys of a framework's live tasks, sorted.
+    pub(super) fn of_framework(&self, framework: &FrameworkId) -> Vec<TaskKey> {
+        let mut keys: Vec<TaskKey> = self
+            .live
+            .keys()
+            .filter(|(fw, _)| fw == framework)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The live tasks placed on an agent, in key order.
+    pub(super) fn on_agent(&self, agent: &AgentId) -> Vec<TaskKey> {
+        self.by_agent
+            .get(agent)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds (or replaces) a live task, indexing it under its agent.
+    pub(super) fn insert(&mut self, key: TaskKey, task: Task) {
+        let new = task.agent.clone();
+        if let Some(old) = self.live.insert(key.clone(), task) {
+            self.unindex(&key, old.agent.as_ref());
+        }
+        if let Some(agent) = new {
+            self.by_agent.entry(agent).or_default().insert(key);
+        }
+    }
+
+    /// Places a live task on `agent`, moving its index entry.
+    pub(super) fn place(&mut self, key: &TaskKey, agent: &AgentId) {
+        let Some(task) = self.live.get_mut(key) else {
+            return;
+        };
+        if task.agent.as_ref() == Some(agent) {
+            return;
+        }
+        let old = task.agent.replace(agent.clone());
+        self.unindex(key, old.as_ref());
+        self.by_agent
+            .entry(agent.clone())
+            .or_default()
+            .insert(key.clone());
+    }
+
+    /// Moves a live task to the completed list (dropping the oldest beyond the bound).
+    pub(super) fn complete(&mut self, key: &TaskKey) {
+        let Some(task) = self.live.remove(key) else {
+            return;
+        };
+        self.unindex(key, task.agent.as_ref());
+        if self.completed.len() >= COMPLETED_TASKS {
+            self.completed.pop_front();
+        }
+        self.completed.push_back((key.clone(), task));
+    }
+
+    /// Whether a completed task with this key is remembered.
+    pub(super) fn is_completed(&self, key: &TaskKey) -> bool {
+        self.completed.iter().any(|(k, _)| k == key)
+    }
+
+    fn unindex(&mut self, key: &TaskKey, agent: Option<&AgentId>) {
+        if let Some(agent) = agent
+            && let Some(set) = self.by_agent.get_mut(agent)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_agent.remove(agent);
+            }
+        }
+    }
+
+    /// The index invariant (see the module docs), for tests that drive the core at random.
+    #[cfg(test)]
+    pub(super) fn check(&self) -> Result<(), String> {
+        let indexed: usize = self.by_agent.values().map(BTreeSet::len).sum();
+        let placed = self.live.values().filter(|t| t.agent.is_some()).count();
+        if indexed != placed {
+            return Err(format!("{indexed} tasks indexed by agent, {placed} placed"));
+        }
+        for (agent, keys) in &self.by_agent {
+            for key in keys {
+                let on = self.live.get(key).and_then(|t| t.agent.as_ref());
+                if on != Some(agent) {
+                    return Err(format!(
+                        "{key:?} indexed under {agent} but placed on {on:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_proto::UpdateUuid;
+    use corral_types::{Reason, StatusSource, TaskState};
+
+    fn key(t: &str) -> TaskKey {
+        (FrameworkId::new("f").unwrap(), TaskId::new(t).unwrap())
+    }
+
+    fn task(agent: Option<&str>) -> Task {
+        let status = TaskStatus {
+            task_id: TaskId::new("t").unwrap(),
+            framework_id: FrameworkId::new("f").unwrap(),
+            agent_id: None,
+            state: TaskState::Staging,
+            reason: Reason::Launched,
+            message: String::new(),
+            usage: None,
+            timestamp_millis: 0,
+            uuid: Some(UpdateUuid::from_bytes([0; 16])),
+            source: StatusSource::Master,
+            trap_kind: None,
+            healthy: None,
+        };
+        Task::new(
+            agent.map(|a| AgentId::new(a).unwrap()),
+            Role::default_role(),
+            TaskMeta::default(),
+            Allocation::default(),
+            status,
+            Timestamp::ZERO,
+        )
+    }
+
+    #[test]
+    fn the_agent_index_follows_inserts_moves_and_completion() {
+        let (a1, a2) = (AgentId::new("a1").unwrap(), AgentId::new("a2").unwrap());
+        let mut table = TaskTable::default();
+        table.insert(key("x"), task(Some("a1")));
+        table.insert(key("y"), task(None));
+        assert_eq!(table.on_agent(&a1), [key("x")]);
+        table.place(&key("y"), &a2);
+        table.place(&key("x"), &a2);
+        assert_eq!(table.on_agent(&a1), []);
+        assert_eq!(table.on_agent(&a2), [key("x"), key("y")]);
+        // Replacing a task re-indexes it under the new task's agent.
+        table.insert(key("x"), task(Some("a1")));
+        assert_eq!(table.on_agent(&a1), [key("x")]);
+        table.complete(&key("x"));
+        assert_eq!(table.on_agent(&a1), []);
+        assert!(table.is_completed(&key("x")) && !table.contains(&key("x")));
+        table.check().unwrap();
+    }
+
+    #[test]
+    fn completed_tasks_are_bounded() {
+        let mut table = TaskTable::default();
+        for i in 0..COMPLETED_TASKS + 5 {
+            let k = key(&format!("t{i}"));
+            table.insert(k.clone(), task(Some("a")));
+            table.complete(&k);
+        }
+        assert_eq!(table.completed().count(), COMPLETED_TASKS);
+        assert!(!table.is_completed(&key("t0")));
+        assert!(table.is_completed(&key(&format!("t{}", COMPLETED_TASKS + 4))));
+        table.check().unwrap();
+    }
+}
