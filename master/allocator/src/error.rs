@@ -134,6 +134,9 @@ pub enum AllocatorError {
         /// What was requested.
         requested: Box<Resources>,
     },
+    /// A reservation or unreservation named no resources.
+    #[error("nothing to {0}: no resources named")]
+    NothingToReserve(&'static str),
     /// A reservation would take a role (or an ancestor) past its quota limit.
     #[error("reserving {requested} would take role {role} past its limit {limit:?}")]
     LimitExceeded {

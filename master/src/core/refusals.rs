@@ -34,7 +34,9 @@ pub(crate) fn refused(e: AllocatorError) -> ServiceError {
             kind: "framework",
             id: id.to_string(),
         },
-        A::NoRoles(_) | A::Overflow(..) => ServiceError::InvalidArgument(text),
+        A::NoRoles(_) | A::Overflow(..) | A::NothingToReserve(_) => {
+            ServiceError::InvalidArgument(text)
+        }
         A::Quota { error, .. } => match *error {
             // Wrong whatever the cluster looks like.
             QuotaError::GuaranteeExceedsLimit { .. } | QuotaError::Overflow => {

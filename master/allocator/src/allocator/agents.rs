@@ -219,6 +219,10 @@ impl Allocator {
         resources: &Resources,
     ) -> Result<(), AllocatorError> {
         let slot = self.agent_slot(agent)?;
+        // An empty reservation would be an entry holding nothing for a role nothing keeps.
+        if resources.is_empty() {
+            return Err(AllocatorError::NothingToReserve("reserve"));
+        }
         let a = &self.agents[slot];
         if !a.unreserved_free.contains(resources) {
             return Err(AllocatorError::Insufficient {
@@ -250,6 +254,9 @@ impl Allocator {
         resources: &Resources,
     ) -> Result<(), AllocatorError> {
         let slot = self.agent_slot(agent)?;
+        if resources.is_empty() {
+            return Err(AllocatorError::NothingToReserve("unreserve"));
+        }
         let r = self.role_slot(role)?;
         let a = &self.agents[slot];
         let available = a
@@ -308,6 +315,13 @@ impl Allocator {
     ) -> Result<(), AllocatorError> {
         let slot = self.agent_slot(agent)?;
         let f = self.framework_slot(framework)?;
+        if resources.is_empty() {
+            return Err(AllocatorError::NothingToReserve(if reserve {
+                "reserve"
+            } else {
+                "unreserve"
+            }));
+        }
         let sub = self
             .find_sub(f, role)
             .ok_or_else(|| AllocatorError::NotSubscribed {

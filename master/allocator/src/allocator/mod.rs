@@ -493,6 +493,15 @@ impl Allocator {
                 return Err(format!("agent {}: inherited parts of sub {sub} kept", a.id));
             }
             for r in &a.reservations {
+                if self.roles.get(r.role).is_none() {
+                    return Err(format!(
+                        "agent {}: reservation of a dead role {}",
+                        a.id, r.role
+                    ));
+                }
+                if r.reserved().is_empty() {
+                    return Err(format!("agent {}: empty reservation kept", a.id));
+                }
                 reserved = reserved.saturating_add(&r.reserved());
                 let want = res_alloc.remove(&r.role).unwrap_or_default();
                 if r.allocated != want {

@@ -241,3 +241,21 @@ fn absurd_agents() {
     assert!(a.role(&role("r")).is_none());
     a.check_invariants().unwrap();
 }
+
+#[test]
+fn reserving_or_unreserving_nothing_is_refused_and_leaves_no_trace() {
+    let mut a = cluster(1, &res(4, 1024));
+    let nothing = Resources::new();
+    assert_eq!(
+        a.reserve(&agent("a0"), &role("eng"), &nothing),
+        Err(AllocatorError::NothingToReserve("reserve"))
+    );
+    assert_eq!(
+        a.unreserve(&agent("a0"), &role("eng"), &nothing),
+        Err(AllocatorError::NothingToReserve("unreserve"))
+    );
+    // No role was made for it, and the agent reports no reservation.
+    assert!(a.role(&role("eng")).is_none());
+    assert!(a.agent(&agent("a0")).unwrap().reservations.is_empty());
+    a.check_invariants().unwrap();
+}
