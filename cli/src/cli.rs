@@ -105,6 +105,15 @@ pub(crate) struct MasterArgs {
     /// How long an agent may be silent before it is UNREACHABLE (e.g. 5s, for tests: 2s).
     #[arg(long, hide = true, value_parser = parse::duration)]
     pub(crate) agent_timeout: Option<Duration>,
+    /// Rescind an offer a framework has neither used nor declined after this long (e.g.
+    /// 30s), so a stuck framework cannot hold resources forever; by default offers are kept.
+    #[arg(long, value_parser = parse::duration)]
+    pub(crate) offer_timeout: Option<Duration>,
+    /// The most messages a framework's or an agent's stream may hold unread; one that falls
+    /// this far behind is cut off (a framework re-subscribes and is sent its unacknowledged
+    /// updates again; an agent reconnects).
+    #[arg(long, default_value_t = corral_master::DEFAULT_STREAM_QUEUE as u64, value_parser = clap::value_parser!(u64).range(2..=1 << 24))]
+    pub(crate) stream_queue: u64,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! [`MODULE_CHUNK_BYTES`] chunks.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use corral_proto::limits::{self, MODULE_CHUNK_BYTES};
@@ -13,7 +14,7 @@ use corral_proto::{ProtoError, ServiceError, v1};
 use corral_types::Digest;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
@@ -62,10 +63,16 @@ impl From<StoreModuleError> for Status {
     }
 }
 
+/// Module downloads read from disk at once; more wait their turn. Each holds up to a few
+/// chunks in memory, so this bounds what a burst of launches (every agent fetching a new
+/// module at the same moment) can cost the master.
+const CONCURRENT_FETCHES: usize = 32;
+
 /// The module store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct ArtifactStore {
     dir: PathBuf,
+    fetches: Arc<Semaphore>,
 }
 
 fn internal(what: &str, e: std::io::Error) -> ServiceError {
@@ -77,7 +84,10 @@ impl ArtifactStore {
     pub(crate) async fn open(work_dir: &Path) -> std::io::Result<Self> {
         let dir = work_dir.join("artifacts");
         tokio::fs::create_dir_all(&dir).await?;
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            fetches: Arc::new(Semaphore::new(CONCURRENT_FETCHES)),
+        })
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
@@ -219,10 +229,18 @@ impl ArtifactStore {
             .await
             .map_err(|e| internal("seek", e))?;
         let (tx, rx) = mpsc::channel(4);
+        let fetches = self.fetches.clone();
         tokio::spawn(async move {
+            let Ok(_turn) = fetches.acquire_owned().await else {
+                return;
+            };
             let mut first = true;
+            let mut left = total - offset;
             loop {
-                let mut buf = vec![0u8; MODULE_CHUNK_BYTES];
+                // A small module is read in one chunk of its own size.
+                let size =
+                    usize::try_from(left).map_or(MODULE_CHUNK_BYTES, |l| l.min(MODULE_CHUNK_BYTES));
+                let mut buf = vec![0u8; size];
                 let mut filled = 0;
                 while filled < buf.len() {
                     match file.read(&mut buf[filled..]).await {
@@ -238,12 +256,13 @@ impl ArtifactStore {
                     return;
                 }
                 buf.truncate(filled);
+                left = left.saturating_sub(filled as u64);
                 let chunk = v1::ModuleChunk {
                     data: Bytes::from(buf),
                     total_size: if first { total } else { 0 },
                 };
                 first = false;
-                if tx.send(Ok(chunk)).await.is_err() || filled < MODULE_CHUNK_BYTES {
+                if tx.send(Ok(chunk)).await.is_err() || left == 0 {
                     return;
                 }
             }

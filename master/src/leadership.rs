@@ -132,11 +132,18 @@ pub(crate) struct Supervisor {
     pub election: Arc<dyn Election>,
     /// The core's settings; `epoch` and `started_at_unix_millis` are set per term.
     pub config: CoreConfig,
+    /// The most messages an agent's or a framework's stream may queue (see
+    /// `MasterConfig::stream_queue`).
+    pub stream_queue: usize,
     core: watch::Sender<Option<CoreHandle>>,
 }
 
 impl Supervisor {
-    pub(crate) fn new(election: Arc<dyn Election>, config: CoreConfig) -> (Self, Gate) {
+    pub(crate) fn new(
+        election: Arc<dyn Election>,
+        config: CoreConfig,
+        stream_queue: usize,
+    ) -> (Self, Gate) {
         let (core, rx) = watch::channel(None);
         let gate = Gate {
             core: rx,
@@ -147,6 +154,7 @@ impl Supervisor {
             Self {
                 election,
                 config,
+                stream_queue,
                 core,
             },
             gate,
@@ -218,7 +226,8 @@ impl Supervisor {
         let mut core = MasterCore::new(config);
         core.recover(recovered, Timestamp::ZERO);
         let (stop, stopped) = oneshot::channel();
-        let (handle, mut task) = runtime::spawn(core, term.registry.clone(), stopped);
+        let (handle, mut task) =
+            runtime::spawn(core, term.registry.clone(), self.stream_queue, stopped);
         self.core.send_replace(Some(handle));
         tracing::info!(epoch = term.epoch, "leading");
         let mut lost = term.lost;

@@ -35,10 +35,16 @@ const ALLOCATION_BATCH: Duration = Duration::from_millis(1);
 /// Longest gap between ticks (heartbeat checks, offer and failover timeouts).
 const MAX_TICK: Duration = Duration::from_millis(100);
 
+/// Requests from the services that may wait for the core; a handler sending more waits
+/// (back-pressure to its client) rather than growing the master's memory.
+const REQUEST_QUEUE: usize = 16_384;
+
 /// What an agent stream receives.
-pub(crate) type AgentSender = mpsc::UnboundedSender<Result<v1::MasterMessage, Status>>;
+pub(crate) type AgentSender = mpsc::Sender<Result<v1::MasterMessage, Status>>;
 /// What a framework stream receives.
-pub(crate) type FrameworkSender = mpsc::UnboundedSender<Result<v1::Event, Status>>;
+pub(crate) type FrameworkSender = mpsc::Sender<Result<v1::Event, Status>>;
+/// The receiving end of an agent's or a framework's stream.
+pub(crate) type StreamReceiver<T> = mpsc::Receiver<Result<T, Status>>;
 
 /// A new stream for the runtime to deliver to.
 #[derive(Debug)]
@@ -57,11 +63,18 @@ pub(crate) struct Request {
 /// How services reach the core. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct CoreHandle {
-    tx: mpsc::UnboundedSender<Request>,
+    tx: mpsc::Sender<Request>,
     next_conn: Arc<AtomicU64>,
+    stream_queue: usize,
 }
 
 impl CoreHandle {
+    /// A queue for a new agent or framework stream. Each holds at most the configured
+    /// number of messages: a peer that stops reading is cut off when its queue is full.
+    pub(crate) fn stream<T>(&self) -> (mpsc::Sender<Result<T, Status>>, StreamReceiver<T>) {
+        mpsc::channel(self.stream_queue)
+    }
+
     /// A fresh stream ID.
     pub(crate) fn conn_id(&self) -> ConnId {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
@@ -72,13 +85,34 @@ impl CoreHandle {
         self.tx.closed().await;
     }
 
-    /// Sends an event that needs no answer.
-    pub(crate) fn tell(&self, event: Event) {
-        let _ = self.tx.send(Request {
+    /// Sends an event that needs no answer, waiting while the core's queue is full.
+    pub(crate) async fn tell(&self, event: Event) {
+        let _ = self
+            .tx
+            .send(Request {
+                event,
+                reply: None,
+                sink: None,
+            })
+            .await;
+    }
+
+    /// [`CoreHandle::tell`] from where nothing can wait (a stream being dropped): on a
+    /// task of its own when the queue is full, so the event is never lost.
+    pub(crate) fn tell_later(&self, event: Event) {
+        let request = Request {
             event,
             reply: None,
             sink: None,
-        });
+        };
+        if let Err(mpsc::error::TrySendError::Full(request)) = self.tx.try_send(request)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let tx = self.tx.clone();
+            runtime.spawn(async move {
+                let _ = tx.send(request).await;
+            });
+        }
     }
 
     /// Sends an event (opening `sink` first) and waits for the core's answer.
@@ -94,17 +128,21 @@ impl CoreHandle {
                 reply: Some(reply),
                 sink,
             })
+            .await
             .map_err(|_| shutting_down())?;
         rx.await.map_err(|_| shutting_down())
     }
 
-    /// Sends an event that opens a stream, without waiting.
-    pub(crate) fn open(&self, event: Event, sink: Sink) {
-        let _ = self.tx.send(Request {
-            event,
-            reply: None,
-            sink: Some(sink),
-        });
+    /// Sends an event that opens a stream, without waiting for the core's answer.
+    pub(crate) async fn open(&self, event: Event, sink: Sink) {
+        let _ = self
+            .tx
+            .send(Request {
+                event,
+                reply: None,
+                sink: Some(sink),
+            })
+            .await;
     }
 }
 
@@ -114,15 +152,18 @@ fn shutting_down() -> ServiceError {
 
 /// Starts the core task. It runs until `shutdown` fires or every handle is dropped (`Ok`), or
 /// a registry write fails (`Err`); then it drops every stream sender, which ends the streams.
+/// Each agent or framework stream queues at most `stream_queue` messages.
 pub(crate) fn spawn(
     core: MasterCore,
     registry: Arc<dyn Registry>,
+    stream_queue: usize,
     shutdown: oneshot::Receiver<()>,
 ) -> (CoreHandle, tokio::task::JoinHandle<Result<(), StoreError>>) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
     let handle = CoreHandle {
         tx,
         next_conn: Arc::new(AtomicU64::new(1)),
+        stream_queue: stream_queue.max(2),
     };
     let task = tokio::spawn(run(core, registry, rx, shutdown));
     (handle, task)
@@ -196,6 +237,8 @@ struct Runtime {
     start: Instant,
     agents: HashMap<ConnId, AgentSender>,
     frameworks: HashMap<ConnId, FrameworkSender>,
+    /// Streams cut off because their peer stopped reading, for the core to hear of.
+    cut_off: Vec<Event>,
     /// When the pending change-triggered allocation may run, if one is pending.
     allocation: Option<Instant>,
     /// When the last change-triggered allocation ran.
@@ -206,7 +249,7 @@ struct Runtime {
 async fn run(
     core: MasterCore,
     registry: Arc<dyn Registry>,
-    mut rx: mpsc::UnboundedReceiver<Request>,
+    mut rx: mpsc::Receiver<Request>,
     mut shutdown: oneshot::Receiver<()>,
 ) -> Result<(), StoreError> {
     let tick_every = (core.config().agent_heartbeat_interval / 2)
@@ -219,6 +262,7 @@ async fn run(
         start: Instant::now(),
         agents: HashMap::new(),
         frameworks: HashMap::new(),
+        cut_off: Vec::new(),
         allocation: None,
         last_allocation: None,
         durability: Durability::new(registry),
@@ -227,6 +271,7 @@ async fn run(
         // A due cycle runs once the requests already queued are handled (one burst, one cycle).
         if rt.allocation.is_some_and(|at| at <= Instant::now()) && rx.is_empty() {
             rt.allocate();
+            rt.settle();
             rt.durability.flush();
             continue;
         }
@@ -252,6 +297,7 @@ async fn run(
                 }
             },
         }
+        rt.settle();
         rt.durability.flush();
     }
     tracing::debug!("master core stopped");
@@ -262,6 +308,16 @@ impl Runtime {
     fn now(&self) -> Timestamp {
         let ms = self.start.elapsed().as_millis();
         Timestamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+
+    /// Tells the core of the streams cut off while executing effects (which may cut off
+    /// more).
+    fn settle(&mut self) {
+        while !self.cut_off.is_empty() {
+            for event in std::mem::take(&mut self.cut_off) {
+                self.event(event, None);
+            }
+        }
     }
 
     fn allocate(&mut self) {
@@ -328,20 +384,35 @@ impl Runtime {
     fn execute(&mut self, effect: Effect, reply: Option<oneshot::Sender<Reply>>) {
         match effect {
             Effect::ToAgent { conn, command } => {
-                if let Some(tx) = self.agents.get(&conn) {
-                    let _ = tx.send(Ok(wire::master_message(self.core.config(), command)));
+                let message = wire::master_message(self.core.config(), command);
+                if let Some(queued) = deliver(self.agents.get(&conn), message) {
+                    self.agents.remove(&conn);
+                    tracing::warn!(
+                        conn,
+                        queued,
+                        "agent stream cut off: the agent stopped reading; it must reconnect"
+                    );
+                    self.cut_off.push(Event::AgentDisconnected { conn });
                 }
             }
             Effect::ToFramework { conn, event } => {
-                if let Some(tx) = self.frameworks.get(&conn) {
-                    let _ = tx.send(Ok(wire::scheduler_event(self.core.config(), event)));
+                let event = wire::scheduler_event(self.core.config(), event);
+                if let Some(queued) = deliver(self.frameworks.get(&conn), event) {
+                    self.frameworks.remove(&conn);
+                    tracing::warn!(
+                        conn,
+                        queued,
+                        "framework stream cut off: the framework stopped reading; its \
+                         unacknowledged updates wait for it to re-subscribe"
+                    );
+                    self.cut_off.push(Event::FrameworkDisconnected { conn });
                 }
             }
             Effect::CloseAgent { conn, error } => {
                 if let Some(tx) = self.agents.remove(&conn)
                     && let Some(e) = error
                 {
-                    let _ = tx.send(Err(e.into()));
+                    let _ = tx.try_send(Err(e.into()));
                 }
             }
             Effect::CloseFramework { conn } => {
@@ -365,12 +436,29 @@ impl Runtime {
     }
 }
 
+/// Queues `message` on a stream, if the stream is open. A stream whose queue is full except
+/// for one slot is cut off instead: the slot takes the status that ends it (read once the
+/// peer reads again), and the number of messages it left unread is returned.
+fn deliver<T>(tx: Option<&mpsc::Sender<Result<T, Status>>>, message: T) -> Option<usize> {
+    let tx = tx?;
+    if tx.capacity() > 1 {
+        // A closed stream (its peer went away) is already on its way to the core.
+        let _ = tx.try_send(Ok(message));
+        return None;
+    }
+    let queued = tx.max_capacity() - tx.capacity();
+    let _ = tx.try_send(Err(Status::resource_exhausted(format!(
+        "stream closed: {queued} messages were left unread; reconnect and read faster"
+    ))));
+    Some(queued)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::{AgentInfo, CoreConfig, FrameworkInfo, OperatorRequest, RegistryWrite};
     use crate::store::testing::GatedRegistry;
-    use corral_types::{Resources, Role, Weight};
+    use corral_types::{FrameworkState, Resources, Role, Weight};
 
     fn config() -> CoreConfig {
         CoreConfig {
@@ -396,10 +484,10 @@ mod tests {
     async fn offers_follow_changes_within_the_batching_window_and_heartbeats_flow() {
         let (stop, stopped) = oneshot::channel();
         let registry = Arc::new(GatedRegistry::open());
-        let (core, task) = spawn(MasterCore::new(config()), registry.clone(), stopped);
+        let (core, task) = spawn(MasterCore::new(config()), registry.clone(), 64, stopped);
         let start = Instant::now();
 
-        let (atx, mut arx) = mpsc::unbounded_channel();
+        let (atx, mut arx) = core.stream();
         let info = AgentInfo {
             resources: Resources::new().with_cpus_milli(1000).with_mem_mib(64),
             ..AgentInfo::default()
@@ -411,14 +499,15 @@ mod tests {
                 cached_modules: vec![],
             },
             Sink::Agent(1, atx),
-        );
+        )
+        .await;
         let registered = arx.recv().await.unwrap().unwrap();
         assert!(matches!(
             registered.kind,
             Some(v1::master_message::Kind::Registered(_))
         ));
 
-        let (ftx, mut frx) = mpsc::unbounded_channel();
+        let (ftx, mut frx) = core.stream();
         let info = FrameworkInfo {
             id: None,
             name: "f".into(),
@@ -468,6 +557,86 @@ mod tests {
         assert!(arx.recv().await.is_none());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_framework_that_stops_reading_is_cut_off_and_disconnected_in_the_core() {
+        let (_stop, stopped) = oneshot::channel();
+        let registry = Arc::new(GatedRegistry::open());
+        let (core, _task) = spawn(MasterCore::new(config()), registry, 8, stopped);
+        let subscribe = |conn| Event::Subscribe {
+            conn,
+            info: FrameworkInfo {
+                id: None,
+                name: "f".into(),
+                user: String::new(),
+                roles: vec![Role::default_role()],
+                failover_timeout: Duration::from_secs(3600),
+                labels: Default::default(),
+            },
+            suppressed: vec![],
+        };
+        let (slow_tx, mut slow) = core.stream();
+        let reply = core
+            .ask(subscribe(1), Some(Sink::Framework(1, slow_tx)))
+            .await;
+        assert_eq!(reply.unwrap(), Reply::Done(Ok(())));
+        let (live_tx, mut live) = core.stream();
+        let reply = core
+            .ask(subscribe(2), Some(Sink::Framework(2, live_tx)))
+            .await;
+        assert_eq!(reply.unwrap(), Reply::Done(Ok(())));
+        assert!(matches!(
+            kind(live.recv().await),
+            v1::event::Kind::Subscribed(_)
+        ));
+
+        // A heartbeat every 15 s: the reading framework sees them all; the other's queue of
+        // 8 fills (SUBSCRIBED and 6 heartbeats), and the last slot ends its stream.
+        for _ in 0..10 {
+            assert!(matches!(
+                kind(live.recv().await),
+                v1::event::Kind::Heartbeat(_)
+            ));
+        }
+        assert!(matches!(
+            kind(slow.recv().await),
+            v1::event::Kind::Subscribed(_)
+        ));
+        for _ in 0..6 {
+            assert!(matches!(
+                kind(slow.recv().await),
+                v1::event::Kind::Heartbeat(_)
+            ));
+        }
+        let end = slow.recv().await.unwrap().unwrap_err();
+        assert_eq!(end.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            end.message().contains("7 messages were left unread"),
+            "{end}"
+        );
+        assert!(slow.recv().await.is_none());
+
+        // The core treats it as a disconnection (it may re-subscribe within its failover
+        // timeout); the other framework is untouched.
+        let reply = core
+            .ask(
+                Event::Operator(OperatorRequest::ListFrameworks {
+                    include_completed: true,
+                }),
+                None,
+            )
+            .await
+            .unwrap();
+        let Reply::Operator(Ok(crate::core::OperatorResponse::Frameworks(frameworks))) = reply
+        else {
+            panic!("{reply:?}");
+        };
+        let states: Vec<_> = frameworks.iter().map(|f| f.state).collect();
+        assert_eq!(
+            states,
+            [FrameworkState::Disconnected, FrameworkState::Active]
+        );
+    }
+
     fn set_weight(role: &str, w: f64) -> Event {
         Event::Operator(OperatorRequest::SetWeight {
             role: Role::new(role).unwrap(),
@@ -479,7 +648,7 @@ mod tests {
     async fn replies_wait_until_their_write_is_durable_and_writes_group_commit() {
         let (_stop, stopped) = oneshot::channel();
         let registry = Arc::new(GatedRegistry::closed());
-        let (core, _task) = spawn(MasterCore::new(config()), registry.clone(), stopped);
+        let (core, _task) = spawn(MasterCore::new(config()), registry.clone(), 64, stopped);
 
         let first = tokio::spawn({
             let core = core.clone();
@@ -529,7 +698,7 @@ mod tests {
         let (_stop, stopped) = oneshot::channel();
         let registry = Arc::new(GatedRegistry::open());
         registry.fail.store(true, Ordering::SeqCst);
-        let (core, task) = spawn(MasterCore::new(config()), registry.clone(), stopped);
+        let (core, task) = spawn(MasterCore::new(config()), registry.clone(), 64, stopped);
         let err = core.ask(set_weight("a", 2.0), None).await.unwrap_err();
         assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
         assert!(task.await.unwrap().is_err());

@@ -12,6 +12,9 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     config.advertise_address = args.advertise;
     config.agent_reregister_timeout = args.agent_reregister_timeout;
     config.leader_lease = args.leader_lease;
+    // Bounded by the argument's parser, so it fits.
+    config.offer_timeout = args.offer_timeout;
+    config.stream_queue = usize::try_from(args.stream_queue).unwrap_or(usize::MAX);
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }

@@ -34,16 +34,31 @@ pub(crate) fn free_port() -> u16 {
 }
 
 pub(crate) fn spawn(args: &[&str]) -> Proc {
+    spawn_logging_to(args, Stdio::inherit())
+}
+
+/// [`spawn`] with the process's log (stderr) going to `log`.
+fn spawn_logging_to(args: &[&str], log: impl Into<Stdio>) -> Proc {
     Proc(
         Command::new(CORRAL)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap(),
     )
+}
+
+/// A `corral master` process logging to `<dir>/master.log`.
+fn spawn_master(args: &[String], dir: &Path) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("master.log"))
+        .unwrap();
+    spawn_logging_to(&args.iter().map(String::as_str).collect::<Vec<_>>(), log)
 }
 
 /// A master and one agent, each a `corral` process.
@@ -69,7 +84,7 @@ impl Cluster {
             dir.path().join("master").display().to_string(),
         ];
         master_args.extend(master_extra.iter().map(|s| (*s).to_owned()));
-        let master = spawn(&master_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let master = spawn_master(&master_args, dir.path());
         let agent_args: Vec<String> = vec![
             "agent".into(),
             "--master".into(),
@@ -97,13 +112,12 @@ impl Cluster {
     /// Starts the master again with the same address and directory.
     pub(crate) fn restart_master(&mut self) {
         self.master.kill();
-        self.master = spawn(
-            &self
-                .master_args
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
-        );
+        self.master = spawn_master(&self.master_args, self.dir.path());
+    }
+
+    /// What the master has logged so far (every run of it, appended).
+    pub(crate) fn master_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("master.log")).unwrap_or_default()
     }
 
     /// Starts the agent again with the same address and work directory (killing it first

@@ -34,6 +34,19 @@ impl RawFramework {
             .unwrap_or_else(|status| panic!("subscribing to {master} failed: {status:?}"))
     }
 
+    /// [`RawFramework::subscribe`] over a connection whose HTTP/2 receive windows are the
+    /// protocol's minimum (64 KiB): a framework that stops reading stops the master's sends
+    /// after that much, not after the megabytes a default client buffers.
+    pub(crate) async fn subscribe_with_small_windows(master: &str) -> Self {
+        let endpoint = limits::endpoint(format!("http://{master}"))
+            .unwrap()
+            .initial_stream_window_size(65_535)
+            .initial_connection_window_size(65_535);
+        Self::subscribe_on(endpoint, master, None)
+            .await
+            .unwrap_or_else(|status| panic!("subscribing to {master} failed: {status:?}"))
+    }
+
     /// Subscribes through whichever of `masters` leads (standbys refuse), polling until one
     /// does (bounded: 60 s).
     pub(crate) async fn subscribe_to_leader(masters: &[String]) -> Self {
@@ -77,8 +90,16 @@ impl RawFramework {
     }
 
     async fn try_subscribe(master: &str, id: Option<String>) -> Result<Self, tonic::Status> {
-        let channel = limits::endpoint(format!("http://{master}"))
-            .unwrap()
+        let endpoint = limits::endpoint(format!("http://{master}")).unwrap();
+        Self::subscribe_on(endpoint, master, id).await
+    }
+
+    async fn subscribe_on(
+        endpoint: tonic::transport::Endpoint,
+        master: &str,
+        id: Option<String>,
+    ) -> Result<Self, tonic::Status> {
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
@@ -175,6 +196,11 @@ impl RawFramework {
 
     /// Launches `task` on an outstanding offer (the newest; waits for one if none).
     pub(crate) async fn launch(&mut self, task: v1::TaskInfo) -> String {
+        self.launch_all(vec![task]).await
+    }
+
+    /// Launches `tasks` together on an outstanding offer (the newest; waits for one if none).
+    pub(crate) async fn launch_all(&mut self, tasks: Vec<v1::TaskInfo>) -> String {
         while self.offers.is_empty() {
             self.next_event().await;
         }
@@ -183,9 +209,7 @@ impl RawFramework {
             offer_ids: vec![offer.id.clone()],
             operations: vec![v1::Operation {
                 id: String::new(),
-                kind: Some(v1::operation::Kind::Launch(v1::operation::Launch {
-                    tasks: vec![task],
-                })),
+                kind: Some(v1::operation::Kind::Launch(v1::operation::Launch { tasks })),
             }],
             // The rest of the agent is offered again at once.
             filters: Some(v1::Filters {

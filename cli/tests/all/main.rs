@@ -18,3 +18,4 @@ mod hostile;
 mod kill;
 mod roles;
 mod run;
+mod slow;

@@ -3,7 +3,6 @@
 use corral_proto::convert::{parse_id, require};
 use corral_proto::{ProtoError, TaskStatus, v1};
 use corral_types::Digest;
-use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -57,8 +56,8 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
                 ));
             }
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        core.open(event, Sink::Agent(conn, tx));
+        let (tx, rx) = core.stream();
+        core.open(event, Sink::Agent(conn, tx)).await;
         let reader = core.clone();
         tokio::spawn(async move {
             let core = reader;
@@ -77,12 +76,13 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
                     None => break,
                 };
                 match agent_event(conn, msg) {
-                    Ok(Some(event)) => core.tell(event),
+                    // Waits while the core is behind: the agent's stream is read no faster.
+                    Ok(Some(event)) => core.tell(event).await,
                     Ok(None) => {}
                     Err(e) => tracing::warn!(conn, error = %e, "malformed agent message ignored"),
                 }
             }
-            core.tell(agent_disconnected(conn));
+            core.tell(agent_disconnected(conn)).await;
         });
         Ok(Response::new(CoreStream::new(
             rx,

@@ -18,27 +18,22 @@ use std::task::{Context, Poll};
 
 use corral_proto::{ProtoError, ServiceError};
 use corral_types::Digest;
-use tokio::sync::mpsc;
 use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::core::{ConnId, Event, Reply};
-use crate::runtime::CoreHandle;
+use crate::runtime::{CoreHandle, StreamReceiver};
 
 /// A stream the runtime feeds; dropping it (the client went away, or the response ended)
 /// tells the core, so a broken subscription or agent link is noticed at once.
 #[derive(Debug)]
 pub(crate) struct CoreStream<T> {
-    rx: mpsc::UnboundedReceiver<Result<T, Status>>,
+    rx: StreamReceiver<T>,
     on_drop: Option<(CoreHandle, Event)>,
 }
 
 impl<T> CoreStream<T> {
-    fn new(
-        rx: mpsc::UnboundedReceiver<Result<T, Status>>,
-        core: CoreHandle,
-        on_drop: Event,
-    ) -> Self {
+    fn new(rx: StreamReceiver<T>, core: CoreHandle, on_drop: Event) -> Self {
         Self {
             rx,
             on_drop: Some((core, on_drop)),
@@ -57,7 +52,7 @@ impl<T> Stream for CoreStream<T> {
 impl<T> Drop for CoreStream<T> {
     fn drop(&mut self) {
         if let Some((core, event)) = self.on_drop.take() {
-            core.tell(event);
+            core.tell_later(event);
         }
     }
 }

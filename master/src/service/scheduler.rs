@@ -5,7 +5,6 @@ use corral_proto::convert::{
 };
 use corral_proto::{ProtoError, TaskInfo, UpdateUuid, v1};
 use corral_types::TaskId;
-use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::{CoreStream, done, framework_disconnected};
@@ -33,7 +32,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
             framework_info(req.framework_info.as_ref()).map_err(|e| e.within("framework_info"))?;
         let suppressed = parse_roles("suppressed_roles", &req.suppressed_roles)?;
         let conn = core.conn_id();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = core.stream();
         let event = Event::Subscribe {
             conn,
             info,
