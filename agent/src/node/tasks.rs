@@ -359,24 +359,13 @@ impl Node {
         }
     }
 
-    /// Digests of the modules compiled for this engine, read from the cache directory.
+    /// Digests of the modules compiled for this engine, as the master's offers list them.
     fn cached_modules(&self) -> Vec<String> {
-        let dir = self
-            .work_dir
-            .join("modules")
-            .join(self.executor.compatibility());
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut digests: Vec<String> = entries
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                let hex = name.strip_suffix(".cwasm")?;
-                Some(format!("sha256:{hex}"))
-            })
-            .collect();
-        digests.sort();
-        digests
+        self.executor
+            .cached_modules()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Sends every durable unacknowledged update again, in order per task.
