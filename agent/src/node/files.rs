@@ -42,8 +42,9 @@ pub(crate) enum Target {
 const LOGS: [(&str, Stream); 2] = [("stderr", Stream::Stderr), ("stdout", Stream::Stdout)];
 
 /// `path` in a run's files, or why not: no `..` or absolute paths, and a path under `root`
-/// (symlinks followed) stays under the resolved root.
-pub(crate) fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceError> {
+/// (symlinks followed) stays under the resolved root. Resolving reads the file system, on a
+/// blocking thread (`tokio::fs`) so a slow disk cannot stall the agent's control runtime.
+pub(crate) async fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceError> {
     let invalid = || {
         ServiceError::InvalidArgument(format!(
             "path {path:?} must be relative and stay inside the sandbox"
@@ -74,16 +75,13 @@ pub(crate) fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceE
     if *first != "root" {
         return Err(not_found());
     }
-    let base = output
-        .sandbox()
-        .root()
-        .canonicalize()
+    let base = tokio::fs::canonicalize(output.sandbox().root())
+        .await
         .map_err(|_| not_found())?;
-    let resolved = rest
-        .iter()
-        .fold(base.clone(), |dir, name| dir.join(name))
-        .canonicalize()
-        .map_err(|_| not_found())?;
+    let resolved =
+        tokio::fs::canonicalize(rest.iter().fold(base.clone(), |dir, name| dir.join(name)))
+            .await
+            .map_err(|_| not_found())?;
     if resolved.starts_with(&base) {
         Ok(Target::Root(resolved))
     } else {
@@ -112,7 +110,7 @@ fn file_info(path: String, meta: &std::fs::Metadata) -> v1::FileInfo {
 }
 
 async fn list(output: &RunOutput, path: &str) -> Result<v1::ListFilesResponse, Status> {
-    let target = match resolve(output, path)? {
+    let target = match resolve(output, path).await? {
         Target::Root(target) => target,
         Target::Log(stream) => {
             return Ok(v1::ListFilesResponse {
@@ -184,7 +182,7 @@ async fn read(
     offset: u64,
     length: u64,
 ) -> Result<(Vec<u8>, u64), Status> {
-    let target = match resolve(output, path)? {
+    let target = match resolve(output, path).await? {
         Target::Sandbox => {
             return Err(ServiceError::InvalidArgument("the sandbox is a directory".into()).into());
         }
@@ -382,23 +380,23 @@ mod tests {
         RunOutput::finished(sandbox, Some(b"out".to_vec()), Some(Vec::new()))
     }
 
-    #[test]
-    fn paths_stay_inside_the_sandbox() {
+    #[tokio::test]
+    async fn paths_stay_inside_the_sandbox() {
         let dir = tempfile::tempdir().unwrap();
         let output = run(dir.path());
-        assert_eq!(resolve(&output, "").unwrap(), Target::Sandbox);
-        assert_eq!(resolve(&output, "./").unwrap(), Target::Sandbox);
+        assert_eq!(resolve(&output, "").await.unwrap(), Target::Sandbox);
+        assert_eq!(resolve(&output, "./").await.unwrap(), Target::Sandbox);
         assert_eq!(
-            resolve(&output, "stdout").unwrap(),
+            resolve(&output, "stdout").await.unwrap(),
             Target::Log(Stream::Stdout)
         );
         let root = output.sandbox().root().canonicalize().unwrap();
         assert_eq!(
-            resolve(&output, "root/data/in").unwrap(),
+            resolve(&output, "root/data/in").await.unwrap(),
             Target::Root(root.join("data/in"))
         );
         for bad in ["../secret", "/etc/passwd", "root/../../secret", "root/link"] {
-            let error = resolve(&output, bad).unwrap_err();
+            let error = resolve(&output, bad).await.unwrap_err();
             assert!(
                 matches!(error, ServiceError::InvalidArgument(_)),
                 "{bad}: {error}"
@@ -408,7 +406,7 @@ mod tests {
         for missing in ["stderr", "stdout/x", "missing", "root/missing"] {
             assert!(
                 matches!(
-                    resolve(&output, missing),
+                    resolve(&output, missing).await,
                     Err(ServiceError::NotFound { .. })
                 ),
                 "{missing}"

@@ -152,16 +152,19 @@ impl Agent {
                 .context("checkpoint recovery panicked")??;
         let executor_config = ExecutorConfig::new(&config.work_dir);
         let max_module_bytes = executor_config.max_module_size;
-        // Builds the engine and calibrates fuel: blocking work.
-        let executor = tokio::task::spawn_blocking(move || Executor::new(executor_config))
-            .await
-            .context("executor setup panicked")?
-            .context("cannot start the executor")?;
+        // Builds the engine, calibrates fuel and reads the host's resources: blocking work.
+        let work_dir = config.work_dir.clone();
+        let (executor, detected) = tokio::task::spawn_blocking(move || {
+            (Executor::new(executor_config), detect_resources(&work_dir))
+        })
+        .await
+        .context("executor setup panicked")?;
+        let executor = executor.context("cannot start the executor")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr().context("listener address")?;
-        let info = agent_info(&config, &executor, local_addr);
+        let info = agent_info(&config, &executor, detected, local_addr);
         let sources = Sources {
             allow_local_files: config.allow_local_files,
             max_module_bytes,
@@ -270,7 +273,12 @@ async fn close_checkpoint(node: Arc<Node>) {
 }
 
 /// What the agent announces in Register.
-fn agent_info(config: &AgentConfig, executor: &Executor, listen: SocketAddr) -> v1::AgentInfo {
+fn agent_info(
+    config: &AgentConfig,
+    executor: &Executor,
+    detected: Detected,
+    listen: SocketAddr,
+) -> v1::AgentInfo {
     let hostname = rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -280,7 +288,6 @@ fn agent_info(config: &AgentConfig, executor: &Executor, listen: SocketAddr) -> 
     } else {
         listen.to_string()
     };
-    let detected = detect_resources(&config.work_dir);
     let overrides = config.resources.unwrap_or_default();
     let mut attributes: Vec<v1::Attribute> = config
         .attributes
@@ -337,7 +344,8 @@ struct Detected {
     disk_bytes: u64,
 }
 
-/// The host's cores, available memory and free disk under `work_dir`.
+/// The host's cores, available memory and free disk under `work_dir`. Blocking (it reads
+/// `/proc/meminfo` and asks the file system).
 fn detect_resources(work_dir: &Path) -> Detected {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let mem_bytes = std::fs::read_to_string("/proc/meminfo")

@@ -235,15 +235,19 @@ impl Node {
             .filter_map(|entry| Some(entry.output.as_ref()?.sandbox().clone()))
             .collect();
         let sandboxes = self.work_dir.join("sandboxes");
-        tokio::task::spawn_blocking(move || {
-            let removed = crate::sandbox::remove_unknown_runs(&sandboxes, &known);
-            if removed > 0 {
-                tracing::info!(
-                    removed,
-                    "removed the files of runs this agent no longer knows"
-                );
-            }
-        });
+        // Awaited: a launch must not create a run the sweep has not been told of.
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::sandbox::remove_unknown_runs(&sandboxes, &known)
+        })
+        .await;
+        match swept {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                removed,
+                "removed the files of runs this agent no longer knows"
+            ),
+            Err(error) => tracing::error!(%error, "the sweep of unknown runs failed"),
+        }
     }
 
     /// The checkpoint made these updates durable: send them, in order.
