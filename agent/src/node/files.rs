@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use corral_proto::{ServiceError, limits, v1};
+use corral_types::{FrameworkId, TaskId};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
 
@@ -25,6 +26,25 @@ pub(crate) struct Files {
 impl Files {
     pub(crate) fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// The run named by a request's ids. No task can have an invalid id: such a request
+    /// names nothing, as an unknown id does.
+    fn sandbox_of(
+        &self,
+        task_id: &str,
+        framework_id: Option<&str>,
+    ) -> Result<(Arc<RunOutput>, bool), ServiceError> {
+        let not_found = || ServiceError::NotFound {
+            kind: "task",
+            id: task_id.to_owned(),
+        };
+        let task_id = TaskId::new(task_id).map_err(|_| not_found())?;
+        let framework_id = framework_id
+            .map(FrameworkId::new)
+            .transpose()
+            .map_err(|_| not_found())?;
+        self.node.sandbox_of(framework_id.as_ref(), &task_id)
     }
 }
 
@@ -244,9 +264,7 @@ impl v1::operator_server::Operator for Files {
         request: Request<v1::ListFilesRequest>,
     ) -> Result<Response<v1::ListFilesResponse>, Status> {
         let request = request.into_inner();
-        let (output, _) = self
-            .node
-            .sandbox_of(request.framework_id.as_deref(), &request.task_id)?;
+        let (output, _) = self.sandbox_of(&request.task_id, request.framework_id.as_deref())?;
         list(&output, &request.path).await.map(Response::new)
     }
 
@@ -255,9 +273,8 @@ impl v1::operator_server::Operator for Files {
         request: Request<v1::ReadFileRequest>,
     ) -> Result<Response<v1::ReadFileResponse>, Status> {
         let request = request.into_inner();
-        let (output, complete) = self
-            .node
-            .sandbox_of(request.framework_id.as_deref(), &request.task_id)?;
+        let (output, complete) =
+            self.sandbox_of(&request.task_id, request.framework_id.as_deref())?;
         let (data, size) = read(&output, &request.path, request.offset, request.length).await?;
         Ok(Response::new(v1::ReadFileResponse {
             data: data.into(),

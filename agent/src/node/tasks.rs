@@ -46,7 +46,7 @@ pub(crate) struct Node {
 
 #[derive(Debug)]
 struct State {
-    agent_id: Option<String>,
+    agent_id: Option<AgentId>,
     /// The highest epoch seen, durable in the checkpoint.
     highest_epoch: u64,
     /// The current session's outbound stream and channel (for module fetches).
@@ -83,8 +83,8 @@ impl TaskEntry {
                 .and_then(|output| output.inline(stream))
         };
         TaskRecord {
-            framework_id: key.framework_id.clone(),
-            task_id: key.task_id.clone(),
+            framework_id: key.framework_id.to_string(),
+            task_id: key.task_id.to_string(),
             sandbox: output
                 .map(|output| output.sandbox().base().display().to_string())
                 .unwrap_or_default(),
@@ -154,7 +154,13 @@ impl Node {
         let interrupted: Vec<TaskKey> = {
             let mut state = self.state();
             let last_seq = recovered.updates.last().map_or(0, |(seq, _)| *seq);
-            state.agent_id = recovered.agent_id;
+            state.agent_id = recovered.agent_id.and_then(|id| {
+                AgentId::new(&id)
+                    .inspect_err(
+                        |error| tracing::warn!(%error, "ignoring the checkpoint's agent id"),
+                    )
+                    .ok()
+            });
             state.highest_epoch = recovered.highest_epoch;
             state.next_seq = last_seq + 1;
             state.durable_seq = last_seq;
@@ -165,18 +171,24 @@ impl Node {
                     let sandbox = SandboxPaths::from_base(PathBuf::from(&record.sandbox));
                     RunOutput::finished(sandbox, record.stdout, record.stderr)
                 });
-                let key = TaskKey {
-                    framework_id: record.framework_id,
-                    task_id: record.task_id,
+                let key = match TaskKey::parse(&record.framework_id, &record.task_id) {
+                    Ok(key) => key,
+                    Err(error) => {
+                        tracing::warn!(%error, "ignoring a checkpointed task with invalid ids");
+                        continue;
+                    }
                 };
                 state
                     .tasks
                     .insert(key.clone(), recovered_entry(&key, output, terminal));
             }
             for (seq, status) in recovered.updates {
-                let key = TaskKey {
-                    framework_id: status.framework_id.clone(),
-                    task_id: status.task_id.clone(),
+                let key = match TaskKey::parse(&status.framework_id, &status.task_id) {
+                    Ok(key) => key,
+                    Err(error) => {
+                        tracing::warn!(seq, %error, "ignoring a checkpointed update with invalid ids");
+                        continue;
+                    }
                 };
                 let terminal =
                     TaskState::from_proto("state", status.state).is_ok_and(TaskState::is_terminal);
@@ -326,7 +338,7 @@ impl Node {
                 for (key, entry) in &state.tasks {
                     if !entry.terminal {
                         tasks.push(v1::RunningTask {
-                            framework_id: key.framework_id.clone(),
+                            framework_id: key.framework_id.to_string(),
                             task: Some(entry.info.clone()),
                             status: entry.latest.clone(),
                         });
@@ -342,7 +354,7 @@ impl Node {
                 }
                 unacked.sort_by_key(|(seq, _)| *seq);
                 Kind::Reregister(ReRegister {
-                    agent_id: agent_id.clone(),
+                    agent_id: agent_id.to_string(),
                     agent_info: Some(self.agent_info.clone()),
                     tasks,
                     unacknowledged_updates: unacked.into_iter().map(|(_, s)| s).collect(),
@@ -400,11 +412,10 @@ impl Node {
                 tracing::info!(agent_id = %id, master_id = %registered.master_id, "registered");
                 {
                     let mut state = self.state();
-                    if state.agent_id.as_deref() != Some(registered.agent_id.as_str()) {
+                    if state.agent_id.as_ref() != Some(&id) {
                         // Queued ahead of every update this agent sends under the id.
-                        self.checkpoint
-                            .write(Op::AgentId(registered.agent_id.clone()));
-                        state.agent_id = Some(registered.agent_id);
+                        self.checkpoint.write(Op::AgentId(id.clone()));
+                        state.agent_id = Some(id.clone());
                     }
                 }
                 self.registered.send_replace(Some(id));
@@ -416,25 +427,27 @@ impl Node {
             }
             Some(Kind::LaunchTasks(launch)) => {
                 for task in launch.tasks {
-                    self.launch(&launch.framework_id, task);
+                    match TaskKey::parse(&launch.framework_id, &task.task_id) {
+                        Ok(key) => self.launch(key, task),
+                        Err(error) => tracing::warn!(%error, "dropping a launch with invalid ids"),
+                    }
                 }
                 Next::Continue
             }
             Some(Kind::KillTask(kill)) => {
-                self.kill(TaskKey {
-                    framework_id: kill.framework_id,
-                    task_id: kill.task_id,
-                });
+                match TaskKey::parse(&kill.framework_id, &kill.task_id) {
+                    Ok(key) => self.kill(key),
+                    Err(error) => tracing::warn!(%error, "ignoring a kill with invalid ids"),
+                }
                 Next::Continue
             }
             Some(Kind::Acknowledge(ack)) => {
-                self.acknowledge(
-                    &TaskKey {
-                        framework_id: ack.framework_id,
-                        task_id: ack.task_id,
-                    },
-                    &ack.uuid,
-                );
+                match TaskKey::parse(&ack.framework_id, &ack.task_id) {
+                    Ok(key) => self.acknowledge(&key, &ack.uuid),
+                    Err(error) => {
+                        tracing::warn!(%error, "ignoring an acknowledgement with invalid ids")
+                    }
+                }
                 Next::Continue
             }
             Some(Kind::Shutdown(shutdown)) => {
@@ -449,9 +462,8 @@ impl Node {
     fn emit(&self, key: &TaskKey, parts: StatusParts, usage: Option<v1::Usage>) {
         let mut guard = self.state();
         let state = &mut *guard;
-        let agent_id = state.agent_id.clone().unwrap_or_default();
         let terminal = parts.state.is_terminal();
-        let status = update(key, &agent_id, parts, usage, true);
+        let status = update(key, state.agent_id.as_ref(), parts, usage, true);
         let Some(entry) = state.tasks.get_mut(key) else {
             return;
         };
@@ -489,22 +501,13 @@ impl Node {
     /// Sends an update that expects no acknowledgement (about a task this agent lacks).
     fn emit_untracked(&self, key: &TaskKey, parts: StatusParts) {
         let state = self.state();
-        let agent_id = state.agent_id.clone().unwrap_or_default();
         if let Some((tx, _)) = &state.link {
-            let _ = tx.send(status_message(update(key, &agent_id, parts, None, false)));
+            let status = update(key, state.agent_id.as_ref(), parts, None, false);
+            let _ = tx.send(status_message(status));
         }
     }
 
-    fn launch(self: &Arc<Self>, framework_id: &str, mut info: v1::TaskInfo) {
-        let key = TaskKey {
-            framework_id: framework_id.to_owned(),
-            task_id: info.task_id.clone(),
-        };
-        let (Ok(framework), Ok(_)) = (FrameworkId::new(framework_id), TaskId::new(&info.task_id))
-        else {
-            tracing::warn!(framework_id, task_id = %info.task_id, "dropping a launch with invalid ids");
-            return;
-        };
+    fn launch(self: &Arc<Self>, key: TaskKey, mut info: v1::TaskInfo) {
         let mut described = info.clone();
         for input in &mut described.inputs {
             input.source = None;
@@ -512,7 +515,7 @@ impl Node {
         {
             let mut state = self.state();
             if state.tasks.get(&key).is_some_and(|e| !e.terminal) {
-                tracing::warn!(framework_id, task_id = %key.task_id, "ignoring a launch of a task already running");
+                tracing::warn!(framework_id = %key.framework_id, task_id = %key.task_id, "ignoring a launch of a task already running");
                 return;
             }
             let earlier = state.tasks.remove(&key);
@@ -546,7 +549,7 @@ impl Node {
                 &node.executor,
                 &node.sources,
                 master,
-                &framework,
+                &key.framework_id,
                 &std::mem::take(&mut info),
             )
             .await;
@@ -692,26 +695,23 @@ impl Node {
     }
 
     fn forget(&self, key: &TaskKey) {
-        self.checkpoint.write(Op::Forget {
-            framework_id: key.framework_id.clone(),
-            task_id: key.task_id.clone(),
-        });
+        self.checkpoint.write(Op::Forget(key.clone()));
     }
 
     /// The files of a task and whether the task has ended; the task is found by its id alone
     /// when `framework_id` is `None` and the id is unambiguous.
     pub(crate) fn sandbox_of(
         &self,
-        framework_id: Option<&str>,
-        task_id: &str,
+        framework_id: Option<&FrameworkId>,
+        task_id: &TaskId,
     ) -> Result<(Arc<RunOutput>, bool), corral_proto::ServiceError> {
         let not_found = || corral_proto::ServiceError::NotFound {
             kind: "task",
-            id: task_id.to_owned(),
+            id: task_id.to_string(),
         };
         let state = self.state();
         let mut matches = state.tasks.iter().filter(|(k, _)| {
-            k.task_id == task_id && framework_id.is_none_or(|f| f == k.framework_id)
+            k.task_id == *task_id && framework_id.is_none_or(|f| *f == k.framework_id)
         });
         let (_, entry) = matches.next().ok_or_else(not_found)?;
         if matches.next().is_some() {
@@ -732,7 +732,7 @@ impl Node {
 fn recovered_entry(key: &TaskKey, output: Option<Arc<RunOutput>>, terminal: bool) -> TaskEntry {
     TaskEntry {
         info: v1::TaskInfo {
-            task_id: key.task_id.clone(),
+            task_id: key.task_id.to_string(),
             ..v1::TaskInfo::default()
         },
         latest: None,

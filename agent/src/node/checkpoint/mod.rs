@@ -306,7 +306,7 @@ fn awaited(batch: &[Command]) -> bool {
         Command::Sync(_) => true,
         Command::Write(op) => match op {
             Op::Update(..) | Op::AgentId(_) | Op::Epoch(_) => true,
-            Op::Task(_) | Op::Acked(_) | Op::Forget { .. } => false,
+            Op::Task(_) | Op::Acked(_) | Op::Forget(_) => false,
         },
     })
 }
