@@ -42,6 +42,7 @@
 mod checkpoint;
 mod files;
 mod link;
+mod outbox;
 mod prepare;
 mod status;
 mod tasks;

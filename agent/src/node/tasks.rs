@@ -1,11 +1,11 @@
 //! The agent's task table: what it runs, what it has reported, and what is unacknowledged.
 //!
 //! Every status update goes through [`Node::emit`], which records it as the task's latest,
-//! queues it until the master forwards the framework's acknowledgement, and hands it to the
-//! checkpoint; once the checkpoint has made it durable ([`Node::durable`]) it is sent on the
-//! current link (if any). Resends and re-registration read the same queues (the durable part
-//! of them), so an update is delivered at least once and in order per task, across agent
-//! restarts too ([`Node::recover`]).
+//! queues it in the [`Outbox`] until the master forwards the framework's acknowledgement, and
+//! hands it to the checkpoint; once the checkpoint has made it durable ([`Node::durable`]) it
+//! is sent on the current link (if any). Resends and re-registration read the same outbox,
+//! so an update is delivered at least once and in order per task, across agent restarts too
+//! ([`Node::recover`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use tonic::transport::Channel;
 
 use super::AgentConfig;
 use super::checkpoint::{Checkpoint, Op, Recovered, TaskRecord};
+use super::outbox::Outbox;
 use super::prepare::{Sources, prepare};
 use super::status::{StatusParts, TaskKey, status_of, update};
 use crate::executor::{Executor, KillSwitch, Phase};
@@ -54,10 +55,15 @@ struct State {
     tasks: HashMap<TaskKey, TaskEntry>,
     /// Finished, fully acknowledged runs, oldest first: what [`Node::retire`] removes.
     completed: VecDeque<(TaskKey, PathBuf)>,
-    /// Orders unacknowledged updates across tasks, for re-registration and the checkpoint.
-    next_seq: u64,
-    /// Updates up to this sequence number are durable and may be sent.
-    durable_seq: u64,
+    /// The updates not acknowledged yet.
+    outbox: Outbox,
+}
+
+impl State {
+    /// Whether `key` names a finished run with nothing left to deliver.
+    fn completed(&self, key: &TaskKey) -> bool {
+        self.tasks.get(key).is_some_and(|entry| entry.terminal) && !self.outbox.has_pending(key)
+    }
 }
 
 #[derive(Debug)]
@@ -70,7 +76,6 @@ struct TaskEntry {
     kill: Option<KillSwitch>,
     kill_requested: bool,
     terminal: bool,
-    unacked: VecDeque<(u64, v1::TaskStatus)>,
 }
 
 impl TaskEntry {
@@ -92,11 +97,6 @@ impl TaskEntry {
             stdout: inline(Stream::Stdout),
             stderr: inline(Stream::Stderr),
         }
-    }
-
-    /// Whether this entry is a finished run with nothing left to deliver.
-    fn completed(&self) -> bool {
-        self.terminal && self.unacked.is_empty()
     }
 
     fn sandbox_base(&self) -> Option<&Path> {
@@ -140,8 +140,7 @@ impl Node {
                 link: None,
                 tasks: HashMap::new(),
                 completed: VecDeque::new(),
-                next_seq: 1,
-                durable_seq: 0,
+                outbox: Outbox::new(),
             }),
         }
     }
@@ -162,8 +161,6 @@ impl Node {
                     .ok()
             });
             state.highest_epoch = recovered.highest_epoch;
-            state.next_seq = last_seq + 1;
-            state.durable_seq = last_seq;
             for record in recovered.tasks {
                 let terminal =
                     TaskState::from_proto("state", record.state).is_ok_and(TaskState::is_terminal);
@@ -182,6 +179,7 @@ impl Node {
                     .tasks
                     .insert(key.clone(), recovered_entry(&key, output, terminal));
             }
+            let mut updates = Vec::with_capacity(recovered.updates.len());
             for (seq, status) in recovered.updates {
                 let key = match TaskKey::parse(&status.framework_id, &status.task_id) {
                     Ok(key) => key,
@@ -198,12 +196,13 @@ impl Node {
                     .or_insert_with(|| recovered_entry(&key, None, terminal));
                 entry.terminal |= terminal;
                 entry.latest = Some(status.clone());
-                entry.unacked.push_back((seq, status));
+                updates.push((seq, key, status));
             }
+            state.outbox = Outbox::recovered(last_seq, updates);
             let mut completed: Vec<(TaskKey, PathBuf)> = state
                 .tasks
                 .iter()
-                .filter(|(_, entry)| entry.completed())
+                .filter(|(key, _)| state.completed(key))
                 .filter_map(|(key, entry)| Some((key.clone(), entry.sandbox_base()?.to_owned())))
                 .collect();
             completed.sort();
@@ -265,11 +264,9 @@ impl Node {
     /// The checkpoint made these updates durable: send them, in order.
     pub(crate) fn durable(&self, updates: Vec<(u64, v1::TaskStatus)>) {
         let mut state = self.state();
-        if let Some((last, _)) = updates.last() {
-            state.durable_seq = state.durable_seq.max(*last);
-        }
+        let send = state.outbox.durable(updates);
         if let Some((tx, _)) = &state.link {
-            for (_, status) in updates {
+            for status in send {
                 let _ = tx.send(status_message(status));
             }
         }
@@ -326,38 +323,29 @@ impl Node {
         use v1::agent_message::{Kind, ReRegister, Register};
         let mut state = self.state();
         let cached_modules = self.cached_modules();
-        let kind = match &state.agent_id {
+        let agent_id = state.agent_id.clone();
+        let kind = match &agent_id {
             None => Kind::Register(Register {
                 agent_info: Some(self.agent_info.clone()),
                 cached_modules,
             }),
             Some(agent_id) => {
-                let mut tasks = Vec::new();
-                let mut unacked = Vec::new();
-                let durable_seq = state.durable_seq;
-                for (key, entry) in &state.tasks {
-                    if !entry.terminal {
-                        tasks.push(v1::RunningTask {
-                            framework_id: key.framework_id.to_string(),
-                            task: Some(entry.info.clone()),
-                            status: entry.latest.clone(),
-                        });
-                    }
-                    // The rest follows on this link as soon as it is durable.
-                    unacked.extend(
-                        entry
-                            .unacked
-                            .iter()
-                            .filter(|(seq, _)| *seq <= durable_seq)
-                            .cloned(),
-                    );
-                }
-                unacked.sort_by_key(|(seq, _)| *seq);
+                let tasks = state
+                    .tasks
+                    .iter()
+                    .filter(|(_, entry)| !entry.terminal)
+                    .map(|(key, entry)| v1::RunningTask {
+                        framework_id: key.framework_id.to_string(),
+                        task: Some(entry.info.clone()),
+                        status: entry.latest.clone(),
+                    })
+                    .collect();
                 Kind::Reregister(ReRegister {
                     agent_id: agent_id.to_string(),
                     agent_info: Some(self.agent_info.clone()),
                     tasks,
-                    unacknowledged_updates: unacked.into_iter().map(|(_, s)| s).collect(),
+                    // The rest follows on this link as soon as it is durable.
+                    unacknowledged_updates: state.outbox.reregister(),
                     cached_modules,
                     last_epoch: state.highest_epoch,
                 })
@@ -386,16 +374,9 @@ impl Node {
 
     /// Sends every durable unacknowledged update again, in order per task.
     pub(crate) fn resend(&self, tx: &mpsc::UnboundedSender<v1::AgentMessage>) {
-        let state = self.state();
-        let mut unacked: Vec<_> = state
-            .tasks
-            .values()
-            .flat_map(|e| e.unacked.iter())
-            .filter(|(seq, _)| *seq <= state.durable_seq)
-            .collect();
-        unacked.sort_by_key(|(seq, _)| *seq);
-        for (_, status) in unacked {
-            let _ = tx.send(status_message(status.clone()));
+        let mut state = self.state();
+        for status in state.outbox.resend(usize::MAX) {
+            let _ = tx.send(status_message(status));
         }
     }
 
@@ -467,17 +448,15 @@ impl Node {
         let Some(entry) = state.tasks.get_mut(key) else {
             return;
         };
-        let seq = state.next_seq;
-        state.next_seq += 1;
         entry.latest = Some(status.clone());
-        entry.unacked.push_back((seq, status.clone()));
         if terminal {
             entry.terminal = true;
             entry.kill = None;
         }
         // Queued under the lock, so the checkpoint sees updates in sequence order.
         self.checkpoint.write(Op::Task(entry.record(key)));
-        self.checkpoint.write(Op::Update(seq, status));
+        let queued = state.outbox.push(key, status);
+        self.checkpoint.write(Op::Update(queued.seq, queued.status));
         drop(guard);
         if terminal {
             self.ended.notify_waiters();
@@ -532,8 +511,6 @@ impl Node {
                     kill: None,
                     kill_requested: false,
                     terminal: false,
-                    // A relaunch keeps the earlier run's undelivered updates ahead of its own.
-                    unacked: earlier.map(|e| e.unacked).unwrap_or_default(),
                 },
             );
         }
@@ -651,22 +628,21 @@ impl Node {
     /// acknowledgement lost in a crash only means one more delivery).
     fn acknowledge(&self, key: &TaskKey, uuid: &[u8]) {
         let mut state = self.state();
-        let Some(entry) = state.tasks.get_mut(key) else {
-            return;
-        };
-        let Some(at) = entry.unacked.iter().position(|(_, s)| s.uuid == uuid) else {
-            return;
-        };
-        let Some((seq, _)) = entry.unacked.remove(at) else {
+        let Some(seq) = state.outbox.acknowledge(key, uuid) else {
             return;
         };
         self.checkpoint.write(Op::Acked(seq));
-        if entry.completed()
-            && let Some(base) = entry.sandbox_base().map(Path::to_owned)
-        {
+        if !state.completed(key) {
+            return;
+        }
+        let base = state
+            .tasks
+            .get(key)
+            .and_then(|entry| entry.sandbox_base().map(Path::to_owned));
+        if let Some(base) = base {
             state.completed.push_back((key.clone(), base));
             self.retire(&mut state);
-        } else if entry.completed() {
+        } else {
             // Never launched (it failed before a sandbox existed): nothing to keep.
             state.tasks.remove(key);
             self.forget(key);
@@ -681,10 +657,11 @@ impl Node {
                 break;
             };
             // A relaunch since may have replaced the run this slot was for.
-            let still_that_run = state
-                .tasks
-                .get(&key)
-                .is_some_and(|e| e.completed() && e.sandbox_base() == Some(base.as_path()));
+            let still_that_run = state.completed(&key)
+                && state
+                    .tasks
+                    .get(&key)
+                    .is_some_and(|e| e.sandbox_base() == Some(base.as_path()));
             if still_that_run && let Some(entry) = state.tasks.remove(&key) {
                 self.forget(&key);
                 if let Some(output) = entry.output {
@@ -740,7 +717,6 @@ fn recovered_entry(key: &TaskKey, output: Option<Arc<RunOutput>>, terminal: bool
         kill: None,
         kill_requested: false,
         terminal,
-        unacked: VecDeque::new(),
     }
 }
 
