@@ -296,6 +296,16 @@ impl KillSwitch {
     }
 }
 
+#[cfg(test)]
+impl KillSwitch {
+    /// A switch attached to no task, and a probe of whether it was pulled.
+    pub(crate) fn detached() -> (Self, impl Fn() -> bool) {
+        let kill = Arc::new(Kill::default());
+        let probe = kill.clone();
+        (Self(kill), move || probe.requested())
+    }
+}
+
 /// Where a launched task is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {

@@ -44,7 +44,9 @@ mod files;
 mod link;
 mod outbox;
 mod prepare;
+mod runner;
 mod status;
+mod table;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -190,7 +192,7 @@ impl Agent {
         .context("cannot start the checkpoint writer")?;
         let node = Arc::new(Node::new(executor, sources, checkpoint, info, &config));
         let _ = target.set(Arc::downgrade(&node));
-        node.recover(recovered);
+        node.recover(recovered.restore());
         node.remove_unknown_runs().await;
         // The first (re-)registration then carries everything recovery reported.
         node.checkpoint.sync().await;

@@ -207,3 +207,35 @@ fn only_batches_someone_waits_for_are_flushed_to_disk() {
         AgentId::new("a").unwrap()
     ))]));
 }
+
+#[test]
+fn records_and_updates_with_invalid_ids_are_left_out_of_what_is_restored() {
+    let mut bad_record = record("a", TaskState::Running);
+    bad_record.framework_id = "fw/1".into();
+    let mut bad_update = status("b", 9, TaskState::Running);
+    bad_update.task_id = "..".into();
+    let recovered = Recovered {
+        agent_id: Some("S1".into()),
+        highest_epoch: 3,
+        tasks: vec![bad_record, record("b", TaskState::Running)],
+        updates: vec![(4, status("b", 4, TaskState::Starting)), (9, bad_update)],
+    };
+    let restored = recovered.restore();
+    assert_eq!(restored.agent_id, Some(AgentId::new("S1").unwrap()));
+    assert_eq!(restored.highest_epoch, 3);
+    let b = TaskKey::parse("fw", "b").unwrap();
+    assert_eq!(
+        restored.tasks,
+        [(b.clone(), record("b", TaskState::Running))]
+    );
+    assert_eq!(
+        restored.updates,
+        [(4, b, status("b", 4, TaskState::Starting))]
+    );
+    assert_eq!(restored.last_seq, 9, "the update left out keeps its number");
+    let unreadable_id = Recovered {
+        agent_id: Some("a/b".into()),
+        ..Recovered::default()
+    };
+    assert_eq!(unreadable_id.restore().agent_id, None);
+}
