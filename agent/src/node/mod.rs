@@ -6,15 +6,21 @@
 //!   AgentLink::Connect │ ▲ Register / ReRegister, heartbeats,          │ Operator:
 //!   Registered, launch,│ │ status updates (until acknowledged)         │ ListFiles, ReadFile
 //!   kill, ack, shutdown▼ │                                             ▼
-//!   ┌─────────────── link ──────────┐   ┌──────────── files ───────────────┐
-//!   │ leader hints, backoff, epochs │   │ run dirs by (framework, task)    │
-//!   └───────────────┬───────────────┘   └──────────────▲───────────────────┘
-//!                   ▼                                  │
-//!   tasks: table, unacknowledged updates ── prepare (validate, fetch module, inputs)
-//!          │ ▲ durable updates  │                      ▼
-//!          ▼ │                  └──────────────────► Executor ─► sandboxes
+//!   ┌── link: leader hints, backoff ─┐   ┌──────────── files ───────────────┐
+//!   │ session: hello, epochs, resend │   │ run dirs by (framework, task)    │
+//!   └───────────────┬────────────────┘   └──────────────▲───────────────────┘
+//!                   ▼ launch, kill, ack                  │
+//!   tasks (Node) ── table: tasks, run states ───────────┘
+//!     │  ▲ │ └──── runner per run: prepare (validate, module, inputs) ─► Executor ─► sandboxes
+//!     │  │ └────── outbox: unacknowledged updates, in order (pure)
+//!     ▼  │ durable updates
 //!   checkpoint: id, epoch, tasks, unacknowledged updates (redb, group commit)
 //! ```
+//!
+//! Configuration goes one way: [`AgentConfig`] gives the node what runs tasks (executor,
+//! sources, work directory, how many finished tasks to keep) and the link what talks to the
+//! master (masters, heartbeats, resends, what to announce); the link hands master commands
+//! to the node, and the node sends on whatever session is current.
 //!
 //! A task's status, as this agent reports it (each arrow is one update with a fresh uuid,
 //! kept and resent until the master forwards the framework's acknowledgement):
@@ -45,6 +51,7 @@ mod link;
 mod outbox;
 mod prepare;
 mod runner;
+mod session;
 mod status;
 mod table;
 mod tasks;
@@ -64,6 +71,7 @@ use tokio::task::JoinHandle;
 use crate::executor::{Executor, ExecutorConfig};
 use checkpoint::Checkpoint;
 pub use checkpoint::{CHECKPOINT_FILE, CheckpointError, Recover};
+use link::LinkConfig;
 use prepare::Sources;
 use tasks::Node;
 
@@ -190,7 +198,19 @@ impl Agent {
             }),
         )
         .context("cannot start the checkpoint writer")?;
-        let node = Arc::new(Node::new(executor, sources, checkpoint, info, &config));
+        let link_config = LinkConfig {
+            masters: config.masters.clone(),
+            agent_info: info,
+            heartbeat_interval: config.heartbeat_interval,
+            status_retry_interval: config.status_retry_interval,
+        };
+        let node = Arc::new(Node::new(
+            executor,
+            sources,
+            checkpoint,
+            config.work_dir.clone(),
+            config.max_completed_tasks,
+        ));
         let _ = target.set(Arc::downgrade(&node));
         node.recover(recovered.restore());
         node.remove_unknown_runs().await;
@@ -210,7 +230,7 @@ impl Agent {
                 tracing::error!(%error, "files service failed");
             }
         });
-        let link = tokio::spawn(link::run(node.clone(), stop_rx));
+        let link = tokio::spawn(link::run(node.clone(), link_config, stop_rx));
         tracing::info!(%local_addr, masters = ?config.masters, "agent started");
         Ok(Agent {
             node,

@@ -16,14 +16,14 @@ use std::time::Duration;
 
 use corral_proto::{ProtoEnum, v1};
 use corral_types::{AgentId, Digest, FrameworkId, Reason, TaskId, TaskState};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use super::AgentConfig;
 use super::checkpoint::{Checkpoint, Op, Restored};
 use super::outbox::Outbox;
 use super::prepare::Sources;
 use super::runner::Runner;
+use super::session::{Outbound, status_message};
 use super::status::{StatusParts, TaskKey, update};
 use super::table::{LookupError, Removed, TaskTable};
 use crate::executor::{Executor, TaskHandle};
@@ -31,69 +31,58 @@ use crate::output::RunOutput;
 use crate::sandbox::SandboxPaths;
 use crate::task::TaskSpec;
 
-/// The agent as a cluster member: its executor, task table and link state.
+/// The agent as a cluster member: its executor, task table, outbox and current session.
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) executor: Executor,
     pub(crate) sources: Sources,
-    pub(crate) work_dir: PathBuf,
-    pub(crate) agent_info: v1::AgentInfo,
-    pub(crate) masters: Vec<String>,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) status_retry_interval: Duration,
-    pub(crate) registered: watch::Sender<Option<AgentId>>,
     pub(crate) checkpoint: Checkpoint,
+    /// The agent's id once the master named it.
+    pub(crate) registered: watch::Sender<Option<AgentId>>,
+    /// Holds `sandboxes/`.
+    work_dir: PathBuf,
     /// Notified whenever a task ends (graceful shutdown waits on it).
     ended: tokio::sync::Notify,
     state: Mutex<State>,
 }
 
+/// What the node's operations change, under one lock: an update is recorded, queued for the
+/// checkpoint and (once durable) sent in one critical section each, which is what keeps
+/// updates in order everywhere.
 #[derive(Debug)]
-struct State {
-    agent_id: Option<AgentId>,
+pub(super) struct State {
+    pub(super) agent_id: Option<AgentId>,
     /// The highest epoch seen, durable in the checkpoint.
-    highest_epoch: u64,
-    /// The current session's outbound stream and channel (for module fetches).
-    link: Option<(mpsc::UnboundedSender<v1::AgentMessage>, Channel)>,
-    table: TaskTable,
+    pub(super) highest_epoch: u64,
+    /// The current session with the master, if any.
+    pub(super) session: Option<Outbound>,
+    pub(super) table: TaskTable,
     /// The updates not acknowledged yet.
-    outbox: Outbox,
-}
-
-/// What a master message asks of the link.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Next {
-    Continue,
-    /// Registered; heartbeat at this interval.
-    Registered(Duration),
-    /// Stop the link for good (the master sent Shutdown).
-    Stop,
+    pub(super) outbox: Outbox,
 }
 
 impl Node {
+    /// A node with nothing recovered yet; the files of its runs go under `work_dir`, and the
+    /// files of at most `max_completed_tasks` finished tasks are kept.
     pub(crate) fn new(
         executor: Executor,
         sources: Sources,
         checkpoint: Checkpoint,
-        agent_info: v1::AgentInfo,
-        config: &AgentConfig,
+        work_dir: PathBuf,
+        max_completed_tasks: usize,
     ) -> Self {
         Self {
             executor,
             sources,
-            work_dir: config.work_dir.clone(),
-            agent_info,
-            masters: config.masters.clone(),
-            heartbeat_interval: config.heartbeat_interval,
-            status_retry_interval: config.status_retry_interval,
-            registered: watch::Sender::new(None),
             checkpoint,
+            registered: watch::Sender::new(None),
+            work_dir,
             ended: tokio::sync::Notify::new(),
             state: Mutex::new(State {
                 agent_id: None,
                 highest_epoch: 0,
-                link: None,
-                table: TaskTable::new(config.max_completed_tasks),
+                session: None,
+                table: TaskTable::new(max_completed_tasks),
                 outbox: Outbox::new(),
             }),
         }
@@ -198,30 +187,11 @@ impl Node {
     pub(crate) fn durable(&self, updates: Vec<(u64, v1::TaskStatus)>) {
         let mut state = self.state();
         let send = state.outbox.durable(updates);
-        if let Some((tx, _)) = &state.link {
+        if let Some(session) = &state.session {
             for status in send {
-                let _ = tx.send(status_message(status));
+                session.send(status_message(status));
             }
         }
-    }
-
-    /// Whether a master message of `epoch` may be acted on. A newer epoch is made durable
-    /// first, so that no command of an older leader is obeyed after a restart either.
-    pub(crate) async fn fence(&self, epoch: u64) -> bool {
-        let highest = self.state().highest_epoch;
-        if epoch < highest {
-            tracing::warn!(epoch, highest, "ignoring a message from a stale master");
-            return false;
-        }
-        if epoch > highest {
-            self.checkpoint.write(Op::Epoch(epoch));
-            if !self.checkpoint.sync().await {
-                return false;
-            }
-            let mut state = self.state();
-            state.highest_epoch = state.highest_epoch.max(epoch);
-        }
-        true
     }
 
     /// Waits until every task has ended and its last update is durable, at most `limit`.
@@ -241,134 +211,8 @@ impl Node {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Starts a session: the first message (Register, or ReRegister with the running tasks
-    /// and unacknowledged updates), taken atomically with installing the session's sender so
-    /// no update falls between the snapshot and the link.
-    pub(crate) fn attach(
-        &self,
-        tx: mpsc::UnboundedSender<v1::AgentMessage>,
-        channel: Channel,
-    ) -> v1::AgentMessage {
-        use v1::agent_message::{Kind, ReRegister, Register};
-        let mut state = self.state();
-        let cached_modules = self.cached_modules();
-        let agent_id = state.agent_id.clone();
-        let kind = match &agent_id {
-            None => Kind::Register(Register {
-                agent_info: Some(self.agent_info.clone()),
-                cached_modules,
-            }),
-            Some(agent_id) => {
-                let tasks = state
-                    .table
-                    .running()
-                    .map(|(key, entry)| v1::RunningTask {
-                        framework_id: key.framework_id.to_string(),
-                        task: Some(entry.info.clone()),
-                        status: entry.latest.clone(),
-                    })
-                    .collect();
-                Kind::Reregister(ReRegister {
-                    agent_id: agent_id.to_string(),
-                    agent_info: Some(self.agent_info.clone()),
-                    tasks,
-                    // The rest follows on this link as soon as it is durable.
-                    unacknowledged_updates: state.outbox.reregister(),
-                    cached_modules,
-                    last_epoch: state.highest_epoch,
-                })
-            }
-        };
-        state.link = Some((tx, channel));
-        v1::AgentMessage { kind: Some(kind) }
-    }
-
-    /// Ends a session: later updates wait for the next one.
-    pub(crate) fn detach(&self, tx: &mpsc::UnboundedSender<v1::AgentMessage>) {
-        let mut state = self.state();
-        if state.link.as_ref().is_some_and(|(l, _)| l.same_channel(tx)) {
-            state.link = None;
-        }
-    }
-
-    /// Digests of the modules compiled for this engine, as the master's offers list them.
-    fn cached_modules(&self) -> Vec<String> {
-        self.executor
-            .cached_modules()
-            .iter()
-            .map(ToString::to_string)
-            .collect()
-    }
-
-    /// Sends every durable unacknowledged update again, in order per task.
-    pub(crate) fn resend(&self, tx: &mpsc::UnboundedSender<v1::AgentMessage>) {
-        let mut state = self.state();
-        for status in state.outbox.resend(usize::MAX) {
-            let _ = tx.send(status_message(status));
-        }
-    }
-
-    /// Applies one master message that passed [`Node::fence`].
-    pub(crate) fn handle(self: &Arc<Self>, message: v1::MasterMessage) -> Next {
-        use v1::master_message::Kind;
-        match message.kind {
-            None => Next::Continue,
-            Some(Kind::Registered(registered)) => {
-                let Ok(id) = AgentId::new(&registered.agent_id) else {
-                    tracing::warn!(agent_id = %registered.agent_id, "master assigned an invalid agent id");
-                    return Next::Continue;
-                };
-                tracing::info!(agent_id = %id, master_id = %registered.master_id, "registered");
-                {
-                    let mut state = self.state();
-                    if state.agent_id.as_ref() != Some(&id) {
-                        // Queued ahead of every update this agent sends under the id.
-                        self.checkpoint.write(Op::AgentId(id.clone()));
-                        state.agent_id = Some(id.clone());
-                    }
-                }
-                self.registered.send_replace(Some(id));
-                let interval = match registered.heartbeat_interval_millis {
-                    0 => self.heartbeat_interval,
-                    ms => Duration::from_millis(ms),
-                };
-                Next::Registered(interval)
-            }
-            Some(Kind::LaunchTasks(launch)) => {
-                for task in launch.tasks {
-                    match TaskKey::parse(&launch.framework_id, &task.task_id) {
-                        Ok(key) => self.launch(key, task),
-                        Err(error) => tracing::warn!(%error, "dropping a launch with invalid ids"),
-                    }
-                }
-                Next::Continue
-            }
-            Some(Kind::KillTask(kill)) => {
-                match TaskKey::parse(&kill.framework_id, &kill.task_id) {
-                    Ok(key) => self.kill(key),
-                    Err(error) => tracing::warn!(%error, "ignoring a kill with invalid ids"),
-                }
-                Next::Continue
-            }
-            Some(Kind::Acknowledge(ack)) => {
-                match TaskKey::parse(&ack.framework_id, &ack.task_id) {
-                    Ok(key) => self.acknowledge(&key, &ack.uuid),
-                    Err(error) => {
-                        tracing::warn!(%error, "ignoring an acknowledgement with invalid ids")
-                    }
-                }
-                Next::Continue
-            }
-            Some(Kind::Shutdown(shutdown)) => {
-                tracing::warn!(reason = %shutdown.reason, "master asked the agent to shut down");
-                self.kill_all();
-                Next::Stop
-            }
-        }
     }
 
     /// Records a status update of a known task and checkpoints it; it is sent once durable.
@@ -406,16 +250,16 @@ impl Node {
     /// The current session's channel, to fetch modules from the master.
     pub(crate) fn master_channel(&self) -> Option<Channel> {
         self.state()
-            .link
+            .session
             .as_ref()
-            .map(|(_, channel)| channel.clone())
+            .map(|session| session.channel().clone())
     }
 
     /// Tells the master a module is now compiled here (offers list it).
     pub(crate) fn module_cached(&self, digest: Digest) {
         let state = self.state();
-        if let Some((tx, _)) = &state.link {
-            let _ = tx.send(v1::AgentMessage {
+        if let Some(session) = &state.session {
+            session.send(v1::AgentMessage {
                 kind: Some(v1::agent_message::Kind::ModuleCached(
                     v1::agent_message::ModuleCached {
                         digest: digest.to_string(),
@@ -428,14 +272,14 @@ impl Node {
     /// Sends an update that expects no acknowledgement (about a task this agent lacks).
     fn emit_untracked(&self, key: &TaskKey, parts: StatusParts) {
         let state = self.state();
-        if let Some((tx, _)) = &state.link {
+        if let Some(session) = &state.session {
             let status = update(key, state.agent_id.as_ref(), parts, None, false);
-            let _ = tx.send(status_message(status));
+            session.send(status_message(status));
         }
     }
 
     /// Starts a run of `key` (unless one is going on) and its [`Runner`].
-    fn launch(self: &Arc<Self>, key: TaskKey, info: v1::TaskInfo) {
+    pub(super) fn launch(self: &Arc<Self>, key: TaskKey, info: v1::TaskInfo) {
         let mut described = info.clone();
         for input in &mut described.inputs {
             input.source = None;
@@ -471,7 +315,8 @@ impl Node {
         Some(handle)
     }
 
-    fn kill(&self, key: TaskKey) {
+    /// Stops `key`'s run; a kill of a task this agent does not have is answered LOST.
+    pub(super) fn kill(&self, key: TaskKey) {
         let mut state = self.state();
         if let Some(entry) = state.table.get_mut(&key) {
             entry.run.kill();
@@ -500,7 +345,7 @@ impl Node {
     /// Forgets exactly the acknowledged update (the checkpoint too, without waiting: an
     /// acknowledgement lost in a crash only means one more delivery). A task left with
     /// nothing to deliver whose run ended is settled in the table.
-    fn acknowledge(&self, key: &TaskKey, uuid: &[u8]) {
+    pub(super) fn acknowledge(&self, key: &TaskKey, uuid: &[u8]) {
         let mut state = self.state();
         let Some(seq) = state.outbox.acknowledge(key, uuid) else {
             return;
@@ -557,14 +402,4 @@ fn remove_files(output: &RunOutput) {
             tracing::warn!(sandbox = %sandbox.base().display(), %error, "cannot remove a finished run's files");
         }
     });
-}
-
-fn status_message(status: v1::TaskStatus) -> v1::AgentMessage {
-    v1::AgentMessage {
-        kind: Some(v1::agent_message::Kind::StatusUpdate(
-            v1::agent_message::StatusUpdate {
-                status: Some(status),
-            },
-        )),
-    }
 }
