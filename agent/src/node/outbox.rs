@@ -140,6 +140,10 @@ impl Outbox {
     /// where the previous resend stopped (and round to the oldest again), so that a backlog
     /// longer than the limit is resent in turns rather than only its head.
     pub(crate) fn resend(&mut self, limit: usize) -> Vec<v1::TaskStatus> {
+        if limit == 0 {
+            // No room this time: the turn stays where it is.
+            return Vec::new();
+        }
         let mut chosen: Vec<(u64, &v1::TaskStatus)> =
             self.sendable(self.resent_to).take(limit).collect();
         if chosen.is_empty() && self.resent_to > 0 {
@@ -320,6 +324,7 @@ mod tests {
         let batch = (1..=5).map(|n| push(&mut outbox, "a", n)).collect();
         outbox.durable(batch);
         assert_eq!(tags(&outbox.resend(2)), [1, 2]);
+        assert!(outbox.resend(0).is_empty(), "no room: the turn waits");
         assert_eq!(tags(&outbox.resend(2)), [3, 4]);
         assert_eq!(tags(&outbox.resend(2)), [5]);
         assert_eq!(tags(&outbox.resend(2)), [1, 2], "round again");

@@ -15,19 +15,28 @@
 //!
 //! The link ([`super::link`]) decides which master to talk to and when; everything said
 //! within one connection is here.
+//!
+//! What the agent sends waits in a bounded queue ([`OUTBOUND_CAPACITY`]) until the stream
+//! takes it. Nothing waits for room: a message that does not fit means the master stopped
+//! reading, and ends the session (the link reconnects). Nothing is lost by that: status
+//! updates stay in the outbox until acknowledged, and the next session's ReRegister carries
+//! them all, in order. Because the session is over from the first refusal, no later message
+//! can reach the master ahead of the refused one.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use corral_proto::follow::{self, Follower};
 use corral_proto::{limits, status::leader_hint, v1};
 use corral_types::AgentId;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
-use super::checkpoint::Op;
+use super::checkpoint::{MAX_BATCH, Op};
 use super::link::LinkConfig;
 use super::outbox::Outbox;
 use super::status::TaskKey;
@@ -43,22 +52,64 @@ pub(crate) enum Ended {
     Next(follow::Ended),
 }
 
+/// Messages queued for the master before a session is given up on. A master that reads
+/// drains the queue as fast as the network allows, so it fills only when the master (or the
+/// path to it) stopped reading; buffering more would only grow the agent's memory. It is
+/// sized for the largest burst the agent makes in one go: a checkpoint commit releases at
+/// most [`MAX_BATCH`] ops' worth of updates at once (each update takes two ops), and resends
+/// use at most half the room left, so a reading master never sees its session ended.
+pub(crate) const OUTBOUND_CAPACITY: usize = 2 * MAX_BATCH;
+
 /// What the agent sends on a session, and the session's channel (module fetches use it).
+/// Sending never waits: see [`Outbound::send`].
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
-    tx: mpsc::UnboundedSender<v1::AgentMessage>,
+    tx: mpsc::Sender<v1::AgentMessage>,
     channel: Channel,
+    overflow: Arc<Overflow>,
+}
+
+/// Set once a message did not fit; the session loop waits on it.
+#[derive(Debug, Default)]
+struct Overflow {
+    happened: AtomicBool,
+    notify: Notify,
 }
 
 impl Outbound {
-    fn new(channel: Channel) -> (Self, mpsc::UnboundedReceiver<v1::AgentMessage>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Self { tx, channel }, rx)
+    fn new(channel: Channel, capacity: usize) -> (Self, mpsc::Receiver<v1::AgentMessage>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let overflow = Arc::default();
+        let outbound = Self {
+            tx,
+            channel,
+            overflow,
+        };
+        (outbound, rx)
     }
 
-    /// Queues `message` for the master; `false` if the session is over.
+    /// Queues `message` for the master without waiting; `false` if the session is over. A
+    /// message that does not fit ends the session: it and everything after it are refused.
     pub(crate) fn send(&self, message: v1::AgentMessage) -> bool {
-        self.tx.send(message).is_ok()
+        if self.overflow.happened.load(Ordering::Acquire) {
+            return false;
+        }
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                if !self.overflow.happened.swap(true, Ordering::AcqRel) {
+                    // A permit is kept if the session loop is not waiting yet.
+                    self.overflow.notify.notify_one();
+                }
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// How many more messages fit now.
+    pub(crate) fn room(&self) -> usize {
+        self.tx.capacity()
     }
 
     /// The channel to the session's master.
@@ -66,8 +117,41 @@ impl Outbound {
         &self.channel
     }
 
+    /// Completes once a message did not fit.
+    async fn overflowed(&self) {
+        self.overflow.notify.notified().await;
+    }
+
     fn same(&self, other: &Outbound) -> bool {
         self.tx.same_channel(&other.tx)
+    }
+}
+
+/// Sends `messages` in order on the current session, if any. The first that is refused ends
+/// the session here and now, so nothing queued after it goes out on it.
+pub(crate) fn deliver(
+    session: &mut Option<Outbound>,
+    messages: impl IntoIterator<Item = v1::AgentMessage>,
+) {
+    let Some(outbound) = session else {
+        return;
+    };
+    for message in messages {
+        if !outbound.send(message) {
+            *session = None;
+            return;
+        }
+    }
+}
+
+/// Resends durable unacknowledged updates, at most half the room left in the queue: a resend
+/// repeats what the master already has, so it must never crowd out new updates. The outbox
+/// goes on where this stopped next time.
+fn resend(outbox: &mut Outbox, outbound: &Outbound) {
+    for status in outbox.resend(outbound.room() / 2) {
+        if !outbound.send(status_message(status)) {
+            return;
+        }
     }
 }
 
@@ -81,7 +165,7 @@ pub(crate) async fn run(
     stop: &mut watch::Receiver<bool>,
     follower: &mut Follower,
 ) -> Ended {
-    let (outbound, rx) = Outbound::new(channel.clone());
+    let (outbound, rx) = Outbound::new(channel.clone(), OUTBOUND_CAPACITY);
     node.attach(&outbound, &config.agent_info);
     let ended = converse(
         node, config, address, channel, &outbound, rx, stop, follower,
@@ -101,7 +185,7 @@ async fn converse(
     address: &str,
     channel: Channel,
     outbound: &Outbound,
-    rx: mpsc::UnboundedReceiver<v1::AgentMessage>,
+    rx: mpsc::Receiver<v1::AgentMessage>,
     stop: &mut watch::Receiver<bool>,
     follower: &mut Follower,
 ) -> Ended {
@@ -114,7 +198,7 @@ async fn converse(
         }
     };
     let mut inbound = tokio::select! {
-        response = client.connect(UnboundedReceiverStream::new(rx)) => match response {
+        response = client.connect(ReceiverStream::new(rx)) => match response {
             Ok(response) => response.into_inner(),
             Err(status) => return lost(&status),
         },
@@ -149,6 +233,11 @@ async fn converse(
             _ = resend.tick() => {
                 node.resend(outbound);
                 continue;
+            }
+            () = outbound.overflowed() => {
+                // Unacknowledged updates go with the next session's ReRegister.
+                tracing::warn!(master = %address, queued = OUTBOUND_CAPACITY, "master stopped reading; ending the session");
+                return Ended::Next(follow::Ended::Lost);
             }
             _ = stop.wait_for(|s| *s) => return Ended::Stop,
         };
@@ -197,8 +286,10 @@ impl Node {
             agent_info,
             cached_modules,
         );
-        outbound.send(first);
-        state.session = Some(outbound.clone());
+        // The queue is new and empty: the first message always fits.
+        if outbound.send(first) {
+            state.session = Some(outbound.clone());
+        }
     }
 
     /// Ends a session: later updates wait for the next one.
@@ -209,12 +300,10 @@ impl Node {
         }
     }
 
-    /// Sends the durable unacknowledged updates again, in order.
+    /// Sends durable unacknowledged updates again, in order, as many as the queue has room
+    /// for ([`resend`]).
     fn resend(&self, outbound: &Outbound) {
-        let mut state = self.state();
-        for status in state.outbox.resend(usize::MAX) {
-            outbound.send(status_message(status));
-        }
+        resend(&mut self.state().outbox, outbound);
     }
 
     /// Whether a master message of `epoch` may be acted on. A newer epoch is made durable
@@ -446,5 +535,100 @@ mod tests {
             .map(|s| s.uuid[0])
             .collect();
         assert_eq!(uuids, [1, 2], "the third is not durable yet");
+    }
+
+    fn lazy_channel() -> Channel {
+        tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy()
+    }
+
+    /// Updates of task `a` tagged `tags`, made durable: what the checkpoint releases.
+    fn durable(outbox: &mut Outbox, tags: &[u8]) -> Vec<v1::TaskStatus> {
+        let batch = tags
+            .iter()
+            .map(|n| {
+                let queued = outbox.push(&key("a"), status("a", *n));
+                (queued.seq, queued.status)
+            })
+            .collect();
+        outbox.durable(batch)
+    }
+
+    /// What the master would read: `Some(tag)` per status update, `None` for anything else.
+    fn read(rx: &mut mpsc::Receiver<v1::AgentMessage>) -> Vec<Option<u8>> {
+        let mut read = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            read.push(match message.kind {
+                Some(v1::agent_message::Kind::StatusUpdate(update)) => {
+                    update.status.map(|status| status.uuid[0])
+                }
+                _ => None,
+            });
+        }
+        read
+    }
+
+    fn heartbeat() -> v1::AgentMessage {
+        v1::AgentMessage {
+            kind: Some(v1::agent_message::Kind::Heartbeat(
+                v1::agent_message::Heartbeat {},
+            )),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_master_that_stops_reading_ends_the_session_and_loses_nothing() {
+        let table = TaskTable::new(1);
+        let mut outbox = Outbox::new();
+        let id = AgentId::new("agent-1").unwrap();
+        let (outbound, mut rx) = Outbound::new(lazy_channel(), 3);
+        let mut session = Some(outbound.clone());
+        assert!(outbound.send(hello(Some(&id), 1, &table, &mut outbox, &info(), vec![])));
+
+        // The master reads nothing while the checkpoint releases three updates.
+        let released = durable(&mut outbox, &[1, 2, 3]);
+        deliver(&mut session, released.into_iter().map(status_message));
+        assert!(session.is_none(), "the update that did not fit ended it");
+        assert_eq!(
+            read(&mut rx),
+            [None, Some(1), Some(2)],
+            "a prefix, in order"
+        );
+        // There is room again, but the session is over: nothing can overtake update 3.
+        assert!(!outbound.send(heartbeat()));
+        deliver(&mut Some(outbound.clone()), [heartbeat()]);
+        assert!(read(&mut rx).is_empty());
+        // The session loop hears of it and ends.
+        tokio::time::timeout(Duration::from_secs(1), outbound.overflowed())
+            .await
+            .unwrap();
+
+        // The next session's ReRegister carries all three, in order.
+        let next = hello(Some(&id), 1, &table, &mut outbox, &info(), vec![]);
+        let Some(v1::agent_message::Kind::Reregister(reregister)) = next.kind else {
+            panic!("{next:?}");
+        };
+        let tags: Vec<u8> = reregister
+            .unacknowledged_updates
+            .iter()
+            .map(|s| s.uuid[0])
+            .collect();
+        assert_eq!(tags, [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn resends_use_half_the_room_left_and_never_end_the_session() {
+        let mut outbox = Outbox::new();
+        durable(&mut outbox, &(1..=20).collect::<Vec<u8>>());
+        let (outbound, mut rx) = Outbound::new(lazy_channel(), 8);
+        for _ in 0..5 {
+            resend(&mut outbox, &outbound);
+        }
+        let sent: Vec<_> = read(&mut rx);
+        assert_eq!(sent, [1, 2, 3, 4, 5, 6, 7].map(Some), "4, then 2, then 1");
+        assert!(outbound.send(heartbeat()), "the session goes on");
+        read(&mut rx);
+        // The master read it all: the resend goes on where it stopped.
+        resend(&mut outbox, &outbound);
+        assert_eq!(read(&mut rx), [8, 9, 10, 11].map(Some));
     }
 }

@@ -23,7 +23,7 @@ use super::checkpoint::{Checkpoint, Op, Restored};
 use super::outbox::Outbox;
 use super::prepare::Sources;
 use super::runner::Runner;
-use super::session::{Outbound, status_message};
+use super::session::{Outbound, deliver, status_message};
 use super::status::{StatusParts, TaskKey, update};
 use super::table::{LookupError, Removed, TaskTable};
 use crate::executor::{Executor, TaskHandle};
@@ -187,11 +187,7 @@ impl Node {
     pub(crate) fn durable(&self, updates: Vec<(u64, v1::TaskStatus)>) {
         let mut state = self.state();
         let send = state.outbox.durable(updates);
-        if let Some(session) = &state.session {
-            for status in send {
-                session.send(status_message(status));
-            }
-        }
+        deliver(&mut state.session, send.into_iter().map(status_message));
     }
 
     /// Waits until every task has ended and its last update is durable, at most `limit`.
@@ -257,25 +253,21 @@ impl Node {
 
     /// Tells the master a module is now compiled here (offers list it).
     pub(crate) fn module_cached(&self, digest: Digest) {
-        let state = self.state();
-        if let Some(session) = &state.session {
-            session.send(v1::AgentMessage {
-                kind: Some(v1::agent_message::Kind::ModuleCached(
-                    v1::agent_message::ModuleCached {
-                        digest: digest.to_string(),
-                    },
-                )),
-            });
-        }
+        let cached = v1::AgentMessage {
+            kind: Some(v1::agent_message::Kind::ModuleCached(
+                v1::agent_message::ModuleCached {
+                    digest: digest.to_string(),
+                },
+            )),
+        };
+        deliver(&mut self.state().session, [cached]);
     }
 
     /// Sends an update that expects no acknowledgement (about a task this agent lacks).
     fn emit_untracked(&self, key: &TaskKey, parts: StatusParts) {
-        let state = self.state();
-        if let Some(session) = &state.session {
-            let status = update(key, state.agent_id.as_ref(), parts, None, false);
-            session.send(status_message(status));
-        }
+        let mut state = self.state();
+        let status = update(key, state.agent_id.as_ref(), parts, None, false);
+        deliver(&mut state.session, [status_message(status)]);
     }
 
     /// Starts a run of `key` (unless one is going on) and its [`Runner`].

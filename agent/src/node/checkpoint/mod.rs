@@ -44,7 +44,7 @@ use super::status::TaskKey;
 pub const CHECKPOINT_FILE: &str = "checkpoint.redb";
 
 /// Most ops in one transaction: bounds a commit's latency and memory under a flood.
-const MAX_BATCH: usize = 8192;
+pub(crate) const MAX_BATCH: usize = 8192;
 
 /// What to do when the checkpoint cannot be read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
