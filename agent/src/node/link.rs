@@ -1,7 +1,7 @@
 //! The master link: find the leader, keep one `AgentLink::Connect` stream to it, reconnect
 //! with exponential backoff and jitter. Which master next and how long to wait is
 //! [`corral_proto::follow`], shared with the simulated agents that benchmark the master.
-//! What is said within one connection is the [session](super::session)'s.
+//! What is said within one connection is in [`super::session`].
 //!
 //! ```text
 //!   ┌─► try masters in order (the leader hint first) ──all fail──► backoff ─┐

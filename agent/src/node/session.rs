@@ -55,9 +55,10 @@ pub(crate) enum Ended {
 /// Messages queued for the master before a session is given up on. A master that reads
 /// drains the queue as fast as the network allows, so it fills only when the master (or the
 /// path to it) stopped reading; buffering more would only grow the agent's memory. It is
-/// sized for the largest burst the agent makes in one go: a checkpoint commit releases at
-/// most [`MAX_BATCH`] ops' worth of updates at once (each update takes two ops), and resends
-/// use at most half the room left, so a reading master never sees its session ended.
+/// sized for the largest burst the agent makes at once: a checkpoint commit releases the
+/// updates of at most [`MAX_BATCH`] ops (each update takes two), so this holds four such
+/// bursts; resends take at most half the room left, so they cannot cut off a master that
+/// keeps reading.
 pub(crate) const OUTBOUND_CAPACITY: usize = 2 * MAX_BATCH;
 
 /// What the agent sends on a session, and the session's channel (module fetches use it).

@@ -5,7 +5,7 @@
 //! Every status update goes through [`Node::emit`], which records it as the task's latest,
 //! queues it in the outbox until the master forwards the framework's acknowledgement, and
 //! hands it to the checkpoint; once the checkpoint has made it durable ([`Node::durable`]) it
-//! is sent on the current link (if any). Resends and re-registration read the same outbox,
+//! is sent on the current session (if any). Resends and re-registration read the same outbox,
 //! so an update is delivered at least once and in order per task, across agent restarts too
 //! ([`Node::recover`]).
 
