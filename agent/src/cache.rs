@@ -13,8 +13,12 @@
 //!
 //! Compiled code is keyed by the engine's compatibility hash, so an agent upgraded to another
 //! wasmtime (or other settings) recompiles instead of loading stale code.
+//!
+//! Which digests have compiled code on disk is kept in memory too (read once when the cache
+//! opens, then updated as code is written or discarded), so asking what the cache holds, as
+//! every registration with the master does, costs no file system access.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
@@ -99,6 +103,8 @@ pub(crate) struct ModuleCache<T: 'static> {
     raw_dir: PathBuf,
     max_module_size: u64,
     memory: Mutex<LruCache<Digest, Arc<Prepared<T>>>>,
+    /// Digests whose compiled code is in `compiled_dir`.
+    on_disk: Mutex<BTreeSet<Digest>>,
     loading: Mutex<HashMap<Digest, Loading<T>>>,
     counters: Counters,
 }
@@ -116,6 +122,7 @@ impl<T: Send + 'static> ModuleCache<T> {
         let raw_dir = dir.join("raw");
         fs::create_dir_all(&compiled_dir)?;
         fs::create_dir_all(&raw_dir)?;
+        let on_disk = compiled_on_disk(&compiled_dir)?;
         Ok(Self {
             engine,
             linker,
@@ -123,6 +130,7 @@ impl<T: Send + 'static> ModuleCache<T> {
             raw_dir,
             max_module_size,
             memory: Mutex::new(LruCache::new(capacity)),
+            on_disk: Mutex::new(on_disk),
             loading: Mutex::new(HashMap::new()),
             counters: Counters::default(),
         })
@@ -136,14 +144,32 @@ impl<T: Send + 'static> ModuleCache<T> {
         }
     }
 
-    /// Whether compiled code for `digest` is present (in memory or on disk).
+    /// Whether compiled code for `digest` is present (in memory or on disk). Reads no file.
     pub(crate) fn contains(&self, digest: &Digest) -> bool {
         let in_memory = self
             .memory
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(digest);
-        in_memory || self.compiled_path(digest).is_file()
+        in_memory || self.on_disk().contains(digest)
+    }
+
+    /// The digests of every module compiled for this engine (in memory or on disk), in
+    /// order. Reads no file.
+    pub(crate) fn digests(&self) -> Vec<Digest> {
+        let mut digests = self.on_disk().clone();
+        digests.extend(
+            self.memory
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .map(|(digest, _)| *digest),
+        );
+        digests.into_iter().collect()
+    }
+
+    fn on_disk(&self) -> std::sync::MutexGuard<'_, BTreeSet<Digest>> {
+        self.on_disk.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Admits raw module bytes: size cap, then the digest, then a load (compiling if needed).
@@ -249,6 +275,8 @@ impl<T: Send + 'static> ModuleCache<T> {
     fn load_compiled(&self, digest: &Digest) -> Option<Module> {
         let path = self.compiled_path(digest);
         if !path.is_file() {
+            // Removed behind the cache's back: stop announcing it.
+            self.on_disk().remove(digest);
             return None;
         }
         // SAFETY: files under `compiled_dir` are written only by `compile` below, from code this
@@ -265,6 +293,7 @@ impl<T: Send + 'static> ModuleCache<T> {
             }
             Err(error) => {
                 tracing::warn!(%digest, %error, "discarding unloadable compiled module");
+                self.on_disk().remove(digest);
                 let _ = fs::remove_file(&path);
                 None
             }
@@ -298,11 +327,12 @@ impl<T: Send + 'static> ModuleCache<T> {
         let module = Module::from_binary(&self.engine, bytes).map_err(invalid)?;
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
         match module.serialize() {
-            Ok(code) => {
-                if let Err(error) = write_atomically(&self.compiled_path(digest), &code) {
-                    tracing::warn!(%digest, %error, "cannot persist compiled module");
+            Ok(code) => match write_atomically(&self.compiled_path(digest), &code) {
+                Ok(()) => {
+                    self.on_disk().insert(*digest);
                 }
-            }
+                Err(error) => tracing::warn!(%digest, %error, "cannot persist compiled module"),
+            },
             Err(error) => tracing::warn!(%digest, %error, "cannot serialize compiled module"),
         }
         Ok(module)
@@ -325,6 +355,23 @@ impl<T: Send + 'static> ModuleCache<T> {
     fn raw_path(&self, digest: &Digest) -> PathBuf {
         self.raw_dir.join(format!("{}.wasm", digest.hex()))
     }
+}
+
+/// The digests named by the compiled code files (`<hex>.cwasm`) in `dir`; anything else
+/// (an interrupted write's temporary file, say) is not compiled code.
+fn compiled_on_disk(dir: &Path) -> io::Result<BTreeSet<Digest>> {
+    let mut digests = BTreeSet::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let digest = name
+            .to_str()
+            .and_then(|name| name.strip_suffix(".cwasm"))
+            .and_then(|hex| format!("{}{hex}", Digest::PREFIX).parse().ok());
+        if let Some(digest) = digest {
+            digests.insert(digest);
+        }
+    }
+    Ok(digests)
 }
 
 fn io_error(e: io::Error) -> ModuleError {

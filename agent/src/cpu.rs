@@ -108,7 +108,7 @@ impl Kill {
         self.notify.notify_one();
     }
 
-    fn requested(&self) -> bool {
+    pub(crate) fn requested(&self) -> bool {
         self.requested.load(Ordering::Acquire)
     }
 

@@ -192,9 +192,15 @@ impl Executor {
         self.shared.cache.stats()
     }
 
-    /// Whether compiled code for `digest` is already present.
+    /// Whether compiled code for `digest` is already present. Reads no file.
     pub fn has_module(&self, digest: &Digest) -> bool {
         self.shared.cache.contains(digest)
+    }
+
+    /// The digests of the modules compiled for this engine, in order: what a launch of them
+    /// finds without fetching or compiling. Reads no file.
+    pub fn cached_modules(&self) -> Vec<Digest> {
+        self.shared.cache.digests()
     }
 
     /// Admits and compiles a module ahead of launches; returns its digest.
@@ -287,6 +293,16 @@ impl KillSwitch {
     /// Asks the task to stop; it ends as [`TaskOutcome::Killed`] at its next yield point.
     pub fn kill(&self) {
         self.0.request();
+    }
+}
+
+#[cfg(test)]
+impl KillSwitch {
+    /// A switch attached to no task, and a probe of whether it was pulled.
+    pub(crate) fn detached() -> (Self, impl Fn() -> bool) {
+        let kill = Arc::new(Kill::default());
+        let probe = kill.clone();
+        (Self(kill), move || probe.requested())
     }
 }
 

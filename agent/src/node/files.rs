@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use corral_proto::{ServiceError, limits, v1};
+use corral_types::{FrameworkId, TaskId};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
 
@@ -25,6 +26,25 @@ pub(crate) struct Files {
 impl Files {
     pub(crate) fn new(node: Arc<Node>) -> Self {
         Self { node }
+    }
+
+    /// The run named by a request's ids. No task can have an invalid id: such a request
+    /// names nothing, as an unknown id does.
+    fn sandbox_of(
+        &self,
+        task_id: &str,
+        framework_id: Option<&str>,
+    ) -> Result<(Arc<RunOutput>, bool), ServiceError> {
+        let not_found = || ServiceError::NotFound {
+            kind: "task",
+            id: task_id.to_owned(),
+        };
+        let task_id = TaskId::new(task_id).map_err(|_| not_found())?;
+        let framework_id = framework_id
+            .map(FrameworkId::new)
+            .transpose()
+            .map_err(|_| not_found())?;
+        self.node.sandbox_of(framework_id.as_ref(), &task_id)
     }
 }
 
@@ -42,8 +62,9 @@ pub(crate) enum Target {
 const LOGS: [(&str, Stream); 2] = [("stderr", Stream::Stderr), ("stdout", Stream::Stdout)];
 
 /// `path` in a run's files, or why not: no `..` or absolute paths, and a path under `root`
-/// (symlinks followed) stays under the resolved root.
-pub(crate) fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceError> {
+/// (symlinks followed) stays under the resolved root. Resolving reads the file system, on a
+/// blocking thread (`tokio::fs`) so a slow disk cannot stall the agent's control runtime.
+pub(crate) async fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceError> {
     let invalid = || {
         ServiceError::InvalidArgument(format!(
             "path {path:?} must be relative and stay inside the sandbox"
@@ -74,16 +95,13 @@ pub(crate) fn resolve(output: &RunOutput, path: &str) -> Result<Target, ServiceE
     if *first != "root" {
         return Err(not_found());
     }
-    let base = output
-        .sandbox()
-        .root()
-        .canonicalize()
+    let base = tokio::fs::canonicalize(output.sandbox().root())
+        .await
         .map_err(|_| not_found())?;
-    let resolved = rest
-        .iter()
-        .fold(base.clone(), |dir, name| dir.join(name))
-        .canonicalize()
-        .map_err(|_| not_found())?;
+    let resolved =
+        tokio::fs::canonicalize(rest.iter().fold(base.clone(), |dir, name| dir.join(name)))
+            .await
+            .map_err(|_| not_found())?;
     if resolved.starts_with(&base) {
         Ok(Target::Root(resolved))
     } else {
@@ -112,7 +130,7 @@ fn file_info(path: String, meta: &std::fs::Metadata) -> v1::FileInfo {
 }
 
 async fn list(output: &RunOutput, path: &str) -> Result<v1::ListFilesResponse, Status> {
-    let target = match resolve(output, path)? {
+    let target = match resolve(output, path).await? {
         Target::Root(target) => target,
         Target::Log(stream) => {
             return Ok(v1::ListFilesResponse {
@@ -184,7 +202,7 @@ async fn read(
     offset: u64,
     length: u64,
 ) -> Result<(Vec<u8>, u64), Status> {
-    let target = match resolve(output, path)? {
+    let target = match resolve(output, path).await? {
         Target::Sandbox => {
             return Err(ServiceError::InvalidArgument("the sandbox is a directory".into()).into());
         }
@@ -246,9 +264,7 @@ impl v1::operator_server::Operator for Files {
         request: Request<v1::ListFilesRequest>,
     ) -> Result<Response<v1::ListFilesResponse>, Status> {
         let request = request.into_inner();
-        let (output, _) = self
-            .node
-            .sandbox_of(request.framework_id.as_deref(), &request.task_id)?;
+        let (output, _) = self.sandbox_of(&request.task_id, request.framework_id.as_deref())?;
         list(&output, &request.path).await.map(Response::new)
     }
 
@@ -257,9 +273,8 @@ impl v1::operator_server::Operator for Files {
         request: Request<v1::ReadFileRequest>,
     ) -> Result<Response<v1::ReadFileResponse>, Status> {
         let request = request.into_inner();
-        let (output, complete) = self
-            .node
-            .sandbox_of(request.framework_id.as_deref(), &request.task_id)?;
+        let (output, complete) =
+            self.sandbox_of(&request.task_id, request.framework_id.as_deref())?;
         let (data, size) = read(&output, &request.path, request.offset, request.length).await?;
         Ok(Response::new(v1::ReadFileResponse {
             data: data.into(),
@@ -382,23 +397,23 @@ mod tests {
         RunOutput::finished(sandbox, Some(b"out".to_vec()), Some(Vec::new()))
     }
 
-    #[test]
-    fn paths_stay_inside_the_sandbox() {
+    #[tokio::test]
+    async fn paths_stay_inside_the_sandbox() {
         let dir = tempfile::tempdir().unwrap();
         let output = run(dir.path());
-        assert_eq!(resolve(&output, "").unwrap(), Target::Sandbox);
-        assert_eq!(resolve(&output, "./").unwrap(), Target::Sandbox);
+        assert_eq!(resolve(&output, "").await.unwrap(), Target::Sandbox);
+        assert_eq!(resolve(&output, "./").await.unwrap(), Target::Sandbox);
         assert_eq!(
-            resolve(&output, "stdout").unwrap(),
+            resolve(&output, "stdout").await.unwrap(),
             Target::Log(Stream::Stdout)
         );
         let root = output.sandbox().root().canonicalize().unwrap();
         assert_eq!(
-            resolve(&output, "root/data/in").unwrap(),
+            resolve(&output, "root/data/in").await.unwrap(),
             Target::Root(root.join("data/in"))
         );
         for bad in ["../secret", "/etc/passwd", "root/../../secret", "root/link"] {
-            let error = resolve(&output, bad).unwrap_err();
+            let error = resolve(&output, bad).await.unwrap_err();
             assert!(
                 matches!(error, ServiceError::InvalidArgument(_)),
                 "{bad}: {error}"
@@ -408,7 +423,7 @@ mod tests {
         for missing in ["stderr", "stdout/x", "missing", "root/missing"] {
             assert!(
                 matches!(
-                    resolve(&output, missing),
+                    resolve(&output, missing).await,
                     Err(ServiceError::NotFound { .. })
                 ),
                 "{missing}"

@@ -6,15 +6,21 @@
 //!   AgentLink::Connect │ ▲ Register / ReRegister, heartbeats,          │ Operator:
 //!   Registered, launch,│ │ status updates (until acknowledged)         │ ListFiles, ReadFile
 //!   kill, ack, shutdown▼ │                                             ▼
-//!   ┌─────────────── link ──────────┐   ┌──────────── files ───────────────┐
-//!   │ leader hints, backoff, epochs │   │ run dirs by (framework, task)    │
-//!   └───────────────┬───────────────┘   └──────────────▲───────────────────┘
-//!                   ▼                                  │
-//!   tasks: table, unacknowledged updates ── prepare (validate, fetch module, inputs)
-//!          │ ▲ durable updates  │                      ▼
-//!          ▼ │                  └──────────────────► Executor ─► sandboxes
+//!   ┌── link: leader hints, backoff ─┐   ┌──────────── files ───────────────┐
+//!   │ session: hello, epochs, resend │   │ run dirs by (framework, task)    │
+//!   └───────────────┬────────────────┘   └──────────────▲───────────────────┘
+//!                   ▼ launch, kill, ack                  │
+//!   tasks (Node) ── table: tasks, run states ───────────┘
+//!     │  ▲ │ └──── runner per run: prepare (validate, module, inputs) ─► Executor ─► sandboxes
+//!     │  │ └────── outbox: unacknowledged updates, in order (pure)
+//!     ▼  │ durable updates
 //!   checkpoint: id, epoch, tasks, unacknowledged updates (redb, group commit)
 //! ```
+//!
+//! Configuration goes one way: [`AgentConfig`] gives the node what runs tasks (executor,
+//! sources, work directory, how many finished tasks to keep) and the link what talks to the
+//! master (masters, heartbeats, resends, what to announce); the link hands master commands
+//! to the node, and the node sends on whatever session is current.
 //!
 //! A task's status, as this agent reports it (each arrow is one update with a fresh uuid,
 //! kept and resent until the master forwards the framework's acknowledgement):
@@ -42,8 +48,12 @@
 mod checkpoint;
 mod files;
 mod link;
+mod outbox;
 mod prepare;
+mod runner;
+mod session;
 mod status;
+mod table;
 mod tasks;
 
 use std::collections::BTreeMap;
@@ -61,6 +71,7 @@ use tokio::task::JoinHandle;
 use crate::executor::{Executor, ExecutorConfig};
 use checkpoint::Checkpoint;
 pub use checkpoint::{CHECKPOINT_FILE, CheckpointError, Recover};
+use link::LinkConfig;
 use prepare::Sources;
 use tasks::Node;
 
@@ -152,16 +163,19 @@ impl Agent {
                 .context("checkpoint recovery panicked")??;
         let executor_config = ExecutorConfig::new(&config.work_dir);
         let max_module_bytes = executor_config.max_module_size;
-        // Builds the engine and calibrates fuel: blocking work.
-        let executor = tokio::task::spawn_blocking(move || Executor::new(executor_config))
-            .await
-            .context("executor setup panicked")?
-            .context("cannot start the executor")?;
+        // Builds the engine, calibrates fuel and reads the host's resources: blocking work.
+        let work_dir = config.work_dir.clone();
+        let (executor, detected) = tokio::task::spawn_blocking(move || {
+            (Executor::new(executor_config), detect_resources(&work_dir))
+        })
+        .await
+        .context("executor setup panicked")?;
+        let executor = executor.context("cannot start the executor")?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let local_addr = listener.local_addr().context("listener address")?;
-        let info = agent_info(&config, &executor, local_addr);
+        let info = agent_info(&config, &executor, detected, local_addr);
         let sources = Sources {
             allow_local_files: config.allow_local_files,
             max_module_bytes,
@@ -184,9 +198,21 @@ impl Agent {
             }),
         )
         .context("cannot start the checkpoint writer")?;
-        let node = Arc::new(Node::new(executor, sources, checkpoint, info, &config));
+        let link_config = LinkConfig {
+            masters: config.masters.clone(),
+            agent_info: info,
+            heartbeat_interval: config.heartbeat_interval,
+            status_retry_interval: config.status_retry_interval,
+        };
+        let node = Arc::new(Node::new(
+            executor,
+            sources,
+            checkpoint,
+            config.work_dir.clone(),
+            config.max_completed_tasks,
+        ));
         let _ = target.set(Arc::downgrade(&node));
-        node.recover(recovered);
+        node.recover(recovered.restore());
         node.remove_unknown_runs().await;
         // The first (re-)registration then carries everything recovery reported.
         node.checkpoint.sync().await;
@@ -204,7 +230,7 @@ impl Agent {
                 tracing::error!(%error, "files service failed");
             }
         });
-        let link = tokio::spawn(link::run(node.clone(), stop_rx));
+        let link = tokio::spawn(link::run(node.clone(), link_config, stop_rx));
         tracing::info!(%local_addr, masters = ?config.masters, "agent started");
         Ok(Agent {
             node,
@@ -270,7 +296,12 @@ async fn close_checkpoint(node: Arc<Node>) {
 }
 
 /// What the agent announces in Register.
-fn agent_info(config: &AgentConfig, executor: &Executor, listen: SocketAddr) -> v1::AgentInfo {
+fn agent_info(
+    config: &AgentConfig,
+    executor: &Executor,
+    detected: Detected,
+    listen: SocketAddr,
+) -> v1::AgentInfo {
     let hostname = rustix::system::uname()
         .nodename()
         .to_string_lossy()
@@ -280,7 +311,6 @@ fn agent_info(config: &AgentConfig, executor: &Executor, listen: SocketAddr) -> 
     } else {
         listen.to_string()
     };
-    let detected = detect_resources(&config.work_dir);
     let overrides = config.resources.unwrap_or_default();
     let mut attributes: Vec<v1::Attribute> = config
         .attributes
@@ -337,7 +367,8 @@ struct Detected {
     disk_bytes: u64,
 }
 
-/// The host's cores, available memory and free disk under `work_dir`.
+/// The host's cores, available memory and free disk under `work_dir`. Blocking (it reads
+/// `/proc/meminfo` and asks the file system).
 fn detect_resources(work_dir: &Path) -> Detected {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let mem_bytes = std::fs::read_to_string("/proc/meminfo")

@@ -1,5 +1,6 @@
-//! The launch hooks before the executor: validate the description, fetch the module, unpack
-//! the inputs. Turns a wire `TaskInfo` into a [`TaskSpec`] or a typed [`PrepareError`].
+//! The launch hooks before the executor, one function each: [`validate`] the description,
+//! [`fetch_module`] into the executor's cache, unpack the [`inputs`]; [`spec`] puts the results
+//! together. A wire `TaskInfo` becomes a [`TaskSpec`] or a typed [`PrepareError`].
 
 use std::io::Read;
 use std::path::{Component, Path};
@@ -58,20 +59,18 @@ pub(crate) struct Sources {
     pub(crate) http: reqwest::Client,
 }
 
-/// Builds the executor's spec for `info`: fetches its module into the executor's cache
-/// (from the master over `master`, an http(s) URL or a local file) and unpacks its inputs.
-/// Also returns the module's digest when this launch added it to the cache.
-pub(crate) async fn prepare(
-    executor: &Executor,
+/// The description as a typed task, or why it is not one.
+pub(crate) fn validate(info: &v1::TaskInfo) -> Result<corral_proto::TaskInfo, PrepareError> {
+    corral_proto::TaskInfo::try_from(info).map_err(|e| PrepareError::Invalid(e.to_string()))
+}
+
+/// The task's input files, ready for the sandbox: contents as given, host files where the
+/// agent allows them, tar archives unpacked (on a blocking thread). Unpacked bytes count
+/// against the task's disk, like everything in its sandbox.
+pub(crate) async fn inputs(
     sources: &Sources,
-    master: Option<Channel>,
-    framework_id: &FrameworkId,
-    info: &v1::TaskInfo,
-) -> Result<(TaskSpec, Option<Digest>), PrepareError> {
-    let task =
-        corral_proto::TaskInfo::try_from(info).map_err(|e| PrepareError::Invalid(e.to_string()))?;
-    let (digest, added) = module(executor, sources, master, &task.module).await?;
-    // Unpacked input bytes count against the task's disk, like everything in its sandbox.
+    task: &corral_proto::TaskInfo,
+) -> Result<Vec<InputFile>, PrepareError> {
     let mut disk_left = task.resources.disk_bytes();
     let mut inputs = Vec::new();
     for input in &task.inputs {
@@ -112,8 +111,18 @@ pub(crate) async fn prepare(
             }
         }
     }
-    let spec = TaskSpec {
-        framework_id: framework_id.clone(),
+    Ok(inputs)
+}
+
+/// The executor's spec of `task` of `framework_id`, its module in the cache under `digest`.
+pub(crate) fn spec(
+    framework_id: FrameworkId,
+    task: corral_proto::TaskInfo,
+    digest: Digest,
+    inputs: Vec<InputFile>,
+) -> TaskSpec {
+    TaskSpec {
+        framework_id,
         task_id: task.id,
         module: ModuleSource::Digest(digest),
         entrypoint: task.entrypoint,
@@ -122,13 +131,13 @@ pub(crate) async fn prepare(
         inputs,
         resources: task.resources,
         limits: task.limits,
-    };
-    Ok((spec, added.then_some(digest)))
+    }
 }
 
-/// Makes sure the module is in the executor's cache; returns its digest and whether it was
-/// fetched and added now.
-async fn module(
+/// Makes sure the module is in the executor's cache, fetching it from the master (over
+/// `master`), an http(s) URL or a local file; returns its digest and whether it was fetched
+/// and added now.
+pub(crate) async fn fetch_module(
     executor: &Executor,
     sources: &Sources,
     master: Option<Channel>,

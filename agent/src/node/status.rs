@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use corral_proto::{ProtoEnum, v1};
-use corral_types::{Reason, StatusSource, TaskState, TrapKind};
+use corral_types::{
+    AgentId, FrameworkId, IdError, Reason, StatusSource, TaskId, TaskState, TrapKind,
+};
 
 use crate::cache::ModuleError;
 use crate::task::{StartError, TaskOutcome};
@@ -85,17 +87,28 @@ pub(crate) fn status_of(outcome: &TaskOutcome) -> StatusParts {
     }
 }
 
-/// Ids of the task an update is about.
+/// Ids of the task an update is about: a task id is unique within its framework.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct TaskKey {
-    pub(crate) framework_id: String,
-    pub(crate) task_id: String,
+    pub(crate) framework_id: FrameworkId,
+    pub(crate) task_id: TaskId,
 }
 
-/// A status update from this agent with a fresh uuid (`ack = true`) or none.
+impl TaskKey {
+    /// The key of ids read from a message or the checkpoint.
+    pub(crate) fn parse(framework_id: &str, task_id: &str) -> Result<Self, IdError> {
+        Ok(Self {
+            framework_id: FrameworkId::new(framework_id)?,
+            task_id: TaskId::new(task_id)?,
+        })
+    }
+}
+
+/// A status update from this agent (`agent_id` is `None` before the first registration)
+/// with a fresh uuid (`ack = true`) or none.
 pub(crate) fn update(
     key: &TaskKey,
-    agent_id: &str,
+    agent_id: Option<&AgentId>,
     parts: StatusParts,
     usage: Option<v1::Usage>,
     ack: bool,
@@ -106,9 +119,9 @@ pub(crate) fn update(
         Bytes::new()
     };
     v1::TaskStatus {
-        task_id: key.task_id.clone(),
-        framework_id: key.framework_id.clone(),
-        agent_id: agent_id.to_owned(),
+        task_id: key.task_id.to_string(),
+        framework_id: key.framework_id.to_string(),
+        agent_id: agent_id.map(ToString::to_string).unwrap_or_default(),
         state: parts.state.to_i32(),
         reason: parts.reason.to_i32(),
         message: parts.message,
@@ -278,16 +291,22 @@ mod tests {
 
     #[test]
     fn updates_get_fresh_uuids_only_when_acknowledged() {
-        let key = TaskKey {
-            framework_id: "fw".into(),
-            task_id: "t".into(),
-        };
+        let key = TaskKey::parse("fw", "t").unwrap();
+        let agent = AgentId::new("a1").unwrap();
         let parts = || StatusParts::new(TaskState::Running, Reason::Launched, "running");
-        let a = update(&key, "a1", parts(), None, true);
-        let b = update(&key, "a1", parts(), None, true);
+        let a = update(&key, Some(&agent), parts(), None, true);
+        let b = update(&key, Some(&agent), parts(), None, true);
         assert_eq!(a.uuid.len(), 16);
         assert_ne!(a.uuid, b.uuid);
-        assert!(update(&key, "a1", parts(), None, false).uuid.is_empty());
+        assert_eq!((a.framework_id.as_str(), a.task_id.as_str()), ("fw", "t"));
+        assert_eq!(a.agent_id, "a1");
+        assert!(
+            update(&key, Some(&agent), parts(), None, false)
+                .uuid
+                .is_empty()
+        );
         assert!(corral_proto::TaskStatus::try_from(&a).is_ok());
+        assert!(TaskKey::parse("fw", "a/b").is_err());
+        assert!(TaskKey::parse("", "t").is_err());
     }
 }

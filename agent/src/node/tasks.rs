@@ -1,147 +1,89 @@
-//! The agent's task table: what it runs, what it has reported, and what is unacknowledged.
+//! The agent's task operations: launch, kill, acknowledge, report, recover. Each applies to
+//! the [`TaskTable`] and the [`Outbox`] under one lock and carries out what they return:
+//! checkpoint writes, sends on the current session, removal of files.
 //!
 //! Every status update goes through [`Node::emit`], which records it as the task's latest,
-//! queues it until the master forwards the framework's acknowledgement, and hands it to the
-//! checkpoint; once the checkpoint has made it durable ([`Node::durable`]) it is sent on the
-//! current link (if any). Resends and re-registration read the same queues (the durable part
-//! of them), so an update is delivered at least once and in order per task, across agent
-//! restarts too ([`Node::recover`]).
+//! queues it in the outbox until the master forwards the framework's acknowledgement, and
+//! hands it to the checkpoint; once the checkpoint has made it durable ([`Node::durable`]) it
+//! is sent on the current session (if any). Resends and re-registration read the same outbox,
+//! so an update is delivered at least once and in order per task, across agent restarts too
+//! ([`Node::recover`]).
 
-use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use corral_proto::{ProtoEnum, v1};
-use corral_types::{AgentId, FrameworkId, Reason, TaskId, TaskState};
-use tokio::sync::{mpsc, watch};
+use corral_types::{AgentId, Digest, FrameworkId, Reason, TaskId, TaskState};
+use tokio::sync::watch;
 use tonic::transport::Channel;
 
-use super::AgentConfig;
-use super::checkpoint::{Checkpoint, Op, Recovered, TaskRecord};
-use super::prepare::{Sources, prepare};
-use super::status::{StatusParts, TaskKey, status_of, update};
-use crate::executor::{Executor, KillSwitch, Phase};
-use crate::output::{RunOutput, Stream};
+use super::checkpoint::{Checkpoint, Op, Restored};
+use super::outbox::Outbox;
+use super::prepare::Sources;
+use super::runner::Runner;
+use super::session::{Outbound, deliver, status_message};
+use super::status::{StatusParts, TaskKey, update};
+use super::table::{LookupError, Removed, TaskTable};
+use crate::executor::{Executor, TaskHandle};
+use crate::output::RunOutput;
 use crate::sandbox::SandboxPaths;
-use crate::task::TaskOutcome;
+use crate::task::TaskSpec;
 
-/// The agent as a cluster member: its executor, task table and link state.
+/// The agent as a cluster member: its executor, task table, outbox and current session.
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) executor: Executor,
     pub(crate) sources: Sources,
-    pub(crate) work_dir: PathBuf,
-    pub(crate) agent_info: v1::AgentInfo,
-    pub(crate) masters: Vec<String>,
-    pub(crate) heartbeat_interval: Duration,
-    pub(crate) status_retry_interval: Duration,
-    pub(crate) max_completed_tasks: usize,
-    pub(crate) registered: watch::Sender<Option<AgentId>>,
     pub(crate) checkpoint: Checkpoint,
+    /// The agent's id once the master named it.
+    pub(crate) registered: watch::Sender<Option<AgentId>>,
+    /// Holds `sandboxes/`.
+    work_dir: PathBuf,
     /// Notified whenever a task ends (graceful shutdown waits on it).
     ended: tokio::sync::Notify,
     state: Mutex<State>,
 }
 
+/// What the node's operations change, under one lock: an update is recorded, queued for the
+/// checkpoint and (once durable) sent in one critical section each, which is what keeps
+/// updates in order everywhere.
 #[derive(Debug)]
-struct State {
-    agent_id: Option<String>,
+pub(super) struct State {
+    pub(super) agent_id: Option<AgentId>,
     /// The highest epoch seen, durable in the checkpoint.
-    highest_epoch: u64,
-    /// The current session's outbound stream and channel (for module fetches).
-    link: Option<(mpsc::UnboundedSender<v1::AgentMessage>, Channel)>,
-    tasks: HashMap<TaskKey, TaskEntry>,
-    /// Finished, fully acknowledged runs, oldest first: what [`Node::retire`] removes.
-    completed: VecDeque<(TaskKey, PathBuf)>,
-    /// Orders unacknowledged updates across tasks, for re-registration and the checkpoint.
-    next_seq: u64,
-    /// Updates up to this sequence number are durable and may be sent.
-    durable_seq: u64,
-}
-
-#[derive(Debug)]
-struct TaskEntry {
-    /// As launched, input contents elided (re-registration only needs the description).
-    info: v1::TaskInfo,
-    latest: Option<v1::TaskStatus>,
-    /// The run's sandbox and logs, once launched.
-    output: Option<Arc<RunOutput>>,
-    kill: Option<KillSwitch>,
-    kill_requested: bool,
-    terminal: bool,
-    unacked: VecDeque<(u64, v1::TaskStatus)>,
-}
-
-impl TaskEntry {
-    /// What the checkpoint keeps of this task: with a finished run's in-memory logs.
-    fn record(&self, key: &TaskKey) -> TaskRecord {
-        let output = self.output.as_ref();
-        let inline = |stream| {
-            output
-                .filter(|_| self.terminal)
-                .and_then(|output| output.inline(stream))
-        };
-        TaskRecord {
-            framework_id: key.framework_id.clone(),
-            task_id: key.task_id.clone(),
-            sandbox: output
-                .map(|output| output.sandbox().base().display().to_string())
-                .unwrap_or_default(),
-            state: self.latest.as_ref().map_or(0, |s| s.state),
-            stdout: inline(Stream::Stdout),
-            stderr: inline(Stream::Stderr),
-        }
-    }
-
-    /// Whether this entry is a finished run with nothing left to deliver.
-    fn completed(&self) -> bool {
-        self.terminal && self.unacked.is_empty()
-    }
-
-    fn sandbox_base(&self) -> Option<&Path> {
-        self.output.as_ref().map(|output| output.sandbox().base())
-    }
-}
-
-/// What a master message asks of the link.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Next {
-    Continue,
-    /// Registered; heartbeat at this interval.
-    Registered(Duration),
-    /// Stop the link for good (the master sent Shutdown).
-    Stop,
+    pub(super) highest_epoch: u64,
+    /// The current session with the master, if any.
+    pub(super) session: Option<Outbound>,
+    pub(super) table: TaskTable,
+    /// The updates not acknowledged yet.
+    pub(super) outbox: Outbox,
 }
 
 impl Node {
+    /// A node with nothing recovered yet; the files of its runs go under `work_dir`, and the
+    /// files of at most `max_completed_tasks` finished tasks are kept.
     pub(crate) fn new(
         executor: Executor,
         sources: Sources,
         checkpoint: Checkpoint,
-        agent_info: v1::AgentInfo,
-        config: &AgentConfig,
+        work_dir: PathBuf,
+        max_completed_tasks: usize,
     ) -> Self {
         Self {
             executor,
             sources,
-            work_dir: config.work_dir.clone(),
-            agent_info,
-            masters: config.masters.clone(),
-            heartbeat_interval: config.heartbeat_interval,
-            status_retry_interval: config.status_retry_interval,
-            max_completed_tasks: config.max_completed_tasks,
-            registered: watch::Sender::new(None),
             checkpoint,
+            registered: watch::Sender::new(None),
+            work_dir,
             ended: tokio::sync::Notify::new(),
             state: Mutex::new(State {
                 agent_id: None,
                 highest_epoch: 0,
-                link: None,
-                tasks: HashMap::new(),
-                completed: VecDeque::new(),
-                next_seq: 1,
-                durable_seq: 0,
+                session: None,
+                table: TaskTable::new(max_completed_tasks),
+                outbox: Outbox::new(),
             }),
         }
     }
@@ -150,61 +92,56 @@ impl Node {
     /// their unacknowledged updates. Tasks that were running did not survive the agent's
     /// process (in-process Wasm cannot): each is reported FAILED with reason AGENT_RESTARTED,
     /// after its earlier unacknowledged updates.
-    pub(crate) fn recover(&self, recovered: Recovered) {
-        let interrupted: Vec<TaskKey> = {
-            let mut state = self.state();
-            let last_seq = recovered.updates.last().map_or(0, |(seq, _)| *seq);
-            state.agent_id = recovered.agent_id;
-            state.highest_epoch = recovered.highest_epoch;
-            state.next_seq = last_seq + 1;
-            state.durable_seq = last_seq;
-            for record in recovered.tasks {
-                let terminal =
-                    TaskState::from_proto("state", record.state).is_ok_and(TaskState::is_terminal);
-                let output = (!record.sandbox.is_empty()).then(|| {
-                    let sandbox = SandboxPaths::from_base(PathBuf::from(&record.sandbox));
-                    RunOutput::finished(sandbox, record.stdout, record.stderr)
-                });
-                let key = TaskKey {
-                    framework_id: record.framework_id,
-                    task_id: record.task_id,
-                };
+    pub(crate) fn recover(&self, restored: Restored) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        state.agent_id = restored.agent_id;
+        state.highest_epoch = restored.highest_epoch;
+        let is_terminal =
+            |state: i32| TaskState::from_proto("state", state).is_ok_and(TaskState::is_terminal);
+        // A run ended if its record or any of its updates says so; its latest update is the
+        // last one still queued.
+        let ended_by_update: HashSet<&TaskKey> = restored
+            .updates
+            .iter()
+            .filter(|(_, _, status)| is_terminal(status.state))
+            .map(|(_, key, _)| key)
+            .collect();
+        let latest: HashMap<&TaskKey, &v1::TaskStatus> = restored
+            .updates
+            .iter()
+            .map(|(_, key, status)| (key, status))
+            .collect();
+        for (key, record) in &restored.tasks {
+            let output = (!record.sandbox.is_empty()).then(|| {
+                let sandbox = SandboxPaths::from_base(PathBuf::from(&record.sandbox));
+                RunOutput::finished(sandbox, record.stdout.clone(), record.stderr.clone())
+            });
+            let ended = is_terminal(record.state) || ended_by_update.contains(key);
+            state.table.restore(key.clone(), output, ended);
+        }
+        for (key, status) in latest {
+            if state.table.get(key).is_none() {
                 state
-                    .tasks
-                    .insert(key.clone(), recovered_entry(&key, output, terminal));
+                    .table
+                    .restore(key.clone(), None, ended_by_update.contains(key));
             }
-            for (seq, status) in recovered.updates {
-                let key = TaskKey {
-                    framework_id: status.framework_id.clone(),
-                    task_id: status.task_id.clone(),
-                };
-                let terminal =
-                    TaskState::from_proto("state", status.state).is_ok_and(TaskState::is_terminal);
-                let entry = state
-                    .tasks
-                    .entry(key.clone())
-                    .or_insert_with(|| recovered_entry(&key, None, terminal));
-                entry.terminal |= terminal;
+            if let Some(entry) = state.table.get_mut(key) {
                 entry.latest = Some(status.clone());
-                entry.unacked.push_back((seq, status));
             }
-            let mut completed: Vec<(TaskKey, PathBuf)> = state
-                .tasks
-                .iter()
-                .filter(|(_, entry)| entry.completed())
-                .filter_map(|(key, entry)| Some((key.clone(), entry.sandbox_base()?.to_owned())))
-                .collect();
-            completed.sort();
-            state.completed.extend(completed);
-            let mut interrupted: Vec<TaskKey> = state
-                .tasks
-                .iter()
-                .filter(|(_, entry)| !entry.terminal)
-                .map(|(key, _)| key.clone())
-                .collect();
-            interrupted.sort();
-            interrupted
-        };
+        }
+        state.outbox = Outbox::recovered(restored.last_seq, restored.updates);
+        let mut settled: Vec<TaskKey> = state
+            .table
+            .iter()
+            .filter(|(key, entry)| entry.run.is_ended() && !state.outbox.has_pending(key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        settled.sort();
+        let removed = state.table.restore_completed(settled);
+        self.remove(removed);
+        let mut interrupted: Vec<TaskKey> = state.table.running().map(|(k, _)| k.clone()).collect();
+        interrupted.sort();
         if !interrupted.is_empty() {
             tracing::warn!(
                 tasks = interrupted.len(),
@@ -212,7 +149,8 @@ impl Node {
             );
         }
         for key in interrupted {
-            self.emit(
+            self.emit_in(
+                state,
                 &key,
                 StatusParts::new(
                     TaskState::Failed,
@@ -228,54 +166,28 @@ impl Node {
     /// [`Node::recover`] and finished before anything can be launched, which would make runs
     /// the sweep does not know of.
     pub(crate) async fn remove_unknown_runs(&self) {
-        let known: Vec<SandboxPaths> = self
-            .state()
-            .tasks
-            .values()
-            .filter_map(|entry| Some(entry.output.as_ref()?.sandbox().clone()))
-            .collect();
+        let known = self.state().table.sandboxes();
         let sandboxes = self.work_dir.join("sandboxes");
-        tokio::task::spawn_blocking(move || {
-            let removed = crate::sandbox::remove_unknown_runs(&sandboxes, &known);
-            if removed > 0 {
-                tracing::info!(
-                    removed,
-                    "removed the files of runs this agent no longer knows"
-                );
-            }
-        });
+        // Awaited: a launch must not create a run the sweep has not been told of.
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::sandbox::remove_unknown_runs(&sandboxes, &known)
+        })
+        .await;
+        match swept {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                removed,
+                "removed the files of runs this agent no longer knows"
+            ),
+            Err(error) => tracing::error!(%error, "the sweep of unknown runs failed"),
+        }
     }
 
     /// The checkpoint made these updates durable: send them, in order.
     pub(crate) fn durable(&self, updates: Vec<(u64, v1::TaskStatus)>) {
         let mut state = self.state();
-        if let Some((last, _)) = updates.last() {
-            state.durable_seq = state.durable_seq.max(*last);
-        }
-        if let Some((tx, _)) = &state.link {
-            for (_, status) in updates {
-                let _ = tx.send(status_message(status));
-            }
-        }
-    }
-
-    /// Whether a master message of `epoch` may be acted on. A newer epoch is made durable
-    /// first, so that no command of an older leader is obeyed after a restart either.
-    pub(crate) async fn fence(&self, epoch: u64) -> bool {
-        let highest = self.state().highest_epoch;
-        if epoch < highest {
-            tracing::warn!(epoch, highest, "ignoring a message from a stale master");
-            return false;
-        }
-        if epoch > highest {
-            self.checkpoint.write(Op::Epoch(epoch));
-            if !self.checkpoint.sync().await {
-                return false;
-            }
-            let mut state = self.state();
-            state.highest_epoch = state.highest_epoch.max(epoch);
-        }
-        true
+        let send = state.outbox.durable(updates);
+        deliver(&mut state.session, send.into_iter().map(status_message));
     }
 
     /// Waits until every task has ended and its last update is durable, at most `limit`.
@@ -283,7 +195,7 @@ impl Node {
         let all_ended = async {
             loop {
                 let ended = self.ended.notified();
-                if self.state().tasks.values().all(|e| e.terminal) {
+                if self.state().table.all_ended() {
                     break;
                 }
                 ended.await;
@@ -295,459 +207,178 @@ impl Node {
         }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts a session: the first message (Register, or ReRegister with the running tasks
-    /// and unacknowledged updates), taken atomically with installing the session's sender so
-    /// no update falls between the snapshot and the link.
-    pub(crate) fn attach(
-        &self,
-        tx: mpsc::UnboundedSender<v1::AgentMessage>,
-        channel: Channel,
-    ) -> v1::AgentMessage {
-        use v1::agent_message::{Kind, ReRegister, Register};
-        let mut state = self.state();
-        let cached_modules = self.cached_modules();
-        let kind = match &state.agent_id {
-            None => Kind::Register(Register {
-                agent_info: Some(self.agent_info.clone()),
-                cached_modules,
-            }),
-            Some(agent_id) => {
-                let mut tasks = Vec::new();
-                let mut unacked = Vec::new();
-                let durable_seq = state.durable_seq;
-                for (key, entry) in &state.tasks {
-                    if !entry.terminal {
-                        tasks.push(v1::RunningTask {
-                            framework_id: key.framework_id.clone(),
-                            task: Some(entry.info.clone()),
-                            status: entry.latest.clone(),
-                        });
-                    }
-                    // The rest follows on this link as soon as it is durable.
-                    unacked.extend(
-                        entry
-                            .unacked
-                            .iter()
-                            .filter(|(seq, _)| *seq <= durable_seq)
-                            .cloned(),
-                    );
-                }
-                unacked.sort_by_key(|(seq, _)| *seq);
-                Kind::Reregister(ReRegister {
-                    agent_id: agent_id.clone(),
-                    agent_info: Some(self.agent_info.clone()),
-                    tasks,
-                    unacknowledged_updates: unacked.into_iter().map(|(_, s)| s).collect(),
-                    cached_modules,
-                    last_epoch: state.highest_epoch,
-                })
-            }
-        };
-        state.link = Some((tx, channel));
-        v1::AgentMessage { kind: Some(kind) }
-    }
-
-    /// Ends a session: later updates wait for the next one.
-    pub(crate) fn detach(&self, tx: &mpsc::UnboundedSender<v1::AgentMessage>) {
-        let mut state = self.state();
-        if state.link.as_ref().is_some_and(|(l, _)| l.same_channel(tx)) {
-            state.link = None;
-        }
-    }
-
-    /// Digests of the modules compiled for this engine, read from the cache directory.
-    fn cached_modules(&self) -> Vec<String> {
-        let dir = self
-            .work_dir
-            .join("modules")
-            .join(self.executor.compatibility());
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut digests: Vec<String> = entries
-            .filter_map(|e| {
-                let name = e.ok()?.file_name().into_string().ok()?;
-                let hex = name.strip_suffix(".cwasm")?;
-                Some(format!("sha256:{hex}"))
-            })
-            .collect();
-        digests.sort();
-        digests
-    }
-
-    /// Sends every durable unacknowledged update again, in order per task.
-    pub(crate) fn resend(&self, tx: &mpsc::UnboundedSender<v1::AgentMessage>) {
-        let state = self.state();
-        let mut unacked: Vec<_> = state
-            .tasks
-            .values()
-            .flat_map(|e| e.unacked.iter())
-            .filter(|(seq, _)| *seq <= state.durable_seq)
-            .collect();
-        unacked.sort_by_key(|(seq, _)| *seq);
-        for (_, status) in unacked {
-            let _ = tx.send(status_message(status.clone()));
-        }
-    }
-
-    /// Applies one master message that passed [`Node::fence`].
-    pub(crate) fn handle(self: &Arc<Self>, message: v1::MasterMessage) -> Next {
-        use v1::master_message::Kind;
-        match message.kind {
-            None => Next::Continue,
-            Some(Kind::Registered(registered)) => {
-                let Ok(id) = AgentId::new(&registered.agent_id) else {
-                    tracing::warn!(agent_id = %registered.agent_id, "master assigned an invalid agent id");
-                    return Next::Continue;
-                };
-                tracing::info!(agent_id = %id, master_id = %registered.master_id, "registered");
-                {
-                    let mut state = self.state();
-                    if state.agent_id.as_deref() != Some(registered.agent_id.as_str()) {
-                        // Queued ahead of every update this agent sends under the id.
-                        self.checkpoint
-                            .write(Op::AgentId(registered.agent_id.clone()));
-                        state.agent_id = Some(registered.agent_id);
-                    }
-                }
-                self.registered.send_replace(Some(id));
-                let interval = match registered.heartbeat_interval_millis {
-                    0 => self.heartbeat_interval,
-                    ms => Duration::from_millis(ms),
-                };
-                Next::Registered(interval)
-            }
-            Some(Kind::LaunchTasks(launch)) => {
-                for task in launch.tasks {
-                    self.launch(&launch.framework_id, task);
-                }
-                Next::Continue
-            }
-            Some(Kind::KillTask(kill)) => {
-                self.kill(TaskKey {
-                    framework_id: kill.framework_id,
-                    task_id: kill.task_id,
-                });
-                Next::Continue
-            }
-            Some(Kind::Acknowledge(ack)) => {
-                self.acknowledge(
-                    &TaskKey {
-                        framework_id: ack.framework_id,
-                        task_id: ack.task_id,
-                    },
-                    &ack.uuid,
-                );
-                Next::Continue
-            }
-            Some(Kind::Shutdown(shutdown)) => {
-                tracing::warn!(reason = %shutdown.reason, "master asked the agent to shut down");
-                self.kill_all();
-                Next::Stop
-            }
-        }
-    }
-
     /// Records a status update of a known task and checkpoints it; it is sent once durable.
-    fn emit(&self, key: &TaskKey, parts: StatusParts, usage: Option<v1::Usage>) {
-        let mut guard = self.state();
-        let state = &mut *guard;
-        let agent_id = state.agent_id.clone().unwrap_or_default();
-        let terminal = parts.state.is_terminal();
-        let status = update(key, &agent_id, parts, usage, true);
-        let Some(entry) = state.tasks.get_mut(key) else {
-            return;
-        };
-        let seq = state.next_seq;
-        state.next_seq += 1;
-        entry.latest = Some(status.clone());
-        entry.unacked.push_back((seq, status.clone()));
-        if terminal {
-            entry.terminal = true;
-            entry.kill = None;
-        }
-        // Queued under the lock, so the checkpoint sees updates in sequence order.
-        self.checkpoint.write(Op::Task(entry.record(key)));
-        self.checkpoint.write(Op::Update(seq, status));
-        drop(guard);
-        if terminal {
+    pub(crate) fn emit(&self, key: &TaskKey, parts: StatusParts, usage: Option<v1::Usage>) {
+        let ended = self.emit_in(&mut self.state(), key, parts, usage);
+        if ended {
             self.ended.notify_waiters();
         }
     }
 
-    /// Tells the master a module is now compiled here (offers list it).
-    fn module_cached(&self, digest: corral_types::Digest) {
-        let state = self.state();
-        if let Some((tx, _)) = &state.link {
-            let _ = tx.send(v1::AgentMessage {
-                kind: Some(v1::agent_message::Kind::ModuleCached(
-                    v1::agent_message::ModuleCached {
-                        digest: digest.to_string(),
-                    },
-                )),
-            });
+    /// [`Node::emit`] under the lock; returns whether the update ended the run.
+    fn emit_in(
+        &self,
+        state: &mut State,
+        key: &TaskKey,
+        parts: StatusParts,
+        usage: Option<v1::Usage>,
+    ) -> bool {
+        let terminal = parts.state.is_terminal();
+        let status = update(key, state.agent_id.as_ref(), parts, usage, true);
+        let Some(entry) = state.table.get_mut(key) else {
+            return false;
+        };
+        entry.latest = Some(status.clone());
+        if terminal {
+            entry.run.end();
         }
+        // Queued under the lock, so the checkpoint sees updates in sequence order.
+        self.checkpoint.write(Op::Task(entry.record(key)));
+        let queued = state.outbox.push(key, status);
+        self.checkpoint.write(Op::Update(queued.seq, queued.status));
+        terminal
+    }
+
+    /// The current session's channel, to fetch modules from the master.
+    pub(crate) fn master_channel(&self) -> Option<Channel> {
+        self.state()
+            .session
+            .as_ref()
+            .map(|session| session.channel().clone())
+    }
+
+    /// Tells the master a module is now compiled here (offers list it).
+    pub(crate) fn module_cached(&self, digest: Digest) {
+        let cached = v1::AgentMessage {
+            kind: Some(v1::agent_message::Kind::ModuleCached(
+                v1::agent_message::ModuleCached {
+                    digest: digest.to_string(),
+                },
+            )),
+        };
+        deliver(&mut self.state().session, [cached]);
     }
 
     /// Sends an update that expects no acknowledgement (about a task this agent lacks).
     fn emit_untracked(&self, key: &TaskKey, parts: StatusParts) {
-        let state = self.state();
-        let agent_id = state.agent_id.clone().unwrap_or_default();
-        if let Some((tx, _)) = &state.link {
-            let _ = tx.send(status_message(update(key, &agent_id, parts, None, false)));
-        }
+        let mut state = self.state();
+        let status = update(key, state.agent_id.as_ref(), parts, None, false);
+        deliver(&mut state.session, [status_message(status)]);
     }
 
-    fn launch(self: &Arc<Self>, framework_id: &str, mut info: v1::TaskInfo) {
-        let key = TaskKey {
-            framework_id: framework_id.to_owned(),
-            task_id: info.task_id.clone(),
-        };
-        let (Ok(framework), Ok(_)) = (FrameworkId::new(framework_id), TaskId::new(&info.task_id))
-        else {
-            tracing::warn!(framework_id, task_id = %info.task_id, "dropping a launch with invalid ids");
-            return;
-        };
+    /// Starts a run of `key` (unless one is going on) and its [`Runner`].
+    pub(super) fn launch(self: &Arc<Self>, key: TaskKey, info: v1::TaskInfo) {
         let mut described = info.clone();
         for input in &mut described.inputs {
             input.source = None;
         }
         {
             let mut state = self.state();
-            if state.tasks.get(&key).is_some_and(|e| !e.terminal) {
-                tracing::warn!(framework_id, task_id = %key.task_id, "ignoring a launch of a task already running");
-                return;
-            }
-            let earlier = state.tasks.remove(&key);
-            if let Some(output) = earlier.as_ref().and_then(|e| e.output.clone()) {
-                // The earlier run's files go; its updates (below) stay.
-                remove_files(&output);
-            }
-            state.tasks.insert(
-                key.clone(),
-                TaskEntry {
-                    info: described,
-                    latest: None,
-                    output: None,
-                    kill: None,
-                    kill_requested: false,
-                    terminal: false,
-                    // A relaunch keeps the earlier run's undelivered updates ahead of its own.
-                    unacked: earlier.map(|e| e.unacked).unwrap_or_default(),
-                },
-            );
-        }
-        self.emit(
-            &key,
-            StatusParts::new(TaskState::Starting, Reason::Launched, "starting"),
-            None,
-        );
-        let node = self.clone();
-        tokio::spawn(async move {
-            let master = node.state().link.as_ref().map(|(_, c)| c.clone());
-            let spec = prepare(
-                &node.executor,
-                &node.sources,
-                master,
-                &framework,
-                &std::mem::take(&mut info),
-            )
-            .await;
-            let spec = match spec {
-                Ok((spec, added)) => {
-                    if let Some(digest) = added {
-                        node.module_cached(digest);
-                    }
-                    spec
-                }
-                Err(error) => {
-                    tracing::info!(task_id = %key.task_id, %error, "launch failed");
-                    return node.emit(&key, error.parts(), None);
-                }
-            };
-            let handle = {
-                let mut state = node.state();
-                let Some(entry) = state.tasks.get_mut(&key) else {
+            match state.table.launch(&key, described) {
+                Err(_) => {
+                    tracing::warn!(framework_id = %key.framework_id, task_id = %key.task_id, "ignoring a launch of a task already running");
                     return;
-                };
-                if entry.kill_requested {
-                    drop(state);
-                    return node.emit(&key, status_of(&TaskOutcome::Killed), None);
                 }
-                let handle = node.executor.launch(spec);
-                entry.kill = Some(handle.kill_switch());
-                entry.output = handle.output().cloned();
-                // So the files of a run interrupted by a restart can still be read.
-                node.checkpoint.write(Op::Task(entry.record(&key)));
-                handle
-            };
-            let reached = handle.started().await;
-            let mut running_sent = false;
-            if reached == Phase::Running {
-                node.emit(&key, running(), None);
-                running_sent = true;
+                // The earlier run's files go; its undelivered updates stay in the outbox,
+                // ahead of the new run's.
+                Ok(Some(earlier)) => remove_files(&earlier),
+                Ok(None) => {}
             }
-            let result = handle.wait().await;
-            // A task that ends within microseconds can skip the observable Running phase;
-            // outcomes only guest code produces say it ran.
-            let ran = matches!(
-                result.outcome,
-                TaskOutcome::Exited { .. }
-                    | TaskOutcome::OutOfFuel
-                    | TaskOutcome::Trapped { .. }
-                    | TaskOutcome::DiskLimit
-                    | TaskOutcome::OutputLimit
-            );
-            if ran && !running_sent {
-                node.emit(&key, running(), None);
-            }
-            let parts = status_of(&result.outcome);
-            let usage = match result.outcome {
-                TaskOutcome::FailedToStart(_) => None,
-                _ => Some(v1::Usage::from(result.usage)),
-            };
-            node.emit(&key, parts, usage);
-        });
+            let starting = StatusParts::new(TaskState::Starting, Reason::Launched, "starting");
+            self.emit_in(&mut state, &key, starting, None);
+        }
+        tokio::spawn(Runner::new(self.clone(), key, info).run());
     }
 
-    fn kill(&self, key: TaskKey) {
+    /// Hands a prepared run to the executor, unless a kill came while it was preparing
+    /// (`None`: the caller reports it killed).
+    pub(crate) fn start_run(&self, key: &TaskKey, spec: TaskSpec) -> Option<TaskHandle> {
         let mut state = self.state();
-        match state.tasks.get_mut(&key) {
-            Some(entry) if entry.terminal => {}
-            Some(entry) => {
-                entry.kill_requested = true;
-                if let Some(kill) = &entry.kill {
-                    kill.kill();
-                }
-            }
-            None => {
-                drop(state);
-                // As Mesos: a kill of a task this agent does not have is answered LOST, so the
-                // master and framework stop waiting for it.
-                self.emit_untracked(
-                    &key,
-                    StatusParts::new(
-                        TaskState::Lost,
-                        Reason::Reconciliation,
-                        "task unknown to this agent",
-                    ),
-                );
-            }
+        let entry = state.table.get_mut(key).filter(|e| e.run.may_start())?;
+        let handle = self.executor.launch(spec);
+        entry.run.started(handle.kill_switch());
+        entry.output = handle.output().cloned();
+        // So the files of a run interrupted by a restart can still be read.
+        self.checkpoint.write(Op::Task(entry.record(key)));
+        Some(handle)
+    }
+
+    /// Stops `key`'s run; a kill of a task this agent does not have is answered LOST.
+    pub(super) fn kill(&self, key: TaskKey) {
+        let mut state = self.state();
+        if let Some(entry) = state.table.get_mut(&key) {
+            entry.run.kill();
+            return;
         }
+        drop(state);
+        // As Mesos: a kill of a task this agent does not have is answered LOST, so the
+        // master and framework stop waiting for it.
+        self.emit_untracked(
+            &key,
+            StatusParts::new(
+                TaskState::Lost,
+                Reason::Reconciliation,
+                "task unknown to this agent",
+            ),
+        );
     }
 
     /// Kills every task that has not ended.
     pub(crate) fn kill_all(&self) {
-        let mut state = self.state();
-        for entry in state.tasks.values_mut().filter(|e| !e.terminal) {
-            entry.kill_requested = true;
-            if let Some(kill) = &entry.kill {
-                kill.kill();
-            }
+        for (_, entry) in self.state().table.iter_mut() {
+            entry.run.kill();
         }
     }
 
     /// Forgets exactly the acknowledged update (the checkpoint too, without waiting: an
-    /// acknowledgement lost in a crash only means one more delivery).
-    fn acknowledge(&self, key: &TaskKey, uuid: &[u8]) {
+    /// acknowledgement lost in a crash only means one more delivery). A task left with
+    /// nothing to deliver whose run ended is settled in the table.
+    pub(super) fn acknowledge(&self, key: &TaskKey, uuid: &[u8]) {
         let mut state = self.state();
-        let Some(entry) = state.tasks.get_mut(key) else {
-            return;
-        };
-        let Some(at) = entry.unacked.iter().position(|(_, s)| s.uuid == uuid) else {
-            return;
-        };
-        let Some((seq, _)) = entry.unacked.remove(at) else {
+        let Some(seq) = state.outbox.acknowledge(key, uuid) else {
             return;
         };
         self.checkpoint.write(Op::Acked(seq));
-        if entry.completed()
-            && let Some(base) = entry.sandbox_base().map(Path::to_owned)
-        {
-            state.completed.push_back((key.clone(), base));
-            self.retire(&mut state);
-        } else if entry.completed() {
-            // Never launched (it failed before a sandbox existed): nothing to keep.
-            state.tasks.remove(key);
-            self.forget(key);
+        if !state.outbox.has_pending(key) {
+            let removed = state.table.settle(key);
+            self.remove(removed);
         }
     }
 
-    /// Removes the oldest completed runs beyond `max_completed_tasks`: the task's entry, its
-    /// checkpoint record, and its files (in the background).
-    fn retire(&self, state: &mut State) {
-        while state.completed.len() > self.max_completed_tasks {
-            let Some((key, base)) = state.completed.pop_front() else {
-                break;
-            };
-            // A relaunch since may have replaced the run this slot was for.
-            let still_that_run = state
-                .tasks
-                .get(&key)
-                .is_some_and(|e| e.completed() && e.sandbox_base() == Some(base.as_path()));
-            if still_that_run && let Some(entry) = state.tasks.remove(&key) {
-                self.forget(&key);
-                if let Some(output) = entry.output {
-                    remove_files(&output);
-                }
+    /// Forgets tasks the table let go: their checkpoint records, and their files (in the
+    /// background).
+    fn remove(&self, removed: Vec<Removed>) {
+        for Removed { key, output } in removed {
+            self.checkpoint.write(Op::Forget(key));
+            if let Some(output) = output {
+                remove_files(&output);
             }
         }
-    }
-
-    fn forget(&self, key: &TaskKey) {
-        self.checkpoint.write(Op::Forget {
-            framework_id: key.framework_id.clone(),
-            task_id: key.task_id.clone(),
-        });
     }
 
     /// The files of a task and whether the task has ended; the task is found by its id alone
     /// when `framework_id` is `None` and the id is unambiguous.
     pub(crate) fn sandbox_of(
         &self,
-        framework_id: Option<&str>,
-        task_id: &str,
+        framework_id: Option<&FrameworkId>,
+        task_id: &TaskId,
     ) -> Result<(Arc<RunOutput>, bool), corral_proto::ServiceError> {
-        let not_found = || corral_proto::ServiceError::NotFound {
-            kind: "task",
-            id: task_id.to_owned(),
-        };
-        let state = self.state();
-        let mut matches = state.tasks.iter().filter(|(k, _)| {
-            k.task_id == task_id && framework_id.is_none_or(|f| f == k.framework_id)
-        });
-        let (_, entry) = matches.next().ok_or_else(not_found)?;
-        if matches.next().is_some() {
-            return Err(corral_proto::ServiceError::InvalidArgument(format!(
-                "task id {task_id} is used by several frameworks; name the framework"
-            )));
-        }
-        let output = entry.output.clone().ok_or_else(|| {
-            corral_proto::ServiceError::FailedPrecondition(format!(
-                "task {task_id} has no sandbox yet"
-            ))
-        })?;
-        Ok((output, entry.terminal))
-    }
-}
-
-/// A task known only from the checkpoint.
-fn recovered_entry(key: &TaskKey, output: Option<Arc<RunOutput>>, terminal: bool) -> TaskEntry {
-    TaskEntry {
-        info: v1::TaskInfo {
-            task_id: key.task_id.clone(),
-            ..v1::TaskInfo::default()
-        },
-        latest: None,
-        output,
-        kill: None,
-        kill_requested: false,
-        terminal,
-        unacked: VecDeque::new(),
+        use corral_proto::ServiceError;
+        self.state()
+            .table
+            .lookup(framework_id, task_id)
+            .map_err(|error| match error {
+                LookupError::NotFound => ServiceError::NotFound {
+                    kind: "task",
+                    id: task_id.to_string(),
+                },
+                LookupError::Ambiguous(_) => ServiceError::InvalidArgument(error.to_string()),
+                LookupError::NoSandbox(_) => ServiceError::FailedPrecondition(error.to_string()),
+            })
     }
 }
 
@@ -763,18 +394,4 @@ fn remove_files(output: &RunOutput) {
             tracing::warn!(sandbox = %sandbox.base().display(), %error, "cannot remove a finished run's files");
         }
     });
-}
-
-fn running() -> StatusParts {
-    StatusParts::new(TaskState::Running, Reason::Launched, "running")
-}
-
-fn status_message(status: v1::TaskStatus) -> v1::AgentMessage {
-    v1::AgentMessage {
-        kind: Some(v1::agent_message::Kind::StatusUpdate(
-            v1::agent_message::StatusUpdate {
-                status: Some(status),
-            },
-        )),
-    }
 }

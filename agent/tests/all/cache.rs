@@ -144,6 +144,38 @@ async fn compiled_code_is_reused_after_an_executor_restart() {
 }
 
 #[tokio::test]
+async fn the_cache_lists_what_it_compiled_across_executor_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO);
+    let primes = corral_wasm_tasks::bytes(corral_wasm_tasks::PRIMES);
+    let (digests, compatibility) = {
+        let first = executor_in(dir.path());
+        assert!(first.cached_modules().is_empty());
+        let mut digests = vec![
+            first.add_module(hello).await.unwrap(),
+            first.add_module(primes).await.unwrap(),
+        ];
+        digests.sort();
+        assert_eq!(first.cached_modules(), digests);
+        (digests, first.compatibility().to_string())
+    };
+    // An interrupted write leaves a temporary file: it names no compiled module.
+    let compiled = dir.path().join("modules").join(compatibility);
+    std::fs::write(
+        compiled.join(format!("{}.tmp-1-1", "ab".repeat(32))),
+        b"partial",
+    )
+    .unwrap();
+    let second = executor_in(dir.path());
+    assert_eq!(
+        second.cached_modules(),
+        digests,
+        "read back, nothing loaded"
+    );
+    assert_eq!(second.cache_stats(), Default::default());
+}
+
+#[tokio::test]
 async fn corrupt_compiled_code_is_discarded_and_recompiled() {
     let dir = tempfile::tempdir().unwrap();
     let hello = corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO);

@@ -362,6 +362,37 @@ async fn messages_from_a_stale_epoch_are_ignored() {
 }
 
 #[tokio::test]
+async fn messages_with_invalid_ids_are_dropped_and_the_agent_carries_on() {
+    let (mut master, agent, _) = cluster().await;
+    let digest = master.add_module(corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO));
+    master.launch("fw/1", task("bad-fw", &digest, &[])).await;
+    master
+        .launch(FRAMEWORK, task("bad/task", &digest, &[]))
+        .await;
+    master.kill(FRAMEWORK, "..").await;
+    master
+        .send(v1::master_message::Kind::Acknowledge(
+            v1::master_message::Acknowledge {
+                framework_id: String::new(),
+                task_id: "t".into(),
+                uuid: vec![1; 16].into(),
+            },
+        ))
+        .await;
+    // Nothing came of them: the first update is the answer to a kill of an unknown task.
+    master.kill(FRAMEWORK, "probe").await;
+    let first = master.next_status().await;
+    assert_eq!(
+        (first.task_id.as_str(), state(&first)),
+        ("probe", TaskState::Lost)
+    );
+    master.launch(FRAMEWORK, task("good-2", &digest, &[])).await;
+    let statuses = master.statuses_until_terminal("good-2").await;
+    assert_eq!(state(statuses.last().unwrap()), TaskState::Finished);
+    agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_invalid_module_fails_the_task_and_the_agent_carries_on() {
     let (mut master, agent, _) = cluster().await;
     let bad = master.add_module(b"\0asm but not really".to_vec());

@@ -33,15 +33,18 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use corral_proto::v1;
+use corral_types::AgentId;
 use tokio::sync::oneshot;
 
 pub(crate) use store::{Op, Recovered, TaskRecord};
+
+use super::status::TaskKey;
 
 /// The checkpoint's file name in the agent's work directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.redb";
 
 /// Most ops in one transaction: bounds a commit's latency and memory under a flood.
-const MAX_BATCH: usize = 8192;
+pub(crate) const MAX_BATCH: usize = 8192;
 
 /// What to do when the checkpoint cannot be read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -144,6 +147,66 @@ fn clean_up(work_dir: &Path, checkpoint: &Path) -> Result<(), CheckpointError> {
         }
     }
     Ok(())
+}
+
+/// What the checkpoint held, with typed ids: what the node takes back at start.
+#[derive(Debug, Default)]
+pub(crate) struct Restored {
+    pub(crate) agent_id: Option<AgentId>,
+    pub(crate) highest_epoch: u64,
+    pub(crate) tasks: Vec<(TaskKey, TaskRecord)>,
+    /// Unacknowledged updates by sequence number, in order.
+    pub(crate) updates: Vec<(u64, TaskKey, v1::TaskStatus)>,
+    /// The highest sequence number in the checkpoint, counting updates left out.
+    pub(crate) last_seq: u64,
+}
+
+impl Recovered {
+    /// Parses the ids. This agent writes only valid ones, so a record or update with invalid
+    /// ids is damage confined to itself: it is left out with a warning rather than taken back
+    /// under an id no message could name (its sequence number still counts, so no new update
+    /// reuses it).
+    pub(crate) fn restore(self) -> Restored {
+        let agent_id = self.agent_id.and_then(|id| {
+            AgentId::new(&id)
+                .inspect_err(|error| tracing::warn!(%error, "ignoring the checkpoint's agent id"))
+                .ok()
+        });
+        let tasks = self
+            .tasks
+            .into_iter()
+            .filter_map(
+                |record| match TaskKey::parse(&record.framework_id, &record.task_id) {
+                    Ok(key) => Some((key, record)),
+                    Err(error) => {
+                        tracing::warn!(%error, "ignoring a checkpointed task with invalid ids");
+                        None
+                    }
+                },
+            )
+            .collect();
+        let last_seq = self.updates.last().map_or(0, |(seq, _)| *seq);
+        let updates = self
+            .updates
+            .into_iter()
+            .filter_map(
+                |(seq, status)| match TaskKey::parse(&status.framework_id, &status.task_id) {
+                    Ok(key) => Some((seq, key, status)),
+                    Err(error) => {
+                        tracing::warn!(seq, %error, "ignoring a checkpointed update with invalid ids");
+                        None
+                    }
+                },
+            )
+            .collect();
+        Restored {
+            agent_id,
+            highest_epoch: self.highest_epoch,
+            tasks,
+            updates,
+            last_seq,
+        }
+    }
 }
 
 /// Called on the writer thread with the updates of each durable batch, in order.
@@ -306,7 +369,7 @@ fn awaited(batch: &[Command]) -> bool {
         Command::Sync(_) => true,
         Command::Write(op) => match op {
             Op::Update(..) | Op::AgentId(_) | Op::Epoch(_) => true,
-            Op::Task(_) | Op::Acked(_) | Op::Forget { .. } => false,
+            Op::Task(_) | Op::Acked(_) | Op::Forget(_) => false,
         },
     })
 }

@@ -17,6 +17,7 @@ use prost::Message as _;
 use redb::{Database, ReadableDatabase as _, ReadableTable as _, TableDefinition};
 
 use super::CheckpointError;
+use crate::node::status::TaskKey;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TASKS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("tasks");
@@ -55,7 +56,7 @@ pub(crate) struct TaskRecord {
 /// One change to the checkpoint.
 #[derive(Debug)]
 pub(crate) enum Op {
-    AgentId(String),
+    AgentId(corral_types::AgentId),
     Epoch(u64),
     /// Inserts or replaces a task's record.
     Task(TaskRecord),
@@ -64,10 +65,7 @@ pub(crate) enum Op {
     /// The update with this sequence number was acknowledged.
     Acked(u64),
     /// The task ended and all its updates were acknowledged.
-    Forget {
-        framework_id: String,
-        task_id: String,
-    },
+    Forget(TaskKey),
 }
 
 /// Everything the checkpoint held when it was opened.
@@ -197,7 +195,7 @@ pub(crate) fn commit<'a>(
         for op in ops {
             match op {
                 Op::AgentId(id) => {
-                    meta.insert(AGENT_ID_KEY, id.as_bytes())?;
+                    meta.insert(AGENT_ID_KEY, id.as_str().as_bytes())?;
                 }
                 Op::Epoch(epoch) => {
                     meta.insert(EPOCH_KEY, epoch.to_le_bytes().as_slice())?;
@@ -212,11 +210,8 @@ pub(crate) fn commit<'a>(
                 Op::Acked(seq) => {
                     updates.remove(*seq)?;
                 }
-                Op::Forget {
-                    framework_id,
-                    task_id,
-                } => {
-                    tasks.remove((framework_id.as_str(), task_id.as_str()))?;
+                Op::Forget(key) => {
+                    tasks.remove((key.framework_id.as_str(), key.task_id.as_str()))?;
                 }
             }
         }

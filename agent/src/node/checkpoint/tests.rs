@@ -3,9 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use corral_proto::{ProtoEnum, v1};
-use corral_types::{Reason, StatusSource, TaskState};
+use corral_types::{AgentId, Reason, StatusSource, TaskState};
 
 use super::*;
+use crate::node::status::TaskKey;
 
 fn status(task: &str, seq: u8, state: TaskState) -> v1::TaskStatus {
     v1::TaskStatus {
@@ -63,7 +64,7 @@ async fn what_was_written_is_recovered_and_acknowledged_updates_are_not() {
     assert_eq!(recovered.highest_epoch, 0);
     assert!(recovered.tasks.is_empty() && recovered.updates.is_empty());
 
-    checkpoint.write(Op::AgentId("S1".into()));
+    checkpoint.write(Op::AgentId(AgentId::new("S1").unwrap()));
     checkpoint.write(Op::Epoch(7));
     checkpoint.write(Op::Task(record("a", TaskState::Starting)));
     checkpoint.write(Op::Update(1, status("a", 1, TaskState::Starting)));
@@ -80,10 +81,7 @@ async fn what_was_written_is_recovered_and_acknowledged_updates_are_not() {
     for seq in [1, 4, 5] {
         checkpoint.write(Op::Acked(seq));
     }
-    checkpoint.write(Op::Forget {
-        framework_id: "fw".into(),
-        task_id: "a".into(),
-    });
+    checkpoint.write(Op::Forget(TaskKey::parse("fw", "a").unwrap()));
     checkpoint.close();
     assert!(
         !checkpoint.sync().await,
@@ -194,10 +192,7 @@ fn only_batches_someone_waits_for_are_flushed_to_disk() {
     let lazy = [
         Command::Write(Op::Acked(1)),
         Command::Write(Op::Task(record("t1", TaskState::Finished))),
-        Command::Write(Op::Forget {
-            framework_id: "fw".into(),
-            task_id: "t1".into(),
-        }),
+        Command::Write(Op::Forget(TaskKey::parse("fw", "t1").unwrap())),
     ];
     assert!(!awaited(&lazy));
     let mut with_update: Vec<Command> = lazy.into_iter().collect();
@@ -208,5 +203,39 @@ fn only_batches_someone_waits_for_are_flushed_to_disk() {
     assert!(awaited(&with_update));
     assert!(awaited(&[Command::Sync(tx)]));
     assert!(awaited(&[Command::Write(Op::Epoch(3))]));
-    assert!(awaited(&[Command::Write(Op::AgentId("a".into()))]));
+    assert!(awaited(&[Command::Write(Op::AgentId(
+        AgentId::new("a").unwrap()
+    ))]));
+}
+
+#[test]
+fn records_and_updates_with_invalid_ids_are_left_out_of_what_is_restored() {
+    let mut bad_record = record("a", TaskState::Running);
+    bad_record.framework_id = "fw/1".into();
+    let mut bad_update = status("b", 9, TaskState::Running);
+    bad_update.task_id = "..".into();
+    let recovered = Recovered {
+        agent_id: Some("S1".into()),
+        highest_epoch: 3,
+        tasks: vec![bad_record, record("b", TaskState::Running)],
+        updates: vec![(4, status("b", 4, TaskState::Starting)), (9, bad_update)],
+    };
+    let restored = recovered.restore();
+    assert_eq!(restored.agent_id, Some(AgentId::new("S1").unwrap()));
+    assert_eq!(restored.highest_epoch, 3);
+    let b = TaskKey::parse("fw", "b").unwrap();
+    assert_eq!(
+        restored.tasks,
+        [(b.clone(), record("b", TaskState::Running))]
+    );
+    assert_eq!(
+        restored.updates,
+        [(4, b, status("b", 4, TaskState::Starting))]
+    );
+    assert_eq!(restored.last_seq, 9, "the update left out keeps its number");
+    let unreadable_id = Recovered {
+        agent_id: Some("a/b".into()),
+        ..Recovered::default()
+    };
+    assert_eq!(unreadable_id.restore().agent_id, None);
 }
