@@ -177,6 +177,7 @@ impl Agent {
         let local_addr = listener.local_addr().context("listener address")?;
         let info = agent_info(&config, &executor, detected, local_addr);
         let sources = Sources {
+            fetches: Default::default(),
             allow_local_files: config.allow_local_files,
             max_module_bytes,
             http: reqwest::Client::builder()

@@ -2,12 +2,14 @@
 //! [`fetch_module`] into the executor's cache, unpack the [`inputs`]; [`spec`] puts the results
 //! together. A wire `TaskInfo` becomes a [`TaskSpec`] or a typed [`PrepareError`].
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Component, Path};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use corral_proto::{InputSource, limits, v1};
 use corral_types::{Digest, FrameworkId, Reason, TaskState};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 use tonic::transport::Channel;
 
 use super::status::{StatusParts, status_of};
@@ -57,6 +59,27 @@ pub(crate) struct Sources {
     /// Largest module fetched, in bytes.
     pub(crate) max_module_bytes: u64,
     pub(crate) http: reqwest::Client,
+    /// Fetches from the master under way, one per digest.
+    pub(crate) fetches: Arc<Fetches>,
+}
+
+/// One fetch of a module from the master at a time: launches of a module the agent lacks
+/// that arrive together (a framework starting hundreds of tasks of a new module) wait for
+/// the first one's download instead of each downloading it.
+#[derive(Debug, Default)]
+pub(crate) struct Fetches(Mutex<HashMap<Digest, Arc<AsyncMutex<()>>>>);
+
+impl Fetches {
+    /// The turn of `digest`'s fetch; held until the module is in the cache.
+    async fn turn(&self, digest: Digest) -> OwnedMutexGuard<()> {
+        let lock = {
+            let mut fetches = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            // Entries nobody waits on any more are done.
+            fetches.retain(|_, lock| Arc::strong_count(lock) > 1);
+            fetches.entry(digest).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// The description as a typed task, or why it is not one.
@@ -144,8 +167,14 @@ pub(crate) async fn fetch_module(
     source: &corral_proto::ModuleSource,
 ) -> Result<(Digest, bool), PrepareError> {
     let cap = sources.max_module_bytes;
+    // Held until the module is added, so a concurrent launch of it finds it cached.
+    let mut _turn: Option<OwnedMutexGuard<()>> = None;
     let (bytes, expected) = match source {
         corral_proto::ModuleSource::Digest(digest) => {
+            if executor.has_module(digest) {
+                return Ok((*digest, false));
+            }
+            _turn = Some(sources.fetches.turn(*digest).await);
             if executor.has_module(digest) {
                 return Ok((*digest, false));
             }

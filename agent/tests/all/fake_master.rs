@@ -29,6 +29,8 @@ type Downstream = mpsc::Sender<Result<v1::MasterMessage, Status>>;
 #[derive(Debug, Default)]
 struct Shared {
     modules: Mutex<HashMap<String, Vec<u8>>>,
+    /// FetchModule calls served.
+    fetches: std::sync::atomic::AtomicUsize,
     current: Mutex<Option<Downstream>>,
     epoch: Mutex<u64>,
     events: Mutex<Option<mpsc::UnboundedSender<Event>>>,
@@ -88,6 +90,13 @@ impl FakeMaster {
             .unwrap()
             .insert(digest.clone(), bytes);
         digest
+    }
+
+    /// How many module downloads the agent asked for.
+    pub(crate) fn fetches(&self) -> usize {
+        self.shared
+            .fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn set_epoch(&self, epoch: u64) {
@@ -254,6 +263,9 @@ impl v1::agent_link_server::AgentLink for Service {
         request: Request<v1::FetchModuleRequest>,
     ) -> Result<Response<Self::FetchModuleStream>, Status> {
         let digest = request.into_inner().digest;
+        self.0
+            .fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let bytes = self
             .0
             .modules

@@ -462,3 +462,31 @@ async fn after_a_master_restart_the_agent_reregisters_with_its_running_task() {
     assert_eq!(state(statuses.last().unwrap()), TaskState::Killed);
     agent.shutdown().await;
 }
+
+#[tokio::test]
+async fn launches_of_a_new_module_that_arrive_together_fetch_it_once() {
+    let (mut master, _agent, _) = cluster().await;
+    let digest = master.add_module(corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let mut t = task(&format!("together-{i}"), &digest, &[]);
+            t.resources.as_mut().unwrap().cpus_milli = 10;
+            t
+        })
+        .collect();
+    master
+        .send(v1::master_message::Kind::LaunchTasks(
+            v1::master_message::LaunchTasks {
+                framework_id: FRAMEWORK.into(),
+                tasks,
+            },
+        ))
+        .await;
+    for i in 0..20 {
+        let end = master
+            .statuses_until_terminal(&format!("together-{i}"))
+            .await;
+        assert_eq!(end.last().map(state), Some(TaskState::Finished));
+    }
+    assert_eq!(master.fetches(), 1);
+}
