@@ -29,16 +29,7 @@ use corral_proto::{limits, v1};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-#[path = "../tests/all/etcd_server.rs"]
-#[allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    reason = "the tests' etcd helper: a broken setup fails loudly"
-)]
-mod etcd_server;
-
-use etcd_server::Etcd;
+use corral_fixtures::{Etcd, free_port};
 
 /// The leader's lease (`corral master --leader-lease`): a standby takes over about this long
 /// after the leader dies.
@@ -114,7 +105,7 @@ impl Pair {
     ) -> anyhow::Result<Pair> {
         let mut pair = Pair {
             elections,
-            addrs: [0, 1].map(|_| format!("127.0.0.1:{}", etcd_server::free_port())),
+            addrs: [0, 1].map(|_| format!("127.0.0.1:{}", free_port())),
             children: [None, None],
             store: format!("etcd://{}/corral-bench", etcd.client_addr()),
             dir: dir.to_owned(),

@@ -158,7 +158,7 @@ struct Agent {
 impl Agent {
     /// Sessions with the leader, as [`Follower`] picks them, until a master says Shutdown.
     async fn run(mut self, masters: Vec<String>) {
-        let mut follower = Follower::new(masters);
+        let mut follower = Follower::new(masters, follow::BackoffConfig::default());
         loop {
             // The generator is not Send: dropped before any await.
             let step = follower.next(&mut rand::rng());

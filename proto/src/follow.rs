@@ -1,6 +1,7 @@
-//! Following the leader: which master an agent tries next and how long it waits first. One
-//! policy for `corral agent` and the simulated agents that load a master, so the failover
-//! the benchmarks measure is the one agents go through.
+//! Following the leader: which master a client tries next and how long it waits first. One
+//! policy for `corral agent`, the framework SDK (and so every framework and the CLI's) and
+//! the simulated agents that load a master, so the failover the benchmarks measure is the one
+//! agents and frameworks go through.
 //!
 //! ```text
 //!   ┌─► round: the leader hint first, then the masters in order ──all failed──► Wait(backoff) ─┐
@@ -36,7 +37,27 @@ pub enum Step {
     Wait(Duration),
 }
 
-/// The leader-following state of one agent.
+/// How long to wait between rounds that found no master to talk to: exponential backoff
+/// from `initial` to `max`, with jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackoffConfig {
+    /// The ceiling of the first wait; waits are drawn between half of it and the ceiling.
+    pub initial: Duration,
+    /// The largest ceiling.
+    pub max: Duration,
+}
+
+impl Default for BackoffConfig {
+    /// From 100 ms up to 10 s.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The leader-following state of one client.
 #[derive(Debug, Clone)]
 pub struct Follower {
     masters: Vec<String>,
@@ -48,13 +69,13 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Starts with a round over `masters`, in order.
-    pub fn new(masters: Vec<String>) -> Self {
+    /// Starts with a round over `masters`, in order, waiting between rounds as `backoff` says.
+    pub fn new(masters: Vec<String>, backoff: BackoffConfig) -> Self {
         Self {
             round: masters.iter().cloned().collect(),
             masters,
             hint: None,
-            backoff: Backoff::new(),
+            backoff: Backoff::new(backoff),
         }
     }
 
@@ -92,14 +113,16 @@ impl Follower {
         }
     }
 
-    /// The agent registered: the backoff and the immediate follows start over.
+    /// The client registered (or subscribed): the backoff and the immediate follows start
+    /// over. The round goes on where it was: the master that served may be the one that is
+    /// gone (or frozen: connecting to a stopped process hangs), so the next is tried first.
     pub fn registered(&mut self) {
         self.backoff.reset();
     }
 }
 
-/// Exponential backoff with full jitter between half of `BASE` and the current ceiling, and
-/// a few immediate retries when a standby names a new leader.
+/// Exponential backoff with full jitter between half of the initial ceiling and the current
+/// ceiling, and a few immediate retries when a standby names a new leader.
 ///
 /// During a failover the waits stay short for a while: an agent learns of the new leader only
 /// by asking, so a wait begun just before the election delays its re-registration by up to
@@ -107,6 +130,7 @@ impl Follower {
 /// 200 agents the last re-registered 4.7–6.8 s after the election.
 #[derive(Debug, Clone)]
 struct Backoff {
+    config: BackoffConfig,
     ceiling: Duration,
     /// Redirects followed at once since the last registration.
     follows: u32,
@@ -119,8 +143,6 @@ struct Backoff {
 }
 
 impl Backoff {
-    const BASE: Duration = Duration::from_millis(100);
-    const MAX: Duration = Duration::from_secs(10);
     /// Beyond this many immediate follows the backoff applies, so two masters naming each
     /// other cannot make the agent spin.
     const IMMEDIATE_FOLLOWS: u32 = 3;
@@ -131,9 +153,10 @@ impl Backoff {
     /// thousands of agents do not keep polling the masters twice a second.
     const FAILOVER_WAITS: u32 = 40;
 
-    fn new() -> Self {
+    fn new(config: BackoffConfig) -> Self {
         Self {
-            ceiling: Self::BASE,
+            config,
+            ceiling: config.initial,
             follows: 0,
             last_hint: None,
             failover: false,
@@ -142,7 +165,7 @@ impl Backoff {
     }
 
     fn reset(&mut self) {
-        *self = Self::new();
+        *self = Self::new(self.config);
     }
 
     /// Whether to follow a redirect to `leader` without waiting: a standby that names a new
@@ -163,9 +186,10 @@ impl Backoff {
             self.failover_waits -= 1;
             ceiling = ceiling.min(Self::FAILOVER_CEILING);
         }
-        let low = Self::BASE.as_millis() as u64 / 2;
-        let high = (ceiling.as_millis() as u64).max(low + 1);
-        self.ceiling = (self.ceiling * 2).min(Self::MAX);
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let low = millis(self.config.initial) / 2;
+        let high = millis(ceiling).max(low + 1);
+        self.ceiling = self.ceiling.saturating_mul(2).min(self.config.max);
         Duration::from_millis(rng.random_range(low..high))
     }
 }
@@ -184,21 +208,40 @@ mod tests {
         Step::Connect(a.into())
     }
 
+    fn follower(masters: Vec<String>) -> Follower {
+        Follower::new(masters, BackoffConfig::default())
+    }
+
     #[test]
     fn backoff_grows_to_its_cap_with_jitter() {
         let mut rng = StdRng::seed_from_u64(7);
-        let mut backoff = Backoff::new();
+        let config = BackoffConfig::default();
+        let mut backoff = Backoff::new(config);
         let delays: Vec<_> = (0..12).map(|_| backoff.next(&mut rng)).collect();
-        assert!(delays.iter().all(|d| *d >= Backoff::BASE / 2));
-        assert!(delays.iter().all(|d| *d <= Backoff::MAX));
-        assert_eq!(backoff.ceiling, Backoff::MAX);
+        assert!(delays.iter().all(|d| *d >= config.initial / 2));
+        assert!(delays.iter().all(|d| *d <= config.max));
+        assert_eq!(backoff.ceiling, config.max);
         backoff.reset();
-        assert!(backoff.next(&mut rng) <= Backoff::BASE);
+        assert!(backoff.next(&mut rng) <= config.initial);
+        let delays: Vec<_> = (0..100).map(|_| backoff.next(&mut rng)).collect();
+        assert!(delays[50..].iter().any(|d| d != &delays[50]), "no jitter");
+    }
+
+    #[test]
+    fn the_backoff_is_configurable_and_huge_values_saturate() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let mut backoff = Backoff::new(BackoffConfig {
+            initial: Duration::from_secs(1),
+            max: Duration::MAX,
+        });
+        for _ in 0..100 {
+            assert!(backoff.next(&mut rng) >= Duration::from_millis(500));
+        }
     }
 
     #[test]
     fn new_leaders_are_followed_at_once_a_few_times_until_registered() {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::new(BackoffConfig::default());
         // A repeated hint (a dead leader still named) waits for the backoff.
         assert!(backoff.follow_now("a:1"));
         assert!(!backoff.follow_now("a:1"));
@@ -215,7 +258,7 @@ mod tests {
     #[test]
     fn a_round_tries_every_master_in_order_then_waits() {
         let mut rng = StdRng::seed_from_u64(1);
-        let mut f = Follower::new(masters());
+        let mut f = follower(masters());
         assert_eq!(f.next(&mut rng), connect("a:1"));
         f.ended(Ended::Lost);
         assert_eq!(f.next(&mut rng), connect("b:1"));
@@ -227,7 +270,7 @@ mod tests {
     #[test]
     fn a_named_leader_is_tried_first_at_once_and_a_repeated_one_after_a_wait() {
         let mut rng = StdRng::seed_from_u64(2);
-        let mut f = Follower::new(masters());
+        let mut f = follower(masters());
         assert_eq!(f.next(&mut rng), connect("a:1"));
         f.ended(Ended::Redirect("c:1".into()));
         // The round ends at the redirect; the leader comes first, then the masters.
@@ -242,7 +285,7 @@ mod tests {
     #[test]
     fn a_named_leader_among_the_masters_is_tried_once_a_round() {
         let mut rng = StdRng::seed_from_u64(4);
-        let mut f = Follower::new(masters());
+        let mut f = follower(masters());
         assert_eq!(f.next(&mut rng), connect("a:1"));
         f.ended(Ended::Redirect("b:1".into()));
         assert_eq!(f.next(&mut rng), connect("b:1"));
@@ -257,7 +300,7 @@ mod tests {
     #[test]
     fn a_standby_naming_a_dead_leader_keeps_waits_short_for_a_while() {
         let mut rng = StdRng::seed_from_u64(5);
-        let mut f = Follower::new(masters());
+        let mut f = follower(masters());
         let mut waits = Vec::new();
         while waits.len() < 60 {
             match f.next(&mut rng) {
@@ -289,7 +332,7 @@ mod tests {
     #[test]
     fn no_masters_means_waiting_not_spinning() {
         let mut rng = StdRng::seed_from_u64(3);
-        let mut f = Follower::new(Vec::new());
+        let mut f = follower(Vec::new());
         assert!(matches!(f.next(&mut rng), Step::Wait(_)));
         assert!(matches!(f.next(&mut rng), Step::Wait(_)));
     }

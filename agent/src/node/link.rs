@@ -37,7 +37,7 @@ pub(crate) struct LinkConfig {
 
 /// Runs the link until `stop` turns true or the master sends Shutdown.
 pub(crate) async fn run(node: Arc<Node>, config: LinkConfig, mut stop: watch::Receiver<bool>) {
-    let mut follower = Follower::new(config.masters.clone());
+    let mut follower = Follower::new(config.masters.clone(), follow::BackoffConfig::default());
     loop {
         if *stop.borrow() {
             return;

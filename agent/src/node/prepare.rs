@@ -410,23 +410,10 @@ mod tests {
         }
     }
 
-    /// A header claiming 2^62 bytes followed by almost nothing: what once aborted the agent
-    /// with a failed allocation of that size.
-    fn lying_archive() -> Vec<u8> {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_path("huge.bin").unwrap();
-        header.set_size(1 << 62);
-        header.set_mode(0o644);
-        header.set_cksum();
-        let mut bytes = header.as_bytes().to_vec();
-        bytes.extend_from_slice(&[0u8; 1024]);
-        bytes
-    }
-
     #[test]
     fn sizes_claimed_beyond_the_archive_are_refused_before_any_allocation() {
-        let error = unpack_tar("data", &lying_archive(), u64::MAX).unwrap_err();
+        let lying = corral_fixtures::hostile::tar_claiming(1 << 62);
+        let error = unpack_tar("data", &lying, u64::MAX).unwrap_err();
         let PrepareError::Input { reason, .. } = &error else {
             panic!("{error:?}");
         };

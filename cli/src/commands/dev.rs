@@ -128,15 +128,7 @@ async fn examples(master: &str) -> anyhow::Result<()> {
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);
-        let status = run_task(
-            &masters,
-            &mut client,
-            task,
-            request,
-            &mut std::io::stdout(),
-            &mut std::io::stderr(),
-        )
-        .await?;
+        let status = run_task(&masters, &mut client, task, request).await?;
         if let Some(usage) = &status.usage {
             println!("{}", usage_line(usage));
         }

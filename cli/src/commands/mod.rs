@@ -3,6 +3,7 @@
 mod agent;
 mod bench;
 mod dev;
+mod follow;
 mod kill;
 mod listings;
 mod logs;

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use corral_proto::{InputFile, InputSource, limits, v1};
+use corral_proto::{InputFile, InputSource};
 use corral_scheduler::matching::{self, ResourceRequest, Strategy, TaskRequest};
 use corral_scheduler::{
     AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Reason, Scheduler, TaskId,
@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 use crate::cli::RunArgs;
 use crate::client::{self, OperatorClient};
 use crate::commands::Exit;
+use crate::commands::follow::FileFollower;
 use crate::parse::show_bytes;
 
 /// How long `corral run` waits for an offer that fits before giving up.
@@ -77,15 +78,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         },
         labels: Default::default(),
     };
-    let status = run_task(
-        &masters,
-        &mut client,
-        task,
-        request,
-        &mut std::io::stdout(),
-        &mut std::io::stderr(),
-    )
-    .await?;
+    let status = run_task(&masters, &mut client, task, request).await?;
     if let Some(usage) = &status.usage {
         eprintln!("{}", usage_line(usage));
     }
@@ -238,54 +231,15 @@ impl Scheduler for OneTask {
     }
 }
 
-/// Where a file of the task was read up to.
-struct Follow {
-    path: &'static str,
-    offset: u64,
-}
-
-impl Follow {
-    /// Reads what is new; returns whether anything was.
-    async fn poll(
-        &mut self,
-        client: &mut OperatorClient,
-        task: &TaskId,
-        framework: Option<&FrameworkId>,
-        sink: &mut dyn Write,
-    ) -> Result<bool, tonic::Status> {
-        let mut any = false;
-        loop {
-            let response = client
-                .read_file(v1::ReadFileRequest {
-                    task_id: task.to_string(),
-                    path: self.path.into(),
-                    offset: self.offset,
-                    length: limits::MAX_READ_FILE_BYTES,
-                    framework_id: framework.map(ToString::to_string),
-                })
-                .await?
-                .into_inner();
-            if response.data.is_empty() {
-                return Ok(any);
-            }
-            any = true;
-            self.offset += response.data.len() as u64;
-            let _ = sink.write_all(&response.data);
-            let _ = sink.flush();
-        }
-    }
-}
-
-/// Runs `task` as a one-task framework and streams its stdout and stderr to the sinks;
+/// Runs `task` as a one-task framework and streams its stdout and stderr to this process's;
 /// returns its last status (terminal, or UNREACHABLE when its agent went away).
 pub(crate) async fn run_task(
     masters: &[String],
     client: &mut OperatorClient,
     task: TaskInfo,
     request: ResourceRequest,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
 ) -> anyhow::Result<TaskStatus> {
+    let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
     let task_id = task.id.clone();
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let config = FrameworkConfig {
@@ -300,14 +254,8 @@ pub(crate) async fn run_task(
             events: events_tx,
         },
     );
-    let mut stdout = Follow {
-        path: "stdout",
-        offset: 0,
-    };
-    let mut stderr = Follow {
-        path: "stderr",
-        offset: 0,
-    };
+    let mut stdout = FileFollower::new(task_id.as_str(), None, "stdout");
+    let mut stderr = FileFollower::new(task_id.as_str(), None, "stderr");
     let mut running = false;
     let mut launched = false;
     let offer_deadline = tokio::time::sleep(OFFER_WAIT);
@@ -330,9 +278,7 @@ pub(crate) async fn run_task(
                 None => break Err(anyhow::anyhow!("the framework stopped unexpectedly")),
             },
             _ = tick.tick(), if running => {
-                let fid = driver.framework_id();
-                let _ = stdout.poll(client, &task_id, fid.as_ref(), out).await;
-                let _ = stderr.poll(client, &task_id, fid.as_ref(), err).await;
+                read_logs(&driver, client, [(&mut stdout, &mut *out), (&mut stderr, &mut *err)]).await;
             }
             () = &mut offer_deadline, if !launched => {
                 break Err(Exit {
@@ -355,9 +301,7 @@ pub(crate) async fn run_task(
             TaskState::Unreachable | TaskState::Lost | TaskState::Gone
         )
     {
-        let fid = driver.framework_id();
-        let _ = stdout.poll(client, &task_id, fid.as_ref(), out).await;
-        let _ = stderr.poll(client, &task_id, fid.as_ref(), err).await;
+        read_logs(&driver, client, [(&mut stdout, out), (&mut stderr, err)]).await;
     }
     if driver.teardown().await.is_err() {
         driver.stop();
@@ -369,6 +313,21 @@ pub(crate) async fn run_task(
         driver.stop();
     }
     result
+}
+
+/// Copies what the task wrote since the last read to the sinks. A file not readable yet (the
+/// task is being placed, its agent is away) is tried again on the next tick.
+async fn read_logs(
+    driver: &Driver,
+    client: &mut OperatorClient,
+    files: [(&mut FileFollower, &mut dyn Write); 2],
+) {
+    for (file, sink) in files {
+        file.framework = driver.framework_id().map(|id| id.to_string());
+        if let Err(status) = file.read_new(client, sink).await {
+            tracing::debug!(file = file.path(), %status, "cannot read the task's file yet");
+        }
+    }
 }
 
 /// `usage: fuel 1234, cpu 1.2ms, peak memory 1.1 MiB, wall 3.4ms`.

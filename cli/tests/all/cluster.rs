@@ -1,11 +1,11 @@
-//! Child processes (killed on drop), free ports and readiness polling.
+//! Child processes (killed on drop) and the clusters the tests run them in; ports and
+//! readiness come from `corral_fixtures`.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use corral_proto::{limits, v1};
+use corral_fixtures::free_port;
 
 pub(crate) const CORRAL: &str = env!("CARGO_BIN_EXE_corral");
 
@@ -23,14 +23,6 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub(crate) fn spawn(args: &[&str]) -> Proc {
@@ -134,31 +126,12 @@ impl Cluster {
         self.agent = spawn(&args);
     }
 
-    /// Polls ListAgents until `n` agents are ADMITTED (bounded: 30 s).
+    /// Waits until `n` agents are ADMITTED (bounded: 30 s).
     pub(crate) async fn wait_for_admitted_agents(&self, n: usize) {
-        for _ in 0..300 {
-            if let Ok(endpoint) = limits::endpoint(format!("http://{}", self.master_addr))
-                && let Ok(channel) = endpoint.connect().await
-                && let Ok(response) = limits::operator_client(channel)
-                    .list_agents(v1::ListAgentsRequest {})
-                    .await
-            {
-                let admitted = response
-                    .into_inner()
-                    .agents
-                    .iter()
-                    .filter(|a| a.state == v1::AgentState::Admitted as i32)
-                    .count();
-                if admitted >= n {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{n} agent(s) not admitted by {} within 30 s",
-            self.master_addr
-        );
+        let masters = std::slice::from_ref(&self.master_addr);
+        corral_fixtures::wait_for_admitted_agents(masters, n, Duration::from_secs(30))
+            .await
+            .unwrap();
     }
 
     /// Starts `corral <args>` against this cluster in the background, output piped.

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::cluster::{CORRAL, free_port};
+use corral_fixtures::free_port;
+
+use crate::cluster::CORRAL;
 
 #[tokio::test]
 async fn a_copied_binary_runs_the_examples_in_an_empty_directory() {

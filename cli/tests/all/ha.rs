@@ -14,9 +14,11 @@ use corral_proto::{limits, v1};
 use corral_types::TaskState;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::cluster::{Proc, free_port, spawn};
-use crate::etcd_server::Etcd;
+use corral_fixtures::{free_port, set_weight, weight};
+
+use crate::cluster::{Proc, spawn};
 use crate::framework::{RawFramework, state, task};
+use corral_fixtures::Etcd;
 
 /// Bound on every wait for a leader, an agent or an update.
 const WAIT: Duration = Duration::from_secs(30);
@@ -237,29 +239,6 @@ async fn master_info(addr: &str) -> Result<v1::MasterInfo, tonic::Status> {
     Ok(state.master.unwrap())
 }
 
-async fn set_weight(channel: Channel, role: &str, weight: f64) -> Result<(), tonic::Status> {
-    limits::operator_client(channel)
-        .set_weight(v1::SetWeightRequest {
-            role: role.into(),
-            weight,
-        })
-        .await
-        .map(|_| ())
-}
-
-async fn weight(addr: &str, role: &str) -> Option<f64> {
-    let roles = limits::operator_client(connect(addr).await.unwrap())
-        .get_roles(v1::GetRolesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    roles
-        .roles
-        .iter()
-        .find(|r| r.name == role)
-        .map(|r| r.weight)
-}
-
 /// Reads updates, acknowledging each that expects it, until `done` holds for what was seen
 /// (bounded: the framework's own wait per update).
 /// Reads (and acknowledges) updates until `done` (bounded: 2 × [`WAIT`], since heartbeats keep
@@ -468,9 +447,24 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
     assert_eq!(leader_hint(&refused), Some(new_addr), "{refused:?}");
 
     // The registry the new leader sees has what the old one acknowledged, nothing else.
-    assert_eq!(weight(new_addr, "before").await, Some(2.0));
-    assert_eq!(weight(new_addr, "while-stopped").await, None);
-    assert_eq!(weight(new_addr, "after-cont").await, None);
+    assert_eq!(
+        weight(connect(new_addr).await.unwrap(), "before")
+            .await
+            .unwrap(),
+        Some(2.0)
+    );
+    assert_eq!(
+        weight(connect(new_addr).await.unwrap(), "while-stopped")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        weight(connect(new_addr).await.unwrap(), "after-cont")
+            .await
+            .unwrap(),
+        None
+    );
     let leader = master_info(new_addr).await.unwrap();
     assert_eq!(
         leader.epoch, new_epoch,
@@ -483,9 +477,24 @@ async fn leader_sigstop_past_its_lease_then_sigcont_is_a_standby_and_its_write_i
     let (again, again_epoch) = cluster.leader_other_than(Some(new)).await;
     assert_eq!(again, old);
     assert!(again_epoch > new_epoch, "{again_epoch} > {new_epoch}");
-    assert_eq!(weight(old_addr, "before").await, Some(2.0));
-    assert_eq!(weight(old_addr, "while-stopped").await, None);
-    assert_eq!(weight(old_addr, "after-cont").await, None);
+    assert_eq!(
+        weight(connect(old_addr).await.unwrap(), "before")
+            .await
+            .unwrap(),
+        Some(2.0)
+    );
+    assert_eq!(
+        weight(connect(old_addr).await.unwrap(), "while-stopped")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        weight(connect(old_addr).await.unwrap(), "after-cont")
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -512,7 +521,8 @@ async fn masters_keep_working_when_one_of_three_etcd_members_dies() {
         set_weight(channel, "eng", 2.0).await.ok().map(|()| leader)
     })
     .await;
-    assert_eq!(weight(&cluster.addrs[leader], "eng").await, Some(2.0));
+    let to_leader = connect(&cluster.addrs[leader]).await.unwrap();
+    assert_eq!(weight(to_leader, "eng").await.unwrap(), Some(2.0));
     // The other master still follows the election: it redirects to the leader.
     let (standby, leader_addr) = (&c.addrs[1 - leader], c.addrs[leader].as_str());
     let redirect = poll("a redirection to the leader", || async move {

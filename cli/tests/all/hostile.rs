@@ -8,19 +8,6 @@ use corral_types::{Reason, TaskState};
 use crate::cluster::Cluster;
 use crate::framework::{RawFramework, reason, state, task};
 
-/// A 1.5 KB tar archive whose one header claims 2^62 bytes.
-fn lying_archive() -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_path("huge.bin").unwrap();
-    header.set_size(1 << 62);
-    header.set_mode(0o644);
-    header.set_cksum();
-    let mut bytes = header.as_bytes().to_vec();
-    bytes.extend_from_slice(&[0u8; 1024]);
-    bytes
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tar_input_claiming_2_62_bytes_fails_its_task_and_the_agent_runs_the_next() {
     let mut cluster = Cluster::start(&[]).await;
@@ -30,8 +17,9 @@ async fn a_tar_input_claiming_2_62_bytes_fails_its_task_and_the_agent_runs_the_n
     let mut hostile = task("hostile", &hello, &[]);
     hostile.inputs = vec![v1::InputFile {
         path: "data".into(),
+        // 1.5 KiB whose one header claims 2^62 bytes.
         source: Some(v1::input_file::Source::TarArchive(Bytes::from(
-            lying_archive(),
+            corral_fixtures::hostile::tar_claiming(1 << 62),
         ))),
     }];
     fw.launch(hostile).await;

@@ -5,12 +5,6 @@
 mod bench;
 mod cluster;
 mod dev;
-#[path = "../../../master/tests/all/etcd_server.rs"]
-#[allow(
-    dead_code,
-    reason = "shared with the master's tests, which use other parts"
-)]
-mod etcd_server;
 mod failures;
 mod framework;
 mod ha;

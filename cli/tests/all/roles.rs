@@ -306,7 +306,7 @@ async fn bad_input_exits_2_with_a_reason_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_master_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let port = crate::cluster::free_port();
+    let port = corral_fixtures::free_port();
     let master = format!("127.0.0.1:{port}");
     for args in [
         &["roles"][..],

@@ -10,45 +10,47 @@ use corral_proto::status::leader_hint;
 use corral_proto::{limits, v1};
 use tonic::transport::Channel;
 
-use crate::etcd_server::Etcd;
 use crate::util::{connect, within};
+use corral_fixtures::{Etcd, set_weight, weight};
 
 const PREFIX: &str = "/corral-test";
 
-impl Etcd {
-    fn store(&self) -> StoreConfig {
-        format!("etcd://127.0.0.1:{}{PREFIX}", self.client_port)
-            .parse()
-            .unwrap()
-    }
+/// The registry on `etcd`, under the tests' prefix.
+fn store(etcd: &Etcd) -> StoreConfig {
+    format!("etcd://{}{PREFIX}", etcd.client_addr())
+        .parse()
+        .unwrap()
+}
 
-    /// A call to etcd's JSON gateway (bytes fields are base64).
-    async fn gateway(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let url = format!("http://127.0.0.1:{}{path}", self.client_port);
-        let text = reqwest::Client::new()
-            .post(url)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        serde_json::from_str(&text).unwrap()
-    }
+/// A call to etcd's JSON gateway (bytes fields are base64).
+async fn gateway(etcd: &Etcd, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let url = format!("http://{}{path}", etcd.client_addr());
+    let text = reqwest::Client::new()
+        .post(url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
 
-    /// The current leader's election key (base64) and lease.
-    async fn leader_key(&self) -> (String, String) {
-        let name = base64(format!("{PREFIX}/leader").as_bytes());
-        let r = self
-            .gateway("/v3/election/leader", serde_json::json!({ "name": name }))
-            .await;
-        let kv = &r["kv"];
-        (
-            kv["key"].as_str().unwrap().to_owned(),
-            kv["lease"].as_str().unwrap().to_owned(),
-        )
-    }
+/// The current leader's election key (base64) and lease.
+async fn leader_key(etcd: &Etcd) -> (String, String) {
+    let name = base64(format!("{PREFIX}/leader").as_bytes());
+    let r = gateway(
+        etcd,
+        "/v3/election/leader",
+        serde_json::json!({ "name": name }),
+    )
+    .await;
+    let kv = &r["kv"];
+    (
+        kv["key"].as_str().unwrap().to_owned(),
+        kv["lease"].as_str().unwrap().to_owned(),
+    )
 }
 
 fn base64(data: &[u8]) -> String {
@@ -81,7 +83,7 @@ struct HaMaster {
 async fn start_master(etcd: &Etcd) -> HaMaster {
     let dir = tempfile::tempdir().unwrap();
     let mut config = MasterConfig::new("127.0.0.1:0".parse().unwrap(), dir.path());
-    config.store = etcd.store();
+    config.store = store(etcd);
     config.leader_lease = Duration::from_secs(2);
     let master = Master::start(config).await.unwrap();
     let channel = connect(master.local_addr()).await;
@@ -127,29 +129,6 @@ async fn redirects_to(channel: &Channel, leader: SocketAddr) -> tonic::Status {
     .await
 }
 
-async fn set_weight(channel: &Channel, role: &str, weight: f64) -> Result<(), tonic::Status> {
-    limits::operator_client(channel.clone())
-        .set_weight(v1::SetWeightRequest {
-            role: role.into(),
-            weight,
-        })
-        .await
-        .map(|_| ())
-}
-
-async fn weight(channel: &Channel, role: &str) -> Option<f64> {
-    let roles = limits::operator_client(channel.clone())
-        .get_roles(v1::GetRolesRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
-    roles
-        .roles
-        .iter()
-        .find(|r| r.name == role)
-        .map(|r| r.weight)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_masters_one_leads_and_the_other_redirects_every_call() {
     let Some(etcd) = Etcd::start("two_masters_one_leads_and_the_other_redirects_every_call") else {
@@ -185,7 +164,9 @@ async fn two_masters_one_leads_and_the_other_redirects_every_call() {
         "{connect:?}"
     );
     // The leader serves.
-    set_weight(&leader.channel, "eng", 2.0).await.unwrap();
+    set_weight(leader.channel.clone(), "eng", 2.0)
+        .await
+        .unwrap();
     leader.master.shutdown().await;
     standby.master.shutdown().await;
 }
@@ -199,21 +180,35 @@ async fn a_deposed_leader_writes_nothing_and_the_standby_leads_with_a_higher_epo
     };
     let (old, standby) = two_masters(&etcd).await;
     let old_epoch = state(&old.channel).await.unwrap().master.unwrap().epoch;
-    set_weight(&old.channel, "before", 2.0).await.unwrap();
+    set_weight(old.channel.clone(), "before", 2.0)
+        .await
+        .unwrap();
 
     // Someone deletes the leader's election key: the standby is elected, and the old
     // leader's next write is refused by the fence whether or not it noticed yet.
-    let (key, _) = etcd.leader_key().await;
-    etcd.gateway("/v3/kv/deleterange", serde_json::json!({ "key": key }))
-        .await;
-    let refused = set_weight(&old.channel, "after", 5.0).await.unwrap_err();
+    let (key, _) = leader_key(&etcd).await;
+    gateway(
+        &etcd,
+        "/v3/kv/deleterange",
+        serde_json::json!({ "key": key }),
+    )
+    .await;
+    let refused = set_weight(old.channel.clone(), "after", 5.0)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
 
     within("the standby to lead", standby.master.leading()).await;
     let new_epoch = state(&standby.channel).await.unwrap().master.unwrap().epoch;
     assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
-    assert_eq!(weight(&standby.channel, "before").await, Some(2.0));
-    assert_eq!(weight(&standby.channel, "after").await, None);
+    assert_eq!(
+        weight(standby.channel.clone(), "before").await.unwrap(),
+        Some(2.0)
+    );
+    assert_eq!(
+        weight(standby.channel.clone(), "after").await.unwrap(),
+        None
+    );
     // The old leader stepped down and now points at the new one.
     redirects_to(&old.channel, standby.master.local_addr()).await;
     old.master.shutdown().await;
@@ -229,15 +224,21 @@ async fn a_leader_whose_lease_is_revoked_steps_down_and_the_standby_takes_over()
     };
     let (old, standby) = two_masters(&etcd).await;
     let old_epoch = state(&old.channel).await.unwrap().master.unwrap().epoch;
-    let (_, lease) = etcd.leader_key().await;
-    etcd.gateway("/v3/lease/revoke", serde_json::json!({ "ID": lease }))
-        .await;
+    let (_, lease) = leader_key(&etcd).await;
+    gateway(
+        &etcd,
+        "/v3/lease/revoke",
+        serde_json::json!({ "ID": lease }),
+    )
+    .await;
 
     within("the standby to lead", standby.master.leading()).await;
     let new_epoch = state(&standby.channel).await.unwrap().master.unwrap().epoch;
     assert!(new_epoch > old_epoch, "{new_epoch} > {old_epoch}");
     redirects_to(&old.channel, standby.master.local_addr()).await;
-    set_weight(&standby.channel, "eng", 3.0).await.unwrap();
+    set_weight(standby.channel.clone(), "eng", 3.0)
+        .await
+        .unwrap();
     old.master.shutdown().await;
     standby.master.shutdown().await;
 }

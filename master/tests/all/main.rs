@@ -9,7 +9,6 @@ mod etcd;
     dead_code,
     reason = "shared with the CLI's tests, which use other parts"
 )]
-mod etcd_server;
 mod failures;
 mod fairness;
 mod files;

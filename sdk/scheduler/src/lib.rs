@@ -92,7 +92,6 @@
 //! `--module` takes a `sha256:<hex>` digest already in the master's artifact store, or a file
 //! path, which the example uploads first with `Operator.UploadModule`.
 
-mod backoff;
 mod dedup;
 mod driver;
 mod error;
@@ -105,7 +104,7 @@ pub mod testkit;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-pub use backoff::BackoffConfig;
+pub use corral_proto::follow::BackoffConfig;
 pub use corral_proto::{ModuleSource, OperationUpdate, TaskInfo, TaskStatus, UpdateUuid};
 pub use corral_types::{
     AgentId, Digest, FrameworkId, OfferId, OperationState, Reason, Resources, Role, TaskId,
@@ -180,7 +179,7 @@ pub struct FrameworkConfig {
     pub auto_acknowledge: bool,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
-    /// Reconnection delays.
+    /// Reconnection delays (the policy agents follow too: `corral_proto::follow`).
     pub backoff: BackoffConfig,
 }
 

@@ -2,7 +2,8 @@
 //! dead stream, reconnect with backoff, follow the leader.
 //!
 //! ```text
-//!        ┌──────────────► pick master (leader hint, else next in the list)
+//!        ┌──────────────► pick master (corral_proto::follow: the leader hint, else the
+//!        │                 next in the list)
 //!        │                        │ connect + Subscribe(framework id if known)
 //!        │     UNAVAILABLE +      ▼
 //!        ├──── corral-leader ◄── subscribe ──► fatal rejection ──► Err
@@ -17,6 +18,7 @@
 use std::time::Duration;
 
 use corral_proto::convert::parse_id;
+use corral_proto::follow::{self, Follower, Step};
 use corral_proto::status::leader_hint;
 use corral_proto::v1::event::Kind;
 use corral_proto::{OperationUpdate, TaskStatus, limits, v1};
@@ -26,7 +28,6 @@ use rand::rngs::StdRng;
 use tonic::{Code, Streaming};
 use tracing::{debug, info, warn};
 
-use crate::backoff::Backoff;
 use crate::dedup::Verdict;
 use crate::driver::{Driver, PendingAck};
 use crate::error::SdkError;
@@ -41,10 +42,6 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Heartbeat intervals of silence after which the stream is considered dead.
 const MISSED_HEARTBEATS: u32 = 3;
-
-/// Leader redirects followed immediately before backing off (guards against two masters
-/// pointing at each other during an election).
-const MAX_QUICK_REDIRECTS: u32 = 3;
 
 /// How one connection ended.
 #[derive(Debug)]
@@ -87,21 +84,23 @@ impl<S: Scheduler> Session<S> {
         if self.config.masters.is_empty() {
             return Err(SdkError::Config("no master addresses".into()));
         }
-        let masters: Vec<String> = self.config.masters.iter().map(|m| master_uri(m)).collect();
-        let mut backoff = Backoff::new(self.config.backoff);
+        let mut follower = Follower::new(self.config.masters.clone(), self.config.backoff);
         let mut rng = StdRng::from_os_rng();
-        let mut next_master = 0;
-        let mut redirect: Option<String> = None;
-        let mut quick_redirects = 0;
         loop {
             if self.driver.is_stopped() {
                 return Ok(());
             }
-            let uri = redirect.take().unwrap_or_else(|| {
-                let uri = masters[next_master % masters.len()].clone();
-                next_master += 1;
-                uri
-            });
+            let address = match follower.next(&mut rng) {
+                Step::Connect(address) => address,
+                Step::Wait(delay) => {
+                    debug!(?delay, "reconnecting after backoff");
+                    tokio::select! {
+                        () = self.driver.stopped() => return Ok(()),
+                        () = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            };
+            let uri = master_uri(&address);
             let outcome = self.connect_and_serve(&uri).await;
             if let Outcome::Stopped = outcome {
                 // The session stays up so queued acknowledgements can still be sent.
@@ -113,27 +112,14 @@ impl<S: Scheduler> Session<S> {
                 Outcome::Fatal(error) => return Err(error),
                 Outcome::Redirect(leader) => {
                     info!(%leader, from = %uri, "following the leader");
-                    redirect = Some(master_uri(&leader));
-                    quick_redirects += 1;
-                    if quick_redirects <= MAX_QUICK_REDIRECTS {
-                        continue;
-                    }
+                    follower.ended(follow::Ended::Redirect(leader));
                 }
                 Outcome::Lost { subscribed } => {
                     if subscribed {
-                        // Retry the master that last served us first (it may be a leader
-                        // found through a redirect, absent from the configured list).
-                        redirect = Some(uri);
-                        backoff.reset();
-                        quick_redirects = 0;
+                        follower.registered();
                     }
+                    follower.ended(follow::Ended::Lost);
                 }
-            }
-            let delay = backoff.next_delay(&mut rng);
-            debug!(?delay, "reconnecting after backoff");
-            tokio::select! {
-                () = self.driver.stopped() => return Ok(()),
-                () = tokio::time::sleep(delay) => {}
             }
         }
     }

@@ -7,14 +7,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use corral_proto::v1;
 use tokio::process::{Child, Command};
-
-use crate::client;
 
 /// How long the ephemeral master and agents get to come up.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(50);
 
 /// Resident memory of a process (or the sum over several).
 #[derive(Debug, Clone, Copy, Default)]
@@ -66,7 +62,7 @@ impl Target {
     pub(super) async fn ephemeral(agents: usize) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
         let exe = std::env::current_exe().context("locating the corral executable")?;
-        let addr = free_local_addr()?;
+        let addr = format!("127.0.0.1:{}", corral_fixtures::free_port());
         let master = spawn(
             &exe,
             &[
@@ -110,14 +106,7 @@ impl Target {
 
     /// Waits until the master answers.
     async fn wait_for_master(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while client::operator(&self.masters).await.is_err() {
-            if Instant::now() > deadline {
-                anyhow::bail!("the master did not start within {STARTUP_TIMEOUT:?}");
-            }
-            tokio::time::sleep(POLL).await;
-        }
-        Ok(())
+        Ok(corral_fixtures::wait_for_master(&self.masters, STARTUP_TIMEOUT).await?)
     }
 
     pub(super) fn masters(&self) -> &[String] {
@@ -126,26 +115,7 @@ impl Target {
 
     /// Waits until at least `n` agents are admitted.
     pub(super) async fn wait_for_agents(&self, n: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Ok(mut operator) = client::operator(&self.masters).await
-                && let Ok(response) = operator.list_agents(v1::ListAgentsRequest {}).await
-            {
-                let admitted = response
-                    .into_inner()
-                    .agents
-                    .iter()
-                    .filter(|a| a.state == v1::AgentState::Admitted as i32)
-                    .count();
-                if admitted >= n {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("{n} agent(s) were not admitted within {STARTUP_TIMEOUT:?}");
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        Ok(corral_fixtures::wait_for_admitted_agents(&self.masters, n, STARTUP_TIMEOUT).await?)
     }
 
     pub(super) fn master_memory(&self) -> Option<Memory> {
@@ -225,11 +195,6 @@ fn path_arg(path: &Path) -> String {
 }
 
 /// A local address nothing listens on now (the master binds it right after).
-fn free_local_addr() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
 /// VmRSS and VmHWM of a process.
 fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
