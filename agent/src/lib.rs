@@ -10,12 +10,16 @@
 //! | `max_fuel` | wasmtime fuel | [`TaskOutcome::OutOfFuel`] |
 //! | `timeout` | a timer raced against the guest | [`TaskOutcome::Timeout`] |
 //! | `disk` | the WASI write functions, before each write | [`TaskOutcome::DiskLimit`] |
-//! | `max_output` | capped stdout/stderr | [`TaskOutcome::OutputLimit`] |
+//! | `max_output_bytes` | capped stdout/stderr | [`TaskOutcome::OutputLimit`] |
 //! | `cpus` | a token bucket at fuel yield points | throttled, never above the share |
 //! | kill | dropped at the next yield point | [`TaskOutcome::Killed`] |
 //!
 //! Key types: [`Executor`] (launches tasks on its own runtime), [`TaskSpec`] (what to run),
-//! [`TaskHandle`] (kill it, wait for its [`TaskResult`]: a [`TaskOutcome`] and its [`Usage`]).
+//! [`TaskHandle`] (kill it, wait for its [`TaskResult`]: a [`TaskOutcome`] and its
+//! `corral_types::Usage`). The vocabulary is corral-types': typed IDs, `Resources`,
+//! `TaskLimits`, `TrapKind`. A `TaskSpec` is the agent's resolved view of a wire
+//! `corral_proto::TaskInfo` (its module in the cache or in hand, its inputs unpacked); the one
+//! conversion between them is in the node's run pipeline (`node::prepare`).
 //!
 //! ```text
 //!   TaskSpec ─► Executor::launch ─► TaskHandle ─► wait() ─► TaskResult { outcome, usage }
@@ -27,9 +31,9 @@
 //! ```
 //!
 //! Modules in this crate: `engine` is the only place wasmtime is configured; `cache` admits,
-//! compiles and persists modules; `sandbox` lays out a run's files; `output` holds its logs;
-//! `guest` is the host side the
-//! guest sees; `memory` and `cpu` enforce their limits; `executor` drives a task's life.
+//! compiles and persists modules and knows which it holds; `sandbox` lays out a run's files;
+//! `output` holds its logs; `guest` is the host side the guest sees; `memory` and `cpu`
+//! enforce their limits; `executor` drives a task's life.
 //!
 //! [`node`] is the agent as a cluster member around the executor: [`Agent`] registers with
 //! the master, runs what it is sent, reports status updates until acknowledged and serves task

@@ -9,12 +9,13 @@
 //!  frameworks ──Scheduler──┐        ┌──AgentLink── agents
 //!  operators ──Operator────┤        │
 //!                          ▼        ▼
-//!                 service/ (tonic): validate → core::Event ──mpsc──┐
-//!                          ▲  oneshot reply / stream senders       │
-//!                          │                                       ▼
+//!                 service/ (tonic): validate → core::Event ──bounded mpsc──┐
+//!                          ▲  oneshot reply / stream senders               │
+//!                          │                                               ▼
 //!                 runtime.rs: the one task that owns the core ── MasterCore::handle(event, now)
-//!                   executes Effects: send to agent / framework       │  owns corral_allocator::Allocator
-//!                   streams, replies, timers (tick, 1 ms batching)    └► Vec<Effect>
+//!                   executes Effects through wire.rs (AgentCommand,   │  owns corral_allocator
+//!                   FrameworkEvent, views → corral.v1 messages):      └► Vec<Effect> (typed)
+//!                   bounded stream queues, replies, timers (tick, 1 ms batching)
 //!
 //!                 artifacts.rs: <work_dir>/artifacts/<sha256>.wasm (UploadModule, FetchModule)
 //!                 peers.rs: module bytes copied between masters (MasterPeer), so an
@@ -25,8 +26,14 @@
 //!
 //! [`simulated`] is a kit for benchmarks and tests: agents without Wasm that load a master.
 //!
-//! - `core/` is sans-IO: no sockets, no clock; tests drive it with events and a manual
-//!   `Timestamp` and assert the exact effects. Registry writes are effects too.
+//! - `core/` is sans-IO: no sockets, no clock, no protobufs; tests drive it with events and a
+//!   manual `Timestamp` and assert the exact typed effects, and property tests check its
+//!   invariants after every event of random sequences. Registry writes are effects too.
+//! - `wire.rs` is the one place the core's commands, events and views become `corral.v1`
+//!   messages (and agent and framework descriptions come back from them).
+//! - Every queue is bounded: a framework or agent that stops reading its stream is cut off
+//!   once its queue ([`MasterConfig::stream_queue`]) is full, and handlers wait while the
+//!   core is behind.
 //! - The registry keeps agents, frameworks, weights, quotas, reservations, drain state and
 //!   the artifact index; a master restarted on the same store comes back with everything it
 //!   acknowledged. Tasks are soft state, rebuilt from agent re-registration (as in Mesos).

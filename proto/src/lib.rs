@@ -6,11 +6,12 @@
 //!
 //! - validated conversions between messages and corral-types' vocabulary: [`convert`] for
 //!   IDs, resources, roles, weights, quotas and filters, [`ProtoEnum`] for task states,
-//!   reasons and the other enums, and the task types [`TaskInfo`] and [`TaskStatus`];
-//!   failures are [`ProtoError`]s naming the field;
+//!   reasons and the other enums, the task types [`TaskInfo`] and [`TaskStatus`], and
+//!   [`OperationUpdate`]; failures are [`ProtoError`]s naming the field;
 //! - the one mapping from errors to gRPC status codes ([`status`]);
 //! - protocol limits, and constructors for servers and clients that apply them ([`limits`]);
-//! - how agents follow the leader: which master next, and the reconnect backoff ([`follow`]).
+//! - how agents and frameworks follow the leader: which master next, and the reconnect
+//!   backoff ([`follow`]).
 //!
 //! # Services
 //!
