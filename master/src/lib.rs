@@ -44,6 +44,7 @@ mod artifacts;
 mod core;
 mod leadership;
 mod peers;
+mod queue;
 mod runtime;
 mod service;
 pub mod simulated;

@@ -18,11 +18,13 @@ use std::time::Duration;
 
 use corral_proto::{ServiceError, v1};
 use corral_types::Timestamp;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tonic::Status;
 
 use crate::core::{ConnId, Effect, Event, MasterCore, RegistryWrite, Reply};
+use crate::queue::{
+    QueueReceiver, QueueSender, RequestReceiver, RequestSender, Sent, queue, requests,
+};
 use crate::store::{Registry, StoreError};
 use crate::wire;
 
@@ -40,11 +42,9 @@ const MAX_TICK: Duration = Duration::from_millis(100);
 const REQUEST_QUEUE: usize = 16_384;
 
 /// What an agent stream receives.
-pub(crate) type AgentSender = mpsc::Sender<Result<v1::MasterMessage, Status>>;
+pub(crate) type AgentSender = QueueSender<v1::MasterMessage>;
 /// What a framework stream receives.
-pub(crate) type FrameworkSender = mpsc::Sender<Result<v1::Event, Status>>;
-/// The receiving end of an agent's or a framework's stream.
-pub(crate) type StreamReceiver<T> = mpsc::Receiver<Result<T, Status>>;
+pub(crate) type FrameworkSender = QueueSender<v1::Event>;
 
 /// A new stream for the runtime to deliver to.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ pub(crate) struct Request {
 /// How services reach the core. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct CoreHandle {
-    tx: mpsc::Sender<Request>,
+    tx: RequestSender<Request>,
     next_conn: Arc<AtomicU64>,
     stream_queue: usize,
 }
@@ -71,8 +71,8 @@ pub(crate) struct CoreHandle {
 impl CoreHandle {
     /// A queue for a new agent or framework stream. Each holds at most the configured
     /// number of messages: a peer that stops reading is cut off when its queue is full.
-    pub(crate) fn stream<T>(&self) -> (mpsc::Sender<Result<T, Status>>, StreamReceiver<T>) {
-        mpsc::channel(self.stream_queue)
+    pub(crate) fn stream<T>(&self) -> (QueueSender<T>, QueueReceiver<T>) {
+        queue(self.stream_queue)
     }
 
     /// A fresh stream ID.
@@ -105,7 +105,7 @@ impl CoreHandle {
             reply: None,
             sink: None,
         };
-        if let Err(mpsc::error::TrySendError::Full(request)) = self.tx.try_send(request)
+        if let Err(request) = self.tx.try_send(request)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let tx = self.tx.clone();
@@ -159,7 +159,7 @@ pub(crate) fn spawn(
     stream_queue: usize,
     shutdown: oneshot::Receiver<()>,
 ) -> (CoreHandle, tokio::task::JoinHandle<Result<(), StoreError>>) {
-    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    let (tx, rx) = requests(REQUEST_QUEUE);
     let handle = CoreHandle {
         tx,
         next_conn: Arc::new(AtomicU64::new(1)),
@@ -249,7 +249,7 @@ struct Runtime {
 async fn run(
     core: MasterCore,
     registry: Arc<dyn Registry>,
-    mut rx: mpsc::Receiver<Request>,
+    mut rx: RequestReceiver<Request>,
     mut shutdown: oneshot::Receiver<()>,
 ) -> Result<(), StoreError> {
     let tick_every = (core.config().agent_heartbeat_interval / 2)
@@ -385,11 +385,13 @@ impl Runtime {
         match effect {
             Effect::ToAgent { conn, command } => {
                 let message = wire::master_message(self.core.config(), command);
-                if let Some(queued) = deliver(self.agents.get(&conn), message) {
+                if let Some(Sent::CutOff { unread }) =
+                    self.agents.get(&conn).map(|tx| tx.send(message))
+                {
                     self.agents.remove(&conn);
                     tracing::warn!(
                         conn,
-                        queued,
+                        unread,
                         "agent stream cut off: the agent stopped reading; it must reconnect"
                     );
                     self.cut_off.push(Event::AgentDisconnected { conn });
@@ -397,11 +399,13 @@ impl Runtime {
             }
             Effect::ToFramework { conn, event } => {
                 let event = wire::scheduler_event(self.core.config(), event);
-                if let Some(queued) = deliver(self.frameworks.get(&conn), event) {
+                if let Some(Sent::CutOff { unread }) =
+                    self.frameworks.get(&conn).map(|tx| tx.send(event))
+                {
                     self.frameworks.remove(&conn);
                     tracing::warn!(
                         conn,
-                        queued,
+                        unread,
                         "framework stream cut off: the framework stopped reading; its \
                          unacknowledged updates wait for it to re-subscribe"
                     );
@@ -412,7 +416,7 @@ impl Runtime {
                 if let Some(tx) = self.agents.remove(&conn)
                     && let Some(e) = error
                 {
-                    let _ = tx.try_send(Err(e.into()));
+                    tx.end(e.into());
                 }
             }
             Effect::CloseFramework { conn } => {
@@ -436,29 +440,13 @@ impl Runtime {
     }
 }
 
-/// Queues `message` on a stream, if the stream is open. A stream whose queue is full except
-/// for one slot is cut off instead: the slot takes the status that ends it (read once the
-/// peer reads again), and the number of messages it left unread is returned.
-fn deliver<T>(tx: Option<&mpsc::Sender<Result<T, Status>>>, message: T) -> Option<usize> {
-    let tx = tx?;
-    if tx.capacity() > 1 {
-        // A closed stream (its peer went away) is already on its way to the core.
-        let _ = tx.try_send(Ok(message));
-        return None;
-    }
-    let queued = tx.max_capacity() - tx.capacity();
-    let _ = tx.try_send(Err(Status::resource_exhausted(format!(
-        "stream closed: {queued} messages were left unread; reconnect and read faster"
-    ))));
-    Some(queued)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::{AgentInfo, CoreConfig, FrameworkInfo, OperatorRequest, RegistryWrite};
     use crate::store::testing::GatedRegistry;
     use corral_types::{FrameworkState, Resources, Role, Weight};
+    use tonic::Status;
 
     fn config() -> CoreConfig {
         CoreConfig {

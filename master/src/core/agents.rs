@@ -113,11 +113,11 @@ impl MasterCore {
             why,
             now,
         );
-        self.send_update(&status);
         if let Some(t) = self.tasks.get_mut(key) {
-            t.status = status;
+            t.status = status.clone();
             t.updated = now;
         }
+        self.send_update(status);
         self.complete_task(key);
     }
 
@@ -425,7 +425,7 @@ impl MasterCore {
             .get(&status.framework_id)
             .is_some_and(|f| f.state != FrameworkState::Completed);
         if active {
-            self.send_update(&status);
+            self.send_update(status);
         } else if let Some(uuid) = status.uuid {
             // Nobody will acknowledge it: acknowledge on the removed framework's behalf so the
             // agent can forget the update.
@@ -553,7 +553,7 @@ impl MasterCore {
                 t.status = status.clone();
                 t.updated = now;
             }
-            self.send_update(&status);
+            self.send_update(status);
         }
         let mut conns: Vec<ConnId> = self.frameworks.values().filter_map(|f| f.conn).collect();
         conns.sort_unstable();

@@ -247,7 +247,7 @@ impl MasterCore {
                             why,
                             now,
                         );
-                        self.send_update(&status);
+                        self.send_update(status);
                     }
                 }
                 Operation::Reserve { id, .. } | Operation::Unreserve { id, .. } => self
@@ -364,7 +364,7 @@ impl MasterCore {
                     why,
                     now,
                 );
-                self.send_update(&status);
+                self.send_update(status);
                 return None;
             }
         };
@@ -438,13 +438,13 @@ impl MasterCore {
                 "kill of a task the master does not know",
                 now,
             );
-            self.send_update(&status);
+            self.send_update(status);
             return;
         };
         if task.status.state.is_terminal() {
             let mut status = task.status.clone();
             status.uuid = None;
-            self.send_update(&status);
+            self.send_update(status);
             return;
         }
         if let Some(conn) = self.agent_conn_of(task) {
@@ -544,7 +544,7 @@ impl MasterCore {
             status.reason = Reason::Reconciliation;
             status.source = corral_types::StatusSource::Master;
             status.timestamp_millis = self.unix_millis(now);
-            self.send_update(&status);
+            self.send_update(status);
         }
     }
 }

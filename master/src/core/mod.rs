@@ -288,13 +288,13 @@ impl MasterCore {
     }
 
     /// Sends an UPDATE to the framework if it is connected.
-    fn send_update(&mut self, status: &TaskStatus) {
+    fn send_update(&mut self, status: TaskStatus) {
         let conn = self
             .frameworks
             .get(&status.framework_id)
             .and_then(|f| f.conn);
         if let Some(conn) = conn {
-            self.send_framework(conn, FrameworkEvent::Update(status.clone()));
+            self.send_framework(conn, FrameworkEvent::Update(status));
         }
     }
 

@@ -22,18 +22,19 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::core::{ConnId, Event, Reply};
-use crate::runtime::{CoreHandle, StreamReceiver};
+use crate::queue::QueueReceiver;
+use crate::runtime::CoreHandle;
 
 /// A stream the runtime feeds; dropping it (the client went away, or the response ended)
 /// tells the core, so a broken subscription or agent link is noticed at once.
 #[derive(Debug)]
 pub(crate) struct CoreStream<T> {
-    rx: StreamReceiver<T>,
+    rx: QueueReceiver<T>,
     on_drop: Option<(CoreHandle, Event)>,
 }
 
 impl<T> CoreStream<T> {
-    fn new(rx: StreamReceiver<T>, core: CoreHandle, on_drop: Event) -> Self {
+    fn new(rx: QueueReceiver<T>, core: CoreHandle, on_drop: Event) -> Self {
         Self {
             rx,
             on_drop: Some((core, on_drop)),
