@@ -72,6 +72,16 @@ impl<T> QueueSender<T> {
         }
     }
 
+    /// Queues `message` only while the queue is less than half full: for what may be left
+    /// out and sent again later. Returns whether it was queued.
+    pub(crate) fn send_if_room(&self, message: T) -> bool {
+        if self.queued.load(Ordering::Acquire) >= self.capacity / 2 {
+            return false;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(Ok(message)).is_ok()
+    }
+
     /// Ends the stream with `status` (after what is queued), room or not.
     pub(crate) fn end(&self, status: Status) {
         self.queued.fetch_add(1, Ordering::AcqRel);
@@ -251,6 +261,18 @@ mod tests {
         );
         drop(rx);
         assert_eq!(tx.send(6), Sent::Closed);
+    }
+
+    #[tokio::test]
+    async fn what_may_be_left_out_is_queued_only_below_half_and_never_cuts_off() {
+        let (tx, mut rx) = queue::<u32>(4);
+        assert!(tx.send_if_room(1));
+        assert!(tx.send_if_room(2));
+        assert!(!tx.send_if_room(3), "half full");
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
+        assert!(tx.send_if_room(4));
+        // The stream is still open: a plain send is queued.
+        assert_eq!(tx.send(5), Sent::Queued);
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,7 +21,7 @@ use corral_types::Timestamp;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::core::{ConnId, Effect, Event, MasterCore, RegistryWrite, Reply};
+use crate::core::{ConnId, Effect, Event, FrameworkEvent, MasterCore, RegistryWrite, Reply};
 use crate::queue::{
     QueueReceiver, QueueSender, RequestReceiver, RequestSender, Sent, queue, requests,
 };
@@ -398,10 +398,17 @@ impl Runtime {
                 }
             }
             Effect::ToFramework { conn, event } => {
+                let Some(tx) = self.frameworks.get(&conn) else {
+                    return;
+                };
+                let again = matches!(event, FrameworkEvent::Redelivery(_));
                 let event = wire::scheduler_event(self.core.config(), event);
-                if let Some(Sent::CutOff { unread }) =
-                    self.frameworks.get(&conn).map(|tx| tx.send(event))
-                {
+                if again {
+                    // Left out while the stream is half full: it comes again.
+                    if !tx.send_if_room(event) {
+                        tracing::trace!(conn, "redelivery left out: the framework is behind");
+                    }
+                } else if let Sent::CutOff { unread } = tx.send(event) {
                     self.frameworks.remove(&conn);
                     tracing::warn!(
                         conn,

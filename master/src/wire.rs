@@ -179,9 +179,11 @@ pub(crate) fn scheduler_event(config: &CoreConfig, event: FrameworkEvent) -> v1:
         FrameworkEvent::Rescind(id) => Kind::Rescind(Rescind {
             offer_id: id.to_string(),
         }),
-        FrameworkEvent::Update(status) => Kind::Update(Update {
-            status: Some((&status).into()),
-        }),
+        FrameworkEvent::Update(status) | FrameworkEvent::Redelivery(status) => {
+            Kind::Update(Update {
+                status: Some((&status).into()),
+            })
+        }
         FrameworkEvent::Failure { agent, message } => Kind::Failure(Failure {
             agent_id: agent.to_string(),
             message,

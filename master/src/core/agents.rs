@@ -385,9 +385,15 @@ impl MasterCore {
     /// A task's status changed on its agent (or the agent resent an unacknowledged update).
     pub(super) fn status_update(&mut self, agent: &AgentId, status: TaskStatus, now: Timestamp) {
         let key = (status.framework_id.clone(), status.task_id.clone());
+        // An update that tells nothing new of the task (the agent resending what it has not
+        // had acknowledged) is a redelivery: sent only when the framework's stream has room.
+        let mut again = false;
         let was_terminal = match self.tasks.get_mut(&key) {
             Some(t) => {
                 let was = t.status.state.is_terminal();
+                again = was
+                    || status.state == t.status.state
+                    || t.unacked.as_ref().is_some_and(|u| u.uuid == status.uuid);
                 // A terminal state is final: a retransmission of an older update must not
                 // move the task back, nor a conflicting terminal update change how it ended
                 // (both still reach the framework, which acknowledges them to the agent).
@@ -424,7 +430,9 @@ impl MasterCore {
             .frameworks
             .get(&status.framework_id)
             .is_some_and(|f| f.state != FrameworkState::Completed);
-        if active {
+        if active && again {
+            self.redeliver(status);
+        } else if active {
             self.send_update(status);
         } else if let Some(uuid) = status.uuid {
             // Nobody will acknowledge it: acknowledge on the removed framework's behalf so the

@@ -86,6 +86,12 @@ pub(crate) enum FrameworkEvent {
     Offers(Vec<Offer>),
     Rescind(OfferId),
     Update(TaskStatus),
+    /// An update the framework may have had already and has not acknowledged (sent again
+    /// when it re-subscribes, or resent by the agent). The same UPDATE on the wire; unlike a
+    /// new one it is left out while the framework's stream is half full rather than cutting
+    /// the stream off, so a framework with a long backlog catches up at its own pace: it
+    /// stays unacknowledged and comes again with the agent's next resend.
+    Redelivery(TaskStatus),
     /// An agent was lost.
     Failure {
         agent: AgentId,

@@ -130,7 +130,7 @@ impl MasterCore {
             .filter_map(|key| self.tasks.get(key)?.unacked.clone())
             .collect();
         for status in pending {
-            self.send_update(status);
+            self.redeliver(status);
         }
         self.allocate_soon();
         Ok(())

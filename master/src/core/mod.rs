@@ -298,6 +298,18 @@ impl MasterCore {
         }
     }
 
+    /// Sends an update again (see [`FrameworkEvent::Redelivery`]) if the framework is
+    /// connected.
+    fn redeliver(&mut self, status: TaskStatus) {
+        let conn = self
+            .frameworks
+            .get(&status.framework_id)
+            .and_then(|f| f.conn);
+        if let Some(conn) = conn {
+            self.send_framework(conn, FrameworkEvent::Redelivery(status));
+        }
+    }
+
     /// A status produced by the master (no uuid: nothing to acknowledge).
     fn master_status(
         &self,

@@ -68,9 +68,10 @@ fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
                     heartbeat_interval: Duration::from_secs(15),
                 },
             },
+            // Sent again, as an update that may be left out while the stream is behind.
             Effect::ToFramework {
                 conn: FW + 1,
-                event: FrameworkEvent::Update(running),
+                event: FrameworkEvent::Redelivery(running),
             },
             // No AllocateSoon: the accept's cycle is still pending.
             done(),

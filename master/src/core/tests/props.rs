@@ -327,7 +327,7 @@ impl World {
                         self.seen.rescinds += 1;
                         framework.offers.retain(|o| *o != id);
                     }
-                    FrameworkEvent::Update(status) => {
+                    FrameworkEvent::Update(status) | FrameworkEvent::Redelivery(status) => {
                         if status.state.is_terminal() {
                             self.seen.terminal_updates += 1;
                         }

@@ -285,6 +285,34 @@ fn status_updates_are_forwarded_and_acks_reach_the_agent() {
 }
 
 #[test]
+fn an_update_the_agent_resends_is_a_redelivery() {
+    let (mut core, agent, fw, stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    let running = agent_update(&fw, Some(&agent), "t1", TaskState::Running, 7);
+    assert_eq!(
+        agent_status(&mut core, &fw, "t1", TaskState::Running, 7, ms(3)),
+        vec![to_fw(FrameworkEvent::Update(running.clone()))]
+    );
+    // Not acknowledged yet: the agent sends it again, and it tells nothing new.
+    assert_eq!(
+        agent_status(&mut core, &fw, "t1", TaskState::Running, 7, ms(4)),
+        vec![to_fw(FrameworkEvent::Redelivery(running))]
+    );
+    // A new state is news. (Its resources go back; the accept's cycle is still pending.)
+    let finished = agent_update(&fw, Some(&agent), "t1", TaskState::Finished, 8);
+    assert_eq!(
+        agent_status(&mut core, &fw, "t1", TaskState::Finished, 8, ms(5)),
+        vec![to_fw(FrameworkEvent::Update(finished))]
+    );
+}
+
+#[test]
 fn terminal_updates_free_resources_for_new_offers() {
     let (mut core, agent, fw, stream, offer) = offered();
     let accept = Call::Accept {
