@@ -527,7 +527,8 @@ fn build_store(
     reaches_files: bool,
 ) -> Result<Store<TaskState>, StartError> {
     let sandbox = output.sandbox();
-    let (inputs_size, has_root) = sandbox.create(&spec.inputs, reaches_files)?;
+    let explicit = !spec.preopens.is_empty();
+    let (inputs_size, has_root) = sandbox.create(&spec.inputs, reaches_files || explicit)?;
     if has_root {
         output.root_created();
     }
@@ -535,13 +536,23 @@ fn build_store(
         reason: e.to_string(),
     };
     let mut wasi = WasiCtxBuilder::new();
-    wasi.arg(&spec.task_id)
+    wasi.arg(spec.argv0.as_deref().unwrap_or(spec.task_id.as_str()))
         .args(&spec.args)
         .envs(&spec.env)
         .stdout(output.writer(Stream::Stdout))
         .stderr(output.writer(Stream::Stderr));
-    if has_root {
-        wasi.preopened_dir(sandbox.root(), "/", FsPerms::ReadWrite)
+    let preopens = if explicit {
+        let dirs = sandbox.create_preopens(&spec.preopens)?;
+        dirs.into_iter()
+            .zip(spec.preopens.iter().map(|p| p.guest_path.as_str()))
+            .collect()
+    } else if has_root {
+        vec![(sandbox.root(), "/")]
+    } else {
+        Vec::new()
+    };
+    for (dir, name) in preopens {
+        wasi.preopened_dir(dir, name, FsPerms::ReadWrite)
             .map_err(|e| sandbox_error(&e))?;
     }
     let state = TaskState {
@@ -612,7 +623,7 @@ fn classify(result: Result<(), (Stage, wasmtime::Error)>) -> TaskOutcome {
         }),
         // A host function failed mid-run; the guest cannot continue.
         Stage::Run => TaskOutcome::Trapped {
-            kind: TrapKind::Other,
+            kind: TrapKind::HostError,
             message: format!("{error:#}"),
         },
     }

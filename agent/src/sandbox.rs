@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! <work_dir>/sandboxes/<framework>/
-//!     <task>.<run>/         preopened as the guest's `/`; input files are placed here first
+//!     <task>.<run>/         the root: preopened as the guest's `/`, or holding the
+//!                           directories a task's preopens name; inputs are placed here first
 //!     <task>.<run>.stdout   the guest's stdout, once too large to keep in memory
 //!     <task>.<run>.stderr   the guest's stderr, likewise
 //! ```
@@ -25,6 +26,8 @@
 use std::fs;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+
+use corral_types::Preopen;
 
 use crate::task::{InputContents, InputFile, StartError};
 
@@ -124,6 +127,29 @@ impl SandboxPaths {
         Ok((placed, true))
     }
 
+    /// The host directories behind `preopens`, in order, created under the root (which
+    /// [`SandboxPaths::create`] made) where no input put them.
+    pub(crate) fn create_preopens(&self, preopens: &[Preopen]) -> Result<Vec<PathBuf>, StartError> {
+        let root = self.root();
+        preopens
+            .iter()
+            .map(|preopen| {
+                let invalid = |reason: String| StartError::InvalidSpec {
+                    reason: format!(
+                        "preopen {:?} at {:?}: {reason}",
+                        preopen.guest_path, preopen.sandbox_path
+                    ),
+                };
+                let relative = preopen_path(&preopen.sandbox_path).ok_or_else(|| {
+                    invalid("must be relative and stay inside the sandbox".into())
+                })?;
+                let dir = root.join(relative);
+                fs::create_dir_all(&dir).map_err(|e| invalid(e.to_string()))?;
+                Ok(dir)
+            })
+            .collect()
+    }
+
     /// Creates the directory the run's files go in (the framework's), if missing. Only a run
     /// that puts something on disk calls it.
     pub(crate) fn create_parent(&self) -> io::Result<()> {
@@ -215,6 +241,16 @@ fn input_path(path: &str) -> Result<&Path, StartError> {
     } else {
         Err(StartError::InvalidInputPath { path: path.into() })
     }
+}
+
+/// A preopen's directory, checked to stay inside the sandbox; `.` is the root itself.
+fn preopen_path(path: &str) -> Option<&Path> {
+    let candidate = Path::new(path);
+    let stays_inside = !path.is_empty()
+        && candidate
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    stays_inside.then_some(candidate)
 }
 
 /// Bytes the files under `dir` hold, holes excluded.

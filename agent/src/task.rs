@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use corral_types::{Digest, FrameworkId, Resources, TaskId, TaskLimits, TrapKind, Usage};
+use corral_types::{Digest, FrameworkId, Preopen, Resources, TaskId, TaskLimits, TrapKind, Usage};
 
 use crate::cache::ModuleError;
 
@@ -22,12 +22,17 @@ pub struct TaskSpec {
     pub module: ModuleSource,
     /// Exported function to call after instantiation, `_start` for WASI commands.
     pub entrypoint: String,
-    /// Arguments after `argv[0]` (which is the task id).
+    /// `argv[0]`; `None` means the task id.
+    pub argv0: Option<String>,
+    /// Arguments after `argv[0]`.
     pub args: Vec<String>,
     /// The guest's entire environment: nothing from the host is inherited.
     pub env: Vec<(String, String)>,
     /// Files placed in the sandbox before the task starts.
     pub inputs: Vec<InputFile>,
+    /// The directories the guest sees, in order, each under its own name. Empty means the
+    /// sandbox root as `/`, made only for a module that can reach files or has inputs.
+    pub preopens: Vec<Preopen>,
     /// What the task may use: `cpus` is a hard cap on its CPU share, `mem` bounds all its
     /// linear memories and tables together, `disk` bounds the bytes written into its sandbox
     /// (files, stdout and stderr).
@@ -45,9 +50,11 @@ impl TaskSpec {
             task_id,
             module,
             entrypoint: "_start".into(),
+            argv0: None,
             args: Vec::new(),
             env: Vec::new(),
             inputs: Vec::new(),
+            preopens: Vec::new(),
             resources: Resources::new()
                 .with_cpus_milli(1000)
                 .with_mem_mib(256)

@@ -1,5 +1,6 @@
 //! The command line, as clap types.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +17,46 @@ use crate::parse;
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Parses `argv` (program name first), exiting with clap's message on an error.
+    ///
+    /// `corral run` reads everything after the module as the task's, as `wasmtime run` does.
+    /// The older spelling `corral run MODULE [OPTIONS] -- ARGS` still works: when the words
+    /// between the module and a `--` all parse as `corral run` options, they are read as such.
+    pub(crate) fn parse_args(argv: Vec<OsString>) -> Self {
+        let cli = Self::parse_from(&argv);
+        if let Command::Run(run) = &cli.command
+            && let Some(older) = older_run_form(&argv, &run.module_and_args)
+        {
+            return older;
+        }
+        cli
+    }
+}
+
+/// `corral run MODULE --opt … -- ARGS` read as `corral run --opt … MODULE -- ARGS`, if the
+/// words moved are all options of `corral run`.
+fn older_run_form(argv: &[OsString], module_and_args: &[String]) -> Option<Cli> {
+    let (module, rest) = module_and_args.split_first()?;
+    let first = rest.first()?;
+    if !first.starts_with('-') || first == "--" {
+        return None;
+    }
+    let dashes = rest.iter().position(|word| word == "--")?;
+    let head = argv.get(..argv.len().checked_sub(module_and_args.len())?)?;
+    let reordered = head
+        .iter()
+        .cloned()
+        .chain(rest[..dashes].iter().map(OsString::from))
+        .chain([OsString::from(module)])
+        .chain(rest[dashes..].iter().map(OsString::from));
+    let cli = Cli::try_parse_from(reordered).ok()?;
+    match &cli.command {
+        Command::Run(run) if run.module_and_args.first() == Some(module) => Some(cli),
+        _ => None,
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,8 +215,6 @@ pub(crate) struct DevArgs {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) master: MasterAddr,
-    /// The module: a local `.wasm` file, `sha256:<hex>` in the master's store, or an http(s) URL.
-    pub(crate) module: String,
     /// CPU share (fractional cores).
     #[arg(long, default_value = "0.5", value_parser = parse::cpus)]
     pub(crate) cpus: u64,
@@ -191,21 +230,39 @@ pub(crate) struct RunArgs {
     /// Wall-clock limit (e.g. 10s, 500ms, 2m).
     #[arg(long, value_parser = parse::duration)]
     pub(crate) timeout: Option<Duration>,
-    /// An environment variable `K=V` (repeatable).
-    #[arg(long = "env", value_parser = parse::key_value)]
+    /// An environment variable `K=V`, or `K` to pass this shell's value (repeatable). The
+    /// task's environment is exactly these, as under `wasmtime run`.
+    #[arg(long = "env", value_parser = parse::env_var)]
     pub(crate) env: Vec<(String, String)>,
-    /// A local file shipped into the sandbox at its base name (repeatable).
+    /// A local file shipped into the sandbox root at its base name (repeatable). With `--dir`,
+    /// the root is preopened as `/` after the directories.
     #[arg(long = "file")]
     pub(crate) files: Vec<PathBuf>,
-    /// A local directory shipped as `HOST_DIR[:GUEST_PATH]` (repeatable).
+    /// A local directory the task sees as `GUEST_DIR` (preopened under that name, as
+    /// `wasmtime run --dir`): `HOST_DIR`, `HOST_DIR::GUEST_DIR` or `HOST_DIR:GUEST_DIR`
+    /// (repeatable). What the task writes there is copied back when it ends.
     #[arg(long = "dir")]
     pub(crate) dirs: Vec<String>,
+    /// Do not copy the task's changes to `--dir` directories back.
+    #[arg(long)]
+    pub(crate) no_sync: bool,
+    /// The task's argv[0]; by default the module file's base name, as `wasmtime run`.
+    #[arg(long)]
+    pub(crate) argv0: Option<String>,
     /// The task's name.
     #[arg(long)]
     pub(crate) name: Option<String>,
-    /// Arguments for the task.
-    #[arg(last = true)]
-    pub(crate) args: Vec<String>,
+    /// The module (a local `.wasm` file, `sha256:<hex>` in the master's store, or an http(s)
+    /// URL), then the task's arguments: everything after the module is the task's, as with
+    /// `wasmtime run` (a `--` right after the module is dropped).
+    #[arg(
+        value_name = "MODULE [ARGS]...",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub(crate) module_and_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -393,4 +450,54 @@ pub(crate) struct ReserveArgs {
     /// What to reserve: `cpus=1,mem=2GiB,disk=10GiB` (any subset).
     #[arg(value_parser = parse::resources)]
     pub(crate) resources: parse::ResourceSpec,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `corral run …`'s options and the module with the task's arguments.
+    fn run(words: &[&str]) -> (Option<u64>, Vec<String>) {
+        let argv = ["corral", "run"].iter().chain(words).map(OsString::from);
+        match Cli::parse_args(argv.collect()).command {
+            Command::Run(args) => (args.max_fuel, args.module_and_args),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn words(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| (*w).to_owned()).collect()
+    }
+
+    #[test]
+    fn everything_after_the_module_is_the_tasks_as_with_wasmtime() {
+        assert_eq!(
+            run(&["--max-fuel", "5", "m.wasm", "--max-fuel", "7", "-x"]),
+            (Some(5), words(&["m.wasm", "--max-fuel", "7", "-x"]))
+        );
+        assert_eq!(
+            run(&["m.wasm", "a", "--", "b"]),
+            (None, words(&["m.wasm", "a", "--", "b"]))
+        );
+    }
+
+    #[test]
+    fn options_between_the_module_and_dashes_are_read_the_older_way() {
+        assert_eq!(
+            run(&["m.wasm", "--max-fuel", "7", "--", "spin"]),
+            (Some(7), words(&["m.wasm", "--", "spin"]))
+        );
+        // Not all options of `corral run`: the task's, as written.
+        assert_eq!(
+            run(&["m.wasm", "--verbose", "--", "spin"]),
+            (None, words(&["m.wasm", "--verbose", "--", "spin"]))
+        );
+        assert_eq!(
+            run(&["m.wasm", "--max-fuel", "7", "other", "--", "x"]),
+            (
+                None,
+                words(&["m.wasm", "--max-fuel", "7", "other", "--", "x"])
+            )
+        );
+    }
 }

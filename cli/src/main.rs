@@ -7,10 +7,8 @@ mod commands;
 mod output;
 mod parse;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args(std::env::args_os().collect());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

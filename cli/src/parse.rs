@@ -134,6 +134,17 @@ pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// `K=V`, or `K` alone for this process's value of `K` (as `wasmtime run --env K`).
+pub(crate) fn env_var(s: &str) -> Result<(String, String), String> {
+    if s.contains('=') {
+        return key_value(s);
+    }
+    match std::env::var(s) {
+        Ok(value) if !s.is_empty() => Ok((s.to_owned(), value)),
+        _ => Err(format!("{s:?} is not set here; give KEY=VALUE")),
+    }
+}
+
 /// `cpus=1.5,mem=2GiB,disk=10GiB` (any subset, each kind at most once, zero allowed).
 pub(crate) fn resources(s: &str) -> Result<ResourceSpec, String> {
     let mut spec = ResourceSpec::default();

@@ -46,6 +46,12 @@ pub const MODULE_CHUNK_BYTES: usize = 1 << 20;
 /// Largest module the artifact store accepts, in bytes (the agent's default admission limit).
 pub const MAX_MODULE_BYTES: u64 = 64 << 20;
 
+/// Most preopened directories a task may ask for (`TaskInfo.preopens`).
+pub const MAX_PREOPENS: usize = 64;
+
+/// Longest name of a preopened directory (`Preopen.guest_path`), in bytes.
+pub const MAX_PREOPEN_NAME_BYTES: usize = 4096;
+
 /// Largest `ReadFileRequest.length` honoured; longer reads return this much.
 pub const MAX_READ_FILE_BYTES: u64 = 1 << 20;
 

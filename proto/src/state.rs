@@ -85,7 +85,7 @@ proto_enum!(Reason => Reason {
 });
 
 proto_enum!(TrapKind => TrapKind {
-    StackOverflow, Unreachable, OutOfBounds, Arithmetic, BadCall, Other,
+    StackOverflow, Unreachable, OutOfBounds, Arithmetic, BadCall, Other, HostError,
 });
 
 proto_enum!(StatusSource => StatusSource { Agent, Master, });

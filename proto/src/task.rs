@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use corral_types::{
-    AgentId, Digest, FrameworkId, Reason, Resources, StatusSource, TaskId, TaskLimits, TaskState,
-    TrapKind, Usage,
+    AgentId, Digest, FrameworkId, Preopen, Reason, Resources, StatusSource, TaskId, TaskLimits,
+    TaskState, TrapKind, Usage,
 };
 
 use crate::convert::{each, millis, nanos, parse_id, parse_optional_id, require};
 use crate::error::ProtoError;
+use crate::limits;
 use crate::state::ProtoEnum;
 use crate::v1;
 
@@ -240,6 +241,10 @@ pub struct TaskInfo {
     pub limits: TaskLimits,
     /// Free-form labels.
     pub labels: BTreeMap<String, String>,
+    /// The guest's `argv[0]`; `None` means the task ID. No NUL bytes.
+    pub argv0: Option<String>,
+    /// The directories the guest sees, in order; empty means the sandbox root as `/`.
+    pub preopens: Vec<Preopen>,
 }
 
 impl TryFrom<&v1::TaskInfo> for TaskInfo {
@@ -275,6 +280,23 @@ impl TryFrom<&v1::TaskInfo> for TaskInfo {
                 .map_or(Ok(TaskLimits::default()), TaskLimits::try_from)
                 .map_err(|e| e.within("limits"))?,
             labels: t.labels.clone(),
+            argv0: match t.argv0.as_str() {
+                "" => None,
+                argv0 => Some(no_nul("argv0", argv0).map(|()| argv0.to_owned())?),
+            },
+            preopens: {
+                if t.preopens.len() > limits::MAX_PREOPENS {
+                    return Err(ProtoError::invalid(
+                        "preopens",
+                        format!(
+                            "{} given, at most {}",
+                            t.preopens.len(),
+                            limits::MAX_PREOPENS
+                        ),
+                    ));
+                }
+                each("preopens", &t.preopens, Preopen::try_from)?
+            },
         })
     }
 }
@@ -299,7 +321,41 @@ impl From<&TaskInfo> for v1::TaskInfo {
             resources: Some(v1::Resources::from(&t.resources)),
             limits: Some(v1::TaskLimits::from(&t.limits)),
             labels: t.labels.clone(),
+            argv0: t.argv0.clone().unwrap_or_default(),
+            preopens: t
+                .preopens
+                .iter()
+                .map(|p| v1::Preopen {
+                    guest_path: p.guest_path.clone(),
+                    sandbox_path: p.sandbox_path.clone(),
+                })
+                .collect(),
         }
+    }
+}
+
+impl TryFrom<&v1::Preopen> for Preopen {
+    type Error = ProtoError;
+
+    fn try_from(p: &v1::Preopen) -> Result<Self, ProtoError> {
+        if p.guest_path.is_empty() {
+            return Err(ProtoError::missing("guest_path"));
+        }
+        if p.guest_path.len() > limits::MAX_PREOPEN_NAME_BYTES {
+            return Err(ProtoError::invalid(
+                "guest_path",
+                format!(
+                    "{} bytes long, at most {}",
+                    p.guest_path.len(),
+                    limits::MAX_PREOPEN_NAME_BYTES
+                ),
+            ));
+        }
+        no_nul("guest_path", &p.guest_path)?;
+        Ok(Preopen {
+            guest_path: p.guest_path.clone(),
+            sandbox_path: sandbox_path("sandbox_path", &p.sandbox_path)?,
+        })
     }
 }
 

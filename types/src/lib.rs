@@ -39,5 +39,5 @@ pub use role::{Quota, QuotaLimits, Role, RoleError, Weight, WeightError};
 pub use state::{
     AgentState, FrameworkState, OperationState, Reason, StatusSource, TaskState, TrapKind,
 };
-pub use task::{TaskLimits, Usage};
+pub use task::{Preopen, TaskLimits, Usage};
 pub use time::Timestamp;

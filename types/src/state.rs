@@ -166,6 +166,10 @@ domain_enum! {
         BadCall = "BAD_CALL",
         /// Any other trap.
         Other = "OTHER",
+        /// Not a trap of the guest's code: a host (WASI) call failed in a way the guest cannot
+        /// continue from, such as `proc_exit` with a status of 126 or more. `wasmtime run`
+        /// reports these as errors (exit code 1) rather than traps.
+        HostError = "HOST_ERROR",
     }
 }
 

@@ -2,6 +2,16 @@
 
 use std::time::Duration;
 
+/// A directory of a task's sandbox handed to the guest as a preopened directory under a name
+/// of its own (see `Preopen` in `common.proto`): what `wasmtime run --dir HOST::GUEST` gives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Preopen {
+    /// The name the guest sees (`fd_prestat_dir_name`): `data`, `/data`, `.`, `/`.
+    pub guest_path: String,
+    /// The directory, relative to the sandbox root (`.` for the root itself).
+    pub sandbox_path: String,
+}
+
 /// Limits beyond resources; `None` takes the agent's default (see `TaskLimits` in
 /// `common.proto`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

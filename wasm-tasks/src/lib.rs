@@ -45,6 +45,32 @@
 
 include!(concat!(env!("OUT_DIR"), "/programs.rs"));
 
+/// The cases of `wasi_compat`, each an argument list: every WASI preview 1 family, a usage
+/// error and exit codes. Tests run each under Corral and under plain wasmtime-wasi.
+pub const WASI_COMPAT_CASES: &[&[&str]] = &[
+    &["args", "one", "--two", "three four", ""],
+    &["env"],
+    &["preopens"],
+    &["files"],
+    &["dirs"],
+    &["paths"],
+    &["symlinks"],
+    &["readdir"],
+    &["times"],
+    &["clocks"],
+    &["random"],
+    &["poll"],
+    &["fdstat"],
+    &["stdin"],
+    &["sockets"],
+    &["misc"],
+    &["exit", "0"],
+    &["exit", "3"],
+    &["exit", "125"],
+    &["exit", "126"],
+    &["no-such-case"],
+];
+
 /// Reads the module at `path` (one of this crate's constants).
 ///
 /// # Panics

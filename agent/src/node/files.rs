@@ -126,6 +126,7 @@ fn file_info(path: String, meta: &std::fs::Metadata) -> v1::FileInfo {
         size: if meta.is_dir() { 0 } else { meta.len() },
         is_dir: meta.is_dir(),
         modified_millis: modified_millis(meta),
+        symlink_target: None,
     }
 }
 
@@ -171,7 +172,14 @@ async fn list(output: &RunOutput, path: &str) -> Result<v1::ListFilesResponse, S
             .join(entry.file_name())
             .to_string_lossy()
             .into_owned();
-        files.push(file_info(name, &meta));
+        let mut info = file_info(name, &meta);
+        if meta.file_type().is_symlink() {
+            info.symlink_target = tokio::fs::read_link(entry.path())
+                .await
+                .ok()
+                .map(|target| target.to_string_lossy().into_owned());
+        }
+        files.push(info);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(v1::ListFilesResponse { files })
@@ -188,6 +196,7 @@ async fn log_info(output: &RunOutput, name: &str, stream: Stream) -> Option<v1::
             modified_millis: written
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            symlink_target: None,
         }),
         LogContents::File(file) => {
             let meta = tokio::fs::metadata(file).await.ok()?;

@@ -149,9 +149,11 @@ pub(crate) fn spec(
         task_id: task.id,
         module: ModuleSource::Digest(digest),
         entrypoint: task.entrypoint,
+        argv0: task.argv0,
         args: task.args,
         env: task.env,
         inputs,
+        preopens: task.preopens,
         resources: task.resources,
         limits: task.limits,
     }

@@ -18,6 +18,7 @@ mod hello;
 mod limits;
 mod mandelbrot;
 mod primes;
+mod wasi_compat;
 mod wordcount;
 
 // A guest program without a test module of its name is a compile error.

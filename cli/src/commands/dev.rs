@@ -58,7 +58,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
     }
     println!();
     println!("cluster is up; try (Ctrl-C stops it):");
-    println!("  corral run {} -- world", hello.display());
+    println!("  corral run {} world", hello.display());
     println!("  corral ps --all");
     println!("  corral agents");
     println!("  corral logs <task>");
@@ -125,10 +125,12 @@ async fn examples(master: &str) -> anyhow::Result<()> {
                 ..TaskLimits::default()
             },
             labels: Default::default(),
+            argv0: None,
+            preopens: Vec::new(),
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);
-        let status = run_task(&masters, &mut client, task, request).await?;
+        let (status, _) = run_task(&masters, &mut client, task, request).await?;
         if let Some(usage) = &status.usage {
             println!("{}", usage_line(usage));
         }

@@ -13,6 +13,7 @@ mod quota;
 mod reserve;
 mod roles;
 pub(crate) mod run;
+mod shipped;
 
 use std::fmt;
 

@@ -12,19 +12,20 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use corral_proto::{InputFile, InputSource};
 use corral_scheduler::matching::{self, ResourceRequest, Strategy, TaskRequest};
 use corral_scheduler::{
-    AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Reason, Scheduler, TaskId,
-    TaskInfo, TaskLimits, TaskState, TaskStatus,
+    AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Preopen, Reason, Scheduler,
+    TaskId, TaskInfo, TaskLimits, TaskState, TaskStatus,
 };
+use corral_types::TrapKind;
 use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
 use crate::client::{self, OperatorClient};
 use crate::commands::Exit;
 use crate::commands::follow::FileFollower;
+use crate::commands::shipped::{self, ShippedDir};
 use crate::parse::show_bytes;
 
 /// How long `corral run` waits for an offer that fits before giving up.
@@ -34,9 +35,10 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let masters = args.master.master.clone();
-    let inputs = inputs(&args.files, &args.dirs)?;
+    let (module_arg, task_args) = split_module_and_args(&args.module_and_args)?;
+    let (inputs, preopens, shipped) = sandbox(&args.files, &args.dirs)?;
     // Read a local module before connecting, so a missing file is reported as such.
-    let module = parse_module(&args.module)?;
+    let module = parse_module(module_arg)?;
     let mut client = client::operator(&masters).await?;
     let module = match module {
         Module::Source(source) => source,
@@ -51,8 +53,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             .map_or(0, |d| d.as_millis()),
         std::process::id()
     ))?;
+    let base_name = base_name(module_arg);
     let name = args.name.clone().unwrap_or_else(|| {
-        Path::new(&args.module)
+        Path::new(&base_name)
             .file_stem()
             .map_or_else(|| "task".into(), |s| s.to_string_lossy().into_owned())
     });
@@ -67,7 +70,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         name,
         module,
         entrypoint: corral_proto::DEFAULT_ENTRYPOINT.into(),
-        args: args.args.clone(),
+        args: task_args.to_vec(),
         env: args.env.clone(),
         inputs,
         resources: request.to_resources(),
@@ -77,8 +80,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             max_output_bytes: None,
         },
         labels: Default::default(),
+        argv0: Some(args.argv0.clone().unwrap_or(base_name)),
+        preopens,
     };
-    let status = run_task(&masters, &mut client, task, request).await?;
+    let task_id = task.id.clone();
+    let (status, framework) = run_task(&masters, &mut client, task, request).await?;
     if let Some(usage) = &status.usage {
         eprintln!("{}", usage_line(usage));
     }
@@ -86,11 +92,65 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(message) = message {
         eprintln!("corral: {message}");
     }
+    if !args.no_sync && sandbox_readable(&status) {
+        let task = shipped::Task {
+            id: task_id.as_str(),
+            framework: framework.as_ref().map(FrameworkId::as_str),
+        };
+        for dir in &shipped {
+            match dir.sync_back(&mut client, &task).await {
+                Ok(report) => {
+                    for line in report.lines(dir.host()) {
+                        eprintln!("corral: {line}");
+                    }
+                }
+                Err(e) => {
+                    eprintln!(
+                        "corral: the task's changes to {} were not copied back: {e:#}",
+                        dir.host().display()
+                    );
+                    return Ok(code.max(1));
+                }
+            }
+        }
+    }
     Ok(code)
 }
 
-/// `--file` and `--dir` as input files.
-fn inputs(files: &[std::path::PathBuf], dirs: &[String]) -> anyhow::Result<Vec<InputFile>> {
+/// The module and the task's arguments; a `--` right after the module is dropped, so both
+/// `corral run m.wasm a b` (as `wasmtime run`) and `corral run m.wasm -- a b` work.
+fn split_module_and_args(all: &[String]) -> Result<(&str, &[String]), Exit> {
+    let (module, rest) = all
+        .split_first()
+        .ok_or_else(|| Exit::invalid("give a module to run"))?;
+    let rest = match rest.split_first() {
+        Some((first, after)) if first == "--" => after,
+        _ => rest,
+    };
+    Ok((module, rest))
+}
+
+/// The last component of the module as given: `wasmtime run`'s argv[0], which keeps the
+/// host's directories out of the guest.
+fn base_name(module: &str) -> String {
+    Path::new(module)
+        .file_name()
+        .map_or_else(|| module.to_owned(), |s| s.to_string_lossy().into_owned())
+}
+
+/// Whether a task that ended this way still has a sandbox to read.
+fn sandbox_readable(status: &TaskStatus) -> bool {
+    !matches!(
+        status.state,
+        TaskState::Unreachable | TaskState::Lost | TaskState::Gone
+    )
+}
+
+/// `--file` and `--dir` as the task's inputs and preopens, and the directories to sync back.
+fn sandbox(
+    files: &[std::path::PathBuf],
+    dirs: &[String],
+) -> anyhow::Result<(Vec<InputFile>, Vec<Preopen>, Vec<ShippedDir>)> {
     let mut inputs = Vec::new();
     for file in files {
         let contents = std::fs::read(file)
@@ -103,35 +163,22 @@ fn inputs(files: &[std::path::PathBuf], dirs: &[String]) -> anyhow::Result<Vec<I
             source: InputSource::Contents(contents.into()),
         });
     }
-    for spec in dirs {
-        let (host, guest) = match spec.split_once(':') {
-            Some((h, g)) => (Path::new(h), g.trim_start_matches('/').to_owned()),
-            None => {
-                let host = Path::new(spec.as_str());
-                let base = host
-                    .file_name()
-                    .map(|b| b.to_string_lossy().into_owned())
-                    .ok_or_else(|| {
-                        Exit::invalid(format!("--dir {spec}: give HOST_DIR:GUEST_PATH"))
-                    })?;
-                (host, base)
-            }
-        };
-        if !host.is_dir() {
-            return Err(Exit::invalid(format!("--dir {}: not a directory", host.display())).into());
-        }
-        let mut builder = tar::Builder::new(Vec::new());
-        builder.follow_symlinks(true);
-        builder
-            .append_dir_all(".", host)
-            .with_context(|| format!("archiving --dir {}", host.display()))?;
-        let archive = builder.into_inner().context("finishing the archive")?;
-        inputs.push(InputFile {
-            path: guest,
-            source: InputSource::TarArchive(archive.into()),
+    let mut shipped = Vec::new();
+    for (index, spec) in dirs.iter().enumerate() {
+        let (host, guest) = shipped::parse_dir(spec)?;
+        let (dir, input) = ShippedDir::ship(index, host, guest)?;
+        inputs.push(input);
+        shipped.push(dir);
+    }
+    let mut preopens: Vec<Preopen> = shipped.iter().map(ShippedDir::preopen).collect();
+    // Without `--dir` the agent preopens the root as `/` itself; with it, `--file`s need it.
+    if !preopens.is_empty() && !files.is_empty() {
+        preopens.push(Preopen {
+            guest_path: "/".into(),
+            sandbox_path: ".".into(),
         });
     }
-    Ok(inputs)
+    Ok((inputs, preopens, shipped))
 }
 
 /// A module named on the command line.
@@ -232,13 +279,14 @@ impl Scheduler for OneTask {
 }
 
 /// Runs `task` as a one-task framework and streams its stdout and stderr to this process's;
-/// returns its last status (terminal, or UNREACHABLE when its agent went away).
+/// returns its last status (terminal, or UNREACHABLE when its agent went away) and the
+/// framework it ran under, which names its sandbox when the task ID is not unique.
 pub(crate) async fn run_task(
     masters: &[String],
     client: &mut OperatorClient,
     task: TaskInfo,
     request: ResourceRequest,
-) -> anyhow::Result<TaskStatus> {
+) -> anyhow::Result<(TaskStatus, Option<FrameworkId>)> {
     let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
     let task_id = task.id.clone();
     let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -296,13 +344,11 @@ pub(crate) async fn run_task(
         }
     };
     if let Ok(status) = &result
-        && !matches!(
-            status.state,
-            TaskState::Unreachable | TaskState::Lost | TaskState::Gone
-        )
+        && sandbox_readable(status)
     {
         read_logs(&driver, client, [(&mut stdout, out), (&mut stderr, err)]).await;
     }
+    let framework = driver.framework_id();
     if driver.teardown().await.is_err() {
         driver.stop();
     }
@@ -312,7 +358,7 @@ pub(crate) async fn run_task(
     {
         driver.stop();
     }
-    result
+    result.map(|status| (status, framework))
 }
 
 /// Copies what the task wrote since the last read to the sinks. A file not readable yet (the
@@ -391,8 +437,14 @@ pub(crate) fn outcome(status: &TaskStatus, mem: u64, disk: u64) -> (u8, Option<S
             )),
         ),
         (_, Reason::OutputLimit) => (1, Some(format!("task exceeded its output limit{detail}"))),
+        // What `wasmtime run` exits with: 134 (a shell's "killed by SIGABRT") on a trap, 1
+        // when a host call failed.
         (_, Reason::Trap) => (
-            1,
+            if status.trap_kind == Some(TrapKind::HostError) {
+                1
+            } else {
+                134
+            },
             Some(format!(
                 "task trapped{}",
                 if detail.is_empty() {

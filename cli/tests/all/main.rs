@@ -13,3 +13,4 @@ mod kill;
 mod roles;
 mod run;
 mod slow;
+mod wasi_compat;

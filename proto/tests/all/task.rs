@@ -5,10 +5,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use corral_proto::convert::each;
 use corral_proto::{
-    InputFile, InputSource, ModuleSource, ProtoError, TaskInfo, TaskStatus, UpdateUuid, v1,
+    InputFile, InputSource, ModuleSource, ProtoError, TaskInfo, TaskStatus, UpdateUuid, limits, v1,
 };
 use corral_types::{
-    Digest, Reason, Resources, StatusSource, TaskId, TaskLimits, TaskState, TrapKind, Usage,
+    Digest, Preopen, Reason, Resources, StatusSource, TaskId, TaskLimits, TaskState, TrapKind,
+    Usage,
 };
 use prost::Message;
 
@@ -37,6 +38,17 @@ fn task() -> TaskInfo {
             max_output_bytes: None,
         },
         labels: [("team".to_owned(), "search".to_owned())].into(),
+        argv0: Some("sieve.wasm".into()),
+        preopens: vec![
+            Preopen {
+                guest_path: "/data".into(),
+                sandbox_path: "lib".into(),
+            },
+            Preopen {
+                guest_path: ".".into(),
+                sandbox_path: ".".into(),
+            },
+        ],
     }
 }
 
@@ -67,6 +79,15 @@ fn task_info_round_trips() {
     file.module = ModuleSource::File("/opt/tasks/hello.wasm".into());
     assert_eq!(through_the_wire(&file).unwrap(), file);
     assert_eq!(file.module.to_string(), "file:///opt/tasks/hello.wasm");
+}
+
+#[test]
+fn empty_argv0_means_the_task_id_and_no_preopens_the_root() {
+    let mut p = v1::TaskInfo::from(&task());
+    p.argv0.clear();
+    p.preopens.clear();
+    let t = TaskInfo::try_from(&p).unwrap();
+    assert_eq!((t.argv0, t.preopens), (None, Vec::new()));
 }
 
 #[test]
@@ -154,6 +175,31 @@ fn invalid_tasks_name_the_field() {
         (
             |t| t.inputs[0].source = Some(In::HostPath("x".into())),
             "inputs[0].host_path",
+        ),
+        (|t| t.argv0 = "a\0".into(), "argv0"),
+        (
+            |t| t.preopens[0].guest_path.clear(),
+            "preopens[0].guest_path",
+        ),
+        (
+            |t| t.preopens[1].guest_path = "a\0b".into(),
+            "preopens[1].guest_path",
+        ),
+        (
+            |t| t.preopens[0].guest_path = "x".repeat(limits::MAX_PREOPEN_NAME_BYTES + 1),
+            "preopens[0].guest_path",
+        ),
+        (
+            |t| t.preopens[1].sandbox_path = "../up".into(),
+            "preopens[1].sandbox_path",
+        ),
+        (
+            |t| t.preopens[1].sandbox_path.clear(),
+            "preopens[1].sandbox_path",
+        ),
+        (
+            |t| t.preopens = vec![t.preopens[0].clone(); limits::MAX_PREOPENS + 1],
+            "preopens",
         ),
         (
             |t| t.limits.as_mut().unwrap().max_fuel = Some(0),

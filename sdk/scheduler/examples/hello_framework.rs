@@ -139,6 +139,8 @@ impl Hello {
                 ..TaskLimits::default()
             },
             labels: Default::default(),
+            argv0: None,
+            preopens: Vec::new(),
         })
     }
 }

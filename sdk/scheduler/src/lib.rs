@@ -107,8 +107,8 @@ use std::time::Duration;
 pub use corral_proto::follow::BackoffConfig;
 pub use corral_proto::{ModuleSource, OperationUpdate, TaskInfo, TaskStatus, UpdateUuid};
 pub use corral_types::{
-    AgentId, Digest, FrameworkId, OfferId, OperationState, Reason, Resources, Role, TaskId,
-    TaskLimits, TaskState,
+    AgentId, Digest, FrameworkId, OfferId, OperationState, Preopen, Reason, Resources, Role,
+    TaskId, TaskLimits, TaskState,
 };
 pub use driver::Driver;
 pub use error::SdkError;

@@ -64,6 +64,8 @@ impl TaskShape {
             resources: self.resources(),
             limits: TaskLimits::default(),
             labels: Default::default(),
+            argv0: None,
+            preopens: Vec::new(),
         }
     }
 }

@@ -26,6 +26,8 @@ fn task(id: &str) -> TaskInfo {
         resources: corral_scheduler::Resources::new().with_cpus_milli(100),
         limits: TaskLimits::default(),
         labels: Default::default(),
+        argv0: None,
+        preopens: Vec::new(),
     }
 }
 

@@ -41,6 +41,8 @@ impl Batch {
             resources: Self::request().resources.to_resources(),
             limits: TaskLimits::default(),
             labels: Default::default(),
+            argv0: None,
+            preopens: Vec::new(),
         }
     }
 }
