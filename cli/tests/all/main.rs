@@ -10,6 +10,7 @@ mod framework;
 mod ha;
 mod hostile;
 mod kill;
+mod languages;
 mod roles;
 mod run;
 mod slow;
