@@ -1,6 +1,7 @@
-//! Builds the guest programs in `programs/` for wasm32-wasip1 and generates
-//! `$OUT_DIR/programs.rs` with one path constant per program, the programs' bytes
-//! (`embedded::*`), `ALL`, and `foreach_program!`.
+//! Builds the guest programs in `programs/` for wasm32-wasip1, and a few of them for
+//! wasm32-wasip2 (WASI 0.2 components), and generates `$OUT_DIR/programs.rs` with one path
+//! constant per program, the programs' bytes (`embedded::*`), `ALL`, `foreach_program!`, and
+//! the components' paths (`components::*`).
 //!
 //! The nested cargo runs with a clean slate: every variable through which the outer (host)
 //! build configures cargo or rustc is removed, so host flags, wrappers, target dirs and
@@ -15,6 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const TARGET: &str = "wasm32-wasip1";
+/// The target whose binaries are `wasi:cli/command` components.
+const COMPONENT_TARGET: &str = "wasm32-wasip2";
+/// The programs also built as components: enough to hold components to every limit.
+const COMPONENT_PROGRAMS: &[&str] = &["hello", "limits", "primes"];
 
 /// Variables removed from the nested cargo's environment by exact name.
 const REMOVED_VARS: &[&str] = &[
@@ -87,12 +92,22 @@ fn main() {
         bin_dir.display()
     );
 
-    ensure_target_installed(&manifest_dir);
     let target_dir = out_dir.join("programs-target");
-    build_programs(&programs_manifest, &target_dir);
+    ensure_target_installed(&manifest_dir, TARGET);
+    build_programs(&programs_manifest, &target_dir, TARGET, &[]);
+    ensure_target_installed(&manifest_dir, COMPONENT_TARGET);
+    build_programs(
+        &programs_manifest,
+        &target_dir,
+        COMPONENT_TARGET,
+        COMPONENT_PROGRAMS,
+    );
 
     let release_dir = target_dir.join(TARGET).join("release");
-    let generated = generate(&names, &release_dir);
+    let mut generated = generate(&names, &release_dir);
+    generated.push_str(&generate_components(
+        &target_dir.join(COMPONENT_TARGET).join("release"),
+    ));
     let generated_path = out_dir.join("programs.rs");
     fs::write(&generated_path, generated)
         .unwrap_or_else(|err| panic!("cannot write {}: {err}", generated_path.display()));
@@ -148,8 +163,8 @@ fn rustc() -> Command {
     Command::new(env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))
 }
 
-/// The sysroot's library folder for the guest target, which exists once the target is installed.
-fn target_lib_dir() -> PathBuf {
+/// The sysroot's library folder for a guest target, which exists once the target is installed.
+fn target_lib_dir(target: &str) -> PathBuf {
     let output = rustc()
         .args(["--print", "sysroot"])
         .output()
@@ -160,22 +175,22 @@ fn target_lib_dir() -> PathBuf {
         String::from_utf8_lossy(&output.stderr)
     );
     let sysroot = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    Path::new(&sysroot).join("lib").join("rustlib").join(TARGET)
+    Path::new(&sysroot).join("lib").join("rustlib").join(target)
 }
 
-/// Makes sure the guest target is installed, installing it through rustup when it is not.
+/// Makes sure a guest target is installed, installing it through rustup when it is not.
 ///
 /// `rust-toolchain.toml` lists the target, but rustup installs listed targets only when it
 /// auto-installs (`RUSTUP_AUTO_INSTALL` unset or 1); where that is off, a fresh clone would
 /// otherwise stop here. `rustup target add` for the toolchain this build runs with is what a
 /// user would be told to type, so the build types it for them.
-fn ensure_target_installed(manifest_dir: &Path) {
-    let target_lib = target_lib_dir();
+fn ensure_target_installed(manifest_dir: &Path, target: &str) {
+    let target_lib = target_lib_dir(target);
     if target_lib.is_dir() {
         return;
     }
     let mut cmd = Command::new("rustup");
-    cmd.args(["target", "add", TARGET])
+    cmd.args(["target", "add", target])
         .current_dir(manifest_dir);
     // Set by rustup's proxies to the toolchain running this build; without it rustup picks
     // the toolchain from rust-toolchain.toml, found from the working directory.
@@ -183,40 +198,44 @@ fn ensure_target_installed(manifest_dir: &Path) {
         cmd.arg("--toolchain").arg(toolchain);
     }
     let hint = format!(
-        "the {TARGET} target is not installed (looked for {}) and the guest programs need it",
+        "the {target} target is not installed (looked for {}) and the guest programs need it",
         target_lib.display()
     );
     match cmd.output() {
-        Ok(output) if output.status.success() && target_lib_dir().is_dir() => {
+        Ok(output) if output.status.success() && target_lib_dir(target).is_dir() => {
             println!(
-                "cargo:warning=installed the {TARGET} target with `rustup target add {TARGET}`"
+                "cargo:warning=installed the {target} target with `rustup target add {target}`"
             );
         }
         Ok(output) => panic!(
-            "{hint}; `rustup target add {TARGET}` failed ({}):\n{}",
+            "{hint}; `rustup target add {target}` failed ({}):\n{}",
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ),
         Err(err) => panic!(
             "{hint}; rustup could not be run to install it ({err}): install the target for \
-             this toolchain by other means (a Rust distribution's rust-std for {TARGET})"
+             this toolchain by other means (a Rust distribution's rust-std for {target})"
         ),
     }
 }
 
-fn build_programs(manifest: &Path, target_dir: &Path) {
+/// Builds `bins` (all programs when empty) for `target`.
+fn build_programs(manifest: &Path, target_dir: &Path, target: &str, bins: &[&str]) {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")
         .arg("--release")
         .arg("--target")
-        .arg(TARGET)
+        .arg(target)
         .arg("--manifest-path")
         .arg(manifest)
         .arg("--target-dir")
         .arg(target_dir)
         // cargo config is discovered from the working directory; use the programs' own.
         .current_dir(manifest.parent().expect("the manifest is in a directory"));
+    for bin in bins {
+        cmd.args(["--bin", bin]);
+    }
     for (key, _) in env::vars_os() {
         let Some(key) = key.to_str() else { continue };
         if REMOVED_VARS.contains(&key) || REMOVED_PREFIXES.iter().any(|p| key.starts_with(p)) {
@@ -309,6 +328,30 @@ fn generate(names: &[String], release_dir: &Path) -> String {
         let _ = writeln!(code, "        $mac!({});", name.replace('-', "_"));
     }
     code.push_str("    };\n}\n");
+    code
+}
+
+fn generate_components(release_dir: &Path) -> String {
+    let mut code = String::from(
+        "\n/// Some of the programs built for wasm32-wasip2: `wasi:cli/command` components.\n\
+         pub mod components {\n",
+    );
+    for name in COMPONENT_PROGRAMS {
+        let wasm = release_dir.join(format!("{name}.wasm"));
+        assert!(
+            wasm.is_file(),
+            "the component build succeeded but {} is missing",
+            wasm.display()
+        );
+        let _ = writeln!(
+            code,
+            "    /// Absolute path of the `{name}` program built as a component.\n    \
+             pub const {}: &str = {:?};",
+            const_name(name),
+            wasm.to_str().unwrap_or_default()
+        );
+    }
+    code.push_str("}\n");
     code
 }
 

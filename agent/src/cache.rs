@@ -1,4 +1,5 @@
-//! Content-addressed module cache: admission, compile once, persist, pre-instantiate.
+//! Content-addressed module cache: admission, compile once, persist, pre-instantiate. It holds
+//! core modules and components alike ("module" below means either), told apart by header.
 //!
 //! ```text
 //! launch ──► memory LRU (InstancePre) ──hit──► run
@@ -28,10 +29,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
 use tokio::sync::OnceCell;
-use wasmtime::{Engine, InstancePre, Linker, Module};
+use wasmtime::component::Component;
+use wasmtime::{Engine, InstancePre, Linker, Module, Precompiled};
+use wasmtime_wasi::p2::bindings::CommandPre;
 
 /// Modules are named by the same digest everywhere in Corral.
-use corral_types::Digest;
+use corral_types::{Digest, WasmBinary};
 
 /// Why a module cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,10 +72,33 @@ pub enum ModuleError {
 
 /// A compiled module ready to instantiate, or why it cannot be linked.
 pub(crate) struct Prepared<T: 'static> {
-    pub(crate) module: Module,
-    pub(crate) pre: Result<InstancePre<T>, String>,
-    /// Whether the module can reach files ([`crate::guest::reaches_files`]), worked out once.
+    pub(crate) code: Code<T>,
+    /// Whether the module can reach files ([`crate::guest::reaches_files`]), worked out once;
+    /// always for a component (WASI 0.2 hands every command its preopens).
     pub(crate) reaches_files: bool,
+}
+
+/// Compiled code and its pre-instantiation (or why it does not link).
+pub(crate) enum Code<T: 'static> {
+    /// A core module: WASI preview 1, run through its entrypoint export.
+    Module {
+        module: Module,
+        pre: Result<InstancePre<T>, String>,
+    },
+    /// A component: a `wasi:cli/command`, run through `wasi:cli/run`.
+    Component { pre: Result<CommandPre<T>, String> },
+}
+
+/// The linkers modules and components are pre-instantiated with.
+pub(crate) struct Linkers<T: 'static> {
+    pub(crate) module: Linker<T>,
+    pub(crate) component: wasmtime::component::Linker<T>,
+}
+
+/// Compiled code before pre-instantiation.
+enum Compiled {
+    Module(Module),
+    Component(Component),
 }
 
 /// Counters that show where launches found their module.
@@ -98,7 +124,7 @@ type Loading<T> = Arc<OnceCell<Result<Arc<Prepared<T>>, ModuleError>>>;
 /// The cache. Generic over the store data so it can hold pre-instantiated modules.
 pub(crate) struct ModuleCache<T: 'static> {
     engine: Engine,
-    linker: Linker<T>,
+    linkers: Linkers<T>,
     compiled_dir: PathBuf,
     raw_dir: PathBuf,
     max_module_size: u64,
@@ -112,7 +138,7 @@ pub(crate) struct ModuleCache<T: 'static> {
 impl<T: Send + 'static> ModuleCache<T> {
     pub(crate) fn new(
         engine: Engine,
-        linker: Linker<T>,
+        linkers: Linkers<T>,
         dir: &Path,
         compatibility: &str,
         max_module_size: u64,
@@ -125,7 +151,7 @@ impl<T: Send + 'static> ModuleCache<T> {
         let on_disk = compiled_on_disk(&compiled_dir)?;
         Ok(Self {
             engine,
-            linker,
+            linkers,
             compiled_dir,
             raw_dir,
             max_module_size,
@@ -247,8 +273,8 @@ impl<T: Send + 'static> ModuleCache<T> {
         digest: Digest,
         bytes: Option<Arc<[u8]>>,
     ) -> Result<Arc<Prepared<T>>, ModuleError> {
-        let module = match self.load_compiled(&digest) {
-            Some(module) => module,
+        let compiled = match self.load_compiled(&digest) {
+            Some(compiled) => compiled,
             None => {
                 let bytes = match bytes {
                     Some(bytes) => {
@@ -260,19 +286,35 @@ impl<T: Send + 'static> ModuleCache<T> {
                 self.compile(&digest, &bytes)?
             }
         };
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| format!("{e:#}"));
-        let reaches_files = crate::guest::reaches_files(&module);
-        Ok(Arc::new(Prepared {
-            module,
-            pre,
-            reaches_files,
-        }))
+        let link_error = |e: wasmtime::Error| format!("{e:#}");
+        let prepared = match compiled {
+            Compiled::Module(module) => Prepared {
+                reaches_files: crate::guest::reaches_files(&module),
+                code: Code::Module {
+                    pre: self
+                        .linkers
+                        .module
+                        .instantiate_pre(&module)
+                        .map_err(link_error),
+                    module,
+                },
+            },
+            Compiled::Component(component) => Prepared {
+                reaches_files: true,
+                code: Code::Component {
+                    pre: self
+                        .linkers
+                        .component
+                        .instantiate_pre(&component)
+                        .and_then(CommandPre::new)
+                        .map_err(link_error),
+                },
+            },
+        };
+        Ok(Arc::new(prepared))
     }
 
-    fn load_compiled(&self, digest: &Digest) -> Option<Module> {
+    fn load_compiled(&self, digest: &Digest) -> Option<Compiled> {
         let path = self.compiled_path(digest);
         if !path.is_file() {
             // Removed behind the cache's back: stop announcing it.
@@ -283,13 +325,19 @@ impl<T: Send + 'static> ModuleCache<T> {
         // engine produced, and appear atomically (rename), so a partial write is never read.
         // wasmtime additionally checks the header and the engine compatibility on load.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Module::deserialize_file(&self.engine, &path) };
+        let loaded = match Engine::detect_precompiled_file(&path) {
+            Ok(Some(Precompiled::Component)) => unsafe {
+                Component::deserialize_file(&self.engine, &path).map(Compiled::Component)
+            },
+            Ok(_) => unsafe { Module::deserialize_file(&self.engine, &path).map(Compiled::Module) },
+            Err(error) => Err(error),
+        };
         match loaded {
-            Ok(module) => {
+            Ok(compiled) => {
                 self.counters
                     .loaded_from_disk
                     .fetch_add(1, Ordering::Relaxed);
-                Some(module)
+                Some(compiled)
             }
             Err(error) => {
                 tracing::warn!(%digest, %error, "discarding unloadable compiled module");
@@ -318,15 +366,32 @@ impl<T: Send + 'static> ModuleCache<T> {
         Ok(bytes.into())
     }
 
-    fn compile(&self, digest: &Digest, bytes: &[u8]) -> Result<Module, ModuleError> {
+    fn compile(&self, digest: &Digest, bytes: &[u8]) -> Result<Compiled, ModuleError> {
         let invalid = |e: wasmtime::Error| ModuleError::Invalid {
             digest: *digest,
             reason: format!("{e:#}"),
         };
-        Module::validate(&self.engine, bytes).map_err(invalid)?;
-        let module = Module::from_binary(&self.engine, bytes).map_err(invalid)?;
+        // Validation is part of compilation for both kinds.
+        let (compiled, code) = match WasmBinary::detect(bytes) {
+            Some(WasmBinary::Module) => {
+                let module = Module::from_binary(&self.engine, bytes).map_err(invalid)?;
+                let code = module.serialize();
+                (Compiled::Module(module), code)
+            }
+            Some(WasmBinary::Component) => {
+                let component = Component::from_binary(&self.engine, bytes).map_err(invalid)?;
+                let code = component.serialize();
+                (Compiled::Component(component), code)
+            }
+            None => {
+                return Err(ModuleError::Invalid {
+                    digest: *digest,
+                    reason: "not a WebAssembly module or component (no `\\0asm` header)".into(),
+                });
+            }
+        };
         self.counters.compiled.fetch_add(1, Ordering::Relaxed);
-        match module.serialize() {
+        match code {
             Ok(code) => match write_atomically(&self.compiled_path(digest), &code) {
                 Ok(()) => {
                     self.on_disk().insert(*digest);
@@ -335,7 +400,7 @@ impl<T: Send + 'static> ModuleCache<T> {
             },
             Err(error) => tracing::warn!(%digest, %error, "cannot serialize compiled module"),
         }
-        Ok(module)
+        Ok(compiled)
     }
 
     fn check_size(&self, size: u64) -> Result<(), ModuleError> {

@@ -142,8 +142,9 @@ fn base_config(options: &EngineOptions) -> Config {
         .max_wasm_stack(options.max_wasm_stack)
         // Host calls made from a guest run on the same fiber stack; leave them room.
         .async_stack_size(options.max_wasm_stack + 512 * 1024)
-        // The WASI preview 1 surface tasks are built for. Everything else is off so that a
-        // module relying on an unsupported proposal fails validation with a clear message.
+        // What WASI preview 1 modules and WASI 0.2 components are built with. Everything else
+        // is off so that a module relying on an unsupported proposal fails validation with a
+        // clear message.
         .wasm_bulk_memory(true)
         .wasm_multi_value(true)
         .wasm_simd(true)
@@ -155,7 +156,7 @@ fn base_config(options: &EngineOptions) -> Config {
         .wasm_stack_switching(false)
         .wasm_wide_arithmetic(false)
         .wasm_custom_page_sizes(false)
-        .wasm_component_model(false);
+        .wasm_component_model(true);
     config
 }
 
@@ -181,6 +182,11 @@ const KEEP_RESIDENT_BLIND: KeepResident = KeepResident {
     table: 0,
 };
 
+/// Core instances a component task may hold: a Rust `wasm32-wasip2` command has four.
+const CORE_INSTANCES_PER_COMPONENT: u32 = 8;
+/// Tables a component task may hold.
+const TABLES_PER_COMPONENT: u32 = 4;
+
 fn pool(slots: u32) -> PoolingAllocationConfig {
     // Returning pages with `madvise` makes the kernel flush the TLB of every core running
     // this process: an inter-processor interrupt, and a VM exit on a virtual machine. For a
@@ -194,12 +200,21 @@ fn pool(slots: u32) -> PoolingAllocationConfig {
         KEEP_RESIDENT_BLIND
     };
     let mut pool = PoolingAllocationConfig::new();
-    pool.total_core_instances(slots)
+    // A task is one core instance with a memory and a table, or one component: a few core
+    // instances (the program, the WASI adapter, its shims) with up to two memories and a few
+    // tables. Core instances and tables are cheap to reserve, so a slot covers either;
+    // memories are not (each reserves its whole address range), so a component task takes
+    // a memory slot per memory.
+    pool.total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+        .total_component_instances(slots)
         .total_memories(slots)
-        .total_tables(slots)
+        .total_tables(slots.saturating_mul(TABLES_PER_COMPONENT))
         .total_stacks(slots)
         .max_memories_per_module(1)
         .max_tables_per_module(1)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(2)
+        .max_tables_per_component(TABLES_PER_COMPONENT)
         // The whole 32-bit address space: the task's `mem` is enforced by the store's
         // resource limiter, not by the slot size.
         .max_memory_size(4 << 30)

@@ -25,7 +25,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use corral_types::{Digest, TrapKind, Usage};
 
-use crate::cache::{CacheStats, ModuleCache, ModuleError, Prepared};
+use crate::cache::{CacheStats, Code, Linkers, ModuleCache, ModuleError, Prepared};
 use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
@@ -120,12 +120,15 @@ impl Executor {
         let sandboxes = config.work_dir.join("sandboxes");
         std::fs::create_dir_all(&sandboxes).map_err(work_dir_error(&sandboxes))?;
         let engine = TaskEngine::new(&config.engine)?;
-        let linker = crate::guest::linker(engine.engine())
-            .map_err(|e| ExecutorError::Setup(format!("{e:#}")))?;
+        let setup = |e: wasmtime::Error| ExecutorError::Setup(format!("{e:#}"));
+        let linkers = Linkers {
+            module: crate::guest::linker(engine.engine()).map_err(setup)?,
+            component: crate::guest::component_linker(engine.engine()).map_err(setup)?,
+        };
         let modules = config.work_dir.join("modules");
         let cache = ModuleCache::new(
             engine.engine().clone(),
-            linker,
+            linkers,
             &modules,
             engine.compatibility(),
             config.max_module_size,
@@ -412,9 +415,13 @@ async fn run_task(
     if let Err(error) = check_entrypoint(&prepared, &spec.entrypoint) {
         return failed(error);
     }
-    let pre = match &prepared.pre {
-        Ok(pre) => pre.clone(),
-        Err(message) => {
+    let runnable = match &prepared.code {
+        Code::Module { pre: Ok(pre), .. } => Runnable::Module(pre.clone()),
+        Code::Component { pre: Ok(pre) } => Runnable::Component(pre.clone()),
+        Code::Module {
+            pre: Err(message), ..
+        }
+        | Code::Component { pre: Err(message) } => {
             return failed(StartError::Link {
                 message: message.clone(),
             });
@@ -434,17 +441,34 @@ async fn run_task(
         let entrypoint = spec.entrypoint.as_str();
         let guest = Metered::new(
             async {
-                let instance = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| (Stage::Instantiate, e))?;
-                let main = instance
-                    .get_typed_func::<(), ()>(&mut store, entrypoint)
-                    .map_err(|e| (Stage::Instantiate, e))?;
-                phase.send_replace(Phase::Running);
-                main.call_async(&mut store, ())
-                    .await
-                    .map_err(|e| (Stage::Run, e))
+                match runnable {
+                    Runnable::Module(pre) => {
+                        let instance = pre
+                            .instantiate_async(&mut store)
+                            .await
+                            .map_err(|e| (Stage::Instantiate, e))?;
+                        let main = instance
+                            .get_typed_func::<(), ()>(&mut store, entrypoint)
+                            .map_err(|e| (Stage::Instantiate, e))?;
+                        phase.send_replace(Phase::Running);
+                        main.call_async(&mut store, ())
+                            .await
+                            .map_err(|e| (Stage::Run, e))
+                    }
+                    Runnable::Component(pre) => {
+                        let command = pre
+                            .instantiate_async(&mut store)
+                            .await
+                            .map_err(|e| (Stage::Instantiate, e))?;
+                        phase.send_replace(Phase::Running);
+                        match command.wasi_cli_run().call_run(&mut store).await {
+                            Ok(Ok(())) => Ok(()),
+                            // `run` returned its error: exit code 1, as `wasmtime run` exits.
+                            Ok(Err(())) => Err((Stage::Run, I32Exit(1).into())),
+                            Err(e) => Err((Stage::Run, e)),
+                        }
+                    }
+                }
             },
             spec.resources.cpus_milli(),
             cpu.clone(),
@@ -508,16 +532,35 @@ async fn resolve_module(
     }
 }
 
+/// What a run instantiates and calls.
+enum Runnable {
+    Module(wasmtime::InstancePre<TaskState>),
+    Component(wasmtime_wasi::p2::bindings::CommandPre<TaskState>),
+}
+
 fn check_entrypoint(prepared: &Prepared<TaskState>, name: &str) -> Result<(), StartError> {
-    match prepared.module.get_export(name) {
-        Some(wasmtime::ExternType::Func(ty))
-            if ty.params().len() == 0 && ty.results().len() == 0 =>
-        {
-            Ok(())
-        }
-        _ => Err(StartError::MissingEntrypoint { name: name.into() }),
+    match &prepared.code {
+        Code::Module { module, .. } => match module.get_export(name) {
+            Some(wasmtime::ExternType::Func(ty))
+                if ty.params().len() == 0 && ty.results().len() == 0 =>
+            {
+                Ok(())
+            }
+            _ => Err(StartError::MissingEntrypoint { name: name.into() }),
+        },
+        // A command component's entrypoint is its `wasi:cli/run` export, which linking checked.
+        Code::Component { .. } if name == COMMAND_ENTRYPOINT => Ok(()),
+        Code::Component { .. } => Err(StartError::InvalidSpec {
+            reason: format!(
+                "a component runs through its `wasi:cli/run` export; entrypoint `{name}` \
+                 applies to core modules only"
+            ),
+        }),
     }
 }
+
+/// The entrypoint of a WASI command, the default of every task.
+const COMMAND_ENTRYPOINT: &str = "_start";
 
 /// Creates the sandbox and a store holding the guest's WASI context and limits.
 fn build_store(

@@ -1,17 +1,27 @@
-//! The host side a guest sees: WASI preview 1, with its writes held to the task's limits.
+//! The host side a guest sees: WASI preview 1 for core modules, WASI 0.2 for components, with
+//! their writes held to the task's limits.
 //!
-//! wasmtime-wasi provides the WASI implementation. Two of its functions, `fd_write` and
-//! `fd_pwrite`, are the only ways a guest puts bytes on the agent's disk (files, stdout and
-//! stderr alike), so the linker shadows them with wrappers that charge the task's disk budget
-//! *before* the write and check the output cap after it, around wasmtime-wasi's own
-//! implementation. A write that would pass `disk` is refused before a byte lands; the task
-//! stops with a typed error that the executor turns into an outcome.
+//! wasmtime-wasi provides the WASI implementation. Its write functions are the only ways a
+//! guest puts bytes on the agent's disk (files, stdout and stderr alike): `fd_write` and
+//! `fd_pwrite` in preview 1; the output-stream writes and `descriptor.write` in 0.2. The
+//! linkers shadow them with wrappers that charge the task's disk budget *before* the write
+//! and check the output cap after it, around wasmtime-wasi's own implementation. A write that
+//! would pass `disk` is refused before a byte lands; the task stops with a typed error that
+//! the executor turns into an outcome.
 
 use std::sync::Arc;
 
-use wasmtime::{AsContextMut, Caller, Engine, Extern, Linker};
+use wasmtime::component::{self, Resource};
+use wasmtime::{AsContextMut, Caller, Engine, Extern, Linker, StoreContextMut};
+use wasmtime_wasi::filesystem::WasiFilesystemView;
 use wasmtime_wasi::p1::wasi_snapshot_preview1::{self as preview1, WasiSnapshotPreview1};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::bindings::filesystem::types::{
+    self as filesystem_types, Descriptor, HostDescriptor,
+};
+use wasmtime_wasi::p2::bindings::io::streams::{self, HostOutputStream};
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, StreamResult};
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use crate::memory::MemoryLimiter;
 use crate::output::RunOutput;
@@ -92,7 +102,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<TaskState>> {
                     let (wasi, mut memory) = wasi_and_memory(&mut caller)?;
                     preview1::fd_write(wasi, &mut memory, fd, iovs, iovs_len, nwritten).await?
                 };
-                check_output(&caller)?;
+                check_output(caller.data())?;
                 Ok(errno)
             })
         },
@@ -109,13 +119,142 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<TaskState>> {
                     preview1::fd_pwrite(wasi, &mut memory, fd, iovs, iovs_len, offset, nwritten)
                         .await?
                 };
-                check_output(&caller)?;
+                check_output(caller.data())?;
                 Ok(errno)
             })
         },
     )?;
     linker.allow_shadowing(false);
     Ok(linker)
+}
+
+/// The WASI 0.2 interfaces' version this agent provides; components importing any 0.2.x
+/// version link against it.
+const WASI_P2_VERSION: &str = "0.2.12";
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.wasi.ctx()
+    }
+}
+
+/// WASI 0.2 with the write wrappers: what every component is linked against.
+pub(crate) fn component_linker(engine: &Engine) -> wasmtime::Result<component::Linker<TaskState>> {
+    let mut linker = component::Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    linker.allow_shadowing(true);
+    let mut streams = linker.instance(&format!("wasi:io/streams@{WASI_P2_VERSION}"))?;
+    streams.func_wrap_async(
+        "[method]output-stream.write",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (stream, bytes): (Resource<DynOutputStream>, Vec<u8>)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(bytes.len() as u64)?;
+                let table = store.data_mut().wasi.ctx().table;
+                let result = HostOutputStream::write(table, stream, bytes);
+                stream_result(&mut store, result)
+            })
+        },
+    )?;
+    streams.func_wrap_async(
+        "[method]output-stream.blocking-write-and-flush",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (stream, bytes): (Resource<DynOutputStream>, Vec<u8>)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(bytes.len() as u64)?;
+                let table = store.data_mut().wasi.ctx().table;
+                let result = HostOutputStream::blocking_write_and_flush(table, stream, bytes).await;
+                stream_result(&mut store, result)
+            })
+        },
+    )?;
+    streams.func_wrap_async(
+        "[method]output-stream.write-zeroes",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (stream, len): (Resource<DynOutputStream>, u64)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(len)?;
+                let table = store.data_mut().wasi.ctx().table;
+                let result = HostOutputStream::write_zeroes(table, stream, len);
+                stream_result(&mut store, result)
+            })
+        },
+    )?;
+    streams.func_wrap_async(
+        "[method]output-stream.blocking-write-zeroes-and-flush",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (stream, len): (Resource<DynOutputStream>, u64)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(len)?;
+                let table = store.data_mut().wasi.ctx().table;
+                let result =
+                    HostOutputStream::blocking_write_zeroes_and_flush(table, stream, len).await;
+                stream_result(&mut store, result)
+            })
+        },
+    )?;
+    streams.func_wrap_async(
+        "[method]output-stream.splice",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (stream, source, len): (Resource<DynOutputStream>, Resource<DynInputStream>, u64)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(len)?;
+                let table = store.data_mut().wasi.ctx().table;
+                let result = HostOutputStream::splice(table, stream, source, len);
+                stream_result(&mut store, result)
+            })
+        },
+    )?;
+    streams.func_wrap_async(
+        "[method]output-stream.blocking-splice",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (stream, source, len): (Resource<DynOutputStream>, Resource<DynInputStream>, u64)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(len)?;
+                let table = store.data_mut().wasi.ctx().table;
+                let result = HostOutputStream::blocking_splice(table, stream, source, len).await;
+                stream_result(&mut store, result)
+            })
+        },
+    )?;
+    let mut filesystem = linker.instance(&format!("wasi:filesystem/types@{WASI_P2_VERSION}"))?;
+    filesystem.func_wrap_async(
+        "[method]descriptor.write",
+        |mut store: StoreContextMut<'_, TaskState>,
+         (descriptor, bytes, offset): (Resource<Descriptor>, Vec<u8>, u64)| {
+            Box::new(async move {
+                store.data_mut().disk.charge(bytes.len() as u64)?;
+                let mut view = store.data_mut().filesystem();
+                let result = match HostDescriptor::write(&mut view, descriptor, bytes, offset).await
+                {
+                    Ok(written) => Ok(written),
+                    Err(error) => Err(filesystem_types::Host::convert_error_code(
+                        &mut view, error,
+                    )?),
+                };
+                check_output(store.data())?;
+                Ok((result,))
+            })
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(linker)
+}
+
+/// A stream write's result in the guest's terms, once the output cap is checked.
+fn stream_result<R>(
+    store: &mut StoreContextMut<'_, TaskState>,
+    result: StreamResult<R>,
+) -> wasmtime::Result<(Result<R, streams::StreamError>,)> {
+    let result = match result {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            let table = store.data_mut().wasi.ctx().table;
+            Err(streams::Host::convert_stream_error(table, error)?)
+        }
+    };
+    check_output(store.data())?;
+    Ok((result,))
 }
 
 /// WASI functions that never name a file or reach a preopened directory: a module that
@@ -178,8 +317,8 @@ fn charge_write(
     Ok(())
 }
 
-fn check_output(caller: &Caller<'_, TaskState>) -> wasmtime::Result<()> {
-    if caller.data().output.exceeded() {
+fn check_output(state: &TaskState) -> wasmtime::Result<()> {
+    if state.output.exceeded() {
         return Err(OutputLimitExceeded.into());
     }
     Ok(())

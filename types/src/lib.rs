@@ -29,6 +29,7 @@ mod role;
 mod state;
 mod task;
 mod time;
+mod wasm;
 
 pub use digest::{Digest, DigestError};
 pub use ids::{
@@ -41,3 +42,4 @@ pub use state::{
 };
 pub use task::{Preopen, TaskLimits, Usage};
 pub use time::Timestamp;
+pub use wasm::{COMPONENTS_ATTRIBUTE, WasmBinary};

@@ -64,7 +64,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use corral_proto::{limits, v1};
-use corral_types::AgentId;
+use corral_types::{AgentId, COMPONENTS_ATTRIBUTE};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -100,7 +100,7 @@ pub struct AgentConfig {
     pub work_dir: PathBuf,
     /// Announced resources; `None` detects them all.
     pub resources: Option<ResourceOverrides>,
-    /// Operator attributes; `arch` and `os` are added.
+    /// Operator attributes; the agent's facts ([`AGENT_FACTS`]) are added and cannot be set.
     pub attributes: Vec<(String, String)>,
     /// Default heartbeat period; the master's Registered may set another.
     pub heartbeat_interval: Duration,
@@ -296,6 +296,10 @@ async fn close_checkpoint(node: Arc<Node>) {
     }
 }
 
+/// Attributes the agent states about itself: its architecture, operating system, and that it
+/// runs WASI 0.2 components ([`COMPONENTS_ATTRIBUTE`]).
+pub const AGENT_FACTS: [&str; 3] = ["arch", "os", COMPONENTS_ATTRIBUTE.0];
+
 /// What the agent announces in Register.
 fn agent_info(
     config: &AgentConfig,
@@ -316,7 +320,7 @@ fn agent_info(
     let mut attributes: Vec<v1::Attribute> = config
         .attributes
         .iter()
-        .filter(|(key, _)| key != "arch" && key != "os")
+        .filter(|(key, _)| !AGENT_FACTS.contains(&key.as_str()))
         .map(|(key, value)| v1::Attribute {
             key: key.clone(),
             value: value.clone(),
@@ -325,6 +329,7 @@ fn agent_info(
     for (key, value) in [
         ("arch", std::env::consts::ARCH),
         ("os", std::env::consts::OS),
+        COMPONENTS_ATTRIBUTE,
     ] {
         attributes.push(v1::Attribute {
             key: key.into(),

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cache;
+mod components;
 mod concurrency;
 mod cpu_share;
 mod fake_master;

@@ -119,6 +119,8 @@ async fn agent_registers_with_resources_and_attributes() {
     };
     assert_eq!(attribute("arch").as_deref(), Some(std::env::consts::ARCH));
     assert_eq!(attribute("os").as_deref(), Some(std::env::consts::OS));
+    let (components, wasi) = corral_types::COMPONENTS_ATTRIBUTE;
+    assert_eq!(attribute(components).as_deref(), Some(wasi));
     assert_eq!(attribute("zone").as_deref(), Some("test-1"));
     assert_eq!(info.address, agent.local_addr().to_string());
     assert!(!info.engine_hash.is_empty());

@@ -12,7 +12,7 @@ use anyhow::Context;
 use corral_agent::node::{Agent, AgentConfig};
 use corral_master::{Master, MasterConfig};
 use corral_proto::{InputFile, InputSource};
-use corral_scheduler::matching::ResourceRequest;
+use corral_scheduler::matching::{ResourceRequest, TaskRequest};
 use corral_scheduler::{ModuleSource, TaskId, TaskInfo, TaskLimits};
 
 use crate::cli::DevArgs;
@@ -130,7 +130,7 @@ async fn examples(master: &str) -> anyhow::Result<()> {
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);
-        let (status, _) = run_task(&masters, &mut client, task, request).await?;
+        let (status, _) = run_task(&masters, &mut client, task, TaskRequest::new(request)).await?;
         if let Some(usage) = &status.usage {
             println!("{}", usage_line(usage));
         }

@@ -13,12 +13,12 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_proto::{InputFile, InputSource};
-use corral_scheduler::matching::{self, ResourceRequest, Strategy, TaskRequest};
+use corral_scheduler::matching::{self, Constraint, ResourceRequest, Strategy, TaskRequest};
 use corral_scheduler::{
     AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Preopen, Reason, Scheduler,
     TaskId, TaskInfo, TaskLimits, TaskState, TaskStatus,
 };
-use corral_types::TrapKind;
+use corral_types::{COMPONENTS_ATTRIBUTE, TrapKind, WasmBinary};
 use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
@@ -39,6 +39,28 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let (inputs, preopens, shipped) = sandbox(&args.files, &args.dirs)?;
     // Read a local module before connecting, so a missing file is reported as such.
     let module = parse_module(module_arg)?;
+    let mut placement = TaskRequest::new(ResourceRequest {
+        cpus_milli: args.cpus,
+        mem_bytes: args.mem,
+        disk_bytes: args.disk,
+        ..ResourceRequest::default()
+    });
+    if let Module::Local(bytes) = &module {
+        match WasmBinary::detect(bytes) {
+            Some(WasmBinary::Module) => {}
+            // Only agents that say they run components are offered it.
+            Some(WasmBinary::Component) => {
+                let (key, value) = COMPONENTS_ATTRIBUTE;
+                placement = placement.constraint(Constraint::equals(key, value));
+            }
+            None => {
+                return Err(Exit::invalid(format!(
+                    "{module_arg} is not a WebAssembly module or component (no `\\0asm` header)"
+                ))
+                .into());
+            }
+        }
+    }
     let mut client = client::operator(&masters).await?;
     let module = match module {
         Module::Source(source) => source,
@@ -59,12 +81,6 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
             .file_stem()
             .map_or_else(|| "task".into(), |s| s.to_string_lossy().into_owned())
     });
-    let request = ResourceRequest {
-        cpus_milli: args.cpus,
-        mem_bytes: args.mem,
-        disk_bytes: args.disk,
-        ..ResourceRequest::default()
-    };
     let task = TaskInfo {
         id,
         name,
@@ -73,7 +89,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         args: task_args.to_vec(),
         env: args.env.clone(),
         inputs,
-        resources: request.to_resources(),
+        resources: placement.resources.to_resources(),
         limits: TaskLimits {
             max_fuel: args.max_fuel,
             timeout: args.timeout,
@@ -84,7 +100,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         preopens,
     };
     let task_id = task.id.clone();
-    let (status, framework) = run_task(&masters, &mut client, task, request).await?;
+    let (status, framework) = run_task(&masters, &mut client, task, placement).await?;
     if let Some(usage) = &status.usage {
         eprintln!("{}", usage_line(usage));
     }
@@ -285,7 +301,7 @@ pub(crate) async fn run_task(
     masters: &[String],
     client: &mut OperatorClient,
     task: TaskInfo,
-    request: ResourceRequest,
+    request: TaskRequest,
 ) -> anyhow::Result<(TaskStatus, Option<FrameworkId>)> {
     let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
     let task_id = task.id.clone();
@@ -298,7 +314,7 @@ pub(crate) async fn run_task(
         config,
         OneTask {
             task: Some(task),
-            request: TaskRequest::new(request.clone()),
+            request: request.clone(),
             events: events_tx,
         },
     );
@@ -334,9 +350,9 @@ pub(crate) async fn run_task(
                     message: format!(
                         "no agent offered enough resources within {}s (asked for {} cpu, {} mem, {} disk); is an agent running?",
                         OFFER_WAIT.as_secs(),
-                        crate::output::cpus(request.cpus_milli),
-                        show_bytes(request.mem_bytes),
-                        show_bytes(request.disk_bytes),
+                        crate::output::cpus(request.resources.cpus_milli),
+                        show_bytes(request.resources.mem_bytes),
+                        show_bytes(request.resources.disk_bytes),
                     ),
                 }
                 .into());

@@ -210,3 +210,42 @@ async fn logs_follow_streams_a_running_task_until_it_ends() {
     let run = run.wait_with_output().await.unwrap();
     assert_eq!(run.status.code(), Some(0), "stderr: {}", text(&run.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_detects_a_component_and_runs_it_like_a_module() {
+    let cluster = Cluster::start(&[]).await;
+    let out = cluster
+        .corral(&["run", corral_wasm_tasks::components::HELLO, "component"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from corral component\n");
+    assert!(
+        text(&out.stderr).contains("usage: fuel"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    // A non-zero exit is a failure (WASI 0.2 carries no code): 1, as `wasmtime run`.
+    let out = cluster
+        .corral(&["run", corral_wasm_tasks::components::LIMITS, "exit", "3"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_a_file_that_is_not_webassembly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.wasm");
+    std::fs::write(&path, "plain text").unwrap();
+    let out = corral(
+        &["run", path.to_str().unwrap()],
+        Some("127.0.0.1:1"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is not a WebAssembly module or component"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
