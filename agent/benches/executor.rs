@@ -12,8 +12,10 @@ use corral_agent::{Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec
 use corral_types::{Digest, FrameworkId, TaskId};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tokio::runtime::Runtime;
+use wasmtime::component::{self, Component};
 use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::bindings::CommandPre;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 /// The framework every bench task belongs to.
@@ -68,6 +70,57 @@ impl Bare {
                 Some(0)
             );
         }
+    }
+}
+
+/// A store's data for a bare component run: WASI 0.2's context and resource table.
+struct P2State {
+    ctx: wasmtime_wasi::WasiCtx,
+    table: wasmtime_wasi::ResourceTable,
+}
+
+impl wasmtime_wasi::WasiView for P2State {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.ctx,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// wasmtime on its own with a component: instantiate a pre-linked command and call
+/// `wasi:cli/run` in a fresh store, fuel on as in the executor.
+struct BareComponent {
+    pre: CommandPre<P2State>,
+    engine: Engine,
+    fuel: u64,
+}
+
+impl BareComponent {
+    fn new(engine: &Engine, wasm: &[u8], fuel: u64) -> Self {
+        let component = Component::new(engine, wasm).unwrap();
+        let mut linker = component::Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).unwrap();
+        let pre = CommandPre::new(linker.instantiate_pre(&component).unwrap()).unwrap();
+        Self {
+            pre,
+            engine: engine.clone(),
+            fuel,
+        }
+    }
+
+    async fn run(&self) {
+        let ctx = wasmtime_wasi::WasiCtxBuilder::new()
+            .args(&["hello"])
+            .stdout(MemoryOutputPipe::new(1 << 20))
+            .build();
+        let table = wasmtime_wasi::ResourceTable::new();
+        let mut store = Store::new(&self.engine, P2State { ctx, table });
+        store.set_fuel(u64::MAX).unwrap();
+        store.fuel_async_yield_interval(Some(self.fuel)).unwrap();
+        let command = self.pre.instantiate_async(&mut store).await.unwrap();
+        let ran = command.wasi_cli_run().call_run(&mut store).await.unwrap();
+        assert_eq!(ran, Ok(()));
     }
 }
 
@@ -163,6 +216,58 @@ fn launch_overhead(c: &mut Criterion) {
             || rt.block_on(launch_hellos(&executor, digest, 200, in_flight)),
         );
     }
+}
+
+/// `hello` built as a component, through the executor vs bare wasmtime on the executor's own
+/// engine; and the component through the executor against the module through it.
+fn component_launch(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor(dir.path());
+    let rt = runtime();
+    let wasm = corral_wasm_tasks::bytes(corral_wasm_tasks::components::HELLO);
+    let component = rt.block_on(executor.add_module(wasm.clone())).unwrap();
+    let module = rt
+        .block_on(executor.add_module(corral_wasm_tasks::bytes(corral_wasm_tasks::HELLO)))
+        .unwrap();
+    let bare = BareComponent::new(executor.engine(), &wasm, executor.fuel_yield_interval());
+
+    let mut group = c.benchmark_group("launch_hello_component");
+    group.bench_function("bare_wasmtime", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    bare.run().await;
+                }
+                start.elapsed()
+            })
+        })
+    });
+    for (name, digest) in [("executor", component), ("executor_module", module)] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    launch_hellos(&executor, digest, iters, 1).await;
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+
+    paired(
+        "launch_hello_component",
+        100,
+        || {
+            rt.block_on(async {
+                for _ in 0..200 {
+                    bare.run().await;
+                }
+            })
+        },
+        || rt.block_on(launch_hellos(&executor, component, 200, 1)),
+    );
 }
 
 /// Launches `count` hello tasks, `in_flight` at a time, and checks that each succeeded.
@@ -443,6 +548,7 @@ fn kill_latency(c: &mut Criterion) {
 criterion_group!(
     benches,
     launch_overhead,
+    component_launch,
     cached_vs_cold,
     metering_cost,
     kill_latency

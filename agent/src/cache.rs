@@ -73,8 +73,8 @@ pub enum ModuleError {
 /// A compiled module ready to instantiate, or why it cannot be linked.
 pub(crate) struct Prepared<T: 'static> {
     pub(crate) code: Code<T>,
-    /// Whether the module can reach files ([`crate::guest::reaches_files`]), worked out once;
-    /// always for a component (WASI 0.2 hands every command its preopens).
+    /// Whether the module can reach files ([`crate::guest::reaches_files`],
+    /// [`crate::guest::component_reaches_files`]), worked out once.
     pub(crate) reaches_files: bool,
 }
 
@@ -300,7 +300,7 @@ impl<T: Send + 'static> ModuleCache<T> {
                 },
             },
             Compiled::Component(component) => Prepared {
-                reaches_files: true,
+                reaches_files: crate::guest::component_reaches_files(&component, &self.engine),
                 code: Code::Component {
                     pre: self
                         .linkers

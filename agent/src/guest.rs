@@ -292,6 +292,20 @@ pub(crate) fn reaches_files(module: &wasmtime::Module) -> bool {
         .any(|import| import.module() != WASI || !WITHOUT_FILES.contains(&import.name()))
 }
 
+/// WASI 0.2 packages that never reach a file: a component importing only from these can
+/// only touch its standard streams.
+const COMPONENT_WITHOUT_FILES: &[&str] = &["wasi:io/", "wasi:cli/", "wasi:clocks/", "wasi:random/"];
+
+/// Whether `component` can reach files: it imports an interface beyond
+/// [`COMPONENT_WITHOUT_FILES`] (`wasi:filesystem/preopens`, above all). As for modules, only
+/// such a component needs a root directory.
+pub(crate) fn component_reaches_files(component: &component::Component, engine: &Engine) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| !COMPONENT_WITHOUT_FILES.iter().any(|p| name.starts_with(p)))
+}
+
 /// The guest's WASI context and memory, set up as wasmtime-wasi's own glue does.
 fn wasi_and_memory<'a>(
     caller: &'a mut Caller<'_, TaskState>,

@@ -24,6 +24,8 @@ async fn a_hello_component_prints_its_greeting_and_reports_usage() {
     assert_eq!(usage.exit_code, Some(0));
     assert!(usage.fuel_consumed > 0, "{usage:?}");
     assert!(usage.peak_memory_bytes > 0, "{usage:?}");
+    // It imports nothing of the file system: no root was made for it.
+    assert!(!done.root.exists());
 }
 
 #[tokio::test]
@@ -88,6 +90,8 @@ async fn writing_past_disk_is_a_disk_limit_and_nothing_past_it_lands() {
     task.resources = task.resources.with_disk_bytes(4 * MIB);
     let done = run(task).await;
     assert_eq!(done.result.outcome, TaskOutcome::DiskLimit);
+    // A component importing the file system gets the sandbox root as `/`.
+    assert!(done.root.is_dir());
     let written = std::fs::metadata(done.root.join("big.bin")).map_or(0, |m| m.len());
     assert!(written <= 4 * MIB, "{written} bytes landed");
 }
