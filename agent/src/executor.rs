@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use corral_types::{Digest, TrapKind, Usage};
@@ -584,6 +585,9 @@ fn build_store(
         .envs(&spec.env)
         .stdout(output.writer(Stream::Stdout))
         .stderr(output.writer(Stream::Stderr));
+    if !spec.stdin.is_empty() {
+        wasi.stdin(MemoryInputPipe::new(spec.stdin.clone()));
+    }
     let preopens = if explicit {
         let dirs = sandbox.create_preopens(&spec.preopens)?;
         dirs.into_iter()

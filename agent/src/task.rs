@@ -33,6 +33,8 @@ pub struct TaskSpec {
     /// The directories the guest sees, in order, each under its own name. Empty means the
     /// sandbox root as `/`, made only for a module that can reach files or has inputs.
     pub preopens: Vec<Preopen>,
+    /// The guest's whole standard input; empty means an empty stdin.
+    pub stdin: bytes::Bytes,
     /// What the task may use: `cpus` is a hard cap on its CPU share, `mem` bounds all its
     /// linear memories and tables together, `disk` bounds the bytes written into its sandbox
     /// (files, stdout and stderr).
@@ -55,6 +57,7 @@ impl TaskSpec {
             env: Vec::new(),
             inputs: Vec::new(),
             preopens: Vec::new(),
+            stdin: bytes::Bytes::new(),
             resources: Resources::new()
                 .with_cpus_milli(1000)
                 .with_mem_mib(256)

@@ -246,6 +246,10 @@ pub(crate) struct RunArgs {
     /// Do not copy the task's changes to `--dir` directories back.
     #[arg(long)]
     pub(crate) no_sync: bool,
+    /// Give the task an empty stdin. Otherwise, when this shell's stdin is not a terminal (a
+    /// pipe or a file), it is read to its end (at most 4 MiB) and becomes the task's stdin.
+    #[arg(long)]
+    pub(crate) no_stdin: bool,
     /// The task's argv[0]; by default the module file's base name, as `wasmtime run`.
     #[arg(long)]
     pub(crate) argv0: Option<String>,

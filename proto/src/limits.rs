@@ -52,6 +52,9 @@ pub const MAX_PREOPENS: usize = 64;
 /// Longest name of a preopened directory (`Preopen.guest_path`), in bytes.
 pub const MAX_PREOPEN_NAME_BYTES: usize = 4096;
 
+/// Largest `TaskInfo.stdin`, in bytes.
+pub const MAX_STDIN_BYTES: usize = 4 << 20;
+
 /// Largest `ReadFileRequest.length` honoured; longer reads return this much.
 pub const MAX_READ_FILE_BYTES: u64 = 1 << 20;
 

@@ -245,6 +245,8 @@ pub struct TaskInfo {
     pub argv0: Option<String>,
     /// The directories the guest sees, in order; empty means the sandbox root as `/`.
     pub preopens: Vec<Preopen>,
+    /// The guest's whole standard input; at most [`limits::MAX_STDIN_BYTES`].
+    pub stdin: Bytes,
 }
 
 impl TryFrom<&v1::TaskInfo> for TaskInfo {
@@ -297,6 +299,18 @@ impl TryFrom<&v1::TaskInfo> for TaskInfo {
                 }
                 each("preopens", &t.preopens, Preopen::try_from)?
             },
+            stdin: if t.stdin.len() > limits::MAX_STDIN_BYTES {
+                return Err(ProtoError::invalid(
+                    "stdin",
+                    format!(
+                        "{} bytes, at most {}: ship larger data as an input",
+                        t.stdin.len(),
+                        limits::MAX_STDIN_BYTES
+                    ),
+                ));
+            } else {
+                t.stdin.clone()
+            },
         })
     }
 }
@@ -330,6 +344,7 @@ impl From<&TaskInfo> for v1::TaskInfo {
                     sandbox_path: p.sandbox_path.clone(),
                 })
                 .collect(),
+            stdin: t.stdin.clone(),
         }
     }
 }

@@ -154,6 +154,7 @@ pub(crate) fn spec(
         env: task.env,
         inputs,
         preopens: task.preopens,
+        stdin: task.stdin,
         resources: task.resources,
         limits: task.limits,
     }

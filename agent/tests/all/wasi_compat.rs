@@ -34,6 +34,7 @@ async fn every_case_matches_plain_wasmtime_wasi() {
                     (data.path().into(), "data".into()),
                     (scratch.path().into(), "/scratch".into()),
                 ],
+                stdin: reference::STDIN.to_vec(),
             },
         )
         .unwrap();
@@ -41,6 +42,7 @@ async fn every_case_matches_plain_wasmtime_wasi() {
         let mut task = spec(corral_wasm_tasks::WASI_COMPAT, case);
         task.argv0 = Some(ARGV0.into());
         task.env = env();
+        task.stdin = reference::STDIN.into();
         task.inputs = reference::SEED
             .iter()
             .map(|(path, contents)| input(&format!("dirs/0/{path}"), contents))

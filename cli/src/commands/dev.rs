@@ -127,6 +127,7 @@ async fn examples(master: &str) -> anyhow::Result<()> {
             labels: Default::default(),
             argv0: None,
             preopens: Vec::new(),
+            stdin: Default::default(),
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);

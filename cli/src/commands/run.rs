@@ -12,6 +12,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use corral_proto::{InputFile, InputSource};
 use corral_scheduler::matching::{self, Constraint, ResourceRequest, Strategy, TaskRequest};
 use corral_scheduler::{
@@ -37,6 +38,11 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let masters = args.master.master.clone();
     let (module_arg, task_args) = split_module_and_args(&args.module_and_args)?;
     let (inputs, preopens, shipped) = sandbox(&args.files, &args.dirs)?;
+    let stdin = if args.no_stdin {
+        Bytes::new()
+    } else {
+        read_stdin()?
+    };
     // Read a local module before connecting, so a missing file is reported as such.
     let module = parse_module(module_arg)?;
     let mut placement = TaskRequest::new(ResourceRequest {
@@ -98,6 +104,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         labels: Default::default(),
         argv0: Some(args.argv0.clone().unwrap_or(base_name)),
         preopens,
+        stdin,
     };
     let task_id = task.id.clone();
     let (status, framework) = run_task(&masters, &mut client, task, placement).await?;
@@ -144,6 +151,32 @@ fn split_module_and_args(all: &[String]) -> Result<(&str, &[String]), Exit> {
         _ => rest,
     };
     Ok((module, rest))
+}
+
+/// This shell's stdin, whole, as the task's, unless it is a terminal: `wasmtime run` lets a
+/// guest read a pipe or a file given as stdin, and so does `corral run`, by shipping it with
+/// the task (a task cannot read a terminal on another machine).
+fn read_stdin() -> anyhow::Result<Bytes> {
+    use std::io::{IsTerminal, Read};
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        return Ok(Bytes::new());
+    }
+    let cap = corral_proto::limits::MAX_STDIN_BYTES;
+    let mut bytes = Vec::new();
+    stdin
+        .lock()
+        .take(cap as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Exit::invalid(format!("cannot read stdin: {e}")))?;
+    if bytes.len() > cap {
+        return Err(Exit::invalid(format!(
+            "stdin is over {}; ship large data with --file or --dir (or pass --no-stdin)",
+            show_bytes(cap as u64)
+        ))
+        .into());
+    }
+    Ok(bytes.into())
 }
 
 /// The last component of the module as given: `wasmtime run`'s argv[0], which keeps the

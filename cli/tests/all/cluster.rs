@@ -141,6 +141,7 @@ impl Cluster {
             .current_dir(self.dir.path())
             .env("CORRAL_MASTER", &self.master_addr)
             .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -179,6 +180,7 @@ pub(crate) async fn corral(args: &[&str], master: Option<&str>, cwd: &Path) -> O
     cmd.args(args)
         .current_dir(cwd)
         .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
         .kill_on_drop(true);
     match master {
         Some(m) => cmd.env("CORRAL_MASTER", m),

@@ -39,6 +39,7 @@ async fn run_both(cluster: &Cluster, wasm: &Path, args: &[&str]) -> (i32, String
             argv,
             env: vec![("WHO".into(), "corral".into())],
             dirs: vec![(expected_data.path().into(), "data".into())],
+            stdin: Vec::new(),
         },
     )
     .unwrap();

@@ -249,3 +249,31 @@ async fn run_refuses_a_file_that_is_not_webassembly() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_stdin_over_its_limit_before_launching() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(crate::cluster::CORRAL)
+        .args(["run", corral_wasm_tasks::HELLO])
+        .env("CORRAL_MASTER", "127.0.0.1:1")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdin.take().unwrap();
+    // More than the limit; the write fails once corral stops reading, which is fine.
+    let big = vec![b'x'; corral_proto::limits::MAX_STDIN_BYTES + 4096];
+    let _ = pipe.write_all(&big).await;
+    drop(pipe);
+    let out = child.wait_with_output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("stdin is over 4 MiB"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}

@@ -49,6 +49,7 @@ fn task() -> TaskInfo {
                 sandbox_path: ".".into(),
             },
         ],
+        stdin: Bytes::from_static(b"line one\nline two\n"),
     }
 }
 
@@ -177,6 +178,10 @@ fn invalid_tasks_name_the_field() {
             "inputs[0].host_path",
         ),
         (|t| t.argv0 = "a\0".into(), "argv0"),
+        (
+            |t| t.stdin = vec![b'x'; limits::MAX_STDIN_BYTES + 1].into(),
+            "stdin",
+        ),
         (
             |t| t.preopens[0].guest_path.clear(),
             "preopens[0].guest_path",

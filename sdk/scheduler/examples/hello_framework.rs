@@ -141,6 +141,7 @@ impl Hello {
             labels: Default::default(),
             argv0: None,
             preopens: Vec::new(),
+            stdin: Default::default(),
         })
     }
 }

@@ -66,6 +66,7 @@ impl TaskShape {
             labels: Default::default(),
             argv0: None,
             preopens: Vec::new(),
+            stdin: Default::default(),
         }
     }
 }

@@ -28,6 +28,7 @@ fn task(id: &str) -> TaskInfo {
         labels: Default::default(),
         argv0: None,
         preopens: Vec::new(),
+        stdin: Default::default(),
     }
 }
 

@@ -43,6 +43,7 @@ impl Batch {
             labels: Default::default(),
             argv0: None,
             preopens: Vec::new(),
+            stdin: Default::default(),
         }
     }
 }

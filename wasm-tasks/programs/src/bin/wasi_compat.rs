@@ -434,6 +434,8 @@ fn fdstat() {
 fn stdin() {
     let mut input = Vec::new();
     show("read stdin", io::stdin().read_to_end(&mut input));
+    println!("stdin: {:?}", String::from_utf8_lossy(&input));
+    show("read again at the end", io::stdin().read(&mut [0u8; 8]));
 }
 
 fn sockets() {
