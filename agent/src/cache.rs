@@ -76,6 +76,8 @@ pub(crate) struct Prepared<T: 'static> {
     /// Whether the module can reach files ([`crate::guest::reaches_files`],
     /// [`crate::guest::component_reaches_files`]), worked out once.
     pub(crate) reaches_files: bool,
+    /// Whether it was built with the task SDK ([`crate::sdk::uses_sdk`]).
+    pub(crate) uses_sdk: bool,
 }
 
 /// Compiled code and its pre-instantiation (or why it does not link).
@@ -273,8 +275,15 @@ impl<T: Send + 'static> ModuleCache<T> {
         digest: Digest,
         bytes: Option<Arc<[u8]>>,
     ) -> Result<Arc<Prepared<T>>, ModuleError> {
-        let compiled = match self.load_compiled(&digest) {
-            Some(compiled) => compiled,
+        let (compiled, uses_sdk) = match self.load_compiled(&digest) {
+            // Compiled code keeps no custom sections: the raw bytes say whether it uses the
+            // SDK (read once per load into memory).
+            Some(compiled) => {
+                let uses_sdk = self
+                    .read_raw(&digest)
+                    .is_ok_and(|bytes| crate::sdk::uses_sdk(&bytes));
+                (compiled, uses_sdk)
+            }
             None => {
                 let bytes = match bytes {
                     Some(bytes) => {
@@ -283,13 +292,14 @@ impl<T: Send + 'static> ModuleCache<T> {
                     }
                     None => self.read_raw(&digest)?,
                 };
-                self.compile(&digest, &bytes)?
+                (self.compile(&digest, &bytes)?, crate::sdk::uses_sdk(&bytes))
             }
         };
         let link_error = |e: wasmtime::Error| format!("{e:#}");
         let prepared = match compiled {
             Compiled::Module(module) => Prepared {
                 reaches_files: crate::guest::reaches_files(&module),
+                uses_sdk,
                 code: Code::Module {
                     pre: self
                         .linkers
@@ -301,6 +311,7 @@ impl<T: Send + 'static> ModuleCache<T> {
             },
             Compiled::Component(component) => Prepared {
                 reaches_files: crate::guest::component_reaches_files(&component, &self.engine),
+                uses_sdk,
                 code: Code::Component {
                     pre: self
                         .linkers

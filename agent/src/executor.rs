@@ -33,6 +33,7 @@ use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState
 use crate::memory::MemoryLimiter;
 use crate::output::{KEPT_IN_MEMORY_FOR, RunOutput, Stream};
 use crate::sandbox::SandboxPaths;
+use crate::sdk;
 use crate::task::{ModuleSource, StartError, TaskOutcome, TaskResult, TaskSpec};
 
 /// Settings for an [`Executor`].
@@ -428,7 +429,7 @@ async fn run_task(
             });
         }
     };
-    let mut store = match build_store(&shared, &spec, &output, prepared.reaches_files) {
+    let mut store = match build_store(&shared, &spec, &output, &prepared) {
         Ok(store) => store,
         Err(error) => return failed(error),
     };
@@ -568,11 +569,12 @@ fn build_store(
     shared: &Shared,
     spec: &TaskSpec,
     output: &Arc<RunOutput>,
-    reaches_files: bool,
+    prepared: &Prepared<TaskState>,
 ) -> Result<Store<TaskState>, StartError> {
     let sandbox = output.sandbox();
     let explicit = !spec.preopens.is_empty();
-    let (inputs_size, has_root) = sandbox.create(&spec.inputs, reaches_files || explicit)?;
+    let with_root = prepared.reaches_files || explicit || prepared.uses_sdk;
+    let (inputs_size, has_root) = sandbox.create(&spec.inputs, with_root)?;
     if has_root {
         output.root_created();
     }
@@ -601,6 +603,14 @@ fn build_store(
     for (dir, name) in preopens {
         wasi.preopened_dir(dir, name, FsPerms::ReadWrite)
             .map_err(|e| sandbox_error(&e))?;
+    }
+    if prepared.uses_sdk {
+        // The task SDK's control directory: see `crate::sdk`.
+        let control = sandbox.control();
+        std::fs::create_dir_all(&control).map_err(|e| sandbox_error(&e))?;
+        wasi.preopened_dir(&control, sdk::CONTROL_GUEST_PATH, FsPerms::ReadWrite)
+            .map_err(|e| sandbox_error(&e))?
+            .env(sdk::CONTROL_ENV, sdk::CONTROL_GUEST_PATH);
     }
     let state = TaskState {
         wasi: wasi.build_p1(),

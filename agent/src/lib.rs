@@ -49,6 +49,7 @@ mod memory;
 pub mod node;
 mod output;
 mod sandbox;
+mod sdk;
 mod task;
 
 pub use cache::{CacheStats, ModuleError};

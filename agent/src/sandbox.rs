@@ -64,6 +64,12 @@ impl SandboxPaths {
         self.base.clone()
     }
 
+    /// The task SDK's control directory in the root (see [`crate::sdk`]); it exists only
+    /// for a module built with the SDK.
+    pub fn control(&self) -> PathBuf {
+        self.root().join(crate::sdk::CONTROL_DIR)
+    }
+
     /// The guest's stdout.
     pub fn stdout(&self) -> PathBuf {
         self.log("stdout")

@@ -274,6 +274,11 @@ impl From<&TaskSummary> for v1::TaskSummary {
             sandbox_path: String::new(),
             updated_at_millis: t.updated_unix_millis,
             labels: t.labels.clone(),
+            progress: t.progress.as_ref().map(|p| v1::Progress {
+                fraction: p.fraction(),
+                message: p.message.clone(),
+            }),
+            result_json: t.result_json.clone().unwrap_or_default(),
         }
     }
 }

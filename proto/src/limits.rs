@@ -52,6 +52,9 @@ pub const MAX_PREOPENS: usize = 64;
 /// Longest name of a preopened directory (`Preopen.guest_path`), in bytes.
 pub const MAX_PREOPEN_NAME_BYTES: usize = 4096;
 
+/// Largest `TaskStatus.result_json`, in bytes: a task's structured result is small.
+pub const MAX_RESULT_BYTES: usize = 64 << 10;
+
 /// Largest `TaskInfo.stdin`, in bytes.
 pub const MAX_STDIN_BYTES: usize = 4 << 20;
 

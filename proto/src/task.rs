@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use corral_types::{
-    AgentId, Digest, FrameworkId, Preopen, Reason, Resources, StatusSource, TaskId, TaskLimits,
-    TaskState, TrapKind, Usage,
+    AgentId, Digest, FrameworkId, Preopen, Progress, Reason, Resources, StatusSource, TaskId,
+    TaskLimits, TaskState, TrapKind, Usage,
 };
 
 use crate::convert::{each, millis, nanos, parse_id, parse_optional_id, require};
@@ -122,6 +122,10 @@ pub struct TaskStatus {
     pub trap_kind: Option<TrapKind>,
     /// Health check result, once health checks exist.
     pub healthy: Option<bool>,
+    /// How far the task says it is.
+    pub progress: Option<Progress>,
+    /// Its structured result (JSON text), on terminal updates.
+    pub result_json: Option<String>,
 }
 
 impl TryFrom<&v1::TaskStatus> for TaskStatus {
@@ -142,6 +146,20 @@ impl TryFrom<&v1::TaskStatus> for TaskStatus {
                 .unwrap_or(StatusSource::Agent),
             trap_kind: TrapKind::from_proto_opt("trap_kind", s.trap_kind)?,
             healthy: s.healthy,
+            progress: s
+                .progress
+                .as_ref()
+                .map(|p| Progress::new(p.fraction, &p.message)),
+            result_json: match s.result_json.as_str() {
+                "" => None,
+                json if json.len() > limits::MAX_RESULT_BYTES => {
+                    return Err(ProtoError::invalid(
+                        "result_json",
+                        format!("{} bytes, at most {}", json.len(), limits::MAX_RESULT_BYTES),
+                    ));
+                }
+                json => Some(json.to_owned()),
+            },
         })
     }
 }
@@ -167,6 +185,11 @@ impl From<&TaskStatus> for v1::TaskStatus {
             source: s.source.to_i32(),
             trap_kind: s.trap_kind.map_or(0, ProtoEnum::to_i32),
             healthy: s.healthy,
+            progress: s.progress.as_ref().map(|p| v1::Progress {
+                fraction: p.fraction(),
+                message: p.message.clone(),
+            }),
+            result_json: s.result_json.clone().unwrap_or_default(),
         }
     }
 }

@@ -2,6 +2,46 @@
 
 use std::time::Duration;
 
+/// How far a running task says it is (`corral_task::progress`): a fraction in thousandths and
+/// a short message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Progress {
+    /// Thousandths done, 0 to 1000.
+    pub thousandths: u16,
+    /// What the task is doing; at most [`Progress::MAX_MESSAGE_BYTES`].
+    pub message: String,
+}
+
+impl Progress {
+    /// Longest progress message, in bytes.
+    pub const MAX_MESSAGE_BYTES: usize = 256;
+
+    /// `fraction` (clamped to 0..=1; NaN is 0) and `message` (cut at
+    /// [`Progress::MAX_MESSAGE_BYTES`] on a character boundary).
+    #[must_use]
+    pub fn new(fraction: f32, message: &str) -> Self {
+        let fraction = if fraction.is_nan() {
+            0.0
+        } else {
+            fraction.clamp(0.0, 1.0)
+        };
+        let mut end = message.len().min(Self::MAX_MESSAGE_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        Self {
+            thousandths: (fraction * 1000.0).round() as u16,
+            message: message[..end].to_owned(),
+        }
+    }
+
+    /// The fraction done, 0.0 to 1.0.
+    #[must_use]
+    pub fn fraction(&self) -> f32 {
+        f32::from(self.thousandths.min(1000)) / 1000.0
+    }
+}
+
 /// A directory of a task's sandbox handed to the guest as a preopened directory under a name
 /// of its own (see `Preopen` in `common.proto`): what `wasmtime run --dir HOST::GUEST` gives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

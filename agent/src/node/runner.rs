@@ -28,11 +28,20 @@ use std::sync::Arc;
 use corral_proto::v1;
 use corral_types::{Digest, Reason, TaskState};
 
+use std::path::Path;
+use std::time::Duration;
+
 use super::prepare::{self, PrepareError};
 use super::status::{StatusParts, TaskKey, status_of};
 use super::tasks::Node;
 use crate::executor::{KillSwitch, Phase, TaskHandle};
-use crate::task::{TaskOutcome, TaskSpec};
+use crate::sandbox::SandboxPaths;
+use crate::sdk;
+use crate::task::{TaskOutcome, TaskResult, TaskSpec};
+
+/// How often a running SDK task's progress is read: an update a framework sees at most
+/// twice a second, however often the task reports.
+const PROGRESS_POLL: Duration = Duration::from_millis(500);
 
 /// Where a run is in its life.
 #[derive(Debug)]
@@ -158,14 +167,23 @@ impl Runner {
         self.node.start_run(&self.key, spec)
     }
 
-    /// Hook: reports RUNNING once the guest runs, then how it ended.
+    /// Hook: reports RUNNING once the guest runs (again whenever a task built with the SDK
+    /// reports progress), then how it ended.
     async fn watch(&self, handle: TaskHandle) {
         let reached = handle.started().await;
         let running_sent = reached == Phase::Running;
         if running_sent {
             self.report(running(), None);
         }
-        let result = handle.wait().await;
+        // The control directory exists once the store is built, for SDK tasks only.
+        let control = match handle.sandbox().map(SandboxPaths::control) {
+            Some(dir) if tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) => Some(dir),
+            _ => None,
+        };
+        let result = match (&control, running_sent) {
+            (Some(control), true) => self.follow_progress(control, handle).await,
+            _ => handle.wait().await,
+        };
         // A task that ends within microseconds can skip the observable Running phase;
         // outcomes only guest code produces say it ran.
         let ran = matches!(
@@ -183,7 +201,41 @@ impl Runner {
             TaskOutcome::FailedToStart(_) => None,
             _ => Some(v1::Usage::from(result.usage)),
         };
-        self.report(status_of(&result.outcome), usage);
+        let mut parts = status_of(&result.outcome);
+        if let Some(control) = &control {
+            // The last word: the progress it ended at and the result it set.
+            parts.progress = sdk::read_progress(control).await;
+            match sdk::read_result(control).await {
+                Some(Ok(json)) => parts.result_json = Some(json),
+                Some(Err(why)) => {
+                    parts.message = format!("{}; result not handed on: {why}", parts.message)
+                }
+                None => {}
+            }
+        }
+        self.report(parts, usage);
+    }
+
+    /// Waits for the run to end, reporting each new progress of the task (read from its
+    /// control directory every [`PROGRESS_POLL`]) as a RUNNING update.
+    async fn follow_progress(&self, control: &Path, handle: TaskHandle) -> TaskResult {
+        let ended = handle.wait();
+        tokio::pin!(ended);
+        let mut poll = tokio::time::interval(PROGRESS_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut reported = None;
+        loop {
+            tokio::select! {
+                result = &mut ended => return result,
+                _ = poll.tick() => {
+                    let progress = sdk::read_progress(control).await;
+                    if progress.is_some() && progress != reported {
+                        reported.clone_from(&progress);
+                        self.report(StatusParts { progress, ..running() }, None);
+                    }
+                }
+            }
+        }
     }
 
     /// Hook: one status update of the run (a terminal one ends it).

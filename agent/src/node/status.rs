@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use corral_proto::{ProtoEnum, v1};
 use corral_types::{
-    AgentId, FrameworkId, IdError, Reason, StatusSource, TaskId, TaskState, TrapKind,
+    AgentId, FrameworkId, IdError, Progress, Reason, StatusSource, TaskId, TaskState, TrapKind,
 };
 
 use crate::cache::ModuleError;
@@ -20,6 +20,10 @@ pub(crate) struct StatusParts {
     pub(crate) message: String,
     /// Set with [`Reason::Trap`] only.
     pub(crate) trap_kind: Option<TrapKind>,
+    /// How far the task says it is (RUNNING updates of SDK tasks).
+    pub(crate) progress: Option<Progress>,
+    /// The task's structured result (terminal updates of SDK tasks that set one).
+    pub(crate) result_json: Option<String>,
 }
 
 impl StatusParts {
@@ -29,6 +33,8 @@ impl StatusParts {
             reason,
             message: message.into(),
             trap_kind: None,
+            progress: None,
+            result_json: None,
         }
     }
 }
@@ -133,6 +139,11 @@ pub(crate) fn update(
         source: StatusSource::Agent.to_i32(),
         trap_kind: parts.trap_kind.map_or(0, ProtoEnum::to_i32),
         healthy: None,
+        progress: parts.progress.map(|p| v1::Progress {
+            fraction: p.fraction(),
+            message: p.message,
+        }),
+        result_json: parts.result_json.unwrap_or_default(),
     }
 }
 

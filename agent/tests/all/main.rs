@@ -19,6 +19,7 @@ mod hello;
 mod limits;
 mod mandelbrot;
 mod primes;
+mod sdk_demo;
 mod wasi_compat;
 mod wordcount;
 

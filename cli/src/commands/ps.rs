@@ -54,6 +54,15 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                 "module": t.module,
                 "sandbox_path": t.sandbox_path,
                 "updated_at_millis": t.updated_at_millis,
+                "progress": t.progress.as_ref().map(|p| json!({
+                    "fraction": p.fraction,
+                    "message": p.message,
+                })),
+                "result": (!t.result_json.is_empty()).then(|| {
+                    // A result the agent checked is JSON; shown as text if not.
+                    serde_json::from_str::<serde_json::Value>(&t.result_json)
+                        .unwrap_or_else(|_| serde_json::Value::String(t.result_json.clone()))
+                }),
             })).collect::<Vec<_>>()
         }))?,
         OutputFormat::Table => {
@@ -62,6 +71,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                 "NAME",
                 "STATE",
                 "REASON",
+                "PROGRESS",
                 "AGENT",
                 "FRAMEWORK",
                 "UPDATED",
@@ -72,6 +82,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                     t.name.clone(),
                     output::task_state(t.state),
                     output::reason(t.reason),
+                    progress(t.progress.as_ref()),
                     t.agent_id.clone(),
                     t.framework_id.clone(),
                     output::ago(t.updated_at_millis),
@@ -81,4 +92,16 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `42% reading input`, or nothing for a task that reports no progress.
+fn progress(progress: Option<&v1::Progress>) -> String {
+    progress.map_or_else(String::new, |p| {
+        let percent = format!("{:.0}%", p.fraction * 100.0);
+        if p.message.is_empty() {
+            percent
+        } else {
+            format!("{percent} {}", p.message)
+        }
+    })
 }

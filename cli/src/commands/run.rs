@@ -111,6 +111,9 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(usage) = &status.usage {
         eprintln!("{}", usage_line(usage));
     }
+    if let Some(result) = &status.result_json {
+        eprintln!("result: {result}");
+    }
     let (code, message) = outcome(&status, args.mem, args.disk);
     if let Some(message) = message {
         eprintln!("corral: {message}");

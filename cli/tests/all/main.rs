@@ -13,5 +13,6 @@ mod kill;
 mod languages;
 mod roles;
 mod run;
+mod sdk;
 mod slow;
 mod wasi_compat;

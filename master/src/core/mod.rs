@@ -333,6 +333,8 @@ impl MasterCore {
             source: StatusSource::Master,
             trap_kind: None,
             healthy: None,
+            progress: None,
+            result_json: None,
         }
     }
 

@@ -386,6 +386,8 @@ impl MasterCore {
                 module: t.meta.module.clone(),
                 updated_unix_millis: self.unix_millis(t.updated),
                 labels: t.meta.labels.clone(),
+                progress: t.status.progress.clone(),
+                result_json: t.status.result_json.clone(),
             })
             .collect()
     }

@@ -228,6 +228,8 @@ mod tests {
             source: StatusSource::Master,
             trap_kind: None,
             healthy: None,
+            progress: None,
+            result_json: None,
         };
         Task::new(
             agent.map(|a| AgentId::new(a).unwrap()),

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use corral_types::{
-    AgentId, AgentState, FrameworkId, FrameworkState, Quota, Reason, Resources, Role, TaskId,
-    TaskState, Usage, Weight,
+    AgentId, AgentState, FrameworkId, FrameworkState, Progress, Quota, Reason, Resources, Role,
+    TaskId, TaskState, Usage, Weight,
 };
 
 /// The master serving the request.
@@ -69,6 +69,8 @@ pub(crate) struct TaskSummary {
     pub module: String,
     pub updated_unix_millis: u64,
     pub labels: BTreeMap<String, String>,
+    pub progress: Option<Progress>,
+    pub result_json: Option<String>,
 }
 
 /// One page of a task listing, and the token of the next page (empty at the end).

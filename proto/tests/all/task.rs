@@ -256,6 +256,8 @@ fn status() -> TaskStatus {
         source: StatusSource::Agent,
         trap_kind: Some(TrapKind::Arithmetic),
         healthy: None,
+        progress: None,
+        result_json: None,
     }
 }
 

@@ -509,6 +509,8 @@ impl StatusBuilder {
                 source: StatusSource::Agent,
                 trap_kind: None,
                 healthy: None,
+                progress: None,
+                result_json: None,
             },
         }
     }

@@ -212,6 +212,11 @@ impl Recovered {
 /// Called on the writer thread with the updates of each durable batch, in order.
 pub(crate) type OnDurable = Box<dyn Fn(Vec<(u64, v1::TaskStatus)>) + Send>;
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "writes are nearly every command: boxing them would allocate for each to save \
+              memory on the rare sync"
+)]
 enum Command {
     Write(Op),
     /// Answered once everything queued before it is durable (`false` if it never will be).

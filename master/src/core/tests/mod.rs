@@ -148,6 +148,8 @@ fn from_master(
         source: StatusSource::Master,
         trap_kind: None,
         healthy: None,
+        progress: None,
+        result_json: None,
     }
 }
 
@@ -312,6 +314,8 @@ fn agent_update(
         source: StatusSource::Agent,
         trap_kind: None,
         healthy: None,
+        progress: None,
+        result_json: None,
     }
 }
 

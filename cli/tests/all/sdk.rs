@@ -1,0 +1,88 @@
+//! Tasks built with the task SDK on a real cluster: progress seen through the API while they
+//! run, and their result in the terminal status.
+
+use std::time::Duration;
+
+use crate::cluster::{Cluster, text};
+
+/// The task named `id` in `corral ps --all --output json`.
+async fn task_json(cluster: &Cluster, id: &str) -> serde_json::Value {
+    let ps = cluster.corral(&["ps", "--all", "--output", "json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no task {id} in {doc}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_shows_while_an_sdk_task_runs_and_its_result_when_it_ends() {
+    let cluster = Cluster::start(&[]).await;
+    let run = cluster.spawn_corral(&["run", corral_wasm_tasks::SDK_DEMO, "steps", "10", "400"]);
+    let id = cluster.wait_for_running_task().await;
+
+    // Partway: the API and the table show a fraction strictly between 0 and 1.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let midway = loop {
+        let task = task_json(&cluster, &id).await;
+        let fraction = task["progress"]["fraction"].as_f64().unwrap_or(0.0);
+        if fraction > 0.0 && fraction < 1.0 && task["state"] == "RUNNING" {
+            break task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no progress within 20 s: {task}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let message = midway["progress"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("step ") && message.ends_with(" of 10"),
+        "{midway}"
+    );
+    let table = text(&cluster.corral(&["ps"]).await.stdout);
+    assert!(
+        table.contains("PROGRESS") && table.contains("% step "),
+        "{table}"
+    );
+
+    let out = tokio::time::timeout(Duration::from_secs(30), run.wait_with_output())
+        .await
+        .expect("corral run did not end within 30 s")
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(r#"result: {"steps": 10}"#),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    let ended = task_json(&cluster, &id).await;
+    assert_eq!(ended["state"], "FINISHED", "{ended}");
+    assert_eq!(ended["result"], serde_json::json!({"steps": 10}), "{ended}");
+    assert_eq!(ended["progress"]["fraction"], 1.0, "{ended}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_that_is_not_json_is_not_handed_on_and_the_status_says_why() {
+    let cluster = Cluster::start(&[]).await;
+    let out = cluster
+        .corral(&["run", corral_wasm_tasks::SDK_DEMO, "result", "{not json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("result: "), "{stderr}");
+    let ps = cluster.corral(&["ps", "--all", "--output", "json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let task = &doc["tasks"][0];
+    assert!(task["result"].is_null(), "{task}");
+    assert!(
+        task["message"]
+            .as_str()
+            .unwrap()
+            .contains("result not handed on: the result is not JSON"),
+        "{task}"
+    );
+}

@@ -1,0 +1,200 @@
+//! `corral-task`: what a task built for Corral can tell the platform while it runs.
+//!
+//! ```no_run
+//! fn main() -> Result<(), corral_task::Error> {
+//!     let items = 1_000;
+//!     for i in 0..items {
+//!         // ... work on item i ...
+//!         corral_task::progress(i as f32 / items as f32, &format!("item {i}"))?;
+//!     }
+//!     corral_task::set_result(r#"{"items": 1000, "ok": true}"#)?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - [`progress`]: how far the task is, carried in its RUNNING status updates and shown by
+//!   `corral ps` and the API.
+//! - [`set_result`]: a small JSON value handed back in the task's terminal status update, to
+//!   the framework that launched it.
+//!
+//! The SDK speaks only WASI: the calls write small files into a control directory the agent
+//! gives a task built with it (its name in `CORRAL_CONTROL`; the module carries a
+//! `corral-task` custom section that tells the agent to). Under any other WASI runtime,
+//! `wasmtime run` say, `CORRAL_CONTROL` is unset and every call does nothing and succeeds,
+//! so a task is never locked in. Set `CORRAL_CONTROL` to a preopened directory there to see
+//! the files the calls write: `progress` (`<fraction>\n<message>`) and `result.json`.
+//!
+//! Limits are checked here, where the caller can act on them: a message of more than
+//! [`MAX_PROGRESS_MESSAGE_BYTES`] or a result of more than [`MAX_RESULT_BYTES`] is an
+//! [`Error`] naming the limit. Progress reported within [`PROGRESS_INTERVAL`] of the last
+//! written is dropped, except 100 %: the agent reads it twice a second at most, and a tight
+//! loop should not spend its time writing files.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Longest progress message, in bytes.
+pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 256;
+/// Largest result, in bytes of JSON text.
+pub const MAX_RESULT_BYTES: usize = 64 << 10;
+/// Progress is written at most this often.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// The environment variable that names the control directory.
+pub const CONTROL_ENV: &str = "CORRAL_CONTROL";
+
+/// The custom section that marks a module as built with this SDK, so the agent gives it a
+/// control directory. Referenced by every call so the linker keeps it.
+#[used]
+#[allow(
+    unsafe_code,
+    reason = "a custom section is placed with an unsafe attribute"
+)]
+#[unsafe(link_section = "corral-task")]
+static MARKER: [u8; 1] = [PROTOCOL_VERSION];
+
+/// The version of the files' format, the marker's content.
+const PROTOCOL_VERSION: u8 = 1;
+
+/// A call that could not be carried out.
+#[derive(Debug)]
+pub enum Error {
+    /// A value is over one of the SDK's limits.
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+        /// Its size in bytes.
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The fraction is not a number from 0.0 to 1.0.
+    InvalidFraction(f32),
+    /// Writing into the control directory failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLarge { what, size, limit } => {
+                write!(f, "{what} is {size} bytes, over the limit of {limit} bytes")
+            }
+            Self::InvalidFraction(fraction) => {
+                write!(f, "progress fraction {fraction} is not between 0.0 and 1.0")
+            }
+            Self::Io(e) => write!(f, "cannot write to the control directory: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+/// Says how far the task is: `fraction` from 0.0 to 1.0 and a short `message`.
+///
+/// # Errors
+///
+/// A fraction outside 0.0..=1.0, a message over [`MAX_PROGRESS_MESSAGE_BYTES`], or a failed
+/// write.
+pub fn progress(fraction: f32, message: &str) -> Result<(), Error> {
+    if !(0.0..=1.0).contains(&fraction) {
+        return Err(Error::InvalidFraction(fraction));
+    }
+    check_size(
+        "the progress message",
+        message.len(),
+        MAX_PROGRESS_MESSAGE_BYTES,
+    )?;
+    let Some(dir) = control_dir() else {
+        return Ok(());
+    };
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    if fraction < 1.0 && last.is_some_and(|at| now.duration_since(at) < PROGRESS_INTERVAL) {
+        return Ok(());
+    }
+    *last = Some(now);
+    write_atomically(
+        &dir,
+        "progress",
+        format!("{fraction}\n{message}").as_bytes(),
+    )
+}
+
+/// Hands `json`, a JSON value of at most [`MAX_RESULT_BYTES`], back with the task's terminal
+/// status. A later call replaces an earlier one. The agent checks that it is JSON.
+///
+/// # Errors
+///
+/// A result over [`MAX_RESULT_BYTES`], or a failed write.
+pub fn set_result(json: &str) -> Result<(), Error> {
+    check_size("the result", json.len(), MAX_RESULT_BYTES)?;
+    match control_dir() {
+        Some(dir) => write_atomically(&dir, "result.json", json.as_bytes()),
+        None => Ok(()),
+    }
+}
+
+/// Whether the task runs under Corral (or anywhere `CORRAL_CONTROL` names a directory).
+#[must_use]
+pub fn under_corral() -> bool {
+    control_dir().is_some()
+}
+
+fn control_dir() -> Option<PathBuf> {
+    // Keeps the marker in the module whatever the linker drops.
+    std::hint::black_box(&MARKER);
+    std::env::var_os(CONTROL_ENV).map(PathBuf::from)
+}
+
+fn check_size(what: &'static str, size: usize, limit: usize) -> Result<(), Error> {
+    if size > limit {
+        return Err(Error::TooLarge { what, size, limit });
+    }
+    Ok(())
+}
+
+/// Writes `name` in `dir` through a temporary file and a rename, so a reader never sees half.
+fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let temp = dir.join(format!(".{name}.tmp"));
+    fs::write(&temp, bytes)?;
+    fs::rename(&temp, dir.join(name))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_errors_that_name_them() {
+        let long = "x".repeat(MAX_PROGRESS_MESSAGE_BYTES + 1);
+        let error = progress(0.5, &long).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the progress message is 257 bytes, over the limit of 256 bytes"
+        );
+        assert!(matches!(progress(1.5, "x"), Err(Error::InvalidFraction(_))));
+        assert!(matches!(
+            progress(f32::NAN, "x"),
+            Err(Error::InvalidFraction(_))
+        ));
+        let big = "1".repeat(MAX_RESULT_BYTES + 1);
+        assert!(
+            set_result(&big)
+                .unwrap_err()
+                .to_string()
+                .contains("over the limit of 65536 bytes")
+        );
+    }
+}
