@@ -608,6 +608,10 @@ fn build_store(
         // The task SDK's control directory: see `crate::sdk`.
         let control = sandbox.control();
         std::fs::create_dir_all(&control).map_err(|e| sandbox_error(&e))?;
+        if !spec.checkpoint.is_empty() {
+            std::fs::write(control.join(sdk::PREVIOUS_CHECKPOINT), &spec.checkpoint)
+                .map_err(|e| sandbox_error(&e))?;
+        }
         wasi.preopened_dir(&control, sdk::CONTROL_GUEST_PATH, FsPerms::ReadWrite)
             .map_err(|e| sandbox_error(&e))?
             .env(sdk::CONTROL_ENV, sdk::CONTROL_GUEST_PATH);

@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! <sandbox root>/.corral/
-//!     progress      "<fraction>\n<message>"   read while the task runs
-//!     result.json   a JSON value              read when it ends
+//!     progress             "<fraction>\n<message>"   read while the task runs
+//!     checkpoint           bytes                     read while it runs and when it ends
+//!     result.json          a JSON value              read when it ends
+//!     previous-checkpoint  bytes                     written by the agent before it starts
 //! ```
 //!
 //! Everything else in Corral reads these through [`read_progress`] and [`read_result`],
@@ -26,6 +28,10 @@ pub(crate) const CONTROL_DIR: &str = ".corral";
 pub(crate) const CONTROL_GUEST_PATH: &str = "/.corral";
 /// The environment variable the SDK finds it by.
 pub(crate) const CONTROL_ENV: &str = "CORRAL_CONTROL";
+/// The file the previous attempt's checkpoint is handed in.
+pub(crate) const PREVIOUS_CHECKPOINT: &str = "previous-checkpoint";
+/// Largest checkpoint, as the SDK limits it.
+pub(crate) const MAX_CHECKPOINT_BYTES: usize = corral_proto::limits::MAX_CHECKPOINT_BYTES;
 /// Largest result, as the SDK limits it.
 pub(crate) const MAX_RESULT_BYTES: usize = corral_proto::limits::MAX_RESULT_BYTES;
 
@@ -83,6 +89,15 @@ pub(crate) async fn read_progress(control: &Path) -> Option<Progress> {
     let (fraction, message) = text.split_once('\n').unwrap_or((&text, ""));
     let fraction: f32 = fraction.trim().parse().ok()?;
     Some(Progress::new(fraction, message))
+}
+
+/// The task's latest checkpoint, if it kept one within the limit.
+pub(crate) async fn read_checkpoint(control: &Path) -> Option<bytes::Bytes> {
+    let path = control.join("checkpoint");
+    if tokio::fs::metadata(&path).await.ok()?.len() > MAX_CHECKPOINT_BYTES as u64 {
+        return None;
+    }
+    tokio::fs::read(path).await.ok().map(Into::into)
 }
 
 /// The task's result, if it set one: `Ok(json)`, or why it is not handed on.

@@ -35,6 +35,9 @@ pub struct TaskSpec {
     pub preopens: Vec<Preopen>,
     /// The guest's whole standard input; empty means an empty stdin.
     pub stdin: bytes::Bytes,
+    /// The previous attempt's checkpoint, handed to a task built with the SDK; empty when
+    /// there is none.
+    pub checkpoint: bytes::Bytes,
     /// What the task may use: `cpus` is a hard cap on its CPU share, `mem` bounds all its
     /// linear memories and tables together, `disk` bounds the bytes written into its sandbox
     /// (files, stdout and stderr).
@@ -58,6 +61,7 @@ impl TaskSpec {
             inputs: Vec::new(),
             preopens: Vec::new(),
             stdin: bytes::Bytes::new(),
+            checkpoint: bytes::Bytes::new(),
             resources: Resources::new()
                 .with_cpus_milli(1000)
                 .with_mem_mib(256)

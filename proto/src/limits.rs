@@ -55,6 +55,9 @@ pub const MAX_PREOPEN_NAME_BYTES: usize = 4096;
 /// Largest `TaskStatus.result_json`, in bytes: a task's structured result is small.
 pub const MAX_RESULT_BYTES: usize = 64 << 10;
 
+/// Largest checkpoint (`TaskStatus.checkpoint`, `TaskInfo.checkpoint`), in bytes.
+pub const MAX_CHECKPOINT_BYTES: usize = 1 << 20;
+
 /// Largest `TaskInfo.stdin`, in bytes.
 pub const MAX_STDIN_BYTES: usize = 4 << 20;
 

@@ -126,6 +126,8 @@ pub struct TaskStatus {
     pub progress: Option<Progress>,
     /// Its structured result (JSON text), on terminal updates.
     pub result_json: Option<String>,
+    /// Its latest checkpoint (agent to master only); empty when none came with this update.
+    pub checkpoint: Bytes,
 }
 
 impl TryFrom<&v1::TaskStatus> for TaskStatus {
@@ -160,6 +162,7 @@ impl TryFrom<&v1::TaskStatus> for TaskStatus {
                 }
                 json => Some(json.to_owned()),
             },
+            checkpoint: checkpoint("checkpoint", &s.checkpoint)?,
         })
     }
 }
@@ -190,6 +193,7 @@ impl From<&TaskStatus> for v1::TaskStatus {
                 message: p.message.clone(),
             }),
             result_json: s.result_json.clone().unwrap_or_default(),
+            checkpoint: s.checkpoint.clone(),
         }
     }
 }
@@ -270,6 +274,8 @@ pub struct TaskInfo {
     pub preopens: Vec<Preopen>,
     /// The guest's whole standard input; at most [`limits::MAX_STDIN_BYTES`].
     pub stdin: Bytes,
+    /// The previous attempt's checkpoint; empty when there is none.
+    pub checkpoint: Bytes,
 }
 
 impl TryFrom<&v1::TaskInfo> for TaskInfo {
@@ -334,6 +340,7 @@ impl TryFrom<&v1::TaskInfo> for TaskInfo {
             } else {
                 t.stdin.clone()
             },
+            checkpoint: checkpoint("checkpoint", &t.checkpoint)?,
         })
     }
 }
@@ -368,6 +375,7 @@ impl From<&TaskInfo> for v1::TaskInfo {
                 })
                 .collect(),
             stdin: t.stdin.clone(),
+            checkpoint: t.checkpoint.clone(),
         }
     }
 }
@@ -395,6 +403,21 @@ impl TryFrom<&v1::Preopen> for Preopen {
             sandbox_path: sandbox_path("sandbox_path", &p.sandbox_path)?,
         })
     }
+}
+
+/// A checkpoint within [`limits::MAX_CHECKPOINT_BYTES`].
+fn checkpoint(field: &'static str, bytes: &Bytes) -> Result<Bytes, ProtoError> {
+    if bytes.len() > limits::MAX_CHECKPOINT_BYTES {
+        return Err(ProtoError::invalid(
+            field,
+            format!(
+                "{} bytes, at most {}",
+                bytes.len(),
+                limits::MAX_CHECKPOINT_BYTES
+            ),
+        ));
+    }
+    Ok(bytes.clone())
 }
 
 fn no_nul(field: &'static str, s: &str) -> Result<(), ProtoError> {

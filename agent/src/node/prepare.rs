@@ -155,6 +155,7 @@ pub(crate) fn spec(
         inputs,
         preopens: task.preopens,
         stdin: task.stdin,
+        checkpoint: task.checkpoint,
         resources: task.resources,
         limits: task.limits,
     }

@@ -25,8 +25,9 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use corral_proto::v1;
-use corral_types::{Digest, Reason, TaskState};
+use corral_types::{Digest, Progress, Reason, TaskState};
 
 use std::path::Path;
 use std::time::Duration;
@@ -180,8 +181,9 @@ impl Runner {
             Some(dir) if tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) => Some(dir),
             _ => None,
         };
+        let mut reported = Reported::default();
         let result = match (&control, running_sent) {
-            (Some(control), true) => self.follow_progress(control, handle).await,
+            (Some(control), true) => self.follow(control, handle, &mut reported).await,
             _ => handle.wait().await,
         };
         // A task that ends within microseconds can skip the observable Running phase;
@@ -203,8 +205,10 @@ impl Runner {
         };
         let mut parts = status_of(&result.outcome);
         if let Some(control) = &control {
-            // The last word: the progress it ended at and the result it set.
+            // The last word: the progress it ended at, its checkpoint if that changed since
+            // it was last sent, and the result it set.
             parts.progress = sdk::read_progress(control).await;
+            parts.checkpoint = reported.new_checkpoint(sdk::read_checkpoint(control).await);
             match sdk::read_result(control).await {
                 Some(Ok(json)) => parts.result_json = Some(json),
                 Some(Err(why)) => {
@@ -216,22 +220,28 @@ impl Runner {
         self.report(parts, usage);
     }
 
-    /// Waits for the run to end, reporting each new progress of the task (read from its
-    /// control directory every [`PROGRESS_POLL`]) as a RUNNING update.
-    async fn follow_progress(&self, control: &Path, handle: TaskHandle) -> TaskResult {
+    /// Waits for the run to end, reporting each new progress or checkpoint of the task (read
+    /// from its control directory every [`PROGRESS_POLL`]) as a RUNNING update.
+    async fn follow(
+        &self,
+        control: &Path,
+        handle: TaskHandle,
+        reported: &mut Reported,
+    ) -> TaskResult {
         let ended = handle.wait();
         tokio::pin!(ended);
         let mut poll = tokio::time::interval(PROGRESS_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut reported = None;
         loop {
             tokio::select! {
                 result = &mut ended => return result,
                 _ = poll.tick() => {
                     let progress = sdk::read_progress(control).await;
-                    if progress.is_some() && progress != reported {
-                        reported.clone_from(&progress);
-                        self.report(StatusParts { progress, ..running() }, None);
+                    let checkpoint = reported.new_checkpoint(sdk::read_checkpoint(control).await);
+                    let new_progress = progress.is_some() && progress != reported.progress;
+                    if new_progress || checkpoint.is_some() {
+                        reported.progress.clone_from(&progress);
+                        self.report(StatusParts { progress, checkpoint, ..running() }, None);
                     }
                 }
             }
@@ -241,6 +251,26 @@ impl Runner {
     /// Hook: one status update of the run (a terminal one ends it).
     fn report(&self, parts: StatusParts, usage: Option<v1::Usage>) {
         self.node.emit(&self.key, parts, usage);
+    }
+}
+
+/// What an SDK task's updates have carried so far.
+#[derive(Debug, Default)]
+struct Reported {
+    progress: Option<Progress>,
+    /// The digest of the last checkpoint sent.
+    checkpoint: Option<Digest>,
+}
+
+impl Reported {
+    /// `checkpoint`, if it is not the one last sent (which it then becomes).
+    fn new_checkpoint(&mut self, checkpoint: Option<Bytes>) -> Option<Bytes> {
+        let checkpoint = checkpoint?;
+        let digest = Some(Digest::of(&checkpoint));
+        (digest != self.checkpoint).then(|| {
+            self.checkpoint = digest;
+            checkpoint
+        })
     }
 }
 

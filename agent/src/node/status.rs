@@ -24,6 +24,8 @@ pub(crate) struct StatusParts {
     pub(crate) progress: Option<Progress>,
     /// The task's structured result (terminal updates of SDK tasks that set one).
     pub(crate) result_json: Option<String>,
+    /// The task's latest checkpoint, when it changed (SDK tasks; for the master only).
+    pub(crate) checkpoint: Option<Bytes>,
 }
 
 impl StatusParts {
@@ -35,6 +37,7 @@ impl StatusParts {
             trap_kind: None,
             progress: None,
             result_json: None,
+            checkpoint: None,
         }
     }
 }
@@ -144,6 +147,7 @@ pub(crate) fn update(
             message: p.message,
         }),
         result_json: parts.result_json.unwrap_or_default(),
+        checkpoint: parts.checkpoint.unwrap_or_default(),
     }
 }
 

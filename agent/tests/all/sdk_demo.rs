@@ -84,3 +84,27 @@ fn under_plain_wasmtime_with_a_control_directory_the_sdk_writes_plain_files() {
         "[1, 2]"
     );
 }
+
+#[tokio::test]
+async fn a_task_handed_a_checkpoint_resumes_from_it_and_ends_as_an_uninterrupted_run() {
+    let whole = run(spec(corral_wasm_tasks::SDK_DEMO, &["count", "5", "1"])).await;
+    assert_eq!(whole.stdout, "counted to 5\n");
+    let control = whole.root.join(".corral");
+    let result = std::fs::read_to_string(control.join("result.json")).unwrap();
+    assert_eq!(result, r#"{"count": 5, "sum": 15}"#);
+
+    // What an attempt interrupted after step 3 left: the step and the sum so far.
+    let mut resumed = spec(corral_wasm_tasks::SDK_DEMO, &["count", "5", "1"]);
+    resumed.checkpoint = [3u64.to_le_bytes(), 6u64.to_le_bytes()].concat().into();
+    let resumed = run(resumed).await;
+    assert_eq!(resumed.stdout, "resumed at 3\ncounted to 5\n");
+    let control = resumed.root.join(".corral");
+    assert_eq!(
+        std::fs::read_to_string(control.join("result.json")).unwrap(),
+        result
+    );
+    assert_eq!(
+        std::fs::read(control.join("checkpoint")).unwrap(),
+        [5u64.to_le_bytes(), 15u64.to_le_bytes()].concat()
+    );
+}

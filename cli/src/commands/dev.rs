@@ -128,6 +128,7 @@ async fn examples(master: &str) -> anyhow::Result<()> {
             argv0: None,
             preopens: Vec::new(),
             stdin: Default::default(),
+            checkpoint: Default::default(),
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);

@@ -105,6 +105,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         argv0: Some(args.argv0.clone().unwrap_or(base_name)),
         preopens,
         stdin,
+        checkpoint: Default::default(),
     };
     let task_id = task.id.clone();
     let (status, framework) = run_task(&masters, &mut client, task, placement).await?;
@@ -262,7 +263,8 @@ fn parse_module(module: &str) -> anyhow::Result<Module> {
 
 enum Event {
     Launched,
-    Status(TaskStatus),
+    /// Boxed: a status is large, the other events small.
+    Status(Box<TaskStatus>),
     Error(String),
 }
 
@@ -318,7 +320,7 @@ impl Scheduler for OneTask {
     }
 
     async fn status_update(&mut self, _driver: &Driver, status: TaskStatus) {
-        let _ = self.events.send(Event::Status(status));
+        let _ = self.events.send(Event::Status(Box::new(status)));
     }
 
     async fn agent_lost(&mut self, _driver: &Driver, agent_id: &AgentId) {
@@ -371,7 +373,7 @@ pub(crate) async fn run_task(
                         running = true;
                     }
                     if status.state.is_terminal() || status.state == TaskState::Unreachable {
-                        break Ok(status);
+                        break Ok(*status);
                     }
                 }
                 Some(Event::Error(message)) => break Err(anyhow::anyhow!("the master refused the framework: {message}")),

@@ -86,3 +86,72 @@ async fn a_result_that_is_not_json_is_not_handed_on_and_the_status_says_why() {
         "{task}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_killed_midway_and_launched_again_resumes_from_its_checkpoint() {
+    use crate::framework::{RawFramework, reason, state, task};
+    use corral_types::TaskState;
+
+    let cluster = Cluster::start(&[]).await;
+    let mut framework = RawFramework::subscribe(&cluster.master_addr).await;
+    let module = framework.upload(corral_wasm_tasks::SDK_DEMO).await;
+    let args = ["count", "20", "200"];
+
+    // The first attempt: killed once it has counted past a quarter.
+    framework.launch(task("counter", &module, &args)).await;
+    loop {
+        let update = framework.next_update().await;
+        framework.acknowledge(&update).await;
+        let fraction = update.progress.as_ref().map_or(0.0, |p| p.fraction);
+        assert!(
+            update.checkpoint.is_empty(),
+            "the master forwarded a checkpoint"
+        );
+        if state(&update) == TaskState::Running && fraction >= 0.25 {
+            break;
+        }
+        assert!(!state(&update).is_terminal(), "{update:?}");
+    }
+    let kill = cluster.corral(&["kill", "counter"]).await;
+    assert_eq!(
+        kill.status.code(),
+        Some(0),
+        "stderr: {}",
+        text(&kill.stderr)
+    );
+    let killed = loop {
+        let update = framework.next_update().await;
+        framework.acknowledge(&update).await;
+        if state(&update).is_terminal() {
+            break update;
+        }
+    };
+    assert_eq!(state(&killed), TaskState::Killed, "{killed:?}");
+
+    // The second attempt, same task ID: it resumes, and ends as an uninterrupted run would.
+    framework.launch(task("counter", &module, &args)).await;
+    let finished = loop {
+        let update = framework.next_update().await;
+        framework.acknowledge(&update).await;
+        if state(&update).is_terminal() {
+            break update;
+        }
+    };
+    assert_eq!(
+        state(&finished),
+        TaskState::Finished,
+        "{:?} {finished:?}",
+        reason(&finished)
+    );
+    assert_eq!(finished.result_json, r#"{"count": 20, "sum": 210}"#);
+    let logs = cluster.corral(&["logs", "counter"]).await;
+    let stdout = text(&logs.stdout);
+    let resumed_at: u64 = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("resumed at "))
+        .unwrap_or_else(|| panic!("the second attempt started over: {stdout:?}"))
+        .parse()
+        .unwrap();
+    assert!((5..20).contains(&resumed_at), "{stdout}");
+    assert!(stdout.ends_with("counted to 20\n"), "{stdout}");
+}

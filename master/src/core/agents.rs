@@ -383,8 +383,21 @@ impl MasterCore {
     }
 
     /// A task's status changed on its agent (or the agent resent an unacknowledged update).
-    pub(super) fn status_update(&mut self, agent: &AgentId, status: TaskStatus, now: Timestamp) {
+    pub(super) fn status_update(
+        &mut self,
+        agent: &AgentId,
+        mut status: TaskStatus,
+        now: Timestamp,
+    ) {
         let key = (status.framework_id.clone(), status.task_id.clone());
+        // A checkpoint is kept for the task's next attempt, never forwarded; one that
+        // finished needs none.
+        let checkpoint = std::mem::take(&mut status.checkpoint);
+        if status.state == TaskState::Finished {
+            self.checkpoints.remove(&key);
+        } else if !checkpoint.is_empty() {
+            self.checkpoints.put(key.clone(), checkpoint);
+        }
         // An update that tells nothing new of the task (the agent resending what it has not
         // had acknowledged) is a redelivery: sent only when the framework's stream has room.
         let mut again = false;

@@ -352,7 +352,7 @@ impl MasterCore {
                 Some(_) => None,
             },
         };
-        let info = match (problem, t.info) {
+        let mut info = match (problem, t.info) {
             (None, Ok(info)) => info,
             (problem, _) => {
                 let why = problem.unwrap_or_default();
@@ -394,6 +394,13 @@ impl MasterCore {
             now,
         );
         task.holds = true;
+        // The next attempt of a task resumes from the checkpoint the last one left, unless
+        // the framework hands one itself.
+        if info.checkpoint.is_empty()
+            && let Some(checkpoint) = self.checkpoints.get(&key)
+        {
+            info.checkpoint = checkpoint.clone();
+        }
         self.tasks.insert(key, task);
         Some(info)
     }

@@ -213,6 +213,7 @@ impl MasterCore {
         for offer in self.offers_where(|o| &o.framework == id) {
             self.offers.remove(&offer);
         }
+        self.checkpoints.remove_framework(id);
         for key in self.tasks.of_framework(id) {
             let Some(t) = self.tasks.get_mut(&key) else {
                 continue;

@@ -20,6 +20,7 @@
 
 mod agents;
 mod calls;
+mod checkpoints;
 mod effects;
 mod events;
 mod frameworks;
@@ -129,6 +130,8 @@ pub(crate) struct MasterCore {
     frameworks: HashMap<FrameworkId, Framework>,
     offers: HashMap<OfferId, OfferRecord>,
     tasks: TaskTable,
+    /// SDK tasks' latest checkpoints, for their next attempts.
+    checkpoints: checkpoints::Checkpoints,
     artifacts: registry::ArtifactIndex,
     /// Frameworks known only from re-registered agents' tasks (no info of their own to
     /// record) until they subscribe.
@@ -149,6 +152,7 @@ impl MasterCore {
             frameworks: HashMap::new(),
             offers: HashMap::new(),
             tasks: TaskTable::default(),
+            checkpoints: checkpoints::Checkpoints::default(),
             artifacts: BTreeMap::new(),
             placeholders: HashSet::new(),
             next_id: 0,
@@ -335,6 +339,7 @@ impl MasterCore {
             healthy: None,
             progress: None,
             result_json: None,
+            checkpoint: Default::default(),
         }
     }
 

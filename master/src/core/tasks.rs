@@ -230,6 +230,7 @@ mod tests {
             healthy: None,
             progress: None,
             result_json: None,
+            checkpoint: Default::default(),
         };
         Task::new(
             agent.map(|a| AgentId::new(a).unwrap()),

@@ -50,6 +50,7 @@ fn task() -> TaskInfo {
             },
         ],
         stdin: Bytes::from_static(b"line one\nline two\n"),
+        checkpoint: Bytes::from_static(b"\x01\x02"),
     }
 }
 
@@ -258,6 +259,7 @@ fn status() -> TaskStatus {
         healthy: None,
         progress: None,
         result_json: None,
+        checkpoint: Default::default(),
     }
 }
 

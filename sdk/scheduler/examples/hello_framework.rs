@@ -142,6 +142,7 @@ impl Hello {
             argv0: None,
             preopens: Vec::new(),
             stdin: Default::default(),
+            checkpoint: Default::default(),
         })
     }
 }

@@ -511,6 +511,7 @@ impl StatusBuilder {
                 healthy: None,
                 progress: None,
                 result_json: None,
+                checkpoint: Default::default(),
             },
         }
     }

@@ -16,17 +16,22 @@
 //!   `corral ps` and the API.
 //! - [`set_result`]: a small JSON value handed back in the task's terminal status update, to
 //!   the framework that launched it.
+//! - [`checkpoint`] and [`previous_checkpoint`]: a small blob the platform keeps while the
+//!   task runs and hands to the next attempt of the same task (the same task ID launched
+//!   again after a failure, a kill or the loss of its agent), so a long task resumes instead
+//!   of starting over. A task that finishes successfully leaves none behind.
 //!
 //! The SDK speaks only WASI: the calls write small files into a control directory the agent
 //! gives a task built with it (its name in `CORRAL_CONTROL`; the module carries a
 //! `corral-task` custom section that tells the agent to). Under any other WASI runtime,
 //! `wasmtime run` say, `CORRAL_CONTROL` is unset and every call does nothing and succeeds,
 //! so a task is never locked in. Set `CORRAL_CONTROL` to a preopened directory there to see
-//! the files the calls write: `progress` (`<fraction>\n<message>`) and `result.json`.
+//! the files the calls write: `progress` (`<fraction>\n<message>`), `result.json` and
+//! `checkpoint`; [`previous_checkpoint`] reads `previous-checkpoint` there.
 //!
 //! Limits are checked here, where the caller can act on them: a message of more than
-//! [`MAX_PROGRESS_MESSAGE_BYTES`] or a result of more than [`MAX_RESULT_BYTES`] is an
-//! [`Error`] naming the limit. Progress reported within [`PROGRESS_INTERVAL`] of the last
+//! [`MAX_PROGRESS_MESSAGE_BYTES`], a result of more than [`MAX_RESULT_BYTES`] or a checkpoint
+//! of more than [`MAX_CHECKPOINT_BYTES`] is an [`Error`] naming the limit. Progress reported within [`PROGRESS_INTERVAL`] of the last
 //! written is dropped, except 100 %: the agent reads it twice a second at most, and a tight
 //! loop should not spend its time writing files.
 
@@ -41,6 +46,8 @@ use std::time::{Duration, Instant};
 pub const MAX_PROGRESS_MESSAGE_BYTES: usize = 256;
 /// Largest result, in bytes of JSON text.
 pub const MAX_RESULT_BYTES: usize = 64 << 10;
+/// Largest checkpoint, in bytes.
+pub const MAX_CHECKPOINT_BYTES: usize = 1 << 20;
 /// Progress is written at most this often.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// The environment variable that names the control directory.
@@ -145,6 +152,26 @@ pub fn set_result(json: &str) -> Result<(), Error> {
     }
 }
 
+/// Keeps `bytes` as the task's checkpoint, replacing the last one. The platform reads it
+/// twice a second at most while the task runs, and once more when it ends.
+///
+/// # Errors
+///
+/// A checkpoint over [`MAX_CHECKPOINT_BYTES`], or a failed write.
+pub fn checkpoint(bytes: &[u8]) -> Result<(), Error> {
+    check_size("the checkpoint", bytes.len(), MAX_CHECKPOINT_BYTES)?;
+    match control_dir() {
+        Some(dir) => write_atomically(&dir, "checkpoint", bytes),
+        None => Ok(()),
+    }
+}
+
+/// The checkpoint the previous attempt of this task left, if there was one.
+#[must_use]
+pub fn previous_checkpoint() -> Option<Vec<u8>> {
+    fs::read(control_dir()?.join("previous-checkpoint")).ok()
+}
+
 /// Whether the task runs under Corral (or anywhere `CORRAL_CONTROL` names a directory).
 #[must_use]
 pub fn under_corral() -> bool {
@@ -189,6 +216,13 @@ mod tests {
             progress(f32::NAN, "x"),
             Err(Error::InvalidFraction(_))
         ));
+        let error = checkpoint(&vec![0; MAX_CHECKPOINT_BYTES + 1]).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("over the limit of 1048576 bytes"),
+            "{error}"
+        );
         let big = "1".repeat(MAX_RESULT_BYTES + 1);
         assert!(
             set_result(&big)

@@ -67,6 +67,7 @@ impl TaskShape {
             argv0: None,
             preopens: Vec::new(),
             stdin: Default::default(),
+            checkpoint: Default::default(),
         }
     }
 }

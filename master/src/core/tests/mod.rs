@@ -150,6 +150,7 @@ fn from_master(
         healthy: None,
         progress: None,
         result_json: None,
+        checkpoint: Default::default(),
     }
 }
 
@@ -316,6 +317,7 @@ fn agent_update(
         healthy: None,
         progress: None,
         result_json: None,
+        checkpoint: Default::default(),
     }
 }
 

@@ -29,6 +29,7 @@ fn task(id: &str) -> TaskInfo {
         argv0: None,
         preopens: Vec::new(),
         stdin: Default::default(),
+        checkpoint: Default::default(),
     }
 }
 

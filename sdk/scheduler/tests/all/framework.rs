@@ -44,6 +44,7 @@ impl Batch {
             argv0: None,
             preopens: Vec::new(),
             stdin: Default::default(),
+            checkpoint: Default::default(),
         }
     }
 }

@@ -2,6 +2,10 @@
 //!
 //! - `steps <n> <ms>`: n steps of `ms` milliseconds each, reporting progress after each
 //!   (`step i of n`), then the result `{"steps": n}`; prints `done <n>`.
+//! - `count <n> <ms>`: counts to n, `ms` milliseconds a step, checkpointing after each step
+//!   and reporting progress; an attempt after an interrupted one prints `resumed at <k>` and
+//!   goes on from its checkpoint. The result, `{"count": n, "sum": <1 + 2 + ... + n>}`, is
+//!   the same either way; prints `counted to <n>`.
 //! - `result <json>`: sets `json` as the result and exits.
 //! - `big-result`: tries a result one byte over the limit; prints the SDK's error, exits 1.
 //! - `big-message`: tries a progress message one byte over the limit; likewise.
@@ -15,6 +19,10 @@ fn main() -> ExitCode {
     let outcome = match args.as_slice() {
         ["steps", n, ms] => match (n.parse::<u32>(), ms.parse::<u64>()) {
             (Ok(n), Ok(ms)) => steps(n, ms),
+            _ => return usage(),
+        },
+        ["count", n, ms] => match (n.parse::<u64>(), ms.parse::<u64>()) {
+            (Ok(n), Ok(ms)) => count(n, ms),
             _ => return usage(),
         },
         ["result", json] => corral_task::set_result(json),
@@ -43,7 +51,35 @@ fn steps(n: u32, ms: u64) -> Result<(), corral_task::Error> {
     Ok(())
 }
 
+fn count(n: u64, ms: u64) -> Result<(), corral_task::Error> {
+    // The checkpoint: the last step done and the sum so far, little-endian.
+    let (mut done, mut sum) = match corral_task::previous_checkpoint() {
+        Some(bytes) if bytes.len() == 16 => {
+            let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap_or_default());
+            (word(0), word(8))
+        }
+        _ => (0, 0),
+    };
+    if done > 0 {
+        println!("resumed at {done}");
+    }
+    while done < n {
+        std::thread::sleep(Duration::from_millis(ms));
+        done += 1;
+        sum += done;
+        let mut state = done.to_le_bytes().to_vec();
+        state.extend(sum.to_le_bytes());
+        corral_task::checkpoint(&state)?;
+        corral_task::progress(done as f32 / n as f32, &format!("counted to {done}"))?;
+    }
+    corral_task::set_result(&format!("{{\"count\": {n}, \"sum\": {sum}}}"))?;
+    println!("counted to {n}");
+    Ok(())
+}
+
 fn usage() -> ExitCode {
-    eprintln!("usage: sdk_demo steps <n> <ms> | result <json> | big-result | big-message");
+    eprintln!(
+        "usage: sdk_demo steps <n> <ms> | count <n> <ms> | result <json> | big-result | big-message"
+    );
     ExitCode::from(2)
 }
