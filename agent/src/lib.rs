@@ -1,6 +1,6 @@
 //! The Corral agent's execution core: runs tasks as sandboxed, fuel-metered WebAssembly.
 //!
-//! Every task is a WASI preview 1 module run under wasmtime, cut off from the host by the Wasm
+//! Every task is a WASI preview 1 module or a WASI 0.2 component run under wasmtime, cut off from the host by the Wasm
 //! sandbox and by WASI capabilities (its only directory is its sandbox; it has no network and
 //! sees only the args and env it was given), and held to its limits:
 //!
@@ -32,8 +32,9 @@
 //!
 //! Modules in this crate: `engine` is the only place wasmtime is configured; `cache` admits,
 //! compiles and persists modules and knows which it holds; `sandbox` lays out a run's files;
-//! `output` holds its logs; `guest` is the host side the guest sees; `memory` and `cpu`
-//! enforce their limits; `executor` drives a task's life.
+//! `output` holds its logs; `guest` is the host side the guest sees (WASI preview 1 and 0.2);
+//! `memory` and `cpu` enforce their limits; `executor` drives a task's life; [`sdk`] is the
+//! host side of the task SDK (which modules use it, and reading what they report).
 //!
 //! [`node`] is the agent as a cluster member around the executor: [`Agent`] registers with
 //! the master, runs what it is sent, reports status updates until acknowledged and serves task
@@ -49,7 +50,7 @@ mod memory;
 pub mod node;
 mod output;
 mod sandbox;
-mod sdk;
+pub mod sdk;
 mod task;
 
 pub use cache::{CacheStats, ModuleError};

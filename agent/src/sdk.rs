@@ -83,8 +83,9 @@ fn leb128(bytes: &[u8]) -> Option<(usize, &[u8])> {
     None
 }
 
-/// The task's latest progress, if it has reported any readable one.
-pub(crate) async fn read_progress(control: &Path) -> Option<Progress> {
+/// The task's latest progress in its control directory `control`
+/// ([`crate::SandboxPaths::control`]), if it has reported any readable one.
+pub async fn read_progress(control: &Path) -> Option<Progress> {
     let text = read_bounded(&control.join("progress"), 64 + Progress::MAX_MESSAGE_BYTES).await?;
     let (fraction, message) = text.split_once('\n').unwrap_or((&text, ""));
     let fraction: f32 = fraction.trim().parse().ok()?;
@@ -92,7 +93,7 @@ pub(crate) async fn read_progress(control: &Path) -> Option<Progress> {
 }
 
 /// The task's latest checkpoint, if it kept one within the limit.
-pub(crate) async fn read_checkpoint(control: &Path) -> Option<bytes::Bytes> {
+pub async fn read_checkpoint(control: &Path) -> Option<bytes::Bytes> {
     let path = control.join("checkpoint");
     if tokio::fs::metadata(&path).await.ok()?.len() > MAX_CHECKPOINT_BYTES as u64 {
         return None;
@@ -101,7 +102,7 @@ pub(crate) async fn read_checkpoint(control: &Path) -> Option<bytes::Bytes> {
 }
 
 /// The task's result, if it set one: `Ok(json)`, or why it is not handed on.
-pub(crate) async fn read_result(control: &Path) -> Option<Result<String, String>> {
+pub async fn read_result(control: &Path) -> Option<Result<String, String>> {
     let path = control.join("result.json");
     let size = tokio::fs::metadata(&path).await.ok()?.len();
     if size > MAX_RESULT_BYTES as u64 {

@@ -86,10 +86,12 @@ pub(crate) async fn resolve(output: &RunOutput, path: &str) -> Result<Target, Se
         return Ok(Target::Sandbox);
     };
     if let Some((_, stream)) = LOGS.iter().find(|(name, _)| *first == *name) {
-        return match output.contents(*stream) {
-            LogContents::Empty => Err(not_found()),
-            _ if !rest.is_empty() => Err(not_found()),
-            _ => Ok(Target::Log(*stream)),
+        // A log the task has not written to yet reads as empty, not as missing: a reader
+        // following a task's output from its start must not fail before its first line.
+        return if rest.is_empty() {
+            Ok(Target::Log(*stream))
+        } else {
+            Err(not_found())
         };
     }
     if *first != "root" {
@@ -224,13 +226,7 @@ async fn read(
                 return Ok((bytes[start..end].to_vec(), size));
             }
             LogContents::File(file) => file,
-            LogContents::Empty => {
-                return Err(ServiceError::NotFound {
-                    kind: "file",
-                    id: path.to_owned(),
-                }
-                .into());
-            }
+            LogContents::Empty => return Ok((Vec::new(), 0)),
         },
     };
     let mut file = tokio::fs::File::open(&target)
@@ -428,8 +424,17 @@ mod tests {
                 "{bad}: {error}"
             );
         }
-        // stderr holds nothing; logs have no children; other names do not exist.
-        for missing in ["stderr", "stdout/x", "missing", "root/missing"] {
+        // stderr holds nothing yet: it reads as empty, not as missing.
+        assert_eq!(
+            resolve(&output, "stderr").await.unwrap(),
+            Target::Log(Stream::Stderr)
+        );
+        assert_eq!(
+            read(&output, "stderr", 0, 100).await.unwrap(),
+            (Vec::new(), 0)
+        );
+        // Logs have no children; other names do not exist.
+        for missing in ["stdout/x", "missing", "root/missing"] {
             assert!(
                 matches!(
                     resolve(&output, missing).await,

@@ -48,6 +48,19 @@ async fn progress_shows_while_an_sdk_task_runs_and_its_result_when_it_ends() {
         table.contains("PROGRESS") && table.contains("% step "),
         "{table}"
     );
+    // `corral logs -f` follows the output to the end and tells the progress on stderr.
+    let logs = cluster.corral(&["logs", "-f", &id]).await;
+    assert_eq!(
+        text(&logs.stdout),
+        "done 10\n",
+        "stderr: {}",
+        text(&logs.stderr)
+    );
+    let stderr = text(&logs.stderr);
+    assert!(
+        stderr.contains("corral: progress ") && stderr.contains("% step "),
+        "{stderr}"
+    );
 
     let out = tokio::time::timeout(Duration::from_secs(30), run.wait_with_output())
         .await
