@@ -309,6 +309,33 @@ fn big_module(salt: u64) -> Vec<u8> {
 
 /// Launching a ~1 MiB module: cold (admit + validate + compile + persist), after an agent
 /// restart (compiled code loaded from disk), and cached (pre-instantiated in memory).
+/// What the task SDK's calls cost a guest: `sdk_demo calls 1000 <kind>` through the executor,
+/// against the same loop without calls; the difference over 1,000 is one call's cost.
+fn sdk_calls(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let executor = executor(dir.path());
+    let rt = runtime();
+    let wasm = corral_wasm_tasks::bytes(corral_wasm_tasks::SDK_DEMO);
+    let digest = rt.block_on(executor.add_module(wasm)).unwrap();
+    let mut group = c.benchmark_group("sdk_calls_1000");
+    for kind in ["none", "progress", "checkpoint"] {
+        group.bench_function(kind, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let handle = executor.launch(spec(digest, &["calls", "1000", kind]));
+                        let result = handle.wait().await;
+                        assert_eq!(result.outcome, TaskOutcome::Exited { code: 0 });
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 fn cached_vs_cold(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -549,6 +576,7 @@ criterion_group!(
     benches,
     launch_overhead,
     component_launch,
+    sdk_calls,
     cached_vs_cold,
     metering_cost,
     kill_latency

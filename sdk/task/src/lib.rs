@@ -155,6 +155,9 @@ pub fn set_result(json: &str) -> Result<(), Error> {
 /// Keeps `bytes` as the task's checkpoint, replacing the last one. The platform reads it
 /// twice a second at most while the task runs, and once more when it ends.
 ///
+/// Each call writes a file (about 0.2 ms), so that the latest checkpoint is on disk however
+/// the task is stopped: call it after a unit of work, not in a tight loop.
+///
 /// # Errors
 ///
 /// A checkpoint over [`MAX_CHECKPOINT_BYTES`], or a failed write.

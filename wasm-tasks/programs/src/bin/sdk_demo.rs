@@ -6,6 +6,8 @@
 //!   and reporting progress; an attempt after an interrupted one prints `resumed at <k>` and
 //!   goes on from its checkpoint. The result, `{"count": n, "sum": <1 + 2 + ... + n>}`, is
 //!   the same either way; prints `counted to <n>`.
+//! - `calls <n> <progress|checkpoint|none>`: makes n SDK calls of that kind (a 64-byte
+//!   checkpoint), or n iterations of the same loop without one, for measuring their cost.
 //! - `result <json>`: sets `json` as the result and exits.
 //! - `big-result`: tries a result one byte over the limit; prints the SDK's error, exits 1.
 //! - `big-message`: tries a progress message one byte over the limit; likewise.
@@ -23,6 +25,10 @@ fn main() -> ExitCode {
         },
         ["count", n, ms] => match (n.parse::<u64>(), ms.parse::<u64>()) {
             (Ok(n), Ok(ms)) => count(n, ms),
+            _ => return usage(),
+        },
+        ["calls", n, kind] => match n.parse::<u32>() {
+            Ok(n) => calls(n, kind),
             _ => return usage(),
         },
         ["result", json] => corral_task::set_result(json),
@@ -77,9 +83,23 @@ fn count(n: u64, ms: u64) -> Result<(), corral_task::Error> {
     Ok(())
 }
 
+fn calls(n: u32, kind: &str) -> Result<(), corral_task::Error> {
+    let state = [7u8; 64];
+    for i in 0..n {
+        let fraction = i as f32 / n as f32;
+        match kind {
+            "progress" => corral_task::progress(fraction, "working")?,
+            "checkpoint" => corral_task::checkpoint(&state)?,
+            _ => {
+                std::hint::black_box((fraction, &state));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn usage() -> ExitCode {
-    eprintln!(
-        "usage: sdk_demo steps <n> <ms> | count <n> <ms> | result <json> | big-result | big-message"
-    );
+    eprintln!("usage: sdk_demo steps <n> <ms> | count <n> <ms> | calls <n> <kind>");
+    eprintln!("                | result <json> | big-result | big-message");
     ExitCode::from(2)
 }
