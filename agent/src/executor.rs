@@ -16,7 +16,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
@@ -238,6 +238,7 @@ impl Executor {
         let cpu = Arc::new(CpuCounter::default());
         let (tx, rx) = oneshot::channel();
         let (phase_tx, phase_rx) = watch::channel(Phase::Starting);
+        let uses_sdk = Arc::new(AtomicBool::new(false));
         let run_task = run_task(
             self.shared.clone(),
             spec,
@@ -245,6 +246,7 @@ impl Executor {
             kill.clone(),
             cpu.clone(),
             phase_tx.clone(),
+            uses_sdk.clone(),
         );
         drop(self.spawn(async move {
             let result = run_task.await;
@@ -256,6 +258,7 @@ impl Executor {
             kill: KillSwitch(kill),
             cpu,
             phase: phase_rx,
+            uses_sdk,
             result: rx,
         }
     }
@@ -329,6 +332,8 @@ pub struct TaskHandle {
     kill: KillSwitch,
     cpu: Arc<CpuCounter>,
     phase: watch::Receiver<Phase>,
+    /// Set once the run is known to be built with the task SDK (before it runs).
+    uses_sdk: Arc<AtomicBool>,
     result: oneshot::Receiver<TaskResult>,
 }
 
@@ -341,6 +346,15 @@ impl TaskHandle {
     /// The run's stdout and stderr, readable while it runs; `None` as for the sandbox.
     pub fn output(&self) -> Option<&Arc<RunOutput>> {
         self.output.as_ref()
+    }
+
+    /// The task SDK's control directory (see [`crate::sdk`]), for a task built with the
+    /// SDK; known once the task runs ([`TaskHandle::started`]).
+    pub fn control_dir(&self) -> Option<PathBuf> {
+        if !self.uses_sdk.load(Ordering::Acquire) {
+            return None;
+        }
+        self.sandbox().map(SandboxPaths::control)
     }
 
     /// A switch that kills this task.
@@ -398,6 +412,7 @@ async fn run_task(
     kill: Arc<Kill>,
     cpu: Arc<CpuCounter>,
     phase: watch::Sender<Phase>,
+    uses_sdk: Arc<AtomicBool>,
 ) -> TaskResult {
     let Some(output) = output else {
         return failed(StartError::InvalidSpec {
@@ -433,6 +448,8 @@ async fn run_task(
         Ok(store) => store,
         Err(error) => return failed(error),
     };
+    // Before the guest runs, so whoever waited for it to start sees the flag.
+    uses_sdk.store(prepared.uses_sdk, Ordering::Release);
     let fuel_budget = spec.limits.max_fuel.unwrap_or(u64::MAX);
     let start = Instant::now();
     let timeout_at = spec.limits.timeout.map(|limit| start + limit);

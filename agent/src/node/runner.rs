@@ -36,7 +36,6 @@ use super::prepare::{self, PrepareError};
 use super::status::{StatusParts, TaskKey, status_of};
 use super::tasks::Node;
 use crate::executor::{KillSwitch, Phase, TaskHandle};
-use crate::sandbox::SandboxPaths;
 use crate::sdk;
 use crate::task::{TaskOutcome, TaskResult, TaskSpec};
 
@@ -176,11 +175,7 @@ impl Runner {
         if running_sent {
             self.report(running(), None);
         }
-        // The control directory exists once the store is built, for SDK tasks only.
-        let control = match handle.sandbox().map(SandboxPaths::control) {
-            Some(dir) if tokio::fs::metadata(&dir).await.is_ok_and(|m| m.is_dir()) => Some(dir),
-            _ => None,
-        };
+        let control = handle.control_dir();
         let mut reported = Reported::default();
         let result = match (&control, running_sent) {
             (Some(control), true) => self.follow(control, handle, &mut reported).await,

@@ -136,17 +136,34 @@ impl Cluster {
 
     /// Starts `corral <args>` against this cluster in the background, output piped.
     pub(crate) fn spawn_corral(&self, args: &[&str]) -> tokio::process::Child {
-        tokio::process::Command::new(CORRAL)
+        self.corral_command(args, Stdio::null()).spawn().unwrap()
+    }
+
+    /// Runs `corral <args>` against this cluster with `stdin` piped in (bounded: 60 s).
+    pub(crate) async fn corral_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use tokio::io::AsyncWriteExt;
+        let mut child = self.corral_command(args, Stdio::piped()).spawn().unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin).await.unwrap();
+        drop(pipe);
+        tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("corral {args:?} did not finish within 60 s"))
+            .unwrap()
+    }
+
+    fn corral_command(&self, args: &[&str], stdin: Stdio) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(CORRAL);
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env("CORRAL_MASTER", &self.master_addr)
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap()
+            .kill_on_drop(true);
+        command
     }
 
     /// Polls `corral ps` until a task is RUNNING (bounded: 30 s); returns its ID.

@@ -2,14 +2,10 @@
 //! same: every case of `wasi_compat` ends with the same exit code, output and files.
 
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::Duration;
-
-use tokio::io::AsyncWriteExt;
 
 use corral_fixtures::reference::{self, Invocation};
 
-use crate::cluster::{CORRAL, Cluster, text};
+use crate::cluster::{Cluster, text};
 
 /// The task's own stderr: what `corral run` printed before its usage line and messages.
 fn task_stderr(stderr: &[u8]) -> String {
@@ -19,28 +15,6 @@ fn task_stderr(stderr: &[u8]) -> String {
         .filter(|&at| at == 0 || stderr[..at].ends_with('\n'))
         .unwrap_or(stderr.len());
     stderr[..end].to_owned()
-}
-
-/// Runs `corral <args>` against `cluster` with `stdin` piped in (bounded: 60 s).
-async fn corral_with_stdin(cluster: &Cluster, args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = tokio::process::Command::new(CORRAL)
-        .args(args)
-        .current_dir(cluster.dir.path())
-        .env("CORRAL_MASTER", &cluster.master_addr)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut pipe = child.stdin.take().unwrap();
-    pipe.write_all(stdin).await.unwrap();
-    drop(pipe);
-    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("corral {args:?} did not finish within 60 s"))
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +60,7 @@ async fn corral_run_behaves_like_wasmtime_run_for_every_wasi_family() {
         args.push(module);
         args.extend(case.iter());
         // `printf … | corral run …`, as `printf … | wasmtime run …`.
-        let out = corral_with_stdin(&cluster, &args, reference::STDIN).await;
+        let out = cluster.corral_with_stdin(&args, reference::STDIN).await;
 
         assert_eq!(
             out.status.code(),

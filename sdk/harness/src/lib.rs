@@ -165,7 +165,8 @@ impl Task<'_> {
     pub async fn run(self) -> Run {
         let handle = self.harness.executor.launch(self.spec);
         let output = handle.output().cloned();
-        let control = handle.sandbox().map(corral_agent::SandboxPaths::control);
+        handle.started().await;
+        let control = handle.control_dir();
         let result = handle.wait().await;
         let log = |stream| match output.as_ref().map(|o| o.contents(stream)) {
             Some(LogContents::Memory(bytes, _)) => bytes.to_vec(),
@@ -173,7 +174,7 @@ impl Task<'_> {
             Some(LogContents::Empty) | None => Vec::new(),
         };
         let (progress, result_json, checkpoint) = match &control {
-            Some(dir) if dir.is_dir() => (
+            Some(dir) => (
                 corral_agent::sdk::read_progress(dir).await,
                 corral_agent::sdk::read_result(dir).await,
                 corral_agent::sdk::read_checkpoint(dir).await,
