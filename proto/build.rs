@@ -31,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // `bytes` fields are `bytes::Bytes`: module chunks, file reads and inputs are decoded
         // without a copy and can be passed on cheaply.
         .bytes(".")
+        // A task status is far larger than any other event: boxed, an `Event` stays small
+        // (heartbeats and offers do not pay for it).
+        .boxed(".corral.v1.Event.kind.update")
         // No generated `XClient::connect(uri)`: clients are built from a channel by
         // `corral_proto::limits`, which applies message limits. (It would also clash with the
         // client method of `AgentLink.Connect`.)

@@ -24,7 +24,7 @@ use wasmtime::{Engine, Store, Trap};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-use corral_types::{Digest, TrapKind, Usage};
+use corral_types::{Digest, OUTPUTS_DIR, OUTPUTS_GUEST_PATH, TrapKind, Usage};
 
 use crate::cache::{CacheStats, Code, Linkers, ModuleCache, ModuleError, Prepared};
 use crate::cpu::{CpuCounter, Kill, Metered};
@@ -631,7 +631,20 @@ fn build_store(
         }
         wasi.preopened_dir(&control, sdk::CONTROL_GUEST_PATH, FsPerms::ReadWrite)
             .map_err(|e| sandbox_error(&e))?
-            .env(sdk::CONTROL_ENV, sdk::CONTROL_GUEST_PATH);
+            .env(sdk::CONTROL_ENV, sdk::CONTROL_GUEST_PATH)
+            .env(sdk::OUTPUTS_ENV, OUTPUTS_GUEST_PATH);
+        // Its outputs folder: under its root `/`, or a preopen of its own beside the
+        // directories it names (unless it names one `/outputs` itself).
+        let outputs = sandbox.root().join(OUTPUTS_DIR);
+        std::fs::create_dir_all(&outputs).map_err(|e| sandbox_error(&e))?;
+        let named = spec
+            .preopens
+            .iter()
+            .any(|p| p.guest_path == OUTPUTS_GUEST_PATH);
+        if explicit && !named {
+            wasi.preopened_dir(&outputs, OUTPUTS_GUEST_PATH, FsPerms::ReadWrite)
+                .map_err(|e| sandbox_error(&e))?;
+        }
     }
     let state = TaskState {
         wasi: wasi.build_p1(),

@@ -42,6 +42,7 @@
 
 mod cache;
 mod calibrate;
+pub mod collect;
 mod cpu;
 mod engine;
 mod executor;

@@ -145,10 +145,15 @@ impl RunOutput {
         self.has_root.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the run's root directory exists (the run could reach files, or had inputs).
+    pub fn has_root(&self) -> bool {
+        self.has_root.load(Ordering::Relaxed)
+    }
+
     /// Whether the run may have left anything on disk (a root, or a log in its file); a run
     /// that did not needs no clean-up.
     pub fn has_files(&self) -> bool {
-        self.has_root.load(Ordering::Relaxed)
+        self.has_root()
             || [Stream::Stdout, Stream::Stderr]
                 .into_iter()
                 .any(|stream| !matches!(&*self.log(stream), Log::Memory(..)))

@@ -13,6 +13,10 @@
 //!     previous-checkpoint  bytes                     written by the agent before it starts
 //! ```
 //!
+//! It also finds its outputs folder ([`corral_types::OUTPUTS_GUEST_PATH`]) in
+//! `CORRAL_OUTPUTS`: under its root, or preopened on its own when the task names its
+//! preopens.
+//!
 //! Everything else in Corral reads these through [`read_progress`] and [`read_result`],
 //! which bound what they read.
 
@@ -28,6 +32,8 @@ pub(crate) const CONTROL_DIR: &str = ".corral";
 pub(crate) const CONTROL_GUEST_PATH: &str = "/.corral";
 /// The environment variable the SDK finds it by.
 pub(crate) const CONTROL_ENV: &str = "CORRAL_CONTROL";
+/// The environment variable that names the outputs folder to the SDK.
+pub(crate) const OUTPUTS_ENV: &str = "CORRAL_OUTPUTS";
 /// The file the previous attempt's checkpoint is handed in.
 pub(crate) const PREVIOUS_CHECKPOINT: &str = "previous-checkpoint";
 /// Largest checkpoint, as the SDK limits it.

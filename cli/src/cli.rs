@@ -75,6 +75,9 @@ pub(crate) enum Command {
     Logs(LogsArgs),
     /// Kill a task and wait until it is terminal.
     Kill(KillArgs),
+    /// A task's outputs: list them, or download them.
+    #[command(subcommand)]
+    Task(TaskCommand),
     /// List agents.
     Agents(ListArgs),
     /// List frameworks.
@@ -155,6 +158,10 @@ pub(crate) struct MasterArgs {
     /// updates again; an agent reconnects).
     #[arg(long, default_value_t = corral_master::DEFAULT_STREAM_QUEUE as u64, value_parser = clap::value_parser!(u64).range(2..=1 << 24))]
     pub(crate) stream_queue: u64,
+    /// The most bytes tasks' outputs may hold in the master's artifact store, cluster-wide;
+    /// past it, tasks' outputs are not kept (their statuses say so).
+    #[arg(long, default_value = "10GiB", value_parser = parse::bytes)]
+    pub(crate) output_store_cap: u64,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +245,13 @@ pub(crate) struct RunArgs {
     /// the root is preopened as `/` after the directories.
     #[arg(long = "file")]
     pub(crate) files: Vec<PathBuf>,
+    /// An artifact of the master's store, an earlier task's output say, placed in the
+    /// sandbox root: `sha256:<hex>=PATH` (repeatable; see `corral task outputs`).
+    #[arg(long = "input", value_parser = parse::artifact_input)]
+    pub(crate) artifact_inputs: Vec<(corral_types::Digest, String)>,
+    /// Download the task's outputs (its `/outputs` folder) into this directory when it ends.
+    #[arg(long)]
+    pub(crate) outputs_into: Option<PathBuf>,
     /// A local directory the task sees as `GUEST_DIR` (preopened under that name, as
     /// `wasmtime run --dir`): `HOST_DIR`, `HOST_DIR::GUEST_DIR` or `HOST_DIR:GUEST_DIR`
     /// (repeatable). What the task writes there is copied back when it ends.
@@ -295,6 +309,32 @@ pub(crate) struct LogsArgs {
     /// The task's framework, when two frameworks use the same task ID.
     #[arg(long)]
     pub(crate) framework: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TaskCommand {
+    /// List the files a task left in its outputs folder (`/outputs`), kept by the master
+    /// when it ended, or download them with `--into`.
+    #[command(
+        after_help = "Examples:\n  corral task outputs run-17                 # path, size and digest of each\n  corral task outputs run-17 --into results  # download them, checked against their digests\n  corral run --input sha256:<digest>=in.csv next.wasm   # hand one to another task"
+    )]
+    Outputs(TaskOutputsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TaskOutputsArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The task ID.
+    pub(crate) task: String,
+    /// Download the outputs into this directory (made if missing), at their paths.
+    #[arg(long)]
+    pub(crate) into: Option<PathBuf>,
+    /// The task's framework, when two frameworks use the same task ID.
+    #[arg(long)]
+    pub(crate) framework: Option<String>,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

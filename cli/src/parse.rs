@@ -127,6 +127,18 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
 }
 
 /// `key=value`.
+/// `sha256:<hex>=PATH`: an artifact given to a task as input file `PATH`.
+pub(crate) fn artifact_input(s: &str) -> Result<(corral_types::Digest, String), String> {
+    let (digest, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not sha256:<hex>=PATH"))?;
+    let digest = digest.parse().map_err(|e| format!("{digest:?}: {e}"))?;
+    if path.is_empty() {
+        return Err(format!("{s:?} names no PATH"));
+    }
+    Ok((digest, path.to_owned()))
+}
+
 pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),

@@ -1,4 +1,6 @@
-//! The content-addressed module store: `<work_dir>/artifacts/<sha256 hex>.wasm`.
+//! The content-addressed artifact store: `<work_dir>/artifacts/<sha256 hex>`, holding
+//! uploaded modules and the files tasks leave in their outputs folders alike (the registry's
+//! artifact index says which is which).
 //!
 //! Uploads stream into a temporary file in the same directory while the sha256 is computed,
 //! then are renamed into place atomically, so a reader never sees a partial module and a
@@ -84,6 +86,7 @@ impl ArtifactStore {
     pub(crate) async fn open(work_dir: &Path) -> std::io::Result<Self> {
         let dir = work_dir.join("artifacts");
         tokio::fs::create_dir_all(&dir).await?;
+        Self::rename_legacy(&dir).await?;
         Ok(Self {
             dir,
             fetches: Arc::new(Semaphore::new(CONCURRENT_FETCHES)),
@@ -91,7 +94,22 @@ impl ArtifactStore {
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
-        self.dir.join(format!("{}.wasm", digest.hex()))
+        self.dir.join(digest.hex())
+    }
+
+    /// Renames artifacts stored as `<hex>.wasm` (before outputs shared the store) to `<hex>`.
+    async fn rename_legacy(dir: &Path) -> std::io::Result<()> {
+        let mut entries = tokio::fs::read_dir(dir).await?;
+        while let Some(entry) = entries.next_entry().await? {
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".wasm")) else {
+                continue;
+            };
+            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                tokio::fs::rename(entry.path(), dir.join(hex)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// True when the module is stored here.
@@ -101,17 +119,27 @@ impl ArtifactStore {
             .unwrap_or(false)
     }
 
+    /// Deletes a stored artifact (one that should not have been kept); a missing one is fine.
+    pub(crate) async fn remove(&self, digest: &Digest) {
+        if let Err(error) = tokio::fs::remove_file(self.path(digest)).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%digest, %error, "cannot remove an artifact");
+        }
+    }
+
     /// Stores a streamed module; answers with its digest.
     pub(crate) async fn upload<S>(&self, chunks: S) -> Result<v1::UploadModuleResponse, Status>
     where
         S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
     {
-        self.store(chunks, None).await.map_err(Status::from)
+        self.store(chunks, None, false).await.map_err(Status::from)
     }
 
-    /// Stores a copy of module `expected` streamed from another master; refuses (and keeps
-    /// nothing of) a stream whose bytes are another module, so a faulty or confused peer
-    /// cannot put wrong bytes under a digest.
+    /// Stores artifact `expected` streamed from another master (a copy) or an agent (a
+    /// task's output, which may be empty); refuses (and keeps nothing of) a stream whose
+    /// bytes are another artifact, so a faulty or confused sender cannot put wrong bytes
+    /// under a digest.
     pub(crate) async fn store_copy<S>(
         &self,
         chunks: S,
@@ -120,13 +148,16 @@ impl ArtifactStore {
     where
         S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
     {
-        self.store(chunks, Some(expected)).await
+        self.store(chunks, Some(expected), true).await
     }
 
+    /// Stores a stream of chunks; an empty one only when `allow_empty` (a module is never
+    /// empty, a task's output or a copy of one may be).
     async fn store<S>(
         &self,
         mut chunks: S,
         expected: Option<&Digest>,
+        allow_empty: bool,
     ) -> Result<v1::UploadModuleResponse, StoreModuleError>
     where
         S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
@@ -134,7 +165,7 @@ impl ArtifactStore {
         let tmp = self
             .dir
             .join(format!(".upload-{:016x}.tmp", rand::random::<u64>()));
-        let result = self.receive(&mut chunks, &tmp, expected).await;
+        let result = self.receive(&mut chunks, &tmp, expected, allow_empty).await;
         if result.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
@@ -146,6 +177,7 @@ impl ArtifactStore {
         chunks: &mut S,
         tmp: &Path,
         expected: Option<&Digest>,
+        allow_empty: bool,
     ) -> Result<v1::UploadModuleResponse, StoreModuleError>
     where
         S: Stream<Item = Result<v1::ModuleChunk, Status>> + Unpin,
@@ -161,7 +193,7 @@ impl ArtifactStore {
             hasher.update(&chunk.data);
             file.write_all(&chunk.data).await.map_err(io("write"))?;
         }
-        if size == 0 {
+        if size == 0 && !allow_empty {
             return Err(StoreModuleError::Empty);
         }
         file.sync_all().await.map_err(io("sync"))?;
@@ -188,7 +220,7 @@ impl ArtifactStore {
                 .map_err(io("open the directory"))?;
             dir.sync_all().await.map_err(io("sync the directory"))?;
         }
-        tracing::info!(%digest, size, already_present, "module stored");
+        tracing::info!(%digest, size, already_present, "artifact stored");
         Ok(v1::UploadModuleResponse {
             digest: digest.to_string(),
             size,
@@ -209,7 +241,7 @@ impl ArtifactStore {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ServiceError::NotFound {
-                    kind: "module",
+                    kind: "artifact",
                     id: digest.to_string(),
                 });
             }
@@ -222,7 +254,7 @@ impl ArtifactStore {
             .len();
         if offset > total {
             return Err(ServiceError::InvalidArgument(format!(
-                "offset: {offset} is beyond the module's {total} bytes"
+                "offset: {offset} is beyond the artifact's {total} bytes"
             )));
         }
         file.seek(std::io::SeekFrom::Start(offset))
@@ -316,6 +348,41 @@ mod tests {
         let mut rx = store.fetch(&Digest::of(&data), 10).await.unwrap();
         let c = rx.recv().await.unwrap().unwrap();
         assert_eq!(&c.data[..], &data[10..10 + c.data.len()]);
+    }
+
+    #[tokio::test]
+    async fn empty_outputs_are_kept_and_wrong_bytes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        let empty = Digest::of(b"");
+        let stored = store.store_copy(chunks(b""), &empty).await.unwrap();
+        assert_eq!((stored.size, stored.digest), (0, empty.to_string()));
+        let mut rx = store.fetch(&empty, 0).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().unwrap().data.len(), 0);
+        let err = store
+            .store_copy(chunks(b"other"), &Digest::of(b"announced"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreModuleError::DigestMismatch { .. }),
+            "{err}"
+        );
+        assert!(!store.contains(&Digest::of(b"other")).await);
+    }
+
+    #[tokio::test]
+    async fn modules_stored_under_their_older_name_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = Digest::of(b"\0asm old");
+        std::fs::create_dir_all(dir.path().join("artifacts")).unwrap();
+        let old = dir
+            .path()
+            .join("artifacts")
+            .join(format!("{}.wasm", digest.hex()));
+        std::fs::write(&old, b"\0asm old").unwrap();
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        assert!(store.contains(&digest).await);
+        assert!(!old.exists());
     }
 
     #[tokio::test]

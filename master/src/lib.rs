@@ -17,8 +17,9 @@
 //!                   FrameworkEvent, views → corral.v1 messages):      └► Vec<Effect> (typed)
 //!                   bounded stream queues, replies, timers (tick, 1 ms batching)
 //!
-//!                 artifacts.rs: <work_dir>/artifacts/<sha256>.wasm (UploadModule, FetchModule)
-//!                 peers.rs: module bytes copied between masters (MasterPeer), so an
+//!                 artifacts.rs: <work_dir>/artifacts/<sha256>: modules (UploadModule) and
+//!                   tasks' outputs (UploadOutput), served by FetchModule / FetchArtifact
+//!                 peers.rs: artifact bytes copied between masters (MasterPeer), so an
 //!                   acknowledged upload survives the leader's death
 //!                 store/: the registry (redb file or etcd), written before acknowledging
 //!                 leadership.rs: campaign → load registry → core; standbys redirect
@@ -34,8 +35,8 @@
 //! - Every queue is bounded: a framework or agent that stops reading its stream is cut off
 //!   once its queue ([`MasterConfig::stream_queue`]) is full, and handlers wait while the
 //!   core is behind.
-//! - The registry keeps agents, frameworks, weights, quotas, reservations, drain state and
-//!   the artifact index; a master restarted on the same store comes back with everything it
+//! - The registry keeps agents, frameworks, weights, quotas, reservations, drain state, the
+//!   artifact index and tasks' outputs; a master restarted on the same store comes back with everything it
 //!   acknowledged. Tasks are soft state, rebuilt from agent re-registration (as in Mesos).
 //! - Every master -> agent message carries the leader's epoch: a counter in the embedded
 //!   registry, or the etcd election key's create revision.
@@ -111,7 +112,14 @@ pub struct MasterConfig {
     /// reconnects, a framework re-subscribes and is sent its unacknowledged updates again.
     /// The master's memory per stream stays bounded by it.
     pub stream_queue: usize,
+    /// The most bytes tasks' outputs may hold in the artifact store, cluster-wide. Past it
+    /// a task's outputs are not kept (its terminal status says so); outputs already kept
+    /// stay.
+    pub max_output_bytes: u64,
 }
+
+/// [`MasterConfig::max_output_bytes`] by default.
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 10 << 30;
 
 /// [`MasterConfig::stream_queue`] by default: a third of a second of every update of a
 /// cluster at its measured peak (~18,000 tasks/s, three updates each), far longer at ordinary
@@ -137,6 +145,7 @@ impl MasterConfig {
             offer_timeout: None,
             allocation_interval: Duration::from_secs(1),
             stream_queue: DEFAULT_STREAM_QUEUE,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         }
     }
 }
@@ -187,6 +196,7 @@ impl Master {
             framework_heartbeat_interval: config.framework_heartbeat_interval,
             offer_timeout: config.offer_timeout,
             allocation_interval: config.allocation_interval,
+            max_output_bytes: config.max_output_bytes,
         };
         let (election, first, members) = match &config.store {
             StoreConfig::Embedded => {

@@ -468,6 +468,7 @@ mod tests {
             framework_heartbeat_interval: Duration::from_secs(15),
             offer_timeout: None,
             allocation_interval: Duration::from_secs(1),
+            max_output_bytes: 1 << 30,
         }
     }
 

@@ -180,9 +180,9 @@ pub(crate) fn scheduler_event(config: &CoreConfig, event: FrameworkEvent) -> v1:
             offer_id: id.to_string(),
         }),
         FrameworkEvent::Update(status) | FrameworkEvent::Redelivery(status) => {
-            Kind::Update(Update {
+            Kind::Update(Box::new(Update {
                 status: Some((&status).into()),
-            })
+            }))
         }
         FrameworkEvent::Failure { agent, message } => Kind::Failure(Failure {
             agent_id: agent.to_string(),

@@ -46,6 +46,19 @@ pub const MODULE_CHUNK_BYTES: usize = 1 << 20;
 /// Largest module the artifact store accepts, in bytes (the agent's default admission limit).
 pub const MAX_MODULE_BYTES: u64 = 64 << 20;
 
+/// Largest artifact the artifact store keeps, in bytes: a module, or one file of a task's
+/// outputs (a larger output file is not kept, and the task's status says so).
+pub const MAX_ARTIFACT_BYTES: u64 = MAX_MODULE_BYTES;
+
+/// Most files of one task's outputs kept (`TaskStatus.outputs`).
+pub const MAX_TASK_OUTPUTS: usize = 1000;
+
+/// Longest `TaskStatus.outputs_not_kept` kept, in bytes; longer notes are cut.
+pub const MAX_NOTE_BYTES: usize = 8 << 10;
+
+/// Longest path of an output file under the outputs folder (`TaskOutput.path`), in bytes.
+pub const MAX_OUTPUT_PATH_BYTES: usize = 1024;
+
 /// Most preopened directories a task may ask for (`TaskInfo.preopens`).
 pub const MAX_PREOPENS: usize = 64;
 

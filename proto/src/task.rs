@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use corral_types::{
     AgentId, Digest, FrameworkId, Preopen, Progress, Reason, Resources, StatusSource, TaskId,
-    TaskLimits, TaskState, TrapKind, Usage,
+    TaskLimits, TaskOutput, TaskState, TrapKind, Usage,
 };
 
 use crate::convert::{each, millis, nanos, parse_id, parse_optional_id, require};
@@ -128,6 +128,11 @@ pub struct TaskStatus {
     pub result_json: Option<String>,
     /// Its latest checkpoint (agent to master only); empty when none came with this update.
     pub checkpoint: Bytes,
+    /// The files it left in its outputs folder, kept in the artifact store (terminal
+    /// updates), sorted by path.
+    pub outputs: Vec<TaskOutput>,
+    /// What of its outputs folder was not kept, and why.
+    pub outputs_not_kept: Option<String>,
 }
 
 impl TryFrom<&v1::TaskStatus> for TaskStatus {
@@ -163,6 +168,9 @@ impl TryFrom<&v1::TaskStatus> for TaskStatus {
                 json => Some(json.to_owned()),
             },
             checkpoint: checkpoint("checkpoint", &s.checkpoint)?,
+            outputs: task_outputs("outputs", &s.outputs)?,
+            outputs_not_kept: (!s.outputs_not_kept.is_empty())
+                .then(|| truncated(&s.outputs_not_kept, limits::MAX_NOTE_BYTES)),
         })
     }
 }
@@ -194,6 +202,8 @@ impl From<&TaskStatus> for v1::TaskStatus {
             }),
             result_json: s.result_json.clone().unwrap_or_default(),
             checkpoint: s.checkpoint.clone(),
+            outputs: s.outputs.iter().map(Into::into).collect(),
+            outputs_not_kept: s.outputs_not_kept.clone().unwrap_or_default(),
         }
     }
 }
@@ -243,6 +253,8 @@ pub enum InputSource {
     HostPath(PathBuf),
     /// An uncompressed tar archive, extracted into the directory `path`.
     TarArchive(Bytes),
+    /// An artifact in the master's artifact store (an earlier task's output, a module).
+    Artifact(Digest),
 }
 
 /// Everything needed to run one task (see `TaskInfo` in `common.proto`).
@@ -405,6 +417,81 @@ impl TryFrom<&v1::Preopen> for Preopen {
     }
 }
 
+/// A task's outputs as a status carries them: at most [`limits::MAX_TASK_OUTPUTS`], each
+/// with a relative path of at most [`limits::MAX_OUTPUT_PATH_BYTES`] and a digest.
+fn task_outputs(
+    field: &'static str,
+    list: &[v1::TaskOutput],
+) -> Result<Vec<TaskOutput>, ProtoError> {
+    if list.len() > limits::MAX_TASK_OUTPUTS {
+        return Err(ProtoError::invalid(
+            field,
+            format!("{} files, at most {}", list.len(), limits::MAX_TASK_OUTPUTS),
+        ));
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, o)| TaskOutput::try_from(o).map_err(|e| e.within(format_args!("{field}[{i}]"))))
+        .collect()
+}
+
+impl TryFrom<&v1::TaskOutput> for TaskOutput {
+    type Error = ProtoError;
+
+    fn try_from(o: &v1::TaskOutput) -> Result<Self, ProtoError> {
+        if o.path.len() > limits::MAX_OUTPUT_PATH_BYTES {
+            return Err(ProtoError::invalid(
+                "path",
+                format!(
+                    "{} bytes, at most {}",
+                    o.path.len(),
+                    limits::MAX_OUTPUT_PATH_BYTES
+                ),
+            ));
+        }
+        let plain = Path::new(&o.path)
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
+        if o.path.is_empty() || !plain || o.path.contains('\0') {
+            return Err(ProtoError::invalid(
+                "path",
+                format!(
+                    "{:?} must be a relative path under the outputs folder",
+                    o.path
+                ),
+            ));
+        }
+        Ok(TaskOutput {
+            path: o.path.clone(),
+            size: o.size,
+            digest: parse_digest("digest", &o.digest)?,
+        })
+    }
+}
+
+impl From<&TaskOutput> for v1::TaskOutput {
+    fn from(o: &TaskOutput) -> Self {
+        v1::TaskOutput {
+            path: o.path.clone(),
+            size: o.size,
+            digest: o.digest.to_string(),
+        }
+    }
+}
+
+/// `text` cut to at most `limit` bytes (at a character boundary), marked with `…` when cut:
+/// a note from a peer is shown, never refused.
+fn truncated(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
 /// A checkpoint within [`limits::MAX_CHECKPOINT_BYTES`].
 fn checkpoint(field: &'static str, bytes: &Bytes) -> Result<Bytes, ProtoError> {
     if bytes.len() > limits::MAX_CHECKPOINT_BYTES {
@@ -536,6 +623,7 @@ impl TryFrom<&v1::InputFile> for InputFile {
             Some(Source::Contents(b)) => InputSource::Contents(b.clone()),
             Some(Source::HostPath(p)) => InputSource::HostPath(absolute_path("host_path", p)?),
             Some(Source::TarArchive(b)) => InputSource::TarArchive(b.clone()),
+            Some(Source::Artifact(d)) => InputSource::Artifact(parse_digest("artifact", d)?),
         };
         Ok(InputFile { path, source })
     }
@@ -548,6 +636,7 @@ impl From<&InputFile> for v1::InputFile {
             InputSource::Contents(b) => Source::Contents(b.clone()),
             InputSource::HostPath(p) => Source::HostPath(p.to_string_lossy().into_owned()),
             InputSource::TarArchive(b) => Source::TarArchive(b.clone()),
+            InputSource::Artifact(d) => Source::Artifact(d.to_string()),
         };
         v1::InputFile {
             path: f.path.clone(),

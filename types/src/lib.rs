@@ -40,6 +40,6 @@ pub use role::{Quota, QuotaLimits, Role, RoleError, Weight, WeightError};
 pub use state::{
     AgentState, FrameworkState, OperationState, Reason, StatusSource, TaskState, TrapKind,
 };
-pub use task::{Preopen, Progress, TaskLimits, Usage};
+pub use task::{OUTPUTS_DIR, OUTPUTS_GUEST_PATH, Preopen, Progress, TaskLimits, TaskOutput, Usage};
 pub use time::Timestamp;
 pub use wasm::{COMPONENTS_ATTRIBUTE, WasmBinary};

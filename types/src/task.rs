@@ -52,6 +52,24 @@ pub struct Preopen {
     pub sandbox_path: String,
 }
 
+/// A file a task left in its outputs folder, kept in the master's artifact store (see
+/// `TaskOutput` in `common.proto`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskOutput {
+    /// Its path under the outputs folder, `/`-separated (`plots/a.png`).
+    pub path: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its content.
+    pub digest: crate::Digest,
+}
+
+/// The outputs folder: the directory of a task's sandbox whose files are kept when the task
+/// ends, and the name the guest sees it under.
+pub const OUTPUTS_DIR: &str = "outputs";
+/// The outputs folder as the guest sees it.
+pub const OUTPUTS_GUEST_PATH: &str = "/outputs";
+
 /// Limits beyond resources; `None` takes the agent's default (see `TaskLimits` in
 /// `common.proto`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

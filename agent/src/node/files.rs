@@ -384,6 +384,22 @@ impl v1::operator_server::Operator for Files {
     ) -> Result<Response<v1::UploadModuleResponse>, Status> {
         unimplemented()
     }
+
+    async fn list_task_outputs(
+        &self,
+        _: Request<v1::ListTaskOutputsRequest>,
+    ) -> Result<Response<v1::ListTaskOutputsResponse>, Status> {
+        unimplemented()
+    }
+
+    type FetchArtifactStream = tokio_stream::Empty<Result<v1::ModuleChunk, Status>>;
+
+    async fn fetch_artifact(
+        &self,
+        _: Request<v1::FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        unimplemented()
+    }
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@ mod checkpoint;
 mod files;
 mod link;
 mod outbox;
+mod outputs;
 mod prepare;
 mod runner;
 mod session;

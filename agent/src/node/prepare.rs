@@ -88,10 +88,12 @@ pub(crate) fn validate(info: &v1::TaskInfo) -> Result<corral_proto::TaskInfo, Pr
 }
 
 /// The task's input files, ready for the sandbox: contents as given, host files where the
-/// agent allows them, tar archives unpacked (on a blocking thread). Unpacked bytes count
-/// against the task's disk, like everything in its sandbox.
+/// agent allows them, tar archives unpacked (on a blocking thread), artifacts fetched from
+/// the master (over `master`) and checked against their digest. Unpacked and fetched bytes
+/// count against the task's disk, like everything in its sandbox.
 pub(crate) async fn inputs(
     sources: &Sources,
+    master: Option<Channel>,
     task: &corral_proto::TaskInfo,
 ) -> Result<Vec<InputFile>, PrepareError> {
     let mut disk_left = task.resources.disk_bytes();
@@ -113,6 +115,28 @@ pub(crate) async fn inputs(
                 return Err(PrepareError::Input {
                     path: input.path.clone(),
                     reason: "host files are not allowed on this agent".into(),
+                });
+            }
+            InputSource::Artifact(digest) => {
+                let unavailable = |reason: String| PrepareError::Input {
+                    path: input.path.clone(),
+                    reason,
+                };
+                let master = master.clone().ok_or_else(|| {
+                    unavailable("not connected to a master to fetch it from".into())
+                })?;
+                let bytes = from_master(master, digest, disk_left)
+                    .await
+                    .map_err(|e| unavailable(format!("artifact {digest}: {e}")))?;
+                if Digest::of(&bytes) != *digest {
+                    return Err(unavailable(format!(
+                        "artifact {digest}: the master sent other bytes"
+                    )));
+                }
+                disk_left = disk_left.saturating_sub(bytes.len() as u64);
+                inputs.push(InputFile {
+                    path: input.path.clone(),
+                    contents: InputContents::Bytes(Arc::from(bytes)),
                 });
             }
             InputSource::TarArchive(bytes) => {
@@ -220,9 +244,30 @@ fn too_large(size: u64, limit: u64) -> PrepareError {
     PrepareError::Module(ModuleError::TooLarge { size, limit })
 }
 
-/// Streams a module from the master's artifact store, refusing more than `cap` bytes.
-async fn from_master(channel: Channel, digest: &Digest, cap: u64) -> Result<Vec<u8>, PrepareError> {
-    let fetch = |e: tonic::Status| PrepareError::Fetch(format!("{}: {}", e.code(), e.message()));
+/// Why an artifact did not come from the master.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(tonic::Status),
+    #[error("{0}")]
+    Stream(corral_proto::ProtoError),
+    #[error("{size} bytes, over the limit of {limit}")]
+    TooLarge { size: u64, limit: u64 },
+}
+
+impl From<FetchError> for PrepareError {
+    /// As a module's fetch failure.
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::TooLarge { size, limit } => too_large(size, limit),
+            e => PrepareError::Fetch(e.to_string()),
+        }
+    }
+}
+
+/// Streams an artifact (a module, an input) from the master's artifact store, refusing more
+/// than `cap` bytes.
+async fn from_master(channel: Channel, digest: &Digest, cap: u64) -> Result<Vec<u8>, FetchError> {
     let mut client = limits::agent_link_client(channel);
     let request = v1::FetchModuleRequest {
         digest: digest.to_string(),
@@ -231,17 +276,21 @@ async fn from_master(channel: Channel, digest: &Digest, cap: u64) -> Result<Vec<
     let mut stream = client
         .fetch_module(request)
         .await
-        .map_err(fetch)?
+        .map_err(FetchError::Status)?
         .into_inner();
     let mut bytes = Vec::new();
-    while let Some(chunk) = stream.message().await.map_err(fetch)? {
+    while let Some(chunk) = stream.message().await.map_err(FetchError::Status)? {
+        let limit = cap;
         if chunk.total_size > cap {
-            return Err(too_large(chunk.total_size, cap));
+            return Err(FetchError::TooLarge {
+                size: chunk.total_size,
+                limit,
+            });
         }
-        let total = limits::check_module_chunk(&chunk, bytes.len() as u64)
-            .map_err(|e| PrepareError::Fetch(e.to_string()))?;
+        let total =
+            limits::check_module_chunk(&chunk, bytes.len() as u64).map_err(FetchError::Stream)?;
         if total > cap {
-            return Err(too_large(total, cap));
+            return Err(FetchError::TooLarge { size: total, limit });
         }
         bytes.extend_from_slice(&chunk.data);
     }

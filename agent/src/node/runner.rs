@@ -32,6 +32,7 @@ use corral_types::{Digest, Progress, Reason, TaskState};
 use std::path::Path;
 use std::time::Duration;
 
+use super::outputs;
 use super::prepare::{self, PrepareError};
 use super::status::{StatusParts, TaskKey, status_of};
 use super::tasks::Node;
@@ -134,7 +135,7 @@ impl Runner {
     async fn prepare(&self) -> Result<TaskSpec, PrepareError> {
         let task = prepare::validate(&self.info)?;
         let digest = self.fetch_module(&task.module).await?;
-        let inputs = prepare::inputs(&self.node.sources, &task).await?;
+        let inputs = prepare::inputs(&self.node.sources, self.node.master_channel(), &task).await?;
         Ok(prepare::spec(
             self.key.framework_id.clone(),
             task,
@@ -168,7 +169,7 @@ impl Runner {
     }
 
     /// Hook: reports RUNNING once the guest runs (again whenever a task built with the SDK
-    /// reports progress), then how it ended.
+    /// reports progress), then how it ended, with the outputs it left kept.
     async fn watch(&self, handle: TaskHandle) {
         let reached = handle.started().await;
         let running_sent = reached == Phase::Running;
@@ -176,6 +177,7 @@ impl Runner {
             self.report(running(), None);
         }
         let control = handle.control_dir();
+        let output = handle.output().cloned();
         let mut reported = Reported::default();
         let result = match (&control, running_sent) {
             (Some(control), true) => self.follow(control, handle, &mut reported).await,
@@ -210,6 +212,14 @@ impl Runner {
                     parts.message = format!("{}; result not handed on: {why}", parts.message)
                 }
                 None => {}
+            }
+        }
+        if let Some(output) = output.filter(|o| o.has_root()) {
+            let kept = outputs::keep(&self.node, &output.sandbox().root()).await;
+            parts.outputs = kept.outputs;
+            parts.outputs_not_kept = kept.not_kept;
+            if let Some(summary) = kept.summary {
+                parts.message = format!("{}; {summary}", parts.message);
             }
         }
         self.report(parts, usage);

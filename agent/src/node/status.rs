@@ -6,7 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use corral_proto::{ProtoEnum, v1};
 use corral_types::{
-    AgentId, FrameworkId, IdError, Progress, Reason, StatusSource, TaskId, TaskState, TrapKind,
+    AgentId, FrameworkId, IdError, Progress, Reason, StatusSource, TaskId, TaskOutput, TaskState,
+    TrapKind,
 };
 
 use crate::cache::ModuleError;
@@ -26,6 +27,10 @@ pub(crate) struct StatusParts {
     pub(crate) result_json: Option<String>,
     /// The task's latest checkpoint, when it changed (SDK tasks; for the master only).
     pub(crate) checkpoint: Option<Bytes>,
+    /// The files of its outputs folder kept in the artifact store (terminal updates).
+    pub(crate) outputs: Vec<TaskOutput>,
+    /// What of its outputs folder was not kept, and why.
+    pub(crate) outputs_not_kept: Option<String>,
 }
 
 impl StatusParts {
@@ -38,6 +43,8 @@ impl StatusParts {
             progress: None,
             result_json: None,
             checkpoint: None,
+            outputs: Vec::new(),
+            outputs_not_kept: None,
         }
     }
 }
@@ -148,6 +155,8 @@ pub(crate) fn update(
         }),
         result_json: parts.result_json.unwrap_or_default(),
         checkpoint: parts.checkpoint.unwrap_or_default(),
+        outputs: parts.outputs.iter().map(Into::into).collect(),
+        outputs_not_kept: parts.outputs_not_kept.unwrap_or_default(),
     }
 }
 

@@ -31,6 +31,8 @@ struct Shared {
     modules: Mutex<HashMap<String, Vec<u8>>>,
     /// FetchModule calls served.
     fetches: std::sync::atomic::AtomicUsize,
+    /// Outputs are refused as if the cluster's output store were full.
+    outputs_full: std::sync::atomic::AtomicBool,
     current: Mutex<Option<Downstream>>,
     epoch: Mutex<u64>,
     events: Mutex<Option<mpsc::UnboundedSender<Event>>>,
@@ -90,6 +92,18 @@ impl FakeMaster {
             .unwrap()
             .insert(digest.clone(), bytes);
         digest
+    }
+
+    /// The bytes stored under `digest` (a module added, or an output uploaded).
+    pub(crate) fn artifact(&self, digest: &str) -> Option<Vec<u8>> {
+        self.shared.modules.lock().unwrap().get(digest).cloned()
+    }
+
+    /// Refuses outputs from now on, as a master whose output store is full.
+    pub(crate) fn refuse_outputs(&self) {
+        self.shared
+            .outputs_full
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many module downloads the agent asked for.
@@ -288,6 +302,34 @@ impl v1::agent_link_server::AgentLink for Service {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn upload_output(
+        &self,
+        request: Request<Streaming<v1::OutputChunk>>,
+    ) -> Result<Response<v1::UploadOutputResponse>, Status> {
+        if self
+            .0
+            .outputs_full
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Status::resource_exhausted("the output store is full"));
+        }
+        let mut chunks = request.into_inner();
+        let first = chunks.message().await?.unwrap();
+        let mut bytes = first.data.to_vec();
+        while let Some(chunk) = chunks.message().await? {
+            bytes.extend_from_slice(&chunk.data);
+        }
+        let digest = corral_types::Digest::of(&bytes).to_string();
+        if digest != first.digest || bytes.len() as u64 != first.total_size {
+            return Err(Status::invalid_argument("not the bytes announced"));
+        }
+        self.0.modules.lock().unwrap().insert(digest.clone(), bytes);
+        Ok(Response::new(v1::UploadOutputResponse {
+            digest,
+            already_present: false,
+        }))
     }
 }
 

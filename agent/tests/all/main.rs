@@ -12,6 +12,7 @@ mod cpu_share;
 mod fake_master;
 mod isolation;
 mod node;
+mod outputs;
 mod restart;
 mod util;
 

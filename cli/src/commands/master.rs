@@ -15,6 +15,7 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     // Bounded by the argument's parser, so it fits.
     config.offer_timeout = args.offer_timeout;
     config.stream_queue = usize::try_from(args.stream_queue).unwrap_or(usize::MAX);
+    config.max_output_bytes = args.output_store_cap;
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }

@@ -14,10 +14,11 @@ mod reserve;
 mod roles;
 pub(crate) mod run;
 mod shipped;
+mod task;
 
 use std::fmt;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, TaskCommand};
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
 /// unreachable master, an invalid module), 1 for other failures.
@@ -54,6 +55,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Ps(args) => ps::run(args).await,
         Command::Logs(args) => logs::run(args).await,
         Command::Kill(args) => kill::run(args).await,
+        Command::Task(TaskCommand::Outputs(args)) => task::outputs(args).await,
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
         Command::Reserve(args) => reserve::reserve(args).await,

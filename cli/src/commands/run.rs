@@ -19,7 +19,7 @@ use corral_scheduler::{
     AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Preopen, Reason, Scheduler,
     TaskId, TaskInfo, TaskLimits, TaskState, TaskStatus,
 };
-use corral_types::{COMPONENTS_ATTRIBUTE, TrapKind, WasmBinary};
+use corral_types::{COMPONENTS_ATTRIBUTE, Digest, TrapKind, WasmBinary};
 use tokio::sync::mpsc;
 
 use crate::cli::RunArgs;
@@ -37,7 +37,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let masters = args.master.master.clone();
     let (module_arg, task_args) = split_module_and_args(&args.module_and_args)?;
-    let (inputs, preopens, shipped) = sandbox(&args.files, &args.dirs)?;
+    let (inputs, preopens, shipped) = sandbox(&args.files, &args.artifact_inputs, &args.dirs)?;
     let stdin = if args.no_stdin {
         Bytes::new()
     } else {
@@ -114,6 +114,21 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     if let Some(result) = &status.result_json {
         eprintln!("result: {result}");
+    }
+    if !status.outputs.is_empty() {
+        let bytes: u64 = status.outputs.iter().map(|o| o.size).sum();
+        eprintln!(
+            "outputs: {} files ({}): corral task outputs {task_id}",
+            status.outputs.len(),
+            show_bytes(bytes)
+        );
+        if let Some(dir) = &args.outputs_into {
+            super::task::download_all(&mut client, &status.outputs, dir).await?;
+            eprintln!("outputs: written into {}", dir.display());
+        }
+    }
+    if let Some(not_kept) = &status.outputs_not_kept {
+        eprintln!("corral: outputs not kept: {not_kept}");
     }
     let (code, message) = outcome(&status, args.mem, args.disk);
     if let Some(message) = message {
@@ -199,9 +214,11 @@ fn sandbox_readable(status: &TaskStatus) -> bool {
     )
 }
 
-/// `--file` and `--dir` as the task's inputs and preopens, and the directories to sync back.
+/// `--file`, `--input` and `--dir` as the task's inputs and preopens, and the directories to
+/// sync back.
 fn sandbox(
     files: &[std::path::PathBuf],
+    artifacts: &[(Digest, String)],
     dirs: &[String],
 ) -> anyhow::Result<(Vec<InputFile>, Vec<Preopen>, Vec<ShippedDir>)> {
     let mut inputs = Vec::new();
@@ -216,6 +233,11 @@ fn sandbox(
             source: InputSource::Contents(contents.into()),
         });
     }
+    inputs.extend(artifacts.iter().map(|(digest, path)| InputFile {
+        path: path.clone(),
+        source: InputSource::Artifact(*digest),
+    }));
+    let in_root = !inputs.is_empty();
     let mut shipped = Vec::new();
     for (index, spec) in dirs.iter().enumerate() {
         let (host, guest) = shipped::parse_dir(spec)?;
@@ -224,8 +246,9 @@ fn sandbox(
         shipped.push(dir);
     }
     let mut preopens: Vec<Preopen> = shipped.iter().map(ShippedDir::preopen).collect();
-    // Without `--dir` the agent preopens the root as `/` itself; with it, `--file`s need it.
-    if !preopens.is_empty() && !files.is_empty() {
+    // Without `--dir` the agent preopens the root as `/` itself; with it, `--file`s and
+    // `--input`s need it.
+    if !preopens.is_empty() && in_root {
         preopens.push(Preopen {
             guest_path: "/".into(),
             sandbox_path: ".".into(),

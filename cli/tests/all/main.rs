@@ -11,6 +11,7 @@ mod ha;
 mod hostile;
 mod kill;
 mod languages;
+mod outputs;
 mod roles;
 mod run;
 mod sdk;

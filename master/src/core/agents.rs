@@ -398,6 +398,8 @@ impl MasterCore {
         } else if !checkpoint.is_empty() {
             self.checkpoints.put(key.clone(), checkpoint);
         }
+        // Durable before the framework hears of the outputs.
+        self.record_outputs(&status);
         // An update that tells nothing new of the task (the agent resending what it has not
         // had acknowledged) is a redelivery: sent only when the framework's stream has room.
         let mut again = false;

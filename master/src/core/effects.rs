@@ -8,6 +8,7 @@ use corral_proto::{OperationUpdate, ServiceError, TaskInfo, TaskStatus, UpdateUu
 use corral_types::{AgentId, Allocation, Digest, FrameworkId, OfferId, Role, TaskId};
 
 use super::events::ConnId;
+use super::outputs::OutputsRecord;
 use super::registry::RegistryWrite;
 use super::views::{AgentSummary, FrameworkSummary, RoleSummary, StateSnapshot, TaskPage};
 
@@ -131,6 +132,9 @@ pub(crate) enum OperatorResponse {
     Roles(Vec<RoleSummary>),
     Done,
     ArtifactIndexed(bool),
+    /// The output may be stored; `true` when the index holds it already.
+    OutputAdmitted(bool),
+    TaskOutputs(Box<OutputsRecord>),
     TaskLocation {
         address: String,
         terminal: bool,

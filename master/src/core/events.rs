@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use corral_proto::{TaskInfo, TaskStatus, UpdateUuid};
+
+use super::registry::ArtifactKind;
 use corral_types::{
     AgentId, Digest, FrameworkId, OfferId, Quota, Resources, Role, TaskId, TaskState, Weight,
 };
@@ -234,10 +236,22 @@ pub(crate) enum OperatorRequest {
     ReactivateAgent {
         agent: AgentId,
     },
-    /// A module was stored in the artifact store: record it in the index.
+    /// An artifact was stored in the artifact store: record it in the index.
     RecordArtifact {
         digest: Digest,
         size: u64,
+        kind: ArtifactKind,
+    },
+    /// Whether a task's output may be stored (the index holds it already, or the cluster's
+    /// output cap has room for it).
+    AdmitOutput {
+        digest: Digest,
+        size: u64,
+    },
+    /// The outputs a task left.
+    TaskOutputs {
+        task: TaskId,
+        framework: Option<FrameworkId>,
     },
     /// Whether the index records a module (a fetch of a module this master lacks then looks
     /// for it on the other masters).

@@ -25,6 +25,7 @@ mod effects;
 mod events;
 mod frameworks;
 mod operator;
+mod outputs;
 mod refusals;
 mod registry;
 mod tasks;
@@ -47,9 +48,11 @@ pub(crate) use events::{
     Ack, AgentInfo, Call, ConnId, Event, FrameworkInfo, LaunchTask, Operation, OperatorRequest,
     ReportedTask, TaskMeta,
 };
+pub(crate) use outputs::OutputsRecord;
 use refusals::refused;
 pub(crate) use registry::{
-    AgentRecord, ArtifactRecord, DrainRecord, FrameworkRecord, Recovered, RegistryWrite,
+    AgentRecord, ArtifactKind, ArtifactRecord, DrainRecord, FrameworkRecord, Recovered,
+    RegistryWrite,
 };
 use tasks::{Task, TaskKey, TaskTable};
 pub(crate) use views::{
@@ -76,6 +79,8 @@ pub(crate) struct CoreConfig {
     pub framework_heartbeat_interval: Duration,
     pub offer_timeout: Option<Duration>,
     pub allocation_interval: Duration,
+    /// The most bytes tasks' outputs may hold in the artifact store.
+    pub max_output_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +138,9 @@ pub(crate) struct MasterCore {
     /// SDK tasks' latest checkpoints, for their next attempts.
     checkpoints: checkpoints::Checkpoints,
     artifacts: registry::ArtifactIndex,
+    /// Bytes of the outputs in the artifact index.
+    output_bytes: u64,
+    task_outputs: outputs::TaskOutputs,
     /// Frameworks known only from re-registered agents' tasks (no info of their own to
     /// record) until they subscribe.
     placeholders: HashSet<FrameworkId>,
@@ -154,6 +162,8 @@ impl MasterCore {
             tasks: TaskTable::default(),
             checkpoints: checkpoints::Checkpoints::default(),
             artifacts: BTreeMap::new(),
+            output_bytes: 0,
+            task_outputs: outputs::TaskOutputs::default(),
             placeholders: HashSet::new(),
             next_id: 0,
             allocation_pending: false,
@@ -340,6 +350,8 @@ impl MasterCore {
             progress: None,
             result_json: None,
             checkpoint: Default::default(),
+            outputs: Vec::new(),
+            outputs_not_kept: None,
         }
     }
 

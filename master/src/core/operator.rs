@@ -136,9 +136,25 @@ impl MasterCore {
                 self.allocate_soon();
                 OperatorResponse::Done
             }
-            R::RecordArtifact { digest, size } => {
-                self.record_artifact(digest, size, now);
+            R::RecordArtifact { digest, size, kind } => {
+                self.record_artifact(digest, size, kind, now);
                 OperatorResponse::Done
+            }
+            R::AdmitOutput { digest, size } => {
+                OperatorResponse::OutputAdmitted(self.admit_output(&digest, size)?)
+            }
+            R::TaskOutputs { task, framework } => {
+                let mut found = self.task_outputs.find(&task, framework.as_ref());
+                let first = found.next().ok_or_else(|| ServiceError::NotFound {
+                    kind: "task outputs of",
+                    id: task.to_string(),
+                })?;
+                if found.next().is_some() {
+                    return Err(ServiceError::FailedPrecondition(format!(
+                        "task id {task} is used by several frameworks; name the framework"
+                    )));
+                }
+                OperatorResponse::TaskOutputs(Box::new(first.clone()))
             }
             R::ArtifactIndexed { digest } => {
                 OperatorResponse::ArtifactIndexed(self.artifacts.contains_key(&digest))

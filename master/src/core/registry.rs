@@ -2,7 +2,7 @@
 //!
 //! The registry holds agents (admitted, unreachable, gone, draining), frameworks (info,
 //! failover timeout, when they disconnected, removal), role weights, quotas, dynamic
-//! reservations and the artifact index. Tasks are soft state, rebuilt from agent
+//! reservations, the artifact index and tasks' outputs. Tasks are soft state, rebuilt from agent
 //! re-registration, as in Mesos.
 //!
 //! The core stays sans-IO: a change to a registered fact emits [`Effect::Persist`] *before*
@@ -20,6 +20,10 @@ use corral_types::{
     Weight,
 };
 
+use corral_proto::{ServiceError, TaskStatus};
+
+use super::outputs::OutputsRecord;
+use super::tasks::TaskKey;
 use super::{Agent, AgentInfo, Effect, Framework, FrameworkInfo, MasterCore};
 
 /// An agent as the registry keeps it.
@@ -54,12 +58,22 @@ pub(crate) struct FrameworkRecord {
     pub removed: bool,
 }
 
-/// A module in the artifact store.
+/// An artifact in the artifact store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ArtifactRecord {
     pub digest: Digest,
     pub size: u64,
     pub stored_unix_millis: u64,
+    pub kind: ArtifactKind,
+}
+
+/// What an artifact was stored as. (The same bytes stored as both keep their first kind.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArtifactKind {
+    /// Uploaded as a module (Operator.UploadModule).
+    Module,
+    /// Left by a task in its outputs folder: counts against the cluster's output cap.
+    Output,
 }
 
 /// One change to the registry. Records are written whole: the newest wins.
@@ -77,6 +91,10 @@ pub(crate) enum RegistryWrite {
         quota: Option<Quota>,
     },
     Artifact(ArtifactRecord),
+    /// The outputs a task left.
+    TaskOutputs(OutputsRecord),
+    /// A task's outputs are no longer listed.
+    DropTaskOutputs(TaskKey),
 }
 
 /// Everything the registry holds, as loaded at start.
@@ -87,6 +105,7 @@ pub(crate) struct Recovered {
     pub weights: Vec<(Role, Weight)>,
     pub quotas: Vec<(Role, Quota)>,
     pub artifacts: Vec<ArtifactRecord>,
+    pub task_outputs: Vec<OutputsRecord>,
 }
 
 impl MasterCore {
@@ -139,10 +158,20 @@ impl MasterCore {
             .into_iter()
             .map(|a| (a.digest, a))
             .collect();
+        self.output_bytes = self
+            .artifacts
+            .values()
+            .filter(|a| a.kind == ArtifactKind::Output)
+            .map(|a| a.size)
+            .sum();
+        for record in recovered.task_outputs {
+            self.task_outputs.insert(record);
+        }
         tracing::info!(
             agents = self.agents.len(),
             frameworks = self.frameworks.len(),
             artifacts = self.artifacts.len(),
+            task_outputs = self.task_outputs.len(),
             "registry recovered"
         );
     }
@@ -260,15 +289,25 @@ impl MasterCore {
         self.effects.push(Effect::Persist(write));
     }
 
-    /// Records a module stored in the artifact store (once per digest).
-    pub(super) fn record_artifact(&mut self, digest: Digest, size: u64, now: Timestamp) {
+    /// Records an artifact stored in the artifact store (once per digest).
+    pub(super) fn record_artifact(
+        &mut self,
+        digest: Digest,
+        size: u64,
+        kind: ArtifactKind,
+        now: Timestamp,
+    ) {
         if self.artifacts.contains_key(&digest) {
             return;
+        }
+        if kind == ArtifactKind::Output {
+            self.output_bytes = self.output_bytes.saturating_add(size);
         }
         let record = ArtifactRecord {
             digest,
             size,
             stored_unix_millis: self.unix_millis(now),
+            kind,
         };
         self.artifacts.insert(digest, record.clone());
         self.persist(RegistryWrite::Artifact(record));
@@ -288,6 +327,48 @@ impl MasterCore {
     /// reservations, so every reservation there is dynamic.)
     pub(super) fn reservations_on(&self, id: &AgentId) -> Option<Vec<(Role, Resources)>> {
         self.allocator.agent(id).map(|a| a.reservations)
+    }
+
+    /// Whether an output of `size` bytes may be stored: `Ok(true)` when the index holds it
+    /// already, `Ok(false)` when the output cap has room for it.
+    pub(super) fn admit_output(&self, digest: &Digest, size: u64) -> Result<bool, ServiceError> {
+        if self.artifacts.contains_key(digest) {
+            return Ok(true);
+        }
+        let cap = self.config.max_output_bytes;
+        if self.output_bytes.saturating_add(size) > cap {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the cluster's output store is full: it holds {} of its {cap} bytes, {size} more do not fit",
+                self.output_bytes
+            )));
+        }
+        Ok(false)
+    }
+
+    /// Records the outputs a task left, as its terminal status lists them.
+    pub(super) fn record_outputs(&mut self, status: &TaskStatus) {
+        if !status.state.is_terminal()
+            || (status.outputs.is_empty() && status.outputs_not_kept.is_none())
+        {
+            return;
+        }
+        let record = OutputsRecord {
+            framework_id: status.framework_id.clone(),
+            task_id: status.task_id.clone(),
+            agent_id: status.agent_id.clone(),
+            state: status.state,
+            reason: status.reason,
+            finished_unix_millis: status.timestamp_millis,
+            outputs: status.outputs.clone(),
+            not_kept: status.outputs_not_kept.clone(),
+        };
+        let (new, dropped) = self.task_outputs.insert(record.clone());
+        if new {
+            self.persist(RegistryWrite::TaskOutputs(record));
+        }
+        for key in dropped {
+            self.persist(RegistryWrite::DropTaskOutputs(key));
+        }
     }
 }
 

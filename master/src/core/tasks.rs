@@ -231,6 +231,8 @@ mod tests {
             progress: None,
             result_json: None,
             checkpoint: Default::default(),
+            outputs: Vec::new(),
+            outputs_not_kept: None,
         };
         Task::new(
             agent.map(|a| AgentId::new(a).unwrap()),

@@ -1,15 +1,17 @@
-//! The AgentLink service: each agent's bidirectional stream, and module fetches.
+//! The AgentLink service: each agent's bidirectional stream, artifact fetches (modules,
+//! inputs) and the upload of tasks' outputs.
 
 use corral_proto::convert::{parse_id, require};
-use corral_proto::{ProtoError, TaskStatus, v1};
+use corral_proto::{ProtoError, ServiceError, TaskStatus, limits, v1};
 use corral_types::Digest;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{CoreStream, agent_disconnected, digest};
-use crate::artifacts::ArtifactStore;
+use super::{ArtifactStream, CoreStream, agent_disconnected, digest, serve_artifact};
+use crate::artifacts::{ArtifactStore, StoreModuleError};
 use crate::core::{
-    AgentInfo, ConnId, Event, OperatorRequest, OperatorResponse, Reply, ReportedTask, TaskMeta,
+    AgentInfo, ArtifactKind, ConnId, Event, OperatorRequest, OperatorResponse, Reply, ReportedTask,
+    TaskMeta,
 };
 use crate::leadership::Gate;
 use crate::peers::Peers;
@@ -25,8 +27,7 @@ pub(crate) struct AgentLinkService {
 #[tonic::async_trait]
 impl v1::agent_link_server::AgentLink for AgentLinkService {
     type ConnectStream = CoreStream<v1::MasterMessage>;
-    type FetchModuleStream =
-        tokio_stream::wrappers::ReceiverStream<Result<v1::ModuleChunk, Status>>;
+    type FetchModuleStream = ArtifactStream;
 
     async fn connect(
         &self,
@@ -98,23 +99,89 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
         let core = self.gate.core()?;
         let req = request.into_inner();
         let digest = digest("digest", &req.digest)?;
-        if !self.artifacts.contains(&digest).await {
-            // Uploaded through another master, which led then: fetch it from a master that
-            // holds it (see `peers`).
-            let indexed = core
-                .ask(
-                    Event::Operator(OperatorRequest::ArtifactIndexed { digest }),
-                    None,
-                )
-                .await?;
-            if indexed == Reply::Operator(Ok(OperatorResponse::ArtifactIndexed(true))) {
-                self.peers.fetch(&digest).await?;
+        serve_artifact(&core, &self.artifacts, &self.peers, digest, req.offset)
+            .await
+            .map(Response::new)
+    }
+
+    async fn upload_output(
+        &self,
+        request: Request<Streaming<v1::OutputChunk>>,
+    ) -> Result<Response<v1::UploadOutputResponse>, Status> {
+        let core = self.gate.core()?;
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| ProtoError::missing("digest"))?;
+        let digest = digest("digest", &first.digest)?;
+        let size = first.total_size;
+        if size > limits::MAX_ARTIFACT_BYTES {
+            return Err(ProtoError::TooLarge {
+                field: "total_size".into(),
+                size,
+                limit: limits::MAX_ARTIFACT_BYTES,
             }
+            .into());
         }
-        let rx = self.artifacts.fetch(&digest, req.offset).await?;
-        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
-            rx,
-        )))
+        let admitted = match core
+            .ask(
+                Event::Operator(OperatorRequest::AdmitOutput { digest, size }),
+                None,
+            )
+            .await?
+        {
+            Reply::Operator(Ok(OperatorResponse::OutputAdmitted(indexed))) => indexed,
+            Reply::Operator(Err(e)) => return Err(e.into()),
+            _ => {
+                return Err(ServiceError::Internal("unexpected reply from the core".into()).into());
+            }
+        };
+        if admitted && self.artifacts.contains(&digest).await {
+            return Ok(Response::new(v1::UploadOutputResponse {
+                digest: digest.to_string(),
+                already_present: true,
+            }));
+        }
+        let data = |c: v1::OutputChunk| v1::ModuleChunk {
+            data: c.data,
+            total_size: c.total_size,
+        };
+        let stream = tokio_stream::once(Ok(data(first))).chain(chunks.map(|c| c.map(data)));
+        let stored = self
+            .artifacts
+            .store_copy(stream, &digest)
+            .await
+            .map_err(|e| match e {
+                // The agent announced other bytes than it sent.
+                StoreModuleError::DigestMismatch { .. } => Status::invalid_argument(e.to_string()),
+                e => Status::from(e),
+            })?;
+        if stored.size != size {
+            // The room granted was for the size announced: nothing else is kept.
+            if !stored.already_present {
+                self.artifacts.remove(&digest).await;
+            }
+            return Err(Status::invalid_argument(format!(
+                "announced {size} bytes, sent {}",
+                stored.size
+            )));
+        }
+        // As for an uploaded module: on another master's disk too before it is indexed.
+        self.peers.replicate(&digest).await?;
+        core.ask(
+            Event::Operator(OperatorRequest::RecordArtifact {
+                digest,
+                size,
+                kind: ArtifactKind::Output,
+            }),
+            None,
+        )
+        .await?;
+        Ok(Response::new(v1::UploadOutputResponse {
+            digest: digest.to_string(),
+            already_present: stored.already_present,
+        }))
     }
 }
 

@@ -21,9 +21,40 @@ use corral_types::Digest;
 use tokio_stream::Stream;
 use tonic::Status;
 
-use crate::core::{ConnId, Event, Reply};
+use crate::artifacts::ArtifactStore;
+use crate::core::{ConnId, Event, OperatorRequest, OperatorResponse, Reply};
+use crate::peers::Peers;
 use crate::queue::QueueReceiver;
 use crate::runtime::CoreHandle;
+
+/// A stream of an artifact's chunks.
+pub(crate) type ArtifactStream =
+    tokio_stream::wrappers::ReceiverStream<Result<corral_proto::v1::ModuleChunk, Status>>;
+
+/// Streams artifact `digest` from `offset` out of this master's store; one the index records
+/// but this master lacks (stored through another master, which led then) is fetched from a
+/// master that holds it first (see `peers`).
+pub(crate) async fn serve_artifact(
+    core: &CoreHandle,
+    artifacts: &ArtifactStore,
+    peers: &Peers,
+    digest: Digest,
+    offset: u64,
+) -> Result<ArtifactStream, Status> {
+    if !artifacts.contains(&digest).await {
+        let indexed = core
+            .ask(
+                Event::Operator(OperatorRequest::ArtifactIndexed { digest }),
+                None,
+            )
+            .await?;
+        if indexed == Reply::Operator(Ok(OperatorResponse::ArtifactIndexed(true))) {
+            peers.fetch(&digest).await?;
+        }
+    }
+    let rx = artifacts.fetch(&digest, offset).await?;
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
 
 /// A stream the runtime feeds; dropping it (the client went away, or the response ended)
 /// tells the core, so a broken subscription or agent link is noticed at once.

@@ -1,5 +1,6 @@
-//! The Operator service: listings and policy through the core, module uploads through the
-//! artifact store, and task files proxied to the agent that ran the task.
+//! The Operator service: listings and policy through the core, module uploads and artifact
+//! downloads through the artifact store, and task files proxied to the agent that ran the
+//! task.
 
 use std::time::Duration;
 
@@ -9,8 +10,9 @@ use corral_proto::{ProtoError, ServiceError, limits, v1};
 use corral_types::TaskState;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::{ArtifactStream, serve_artifact};
 use crate::artifacts::ArtifactStore;
-use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
+use crate::core::{ArtifactKind, Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::peers::Peers;
 use crate::wire;
@@ -270,6 +272,7 @@ impl v1::operator_server::Operator for OperatorService {
         self.ask(OperatorRequest::RecordArtifact {
             digest,
             size: r.size,
+            kind: ArtifactKind::Module,
         })
         .await?;
         Ok(Response::new(r))
@@ -295,5 +298,48 @@ impl v1::operator_server::Operator for OperatorService {
             .agent_for(&r.task_id, r.framework_id.as_deref())
             .await?;
         client.read_file(r).await
+    }
+
+    async fn list_task_outputs(
+        &self,
+        request: Request<v1::ListTaskOutputsRequest>,
+    ) -> Result<Response<v1::ListTaskOutputsResponse>, Status> {
+        let r = request.into_inner();
+        let task = corral_proto::convert::parse_id("task_id", &r.task_id)?;
+        let framework = parse_optional_id("framework_id", r.framework_id.as_deref())?;
+        let OperatorResponse::TaskOutputs(record) = self
+            .ask(OperatorRequest::TaskOutputs { task, framework })
+            .await?
+        else {
+            return Err(unexpected());
+        };
+        Ok(Response::new(v1::ListTaskOutputsResponse {
+            framework_id: record.framework_id.to_string(),
+            task_id: record.task_id.to_string(),
+            agent_id: record
+                .agent_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            state: record.state.to_i32(),
+            reason: record.reason.to_i32(),
+            finished_millis: record.finished_unix_millis,
+            outputs: record.outputs.iter().map(Into::into).collect(),
+            outputs_not_kept: record.not_kept.clone().unwrap_or_default(),
+        }))
+    }
+
+    type FetchArtifactStream = ArtifactStream;
+
+    async fn fetch_artifact(
+        &self,
+        request: Request<v1::FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        let core = self.gate.core()?;
+        let r = request.into_inner();
+        let digest = super::digest("digest", &r.digest)?;
+        serve_artifact(&core, &self.artifacts, &self.peers, digest, r.offset)
+            .await
+            .map(Response::new)
     }
 }

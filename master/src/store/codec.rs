@@ -1,19 +1,19 @@
 //! Keys and values of the registry, shared by both backends: each record is one key
 //! (`agents/<id>`, `frameworks/<id>`, `weights/<role>`, `quotas/<role>`,
-//! `artifacts/<digest>`) holding a protobuf message. Protobuf keeps old records readable
+//! `artifacts/<digest>`, `outputs/<framework>/<task>`) holding a protobuf message. Protobuf keeps old records readable
 //! when fields are added, and reuses the `corral.v1` messages for infos, resources and
 //! quotas.
 
 use corral_proto::ProtoEnum;
-use corral_proto::convert::parse_id;
+use corral_proto::convert::{parse_id, parse_optional_id};
 use corral_proto::{ProtoError, v1};
-use corral_types::{AgentState, Digest, Quota, Role, Weight};
+use corral_types::{AgentState, Digest, Quota, Reason, Role, TaskOutput, TaskState, Weight};
 use prost::Message;
 
 use super::StoreError;
 use crate::core::{
-    AgentInfo, AgentRecord, ArtifactRecord, DrainRecord, FrameworkInfo, FrameworkRecord, Recovered,
-    RegistryWrite,
+    AgentInfo, AgentRecord, ArtifactKind, ArtifactRecord, DrainRecord, FrameworkInfo,
+    FrameworkRecord, OutputsRecord, Recovered, RegistryWrite,
 };
 
 const AGENTS: &str = "agents/";
@@ -22,6 +22,8 @@ const WEIGHTS: &str = "weights/";
 const QUOTAS: &str = "quotas/";
 /// The prefix of artifact index keys (`artifacts/<digest>`).
 pub(crate) const ARTIFACTS: &str = "artifacts/";
+/// Tasks' outputs: `outputs/<framework>/<task>` (IDs hold no `/`).
+const OUTPUTS: &str = "outputs/";
 
 /// One key to set (`Some`) or delete (`None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +88,25 @@ struct ArtifactPb {
     size: u64,
     #[prost(uint64, tag = "2")]
     stored_unix_millis: u64,
+    /// False for a module (records from before outputs read so).
+    #[prost(bool, tag = "3")]
+    output: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct OutputsPb {
+    #[prost(string, tag = "1")]
+    agent_id: String,
+    #[prost(int32, tag = "2")]
+    state: i32,
+    #[prost(int32, tag = "3")]
+    reason: i32,
+    #[prost(uint64, tag = "4")]
+    finished_unix_millis: u64,
+    #[prost(message, repeated, tag = "5")]
+    outputs: Vec<v1::TaskOutput>,
+    #[prost(string, tag = "6")]
+    not_kept: String,
 }
 
 /// The key and value a write sets.
@@ -149,10 +170,32 @@ pub(crate) fn encode(write: &RegistryWrite) -> KeyWrite {
                 ArtifactPb {
                     size: a.size,
                     stored_unix_millis: a.stored_unix_millis,
+                    output: a.kind == ArtifactKind::Output,
                 }
                 .encode_to_vec(),
             ),
         ),
+        RegistryWrite::TaskOutputs(o) => (
+            format!("{OUTPUTS}{}/{}", o.framework_id, o.task_id),
+            Some(
+                OutputsPb {
+                    agent_id: o
+                        .agent_id
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    state: o.state.to_i32(),
+                    reason: o.reason.to_i32(),
+                    finished_unix_millis: o.finished_unix_millis,
+                    outputs: o.outputs.iter().map(Into::into).collect(),
+                    not_kept: o.not_kept.clone().unwrap_or_default(),
+                }
+                .encode_to_vec(),
+            ),
+        ),
+        RegistryWrite::DropTaskOutputs((framework, task)) => {
+            (format!("{OUTPUTS}{framework}/{task}"), None)
+        }
     };
     KeyWrite { key, value }
 }
@@ -239,6 +282,31 @@ fn decode_one(out: &mut Recovered, key: &str, value: &[u8]) -> Result<(), String
             digest: digest.parse::<Digest>().map_err(|e| e.to_string())?,
             size: pb.size,
             stored_unix_millis: pb.stored_unix_millis,
+            kind: if pb.output {
+                ArtifactKind::Output
+            } else {
+                ArtifactKind::Module
+            },
+        });
+    } else if let Some(ids) = key.strip_prefix(OUTPUTS) {
+        let pb = OutputsPb::decode(value).map_err(wire)?;
+        let (framework, task) = ids
+            .split_once('/')
+            .ok_or("not outputs/<framework>/<task>")?;
+        out.task_outputs.push(OutputsRecord {
+            framework_id: parse_id("framework", framework).map_err(proto)?,
+            task_id: parse_id("task", task).map_err(proto)?,
+            agent_id: parse_optional_id("agent_id", Some(&pb.agent_id)).map_err(proto)?,
+            state: TaskState::from_proto("state", pb.state).map_err(proto)?,
+            reason: Reason::from_proto("reason", pb.reason).map_err(proto)?,
+            finished_unix_millis: pb.finished_unix_millis,
+            outputs: pb
+                .outputs
+                .iter()
+                .map(TaskOutput::try_from)
+                .collect::<Result<_, _>>()
+                .map_err(proto)?,
+            not_kept: (!pb.not_kept.is_empty()).then_some(pb.not_kept),
         });
     } else {
         return Err("not a registry key".into());
@@ -303,6 +371,21 @@ pub(crate) mod tests {
                 digest: Digest::of(b"module"),
                 size: 6,
                 stored_unix_millis: 10,
+                kind: ArtifactKind::Output,
+            }),
+            RegistryWrite::TaskOutputs(OutputsRecord {
+                framework_id: parse_id("id", "m-F2").unwrap(),
+                task_id: parse_id("id", "build-1").unwrap(),
+                agent_id: Some(parse_id("id", "m-S1").unwrap()),
+                state: TaskState::Failed,
+                reason: Reason::DiskLimit,
+                finished_unix_millis: 11,
+                outputs: vec![TaskOutput {
+                    path: "plots/a.png".into(),
+                    size: 6,
+                    digest: Digest::of(b"module"),
+                }],
+                not_kept: Some("big.bin (too large)".into()),
             }),
         ]
     }
@@ -327,6 +410,8 @@ pub(crate) mod tests {
                     assert_eq!(r.quotas, vec![(role, quota.unwrap())]);
                 }
                 RegistryWrite::Artifact(a) => assert_eq!(r.artifacts, vec![a]),
+                RegistryWrite::TaskOutputs(o) => assert_eq!(r.task_outputs, vec![o]),
+                RegistryWrite::DropTaskOutputs(_) => unreachable!("not in the sample"),
             }
         }
     }

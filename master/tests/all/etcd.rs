@@ -343,7 +343,7 @@ async fn an_upload_is_on_both_masters_and_a_leader_missing_it_fetches_it_from_th
     let digest = upload_to_both(&leader.channel, &module).await;
     let file = |m: &HaMaster| {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        m._dir.path().join("artifacts").join(format!("{hex}.wasm"))
+        m._dir.path().join("artifacts").join(hex)
     };
     // Acknowledged: the bytes are on the standby's disk already.
     assert_eq!(std::fs::read(file(&standby)).unwrap(), module);

@@ -126,6 +126,22 @@ impl v1::operator_server::Operator for AgentFiles {
     ) -> Result<Response<v1::UploadModuleResponse>, Status> {
         Err(Status::unimplemented("agent"))
     }
+
+    async fn list_task_outputs(
+        &self,
+        _: Request<v1::ListTaskOutputsRequest>,
+    ) -> Result<Response<v1::ListTaskOutputsResponse>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
+
+    type FetchArtifactStream = tokio_stream::Empty<Result<v1::ModuleChunk, Status>>;
+
+    async fn fetch_artifact(
+        &self,
+        _: Request<v1::FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
 }
 
 async fn serve_agent_files() -> SocketAddr {

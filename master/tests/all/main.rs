@@ -12,5 +12,6 @@ mod etcd;
 mod failures;
 mod fairness;
 mod files;
+mod outputs;
 mod registry;
 mod util;

@@ -65,6 +65,22 @@ impl Operator for TrivialOperator {
         Err(Status::unimplemented("upload_module"))
     }
 
+    type FetchArtifactStream = tokio_stream::Empty<Result<v1::ModuleChunk, Status>>;
+
+    async fn fetch_artifact(
+        &self,
+        _: Request<v1::FetchModuleRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        Err(Status::unimplemented("fetch_artifact"))
+    }
+
+    async fn list_task_outputs(
+        &self,
+        _: Request<v1::ListTaskOutputsRequest>,
+    ) -> Result<Response<v1::ListTaskOutputsResponse>, Status> {
+        Err(Status::unimplemented("list_task_outputs"))
+    }
+
     // The remaining RPCs are written out: #[async_trait] cannot see into a macro.
     async fn list_agents(
         &self,

@@ -237,6 +237,15 @@ fn errors_in_a_batch_name_the_element() {
     assert!(matches!(err, ProtoError::MissingField { .. }));
 }
 
+#[test]
+fn a_long_outputs_note_is_cut_not_refused() {
+    let mut wire = v1::TaskStatus::from(&status());
+    wire.outputs_not_kept = "é".repeat(limits::MAX_NOTE_BYTES);
+    let status = TaskStatus::try_from(&wire).unwrap();
+    let note = status.outputs_not_kept.unwrap();
+    assert!(note.len() <= limits::MAX_NOTE_BYTES && note.ends_with('…'));
+}
+
 fn status() -> TaskStatus {
     TaskStatus {
         task_id: TaskId::new("t1").unwrap(),
@@ -260,6 +269,12 @@ fn status() -> TaskStatus {
         progress: None,
         result_json: None,
         checkpoint: Default::default(),
+        outputs: vec![corral_types::TaskOutput {
+            path: "plots/a.png".into(),
+            size: 3,
+            digest: corral_types::Digest::of(b"png"),
+        }],
+        outputs_not_kept: Some("big.bin (over the limit)".into()),
     }
 }
 

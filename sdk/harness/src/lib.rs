@@ -3,7 +3,7 @@
 //! A [`Harness`] runs task modules (and components) in-process under the agent's real
 //! executor, with the limits, arguments, environment, inputs and previous checkpoint a test
 //! chooses, and returns what the platform would see: outcome, stdout and stderr, the last
-//! progress, the result, the checkpoint and usage. Add it as a dev-dependency of a task
+//! progress, the result, the checkpoint, the outputs it left and usage. Add it as a dev-dependency of a task
 //! crate and build the module first (`cargo build --release --target wasm32-wasip1`).
 //!
 //! ```no_run
@@ -23,12 +23,14 @@
 //! # }
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral_agent::collect::collect;
 use corral_agent::{
     Executor, ExecutorConfig, InputContents, InputFile, LogContents, ModuleSource, Stream,
     TaskOutcome, TaskSpec,
@@ -181,6 +183,16 @@ impl Task<'_> {
             ),
             _ => (None, None, None),
         };
+        // What the platform would keep: the outputs folder's files, as the agent collects
+        // them (bounded, links not followed).
+        let outputs = match output.as_ref().filter(|o| o.has_root()) {
+            Some(output) => collect(&output.sandbox().root())
+                .files
+                .into_iter()
+                .filter_map(|f| Some((f.path, std::fs::read(f.host_path).ok()?)))
+                .collect(),
+            None => BTreeMap::new(),
+        };
         Run {
             outcome: result.outcome,
             usage: result.usage,
@@ -190,6 +202,7 @@ impl Task<'_> {
             result: result_json.clone().and_then(Result::ok),
             result_error: result_json.and_then(Result::err),
             checkpoint,
+            outputs,
         }
     }
 }
@@ -213,6 +226,8 @@ pub struct Run {
     pub result_error: Option<String>,
     /// The last checkpoint it kept (`corral_task::checkpoint`).
     pub checkpoint: Option<Bytes>,
+    /// The files it left in its outputs folder (`corral_task::write_output`), by path.
+    pub outputs: BTreeMap<String, Vec<u8>>,
 }
 
 impl Run {
@@ -282,6 +297,18 @@ mod tests {
             .run()
             .await;
         assert_eq!(run.outcome, TaskOutcome::OutOfFuel);
+
+        let run = harness
+            .task(sdk_demo())
+            .args(["reverse", "/in.txt", "out/reversed.txt"])
+            .input("in.txt", &b"abc"[..])
+            .run()
+            .await;
+        assert_eq!(run.exit_code(), Some(0), "{}", run.stderr_text());
+        assert_eq!(
+            run.outputs,
+            BTreeMap::from([("out/reversed.txt".to_owned(), b"cba".to_vec())])
+        );
 
         let run = harness
             .task(sdk_demo())

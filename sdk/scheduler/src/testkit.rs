@@ -290,9 +290,9 @@ impl MockMaster {
     pub fn send_update(&self, status: &TaskStatus) -> bool {
         let mut status = v1::TaskStatus::from(status);
         status.framework_id = self.framework_id().unwrap_or_default();
-        self.send_event(kind(v1::event::Kind::Update(v1::event::Update {
+        self.send_event(kind(v1::event::Kind::Update(Box::new(v1::event::Update {
             status: Some(status),
-        })))
+        }))))
     }
 
     /// Pushes a RESCIND event.
@@ -512,6 +512,8 @@ impl StatusBuilder {
                 progress: None,
                 result_json: None,
                 checkpoint: Default::default(),
+                outputs: Vec::new(),
+                outputs_not_kept: None,
             },
         }
     }

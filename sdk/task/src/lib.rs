@@ -12,6 +12,11 @@
 //! }
 //! ```
 //!
+//! - [`arg`], [`env`], [`env_or`], [`input`]: the task's arguments and environment parsed
+//!   into the types it wants, and its input files, with errors that name what is wrong.
+//! - [`write_output`], [`create_output`]: files in the task's outputs folder (`/outputs`),
+//!   which the platform keeps in its artifact store when the task ends, lists on the task
+//!   (`corral task outputs`) and can hand to a later task as an input.
 //! - [`progress`]: how far the task is, carried in its RUNNING status updates and shown by
 //!   `corral ps` and the API.
 //! - [`set_result`]: a small JSON value handed back in the task's terminal status update, to
@@ -39,6 +44,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -52,6 +58,11 @@ pub const MAX_CHECKPOINT_BYTES: usize = 1 << 20;
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// The environment variable that names the control directory.
 pub const CONTROL_ENV: &str = "CORRAL_CONTROL";
+/// The environment variable that names the outputs folder.
+pub const OUTPUTS_ENV: &str = "CORRAL_OUTPUTS";
+/// The outputs folder where `CORRAL_OUTPUTS` is unset (under `wasmtime run --dir .`, say):
+/// `outputs` in the current directory.
+pub const DEFAULT_OUTPUTS_DIR: &str = "outputs";
 
 /// The custom section that marks a module as built with this SDK, so the agent gives it a
 /// control directory. Referenced by every call so the linker keeps it.
@@ -82,6 +93,22 @@ pub enum Error {
     InvalidFraction(f32),
     /// Writing into the control directory failed.
     Io(io::Error),
+    /// An argument or environment variable is missing or does not parse.
+    Parameter {
+        /// `argument 2`, `environment variable N`.
+        what: String,
+        /// Why it is not usable.
+        reason: String,
+    },
+    /// An output path is not a relative path that stays in the outputs folder.
+    InvalidOutputPath(String),
+    /// An input or output file could not be read or written.
+    File {
+        /// The file's path.
+        path: PathBuf,
+        /// What failed.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for Error {
@@ -94,6 +121,12 @@ impl fmt::Display for Error {
                 write!(f, "progress fraction {fraction} is not between 0.0 and 1.0")
             }
             Self::Io(e) => write!(f, "cannot write to the control directory: {e}"),
+            Self::Parameter { what, reason } => write!(f, "{what}: {reason}"),
+            Self::InvalidOutputPath(path) => write!(
+                f,
+                "output path {path:?} must be relative and stay in the outputs folder"
+            ),
+            Self::File { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
 }
@@ -104,6 +137,132 @@ impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Self::Io(e)
     }
+}
+
+/// Argument `index` (1 is the first after the program's name), parsed as a `T`.
+///
+/// # Errors
+///
+/// The argument is missing, or does not parse as a `T`.
+pub fn arg<T>(index: usize) -> Result<T, Error>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let what = || format!("argument {index}");
+    let value = std::env::args()
+        .nth(index)
+        .ok_or_else(|| Error::Parameter {
+            what: what(),
+            reason: "missing".into(),
+        })?;
+    parse(what(), &value)
+}
+
+/// Environment variable `name`, parsed as a `T`.
+///
+/// # Errors
+///
+/// The variable is unset (or not UTF-8), or does not parse as a `T`.
+pub fn env<T>(name: &str) -> Result<T, Error>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    let what = || format!("environment variable {name}");
+    let value = std::env::var(name).map_err(|e| Error::Parameter {
+        what: what(),
+        reason: e.to_string(),
+    })?;
+    parse(what(), &value)
+}
+
+/// Environment variable `name` parsed as a `T`, or `default` when it is unset.
+///
+/// # Errors
+///
+/// The variable is set but does not parse as a `T`.
+pub fn env_or<T>(name: &str, default: T) -> Result<T, Error>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match std::env::var_os(name) {
+        None => Ok(default),
+        Some(_) => env(name),
+    }
+}
+
+fn parse<T>(what: String, value: &str) -> Result<T, Error>
+where
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| Error::Parameter {
+        what,
+        reason: format!("{value:?}: {e}"),
+    })
+}
+
+/// The contents of input file `path` (as the task was given it: a path in its sandbox).
+///
+/// # Errors
+///
+/// The file cannot be read; the error names it.
+pub fn input(path: impl AsRef<Path>) -> Result<Vec<u8>, Error> {
+    let path = path.as_ref();
+    fs::read(path).map_err(|source| Error::File {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The outputs folder: `CORRAL_OUTPUTS` (`/outputs` under Corral), else
+/// [`DEFAULT_OUTPUTS_DIR`].
+#[must_use]
+pub fn outputs_dir() -> PathBuf {
+    std::env::var_os(OUTPUTS_ENV).map_or_else(|| PathBuf::from(DEFAULT_OUTPUTS_DIR), PathBuf::from)
+}
+
+/// Writes `bytes` as output `path` (relative to the outputs folder; directories are made as
+/// needed), replacing an earlier one.
+///
+/// # Errors
+///
+/// An invalid path, or a failed write (the task's disk limit counts outputs too).
+pub fn write_output(path: &str, bytes: &[u8]) -> Result<(), Error> {
+    use io::Write as _;
+    let mut file = create_output(path)?;
+    let target = outputs_dir().join(path);
+    file.write_all(bytes).map_err(|source| Error::File {
+        path: target,
+        source,
+    })
+}
+
+/// Creates (or truncates) output `path` for writing, making its directories.
+///
+/// # Errors
+///
+/// An invalid path, or a failed create.
+pub fn create_output(path: &str) -> Result<fs::File, Error> {
+    let relative = Path::new(path);
+    let stays_inside = !path.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !stays_inside {
+        return Err(Error::InvalidOutputPath(path.to_owned()));
+    }
+    let target = outputs_dir().join(relative);
+    let file_error = |source| Error::File {
+        path: target.clone(),
+        source,
+    };
+    if let Some(parent) = target.parent() {
+        fs::create_dir_all(parent).map_err(file_error)?;
+    }
+    fs::File::create(&target).map_err(file_error)
 }
 
 /// Says how far the task is: `fraction` from 0.0 to 1.0 and a short `message`.
@@ -226,6 +385,23 @@ mod tests {
                 .contains("over the limit of 1048576 bytes"),
             "{error}"
         );
+        assert!(matches!(
+            create_output("../escape"),
+            Err(Error::InvalidOutputPath(_))
+        ));
+        assert!(matches!(
+            create_output("/abs"),
+            Err(Error::InvalidOutputPath(_))
+        ));
+        let error = env::<u32>("CORRAL_TASK_SDK_SURELY_UNSET").unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("environment variable CORRAL_TASK_SDK_SURELY_UNSET")
+        );
+        assert_eq!(env_or("CORRAL_TASK_SDK_SURELY_UNSET", 7u32).unwrap(), 7);
+        let error = arg::<u32>(10_000).unwrap_err();
+        assert_eq!(error.to_string(), "argument 10000: missing");
         let big = "1".repeat(MAX_RESULT_BYTES + 1);
         assert!(
             set_result(&big)

@@ -55,6 +55,10 @@ pub(crate) struct TaskRecord {
 
 /// One change to the checkpoint.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "status updates are most of the ops: boxing them would allocate for each"
+)]
 pub(crate) enum Op {
     AgentId(corral_types::AgentId),
     Epoch(u64),

@@ -33,6 +33,7 @@ fn config() -> CoreConfig {
         framework_heartbeat_interval: Duration::from_secs(15),
         offer_timeout: None,
         allocation_interval: Duration::from_secs(1),
+        max_output_bytes: 1 << 30,
     }
 }
 
@@ -151,6 +152,8 @@ fn from_master(
         progress: None,
         result_json: None,
         checkpoint: Default::default(),
+        outputs: Vec::new(),
+        outputs_not_kept: None,
     }
 }
 
@@ -318,6 +321,8 @@ fn agent_update(
         progress: None,
         result_json: None,
         checkpoint: Default::default(),
+        outputs: Vec::new(),
+        outputs_not_kept: None,
     }
 }
 

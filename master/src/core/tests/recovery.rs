@@ -319,7 +319,11 @@ fn launches_status_updates_and_acks_write_nothing() {
 fn uploaded_modules_are_recorded_once() {
     let mut core = MasterCore::new(config());
     let digest = corral_types::Digest::of(b"module");
-    let record = || OperatorRequest::RecordArtifact { digest, size: 6 };
+    let record = || OperatorRequest::RecordArtifact {
+        digest,
+        size: 6,
+        kind: ArtifactKind::Module,
+    };
     let fx = core.handle(Event::Operator(record()), ms(5));
     assert_eq!(
         persisted(&fx),
@@ -327,12 +331,152 @@ fn uploaded_modules_are_recorded_once() {
             digest,
             size: 6,
             stored_unix_millis: START_UNIX + 5,
+            kind: ArtifactKind::Module,
         })]
     );
     let fx = core.handle(Event::Operator(record()), ms(6));
     assert_eq!(
         fx,
         vec![Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))]
+    );
+}
+
+#[test]
+fn a_tasks_outputs_are_recorded_before_its_framework_hears_of_them_and_come_back() {
+    let (mut core, agent, fw, stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    let output = corral_types::TaskOutput {
+        path: "report.csv".into(),
+        size: 3,
+        digest: corral_types::Digest::of(b"a,b"),
+    };
+    let mut status = agent_update(&fw, Some(&agent), "t1", TaskState::Finished, 1);
+    status.outputs = vec![output.clone()];
+    let event = || Event::AgentStatus {
+        conn: AGENT,
+        status: status.clone(),
+    };
+    let fx = core.handle(event(), ms(3));
+    let record = OutputsRecord {
+        framework_id: fw.clone(),
+        task_id: TaskId::new("t1").unwrap(),
+        agent_id: Some(agent.clone()),
+        state: TaskState::Finished,
+        reason: Reason::Exited,
+        finished_unix_millis: 5,
+        outputs: vec![output],
+        not_kept: None,
+    };
+    let persist = fx
+        .iter()
+        .position(|e| matches!(e, Effect::Persist(RegistryWrite::TaskOutputs(r)) if *r == record));
+    let update = fx.iter().position(|e| {
+        matches!(e, Effect::ToFramework { event: FrameworkEvent::Update(u), .. } if u.outputs == record.outputs)
+    });
+    assert!(persist.is_some() && persist < update, "{fx:?}");
+    // A redelivery writes nothing more.
+    assert!(persisted(&core.handle(event(), ms(4))).is_empty());
+
+    // A master started on the registry lists them.
+    let mut again = MasterCore::new(config());
+    again.recover(
+        Recovered {
+            task_outputs: vec![record.clone()],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    let fx = again.handle(
+        Event::Operator(OperatorRequest::TaskOutputs {
+            task: TaskId::new("t1").unwrap(),
+            framework: None,
+        }),
+        ms(1),
+    );
+    assert_eq!(
+        fx,
+        vec![Effect::Reply(Reply::Operator(Ok(
+            OperatorResponse::TaskOutputs(Box::new(record))
+        )))]
+    );
+}
+
+#[test]
+fn outputs_are_admitted_within_the_cap_counting_what_the_index_holds() {
+    let mut core = MasterCore::new(CoreConfig {
+        max_output_bytes: 100,
+        ..config()
+    });
+    let (a, b) = (
+        corral_types::Digest::of(b"a"),
+        corral_types::Digest::of(b"b"),
+    );
+    let admit = |core: &mut MasterCore, digest, size| match &core.handle(
+        Event::Operator(OperatorRequest::AdmitOutput { digest, size }),
+        ms(1),
+    )[..]
+    {
+        [Effect::Reply(Reply::Operator(r))] => r.clone(),
+        fx => panic!("{fx:?}"),
+    };
+    assert_eq!(
+        admit(&mut core, a, 60),
+        Ok(OperatorResponse::OutputAdmitted(false))
+    );
+    core.handle(
+        Event::Operator(OperatorRequest::RecordArtifact {
+            digest: a,
+            size: 60,
+            kind: ArtifactKind::Output,
+        }),
+        ms(2),
+    );
+    // Already held: admitted whatever the cap.
+    assert_eq!(
+        admit(&mut core, a, 60),
+        Ok(OperatorResponse::OutputAdmitted(true))
+    );
+    let refused = admit(&mut core, b, 41).unwrap_err();
+    assert!(
+        matches!(refused, ServiceError::ResourceExhausted(_)),
+        "{refused}"
+    );
+    assert_eq!(
+        admit(&mut core, b, 40),
+        Ok(OperatorResponse::OutputAdmitted(false))
+    );
+
+    // Modules do not count; recorded outputs do, after a restart too.
+    let mut again = MasterCore::new(CoreConfig {
+        max_output_bytes: 100,
+        ..config()
+    });
+    let record = |digest, size, kind| ArtifactRecord {
+        digest,
+        size,
+        stored_unix_millis: 1,
+        kind,
+    };
+    again.recover(
+        Recovered {
+            artifacts: vec![
+                record(a, 60, ArtifactKind::Output),
+                record(corral_types::Digest::of(b"m"), 1000, ArtifactKind::Module),
+            ],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    assert!(admit(&mut again, b, 41).is_err());
+    assert_eq!(
+        admit(&mut again, b, 40),
+        Ok(OperatorResponse::OutputAdmitted(false))
     );
 }
 

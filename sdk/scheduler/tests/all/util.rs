@@ -12,6 +12,10 @@ use tokio::task::JoinHandle;
 
 /// What the scheduler was told, in order.
 #[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a test's record: its size does not matter"
+)]
 pub(crate) enum Seen {
     Subscribed(String),
     Offers(Vec<Offer>),

@@ -8,6 +8,11 @@
 //!   the same either way; prints `counted to <n>`.
 //! - `calls <n> <progress|checkpoint|none>`: makes n SDK calls of that kind (a 64-byte
 //!   checkpoint), or n iterations of the same loop without one, for measuring their cost.
+//! - `outputs <n> <bytes>`: writes n outputs `data/part-<i>.bin` of `bytes` bytes each (every
+//!   byte `i`), then `summary.txt` (`<n> parts of <bytes> bytes`); the result is
+//!   `{"parts": n}`. A write past the task's disk ends it there.
+//! - `reverse <input> <output>`: writes the bytes of input file `input`, reversed, as output
+//!   `output`; prints `reversed <len> bytes`.
 //! - `result <json>`: sets `json` as the result and exits.
 //! - `big-result`: tries a result one byte over the limit; prints the SDK's error, exits 1.
 //! - `big-message`: tries a progress message one byte over the limit; likewise.
@@ -31,6 +36,8 @@ fn main() -> ExitCode {
             Ok(n) => calls(n, kind),
             _ => return usage(),
         },
+        ["outputs", ..] => outputs(),
+        ["reverse", ..] => reverse(),
         ["result", json] => corral_task::set_result(json),
         ["big-result"] => corral_task::set_result(&"1".repeat(corral_task::MAX_RESULT_BYTES + 1)),
         ["big-message"] => {
@@ -45,6 +52,26 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn outputs() -> Result<(), corral_task::Error> {
+    let n: u8 = corral_task::arg(2)?;
+    let bytes: usize = corral_task::arg(3)?;
+    for i in 0..n {
+        corral_task::write_output(&format!("data/part-{i}.bin"), &vec![i; bytes])?;
+    }
+    corral_task::write_output("summary.txt", format!("{n} parts of {bytes} bytes\n").as_bytes())?;
+    corral_task::set_result(&format!("{{\"parts\": {n}}}"))
+}
+
+fn reverse() -> Result<(), corral_task::Error> {
+    let input: String = corral_task::arg(2)?;
+    let output: String = corral_task::arg(3)?;
+    let mut bytes = corral_task::input(&input)?;
+    bytes.reverse();
+    corral_task::write_output(&output, &bytes)?;
+    println!("reversed {} bytes", bytes.len());
+    Ok(())
 }
 
 fn steps(n: u32, ms: u64) -> Result<(), corral_task::Error> {
