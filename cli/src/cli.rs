@@ -78,6 +78,9 @@ pub(crate) enum Command {
     /// A task's outputs: list them, or download them.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// Create a new task crate.
+    #[command(subcommand)]
+    New(NewCommand),
     /// List agents.
     Agents(ListArgs),
     /// List frameworks.
@@ -319,6 +322,29 @@ pub(crate) enum TaskCommand {
         after_help = "Examples:\n  corral task outputs run-17                 # path, size and digest of each\n  corral task outputs run-17 --into results  # download them, checked against their digests\n  corral run --input sha256:<digest>=in.csv next.wasm   # hand one to another task"
     )]
     Outputs(TaskOutputsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum NewCommand {
+    /// Scaffold a Rust task crate that builds and tests out of the box: the task SDK, a
+    /// test that runs the module under Corral's executor, `cargo wasm` to build it.
+    #[command(
+        after_help = "Example:\n  corral new task resize && cd resize\n  cargo test\n  cargo wasm && corral run target/wasm32-wasip1/release/resize.wasm"
+    )]
+    Task(NewTaskArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct NewTaskArgs {
+    /// The crate's name (also the module's: NAME.wasm).
+    pub(crate) name: String,
+    /// Where to create it; by default a directory NAME here.
+    #[arg(long)]
+    pub(crate) path: Option<PathBuf>,
+    /// The `sdk/` directory of a Corral checkout, for the SDK crates (by default the one this
+    /// binary was built from).
+    #[arg(long)]
+    pub(crate) sdk: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

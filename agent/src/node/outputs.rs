@@ -61,7 +61,9 @@ pub(crate) async fn keep(node: &Node, root: &Path) -> Kept {
         }
     }
     let bytes: u64 = kept.outputs.iter().map(|o| o.size).sum();
-    let mut summary = format!("outputs: kept {} files ({bytes} bytes)", kept.outputs.len());
+    let n = kept.outputs.len();
+    let files = if n == 1 { "file" } else { "files" };
+    let mut summary = format!("outputs: kept {n} {files} ({bytes} bytes)");
     if !refused.is_empty() {
         // A long list is cut: the files API shows everything the folder holds.
         const SHOWN: usize = 5;

@@ -8,6 +8,7 @@ mod kill;
 mod listings;
 mod logs;
 mod master;
+mod new;
 mod ps;
 mod quota;
 mod reserve;
@@ -18,7 +19,7 @@ mod task;
 
 use std::fmt;
 
-use crate::cli::{Cli, Command, TaskCommand};
+use crate::cli::{Cli, Command, NewCommand, TaskCommand};
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
 /// unreachable master, an invalid module), 1 for other failures.
@@ -56,6 +57,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Logs(args) => logs::run(args).await,
         Command::Kill(args) => kill::run(args).await,
         Command::Task(TaskCommand::Outputs(args)) => task::outputs(args).await,
+        Command::New(NewCommand::Task(args)) => new::task(&args),
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
         Command::Reserve(args) => reserve::reserve(args).await,

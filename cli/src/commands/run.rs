@@ -117,9 +117,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     if !status.outputs.is_empty() {
         let bytes: u64 = status.outputs.iter().map(|o| o.size).sum();
+        let n = status.outputs.len();
         eprintln!(
-            "outputs: {} files ({}): corral task outputs {task_id}",
-            status.outputs.len(),
+            "outputs: {n} {} ({}): corral task outputs {task_id}",
+            if n == 1 { "file" } else { "files" },
             show_bytes(bytes)
         );
         if let Some(dir) = &args.outputs_into {

@@ -24,8 +24,9 @@ pub(super) async fn outputs(args: TaskOutputsArgs) -> anyhow::Result<u8> {
     if let Some(dir) = &args.into {
         let bytes = download_all(&mut client, &outputs, dir).await?;
         eprintln!(
-            "wrote {} files ({}) into {}",
+            "wrote {} {} ({}) into {}",
             outputs.len(),
+            if outputs.len() == 1 { "file" } else { "files" },
             show_bytes(bytes),
             dir.display()
         );

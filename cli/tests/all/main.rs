@@ -11,6 +11,7 @@ mod ha;
 mod hostile;
 mod kill;
 mod languages;
+mod new;
 mod outputs;
 mod roles;
 mod run;

@@ -138,7 +138,7 @@ async fn a_full_output_store_keeps_no_more_and_the_task_says_why() {
     let stderr = text(&run.stderr);
     // The task itself succeeded; its outputs were not kept, and it says why.
     assert_eq!(run.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("outputs: 1 files"), "{stderr}");
+    assert!(!stderr.contains("outputs: 1 file"), "{stderr}");
     let note = "corral: outputs not kept: data/part-0.bin and every file after it (the \
                 cluster's output store is full: it holds 0 of its 1024 bytes, 4000 more do not fit)";
     assert!(stderr.contains(note), "{stderr}");

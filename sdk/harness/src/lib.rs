@@ -4,7 +4,8 @@
 //! executor, with the limits, arguments, environment, inputs and previous checkpoint a test
 //! chooses, and returns what the platform would see: outcome, stdout and stderr, the last
 //! progress, the result, the checkpoint, the outputs it left and usage. Add it as a dev-dependency of a task
-//! crate and build the module first (`cargo build --release --target wasm32-wasip1`).
+//! crate; [`build_module`] builds the crate's module from its test (or build it first:
+//! `cargo build --release --target wasm32-wasip1`). `corral new task` sets all this up.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -87,6 +88,69 @@ impl Harness {
     pub fn task_file(&self, path: impl AsRef<Path>) -> std::io::Result<Task<'_>> {
         Ok(self.task(std::fs::read(path)?))
     }
+}
+
+/// Why [`build_module`] found no module.
+#[derive(Debug)]
+pub enum BuildError {
+    /// Cargo could not be started.
+    Cargo(std::io::Error),
+    /// The build failed (cargo's own messages went to stderr).
+    Failed(String),
+    /// The crate built no binary, so there is no module to run.
+    NoModule,
+}
+
+impl std::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cargo(e) => write!(f, "cannot run cargo: {e}"),
+            Self::Failed(status) => write!(
+                f,
+                "cargo build --target {WASM_TARGET} failed ({status}); is the target installed \
+                 (`rustup target add {WASM_TARGET}`)?"
+            ),
+            Self::NoModule => write!(f, "the crate has no binary to build into a module"),
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+/// The target task modules are built for.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+
+/// Builds the task crate at `crate_dir` (its `Cargo.toml`'s directory; in a test,
+/// `env!("CARGO_MANIFEST_DIR")`) for [`WASM_TARGET`] in release mode, as a cluster would
+/// run it, and returns the module's path (`target/wasm32-wasip1/release/<name>.wasm`).
+///
+/// # Errors
+///
+/// Cargo cannot run, the build fails, or it makes no binary.
+pub fn build_module(crate_dir: impl AsRef<Path>) -> Result<std::path::PathBuf, BuildError> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = std::process::Command::new(cargo)
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .args([
+            "--message-format",
+            "json-render-diagnostics",
+            "--manifest-path",
+        ])
+        .arg(crate_dir.as_ref().join("Cargo.toml"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(BuildError::Cargo)?;
+    if !output.status.success() {
+        return Err(BuildError::Failed(output.status.to_string()));
+    }
+    // The last binary cargo reports having made is the crate's.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter_map(|message| message["executable"].as_str().map(std::path::PathBuf::from))
+        .next_back()
+        .ok_or(BuildError::NoModule)
 }
 
 /// One task to run, set up builder-style.
