@@ -279,6 +279,7 @@ impl From<&TaskSummary> for v1::TaskSummary {
                 message: p.message.clone(),
             }),
             result_json: t.result_json.clone().unwrap_or_default(),
+            outputs: t.outputs.iter().map(Into::into).collect(),
         }
     }
 }

@@ -63,6 +63,11 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                     serde_json::from_str::<serde_json::Value>(&t.result_json)
                         .unwrap_or_else(|_| serde_json::Value::String(t.result_json.clone()))
                 }),
+                "outputs": t.outputs.iter().map(|o| json!({
+                    "path": o.path,
+                    "size": o.size,
+                    "digest": o.digest,
+                })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>()
         }))?,
         OutputFormat::Table => {

@@ -73,6 +73,16 @@ async fn outputs_survive_a_master_restart_and_feed_a_later_task() {
         part_1,
         corral_types::Digest::of(&vec![1u8; 300_000]).to_string()
     );
+    // The task listing carries them too.
+    let ps = cluster.corral(&["ps", "--all", "--output", "json"]).await;
+    let ps: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let listed = ps["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(listed["outputs"][1]["digest"], part_1.as_str(), "{listed}");
     let table = text(&cluster.corral(&["task", "outputs", &id]).await.stdout);
     assert!(table.contains("PATH") && table.contains(&part_1), "{table}");
 

@@ -404,6 +404,7 @@ impl MasterCore {
                 labels: t.meta.labels.clone(),
                 progress: t.status.progress.clone(),
                 result_json: t.status.result_json.clone(),
+                outputs: t.status.outputs.clone(),
             })
             .collect()
     }

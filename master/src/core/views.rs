@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use corral_types::{
     AgentId, AgentState, FrameworkId, FrameworkState, Progress, Quota, Reason, Resources, Role,
-    TaskId, TaskState, Usage, Weight,
+    TaskId, TaskOutput, TaskState, Usage, Weight,
 };
 
 /// The master serving the request.
@@ -71,6 +71,7 @@ pub(crate) struct TaskSummary {
     pub labels: BTreeMap<String, String>,
     pub progress: Option<Progress>,
     pub result_json: Option<String>,
+    pub outputs: Vec<TaskOutput>,
 }
 
 /// One page of a task listing, and the token of the next page (empty at the end).
