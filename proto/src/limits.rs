@@ -53,6 +53,18 @@ pub const MAX_ARTIFACT_BYTES: u64 = MAX_MODULE_BYTES;
 /// Most files of one task's outputs kept (`TaskStatus.outputs`).
 pub const MAX_TASK_OUTPUTS: usize = 1000;
 
+/// Longest key of a framework's store (Scheduler.Store), in bytes.
+pub const MAX_STORE_KEY_BYTES: usize = 512;
+
+/// Largest value of a framework's store, in bytes.
+pub const MAX_STORE_VALUE_BYTES: usize = 256 << 10;
+
+/// Most bytes (keys and values) one framework's store holds.
+pub const MAX_STORE_BYTES: usize = 8 << 20;
+
+/// Most keys one framework's store holds.
+pub const MAX_STORE_KEYS: usize = 10_000;
+
 /// Longest `TaskStatus.outputs_not_kept` kept, in bytes; longer notes are cut.
 pub const MAX_NOTE_BYTES: usize = 8 << 10;
 

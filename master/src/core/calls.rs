@@ -22,12 +22,12 @@ struct Pool {
 }
 
 impl MasterCore {
-    pub(super) fn call(
-        &mut self,
+    /// Refuses a framework that is unknown, or a stream that is not its current
+    /// subscription (a framework that failed over cannot act behind its successor).
+    pub(super) fn current_subscription(
+        &self,
         framework: &FrameworkId,
         stream_id: &str,
-        call: Call,
-        now: Timestamp,
     ) -> Result<(), ServiceError> {
         let f = self
             .frameworks
@@ -41,6 +41,17 @@ impl MasterCore {
                 "stream id {stream_id:?} is not framework {framework}'s current subscription; re-subscribe"
             )));
         }
+        Ok(())
+    }
+
+    pub(super) fn call(
+        &mut self,
+        framework: &FrameworkId,
+        stream_id: &str,
+        call: Call,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        self.current_subscription(framework, stream_id)?;
         match call {
             Call::Accept {
                 offer_ids,

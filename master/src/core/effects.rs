@@ -47,6 +47,8 @@ pub(crate) enum Effect {
 pub(crate) enum Reply {
     Done(Result<(), ServiceError>),
     Operator(Result<OperatorResponse, ServiceError>),
+    /// The entries a store operation answers with.
+    Kv(Result<Vec<super::KvEntry>, ServiceError>),
 }
 
 /// What the master tells an agent (`MasterMessage` in agent.proto).

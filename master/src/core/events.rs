@@ -164,6 +164,12 @@ pub(crate) enum Event {
     AgentDisconnected {
         conn: ConnId,
     },
+    /// An operation on a framework's durable key-value store, by its current subscription.
+    Kv {
+        framework_id: FrameworkId,
+        stream_id: String,
+        op: super::KvOp,
+    },
     Subscribe {
         conn: ConnId,
         info: FrameworkInfo,

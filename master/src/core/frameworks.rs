@@ -214,6 +214,7 @@ impl MasterCore {
             self.offers.remove(&offer);
         }
         self.checkpoints.remove_framework(id);
+        self.remove_kv(id);
         for key in self.tasks.of_framework(id) {
             let Some(t) = self.tasks.get_mut(&key) else {
                 continue;

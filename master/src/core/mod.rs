@@ -24,6 +24,7 @@ mod checkpoints;
 mod effects;
 mod events;
 mod frameworks;
+mod kv;
 mod operator;
 mod outputs;
 mod refusals;
@@ -48,6 +49,7 @@ pub(crate) use events::{
     Ack, AgentInfo, Call, ConnId, Event, FrameworkInfo, LaunchTask, Operation, OperatorRequest,
     ReportedTask, TaskMeta,
 };
+pub(crate) use kv::{KvEntry, KvOp};
 pub(crate) use outputs::OutputsRecord;
 use refusals::refused;
 pub(crate) use registry::{
@@ -141,6 +143,8 @@ pub(crate) struct MasterCore {
     /// Bytes of the outputs in the artifact index.
     output_bytes: u64,
     task_outputs: outputs::TaskOutputs,
+    /// Frameworks' durable key-value stores.
+    kv: kv::Stores,
     /// Frameworks known only from re-registered agents' tasks (no info of their own to
     /// record) until they subscribe.
     placeholders: HashSet<FrameworkId>,
@@ -164,6 +168,7 @@ impl MasterCore {
             artifacts: BTreeMap::new(),
             output_bytes: 0,
             task_outputs: outputs::TaskOutputs::default(),
+            kv: kv::Stores::default(),
             placeholders: HashSet::new(),
             next_id: 0,
             allocation_pending: false,
@@ -229,6 +234,16 @@ impl MasterCore {
             } => {
                 let result = self.call(&framework_id, &stream_id, call, now);
                 self.effects.push(Effect::Reply(Reply::Done(result)));
+            }
+            Event::Kv {
+                framework_id,
+                stream_id,
+                op,
+            } => {
+                let result = self
+                    .current_subscription(&framework_id, &stream_id)
+                    .and_then(|()| self.kv(&framework_id, op));
+                self.effects.push(Effect::Reply(Reply::Kv(result)));
             }
             Event::Operator(req) => {
                 let result = self.operator(req, now);

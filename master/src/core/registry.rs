@@ -2,8 +2,8 @@
 //!
 //! The registry holds agents (admitted, unreachable, gone, draining), frameworks (info,
 //! failover timeout, when they disconnected, removal), role weights, quotas, dynamic
-//! reservations, the artifact index and tasks' outputs. Tasks are soft state, rebuilt from agent
-//! re-registration, as in Mesos.
+//! reservations, the artifact index, tasks' outputs and frameworks' stores. Tasks are soft
+//! state, rebuilt from agent re-registration, as in Mesos.
 //!
 //! The core stays sans-IO: a change to a registered fact emits [`Effect::Persist`] *before*
 //! the effects that announce it (REGISTERED, SUBSCRIBED, a reply), and the runtime holds
@@ -95,6 +95,12 @@ pub(crate) enum RegistryWrite {
     TaskOutputs(OutputsRecord),
     /// A task's outputs are no longer listed.
     DropTaskOutputs(TaskKey),
+    /// A key of a framework's store: its value and version, or `None` to delete it.
+    Kv {
+        framework: FrameworkId,
+        key: String,
+        entry: Option<(bytes::Bytes, u64)>,
+    },
 }
 
 /// Everything the registry holds, as loaded at start.
@@ -106,6 +112,8 @@ pub(crate) struct Recovered {
     pub quotas: Vec<(Role, Quota)>,
     pub artifacts: Vec<ArtifactRecord>,
     pub task_outputs: Vec<OutputsRecord>,
+    /// Frameworks' store entries: framework, key, value, version.
+    pub kv: Vec<(FrameworkId, String, bytes::Bytes, u64)>,
 }
 
 impl MasterCore {
@@ -166,6 +174,9 @@ impl MasterCore {
             .sum();
         for record in recovered.task_outputs {
             self.task_outputs.insert(record);
+        }
+        for (framework, key, value, version) in recovered.kv {
+            self.kv.recover(framework, key, value, version);
         }
         tracing::info!(
             agents = self.agents.len(),

@@ -93,7 +93,7 @@ impl<T> Drop for CoreStream<T> {
 fn done(reply: Reply) -> Result<(), Status> {
     match reply {
         Reply::Done(r) => r.map_err(Status::from),
-        Reply::Operator(_) => {
+        Reply::Operator(_) | Reply::Kv(_) => {
             Err(ServiceError::Internal("unexpected reply from the core".into()).into())
         }
     }

@@ -28,7 +28,7 @@ impl OperatorService {
     async fn ask(&self, req: OperatorRequest) -> Result<OperatorResponse, Status> {
         match self.gate.core()?.ask(Event::Operator(req), None).await? {
             Reply::Operator(r) => r.map_err(Status::from),
-            Reply::Done(_) => {
+            Reply::Done(_) | Reply::Kv(_) => {
                 Err(ServiceError::Internal("unexpected reply from the core".into()).into())
             }
         }

@@ -3,12 +3,12 @@
 use corral_proto::convert::{
     parse_id, parse_ids, parse_optional_id, parse_roles, refuse_duration, require,
 };
-use corral_proto::{ProtoError, TaskInfo, UpdateUuid, v1};
-use corral_types::TaskId;
+use corral_proto::{ProtoError, ServiceError, TaskInfo, UpdateUuid, v1};
+use corral_types::{FrameworkId, TaskId};
 use tonic::{Request, Response, Status};
 
 use super::{CoreStream, done, framework_disconnected};
-use crate::core::{Ack, Call, Event, FrameworkInfo, LaunchTask, Operation};
+use crate::core::{Ack, Call, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
 use crate::leadership::Gate;
 use crate::runtime::Sink;
 
@@ -53,10 +53,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
     ) -> Result<Response<v1::CallResponse>, Status> {
         let core = self.gate.core()?;
         let req = request.into_inner();
-        let framework_id = parse_id("framework_id", &req.framework_id)?;
-        if req.stream_id.is_empty() {
-            return Err(ProtoError::missing("stream_id").into());
-        }
+        let framework_id = subscription(&req.framework_id, &req.stream_id)?;
         let call = call(req.kind.as_ref())?;
         let event = Event::Call {
             framework_id,
@@ -66,6 +63,56 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         done(core.ask(event, None).await?)?;
         Ok(Response::new(v1::CallResponse {}))
     }
+
+    async fn store(
+        &self,
+        request: Request<v1::StoreRequest>,
+    ) -> Result<Response<v1::StoreResponse>, Status> {
+        use v1::store_request::Op;
+        let core = self.gate.core()?;
+        let req = request.into_inner();
+        let framework_id = subscription(&req.framework_id, &req.stream_id)?;
+        let op = match req.op.ok_or_else(|| ProtoError::missing("op"))? {
+            Op::Get(g) => KvOp::Get { key: g.key },
+            Op::Put(p) => KvOp::Put {
+                key: p.key,
+                value: p.value,
+                expected: p.expected_version,
+            },
+            Op::Delete(d) => KvOp::Delete {
+                key: d.key,
+                expected: d.expected_version,
+            },
+            Op::List(l) => KvOp::List { prefix: l.prefix },
+        };
+        let event = Event::Kv {
+            framework_id,
+            stream_id: req.stream_id,
+            op,
+        };
+        match core.ask(event, None).await? {
+            Reply::Kv(Ok(entries)) => Ok(Response::new(v1::StoreResponse {
+                entries: entries
+                    .into_iter()
+                    .map(|e| v1::StoreEntry {
+                        key: e.key,
+                        value: e.value,
+                        version: e.version,
+                    })
+                    .collect(),
+            })),
+            Reply::Kv(Err(e)) => Err(e.into()),
+            _ => Err(ServiceError::Internal("unexpected reply from the core".into()).into()),
+        }
+    }
+}
+
+/// The framework a call or store request names; its stream must be named too.
+fn subscription(framework_id: &str, stream_id: &str) -> Result<FrameworkId, ProtoError> {
+    if stream_id.is_empty() {
+        return Err(ProtoError::missing("stream_id"));
+    }
+    parse_id("framework_id", framework_id)
 }
 
 fn framework_info(info: Option<&v1::FrameworkInfo>) -> Result<FrameworkInfo, ProtoError> {

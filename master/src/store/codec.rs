@@ -1,6 +1,7 @@
 //! Keys and values of the registry, shared by both backends: each record is one key
 //! (`agents/<id>`, `frameworks/<id>`, `weights/<role>`, `quotas/<role>`,
-//! `artifacts/<digest>`, `outputs/<framework>/<task>`) holding a protobuf message. Protobuf keeps old records readable
+//! `artifacts/<digest>`, `outputs/<framework>/<task>`, `kv/<framework>/<key>`) holding a
+//! protobuf message. Protobuf keeps old records readable
 //! when fields are added, and reuses the `corral.v1` messages for infos, resources and
 //! quotas.
 
@@ -24,6 +25,8 @@ const QUOTAS: &str = "quotas/";
 pub(crate) const ARTIFACTS: &str = "artifacts/";
 /// Tasks' outputs: `outputs/<framework>/<task>` (IDs hold no `/`).
 const OUTPUTS: &str = "outputs/";
+/// Frameworks' stores: `kv/<framework>/<key>` (the key may hold `/`; the ID does not).
+const KV: &str = "kv/";
 
 /// One key to set (`Some`) or delete (`None`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +94,14 @@ struct ArtifactPb {
     /// False for a module (records from before outputs read so).
     #[prost(bool, tag = "3")]
     output: bool,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct KvPb {
+    #[prost(bytes = "bytes", tag = "1")]
+    value: bytes::Bytes,
+    #[prost(uint64, tag = "2")]
+    version: u64,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -196,6 +207,20 @@ pub(crate) fn encode(write: &RegistryWrite) -> KeyWrite {
         RegistryWrite::DropTaskOutputs((framework, task)) => {
             (format!("{OUTPUTS}{framework}/{task}"), None)
         }
+        RegistryWrite::Kv {
+            framework,
+            key,
+            entry,
+        } => (
+            format!("{KV}{framework}/{key}"),
+            entry.as_ref().map(|(value, version)| {
+                KvPb {
+                    value: value.clone(),
+                    version: *version,
+                }
+                .encode_to_vec()
+            }),
+        ),
     };
     KeyWrite { key, value }
 }
@@ -288,6 +313,15 @@ fn decode_one(out: &mut Recovered, key: &str, value: &[u8]) -> Result<(), String
                 ArtifactKind::Module
             },
         });
+    } else if let Some(rest) = key.strip_prefix(KV) {
+        let pb = KvPb::decode(value).map_err(wire)?;
+        let (framework, key) = rest.split_once('/').ok_or("not kv/<framework>/<key>")?;
+        out.kv.push((
+            parse_id("framework", framework).map_err(proto)?,
+            key.to_owned(),
+            pb.value,
+            pb.version,
+        ));
     } else if let Some(ids) = key.strip_prefix(OUTPUTS) {
         let pb = OutputsPb::decode(value).map_err(wire)?;
         let (framework, task) = ids
@@ -387,6 +421,11 @@ pub(crate) mod tests {
                 }],
                 not_kept: Some("big.bin (too large)".into()),
             }),
+            RegistryWrite::Kv {
+                framework: parse_id("id", "m-F2").unwrap(),
+                key: "jobs/nightly/spec".into(),
+                entry: Some((bytes::Bytes::from_static(b"{\"kind\": \"cron\"}"), 7)),
+            },
         ]
     }
 
@@ -412,6 +451,14 @@ pub(crate) mod tests {
                 RegistryWrite::Artifact(a) => assert_eq!(r.artifacts, vec![a]),
                 RegistryWrite::TaskOutputs(o) => assert_eq!(r.task_outputs, vec![o]),
                 RegistryWrite::DropTaskOutputs(_) => unreachable!("not in the sample"),
+                RegistryWrite::Kv {
+                    framework,
+                    key,
+                    entry,
+                } => {
+                    let (value, version) = entry.unwrap();
+                    assert_eq!(r.kv, vec![(framework, key, value, version)]);
+                }
             }
         }
     }

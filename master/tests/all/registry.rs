@@ -122,6 +122,53 @@ async fn a_restarted_master_comes_back_with_what_it_acknowledged() {
 }
 
 #[tokio::test]
+async fn a_frameworks_store_survives_a_restart_and_only_its_current_stream_uses_it() {
+    use v1::store_request::{Get, Op, Put};
+    let m = start().await;
+    let dir = m.dir.clone();
+    let mut fw = RawScheduler::subscribe(m.channel.clone()).await;
+    let put = |key: &str, value: &'static [u8], expected| {
+        Op::Put(Put {
+            key: key.into(),
+            value: bytes::Bytes::from_static(value),
+            expected_version: expected,
+        })
+    };
+    let written = fw
+        .store(put("jobs/nightly", b"spec", Some(0)))
+        .await
+        .unwrap();
+    assert_eq!(written[0].version, 1);
+    m.master.shutdown().await;
+
+    let m = start_in(dir, |_| {}).await;
+    let mut fw = RawScheduler::resubscribe(m.channel.clone(), Some(fw.framework_id.clone())).await;
+    let get = Op::Get(Get {
+        key: "jobs/nightly".into(),
+    });
+    let read = fw.store(get.clone()).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!((&read[0].value[..], read[0].version), (&b"spec"[..], 1));
+    // A write that expects the key absent is refused: it exists.
+    let err = fw
+        .store(put("jobs/nightly", b"other", Some(0)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+
+    // A second subscription takes over; the first may no longer write.
+    let mut successor =
+        RawScheduler::resubscribe(m.channel.clone(), Some(fw.framework_id.clone())).await;
+    let err = fw
+        .store(put("jobs/nightly", b"late", None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert_eq!(&successor.store(get).await.unwrap()[0].value[..], b"spec");
+    m.master.shutdown().await;
+}
+
+#[tokio::test]
 async fn agents_that_do_not_return_after_a_restart_are_reported_unreachable() {
     let m = start().await;
     let agent = FakeAgent::register(m.channel.clone()).await;

@@ -263,6 +263,19 @@ impl RawScheduler {
         }
     }
 
+    /// One operation on the framework's store, by this subscription.
+    pub(crate) async fn store(
+        &mut self,
+        op: v1::store_request::Op,
+    ) -> Result<Vec<v1::StoreEntry>, tonic::Status> {
+        let request = v1::StoreRequest {
+            framework_id: self.framework_id.clone(),
+            stream_id: self.stream_id.clone(),
+            op: Some(op),
+        };
+        Ok(self.client.store(request).await?.into_inner().entries)
+    }
+
     pub(crate) async fn call(&mut self, kind: v1::call_request::Kind) -> Result<(), tonic::Status> {
         let req = self.request(kind);
         self.client.call(req).await.map(|_| ())

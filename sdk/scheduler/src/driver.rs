@@ -1,6 +1,7 @@
-//! [`Driver`]: the handle schedulers use to act (launch, decline, kill, acknowledge, ...).
+//! [`Driver`]: the handle schedulers use to act (launch, decline, kill, acknowledge, ...)
+//! and to keep durable state (`store_*`: the framework's key-value store on the master).
 //!
-//! Every method is one `Call` RPC on the current subscription. The handle is cheap to clone
+//! Every method is one `Call` (or `Store`) RPC on the current subscription. The handle is cheap to clone
 //! and can be used from callbacks and from other tasks; while the driver is reconnecting
 //! calls fail with [`SdkError::NotSubscribed`] (the master would refuse them anyway: calls
 //! name the stream they belong to).
@@ -11,8 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use corral_proto::v1::call_request::{self, Kind};
 use corral_proto::v1::scheduler_client::SchedulerClient;
+use corral_proto::v1::store_request::{self, Op};
 use corral_proto::{TaskInfo, TaskStatus, UpdateUuid, v1};
 use corral_types::{AgentId, FrameworkId, OfferId, TaskId};
 use tokio::sync::{mpsc, watch};
@@ -21,6 +24,17 @@ use tracing::{debug, warn};
 
 use crate::dedup::Dedup;
 use crate::error::SdkError;
+
+/// One key of the framework's store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreEntry {
+    /// The key.
+    pub key: String,
+    /// Its value (empty in what [`Driver::store_put`] answers).
+    pub value: Bytes,
+    /// Its version: it changes with every write, and a write may insist on it.
+    pub version: u64,
+}
 
 /// Tasks whose recent update uuids are remembered for deduplication.
 const DEDUP_TASKS: NonZeroUsize = NonZeroUsize::new(65_536).expect("non-zero");
@@ -278,6 +292,74 @@ impl Driver {
             .collect();
         self.call(Kind::Reconcile(call_request::Reconcile { tasks }))
             .await
+    }
+
+    /// The framework's durable store (Scheduler.Store): `key`'s entry, if it has one.
+    pub async fn store_get(&self, key: &str) -> Result<Option<StoreEntry>, SdkError> {
+        let entries = self
+            .store(Op::Get(store_request::Get {
+                key: key.to_owned(),
+            }))
+            .await?;
+        Ok(entries.into_iter().next())
+    }
+
+    /// Writes `value` under `key`, durably; returns its new version. With `expected`, only
+    /// if the key is at that version (0: only if it does not exist), else
+    /// [`SdkError::Rejected`] with FAILED_PRECONDITION.
+    pub async fn store_put(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        expected: Option<u64>,
+    ) -> Result<u64, SdkError> {
+        let entries = self
+            .store(Op::Put(store_request::Put {
+                key: key.to_owned(),
+                value: value.into(),
+                expected_version: expected,
+            }))
+            .await?;
+        Ok(entries.first().map_or(0, |e| e.version))
+    }
+
+    /// Deletes `key` (an absent key is fine); with `expected`, only at that version.
+    pub async fn store_delete(&self, key: &str, expected: Option<u64>) -> Result<(), SdkError> {
+        self.store(Op::Delete(store_request::Delete {
+            key: key.to_owned(),
+            expected_version: expected,
+        }))
+        .await
+        .map(drop)
+    }
+
+    /// Every entry whose key starts with `prefix`, in key order.
+    pub async fn store_list(&self, prefix: &str) -> Result<Vec<StoreEntry>, SdkError> {
+        self.store(Op::List(store_request::List {
+            prefix: prefix.to_owned(),
+        }))
+        .await
+    }
+
+    async fn store(&self, op: Op) -> Result<Vec<StoreEntry>, SdkError> {
+        let (mut client, framework_id, stream_id) = self.call_parts()?;
+        let response = client
+            .store(v1::StoreRequest {
+                framework_id,
+                stream_id,
+                op: Some(op),
+            })
+            .await?
+            .into_inner();
+        Ok(response
+            .entries
+            .into_iter()
+            .map(|e| StoreEntry {
+                key: e.key,
+                value: e.value,
+                version: e.version,
+            })
+            .collect())
     }
 
     /// Removes the framework for good (its tasks are killed) and ends [`run`](crate::run).

@@ -110,7 +110,7 @@ pub use corral_types::{
     AgentId, Digest, FrameworkId, OfferId, OperationState, Preopen, Reason, Resources, Role,
     TaskId, TaskLimits, TaskState,
 };
-pub use driver::Driver;
+pub use driver::{Driver, StoreEntry};
 pub use error::SdkError;
 pub use offer::Offer;
 

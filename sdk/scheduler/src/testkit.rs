@@ -47,6 +47,9 @@ struct State {
     fail_subscribe: VecDeque<Status>,
     fail_call: VecDeque<Status>,
     calls: Vec<v1::CallRequest>,
+    /// The framework's store: key -> (value, version), and the last version given.
+    store: std::collections::BTreeMap<String, (bytes::Bytes, u64)>,
+    revision: u64,
 }
 
 #[derive(Debug)]
@@ -153,6 +156,58 @@ impl SchedulerService for Service {
             Some(status) => Err(status),
             None => Ok(Response::new(v1::CallResponse {})),
         }
+    }
+
+    /// The store as the master keeps it (versions, compare-and-set), without its limits.
+    async fn store(
+        &self,
+        request: Request<v1::StoreRequest>,
+    ) -> Result<Response<v1::StoreResponse>, Status> {
+        use v1::store_request::Op;
+        let request = request.into_inner();
+        let mut s = self.0.state();
+        if s.stream_id.as_deref() != Some(request.stream_id.as_str()) {
+            return Err(Status::failed_precondition("not the current stream"));
+        }
+        let entry = |key: &str, (value, version): &(bytes::Bytes, u64)| v1::StoreEntry {
+            key: key.to_owned(),
+            value: value.clone(),
+            version: *version,
+        };
+        let check = |current: Option<u64>, expected: Option<u64>| match expected {
+            Some(e) if e != current.unwrap_or(0) => {
+                Err(Status::failed_precondition("version mismatch"))
+            }
+            _ => Ok(()),
+        };
+        let entries = match request.op {
+            None => return Err(Status::invalid_argument("op: required field is missing")),
+            Some(Op::Get(g)) => s
+                .store
+                .get(&g.key)
+                .map(|e| entry(&g.key, e))
+                .into_iter()
+                .collect(),
+            Some(Op::List(l)) => s
+                .store
+                .iter()
+                .filter(|(k, _)| k.starts_with(&l.prefix))
+                .map(|(k, e)| entry(k, e))
+                .collect(),
+            Some(Op::Put(p)) => {
+                check(s.store.get(&p.key).map(|e| e.1), p.expected_version)?;
+                s.revision += 1;
+                let version = s.revision;
+                s.store.insert(p.key.clone(), (p.value, version));
+                vec![entry(&p.key, &(bytes::Bytes::new(), version))]
+            }
+            Some(Op::Delete(d)) => {
+                check(s.store.get(&d.key).map(|e| e.1), d.expected_version)?;
+                s.store.remove(&d.key);
+                Vec::new()
+            }
+        };
+        Ok(Response::new(v1::StoreResponse { entries }))
     }
 }
 

@@ -14,6 +14,7 @@ use super::*;
 mod agents;
 mod frameworks;
 mod invariants;
+mod kv;
 mod props;
 mod recovery;
 mod scheduler;

@@ -377,6 +377,44 @@ async fn calls_on_a_stale_stream_are_rejected() {
 }
 
 #[tokio::test]
+async fn the_store_reads_writes_and_compares_versions() {
+    let master = MockMaster::start().await;
+    let r = subscribed(&master).await;
+    let d = &r.driver;
+    assert_eq!(d.store_get("jobs/a").await.unwrap(), None);
+    let v1 = d
+        .store_put("jobs/a", &b"spec-a"[..], Some(0))
+        .await
+        .unwrap();
+    let v2 = d.store_put("jobs/b", &b"spec-b"[..], None).await.unwrap();
+    d.store_put("other", &b"x"[..], None).await.unwrap();
+    assert!(v2 > v1);
+    let a = d.store_get("jobs/a").await.unwrap().unwrap();
+    assert_eq!((&a.value[..], a.version), (&b"spec-a"[..], v1));
+    let listed: Vec<_> = d.store_list("jobs/").await.unwrap();
+    let keys: Vec<_> = listed.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["jobs/a", "jobs/b"]);
+    // A write that expects an older version is refused.
+    let err = d
+        .store_put("jobs/a", &b"late"[..], Some(0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SdkError::Rejected {
+                code: Code::FailedPrecondition,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    d.store_delete("jobs/a", Some(v1)).await.unwrap();
+    assert_eq!(d.store_get("jobs/a").await.unwrap(), None);
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn calls_before_subscription_fail_with_not_subscribed() {
     let master = MockMaster::start().await;
     master.set_not_leader(None);
