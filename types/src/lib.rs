@@ -31,6 +31,8 @@ mod task;
 mod time;
 mod wasm;
 
+pub mod quantity;
+
 pub use digest::{Digest, DigestError};
 pub use ids::{
     AgentId, FrameworkId, Id, IdError, IdProblem, MAX_ID_BYTES, OfferId, TaskId, validate_id,
