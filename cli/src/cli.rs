@@ -81,6 +81,9 @@ pub(crate) enum Command {
     /// Create a new task crate.
     #[command(subcommand)]
     New(NewCommand),
+    /// Built-in jobs: batch, service and cron.
+    #[command(subcommand)]
+    Job(JobCommand),
     /// List agents.
     Agents(ListArgs),
     /// List frameworks.
@@ -322,6 +325,25 @@ pub(crate) enum TaskCommand {
         after_help = "Examples:\n  corral task outputs run-17                 # path, size and digest of each\n  corral task outputs run-17 --into results  # download them, checked against their digests\n  corral run --input sha256:<digest>=in.csv next.wasm   # hand one to another task"
     )]
     Outputs(TaskOutputsArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum JobCommand {
+    /// Check a job spec (TOML, YAML or JSON) and report every problem with its line and
+    /// column; nothing is submitted.
+    #[command(
+        after_help = "The smallest spec:\n  version = 1\n  name = \"hello-batch\"\n  kind = \"batch\"            # batch | service | cron\n  module = \"hello.wasm\"     # path, sha256:<hex> or URL\n  instances = 200\n  [resources]\n  cpus = 0.1\n  mem = \"32MiB\""
+    )]
+    Validate(JobValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobValidateArgs {
+    /// The spec file.
+    pub(crate) file: PathBuf,
+    /// Its format, when its extension does not say: toml, yaml or json.
+    #[arg(long)]
+    pub(crate) format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

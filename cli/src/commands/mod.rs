@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod dev;
 mod follow;
+mod job;
 mod kill;
 mod listings;
 mod logs;
@@ -19,7 +20,7 @@ mod task;
 
 use std::fmt;
 
-use crate::cli::{Cli, Command, NewCommand, TaskCommand};
+use crate::cli::{Cli, Command, JobCommand, NewCommand, TaskCommand};
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
 /// unreachable master, an invalid module), 1 for other failures.
@@ -58,6 +59,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Kill(args) => kill::run(args).await,
         Command::Task(TaskCommand::Outputs(args)) => task::outputs(args).await,
         Command::New(NewCommand::Task(args)) => new::task(&args),
+        Command::Job(JobCommand::Validate(args)) => job::validate(&args),
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
         Command::Reserve(args) => reserve::reserve(args).await,

@@ -9,6 +9,7 @@ mod failures;
 mod framework;
 mod ha;
 mod hostile;
+mod job;
 mod kill;
 mod languages;
 mod new;

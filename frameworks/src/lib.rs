@@ -1,0 +1,2 @@
+//! Corral's built-in job frameworks and their job spec.
+pub mod spec;
