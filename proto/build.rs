@@ -4,6 +4,8 @@
 use std::path::Path;
 
 const INCLUDE_DIR: &str = "proto";
+/// The encoded `FileDescriptorSet` of the protos, in `OUT_DIR`.
+const DESCRIPTOR_SET: &str = "corral_v1_descriptor_set.bin";
 const PROTOS: &[&str] = &[
     "proto/corral/v1/common.proto",
     "proto/corral/v1/scheduler.proto",
@@ -23,6 +25,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // protox errors carry the file, line and column; miette renders them readably.
     let fds = protox::compile(PROTOS, [INCLUDE_DIR])?;
+    // The descriptors themselves, for the gRPC reflection service.
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join(DESCRIPTOR_SET),
+        prost::Message::encode_to_vec(&fds),
+    )?;
 
     tonic_prost_build::configure()
         // Maps are BTreeMaps: deterministic encoding and iteration order (stable JSON,

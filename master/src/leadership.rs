@@ -119,6 +119,11 @@ impl Gate {
         Err(ServiceError::NotLeader { leader })
     }
 
+    /// The leading core, watched: `Some` while this master leads.
+    pub(crate) fn leadership(&self) -> watch::Receiver<Option<CoreHandle>> {
+        self.core.clone()
+    }
+
     /// Resolves once this master leads (or immediately if it does).
     pub(crate) async fn leading(&self) {
         let mut core = self.core.clone();

@@ -60,7 +60,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use corral_proto::limits;
+use corral_proto::{introspection, limits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -273,7 +273,23 @@ impl Master {
         let leading = gate.clone();
         let redirect =
             move |req: tonic::Request<()>| leading.core().map(|_| req).map_err(tonic::Status::from);
+        // Health: the process serves; its public services while it leads.
+        let (health, health_service) = introspection::health();
+        let mut leadership = gate.leadership();
+        tokio::spawn(async move {
+            loop {
+                let leads = leadership.borrow_and_update().is_some();
+                introspection::report(&health, introspection::LEADER_SERVICES, leads).await;
+                introspection::report(&health, &["corral.v1.MasterPeer"], true).await;
+                // Ends with the supervisor.
+                if leadership.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         let server = limits::server_builder()
+            .add_service(health_service)
+            .add_service(introspection::reflection(introspection::MASTER_SERVICES))
             .add_service(InterceptedService::new(
                 limits::scheduler_server(scheduler),
                 redirect.clone(),

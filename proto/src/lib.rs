@@ -60,6 +60,7 @@
 pub mod convert;
 mod error;
 pub mod follow;
+pub mod introspection;
 pub mod limits;
 mod operation;
 mod state;

@@ -64,7 +64,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use corral_proto::{limits, v1};
+use corral_proto::{introspection, limits, v1};
 use corral_types::{AgentId, COMPONENTS_ATTRIBUTE};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -221,8 +221,12 @@ impl Agent {
         let (stop, stop_rx) = watch::channel(false);
         let mut server_stop = stop_rx.clone();
         let service = limits::operator_server(files::Files::new(node.clone()));
+        let (health, health_service) = introspection::health();
+        introspection::report(&health, introspection::AGENT_SERVICES, true).await;
         let server = tokio::spawn(async move {
             let served = limits::server_builder()
+                .add_service(health_service)
+                .add_service(introspection::reflection(introspection::AGENT_SERVICES))
                 .add_service(service)
                 .serve_with_incoming_shutdown(limits::incoming(listener), async move {
                     let _ = server_stop.wait_for(|s| *s).await;

@@ -104,6 +104,26 @@ pub(crate) async fn files_client(
 }
 
 #[tokio::test]
+async fn the_files_api_answers_health_checks() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let (_master, agent, _) = cluster().await;
+    let channel = limits::endpoint(format!("http://{}", agent.local_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for service in ["", "corral.v1.Operator"] {
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        let status = health.check(request).await.unwrap().into_inner().status;
+        assert_eq!(status, ServingStatus::Serving as i32, "{service:?}");
+    }
+    agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn agent_registers_with_resources_and_attributes() {
     let (_master, agent, register) = cluster().await;
     let info = register.agent_info.unwrap();

@@ -167,6 +167,28 @@ async fn two_masters_one_leads_and_the_other_redirects_every_call() {
     set_weight(leader.channel.clone(), "eng", 2.0)
         .await
         .unwrap();
+    // Health checks say so: the standby's process serves, its public services do not.
+    let health = |channel: &Channel, service: &str| {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        async move { client.check(request).await.unwrap().into_inner().status }
+    };
+    use tonic_health::pb::health_check_response::ServingStatus::{NotServing, Serving};
+    assert_eq!(
+        health(&leader.channel, "corral.v1.Scheduler").await,
+        Serving as i32
+    );
+    assert_eq!(health(&standby.channel, "").await, Serving as i32);
+    assert_eq!(
+        health(&standby.channel, "corral.v1.Scheduler").await,
+        NotServing as i32
+    );
+    assert_eq!(
+        health(&standby.channel, "corral.v1.MasterPeer").await,
+        Serving as i32
+    );
     leader.master.shutdown().await;
     standby.master.shutdown().await;
 }

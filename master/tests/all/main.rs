@@ -12,6 +12,7 @@ mod etcd;
 mod failures;
 mod fairness;
 mod files;
+mod introspection;
 mod outputs;
 mod registry;
 mod util;
