@@ -4,5 +4,6 @@
 // Test helpers outside `#[test]` functions unwrap too: a panic there is a test failure.
 #![allow(clippy::unwrap_used)]
 
+mod docs;
 mod server;
 mod task;
