@@ -63,8 +63,13 @@ fn older_run_form(argv: &[OsString], module_and_args: &[String]) -> Option<Cli> 
 pub(crate) enum Command {
     /// Run a master until Ctrl-C.
     Master(MasterArgs),
-    /// Run an agent until Ctrl-C.
-    Agent(AgentArgs),
+    /// Run an agent until Ctrl-C; or drain or reactivate one.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  corral agent --master 10.0.0.1:5050 --listen 10.0.0.7:5051   # run an agent\n  corral agent drain <agent> --deadline 10m   # no new tasks; running ones get 10 minutes\n  corral agent reactivate <agent>"
+    )]
+    Agent(AgentCmd),
     /// Run a master and agents in one process, run the example tasks, stay up until Ctrl-C.
     Dev(DevArgs),
     /// Run one task, stream its output and exit with its exit code.
@@ -168,6 +173,50 @@ pub(crate) struct MasterArgs {
     /// past it, tasks' outputs are not kept (their statuses say so).
     #[arg(long, default_value = "10GiB", value_parser = parse::bytes)]
     pub(crate) output_store_cap: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentCmd {
+    #[command(subcommand)]
+    pub(crate) command: Option<AgentCommand>,
+    /// `corral agent` alone runs an agent.
+    #[command(flatten)]
+    pub(crate) run: AgentArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Drain an agent for maintenance: it gets no new tasks; its running tasks may finish
+    /// until the deadline, then are killed.
+    Drain(DrainArgs),
+    /// Undo a drain: the agent's resources are offered again.
+    Reactivate(AgentIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DrainArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The agent's ID (see `corral agents`).
+    pub(crate) agent: String,
+    /// How long running tasks may go on before they are killed (e.g. 10m); without it they
+    /// are killed at once.
+    #[arg(long, value_parser = parse::duration)]
+    pub(crate) deadline: Option<Duration>,
+    /// Mark the agent GONE once drained: it is never admitted again.
+    #[arg(long)]
+    pub(crate) mark_gone: bool,
+    /// Wait until the agent is drained (its tasks ended).
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentIdArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The agent's ID (see `corral agents`).
+    pub(crate) agent: String,
 }
 
 #[derive(Debug, Args)]

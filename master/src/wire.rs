@@ -136,9 +136,14 @@ pub(crate) fn master_message(config: &CoreConfig, command: AgentCommand) -> v1::
             framework_id: framework.to_string(),
             tasks: tasks.iter().map(v1::TaskInfo::from).collect(),
         }),
-        AgentCommand::Kill { framework, task } => Kind::KillTask(KillTask {
+        AgentCommand::Kill {
+            framework,
+            task,
+            reason,
+        } => Kind::KillTask(KillTask {
             framework_id: framework.to_string(),
             task_id: task.to_string(),
+            reason: reason.to_i32(),
         }),
         AgentCommand::Acknowledge {
             framework,

@@ -28,8 +28,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use corral_proto::follow::{self, Follower};
-use corral_proto::{limits, status::leader_hint, v1};
-use corral_types::AgentId;
+use corral_proto::{ProtoEnum, limits, status::leader_hint, v1};
+use corral_types::{AgentId, Reason};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
@@ -355,8 +355,13 @@ impl Node {
                 Next::Continue
             }
             Some(Kind::KillTask(kill)) => {
+                // An unknown or unset reason is an ordinary kill.
+                let reason = Reason::from_proto_opt("reason", kill.reason)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(Reason::TaskKilledByRequest);
                 match TaskKey::parse(&kill.framework_id, &kill.task_id) {
-                    Ok(key) => self.kill(key),
+                    Ok(key) => self.kill(key, reason),
                     Err(error) => tracing::warn!(%error, "ignoring a kill with invalid ids"),
                 }
                 Next::Continue

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use corral_proto::v1;
-use corral_types::{FrameworkId, TaskId};
+use corral_types::{FrameworkId, Reason, TaskId};
 
 use super::checkpoint::TaskRecord;
 use super::runner::RunState;
@@ -29,6 +29,8 @@ pub(crate) struct TaskEntry {
     /// The run's sandbox and logs, once launched.
     pub(crate) output: Option<Arc<RunOutput>>,
     pub(crate) run: RunState,
+    /// Why the master asked for the run to be killed, for its KILLED update.
+    pub(crate) kill_reason: Option<Reason>,
 }
 
 impl TaskEntry {
@@ -39,6 +41,7 @@ impl TaskEntry {
             latest: None,
             output: None,
             run: RunState::preparing(),
+            kill_reason: None,
         }
     }
 
@@ -140,6 +143,7 @@ impl TaskTable {
             latest: None,
             output,
             run: RunState::preparing(),
+            kill_reason: None,
         };
         if ended {
             entry.run.end();

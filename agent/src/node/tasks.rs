@@ -228,6 +228,13 @@ impl Node {
         usage: Option<v1::Usage>,
     ) -> bool {
         let terminal = parts.state.is_terminal();
+        let Some(entry) = state.table.get_mut(key) else {
+            return false;
+        };
+        let parts = match entry.kill_reason {
+            Some(reason) if parts.state == TaskState::Killed => killed_because(parts, reason),
+            _ => parts,
+        };
         let status = update(key, state.agent_id.as_ref(), parts, usage, true);
         let Some(entry) = state.table.get_mut(key) else {
             return false;
@@ -307,10 +314,12 @@ impl Node {
         Some(handle)
     }
 
-    /// Stops `key`'s run; a kill of a task this agent does not have is answered LOST.
-    pub(super) fn kill(&self, key: TaskKey) {
+    /// Stops `key`'s run, for `reason` (what its KILLED update will say); a kill of a task
+    /// this agent does not have is answered LOST.
+    pub(super) fn kill(&self, key: TaskKey, reason: Reason) {
         let mut state = self.state();
         if let Some(entry) = state.table.get_mut(&key) {
+            entry.kill_reason.get_or_insert(reason);
             entry.run.kill();
             return;
         }
@@ -394,4 +403,18 @@ fn remove_files(output: &RunOutput) {
             tracing::warn!(sandbox = %sandbox.base().display(), %error, "cannot remove a finished run's files");
         }
     });
+}
+
+/// A KILLED update saying why the master had the task killed.
+fn killed_because(parts: StatusParts, reason: Reason) -> StatusParts {
+    let message = match reason {
+        Reason::AgentDraining => "killed: its agent is draining and the deadline passed",
+        Reason::FrameworkRemoved => "killed: its framework was removed",
+        _ => return parts,
+    };
+    StatusParts {
+        reason,
+        message: message.into(),
+        ..parts
+    }
 }

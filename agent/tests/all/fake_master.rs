@@ -143,10 +143,16 @@ impl FakeMaster {
     }
 
     pub(crate) async fn kill(&self, framework_id: &str, task_id: &str) {
+        self.kill_because(framework_id, task_id, 0).await;
+    }
+
+    /// A kill giving the wire value of a reason (0: none).
+    pub(crate) async fn kill_because(&self, framework_id: &str, task_id: &str, reason: i32) {
         self.send(v1::master_message::Kind::KillTask(
             v1::master_message::KillTask {
                 framework_id: framework_id.into(),
                 task_id: task_id.into(),
+                reason,
             },
         ))
         .await;

@@ -316,6 +316,23 @@ async fn killing_a_spinning_task_reports_killed_and_unknown_tasks_lost() {
     assert_eq!(reason(killed), Reason::TaskKilledByRequest);
     assert!(killed.usage.is_some());
 
+    // A kill for a drain says so in the KILLED update.
+    master
+        .launch(FRAMEWORK, task("spin-2", &digest, &["spin"]))
+        .await;
+    while state(&master.next_status_of("spin-2").await) != TaskState::Running {}
+    master
+        .kill_because(FRAMEWORK, "spin-2", Reason::AgentDraining.to_i32())
+        .await;
+    let statuses = master.statuses_until_terminal("spin-2").await;
+    let killed = statuses.last().unwrap();
+    assert_eq!(state(killed), TaskState::Killed);
+    assert_eq!(reason(killed), Reason::AgentDraining);
+    assert_eq!(
+        killed.message,
+        "killed: its agent is draining and the deadline passed"
+    );
+
     master.kill(FRAMEWORK, "never-launched").await;
     let lost = master.next_status_of("never-launched").await;
     assert_eq!(state(&lost), TaskState::Lost);

@@ -20,7 +20,7 @@ mod task;
 
 use std::fmt;
 
-use crate::cli::{Cli, Command, JobCommand, NewCommand, TaskCommand};
+use crate::cli::{AgentCmd, AgentCommand, Cli, Command, JobCommand, NewCommand, TaskCommand};
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
 /// unreachable master, an invalid module), 1 for other failures.
@@ -51,7 +51,15 @@ impl std::error::Error for Exit {}
 pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Master(args) => master::run(args).await,
-        Command::Agent(args) => agent::run(args).await,
+        Command::Agent(AgentCmd { command: None, run }) => agent::run(run).await,
+        Command::Agent(AgentCmd {
+            command: Some(AgentCommand::Drain(args)),
+            ..
+        }) => agent::drain(args).await,
+        Command::Agent(AgentCmd {
+            command: Some(AgentCommand::Reactivate(args)),
+            ..
+        }) => agent::reactivate(args).await,
         Command::Dev(args) => dev::run(args).await,
         Command::Run(args) => run::run(args).await,
         Command::Ps(args) => ps::run(args).await,

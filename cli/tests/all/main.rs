@@ -5,6 +5,7 @@
 mod bench;
 mod cluster;
 mod dev;
+mod drain;
 mod failures;
 mod framework;
 mod ha;

@@ -296,7 +296,7 @@ impl MasterCore {
         self.persist_agent(&id, before);
         self.send_registered(conn, &id);
         for (fw, task) in orphans {
-            self.send_kill(conn, &fw, &task);
+            self.send_kill(conn, &fw, &task, Reason::FrameworkRemoved);
         }
         for u in updates {
             self.status_update(&id, u, now);
@@ -591,14 +591,14 @@ impl MasterCore {
         }
     }
 
-    /// Sends KillTask for every live task on an agent.
+    /// Sends KillTask for every live task on a draining agent.
     pub(super) fn kill_agent_tasks(&mut self, id: &AgentId) {
         let Some(conn) = self.agents.get(id).and_then(|a| a.conn) else {
             return;
         };
         let keys = self.live_tasks_on(id);
         for (fw, task) in keys {
-            self.send_kill(conn, &fw, &task);
+            self.send_kill(conn, &fw, &task, Reason::AgentDraining);
         }
     }
 

@@ -466,7 +466,7 @@ impl MasterCore {
             return;
         }
         if let Some(conn) = self.agent_conn_of(task) {
-            self.send_kill(conn, framework, &task_id);
+            self.send_kill(conn, framework, &task_id, Reason::TaskKilledByRequest);
         }
     }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use corral_proto::{OperationUpdate, ServiceError, TaskInfo, TaskStatus, UpdateUuid};
-use corral_types::{AgentId, Allocation, Digest, FrameworkId, OfferId, Role, TaskId};
+use corral_types::{AgentId, Allocation, Digest, FrameworkId, OfferId, Reason, Role, TaskId};
 
 use super::events::ConnId;
 use super::outputs::OutputsRecord;
@@ -67,6 +67,8 @@ pub(crate) enum AgentCommand {
     Kill {
         framework: FrameworkId,
         task: TaskId,
+        /// Why, for the KILLED update.
+        reason: Reason,
     },
     /// The framework acknowledged this update: the agent may forget it.
     Acknowledge {

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use corral_proto::ServiceError;
-use corral_types::{FrameworkId, FrameworkState, Role, Timestamp};
+use corral_types::{FrameworkId, FrameworkState, Reason, Role, Timestamp};
 
 use super::{ConnId, Effect, Framework, FrameworkEvent, FrameworkInfo, MasterCore, Reply, refused};
 
@@ -227,7 +227,7 @@ impl MasterCore {
             }
             let conn = self.tasks.get(&key).and_then(|t| self.agent_conn_of(t));
             if let Some(conn) = conn {
-                self.send_kill(conn, id, &key.1);
+                self.send_kill(conn, id, &key.1, Reason::FrameworkRemoved);
             }
         }
         let removed = self.allocator.remove_framework(id);

@@ -295,12 +295,13 @@ impl MasterCore {
     }
 
     /// Asks the agent on `conn` to kill a task.
-    fn send_kill(&mut self, conn: ConnId, framework: &FrameworkId, task: &TaskId) {
+    fn send_kill(&mut self, conn: ConnId, framework: &FrameworkId, task: &TaskId, reason: Reason) {
         self.send_agent(
             conn,
             AgentCommand::Kill {
                 framework: framework.clone(),
                 task: task.clone(),
+                reason,
             },
         );
     }

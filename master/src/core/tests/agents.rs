@@ -327,7 +327,7 @@ fn draining_kills_tasks_and_stops_offers() {
                 }),
                 ..admitted(agent.as_str())
             })),
-            to_agent(kill(&fw, "t1")),
+            to_agent(kill(&fw, "t1", Reason::AgentDraining)),
             Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done))),
         ]
     );
@@ -381,7 +381,7 @@ fn reregistering_agent_tasks_of_removed_frameworks_are_killed_and_unknown_framew
                 ..admitted("m-S9")
             })),
             registered(&agent),
-            to_agent(kill(&known, "a")),
+            to_agent(kill(&known, "a", Reason::FrameworkRemoved)),
             // No AllocateSoon: the teardown's cycle is still pending.
         ]
     );

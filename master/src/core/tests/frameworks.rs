@@ -154,7 +154,7 @@ fn framework_past_failover_timeout_is_torn_down() {
         fx,
         vec![
             Effect::Persist(RegistryWrite::Framework(record(&fw, Some(1_000_010), true))),
-            to_agent(kill(&fw, "t1")),
+            to_agent(kill(&fw, "t1", Reason::FrameworkRemoved)),
         ]
     );
     assert_eq!(core.frameworks[&fw].state, FrameworkState::Completed);

@@ -121,10 +121,11 @@ fn done() -> Effect {
     Effect::Reply(Reply::Done(Ok(())))
 }
 
-fn kill(fw: &FrameworkId, task: &str) -> AgentCommand {
+fn kill(fw: &FrameworkId, task: &str, reason: Reason) -> AgentCommand {
     AgentCommand::Kill {
         framework: fw.clone(),
         task: TaskId::new(task).unwrap(),
+        reason,
     }
 }
 

@@ -423,7 +423,13 @@ fn kill_of_an_unknown_task_answers_lost_and_a_known_one_goes_to_the_agent() {
         ms(3),
     );
     let fx = call(&mut core, &fw, &stream, kill_call("t1"), ms(4));
-    assert_eq!(fx, vec![to_agent(kill(&fw, "t1")), done()]);
+    assert_eq!(
+        fx,
+        vec![
+            to_agent(kill(&fw, "t1", Reason::TaskKilledByRequest)),
+            done()
+        ]
+    );
 }
 
 #[test]
@@ -549,7 +555,7 @@ fn suppress_stops_offers_until_revive_and_teardown_removes_the_framework() {
                 disconnected_unix_millis: None,
                 removed: true,
             })),
-            to_agent(kill(&fw, "t1")),
+            to_agent(kill(&fw, "t1", Reason::FrameworkRemoved)),
             to_fw(FrameworkEvent::Error {
                 message: "framework removed: torn down by the framework".into()
             }),
@@ -611,7 +617,7 @@ fn operator_kill_goes_to_the_agent_and_refuses_unknown_and_finished_tasks() {
     assert_eq!(
         fx,
         vec![
-            to_agent(kill(&fw, "t1")),
+            to_agent(kill(&fw, "t1", Reason::TaskKilledByRequest)),
             Effect::Reply(Reply::Operator(Ok(OperatorResponse::Killed {
                 framework: fw.clone(),
                 agent
