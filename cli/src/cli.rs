@@ -101,6 +101,8 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// List roles: weight, quota, allocation, dominant share and frameworks of each.
     Roles(ListArgs),
+    /// Print a shell completion script: `corral completions bash > /etc/bash_completion.d/corral`.
+    Completions(CompletionsArgs),
     /// Show role weights, or set a role's weight in weighted DRF.
     #[command(
         after_help = "Examples:\n  corral weight              # every role's weight\n  corral weight eng          # one role's weight\n  corral weight eng 3        # eng gets three times the share of a role of weight 1"
@@ -112,6 +114,24 @@ pub(crate) enum Command {
         after_help = "Examples:\n  corral quota                                    # every quota (same as `corral quota list`)\n  corral quota set eng --guarantee cpus=2,mem=4GiB --limit cpus=8,mem=16GiB\n  corral quota remove eng"
     )]
     Quota(QuotaArgs),
+}
+
+/// How a long-running command (`master`, `agent`, `dev`) logs, to stderr.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct LogArgs {
+    /// What to log: a level (`error`, `warn`, `info`, `debug`, `trace`) or a filter
+    /// (`info,corral_master=debug`); `RUST_LOG` when not given, else `info`.
+    #[arg(long, value_name = "LEVEL")]
+    pub(crate) log_level: Option<String>,
+    /// `text` for people, `json` (one object per line) for log collectors.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where the master is.
@@ -135,6 +155,8 @@ pub(crate) enum OutputFormat {
 
 #[derive(Debug, Args)]
 pub(crate) struct MasterArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
     /// Where to serve gRPC.
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub(crate) listen: SocketAddr,
@@ -221,6 +243,8 @@ pub(crate) struct AgentIdArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
     /// Master address(es), `host:port`, comma-separated.
     #[arg(long, env = "CORRAL_MASTER", required = true, value_delimiter = ',')]
     pub(crate) master: Vec<String>,
@@ -262,6 +286,8 @@ pub(crate) enum RecoverMode {
 
 #[derive(Debug, Args)]
 pub(crate) struct DevArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
     /// Where the master serves gRPC.
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub(crate) listen: SocketAddr,
@@ -361,6 +387,9 @@ pub(crate) struct LogsArgs {
     /// Follow the file until the task ends.
     #[arg(long, short)]
     pub(crate) follow: bool,
+    /// Only the last N lines (then, with -f, what follows).
+    #[arg(long, value_name = "N")]
+    pub(crate) tail: Option<u64>,
     /// The task's framework, when two frameworks use the same task ID.
     #[arg(long)]
     pub(crate) framework: Option<String>,
@@ -384,6 +413,13 @@ pub(crate) enum JobCommand {
         after_help = "The smallest spec:\n  version = 1\n  name = \"hello-batch\"\n  kind = \"batch\"            # batch | service | cron\n  module = \"hello.wasm\"     # path, sha256:<hex> or URL\n  instances = 200\n  [resources]\n  cpus = 0.1\n  mem = \"32MiB\""
     )]
     Validate(JobValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ use crate::cli::{AgentArgs, AgentIdArgs, DrainArgs, RecoverMode};
 use crate::client;
 
 pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
-    super::init_logging();
+    super::init_logging(&args.log)?;
     let mut config = AgentConfig::new(args.master.clone(), &args.work_dir);
     config.listen = args.listen;
     config.attributes = args.attributes;

@@ -28,7 +28,7 @@ a cluster manager pools the resources of many agents and offers them to framewor
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
-    super::init_logging();
+    super::init_logging(&args.log)?;
     let root = Path::new(".corral/dev");
     let master = Master::start(MasterConfig::new(args.listen, root.join("master")))
         .await

@@ -1,6 +1,7 @@
 //! `corral logs`: a task's stdout or stderr, read through the master (which proxies
-//! Operator.ReadFile to the task's agent); `-f` follows until the task is terminal, and
-//! prints each new progress the task reports (task SDK) on stderr.
+//! Operator.ReadFile to the task's agent); `--tail N` starts at its last N lines; `-f`
+//! follows until the task is terminal, and prints each new progress the task reports (task
+//! SDK) on stderr.
 
 use std::time::Duration;
 
@@ -37,6 +38,11 @@ pub(super) async fn run(args: LogsArgs) -> anyhow::Result<u8> {
     let mut client = client::operator(&args.master.master).await?;
     let path = if args.stderr { "stderr" } else { "stdout" };
     let mut file = FileFollower::new(&args.task, args.framework.clone(), path);
+    if let Some(lines) = args.tail {
+        file.skip_to_tail(&mut client, lines)
+            .await
+            .map_err(|s| read_error(&args, path, &s))?;
+    }
     let mut out = std::io::stdout();
     let mut progress = None;
     let mut polls: u32 = 0;
@@ -44,16 +50,7 @@ pub(super) async fn run(args: LogsArgs) -> anyhow::Result<u8> {
         let read = file
             .read_new(&mut client, &mut out)
             .await
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-                    anyhow::Error::from(Exit::invalid(format!(
-                        "cannot read {path} of task {}: {}",
-                        args.task,
-                        s.message()
-                    )))
-                }
-                _ => anyhow::anyhow!("reading {path} of task {}: {}", args.task, s.message()),
-            })?;
+            .map_err(|s| read_error(&args, path, &s))?;
         if !args.follow || read.complete {
             return Ok(0);
         }
@@ -68,5 +65,14 @@ pub(super) async fn run(args: LogsArgs) -> anyhow::Result<u8> {
         }
         polls = polls.wrapping_add(1);
         tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+fn read_error(args: &LogsArgs, path: &str, s: &tonic::Status) -> anyhow::Error {
+    match s.code() {
+        tonic::Code::NotFound | tonic::Code::InvalidArgument => anyhow::Error::from(Exit::invalid(
+            format!("cannot read {path} of task {}: {}", args.task, s.message()),
+        )),
+        _ => anyhow::anyhow!("reading {path} of task {}: {}", args.task, s.message()),
     }
 }

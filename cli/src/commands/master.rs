@@ -6,7 +6,7 @@ use corral_master::{Master, MasterConfig};
 use crate::cli::MasterArgs;
 
 pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
-    super::init_logging();
+    super::init_logging(&args.log)?;
     let mut config = MasterConfig::new(args.listen, &args.work_dir);
     config.store = args.store;
     config.advertise_address = args.advertise;

@@ -20,7 +20,9 @@ mod task;
 
 use std::fmt;
 
-use crate::cli::{AgentCmd, AgentCommand, Cli, Command, JobCommand, NewCommand, TaskCommand};
+use crate::cli::{
+    AgentCmd, AgentCommand, Cli, Command, JobCommand, LogArgs, LogFormat, NewCommand, TaskCommand,
+};
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
 /// unreachable master, an invalid module), 1 for other failures.
@@ -76,17 +78,32 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Roles(args) => roles::roles(args).await,
         Command::Weight(args) => roles::weight(args).await,
         Command::Quota(args) => quota::run(args).await,
+        Command::Completions(args) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut command, "corral", &mut std::io::stdout());
+            Ok(0)
+        }
     }
 }
 
-/// Logs to stderr through tracing, filtered by `RUST_LOG` (default `info`).
-pub(crate) fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+/// Logs to stderr through tracing: what `--log-level` (else `RUST_LOG`, else `info`) lets
+/// through, as text or JSON lines.
+pub(crate) fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
+    let filter = match &args.log_level {
+        Some(level) => tracing_subscriber::EnvFilter::try_new(level)
+            .map_err(|e| Exit::invalid(format!("--log-level {level:?}: {e}")))?,
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // A subscriber set already (a test running several commands) is kept.
+    let _ = match args.log_format {
+        LogFormat::Text => logs.try_init(),
+        LogFormat::Json => logs.json().try_init(),
+    };
+    Ok(())
 }
 
 /// Waits for Ctrl-C (or SIGTERM on Unix).

@@ -9,6 +9,7 @@ mod drain;
 mod failures;
 mod framework;
 mod ha;
+mod habits;
 mod hostile;
 mod job;
 mod kill;

@@ -1,0 +1,68 @@
+//! Operators' habits: `logs --tail`, shell completions, and the log level and format of
+//! long-running commands.
+
+use crate::cluster::{Cluster, corral, text};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_tail_prints_the_last_lines_and_json_logs_are_json() {
+    let cluster = Cluster::start(&["--log-format", "json", "--log-level", "info"]).await;
+    let run = cluster
+        .corral(&["run", corral_wasm_tasks::LIMITS, "tick", "10", "0"])
+        .await;
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run.stderr));
+    let ps = cluster.corral(&["ps", "--all", "--output", "json"]).await;
+    let ps: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let id = ps["tasks"][0]["id"].as_str().unwrap().to_owned();
+
+    let tail = |n: &'static str| {
+        let id = id.clone();
+        let cluster = &cluster;
+        async move { text(&cluster.corral(&["logs", "--tail", n, &id]).await.stdout) }
+    };
+    assert_eq!(tail("3").await, "tick 7\ntick 8\ntick 9\n");
+    assert_eq!(tail("0").await, "");
+    let all: String = (0..10).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(tail("100").await, all);
+
+    // The master logged JSON objects, one per line.
+    let log = cluster.master_log();
+    let first = log
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .expect("the master logged");
+    let line: serde_json::Value =
+        serde_json::from_str(first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert!(
+        line["level"].is_string() && line["fields"].is_object(),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn completions_and_bad_log_levels() {
+    let dir = tempfile::tempdir().unwrap();
+    let bash = corral(&["completions", "bash"], None, dir.path()).await;
+    assert_eq!(bash.status.code(), Some(0));
+    let script = text(&bash.stdout);
+    assert!(
+        script.contains("_corral") && script.contains("drain"),
+        "{script}"
+    );
+    for shell in ["zsh", "fish"] {
+        let out = corral(&["completions", shell], None, dir.path()).await;
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        assert!(!out.stdout.is_empty(), "{shell}");
+    }
+    let bad = corral(
+        &["master", "--log-level", "corral=loud", "--work-dir", "m"],
+        None,
+        dir.path(),
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("--log-level"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
