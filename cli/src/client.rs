@@ -19,8 +19,8 @@ fn uri(addr: &str) -> String {
 }
 
 /// Connects to the leading master: the masters in `masters` are tried in order, and a
-/// standby's answer naming the leader (`corral-leader`) is followed. Failing all is invalid
-/// input (exit 2): the user named the wrong address or nothing runs there.
+/// standby's answer naming the leader (`corral-leader`) is followed. Failing all exits with
+/// [`Exit::UNREACHABLE`]: the user named the wrong address or nothing runs there.
 pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClient> {
     let mut last = None;
     for addr in masters {
@@ -37,7 +37,7 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
             }
         }
     }
-    Err(Exit::invalid(format!(
+    Err(Exit::unreachable(format!(
         "cannot reach a master at {} ({}); start one with `corral master` or `corral dev`, or set --master / CORRAL_MASTER",
         masters.join(","),
         last.unwrap_or_default()

@@ -25,7 +25,8 @@ use crate::cli::{
 };
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
-/// unreachable master, an invalid module), 1 for other failures.
+/// invalid module, a refused request: as clap's usage errors), [`Exit::UNREACHABLE`] when no
+/// master answers, 1 for other failures.
 #[derive(Debug)]
 pub(crate) struct Exit {
     pub(crate) code: u8,
@@ -33,9 +34,20 @@ pub(crate) struct Exit {
 }
 
 impl Exit {
+    /// The exit code when the cluster cannot be reached: sysexits' `EX_UNAVAILABLE`, so a
+    /// script can tell "try again later" from "fix the command".
+    pub(crate) const UNREACHABLE: u8 = 69;
+
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self {
             code: 2,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn unreachable(message: impl Into<String>) -> Self {
+        Self {
+            code: Self::UNREACHABLE,
             message: message.into(),
         }
     }

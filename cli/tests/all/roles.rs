@@ -304,7 +304,7 @@ async fn bad_input_exits_2_with_a_reason_and_changes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unreachable_master_exits_2() {
+async fn an_unreachable_master_exits_69_from_every_command() {
     let dir = tempfile::tempdir().unwrap();
     let port = corral_fixtures::free_port();
     let master = format!("127.0.0.1:{port}");
@@ -312,9 +312,18 @@ async fn unreachable_master_exits_2() {
         &["roles"][..],
         &["weight", "eng", "2"],
         &["quota", "remove", "eng"],
+        &["agents"],
+        &["agent", "drain", "a-1"],
+        &["task", "outputs", "t-1"],
+        &["kill", "t-1"],
     ] {
         let out = crate::cluster::corral(args, Some(&master), dir.path()).await;
-        assert_refused(args, &out, "cannot reach a master");
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(69), "corral {args:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot reach a master"),
+            "corral {args:?}: {stderr}"
+        );
     }
 }
 

@@ -79,10 +79,13 @@ async fn run_missing_module_exits_2_with_a_clear_message() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn unreachable_master_exits_2() {
+async fn an_unreachable_master_has_its_own_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let out = corral(&["ps", "--output", "json"], Some("127.0.0.1:1"), dir.path()).await;
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(69));
+    // A usage error is 2, as clap's.
+    let usage = corral(&["ps", "--no-such-flag"], Some("127.0.0.1:1"), dir.path()).await;
+    assert_eq!(usage.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("cannot reach a master"),
         "stderr: {}",
