@@ -147,10 +147,17 @@ pub(crate) struct MasterAddr {
     pub(crate) master: Vec<String>,
 }
 
+/// How a listing is printed (`-o`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OutputFormat {
+    /// A table for people.
     Table,
+    /// The table with more columns, where a listing has more to show.
+    Wide,
+    /// One JSON document.
     Json,
+    /// The same document as YAML.
+    Yaml,
 }
 
 #[derive(Debug, Args)]

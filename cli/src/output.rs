@@ -1,4 +1,4 @@
-//! Tables (comfy-table) and JSON documents for listings.
+//! Tables (comfy-table) and JSON or YAML documents for listings.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use corral_proto::ProtoEnum;
 use corral_proto::v1;
 use serde_json::{Value, json};
 
+use crate::cli::OutputFormat;
 use crate::parse::show_bytes;
 
 /// A table with `header`, in the CLI's style.
@@ -22,6 +23,103 @@ pub(crate) fn table(header: &[&str]) -> Table {
 pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Prints one document as JSON, or as YAML for `-o yaml` (the same document).
+pub(crate) fn print_doc(format: OutputFormat, value: &Value) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Yaml => {
+            print!("{}", to_yaml(value));
+            Ok(())
+        }
+        _ => print_json(value),
+    }
+}
+
+/// A JSON value as block-style YAML. Strings are written double-quoted with JSON's escapes
+/// (valid YAML 1.2), so no value can be misread as a number, a boolean or null; keys made of
+/// letters, digits, `_`, `-` and `.` are written bare.
+pub(crate) fn to_yaml(value: &Value) -> String {
+    let mut out = String::new();
+    match value {
+        Value::Object(map) if !map.is_empty() => yaml_map(&mut out, map, 0),
+        Value::Array(items) if !items.is_empty() => yaml_list(&mut out, items, 0),
+        scalar => {
+            out.push_str(&yaml_scalar(scalar));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn yaml_scalar(value: &Value) -> String {
+    match value {
+        Value::Object(_) => "{}".into(),
+        Value::Array(_) => "[]".into(),
+        // JSON's rendering of strings, numbers, booleans and null is valid YAML.
+        other => other.to_string(),
+    }
+}
+
+fn yaml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if bare {
+        key.to_owned()
+    } else {
+        Value::String(key.to_owned()).to_string()
+    }
+}
+
+fn is_block(value: &Value) -> bool {
+    matches!(value, Value::Object(m) if !m.is_empty())
+        || matches!(value, Value::Array(a) if !a.is_empty())
+}
+
+fn yaml_map(out: &mut String, map: &serde_json::Map<String, Value>, indent: usize) {
+    for (key, value) in map {
+        out.push_str(&" ".repeat(indent));
+        out.push_str(&yaml_key(key));
+        out.push(':');
+        yaml_value(out, value, indent + 2);
+    }
+}
+
+fn yaml_list(out: &mut String, items: &[Value], indent: usize) {
+    for item in items {
+        out.push_str(&" ".repeat(indent));
+        match item {
+            // A table in a list starts on the dash's line: `- id: "a-1"`.
+            Value::Object(map) if !map.is_empty() => {
+                let mut inner = String::new();
+                yaml_map(&mut inner, map, indent + 2);
+                out.push_str("- ");
+                out.push_str(&inner[indent + 2..]);
+            }
+            _ => {
+                out.push('-');
+                yaml_value(out, item, indent + 2);
+            }
+        }
+    }
+}
+
+/// A value after `key:` or `-`, on the same line if scalar, else on the lines below.
+fn yaml_value(out: &mut String, value: &Value, indent: usize) {
+    if !is_block(value) {
+        out.push(' ');
+        out.push_str(&yaml_scalar(value));
+        out.push('\n');
+        return;
+    }
+    out.push('\n');
+    match value {
+        Value::Object(map) => yaml_map(out, map, indent),
+        Value::Array(items) => yaml_list(out, items, indent),
+        _ => {}
+    }
 }
 
 /// `cpus 1.5 mem 64 MiB disk 1 GiB`.
@@ -175,5 +273,20 @@ pub(crate) fn ago(millis: u64) -> String {
         60..3600 => format!("{}m ago", secs / 60),
         3600..86400 => format!("{}h ago", secs / 3600),
         _ => format!("{}d ago", secs / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_is_the_json_document_in_block_style() {
+        let doc = json!({"agents": [{"id": "a-1", "total": {"cpus_milli": 2000}, "tags": []}], "odd key": "yes", "n": null});
+        assert_eq!(
+            to_yaml(&doc),
+            "agents:\n  - id: \"a-1\"\n    tags: []\n    total:\n      cpus_milli: 2000\nn: null\n\"odd key\": \"yes\"\n"
+        );
+        assert_eq!(to_yaml(&json!([])), "[]\n");
     }
 }

@@ -14,23 +14,27 @@ pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
         .into_inner()
         .agents;
     match args.output {
-        OutputFormat::Json => output::print_json(&json!({
-            "agents": agents.iter().map(|a| json!({
-                "id": a.id,
-                "hostname": a.hostname,
-                "address": a.address,
-                "state": output::agent_state(a.state),
-                "total": output::resources_json(a.total.as_ref()),
-                "used": output::resources_json(a.used.as_ref()),
-                "attributes": a.attributes.iter().map(|attr| (attr.key.clone(), attr.value.clone())).collect::<std::collections::BTreeMap<_, _>>(),
-                "version": a.version,
-                "active_tasks": a.active_tasks,
-                "registered_at_millis": a.registered_at_millis,
-                "last_heartbeat_millis": a.last_heartbeat_millis,
-            })).collect::<Vec<_>>()
-        }))?,
-        OutputFormat::Table => {
-            let mut table = output::table(&[
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.output,
+            &json!({
+                "agents": agents.iter().map(|a| json!({
+                    "id": a.id,
+                    "hostname": a.hostname,
+                    "address": a.address,
+                    "state": output::agent_state(a.state),
+                    "total": output::resources_json(a.total.as_ref()),
+                    "used": output::resources_json(a.used.as_ref()),
+                    "attributes": a.attributes.iter().map(|attr| (attr.key.clone(), attr.value.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+                    "version": a.version,
+                    "active_tasks": a.active_tasks,
+                    "registered_at_millis": a.registered_at_millis,
+                    "last_heartbeat_millis": a.last_heartbeat_millis,
+                })).collect::<Vec<_>>()
+            }),
+        )?,
+        format @ (OutputFormat::Table | OutputFormat::Wide) => {
+            let wide = format == OutputFormat::Wide;
+            let mut header = vec![
                 "AGENT",
                 "ADDRESS",
                 "STATE",
@@ -38,9 +42,13 @@ pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
                 "USED",
                 "TASKS",
                 "HEARTBEAT",
-            ]);
+            ];
+            if wide {
+                header.extend(["HOSTNAME", "VERSION", "ATTRIBUTES"]);
+            }
+            let mut table = output::table(&header);
             for a in &agents {
-                table.add_row(vec![
+                let mut row = vec![
                     a.id.clone(),
                     a.address.clone(),
                     output::agent_state(a.state),
@@ -48,7 +56,16 @@ pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
                     output::resources_short(a.used.as_ref()),
                     a.active_tasks.to_string(),
                     output::ago(a.last_heartbeat_millis),
-                ]);
+                ];
+                if wide {
+                    let attributes: Vec<String> = a
+                        .attributes
+                        .iter()
+                        .map(|attr| format!("{}={}", attr.key, attr.value))
+                        .collect();
+                    row.extend([a.hostname.clone(), a.version.clone(), attributes.join(",")]);
+                }
+                table.add_row(row);
             }
             println!("{table}");
         }
@@ -66,20 +83,23 @@ pub(super) async fn frameworks(args: FrameworksArgs) -> anyhow::Result<u8> {
         .into_inner()
         .frameworks;
     match args.list.output {
-        OutputFormat::Json => output::print_json(&json!({
-            "frameworks": frameworks.iter().map(|f| json!({
-                "id": f.id,
-                "name": f.name,
-                "user": f.user,
-                "state": output::framework_state(f.state),
-                "roles": f.roles,
-                "allocated": output::resources_json(f.allocated.as_ref()),
-                "offered": output::resources_json(f.offered.as_ref()),
-                "active_tasks": f.active_tasks,
-                "registered_at_millis": f.registered_at_millis,
-            })).collect::<Vec<_>>()
-        }))?,
-        OutputFormat::Table => {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.list.output,
+            &json!({
+                "frameworks": frameworks.iter().map(|f| json!({
+                    "id": f.id,
+                    "name": f.name,
+                    "user": f.user,
+                    "state": output::framework_state(f.state),
+                    "roles": f.roles,
+                    "allocated": output::resources_json(f.allocated.as_ref()),
+                    "offered": output::resources_json(f.offered.as_ref()),
+                    "active_tasks": f.active_tasks,
+                    "registered_at_millis": f.registered_at_millis,
+                })).collect::<Vec<_>>()
+            }),
+        )?,
+        OutputFormat::Table | OutputFormat::Wide => {
             let mut table = output::table(&[
                 "FRAMEWORK",
                 "NAME",

@@ -23,18 +23,21 @@ async fn list(args: ListArgs) -> anyhow::Result<u8> {
     let mut roles = roles::fetch(&mut client).await?;
     roles.retain(|r| r.quota.is_some());
     match args.output {
-        OutputFormat::Json => output::print_json(&json!({
-            "quotas": roles.iter().map(|r| {
-                let quota = r.quota.as_ref();
-                json!({
-                    "role": r.name,
-                    "guarantee": output::resources_json(quota.and_then(|q| q.guarantee.as_ref())),
-                    "limit": output::limits_json(quota.and_then(|q| q.limit.as_ref())),
-                    "consumed": output::resources_json(r.consumed.as_ref()),
-                })
-            }).collect::<Vec<_>>()
-        }))?,
-        OutputFormat::Table => {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.output,
+            &json!({
+                "quotas": roles.iter().map(|r| {
+                    let quota = r.quota.as_ref();
+                    json!({
+                        "role": r.name,
+                        "guarantee": output::resources_json(quota.and_then(|q| q.guarantee.as_ref())),
+                        "limit": output::limits_json(quota.and_then(|q| q.limit.as_ref())),
+                        "consumed": output::resources_json(r.consumed.as_ref()),
+                    })
+                }).collect::<Vec<_>>()
+            }),
+        )?,
+        OutputFormat::Table | OutputFormat::Wide => {
             let mut table = output::table(&["ROLE", "GUARANTEE", "LIMIT", "CONSUMED"]);
             for r in &roles {
                 let quota = r.quota.as_ref();

@@ -23,19 +23,22 @@ pub(super) async fn roles(args: ListArgs) -> anyhow::Result<u8> {
     let mut client = client::operator(&args.master.master).await?;
     let roles = fetch(&mut client).await?;
     match args.output {
-        OutputFormat::Json => output::print_json(&json!({
-            "roles": roles.iter().map(|r| json!({
-                "name": r.name,
-                "weight": r.weight,
-                "quota": output::quota_json(r.quota.as_ref()),
-                "allocated": output::resources_json(r.allocated.as_ref()),
-                "reserved": output::resources_json(r.reserved.as_ref()),
-                "consumed": output::resources_json(r.consumed.as_ref()),
-                "dominant_share": r.dominant_share,
-                "frameworks": r.frameworks,
-            })).collect::<Vec<_>>()
-        }))?,
-        OutputFormat::Table => {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.output,
+            &json!({
+                "roles": roles.iter().map(|r| json!({
+                    "name": r.name,
+                    "weight": r.weight,
+                    "quota": output::quota_json(r.quota.as_ref()),
+                    "allocated": output::resources_json(r.allocated.as_ref()),
+                    "reserved": output::resources_json(r.reserved.as_ref()),
+                    "consumed": output::resources_json(r.consumed.as_ref()),
+                    "dominant_share": r.dominant_share,
+                    "frameworks": r.frameworks,
+                })).collect::<Vec<_>>()
+            }),
+        )?,
+        OutputFormat::Table | OutputFormat::Wide => {
             let mut table = output::table(&[
                 "ROLE",
                 "WEIGHT",
@@ -87,13 +90,16 @@ pub(super) async fn weight(args: WeightArgs) -> anyhow::Result<u8> {
         }
     }
     match args.output {
-        OutputFormat::Json => output::print_json(&json!({
-            "weights": roles.iter().map(|r| json!({
-                "role": r.name,
-                "weight": r.weight,
-            })).collect::<Vec<_>>()
-        }))?,
-        OutputFormat::Table => {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.output,
+            &json!({
+                "weights": roles.iter().map(|r| json!({
+                    "role": r.name,
+                    "weight": r.weight,
+                })).collect::<Vec<_>>()
+            }),
+        )?,
+        OutputFormat::Table | OutputFormat::Wide => {
             let mut table = output::table(&["ROLE", "WEIGHT"]);
             for r in &roles {
                 table.add_row(vec![r.name.clone(), r.weight.to_string()]);

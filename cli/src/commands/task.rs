@@ -33,21 +33,24 @@ pub(super) async fn outputs(args: TaskOutputsArgs) -> anyhow::Result<u8> {
         return Ok(0);
     }
     match args.output {
-        OutputFormat::Json => output::print_json(&json!({
-            "task_id": listed.task_id,
-            "framework_id": listed.framework_id,
-            "agent_id": listed.agent_id,
-            "state": output::task_state(listed.state),
-            "reason": output::reason(listed.reason),
-            "finished_millis": listed.finished_millis,
-            "outputs": outputs.iter().map(|o| json!({
-                "path": o.path,
-                "size": o.size,
-                "digest": o.digest.to_string(),
-            })).collect::<Vec<_>>(),
-            "not_kept": (!listed.outputs_not_kept.is_empty()).then_some(&listed.outputs_not_kept),
-        }))?,
-        OutputFormat::Table => {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.output,
+            &json!({
+                "task_id": listed.task_id,
+                "framework_id": listed.framework_id,
+                "agent_id": listed.agent_id,
+                "state": output::task_state(listed.state),
+                "reason": output::reason(listed.reason),
+                "finished_millis": listed.finished_millis,
+                "outputs": outputs.iter().map(|o| json!({
+                    "path": o.path,
+                    "size": o.size,
+                    "digest": o.digest.to_string(),
+                })).collect::<Vec<_>>(),
+                "not_kept": (!listed.outputs_not_kept.is_empty()).then_some(&listed.outputs_not_kept),
+            }),
+        )?,
+        OutputFormat::Table | OutputFormat::Wide => {
             let mut table = output::table(&["PATH", "SIZE", "DIGEST"]);
             for o in &outputs {
                 table.add_row(vec![

@@ -24,6 +24,29 @@ async fn logs_tail_prints_the_last_lines_and_json_logs_are_json() {
     let all: String = (0..10).map(|i| format!("tick {i}\n")).collect();
     assert_eq!(tail("100").await, all);
 
+    // Every listing also prints as YAML (the JSON document) and wide (more columns).
+    let yaml = cluster.corral(&["ps", "--all", "-o", "yaml"]).await;
+    let yaml = text(&yaml.stdout);
+    let parsed = marked_yaml::parse_yaml(0, &yaml).unwrap_or_else(|e| panic!("{e}: {yaml}"));
+    let tasks = parsed.as_mapping().unwrap().get_sequence("tasks").unwrap();
+    let first = tasks.get_mapping(0).unwrap();
+    assert_eq!(first.get_scalar("id").unwrap().as_str(), id);
+    let agents = text(&cluster.corral(&["agents", "-o", "yaml"]).await.stdout);
+    assert!(
+        agents.starts_with("agents:\n  - active_tasks: "),
+        "{agents}"
+    );
+    let wide = text(&cluster.corral(&["ps", "--all", "-o", "wide"]).await.stdout);
+    assert!(
+        wide.contains("MODULE") && wide.contains("sha256:"),
+        "{wide}"
+    );
+    let wide = text(&cluster.corral(&["agents", "-o", "wide"]).await.stdout);
+    assert!(
+        wide.contains("HOSTNAME") && wide.contains("components=wasi-0.2"),
+        "{wide}"
+    );
+
     // The master logged JSON objects, one per line.
     let log = cluster.master_log();
     let first = log

@@ -127,8 +127,10 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         simulated: simulated.as_ref().map(|(_, figures)| figures.clone()),
     };
     match args.output {
-        OutputFormat::Json => crate::output::print_json(&report.json())?,
-        OutputFormat::Table => print!("{}", report.text()),
+        OutputFormat::Json | OutputFormat::Yaml => {
+            crate::output::print_doc(args.output, &report.json())?
+        }
+        OutputFormat::Table | OutputFormat::Wide => print!("{}", report.text()),
     }
     if let Some((agents, _)) = simulated {
         agents.stop();
