@@ -12,6 +12,7 @@ const PROTOS: &[&str] = &[
     "proto/corral/v1/agent.proto",
     "proto/corral/v1/operator.proto",
     "proto/corral/v1/peer.proto",
+    "proto/corral/v1/jobs.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

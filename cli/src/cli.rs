@@ -420,6 +420,55 @@ pub(crate) enum JobCommand {
         after_help = "The smallest spec:\n  version = 1\n  name = \"hello-batch\"\n  kind = \"batch\"            # batch | service | cron\n  module = \"hello.wasm\"     # path, sha256:<hex> or URL\n  instances = 200\n  [resources]\n  cpus = 0.1\n  mem = \"32MiB\""
     )]
     Validate(JobValidateArgs),
+    /// Submit the jobs of a spec file to the built-in jobs framework. Local files it names
+    /// (its module, `file` inputs) are uploaded first; the spec is checked before anything is
+    /// sent.
+    #[command(
+        after_help = "Examples:\n  corral job submit hello.toml --wait   # progress bar; exit 1 if the job fails\n  corral job submit pipeline.yaml -o json"
+    )]
+    Submit(JobSubmitArgs),
+    /// List jobs, in submission order.
+    Ls(JobListArgs),
+    /// One job: state, instance counts, recent failures.
+    Status(JobNameArgs),
+    /// Kill a job: its running instances are killed, no more are launched, and jobs that
+    /// depend on it fail.
+    Kill(JobNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobSubmitArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The spec file.
+    pub(crate) file: PathBuf,
+    /// Its format, when its extension does not say: toml, yaml or json.
+    #[arg(long)]
+    pub(crate) format: Option<String>,
+    /// Wait until every job of the file ended, showing progress; exit 1 if one did not
+    /// succeed.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobListArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobNameArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The job's name.
+    pub(crate) name: String,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

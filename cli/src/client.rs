@@ -9,6 +9,8 @@ use crate::commands::Exit;
 
 /// An Operator client.
 pub(crate) type OperatorClient = v1::operator_client::OperatorClient<Channel>;
+/// A Jobs client.
+pub(crate) type JobsClient = v1::jobs_client::JobsClient<Channel>;
 
 fn uri(addr: &str) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
@@ -22,13 +24,24 @@ fn uri(addr: &str) -> String {
 /// standby's answer naming the leader (`corral-leader`) is followed. Failing all exits with
 /// [`Exit::UNREACHABLE`]: the user named the wrong address or nothing runs there.
 pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClient> {
+    leader(masters).await.map(limits::operator_client)
+}
+
+/// A client of the built-in jobs framework's Jobs service, on the leading master (as
+/// [`operator`]).
+pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
+    leader(masters).await.map(limits::jobs_client)
+}
+
+/// A channel to the leading master.
+async fn leader(masters: &[String]) -> anyhow::Result<Channel> {
     let mut last = None;
     for addr in masters {
         let mut candidate = addr.clone();
         // A standby names the leader; follow a few hints, not a loop.
         for _ in 0..3 {
             match leader_at(&candidate).await {
-                Ok(Leading::Yes(client)) => return Ok(client),
+                Ok(Leading::Yes(channel)) => return Ok(channel),
                 Ok(Leading::No { leader }) => candidate = leader,
                 Err(e) => {
                     last = Some(e);
@@ -46,7 +59,7 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
 }
 
 enum Leading {
-    Yes(OperatorClient),
+    Yes(Channel),
     No { leader: String },
 }
 
@@ -58,9 +71,9 @@ async fn leader_at(addr: &str) -> Result<Leading, String> {
         .connect()
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
-    let mut client = limits::operator_client(channel);
+    let mut client = limits::operator_client(channel.clone());
     match client.get_roles(v1::GetRolesRequest {}).await {
-        Ok(_) => Ok(Leading::Yes(client)),
+        Ok(_) => Ok(Leading::Yes(channel)),
         Err(status) => match corral_proto::status::leader_hint(&status) {
             Some(leader) if leader != addr => Ok(Leading::No {
                 leader: leader.to_owned(),

@@ -1,2 +1,4 @@
-//! Corral's built-in job frameworks and their job spec.
+//! `corral-frameworks`: Corral's built-in job frameworks and their job spec.
+
+pub mod jobs;
 pub mod spec;

@@ -63,6 +63,7 @@ use anyhow::Context as _;
 use corral_proto::{introspection, limits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::core::CoreConfig;
@@ -150,6 +151,38 @@ impl MasterConfig {
     }
 }
 
+/// The interceptor in front of the master's public services: while this master does not
+/// lead, every call is refused with UNAVAILABLE and the leader's address (`corral-leader`
+/// metadata), before its request is read.
+#[derive(Debug, Clone)]
+pub struct LeaderOnly {
+    gate: Gate,
+}
+
+impl tonic::service::Interceptor for LeaderOnly {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        self.gate.core().map(|_| req).map_err(tonic::Status::from)
+    }
+}
+
+/// Whether a master leads; see [`Master::leadership`].
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    core: tokio::sync::watch::Receiver<Option<runtime::CoreHandle>>,
+}
+
+impl Leadership {
+    /// Resolves once the master leads; `false` if it stopped first.
+    pub async fn leading(&mut self) -> bool {
+        self.core.wait_for(Option::is_some).await.is_ok()
+    }
+
+    /// Resolves once the master does not lead, or stopped.
+    pub async fn not_leading(&mut self) {
+        let _ = self.core.wait_for(Option::is_none).await;
+    }
+}
+
 /// A running master.
 #[derive(Debug)]
 pub struct Master {
@@ -168,6 +201,16 @@ impl Master {
     /// as the leader at once with the embedded registry (an unreadable registry fails the
     /// start), or as a standby until it wins the election with etcd.
     pub async fn start(config: MasterConfig) -> anyhow::Result<Master> {
+        Self::start_with(config, |routes, _| routes).await
+    }
+
+    /// Like [`Master::start`], also serving what `mount` adds to the master's gRPC routes on
+    /// its port (the built-in frameworks' services). `mount` gets the [`LeaderOnly`]
+    /// interceptor the master's own public services are behind, to put them behind it too.
+    pub async fn start_with(
+        config: MasterConfig,
+        mount: impl FnOnce(Routes, LeaderOnly) -> Routes,
+    ) -> anyhow::Result<Master> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
@@ -270,9 +313,7 @@ impl Master {
         // Every call of the public services is refused with the leader's address while this
         // master does not lead, before its request is even read. MasterPeer is not: the
         // leader copies module bytes to and from standbys through it.
-        let leading = gate.clone();
-        let redirect =
-            move |req: tonic::Request<()>| leading.core().map(|_| req).map_err(tonic::Status::from);
+        let redirect = LeaderOnly { gate: gate.clone() };
         // Health: the process serves; its public services while it leads.
         let (health, health_service) = introspection::health();
         let mut leadership = gate.leadership();
@@ -287,8 +328,7 @@ impl Master {
                 }
             }
         });
-        let server = limits::server_builder()
-            .add_service(health_service)
+        let routes = Routes::new(health_service)
             .add_service(introspection::reflection(introspection::MASTER_SERVICES))
             .add_service(InterceptedService::new(
                 limits::scheduler_server(scheduler),
@@ -300,9 +340,11 @@ impl Master {
             ))
             .add_service(InterceptedService::new(
                 limits::operator_server(operator),
-                redirect,
+                redirect.clone(),
             ))
-            .add_service(limits::master_peer_server(master_peer))
+            .add_service(limits::master_peer_server(master_peer));
+        let server = limits::server_builder()
+            .add_routes(mount(routes, redirect))
             .serve_with_incoming_shutdown(limits::incoming(listener), async {
                 let _ = server_rx.await;
             });
@@ -327,6 +369,14 @@ impl Master {
     /// Resolves once this master leads (at once for a single master on the embedded store).
     pub async fn leading(&self) {
         self.gate.leading().await;
+    }
+
+    /// Follows whether this master leads, apart from the master itself (for work that runs
+    /// only on the leader, as the built-in frameworks).
+    pub fn leadership(&self) -> Leadership {
+        Leadership {
+            core: self.gate.leadership(),
+        }
     }
 
     /// Stops the core (which ends every subscription and agent stream), then the server.

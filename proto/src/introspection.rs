@@ -22,6 +22,7 @@ pub const MASTER_SERVICES: &[&str] = &[
     "corral.v1.AgentLink",
     "corral.v1.Operator",
     "corral.v1.MasterPeer",
+    "corral.v1.Jobs",
 ];
 
 /// Services of an agent (its task files API).

@@ -2,12 +2,12 @@
 //!
 //! Build servers and clients through this module rather than the generated `new`:
 //!
-//! - [`scheduler_server`], [`agent_link_server`], [`operator_server`], [`master_peer_server`] wrap a service with the
+//! - [`scheduler_server`], [`agent_link_server`], [`operator_server`], [`master_peer_server`], [`jobs_server`] wrap a service with the
 //!   message-size limits; [`server_builder`] sets HTTP/2 keepalive and stream limits, and
 //!   [`incoming`] sets `TCP_NODELAY` and TCP keepalive on a listener (tonic ignores the
 //!   builder's TCP settings with `serve_with_incoming`).
 //! - [`endpoint`] configures a client connection the same way, and [`scheduler_client`],
-//!   [`agent_link_client`], [`operator_client`], [`master_peer_client`] apply the message-size limits. A tonic client
+//!   [`agent_link_client`], [`operator_client`], [`master_peer_client`], [`jobs_client`] apply the message-size limits. A tonic client
 //!   refuses responses over 4 MiB by default, so a client built otherwise breaks on large
 //!   offers or state.
 //!
@@ -27,6 +27,8 @@ use crate::error::ProtoError;
 use crate::v1;
 use crate::v1::agent_link_client::AgentLinkClient;
 use crate::v1::agent_link_server::{AgentLink, AgentLinkServer};
+use crate::v1::jobs_client::JobsClient;
+use crate::v1::jobs_server::{Jobs, JobsServer};
 use crate::v1::master_peer_client::MasterPeerClient;
 use crate::v1::master_peer_server::{MasterPeer, MasterPeerServer};
 use crate::v1::operator_client::OperatorClient;
@@ -148,6 +150,13 @@ pub fn operator_server<S: Operator>(service: S) -> OperatorServer<S> {
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }
 
+/// The Jobs service with Corral's message limits.
+pub fn jobs_server<S: Jobs>(service: S) -> JobsServer<S> {
+    JobsServer::new(service)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
 /// The MasterPeer service with Corral's message limits.
 pub fn master_peer_server<S: MasterPeer>(service: S) -> MasterPeerServer<S> {
     MasterPeerServer::new(service)
@@ -192,6 +201,13 @@ pub fn agent_link_client(channel: Channel) -> AgentLinkClient<Channel> {
 /// An Operator client with Corral's message limits.
 pub fn operator_client(channel: Channel) -> OperatorClient<Channel> {
     OperatorClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// A Jobs client with Corral's message limits.
+pub fn jobs_client(channel: Channel) -> JobsClient<Channel> {
+    JobsClient::new(channel)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
 }

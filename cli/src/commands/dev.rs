@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use corral_agent::node::{Agent, AgentConfig};
-use corral_master::{Master, MasterConfig};
+use corral_master::MasterConfig;
 use corral_proto::{InputFile, InputSource};
 use corral_scheduler::matching::{ResourceRequest, TaskRequest};
 use corral_scheduler::{ModuleSource, TaskId, TaskInfo, TaskLimits};
@@ -30,9 +30,8 @@ const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
     super::init_logging(&args.log)?;
     let root = Path::new(".corral/dev");
-    let master = Master::start(MasterConfig::new(args.listen, root.join("master")))
-        .await
-        .with_context(|| format!("starting the master on {}", args.listen))?;
+    let (master, builtin) =
+        super::builtin::start_master(MasterConfig::new(args.listen, root.join("master"))).await?;
     let master_addr = master.local_addr().to_string();
     println!("master    {master_addr}");
     let mut agents = Vec::new();
@@ -64,6 +63,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
     println!("  corral logs <task>");
     super::shutdown_signal().await;
     println!("shutting down");
+    builtin.shutdown().await;
     for agent in agents {
         agent.shutdown().await;
     }

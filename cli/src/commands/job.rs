@@ -1,16 +1,304 @@
 //! `corral job ...`: built-in jobs. `validate` reads a spec file (TOML, YAML or JSON, by its
 //! extension or `--format`) and reports every problem with its file, line and column, as
-//! `submit` will before anything reaches the cluster.
+//! `submit` does before anything reaches the cluster. `submit` uploads the local files a spec
+//! names and hands it to the jobs framework (Jobs service on the master's port); `ls`,
+//! `status` and `kill` ask it.
 
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use corral_frameworks::spec::{self, Format, JobKind, JobSpec, Schedule};
+use corral_frameworks::spec::{self, Format, InputSource, JobKind, JobSpec, ModuleRef, Schedule};
+use corral_proto::v1;
+use serde_json::{Value, json};
 
-use crate::cli::JobValidateArgs;
+use crate::cli::{JobListArgs, JobNameArgs, JobSubmitArgs, JobValidateArgs, OutputFormat};
+use crate::client::{self, JobsClient};
 use crate::commands::Exit;
+use crate::output;
+
+/// How often `submit --wait` asks how the jobs are doing.
+const WAIT_POLL: Duration = Duration::from_millis(250);
+
+pub(super) async fn submit(args: JobSubmitArgs) -> anyhow::Result<u8> {
+    let (format, source, jobs) = read_spec(&args.file, args.format.as_deref())?;
+    let dir = args.file.parent().unwrap_or(Path::new(""));
+    let mut uploaded = BTreeMap::new();
+    let local = local_files(&jobs);
+    if !local.is_empty() {
+        let mut operator = client::operator(&args.master.master).await?;
+        for path in local {
+            let full = dir.join(&path);
+            let bytes = std::fs::read(&full).map_err(|e| {
+                Exit::invalid(format!(
+                    "{}: cannot read {}: {e}",
+                    args.file.display(),
+                    full.display()
+                ))
+            })?;
+            let digest = client::upload(&mut operator, bytes, true).await?;
+            uploaded.insert(path.display().to_string(), digest.to_string());
+        }
+    }
+    let mut jobs_client = client::jobs(&args.master.master).await?;
+    let submitted = jobs_client
+        .submit_jobs(v1::SubmitJobsRequest {
+            source,
+            format: format.name().into(),
+            file: args.file.display().to_string(),
+            uploaded,
+        })
+        .await
+        .map_err(|s| client::refused("submitting the jobs", &s))?
+        .into_inner()
+        .jobs;
+    if !args.wait {
+        print_jobs(args.output, &submitted)?;
+        return Ok(0);
+    }
+    let names: Vec<String> = submitted.into_iter().map(|j| j.name).collect();
+    let ended = wait(&mut jobs_client, &names).await?;
+    print_jobs(args.output, &ended)?;
+    let all_succeeded = ended
+        .iter()
+        .all(|j| j.state == v1::JobState::Succeeded as i32);
+    Ok(if all_succeeded { 0 } else { 1 })
+}
+
+pub(super) async fn list(args: JobListArgs) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let listed = jobs
+        .list_jobs(v1::ListJobsRequest {})
+        .await
+        .map_err(|s| client::refused("listing jobs", &s))?
+        .into_inner()
+        .jobs;
+    print_jobs(args.output, &listed)?;
+    Ok(0)
+}
+
+pub(super) async fn status(args: JobNameArgs) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let job = jobs
+        .get_job(v1::GetJobRequest {
+            name: args.name.clone(),
+        })
+        .await
+        .map_err(|s| client::refused(&format!("job {}", args.name), &s))?
+        .into_inner();
+    print_job(args.output, &job)?;
+    Ok(0)
+}
+
+pub(super) async fn kill(args: JobNameArgs) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let job = jobs
+        .kill_job(v1::KillJobRequest {
+            name: args.name.clone(),
+        })
+        .await
+        .map_err(|s| client::refused(&format!("killing job {}", args.name), &s))?
+        .into_inner()
+        .job
+        .unwrap_or_default();
+    print_job(args.output, &job)?;
+    Ok(0)
+}
+
+/// The local files the jobs name (modules and `file` inputs), as written.
+fn local_files(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    for job in jobs {
+        if let ModuleRef::Path(path) = &job.module {
+            files.insert(path.clone());
+        }
+        for input in &job.inputs {
+            if let InputSource::File(path) = &input.source {
+                files.insert(path.clone());
+            }
+        }
+    }
+    files
+}
+
+/// Waits until every job named has ended, with a progress bar per job (on a terminal);
+/// returns them as they ended.
+async fn wait(client: &mut JobsClient, names: &[String]) -> anyhow::Result<Vec<v1::Job>> {
+    let bars = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let style =
+        indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    let progress: Vec<indicatif::ProgressBar> = names
+        .iter()
+        .map(|name| {
+            let bar = bars.add(indicatif::ProgressBar::new(0));
+            bar.set_style(style.clone());
+            bar.set_prefix(name.clone());
+            bar
+        })
+        .collect();
+    loop {
+        let mut jobs = Vec::with_capacity(names.len());
+        for (name, bar) in names.iter().zip(&progress) {
+            let job = client
+                .get_job(v1::GetJobRequest { name: name.clone() })
+                .await
+                .map_err(|s| client::refused(&format!("job {name}"), &s))?
+                .into_inner();
+            bar.set_length(job.instances);
+            bar.set_position(job.succeeded + job.failed);
+            bar.set_message(progress_line(&job));
+            jobs.push(job);
+        }
+        if jobs.iter().all(|j| j.ended_unix_millis != 0) {
+            for bar in &progress {
+                bar.finish();
+            }
+            return Ok(jobs);
+        }
+        tokio::time::sleep(WAIT_POLL).await;
+    }
+}
+
+/// `done 10 · running 4 · failed 1 · retrying 2`, then the job's state or message.
+fn progress_line(job: &v1::Job) -> String {
+    let mut line = format!(
+        "done {} · running {} · failed {} · retrying {}",
+        job.succeeded, job.running, job.failed, job.retrying
+    );
+    let state = job_state(job.state);
+    if job.ended_unix_millis != 0 || job.state == v1::JobState::Waiting as i32 {
+        line.push_str(&format!(" · {state}"));
+    }
+    if !job.message.is_empty() {
+        line.push_str(&format!(" ({})", job.message));
+    }
+    line
+}
+
+fn job_state(value: i32) -> String {
+    v1::JobState::try_from(value).map_or_else(
+        |_| value.to_string(),
+        |s| {
+            s.as_str_name()
+                .trim_start_matches("JOB_STATE_")
+                .to_ascii_lowercase()
+        },
+    )
+}
+
+fn job_json(j: &v1::Job) -> Value {
+    json!({
+        "name": j.name,
+        "kind": j.kind,
+        "state": job_state(j.state),
+        "message": j.message,
+        "instances": j.instances,
+        "succeeded": j.succeeded,
+        "failed": j.failed,
+        "running": j.running,
+        "waiting": j.waiting,
+        "retrying": j.retrying,
+        "attempts": j.attempts,
+        "depends_on": j.depends_on,
+        "submitted_unix_millis": j.submitted_unix_millis,
+        "ended_unix_millis": j.ended_unix_millis,
+        "recent_failures": j.recent_failures.iter().map(|f| json!({
+            "instance": f.instance,
+            "attempt": f.attempt,
+            "state": f.state,
+            "message": f.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            format,
+            &json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }),
+        ),
+        OutputFormat::Table | OutputFormat::Wide => {
+            let wide = format == OutputFormat::Wide;
+            let mut header = vec![
+                "JOB",
+                "KIND",
+                "STATE",
+                "DONE",
+                "RUNNING",
+                "FAILED",
+                "RETRYING",
+                "SUBMITTED",
+            ];
+            if wide {
+                header.extend(["ATTEMPTS", "DEPENDS ON", "MESSAGE"]);
+            }
+            let mut table = output::table(&header);
+            for j in jobs {
+                let mut row = vec![
+                    j.name.clone(),
+                    j.kind.clone(),
+                    job_state(j.state),
+                    format!("{}/{}", j.succeeded, j.instances),
+                    j.running.to_string(),
+                    j.failed.to_string(),
+                    j.retrying.to_string(),
+                    output::ago(j.submitted_unix_millis),
+                ];
+                if wide {
+                    row.extend([
+                        j.attempts.to_string(),
+                        j.depends_on.join(","),
+                        j.message.clone(),
+                    ]);
+                }
+                table.add_row(row);
+            }
+            println!("{table}");
+            Ok(())
+        }
+    }
+}
+
+fn print_job(format: OutputFormat, j: &v1::Job) -> anyhow::Result<()> {
+    if matches!(format, OutputFormat::Json | OutputFormat::Yaml) {
+        return output::print_doc(format, &job_json(j));
+    }
+    println!("job        {} ({})", j.name, j.kind);
+    println!("state      {}", job_state(j.state));
+    if !j.message.is_empty() {
+        println!("message    {}", j.message);
+    }
+    println!(
+        "instances  {} (succeeded {}, failed {}, running {}, waiting {}, retrying {})",
+        j.instances, j.succeeded, j.failed, j.running, j.waiting, j.retrying
+    );
+    println!("attempts   {}", j.attempts);
+    if !j.depends_on.is_empty() {
+        println!("after      {}", j.depends_on.join(", "));
+    }
+    println!("submitted  {}", output::ago(j.submitted_unix_millis));
+    if j.ended_unix_millis != 0 {
+        println!("ended      {}", output::ago(j.ended_unix_millis));
+    }
+    if !j.recent_failures.is_empty() {
+        let mut table = output::table(&["INSTANCE", "ATTEMPT", "STATE", "MESSAGE"]);
+        for f in &j.recent_failures {
+            table.add_row(vec![
+                f.instance.to_string(),
+                f.attempt.to_string(),
+                f.state.clone(),
+                f.message.clone(),
+            ]);
+        }
+        println!("recent failures:\n{table}");
+    }
+    Ok(())
+}
 
 pub(super) fn validate(args: &JobValidateArgs) -> anyhow::Result<u8> {
-    let jobs = read_spec(&args.file, args.format.as_deref())?;
+    let (_, _, jobs) = read_spec(&args.file, args.format.as_deref())?;
     let file = args.file.display();
     let count = jobs.len();
     println!(
@@ -23,8 +311,11 @@ pub(super) fn validate(args: &JobValidateArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The jobs of a spec file, or every problem it has (exit 2).
-pub(crate) fn read_spec(path: &Path, format: Option<&str>) -> anyhow::Result<Vec<JobSpec>> {
+/// A spec file's format, text and jobs, or every problem it has (exit 2).
+pub(crate) fn read_spec(
+    path: &Path,
+    format: Option<&str>,
+) -> anyhow::Result<(Format, String, Vec<JobSpec>)> {
     let format = match format {
         Some(name) => Format::from_name(name).map_err(Exit::invalid)?,
         None => Format::from_path(path).ok_or_else(|| {
@@ -37,8 +328,9 @@ pub(crate) fn read_spec(path: &Path, format: Option<&str>) -> anyhow::Result<Vec
     };
     let source = std::fs::read_to_string(path)
         .map_err(|e| Exit::invalid(format!("cannot read {}: {e}", path.display())))?;
-    spec::parse(&source, format, &path.display().to_string())
-        .map_err(|errors| Exit::invalid(errors.to_string()).into())
+    let jobs = spec::parse(&source, format, &path.display().to_string())
+        .map_err(|errors| Exit::invalid(errors.to_string()))?;
+    Ok((format, source, jobs))
 }
 
 /// One line about a job: name, kind and what the kind says.

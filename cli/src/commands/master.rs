@@ -1,7 +1,6 @@
 //! `corral master`.
 
-use anyhow::Context;
-use corral_master::{Master, MasterConfig};
+use corral_master::MasterConfig;
 
 use crate::cli::MasterArgs;
 
@@ -19,12 +18,11 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }
-    let master = Master::start(config)
-        .await
-        .with_context(|| format!("starting the master on {}", args.listen))?;
+    let (master, builtin) = super::builtin::start_master(config).await?;
     tracing::info!(address = %master.local_addr(), work_dir = %args.work_dir.display(), "master running; Ctrl-C stops it");
     super::shutdown_signal().await;
     tracing::info!("shutting down");
+    builtin.shutdown().await;
     master.shutdown().await;
     Ok(0)
 }

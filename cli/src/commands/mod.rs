@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod builtin;
 mod dev;
 mod follow;
 mod job;
@@ -82,6 +83,10 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Task(TaskCommand::Outputs(args)) => task::outputs(args).await,
         Command::New(NewCommand::Task(args)) => new::task(&args),
         Command::Job(JobCommand::Validate(args)) => job::validate(&args),
+        Command::Job(JobCommand::Submit(args)) => job::submit(args).await,
+        Command::Job(JobCommand::Ls(args)) => job::list(args).await,
+        Command::Job(JobCommand::Status(args)) => job::status(args).await,
+        Command::Job(JobCommand::Kill(args)) => job::kill(args).await,
         Command::Agents(args) => listings::agents(args).await,
         Command::Frameworks(args) => listings::frameworks(args).await,
         Command::Reserve(args) => reserve::reserve(args).await,
@@ -107,8 +112,10 @@ pub(crate) fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
+    // Colours only on a terminal: a log file or a collector gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     // A subscriber set already (a test running several commands) is kept.
     let _ = match args.log_format {

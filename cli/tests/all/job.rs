@@ -1,7 +1,12 @@
-//! `corral job validate`: a good spec is summarised, a bad one gets every problem with its
-//! file, line and column and exit code 2.
+//! `corral job ...`: `validate` summarises a good spec and locates every problem of a bad one;
+//! `submit`, `status`, `ls` and `kill` run batch jobs on a real master and agent through the
+//! built-in jobs framework.
 
-use crate::cluster::{corral, text};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cluster::{Cluster, corral, text};
 
 #[tokio::test]
 async fn validate_summarises_good_specs_and_locates_every_problem_of_bad_ones() {
@@ -43,4 +48,223 @@ async fn validate_summarises_good_specs_and_locates_every_problem_of_bad_ones() 
     .await;
     assert_eq!(unknown.status.code(), Some(2));
     assert!(text(&unknown.stderr).contains("unknown spec format \"ini\""));
+}
+
+/// A batch job of the `limits` fixture, written next to the cluster with the fixture.
+fn write_job(cluster: &Cluster, file: &str, body: &str) {
+    std::fs::copy(
+        corral_wasm_tasks::LIMITS,
+        cluster.dir.path().join("limits.wasm"),
+    )
+    .unwrap();
+    std::fs::write(cluster.dir.path().join(file), body).unwrap();
+}
+
+fn job_doc(out: &std::process::Output) -> Value {
+    assert!(
+        out.status.code().is_some(),
+        "killed by a signal: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", text(&out.stdout), text(&out.stderr)))
+}
+
+/// Polls `corral job status` until `done` holds (bounded: 120 s).
+async fn wait_for_job(cluster: &Cluster, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..1200 {
+        let out = cluster.corral(&["job", "status", name, "-o", "json"]).await;
+        if out.status.success() {
+            let job = job_doc(&out);
+            if done(&job) {
+                return job;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {name} did not get there within 120 s");
+}
+
+#[tokio::test]
+async fn a_batch_with_injected_failures_completes_with_exactly_the_expected_attempts() {
+    let cluster = Cluster::start(&[]).await;
+    write_job(
+        &cluster,
+        "flaky.toml",
+        "version = 1\nname = \"flaky\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         args = [\"flaky\", \"3,500,999\", \"2\"]\ninstances = 1000\nretries = 3\n\
+         backoff = { initial = \"10ms\", factor = 2.0, max = \"1s\" }\n\
+         [resources]\ncpus = 0.1\nmem = \"16MiB\"\n",
+    );
+    let out = cluster
+        .corral(&["job", "submit", "flaky.toml", "--wait", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = &job_doc(&out)["jobs"][0];
+    assert_eq!(job["state"], "succeeded");
+    assert_eq!(job["succeeded"], 1000);
+    assert_eq!(job["failed"], 0);
+    // Every instance once, and the three flaky ones twice more: none run twice, none lost.
+    assert_eq!(job["attempts"], 1006);
+    let mut failures: Vec<(u64, u64)> = job["recent_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["instance"].as_u64().unwrap(),
+                f["attempt"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    failures.sort_unstable();
+    assert_eq!(
+        failures,
+        [(3, 1), (3, 2), (500, 1), (500, 2), (999, 1), (999, 2)]
+    );
+
+    // The name of an ended job can be used again; a running one's cannot.
+    let listed = job_doc(&cluster.corral(&["job", "ls", "-o", "json"]).await);
+    assert_eq!(listed["jobs"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failure_policy_stops_a_doomed_job_early_and_submit_wait_exits_1() {
+    let cluster = Cluster::start(&[]).await;
+    write_job(
+        &cluster,
+        "doomed.yaml",
+        "version: 1\nname: doomed\nkind: batch\nmodule: limits.wasm\nargs: [exit, \"1\"]\n\
+         instances: 200\nretries: 0\nmax_failures: 3\nresources:\n  cpus: 0.5\n  mem: 16MiB\n",
+    );
+    let out = cluster
+        .corral(&["job", "submit", "doomed.yaml", "--wait", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let job = &job_doc(&out)["jobs"][0];
+    assert_eq!(job["state"], "failed");
+    let message = job["message"].as_str().unwrap();
+    assert!(message.starts_with("stopped early: "), "{message}");
+    // The agent runs 4 at a time: far fewer than 200 were tried.
+    let attempts = job["attempts"].as_u64().unwrap();
+    assert!((3..=10).contains(&attempts), "{attempts} attempts");
+    assert_eq!(job["running"], 0);
+}
+
+#[tokio::test]
+async fn a_job_goes_on_after_a_master_restart_with_no_instance_run_twice_or_lost() {
+    let mut cluster = Cluster::start(&["--log-level", "info"]).await;
+    write_job(
+        &cluster,
+        "sleepy.toml",
+        "version = 1\nname = \"sleepy\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         args = [\"sleep\", \"300\"]\ninstances = 200\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n",
+    );
+    let out = cluster.corral(&["job", "submit", "sleepy.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_for_job(&cluster, "sleepy", |j| {
+        j["succeeded"].as_u64() >= Some(20) && j["running"].as_u64() > Some(0)
+    })
+    .await;
+    // kill -9: instances running on the agent go on; their updates wait for the new master.
+    cluster.restart_master();
+    let job = wait_for_job(&cluster, "sleepy", |j| j["ended_unix_millis"] != 0).await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["succeeded"], 200);
+    assert_eq!(job["attempts"], 200, "an instance ran twice: {job}");
+    // The restarted master's framework read its state back with instances in flight, and
+    // reconciled them rather than running them again.
+    let log = cluster.master_log();
+    let in_flight: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("jobs framework: state read back"))
+        .filter_map(|l| {
+            l.split("launched=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(in_flight.len(), 2, "{log}");
+    assert!(in_flight[1] > 0, "{log}");
+}
+
+#[tokio::test]
+async fn bad_submissions_exit_2_with_the_reason_and_submit_nothing() {
+    let cluster = Cluster::start(&[]).await;
+    write_job(
+        &cluster,
+        "bad.toml",
+        "version = 1\nname = \"bad\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\nretires = 3\n\
+         [resources]\ncpus = 0.1\n",
+    );
+    let out = cluster.corral(&["job", "submit", "bad.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("bad.toml:5:1: retires: unknown field"),
+        "{}",
+        text(&out.stderr)
+    );
+    write_job(
+        &cluster,
+        "orphan.toml",
+        "version = 1\nname = \"orphan\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         depends_on = [\"nobody\"]\n[resources]\ncpus = 0.1\n",
+    );
+    let out = cluster.corral(&["job", "submit", "orphan.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("depends_on \"nobody\""),
+        "{}",
+        text(&out.stderr)
+    );
+    write_job(
+        &cluster,
+        "gone.toml",
+        "version = 1\nname = \"gone\"\nkind = \"batch\"\nmodule = \"missing.wasm\"\n\
+         [resources]\ncpus = 0.1\n",
+    );
+    let out = cluster.corral(&["job", "submit", "gone.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("missing.wasm"),
+        "{}",
+        text(&out.stderr)
+    );
+    let listed = job_doc(&cluster.corral(&["job", "ls", "-o", "json"]).await);
+    assert_eq!(
+        listed["jobs"],
+        serde_json::json!([]),
+        "nothing was submitted"
+    );
+    let out = cluster.corral(&["job", "status", "nope"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no job is named \"nope\""));
+}
+
+#[tokio::test]
+async fn killing_a_job_kills_its_running_instances() {
+    let cluster = Cluster::start(&[]).await;
+    write_job(
+        &cluster,
+        "long.toml",
+        "version = 1\nname = \"long\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         args = [\"sleep\", \"60000\"]\ninstances = 5\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n",
+    );
+    assert!(
+        cluster
+            .corral(&["job", "submit", "long.toml"])
+            .await
+            .status
+            .success()
+    );
+    wait_for_job(&cluster, "long", |j| j["running"] == 5).await;
+    let out = cluster.corral(&["job", "kill", "long", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = wait_for_job(&cluster, "long", |j| j["ended_unix_millis"] != 0).await;
+    assert_eq!(job["state"], "killed");
+    assert_eq!(job["running"], 0);
+    assert_eq!(job["attempts"], 5);
 }

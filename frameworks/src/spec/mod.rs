@@ -50,6 +50,16 @@ impl Format {
         }
     }
 
+    /// Its name: `toml`, `yaml` or `json`.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Toml => "toml",
+            Self::Yaml => "yaml",
+            Self::Json => "json",
+        }
+    }
+
     /// `toml`, `yaml` or `json`.
     ///
     /// # Errors

@@ -131,13 +131,18 @@ impl Driver {
         s.client = None;
     }
 
-    pub(crate) fn queue_ack(&self, ack: PendingAck) {
+    /// Queues an acknowledgement for the batching acker. It is marked acknowledged (on
+    /// subscription `generation`) before it is sent so a retransmission racing it is not
+    /// acknowledged twice; the acker clears the mark if the call fails.
+    pub(crate) fn queue_ack(&self, ack: PendingAck, generation: u64) {
+        self.dedup()
+            .set_acked(&ack.task_id, ack.uuid, Some(generation));
         // The receiver lives as long as `run`; after it ends there is nobody to ack to.
         let _ = self.inner.acks.send(ack);
     }
 
-    /// Resolves when [`Driver::stop`] has been called.
-    pub(crate) async fn stopped(&self) {
+    /// Resolves when [`Driver::stop`] has been called (or `run` ended).
+    pub async fn stopped(&self) {
         let mut rx = self.inner.stop.subscribe();
         // The sender lives in `self`, so `wait_for` cannot fail while we wait.
         let _ = rx.wait_for(|stopped| *stopped).await;
@@ -278,6 +283,25 @@ impl Driver {
         let acked_on = result.is_ok().then_some(generation);
         self.dedup().set_acked(&status.task_id, uuid, acked_on);
         result
+    }
+
+    /// Acknowledges an update in the background, batched with others (as
+    /// `auto_acknowledge` does): for a framework that acknowledges only once it has recorded
+    /// an update's effect, without one call per update. If the batch's call fails the master
+    /// redelivers. An update without a uuid is ignored.
+    pub fn acknowledge_later(&self, status: &TaskStatus) {
+        let Some(uuid) = status.uuid else {
+            return;
+        };
+        let generation = self.session().generation;
+        self.queue_ack(
+            PendingAck {
+                task_id: status.task_id.clone(),
+                agent_id: status.agent_id.clone(),
+                uuid,
+            },
+            generation,
+        );
     }
 
     /// Asks for the latest status of `tasks` (empty: implicit reconciliation of every task

@@ -358,12 +358,7 @@ impl<S: Scheduler> Session<S> {
             }
         }
         if self.config.auto_acknowledge {
-            // Marked before it is sent so a retransmission racing the ack is not re-acked;
-            // the acker clears the mark if the call fails.
-            self.driver
-                .dedup()
-                .set_acked(&ack.task_id, uuid, Some(generation));
-            self.driver.queue_ack(ack);
+            self.driver.queue_ack(ack, generation);
         }
     }
 }

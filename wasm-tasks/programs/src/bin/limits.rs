@@ -40,6 +40,8 @@ commands:
   sleep <ms>                  sleep, then print `slept <ms>`
   tick <n> <ms>               print `tick <i>` n times, sleeping <ms> after each
   exit <code>                 exit with <code>
+  flaky <indices> <times>     as a job instance: exit 1 while CORRAL_TASK_INDEX is one of the
+                              comma-separated <indices> and CORRAL_TASK_ATTEMPT <= <times>
   panic                       panic (a trap in wasm)
   trap                        execute `unreachable`
   recurse                     recurse with 1 KiB frames until the shadow stack in linear memory overflows
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         "sleep" => sleep(rest),
         "tick" => tick(rest),
         "exit" => exit(rest),
+        "flaky" => flaky(rest),
         "panic" => panic!("guest panicked on purpose"),
         "trap" => core::arch::wasm32::unreachable(),
         "recurse" => {
@@ -163,6 +166,24 @@ fn tick(rest: &[String]) -> Result<ExitCode, Usage> {
 fn exit(rest: &[String]) -> Result<ExitCode, Usage> {
     let code: i32 = parse_arg(rest, 0, "code")?;
     std::process::exit(code)
+}
+
+/// Fails chosen job instances a chosen number of times: injected failures for the jobs
+/// framework's retries.
+fn flaky(rest: &[String]) -> Result<ExitCode, Usage> {
+    let indices: String = parse_arg(rest, 0, "indices")?;
+    let times: u32 = parse_arg(rest, 1, "times")?;
+    let index = std::env::var("CORRAL_TASK_INDEX").unwrap_or_default();
+    let attempt: u32 = std::env::var("CORRAL_TASK_ATTEMPT")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1);
+    if indices.split(',').any(|i| i == index) && attempt <= times {
+        println!("instance {index} fails attempt {attempt}");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("instance {index} succeeds on attempt {attempt}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Called through a volatile read so the recursion below cannot become a loop.

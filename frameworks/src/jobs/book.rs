@@ -1,0 +1,1111 @@
+//! The jobs framework's state: every job, its instances, and what to do next. No I/O and no
+//! clock: callers pass the time in milliseconds, so tests drive it step by step, and collect
+//! the store writes a change needs ([`Book::take_writes`]).
+//!
+//! An instance's task ID is `<job>.<index>` for every attempt: the master hands a retry the
+//! checkpoint the failed attempt left under that ID, and an update for the ID is always the
+//! latest attempt's (an ID is launched again only once the earlier attempt is terminal).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_proto::{InputFile, InputSource as TaskInput, ModuleSource, TaskInfo, TaskStatus, v1};
+use corral_scheduler::Offer;
+use corral_types::{Digest, OfferId, Resources, TaskId, TaskLimits, TaskOutput, TaskState};
+
+use super::placement::{self, Tally};
+use super::record::{
+    EndedCounts, JobRecord, OutputsRecord, SHARD_SIZE, ShardRecord, Submission, Write, job_key,
+    outputs_key, shard_key,
+};
+use crate::spec::{
+    BatchSpec, Format, InputSource, JobKind, JobSpec, ModuleRef, Placement as Spread,
+};
+
+/// Failed attempts kept per job for its status.
+const RECENT_FAILURES: usize = 20;
+/// Offers that can take nothing are declined for this long (at most).
+pub(crate) const DECLINE_FOR: Duration = Duration::from_secs(5);
+/// Shortest refusal, so a backoff about to end does not spin the allocator.
+const MIN_DECLINE: Duration = Duration::from_millis(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobState {
+    Waiting,
+    Running,
+    Succeeded,
+    Failed,
+    Killed,
+}
+
+impl JobState {
+    pub(crate) fn has_ended(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Killed)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Killed => "killed",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Waiting,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Killed,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
+    fn to_proto(self) -> v1::JobState {
+        match self {
+            Self::Waiting => v1::JobState::Waiting,
+            Self::Running => v1::JobState::Running,
+            Self::Succeeded => v1::JobState::Succeeded,
+            Self::Failed => v1::JobState::Failed,
+            Self::Killed => v1::JobState::Killed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not launched yet, or waiting for a retry.
+    Waiting,
+    /// Launched and not ended (including unreachable).
+    Launched,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    fn code(self) -> char {
+        match self {
+            Self::Waiting => 'w',
+            Self::Launched => 'l',
+            Self::Succeeded => 's',
+            Self::Failed => 'f',
+        }
+    }
+
+    fn from_code(c: char) -> Option<Self> {
+        match c {
+            'w' => Some(Self::Waiting),
+            'l' => Some(Self::Launched),
+            's' => Some(Self::Succeeded),
+            'f' => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// Attempts an instance in this phase usually has (not recorded when it has them).
+    fn usual_attempts(self) -> u32 {
+        if self == Self::Waiting { 0 } else { 1 }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    phase: Phase,
+    attempts: u32,
+    /// Where it runs, for the job's constraints ([`Tally::values`]).
+    placed: Option<Box<[Option<String>]>>,
+}
+
+/// How many instances are where.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub(crate) waiting: u64,
+    pub(crate) retrying: u64,
+    pub(crate) running: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) attempts: u64,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SubmitError {
+    Invalid(String),
+    Exists(String),
+    UnknownDependency(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Job {
+    seq: u64,
+    submission: Arc<Submission>,
+    spec: JobSpec,
+    batch: BatchSpec,
+    state: JobState,
+    message: String,
+    submitted_ms: u64,
+    ended_ms: Option<u64>,
+    instances: Vec<Instance>,
+    /// Waiting instances that may launch now, lowest index first.
+    ready: VecDeque<u32>,
+    /// Waiting instances in backoff: `(due ms, index)`.
+    backoff: BTreeSet<(u64, u32)>,
+    counts: Counts,
+    tally: Tally,
+    /// What every instance's task is made from, once the job runs.
+    template: Option<TaskInfo>,
+    /// Outputs of succeeded instances, kept when another job takes inputs from this one.
+    keep_outputs: bool,
+    outputs: BTreeMap<u32, Vec<TaskOutput>>,
+    recent_failures: VecDeque<v1::FailedAttempt>,
+    dirty_record: bool,
+    dirty_shards: BTreeSet<u32>,
+    dirty_outputs: BTreeSet<u32>,
+    /// Shards to delete (the job ended).
+    drop_shards: bool,
+}
+
+/// Launches and declines for one round of offers.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) launches: Vec<(OfferId, Vec<TaskInfo>)>,
+    pub(crate) declines: Vec<OfferId>,
+    /// How long the declined offers' resources should not come back.
+    pub(crate) refuse: Duration,
+}
+
+/// Every job.
+#[derive(Debug, Default)]
+pub(crate) struct Book {
+    jobs: BTreeMap<String, Job>,
+    /// Running jobs, in submission order: who gets offers first.
+    running: Vec<String>,
+    next_seq: u64,
+    /// Keys of ended jobs' records to rewrite, and deletions, gathered for the next flush.
+    pending: Vec<Write>,
+}
+
+impl Book {
+    /// Adds every job of one spec file, all or none.
+    pub(crate) fn submit(
+        &mut self,
+        specs: Vec<JobSpec>,
+        submission: Submission,
+        now_ms: u64,
+    ) -> Result<Vec<String>, SubmitError> {
+        let in_file: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        for spec in &specs {
+            let batch = match &spec.kind {
+                JobKind::Batch(b) => b,
+                JobKind::Service(_) | JobKind::Cron(_) => {
+                    return Err(SubmitError::Invalid(format!(
+                        "{}: {} jobs are not run by this version of the jobs framework (batch \
+                         jobs are)",
+                        spec.name,
+                        kind_name(&spec.kind)
+                    )));
+                }
+            };
+            if let Some(role) = &spec.role
+                && role.as_str() != "*"
+            {
+                return Err(SubmitError::Invalid(format!(
+                    "{}: role {role}: the jobs framework places work in role * only in this \
+                     version",
+                    spec.name
+                )));
+            }
+            if let Some(job) = self.jobs.get(&spec.name)
+                && !job.state.has_ended()
+            {
+                return Err(SubmitError::Exists(format!(
+                    "job {} exists and has not ended (kill it first)",
+                    spec.name
+                )));
+            }
+            for dep in &batch.depends_on {
+                if !in_file.contains(dep.as_str()) && !self.jobs.contains_key(dep) {
+                    return Err(SubmitError::UnknownDependency(format!(
+                        "{}: depends_on {dep:?}, which is neither in the file nor a known job",
+                        spec.name
+                    )));
+                }
+            }
+            resolve_module(&spec.module, &submission).map_err(SubmitError::Invalid)?;
+            for input in &spec.inputs {
+                if let InputSource::File(path) = &input.source {
+                    uploaded(&submission, path).map_err(SubmitError::Invalid)?;
+                }
+            }
+        }
+        let submission = Arc::new(submission);
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        for spec in specs {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let job = Job::new(seq, Arc::clone(&submission), spec, now_ms);
+            self.jobs.insert(job.spec.name.clone(), job);
+        }
+        self.refresh_keep_outputs();
+        for name in &names {
+            self.start_if_ready(name, now_ms);
+        }
+        Ok(names)
+    }
+
+    /// Puts a job back from its stored record and shards (on a restart), with every instance
+    /// that was launched still launched: [`Book::launched`] lists them for reconciliation.
+    pub(crate) fn restore(
+        &mut self,
+        record: JobRecord,
+        shards: &BTreeMap<u32, ShardRecord>,
+        outputs: BTreeMap<u32, Vec<TaskOutput>>,
+    ) -> Result<(), String> {
+        let name = record.name.clone();
+        let format = Format::from_name(&record.submission.format)?;
+        let spec = crate::spec::parse(&record.submission.source, format, &record.submission.file)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| format!("job {name}: not in its stored spec"))?;
+        let state = JobState::parse(&record.state)
+            .ok_or_else(|| format!("job {name}: unknown state {:?}", record.state))?;
+        let mut job = Job::new(
+            record.seq,
+            Arc::new(record.submission),
+            spec,
+            record.submitted_ms,
+        );
+        job.state = state;
+        job.message = record.message;
+        job.ended_ms = record.ended_ms;
+        job.outputs = outputs;
+        job.dirty_record = false;
+        job.dirty_shards.clear();
+        self.next_seq = self.next_seq.max(record.seq + 1);
+        if let Some(ended) = record.ended {
+            job.instances.clear();
+            job.ready.clear();
+            job.counts = Counts {
+                succeeded: ended.succeeded,
+                failed: ended.failed,
+                attempts: ended.attempts,
+                ..Counts::default()
+            };
+        } else {
+            job.restore_shards(shards)?;
+        }
+        self.jobs.insert(name.clone(), job);
+        Ok(())
+    }
+
+    /// After every job is restored: outputs kept, templates of running jobs, ended jobs'
+    /// leftovers cleaned.
+    pub(crate) fn restored(&mut self, now_ms: u64) {
+        self.refresh_keep_outputs();
+        let mut order: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .map(|j| (j.seq, j.spec.name.clone()))
+            .collect();
+        order.sort();
+        for (_, name) in order {
+            match self.jobs.get(&name).map(|j| j.state) {
+                Some(JobState::Running) => {
+                    self.activate(&name, now_ms);
+                }
+                Some(JobState::Waiting) => self.start_if_ready(&name, now_ms),
+                _ => {}
+            }
+        }
+    }
+
+    /// Task IDs of launched instances, for reconciliation.
+    pub(crate) fn launched(&self) -> Vec<TaskId> {
+        self.jobs
+            .values()
+            .flat_map(|job| {
+                job.instances
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.phase == Phase::Launched)
+                    .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
+            })
+            .collect()
+    }
+
+    /// Places ready instances on `offers`: jobs in submission order, bin-packed (an offer is
+    /// filled before the next) or spread (one instance per offer per round, round robin).
+    pub(crate) fn plan(&mut self, offers: &[Offer], now_ms: u64) -> Plan {
+        self.release_due(now_ms);
+        let mut plan = Plan::default();
+        let mut left: Vec<Resources> = offers.iter().map(|o| o.resources.clone()).collect();
+        let mut tasks: Vec<Vec<TaskInfo>> = vec![Vec::new(); offers.len()];
+        let running = self.running.clone();
+        for name in &running {
+            let Some(job) = self.jobs.get_mut(name) else {
+                continue;
+            };
+            let Some(template) = job.template.clone() else {
+                continue;
+            };
+            let before = job.ready.len();
+            if before == 0 {
+                continue;
+            }
+            job.tally.see(&job.spec.constraints, offers);
+            // Offers holding the module compiled already first.
+            let mut order: Vec<usize> = (0..offers.len()).collect();
+            if let ModuleSource::Digest(d) = &template.module {
+                order.sort_by_key(|&i| !offers[i].has_cached(d));
+            }
+            'fill: loop {
+                let mut placed_any = false;
+                for &i in &order {
+                    loop {
+                        if job.ready.is_empty() {
+                            break 'fill;
+                        }
+                        let offer = &offers[i];
+                        if !left[i].contains(&template.resources)
+                            || !job.tally.admits(&job.spec.constraints, offer)
+                        {
+                            break;
+                        }
+                        let Some(index) = job.ready.pop_front() else {
+                            break 'fill;
+                        };
+                        left[i] = left[i].saturating_sub(&template.resources);
+                        let placed = (!job.spec.constraints.is_empty())
+                            .then(|| Tally::values(&job.spec.constraints, offer));
+                        tasks[i].push(job.launch(index, &template, placed));
+                        placed_any = true;
+                        if job.spec.placement == Spread::Spread {
+                            break;
+                        }
+                    }
+                }
+                // Another pass may place more once constraints see this one's (GROUP_BY).
+                if !placed_any {
+                    break;
+                }
+            }
+            let placed_now = before - job.ready.len();
+            let message = if job.ready.is_empty() || placed_now > 0 {
+                String::new()
+            } else {
+                placement::refusal(&job.spec.constraints, offers, &job.tally)
+            };
+            if job.message != message {
+                job.message = message;
+            }
+        }
+        for (offer, launches) in offers.iter().zip(tasks) {
+            if launches.is_empty() {
+                plan.declines.push(offer.id.clone());
+            } else {
+                plan.launches.push((offer.id.clone(), launches));
+            }
+        }
+        plan.refuse = self.refusal(now_ms);
+        plan
+    }
+
+    /// How long offers taking nothing now should stay away: until the next backoff ends, at
+    /// most [`DECLINE_FOR`].
+    fn refusal(&self, now_ms: u64) -> Duration {
+        let due = self
+            .running
+            .iter()
+            .filter_map(|name| self.jobs.get(name))
+            .filter_map(|job| job.backoff.first().map(|(due, _)| *due))
+            .min();
+        match due {
+            Some(due) => {
+                Duration::from_millis(due.saturating_sub(now_ms)).clamp(MIN_DECLINE, DECLINE_FOR)
+            }
+            None => DECLINE_FOR,
+        }
+    }
+
+    /// Whether any job has an instance to launch now or after a backoff: when none has, the
+    /// framework suppresses its offers.
+    pub(crate) fn wants_offers(&self) -> bool {
+        self.running
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .any(|j| !j.ready.is_empty() || !j.backoff.is_empty())
+    }
+
+    /// Applies a status update; returns tasks to kill (the rest of a job a failure stopped).
+    pub(crate) fn update(&mut self, status: &TaskStatus, now_ms: u64) -> Vec<TaskId> {
+        let Some((name, index)) = split_task_id(status.task_id.as_str()) else {
+            return Vec::new();
+        };
+        let Some(job) = self.jobs.get_mut(name) else {
+            return Vec::new();
+        };
+        let Some(instance) = job.instances.get(index as usize) else {
+            return Vec::new();
+        };
+        if instance.phase != Phase::Launched {
+            // A late or repeated update of an attempt already accounted for.
+            return Vec::new();
+        }
+        let state = status.state;
+        if state == TaskState::Finished {
+            job.finish(index, Phase::Succeeded);
+            if job.keep_outputs {
+                job.outputs.insert(index, status.outputs.clone());
+                job.dirty_outputs.insert(index);
+            }
+        } else if state.is_terminal() || state == TaskState::Unknown {
+            job.record_failure(index, status);
+            let stopped = job.state != JobState::Running;
+            if !stopped && (job.instances[index as usize].attempts as u64) <= job.batch.retries {
+                job.retry(index, now_ms);
+            } else {
+                job.finish(index, Phase::Failed);
+            }
+        } else {
+            return Vec::new();
+        }
+        let name = name.to_owned();
+        self.after_change(&name, now_ms)
+    }
+
+    /// Kills a job. `None` for an unknown name.
+    pub(crate) fn kill(&mut self, name: &str, now_ms: u64) -> Option<Vec<TaskId>> {
+        let job = self.jobs.get_mut(name)?;
+        if job.state.has_ended() {
+            return Some(Vec::new());
+        }
+        job.message = "killed on request".into();
+        let kills = job.stop(JobState::Killed);
+        self.running.retain(|n| n != name);
+        self.end_dependents(name, now_ms);
+        self.end_if_done(name, now_ms);
+        Some(kills)
+    }
+
+    pub(crate) fn view(&self, name: &str) -> Option<v1::Job> {
+        self.jobs.get(name).map(Job::view)
+    }
+
+    /// Every job, in submission order.
+    pub(crate) fn views(&self) -> Vec<v1::Job> {
+        let mut jobs: Vec<&Job> = self.jobs.values().collect();
+        jobs.sort_by_key(|j| j.seq);
+        jobs.into_iter().map(Job::view).collect()
+    }
+
+    /// The store writes every change since the last call needs, in an order that is safe to
+    /// apply one by one.
+    pub(crate) fn take_writes(&mut self) -> Vec<Write> {
+        let mut writes = std::mem::take(&mut self.pending);
+        for job in self.jobs.values_mut() {
+            job.writes(&mut writes);
+        }
+        writes
+    }
+
+    // -- internals --
+
+    /// Whether `name` can start (its dependencies succeeded) or must fail (one did not).
+    fn start_if_ready(&mut self, name: &str, now_ms: u64) {
+        let Some(job) = self.jobs.get(name) else {
+            return;
+        };
+        if job.state != JobState::Waiting {
+            return;
+        }
+        let mut waiting_on = Vec::new();
+        for dep in &job.batch.depends_on {
+            match self.jobs.get(dep).map(|d| d.state) {
+                Some(JobState::Succeeded) => {}
+                Some(JobState::Failed | JobState::Killed) | None => {
+                    let message = format!("dependency {dep} did not succeed");
+                    if let Some(job) = self.jobs.get_mut(name) {
+                        job.message = message;
+                        job.stop(JobState::Failed);
+                    }
+                    self.end_if_done(name, now_ms);
+                    self.end_dependents(name, now_ms);
+                    return;
+                }
+                Some(_) => waiting_on.push(dep.clone()),
+            }
+        }
+        if waiting_on.is_empty() {
+            self.activate(name, now_ms);
+        } else if let Some(job) = self.jobs.get_mut(name) {
+            let message = format!("waiting for {}", waiting_on.join(", "));
+            if job.message != message {
+                job.message = message;
+                job.dirty_record = true;
+            }
+        }
+    }
+
+    /// Builds the job's task template and makes its waiting instances schedulable.
+    fn activate(&mut self, name: &str, now_ms: u64) {
+        let template = match self.jobs.get(name) {
+            Some(job) => template(job, &self.jobs),
+            None => return,
+        };
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        match template {
+            Ok(template) => {
+                job.template = Some(template);
+                if job.state == JobState::Waiting {
+                    job.state = JobState::Running;
+                    job.message.clear();
+                    job.dirty_record = true;
+                }
+                if !self.running.iter().any(|n| n == name) {
+                    self.running.push(name.to_owned());
+                }
+            }
+            Err(message) => {
+                job.message = message;
+                job.stop(JobState::Failed);
+                self.end_dependents(name, now_ms);
+            }
+        }
+        self.end_if_done(name, now_ms);
+    }
+
+    fn after_change(&mut self, name: &str, now_ms: u64) -> Vec<TaskId> {
+        let mut kills = Vec::new();
+        let Some(job) = self.jobs.get_mut(name) else {
+            return kills;
+        };
+        if job.state == JobState::Running
+            && job
+                .batch
+                .max_failures
+                .is_some_and(|k| job.counts.failed >= k)
+        {
+            job.message = format!(
+                "stopped early: {} instances failed (max_failures = {})",
+                job.counts.failed,
+                job.batch.max_failures.unwrap_or_default()
+            );
+            kills = job.stop(JobState::Failed);
+            self.running.retain(|n| n != name);
+            self.end_dependents(name, now_ms);
+        }
+        self.end_if_done(name, now_ms);
+        kills
+    }
+
+    /// Marks a job ended once no instance is left to run or running.
+    fn end_if_done(&mut self, name: &str, now_ms: u64) {
+        let Some(job) = self.jobs.get_mut(name) else {
+            return;
+        };
+        let c = job.counts;
+        if c.running > 0 || job.ended_ms.is_some() {
+            return;
+        }
+        let all_done = c.succeeded + c.failed == job.batch.instances;
+        if job.state == JobState::Running && !all_done {
+            return;
+        }
+        if job.state == JobState::Waiting {
+            return;
+        }
+        if job.state == JobState::Running {
+            if c.failed == 0 {
+                job.state = JobState::Succeeded;
+                job.message.clear();
+            } else {
+                job.state = JobState::Failed;
+                job.message = format!("{} of {} instances failed", c.failed, job.batch.instances);
+            }
+        }
+        job.ended_ms = Some(now_ms);
+        job.drop_shards = true;
+        job.dirty_record = true;
+        job.template = None;
+        job.ready.clear();
+        job.backoff.clear();
+        self.running.retain(|n| n != name);
+        let dependents: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state == JobState::Waiting && j.batch.depends_on.iter().any(|d| d == name)
+            })
+            .map(|j| j.spec.name.clone())
+            .collect();
+        // They start now, or fail with it.
+        for dependent in dependents {
+            self.start_if_ready(&dependent, now_ms);
+        }
+    }
+
+    /// Fails every waiting job that depends on `name` (which will not succeed), and theirs.
+    /// Waiting jobs have nothing running, so nothing is killed.
+    fn end_dependents(&mut self, name: &str, now_ms: u64) {
+        let dependents: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| {
+                j.state == JobState::Waiting && j.batch.depends_on.iter().any(|d| d == name)
+            })
+            .map(|j| j.spec.name.clone())
+            .collect();
+        for dependent in dependents {
+            if let Some(job) = self.jobs.get_mut(&dependent) {
+                job.message = format!("dependency {name} did not succeed");
+                job.stop(JobState::Failed);
+            }
+            self.end_if_done(&dependent, now_ms);
+            self.end_dependents(&dependent, now_ms);
+        }
+    }
+
+    fn release_due(&mut self, now_ms: u64) {
+        for name in &self.running {
+            if let Some(job) = self.jobs.get_mut(name) {
+                while let Some(&(due, index)) = job.backoff.first() {
+                    if due > now_ms {
+                        break;
+                    }
+                    job.backoff.pop_first();
+                    job.counts.retrying -= 1;
+                    job.counts.waiting += 1;
+                    job.ready.push_back(index);
+                }
+            }
+        }
+    }
+
+    /// Outputs are kept for jobs another job takes inputs from.
+    fn refresh_keep_outputs(&mut self) {
+        let sources: BTreeSet<String> = self
+            .jobs
+            .values()
+            .flat_map(|j| j.spec.inputs.iter())
+            .filter_map(|i| match &i.source {
+                InputSource::Job { job, .. } => Some(job.clone()),
+                _ => None,
+            })
+            .collect();
+        for job in self.jobs.values_mut() {
+            job.keep_outputs = sources.contains(&job.spec.name);
+        }
+    }
+}
+
+impl Job {
+    fn new(seq: u64, submission: Arc<Submission>, spec: JobSpec, now_ms: u64) -> Self {
+        let batch = match &spec.kind {
+            JobKind::Batch(b) => b.clone(),
+            // Only batch jobs are submitted or stored; a stored job of another kind (from a
+            // later version) is kept with no instances.
+            JobKind::Service(_) | JobKind::Cron(_) => BatchSpec {
+                instances: 0,
+                retries: 0,
+                backoff: crate::spec::Backoff {
+                    initial: Duration::ZERO,
+                    factor: 1.0,
+                    max: Duration::ZERO,
+                },
+                max_failures: None,
+                depends_on: Vec::new(),
+            },
+        };
+        let count = u32::try_from(batch.instances).unwrap_or(u32::MAX);
+        let instances = vec![
+            Instance {
+                phase: Phase::Waiting,
+                attempts: 0,
+                placed: None,
+            };
+            count as usize
+        ];
+        let tally = Tally::new(&spec.constraints);
+        Self {
+            seq,
+            submission,
+            batch,
+            state: JobState::Waiting,
+            message: String::new(),
+            submitted_ms: now_ms,
+            ended_ms: None,
+            ready: (0..count).collect(),
+            backoff: BTreeSet::new(),
+            counts: Counts {
+                waiting: u64::from(count),
+                ..Counts::default()
+            },
+            tally,
+            template: None,
+            keep_outputs: false,
+            outputs: BTreeMap::new(),
+            recent_failures: VecDeque::new(),
+            dirty_record: true,
+            dirty_shards: (0..count.div_ceil(SHARD_SIZE)).collect(),
+            dirty_outputs: BTreeSet::new(),
+            drop_shards: false,
+            instances,
+            spec,
+        }
+    }
+
+    fn restore_shards(&mut self, shards: &BTreeMap<u32, ShardRecord>) -> Result<(), String> {
+        let name = &self.spec.name;
+        self.ready.clear();
+        self.counts = Counts::default();
+        let count = self.instances.len();
+        for (index, instance) in self.instances.iter_mut().enumerate() {
+            let (shard, offset) = (index as u32 / SHARD_SIZE, index as u32 % SHARD_SIZE);
+            let record = shards
+                .get(&shard)
+                .ok_or_else(|| format!("job {name}: shard {shard} of its instances is missing"))?;
+            let code = record
+                .phases
+                .chars()
+                .nth(offset as usize)
+                .ok_or_else(|| format!("job {name}: shard {shard} is short"))?;
+            let phase = Phase::from_code(code)
+                .ok_or_else(|| format!("job {name}: unknown phase {code:?} in shard {shard}"))?;
+            instance.phase = phase;
+            instance.attempts = record
+                .attempts
+                .get(&offset)
+                .copied()
+                .unwrap_or(phase.usual_attempts());
+            self.counts.attempts += u64::from(instance.attempts);
+            match phase {
+                Phase::Waiting => {
+                    self.counts.waiting += 1;
+                    self.ready.push_back(index as u32);
+                }
+                Phase::Launched => self.counts.running += 1,
+                Phase::Succeeded => self.counts.succeeded += 1,
+                Phase::Failed => self.counts.failed += 1,
+            }
+        }
+        debug_assert_eq!(self.instances.len(), count);
+        self.dirty_shards.clear();
+        Ok(())
+    }
+
+    fn launch(
+        &mut self,
+        index: u32,
+        template: &TaskInfo,
+        placed: Option<Box<[Option<String>]>>,
+    ) -> TaskInfo {
+        let name = self.spec.name.clone();
+        let instance = &mut self.instances[index as usize];
+        instance.phase = Phase::Launched;
+        instance.attempts += 1;
+        let attempt = instance.attempts;
+        if let Some(values) = &placed {
+            self.tally.add(values);
+        }
+        instance.placed = placed;
+        self.counts.waiting -= 1;
+        self.counts.running += 1;
+        self.counts.attempts += 1;
+        self.dirty_shards.insert(index / SHARD_SIZE);
+        let mut task = template.clone();
+        // Job names are DNS labels, so `<job>.<index>` is a valid task ID.
+        if let Some(id) = task_id(&name, index) {
+            task.id = id;
+        }
+        task.name = format!("{name}[{index}]");
+        task.env
+            .push(("CORRAL_TASK_INDEX".into(), index.to_string()));
+        task.env
+            .push(("CORRAL_TASK_ATTEMPT".into(), attempt.to_string()));
+        task.labels
+            .insert("corral.instance".into(), index.to_string());
+        task
+    }
+
+    /// The instance left the launched phase: its constraint tally and counts follow.
+    fn leave_launched(&mut self, index: u32) {
+        let instance = &mut self.instances[index as usize];
+        if let Some(values) = instance.placed.take() {
+            self.tally.remove(&values);
+        }
+        self.counts.running -= 1;
+        self.dirty_shards.insert(index / SHARD_SIZE);
+    }
+
+    fn finish(&mut self, index: u32, phase: Phase) {
+        self.leave_launched(index);
+        self.instances[index as usize].phase = phase;
+        match phase {
+            Phase::Succeeded => self.counts.succeeded += 1,
+            _ => self.counts.failed += 1,
+        }
+    }
+
+    fn retry(&mut self, index: u32, now_ms: u64) {
+        self.leave_launched(index);
+        let instance = &mut self.instances[index as usize];
+        instance.phase = Phase::Waiting;
+        let delay = backoff_delay(&self.batch.backoff, instance.attempts);
+        let due = now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+        self.backoff.insert((due, index));
+        self.counts.retrying += 1;
+    }
+
+    fn record_failure(&mut self, index: u32, status: &TaskStatus) {
+        let attempt = self.instances[index as usize].attempts;
+        let message = if status.message.is_empty() {
+            status.reason.to_string()
+        } else {
+            status.message.clone()
+        };
+        self.recent_failures.push_front(v1::FailedAttempt {
+            instance: u64::from(index),
+            attempt: u64::from(attempt),
+            state: status.state.to_string(),
+            message,
+        });
+        self.recent_failures.truncate(RECENT_FAILURES);
+    }
+
+    /// Ends the job in `state`: nothing more launches; returns its launched tasks to kill
+    /// (they are counted as they report).
+    fn stop(&mut self, state: JobState) -> Vec<TaskId> {
+        self.state = state;
+        self.dirty_record = true;
+        // Instances that never ran, or wait for a retry, will not.
+        let unrun: Vec<u32> = self
+            .ready
+            .drain(..)
+            .chain(self.backoff.iter().map(|(_, i)| *i))
+            .collect();
+        self.backoff.clear();
+        for index in unrun {
+            self.instances[index as usize].phase = Phase::Failed;
+            self.dirty_shards.insert(index / SHARD_SIZE);
+        }
+        self.counts.failed += self.counts.waiting + self.counts.retrying;
+        self.counts.waiting = 0;
+        self.counts.retrying = 0;
+        self.template = None;
+        self.instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.phase == Phase::Launched)
+            .filter_map(|(index, _)| task_id(&self.spec.name, index as u32))
+            .collect()
+    }
+
+    fn view(&self) -> v1::Job {
+        v1::Job {
+            name: self.spec.name.clone(),
+            kind: kind_name(&self.spec.kind).into(),
+            state: self.state.to_proto().into(),
+            message: self.message.clone(),
+            instances: self.batch.instances,
+            succeeded: self.counts.succeeded,
+            failed: self.counts.failed,
+            running: self.counts.running,
+            waiting: self.counts.waiting,
+            retrying: self.counts.retrying,
+            attempts: self.counts.attempts,
+            depends_on: self.batch.depends_on.clone(),
+            submitted_unix_millis: self.submitted_ms,
+            ended_unix_millis: self.ended_ms.unwrap_or(0),
+            recent_failures: self.recent_failures.iter().cloned().collect(),
+        }
+    }
+
+    fn writes(&mut self, out: &mut Vec<Write>) {
+        let name = self.spec.name.clone();
+        for index in std::mem::take(&mut self.dirty_outputs) {
+            let outputs = self.outputs.get(&index).map(|o| OutputsRecord {
+                outputs: o
+                    .iter()
+                    .map(|o| (o.path.clone(), o.size, o.digest.to_string()))
+                    .collect(),
+            });
+            if let Some(record) = outputs {
+                out.push(Write::put(outputs_key(&name, index), &record));
+            }
+        }
+        let shards = std::mem::take(&mut self.dirty_shards);
+        if self.drop_shards {
+            let count = (self.batch.instances as u32).div_ceil(SHARD_SIZE);
+            // The record (with the final counts) first: a crash between the two leaves
+            // stray shards of an ended job, which a restore ignores.
+            self.dirty_record = false;
+            out.push(Write::put(job_key(&name), &self.record()));
+            out.extend((0..count).map(|s| Write::Delete(shard_key(&name, s))));
+            self.drop_shards = false;
+            self.instances.clear();
+            return;
+        }
+        for shard in shards {
+            out.push(Write::put(shard_key(&name, shard), &self.shard(shard)));
+        }
+        if std::mem::take(&mut self.dirty_record) {
+            out.push(Write::put(job_key(&name), &self.record()));
+        }
+    }
+
+    fn shard(&self, shard: u32) -> ShardRecord {
+        let start = (shard * SHARD_SIZE) as usize;
+        let end = (start + SHARD_SIZE as usize).min(self.instances.len());
+        let mut phases = String::with_capacity(end - start);
+        let mut attempts = BTreeMap::new();
+        for (offset, instance) in self.instances[start..end].iter().enumerate() {
+            phases.push(instance.phase.code());
+            if instance.attempts != instance.phase.usual_attempts() {
+                attempts.insert(offset as u32, instance.attempts);
+            }
+        }
+        ShardRecord { phases, attempts }
+    }
+
+    fn record(&self) -> JobRecord {
+        JobRecord {
+            seq: self.seq,
+            name: self.spec.name.clone(),
+            submission: (*self.submission).clone(),
+            state: self.state.as_str().into(),
+            message: self.message.clone(),
+            submitted_ms: self.submitted_ms,
+            ended_ms: self.ended_ms,
+            ended: self.ended_ms.map(|_| EndedCounts {
+                succeeded: self.counts.succeeded,
+                failed: self.counts.failed,
+                attempts: self.counts.attempts,
+            }),
+        }
+    }
+}
+
+/// What every instance's task is made from: the spec with its paths resolved to what the
+/// submitter uploaded and its inputs from other jobs to their outputs.
+fn template(job: &Job, jobs: &BTreeMap<String, Job>) -> Result<TaskInfo, String> {
+    let spec = &job.spec;
+    let module = resolve_module(&spec.module, &job.submission)?;
+    let mut inputs = Vec::new();
+    for input in &spec.inputs {
+        match &input.source {
+            InputSource::File(path) => inputs.push(InputFile {
+                path: input.path.clone(),
+                source: TaskInput::Artifact(uploaded(&job.submission, path)?),
+            }),
+            InputSource::Artifact(digest) => inputs.push(InputFile {
+                path: input.path.clone(),
+                source: TaskInput::Artifact(*digest),
+            }),
+            InputSource::Job { job: from, output } => {
+                let source = jobs
+                    .get(from)
+                    .ok_or_else(|| format!("input from job {from}, which is gone"))?;
+                for (index, outputs) in &source.outputs {
+                    for o in outputs {
+                        if output.as_ref().is_some_and(|want| *want != o.path) {
+                            continue;
+                        }
+                        inputs.push(InputFile {
+                            path: format!(
+                                "{}/{index}/{}",
+                                input.path.trim_end_matches('/'),
+                                o.path
+                            ),
+                            source: TaskInput::Artifact(o.digest),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    let mut env = spec.env.clone();
+    env.push(("CORRAL_JOB".into(), spec.name.clone()));
+    let mut labels: BTreeMap<String, String> = spec.labels.iter().cloned().collect();
+    labels.insert("corral.job".into(), spec.name.clone());
+    Ok(TaskInfo {
+        // Replaced per instance.
+        id: TaskId::new(&spec.name).map_err(|e| e.to_string())?,
+        name: spec.name.clone(),
+        module,
+        entrypoint: "_start".into(),
+        args: spec.args.clone(),
+        env,
+        inputs,
+        resources: spec.resources.clone(),
+        limits: TaskLimits {
+            max_fuel: spec.limits.max_fuel,
+            timeout: spec.limits.timeout,
+            max_output_bytes: spec.limits.max_output,
+        },
+        labels,
+        argv0: Some(spec.name.clone()),
+        preopens: Vec::new(),
+        stdin: bytes::Bytes::new(),
+        checkpoint: bytes::Bytes::new(),
+    })
+}
+
+fn resolve_module(module: &ModuleRef, submission: &Submission) -> Result<ModuleSource, String> {
+    Ok(match module {
+        ModuleRef::Digest(d) => ModuleSource::Digest(*d),
+        ModuleRef::Url { url, digest } => ModuleSource::Url {
+            url: url.clone(),
+            digest: *digest,
+        },
+        ModuleRef::Path(path) => ModuleSource::Digest(uploaded(submission, path)?),
+    })
+}
+
+/// The digest uploaded for a local path the spec names.
+fn uploaded(submission: &Submission, path: &std::path::Path) -> Result<Digest, String> {
+    let written = path.display().to_string();
+    let digest = submission.uploaded.get(&written).ok_or_else(|| {
+        format!(
+            "{written}: a local file the submitter did not upload (submit with `corral job submit`)"
+        )
+    })?;
+    digest
+        .parse()
+        .map_err(|e| format!("{written}: uploaded as {digest:?}: {e}"))
+}
+
+/// `initial * factor^(attempts - 1)`, at most `max`.
+pub(crate) fn backoff_delay(backoff: &crate::spec::Backoff, attempts: u32) -> Duration {
+    let exponent = i32::try_from(attempts.saturating_sub(1)).unwrap_or(i32::MAX);
+    let secs = backoff.initial.as_secs_f64() * backoff.factor.powi(exponent);
+    if secs.is_finite() && secs < backoff.max.as_secs_f64() {
+        Duration::from_secs_f64(secs.max(0.0))
+    } else {
+        backoff.max
+    }
+}
+
+fn kind_name(kind: &JobKind) -> &'static str {
+    match kind {
+        JobKind::Batch(_) => "batch",
+        JobKind::Service(_) => "service",
+        JobKind::Cron(_) => "cron",
+    }
+}
+
+pub(crate) fn task_id(job: &str, index: u32) -> Option<TaskId> {
+    TaskId::new(format!("{job}.{index}")).ok()
+}
+
+pub(crate) fn split_task_id(id: &str) -> Option<(&str, u32)> {
+    let (job, index) = id.rsplit_once('.')?;
+    Some((job, index.parse().ok()?))
+}

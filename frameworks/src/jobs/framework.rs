@@ -1,0 +1,471 @@
+//! The jobs framework on the public SDK: a [`Scheduler`] over a [`Book`], keeping its state in
+//! the framework store so that it survives a restart of its process or a master failover.
+//!
+//! Exactly once: an instance is recorded as launched in the store before its LAUNCH is sent,
+//! and an update is acknowledged only once its effect is in the store (the master redelivers
+//! unacknowledged updates). After a restart the framework reads its state back and
+//! reconciles every instance recorded as launched; the master answers each once it knows
+//! (it waits for agents that have not re-registered), so an instance is either running once
+//! or recorded as ended. An attempt whose launch reached no agent is answered UNKNOWN and
+//! counts as a failed attempt.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use corral_proto::TaskStatus;
+use corral_scheduler::{
+    Driver, FrameworkConfig, FrameworkId, Offer, Scheduler, SdkError, StoreEntry, TaskId,
+};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::book::Book;
+use super::record::{
+    JOB_PREFIX, JobRecord, OUTPUTS_PREFIX, OutputsRecord, SHARD_PREFIX, ShardRecord, Write,
+    split_key,
+};
+
+/// The framework's ID (fixed, so every start fails over the previous one and finds its
+/// store) and name.
+pub const FRAMEWORK_ID: &str = "corral-jobs";
+/// How long the master keeps the framework's tasks while it is away (Marathon's default).
+const FAILOVER_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often changes are written to the store (and their updates acknowledged).
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// Tasks named in one reconciliation call.
+const RECONCILE_BATCH: usize = 5_000;
+/// How long offers are declined while the framework reads its state back.
+const NOT_READY_DECLINE: Duration = Duration::from_secs(1);
+
+/// A running jobs framework: what the Jobs service calls. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct JobsFramework {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    book: Mutex<Book>,
+    /// Held while writing to the store, so that writes land in the order they were taken.
+    flushing: tokio::sync::Mutex<()>,
+    /// Writes that failed, retried first by the next flush (a newer write of a key wins).
+    retry: Mutex<BTreeMap<String, Write>>,
+    /// Updates in the book and not yet in the store: acknowledged after the next flush.
+    unacked: Mutex<Vec<TaskStatus>>,
+    /// True once subscribed and the state is read back.
+    ready: watch::Sender<bool>,
+    /// The current run's.
+    driver: Mutex<Option<Driver>>,
+    wake: Notify,
+    suppressed: AtomicBool,
+}
+
+/// Why the Jobs service could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("the jobs framework is starting (subscribing and reading its state back)")]
+    NotReady,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Exists(String),
+    #[error("{0}")]
+    UnknownDependency(String),
+    #[error("no job is named {0:?}")]
+    NotFound(String),
+    #[error("the jobs framework could not record the change: {0}")]
+    Store(SdkError),
+}
+
+impl Default for JobsFramework {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl JobsFramework {
+    /// A framework not running yet: [`JobsFramework::run`] runs it. The Jobs service can be
+    /// built on it at once (it answers UNAVAILABLE until the framework is ready).
+    pub fn new() -> Self {
+        let (ready, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                book: Mutex::new(Book::default()),
+                flushing: tokio::sync::Mutex::new(()),
+                retry: Mutex::new(BTreeMap::new()),
+                unacked: Mutex::new(Vec::new()),
+                ready,
+                driver: Mutex::new(None),
+                wake: Notify::new(),
+                suppressed: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Runs the framework against `masters` (as the SDK takes them) until
+    /// [`JobsFramework::stop`]: subscribes, reads its state back from its store, and runs
+    /// jobs. Each run starts from the store, so a framework stopped (its master lost the
+    /// lead) and run again (on the new leader) loses nothing.
+    pub async fn run(&self, masters: Vec<String>) -> Result<(), SdkError> {
+        *self.book() = Book::default();
+        lock(&self.inner.retry).clear();
+        lock(&self.inner.unacked).clear();
+        let mut config = FrameworkConfig::new(FRAMEWORK_ID, masters);
+        config.framework_id = FrameworkId::new(FRAMEWORK_ID).ok();
+        config.user = "corral".into();
+        config.failover_timeout = FAILOVER_TIMEOUT;
+        config.auto_acknowledge = false;
+        let (driver, handle) = corral_scheduler::spawn(
+            config,
+            Callbacks {
+                jobs: self.clone(),
+                loaded: false,
+            },
+        );
+        *lock(&self.inner.driver) = Some(driver.clone());
+        let flusher = tokio::spawn(self.clone().flush_forever(driver));
+        let result = handle
+            .await
+            .unwrap_or_else(|e| Err(SdkError::Config(format!("the framework task failed: {e}"))));
+        self.inner.ready.send_replace(false);
+        *lock(&self.inner.driver) = None;
+        let _ = flusher.await;
+        result
+    }
+
+    /// Stops the framework (its tasks keep running; a later run picks them up).
+    pub fn stop(&self) {
+        if let Some(driver) = lock(&self.inner.driver).as_ref() {
+            driver.stop();
+        }
+    }
+
+    /// Resolves once the framework is subscribed and has read its state back.
+    pub async fn ready(&self) {
+        let mut rx = self.inner.ready.subscribe();
+        let _ = rx.wait_for(|ready| *ready).await;
+    }
+
+    fn driver(&self) -> Result<Driver, JobsError> {
+        if !*self.inner.ready.borrow() {
+            return Err(JobsError::NotReady);
+        }
+        lock(&self.inner.driver).clone().ok_or(JobsError::NotReady)
+    }
+
+    fn book(&self) -> MutexGuard<'_, Book> {
+        // A panic while holding the lock is a bug; the book is still the best we have.
+        self.inner
+            .book
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Submits the jobs of one spec file (already parsed), recorded before this returns.
+    pub(crate) async fn submit(
+        &self,
+        specs: Vec<crate::spec::JobSpec>,
+        submission: super::record::Submission,
+    ) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
+        let driver = self.driver()?;
+        let names = {
+            let mut book = self.book();
+            book.submit(specs, submission, now_ms())
+                .map_err(|e| match e {
+                    super::book::SubmitError::Invalid(m) => JobsError::Invalid(m),
+                    super::book::SubmitError::Exists(m) => JobsError::Exists(m),
+                    super::book::SubmitError::UnknownDependency(m) => {
+                        JobsError::UnknownDependency(m)
+                    }
+                })?
+        };
+        self.flush(&driver).await.map_err(JobsError::Store)?;
+        self.want_offers(&driver).await;
+        let book = self.book();
+        Ok(names.iter().filter_map(|n| book.view(n)).collect())
+    }
+
+    pub(crate) fn list(&self) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
+        self.driver()?;
+        Ok(self.book().views())
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
+        self.driver()?;
+        self.book()
+            .view(name)
+            .ok_or_else(|| JobsError::NotFound(name.to_owned()))
+    }
+
+    pub(crate) async fn kill(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
+        let driver = self.driver()?;
+        let kills = self
+            .book()
+            .kill(name, now_ms())
+            .ok_or_else(|| JobsError::NotFound(name.to_owned()))?;
+        self.flush(&driver).await.map_err(JobsError::Store)?;
+        kill_all(&driver, &kills).await;
+        self.get(name)
+    }
+
+    /// Writes what changed to the store, then acknowledges the updates it covers. Writes
+    /// that fail are retried by the next flush, and their updates are acknowledged then.
+    async fn flush(&self, driver: &Driver) -> Result<(), SdkError> {
+        let _order = self.inner.flushing.lock().await;
+        let (writes, acks) = {
+            let mut book = self.book();
+            let mut writes = std::mem::take(&mut *lock(&self.inner.retry));
+            for w in book.take_writes() {
+                writes.insert(w.key().to_owned(), w);
+            }
+            let acks = std::mem::take(&mut *lock(&self.inner.unacked));
+            (writes, acks)
+        };
+        let mut pending = JoinSet::new();
+        for (_, write) in writes {
+            let driver = driver.clone();
+            pending.spawn(async move {
+                let result = match &write {
+                    Write::Put(key, value) => {
+                        driver.store_put(key, value.clone(), None).await.map(drop)
+                    }
+                    Write::Delete(key) => driver.store_delete(key, None).await,
+                };
+                (write, result)
+            });
+        }
+        let mut failure = None;
+        while let Some(joined) = pending.join_next().await {
+            let Ok((write, result)) = joined else {
+                continue;
+            };
+            if let Err(error) = result {
+                lock(&self.inner.retry)
+                    .entry(write.key().to_owned())
+                    .or_insert(write);
+                failure = Some(error);
+            }
+        }
+        if let Some(error) = failure {
+            tracing::warn!(%error, "jobs framework: store write failed; retrying");
+            lock(&self.inner.unacked).splice(0..0, acks);
+            return Err(error);
+        }
+        for status in &acks {
+            driver.acknowledge_later(status);
+        }
+        Ok(())
+    }
+
+    async fn flush_forever(self, driver: Driver) {
+        let mut stopped = false;
+        while !stopped {
+            tokio::select! {
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(FLUSH_EVERY) => {}
+                () = driver.stopped() => stopped = true,
+            }
+            if *self.inner.ready.borrow() {
+                // A failure is logged and retried on the next round.
+                let _ = self.flush(&driver).await;
+            }
+        }
+    }
+
+    /// Revives offers when work is waiting and they are suppressed.
+    async fn want_offers(&self, driver: &Driver) {
+        let wants = self.book().wants_offers();
+        if wants
+            && self.inner.suppressed.swap(false, Ordering::SeqCst)
+            && let Err(error) = driver.revive(&[]).await
+        {
+            tracing::warn!(%error, "jobs framework: revive failed");
+            self.inner.suppressed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Reads the jobs back from the store, then asks the master about every instance that
+    /// was launched.
+    async fn load(&self, driver: &Driver) -> Result<(), SdkError> {
+        let jobs = driver.store_list(JOB_PREFIX).await?;
+        let shards = driver.store_list(SHARD_PREFIX).await?;
+        let outputs = driver.store_list(OUTPUTS_PREFIX).await?;
+        let mut shards_of: BTreeMap<String, BTreeMap<u32, ShardRecord>> = BTreeMap::new();
+        for entry in &shards {
+            if let Some((job, shard)) = split_key(&entry.key, SHARD_PREFIX)
+                && let Some(record) = decode::<ShardRecord>(entry)
+            {
+                shards_of
+                    .entry(job.to_owned())
+                    .or_default()
+                    .insert(shard, record);
+            }
+        }
+        let mut outputs_of: BTreeMap<String, BTreeMap<u32, Vec<corral_types::TaskOutput>>> =
+            BTreeMap::new();
+        for entry in &outputs {
+            if let Some((job, index)) = split_key(&entry.key, OUTPUTS_PREFIX)
+                && let Some(record) = decode::<OutputsRecord>(entry)
+            {
+                let files = record
+                    .outputs
+                    .into_iter()
+                    .filter_map(|(path, size, digest)| {
+                        Some(corral_types::TaskOutput {
+                            path,
+                            size,
+                            digest: digest.parse().ok()?,
+                        })
+                    })
+                    .collect();
+                outputs_of
+                    .entry(job.to_owned())
+                    .or_default()
+                    .insert(index, files);
+            }
+        }
+        let launched = {
+            let mut book = self.book();
+            let now = now_ms();
+            for entry in &jobs {
+                let Some(record) = decode::<JobRecord>(entry) else {
+                    continue;
+                };
+                let name = record.name.clone();
+                let shards = shards_of.remove(&name).unwrap_or_default();
+                let outputs = outputs_of.remove(&name).unwrap_or_default();
+                if let Err(error) = book.restore(record, &shards, outputs) {
+                    tracing::error!(job = %name, %error, "jobs framework: cannot restore a job; left out");
+                }
+            }
+            book.restored(now);
+            book.launched()
+        };
+        tracing::info!(
+            jobs = jobs.len(),
+            launched = launched.len(),
+            "jobs framework: state read back"
+        );
+        reconcile(driver, &launched).await
+    }
+}
+
+struct Callbacks {
+    jobs: JobsFramework,
+    loaded: bool,
+}
+
+#[async_trait::async_trait]
+impl Scheduler for Callbacks {
+    async fn subscribed(&mut self, driver: &Driver, _framework_id: &FrameworkId) {
+        if self.loaded {
+            // A new subscription: ask again about what is launched (updates the master
+            // still holds are redelivered anyway).
+            let launched = self.jobs.book().launched();
+            if let Err(error) = reconcile(driver, &launched).await {
+                tracing::warn!(%error, "jobs framework: reconciliation failed");
+            }
+        } else {
+            match self.jobs.load(driver).await {
+                Ok(()) => {
+                    self.loaded = true;
+                    self.jobs.inner.ready.send_replace(true);
+                }
+                Err(error) => {
+                    // Nothing is launched until the state is back; the next subscription
+                    // tries again.
+                    tracing::error!(%error, "jobs framework: cannot read its state back");
+                    return;
+                }
+            }
+        }
+        self.jobs.inner.suppressed.store(true, Ordering::SeqCst);
+        self.jobs.want_offers(driver).await;
+    }
+
+    async fn offers(&mut self, driver: &Driver, offers: Vec<Offer>) {
+        if !self.loaded {
+            let ids: Vec<_> = offers.into_iter().map(|o| o.id).collect();
+            let _ = driver.decline(&ids, NOT_READY_DECLINE).await;
+            return;
+        }
+        let (plan, wants) = {
+            let mut book = self.jobs.book();
+            let plan = book.plan(&offers, now_ms());
+            (plan, book.wants_offers())
+        };
+        if !plan.launches.is_empty()
+            && let Err(error) = self.jobs.flush(driver).await
+        {
+            // Not recorded, so not launched: the instances stay launched in the book and
+            // are reconciled (answered UNKNOWN, retried) on the next subscription.
+            tracing::warn!(%error, "jobs framework: launches not recorded; not sent");
+            return;
+        }
+        for (offer, tasks) in plan.launches {
+            if let Err(error) = driver.launch(&[offer], tasks).await {
+                tracing::warn!(%error, "jobs framework: launch failed; reconciling later");
+            }
+        }
+        if !plan.declines.is_empty() {
+            let _ = driver.decline(&plan.declines, plan.refuse).await;
+        }
+        if !wants
+            && !self.jobs.inner.suppressed.swap(true, Ordering::SeqCst)
+            && let Err(error) = driver.suppress(&[]).await
+        {
+            tracing::warn!(%error, "jobs framework: suppress failed");
+            self.jobs.inner.suppressed.store(false, Ordering::SeqCst);
+        }
+    }
+
+    async fn status_update(&mut self, driver: &Driver, status: TaskStatus) {
+        let kills = self.jobs.book().update(&status, now_ms());
+        lock(&self.jobs.inner.unacked).push(status);
+        self.jobs.inner.wake.notify_one();
+        kill_all(driver, &kills).await;
+        self.jobs.want_offers(driver).await;
+    }
+
+    async fn error(&mut self, _driver: &Driver, message: String) {
+        tracing::error!(%message, "jobs framework: the master ended the subscription");
+    }
+}
+
+async fn reconcile(driver: &Driver, tasks: &[TaskId]) -> Result<(), SdkError> {
+    for chunk in tasks.chunks(RECONCILE_BATCH) {
+        let named: Vec<_> = chunk.iter().map(|t| (t.clone(), None)).collect();
+        driver.reconcile(&named).await?;
+    }
+    Ok(())
+}
+
+async fn kill_all(driver: &Driver, tasks: &[TaskId]) {
+    for task in tasks {
+        if let Err(error) = driver.kill(task, None).await {
+            tracing::warn!(%error, task_id = %task, "jobs framework: kill failed");
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(entry: &StoreEntry) -> Option<T> {
+    match serde_json::from_slice(&entry.value) {
+        Ok(v) => Some(v),
+        Err(error) => {
+            tracing::error!(key = %entry.key, %error, "jobs framework: unreadable record; ignored");
+            None
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
