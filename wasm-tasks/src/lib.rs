@@ -128,3 +128,55 @@ mod tests {
         assert!(LIMITS.ends_with("/limits.wasm"));
     }
 }
+
+/// The map/reduce example of the jobs framework (`mapreduce/`): word count over a small
+/// corpus, a batch of `map` instances then a `reduce` job that takes their outputs.
+/// `corral dev` writes it out next to the example modules and runs it.
+pub mod mapreduce {
+    /// The spec file, `wordcount.toml`; it names `wordfreq.wasm` and the corpus files
+    /// relative to itself.
+    pub const SPEC: &str = include_str!("../mapreduce/wordcount.toml");
+    /// The corpus: `(path relative to the spec, text)`.
+    pub const CORPUS: &[(&str, &str)] = &[
+        (
+            "corpus/01-mesos.txt",
+            include_str!("../mapreduce/corpus/01-mesos.txt"),
+        ),
+        (
+            "corpus/02-offers.txt",
+            include_str!("../mapreduce/corpus/02-offers.txt"),
+        ),
+        (
+            "corpus/03-drf.txt",
+            include_str!("../mapreduce/corpus/03-drf.txt"),
+        ),
+        (
+            "corpus/04-spark.txt",
+            include_str!("../mapreduce/corpus/04-spark.txt"),
+        ),
+        (
+            "corpus/05-wasm.txt",
+            include_str!("../mapreduce/corpus/05-wasm.txt"),
+        ),
+        (
+            "corpus/06-corral.txt",
+            include_str!("../mapreduce/corpus/06-corral.txt"),
+        ),
+    ];
+
+    /// Writes the spec, the corpus and `wordfreq.wasm` into `dir`; returns the spec's path.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be written.
+    pub fn write_to(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+        std::fs::create_dir_all(dir.join("corpus"))?;
+        for (path, text) in CORPUS {
+            std::fs::write(dir.join(path), text)?;
+        }
+        std::fs::write(dir.join("wordfreq.wasm"), crate::embedded::WORDFREQ)?;
+        let spec = dir.join("wordcount.toml");
+        std::fs::write(&spec, SPEC)?;
+        Ok(spec)
+    }
+}

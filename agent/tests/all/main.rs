@@ -23,6 +23,7 @@ mod primes;
 mod sdk_demo;
 mod wasi_compat;
 mod wordcount;
+mod wordfreq;
 
 // A guest program without a test module of its name is a compile error.
 macro_rules! assert_test_exists {

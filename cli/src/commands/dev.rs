@@ -17,6 +17,8 @@ use corral_scheduler::{ModuleSource, TaskId, TaskInfo, TaskLimits};
 
 use crate::cli::DevArgs;
 use crate::client;
+use crate::commands::follow::FileFollower;
+use crate::commands::job;
 use crate::commands::run::{outcome, run_task, usage_line};
 
 /// The text `wordcount` counts.
@@ -50,14 +52,20 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
     }
     println!("state     {}", root.display());
     let hello = write_examples(&root.join("examples"))?;
-    if !args.no_examples
-        && let Err(e) = examples(&master_addr).await
-    {
-        eprintln!("examples failed: {e:#}");
+    let pipeline = corral_wasm_tasks::mapreduce::write_to(&root.join("examples/mapreduce"))
+        .context("writing the map/reduce example")?;
+    if !args.no_examples {
+        if let Err(e) = examples(&master_addr).await {
+            eprintln!("examples failed: {e:#}");
+        }
+        if let Err(e) = map_reduce(&master_addr, &pipeline).await {
+            eprintln!("the map/reduce example failed: {e:#}");
+        }
     }
     println!();
     println!("cluster is up; try (Ctrl-C stops it):");
     println!("  corral run {} world", hello.display());
+    println!("  corral job submit {} --wait", pipeline.display());
     println!("  corral ps --all");
     println!("  corral agents");
     println!("  corral logs <task>");
@@ -142,5 +150,40 @@ async fn examples(master: &str) -> anyhow::Result<()> {
             None => println!("{name}: exited {code}"),
         }
     }
+    Ok(())
+}
+
+/// Runs the map/reduce example through the jobs framework: the maps, then the reduce, whose
+/// output (the corpus's most frequent words) is printed.
+async fn map_reduce(master: &str, spec: &Path) -> anyhow::Result<()> {
+    let masters = vec![master.to_owned()];
+    println!();
+    println!(
+        "── map/reduce: word count over {} files ({})",
+        corral_wasm_tasks::mapreduce::CORPUS.len(),
+        spec.display()
+    );
+    let submitted = job::submit_file(&masters, spec, None).await?;
+    let names: Vec<String> = submitted.into_iter().map(|j| j.name).collect();
+    let ended = job::wait(&mut client::jobs(&masters).await?, &names).await?;
+    for j in &ended {
+        println!(
+            "{}: {}/{} instances succeeded",
+            j.name, j.succeeded, j.instances
+        );
+    }
+    if !job::all_succeeded(&ended) {
+        anyhow::bail!("a job did not succeed (corral job status <name>)");
+    }
+    let mut operator = client::operator(&masters).await?;
+    let mut stdout = FileFollower::new(
+        "reduce.0",
+        Some(corral_frameworks::jobs::FRAMEWORK_ID.to_owned()),
+        "stdout",
+    );
+    stdout
+        .read_new(&mut operator, &mut std::io::stdout())
+        .await
+        .map_err(|s| anyhow::anyhow!("reading the reduce's output: {}", s.message()))?;
     Ok(())
 }

@@ -21,18 +21,43 @@ use crate::output;
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
 pub(super) async fn submit(args: JobSubmitArgs) -> anyhow::Result<u8> {
-    let (format, source, jobs) = read_spec(&args.file, args.format.as_deref())?;
-    let dir = args.file.parent().unwrap_or(Path::new(""));
+    let masters = &args.master.master;
+    let submitted = submit_file(masters, &args.file, args.format.as_deref()).await?;
+    if !args.wait {
+        print_jobs(args.output, &submitted)?;
+        return Ok(0);
+    }
+    let names: Vec<String> = submitted.into_iter().map(|j| j.name).collect();
+    let ended = wait(&mut client::jobs(masters).await?, &names).await?;
+    print_jobs(args.output, &ended)?;
+    Ok(if all_succeeded(&ended) { 0 } else { 1 })
+}
+
+/// True when every job succeeded.
+pub(crate) fn all_succeeded(jobs: &[v1::Job]) -> bool {
+    jobs.iter()
+        .all(|j| j.state == v1::JobState::Succeeded as i32)
+}
+
+/// Reads a spec file, uploads the local files it names (relative to its directory) and
+/// submits it; returns the jobs submitted.
+pub(crate) async fn submit_file(
+    masters: &[String],
+    file: &Path,
+    format: Option<&str>,
+) -> anyhow::Result<Vec<v1::Job>> {
+    let (format, source, jobs) = read_spec(file, format)?;
+    let dir = file.parent().unwrap_or(Path::new(""));
     let mut uploaded = BTreeMap::new();
     let local = local_files(&jobs);
     if !local.is_empty() {
-        let mut operator = client::operator(&args.master.master).await?;
+        let mut operator = client::operator(masters).await?;
         for path in local {
             let full = dir.join(&path);
             let bytes = std::fs::read(&full).map_err(|e| {
                 Exit::invalid(format!(
                     "{}: cannot read {}: {e}",
-                    args.file.display(),
+                    file.display(),
                     full.display()
                 ))
             })?;
@@ -40,29 +65,19 @@ pub(super) async fn submit(args: JobSubmitArgs) -> anyhow::Result<u8> {
             uploaded.insert(path.display().to_string(), digest.to_string());
         }
     }
-    let mut jobs_client = client::jobs(&args.master.master).await?;
-    let submitted = jobs_client
+    let submitted = client::jobs(masters)
+        .await?
         .submit_jobs(v1::SubmitJobsRequest {
             source,
             format: format.name().into(),
-            file: args.file.display().to_string(),
+            file: file.display().to_string(),
             uploaded,
         })
         .await
         .map_err(|s| client::refused("submitting the jobs", &s))?
         .into_inner()
         .jobs;
-    if !args.wait {
-        print_jobs(args.output, &submitted)?;
-        return Ok(0);
-    }
-    let names: Vec<String> = submitted.into_iter().map(|j| j.name).collect();
-    let ended = wait(&mut jobs_client, &names).await?;
-    print_jobs(args.output, &ended)?;
-    let all_succeeded = ended
-        .iter()
-        .all(|j| j.state == v1::JobState::Succeeded as i32);
-    Ok(if all_succeeded { 0 } else { 1 })
+    Ok(submitted)
 }
 
 pub(super) async fn list(args: JobListArgs) -> anyhow::Result<u8> {
@@ -123,7 +138,10 @@ fn local_files(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
 
 /// Waits until every job named has ended, with a progress bar per job (on a terminal);
 /// returns them as they ended.
-async fn wait(client: &mut JobsClient, names: &[String]) -> anyhow::Result<Vec<v1::Job>> {
+pub(crate) async fn wait(
+    client: &mut JobsClient,
+    names: &[String],
+) -> anyhow::Result<Vec<v1::Job>> {
     let bars = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
     let style =
         indicatif::ProgressStyle::with_template("{prefix:>16} [{bar:30}] {pos}/{len} {msg}")

@@ -49,6 +49,10 @@ async fn a_copied_binary_runs_the_examples_in_an_empty_directory() {
         "78498",
         "primes: exited 0",
         "mandelbrot: exited 0",
+        "map: 4/4 instances succeeded",
+        "reduce: 1/1 instances succeeded",
+        "314 words, 166 distinct",
+        "the 20",
     ] {
         assert!(out.contains(expected), "{expected:?} missing from:\n{out}");
     }

@@ -268,3 +268,58 @@ async fn killing_a_job_kills_its_running_instances() {
     assert_eq!(job["running"], 0);
     assert_eq!(job["attempts"], 5);
 }
+
+/// What `wordfreq` makes of the corpus, worked out here: `word count` lines by count
+/// descending, then word.
+fn expected_word_counts() -> String {
+    let mut counts = std::collections::BTreeMap::<String, u64>::new();
+    for (_, text) in corral_wasm_tasks::mapreduce::CORPUS {
+        for word in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            *counts.entry(word.to_lowercase()).or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<_> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.iter().map(|(w, n)| format!("{w} {n}\n")).collect()
+}
+
+#[tokio::test]
+async fn the_map_reduce_example_runs_the_maps_then_the_reduce_on_their_outputs() {
+    let cluster = Cluster::start(&[]).await;
+    let spec = corral_wasm_tasks::mapreduce::write_to(&cluster.dir.path().join("mr")).unwrap();
+    let spec = spec.to_str().unwrap();
+    let out = cluster
+        .corral(&["job", "submit", spec, "--wait", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc = job_doc(&out);
+    let names: Vec<&str> = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["map", "reduce"]);
+    // The reduce ended after every map: it could only start once they had.
+    let map_ended = doc["jobs"][0]["ended_unix_millis"].as_u64().unwrap();
+    let reduce_submitted = doc["jobs"][1]["submitted_unix_millis"].as_u64().unwrap();
+    let reduce_ended = doc["jobs"][1]["ended_unix_millis"].as_u64().unwrap();
+    assert!(reduce_submitted <= map_ended && map_ended <= reduce_ended);
+
+    let into = cluster.dir.path().join("results");
+    let out = cluster
+        .corral(&[
+            "task",
+            "outputs",
+            "reduce.0",
+            "--into",
+            into.to_str().unwrap(),
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let counted = std::fs::read_to_string(into.join("wordcount.txt")).unwrap();
+    assert_eq!(counted, expected_word_counts());
+}
