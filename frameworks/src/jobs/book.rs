@@ -10,18 +10,17 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::{InputFile, InputSource as TaskInput, ModuleSource, TaskInfo, TaskStatus, v1};
+use corral_proto::{ModuleSource, TaskInfo, TaskStatus, v1};
 use corral_scheduler::Offer;
-use corral_types::{Digest, OfferId, Resources, TaskId, TaskLimits, TaskOutput, TaskState};
+use corral_types::{OfferId, Resources, TaskId, TaskOutput, TaskState};
 
 use super::placement::{self, Tally};
 use super::record::{
     EndedCounts, JobRecord, OutputsRecord, SHARD_SIZE, ShardRecord, Submission, Write, job_key,
     outputs_key, shard_key,
 };
-use crate::spec::{
-    BatchSpec, Format, InputSource, JobKind, JobSpec, ModuleRef, Placement as Spread,
-};
+use super::template;
+use crate::spec::{BatchSpec, Format, InputSource, JobKind, JobSpec, Placement as Spread};
 
 /// Failed attempts kept per job for its status.
 const RECENT_FAILURES: usize = 20;
@@ -236,10 +235,10 @@ impl Book {
                     )));
                 }
             }
-            resolve_module(&spec.module, &submission).map_err(SubmitError::Invalid)?;
+            template::module(&spec.module, &submission).map_err(SubmitError::Invalid)?;
             for input in &spec.inputs {
                 if let InputSource::File(path) = &input.source {
-                    uploaded(&submission, path).map_err(SubmitError::Invalid)?;
+                    template::uploaded(&submission, path).map_err(SubmitError::Invalid)?;
                 }
             }
         }
@@ -555,7 +554,9 @@ impl Book {
     /// Builds the job's task template and makes its waiting instances schedulable.
     fn activate(&mut self, name: &str, now_ms: u64) {
         let template = match self.jobs.get(name) {
-            Some(job) => template(job, &self.jobs),
+            Some(job) => template::build(&job.spec, &job.submission, |from| {
+                self.jobs.get(from).map(|j| &j.outputs)
+            }),
             None => return,
         };
         let Some(job) = self.jobs.get_mut(name) else {
@@ -991,95 +992,6 @@ impl Job {
             }),
         }
     }
-}
-
-/// What every instance's task is made from: the spec with its paths resolved to what the
-/// submitter uploaded and its inputs from other jobs to their outputs.
-fn template(job: &Job, jobs: &BTreeMap<String, Job>) -> Result<TaskInfo, String> {
-    let spec = &job.spec;
-    let module = resolve_module(&spec.module, &job.submission)?;
-    let mut inputs = Vec::new();
-    for input in &spec.inputs {
-        match &input.source {
-            InputSource::File(path) => inputs.push(InputFile {
-                path: input.path.clone(),
-                source: TaskInput::Artifact(uploaded(&job.submission, path)?),
-            }),
-            InputSource::Artifact(digest) => inputs.push(InputFile {
-                path: input.path.clone(),
-                source: TaskInput::Artifact(*digest),
-            }),
-            InputSource::Job { job: from, output } => {
-                let source = jobs
-                    .get(from)
-                    .ok_or_else(|| format!("input from job {from}, which is gone"))?;
-                for (index, outputs) in &source.outputs {
-                    for o in outputs {
-                        if output.as_ref().is_some_and(|want| *want != o.path) {
-                            continue;
-                        }
-                        inputs.push(InputFile {
-                            path: format!(
-                                "{}/{index}/{}",
-                                input.path.trim_end_matches('/'),
-                                o.path
-                            ),
-                            source: TaskInput::Artifact(o.digest),
-                        });
-                    }
-                }
-            }
-        }
-    }
-    let mut env = spec.env.clone();
-    env.push(("CORRAL_JOB".into(), spec.name.clone()));
-    let mut labels: BTreeMap<String, String> = spec.labels.iter().cloned().collect();
-    labels.insert("corral.job".into(), spec.name.clone());
-    Ok(TaskInfo {
-        // Replaced per instance.
-        id: TaskId::new(&spec.name).map_err(|e| e.to_string())?,
-        name: spec.name.clone(),
-        module,
-        entrypoint: "_start".into(),
-        args: spec.args.clone(),
-        env,
-        inputs,
-        resources: spec.resources.clone(),
-        limits: TaskLimits {
-            max_fuel: spec.limits.max_fuel,
-            timeout: spec.limits.timeout,
-            max_output_bytes: spec.limits.max_output,
-        },
-        labels,
-        argv0: Some(spec.name.clone()),
-        preopens: Vec::new(),
-        stdin: bytes::Bytes::new(),
-        checkpoint: bytes::Bytes::new(),
-    })
-}
-
-fn resolve_module(module: &ModuleRef, submission: &Submission) -> Result<ModuleSource, String> {
-    Ok(match module {
-        ModuleRef::Digest(d) => ModuleSource::Digest(*d),
-        ModuleRef::Url { url, digest } => ModuleSource::Url {
-            url: url.clone(),
-            digest: *digest,
-        },
-        ModuleRef::Path(path) => ModuleSource::Digest(uploaded(submission, path)?),
-    })
-}
-
-/// The digest uploaded for a local path the spec names.
-fn uploaded(submission: &Submission, path: &std::path::Path) -> Result<Digest, String> {
-    let written = path.display().to_string();
-    let digest = submission.uploaded.get(&written).ok_or_else(|| {
-        format!(
-            "{written}: a local file the submitter did not upload (submit with `corral job submit`)"
-        )
-    })?;
-    digest
-        .parse()
-        .map_err(|e| format!("{written}: uploaded as {digest:?}: {e}"))
 }
 
 /// `initial * factor^(attempts - 1)`, at most `max`.

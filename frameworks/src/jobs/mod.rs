@@ -16,6 +16,7 @@ mod framework;
 mod placement;
 mod record;
 mod service;
+mod template;
 #[cfg(test)]
 mod tests;
 
