@@ -304,6 +304,10 @@ pub(crate) struct DevArgs {
     /// Skip the example tasks.
     #[arg(long)]
     pub(crate) no_examples: bool,
+    /// Log to the terminal too; without it logs go to `dev.log` in the state directory,
+    /// so the examples' output reads cleanly.
+    #[arg(long, short)]
+    pub(crate) verbose: bool,
 }
 
 #[derive(Debug, Args)]

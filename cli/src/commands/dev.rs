@@ -30,8 +30,19 @@ a cluster manager pools the resources of many agents and offers them to framewor
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
-    super::init_logging(&args.log)?;
     let root = Path::new(".corral/dev");
+    let log = root.join("dev.log");
+    if args.verbose {
+        super::init_logging(&args.log)?;
+    } else {
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        super::init_logging_to(&args.log, std::sync::Mutex::new(file), false)?;
+    }
     let (master, builtin) =
         super::builtin::start_master(MasterConfig::new(args.listen, root.join("master"))).await?;
     let master_addr = master.local_addr().to_string();
@@ -51,6 +62,9 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
         agents.push(agent);
     }
     println!("state     {}", root.display());
+    if !args.verbose {
+        println!("logs      {} (-v: on the terminal)", log.display());
+    }
     let hello = write_examples(&root.join("examples"))?;
     let pipeline = corral_wasm_tasks::mapreduce::write_to(&root.join("examples/mapreduce"))
         .context("writing the map/reduce example")?;

@@ -106,17 +106,25 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
 /// Logs to stderr through tracing: what `--log-level` (else `RUST_LOG`, else `info`) lets
 /// through, as text or JSON lines.
 pub(crate) fn init_logging(args: &LogArgs) -> anyhow::Result<()> {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    init_logging_to(args, std::io::stderr, ansi)
+}
+
+/// [`init_logging`] to another writer; colours only with `ansi` (a terminal).
+pub(crate) fn init_logging_to<W>(args: &LogArgs, writer: W, ansi: bool) -> anyhow::Result<()>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = match &args.log_level {
         Some(level) => tracing_subscriber::EnvFilter::try_new(level)
             .map_err(|e| Exit::invalid(format!("--log-level {level:?}: {e}")))?,
         None => tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
     };
-    // Colours only on a terminal: a log file or a collector gets plain text.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     // A subscriber set already (a test running several commands) is kept.
     let _ = match args.log_format {
         LogFormat::Text => logs.try_init(),

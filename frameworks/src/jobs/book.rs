@@ -639,31 +639,28 @@ impl Book {
         job.ready.clear();
         job.backoff.clear();
         self.running.retain(|n| n != name);
-        let dependents: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| {
-                j.state == JobState::Waiting && j.batch.depends_on.iter().any(|d| d == name)
-            })
-            .map(|j| j.spec.name.clone())
-            .collect();
+        let dependents = self.waiting_on(name);
         // They start now, or fail with it.
         for dependent in dependents {
             self.start_if_ready(&dependent, now_ms);
         }
     }
 
-    /// Fails every waiting job that depends on `name` (which will not succeed), and theirs.
-    /// Waiting jobs have nothing running, so nothing is killed.
-    fn end_dependents(&mut self, name: &str, now_ms: u64) {
-        let dependents: Vec<String> = self
-            .jobs
+    /// The waiting jobs that depend on `name`.
+    fn waiting_on(&self, name: &str) -> Vec<String> {
+        self.jobs
             .values()
             .filter(|j| {
                 j.state == JobState::Waiting && j.batch.depends_on.iter().any(|d| d == name)
             })
             .map(|j| j.spec.name.clone())
-            .collect();
+            .collect()
+    }
+
+    /// Fails every waiting job that depends on `name` (which will not succeed), and theirs.
+    /// Waiting jobs have nothing running, so nothing is killed.
+    fn end_dependents(&mut self, name: &str, now_ms: u64) {
+        let dependents = self.waiting_on(name);
         for dependent in dependents {
             if let Some(job) = self.jobs.get_mut(&dependent) {
                 job.message = format!("dependency {name} did not succeed");
