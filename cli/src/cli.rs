@@ -436,8 +436,16 @@ pub(crate) enum JobCommand {
     /// One job: state, instance counts, recent failures.
     Status(JobNameArgs),
     /// Kill a job: its running instances are killed, no more are launched, and jobs that
-    /// depend on it fail.
+    /// depend on it fail. Killing a cron job kills its running runs.
     Kill(JobNameArgs),
+    /// A cron job's runs (the last `history_limit` ended ones and those running).
+    History(JobNameArgs),
+    /// Start a run of a cron job now, whatever its schedule and concurrency policy say.
+    RunNow(JobNameArgs),
+    /// Suspend a cron job: no run starts until it is resumed (running runs go on).
+    Suspend(JobNameArgs),
+    /// Resume a suspended cron job from now (runs due while it was suspended are skipped).
+    Resume(JobNameArgs),
 }
 
 #[derive(Debug, Args)]

@@ -260,6 +260,20 @@ pub(crate) fn framework_state(value: i32) -> String {
 }
 
 /// Milliseconds since the epoch as "12s ago".
+/// A time to come or past, as RFC 3339 in UTC (`2027-01-01T00:20:00Z`).
+pub(crate) fn at(millis: u64) -> String {
+    i64::try_from(millis)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(
+            || millis.to_string(),
+            |t| {
+                t.round(jiff::Unit::Second)
+                    .map_or_else(|_| t.to_string(), |t| t.to_string())
+            },
+        )
+}
+
 pub(crate) fn ago(millis: u64) -> String {
     if millis == 0 {
         return "-".into();

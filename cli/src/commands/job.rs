@@ -120,6 +120,60 @@ pub(super) async fn kill(args: JobNameArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// What `run-now`, `suspend` and `resume` ask of a cron job.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CronCall {
+    RunNow,
+    Suspend,
+    Resume,
+}
+
+pub(super) async fn cron_call(args: JobNameArgs, call: CronCall) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let request = v1::JobNameRequest {
+        name: args.name.clone(),
+    };
+    let (doing, answer) = match call {
+        CronCall::RunNow => ("starting a run of", jobs.run_job_now(request).await),
+        CronCall::Suspend => ("suspending", jobs.suspend_job(request).await),
+        CronCall::Resume => ("resuming", jobs.resume_job(request).await),
+    };
+    let job = answer
+        .map_err(|s| client::refused(&format!("{doing} job {}", args.name), &s))?
+        .into_inner();
+    print_job(args.output, &job)?;
+    Ok(0)
+}
+
+pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let job = jobs
+        .get_job(v1::GetJobRequest {
+            name: args.name.clone(),
+        })
+        .await
+        .map_err(|s| client::refused(&format!("job {}", args.name), &s))?
+        .into_inner();
+    if job.kind != "cron" {
+        return Err(Exit::invalid(format!(
+            "job {} is a {} job: history lists a cron job's runs (corral job status {} shows              its latest failed attempts)",
+            args.name, job.kind, args.name
+        ))
+        .into());
+    }
+    let runs: Vec<v1::Job> = jobs
+        .list_jobs(v1::ListJobsRequest {})
+        .await
+        .map_err(|s| client::refused("listing jobs", &s))?
+        .into_inner()
+        .jobs
+        .into_iter()
+        .filter(|j| j.cron_job == args.name)
+        .collect();
+    print_jobs(args.output, &runs)?;
+    Ok(0)
+}
+
 /// The local files the jobs name (modules and `file` inputs), as written.
 fn local_files(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
     let mut files = BTreeSet::new();
@@ -222,6 +276,9 @@ fn job_json(j: &v1::Job) -> Value {
         "depends_on": j.depends_on,
         "submitted_unix_millis": j.submitted_unix_millis,
         "ended_unix_millis": j.ended_unix_millis,
+        "cron_job": j.cron_job,
+        "schedule": j.schedule,
+        "next_run_unix_millis": j.next_run_unix_millis,
         "recent_failures": j.recent_failures.iter().map(|f| json!({
             "instance": f.instance,
             "attempt": f.attempt,
@@ -293,6 +350,15 @@ fn print_job(format: OutputFormat, j: &v1::Job) -> anyhow::Result<()> {
         j.instances, j.succeeded, j.failed, j.running, j.waiting, j.retrying
     );
     println!("attempts   {}", j.attempts);
+    if !j.schedule.is_empty() {
+        println!("schedule   {}", j.schedule);
+    }
+    if j.next_run_unix_millis != 0 {
+        println!("next run   {}", output::at(j.next_run_unix_millis));
+    }
+    if !j.cron_job.is_empty() {
+        println!("run of     {}", j.cron_job);
+    }
     if !j.depends_on.is_empty() {
         println!("after      {}", j.depends_on.join(", "));
     }

@@ -323,3 +323,82 @@ async fn the_map_reduce_example_runs_the_maps_then_the_reduce_on_their_outputs()
     let counted = std::fs::read_to_string(into.join("wordcount.txt")).unwrap();
     assert_eq!(counted, expected_word_counts());
 }
+
+#[tokio::test]
+async fn a_cron_job_runs_on_its_timetable_and_can_be_suspended_resumed_run_now_and_killed() {
+    let cluster = Cluster::start(&[]).await;
+    // Every second from two seconds from now, at most two finished runs kept.
+    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
+    let start = start.round(jiff::Unit::Second).unwrap();
+    write_job(
+        &cluster,
+        "tick.toml",
+        &format!(
+            "version = 1\nname = \"tick\"\nkind = \"cron\"\nmodule = \"limits.wasm\"\n\
+             args = [\"sleep\", \"10\"]\nschedule = \"R/{start}/PT1S\"\nhistory_limit = 2\n\
+             concurrency = \"forbid\"\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n"
+        ),
+    );
+    let out = cluster
+        .corral(&["job", "submit", "tick.toml", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let submitted = &job_doc(&out)["jobs"][0];
+    assert_eq!(submitted["kind"], "cron");
+    let start_ms = u64::try_from(start.as_millisecond()).unwrap();
+    assert_eq!(submitted["next_run_unix_millis"], start_ms);
+
+    // Runs 1, 2, 3 ... each a batch job of one instance named after the cron job.
+    wait_for_job(&cluster, "tick-3", |j| j["state"] == "succeeded").await;
+    let first = cluster
+        .corral(&["job", "status", "tick-3", "-o", "json"])
+        .await;
+    let run = job_doc(&first);
+    assert_eq!(run["cron_job"], "tick");
+    // It was started when it was due (run 3 is due two seconds after the start).
+    let submitted_at = run["submitted_unix_millis"].as_u64().unwrap();
+    assert!(submitted_at >= start_ms + 2000, "{run}");
+    let history = job_doc(
+        &cluster
+            .corral(&["job", "history", "tick", "-o", "json"])
+            .await,
+    );
+    let ended = history["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["ended_unix_millis"] != 0)
+        .count();
+    assert!(ended <= 2, "history_limit = 2 ended runs: {history}");
+
+    let out = cluster
+        .corral(&["job", "suspend", "tick", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let suspended = job_doc(&out);
+    assert_eq!(suspended["state"], "suspended");
+    assert_eq!(suspended["next_run_unix_millis"], 0);
+    let out = cluster
+        .corral(&["job", "resume", "tick", "-o", "json"])
+        .await;
+    assert_eq!(job_doc(&out)["state"], "running");
+
+    let out = cluster.corral(&["job", "run-now", "batchy"]).await;
+    assert_eq!(out.status.code(), Some(2), "unknown job");
+    let out = cluster
+        .corral(&["job", "run-now", "tick", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let out = cluster.corral(&["job", "kill", "tick", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let killed = wait_for_job(&cluster, "tick", |j| j["ended_unix_millis"] != 0).await;
+    assert_eq!(killed["state"], "killed");
+    let out = cluster.corral(&["job", "run-now", "tick"]).await;
+    assert_eq!(out.status.code(), Some(2), "an ended cron job runs no more");
+    assert!(
+        text(&out.stderr).contains("has ended"),
+        "{}",
+        text(&out.stderr)
+    );
+}

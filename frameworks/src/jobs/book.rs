@@ -16,11 +16,15 @@ use corral_types::{OfferId, Resources, TaskId, TaskOutput, TaskState};
 
 use super::placement::{self, Tally};
 use super::record::{
-    EndedCounts, JobRecord, OutputsRecord, SHARD_SIZE, ShardRecord, Submission, Write, job_key,
-    outputs_key, shard_key,
+    CronRecord, EndedCounts, JobRecord, OutputsRecord, RunRecord, SHARD_SIZE, ShardRecord,
+    Submission, Write, job_key, outputs_key, shard_key,
 };
 use super::template;
-use crate::spec::{BatchSpec, Format, InputSource, JobKind, JobSpec, Placement as Spread};
+use super::timetable::Timetable;
+use crate::spec::{
+    Backoff, BatchSpec, Concurrency, CronSpec, Format, InputSource, JobKind, JobSpec,
+    Placement as Spread,
+};
 
 /// Failed attempts kept per job for its status.
 const RECENT_FAILURES: usize = 20;
@@ -167,6 +171,24 @@ pub(crate) struct Job {
     dirty_outputs: BTreeSet<u32>,
     /// Shards to delete (the job ended).
     drop_shards: bool,
+    /// A cron job's timetable and place in it.
+    cron: Option<Cron>,
+    /// A run of a cron job.
+    run_of: Option<RunRecord>,
+}
+
+/// Where a cron job is in its timetable.
+#[derive(Debug)]
+struct Cron {
+    spec: CronSpec,
+    timetable: Timetable,
+    /// The latest occurrence handled (run or skipped); the next is after it.
+    last_ms: u64,
+    /// The next occurrence; `None` once the timetable has no more.
+    next_ms: Option<u64>,
+    /// The number of the next run (its job is `<cron job>-<run>`).
+    next_run: u64,
+    suspended: bool,
 }
 
 /// Launches and declines for one round of offers.
@@ -199,14 +221,19 @@ impl Book {
     ) -> Result<Vec<String>, SubmitError> {
         let in_file: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         for spec in &specs {
-            let batch = match &spec.kind {
-                JobKind::Batch(b) => b,
-                JobKind::Service(_) | JobKind::Cron(_) => {
+            let no_dependencies = Vec::new();
+            let depends_on = match &spec.kind {
+                JobKind::Batch(b) => &b.depends_on,
+                JobKind::Cron(c) => {
+                    Timetable::new(c)
+                        .map_err(|e| SubmitError::Invalid(format!("{}: {e}", spec.name)))?;
+                    &no_dependencies
+                }
+                JobKind::Service(_) => {
                     return Err(SubmitError::Invalid(format!(
-                        "{}: {} jobs are not run by this version of the jobs framework (batch \
-                         jobs are)",
-                        spec.name,
-                        kind_name(&spec.kind)
+                        "{}: service jobs are not run by this version of the jobs framework \
+                         (batch and cron jobs are)",
+                        spec.name
                     )));
                 }
             };
@@ -227,7 +254,7 @@ impl Book {
                     spec.name
                 )));
             }
-            for dep in &batch.depends_on {
+            for dep in depends_on {
                 if !in_file.contains(dep.as_str()) && !self.jobs.contains_key(dep) {
                     return Err(SubmitError::UnknownDependency(format!(
                         "{}: depends_on {dep:?}, which is neither in the file nor a known job",
@@ -267,11 +294,17 @@ impl Book {
     ) -> Result<(), String> {
         let name = record.name.clone();
         let format = Format::from_name(&record.submission.format)?;
+        // A cron job's run is made from the cron job's spec.
+        let named = record.run_of.as_ref().map_or(&name, |r| &r.cron);
         let spec = crate::spec::parse(&record.submission.source, format, &record.submission.file)
             .map_err(|e| e.to_string())?
             .into_iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| format!("job {name}: not in its stored spec"))?;
+            .find(|s| s.name == *named)
+            .ok_or_else(|| format!("job {named}: not in its stored spec"))?;
+        let spec = match &record.run_of {
+            Some(run) => run_spec(&spec, run.run),
+            None => spec,
+        };
         let state = JobState::parse(&record.state)
             .ok_or_else(|| format!("job {name}: unknown state {:?}", record.state))?;
         let mut job = Job::new(
@@ -283,6 +316,13 @@ impl Book {
         job.state = state;
         job.message = record.message;
         job.ended_ms = record.ended_ms;
+        job.run_of = record.run_of;
+        if let (Some(cron), Some(stored)) = (job.cron.as_mut(), record.cron) {
+            cron.last_ms = stored.last_ms;
+            cron.next_ms = cron.timetable.next_after(stored.last_ms);
+            cron.next_run = stored.next_run;
+            cron.suspended = stored.suspended;
+        }
         job.outputs = outputs;
         job.dirty_record = false;
         job.dirty_shards.clear();
@@ -485,11 +525,255 @@ impl Book {
             return Some(Vec::new());
         }
         job.message = "killed on request".into();
-        let kills = job.stop(JobState::Killed);
+        let mut kills = job.stop(JobState::Killed);
         self.running.retain(|n| n != name);
+        for run in self.active_runs(name) {
+            if let Some(job) = self.jobs.get_mut(&run) {
+                job.message = format!("killed with cron job {name}");
+                kills.extend(job.stop(JobState::Killed));
+            }
+            self.running.retain(|n| *n != run);
+            self.end_if_done(&run, now_ms);
+        }
         self.end_dependents(name, now_ms);
         self.end_if_done(name, now_ms);
         Some(kills)
+    }
+
+    /// Starts the cron runs due by `now_ms`, skips those past their starting deadline, ends
+    /// timetables that have no more runs; returns tasks to kill (runs replaced).
+    pub(crate) fn tick(&mut self, now_ms: u64) -> Vec<TaskId> {
+        let mut kills = Vec::new();
+        let due: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .filter(|j| {
+                j.cron
+                    .as_ref()
+                    .is_some_and(|c| !c.suspended && c.next_ms.is_some_and(|n| n <= now_ms))
+            })
+            .map(|j| j.spec.name.clone())
+            .collect();
+        for name in due {
+            kills.extend(self.fire_due(&name, now_ms));
+        }
+        // Runs not launched by their starting deadline are skipped.
+        let late: Vec<String> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Running && j.counts.attempts == 0)
+            .filter(|j| {
+                j.run_of
+                    .as_ref()
+                    .and_then(|r| r.start_by_ms)
+                    .is_some_and(|t| t <= now_ms)
+            })
+            .map(|j| j.spec.name.clone())
+            .collect();
+        for name in late {
+            if let Some(job) = self.jobs.get_mut(&name) {
+                job.message = "skipped: not started within its starting deadline".into();
+                job.stop(JobState::Failed);
+            }
+            self.running.retain(|n| *n != name);
+            self.end_if_done(&name, now_ms);
+        }
+        kills
+    }
+
+    /// When [`Book::tick`] next has something to do.
+    pub(crate) fn next_wakeup(&self) -> Option<u64> {
+        self.jobs
+            .values()
+            .filter(|j| j.state == JobState::Running)
+            .filter_map(|j| match (&j.cron, &j.run_of) {
+                (Some(c), _) if !c.suspended => c.next_ms,
+                (_, Some(run)) if j.counts.attempts == 0 => run.start_by_ms,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Starts a run of cron job `name` now, whatever its timetable and concurrency policy
+    /// say; returns the run's job name.
+    pub(crate) fn run_now(&mut self, name: &str, now_ms: u64) -> Result<String, CronError> {
+        self.cron_job(name)?;
+        Ok(self.fire(name, now_ms, now_ms))
+    }
+
+    /// Suspends (no more runs start; running ones go on) or resumes a cron job. A resumed
+    /// job starts from now: runs due while it was suspended are skipped.
+    pub(crate) fn set_suspended(
+        &mut self,
+        name: &str,
+        suspended: bool,
+        now_ms: u64,
+    ) -> Result<(), CronError> {
+        let job = self.cron_job(name)?;
+        let Some(cron) = job.cron.as_mut() else {
+            return Err(CronError::NotCron);
+        };
+        if cron.suspended != suspended {
+            cron.suspended = suspended;
+            if !suspended {
+                cron.last_ms = cron.last_ms.max(now_ms);
+                cron.next_ms = cron.timetable.next_after(cron.last_ms);
+            }
+            job.dirty_record = true;
+        }
+        Ok(())
+    }
+
+    fn cron_job(&mut self, name: &str) -> Result<&mut Job, CronError> {
+        let job = self.jobs.get_mut(name).ok_or(CronError::NotFound)?;
+        if job.cron.is_none() {
+            return Err(CronError::NotCron);
+        }
+        if job.state.has_ended() {
+            return Err(CronError::Ended);
+        }
+        Ok(job)
+    }
+
+    /// Handles the latest occurrence of `name`'s timetable due by `now_ms`.
+    fn fire_due(&mut self, name: &str, now_ms: u64) -> Vec<TaskId> {
+        let active = self.active_runs(name);
+        let Some(job) = self.jobs.get_mut(name) else {
+            return Vec::new();
+        };
+        let Some(cron) = job.cron.as_mut() else {
+            return Vec::new();
+        };
+        let Some((due, count)) = cron.timetable.latest_due(cron.last_ms, now_ms) else {
+            cron.next_ms = cron.timetable.next_after(now_ms);
+            return Vec::new();
+        };
+        cron.last_ms = due;
+        cron.next_ms = cron.timetable.next_after(due);
+        job.dirty_record = true;
+        let missed = if count > 1 {
+            format!(" ({} earlier runs were missed)", count - 1)
+        } else {
+            String::new()
+        };
+        let late = cron
+            .spec
+            .starting_deadline
+            .is_some_and(|d| due.saturating_add(millis(d)) < now_ms);
+        let concurrency = cron.spec.concurrency;
+        let exhausted = cron.next_ms.is_none();
+        let mut kills = Vec::new();
+        if late {
+            job.message = format!(
+                "skipped the run due at {}: past its starting deadline{missed}",
+                at(due)
+            );
+        } else if concurrency == Concurrency::Forbid && !active.is_empty() {
+            job.message = format!(
+                "skipped the run due at {}: {} still runs (concurrency = forbid){missed}",
+                at(due),
+                active.join(", ")
+            );
+        } else {
+            job.message = missed.trim_start().to_owned();
+            if concurrency == Concurrency::Replace {
+                for run in &active {
+                    if let Some(job) = self.jobs.get_mut(run) {
+                        job.message = "replaced by the next run (concurrency = replace)".into();
+                        kills.extend(job.stop(JobState::Killed));
+                    }
+                    self.running.retain(|n| n != run);
+                    self.end_if_done(run, now_ms);
+                }
+            }
+            self.fire(name, due, now_ms);
+        }
+        if exhausted && let Some(job) = self.jobs.get_mut(name) {
+            // The timetable has no more runs: the cron job is done (its runs go on).
+            job.state = JobState::Succeeded;
+            job.ended_ms = Some(now_ms);
+            job.dirty_record = true;
+            self.running.retain(|n| n != name);
+        }
+        kills
+    }
+
+    /// Adds run `<name>-<n>` of cron job `name`, due at `due_ms`; returns its name.
+    fn fire(&mut self, name: &str, due_ms: u64, now_ms: u64) -> String {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let Some(job) = self.jobs.get_mut(name) else {
+            return String::new();
+        };
+        let Some(cron) = job.cron.as_mut() else {
+            return String::new();
+        };
+        let run = cron.next_run;
+        cron.next_run += 1;
+        let start_by_ms = cron
+            .spec
+            .starting_deadline
+            .map(|d| due_ms.saturating_add(millis(d)));
+        job.dirty_record = true;
+        let mut child = Job::new(
+            seq,
+            Arc::clone(&job.submission),
+            run_spec(&job.spec, run),
+            now_ms,
+        );
+        child.run_of = Some(RunRecord {
+            cron: name.to_owned(),
+            run,
+            start_by_ms,
+        });
+        let child_name = child.spec.name.clone();
+        self.jobs.insert(child_name.clone(), child);
+        self.activate(&child_name, now_ms);
+        child_name
+    }
+
+    /// The runs of cron job `name` that have not ended.
+    fn active_runs(&self, name: &str) -> Vec<String> {
+        let mut runs: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .filter(|j| !j.state.has_ended() || j.counts.running > 0)
+            .filter_map(|j| {
+                let r = j.run_of.as_ref()?;
+                (r.cron == name).then(|| (r.run, j.spec.name.clone()))
+            })
+            .collect();
+        runs.sort();
+        runs.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Forgets the oldest ended runs of cron job `name` past its `history_limit`.
+    fn trim_history(&mut self, name: &str) {
+        let Some(limit) = self
+            .jobs
+            .get(name)
+            .and_then(|j| j.cron.as_ref())
+            .map(|c| usize::try_from(c.spec.history_limit).unwrap_or(usize::MAX))
+        else {
+            return;
+        };
+        let mut ended: Vec<(u64, String)> = self
+            .jobs
+            .values()
+            .filter(|j| j.ended_ms.is_some())
+            .filter_map(|j| {
+                let r = j.run_of.as_ref()?;
+                (r.cron == name).then(|| (r.run, j.spec.name.clone()))
+            })
+            .collect();
+        ended.sort();
+        let excess = ended.len().saturating_sub(limit);
+        for (_, run) in ended.into_iter().take(excess) {
+            self.jobs.remove(&run);
+            self.pending.push(Write::Delete(job_key(&run)));
+            self.pending.push(Write::Delete(shard_key(&run, 0)));
+        }
     }
 
     pub(crate) fn view(&self, name: &str) -> Option<v1::Job> {
@@ -616,6 +900,10 @@ impl Book {
         if c.running > 0 || job.ended_ms.is_some() {
             return;
         }
+        // A cron job ends when killed or when its timetable has no more runs (`tick`).
+        if job.cron.is_some() && job.state == JobState::Running {
+            return;
+        }
         let all_done = c.succeeded + c.failed == job.batch.instances;
         if job.state == JobState::Running && !all_done {
             return;
@@ -638,7 +926,11 @@ impl Book {
         job.template = None;
         job.ready.clear();
         job.backoff.clear();
+        let cron = job.run_of.as_ref().map(|r| r.cron.clone());
         self.running.retain(|n| n != name);
+        if let Some(cron) = cron {
+            self.trim_history(&cron);
+        }
         let dependents = self.waiting_on(name);
         // They start now, or fail with it.
         for dependent in dependents {
@@ -732,7 +1024,20 @@ impl Job {
             count as usize
         ];
         let tally = Tally::new(&spec.constraints);
+        let cron = match &spec.kind {
+            JobKind::Cron(c) => Timetable::new(c).ok().map(|timetable| Cron {
+                next_ms: timetable.next_after(now_ms),
+                spec: c.clone(),
+                timetable,
+                last_ms: now_ms,
+                next_run: 1,
+                suspended: c.suspended,
+            }),
+            _ => None,
+        };
         Self {
+            cron,
+            run_of: None,
             seq,
             submission,
             batch,
@@ -910,7 +1215,13 @@ impl Job {
         v1::Job {
             name: self.spec.name.clone(),
             kind: kind_name(&self.spec.kind).into(),
-            state: self.state.to_proto().into(),
+            state: if self.cron.as_ref().is_some_and(|c| c.suspended)
+                && self.state == JobState::Running
+            {
+                v1::JobState::Suspended.into()
+            } else {
+                self.state.to_proto().into()
+            },
             message: self.message.clone(),
             instances: self.batch.instances,
             succeeded: self.counts.succeeded,
@@ -923,6 +1234,22 @@ impl Job {
             submitted_unix_millis: self.submitted_ms,
             ended_unix_millis: self.ended_ms.unwrap_or(0),
             recent_failures: self.recent_failures.iter().cloned().collect(),
+            cron_job: self
+                .run_of
+                .as_ref()
+                .map(|r| r.cron.clone())
+                .unwrap_or_default(),
+            next_run_unix_millis: self
+                .cron
+                .as_ref()
+                .filter(|c| !c.suspended && self.state == JobState::Running)
+                .and_then(|c| c.next_ms)
+                .unwrap_or(0),
+            schedule: self
+                .cron
+                .as_ref()
+                .map(|c| c.spec.schedule.to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -987,8 +1314,52 @@ impl Job {
                 failed: self.counts.failed,
                 attempts: self.counts.attempts,
             }),
+            cron: self.cron.as_ref().map(|c| CronRecord {
+                last_ms: c.last_ms,
+                next_run: c.next_run,
+                suspended: c.suspended,
+            }),
+            run_of: self.run_of.clone(),
         }
     }
+}
+
+/// Why a cron call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CronError {
+    NotFound,
+    NotCron,
+    Ended,
+}
+
+/// Run `run` of a cron job: one instance of its task, not retried (the next run comes).
+fn run_spec(cron: &JobSpec, run: u64) -> JobSpec {
+    let mut spec = cron.clone();
+    spec.name = format!("{}-{run}", cron.name);
+    spec.kind = JobKind::Batch(BatchSpec {
+        instances: 1,
+        retries: 0,
+        backoff: Backoff {
+            initial: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::from_secs(60),
+        },
+        max_failures: None,
+        depends_on: Vec::new(),
+    });
+    spec
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A time for messages: RFC 3339, UTC.
+fn at(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+        .map_or_else(|| ms.to_string(), |t| t.to_string())
 }
 
 /// `initial * factor^(attempts - 1)`, at most `max`.

@@ -75,6 +75,8 @@ pub enum JobsError {
     UnknownDependency(String),
     #[error("no job is named {0:?}")]
     NotFound(String),
+    #[error("{0}")]
+    NotApplicable(String),
     #[error("the jobs framework could not record the change: {0}")]
     Store(SdkError),
 }
@@ -210,6 +212,45 @@ impl JobsFramework {
         self.get(name)
     }
 
+    /// Starts a run of a cron job now; returns the cron job.
+    pub(crate) async fn run_now(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
+        let driver = self.driver()?;
+        self.book()
+            .run_now(name, now_ms())
+            .map_err(|e| cron_error(name, e))?;
+        self.flush(&driver).await.map_err(JobsError::Store)?;
+        self.want_offers(&driver).await;
+        self.get(name)
+    }
+
+    /// Suspends or resumes a cron job.
+    pub(crate) async fn set_suspended(
+        &self,
+        name: &str,
+        suspended: bool,
+    ) -> Result<corral_proto::v1::Job, JobsError> {
+        let driver = self.driver()?;
+        self.book()
+            .set_suspended(name, suspended, now_ms())
+            .map_err(|e| cron_error(name, e))?;
+        self.flush(&driver).await.map_err(JobsError::Store)?;
+        self.get(name)
+    }
+
+    /// Starts the cron runs that are due (and skips the late ones).
+    async fn tick(&self, driver: &Driver) {
+        let now = now_ms();
+        let kills = {
+            let mut book = self.book();
+            if book.next_wakeup().is_none_or(|t| t > now) {
+                return;
+            }
+            book.tick(now)
+        };
+        kill_all(driver, &kills).await;
+        self.want_offers(driver).await;
+    }
+
     /// Writes what changed to the store, then acknowledges the updates it covers. Writes
     /// that fail are retried by the next flush, and their updates are acknowledged then.
     async fn flush(&self, driver: &Driver) -> Result<(), SdkError> {
@@ -268,6 +309,7 @@ impl JobsFramework {
                 () = driver.stopped() => stopped = true,
             }
             if *self.inner.ready.borrow() {
+                self.tick(&driver).await;
                 // A failure is logged and retried on the next round.
                 let _ = self.flush(&driver).await;
             }
@@ -431,6 +473,15 @@ impl Scheduler for Callbacks {
 
     async fn error(&mut self, _driver: &Driver, message: String) {
         tracing::error!(%message, "jobs framework: the master ended the subscription");
+    }
+}
+
+fn cron_error(name: &str, e: super::book::CronError) -> JobsError {
+    use super::book::CronError;
+    match e {
+        CronError::NotFound => JobsError::NotFound(name.to_owned()),
+        CronError::NotCron => JobsError::NotApplicable(format!("job {name} is not a cron job")),
+        CronError::Ended => JobsError::NotApplicable(format!("cron job {name} has ended")),
     }
 }
 

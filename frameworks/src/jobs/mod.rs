@@ -19,6 +19,7 @@ mod service;
 mod template;
 #[cfg(test)]
 mod tests;
+mod timetable;
 
 pub use framework::{FRAMEWORK_ID, JobsError, JobsFramework};
 pub use service::{JobsService, MAX_SPEC_BYTES, jobs_service};

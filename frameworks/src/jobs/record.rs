@@ -40,6 +40,28 @@ pub(crate) struct JobRecord {
     pub(crate) ended_ms: Option<u64>,
     /// Set once the job ended (its shards are gone then).
     pub(crate) ended: Option<EndedCounts>,
+    /// A cron job's place in its timetable.
+    #[serde(default)]
+    pub(crate) cron: Option<CronRecord>,
+    /// A run of a cron job: the cron job (whose spec, in `submission`, it is made from), the
+    /// run's number and when it must have started.
+    #[serde(default)]
+    pub(crate) run_of: Option<RunRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CronRecord {
+    /// The latest occurrence handled (run or skipped).
+    pub(crate) last_ms: u64,
+    pub(crate) next_run: u64,
+    pub(crate) suspended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunRecord {
+    pub(crate) cron: String,
+    pub(crate) run: u64,
+    pub(crate) start_by_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,9 @@ impl From<JobsError> for Status {
             JobsError::NotReady | JobsError::Store(_) => Status::unavailable(message),
             JobsError::Invalid(_) => Status::invalid_argument(message),
             JobsError::Exists(_) => Status::already_exists(message),
-            JobsError::UnknownDependency(_) => Status::failed_precondition(message),
+            JobsError::UnknownDependency(_) | JobsError::NotApplicable(_) => {
+                Status::failed_precondition(message)
+            }
             JobsError::NotFound(_) => Status::not_found(message),
         }
     }
@@ -98,5 +100,35 @@ impl v1::jobs_server::Jobs for JobsService {
     ) -> Result<Response<v1::KillJobResponse>, Status> {
         let job = self.framework.kill(&request.into_inner().name).await?;
         Ok(Response::new(v1::KillJobResponse { job: Some(job) }))
+    }
+
+    async fn run_job_now(
+        &self,
+        request: Request<v1::JobNameRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let job = self.framework.run_now(&request.into_inner().name).await?;
+        Ok(Response::new(job))
+    }
+
+    async fn suspend_job(
+        &self,
+        request: Request<v1::JobNameRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let job = self
+            .framework
+            .set_suspended(&request.into_inner().name, true)
+            .await?;
+        Ok(Response::new(job))
+    }
+
+    async fn resume_job(
+        &self,
+        request: Request<v1::JobNameRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let job = self
+            .framework
+            .set_suspended(&request.into_inner().name, false)
+            .await?;
+        Ok(Response::new(job))
     }
 }

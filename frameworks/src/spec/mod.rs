@@ -321,6 +321,29 @@ pub enum Schedule {
     },
 }
 
+impl fmt::Display for Schedule {
+    /// As written in a spec: the cron expression, or `R[n]/<start>/<ISO 8601 duration>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Cron(expr) => f.write_str(expr),
+            Self::Every {
+                start,
+                every,
+                repetitions,
+            } => {
+                f.write_str("R")?;
+                if let Some(n) = repetitions {
+                    write!(f, "{n}")?;
+                }
+                match jiff::SignedDuration::try_from(*every) {
+                    Ok(d) => write!(f, "/{start}/{d}"),
+                    Err(_) => write!(f, "/{start}/PT{}S", every.as_secs()),
+                }
+            }
+        }
+    }
+}
+
 /// What a due run does while the previous one still runs (Kubernetes's CronJob).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Concurrency {
