@@ -438,6 +438,9 @@ pub(crate) enum JobCommand {
     /// Kill a job: its running instances are killed, no more are launched, and jobs that
     /// depend on it fail. Killing a cron job kills its running runs.
     Kill(JobNameArgs),
+    /// Scale a service: new instances start; those past the new count are killed,
+    /// highest index first.
+    Scale(JobScaleArgs),
     /// A cron job's runs (the last `history_limit` ended ones and those running).
     History(JobNameArgs),
     /// Start a run of a cron job now, whatever its schedule and concurrency policy say.
@@ -457,8 +460,8 @@ pub(crate) struct JobSubmitArgs {
     /// Its format, when its extension does not say: toml, yaml or json.
     #[arg(long)]
     pub(crate) format: Option<String>,
-    /// Wait until every job of the file ended, showing progress; exit 1 if one did not
-    /// succeed.
+    /// Wait until every batch job of the file ended and every service has all its instances
+    /// running, showing progress; exit 1 if a job failed or was killed.
     #[arg(long)]
     pub(crate) wait: bool,
     #[arg(long, short, value_enum, default_value = "table")]
@@ -469,6 +472,18 @@ pub(crate) struct JobSubmitArgs {
 pub(crate) struct JobListArgs {
     #[command(flatten)]
     pub(crate) master: MasterAddr,
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobScaleArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The service's name.
+    pub(crate) name: String,
+    /// How many instances it should have.
+    pub(crate) instances: u64,
     #[arg(long, short, value_enum, default_value = "table")]
     pub(crate) output: OutputFormat,
 }

@@ -12,7 +12,9 @@ use corral_frameworks::spec::{self, Format, InputSource, JobKind, JobSpec, Modul
 use corral_proto::v1;
 use serde_json::{Value, json};
 
-use crate::cli::{JobListArgs, JobNameArgs, JobSubmitArgs, JobValidateArgs, OutputFormat};
+use crate::cli::{
+    JobListArgs, JobNameArgs, JobScaleArgs, JobSubmitArgs, JobValidateArgs, OutputFormat,
+};
 use crate::client::{self, JobsClient};
 use crate::commands::Exit;
 use crate::output;
@@ -33,10 +35,12 @@ pub(super) async fn submit(args: JobSubmitArgs) -> anyhow::Result<u8> {
     Ok(if all_succeeded(&ended) { 0 } else { 1 })
 }
 
-/// True when every job succeeded.
+/// True when every job succeeded, or (a service or cron job) runs as it should.
 pub(crate) fn all_succeeded(jobs: &[v1::Job]) -> bool {
-    jobs.iter()
-        .all(|j| j.state == v1::JobState::Succeeded as i32)
+    jobs.iter().all(|j| {
+        j.state == v1::JobState::Succeeded as i32
+            || (j.kind != "batch" && j.state == v1::JobState::Running as i32)
+    })
 }
 
 /// Reads a spec file, uploads the local files it names (relative to its directory) and
@@ -145,6 +149,20 @@ pub(super) async fn cron_call(args: JobNameArgs, call: CronCall) -> anyhow::Resu
     Ok(0)
 }
 
+pub(super) async fn scale(args: JobScaleArgs) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let job = jobs
+        .scale_job(v1::ScaleJobRequest {
+            name: args.name.clone(),
+            instances: args.instances,
+        })
+        .await
+        .map_err(|s| client::refused(&format!("scaling job {}", args.name), &s))?
+        .into_inner();
+    print_job(args.output, &job)?;
+    Ok(0)
+}
+
 pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
     let mut jobs = client::jobs(&args.master.master).await?;
     let job = jobs
@@ -219,11 +237,15 @@ pub(crate) async fn wait(
                 .map_err(|s| client::refused(&format!("job {name}"), &s))?
                 .into_inner();
             bar.set_length(job.instances);
-            bar.set_position(job.succeeded + job.failed);
+            bar.set_position(if job.kind == "service" {
+                job.running
+            } else {
+                job.succeeded + job.failed
+            });
             bar.set_message(progress_line(&job));
             jobs.push(job);
         }
-        if jobs.iter().all(|j| j.ended_unix_millis != 0) {
+        if jobs.iter().all(settled) {
             for bar in &progress {
                 bar.finish();
             }
@@ -231,6 +253,15 @@ pub(crate) async fn wait(
         }
         tokio::time::sleep(WAIT_POLL).await;
     }
+}
+
+/// Whether `submit --wait` is done with a job: it ended; or it is a service with every
+/// instance running, or a cron job (whose runs come on their schedule).
+fn settled(job: &v1::Job) -> bool {
+    let running = job.state == v1::JobState::Running as i32;
+    job.ended_unix_millis != 0
+        || job.kind == "cron"
+        || (job.kind == "service" && running && job.running == job.instances)
 }
 
 /// `done 10 · running 4 · failed 1 · retrying 2`, then the job's state or message.

@@ -402,3 +402,55 @@ async fn a_cron_job_runs_on_its_timetable_and_can_be_suspended_resumed_run_now_a
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_service_replaces_killed_instances_and_those_of_a_killed_agent_and_scales() {
+    let mut cluster = Cluster::start(&[]).await;
+    write_job(
+        &cluster,
+        "web.toml",
+        "version = 1\nname = \"web\"\nkind = \"service\"\nmodule = \"limits.wasm\"\n\
+         args = [\"sleep\", \"600000\"]\ninstances = 3\n\
+         backoff = { initial = \"50ms\", factor = 1.15, max = \"1s\" }\n\
+         [resources]\ncpus = 0.1\nmem = \"16MiB\"\n",
+    );
+    // --wait returns once every instance runs.
+    let out = cluster
+        .corral(&["job", "submit", "web.toml", "--wait", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(job_doc(&out)["jobs"][0]["running"], 3);
+    wait_for_job(&cluster, "web", |j| j["running"] == 3).await;
+
+    // An instance killed is started again.
+    let out = cluster.corral(&["kill", "web.1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = wait_for_job(&cluster, "web", |j| j["attempts"] == 4 && j["running"] == 3).await;
+    assert_eq!(job["state"], "running");
+
+    // kill -9 of the agent: its instances are lost and started again once it is back.
+    cluster.agent.kill();
+    cluster.restart_agent();
+    let job = wait_for_job(&cluster, "web", |j| {
+        j["attempts"].as_u64() >= Some(7) && j["running"] == 3
+    })
+    .await;
+    assert_eq!(job["instances"], 3);
+
+    let out = cluster
+        .corral(&["job", "scale", "web", "5", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    wait_for_job(&cluster, "web", |j| j["running"] == 5).await;
+    let out = cluster.corral(&["job", "scale", "web", "1"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = wait_for_job(&cluster, "web", |j| j["running"] == 1).await;
+    assert_eq!(job["instances"], 1);
+    let out = cluster.corral(&["job", "scale", "nope", "1"]).await;
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = cluster.corral(&["job", "kill", "web"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = wait_for_job(&cluster, "web", |j| j["ended_unix_millis"] != 0).await;
+    assert_eq!(job["state"], "killed");
+}

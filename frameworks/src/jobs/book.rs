@@ -16,8 +16,8 @@ use corral_types::{OfferId, Resources, TaskId, TaskOutput, TaskState};
 
 use super::placement::{self, Tally};
 use super::record::{
-    CronRecord, EndedCounts, JobRecord, OutputsRecord, RunRecord, SHARD_SIZE, ShardRecord,
-    Submission, Write, job_key, outputs_key, shard_key,
+    CronRecord, EndedCounts, JobRecord, OutputsRecord, RunRecord, SHARD_SIZE, ServiceRecord,
+    ShardRecord, Submission, Write, job_key, outputs_key, shard_key,
 };
 use super::template;
 use super::timetable::Timetable;
@@ -26,6 +26,8 @@ use crate::spec::{
     Placement as Spread,
 };
 
+/// A service instance that ran this long before it ended starts its backoff over.
+const SERVICE_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Failed attempts kept per job for its status.
 const RECENT_FAILURES: usize = 20;
 /// Offers that can take nothing are declined for this long (at most).
@@ -122,6 +124,24 @@ struct Instance {
     attempts: u32,
     /// Where it runs, for the job's constraints ([`Tally::values`]).
     placed: Option<Box<[Option<String>]>>,
+    /// A service instance: when its current attempt reported RUNNING.
+    running_since_ms: Option<u64>,
+    /// A service instance: attempts in a row that ended soon after starting; its backoff
+    /// grows with them.
+    streak: u32,
+}
+
+impl Default for Instance {
+    /// Not launched yet.
+    fn default() -> Self {
+        Self {
+            phase: Phase::Waiting,
+            attempts: 0,
+            placed: None,
+            running_since_ms: None,
+            streak: 0,
+        }
+    }
 }
 
 /// How many instances are where.
@@ -175,6 +195,10 @@ pub(crate) struct Job {
     cron: Option<Cron>,
     /// A run of a cron job.
     run_of: Option<RunRecord>,
+    /// A service's instance count (scaled); instances past it are being retired.
+    service_target: Option<u64>,
+    /// Shards of a shrunk service to delete.
+    dropped_shards: BTreeSet<u32>,
 }
 
 /// Where a cron job is in its timetable.
@@ -229,13 +253,7 @@ impl Book {
                         .map_err(|e| SubmitError::Invalid(format!("{}: {e}", spec.name)))?;
                     &no_dependencies
                 }
-                JobKind::Service(_) => {
-                    return Err(SubmitError::Invalid(format!(
-                        "{}: service jobs are not run by this version of the jobs framework \
-                         (batch and cron jobs are)",
-                        spec.name
-                    )));
-                }
+                JobKind::Service(_) => &no_dependencies,
             };
             if let Some(role) = &spec.role
                 && role.as_str() != "*"
@@ -337,6 +355,11 @@ impl Book {
                 ..Counts::default()
             };
         } else {
+            if let Some(service) = record.service {
+                job.service_target = Some(service.target);
+                let len = service.len.min(crate::spec::MAX_INSTANCES) as usize;
+                job.instances.resize(len, Instance::default());
+            }
             job.restore_shards(shards)?;
         }
         self.jobs.insert(name.clone(), job);
@@ -497,6 +520,23 @@ impl Book {
             return Vec::new();
         }
         let state = status.state;
+        if job.is_service() {
+            if state == TaskState::Running {
+                job.instances[index as usize].running_since_ms = Some(now_ms);
+                return Vec::new();
+            }
+            if !(state.is_terminal() || state == TaskState::Unknown) {
+                return Vec::new();
+            }
+            if index < job.target() && job.state == JobState::Running {
+                job.record_failure(index, status);
+                job.restart(index, now_ms);
+            } else {
+                job.retire(index);
+            }
+            let name = name.to_owned();
+            return self.after_change(&name, now_ms);
+        }
         if state == TaskState::Finished {
             job.finish(index, Phase::Succeeded);
             if job.keep_outputs {
@@ -538,6 +578,61 @@ impl Book {
         self.end_dependents(name, now_ms);
         self.end_if_done(name, now_ms);
         Some(kills)
+    }
+
+    /// Scales a service to `instances`: new ones start, those past it are killed (the
+    /// highest indices first go). Returns the tasks to kill.
+    pub(crate) fn scale(&mut self, name: &str, instances: u64) -> Result<Vec<TaskId>, CallError> {
+        let job = self.jobs.get_mut(name).ok_or(CallError::NotFound)?;
+        if !job.is_service() {
+            return Err(CallError::NotService);
+        }
+        if job.state.has_ended() {
+            return Err(CallError::Ended);
+        }
+        if instances > crate::spec::MAX_INSTANCES {
+            return Err(CallError::TooMany);
+        }
+        let old = job.target();
+        let new = u32::try_from(instances).unwrap_or(u32::MAX);
+        job.service_target = Some(instances);
+        job.dirty_record = true;
+        let mut kills = Vec::new();
+        if new > old {
+            // Retired ones not yet dropped come back; then new ones.
+            let len = job.instances.len() as u32;
+            for index in old..new.min(len) {
+                if job.instances[index as usize].phase == Phase::Waiting {
+                    job.ready.push_back(index);
+                    job.counts.waiting += 1;
+                    job.dirty_shards.insert(index / SHARD_SIZE);
+                }
+            }
+            if new > len {
+                job.instances.resize(new as usize, Instance::default());
+                job.ready.extend(len..new);
+                job.counts.waiting += u64::from(new - len);
+                job.dirty_shards
+                    .extend(len / SHARD_SIZE..new.div_ceil(SHARD_SIZE));
+            }
+        } else if new < old {
+            let waiting = job.ready.len();
+            job.ready.retain(|i| *i < new);
+            job.counts.waiting -= (waiting - job.ready.len()) as u64;
+            let retrying = job.backoff.len();
+            job.backoff.retain(|(_, i)| *i < new);
+            job.counts.retrying -= (retrying - job.backoff.len()) as u64;
+            kills = job
+                .instances
+                .iter()
+                .enumerate()
+                .skip(new as usize)
+                .filter(|(_, i)| i.phase == Phase::Launched)
+                .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
+                .collect();
+            job.compact();
+        }
+        Ok(kills)
     }
 
     /// Starts the cron runs due by `now_ms`, skips those past their starting deadline, ends
@@ -597,7 +692,7 @@ impl Book {
 
     /// Starts a run of cron job `name` now, whatever its timetable and concurrency policy
     /// say; returns the run's job name.
-    pub(crate) fn run_now(&mut self, name: &str, now_ms: u64) -> Result<String, CronError> {
+    pub(crate) fn run_now(&mut self, name: &str, now_ms: u64) -> Result<String, CallError> {
         self.cron_job(name)?;
         Ok(self.fire(name, now_ms, now_ms))
     }
@@ -609,10 +704,10 @@ impl Book {
         name: &str,
         suspended: bool,
         now_ms: u64,
-    ) -> Result<(), CronError> {
+    ) -> Result<(), CallError> {
         let job = self.cron_job(name)?;
         let Some(cron) = job.cron.as_mut() else {
-            return Err(CronError::NotCron);
+            return Err(CallError::NotCron);
         };
         if cron.suspended != suspended {
             cron.suspended = suspended;
@@ -625,13 +720,13 @@ impl Book {
         Ok(())
     }
 
-    fn cron_job(&mut self, name: &str) -> Result<&mut Job, CronError> {
-        let job = self.jobs.get_mut(name).ok_or(CronError::NotFound)?;
+    fn cron_job(&mut self, name: &str) -> Result<&mut Job, CallError> {
+        let job = self.jobs.get_mut(name).ok_or(CallError::NotFound)?;
         if job.cron.is_none() {
-            return Err(CronError::NotCron);
+            return Err(CallError::NotCron);
         }
         if job.state.has_ended() {
-            return Err(CronError::Ended);
+            return Err(CallError::Ended);
         }
         Ok(job)
     }
@@ -900,8 +995,9 @@ impl Book {
         if c.running > 0 || job.ended_ms.is_some() {
             return;
         }
-        // A cron job ends when killed or when its timetable has no more runs (`tick`).
-        if job.cron.is_some() && job.state == JobState::Running {
+        // A cron job ends when killed or when its timetable has no more runs (`tick`); a
+        // service when killed.
+        if (job.cron.is_some() || job.is_service()) && job.state == JobState::Running {
             return;
         }
         let all_done = c.succeeded + c.failed == job.batch.instances;
@@ -1000,9 +1096,16 @@ impl Job {
     fn new(seq: u64, submission: Arc<Submission>, spec: JobSpec, now_ms: u64) -> Self {
         let batch = match &spec.kind {
             JobKind::Batch(b) => b.clone(),
-            // Only batch jobs are submitted or stored; a stored job of another kind (from a
-            // later version) is kept with no instances.
-            JobKind::Service(_) | JobKind::Cron(_) => BatchSpec {
+            // A service's instances are restarted whenever they end, after its backoff.
+            JobKind::Service(sv) => BatchSpec {
+                instances: sv.instances,
+                retries: u64::MAX,
+                backoff: sv.backoff,
+                max_failures: None,
+                depends_on: Vec::new(),
+            },
+            // A cron job runs nothing itself: its runs are jobs of their own.
+            JobKind::Cron(_) => BatchSpec {
                 instances: 0,
                 retries: 0,
                 backoff: crate::spec::Backoff {
@@ -1015,14 +1118,7 @@ impl Job {
             },
         };
         let count = u32::try_from(batch.instances).unwrap_or(u32::MAX);
-        let instances = vec![
-            Instance {
-                phase: Phase::Waiting,
-                attempts: 0,
-                placed: None,
-            };
-            count as usize
-        ];
+        let instances = vec![Instance::default(); count as usize];
         let tally = Tally::new(&spec.constraints);
         let cron = match &spec.kind {
             JobKind::Cron(c) => Timetable::new(c).ok().map(|timetable| Cron {
@@ -1035,9 +1131,15 @@ impl Job {
             }),
             _ => None,
         };
+        let service_target = match &spec.kind {
+            JobKind::Service(sv) => Some(sv.instances),
+            _ => None,
+        };
         Self {
             cron,
             run_of: None,
+            service_target,
+            dropped_shards: BTreeSet::new(),
             seq,
             submission,
             batch,
@@ -1158,13 +1260,68 @@ impl Job {
     }
 
     fn retry(&mut self, index: u32, now_ms: u64) {
-        self.leave_launched(index);
+        let delay = backoff_delay(&self.batch.backoff, self.instances[index as usize].attempts);
+        self.requeue(index, now_ms, delay);
+    }
+
+    /// A service instance ended: it starts again after its backoff, which grows while its
+    /// attempts end within [`SERVICE_HEALTHY_AFTER`] of running and starts over after one
+    /// that ran longer (Marathon's).
+    fn restart(&mut self, index: u32, now_ms: u64) {
         let instance = &mut self.instances[index as usize];
-        instance.phase = Phase::Waiting;
-        let delay = backoff_delay(&self.batch.backoff, instance.attempts);
-        let due = now_ms.saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
-        self.backoff.insert((due, index));
+        let ran_long = instance
+            .running_since_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) >= millis(SERVICE_HEALTHY_AFTER));
+        instance.streak = if ran_long { 1 } else { instance.streak + 1 };
+        instance.running_since_ms = None;
+        let delay = backoff_delay(&self.batch.backoff, instance.streak);
+        self.requeue(index, now_ms, delay);
+    }
+
+    fn requeue(&mut self, index: u32, now_ms: u64, delay: Duration) {
+        self.leave_launched(index);
+        self.instances[index as usize].phase = Phase::Waiting;
+        self.backoff
+            .insert((now_ms.saturating_add(millis(delay)), index));
         self.counts.retrying += 1;
+    }
+
+    fn is_service(&self) -> bool {
+        self.service_target.is_some()
+    }
+
+    /// The instances the job should have.
+    fn target(&self) -> u32 {
+        u32::try_from(self.service_target.unwrap_or(self.batch.instances)).unwrap_or(u32::MAX)
+    }
+
+    /// A service instance past the target ended: it is not started again.
+    fn retire(&mut self, index: u32) {
+        self.leave_launched(index);
+        self.instances[index as usize].phase = Phase::Waiting;
+        self.compact();
+    }
+
+    /// Drops the instances past a service's target that no longer run.
+    fn compact(&mut self) {
+        let before = self.instances.len() as u32;
+        while self.instances.len() > self.target() as usize
+            && self
+                .instances
+                .last()
+                .is_some_and(|i| i.phase != Phase::Launched)
+        {
+            self.instances.pop();
+        }
+        let after = self.instances.len() as u32;
+        if after < before {
+            let kept = after.div_ceil(SHARD_SIZE);
+            self.dropped_shards
+                .extend(kept..before.div_ceil(SHARD_SIZE));
+            if after > 0 {
+                self.dirty_shards.insert((after - 1) / SHARD_SIZE);
+            }
+        }
     }
 
     fn record_failure(&mut self, index: u32, status: &TaskStatus) {
@@ -1223,7 +1380,7 @@ impl Job {
                 self.state.to_proto().into()
             },
             message: self.message.clone(),
-            instances: self.batch.instances,
+            instances: u64::from(self.target()),
             succeeded: self.counts.succeeded,
             failed: self.counts.failed,
             running: self.counts.running,
@@ -1268,7 +1425,9 @@ impl Job {
         }
         let shards = std::mem::take(&mut self.dirty_shards);
         if self.drop_shards {
-            let count = (self.batch.instances as u32).div_ceil(SHARD_SIZE);
+            let count = (self.instances.len() as u32)
+                .max(self.target())
+                .div_ceil(SHARD_SIZE);
             // The record (with the final counts) first: a crash between the two leaves
             // stray shards of an ended job, which a restore ignores.
             self.dirty_record = false;
@@ -1278,8 +1437,14 @@ impl Job {
             self.instances.clear();
             return;
         }
-        for shard in shards {
+        let shard_count = (self.instances.len() as u32).div_ceil(SHARD_SIZE);
+        for shard in shards.into_iter().filter(|s| *s < shard_count) {
             out.push(Write::put(shard_key(&name, shard), &self.shard(shard)));
+        }
+        for shard in std::mem::take(&mut self.dropped_shards) {
+            if shard >= shard_count {
+                out.push(Write::Delete(shard_key(&name, shard)));
+            }
         }
         if std::mem::take(&mut self.dirty_record) {
             out.push(Write::put(job_key(&name), &self.record()));
@@ -1320,16 +1485,22 @@ impl Job {
                 suspended: c.suspended,
             }),
             run_of: self.run_of.clone(),
+            service: self.service_target.map(|target| ServiceRecord {
+                target,
+                len: self.instances.len() as u64,
+            }),
         }
     }
 }
 
-/// Why a cron call was refused.
+/// Why a call about one job was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CronError {
+pub(crate) enum CallError {
     NotFound,
     NotCron,
+    NotService,
     Ended,
+    TooMany,
 }
 
 /// Run `run` of a cron job: one instance of its task, not retried (the next run comes).

@@ -217,8 +217,25 @@ impl JobsFramework {
         let driver = self.driver()?;
         self.book()
             .run_now(name, now_ms())
-            .map_err(|e| cron_error(name, e))?;
+            .map_err(|e| call_error(name, e))?;
         self.flush(&driver).await.map_err(JobsError::Store)?;
+        self.want_offers(&driver).await;
+        self.get(name)
+    }
+
+    /// Scales a service.
+    pub(crate) async fn scale(
+        &self,
+        name: &str,
+        instances: u64,
+    ) -> Result<corral_proto::v1::Job, JobsError> {
+        let driver = self.driver()?;
+        let kills = self
+            .book()
+            .scale(name, instances)
+            .map_err(|e| call_error(name, e))?;
+        self.flush(&driver).await.map_err(JobsError::Store)?;
+        kill_all(&driver, &kills).await;
         self.want_offers(&driver).await;
         self.get(name)
     }
@@ -232,7 +249,7 @@ impl JobsFramework {
         let driver = self.driver()?;
         self.book()
             .set_suspended(name, suspended, now_ms())
-            .map_err(|e| cron_error(name, e))?;
+            .map_err(|e| call_error(name, e))?;
         self.flush(&driver).await.map_err(JobsError::Store)?;
         self.get(name)
     }
@@ -476,12 +493,16 @@ impl Scheduler for Callbacks {
     }
 }
 
-fn cron_error(name: &str, e: super::book::CronError) -> JobsError {
-    use super::book::CronError;
+fn call_error(name: &str, e: super::book::CallError) -> JobsError {
+    use super::book::CallError;
     match e {
-        CronError::NotFound => JobsError::NotFound(name.to_owned()),
-        CronError::NotCron => JobsError::NotApplicable(format!("job {name} is not a cron job")),
-        CronError::Ended => JobsError::NotApplicable(format!("cron job {name} has ended")),
+        CallError::NotFound => JobsError::NotFound(name.to_owned()),
+        CallError::NotCron => JobsError::NotApplicable(format!("job {name} is not a cron job")),
+        CallError::NotService => JobsError::NotApplicable(format!("job {name} is not a service")),
+        CallError::Ended => JobsError::NotApplicable(format!("job {name} has ended")),
+        CallError::TooMany => {
+            JobsError::Invalid(format!("instances: at most {}", crate::spec::MAX_INSTANCES))
+        }
     }
 }
 

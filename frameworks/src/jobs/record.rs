@@ -47,6 +47,17 @@ pub(crate) struct JobRecord {
     /// run's number and when it must have started.
     #[serde(default)]
     pub(crate) run_of: Option<RunRecord>,
+    /// A service's scale.
+    #[serde(default)]
+    pub(crate) service: Option<ServiceRecord>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ServiceRecord {
+    /// The instances it should have.
+    pub(crate) target: u64,
+    /// The instances in its shards (more than `target` while those past it are retired).
+    pub(crate) len: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

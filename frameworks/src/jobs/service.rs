@@ -102,6 +102,16 @@ impl v1::jobs_server::Jobs for JobsService {
         Ok(Response::new(v1::KillJobResponse { job: Some(job) }))
     }
 
+    async fn scale_job(
+        &self,
+        request: Request<v1::ScaleJobRequest>,
+    ) -> Result<Response<v1::Job>, Status> {
+        let r = request.into_inner();
+        Ok(Response::new(
+            self.framework.scale(&r.name, r.instances).await?,
+        ))
+    }
+
     async fn run_job_now(
         &self,
         request: Request<v1::JobNameRequest>,

@@ -230,11 +230,9 @@ fn submissions_are_refused_whole_with_the_reason() {
         submit(&mut book, &batch("b", 1, "")),
         Err(SubmitError::Exists(_))
     ));
-    let service = format!(
-        "version = 1\nname = \"s\"\nkind = \"service\"\nmodule = \"{MODULE}\"\n[resources]\ncpus = 0.1\n"
-    );
+    let other_role = batch("r", 1, "role = \"eng\"");
     assert!(matches!(
-        submit(&mut book, &service),
+        submit(&mut book, &other_role),
         Err(SubmitError::Invalid(_))
     ));
     let local = "version = 1\nname = \"l\"\nkind = \"batch\"\nmodule = \"hello.wasm\"\n[resources]\ncpus = 0.1\n";
@@ -665,12 +663,12 @@ fn only_the_history_limit_of_ended_runs_is_kept() {
     );
     assert!(matches!(
         book.run_now("nope", 1),
-        Err(super::book::CronError::NotFound)
+        Err(super::book::CallError::NotFound)
     ));
     submit(&mut book, &batch("b", 1, "")).unwrap();
     assert!(matches!(
         book.run_now("b", 1),
-        Err(super::book::CronError::NotCron)
+        Err(super::book::CallError::NotCron)
     ));
 }
 
@@ -735,4 +733,100 @@ fn a_restored_cron_job_goes_on_where_it_was() {
     assert_eq!(again.next_wakeup(), Some(ms("2027-01-01T00:20:00Z")));
     again.tick(ms("2027-01-01T00:20:00Z"));
     assert_eq!(job(&again, "c-2").cron_job, "c", "the next run is run 2");
+}
+
+// -- services --
+
+fn service(name: &str, instances: u64) -> String {
+    format!(
+        "version = 1\nname = \"{name}\"\nkind = \"service\"\nmodule = \"{MODULE}\"\n\
+         instances = {instances}\n[resources]\ncpus = 0.1\nmem = \"32MiB\"\n"
+    )
+}
+
+#[test]
+fn a_service_restarts_every_instance_that_ends_after_a_growing_backoff() {
+    let mut book = Book::default();
+    submit(&mut book, &service("web", 2)).unwrap();
+    let mut launched = launch_all(&mut book, 0);
+    launched.sort();
+    assert_eq!(launched, ["web.0", "web.1"]);
+    report(&mut book, "web.0", TaskState::Running, 10);
+    // Whatever way an instance ends, it starts again: after 1 s (Marathon's first backoff)...
+    report(&mut book, "web.0", TaskState::Finished, 20);
+    assert!(launch_all(&mut book, 1_019).is_empty());
+    assert_eq!(launch_all(&mut book, 1_020), ["web.0"]);
+    // ... then 1.15 times longer while it keeps ending soon after starting ...
+    report(&mut book, "web.0", TaskState::Failed, 1_100);
+    assert!(launch_all(&mut book, 2_249).is_empty());
+    assert_eq!(launch_all(&mut book, 2_250), ["web.0"]);
+    // ... and from 1 s again once it ran a while.
+    report(&mut book, "web.0", TaskState::Running, 3_000);
+    report(&mut book, "web.0", TaskState::Lost, 70_000);
+    assert_eq!(launch_all(&mut book, 71_000), ["web.0"]);
+    let j = job(&book, "web");
+    assert_eq!(j.state, RUNNING);
+    assert_eq!((j.instances, j.running, j.attempts), (2, 2, 5));
+    assert!(book.wants_offers() || j.waiting == 0);
+}
+
+#[test]
+fn scaling_a_service_starts_new_instances_and_kills_the_highest() {
+    let mut book = Book::default();
+    let mut store = BTreeMap::new();
+    submit(&mut book, &service("web", 2)).unwrap();
+    launch_all(&mut book, 0);
+    assert!(book.scale("web", 5).unwrap().is_empty());
+    let mut more = launch_all(&mut book, 1);
+    more.sort();
+    assert_eq!(more, ["web.2", "web.3", "web.4"]);
+    let mut killed: Vec<String> = book
+        .scale("web", 2)
+        .unwrap()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    killed.sort();
+    assert_eq!(killed, ["web.2", "web.3", "web.4"]);
+    assert_eq!(job(&book, "web").instances, 2);
+    // The killed ones are not started again.
+    for i in 2..5 {
+        report(&mut book, &format!("web.{i}"), TaskState::Killed, 2);
+    }
+    assert!(launch_all(&mut book, 10_000).is_empty());
+    let j = job(&book, "web");
+    assert_eq!((j.instances, j.running), (2, 2));
+    apply(&mut store, book.take_writes());
+    // Restored, the service has its scaled size, not its spec's.
+    let mut again = restore(&store, 3);
+    assert_eq!(job(&again, "web").instances, 2);
+    assert_eq!(again.launched().len(), 2);
+    again.scale("web", 3).unwrap();
+    assert_eq!(launch_all(&mut again, 4), ["web.2"]);
+    assert!(matches!(
+        again.scale("nope", 1),
+        Err(super::book::CallError::NotFound)
+    ));
+    submit(&mut again, &batch("b", 1, "")).unwrap();
+    assert!(matches!(
+        again.scale("b", 3),
+        Err(super::book::CallError::NotService)
+    ));
+}
+
+#[test]
+fn a_killed_service_starts_nothing_more() {
+    let mut book = Book::default();
+    submit(&mut book, &service("web", 3)).unwrap();
+    launch_all(&mut book, 0);
+    let kills = book.kill("web", 1).unwrap();
+    assert_eq!(kills.len(), 3);
+    for i in 0..3 {
+        report(&mut book, &format!("web.{i}"), TaskState::Killed, 2);
+    }
+    assert!(launch_all(&mut book, 5_000).is_empty());
+    let j = job(&book, "web");
+    assert_eq!(j.state, v1::JobState::Killed as i32);
+    assert_eq!(j.running, 0);
+    assert!(j.ended_unix_millis > 0);
 }
