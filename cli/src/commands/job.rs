@@ -238,7 +238,7 @@ pub(crate) async fn wait(
                 .into_inner();
             bar.set_length(job.instances);
             bar.set_position(if job.kind == "service" {
-                job.running
+                job.started
             } else {
                 job.succeeded + job.failed
             });
@@ -256,12 +256,12 @@ pub(crate) async fn wait(
 }
 
 /// Whether `submit --wait` is done with a job: it ended; or it is a service with every
-/// instance running, or a cron job (whose runs come on their schedule).
+/// instance reporting RUNNING, or a cron job (whose runs come on their schedule).
 fn settled(job: &v1::Job) -> bool {
     let running = job.state == v1::JobState::Running as i32;
     job.ended_unix_millis != 0
         || job.kind == "cron"
-        || (job.kind == "service" && running && job.running == job.instances)
+        || (job.kind == "service" && running && job.started == job.instances)
 }
 
 /// `done 10 · running 4 · failed 1 · retrying 2`, then the job's state or message.
@@ -301,6 +301,7 @@ fn job_json(j: &v1::Job) -> Value {
         "succeeded": j.succeeded,
         "failed": j.failed,
         "running": j.running,
+        "started": j.started,
         "waiting": j.waiting,
         "retrying": j.retrying,
         "attempts": j.attempts,

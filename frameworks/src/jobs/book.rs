@@ -124,7 +124,7 @@ struct Instance {
     attempts: u32,
     /// Where it runs, for the job's constraints ([`Tally::values`]).
     placed: Option<Box<[Option<String>]>>,
-    /// A service instance: when its current attempt reported RUNNING.
+    /// When its current attempt reported RUNNING.
     running_since_ms: Option<u64>,
     /// A service instance: attempts in a row that ended soon after starting; its backoff
     /// grows with them.
@@ -150,6 +150,8 @@ pub(crate) struct Counts {
     pub(crate) waiting: u64,
     pub(crate) retrying: u64,
     pub(crate) running: u64,
+    /// Of `running`, those that reported RUNNING.
+    pub(crate) started: u64,
     pub(crate) succeeded: u64,
     pub(crate) failed: u64,
     pub(crate) attempts: u64,
@@ -520,11 +522,14 @@ impl Book {
             return Vec::new();
         }
         let state = status.state;
-        if job.is_service() {
-            if state == TaskState::Running {
+        if state == TaskState::Running {
+            if job.instances[index as usize].running_since_ms.is_none() {
                 job.instances[index as usize].running_since_ms = Some(now_ms);
-                return Vec::new();
+                job.counts.started += 1;
             }
+            return Vec::new();
+        }
+        if job.is_service() {
             if !(state.is_terminal() || state == TaskState::Unknown) {
                 return Vec::new();
             }
@@ -1246,6 +1251,9 @@ impl Job {
         if let Some(values) = instance.placed.take() {
             self.tally.remove(&values);
         }
+        if instance.running_since_ms.take().is_some() {
+            self.counts.started -= 1;
+        }
         self.counts.running -= 1;
         self.dirty_shards.insert(index / SHARD_SIZE);
     }
@@ -1273,7 +1281,6 @@ impl Job {
             .running_since_ms
             .is_some_and(|t| now_ms.saturating_sub(t) >= millis(SERVICE_HEALTHY_AFTER));
         instance.streak = if ran_long { 1 } else { instance.streak + 1 };
-        instance.running_since_ms = None;
         let delay = backoff_delay(&self.batch.backoff, instance.streak);
         self.requeue(index, now_ms, delay);
     }
@@ -1384,6 +1391,7 @@ impl Job {
             succeeded: self.counts.succeeded,
             failed: self.counts.failed,
             running: self.counts.running,
+            started: self.counts.started,
             waiting: self.counts.waiting,
             retrying: self.counts.retrying,
             attempts: self.counts.attempts,

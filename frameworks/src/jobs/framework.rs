@@ -1,7 +1,7 @@
 //! The jobs framework on the public SDK: a [`Scheduler`] over a [`Book`], keeping its state in
 //! the framework store so that it survives a restart of its process or a master failover.
 //!
-//! Exactly once: an instance is recorded as launched in the store before its LAUNCH is sent,
+//! Exactly once: an instance is recorded as launched in the store before its LAUNCH is sent
 //! and an update is acknowledged only once its effect is in the store (the master redelivers
 //! unacknowledged updates). After a restart the framework reads its state back and
 //! reconciles every instance recorded as launched; the master answers each once it knows
@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_proto::TaskStatus;
 use corral_scheduler::{
-    Driver, FrameworkConfig, FrameworkId, Offer, Scheduler, SdkError, StoreEntry, TaskId,
+    Driver, FrameworkConfig, FrameworkId, Offer, OfferId, Scheduler, SdkError, StoreEntry, TaskId,
+    TaskInfo,
 };
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -54,6 +55,10 @@ struct Inner {
     retry: Mutex<BTreeMap<String, Write>>,
     /// Updates in the book and not yet in the store: acknowledged after the next flush.
     unacked: Mutex<Vec<TaskStatus>>,
+    /// Launches planned and recorded in the book, sent once a flush has stored them: the
+    /// launches of every offer round that came during one store write go after the next
+    /// (a group commit), so a slow write does not hold the offers back.
+    launches: Mutex<Vec<(OfferId, Vec<TaskInfo>)>>,
     /// True once subscribed and the state is read back.
     ready: watch::Sender<bool>,
     /// The current run's.
@@ -98,6 +103,7 @@ impl JobsFramework {
                 flushing: tokio::sync::Mutex::new(()),
                 retry: Mutex::new(BTreeMap::new()),
                 unacked: Mutex::new(Vec::new()),
+                launches: Mutex::new(Vec::new()),
                 ready,
                 driver: Mutex::new(None),
                 wake: Notify::new(),
@@ -114,6 +120,7 @@ impl JobsFramework {
         *self.book() = Book::default();
         lock(&self.inner.retry).clear();
         lock(&self.inner.unacked).clear();
+        lock(&self.inner.launches).clear();
         let mut config = FrameworkConfig::new(FRAMEWORK_ID, masters);
         config.framework_id = FrameworkId::new(FRAMEWORK_ID).ok();
         config.user = "corral".into();
@@ -268,18 +275,20 @@ impl JobsFramework {
         self.want_offers(driver).await;
     }
 
-    /// Writes what changed to the store, then acknowledges the updates it covers. Writes
-    /// that fail are retried by the next flush, and their updates are acknowledged then.
+    /// Writes what changed to the store, then sends the launches it recorded and
+    /// acknowledges the updates it covers. Writes that fail are retried by the next flush,
+    /// and their launches and acknowledgements wait for it.
     async fn flush(&self, driver: &Driver) -> Result<(), SdkError> {
         let _order = self.inner.flushing.lock().await;
-        let (writes, acks) = {
+        let (writes, acks, launches) = {
             let mut book = self.book();
             let mut writes = std::mem::take(&mut *lock(&self.inner.retry));
             for w in book.take_writes() {
                 writes.insert(w.key().to_owned(), w);
             }
             let acks = std::mem::take(&mut *lock(&self.inner.unacked));
-            (writes, acks)
+            let launches = std::mem::take(&mut *lock(&self.inner.launches));
+            (writes, acks, launches)
         };
         let mut pending = JoinSet::new();
         for (_, write) in writes {
@@ -309,7 +318,15 @@ impl JobsFramework {
         if let Some(error) = failure {
             tracing::warn!(%error, "jobs framework: store write failed; retrying");
             lock(&self.inner.unacked).splice(0..0, acks);
+            lock(&self.inner.launches).splice(0..0, launches);
             return Err(error);
+        }
+        for (offer, tasks) in launches {
+            // A launch the master did not take is reconciled later (answered UNKNOWN and
+            // retried).
+            if let Err(error) = driver.launch(&[offer], tasks).await {
+                tracing::warn!(%error, "jobs framework: launch failed; reconciling later");
+            }
         }
         for status in &acks {
             driver.acknowledge_later(status);
@@ -455,18 +472,10 @@ impl Scheduler for Callbacks {
             let plan = book.plan(&offers, now_ms());
             (plan, book.wants_offers())
         };
-        if !plan.launches.is_empty()
-            && let Err(error) = self.jobs.flush(driver).await
-        {
-            // Not recorded, so not launched: the instances stay launched in the book and
-            // are reconciled (answered UNKNOWN, retried) on the next subscription.
-            tracing::warn!(%error, "jobs framework: launches not recorded; not sent");
-            return;
-        }
-        for (offer, tasks) in plan.launches {
-            if let Err(error) = driver.launch(&[offer], tasks).await {
-                tracing::warn!(%error, "jobs framework: launch failed; reconciling later");
-            }
+        if !plan.launches.is_empty() {
+            // Sent by the flusher once stored (see `Inner::launches`).
+            lock(&self.jobs.inner.launches).extend(plan.launches);
+            self.jobs.inner.wake.notify_one();
         }
         if !plan.declines.is_empty() {
             let _ = driver.decline(&plan.declines, plan.refuse).await;

@@ -752,6 +752,10 @@ fn a_service_restarts_every_instance_that_ends_after_a_growing_backoff() {
     launched.sort();
     assert_eq!(launched, ["web.0", "web.1"]);
     report(&mut book, "web.0", TaskState::Running, 10);
+    assert_eq!(
+        (job(&book, "web").running, job(&book, "web").started),
+        (2, 1)
+    );
     // Whatever way an instance ends, it starts again: after 1 s (Marathon's first backoff)...
     report(&mut book, "web.0", TaskState::Finished, 20);
     assert!(launch_all(&mut book, 1_019).is_empty());
