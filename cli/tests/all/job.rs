@@ -82,7 +82,11 @@ async fn wait_for_job(cluster: &Cluster, name: &str, done: impl Fn(&Value) -> bo
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("job {name} did not get there within 120 s");
+    let last = cluster.corral(&["job", "status", name, "-o", "json"]).await;
+    panic!(
+        "job {name} did not get there within 120 s: {}",
+        text(&last.stdout)
+    );
 }
 
 #[tokio::test]
@@ -453,4 +457,51 @@ async fn a_service_replaces_killed_instances_and_those_of_a_killed_agent_and_sca
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let job = wait_for_job(&cluster, "web", |j| j["ended_unix_millis"] != 0).await;
     assert_eq!(job["state"], "killed");
+}
+
+#[tokio::test]
+async fn a_production_job_takes_the_place_of_preemptible_instances_which_run_again_after() {
+    let cluster = Cluster::start(&[]).await;
+    // 20 × 0.1 cpu fill the agent's 2 cpus.
+    write_job(
+        &cluster,
+        "low.toml",
+        "version = 1\nname = \"low\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         args = [\"sleep\", \"60000\"]\ninstances = 20\nretries = 0\ntier = \"preemptible\"\n\
+         [resources]\ncpus = 0.1\nmem = \"16MiB\"\ndisk = \"16MiB\"\n",
+    );
+    assert!(
+        cluster
+            .corral(&["job", "submit", "low.toml"])
+            .await
+            .status
+            .success()
+    );
+    wait_for_job(&cluster, "low", |j| j["started"] == 20).await;
+    write_job(
+        &cluster,
+        "high.toml",
+        "version = 1\nname = \"high\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         args = [\"sleep\", \"10\"]\ninstances = 5\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n\
+         disk = \"16MiB\"\n",
+    );
+    let out = cluster
+        .corral(&["job", "submit", "high.toml", "--wait", "-o", "json"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(job_doc(&out)["jobs"][0]["state"], "succeeded");
+    // The five preempted instances were not failures: they run again.
+    let low = wait_for_job(&cluster, "low", |j| {
+        j["started"] == 20 && j["attempts"] == 25
+    })
+    .await;
+    assert_eq!(low["failed"], 0);
+    assert_eq!(low["state"], "running");
+    let preempted = low["recent_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["message"] == "preempted for production work")
+        .count();
+    assert_eq!(preempted, 5, "{low}");
 }

@@ -23,9 +23,12 @@ use super::template;
 use super::timetable::Timetable;
 use crate::spec::{
     Backoff, BatchSpec, Concurrency, CronSpec, Format, InputSource, JobKind, JobSpec,
-    Placement as Spread,
+    Placement as Spread, Tier,
 };
 
+/// How long a production job's ready instances wait for offers before preemptible ones are
+/// killed to make room.
+const PREEMPT_AFTER: Duration = Duration::from_secs(2);
 /// A service instance that ran this long before it ended starts its backoff over.
 const SERVICE_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Failed attempts kept per job for its status.
@@ -129,6 +132,11 @@ struct Instance {
     /// A service instance: attempts in a row that ended soon after starting; its backoff
     /// grows with them.
     streak: u32,
+    /// Killed to make room for a production job: it goes back to waiting when it ends,
+    /// without using a retry.
+    preempted: bool,
+    /// Attempts that ended preempted (not counted against retries).
+    preemptions: u32,
 }
 
 impl Default for Instance {
@@ -140,6 +148,8 @@ impl Default for Instance {
             placed: None,
             running_since_ms: None,
             streak: 0,
+            preempted: false,
+            preemptions: 0,
         }
     }
 }
@@ -201,6 +211,8 @@ pub(crate) struct Job {
     service_target: Option<u64>,
     /// Shards of a shrunk service to delete.
     dropped_shards: BTreeSet<u32>,
+    /// Since when instances have been ready and none could be placed.
+    starved_since_ms: Option<u64>,
 }
 
 /// Where a cron job is in its timetable.
@@ -235,6 +247,8 @@ pub(crate) struct Book {
     next_seq: u64,
     /// Keys of ended jobs' records to rewrite, and deletions, gathered for the next flush.
     pending: Vec<Write>,
+    /// Instances killed to make room for production work that have not ended yet.
+    preempting: usize,
 }
 
 impl Book {
@@ -410,8 +424,15 @@ impl Book {
         let mut plan = Plan::default();
         let mut left: Vec<Resources> = offers.iter().map(|o| o.resources.clone()).collect();
         let mut tasks: Vec<Vec<TaskInfo>> = vec![Vec::new(); offers.len()];
-        let running = self.running.clone();
-        for name in &running {
+        // Production jobs first (Aurora's tiers), then in submission order.
+        let mut running: Vec<(bool, u64, String)> = self
+            .running
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .map(|j| (j.spec.tier == Tier::Preemptible, j.seq, j.spec.name.clone()))
+            .collect();
+        running.sort();
+        for (_, _, name) in &running {
             let Some(job) = self.jobs.get_mut(name) else {
                 continue;
             };
@@ -420,6 +441,7 @@ impl Book {
             };
             let before = job.ready.len();
             if before == 0 {
+                job.starved_since_ms = None;
                 continue;
             }
             job.tally.see(&job.spec.constraints, offers);
@@ -460,6 +482,9 @@ impl Book {
                 }
             }
             let placed_now = before - job.ready.len();
+            if placed_now > 0 || job.ready.is_empty() {
+                job.starved_since_ms = (!job.ready.is_empty()).then_some(now_ms);
+            }
             let message = if job.ready.is_empty() || placed_now > 0 {
                 String::new()
             } else {
@@ -529,8 +554,28 @@ impl Book {
             }
             return Vec::new();
         }
+        let ended = state.is_terminal() || state == TaskState::Unknown;
+        if ended && job.instances[index as usize].preempted {
+            job.record_failure(index, status);
+            if let Some(attempt) = job.recent_failures.front_mut() {
+                attempt.message = "preempted for production work".into();
+            }
+            let instance = &mut job.instances[index as usize];
+            instance.preempted = false;
+            instance.preemptions += 1;
+            self.preempting = self.preempting.saturating_sub(1);
+            if job.state == JobState::Running && index < job.target() {
+                job.requeue(index, now_ms, Duration::ZERO);
+            } else if job.is_service() {
+                job.retire(index);
+            } else {
+                job.finish(index, Phase::Failed);
+            }
+            let name = name.to_owned();
+            return self.after_change(&name, now_ms);
+        }
         if job.is_service() {
-            if !(state.is_terminal() || state == TaskState::Unknown) {
+            if !ended {
                 return Vec::new();
             }
             if index < job.target() && job.state == JobState::Running {
@@ -551,7 +596,9 @@ impl Book {
         } else if state.is_terminal() || state == TaskState::Unknown {
             job.record_failure(index, status);
             let stopped = job.state != JobState::Running;
-            if !stopped && (job.instances[index as usize].attempts as u64) <= job.batch.retries {
+            let instance = &job.instances[index as usize];
+            let tries = instance.attempts - instance.preemptions;
+            if !stopped && u64::from(tries) <= job.batch.retries {
                 job.retry(index, now_ms);
             } else {
                 job.finish(index, Phase::Failed);
@@ -679,17 +726,99 @@ impl Book {
             self.running.retain(|n| *n != name);
             self.end_if_done(&name, now_ms);
         }
+        kills.extend(self.preempt(now_ms));
         kills
     }
 
-    /// When [`Book::tick`] next has something to do.
+    /// Production jobs whose ready instances could not be placed for [`PREEMPT_AFTER`] take
+    /// the place of preemptible instances: enough of those (the latest jobs' highest
+    /// instances first) are killed to free what the waiting instances need, and go back to
+    /// waiting. One round at a time: none until the previous round's victims ended.
+    fn preempt(&mut self, now_ms: u64) -> Vec<TaskId> {
+        let mut kills = Vec::new();
+        let mut starving = Vec::new();
+        for name in &self.running {
+            if let Some(j) = self.jobs.get_mut(name)
+                && j.spec.tier == Tier::Production
+                && !j.ready.is_empty()
+            {
+                let since = *j.starved_since_ms.get_or_insert(now_ms);
+                if now_ms.saturating_sub(since) >= millis(PREEMPT_AFTER) {
+                    starving.push(name.clone());
+                }
+            }
+        }
+        if starving.is_empty() || self.preempting > 0 {
+            return kills;
+        }
+        let mut needed = Resources::new();
+        for name in &starving {
+            if let Some(job) = self.jobs.get_mut(name) {
+                for _ in 0..job.ready.len() {
+                    needed = needed.saturating_add(&job.spec.resources);
+                }
+                job.starved_since_ms = Some(now_ms);
+            }
+        }
+        let mut victims: Vec<(u64, String)> = self
+            .running
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .filter(|j| j.spec.tier == Tier::Preemptible && j.counts.running > 0)
+            .map(|j| (j.seq, j.spec.name.clone()))
+            .collect();
+        victims.sort_by(|a, b| b.cmp(a));
+        let mut freed = Resources::new();
+        'jobs: for (_, name) in victims {
+            let Some(job) = self.jobs.get_mut(&name) else {
+                continue;
+            };
+            let mut taken = 0;
+            for index in (0..job.instances.len()).rev() {
+                if freed.contains(&needed) {
+                    break;
+                }
+                let instance = &mut job.instances[index];
+                if instance.phase != Phase::Launched || instance.preempted {
+                    continue;
+                }
+                instance.preempted = true;
+                freed = freed.saturating_add(&job.spec.resources);
+                taken += 1;
+                kills.extend(task_id(&name, index as u32));
+            }
+            if taken > 0 {
+                job.message = format!(
+                    "{taken} instances preempted for production work ({})",
+                    starving.join(", ")
+                );
+            }
+            if freed.contains(&needed) {
+                break 'jobs;
+            }
+        }
+        self.preempting += kills.len();
+        kills
+    }
+
+    /// When [`Book::tick`] next has something to do: a cron run, a run's starting deadline,
+    /// or production work waiting (to be given preemptible instances' place).
     pub(crate) fn next_wakeup(&self) -> Option<u64> {
+        let preemptible = self
+            .running
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .any(|j| j.spec.tier == Tier::Preemptible && j.counts.running > 0);
         self.jobs
             .values()
             .filter(|j| j.state == JobState::Running)
             .filter_map(|j| match (&j.cron, &j.run_of) {
                 (Some(c), _) if !c.suspended => c.next_ms,
                 (_, Some(run)) if j.counts.attempts == 0 => run.start_by_ms,
+                _ if preemptible && j.spec.tier == Tier::Production && !j.ready.is_empty() => Some(
+                    j.starved_since_ms
+                        .map_or(0, |t| t.saturating_add(millis(PREEMPT_AFTER))),
+                ),
                 _ => None,
             })
             .min()
@@ -1145,6 +1274,7 @@ impl Job {
             run_of: None,
             service_target,
             dropped_shards: BTreeSet::new(),
+            starved_since_ms: None,
             seq,
             submission,
             batch,

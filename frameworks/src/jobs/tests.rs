@@ -834,3 +834,77 @@ fn a_killed_service_starts_nothing_more() {
     assert_eq!(j.running, 0);
     assert!(j.ended_unix_millis > 0);
 }
+
+// -- tiers and preemption --
+
+#[test]
+fn production_work_takes_the_place_of_preemptible_instances_which_run_again_later() {
+    let mut book = Book::default();
+    submit(
+        &mut book,
+        &batch("low", 10, "tier = \"preemptible\"\nretries = 0"),
+    )
+    .unwrap();
+    // The preemptible job fills the cluster (1 cpu, 0.1 each).
+    let plan = book.plan(&[offer("o1", "a1", 1000)], 0);
+    assert_eq!(plan.launches[0].1.len(), 10);
+    submit(&mut book, &batch("high", 3, "")).unwrap();
+    // No offer comes (the cluster is full): after a while the production job preempts.
+    assert!(book.tick(100).is_empty(), "not at once");
+    assert_eq!(book.next_wakeup(), Some(2_100));
+    let mut victims: Vec<String> = book.tick(2_100).iter().map(ToString::to_string).collect();
+    victims.sort();
+    assert_eq!(
+        victims,
+        ["low.7", "low.8", "low.9"],
+        "the highest instances, just enough"
+    );
+    assert!(book.tick(4_200).is_empty(), "one round at a time");
+    for v in &victims {
+        report(&mut book, v, TaskState::Killed, 2_200);
+    }
+    let low = job(&book, "low");
+    assert_eq!(
+        (low.failed, low.waiting + low.retrying, low.running),
+        (0, 3, 7),
+        "not failures: back to wait"
+    );
+    assert!(
+        low.message.contains("3 instances preempted"),
+        "{}",
+        low.message
+    );
+    // The freed resources go to production first, though it was submitted later.
+    let plan = book.plan(&[offer("o2", "a1", 300)], 2_300);
+    let ids: Vec<String> = plan.launches[0]
+        .1
+        .iter()
+        .map(|t| t.id.to_string())
+        .collect();
+    assert_eq!(ids, ["high.0", "high.1", "high.2"]);
+    // Preempted instances run again later and may still succeed (retries = 0 untouched).
+    for i in 0..3 {
+        report(&mut book, &format!("high.{i}"), TaskState::Finished, 2_400);
+    }
+    let mut again = launch_all(&mut book, 2_500);
+    again.sort();
+    assert_eq!(again, ["low.7", "low.8", "low.9"]);
+    for i in 0..10 {
+        report(&mut book, &format!("low.{i}"), TaskState::Finished, 2_600);
+    }
+    let low = job(&book, "low");
+    assert_eq!(
+        (low.state, low.succeeded, low.attempts),
+        (v1::JobState::Succeeded as i32, 10, 13)
+    );
+}
+
+#[test]
+fn production_never_preempts_production() {
+    let mut book = Book::default();
+    submit(&mut book, &batch("first", 10, "")).unwrap();
+    book.plan(&[offer("o1", "a1", 1000)], 0);
+    submit(&mut book, &batch("second", 3, "")).unwrap();
+    assert_eq!(book.next_wakeup(), None);
+    assert!(book.tick(10_000).is_empty());
+}
