@@ -441,6 +441,8 @@ pub(crate) enum JobCommand {
     /// Scale a service: new instances start; those past the new count are killed,
     /// highest index first.
     Scale(JobScaleArgs),
+    /// An instance's output (`<job>.<instance>`); a cron job's latest run's.
+    Logs(JobLogsArgs),
     /// A cron job's runs (the last `history_limit` ended ones and those running).
     History(JobNameArgs),
     /// Start a run of a cron job now, whatever its schedule and concurrency policy say.
@@ -474,6 +476,26 @@ pub(crate) struct JobListArgs {
     pub(crate) master: MasterAddr,
     #[arg(long, short, value_enum, default_value = "table")]
     pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobLogsArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// The job's name.
+    pub(crate) name: String,
+    /// Which instance (from 0).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) instance: u64,
+    /// Print stderr instead of stdout.
+    #[arg(long)]
+    pub(crate) stderr: bool,
+    /// Follow the file until the task ends.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
+    /// Only the last N lines (then, with -f, what follows).
+    #[arg(long, value_name = "N")]
+    pub(crate) tail: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,8 @@ use corral_proto::v1;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    JobListArgs, JobNameArgs, JobScaleArgs, JobSubmitArgs, JobValidateArgs, OutputFormat,
+    JobListArgs, JobLogsArgs, JobNameArgs, JobScaleArgs, JobSubmitArgs, JobValidateArgs, LogsArgs,
+    OutputFormat,
 };
 use crate::client::{self, JobsClient};
 use crate::commands::Exit;
@@ -163,6 +164,57 @@ pub(super) async fn scale(args: JobScaleArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+pub(super) async fn logs(args: JobLogsArgs) -> anyhow::Result<u8> {
+    let mut jobs = client::jobs(&args.master.master).await?;
+    let job = jobs
+        .get_job(v1::GetJobRequest {
+            name: args.name.clone(),
+        })
+        .await
+        .map_err(|s| client::refused(&format!("job {}", args.name), &s))?
+        .into_inner();
+    let task = if job.kind == "cron" {
+        let latest = runs_of(&mut jobs, &args.name)
+            .await?
+            .into_iter()
+            .max_by_key(|run| run.submitted_unix_millis)
+            .ok_or_else(|| Exit::invalid(format!("cron job {} has no run yet", args.name)))?;
+        format!("{}.0", latest.name)
+    } else if args.instance < job.instances {
+        format!("{}.{}", args.name, args.instance)
+    } else {
+        return Err(Exit::invalid(format!(
+            "job {} has {} instances (0 to {})",
+            args.name,
+            job.instances,
+            job.instances.saturating_sub(1)
+        ))
+        .into());
+    };
+    super::logs::run(LogsArgs {
+        master: args.master,
+        task,
+        stderr: args.stderr,
+        follow: args.follow,
+        tail: args.tail,
+        framework: Some(corral_frameworks::jobs::FRAMEWORK_ID.to_owned()),
+    })
+    .await
+}
+
+/// The runs of cron job `name`, in submission order.
+async fn runs_of(jobs: &mut JobsClient, name: &str) -> anyhow::Result<Vec<v1::Job>> {
+    Ok(jobs
+        .list_jobs(v1::ListJobsRequest {})
+        .await
+        .map_err(|s| client::refused("listing jobs", &s))?
+        .into_inner()
+        .jobs
+        .into_iter()
+        .filter(|j| j.cron_job == name)
+        .collect())
+}
+
 pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
     let mut jobs = client::jobs(&args.master.master).await?;
     let job = jobs
@@ -179,15 +231,7 @@ pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let runs: Vec<v1::Job> = jobs
-        .list_jobs(v1::ListJobsRequest {})
-        .await
-        .map_err(|s| client::refused("listing jobs", &s))?
-        .into_inner()
-        .jobs
-        .into_iter()
-        .filter(|j| j.cron_job == args.name)
-        .collect();
+    let runs = runs_of(&mut jobs, &args.name).await?;
     print_jobs(args.output, &runs)?;
     Ok(0)
 }

@@ -88,6 +88,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Job(JobCommand::Status(args)) => job::status(args).await,
         Command::Job(JobCommand::Kill(args)) => job::kill(args).await,
         Command::Job(JobCommand::Scale(args)) => job::scale(args).await,
+        Command::Job(JobCommand::Logs(args)) => job::logs(args).await,
         Command::Job(JobCommand::History(args)) => job::history(args).await,
         Command::Job(JobCommand::RunNow(args)) => job::cron_call(args, job::CronCall::RunNow).await,
         Command::Job(JobCommand::Suspend(args)) => {

@@ -326,6 +326,26 @@ async fn the_map_reduce_example_runs_the_maps_then_the_reduce_on_their_outputs()
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let counted = std::fs::read_to_string(into.join("wordcount.txt")).unwrap();
     assert_eq!(counted, expected_word_counts());
+
+    // `job logs` reads an instance's output.
+    let out = cluster
+        .corral(&["job", "logs", "map", "--instance", "3"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with("map 3: 1 files, "),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = cluster
+        .corral(&["job", "logs", "map", "--instance", "4"])
+        .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("has 4 instances (0 to 3)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[tokio::test]
