@@ -432,7 +432,7 @@ pub(crate) enum JobCommand {
     )]
     Submit(JobSubmitArgs),
     /// List jobs, in submission order.
-    Ls(JobListArgs),
+    Ls(ListArgs),
     /// One job: state, instance counts, recent failures.
     Status(JobNameArgs),
     /// Kill a job: its running instances are killed, no more are launched, and jobs that
@@ -466,14 +466,6 @@ pub(crate) struct JobSubmitArgs {
     /// running, showing progress; exit 1 if a job failed or was killed.
     #[arg(long)]
     pub(crate) wait: bool,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub(crate) output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct JobListArgs {
-    #[command(flatten)]
-    pub(crate) master: MasterAddr,
     #[arg(long, short, value_enum, default_value = "table")]
     pub(crate) output: OutputFormat,
 }

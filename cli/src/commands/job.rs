@@ -13,7 +13,7 @@ use corral_proto::v1;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    JobListArgs, JobLogsArgs, JobNameArgs, JobScaleArgs, JobSubmitArgs, JobValidateArgs, LogsArgs,
+    JobLogsArgs, JobNameArgs, JobScaleArgs, JobSubmitArgs, JobValidateArgs, ListArgs, LogsArgs,
     OutputFormat,
 };
 use crate::client::{self, JobsClient};
@@ -85,7 +85,7 @@ pub(crate) async fn submit_file(
     Ok(submitted)
 }
 
-pub(super) async fn list(args: JobListArgs) -> anyhow::Result<u8> {
+pub(super) async fn list(args: ListArgs) -> anyhow::Result<u8> {
     let mut jobs = client::jobs(&args.master.master).await?;
     let listed = jobs
         .list_jobs(v1::ListJobsRequest {})
@@ -99,13 +99,7 @@ pub(super) async fn list(args: JobListArgs) -> anyhow::Result<u8> {
 
 pub(super) async fn status(args: JobNameArgs) -> anyhow::Result<u8> {
     let mut jobs = client::jobs(&args.master.master).await?;
-    let job = jobs
-        .get_job(v1::GetJobRequest {
-            name: args.name.clone(),
-        })
-        .await
-        .map_err(|s| client::refused(&format!("job {}", args.name), &s))?
-        .into_inner();
+    let job = get_job(&mut jobs, &args.name).await?;
     print_job(args.output, &job)?;
     Ok(0)
 }
@@ -166,13 +160,7 @@ pub(super) async fn scale(args: JobScaleArgs) -> anyhow::Result<u8> {
 
 pub(super) async fn logs(args: JobLogsArgs) -> anyhow::Result<u8> {
     let mut jobs = client::jobs(&args.master.master).await?;
-    let job = jobs
-        .get_job(v1::GetJobRequest {
-            name: args.name.clone(),
-        })
-        .await
-        .map_err(|s| client::refused(&format!("job {}", args.name), &s))?
-        .into_inner();
+    let job = get_job(&mut jobs, &args.name).await?;
     let task = if job.kind == "cron" {
         let latest = runs_of(&mut jobs, &args.name)
             .await?
@@ -202,6 +190,16 @@ pub(super) async fn logs(args: JobLogsArgs) -> anyhow::Result<u8> {
     .await
 }
 
+async fn get_job(jobs: &mut JobsClient, name: &str) -> anyhow::Result<v1::Job> {
+    Ok(jobs
+        .get_job(v1::GetJobRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .map_err(|s| client::refused(&format!("job {name}"), &s))?
+        .into_inner())
+}
+
 /// The runs of cron job `name`, in submission order.
 async fn runs_of(jobs: &mut JobsClient, name: &str) -> anyhow::Result<Vec<v1::Job>> {
     Ok(jobs
@@ -217,13 +215,7 @@ async fn runs_of(jobs: &mut JobsClient, name: &str) -> anyhow::Result<Vec<v1::Jo
 
 pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
     let mut jobs = client::jobs(&args.master.master).await?;
-    let job = jobs
-        .get_job(v1::GetJobRequest {
-            name: args.name.clone(),
-        })
-        .await
-        .map_err(|s| client::refused(&format!("job {}", args.name), &s))?
-        .into_inner();
+    let job = get_job(&mut jobs, &args.name).await?;
     if job.kind != "cron" {
         return Err(Exit::invalid(format!(
             "job {} is a {} job: history lists a cron job's runs (corral job status {} shows              its latest failed attempts)",
@@ -275,11 +267,7 @@ pub(crate) async fn wait(
     loop {
         let mut jobs = Vec::with_capacity(names.len());
         for (name, bar) in names.iter().zip(&progress) {
-            let job = client
-                .get_job(v1::GetJobRequest { name: name.clone() })
-                .await
-                .map_err(|s| client::refused(&format!("job {name}"), &s))?
-                .into_inner();
+            let job = get_job(client, name).await?;
             bar.set_length(job.instances);
             bar.set_position(if job.kind == "service" {
                 job.started
