@@ -14,6 +14,11 @@ use corral_proto::{ModuleSource, TaskInfo, TaskStatus, v1};
 use corral_scheduler::Offer;
 use corral_types::{OfferId, Resources, TaskId, TaskOutput, TaskState};
 
+mod cron;
+mod preempt;
+mod service;
+
+use self::cron::{Cron, run_spec};
 use super::placement::{self, Tally};
 use super::record::{
     CronRecord, EndedCounts, JobRecord, OutputsRecord, RunRecord, SHARD_SIZE, ServiceRecord,
@@ -21,16 +26,8 @@ use super::record::{
 };
 use super::template;
 use super::timetable::Timetable;
-use crate::spec::{
-    Backoff, BatchSpec, Concurrency, CronSpec, Format, InputSource, JobKind, JobSpec,
-    Placement as Spread, Tier,
-};
+use crate::spec::{BatchSpec, Format, InputSource, JobKind, JobSpec, Placement as Spread, Tier};
 
-/// How long a production job's ready instances wait for offers before preemptible ones are
-/// killed to make room.
-const PREEMPT_AFTER: Duration = Duration::from_secs(2);
-/// A service instance that ran this long before it ended starts its backoff over.
-const SERVICE_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Failed attempts kept per job for its status.
 const RECENT_FAILURES: usize = 20;
 /// Offers that can take nothing are declined for this long (at most).
@@ -213,20 +210,6 @@ pub(crate) struct Job {
     dropped_shards: BTreeSet<u32>,
     /// Since when instances have been ready and none could be placed.
     starved_since_ms: Option<u64>,
-}
-
-/// Where a cron job is in its timetable.
-#[derive(Debug)]
-struct Cron {
-    spec: CronSpec,
-    timetable: Timetable,
-    /// The latest occurrence handled (run or skipped); the next is after it.
-    last_ms: u64,
-    /// The next occurrence; `None` once the timetable has no more.
-    next_ms: Option<u64>,
-    /// The number of the next run (its job is `<cron job>-<run>`).
-    next_run: u64,
-    suspended: bool,
 }
 
 /// Launches and declines for one round of offers.
@@ -632,379 +615,6 @@ impl Book {
         Some(kills)
     }
 
-    /// Scales a service to `instances`: new ones start, those past it are killed (the
-    /// highest indices first go). Returns the tasks to kill.
-    pub(crate) fn scale(&mut self, name: &str, instances: u64) -> Result<Vec<TaskId>, CallError> {
-        let job = self.jobs.get_mut(name).ok_or(CallError::NotFound)?;
-        if !job.is_service() {
-            return Err(CallError::NotService);
-        }
-        if job.state.has_ended() {
-            return Err(CallError::Ended);
-        }
-        if instances > crate::spec::MAX_INSTANCES {
-            return Err(CallError::TooMany);
-        }
-        let old = job.target();
-        let new = u32::try_from(instances).unwrap_or(u32::MAX);
-        job.service_target = Some(instances);
-        job.dirty_record = true;
-        let mut kills = Vec::new();
-        if new > old {
-            // Retired ones not yet dropped come back; then new ones.
-            let len = job.instances.len() as u32;
-            for index in old..new.min(len) {
-                if job.instances[index as usize].phase == Phase::Waiting {
-                    job.ready.push_back(index);
-                    job.counts.waiting += 1;
-                    job.dirty_shards.insert(index / SHARD_SIZE);
-                }
-            }
-            if new > len {
-                job.instances.resize(new as usize, Instance::default());
-                job.ready.extend(len..new);
-                job.counts.waiting += u64::from(new - len);
-                job.dirty_shards
-                    .extend(len / SHARD_SIZE..new.div_ceil(SHARD_SIZE));
-            }
-        } else if new < old {
-            let waiting = job.ready.len();
-            job.ready.retain(|i| *i < new);
-            job.counts.waiting -= (waiting - job.ready.len()) as u64;
-            let retrying = job.backoff.len();
-            job.backoff.retain(|(_, i)| *i < new);
-            job.counts.retrying -= (retrying - job.backoff.len()) as u64;
-            kills = job
-                .instances
-                .iter()
-                .enumerate()
-                .skip(new as usize)
-                .filter(|(_, i)| i.phase == Phase::Launched)
-                .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
-                .collect();
-            job.compact();
-        }
-        Ok(kills)
-    }
-
-    /// Starts the cron runs due by `now_ms`, skips those past their starting deadline, ends
-    /// timetables that have no more runs; returns tasks to kill (runs replaced).
-    pub(crate) fn tick(&mut self, now_ms: u64) -> Vec<TaskId> {
-        let mut kills = Vec::new();
-        let due: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-            .filter(|j| {
-                j.cron
-                    .as_ref()
-                    .is_some_and(|c| !c.suspended && c.next_ms.is_some_and(|n| n <= now_ms))
-            })
-            .map(|j| j.spec.name.clone())
-            .collect();
-        for name in due {
-            kills.extend(self.fire_due(&name, now_ms));
-        }
-        // Runs not launched by their starting deadline are skipped.
-        let late: Vec<String> = self
-            .jobs
-            .values()
-            .filter(|j| j.state == JobState::Running && j.counts.attempts == 0)
-            .filter(|j| {
-                j.run_of
-                    .as_ref()
-                    .and_then(|r| r.start_by_ms)
-                    .is_some_and(|t| t <= now_ms)
-            })
-            .map(|j| j.spec.name.clone())
-            .collect();
-        for name in late {
-            if let Some(job) = self.jobs.get_mut(&name) {
-                job.message = "skipped: not started within its starting deadline".into();
-                job.stop(JobState::Failed);
-            }
-            self.running.retain(|n| *n != name);
-            self.end_if_done(&name, now_ms);
-        }
-        kills.extend(self.preempt(now_ms));
-        kills
-    }
-
-    /// Production jobs whose ready instances could not be placed for [`PREEMPT_AFTER`] take
-    /// the place of preemptible instances: enough of those (the latest jobs' highest
-    /// instances first) are killed to free what the waiting instances need, and go back to
-    /// waiting. One round at a time: none until the previous round's victims ended.
-    fn preempt(&mut self, now_ms: u64) -> Vec<TaskId> {
-        let mut kills = Vec::new();
-        let mut starving = Vec::new();
-        for name in &self.running {
-            if let Some(j) = self.jobs.get_mut(name)
-                && j.spec.tier == Tier::Production
-                && !j.ready.is_empty()
-            {
-                let since = *j.starved_since_ms.get_or_insert(now_ms);
-                if now_ms.saturating_sub(since) >= millis(PREEMPT_AFTER) {
-                    starving.push(name.clone());
-                }
-            }
-        }
-        if starving.is_empty() || self.preempting > 0 {
-            return kills;
-        }
-        let mut needed = Resources::new();
-        for name in &starving {
-            if let Some(job) = self.jobs.get_mut(name) {
-                for _ in 0..job.ready.len() {
-                    needed = needed.saturating_add(&job.spec.resources);
-                }
-                job.starved_since_ms = Some(now_ms);
-            }
-        }
-        let mut victims: Vec<(u64, String)> = self
-            .running
-            .iter()
-            .filter_map(|n| self.jobs.get(n))
-            .filter(|j| j.spec.tier == Tier::Preemptible && j.counts.running > 0)
-            .map(|j| (j.seq, j.spec.name.clone()))
-            .collect();
-        victims.sort_by(|a, b| b.cmp(a));
-        let mut freed = Resources::new();
-        'jobs: for (_, name) in victims {
-            let Some(job) = self.jobs.get_mut(&name) else {
-                continue;
-            };
-            let mut taken = 0;
-            for index in (0..job.instances.len()).rev() {
-                if freed.contains(&needed) {
-                    break;
-                }
-                let instance = &mut job.instances[index];
-                if instance.phase != Phase::Launched || instance.preempted {
-                    continue;
-                }
-                instance.preempted = true;
-                freed = freed.saturating_add(&job.spec.resources);
-                taken += 1;
-                kills.extend(task_id(&name, index as u32));
-            }
-            if taken > 0 {
-                job.message = format!(
-                    "{taken} instances preempted for production work ({})",
-                    starving.join(", ")
-                );
-            }
-            if freed.contains(&needed) {
-                break 'jobs;
-            }
-        }
-        self.preempting += kills.len();
-        kills
-    }
-
-    /// When [`Book::tick`] next has something to do: a cron run, a run's starting deadline,
-    /// or production work waiting (to be given preemptible instances' place).
-    pub(crate) fn next_wakeup(&self) -> Option<u64> {
-        let preemptible = self
-            .running
-            .iter()
-            .filter_map(|n| self.jobs.get(n))
-            .any(|j| j.spec.tier == Tier::Preemptible && j.counts.running > 0);
-        self.jobs
-            .values()
-            .filter(|j| j.state == JobState::Running)
-            .filter_map(|j| match (&j.cron, &j.run_of) {
-                (Some(c), _) if !c.suspended => c.next_ms,
-                (_, Some(run)) if j.counts.attempts == 0 => run.start_by_ms,
-                _ if preemptible && j.spec.tier == Tier::Production && !j.ready.is_empty() => Some(
-                    j.starved_since_ms
-                        .map_or(0, |t| t.saturating_add(millis(PREEMPT_AFTER))),
-                ),
-                _ => None,
-            })
-            .min()
-    }
-
-    /// Starts a run of cron job `name` now, whatever its timetable and concurrency policy
-    /// say; returns the run's job name.
-    pub(crate) fn run_now(&mut self, name: &str, now_ms: u64) -> Result<String, CallError> {
-        self.cron_job(name)?;
-        Ok(self.fire(name, now_ms, now_ms))
-    }
-
-    /// Suspends (no more runs start; running ones go on) or resumes a cron job. A resumed
-    /// job starts from now: runs due while it was suspended are skipped.
-    pub(crate) fn set_suspended(
-        &mut self,
-        name: &str,
-        suspended: bool,
-        now_ms: u64,
-    ) -> Result<(), CallError> {
-        let job = self.cron_job(name)?;
-        let Some(cron) = job.cron.as_mut() else {
-            return Err(CallError::NotCron);
-        };
-        if cron.suspended != suspended {
-            cron.suspended = suspended;
-            if !suspended {
-                cron.last_ms = cron.last_ms.max(now_ms);
-                cron.next_ms = cron.timetable.next_after(cron.last_ms);
-            }
-            job.dirty_record = true;
-        }
-        Ok(())
-    }
-
-    fn cron_job(&mut self, name: &str) -> Result<&mut Job, CallError> {
-        let job = self.jobs.get_mut(name).ok_or(CallError::NotFound)?;
-        if job.cron.is_none() {
-            return Err(CallError::NotCron);
-        }
-        if job.state.has_ended() {
-            return Err(CallError::Ended);
-        }
-        Ok(job)
-    }
-
-    /// Handles the latest occurrence of `name`'s timetable due by `now_ms`.
-    fn fire_due(&mut self, name: &str, now_ms: u64) -> Vec<TaskId> {
-        let active = self.active_runs(name);
-        let Some(job) = self.jobs.get_mut(name) else {
-            return Vec::new();
-        };
-        let Some(cron) = job.cron.as_mut() else {
-            return Vec::new();
-        };
-        let Some((due, count)) = cron.timetable.latest_due(cron.last_ms, now_ms) else {
-            cron.next_ms = cron.timetable.next_after(now_ms);
-            return Vec::new();
-        };
-        cron.last_ms = due;
-        cron.next_ms = cron.timetable.next_after(due);
-        job.dirty_record = true;
-        let missed = if count > 1 {
-            format!(" ({} earlier runs were missed)", count - 1)
-        } else {
-            String::new()
-        };
-        let late = cron
-            .spec
-            .starting_deadline
-            .is_some_and(|d| due.saturating_add(millis(d)) < now_ms);
-        let concurrency = cron.spec.concurrency;
-        let exhausted = cron.next_ms.is_none();
-        let mut kills = Vec::new();
-        if late {
-            job.message = format!(
-                "skipped the run due at {}: past its starting deadline{missed}",
-                at(due)
-            );
-        } else if concurrency == Concurrency::Forbid && !active.is_empty() {
-            job.message = format!(
-                "skipped the run due at {}: {} still runs (concurrency = forbid){missed}",
-                at(due),
-                active.join(", ")
-            );
-        } else {
-            job.message = missed.trim_start().to_owned();
-            if concurrency == Concurrency::Replace {
-                for run in &active {
-                    if let Some(job) = self.jobs.get_mut(run) {
-                        job.message = "replaced by the next run (concurrency = replace)".into();
-                        kills.extend(job.stop(JobState::Killed));
-                    }
-                    self.running.retain(|n| n != run);
-                    self.end_if_done(run, now_ms);
-                }
-            }
-            self.fire(name, due, now_ms);
-        }
-        if exhausted && let Some(job) = self.jobs.get_mut(name) {
-            // The timetable has no more runs: the cron job is done (its runs go on).
-            job.state = JobState::Succeeded;
-            job.ended_ms = Some(now_ms);
-            job.dirty_record = true;
-            self.running.retain(|n| n != name);
-        }
-        kills
-    }
-
-    /// Adds run `<name>-<n>` of cron job `name`, due at `due_ms`; returns its name.
-    fn fire(&mut self, name: &str, due_ms: u64, now_ms: u64) -> String {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let Some(job) = self.jobs.get_mut(name) else {
-            return String::new();
-        };
-        let Some(cron) = job.cron.as_mut() else {
-            return String::new();
-        };
-        let run = cron.next_run;
-        cron.next_run += 1;
-        let start_by_ms = cron
-            .spec
-            .starting_deadline
-            .map(|d| due_ms.saturating_add(millis(d)));
-        job.dirty_record = true;
-        let mut child = Job::new(
-            seq,
-            Arc::clone(&job.submission),
-            run_spec(&job.spec, run),
-            now_ms,
-        );
-        child.run_of = Some(RunRecord {
-            cron: name.to_owned(),
-            run,
-            start_by_ms,
-        });
-        let child_name = child.spec.name.clone();
-        self.jobs.insert(child_name.clone(), child);
-        self.activate(&child_name, now_ms);
-        child_name
-    }
-
-    /// The runs of cron job `name` that have not ended.
-    fn active_runs(&self, name: &str) -> Vec<String> {
-        let mut runs: Vec<(u64, String)> = self
-            .jobs
-            .values()
-            .filter(|j| !j.state.has_ended() || j.counts.running > 0)
-            .filter_map(|j| {
-                let r = j.run_of.as_ref()?;
-                (r.cron == name).then(|| (r.run, j.spec.name.clone()))
-            })
-            .collect();
-        runs.sort();
-        runs.into_iter().map(|(_, n)| n).collect()
-    }
-
-    /// Forgets the oldest ended runs of cron job `name` past its `history_limit`.
-    fn trim_history(&mut self, name: &str) {
-        let Some(limit) = self
-            .jobs
-            .get(name)
-            .and_then(|j| j.cron.as_ref())
-            .map(|c| usize::try_from(c.spec.history_limit).unwrap_or(usize::MAX))
-        else {
-            return;
-        };
-        let mut ended: Vec<(u64, String)> = self
-            .jobs
-            .values()
-            .filter(|j| j.ended_ms.is_some())
-            .filter_map(|j| {
-                let r = j.run_of.as_ref()?;
-                (r.cron == name).then(|| (r.run, j.spec.name.clone()))
-            })
-            .collect();
-        ended.sort();
-        let excess = ended.len().saturating_sub(limit);
-        for (_, run) in ended.into_iter().take(excess) {
-            self.jobs.remove(&run);
-            self.pending.push(Write::Delete(job_key(&run)));
-            self.pending.push(Write::Delete(shard_key(&run, 0)));
-        }
-    }
-
     pub(crate) fn view(&self, name: &str) -> Option<v1::Job> {
         self.jobs.get(name).map(Job::view)
     }
@@ -1402,63 +1012,12 @@ impl Job {
         self.requeue(index, now_ms, delay);
     }
 
-    /// A service instance ended: it starts again after its backoff, which grows while its
-    /// attempts end within [`SERVICE_HEALTHY_AFTER`] of running and starts over after one
-    /// that ran longer (Marathon's).
-    fn restart(&mut self, index: u32, now_ms: u64) {
-        let instance = &mut self.instances[index as usize];
-        let ran_long = instance
-            .running_since_ms
-            .is_some_and(|t| now_ms.saturating_sub(t) >= millis(SERVICE_HEALTHY_AFTER));
-        instance.streak = if ran_long { 1 } else { instance.streak + 1 };
-        let delay = backoff_delay(&self.batch.backoff, instance.streak);
-        self.requeue(index, now_ms, delay);
-    }
-
     fn requeue(&mut self, index: u32, now_ms: u64, delay: Duration) {
         self.leave_launched(index);
         self.instances[index as usize].phase = Phase::Waiting;
         self.backoff
             .insert((now_ms.saturating_add(millis(delay)), index));
         self.counts.retrying += 1;
-    }
-
-    fn is_service(&self) -> bool {
-        self.service_target.is_some()
-    }
-
-    /// The instances the job should have.
-    fn target(&self) -> u32 {
-        u32::try_from(self.service_target.unwrap_or(self.batch.instances)).unwrap_or(u32::MAX)
-    }
-
-    /// A service instance past the target ended: it is not started again.
-    fn retire(&mut self, index: u32) {
-        self.leave_launched(index);
-        self.instances[index as usize].phase = Phase::Waiting;
-        self.compact();
-    }
-
-    /// Drops the instances past a service's target that no longer run.
-    fn compact(&mut self) {
-        let before = self.instances.len() as u32;
-        while self.instances.len() > self.target() as usize
-            && self
-                .instances
-                .last()
-                .is_some_and(|i| i.phase != Phase::Launched)
-        {
-            self.instances.pop();
-        }
-        let after = self.instances.len() as u32;
-        if after < before {
-            let kept = after.div_ceil(SHARD_SIZE);
-            self.dropped_shards
-                .extend(kept..before.div_ceil(SHARD_SIZE));
-            if after > 0 {
-                self.dirty_shards.insert((after - 1) / SHARD_SIZE);
-            }
-        }
     }
 
     fn record_failure(&mut self, index: u32, status: &TaskStatus) {
@@ -1566,8 +1125,9 @@ impl Job {
             let count = (self.instances.len() as u32)
                 .max(self.target())
                 .div_ceil(SHARD_SIZE);
-            // The record (with the final counts) first: a crash between the two leaves
-            // stray shards of an ended job, which a restore ignores.
+            // The flush stores the record (with the final counts) before it deletes the
+            // shards: a crash between the two leaves stray shards of an ended job, which a
+            // restore ignores.
             self.dirty_record = false;
             out.push(Write::put(job_key(&name), &self.record()));
             out.extend((0..count).map(|s| Write::Delete(shard_key(&name, s))));
@@ -1641,34 +1201,8 @@ pub(crate) enum CallError {
     TooMany,
 }
 
-/// Run `run` of a cron job: one instance of its task, not retried (the next run comes).
-fn run_spec(cron: &JobSpec, run: u64) -> JobSpec {
-    let mut spec = cron.clone();
-    spec.name = format!("{}-{run}", cron.name);
-    spec.kind = JobKind::Batch(BatchSpec {
-        instances: 1,
-        retries: 0,
-        backoff: Backoff {
-            initial: Duration::from_secs(1),
-            factor: 2.0,
-            max: Duration::from_secs(60),
-        },
-        max_failures: None,
-        depends_on: Vec::new(),
-    });
-    spec
-}
-
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A time for messages: RFC 3339, UTC.
-fn at(ms: u64) -> String {
-    i64::try_from(ms)
-        .ok()
-        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
-        .map_or_else(|| ms.to_string(), |t| t.to_string())
 }
 
 /// `initial * factor^(attempts - 1)`, at most `max`.

@@ -290,8 +290,45 @@ impl JobsFramework {
             let launches = std::mem::take(&mut *lock(&self.inner.launches));
             (writes, acks, launches)
         };
+        // Records before deletions: an ended job's record (with its final counts) is stored
+        // before its shards go, so a crash between the two never leaves a job without its
+        // instances.
+        let (puts, deletes): (Vec<Write>, Vec<Write>) = writes
+            .into_values()
+            .partition(|w| matches!(w, Write::Put(..)));
+        let mut failure = self.write_all(driver, puts).await;
+        if failure.is_none() {
+            failure = self.write_all(driver, deletes).await;
+        } else {
+            let mut retry = lock(&self.inner.retry);
+            for write in deletes {
+                retry.entry(write.key().to_owned()).or_insert(write);
+            }
+        }
+        if let Some(error) = failure {
+            tracing::warn!(%error, "jobs framework: store write failed; retrying");
+            lock(&self.inner.unacked).splice(0..0, acks);
+            lock(&self.inner.launches).splice(0..0, launches);
+            return Err(error);
+        }
+        for (offer, tasks) in launches {
+            // A launch the master did not take is reconciled later (answered UNKNOWN and
+            // retried).
+            if let Err(error) = driver.launch(&[offer], tasks).await {
+                tracing::warn!(%error, "jobs framework: launch failed; reconciling later");
+            }
+        }
+        for status in &acks {
+            driver.acknowledge_later(status);
+        }
+        Ok(())
+    }
+
+    /// Applies `writes` to the store at once; those that fail go to the retry set. Returns
+    /// the last failure.
+    async fn write_all(&self, driver: &Driver, writes: Vec<Write>) -> Option<SdkError> {
         let mut pending = JoinSet::new();
-        for (_, write) in writes {
+        for write in writes {
             let driver = driver.clone();
             pending.spawn(async move {
                 let result = match &write {
@@ -315,23 +352,7 @@ impl JobsFramework {
                 failure = Some(error);
             }
         }
-        if let Some(error) = failure {
-            tracing::warn!(%error, "jobs framework: store write failed; retrying");
-            lock(&self.inner.unacked).splice(0..0, acks);
-            lock(&self.inner.launches).splice(0..0, launches);
-            return Err(error);
-        }
-        for (offer, tasks) in launches {
-            // A launch the master did not take is reconciled later (answered UNKNOWN and
-            // retried).
-            if let Err(error) = driver.launch(&[offer], tasks).await {
-                tracing::warn!(%error, "jobs framework: launch failed; reconciling later");
-            }
-        }
-        for status in &acks {
-            driver.acknowledge_later(status);
-        }
-        Ok(())
+        failure
     }
 
     async fn flush_forever(self, driver: Driver) {
