@@ -10,30 +10,24 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::{ModuleSource, TaskInfo, TaskStatus, v1};
-use corral_scheduler::Offer;
-use corral_types::{OfferId, Resources, TaskId, TaskOutput, TaskState};
+use corral_proto::{TaskInfo, TaskStatus, v1};
+use corral_types::{TaskId, TaskOutput, TaskState};
 
 mod cron;
+mod offers;
 mod preempt;
 mod service;
+mod store;
 
 use self::cron::{Cron, run_spec};
-use super::placement::{self, Tally};
-use super::record::{
-    CronRecord, EndedCounts, JobRecord, OutputsRecord, RunRecord, SHARD_SIZE, ServiceRecord,
-    ShardRecord, Submission, Write, job_key, outputs_key, shard_key,
-};
+use super::placement::Tally;
+use super::record::{RunRecord, SHARD_SIZE, Submission, Write};
 use super::template;
 use super::timetable::Timetable;
-use crate::spec::{BatchSpec, Format, InputSource, JobKind, JobSpec, Placement as Spread, Tier};
+use crate::spec::{BatchSpec, InputSource, JobKind, JobSpec};
 
 /// Failed attempts kept per job for its status.
 const RECENT_FAILURES: usize = 20;
-/// Offers that can take nothing are declined for this long (at most).
-pub(crate) const DECLINE_FOR: Duration = Duration::from_secs(5);
-/// Shortest refusal, so a backoff about to end does not spin the allocator.
-const MIN_DECLINE: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum JobState {
@@ -212,15 +206,6 @@ pub(crate) struct Job {
     starved_since_ms: Option<u64>,
 }
 
-/// Launches and declines for one round of offers.
-#[derive(Debug, Default)]
-pub(crate) struct Plan {
-    pub(crate) launches: Vec<(OfferId, Vec<TaskInfo>)>,
-    pub(crate) declines: Vec<OfferId>,
-    /// How long the declined offers' resources should not come back.
-    pub(crate) refuse: Duration,
-}
-
 /// Every job.
 #[derive(Debug, Default)]
 pub(crate) struct Book {
@@ -301,91 +286,6 @@ impl Book {
         Ok(names)
     }
 
-    /// Puts a job back from its stored record and shards (on a restart), with every instance
-    /// that was launched still launched: [`Book::launched`] lists them for reconciliation.
-    pub(crate) fn restore(
-        &mut self,
-        record: JobRecord,
-        shards: &BTreeMap<u32, ShardRecord>,
-        outputs: BTreeMap<u32, Vec<TaskOutput>>,
-    ) -> Result<(), String> {
-        let name = record.name.clone();
-        let format = Format::from_name(&record.submission.format)?;
-        // A cron job's run is made from the cron job's spec.
-        let named = record.run_of.as_ref().map_or(&name, |r| &r.cron);
-        let spec = crate::spec::parse(&record.submission.source, format, &record.submission.file)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|s| s.name == *named)
-            .ok_or_else(|| format!("job {named}: not in its stored spec"))?;
-        let spec = match &record.run_of {
-            Some(run) => run_spec(&spec, run.run),
-            None => spec,
-        };
-        let state = JobState::parse(&record.state)
-            .ok_or_else(|| format!("job {name}: unknown state {:?}", record.state))?;
-        let mut job = Job::new(
-            record.seq,
-            Arc::new(record.submission),
-            spec,
-            record.submitted_ms,
-        );
-        job.state = state;
-        job.message = record.message;
-        job.ended_ms = record.ended_ms;
-        job.run_of = record.run_of;
-        if let (Some(cron), Some(stored)) = (job.cron.as_mut(), record.cron) {
-            cron.last_ms = stored.last_ms;
-            cron.next_ms = cron.timetable.next_after(stored.last_ms);
-            cron.next_run = stored.next_run;
-            cron.suspended = stored.suspended;
-        }
-        job.outputs = outputs;
-        job.dirty_record = false;
-        job.dirty_shards.clear();
-        self.next_seq = self.next_seq.max(record.seq + 1);
-        if let Some(ended) = record.ended {
-            job.instances.clear();
-            job.ready.clear();
-            job.counts = Counts {
-                succeeded: ended.succeeded,
-                failed: ended.failed,
-                attempts: ended.attempts,
-                ..Counts::default()
-            };
-        } else {
-            if let Some(service) = record.service {
-                job.service_target = Some(service.target);
-                let len = service.len.min(crate::spec::MAX_INSTANCES) as usize;
-                job.instances.resize(len, Instance::default());
-            }
-            job.restore_shards(shards)?;
-        }
-        self.jobs.insert(name.clone(), job);
-        Ok(())
-    }
-
-    /// After every job is restored: outputs kept, templates of running jobs, ended jobs'
-    /// leftovers cleaned.
-    pub(crate) fn restored(&mut self, now_ms: u64) {
-        self.refresh_keep_outputs();
-        let mut order: Vec<(u64, String)> = self
-            .jobs
-            .values()
-            .map(|j| (j.seq, j.spec.name.clone()))
-            .collect();
-        order.sort();
-        for (_, name) in order {
-            match self.jobs.get(&name).map(|j| j.state) {
-                Some(JobState::Running) => {
-                    self.activate(&name, now_ms);
-                }
-                Some(JobState::Waiting) => self.start_if_ready(&name, now_ms),
-                _ => {}
-            }
-        }
-    }
-
     /// Task IDs of launched instances, for reconciliation.
     pub(crate) fn launched(&self) -> Vec<TaskId> {
         self.jobs
@@ -398,120 +298,6 @@ impl Book {
                     .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
             })
             .collect()
-    }
-
-    /// Places ready instances on `offers`: jobs in submission order, bin-packed (an offer is
-    /// filled before the next) or spread (one instance per offer per round, round robin).
-    pub(crate) fn plan(&mut self, offers: &[Offer], now_ms: u64) -> Plan {
-        self.release_due(now_ms);
-        let mut plan = Plan::default();
-        let mut left: Vec<Resources> = offers.iter().map(|o| o.resources.clone()).collect();
-        let mut tasks: Vec<Vec<TaskInfo>> = vec![Vec::new(); offers.len()];
-        // Production jobs first (Aurora's tiers), then in submission order.
-        let mut running: Vec<(bool, u64, String)> = self
-            .running
-            .iter()
-            .filter_map(|n| self.jobs.get(n))
-            .map(|j| (j.spec.tier == Tier::Preemptible, j.seq, j.spec.name.clone()))
-            .collect();
-        running.sort();
-        for (_, _, name) in &running {
-            let Some(job) = self.jobs.get_mut(name) else {
-                continue;
-            };
-            let Some(template) = job.template.clone() else {
-                continue;
-            };
-            let before = job.ready.len();
-            if before == 0 {
-                job.starved_since_ms = None;
-                continue;
-            }
-            job.tally.see(&job.spec.constraints, offers);
-            // Offers holding the module compiled already first.
-            let mut order: Vec<usize> = (0..offers.len()).collect();
-            if let ModuleSource::Digest(d) = &template.module {
-                order.sort_by_key(|&i| !offers[i].has_cached(d));
-            }
-            'fill: loop {
-                let mut placed_any = false;
-                for &i in &order {
-                    loop {
-                        if job.ready.is_empty() {
-                            break 'fill;
-                        }
-                        let offer = &offers[i];
-                        if !left[i].contains(&template.resources)
-                            || !job.tally.admits(&job.spec.constraints, offer)
-                        {
-                            break;
-                        }
-                        let Some(index) = job.ready.pop_front() else {
-                            break 'fill;
-                        };
-                        left[i] = left[i].saturating_sub(&template.resources);
-                        let placed = (!job.spec.constraints.is_empty())
-                            .then(|| Tally::values(&job.spec.constraints, offer));
-                        tasks[i].push(job.launch(index, &template, placed));
-                        placed_any = true;
-                        if job.spec.placement == Spread::Spread {
-                            break;
-                        }
-                    }
-                }
-                // Another pass may place more once constraints see this one's (GROUP_BY).
-                if !placed_any {
-                    break;
-                }
-            }
-            let placed_now = before - job.ready.len();
-            if placed_now > 0 || job.ready.is_empty() {
-                job.starved_since_ms = (!job.ready.is_empty()).then_some(now_ms);
-            }
-            let message = if job.ready.is_empty() || placed_now > 0 {
-                String::new()
-            } else {
-                placement::refusal(&job.spec.constraints, offers, &job.tally)
-            };
-            if job.message != message {
-                job.message = message;
-            }
-        }
-        for (offer, launches) in offers.iter().zip(tasks) {
-            if launches.is_empty() {
-                plan.declines.push(offer.id.clone());
-            } else {
-                plan.launches.push((offer.id.clone(), launches));
-            }
-        }
-        plan.refuse = self.refusal(now_ms);
-        plan
-    }
-
-    /// How long offers taking nothing now should stay away: until the next backoff ends, at
-    /// most [`DECLINE_FOR`].
-    fn refusal(&self, now_ms: u64) -> Duration {
-        let due = self
-            .running
-            .iter()
-            .filter_map(|name| self.jobs.get(name))
-            .filter_map(|job| job.backoff.first().map(|(due, _)| *due))
-            .min();
-        match due {
-            Some(due) => {
-                Duration::from_millis(due.saturating_sub(now_ms)).clamp(MIN_DECLINE, DECLINE_FOR)
-            }
-            None => DECLINE_FOR,
-        }
-    }
-
-    /// Whether any job has an instance to launch now or after a backoff: when none has, the
-    /// framework suppresses its offers.
-    pub(crate) fn wants_offers(&self) -> bool {
-        self.running
-            .iter()
-            .filter_map(|n| self.jobs.get(n))
-            .any(|j| !j.ready.is_empty() || !j.backoff.is_empty())
     }
 
     /// Applies a status update; returns tasks to kill (the rest of a job a failure stopped).
@@ -624,16 +410,6 @@ impl Book {
         let mut jobs: Vec<&Job> = self.jobs.values().collect();
         jobs.sort_by_key(|j| j.seq);
         jobs.into_iter().map(Job::view).collect()
-    }
-
-    /// The store writes every change since the last call needs, in an order that is safe to
-    /// apply one by one.
-    pub(crate) fn take_writes(&mut self) -> Vec<Write> {
-        let mut writes = std::mem::take(&mut self.pending);
-        for job in self.jobs.values_mut() {
-            job.writes(&mut writes);
-        }
-        writes
     }
 
     // -- internals --
@@ -803,22 +579,6 @@ impl Book {
         }
     }
 
-    fn release_due(&mut self, now_ms: u64) {
-        for name in &self.running {
-            if let Some(job) = self.jobs.get_mut(name) {
-                while let Some(&(due, index)) = job.backoff.first() {
-                    if due > now_ms {
-                        break;
-                    }
-                    job.backoff.pop_first();
-                    job.counts.retrying -= 1;
-                    job.counts.waiting += 1;
-                    job.ready.push_back(index);
-                }
-            }
-        }
-    }
-
     /// Outputs are kept for jobs another job takes inputs from.
     fn refresh_keep_outputs(&mut self) {
         let sources: BTreeSet<String> = self
@@ -910,45 +670,6 @@ impl Job {
             instances,
             spec,
         }
-    }
-
-    fn restore_shards(&mut self, shards: &BTreeMap<u32, ShardRecord>) -> Result<(), String> {
-        let name = &self.spec.name;
-        self.ready.clear();
-        self.counts = Counts::default();
-        let count = self.instances.len();
-        for (index, instance) in self.instances.iter_mut().enumerate() {
-            let (shard, offset) = (index as u32 / SHARD_SIZE, index as u32 % SHARD_SIZE);
-            let record = shards
-                .get(&shard)
-                .ok_or_else(|| format!("job {name}: shard {shard} of its instances is missing"))?;
-            let code = record
-                .phases
-                .chars()
-                .nth(offset as usize)
-                .ok_or_else(|| format!("job {name}: shard {shard} is short"))?;
-            let phase = Phase::from_code(code)
-                .ok_or_else(|| format!("job {name}: unknown phase {code:?} in shard {shard}"))?;
-            instance.phase = phase;
-            instance.attempts = record
-                .attempts
-                .get(&offset)
-                .copied()
-                .unwrap_or(phase.usual_attempts());
-            self.counts.attempts += u64::from(instance.attempts);
-            match phase {
-                Phase::Waiting => {
-                    self.counts.waiting += 1;
-                    self.ready.push_back(index as u32);
-                }
-                Phase::Launched => self.counts.running += 1,
-                Phase::Succeeded => self.counts.succeeded += 1,
-                Phase::Failed => self.counts.failed += 1,
-            }
-        }
-        debug_assert_eq!(self.instances.len(), count);
-        self.dirty_shards.clear();
-        Ok(())
     }
 
     fn launch(
@@ -1104,89 +825,6 @@ impl Job {
                 .as_ref()
                 .map(|c| c.spec.schedule.to_string())
                 .unwrap_or_default(),
-        }
-    }
-
-    fn writes(&mut self, out: &mut Vec<Write>) {
-        let name = self.spec.name.clone();
-        for index in std::mem::take(&mut self.dirty_outputs) {
-            let outputs = self.outputs.get(&index).map(|o| OutputsRecord {
-                outputs: o
-                    .iter()
-                    .map(|o| (o.path.clone(), o.size, o.digest.to_string()))
-                    .collect(),
-            });
-            if let Some(record) = outputs {
-                out.push(Write::put(outputs_key(&name, index), &record));
-            }
-        }
-        let shards = std::mem::take(&mut self.dirty_shards);
-        if self.drop_shards {
-            let count = (self.instances.len() as u32)
-                .max(self.target())
-                .div_ceil(SHARD_SIZE);
-            // The flush stores the record (with the final counts) before it deletes the
-            // shards: a crash between the two leaves stray shards of an ended job, which a
-            // restore ignores.
-            self.dirty_record = false;
-            out.push(Write::put(job_key(&name), &self.record()));
-            out.extend((0..count).map(|s| Write::Delete(shard_key(&name, s))));
-            self.drop_shards = false;
-            self.instances.clear();
-            return;
-        }
-        let shard_count = (self.instances.len() as u32).div_ceil(SHARD_SIZE);
-        for shard in shards.into_iter().filter(|s| *s < shard_count) {
-            out.push(Write::put(shard_key(&name, shard), &self.shard(shard)));
-        }
-        for shard in std::mem::take(&mut self.dropped_shards) {
-            if shard >= shard_count {
-                out.push(Write::Delete(shard_key(&name, shard)));
-            }
-        }
-        if std::mem::take(&mut self.dirty_record) {
-            out.push(Write::put(job_key(&name), &self.record()));
-        }
-    }
-
-    fn shard(&self, shard: u32) -> ShardRecord {
-        let start = (shard * SHARD_SIZE) as usize;
-        let end = (start + SHARD_SIZE as usize).min(self.instances.len());
-        let mut phases = String::with_capacity(end - start);
-        let mut attempts = BTreeMap::new();
-        for (offset, instance) in self.instances[start..end].iter().enumerate() {
-            phases.push(instance.phase.code());
-            if instance.attempts != instance.phase.usual_attempts() {
-                attempts.insert(offset as u32, instance.attempts);
-            }
-        }
-        ShardRecord { phases, attempts }
-    }
-
-    fn record(&self) -> JobRecord {
-        JobRecord {
-            seq: self.seq,
-            name: self.spec.name.clone(),
-            submission: (*self.submission).clone(),
-            state: self.state.as_str().into(),
-            message: self.message.clone(),
-            submitted_ms: self.submitted_ms,
-            ended_ms: self.ended_ms,
-            ended: self.ended_ms.map(|_| EndedCounts {
-                succeeded: self.counts.succeeded,
-                failed: self.counts.failed,
-                attempts: self.counts.attempts,
-            }),
-            cron: self.cron.as_ref().map(|c| CronRecord {
-                last_ms: c.last_ms,
-                next_run: c.next_run,
-                suspended: c.suspended,
-            }),
-            run_of: self.run_of.clone(),
-            service: self.service_target.map(|target| ServiceRecord {
-                target,
-                len: self.instances.len() as u64,
-            }),
         }
     }
 }

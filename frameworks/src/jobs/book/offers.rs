@@ -1,0 +1,158 @@
+//! Offers: placing ready instances, production jobs first, and how long to decline what
+//! takes nothing.
+
+use std::time::Duration;
+
+use corral_proto::{ModuleSource, TaskInfo};
+use corral_scheduler::Offer;
+use corral_types::{OfferId, Resources};
+
+use super::{Book, Tally};
+use crate::jobs::placement;
+use crate::spec::{Placement as Spread, Tier};
+
+/// Offers that can take nothing are declined for this long (at most).
+const DECLINE_FOR: Duration = Duration::from_secs(5);
+/// Shortest refusal, so a backoff about to end does not spin the allocator.
+const MIN_DECLINE: Duration = Duration::from_millis(20);
+
+/// Launches and declines for one round of offers.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) launches: Vec<(OfferId, Vec<TaskInfo>)>,
+    pub(crate) declines: Vec<OfferId>,
+    /// How long the declined offers' resources should not come back.
+    pub(crate) refuse: Duration,
+}
+
+impl Book {
+    /// Places ready instances on `offers`: jobs in submission order, bin-packed (an offer is
+    /// filled before the next) or spread (one instance per offer per round, round robin).
+    pub(crate) fn plan(&mut self, offers: &[Offer], now_ms: u64) -> Plan {
+        self.release_due(now_ms);
+        let mut plan = Plan::default();
+        let mut left: Vec<Resources> = offers.iter().map(|o| o.resources.clone()).collect();
+        let mut tasks: Vec<Vec<TaskInfo>> = vec![Vec::new(); offers.len()];
+        // Production jobs first (Aurora's tiers), then in submission order.
+        let mut running: Vec<(bool, u64, String)> = self
+            .running
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .map(|j| (j.spec.tier == Tier::Preemptible, j.seq, j.spec.name.clone()))
+            .collect();
+        running.sort();
+        for (_, _, name) in &running {
+            let Some(job) = self.jobs.get_mut(name) else {
+                continue;
+            };
+            let Some(template) = job.template.clone() else {
+                continue;
+            };
+            let before = job.ready.len();
+            if before == 0 {
+                job.starved_since_ms = None;
+                continue;
+            }
+            job.tally.see(&job.spec.constraints, offers);
+            // Offers holding the module compiled already first.
+            let mut order: Vec<usize> = (0..offers.len()).collect();
+            if let ModuleSource::Digest(d) = &template.module {
+                order.sort_by_key(|&i| !offers[i].has_cached(d));
+            }
+            'fill: loop {
+                let mut placed_any = false;
+                for &i in &order {
+                    loop {
+                        if job.ready.is_empty() {
+                            break 'fill;
+                        }
+                        let offer = &offers[i];
+                        if !left[i].contains(&template.resources)
+                            || !job.tally.admits(&job.spec.constraints, offer)
+                        {
+                            break;
+                        }
+                        let Some(index) = job.ready.pop_front() else {
+                            break 'fill;
+                        };
+                        left[i] = left[i].saturating_sub(&template.resources);
+                        let placed = (!job.spec.constraints.is_empty())
+                            .then(|| Tally::values(&job.spec.constraints, offer));
+                        tasks[i].push(job.launch(index, &template, placed));
+                        placed_any = true;
+                        if job.spec.placement == Spread::Spread {
+                            break;
+                        }
+                    }
+                }
+                // Another pass may place more once constraints see this one's (GROUP_BY).
+                if !placed_any {
+                    break;
+                }
+            }
+            let placed_now = before - job.ready.len();
+            if placed_now > 0 || job.ready.is_empty() {
+                job.starved_since_ms = (!job.ready.is_empty()).then_some(now_ms);
+            }
+            let message = if job.ready.is_empty() || placed_now > 0 {
+                String::new()
+            } else {
+                placement::refusal(&job.spec.constraints, offers, &job.tally)
+            };
+            if job.message != message {
+                job.message = message;
+            }
+        }
+        for (offer, launches) in offers.iter().zip(tasks) {
+            if launches.is_empty() {
+                plan.declines.push(offer.id.clone());
+            } else {
+                plan.launches.push((offer.id.clone(), launches));
+            }
+        }
+        plan.refuse = self.refusal(now_ms);
+        plan
+    }
+
+    /// How long offers taking nothing now should stay away: until the next backoff ends, at
+    /// most [`DECLINE_FOR`].
+    pub(super) fn refusal(&self, now_ms: u64) -> Duration {
+        let due = self
+            .running
+            .iter()
+            .filter_map(|name| self.jobs.get(name))
+            .filter_map(|job| job.backoff.first().map(|(due, _)| *due))
+            .min();
+        match due {
+            Some(due) => {
+                Duration::from_millis(due.saturating_sub(now_ms)).clamp(MIN_DECLINE, DECLINE_FOR)
+            }
+            None => DECLINE_FOR,
+        }
+    }
+
+    /// Whether any job has an instance to launch now or after a backoff: when none has, the
+    /// framework suppresses its offers.
+    pub(crate) fn wants_offers(&self) -> bool {
+        self.running
+            .iter()
+            .filter_map(|n| self.jobs.get(n))
+            .any(|j| !j.ready.is_empty() || !j.backoff.is_empty())
+    }
+
+    pub(super) fn release_due(&mut self, now_ms: u64) {
+        for name in &self.running {
+            if let Some(job) = self.jobs.get_mut(name) {
+                while let Some(&(due, index)) = job.backoff.first() {
+                    if due > now_ms {
+                        break;
+                    }
+                    job.backoff.pop_first();
+                    job.counts.retrying -= 1;
+                    job.counts.waiting += 1;
+                    job.ready.push_back(index);
+                }
+            }
+        }
+    }
+}
