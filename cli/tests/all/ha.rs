@@ -24,10 +24,10 @@ use corral_fixtures::Etcd;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Two masters on one etcd store and an agent given both.
-struct HaCluster {
+pub(crate) struct HaCluster {
     /// Indexed like `addrs`.
-    masters: Vec<Proc>,
-    addrs: Vec<String>,
+    pub(crate) masters: Vec<Proc>,
+    pub(crate) addrs: Vec<String>,
     agent: Proc,
     /// Kept for the cluster's lifetime; members may be killed by a test.
     etcd: Vec<Etcd>,
@@ -37,7 +37,7 @@ struct HaCluster {
 impl HaCluster {
     /// Starts two masters with `--leader-lease lease` on `etcd` (all its members listed in
     /// the store URL) and an agent; returns once one master leads and admitted the agent.
-    async fn start(etcd: Vec<Etcd>, lease: &str) -> HaCluster {
+    pub(crate) async fn start(etcd: Vec<Etcd>, lease: &str) -> HaCluster {
         let dir = tempfile::tempdir().unwrap();
         let (masters, addrs) = start_masters(&etcd, lease, dir.path());
         let agent_dir = dir.path().join("agent").display().to_string();
@@ -66,7 +66,7 @@ impl HaCluster {
 
     /// Polls until a master other than `not` answers GetState as the leader; returns its
     /// index and epoch (bounded: 30 s).
-    async fn leader_other_than(&self, not: Option<usize>) -> (usize, u64) {
+    pub(crate) async fn leader_other_than(&self, not: Option<usize>) -> (usize, u64) {
         leader_among(&self.addrs, not).await
     }
 
@@ -771,79 +771,4 @@ async fn bench_rides_through_a_leader_kill_9_and_accounts_for_every_task() {
         "stderr: {stderr}"
     );
     cluster.agent.kill();
-}
-
-/// `corral job status <name> -o json` against every master until `done` holds (bounded: 120
-/// s; a call during a failover may fail and is asked again).
-async fn job_when(
-    addrs: &[String],
-    cwd: &std::path::Path,
-    name: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let masters = addrs.join(",");
-    for _ in 0..1200 {
-        let out =
-            crate::cluster::corral(&["job", "status", name, "-o", "json"], Some(&masters), cwd)
-                .await;
-        if out.status.success()
-            && let Ok(job) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            && done(&job)
-        {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("job {name} did not get there within 120 s");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn leader_kill_9_mid_job_the_new_leader_finishes_it_with_no_instance_run_twice() {
-    let Some(etcd) =
-        Etcd::start("leader_kill_9_mid_job_the_new_leader_finishes_it_with_no_instance_run_twice")
-    else {
-        return;
-    };
-    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
-    let (old, _) = cluster.leader_other_than(None).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(corral_wasm_tasks::LIMITS, dir.path().join("limits.wasm")).unwrap();
-    std::fs::write(
-        dir.path().join("sleepy.toml"),
-        "version = 1\nname = \"sleepy\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
-         args = [\"sleep\", \"500\"]\ninstances = 200\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n",
-    )
-    .unwrap();
-    let masters = cluster.addrs.join(",");
-    let out = crate::cluster::corral(
-        &["job", "submit", "sleepy.toml"],
-        Some(&masters),
-        dir.path(),
-    )
-    .await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    job_when(&cluster.addrs, dir.path(), "sleepy", |j| {
-        j["succeeded"].as_u64() >= Some(20) && j["running"].as_u64() > Some(0)
-    })
-    .await;
-
-    // The leader dies with instances running; the standby leads and runs the framework,
-    // which reads the job back from etcd and reconciles what was launched.
-    cluster.masters[old].kill();
-    cluster.leader_other_than(Some(old)).await;
-    let job = job_when(&cluster.addrs, dir.path(), "sleepy", |j| {
-        j["ended_unix_millis"] != 0
-    })
-    .await;
-    assert_eq!(job["state"], "succeeded", "{job}");
-    assert_eq!(job["succeeded"], 200);
-    assert_eq!(
-        job["attempts"], 200,
-        "an instance ran twice or was lost: {job}"
-    );
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use corral_fixtures::Etcd;
+
 use crate::cluster::{Cluster, corral, text};
+use crate::ha::HaCluster;
 
 #[tokio::test]
 async fn validate_summarises_good_specs_and_locates_every_problem_of_bad_ones() {
@@ -72,17 +75,30 @@ fn job_doc(out: &std::process::Output) -> Value {
 
 /// Polls `corral job status` until `done` holds (bounded: 120 s).
 async fn wait_for_job(cluster: &Cluster, name: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for_job_at(&cluster.master_addr, cluster.dir.path(), name, done).await
+}
+
+/// [`wait_for_job`] against `masters` (comma-separated; a call during a failover may fail
+/// and is asked again).
+async fn wait_for_job_at(
+    masters: &str,
+    cwd: &std::path::Path,
+    name: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let args = ["job", "status", name, "-o", "json"];
+    let status = || corral(&args, Some(masters), cwd);
     for _ in 0..1200 {
-        let out = cluster.corral(&["job", "status", name, "-o", "json"]).await;
-        if out.status.success() {
-            let job = job_doc(&out);
-            if done(&job) {
-                return job;
-            }
+        let out = status().await;
+        if out.status.success()
+            && let Ok(job) = serde_json::from_slice::<Value>(&out.stdout)
+            && done(&job)
+        {
+            return job;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let last = cluster.corral(&["job", "status", name, "-o", "json"]).await;
+    let last = status().await;
     panic!(
         "job {name} did not get there within 120 s: {}",
         text(&last.stdout)
@@ -524,4 +540,57 @@ async fn a_production_job_takes_the_place_of_preemptible_instances_which_run_aga
         .filter(|f| f["message"] == "preempted for production work")
         .count();
     assert_eq!(preempted, 5, "{low}");
+}
+
+// -- a leader failover on etcd --
+
+#[tokio::test(flavor = "multi_thread")]
+async fn leader_kill_9_mid_job_the_new_leader_finishes_it_with_no_instance_run_twice() {
+    let Some(etcd) =
+        Etcd::start("leader_kill_9_mid_job_the_new_leader_finishes_it_with_no_instance_run_twice")
+    else {
+        return;
+    };
+    let mut cluster = HaCluster::start(vec![etcd], "2s").await;
+    let (old, _) = cluster.leader_other_than(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(corral_wasm_tasks::LIMITS, dir.path().join("limits.wasm")).unwrap();
+    std::fs::write(
+        dir.path().join("sleepy.toml"),
+        "version = 1\nname = \"sleepy\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         args = [\"sleep\", \"500\"]\ninstances = 200\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n",
+    )
+    .unwrap();
+    let masters = cluster.addrs.join(",");
+    let out = crate::cluster::corral(
+        &["job", "submit", "sleepy.toml"],
+        Some(&masters),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for_job_at(&masters, dir.path(), "sleepy", |j| {
+        j["succeeded"].as_u64() >= Some(20) && j["running"].as_u64() > Some(0)
+    })
+    .await;
+
+    // The leader dies with instances running; the standby leads and runs the framework,
+    // which reads the job back from etcd and reconciles what was launched.
+    cluster.masters[old].kill();
+    cluster.leader_other_than(Some(old)).await;
+    let job = wait_for_job_at(&masters, dir.path(), "sleepy", |j| {
+        j["ended_unix_millis"] != 0
+    })
+    .await;
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert_eq!(job["succeeded"], 200);
+    assert_eq!(
+        job["attempts"], 200,
+        "an instance ran twice or was lost: {job}"
+    );
 }
