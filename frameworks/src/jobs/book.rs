@@ -515,26 +515,21 @@ impl Book {
         if c.running > 0 || job.ended_ms.is_some() {
             return;
         }
-        // A cron job ends when killed or when its timetable has no more runs (`tick`); a
-        // service when killed.
-        if (job.cron.is_some() || job.is_service()) && job.state == JobState::Running {
-            return;
-        }
-        let all_done = c.succeeded + c.failed == job.batch.instances;
-        if job.state == JobState::Running && !all_done {
-            return;
-        }
-        if job.state == JobState::Waiting {
-            return;
-        }
-        if job.state == JobState::Running {
-            if c.failed == 0 {
+        match job.state {
+            JobState::Waiting => return,
+            // A cron job ends when killed or when its timetable has no more runs (`tick`); a
+            // service when killed.
+            JobState::Running if job.cron.is_some() || job.is_service() => return,
+            JobState::Running if c.succeeded + c.failed < job.batch.instances => return,
+            JobState::Running if c.failed == 0 => {
                 job.state = JobState::Succeeded;
                 job.message.clear();
-            } else {
+            }
+            JobState::Running => {
                 job.state = JobState::Failed;
                 job.message = format!("{} of {} instances failed", c.failed, job.batch.instances);
             }
+            JobState::Succeeded | JobState::Failed | JobState::Killed => {}
         }
         job.ended_ms = Some(now_ms);
         job.drop_shards = true;

@@ -151,12 +151,6 @@ impl JobsFramework {
         }
     }
 
-    /// Resolves once the framework is subscribed and has read its state back.
-    pub async fn ready(&self) {
-        let mut rx = self.inner.ready.subscribe();
-        let _ = rx.wait_for(|ready| *ready).await;
-    }
-
     fn driver(&self) -> Result<Driver, JobsError> {
         if !*self.inner.ready.borrow() {
             return Err(JobsError::NotReady);
@@ -209,25 +203,21 @@ impl JobsFramework {
     }
 
     pub(crate) async fn kill(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
-        let driver = self.driver()?;
-        let kills = self
-            .book()
-            .kill(name, now_ms())
-            .ok_or_else(|| JobsError::NotFound(name.to_owned()))?;
-        self.flush(&driver).await.map_err(JobsError::Store)?;
-        kill_all(&driver, &kills).await;
-        self.get(name)
+        self.change(name, |book, now| {
+            book.kill(name, now)
+                .ok_or_else(|| JobsError::NotFound(name.to_owned()))
+        })
+        .await
     }
 
     /// Starts a run of a cron job now; returns the cron job.
     pub(crate) async fn run_now(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
-        let driver = self.driver()?;
-        self.book()
-            .run_now(name, now_ms())
-            .map_err(|e| call_error(name, e))?;
-        self.flush(&driver).await.map_err(JobsError::Store)?;
-        self.want_offers(&driver).await;
-        self.get(name)
+        self.change(name, |book, now| {
+            book.run_now(name, now)
+                .map(|_| Vec::new())
+                .map_err(|e| call_error(name, e))
+        })
+        .await
     }
 
     /// Scales a service.
@@ -236,15 +226,10 @@ impl JobsFramework {
         name: &str,
         instances: u64,
     ) -> Result<corral_proto::v1::Job, JobsError> {
-        let driver = self.driver()?;
-        let kills = self
-            .book()
-            .scale(name, instances)
-            .map_err(|e| call_error(name, e))?;
-        self.flush(&driver).await.map_err(JobsError::Store)?;
-        kill_all(&driver, &kills).await;
-        self.want_offers(&driver).await;
-        self.get(name)
+        self.change(name, |book, _| {
+            book.scale(name, instances).map_err(|e| call_error(name, e))
+        })
+        .await
     }
 
     /// Suspends or resumes a cron job.
@@ -253,11 +238,26 @@ impl JobsFramework {
         name: &str,
         suspended: bool,
     ) -> Result<corral_proto::v1::Job, JobsError> {
+        self.change(name, |book, now| {
+            book.set_suspended(name, suspended, now)
+                .map(|()| Vec::new())
+                .map_err(|e| call_error(name, e))
+        })
+        .await
+    }
+
+    /// Applies `change` to job `name` in the book, stores it, kills the tasks it names and
+    /// asks for offers if work waits; returns the job.
+    async fn change(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut Book, u64) -> Result<Vec<TaskId>, JobsError>,
+    ) -> Result<corral_proto::v1::Job, JobsError> {
         let driver = self.driver()?;
-        self.book()
-            .set_suspended(name, suspended, now_ms())
-            .map_err(|e| call_error(name, e))?;
+        let kills = change(&mut self.book(), now_ms())?;
         self.flush(&driver).await.map_err(JobsError::Store)?;
+        kill_all(&driver, &kills).await;
+        self.want_offers(&driver).await;
         self.get(name)
     }
 
