@@ -128,6 +128,8 @@ struct Instance {
     preempted: bool,
     /// Attempts that ended preempted (not counted against retries).
     preemptions: u32,
+    /// When it was launched or last reconciled (not stored: 0 after a restore).
+    asked_ms: u64,
 }
 
 impl Default for Instance {
@@ -141,6 +143,7 @@ impl Default for Instance {
             streak: 0,
             preempted: false,
             preemptions: 0,
+            asked_ms: 0,
         }
     }
 }
@@ -298,6 +301,29 @@ impl Book {
                     .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
             })
             .collect()
+    }
+
+    /// Launched instances that have not reported RUNNING and were launched, or last asked
+    /// about, `older_than_ms` or more ago: to reconcile again. The master does not answer
+    /// for a task while the agent that may hold it has not re-registered after a failover,
+    /// so the framework asks again (as Mesos frameworks do); each is marked asked now.
+    pub(crate) fn unconfirmed(&mut self, now_ms: u64, older_than_ms: u64) -> Vec<TaskId> {
+        let mut tasks = Vec::new();
+        for job in self.jobs.values_mut() {
+            if job.counts.running == job.counts.started {
+                continue;
+            }
+            for (index, instance) in job.instances.iter_mut().enumerate() {
+                if instance.phase == Phase::Launched
+                    && instance.running_since_ms.is_none()
+                    && instance.asked_ms.saturating_add(older_than_ms) <= now_ms
+                {
+                    instance.asked_ms = now_ms;
+                    tasks.extend(task_id(&job.spec.name, index as u32));
+                }
+            }
+        }
+        tasks
     }
 
     /// Applies a status update; returns tasks to kill (the rest of a job a failure stopped).
@@ -672,10 +698,12 @@ impl Job {
         index: u32,
         template: &TaskInfo,
         placed: Option<Box<[Option<String>]>>,
+        now_ms: u64,
     ) -> TaskInfo {
         let name = self.spec.name.clone();
         let instance = &mut self.instances[index as usize];
         instance.phase = Phase::Launched;
+        instance.asked_ms = now_ms;
         instance.attempts += 1;
         let attempt = instance.attempts;
         if let Some(values) = &placed {

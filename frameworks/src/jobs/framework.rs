@@ -35,6 +35,8 @@ pub const FRAMEWORK_ID: &str = "corral-jobs";
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often changes are written to the store (and their updates acknowledged).
 const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// Launched instances not heard of for this long are reconciled again.
+const RECONCILE_AGAIN_MS: u64 = 2_000;
 /// Tasks named in one reconciliation call.
 const RECONCILE_BATCH: usize = 5_000;
 /// How long offers are declined while the framework reads its state back.
@@ -357,6 +359,7 @@ impl JobsFramework {
 
     async fn flush_forever(self, driver: Driver) {
         let mut stopped = false;
+        let mut next_reconcile = 0;
         while !stopped {
             tokio::select! {
                 () = self.inner.wake.notified() => {}
@@ -364,6 +367,14 @@ impl JobsFramework {
                 () = driver.stopped() => stopped = true,
             }
             if *self.inner.ready.borrow() {
+                let now = now_ms();
+                if now >= next_reconcile {
+                    next_reconcile = now + RECONCILE_AGAIN_MS;
+                    let unconfirmed = self.book().unconfirmed(now, RECONCILE_AGAIN_MS);
+                    if let Err(error) = reconcile(&driver, &unconfirmed).await {
+                        tracing::warn!(%error, "jobs framework: reconciliation failed");
+                    }
+                }
                 self.tick(&driver).await;
                 // A failure is logged and retried on the next round.
                 let _ = self.flush(&driver).await;

@@ -509,3 +509,22 @@ fn backoff_grows_by_its_factor_up_to_its_max() {
 }
 
 const RUNNING: i32 = v1::JobState::Running as i32;
+
+#[test]
+fn launched_instances_not_heard_of_are_asked_about_again() {
+    let mut book = Book::default();
+    submit(&mut book, &batch("b", 2, "")).unwrap();
+    launch_all(&mut book, 1_000);
+    report(&mut book, "b.0", TaskState::Running, 1_100);
+    assert!(book.unconfirmed(2_999, 2_000).is_empty(), "not yet");
+    let asked: Vec<String> = book
+        .unconfirmed(3_000, 2_000)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(asked, ["b.1"], "b.0 reported RUNNING");
+    assert!(
+        book.unconfirmed(3_001, 2_000).is_empty(),
+        "asked again only after another period"
+    );
+}
