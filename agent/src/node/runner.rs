@@ -165,7 +165,14 @@ impl Runner {
 
     /// Hook: hands the run to the executor, unless it was killed while preparing.
     fn launch(&self, spec: TaskSpec) -> Option<TaskHandle> {
-        self.node.start_run(&self.key, spec)
+        let handle = self.node.start_run(&self.key, spec)?;
+        // One line per run, so an operator (or a test) can tell how often a task ran here.
+        tracing::debug!(
+            framework_id = %self.key.framework_id,
+            task_id = %self.key.task_id,
+            "run started"
+        );
+        Some(handle)
     }
 
     /// Hook: reports RUNNING once the guest runs (again whenever a task built with the SDK

@@ -30,7 +30,7 @@ pub(crate) fn spawn(args: &[&str]) -> Proc {
 }
 
 /// [`spawn`] with the process's log (stderr) going to `log`.
-fn spawn_logging_to(args: &[&str], log: impl Into<Stdio>) -> Proc {
+pub(crate) fn spawn_logging_to(args: &[&str], log: impl Into<Stdio>) -> Proc {
     Proc(
         Command::new(CORRAL)
             .args(args)

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use corral_fixtures::{free_port, set_weight, weight};
 
-use crate::cluster::{Proc, spawn};
+use crate::cluster::{Proc, spawn, spawn_logging_to};
 use crate::framework::{RawFramework, state, task};
 use corral_fixtures::Etcd;
 
@@ -41,17 +41,26 @@ impl HaCluster {
         let dir = tempfile::tempdir().unwrap();
         let (masters, addrs) = start_masters(&etcd, lease, dir.path());
         let agent_dir = dir.path().join("agent").display().to_string();
-        let agent = spawn(&[
-            "agent",
-            "--master",
-            &addrs.join(","),
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--work-dir",
-            &agent_dir,
-            "--resources",
-            "cpus=4,mem=2GiB,disk=2GiB",
-        ]);
+        let agent_log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+        let agent = spawn_logging_to(
+            &[
+                "agent",
+                "--master",
+                &addrs.join(","),
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--work-dir",
+                &agent_dir,
+                "--resources",
+                "cpus=4,mem=2GiB,disk=2GiB",
+                // Every run started, for `runs`.
+                "--log-level",
+                "warn,corral_agent::node::runner=debug",
+                "--log-format",
+                "json",
+            ],
+            agent_log,
+        );
         let cluster = HaCluster {
             masters,
             addrs,
@@ -62,6 +71,23 @@ impl HaCluster {
         let (leader, _) = cluster.leader_other_than(None).await;
         cluster.connected_agent(leader).await;
         cluster
+    }
+
+    /// How many times the agent started a run of each task (by task ID), from its log.
+    pub(crate) fn runs(&self) -> HashMap<String, usize> {
+        let log = std::fs::read_to_string(self._dir.path().join("agent.log")).unwrap();
+        let mut runs = HashMap::new();
+        for line in log.lines() {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if entry["fields"]["message"] == "run started"
+                && let Some(task) = entry["fields"]["task_id"].as_str()
+            {
+                *runs.entry(task.to_owned()).or_insert(0) += 1;
+            }
+        }
+        runs
     }
 
     /// Polls until a master other than `not` answers GetState as the leader; returns its

@@ -126,10 +126,16 @@ struct Instance {
     /// Killed to make room for a production job: it goes back to waiting when it ends,
     /// without using a retry.
     preempted: bool,
-    /// Attempts that ended preempted (not counted against retries).
-    preemptions: u32,
-    /// When it was launched or last reconciled (not stored: 0 after a restore).
+    /// Attempts that ended through no fault of the task, preempted or never reaching an
+    /// agent: not counted against retries.
+    excused: u32,
+    /// When its launch reached the master or it was last reconciled (not stored: 0 after a
+    /// restore).
     asked_ms: u64,
+    /// Its launch is recorded but not sent yet: not to be reconciled, as the master would
+    /// answer UNKNOWN for a task it is about to receive (not stored: a restored launch may
+    /// never have been sent, and reconciling is how to find out).
+    unsent: bool,
 }
 
 impl Default for Instance {
@@ -142,8 +148,9 @@ impl Default for Instance {
             running_since_ms: None,
             streak: 0,
             preempted: false,
-            preemptions: 0,
+            excused: 0,
             asked_ms: 0,
+            unsent: false,
         }
     }
 }
@@ -289,7 +296,25 @@ impl Book {
         Ok(names)
     }
 
-    /// Task IDs of launched instances, for reconciliation.
+    /// The launches of `tasks` reached the master (or it answered them): from now on they
+    /// are reconciled when not heard of.
+    pub(crate) fn sent(&mut self, tasks: &[TaskId], now_ms: u64) {
+        for task in tasks {
+            let Some((name, index)) = split_task_id(task.as_str()) else {
+                continue;
+            };
+            if let Some(instance) = self
+                .jobs
+                .get_mut(name)
+                .and_then(|job| job.instances.get_mut(index as usize))
+            {
+                instance.unsent = false;
+                instance.asked_ms = now_ms;
+            }
+        }
+    }
+
+    /// Task IDs of launched instances whose launch was sent, for reconciliation.
     pub(crate) fn launched(&self) -> Vec<TaskId> {
         self.jobs
             .values()
@@ -297,7 +322,7 @@ impl Book {
                 job.instances
                     .iter()
                     .enumerate()
-                    .filter(|(_, i)| i.phase == Phase::Launched)
+                    .filter(|(_, i)| i.phase == Phase::Launched && !i.unsent)
                     .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
             })
             .collect()
@@ -315,6 +340,7 @@ impl Book {
             }
             for (index, instance) in job.instances.iter_mut().enumerate() {
                 if instance.phase == Phase::Launched
+                    && !instance.unsent
                     && instance.running_since_ms.is_none()
                     && instance.asked_ms.saturating_add(older_than_ms) <= now_ms
                 {
@@ -350,15 +376,22 @@ impl Book {
             return Vec::new();
         }
         let ended = state.is_terminal() || state == TaskState::Unknown;
-        if ended && job.instances[index as usize].preempted {
+        // Preempted, or never reached an agent (UNKNOWN answers a launch the master never
+        // took, e.g. one sent as the old leader died): the task is not at fault, so it runs
+        // again without using a retry.
+        let never_ran = matches!(state, TaskState::Unknown | TaskState::Dropped);
+        let preempted = job.instances[index as usize].preempted;
+        if ended && (preempted || never_ran) {
             job.record_failure(index, status);
-            if let Some(attempt) = job.recent_failures.front_mut() {
+            if preempted && let Some(attempt) = job.recent_failures.front_mut() {
                 attempt.message = "preempted for production work".into();
+            }
+            if preempted {
+                self.preempting = self.preempting.saturating_sub(1);
             }
             let instance = &mut job.instances[index as usize];
             instance.preempted = false;
-            instance.preemptions += 1;
-            self.preempting = self.preempting.saturating_sub(1);
+            instance.excused += 1;
             if job.state == JobState::Running && index < job.target() {
                 job.requeue(index, now_ms, Duration::ZERO);
             } else if job.is_service() {
@@ -392,7 +425,7 @@ impl Book {
             job.record_failure(index, status);
             let stopped = job.state != JobState::Running;
             let instance = &job.instances[index as usize];
-            let tries = instance.attempts - instance.preemptions;
+            let tries = instance.attempts - instance.excused;
             if !stopped && u64::from(tries) <= job.batch.retries {
                 job.retry(index, now_ms);
             } else {
@@ -698,12 +731,11 @@ impl Job {
         index: u32,
         template: &TaskInfo,
         placed: Option<Box<[Option<String>]>>,
-        now_ms: u64,
     ) -> TaskInfo {
         let name = self.spec.name.clone();
         let instance = &mut self.instances[index as usize];
         instance.phase = Phase::Launched;
-        instance.asked_ms = now_ms;
+        instance.unsent = true;
         instance.attempts += 1;
         let attempt = instance.attempts;
         if let Some(values) = &placed {

@@ -7,7 +7,7 @@
 //! reconciles every instance recorded as launched; the master answers each once it knows
 //! (it waits for agents that have not re-registered), so an instance is either running once
 //! or recorded as ended. An attempt whose launch reached no agent is answered UNKNOWN and
-//! counts as a failed attempt.
+//! launched again without using a retry.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -316,9 +316,11 @@ impl JobsFramework {
         for (offer, tasks) in launches {
             // A launch the master did not take is reconciled later (answered UNKNOWN and
             // retried).
+            let ids: Vec<TaskId> = tasks.iter().map(|t| t.id.clone()).collect();
             if let Err(error) = driver.launch(&[offer], tasks).await {
                 tracing::warn!(%error, "jobs framework: launch failed; reconciling later");
             }
+            self.book().sent(&ids, now_ms());
         }
         for status in &acks {
             driver.acknowledge_later(status);

@@ -78,7 +78,7 @@ impl Book {
                         left[i] = left[i].saturating_sub(&template.resources);
                         let placed = (!job.spec.constraints.is_empty())
                             .then(|| Tally::values(&job.spec.constraints, offer));
-                        tasks[i].push(job.launch(index, &template, placed, now_ms));
+                        tasks[i].push(job.launch(index, &template, placed));
                         placed_any = true;
                         if job.spec.placement == Spread::Spread {
                             break;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use corral_proto::{InputSource as TaskInput, v1};
 use corral_scheduler::Offer;
 use corral_scheduler::testkit::{OfferBuilder, StatusBuilder};
-use corral_types::{Digest, TaskOutput, TaskState};
+use corral_types::{Digest, TaskId, TaskOutput, TaskState};
 
 use super::book::{Book, SubmitError, backoff_delay};
 use super::record::{
@@ -126,6 +126,24 @@ fn an_instance_out_of_retries_fails_the_job_once_the_rest_ended() {
     assert_eq!(j.state, v1::JobState::Failed as i32);
     assert_eq!(j.message, "1 of 2 instances failed");
     assert_eq!(j.ended_unix_millis, 2);
+}
+
+#[test]
+fn a_launch_that_never_reached_an_agent_runs_again_without_using_a_retry() {
+    let mut book = Book::default();
+    submit(&mut book, &batch("b", 1, "retries = 0")).unwrap();
+    launch_all(&mut book, 0);
+    // The leader died with the launch stored but not taken: the next one answers UNKNOWN.
+    report(&mut book, "b.0", TaskState::Unknown, 1);
+    assert_eq!(job(&book, "b").state, RUNNING, "not a failure of the task");
+    assert_eq!(launch_all(&mut book, 2), ["b.0"], "launched again");
+    report(&mut book, "b.0", TaskState::Dropped, 3);
+    assert_eq!(launch_all(&mut book, 4), ["b.0"], "and again");
+    report(&mut book, "b.0", TaskState::Finished, 5);
+    let j = job(&book, "b");
+    assert_eq!(j.state, v1::JobState::Succeeded as i32);
+    assert_eq!((j.attempts, j.failed), (3, 0));
+    assert_eq!(j.recent_failures.len(), 2, "both shown");
 }
 
 #[test]
@@ -514,7 +532,16 @@ const RUNNING: i32 = v1::JobState::Running as i32;
 fn launched_instances_not_heard_of_are_asked_about_again() {
     let mut book = Book::default();
     submit(&mut book, &batch("b", 2, "")).unwrap();
-    launch_all(&mut book, 1_000);
+    let launched = launch_all(&mut book, 500);
+    // Stored but not sent yet (a slow store write): the master would answer UNKNOWN for a
+    // task it is about to receive, so these are not asked about however long they wait.
+    assert!(
+        book.unconfirmed(60_000, 2_000).is_empty(),
+        "launch not sent"
+    );
+    assert!(book.launched().is_empty(), "launch not sent");
+    let ids: Vec<TaskId> = launched.iter().map(|t| TaskId::new(t).unwrap()).collect();
+    book.sent(&ids, 1_000);
     report(&mut book, "b.0", TaskState::Running, 1_100);
     assert!(book.unconfirmed(2_999, 2_000).is_empty(), "not yet");
     let asked: Vec<String> = book
