@@ -430,7 +430,14 @@ pub(crate) enum JobCommand {
     #[command(
         after_help = "Examples:\n  corral job submit hello.toml --wait   # progress bar; exit 1 if the job fails\n  corral job submit pipeline.yaml -o json"
     )]
-    Submit(JobSubmitArgs),
+    Submit(JobFileArgs),
+    /// Update running services to a spec file's new specs: each rolls to its new version
+    /// within its `update` bounds (max_unavailable, max_surge, min_running) and is rolled
+    /// back if its new instances keep failing (rollback_after).
+    #[command(
+        after_help = "Examples:\n  corral job update web.toml --wait   # exit 1 if the update was rolled back"
+    )]
+    Update(JobFileArgs),
     /// List jobs, in submission order.
     Ls(ListArgs),
     /// One job: state, instance counts, recent failures.
@@ -453,8 +460,9 @@ pub(crate) enum JobCommand {
     Resume(JobNameArgs),
 }
 
+/// `job submit` and `job update`.
 #[derive(Debug, Args)]
-pub(crate) struct JobSubmitArgs {
+pub(crate) struct JobFileArgs {
     #[command(flatten)]
     pub(crate) master: MasterAddr,
     /// The spec file.
@@ -462,8 +470,9 @@ pub(crate) struct JobSubmitArgs {
     /// Its format, when its extension does not say: toml, yaml or json.
     #[arg(long)]
     pub(crate) format: Option<String>,
-    /// Wait until every batch job of the file ended and every service has all its instances
-    /// running, showing progress; exit 1 if a job failed or was killed.
+    /// Wait, showing progress: a submit until every batch job of the file ended and every
+    /// service runs all its instances (exit 1 if a job failed or was killed); an update until
+    /// every update ended (exit 1 if one was rolled back).
     #[arg(long)]
     pub(crate) wait: bool,
     #[arg(long, short, value_enum, default_value = "table")]

@@ -1,8 +1,9 @@
 //! `corral job ...`: built-in jobs. `validate` reads a spec file (TOML, YAML or JSON, by its
 //! extension or `--format`) and reports every problem with its file, line and column, as
 //! `submit` does before anything reaches the cluster. `submit` uploads the local files a spec
-//! names and hands it to the jobs framework (Jobs service on the master's port); `ls`,
-//! `status` and `kill` ask it.
+//! names and hands it to the jobs framework (Jobs service on the master's port); `update`
+//! does the same for services already running, which roll to the new spec; `ls`, `status`
+//! and `kill` ask it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use corral_proto::v1;
 use serde_json::{Value, json};
 
 use crate::cli::{
-    JobLogsArgs, JobNameArgs, JobScaleArgs, JobSubmitArgs, JobValidateArgs, ListArgs, LogsArgs,
+    JobFileArgs, JobLogsArgs, JobNameArgs, JobScaleArgs, JobValidateArgs, ListArgs, LogsArgs,
     OutputFormat,
 };
 use crate::client::{self, JobsClient};
@@ -23,7 +24,7 @@ use crate::output;
 /// How often `submit --wait` asks how the jobs are doing.
 const WAIT_POLL: Duration = Duration::from_millis(250);
 
-pub(super) async fn submit(args: JobSubmitArgs) -> anyhow::Result<u8> {
+pub(super) async fn submit(args: JobFileArgs) -> anyhow::Result<u8> {
     let masters = &args.master.master;
     let submitted = submit_file(masters, &args.file, args.format.as_deref()).await?;
     if !args.wait {
@@ -34,6 +35,35 @@ pub(super) async fn submit(args: JobSubmitArgs) -> anyhow::Result<u8> {
     let ended = wait(&mut client::jobs(masters).await?, &names).await?;
     print_jobs(args.output, &ended)?;
     Ok(if all_succeeded(&ended) { 0 } else { 1 })
+}
+
+pub(super) async fn update(args: JobFileArgs) -> anyhow::Result<u8> {
+    let masters = &args.master.master;
+    let updated = send_file(
+        masters,
+        &args.file,
+        args.format.as_deref(),
+        SpecCall::Update,
+    )
+    .await?;
+    if !args.wait {
+        print_jobs(args.output, &updated)?;
+        return Ok(0);
+    }
+    let names: Vec<String> = updated.into_iter().map(|j| j.name).collect();
+    let done = wait_until(&mut client::jobs(masters).await?, &names, rolled_out).await?;
+    print_jobs(args.output, &done)?;
+    let rolled_back = done.iter().any(|j| j.message.starts_with("rolled back"));
+    Ok(if all_succeeded(&done) && !rolled_back {
+        0
+    } else {
+        1
+    })
+}
+
+/// Whether `update --wait` is done with a service: its update ended (or so did the service).
+fn rolled_out(job: &v1::Job) -> bool {
+    job.rollout.is_empty() || job.ended_unix_millis != 0
 }
 
 /// True when every job succeeded, or (a service or cron job) runs as it should.
@@ -50,6 +80,24 @@ pub(crate) async fn submit_file(
     masters: &[String],
     file: &Path,
     format: Option<&str>,
+) -> anyhow::Result<Vec<v1::Job>> {
+    send_file(masters, file, format, SpecCall::Submit).await
+}
+
+/// What a spec file is sent for.
+#[derive(Debug, Clone, Copy)]
+enum SpecCall {
+    Submit,
+    Update,
+}
+
+/// Reads a spec file, uploads the local files it names (relative to its directory) and
+/// submits it or updates the services it names; returns the jobs.
+async fn send_file(
+    masters: &[String],
+    file: &Path,
+    format: Option<&str>,
+    call: SpecCall,
 ) -> anyhow::Result<Vec<v1::Job>> {
     let (format, source, jobs) = read_spec(file, format)?;
     let dir = file.parent().unwrap_or(Path::new(""));
@@ -70,19 +118,21 @@ pub(crate) async fn submit_file(
             uploaded.insert(path.display().to_string(), digest.to_string());
         }
     }
-    let submitted = client::jobs(masters)
-        .await?
-        .submit_jobs(v1::SubmitJobsRequest {
-            source,
-            format: format.name().into(),
-            file: file.display().to_string(),
-            uploaded,
-        })
-        .await
-        .map_err(|s| client::refused("submitting the jobs", &s))?
+    let request = v1::SubmitJobsRequest {
+        source,
+        format: format.name().into(),
+        file: file.display().to_string(),
+        uploaded,
+    };
+    let mut client = client::jobs(masters).await?;
+    let (doing, answer) = match call {
+        SpecCall::Submit => ("submitting the jobs", client.submit_jobs(request).await),
+        SpecCall::Update => ("updating the services", client.update_jobs(request).await),
+    };
+    Ok(answer
+        .map_err(|s| client::refused(doing, &s))?
         .into_inner()
-        .jobs;
-    Ok(submitted)
+        .jobs)
 }
 
 pub(super) async fn list(args: ListArgs) -> anyhow::Result<u8> {
@@ -169,7 +219,12 @@ pub(super) async fn logs(args: JobLogsArgs) -> anyhow::Result<u8> {
             .ok_or_else(|| Exit::invalid(format!("cron job {} has no run yet", args.name)))?;
         format!("{}.0", latest.name)
     } else if args.instance < job.instances {
-        format!("{}.{}", args.name, args.instance)
+        // An updated service's instances run its latest version (`<job>.<index>.v<version>`).
+        if job.version > 1 {
+            format!("{}.{}.v{}", args.name, args.instance, job.version)
+        } else {
+            format!("{}.{}", args.name, args.instance)
+        }
     } else {
         return Err(Exit::invalid(format!(
             "job {} has {} instances (0 to {})",
@@ -244,11 +299,20 @@ fn local_files(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
     files
 }
 
-/// Waits until every job named has ended, with a progress bar per job (on a terminal);
-/// returns them as they ended.
+/// Waits until every job named has ended (a service: runs every instance), with a progress
+/// bar per job (on a terminal); returns them as they ended.
 pub(crate) async fn wait(
     client: &mut JobsClient,
     names: &[String],
+) -> anyhow::Result<Vec<v1::Job>> {
+    wait_until(client, names, settled).await
+}
+
+/// [`wait`] until `done` says so of every job.
+async fn wait_until(
+    client: &mut JobsClient,
+    names: &[String],
+    done: fn(&v1::Job) -> bool,
 ) -> anyhow::Result<Vec<v1::Job>> {
     let bars = indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr());
     let style =
@@ -269,7 +333,9 @@ pub(crate) async fn wait(
         for (name, bar) in names.iter().zip(&progress) {
             let job = get_job(client, name).await?;
             bar.set_length(job.instances);
-            bar.set_position(if job.kind == "service" {
+            bar.set_position(if !job.rollout.is_empty() {
+                job.instances.saturating_sub(job.outdated)
+            } else if job.kind == "service" {
                 job.started
             } else {
                 job.succeeded + job.failed
@@ -277,7 +343,7 @@ pub(crate) async fn wait(
             bar.set_message(progress_line(&job));
             jobs.push(job);
         }
-        if jobs.iter().all(settled) {
+        if jobs.iter().all(done) {
             for bar in &progress {
                 bar.finish();
             }
@@ -305,6 +371,9 @@ fn progress_line(job: &v1::Job) -> String {
     let state = job_state(job.state);
     if job.ended_unix_millis != 0 || job.state == v1::JobState::Waiting as i32 {
         line.push_str(&format!(" · {state}"));
+    }
+    if !job.rollout.is_empty() {
+        line.push_str(&format!(" · {}", job.rollout));
     }
     if !job.message.is_empty() {
         line.push_str(&format!(" ({})", job.message));
@@ -343,6 +412,9 @@ fn job_json(j: &v1::Job) -> Value {
         "cron_job": j.cron_job,
         "schedule": j.schedule,
         "next_run_unix_millis": j.next_run_unix_millis,
+        "version": j.version,
+        "rollout": j.rollout,
+        "outdated": j.outdated,
         "recent_failures": j.recent_failures.iter().map(|f| json!({
             "instance": f.instance,
             "attempt": f.attempt,
@@ -371,7 +443,7 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
                 "SUBMITTED",
             ];
             if wide {
-                header.extend(["ATTEMPTS", "DEPENDS ON", "MESSAGE"]);
+                header.extend(["ATTEMPTS", "VERSION", "DEPENDS ON", "MESSAGE"]);
             }
             let mut table = output::table(&header);
             for j in jobs {
@@ -388,6 +460,7 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
                 if wide {
                     row.extend([
                         j.attempts.to_string(),
+                        j.version.to_string(),
                         j.depends_on.join(","),
                         j.message.clone(),
                     ]);
@@ -414,6 +487,12 @@ fn print_job(format: OutputFormat, j: &v1::Job) -> anyhow::Result<()> {
         j.instances, j.succeeded, j.failed, j.running, j.waiting, j.retrying
     );
     println!("attempts   {}", j.attempts);
+    if j.version > 1 {
+        println!("version    {}", j.version);
+    }
+    if !j.rollout.is_empty() {
+        println!("update     {} ({} old tasks left)", j.rollout, j.outdated);
+    }
     if !j.schedule.is_empty() {
         println!("schedule   {}", j.schedule);
     }

@@ -84,6 +84,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::New(NewCommand::Task(args)) => new::task(&args),
         Command::Job(JobCommand::Validate(args)) => job::validate(&args),
         Command::Job(JobCommand::Submit(args)) => job::submit(args).await,
+        Command::Job(JobCommand::Update(args)) => job::update(args).await,
         Command::Job(JobCommand::Ls(args)) => job::list(args).await,
         Command::Job(JobCommand::Status(args)) => job::status(args).await,
         Command::Job(JobCommand::Kill(args)) => job::kill(args).await,

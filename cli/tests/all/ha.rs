@@ -247,7 +247,7 @@ where
 }
 
 /// A channel without keepalive or timeouts: a call to a stopped master waits for it.
-async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
+pub(crate) async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
     Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()

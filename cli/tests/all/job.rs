@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use corral_proto::v1;
 use serde_json::Value;
 
 use corral_fixtures::Etcd;
@@ -493,6 +494,108 @@ async fn a_service_replaces_killed_instances_and_those_of_a_killed_agent_and_sca
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let job = wait_for_job(&cluster, "web", |j| j["ended_unix_millis"] != 0).await;
     assert_eq!(job["state"], "killed");
+}
+
+/// The tasks of job `web` the master has RUNNING, sorted.
+async fn running_web_tasks(cluster: &Cluster) -> Vec<String> {
+    let channel = crate::ha::connect(&cluster.master_addr).await.unwrap();
+    let mut tasks: Vec<String> = corral_proto::limits::operator_client(channel)
+        .list_tasks(v1::ListTasksRequest {
+            framework_id: Some(corral_frameworks::jobs::FRAMEWORK_ID.into()),
+            states: vec![v1::TaskState::Running as i32],
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .into_iter()
+        .map(|t| t.id)
+        .filter(|id| id.starts_with("web."))
+        .collect();
+    tasks.sort();
+    tasks
+}
+
+/// Runs `corral job update web.toml --wait -o json`, watching the master's RUNNING tasks of
+/// `web` until it exits; returns its output and the fewest and most seen.
+async fn update_watching(cluster: &Cluster) -> (std::process::Output, usize, usize) {
+    let mut update = cluster.spawn_corral(&["job", "update", "web.toml", "--wait", "-o", "json"]);
+    let (mut fewest, mut most) = (usize::MAX, 0);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while update.try_wait().unwrap().is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the update did not end"
+        );
+        let running = running_web_tasks(cluster).await.len();
+        fewest = fewest.min(running);
+        most = most.max(running);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (update.wait_with_output().await.unwrap(), fewest, most)
+}
+
+#[tokio::test]
+async fn a_rolling_update_keeps_its_bounds_and_one_whose_instances_crash_is_rolled_back() {
+    let cluster = Cluster::start(&[]).await;
+    let spec = |args: &str| {
+        format!(
+            "version = 1\nname = \"web\"\nkind = \"service\"\nmodule = \"limits.wasm\"\n\
+             args = [{args}]\ninstances = 4\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n\
+             disk = \"16MiB\"\n[update]\nmax_unavailable = 1\nmax_surge = 1\n\
+             min_running = \"300ms\"\nrollback_after = 2\n"
+        )
+    };
+    write_job(&cluster, "web.toml", &spec("\"sleep\", \"600000\""));
+    let out = cluster
+        .corral(&["job", "submit", "web.toml", "--wait"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    // Version 2: every instance replaced, never fewer than 4 - 1 running nor more than 4 + 1.
+    write_job(&cluster, "web.toml", &spec("\"sleep\", \"500000\""));
+    let (out, fewest, most) = update_watching(&cluster).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        fewest >= 3 && most <= 5,
+        "running tasks went from {fewest} to {most}"
+    );
+    let job = &job_doc(&out)["jobs"][0];
+    assert_eq!(job["version"], 2, "{job}");
+    assert_eq!(job["message"], "updated to version 2");
+    assert_eq!(
+        running_web_tasks(&cluster).await,
+        ["web.0.v2", "web.1.v2", "web.2.v2", "web.3.v2"]
+    );
+
+    // Version 3 crashes at once: rolled back after 2 failures, as version 4.
+    write_job(&cluster, "web.toml", &spec("\"exit\", \"3\""));
+    let (out, fewest, _) = update_watching(&cluster).await;
+    assert_eq!(out.status.code(), Some(1), "a rollback exits 1");
+    assert!(fewest >= 3, "running tasks fell to {fewest}");
+    let job = &job_doc(&out)["jobs"][0];
+    assert_eq!(job["version"], 4, "{job}");
+    let message = job["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("rolled back: version 3 failed 2 times"),
+        "{message}"
+    );
+    assert_eq!(
+        running_web_tasks(&cluster).await,
+        ["web.0.v4", "web.1.v4", "web.2.v4", "web.3.v4"]
+    );
+
+    // Only services are updated; an unknown name is refused.
+    write_job(
+        &cluster,
+        "nope.toml",
+        &spec("\"sleep\", \"1\"").replace("name = \"web\"", "name = \"nope\""),
+    );
+    let out = cluster.corral(&["job", "update", "nope.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope"), "{}", text(&out.stderr));
 }
 
 #[tokio::test]

@@ -16,11 +16,14 @@ use corral_types::{TaskId, TaskOutput};
 mod cron;
 mod offers;
 mod preempt;
+mod rollout;
 mod service;
 mod store;
 mod updates;
+mod view;
 
 use self::cron::{Cron, run_spec};
+use self::rollout::{Outgoing, Rollout};
 use super::placement::Tally;
 use super::record::{RunRecord, SHARD_SIZE, Submission, Write};
 use super::template;
@@ -137,6 +140,11 @@ struct Instance {
     /// answer UNKNOWN for a task it is about to receive (not stored: a restored launch may
     /// never have been sent, and reconciling is how to find out).
     unsent: bool,
+    /// The version of the job's spec its latest attempt was launched from (0: never
+    /// launched); see `rollout`.
+    version: u32,
+    /// A task of an older version still launched for this slot during a rolling update.
+    outgoing: Option<Outgoing>,
 }
 
 impl Default for Instance {
@@ -152,6 +160,8 @@ impl Default for Instance {
             excused: 0,
             asked_ms: 0,
             unsent: false,
+            version: 0,
+            outgoing: None,
         }
     }
 }
@@ -175,6 +185,10 @@ pub(crate) enum SubmitError {
     Invalid(String),
     Exists(String),
     UnknownDependency(String),
+    /// An update names no job.
+    NotFound(String),
+    /// An update of a job that cannot take one.
+    NotApplicable(String),
 }
 
 #[derive(Debug)]
@@ -215,6 +229,14 @@ pub(crate) struct Job {
     dropped_shards: BTreeSet<u32>,
     /// Since when instances have been ready and none could be placed.
     starved_since_ms: Option<u64>,
+    /// The version of its spec: 1 as submitted, one more with each update.
+    version: u32,
+    /// What a service's running update rolls back to.
+    previous: Option<Arc<Submission>>,
+    /// A service's rolling update under way.
+    rollout: Option<Rollout>,
+    /// Slots of a rolling update waiting for room (their old task to end) to launch.
+    held: BTreeSet<u32>,
 }
 
 /// Every job.
@@ -250,15 +272,6 @@ impl Book {
                 }
                 JobKind::Service(_) => &no_dependencies,
             };
-            if let Some(role) = &spec.role
-                && role.as_str() != "*"
-            {
-                return Err(SubmitError::Invalid(format!(
-                    "{}: role {role}: the jobs framework places work in role * only in this \
-                     version",
-                    spec.name
-                )));
-            }
             if let Some(job) = self.jobs.get(&spec.name)
                 && !job.state.has_ended()
             {
@@ -275,12 +288,7 @@ impl Book {
                     )));
                 }
             }
-            template::module(&spec.module, &submission).map_err(SubmitError::Invalid)?;
-            for input in &spec.inputs {
-                if let InputSource::File(path) = &input.source {
-                    template::uploaded(&submission, path).map_err(SubmitError::Invalid)?;
-                }
-            }
+            rollout::check_spec(spec, &submission)?;
         }
         let submission = Arc::new(submission);
         let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
@@ -401,7 +409,7 @@ impl Book {
     }
 
     fn after_change(&mut self, name: &str, now_ms: u64) -> Vec<TaskId> {
-        let mut kills = Vec::new();
+        let mut kills = self.roll(name, now_ms);
         let Some(job) = self.jobs.get_mut(name) else {
             return kills;
         };
@@ -416,7 +424,7 @@ impl Book {
                 job.counts.failed,
                 job.batch.max_failures.unwrap_or_default()
             );
-            kills = job.stop(JobState::Failed);
+            kills.extend(job.stop(JobState::Failed));
             self.running.retain(|n| n != name);
             self.end_dependents(name, now_ms);
         }
@@ -511,29 +519,7 @@ impl Book {
 
 impl Job {
     fn new(seq: u64, submission: Arc<Submission>, spec: JobSpec, now_ms: u64) -> Self {
-        let batch = match &spec.kind {
-            JobKind::Batch(b) => b.clone(),
-            // A service's instances are restarted whenever they end, after its backoff.
-            JobKind::Service(sv) => BatchSpec {
-                instances: sv.instances,
-                retries: u64::MAX,
-                backoff: sv.backoff,
-                max_failures: None,
-                depends_on: Vec::new(),
-            },
-            // A cron job runs nothing itself: its runs are jobs of their own.
-            JobKind::Cron(_) => BatchSpec {
-                instances: 0,
-                retries: 0,
-                backoff: crate::spec::Backoff {
-                    initial: Duration::ZERO,
-                    factor: 1.0,
-                    max: Duration::ZERO,
-                },
-                max_failures: None,
-                depends_on: Vec::new(),
-            },
-        };
+        let batch = batch_of(&spec);
         let count = u32::try_from(batch.instances).unwrap_or(u32::MAX);
         let instances = vec![Instance::default(); count as usize];
         let tally = Tally::new(&spec.constraints);
@@ -556,6 +542,10 @@ impl Job {
             cron,
             run_of: None,
             service_target,
+            version: 1,
+            previous: None,
+            rollout: None,
+            held: BTreeSet::new(),
             dropped_shards: BTreeSet::new(),
             starved_since_ms: None,
             seq,
@@ -592,9 +582,11 @@ impl Job {
         placed: Option<Box<[Option<String>]>>,
     ) -> TaskInfo {
         let name = self.spec.name.clone();
+        let version = self.version;
         let instance = &mut self.instances[index as usize];
         instance.phase = Phase::Launched;
         instance.unsent = true;
+        instance.version = version;
         instance.attempts += 1;
         let attempt = instance.attempts;
         if let Some(values) = &placed {
@@ -606,8 +598,7 @@ impl Job {
         self.counts.attempts += 1;
         self.dirty_shards.insert(index / SHARD_SIZE);
         let mut task = template.clone();
-        // Job names are DNS labels, so `<job>.<index>` is a valid task ID.
-        if let Some(id) = task_id(&name, index) {
+        if let Some(id) = task_id(&name, index, version) {
             task.id = id;
         }
         task.name = format!("{name}[{index}]");
@@ -695,51 +686,9 @@ impl Job {
             .iter()
             .enumerate()
             .filter(|(_, i)| i.phase == Phase::Launched)
-            .filter_map(|(index, _)| task_id(&self.spec.name, index as u32))
+            .filter_map(|(index, i)| task_id(&self.spec.name, index as u32, i.version))
+            .chain(self.outgoing_tasks())
             .collect()
-    }
-
-    fn view(&self) -> v1::Job {
-        v1::Job {
-            name: self.spec.name.clone(),
-            kind: kind_name(&self.spec.kind).into(),
-            state: if self.cron.as_ref().is_some_and(|c| c.suspended)
-                && self.state == JobState::Running
-            {
-                v1::JobState::Suspended.into()
-            } else {
-                self.state.to_proto().into()
-            },
-            message: self.message.clone(),
-            instances: u64::from(self.target()),
-            succeeded: self.counts.succeeded,
-            failed: self.counts.failed,
-            running: self.counts.running,
-            started: self.counts.started,
-            waiting: self.counts.waiting,
-            retrying: self.counts.retrying,
-            attempts: self.counts.attempts,
-            depends_on: self.batch.depends_on.clone(),
-            submitted_unix_millis: self.submitted_ms,
-            ended_unix_millis: self.ended_ms.unwrap_or(0),
-            recent_failures: self.recent_failures.iter().cloned().collect(),
-            cron_job: self
-                .run_of
-                .as_ref()
-                .map(|r| r.cron.clone())
-                .unwrap_or_default(),
-            next_run_unix_millis: self
-                .cron
-                .as_ref()
-                .filter(|c| !c.suspended && self.state == JobState::Running)
-                .and_then(|c| c.next_ms)
-                .unwrap_or(0),
-            schedule: self
-                .cron
-                .as_ref()
-                .map(|c| c.spec.schedule.to_string())
-                .unwrap_or_default(),
-        }
     }
 }
 
@@ -751,6 +700,34 @@ pub(crate) enum CallError {
     NotService,
     Ended,
     TooMany,
+}
+
+/// How a job's instances run and are retried: a batch job's own; a service's instances are
+/// restarted whenever they end, after its backoff; a cron job runs nothing itself.
+fn batch_of(spec: &JobSpec) -> BatchSpec {
+    match &spec.kind {
+        JobKind::Batch(b) => b.clone(),
+        // A service's instances are restarted whenever they end, after its backoff.
+        JobKind::Service(sv) => BatchSpec {
+            instances: sv.instances,
+            retries: u64::MAX,
+            backoff: sv.backoff,
+            max_failures: None,
+            depends_on: Vec::new(),
+        },
+        // A cron job runs nothing itself: its runs are jobs of their own.
+        JobKind::Cron(_) => BatchSpec {
+            instances: 0,
+            retries: 0,
+            backoff: crate::spec::Backoff {
+                initial: Duration::ZERO,
+                factor: 1.0,
+                max: Duration::ZERO,
+            },
+            max_failures: None,
+            depends_on: Vec::new(),
+        },
+    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -768,19 +745,24 @@ pub(crate) fn backoff_delay(backoff: &crate::spec::Backoff, attempts: u32) -> Du
     }
 }
 
-fn kind_name(kind: &JobKind) -> &'static str {
-    match kind {
-        JobKind::Batch(_) => "batch",
-        JobKind::Service(_) => "service",
-        JobKind::Cron(_) => "cron",
+/// The task ID of an instance's attempts of one version of its job: `<job>.<index>` for
+/// the spec as submitted, `<job>.<index>.v<version>` after updates (job names are DNS labels,
+/// so both are valid task IDs and parse back unambiguously).
+pub(crate) fn task_id(job: &str, index: u32, version: u32) -> Option<TaskId> {
+    if version <= 1 {
+        TaskId::new(format!("{job}.{index}")).ok()
+    } else {
+        TaskId::new(format!("{job}.{index}.v{version}")).ok()
     }
 }
 
-pub(crate) fn task_id(job: &str, index: u32) -> Option<TaskId> {
-    TaskId::new(format!("{job}.{index}")).ok()
-}
-
-pub(crate) fn split_task_id(id: &str) -> Option<(&str, u32)> {
-    let (job, index) = id.rsplit_once('.')?;
-    Some((job, index.parse().ok()?))
+/// `(job, index, version)` of a [`task_id`].
+pub(crate) fn split_task_id(id: &str) -> Option<(&str, u32, u32)> {
+    let (rest, last) = id.rsplit_once('.')?;
+    if let Some(version) = last.strip_prefix('v') {
+        let (job, index) = rest.rsplit_once('.')?;
+        let version: u32 = version.parse().ok().filter(|v| *v > 1)?;
+        return Some((job, index.parse().ok()?, version));
+    }
+    Some((rest, last.parse().ok()?, 1))
 }

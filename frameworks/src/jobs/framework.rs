@@ -175,18 +175,24 @@ impl JobsFramework {
         submission: super::record::Submission,
     ) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
         let driver = self.driver()?;
-        let names = {
-            let mut book = self.book();
-            book.submit(specs, submission, now_ms())
-                .map_err(|e| match e {
-                    super::book::SubmitError::Invalid(m) => JobsError::Invalid(m),
-                    super::book::SubmitError::Exists(m) => JobsError::Exists(m),
-                    super::book::SubmitError::UnknownDependency(m) => {
-                        JobsError::UnknownDependency(m)
-                    }
-                })?
-        };
+        let names = self.book().submit(specs, submission, now_ms())?;
         self.flush(&driver).await.map_err(JobsError::Store)?;
+        self.want_offers(&driver).await;
+        let book = self.book();
+        Ok(names.iter().filter_map(|n| book.view(n)).collect())
+    }
+
+    /// Starts rolling updates of the services of one spec file, recorded before this
+    /// returns.
+    pub(crate) async fn update(
+        &self,
+        specs: Vec<crate::spec::JobSpec>,
+        submission: super::record::Submission,
+    ) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
+        let driver = self.driver()?;
+        let (names, kills) = self.book().update_services(specs, submission, now_ms())?;
+        self.flush(&driver).await.map_err(JobsError::Store)?;
+        kill_all(&driver, &kills).await;
         self.want_offers(&driver).await;
         let book = self.book();
         Ok(names.iter().filter_map(|n| book.view(n)).collect())
@@ -533,6 +539,19 @@ impl Scheduler for Callbacks {
 
     async fn error(&mut self, _driver: &Driver, message: String) {
         tracing::error!(%message, "jobs framework: the master ended the subscription");
+    }
+}
+
+impl From<super::book::SubmitError> for JobsError {
+    fn from(e: super::book::SubmitError) -> Self {
+        use super::book::SubmitError;
+        match e {
+            SubmitError::Invalid(m) => JobsError::Invalid(m),
+            SubmitError::Exists(m) => JobsError::Exists(m),
+            SubmitError::UnknownDependency(m) => JobsError::UnknownDependency(m),
+            SubmitError::NotFound(m) => JobsError::NotFound(m),
+            SubmitError::NotApplicable(m) => JobsError::NotApplicable(m),
+        }
     }
 }
 

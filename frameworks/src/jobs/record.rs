@@ -50,6 +50,22 @@ pub(crate) struct JobRecord {
     /// A service's scale.
     #[serde(default)]
     pub(crate) service: Option<ServiceRecord>,
+    /// The version of its spec (`submission`); 0 in records written before updates existed,
+    /// meaning 1.
+    #[serde(default)]
+    pub(crate) version: u32,
+    /// A service's rolling update under way.
+    #[serde(default)]
+    pub(crate) rollout: Option<RolloutRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RolloutRecord {
+    pub(crate) failures: u64,
+    /// Why this update goes back to an earlier spec; `None` for an update asked for.
+    pub(crate) rollback_of: Option<String>,
+    /// The spec file to roll back to (an update asked for).
+    pub(crate) previous: Option<Submission>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,11 +100,17 @@ pub(crate) struct EndedCounts {
 
 /// Instances `shard * SHARD_SIZE ..`: one character per instance (`w` waiting, `l` launched,
 /// `s` succeeded, `f` failed), and the attempts of those that differ from the usual (0 for
-/// waiting, 1 otherwise), by offset in the shard.
+/// waiting, 1 otherwise), by offset in the shard. During a rolling update, also the spec
+/// versions of launched instances not of the job's version, and the versions of the old
+/// tasks kept for slots.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ShardRecord {
     pub(crate) phases: String,
     pub(crate) attempts: BTreeMap<u32, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) versions: BTreeMap<u32, u32>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) outgoing: BTreeMap<u32, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

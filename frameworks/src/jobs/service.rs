@@ -45,35 +45,17 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::SubmitJobsRequest>,
     ) -> Result<Response<v1::SubmitJobsResponse>, Status> {
-        let r = request.into_inner();
-        if r.source.len() > MAX_SPEC_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "source: {} bytes, at most {MAX_SPEC_BYTES}",
-                r.source.len()
-            )));
-        }
-        if r.uploaded.len() > MAX_UPLOADED {
-            return Err(Status::invalid_argument(format!(
-                "uploaded: {} paths, at most {MAX_UPLOADED}",
-                r.uploaded.len()
-            )));
-        }
-        let format = Format::from_name(&r.format)
-            .map_err(|e| Status::invalid_argument(format!("format: {e}")))?;
-        let file = if r.file.is_empty() {
-            "spec".to_owned()
-        } else {
-            r.file
-        };
-        let specs = spec::parse(&r.source, format, &file)
-            .map_err(|errors| Status::invalid_argument(errors.to_string()))?;
-        let submission = Submission {
-            source: r.source,
-            format: r.format,
-            file,
-            uploaded: r.uploaded,
-        };
+        let (specs, submission) = read_spec_file(request.into_inner())?;
         let jobs = self.framework.submit(specs, submission).await?;
+        Ok(Response::new(v1::SubmitJobsResponse { jobs }))
+    }
+
+    async fn update_jobs(
+        &self,
+        request: Request<v1::SubmitJobsRequest>,
+    ) -> Result<Response<v1::SubmitJobsResponse>, Status> {
+        let (specs, submission) = read_spec_file(request.into_inner())?;
+        let jobs = self.framework.update(specs, submission).await?;
         Ok(Response::new(v1::SubmitJobsResponse { jobs }))
     }
 
@@ -141,4 +123,37 @@ impl v1::jobs_server::Jobs for JobsService {
             .await?;
         Ok(Response::new(job))
     }
+}
+
+/// The specs of a submitted spec file, checked against the service's limits, and the file as
+/// submitted.
+fn read_spec_file(r: v1::SubmitJobsRequest) -> Result<(Vec<spec::JobSpec>, Submission), Status> {
+    if r.source.len() > MAX_SPEC_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "source: {} bytes, at most {MAX_SPEC_BYTES}",
+            r.source.len()
+        )));
+    }
+    if r.uploaded.len() > MAX_UPLOADED {
+        return Err(Status::invalid_argument(format!(
+            "uploaded: {} paths, at most {MAX_UPLOADED}",
+            r.uploaded.len()
+        )));
+    }
+    let format = Format::from_name(&r.format)
+        .map_err(|e| Status::invalid_argument(format!("format: {e}")))?;
+    let file = if r.file.is_empty() {
+        "spec".to_owned()
+    } else {
+        r.file
+    };
+    let specs = spec::parse(&r.source, format, &file)
+        .map_err(|errors| Status::invalid_argument(errors.to_string()))?;
+    let submission = Submission {
+        source: r.source,
+        format: r.format,
+        file,
+        uploaded: r.uploaded,
+    };
+    Ok((specs, submission))
 }

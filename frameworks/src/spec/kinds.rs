@@ -1,7 +1,114 @@
-//! Reading what only one kind of job has: batch, service and cron fields.
+//! What only one kind of job has (batch, service and cron fields), and reading it.
 
 // The readers share the parent module's helpers and types.
 use super::*;
+
+/// What kind of job, and what only that kind has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobKind {
+    Batch(BatchSpec),
+    Service(ServiceSpec),
+    Cron(CronSpec),
+}
+
+/// Runs `instances` to completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSpec {
+    /// 1 to [`MAX_INSTANCES`]; each gets its index in `CORRAL_TASK_INDEX`.
+    pub instances: u64,
+    /// Attempts after the first, per instance (default 3).
+    pub retries: u64,
+    pub backoff: Backoff,
+    /// Stop the job once this many instances have failed for good (default: never stop
+    /// early).
+    pub max_failures: Option<u64>,
+    /// Jobs that must succeed first (Chronos's parents).
+    pub depends_on: Vec<String>,
+}
+
+/// Keeps `instances` running.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceSpec {
+    pub instances: u64,
+    /// Marathon's defaults: 1 s, growing 1.15 times to at most 5 minutes.
+    pub backoff: Backoff,
+    pub update: UpdatePolicy,
+}
+
+/// A rolling update's bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdatePolicy {
+    /// Instances that may be down at once (default 0).
+    pub max_unavailable: u64,
+    /// Instances started beyond `instances` at once (default 1).
+    pub max_surge: u64,
+    /// How long a new instance must have been running before it counts as up and an old one
+    /// is stopped for it (default 1 s; Kubernetes' `minReadySeconds`).
+    pub min_running: Duration,
+    /// Failed attempts of new instances after which the update is rolled back to the
+    /// previous spec (default 3; 0: never).
+    pub rollback_after: u64,
+}
+
+impl Default for UpdatePolicy {
+    fn default() -> Self {
+        Self {
+            max_unavailable: 0,
+            max_surge: 1,
+            min_running: Duration::from_secs(1),
+            rollback_after: 3,
+        }
+    }
+}
+
+/// Delay before a failed instance is retried: `initial`, times `factor` each time, at most
+/// `max`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor: f64,
+    pub max: Duration,
+}
+
+/// Runs on a schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CronSpec {
+    pub schedule: Schedule,
+    /// An IANA time zone name (default `UTC`).
+    pub timezone: String,
+    pub concurrency: Concurrency,
+    /// A run that could not start within this of its time is skipped.
+    pub starting_deadline: Option<Duration>,
+    /// Finished runs kept in the history (default 10).
+    pub history_limit: u64,
+    pub suspended: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Schedule {
+    /// A five-field cron expression (`*/5 * * * *`), as written.
+    Cron(String),
+    /// An ISO 8601 repeating interval (`R/2027-01-01T00:00:00Z/PT1H`, `R5/...`), as
+    /// Chronos.
+    Every {
+        start: jiff::Timestamp,
+        every: Duration,
+        /// `None` repeats forever.
+        repetitions: Option<u64>,
+    },
+}
+
+/// What a due run does while the previous one still runs (Kubernetes's CronJob).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Start it anyway.
+    #[default]
+    Allow,
+    /// Skip it.
+    Forbid,
+    /// Kill the running one and start it.
+    Replace,
+}
 
 pub(super) fn backoff(r: &mut Reader, f: &mut Fields<'_>, default: Backoff) -> Backoff {
     let Some(node) = f.take("backoff") else {
@@ -108,10 +215,7 @@ pub(super) fn service(r: &mut Reader, f: &mut Fields<'_>) -> ServiceSpec {
             max: Duration::from_secs(300),
         },
     );
-    let mut update = UpdatePolicy {
-        max_unavailable: 0,
-        max_surge: 1,
-    };
+    let mut update = UpdatePolicy::default();
     if let Some(node) = f.take("update")
         && let Some(mut t) = r.table(node, "update")
     {
@@ -127,10 +231,30 @@ pub(super) fn service(r: &mut Reader, f: &mut Fields<'_>) -> ServiceSpec {
         {
             update.max_surge = n;
         }
+        if let Some(d) = t
+            .take("min_running")
+            .and_then(|n| r.duration(n, "update.min_running"))
+        {
+            update.min_running = d;
+        }
+        if let Some(n) = t
+            .take("rollback_after")
+            .and_then(|n| r.integer(n, "update.rollback_after", 0..=1000))
+        {
+            update.rollback_after = n;
+        }
         if update.max_unavailable == 0 && update.max_surge == 0 {
             r.error(t.pos, "update", "`max_unavailable` and `max_surge` cannot both be 0: the update could never proceed");
         }
-        t.finish(r, &["max_unavailable", "max_surge"]);
+        t.finish(
+            r,
+            &[
+                "max_unavailable",
+                "max_surge",
+                "min_running",
+                "rollback_after",
+            ],
+        );
     }
     ServiceSpec {
         instances,

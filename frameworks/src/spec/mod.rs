@@ -23,6 +23,9 @@ mod read;
 mod schedule;
 
 use constraints::constraints;
+pub use kinds::{
+    Backoff, BatchSpec, Concurrency, CronSpec, JobKind, Schedule, ServiceSpec, UpdatePolicy,
+};
 use kinds::{batch, cron, service};
 
 pub(crate) use schedule::cron_schedule;
@@ -251,96 +254,6 @@ pub enum Tier {
     #[default]
     Production,
     Preemptible,
-}
-
-/// What kind of job, and what only that kind has.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobKind {
-    Batch(BatchSpec),
-    Service(ServiceSpec),
-    Cron(CronSpec),
-}
-
-/// Runs `instances` to completion.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BatchSpec {
-    /// 1 to [`MAX_INSTANCES`]; each gets its index in `CORRAL_TASK_INDEX`.
-    pub instances: u64,
-    /// Attempts after the first, per instance (default 3).
-    pub retries: u64,
-    pub backoff: Backoff,
-    /// Stop the job once this many instances have failed for good (default: never stop
-    /// early).
-    pub max_failures: Option<u64>,
-    /// Jobs that must succeed first (Chronos's parents).
-    pub depends_on: Vec<String>,
-}
-
-/// Keeps `instances` running.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceSpec {
-    pub instances: u64,
-    /// Marathon's defaults: 1 s, growing 1.15 times to at most 5 minutes.
-    pub backoff: Backoff,
-    pub update: UpdatePolicy,
-}
-
-/// A rolling update's bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UpdatePolicy {
-    /// Instances that may be down at once (default 0).
-    pub max_unavailable: u64,
-    /// Instances started beyond `instances` at once (default 1).
-    pub max_surge: u64,
-}
-
-/// Delay before a failed instance is retried: `initial`, times `factor` each time, at most
-/// `max`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    pub initial: Duration,
-    pub factor: f64,
-    pub max: Duration,
-}
-
-/// Runs on a schedule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CronSpec {
-    pub schedule: Schedule,
-    /// An IANA time zone name (default `UTC`).
-    pub timezone: String,
-    pub concurrency: Concurrency,
-    /// A run that could not start within this of its time is skipped.
-    pub starting_deadline: Option<Duration>,
-    /// Finished runs kept in the history (default 10).
-    pub history_limit: u64,
-    pub suspended: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Schedule {
-    /// A five-field cron expression (`*/5 * * * *`), as written.
-    Cron(String),
-    /// An ISO 8601 repeating interval (`R/2027-01-01T00:00:00Z/PT1H`, `R5/...`), as
-    /// Chronos.
-    Every {
-        start: jiff::Timestamp,
-        every: Duration,
-        /// `None` repeats forever.
-        repetitions: Option<u64>,
-    },
-}
-
-/// What a due run does while the previous one still runs (Kubernetes's CronJob).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Concurrency {
-    /// Start it anyway.
-    #[default]
-    Allow,
-    /// Skip it.
-    Forbid,
-    /// Kill the running one and start it.
-    Replace,
 }
 
 /// Most instances of one job.

@@ -81,6 +81,51 @@ fn a_service_and_a_cron_job_add_only_their_kind_and_schedule() {
 }
 
 #[test]
+fn a_services_update_bounds_read_with_their_defaults_and_limits() {
+    let service = SMALLEST
+        .replace("\"batch\"", "\"service\"")
+        .replace("instances = 200", "instances = 3");
+    let JobKind::Service(s) = one(&service, Format::Toml).kind else {
+        panic!()
+    };
+    assert_eq!(s.update, UpdatePolicy::default());
+    assert_eq!(
+        (
+            s.update.max_unavailable,
+            s.update.max_surge,
+            s.update.rollback_after
+        ),
+        (0, 1, 3)
+    );
+    let bounded = format!(
+        "{service}[update]\nmax_unavailable = 2\nmax_surge = 0\nmin_running = \"5s\"\n\
+         rollback_after = 0\n"
+    );
+    let JobKind::Service(s) = one(&bounded, Format::Toml).kind else {
+        panic!()
+    };
+    assert_eq!(
+        s.update,
+        UpdatePolicy {
+            max_unavailable: 2,
+            max_surge: 0,
+            min_running: Duration::from_secs(5),
+            rollback_after: 0,
+        }
+    );
+    let stuck = format!("{service}[update]\nmax_unavailable = 0\nmax_surge = 0\nmin_runing = 1\n");
+    let errors = errors(&stuck, Format::Toml);
+    assert!(
+        errors.iter().any(|e| e.contains("cannot both be 0")),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("min_running")),
+        "the misspelt field is named with the closest one: {errors:?}"
+    );
+}
+
+#[test]
 fn every_field_reads() {
     let full = r#"
 version = 1

@@ -54,7 +54,8 @@ fn at(ms: u64) -> String {
 
 impl Book {
     /// Starts the cron runs due by `now_ms`, skips those past their starting deadline, ends
-    /// timetables that have no more runs; returns tasks to kill (runs replaced).
+    /// timetables that have no more runs, preempts, moves rolling updates on; returns tasks
+    /// to kill.
     pub(crate) fn tick(&mut self, now_ms: u64) -> Vec<TaskId> {
         let mut kills = Vec::new();
         let due: Vec<String> = self
@@ -93,11 +94,13 @@ impl Book {
             self.end_if_done(&name, now_ms);
         }
         kills.extend(self.preempt(now_ms));
+        kills.extend(self.roll_due(now_ms));
         kills
     }
 
     /// When [`Book::tick`] next has something to do: a cron run, a run's starting deadline,
-    /// or production work waiting (to be given preemptible instances' place).
+    /// production work waiting (to be given preemptible instances' place), or a rolling
+    /// update's new instance coming up.
     pub(crate) fn next_wakeup(&self) -> Option<u64> {
         let preemptible = self
             .running
@@ -116,6 +119,11 @@ impl Book {
                 ),
                 _ => None,
             })
+            .chain(
+                self.jobs
+                    .values()
+                    .filter_map(|j| j.rollout.as_ref()?.next_check_ms),
+            )
             .min()
     }
 

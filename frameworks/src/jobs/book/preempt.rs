@@ -67,7 +67,7 @@ impl Book {
                 instance.preempted = true;
                 freed = freed.saturating_add(&job.spec.resources);
                 taken += 1;
-                kills.extend(task_id(&name, index as u32));
+                kills.extend(task_id(&name, index as u32, instance.version));
             }
             if taken > 0 {
                 job.message = format!(

@@ -53,14 +53,22 @@ impl Book {
             let retrying = job.backoff.len();
             job.backoff.retain(|(_, i)| *i < new);
             job.counts.retrying -= (retrying - job.backoff.len()) as u64;
-            kills = job
-                .instances
-                .iter()
-                .enumerate()
-                .skip(new as usize)
-                .filter(|(_, i)| i.phase == Phase::Launched)
-                .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
-                .collect();
+            let name = job.spec.name.clone();
+            for (index, instance) in job.instances.iter_mut().enumerate().skip(new as usize) {
+                if instance.phase == Phase::Launched {
+                    kills.extend(task_id(&name, index as u32, instance.version));
+                }
+                // A slot going away takes the old task an update kept for it.
+                if let Some(outgoing) = instance.outgoing.as_mut().filter(|o| !o.killing) {
+                    outgoing.killing = true;
+                    kills.extend(task_id(&name, index as u32, outgoing.version));
+                }
+            }
+            for index in new..job.instances.len() as u32 {
+                if job.held.remove(&index) {
+                    job.counts.waiting -= 1;
+                }
+            }
             job.compact();
         }
         Ok(kills)
@@ -104,7 +112,7 @@ impl Job {
             && self
                 .instances
                 .last()
-                .is_some_and(|i| i.phase != Phase::Launched)
+                .is_some_and(|i| i.phase != Phase::Launched && i.outgoing.is_none())
         {
             self.instances.pop();
         }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use corral_types::TaskOutput;
 
-use super::{Book, Counts, Instance, Job, JobState, Phase, run_spec};
+use super::{Book, Counts, Instance, Job, JobState, Outgoing, Phase, Rollout, run_spec};
 use crate::jobs::record::{
-    CronRecord, EndedCounts, JobRecord, OutputsRecord, SHARD_SIZE, ServiceRecord, ShardRecord,
-    Write, job_key, outputs_key, shard_key,
+    CronRecord, EndedCounts, JobRecord, OutputsRecord, RolloutRecord, SHARD_SIZE, ServiceRecord,
+    ShardRecord, Write, job_key, outputs_key, shard_key,
 };
 use crate::spec::Format;
 
@@ -47,6 +47,15 @@ impl Book {
         job.message = record.message;
         job.ended_ms = record.ended_ms;
         job.run_of = record.run_of;
+        job.version = record.version.max(1);
+        if let Some(rollout) = record.rollout {
+            job.previous = rollout.previous.map(Arc::new);
+            job.rollout = Some(Rollout {
+                failures: rollout.failures,
+                rollback_of: rollout.rollback_of,
+                next_check_ms: None,
+            });
+        }
         if let (Some(cron), Some(stored)) = (job.cron.as_mut(), record.cron) {
             cron.last_ms = stored.last_ms;
             cron.next_ms = cron.timetable.next_after(stored.last_ms);
@@ -117,6 +126,7 @@ impl Job {
     ) -> Result<(), String> {
         let name = &self.spec.name;
         self.ready.clear();
+        self.held.clear();
         self.counts = Counts::default();
         let count = self.instances.len();
         for (index, instance) in self.instances.iter_mut().enumerate() {
@@ -137,8 +147,24 @@ impl Job {
                 .get(&offset)
                 .copied()
                 .unwrap_or(phase.usual_attempts());
+            instance.version = record
+                .versions
+                .get(&offset)
+                .copied()
+                .unwrap_or(self.version);
+            // Its kill may not have been asked: the rolling update asks again.
+            instance.outgoing = record.outgoing.get(&offset).map(|&version| Outgoing {
+                version,
+                running: false,
+                killing: false,
+            });
             self.counts.attempts += u64::from(instance.attempts);
             match phase {
+                // A slot whose old task is still launched waits for room.
+                Phase::Waiting if instance.outgoing.is_some() => {
+                    self.counts.waiting += 1;
+                    self.held.insert(index as u32);
+                }
                 Phase::Waiting => {
                     self.counts.waiting += 1;
                     self.ready.push_back(index as u32);
@@ -198,15 +224,26 @@ impl Job {
     pub(super) fn shard(&self, shard: u32) -> ShardRecord {
         let start = (shard * SHARD_SIZE) as usize;
         let end = (start + SHARD_SIZE as usize).min(self.instances.len());
-        let mut phases = String::with_capacity(end - start);
-        let mut attempts = BTreeMap::new();
+        let mut record = ShardRecord {
+            phases: String::with_capacity(end - start),
+            attempts: BTreeMap::new(),
+            versions: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
+        };
         for (offset, instance) in self.instances[start..end].iter().enumerate() {
-            phases.push(instance.phase.code());
+            let offset = offset as u32;
+            record.phases.push(instance.phase.code());
             if instance.attempts != instance.phase.usual_attempts() {
-                attempts.insert(offset as u32, instance.attempts);
+                record.attempts.insert(offset, instance.attempts);
+            }
+            if instance.phase == Phase::Launched && instance.version != self.version {
+                record.versions.insert(offset, instance.version);
+            }
+            if let Some(outgoing) = instance.outgoing {
+                record.outgoing.insert(offset, outgoing.version);
             }
         }
-        ShardRecord { phases, attempts }
+        record
     }
 
     pub(super) fn record(&self) -> JobRecord {
@@ -232,6 +269,12 @@ impl Job {
             service: self.service_target.map(|target| ServiceRecord {
                 target,
                 len: self.instances.len() as u64,
+            }),
+            version: self.version,
+            rollout: self.rollout.as_ref().map(|r| RolloutRecord {
+                failures: r.failures,
+                rollback_of: r.rollback_of.clone(),
+                previous: self.previous.as_deref().cloned(),
             }),
         }
     }

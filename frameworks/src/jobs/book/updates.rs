@@ -13,13 +13,14 @@ impl Book {
     /// are reconciled when not heard of.
     pub(crate) fn sent(&mut self, tasks: &[TaskId], now_ms: u64) {
         for task in tasks {
-            let Some((name, index)) = split_task_id(task.as_str()) else {
+            let Some((name, index, version)) = split_task_id(task.as_str()) else {
                 continue;
             };
             if let Some(instance) = self
                 .jobs
                 .get_mut(name)
                 .and_then(|job| job.instances.get_mut(index as usize))
+                .filter(|i| i.version == version)
             {
                 instance.unsent = false;
                 instance.asked_ms = now_ms;
@@ -27,7 +28,8 @@ impl Book {
         }
     }
 
-    /// Task IDs of launched instances whose launch was sent, for reconciliation.
+    /// Task IDs of launched instances whose launch was sent, and of old tasks a rolling
+    /// update keeps, for reconciliation.
     pub(crate) fn launched(&self) -> Vec<TaskId> {
         self.jobs
             .values()
@@ -36,7 +38,8 @@ impl Book {
                     .iter()
                     .enumerate()
                     .filter(|(_, i)| i.phase == Phase::Launched && !i.unsent)
-                    .filter_map(|(index, _)| task_id(&job.spec.name, index as u32))
+                    .filter_map(|(index, i)| task_id(&job.spec.name, index as u32, i.version))
+                    .chain(job.outgoing_tasks())
             })
             .collect()
     }
@@ -58,7 +61,7 @@ impl Book {
                     && instance.asked_ms.saturating_add(older_than_ms) <= now_ms
                 {
                     instance.asked_ms = now_ms;
-                    tasks.extend(task_id(&job.spec.name, index as u32));
+                    tasks.extend(task_id(&job.spec.name, index as u32, instance.version));
                 }
             }
         }
@@ -67,7 +70,7 @@ impl Book {
 
     /// Applies a status update; returns tasks to kill (the rest of a job a failure stopped).
     pub(crate) fn update(&mut self, status: &TaskStatus, now_ms: u64) -> Vec<TaskId> {
-        let Some((name, index)) = split_task_id(status.task_id.as_str()) else {
+        let Some((name, index, version)) = split_task_id(status.task_id.as_str()) else {
             return Vec::new();
         };
         let Some(job) = self.jobs.get_mut(name) else {
@@ -76,7 +79,12 @@ impl Book {
         let Some(instance) = job.instances.get(index as usize) else {
             return Vec::new();
         };
-        if instance.phase != Phase::Launched {
+        if instance.outgoing.is_some_and(|o| o.version == version) {
+            job.outgoing_update(index, status.state);
+            let name = name.to_owned();
+            return self.after_change(&name, now_ms);
+        }
+        if instance.phase != Phase::Launched || instance.version != version {
             // A late or repeated update of an attempt already accounted for.
             return Vec::new();
         }
@@ -86,7 +94,11 @@ impl Book {
                 job.instances[index as usize].running_since_ms = Some(now_ms);
                 job.counts.started += 1;
             }
-            return Vec::new();
+            if job.rollout.is_none() {
+                return Vec::new();
+            }
+            let name = name.to_owned();
+            return self.after_change(&name, now_ms);
         }
         let ended = state.is_terminal() || state == TaskState::Unknown;
         // Preempted, or never reached an agent (UNKNOWN answers a launch the master never
@@ -122,6 +134,11 @@ impl Book {
             if index < job.target() && job.state == JobState::Running {
                 job.record_failure(index, status);
                 job.restart(index, now_ms);
+                if version == job.version
+                    && let Some(rollout) = job.rollout.as_mut()
+                {
+                    rollout.failures += 1;
+                }
             } else {
                 job.retire(index);
             }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cron;
+mod rollout;
 mod service;
 
 use std::collections::BTreeMap;
