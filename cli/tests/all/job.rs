@@ -496,6 +496,51 @@ async fn a_service_replaces_killed_instances_and_those_of_a_killed_agent_and_sca
     assert_eq!(job["state"], "killed");
 }
 
+#[tokio::test]
+async fn a_job_in_a_role_runs_in_it_within_the_roles_quota() {
+    let cluster = Cluster::start(&[]).await;
+    let out = cluster
+        .corral(&["quota", "set", "analytics", "--limit", "cpus=0.3"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    write_job(
+        &cluster,
+        "scan.toml",
+        "version = 1\nname = \"scan\"\nkind = \"batch\"\nmodule = \"limits.wasm\"\n\
+         role = \"analytics\"\nargs = [\"sleep\", \"700\"]\ninstances = 6\n\
+         [resources]\ncpus = 0.1\nmem = \"16MiB\"\ndisk = \"16MiB\"\n",
+    );
+    let out = cluster.corral(&["job", "submit", "scan.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The framework subscribes in role analytics; the role's limit holds 3 at once.
+    let mut most = 0;
+    let job = loop {
+        let out = cluster
+            .corral(&["job", "status", "scan", "-o", "json"])
+            .await;
+        let job: Value = serde_json::from_slice(&out.stdout).unwrap();
+        most = most.max(job["running"].as_u64().unwrap());
+        if job["ended_unix_millis"] != 0 {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(job["state"], "succeeded", "{job}");
+    assert!(
+        (1..=3).contains(&most),
+        "{most} instances at once past the limit"
+    );
+    let out = cluster.corral(&["roles", "-o", "json"]).await;
+    let roles: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let analytics = roles["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "analytics")
+        .unwrap_or_else(|| panic!("{roles}"));
+    assert_eq!(analytics["frameworks"], 1, "the jobs framework: {roles}");
+}
+
 /// The tasks of job `web` the master has RUNNING, sorted.
 async fn running_web_tasks(cluster: &Cluster) -> Vec<String> {
     let channel = crate::ha::connect(&cluster.master_addr).await.unwrap();

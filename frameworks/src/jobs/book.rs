@@ -229,6 +229,9 @@ pub(crate) struct Job {
     dropped_shards: BTreeSet<u32>,
     /// Since when instances have been ready and none could be placed.
     starved_since_ms: Option<u64>,
+    /// Why ready instances could not be placed in the latest offer round (a constraint no
+    /// offer meets); shown instead of `message` while the job runs.
+    placement_note: String,
     /// The version of its spec: 1 as submitted, one more with each update.
     version: u32,
     /// What a service's running update rolls back to.
@@ -325,6 +328,19 @@ impl Book {
         self.end_dependents(name, now_ms);
         self.end_if_done(name, now_ms);
         Some(kills)
+    }
+
+    /// The roles the jobs that have not ended run in, and `*`: those the framework must
+    /// subscribe in.
+    pub(crate) fn roles(&self) -> BTreeSet<String> {
+        let mut roles: BTreeSet<String> = self
+            .jobs
+            .values()
+            .filter(|j| !j.state.has_ended())
+            .map(|j| j.role().to_owned())
+            .collect();
+        roles.insert("*".to_owned());
+        roles
     }
 
     pub(crate) fn view(&self, name: &str) -> Option<v1::Job> {
@@ -518,6 +534,11 @@ impl Book {
 }
 
 impl Job {
+    /// The role its instances run in: its spec's, else the default role.
+    pub(super) fn role(&self) -> &str {
+        self.spec.role.as_ref().map_or("*", |r| r.as_str())
+    }
+
     fn new(seq: u64, submission: Arc<Submission>, spec: JobSpec, now_ms: u64) -> Self {
         let batch = batch_of(&spec);
         let count = u32::try_from(batch.instances).unwrap_or(u32::MAX);
@@ -542,6 +563,7 @@ impl Job {
             cron,
             run_of: None,
             service_target,
+            placement_note: String::new(),
             version: 1,
             previous: None,
             rollout: None,

@@ -9,7 +9,7 @@
 //! or recorded as ended. An attempt whose launch reached no agent is answered UNKNOWN and
 //! launched again without using a retry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -67,6 +67,9 @@ struct Inner {
     driver: Mutex<Option<Driver>>,
     wake: Notify,
     suppressed: AtomicBool,
+    /// The roles the framework subscribes in: `*` until its state is read back, then also
+    /// those of its jobs (growing as jobs name new ones; dropped on the next start).
+    roles: Mutex<BTreeSet<String>>,
 }
 
 /// Why the Jobs service could not do something.
@@ -110,6 +113,7 @@ impl JobsFramework {
                 driver: Mutex::new(None),
                 wake: Notify::new(),
                 suppressed: AtomicBool::new(false),
+                roles: Mutex::new(BTreeSet::new()),
             }),
         }
     }
@@ -128,6 +132,9 @@ impl JobsFramework {
         config.user = "corral".into();
         config.failover_timeout = FAILOVER_TIMEOUT;
         config.auto_acknowledge = false;
+        let roles = BTreeSet::from(["*".to_owned()]);
+        config.roles = roles.iter().cloned().collect();
+        *lock(&self.inner.roles) = roles;
         let (driver, handle) = corral_scheduler::spawn(
             config,
             Callbacks {
@@ -177,6 +184,7 @@ impl JobsFramework {
         let driver = self.driver()?;
         let names = self.book().submit(specs, submission, now_ms())?;
         self.flush(&driver).await.map_err(JobsError::Store)?;
+        self.subscribe_in_new_roles(&driver);
         self.want_offers(&driver).await;
         let book = self.book();
         Ok(names.iter().filter_map(|n| book.view(n)).collect())
@@ -193,6 +201,7 @@ impl JobsFramework {
         let (names, kills) = self.book().update_services(specs, submission, now_ms())?;
         self.flush(&driver).await.map_err(JobsError::Store)?;
         kill_all(&driver, &kills).await;
+        self.subscribe_in_new_roles(&driver);
         self.want_offers(&driver).await;
         let book = self.book();
         Ok(names.iter().filter_map(|n| book.view(n)).collect())
@@ -390,6 +399,23 @@ impl JobsFramework {
         }
     }
 
+    /// Subscribes again when jobs name roles the framework is not in (the offers of a role
+    /// are for that role's jobs).
+    fn subscribe_in_new_roles(&self, driver: &Driver) {
+        let wanted = self.book().roles();
+        let mut roles = lock(&self.inner.roles);
+        if wanted.is_subset(&roles) {
+            return;
+        }
+        roles.extend(wanted);
+        let list: Vec<String> = roles.iter().cloned().collect();
+        drop(roles);
+        tracing::info!(roles = ?list, "jobs framework: subscribing in its jobs' roles");
+        if let Err(error) = driver.update_roles(list) {
+            tracing::warn!(%error, "jobs framework: cannot change its roles");
+        }
+    }
+
     /// Revives offers when work is waiting and they are suppressed.
     async fn want_offers(&self, driver: &Driver) {
         let wants = self.book().wants_offers();
@@ -488,6 +514,7 @@ impl Scheduler for Callbacks {
                 Ok(()) => {
                     self.loaded = true;
                     self.jobs.inner.ready.send_replace(true);
+                    self.jobs.subscribe_in_new_roles(driver);
                 }
                 Err(error) => {
                     // Nothing is launched until the state is back; the next subscription

@@ -18,7 +18,7 @@ use corral_proto::v1::scheduler_client::SchedulerClient;
 use corral_proto::v1::store_request::{self, Op};
 use corral_proto::{TaskInfo, TaskStatus, UpdateUuid, v1};
 use corral_types::{AgentId, FrameworkId, OfferId, TaskId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tonic::transport::Channel;
 use tracing::{debug, warn};
 
@@ -62,6 +62,10 @@ pub(crate) struct PendingAck {
 
 struct Inner {
     session: Mutex<Session>,
+    /// The roles the next subscription asks for (changed by [`Driver::update_roles`]).
+    roles: Mutex<Vec<String>>,
+    /// Asks the event loop to subscribe again (with new roles).
+    resubscribe: Notify,
     stop: watch::Sender<bool>,
     teardown: AtomicBool,
     dedup: Mutex<Dedup>,
@@ -95,6 +99,7 @@ impl Driver {
     /// A driver with no session, and the receiving end of its acknowledgement queue.
     pub(crate) fn new(
         framework_id: Option<FrameworkId>,
+        roles: Vec<String>,
     ) -> (Self, mpsc::UnboundedReceiver<PendingAck>) {
         let (acks, rx) = mpsc::unbounded_channel();
         let session = Session {
@@ -103,6 +108,8 @@ impl Driver {
         };
         let inner = Inner {
             session: Mutex::new(session),
+            roles: Mutex::new(roles),
+            resubscribe: Notify::new(),
             stop: watch::Sender::new(false),
             teardown: AtomicBool::new(false),
             dedup: Mutex::new(Dedup::new(DEDUP_TASKS)),
@@ -139,6 +146,31 @@ impl Driver {
             .set_acked(&ack.task_id, ack.uuid, Some(generation));
         // The receiver lives as long as `run`; after it ends there is nobody to ack to.
         let _ = self.inner.acks.send(ack);
+    }
+
+    /// The roles the framework subscribes in.
+    pub fn roles(&self) -> Vec<String> {
+        lock(&self.inner.roles).clone()
+    }
+
+    /// Changes the framework's roles: it subscribes again at once with `roles` (as Mesos's
+    /// UPDATE_FRAMEWORK). Offers in roles it leaves stop; what its tasks hold in them stays
+    /// allocated until they end. The [`Scheduler::subscribed`](crate::Scheduler::subscribed)
+    /// callback runs again, and calls fail with [`SdkError::NotSubscribed`] meanwhile.
+    pub fn update_roles(&self, roles: Vec<String>) -> Result<(), SdkError> {
+        if roles.is_empty() {
+            return Err(SdkError::Config(
+                "a framework needs at least one role".into(),
+            ));
+        }
+        *lock(&self.inner.roles) = roles;
+        self.inner.resubscribe.notify_one();
+        Ok(())
+    }
+
+    /// Resolves when [`Driver::update_roles`] asked for a new subscription.
+    pub(crate) async fn resubscribe_wanted(&self) {
+        self.inner.resubscribe.notified().await;
     }
 
     /// Resolves when [`Driver::stop`] has been called (or `run` ended).

@@ -221,7 +221,7 @@ pub async fn run(
     config: FrameworkConfig,
     scheduler: impl Scheduler + 'static,
 ) -> Result<(), SdkError> {
-    let (driver, acks) = Driver::new(config.framework_id.clone());
+    let (driver, acks) = Driver::new(config.framework_id.clone(), config.roles.clone());
     run_with(driver, acks, config, scheduler).await
 }
 
@@ -231,7 +231,7 @@ pub fn spawn(
     config: FrameworkConfig,
     scheduler: impl Scheduler + 'static,
 ) -> (Driver, tokio::task::JoinHandle<Result<(), SdkError>>) {
-    let (driver, acks) = Driver::new(config.framework_id.clone());
+    let (driver, acks) = Driver::new(config.framework_id.clone(), config.roles.clone());
     let handle = tokio::spawn(run_with(driver.clone(), acks, config, scheduler));
     (driver, handle)
 }

@@ -52,6 +52,8 @@ enum Outcome {
     Lost { subscribed: bool },
     /// A master that is not the leader named the leader.
     Redirect(String),
+    /// [`Driver::update_roles`] asked to subscribe again.
+    Resubscribe,
     /// The run cannot continue.
     Fatal(SdkError),
 }
@@ -101,7 +103,12 @@ impl<S: Scheduler> Session<S> {
                 }
             };
             let uri = master_uri(&address);
-            let outcome = self.connect_and_serve(&uri).await;
+            let mut outcome = self.connect_and_serve(&uri).await;
+            while let Outcome::Resubscribe = outcome {
+                self.end_session();
+                info!(roles = ?self.driver.roles(), master = %uri, "subscribing again in new roles");
+                outcome = self.connect_and_serve(&uri).await;
+            }
             if let Outcome::Stopped = outcome {
                 // The session stays up so queued acknowledgements can still be sent.
                 return Ok(());
@@ -109,6 +116,8 @@ impl<S: Scheduler> Session<S> {
             self.end_session();
             match outcome {
                 Outcome::Stopped => return Ok(()),
+                // Taken care of where it came from.
+                Outcome::Resubscribe => {}
                 Outcome::Fatal(error) => return Err(error),
                 Outcome::Redirect(leader) => {
                     info!(%leader, from = %uri, "following the leader");
@@ -135,7 +144,7 @@ impl<S: Scheduler> Session<S> {
                 id: self.driver.framework_id().map(|id| id.to_string()),
                 name: c.name.clone(),
                 user: c.user.clone(),
-                roles: c.roles.clone(),
+                roles: self.driver.roles(),
                 failover_timeout_millis: u64::try_from(c.failover_timeout.as_millis())
                     .unwrap_or(u64::MAX),
                 labels: c.labels.clone().into_iter().collect(),
@@ -235,6 +244,7 @@ impl<S: Scheduler> Session<S> {
         loop {
             let next = tokio::select! {
                 () = self.driver.stopped() => return Outcome::Stopped,
+                () = self.driver.resubscribe_wanted() => return Outcome::Resubscribe,
                 e = tokio::time::timeout(silence, stream.message()) => e,
             };
             match next {

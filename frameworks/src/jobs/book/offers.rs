@@ -67,7 +67,9 @@ impl Book {
                             break 'fill;
                         }
                         let offer = &offers[i];
-                        if !left[i].contains(&template.resources)
+                        // What is offered in a role is for that role's jobs.
+                        if offer.role.as_str() != job.role()
+                            || !left[i].contains(&template.resources)
                             || !job.tally.admits(&job.spec.constraints, offer)
                         {
                             break;
@@ -99,9 +101,7 @@ impl Book {
             } else {
                 placement::refusal(&job.spec.constraints, offers, &job.tally)
             };
-            if job.message != message {
-                job.message = message;
-            }
+            job.placement_note = message;
         }
         for (offer, launches) in offers.iter().zip(tasks) {
             if launches.is_empty() {

@@ -13,7 +13,7 @@ pub(super) const PREEMPT_AFTER: Duration = Duration::from_secs(2);
 
 impl Book {
     /// Production jobs whose ready instances could not be placed for [`PREEMPT_AFTER`] take
-    /// the place of preemptible instances: enough of those (the latest jobs' highest
+    /// the place of preemptible instances of their role: enough of those (the latest jobs' highest
     /// instances first) are killed to free what the waiting instances need, and go back to
     /// waiting. One round at a time: none until the previous round's victims ended.
     pub(super) fn preempt(&mut self, now_ms: u64) -> Vec<TaskId> {
@@ -33,6 +33,10 @@ impl Book {
         if starving.is_empty() || self.preempting > 0 {
             return kills;
         }
+        // Never across roles: a round makes room in the first starving job's role.
+        let role_of = |name: &String| self.jobs.get(name).map(|j| j.role().to_owned());
+        let role = role_of(&starving[0]);
+        starving.retain(|n| role_of(n) == role);
         let mut needed = Resources::new();
         for name in &starving {
             if let Some(job) = self.jobs.get_mut(name) {
@@ -47,6 +51,7 @@ impl Book {
             .iter()
             .filter_map(|n| self.jobs.get(n))
             .filter(|j| j.spec.tier == Tier::Preemptible && j.counts.running > 0)
+            .filter(|j| Some(j.role()) == role.as_deref())
             .map(|j| (j.seq, j.spec.name.clone()))
             .collect();
         victims.sort_by(|a, b| b.cmp(a));

@@ -197,16 +197,8 @@ impl Book {
 }
 
 /// What every job of a submission or an update must pass besides its spec's own checks:
-/// the role and the local paths the client uploaded.
+/// the local paths the client uploaded.
 pub(super) fn check_spec(spec: &JobSpec, submission: &Submission) -> Result<(), SubmitError> {
-    if let Some(role) = &spec.role
-        && role.as_str() != "*"
-    {
-        return Err(SubmitError::Invalid(format!(
-            "{}: role {role}: the jobs framework places work in role * only in this version",
-            spec.name
-        )));
-    }
     template::module(&spec.module, submission).map_err(SubmitError::Invalid)?;
     for input in &spec.inputs {
         if let spec::InputSource::File(path) = &input.source {

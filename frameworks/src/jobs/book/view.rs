@@ -18,7 +18,12 @@ impl Job {
             } else {
                 self.state.to_proto().into()
             },
-            message: self.message.clone(),
+            // What holds a running job back, else what happened to it.
+            message: if self.placement_note.is_empty() || self.state.has_ended() {
+                self.message.clone()
+            } else {
+                self.placement_note.clone()
+            },
             instances: u64::from(self.target()),
             succeeded: self.counts.succeeded,
             failed: self.counts.failed,

@@ -252,11 +252,6 @@ fn submissions_are_refused_whole_with_the_reason() {
         submit(&mut book, &batch("b", 1, "")),
         Err(SubmitError::Exists(_))
     ));
-    let other_role = batch("r", 1, "role = \"eng\"");
-    assert!(matches!(
-        submit(&mut book, &other_role),
-        Err(SubmitError::Invalid(_))
-    ));
     let local = "version = 1\nname = \"l\"\nkind = \"batch\"\nmodule = \"hello.wasm\"\n[resources]\ncpus = 0.1\n";
     let Err(SubmitError::Invalid(m)) = submit(&mut book, local) else {
         panic!("a local path nobody uploaded is refused");

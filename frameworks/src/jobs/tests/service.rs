@@ -179,3 +179,58 @@ fn production_never_preempts_production() {
     assert_eq!(book.next_wakeup(), None);
     assert!(book.tick(10_000).is_empty());
 }
+
+#[test]
+fn preemption_never_crosses_roles() {
+    let mut book = Book::default();
+    submit(
+        &mut book,
+        &batch("low", 10, "tier = \"preemptible\"\nretries = 0"),
+    )
+    .unwrap();
+    book.plan(&[offer("o1", "a1", 1000)], 0);
+    submit(&mut book, &batch("other", 3, "role = \"analytics\"")).unwrap();
+    book.tick(100);
+    assert!(
+        book.tick(10_000).is_empty(),
+        "role * work is not preempted for role analytics"
+    );
+}
+
+// -- roles --
+
+#[test]
+fn jobs_take_only_offers_of_their_role_and_the_framework_subscribes_in_each() {
+    let mut book = Book::default();
+    submit(&mut book, &batch("a", 2, "role = \"analytics\"")).unwrap();
+    submit(&mut book, &batch("b", 2, "")).unwrap();
+    let roles: Vec<String> = book.roles().into_iter().collect();
+    assert_eq!(roles, ["*", "analytics"]);
+    let offers = [
+        offer("star", "a1", 1000),
+        OfferBuilder::new("analytics")
+            .agent("a2")
+            .role("analytics")
+            .cpus_milli(1000)
+            .mem_mib(1 << 20)
+            .disk_mib(1 << 20)
+            .build(),
+    ];
+    let plan = book.plan(&offers, 0);
+    let placed: BTreeMap<String, Vec<String>> = plan
+        .launches
+        .iter()
+        .map(|(offer, tasks)| {
+            let mut ids: Vec<String> = tasks.iter().map(|t| t.id.to_string()).collect();
+            ids.sort();
+            (offer.to_string(), ids)
+        })
+        .collect();
+    assert_eq!(placed["star"], ["b.0", "b.1"]);
+    assert_eq!(placed["analytics"], ["a.0", "a.1"]);
+    for id in ["a.0", "a.1"] {
+        report(&mut book, id, TaskState::Finished, 1);
+    }
+    let roles: Vec<String> = book.roles().into_iter().collect();
+    assert_eq!(roles, ["*"], "an ended job's role is not needed");
+}

@@ -81,6 +81,23 @@ async fn a_configured_framework_id_fails_over() {
 }
 
 #[tokio::test]
+async fn update_roles_subscribes_again_at_once_in_the_new_roles() {
+    let master = MockMaster::start().await;
+    let mut r = subscribed(&master).await;
+    assert!(r.driver.update_roles(Vec::new()).is_err(), "no role at all");
+    r.driver
+        .update_roles(vec!["*".into(), "analytics".into()])
+        .unwrap();
+    let info = master.next_subscribe().await.framework_info.unwrap();
+    assert_eq!(info.roles, ["*", "analytics"]);
+    assert_eq!(info.id.as_deref(), Some("fw-1"), "the same framework");
+    assert_eq!(r.events.next().await, Seen::Subscribed("fw-1".into()));
+    assert_eq!(r.driver.roles(), ["*", "analytics"]);
+    assert_eq!(master.subscriptions(), 2);
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn offers_rescinds_and_agent_losses_are_dispatched() {
     let master = MockMaster::start().await;
     let mut r = subscribed(&master).await;
