@@ -11,6 +11,9 @@ use corral_master::StoreConfig;
 
 use crate::parse;
 
+mod job;
+pub(crate) use job::*;
+
 /// Corral: a cluster manager that runs WebAssembly tasks.
 #[derive(Debug, Parser)]
 #[command(name = "corral", version, about)]
@@ -91,8 +94,13 @@ pub(crate) enum Command {
     Job(JobCommand),
     /// List agents.
     Agents(ListArgs),
-    /// List frameworks.
-    Frameworks(FrameworksArgs),
+    /// List frameworks; or run the built-in jobs framework as a process of its own.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        subcommand_negates_reqs = true,
+        after_help = "Examples:\n  corral frameworks            # list them\n  corral master --no-builtin-frameworks &\n  corral frameworks run --master 127.0.0.1:5050 --listen 127.0.0.1:5060\n  corral job ls                # the CLI finds the Jobs service where it runs"
+    )]
+    Frameworks(FrameworksCmd),
     /// Reserve free resources of an agent to a role (a dynamic reservation).
     Reserve(ReserveArgs),
     /// Give a role's unused reserved resources on an agent back.
@@ -202,6 +210,10 @@ pub(crate) struct MasterArgs {
     /// past it, tasks' outputs are not kept (their statuses say so).
     #[arg(long, default_value = "10GiB", value_parser = parse::bytes)]
     pub(crate) output_store_cap: u64,
+    /// Do not run the built-in jobs framework in this master (run it with `corral
+    /// frameworks run` instead; two of them would fail each other over).
+    #[arg(long)]
+    pub(crate) no_builtin_frameworks: bool,
 }
 
 #[derive(Debug, Args)]
@@ -417,127 +429,6 @@ pub(crate) enum TaskCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum JobCommand {
-    /// Check a job spec (TOML, YAML or JSON) and report every problem with its line and
-    /// column; nothing is submitted.
-    #[command(
-        after_help = "The smallest spec:\n  version = 1\n  name = \"hello-batch\"\n  kind = \"batch\"            # batch | service | cron\n  module = \"hello.wasm\"     # path, sha256:<hex> or URL\n  instances = 200\n  [resources]\n  cpus = 0.1\n  mem = \"32MiB\""
-    )]
-    Validate(JobValidateArgs),
-    /// Submit the jobs of a spec file to the built-in jobs framework. Local files it names
-    /// (its module, `file` inputs) are uploaded first; the spec is checked before anything is
-    /// sent.
-    #[command(
-        after_help = "Examples:\n  corral job submit hello.toml --wait   # progress bar; exit 1 if the job fails\n  corral job submit pipeline.yaml -o json"
-    )]
-    Submit(JobFileArgs),
-    /// Update running services to a spec file's new specs: each rolls to its new version
-    /// within its `update` bounds (max_unavailable, max_surge, min_running) and is rolled
-    /// back if its new instances keep failing (rollback_after).
-    #[command(
-        after_help = "Examples:\n  corral job update web.toml --wait   # exit 1 if the update was rolled back"
-    )]
-    Update(JobFileArgs),
-    /// List jobs, in submission order.
-    Ls(ListArgs),
-    /// One job: state, instance counts, recent failures.
-    Status(JobNameArgs),
-    /// Kill a job: its running instances are killed, no more are launched, and jobs that
-    /// depend on it fail. Killing a cron job kills its running runs.
-    Kill(JobNameArgs),
-    /// Scale a service: new instances start; those past the new count are killed,
-    /// highest index first.
-    Scale(JobScaleArgs),
-    /// An instance's output (`<job>.<instance>`); a cron job's latest run's.
-    Logs(JobLogsArgs),
-    /// A cron job's runs (the last `history_limit` ended ones and those running).
-    History(JobNameArgs),
-    /// Start a run of a cron job now, whatever its schedule and concurrency policy say.
-    RunNow(JobNameArgs),
-    /// Suspend a cron job: no run starts until it is resumed (running runs go on).
-    Suspend(JobNameArgs),
-    /// Resume a suspended cron job from now (runs due while it was suspended are skipped).
-    Resume(JobNameArgs),
-}
-
-/// `job submit` and `job update`.
-#[derive(Debug, Args)]
-pub(crate) struct JobFileArgs {
-    #[command(flatten)]
-    pub(crate) master: MasterAddr,
-    /// The spec file.
-    pub(crate) file: PathBuf,
-    /// Its format, when its extension does not say: toml, yaml or json.
-    #[arg(long)]
-    pub(crate) format: Option<String>,
-    /// Wait, showing progress: a submit until every batch job of the file ended and every
-    /// service runs all its instances (exit 1 if a job failed or was killed); an update until
-    /// every update ended (exit 1 if one was rolled back).
-    #[arg(long)]
-    pub(crate) wait: bool,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub(crate) output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct JobLogsArgs {
-    #[command(flatten)]
-    pub(crate) master: MasterAddr,
-    /// The job's name.
-    pub(crate) name: String,
-    /// Which instance (from 0).
-    #[arg(long, default_value_t = 0)]
-    pub(crate) instance: u64,
-    /// Print stderr instead of stdout.
-    #[arg(long)]
-    pub(crate) stderr: bool,
-    /// Follow the file until the task ends.
-    #[arg(long, short)]
-    pub(crate) follow: bool,
-    /// Only the last N lines (then, with -f, what follows).
-    #[arg(long, value_name = "N")]
-    pub(crate) tail: Option<u64>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct JobScaleArgs {
-    #[command(flatten)]
-    pub(crate) master: MasterAddr,
-    /// The service's name.
-    pub(crate) name: String,
-    /// How many instances it should have.
-    pub(crate) instances: u64,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub(crate) output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct JobNameArgs {
-    #[command(flatten)]
-    pub(crate) master: MasterAddr,
-    /// The job's name.
-    pub(crate) name: String,
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub(crate) output: OutputFormat,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct CompletionsArgs {
-    /// The shell.
-    #[arg(value_enum)]
-    pub(crate) shell: clap_complete::Shell,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct JobValidateArgs {
-    /// The spec file.
-    pub(crate) file: PathBuf,
-    /// Its format, when its extension does not say: toml, yaml or json.
-    #[arg(long)]
-    pub(crate) format: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
 pub(crate) enum NewCommand {
     /// Scaffold a Rust task crate that builds and tests out of the box: the task SDK, a
     /// test that runs the module under Corral's executor, `cargo wasm` to build it.
@@ -599,6 +490,38 @@ pub(crate) struct ListArgs {
     pub(crate) master: MasterAddr,
     #[arg(long, short, value_enum, default_value = "table")]
     pub(crate) output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FrameworksCmd {
+    #[command(subcommand)]
+    pub(crate) command: Option<FrameworksCommand>,
+    /// `corral frameworks` alone lists them.
+    #[command(flatten)]
+    pub(crate) list: FrameworksArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FrameworksCommand {
+    /// Run the built-in jobs framework until Ctrl-C, serving the Jobs service on `--listen`
+    /// (start the masters with `--no-builtin-frameworks`). Its framework says where it serves,
+    /// so `corral job ...` given the masters finds it.
+    Run(FrameworksRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct FrameworksRunArgs {
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+    /// Where the Jobs service listens.
+    #[arg(long, default_value = "127.0.0.1:5060")]
+    pub(crate) listen: SocketAddr,
+    /// The `host:port` clients reach the Jobs service at (default: `--listen`, a wildcard
+    /// address as loopback).
+    #[arg(long)]
+    pub(crate) advertise: Option<String>,
 }
 
 #[derive(Debug, Args)]

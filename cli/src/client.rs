@@ -27,10 +27,35 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
     leader(masters).await.map(limits::operator_client)
 }
 
-/// A client of the built-in jobs framework's Jobs service, on the leading master (as
-/// [`operator`]).
+/// A client of the built-in jobs framework's Jobs service: on the leading master (as
+/// [`operator`]), or where the framework says it serves when it runs as a process of its
+/// own (`corral frameworks run`).
 pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
-    leader(masters).await.map(limits::jobs_client)
+    use corral_frameworks::jobs::{FRAMEWORK_ID, JOBS_ADDRESS_LABEL};
+    let channel = leader(masters).await?;
+    let frameworks = limits::operator_client(channel.clone())
+        .list_frameworks(v1::ListFrameworksRequest::default())
+        .await
+        .map_err(|s| refused("looking up the jobs framework", &s))?
+        .into_inner()
+        .frameworks;
+    let Some(address) = frameworks
+        .iter()
+        .find(|f| f.id == FRAMEWORK_ID)
+        .and_then(|f| f.labels.get(JOBS_ADDRESS_LABEL))
+    else {
+        return Ok(limits::jobs_client(channel));
+    };
+    let channel = match limits::endpoint(uri(address)) {
+        Ok(endpoint) => endpoint.connect().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+    .map_err(|e| {
+        Exit::unreachable(format!(
+            "the jobs framework serves at {address} (its {JOBS_ADDRESS_LABEL} label), which              does not answer: {e}; is `corral frameworks run` running?"
+        ))
+    })?;
+    Ok(limits::jobs_client(channel))
 }
 
 /// A channel to the leading master.
@@ -96,6 +121,12 @@ pub(crate) fn refused(doing: &str, status: &tonic::Status) -> anyhow::Error {
         | Code::FailedPrecondition
         | Code::OutOfRange
         | Code::ResourceExhausted => Exit::invalid(message).into(),
+        // The one service a master may leave out: the jobs framework's.
+        Code::Unimplemented => Exit::invalid(format!(
+            "{doing}: the master does not serve this; a master started with \
+             --no-builtin-frameworks serves no jobs until `corral frameworks run` runs"
+        ))
+        .into(),
         _ => anyhow::anyhow!(message),
     }
 }

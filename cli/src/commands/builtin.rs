@@ -1,6 +1,7 @@
 //! The built-in frameworks inside `corral master` and `corral dev`: the jobs framework runs
 //! while the master leads (connected to it like any framework), and its Jobs service is
 //! served on the master's port behind the same leader check as the master's own services.
+//! `corral frameworks run` runs them in a process of their own instead.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tonic::service::interceptor::InterceptedService;
 /// connection to its master failed for good).
 const RESTART_DELAY: Duration = Duration::from_secs(1);
 
-/// The built-in frameworks of a master.
+/// The built-in frameworks, running (in a master, or alone).
 #[derive(Debug)]
 pub(crate) struct BuiltIn {
     stop: watch::Sender<bool>,
@@ -24,9 +25,20 @@ pub(crate) struct BuiltIn {
 }
 
 /// Starts a master that serves the built-in frameworks' services and runs them while it
-/// leads.
-pub(crate) async fn start_master(config: MasterConfig) -> anyhow::Result<(Master, BuiltIn)> {
+/// leads; with `builtin` false, a master without them (they run elsewhere).
+pub(crate) async fn start_master(
+    config: MasterConfig,
+    builtin: bool,
+) -> anyhow::Result<(Master, BuiltIn)> {
     let listen = config.listen;
+    if !builtin {
+        let master = Master::start(config)
+            .await
+            .with_context(|| format!("starting the master on {listen}"))?;
+        let (stop, _) = watch::channel(false);
+        let task = tokio::spawn(async {});
+        return Ok((master, BuiltIn { stop, task }));
+    }
     let jobs = JobsFramework::new();
     let service = jobs_service(jobs.clone());
     let master = Master::start_with(config, |routes, leader_only| {
@@ -67,6 +79,35 @@ pub(crate) async fn start_master(config: MasterConfig) -> anyhow::Result<(Master
     Ok((master, BuiltIn { stop, task }))
 }
 
+/// Runs the jobs framework alone against `masters` (it follows their leader), again after
+/// a pause whenever it ends on its own, until shut down.
+pub(crate) fn run_alone(jobs: JobsFramework, masters: Vec<String>) -> BuiltIn {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        loop {
+            let run = jobs.run(masters.clone());
+            tokio::pin!(run);
+            tokio::select! {
+                result = &mut run => {
+                    if let Err(error) = result {
+                        tracing::error!(%error, "the jobs framework stopped; starting it again");
+                    }
+                }
+                () = until_stopped(&mut stopped) => {
+                    jobs.stop();
+                    let _ = run.await;
+                    return;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESTART_DELAY) => {}
+                () = until_stopped(&mut stopped) => return,
+            }
+        }
+    });
+    BuiltIn { stop, task }
+}
+
 impl BuiltIn {
     /// Stops the frameworks (their tasks keep running; the next start picks them up).
     pub(crate) async fn shutdown(self) {
@@ -80,7 +121,7 @@ async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
 }
 
 /// An address this process can connect to for `bound` (a wildcard becomes loopback).
-fn dialable(bound: SocketAddr) -> SocketAddr {
+pub(crate) fn dialable(bound: SocketAddr) -> SocketAddr {
     if bound.ip().is_unspecified() {
         let loopback = match bound.ip() {
             IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),

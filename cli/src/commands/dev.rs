@@ -44,7 +44,8 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
         super::init_logging_to(&args.log, std::sync::Mutex::new(file), false)?;
     }
     let (master, builtin) =
-        super::builtin::start_master(MasterConfig::new(args.listen, root.join("master"))).await?;
+        super::builtin::start_master(MasterConfig::new(args.listen, root.join("master")), true)
+            .await?;
     let master_addr = master.local_addr().to_string();
     println!("master    {master_addr}");
     let mut agents = Vec::new();

@@ -96,6 +96,7 @@ pub(super) async fn frameworks(args: FrameworksArgs) -> anyhow::Result<u8> {
                     "offered": output::resources_json(f.offered.as_ref()),
                     "active_tasks": f.active_tasks,
                     "registered_at_millis": f.registered_at_millis,
+                    "labels": f.labels,
                 })).collect::<Vec<_>>()
             }),
         )?,

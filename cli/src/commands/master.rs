@@ -18,7 +18,8 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }
-    let (master, builtin) = super::builtin::start_master(config).await?;
+    let (master, builtin) =
+        super::builtin::start_master(config, !args.no_builtin_frameworks).await?;
     tracing::info!(address = %master.local_addr(), work_dir = %args.work_dir.display(), "master running; Ctrl-C stops it");
     super::shutdown_signal().await;
     tracing::info!("shutting down");

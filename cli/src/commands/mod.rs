@@ -5,6 +5,7 @@ mod bench;
 mod builtin;
 mod dev;
 mod follow;
+mod frameworks;
 mod job;
 mod kill;
 mod listings;
@@ -22,7 +23,8 @@ mod task;
 use std::fmt;
 
 use crate::cli::{
-    AgentCmd, AgentCommand, Cli, Command, JobCommand, LogArgs, LogFormat, NewCommand, TaskCommand,
+    AgentCmd, AgentCommand, Cli, Command, FrameworksCmd, FrameworksCommand, JobCommand, LogArgs,
+    LogFormat, NewCommand, TaskCommand,
 };
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
@@ -97,7 +99,14 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Job(JobCommand::Resume(args)) => job::cron_call(args, job::CronCall::Resume).await,
         Command::Agents(args) => listings::agents(args).await,
-        Command::Frameworks(args) => listings::frameworks(args).await,
+        Command::Frameworks(FrameworksCmd {
+            command: None,
+            list,
+        }) => listings::frameworks(list).await,
+        Command::Frameworks(FrameworksCmd {
+            command: Some(FrameworksCommand::Run(args)),
+            ..
+        }) => frameworks::run(args).await,
         Command::Reserve(args) => reserve::reserve(args).await,
         Command::Unreserve(args) => reserve::unreserve(args).await,
         Command::Bench(args) => bench::run(args).await,

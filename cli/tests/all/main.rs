@@ -20,4 +20,5 @@ mod roles;
 mod run;
 mod sdk;
 mod slow;
+mod standalone;
 mod wasi_compat;

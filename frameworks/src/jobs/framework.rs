@@ -31,6 +31,10 @@ use super::record::{
 /// The framework's ID (fixed, so every start fails over the previous one and finds its
 /// store) and name.
 pub const FRAMEWORK_ID: &str = "corral-jobs";
+/// The label (on its FrameworkInfo) that says where a jobs framework running as a process
+/// of its own serves its Jobs service, `host:port`; clients go there rather than to the
+/// master.
+pub const JOBS_ADDRESS_LABEL: &str = "corral.jobs.address";
 /// How long the master keeps the framework's tasks while it is away (Marathon's default).
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often changes are written to the store (and their updates acknowledged).
@@ -70,6 +74,8 @@ struct Inner {
     /// The roles the framework subscribes in: `*` until its state is read back, then also
     /// those of its jobs (growing as jobs name new ones; dropped on the next start).
     roles: Mutex<BTreeSet<String>>,
+    /// Where its Jobs service is served when not on the master's port.
+    serves_at: Mutex<Option<String>>,
 }
 
 /// Why the Jobs service could not do something.
@@ -114,6 +120,7 @@ impl JobsFramework {
                 wake: Notify::new(),
                 suppressed: AtomicBool::new(false),
                 roles: Mutex::new(BTreeSet::new()),
+                serves_at: Mutex::new(None),
             }),
         }
     }
@@ -132,6 +139,9 @@ impl JobsFramework {
         config.user = "corral".into();
         config.failover_timeout = FAILOVER_TIMEOUT;
         config.auto_acknowledge = false;
+        if let Some(address) = lock(&self.inner.serves_at).clone() {
+            config.labels.insert(JOBS_ADDRESS_LABEL.to_owned(), address);
+        }
         let roles = BTreeSet::from(["*".to_owned()]);
         config.roles = roles.iter().cloned().collect();
         *lock(&self.inner.roles) = roles;
@@ -151,6 +161,12 @@ impl JobsFramework {
         *lock(&self.inner.driver) = None;
         let _ = flusher.await;
         result
+    }
+
+    /// Says (in the [`JOBS_ADDRESS_LABEL`] label, from the next run on) that its Jobs service
+    /// is served at `address` rather than on the master's port.
+    pub fn serve_at(&self, address: String) {
+        *lock(&self.inner.serves_at) = Some(address);
     }
 
     /// Stops the framework (its tasks keep running; a later run picks them up).

@@ -1,9 +1,10 @@
-//! The built-in jobs framework: batch jobs from job specs (services and cron next), on the
+//! The built-in jobs framework: batch jobs, services and cron jobs from job specs, on the
 //! public framework SDK only, with its state in the framework store.
 //!
-//! - [`JobsFramework::start`] runs it against a cluster's masters;
+//! - [`JobsFramework::run`] runs it against a cluster's masters;
 //! - [`jobs_service`] serves the Jobs gRPC service (`jobs.proto`) over it, which `corral
-//!   master` and `corral dev` mount on the master's port.
+//!   master` and `corral dev` mount on the master's port, and `corral frameworks run` on a
+//!   port of its own (named by the [`JOBS_ADDRESS_LABEL`] label of the framework).
 //!
 //! A batch job's instances run as tasks `<job>.<index>` with `CORRAL_JOB`,
 //! `CORRAL_TASK_INDEX` (0-based) and `CORRAL_TASK_ATTEMPT` (1-based) in their environment;
@@ -21,5 +22,5 @@ mod template;
 mod tests;
 mod timetable;
 
-pub use framework::{FRAMEWORK_ID, JobsError, JobsFramework};
+pub use framework::{FRAMEWORK_ID, JOBS_ADDRESS_LABEL, JobsError, JobsFramework};
 pub use service::{JobsService, MAX_SPEC_BYTES, jobs_service};
