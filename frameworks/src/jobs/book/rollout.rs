@@ -1,5 +1,6 @@
-//! Services' rolling updates. An update gives a service a new version of its spec; its
-//! instances are replaced slot by slot, never with fewer than `instances - max_unavailable`
+//! Services' rolling updates. An update that changes a service's tasks (module, args, env,
+//! inputs, resources, limits, labels) or where they go (constraints, role) gives it a new
+//! version of its spec; its instances are replaced slot by slot, never with fewer than `instances - max_unavailable`
 //! up nor more than `instances + max_surge` tasks launched, and the update is rolled back to
 //! the previous spec when new instances keep failing (`rollback_after`).
 //!
@@ -89,10 +90,16 @@ impl Book {
             let Some(job) = self.jobs.get_mut(&name) else {
                 continue;
             };
-            if job.spec == spec && job.template.as_ref() == Some(&template) {
-                continue;
+            // Only what changes the tasks or where they go replaces instances; the rest (the
+            // count, backoff, update bounds, tier) applies as it is.
+            let replaces = job.template.as_ref() != Some(&template)
+                || job.spec.constraints != spec.constraints
+                || job.spec.role != spec.role;
+            if replaces {
+                job.begin(spec, template, Arc::clone(&submission), None);
+            } else if job.spec != spec {
+                job.adopt(spec, Arc::clone(&submission));
             }
-            job.begin(spec, template, Arc::clone(&submission), None);
             kills.extend(self.scale(&name, instances).unwrap_or_default());
             kills.extend(self.roll(&name, now_ms));
         }
@@ -242,6 +249,15 @@ impl Job {
         self.dirty_record = true;
         self.dirty_shards
             .extend(0..(self.instances.len() as u32).div_ceil(SHARD_SIZE));
+    }
+
+    /// Takes `spec`, which launches the same tasks in the same places, as the job's own
+    /// without replacing any instance.
+    fn adopt(&mut self, spec: JobSpec, submission: Arc<Submission>) {
+        self.submission = submission;
+        self.batch = batch_of(&spec);
+        self.spec = spec;
+        self.dirty_record = true;
     }
 
     pub(super) fn policy(&self) -> UpdatePolicy {

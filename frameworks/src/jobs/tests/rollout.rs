@@ -206,3 +206,20 @@ fn updates_are_refused_whole_for_unknown_jobs_and_jobs_that_are_not_services() {
     assert_eq!(job(&book, "web").version, 1);
     assert!(job(&book, "web").rollout.is_empty());
 }
+
+#[test]
+fn an_update_that_changes_only_the_count_or_bounds_replaces_nothing() {
+    let mut book = Book::default();
+    let mut live = BTreeSet::new();
+    start(
+        &mut book,
+        &service("web", 2, "v1", "max_surge = 1"),
+        &mut live,
+    );
+    let kills = update(&mut book, &service("web", 3, "v1", "max_surge = 2"), 10).unwrap();
+    assert!(kills.is_empty());
+    let j = job(&book, "web");
+    assert_eq!((j.version, j.instances, j.outdated), (1, 3, 0));
+    assert!(j.rollout.is_empty());
+    assert_eq!(launch_all(&mut book, 20), ["web.2"], "one more, as it was");
+}
