@@ -36,6 +36,8 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 /// Modules are named by the same digest everywhere in Corral.
 use corral_types::{Digest, WasmBinary};
 
+use crate::metrics::{AgentMetrics, CacheResult, DISK_HIT, MEMORY_HIT, MISS};
+
 /// Why a module cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModuleError {
@@ -114,13 +116,6 @@ pub struct CacheStats {
     pub memory_hits: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    compiled: AtomicU64,
-    loaded_from_disk: AtomicU64,
-    memory_hits: AtomicU64,
-}
-
 type Loading<T> = Arc<OnceCell<Result<Arc<Prepared<T>>, ModuleError>>>;
 
 /// The cache. Generic over the store data so it can hold pre-instantiated modules.
@@ -134,7 +129,8 @@ pub(crate) struct ModuleCache<T: 'static> {
     /// Digests whose compiled code is in `compiled_dir`.
     on_disk: Mutex<BTreeSet<Digest>>,
     loading: Mutex<HashMap<Digest, Loading<T>>>,
-    counters: Counters,
+    /// Where launches found their module, and compile times.
+    metrics: Arc<AgentMetrics>,
 }
 
 impl<T: Send + 'static> ModuleCache<T> {
@@ -145,6 +141,7 @@ impl<T: Send + 'static> ModuleCache<T> {
         compatibility: &str,
         max_module_size: u64,
         capacity: NonZeroUsize,
+        metrics: Arc<AgentMetrics>,
     ) -> io::Result<Self> {
         let compiled_dir = dir.join(compatibility);
         let raw_dir = dir.join("raw");
@@ -160,15 +157,19 @@ impl<T: Send + 'static> ModuleCache<T> {
             memory: Mutex::new(LruCache::new(capacity)),
             on_disk: Mutex::new(on_disk),
             loading: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
+            metrics,
         })
+    }
+
+    fn counted(&self, result: &CacheResult) -> u64 {
+        self.metrics.cache.get_or_create(result).get()
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
         CacheStats {
-            compiled: self.counters.compiled.load(Ordering::Relaxed),
-            loaded_from_disk: self.counters.loaded_from_disk.load(Ordering::Relaxed),
-            memory_hits: self.counters.memory_hits.load(Ordering::Relaxed),
+            compiled: self.counted(&MISS),
+            loaded_from_disk: self.counted(&DISK_HIT),
+            memory_hits: self.counted(&MEMORY_HIT),
         }
     }
 
@@ -230,7 +231,7 @@ impl<T: Send + 'static> ModuleCache<T> {
             .unwrap_or_else(PoisonError::into_inner)
             .get(&digest)
         {
-            self.counters.memory_hits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.cache.get_or_create(&MEMORY_HIT).inc();
             return Ok(hit.clone());
         }
         // One loader per digest: everyone else waits on the same cell.
@@ -345,9 +346,7 @@ impl<T: Send + 'static> ModuleCache<T> {
         };
         match loaded {
             Ok(compiled) => {
-                self.counters
-                    .loaded_from_disk
-                    .fetch_add(1, Ordering::Relaxed);
+                self.metrics.cache.get_or_create(&DISK_HIT).inc();
                 Some(compiled)
             }
             Err(error) => {
@@ -378,6 +377,7 @@ impl<T: Send + 'static> ModuleCache<T> {
     }
 
     fn compile(&self, digest: &Digest, bytes: &[u8]) -> Result<Compiled, ModuleError> {
+        let started = std::time::Instant::now();
         let invalid = |e: wasmtime::Error| ModuleError::Invalid {
             digest: *digest,
             reason: format!("{e:#}"),
@@ -401,7 +401,10 @@ impl<T: Send + 'static> ModuleCache<T> {
                 });
             }
         };
-        self.counters.compiled.fetch_add(1, Ordering::Relaxed);
+        self.metrics.cache.get_or_create(&MISS).inc();
+        self.metrics
+            .compile_seconds
+            .observe(started.elapsed().as_secs_f64());
         match code {
             Ok(code) => match write_atomically(&self.compiled_path(digest), &code) {
                 Ok(()) => {

@@ -31,6 +31,7 @@ use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
 use crate::memory::MemoryLimiter;
+use crate::metrics::AgentMetrics;
 use crate::output::{KEPT_IN_MEMORY_FOR, RunOutput, Stream};
 use crate::sandbox::SandboxPaths;
 use crate::sdk;
@@ -90,6 +91,7 @@ pub enum ExecutorError {
 /// State shared by the executor and its running tasks.
 struct Shared {
     engine: TaskEngine,
+    metrics: Arc<AgentMetrics>,
     cache: Arc<ModuleCache<TaskState>>,
     sandboxes: PathBuf,
     fuel_per_cpu_second: u64,
@@ -128,6 +130,7 @@ impl Executor {
             component: crate::guest::component_linker(engine.engine()).map_err(setup)?,
         };
         let modules = config.work_dir.join("modules");
+        let metrics = Arc::new(AgentMetrics::default());
         let cache = ModuleCache::new(
             engine.engine().clone(),
             linkers,
@@ -135,6 +138,7 @@ impl Executor {
             engine.compatibility(),
             config.max_module_size,
             config.cached_modules,
+            metrics.clone(),
         )
         .map_err(work_dir_error(&modules))?;
         let fuel_per_cpu_second = crate::calibrate::fuel_per_cpu_second(engine.engine())
@@ -157,6 +161,7 @@ impl Executor {
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
+                metrics,
                 cache: Arc::new(cache),
                 sandboxes,
                 fuel_per_cpu_second,
@@ -165,6 +170,11 @@ impl Executor {
             }),
             runtime: Some(runtime),
         })
+    }
+
+    /// The agent's metrics (what `/metrics` serves).
+    pub(crate) fn metrics(&self) -> &AgentMetrics {
+        &self.shared.metrics
     }
 
     /// The wasmtime engine tasks run on (for benchmarks and tools that compare against it).
@@ -528,8 +538,10 @@ async fn run_task(
     {
         tracing::warn!(task_id = %spec.task_id, %error, "cannot mark truncated output");
     }
+    let fuel_consumed = fuel_budget.saturating_sub(store.get_fuel().unwrap_or(fuel_budget));
+    shared.metrics.fuel.inc_by(fuel_consumed);
     let usage = Usage {
-        fuel_consumed: fuel_budget.saturating_sub(store.get_fuel().unwrap_or(fuel_budget)),
+        fuel_consumed,
         cpu_time: cpu.get(),
         peak_memory_bytes: store.data().memory.peak(),
         wall_time: start.elapsed(),
@@ -648,7 +660,10 @@ fn build_store(
     }
     let state = TaskState {
         wasi: wasi.build_p1(),
-        memory: MemoryLimiter::new(spec.resources.mem_bytes()),
+        memory: MemoryLimiter::new(
+            spec.resources.mem_bytes(),
+            shared.metrics.task_memory_bytes.clone(),
+        ),
         disk: DiskBudget::new(spec.resources.disk_bytes(), inputs_size, output.clone()),
         output: output.clone(),
     };

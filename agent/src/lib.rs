@@ -48,6 +48,7 @@ mod engine;
 mod executor;
 mod guest;
 mod memory;
+mod metrics;
 pub mod node;
 mod output;
 mod sandbox;

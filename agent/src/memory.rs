@@ -4,12 +4,15 @@
 //! their sum, so the store gets this limiter, which sees every growth request (including the
 //! initial allocations made during instantiation).
 
+use prometheus_client::metrics::gauge::Gauge;
 use wasmtime::ResourceLimiter;
 
 /// Bytes wasmtime spends per table element (one pointer).
 const TABLE_ELEMENT_BYTES: u64 = std::mem::size_of::<usize>() as u64;
 
-/// Tracks and bounds a task's memory; remembers whether it ever refused a request.
+/// Tracks and bounds a task's memory; remembers whether it ever refused a request. What it
+/// holds counts in `in_use` (every running task's, for the agent's metrics) until it is
+/// dropped with its store.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     limit: u64,
@@ -17,16 +20,18 @@ pub(crate) struct MemoryLimiter {
     tables: u64,
     peak: u64,
     refused: bool,
+    in_use: Gauge,
 }
 
 impl MemoryLimiter {
-    pub(crate) fn new(limit: u64) -> Self {
+    pub(crate) fn new(limit: u64, in_use: Gauge) -> Self {
         Self {
             limit,
             memories: 0,
             tables: 0,
             peak: 0,
             refused: false,
+            in_use,
         }
     }
 
@@ -51,6 +56,7 @@ impl MemoryLimiter {
             Which::Memory => self.memories += delta,
             Which::Table => self.tables += delta,
         }
+        self.in_use.inc_by(i64::try_from(delta).unwrap_or(i64::MAX));
         self.peak = self.peak.max(self.memories + self.tables);
         true
     }
@@ -59,6 +65,13 @@ impl MemoryLimiter {
 enum Which {
     Memory,
     Table,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        let held = self.memories.saturating_add(self.tables);
+        self.in_use.dec_by(i64::try_from(held).unwrap_or(i64::MAX));
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -94,7 +107,8 @@ mod tests {
 
     #[test]
     fn memories_and_tables_share_one_budget() {
-        let mut limiter = MemoryLimiter::new(100 * 1024);
+        let in_use = Gauge::default();
+        let mut limiter = MemoryLimiter::new(100 * 1024, in_use.clone());
         assert!(limiter.memory_growing(0, 64 * 1024, None).unwrap());
         // 4096 elements * 8 bytes = 32 KiB: fits in the remaining 36 KiB.
         assert!(limiter.table_growing(0, 4096, None).unwrap());
@@ -103,11 +117,15 @@ mod tests {
         assert!(!limiter.memory_growing(64 * 1024, 128 * 1024, None).unwrap());
         assert!(limiter.refused());
         assert_eq!(limiter.peak(), 64 * 1024 + 4096 * TABLE_ELEMENT_BYTES);
+        let held = i64::try_from(limiter.peak()).unwrap();
+        assert_eq!(in_use.get(), held, "what it holds counts while it lives");
+        drop(limiter);
+        assert_eq!(in_use.get(), 0, "and no longer once dropped");
     }
 
     #[test]
     fn absurd_requests_saturate_instead_of_overflowing() {
-        let mut limiter = MemoryLimiter::new(u64::MAX - 1);
+        let mut limiter = MemoryLimiter::new(u64::MAX - 1, Gauge::default());
         assert!(limiter.memory_growing(0, 1024, None).unwrap());
         assert!(!limiter.table_growing(0, usize::MAX, None).unwrap());
     }

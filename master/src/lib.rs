@@ -43,7 +43,9 @@
 
 mod artifacts;
 mod core;
+mod http;
 mod leadership;
+mod metrics;
 mod peers;
 mod queue;
 mod runtime;
@@ -68,6 +70,7 @@ use tonic::service::interceptor::InterceptedService;
 
 use crate::core::CoreConfig;
 use crate::leadership::{Election, EmbeddedElection, Gate, Supervisor};
+use crate::metrics::MasterMetrics;
 use crate::peers::Peers;
 use crate::store::Registry as _;
 use crate::store::embedded::EmbeddedRegistry;
@@ -224,6 +227,7 @@ impl Master {
                 )
             })?;
         let master_id = format!("{:016x}", rand::random::<u64>());
+        let metrics = Arc::new(MasterMetrics::new());
         let address = config
             .advertise_address
             .clone()
@@ -240,6 +244,7 @@ impl Master {
             offer_timeout: config.offer_timeout,
             allocation_interval: config.allocation_interval,
             max_output_bytes: config.max_output_bytes,
+            metrics: metrics.clone(),
         };
         let (election, first, members) = match &config.store {
             StoreConfig::Embedded => {
@@ -343,8 +348,15 @@ impl Master {
                 redirect.clone(),
             ))
             .add_service(limits::master_peer_server(master_peer));
+        // gRPC and HTTP (the metrics) on one listener.
+        let routes = Routes::from(
+            mount(routes, redirect)
+                .into_axum_router()
+                .merge(http::router(gate.clone(), metrics)),
+        );
         let server = limits::server_builder()
-            .add_routes(mount(routes, redirect))
+            .accept_http1(true)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(limits::incoming(listener), async {
                 let _ = server_rx.await;
             });

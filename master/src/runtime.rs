@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::core::{ConnId, Effect, Event, FrameworkEvent, MasterCore, RegistryWrite, Reply};
+use crate::metrics::MasterMetrics;
 use crate::queue::{
     QueueReceiver, QueueSender, RequestReceiver, RequestSender, Sent, queue, requests,
 };
@@ -174,6 +175,7 @@ type Commit = Pin<Box<dyn Future<Output = Result<u64, StoreError>> + Send>>;
 /// Registry writes in flight and the effects waiting for them.
 struct Durability {
     registry: Arc<dyn Registry>,
+    metrics: Arc<MasterMetrics>,
     /// The batch collecting now, and its number.
     batch: Vec<RegistryWrite>,
     batch_no: u64,
@@ -187,9 +189,10 @@ struct Durability {
 }
 
 impl Durability {
-    fn new(registry: Arc<dyn Registry>) -> Self {
+    fn new(registry: Arc<dyn Registry>, metrics: Arc<MasterMetrics>) -> Self {
         Self {
             registry,
+            metrics,
             batch: Vec::new(),
             batch_no: 1,
             last_write: 0,
@@ -218,8 +221,15 @@ impl Durability {
         let no = self.batch_no;
         self.batch_no += 1;
         let registry = self.registry.clone();
+        let metrics = self.metrics.clone();
         self.in_flight = Some(Box::pin(async move {
-            registry.commit(writes).await.map(|()| no)
+            let started = Instant::now();
+            registry.commit(writes).await.map(|()| {
+                metrics
+                    .registry_write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                no
+            })
         }));
     }
 
@@ -257,6 +267,7 @@ async fn run(
         .max(Duration::from_millis(1));
     let mut tick = tokio::time::interval(tick_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let metrics = core.config().metrics.clone();
     let mut rt = Runtime {
         core,
         start: Instant::now(),
@@ -265,7 +276,7 @@ async fn run(
         cut_off: Vec::new(),
         allocation: None,
         last_allocation: None,
-        durability: Durability::new(registry),
+        durability: Durability::new(registry, metrics),
     };
     loop {
         // A due cycle runs once the requests already queued are handled (one burst, one cycle).
@@ -322,8 +333,14 @@ impl Runtime {
 
     fn allocate(&mut self) {
         self.allocation = None;
-        self.last_allocation = Some(Instant::now());
+        let started = Instant::now();
+        self.last_allocation = Some(started);
         self.event(Event::Allocate, None);
+        self.core
+            .config()
+            .metrics
+            .allocation_seconds
+            .observe(started.elapsed().as_secs_f64());
     }
 
     fn request(&mut self, req: Request) {
@@ -469,6 +486,7 @@ mod tests {
             offer_timeout: None,
             allocation_interval: Duration::from_secs(1),
             max_output_bytes: 1 << 30,
+            metrics: Arc::default(),
         }
     }
 

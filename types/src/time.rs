@@ -32,6 +32,11 @@ impl Timestamp {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self(self.0.saturating_add(ms))
     }
+
+    /// How long after `earlier` this is; zero if it is not after it.
+    pub fn saturating_duration_since(self, earlier: Timestamp) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0))
+    }
 }
 
 impl fmt::Display for Timestamp {
@@ -49,5 +54,8 @@ mod tests {
         let t = Timestamp::from_millis(5);
         assert_eq!(t.saturating_add(Duration::from_secs(1)).as_millis(), 1005);
         assert_eq!(t.saturating_add(Duration::MAX), Timestamp::MAX);
+        let later = Timestamp::from_millis(1005);
+        assert_eq!(later.saturating_duration_since(t), Duration::from_secs(1));
+        assert_eq!(t.saturating_duration_since(later), Duration::ZERO);
     }
 }

@@ -47,6 +47,7 @@
 
 mod checkpoint;
 mod files;
+mod http;
 mod link;
 mod outbox;
 mod outputs;
@@ -223,11 +224,16 @@ impl Agent {
         let service = limits::operator_server(files::Files::new(node.clone()));
         let (health, health_service) = introspection::health();
         introspection::report(&health, introspection::AGENT_SERVICES, true).await;
+        // gRPC and HTTP (the metrics) on one listener.
+        let routes = tonic::service::Routes::new(health_service)
+            .add_service(introspection::reflection(introspection::AGENT_SERVICES))
+            .add_service(service)
+            .into_axum_router()
+            .merge(http::router(node.clone()));
         let server = tokio::spawn(async move {
             let served = limits::server_builder()
-                .add_service(health_service)
-                .add_service(introspection::reflection(introspection::AGENT_SERVICES))
-                .add_service(service)
+                .accept_http1(true)
+                .add_routes(routes.into())
                 .serve_with_incoming_shutdown(limits::incoming(listener), async move {
                     let _ = server_stop.wait_for(|s| *s).await;
                 })

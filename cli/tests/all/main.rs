@@ -14,6 +14,7 @@ mod hostile;
 mod job;
 mod kill;
 mod languages;
+mod metrics;
 mod new;
 mod outputs;
 mod roles;

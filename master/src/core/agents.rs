@@ -524,6 +524,13 @@ impl MasterCore {
             .collect();
         lost.sort();
         for (id, why) in lost {
+            if self
+                .agents
+                .get(&id)
+                .is_some_and(|a| a.reregister_by.is_none())
+            {
+                self.config.metrics.heartbeats_missed.inc();
+            }
             self.mark_unreachable(&id, why, now);
         }
         let drains: Vec<AgentId> = self

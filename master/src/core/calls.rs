@@ -80,7 +80,7 @@ impl MasterCore {
                 Ok(())
             }
             Call::Acknowledge { acks } => {
-                self.acknowledge(framework, acks);
+                self.acknowledge(framework, acks, now);
                 Ok(())
             }
             Call::Reconcile { tasks } => {
@@ -413,6 +413,7 @@ impl MasterCore {
             info.checkpoint = checkpoint.clone();
         }
         self.tasks.insert(key, task);
+        self.config.metrics.launches.inc();
         Some(info)
     }
 
@@ -431,6 +432,7 @@ impl MasterCore {
                 continue;
             }
             let (agent, role, total) = (o.agent.clone(), o.role.clone(), o.resources.total());
+            self.config.metrics.offer("declined", 1);
             self.rescind_offer(id, false);
             let declined = self
                 .allocator
@@ -470,13 +472,18 @@ impl MasterCore {
         }
     }
 
-    fn acknowledge(&mut self, framework: &FrameworkId, acks: Vec<Ack>) {
+    fn acknowledge(&mut self, framework: &FrameworkId, acks: Vec<Ack>, now: Timestamp) {
         for ack in acks {
             let key = (framework.clone(), ack.task_id.clone());
             if let Some(t) = self.tasks.get_mut(&key)
                 && t.unacked.as_ref().is_some_and(|u| u.uuid == Some(ack.uuid))
             {
                 t.unacked = None;
+                // From the update's arrival (when the task was last updated).
+                self.config
+                    .metrics
+                    .update_ack_seconds
+                    .observe(now.saturating_duration_since(t.updated).as_secs_f64());
             }
             let (agent, done) = match self.tasks.get(&key) {
                 Some(t) => (

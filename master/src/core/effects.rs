@@ -147,4 +147,5 @@ pub(crate) enum OperatorResponse {
         framework: FrameworkId,
         agent: AgentId,
     },
+    Gauges(Box<crate::metrics::Gauges>),
 }

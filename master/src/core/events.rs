@@ -194,6 +194,8 @@ pub(crate) enum Event {
 /// An operator request, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum OperatorRequest {
+    /// What the `/metrics` gauges say.
+    Gauges,
     GetState {
         max_tasks: usize,
     },

@@ -35,6 +35,7 @@ mod tests;
 mod views;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_allocator::{Allocator, AllocatorConfig, AllocatorError};
@@ -52,6 +53,8 @@ pub(crate) use events::{
 pub(crate) use kv::{KvEntry, KvOp};
 pub(crate) use outputs::OutputsRecord;
 use refusals::refused;
+
+use crate::metrics::MasterMetrics;
 pub(crate) use registry::{
     AgentRecord, ArtifactKind, ArtifactRecord, DrainRecord, FrameworkRecord, Recovered,
     RegistryWrite,
@@ -83,6 +86,8 @@ pub(crate) struct CoreConfig {
     pub allocation_interval: Duration,
     /// The most bytes tasks' outputs may hold in the artifact store.
     pub max_output_bytes: u64,
+    /// Where the core counts what happens (offers, launches, updates).
+    pub metrics: Arc<MasterMetrics>,
 }
 
 #[derive(Debug, Clone)]
@@ -319,6 +324,16 @@ impl MasterCore {
 
     /// Sends an UPDATE to the framework if it is connected.
     fn send_update(&mut self, status: TaskStatus) {
+        if status.reason != Reason::Reconciliation {
+            self.config
+                .metrics
+                .task_updates
+                .get_or_create(&[
+                    ("state", status.state.name()),
+                    ("reason", status.reason.name()),
+                ])
+                .inc();
+        }
         let conn = self
             .frameworks
             .get(&status.framework_id)
@@ -409,6 +424,7 @@ impl MasterCore {
         self.allocator_agrees("recovering an offer", recovered);
         let conn = self.frameworks.get(&offer.framework).and_then(|f| f.conn);
         if notify && let Some(conn) = conn {
+            self.config.metrics.offer("rescinded", 1);
             self.send_framework(conn, FrameworkEvent::Rescind(id.clone()));
         }
         self.allocate_soon();
@@ -472,7 +488,10 @@ impl MasterCore {
         }
         for (framework, offers) in batches {
             match self.frameworks.get(&framework).and_then(|f| f.conn) {
-                Some(conn) => self.send_framework(conn, FrameworkEvent::Offers(offers)),
+                Some(conn) => {
+                    self.config.metrics.offer("sent", offers.len() as u64);
+                    self.send_framework(conn, FrameworkEvent::Offers(offers));
+                }
                 None => {
                     // The allocator offers only to active frameworks; if one slipped through,
                     // give the resources back.

@@ -1,6 +1,7 @@
 //! Operator requests: listings built from the core's records and the allocator, and policy
 //! changes (weights, quotas, drain).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use corral_proto::ServiceError;
@@ -48,6 +49,7 @@ impl MasterCore {
                     roles: self.role_summaries(),
                 }))
             }
+            R::Gauges => OperatorResponse::Gauges(Box::new(self.gauges())),
             R::ListAgents => OperatorResponse::Agents(self.agent_summaries()),
             R::ListFrameworks { include_completed } => {
                 OperatorResponse::Frameworks(self.framework_summaries(include_completed))
@@ -424,5 +426,31 @@ impl MasterCore {
                 frameworks: r.frameworks,
             })
             .collect()
+    }
+}
+
+impl MasterCore {
+    /// The metrics' gauges: agents, live tasks and frameworks by state (tasks that ended and
+    /// were acknowledged count as "COMPLETED"), outstanding offers, the epoch.
+    fn gauges(&self) -> crate::metrics::Gauges {
+        fn tally(states: impl Iterator<Item = &'static str>) -> Vec<(&'static str, i64)> {
+            let mut counts: BTreeMap<&'static str, i64> = BTreeMap::new();
+            for state in states {
+                *counts.entry(state).or_default() += 1;
+            }
+            counts.into_iter().collect()
+        }
+        let mut tasks = tally(self.tasks.iter().map(|(_, t)| t.status.state.name()));
+        tasks.push((
+            "COMPLETED",
+            i64::try_from(self.tasks.completed().count()).unwrap_or(i64::MAX),
+        ));
+        crate::metrics::Gauges {
+            agents_by_state: tally(self.agents.values().map(|a| a.state.name())),
+            tasks_by_state: tasks,
+            frameworks_by_state: tally(self.frameworks.values().map(|f| f.state.name())),
+            offers_outstanding: i64::try_from(self.offers.len()).unwrap_or(i64::MAX),
+            epoch: i64::try_from(self.config.epoch).unwrap_or(i64::MAX),
+        }
     }
 }

@@ -35,6 +35,7 @@ fn config() -> CoreConfig {
         offer_timeout: None,
         allocation_interval: Duration::from_secs(1),
         max_output_bytes: 1 << 30,
+        metrics: std::sync::Arc::default(),
     }
 }
 

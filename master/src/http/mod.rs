@@ -1,0 +1,48 @@
+//! HTTP on the master's port, beside gRPC (one listener: a request that is not gRPC comes
+//! here): `/metrics`, the Prometheus text exposition. A standby serves its own metrics; the
+//! cluster's gauges come from the leader.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
+use crate::leadership::Gate;
+use crate::metrics::MasterMetrics;
+
+/// The OpenMetrics text format `prometheus-client` writes.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone)]
+struct HttpState {
+    gate: Gate,
+    metrics: Arc<MasterMetrics>,
+}
+
+/// The master's HTTP routes.
+pub(crate) fn router(gate: Gate, metrics: Arc<MasterMetrics>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(HttpState { gate, metrics })
+}
+
+async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
+    let gauges = match state.gate.core() {
+        Ok(core) => match core
+            .ask(Event::Operator(OperatorRequest::Gauges), None)
+            .await
+        {
+            Ok(Reply::Operator(Ok(OperatorResponse::Gauges(gauges)))) => Some(*gauges),
+            _ => None,
+        },
+        Err(_) => None,
+    };
+    (
+        [(header::CONTENT_TYPE, OPENMETRICS)],
+        state.metrics.render(gauges.as_ref()),
+    )
+}
