@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use corral_proto::ProtoEnum;
 use corral_proto::v1;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cli::OutputFormat;
 use crate::parse::show_bytes;
@@ -182,82 +181,10 @@ pub(crate) fn percent(share: f64) -> String {
     format!("{:.1}%", share * 100.0)
 }
 
-/// Quota limits: a bound per kind, `null` where unlimited.
-pub(crate) fn limits_json(l: Option<&v1::ResourceLimits>) -> Value {
-    match l {
-        Some(l) => json!({
-            "cpus_milli": l.cpus_milli,
-            "mem_bytes": l.mem_bytes,
-            "disk_bytes": l.disk_bytes,
-            "scalars_milli": l.scalars_milli,
-        }),
-        None => Value::Null,
-    }
-}
-
-pub(crate) fn quota_json(q: Option<&v1::Quota>) -> Value {
-    match q {
-        Some(q) => json!({
-            "guarantee": resources_json(q.guarantee.as_ref()),
-            "limit": limits_json(q.limit.as_ref()),
-        }),
-        None => Value::Null,
-    }
-}
-
-pub(crate) fn resources_json(r: Option<&v1::Resources>) -> Value {
-    match r {
-        Some(r) => json!({
-            "cpus_milli": r.cpus_milli,
-            "mem_bytes": r.mem_bytes,
-            "disk_bytes": r.disk_bytes,
-            "scalars_milli": r.scalars_milli,
-        }),
-        None => Value::Null,
-    }
-}
-
-pub(crate) fn usage_json(u: Option<&v1::Usage>) -> Value {
-    match u {
-        Some(u) => json!({
-            "fuel_consumed": u.fuel_consumed,
-            "cpu_time_nanos": u.cpu_time_nanos,
-            "peak_memory_bytes": u.peak_memory_bytes,
-            "wall_time_nanos": u.wall_time_nanos,
-            "exit_code": u.exit_code,
-        }),
-        None => Value::Null,
-    }
-}
-
-/// A proto enum field as operators read it (`RUNNING`), `-` when unset, or its number if
-/// this CLI does not know it.
-fn enum_field<T: std::fmt::Display>(
-    value: i32,
-    parse: fn(&'static str, i32) -> Result<Option<T>, corral_proto::ProtoError>,
-) -> String {
-    match parse("", value) {
-        Ok(Some(v)) => v.to_string(),
-        Ok(None) => "-".into(),
-        Err(_) => value.to_string(),
-    }
-}
-
-pub(crate) fn task_state(value: i32) -> String {
-    enum_field(value, corral_types::TaskState::from_proto_opt)
-}
-
-pub(crate) fn reason(value: i32) -> String {
-    enum_field(value, corral_types::Reason::from_proto_opt)
-}
-
-pub(crate) fn agent_state(value: i32) -> String {
-    enum_field(value, corral_types::AgentState::from_proto_opt)
-}
-
-pub(crate) fn framework_state(value: i32) -> String {
-    enum_field(value, corral_types::FrameworkState::from_proto_opt)
-}
+pub(crate) use corral_proto::json::{
+    agent_state, framework_state, limits as limits_json, reason, resources as resources_json,
+    task_state,
+};
 
 /// Milliseconds since the epoch as "12s ago".
 /// A time to come or past, as RFC 3339 in UTC (`2027-01-01T00:20:00Z`).
@@ -293,6 +220,7 @@ pub(crate) fn ago(millis: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn yaml_is_the_json_document_in_block_style() {

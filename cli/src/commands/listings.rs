@@ -17,19 +17,7 @@ pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             args.output,
             &json!({
-                "agents": agents.iter().map(|a| json!({
-                    "id": a.id,
-                    "hostname": a.hostname,
-                    "address": a.address,
-                    "state": output::agent_state(a.state),
-                    "total": output::resources_json(a.total.as_ref()),
-                    "used": output::resources_json(a.used.as_ref()),
-                    "attributes": a.attributes.iter().map(|attr| (attr.key.clone(), attr.value.clone())).collect::<std::collections::BTreeMap<_, _>>(),
-                    "version": a.version,
-                    "active_tasks": a.active_tasks,
-                    "registered_at_millis": a.registered_at_millis,
-                    "last_heartbeat_millis": a.last_heartbeat_millis,
-                })).collect::<Vec<_>>()
+                "agents": agents.iter().map(corral_proto::json::agent).collect::<Vec<_>>()
             }),
         )?,
         format @ (OutputFormat::Table | OutputFormat::Wide) => {
@@ -86,18 +74,7 @@ pub(super) async fn frameworks(args: FrameworksArgs) -> anyhow::Result<u8> {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             args.list.output,
             &json!({
-                "frameworks": frameworks.iter().map(|f| json!({
-                    "id": f.id,
-                    "name": f.name,
-                    "user": f.user,
-                    "state": output::framework_state(f.state),
-                    "roles": f.roles,
-                    "allocated": output::resources_json(f.allocated.as_ref()),
-                    "offered": output::resources_json(f.offered.as_ref()),
-                    "active_tasks": f.active_tasks,
-                    "registered_at_millis": f.registered_at_millis,
-                    "labels": f.labels,
-                })).collect::<Vec<_>>()
+                "frameworks": frameworks.iter().map(corral_proto::json::framework).collect::<Vec<_>>()
             }),
         )?,
         OutputFormat::Table | OutputFormat::Wide => {

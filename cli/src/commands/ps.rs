@@ -43,34 +43,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             args.output,
             &json!({
-                "tasks": tasks.iter().map(|t| json!({
-                    "id": t.id,
-                    "name": t.name,
-                    "framework_id": t.framework_id,
-                    "agent_id": t.agent_id,
-                    "state": output::task_state(t.state),
-                    "reason": output::reason(t.reason),
-                    "message": t.message,
-                    "resources": output::resources_json(t.resources.as_ref()),
-                    "usage": output::usage_json(t.usage.as_ref()),
-                    "module": t.module,
-                    "sandbox_path": t.sandbox_path,
-                    "updated_at_millis": t.updated_at_millis,
-                    "progress": t.progress.as_ref().map(|p| json!({
-                        "fraction": p.fraction,
-                        "message": p.message,
-                    })),
-                    "result": (!t.result_json.is_empty()).then(|| {
-                        // A result the agent checked is JSON; shown as text if not.
-                        serde_json::from_str::<serde_json::Value>(&t.result_json)
-                            .unwrap_or_else(|_| serde_json::Value::String(t.result_json.clone()))
-                    }),
-                    "outputs": t.outputs.iter().map(|o| json!({
-                        "path": o.path,
-                        "size": o.size,
-                        "digest": o.digest,
-                    })).collect::<Vec<_>>(),
-                })).collect::<Vec<_>>()
+                "tasks": tasks.iter().map(corral_proto::json::task).collect::<Vec<_>>()
             }),
         )?,
         format @ (OutputFormat::Table | OutputFormat::Wide) => {

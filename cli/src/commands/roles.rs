@@ -26,16 +26,7 @@ pub(super) async fn roles(args: ListArgs) -> anyhow::Result<u8> {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             args.output,
             &json!({
-                "roles": roles.iter().map(|r| json!({
-                    "name": r.name,
-                    "weight": r.weight,
-                    "quota": output::quota_json(r.quota.as_ref()),
-                    "allocated": output::resources_json(r.allocated.as_ref()),
-                    "reserved": output::resources_json(r.reserved.as_ref()),
-                    "consumed": output::resources_json(r.consumed.as_ref()),
-                    "dominant_share": r.dominant_share,
-                    "frameworks": r.frameworks,
-                })).collect::<Vec<_>>()
+                "roles": roles.iter().map(corral_proto::json::role).collect::<Vec<_>>()
             }),
         )?,
         OutputFormat::Table | OutputFormat::Wide => {

@@ -1,0 +1,161 @@
+//! The JSON forms of the operator's messages, one for every reader: the CLI's `-o json` and
+//! the master's HTTP API (`/api/v1/`) write the same documents. Enums are written as their
+//! names (`RUNNING`), sizes in bytes, CPUs in thousandths.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::{ProtoEnum, ProtoError, v1};
+
+pub fn resources(r: Option<&v1::Resources>) -> Value {
+    match r {
+        Some(r) => json!({
+            "cpus_milli": r.cpus_milli,
+            "mem_bytes": r.mem_bytes,
+            "disk_bytes": r.disk_bytes,
+            "scalars_milli": r.scalars_milli,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// Quota limits: a bound per kind, `null` where unlimited.
+pub fn limits(l: Option<&v1::ResourceLimits>) -> Value {
+    match l {
+        Some(l) => json!({
+            "cpus_milli": l.cpus_milli,
+            "mem_bytes": l.mem_bytes,
+            "disk_bytes": l.disk_bytes,
+            "scalars_milli": l.scalars_milli,
+        }),
+        None => Value::Null,
+    }
+}
+
+pub fn quota(q: Option<&v1::Quota>) -> Value {
+    match q {
+        Some(q) => json!({
+            "guarantee": resources(q.guarantee.as_ref()),
+            "limit": limits(q.limit.as_ref()),
+        }),
+        None => Value::Null,
+    }
+}
+
+pub fn usage(u: Option<&v1::Usage>) -> Value {
+    match u {
+        Some(u) => json!({
+            "fuel_consumed": u.fuel_consumed,
+            "cpu_time_nanos": u.cpu_time_nanos,
+            "peak_memory_bytes": u.peak_memory_bytes,
+            "wall_time_nanos": u.wall_time_nanos,
+            "exit_code": u.exit_code,
+        }),
+        None => Value::Null,
+    }
+}
+
+/// A proto enum field as operators read it (`RUNNING`), `-` when unset, or its number if
+/// this build does not know it.
+fn enum_field<T: std::fmt::Display>(
+    value: i32,
+    parse: fn(&'static str, i32) -> Result<Option<T>, ProtoError>,
+) -> String {
+    match parse("", value) {
+        Ok(Some(v)) => v.to_string(),
+        Ok(None) => "-".into(),
+        Err(_) => value.to_string(),
+    }
+}
+
+pub fn task_state(value: i32) -> String {
+    enum_field(value, corral_types::TaskState::from_proto_opt)
+}
+
+pub fn reason(value: i32) -> String {
+    enum_field(value, corral_types::Reason::from_proto_opt)
+}
+
+pub fn agent_state(value: i32) -> String {
+    enum_field(value, corral_types::AgentState::from_proto_opt)
+}
+
+pub fn framework_state(value: i32) -> String {
+    enum_field(value, corral_types::FrameworkState::from_proto_opt)
+}
+
+pub fn agent(a: &v1::AgentSummary) -> Value {
+    json!({
+        "id": a.id,
+        "hostname": a.hostname,
+        "address": a.address,
+        "state": agent_state(a.state),
+        "total": resources(a.total.as_ref()),
+        "used": resources(a.used.as_ref()),
+        "attributes": a.attributes.iter().map(|attr| (attr.key.clone(), attr.value.clone())).collect::<BTreeMap<_, _>>(),
+        "version": a.version,
+        "active_tasks": a.active_tasks,
+        "registered_at_millis": a.registered_at_millis,
+        "last_heartbeat_millis": a.last_heartbeat_millis,
+    })
+}
+
+pub fn framework(f: &v1::FrameworkSummary) -> Value {
+    json!({
+        "id": f.id,
+        "name": f.name,
+        "user": f.user,
+        "state": framework_state(f.state),
+        "roles": f.roles,
+        "allocated": resources(f.allocated.as_ref()),
+        "offered": resources(f.offered.as_ref()),
+        "active_tasks": f.active_tasks,
+        "registered_at_millis": f.registered_at_millis,
+        "labels": f.labels,
+    })
+}
+
+pub fn task(t: &v1::TaskSummary) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "framework_id": t.framework_id,
+        "agent_id": t.agent_id,
+        "state": task_state(t.state),
+        "reason": reason(t.reason),
+        "message": t.message,
+        "resources": resources(t.resources.as_ref()),
+        "usage": usage(t.usage.as_ref()),
+        "module": t.module,
+        "sandbox_path": t.sandbox_path,
+        "updated_at_millis": t.updated_at_millis,
+        "progress": t.progress.as_ref().map(|p| json!({
+            "fraction": p.fraction,
+            "message": p.message,
+        })),
+        "result": (!t.result_json.is_empty()).then(|| {
+            // A result the agent checked is JSON; shown as text if not.
+            serde_json::from_str::<Value>(&t.result_json)
+                .unwrap_or_else(|_| Value::String(t.result_json.clone()))
+        }),
+        "outputs": t.outputs.iter().map(|o| json!({
+            "path": o.path,
+            "size": o.size,
+            "digest": o.digest,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn role(r: &v1::RoleSummary) -> Value {
+    json!({
+        "name": r.name,
+        "weight": r.weight,
+        "quota": quota(r.quota.as_ref()),
+        "allocated": resources(r.allocated.as_ref()),
+        "reserved": resources(r.reserved.as_ref()),
+        "consumed": resources(r.consumed.as_ref()),
+        "dominant_share": r.dominant_share,
+        "frameworks": r.frameworks,
+    })
+}
