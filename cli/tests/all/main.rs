@@ -2,6 +2,7 @@
 //! processes on free local ports.
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on broken setup")]
 
+mod api;
 mod bench;
 mod cluster;
 mod dev;

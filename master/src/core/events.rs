@@ -208,6 +208,8 @@ pub(crate) enum OperatorRequest {
         framework: Option<FrameworkId>,
         agent: Option<AgentId>,
         states: Vec<TaskState>,
+        /// Only tasks with every one of these labels.
+        labels: Vec<(String, String)>,
         page_size: usize,
         page_token: String,
     },

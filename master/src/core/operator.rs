@@ -59,6 +59,7 @@ impl MasterCore {
                 framework,
                 agent,
                 states,
+                labels,
                 page_size,
                 page_token,
             } => {
@@ -74,6 +75,7 @@ impl MasterCore {
                     .filter(|t| framework.as_ref().is_none_or(|f| *f == t.framework))
                     .filter(|t| agent.is_none() || agent == t.agent)
                     .filter(|t| states.is_empty() || states.contains(&t.state))
+                    .filter(|t| labels.iter().all(|(k, v)| t.labels.get(k) == Some(v)))
                     .collect();
                 // Stable order for paging: framework, then task ID.
                 tasks.sort_by(|a, b| (&a.framework, &a.id).cmp(&(&b.framework, &b.id)));

@@ -1,6 +1,8 @@
 //! HTTP on the master's port, beside gRPC (one listener: a request that is not gRPC comes
-//! here): `/metrics`, the Prometheus text exposition. A standby serves its own metrics; the
-//! cluster's gauges come from the leader.
+//! here): `/metrics`, the Prometheus text exposition (a standby serves its own metrics; the
+//! cluster's gauges come from the leader), and the JSON API under `/api/v1/` ([`api`]).
+
+mod api;
 
 use std::sync::Arc;
 
@@ -18,16 +20,18 @@ use crate::metrics::MasterMetrics;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone)]
-struct HttpState {
+pub(crate) struct HttpState {
     gate: Gate,
     metrics: Arc<MasterMetrics>,
 }
 
 /// The master's HTTP routes.
 pub(crate) fn router(gate: Gate, metrics: Arc<MasterMetrics>) -> Router {
+    let state = HttpState { gate, metrics };
     Router::new()
         .route("/metrics", get(metrics_text))
-        .with_state(HttpState { gate, metrics })
+        .with_state(state.clone())
+        .merge(api::router(state))
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

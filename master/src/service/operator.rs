@@ -129,6 +129,7 @@ impl v1::operator_server::Operator for OperatorService {
             framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
             agent: parse_optional_id("agent_id", r.agent_id.as_deref())?,
             states,
+            labels: Vec::new(),
             page_size: r.page_size as usize,
             page_token: r.page_token,
         };

@@ -1,0 +1,196 @@
+//! The master's HTTP JSON API (`/api/v1/`) on its gRPC port: every endpoint its OpenAPI
+//! document names answers, filters and pages work, and bad requests get JSON errors with the
+//! right status.
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::cluster::{Cluster, text};
+
+/// `method url`: the status and the JSON body.
+async fn call(method: Method, url: &str) -> (StatusCode, Value) {
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    let doc = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body:?}"));
+    (status, doc)
+}
+
+/// `GET` of a path of the master's API; asserts 200.
+async fn get(cluster: &Cluster, path: &str) -> Value {
+    let url = format!("http://{}{path}", cluster.master_addr);
+    let (status, doc) = call(Method::GET, &url).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {doc}");
+    doc
+}
+
+/// Asserts `method path` fails with `status` and a JSON error saying so.
+async fn refused(cluster: &Cluster, method: Method, path: &str, status: StatusCode) -> String {
+    let url = format!("http://{}{path}", cluster.master_addr);
+    let (got, doc) = call(method, &url).await;
+    assert_eq!(got, status, "{path}: {doc}");
+    assert_eq!(doc["error"]["status"], status.as_u16(), "{path}: {doc}");
+    doc["error"]["message"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
+    let cluster = Cluster::start(&[]).await;
+    let out = cluster
+        .corral(&["run", corral_wasm_tasks::HELLO, "--", "api"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let _sleeping = cluster.spawn_corral(&[
+        "run",
+        corral_wasm_tasks::LIMITS,
+        "--timeout",
+        "60s",
+        "--",
+        "sleep",
+        "60000",
+    ]);
+    let running = cluster.wait_for_running_task().await;
+    let agent = get(&cluster, "/api/v1/agents").await["agents"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Every path of the document, with real IDs.
+    let document = get(&cluster, "/api/v1/openapi.json").await;
+    assert_eq!(document["openapi"], "3.0.3");
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10, "{document}");
+    for (path, item) in paths {
+        let mut concrete = path
+            .replace("/agents/{id}", &format!("/agents/{agent}"))
+            .replace("/tasks/{id}", &format!("/tasks/{running}"));
+        if concrete.ends_with("/drain") {
+            // The running task may go on.
+            concrete.push_str("?deadline_seconds=600");
+        }
+        for method in item.as_object().unwrap().keys() {
+            let method: Method = method.to_ascii_uppercase().parse().unwrap();
+            let url = format!("http://{}{concrete}", cluster.master_addr);
+            let (status, doc) = call(method.clone(), &url).await;
+            assert_eq!(status, StatusCode::OK, "{method} {concrete}: {doc}");
+        }
+    }
+    // The drain above was undone by the reactivate after it (paths are in order).
+    assert_eq!(
+        get(&cluster, &format!("/api/v1/agents/{agent}")).await["state"],
+        "ADMITTED"
+    );
+
+    let summary = get(&cluster, "/api/v1/summary").await;
+    assert_eq!(summary["agents"]["ADMITTED"], 1, "{summary}");
+    assert_eq!(summary["tasks"]["RUNNING"], 1, "{summary}");
+    assert!(summary["master"]["epoch"].as_u64() >= Some(1), "{summary}");
+
+    let tasks = get(&cluster, "/api/v1/tasks?state=running").await;
+    let ids: Vec<&str> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [running.as_str()]);
+    let task = get(&cluster, &format!("/api/v1/tasks/{running}")).await;
+    assert_eq!(task["state"], "RUNNING");
+    assert_eq!(task["agent_id"], agent.as_str());
+    // Pages of one: the finished task, then the running one, then no more.
+    let first = get(&cluster, "/api/v1/tasks?page_size=1").await;
+    assert_eq!(first["tasks"].as_array().unwrap().len(), 1);
+    let token = first["next_page_token"].as_str().unwrap();
+    assert!(!token.is_empty());
+    let second = get(
+        &cluster,
+        &format!("/api/v1/tasks?page_size=1&page_token={token}"),
+    )
+    .await;
+    assert_eq!(second["tasks"].as_array().unwrap().len(), 1);
+    assert_ne!(second["tasks"][0]["id"], first["tasks"][0]["id"]);
+    assert_eq!(second["next_page_token"], "");
+    assert_eq!(
+        get(&cluster, "/api/v1/tasks?job=none-such").await["tasks"],
+        Value::Array(Vec::new())
+    );
+
+    let bad = StatusCode::BAD_REQUEST;
+    let message = refused(&cluster, Method::GET, "/api/v1/tasks?state=bogus", bad).await;
+    assert!(message.contains("bogus"), "{message}");
+    refused(&cluster, Method::GET, "/api/v1/tasks?page_size=abc", bad).await;
+    refused(&cluster, Method::GET, "/api/v1/tasks?page_size=0", bad).await;
+    refused(&cluster, Method::GET, "/api/v1/tasks?label=nokey", bad).await;
+    let message = refused(&cluster, Method::GET, "/api/v1/agents?x=1", bad).await;
+    assert!(message.contains("\"x\""), "{message}");
+    refused(
+        &cluster,
+        Method::GET,
+        "/api/v1/frameworks?include_completed=maybe",
+        bad,
+    )
+    .await;
+    let drain = format!("/api/v1/agents/{agent}/drain?deadline_seconds=soon");
+    refused(&cluster, Method::POST, &drain, bad).await;
+    let missing = StatusCode::NOT_FOUND;
+    refused(&cluster, Method::GET, "/api/v1/agents/nope", missing).await;
+    refused(&cluster, Method::GET, "/api/v1/tasks/nope", missing).await;
+    refused(&cluster, Method::POST, "/api/v1/agents/nope/drain", missing).await;
+    refused(&cluster, Method::GET, "/api/v1/nothing/here", missing).await;
+    let message = refused(
+        &cluster,
+        Method::DELETE,
+        "/api/v1/agents",
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+    assert!(message.contains("GET"), "{message}");
+    // gRPC still answers on the same port.
+    let out = cluster.corral(&["agents", "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_standby_redirects_api_requests_to_the_leader_and_says_it_does_not_lead() {
+    let Some(etcd) = corral_fixtures::Etcd::start(
+        "a_standby_redirects_api_requests_to_the_leader_and_says_it_does_not_lead",
+    ) else {
+        return;
+    };
+    let cluster = crate::ha::HaCluster::start(vec![etcd], "2s").await;
+    let (leader, _) = cluster.leader_other_than(None).await;
+    let standby = &cluster.addrs[1 - leader];
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = no_follow
+        .get(format!("http://{standby}/api/v1/tasks?state=RUNNING"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        response.headers()["location"],
+        format!(
+            "http://{}/api/v1/tasks?state=RUNNING",
+            cluster.addrs[leader]
+        )
+        .as_str()
+    );
+    // A client that follows redirects gets the leader's answer.
+    let (status, summary) = call(Method::GET, &format!("http://{standby}/api/v1/summary")).await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["agents"]["ADMITTED"], 1, "{summary}");
+    let metrics = reqwest::get(format!("http://{standby}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("corral_master_leading 0"), "{metrics}");
+}

@@ -1,0 +1,657 @@
+//! The HTTP JSON API under `/api/v1/`: what the Operator gRPC service tells, as the JSON
+//! documents `corral ... -o json` prints (`corral_proto::json`). Errors are JSON
+//! (`{"error": {"status": 404, "message": "..."}}`) with the matching status; a standby
+//! answers 307 with the leader's address. [`ROUTES`] makes both the router and the OpenAPI
+//! document (`/api/v1/openapi.json`), so the two cannot disagree.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use corral_proto::{ServiceError, json as forms, v1};
+use corral_types::{AgentId, FrameworkId, TaskId, TaskState};
+use serde_json::{Value, json};
+
+use super::HttpState;
+use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
+use crate::wire;
+
+/// One endpoint of the API.
+pub(crate) struct Route {
+    pub(crate) method: &'static str,
+    /// In axum's and OpenAPI's syntax: `{id}` is a path parameter.
+    pub(crate) path: &'static str,
+    pub(crate) summary: &'static str,
+    /// Query parameters: name and what it does.
+    pub(crate) query: &'static [(&'static str, &'static str)],
+    endpoint: Endpoint,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Endpoint {
+    Summary,
+    Agents,
+    Agent,
+    Drain,
+    Reactivate,
+    Frameworks,
+    Roles,
+    Tasks,
+    Task,
+    OpenApi,
+}
+
+/// Every endpoint.
+pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/api/v1/summary",
+        summary: "The master, and counts of agents, frameworks and tasks by state",
+        query: &[],
+        endpoint: Endpoint::Summary,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/agents",
+        summary: "Every agent: total and used resources, attributes, state",
+        query: &[],
+        endpoint: Endpoint::Agents,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/agents/{id}",
+        summary: "One agent",
+        query: &[],
+        endpoint: Endpoint::Agent,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/agents/{id}/drain",
+        summary: "Drain an agent: no new offers; running tasks are killed at the deadline",
+        query: &[(
+            "deadline_seconds",
+            "How long running tasks may go on before they are killed (default: killed at once)",
+        )],
+        endpoint: Endpoint::Drain,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/agents/{id}/reactivate",
+        summary: "Undo a drain",
+        query: &[],
+        endpoint: Endpoint::Reactivate,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/frameworks",
+        summary: "Frameworks: roles, allocation, tasks",
+        query: &[("include_completed", "true to list removed frameworks too")],
+        endpoint: Endpoint::Frameworks,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/roles",
+        summary: "Roles: weight, quota, allocation, dominant share",
+        query: &[],
+        endpoint: Endpoint::Roles,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks",
+        summary: "Tasks, one page at a time (ordered by framework, then task ID)",
+        query: &[
+            (
+                "state",
+                "Only tasks in these states (RUNNING; repeat or comma-separate)",
+            ),
+            ("framework", "Only this framework's tasks"),
+            ("agent", "Only tasks on this agent"),
+            (
+                "label",
+                "Only tasks with this label (key=value; repeat for all of several)",
+            ),
+            ("job", "Only the instances of this built-in job"),
+            ("page_size", "Tasks per page, 1 to 10000 (default 1000)"),
+            ("page_token", "The next_page_token of the previous page"),
+        ],
+        endpoint: Endpoint::Tasks,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks/{id}",
+        summary: "One task: state, usage, progress, result, outputs",
+        query: &[(
+            "framework",
+            "Its framework, when several have a task of this ID",
+        )],
+        endpoint: Endpoint::Task,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/openapi.json",
+        summary: "This document",
+        query: &[],
+        endpoint: Endpoint::OpenApi,
+    },
+];
+
+/// Most tasks in one page.
+const MAX_PAGE: usize = 10_000;
+
+/// The API's routes, behind the leader check.
+pub(super) fn router(state: HttpState) -> Router {
+    let mut router = Router::new();
+    for route in ROUTES {
+        router = router.route(route.path, handler(route));
+    }
+    // Not a fallback: tonic's routes have theirs (UNIMPLEMENTED for unknown gRPC methods).
+    router
+        .route("/api/v1/{*rest}", axum::routing::any(not_found))
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            leader_only,
+        ))
+        .with_state(state)
+}
+
+fn handler(route: &Route) -> MethodRouter<HttpState> {
+    match route.endpoint {
+        Endpoint::Summary => get(summary),
+        Endpoint::Agents => get(agents),
+        Endpoint::Agent => get(agent),
+        Endpoint::Drain => post(drain),
+        Endpoint::Reactivate => post(reactivate),
+        Endpoint::Frameworks => get(frameworks),
+        Endpoint::Roles => get(roles),
+        Endpoint::Tasks => get(tasks),
+        Endpoint::Task => get(task),
+        Endpoint::OpenApi => get(openapi),
+    }
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use tonic::Code;
+        let status = match e.code() {
+            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+            Code::PermissionDenied => StatusCode::FORBIDDEN,
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "status": self.status.as_u16(), "message": self.message } });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<axum::Json<Value>, ApiError>;
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "no {} {} in the API (see /api/v1/openapi.json)",
+            request.method(),
+            request.uri().path()
+        ),
+    }
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    let path = request.uri().path();
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|r| matches_path(r.path, path))
+        .map(|r| r.method.to_ascii_uppercase())
+        .collect();
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!(
+            "{} is not allowed on {path} (allowed: {})",
+            request.method(),
+            allowed.join(", ")
+        ),
+    }
+}
+
+/// Whether `path` is an instance of the route pattern `pattern` (`{id}` matches a segment).
+fn matches_path(pattern: &str, path: &str) -> bool {
+    let (pattern, path): (Vec<&str>, Vec<&str>) =
+        (pattern.split('/').collect(), path.split('/').collect());
+    pattern.len() == path.len()
+        && pattern
+            .iter()
+            .zip(&path)
+            .all(|(p, s)| p.starts_with('{') || p == s)
+}
+
+/// A standby sends the request to the leader (307 keeps the method and body), or answers
+/// 503 while no leader is known.
+async fn leader_only(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+    match state.gate.core() {
+        Ok(_) => next.run(request).await,
+        Err(ServiceError::NotLeader {
+            leader: Some(leader),
+        }) => {
+            let target = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, format!("http://{leader}{target}"))],
+                axum::Json(json!({ "error": {
+                    "status": 307,
+                    "message": format!("not the leader; the leader is {leader}"),
+                }})),
+            )
+                .into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn ask(state: &HttpState, request: OperatorRequest) -> Result<OperatorResponse, ApiError> {
+    match state
+        .gate
+        .core()?
+        .ask(Event::Operator(request), None)
+        .await?
+    {
+        Reply::Operator(r) => Ok(r?),
+        _ => Err(unexpected()),
+    }
+}
+
+fn unexpected() -> ApiError {
+    ApiError::from(ServiceError::Internal(
+        "unexpected reply from the core".into(),
+    ))
+}
+
+/// The query's parameters, refusing any not in `known`.
+fn params(
+    query: Vec<(String, String)>,
+    known: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, ApiError> {
+    if let Some((name, _)) = query
+        .iter()
+        .find(|(k, _)| !known.iter().any(|(n, _)| n == k))
+    {
+        let names: Vec<&str> = known.iter().map(|(n, _)| *n).collect();
+        return Err(ApiError::bad_request(if names.is_empty() {
+            format!("unknown query parameter {name:?}: this endpoint takes none")
+        } else {
+            format!(
+                "unknown query parameter {name:?} (known: {})",
+                names.join(", ")
+            )
+        }));
+    }
+    Ok(query)
+}
+
+fn query_of(endpoint: &str) -> &'static [(&'static str, &'static str)] {
+    ROUTES
+        .iter()
+        .find(|r| r.path == endpoint)
+        .map_or(&[], |r| r.query)
+}
+
+fn id<T: std::str::FromStr>(kind: &str, raw: &str) -> Result<T, ApiError>
+where
+    T::Err: std::fmt::Display,
+{
+    raw.parse()
+        .map_err(|e| ApiError::bad_request(format!("{kind} {raw:?}: {e}")))
+}
+
+async fn summary(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    params(q, query_of("/api/v1/summary"))?;
+    let OperatorResponse::State(snapshot) =
+        ask(&state, OperatorRequest::GetState { max_tasks: 1 }).await?
+    else {
+        return Err(unexpected());
+    };
+    let OperatorResponse::Gauges(gauges) = ask(&state, OperatorRequest::Gauges).await? else {
+        return Err(unexpected());
+    };
+    let counts = |pairs: &[(&'static str, i64)]| {
+        pairs
+            .iter()
+            .map(|(state, n)| ((*state).to_owned(), json!(n)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let m = &snapshot.master;
+    Ok(axum::Json(json!({
+        "master": {
+            "id": m.id,
+            "address": m.address,
+            "epoch": m.epoch,
+            "started_at_millis": m.started_unix_millis,
+        },
+        "agents": counts(&gauges.agents_by_state),
+        "frameworks": counts(&gauges.frameworks_by_state),
+        "tasks": counts(&gauges.tasks_by_state),
+        "offers_outstanding": gauges.offers_outstanding,
+    })))
+}
+
+async fn agents(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    params(q, query_of("/api/v1/agents"))?;
+    let OperatorResponse::Agents(agents) = ask(&state, OperatorRequest::ListAgents).await? else {
+        return Err(unexpected());
+    };
+    let agents: Vec<v1::AgentSummary> = wire::each_into(&agents);
+    Ok(axum::Json(
+        json!({ "agents": agents.iter().map(forms::agent).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn agent(
+    State(state): State<HttpState>,
+    Path(raw): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    params(q, query_of("/api/v1/agents/{id}"))?;
+    let id: AgentId = id("agent", &raw)?;
+    let OperatorResponse::Agents(agents) = ask(&state, OperatorRequest::ListAgents).await? else {
+        return Err(unexpected());
+    };
+    let found = agents
+        .iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| ServiceError::NotFound {
+            kind: "agent",
+            id: raw.clone(),
+        })?;
+    Ok(axum::Json(forms::agent(&v1::AgentSummary::from(found))))
+}
+
+async fn drain(
+    State(state): State<HttpState>,
+    Path(raw): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let q = params(q, query_of("/api/v1/agents/{id}/drain"))?;
+    let agent: AgentId = id("agent", &raw)?;
+    let grace = match q.iter().find(|(k, _)| k == "deadline_seconds") {
+        Some((_, v)) => Some(Duration::from_secs(v.parse().map_err(|_| {
+            ApiError::bad_request(format!("deadline_seconds {v:?}: not a whole number"))
+        })?)),
+        None => None,
+    };
+    ask(
+        &state,
+        OperatorRequest::DrainAgent {
+            agent,
+            grace,
+            mark_gone: false,
+        },
+    )
+    .await?;
+    Ok(axum::Json(json!({ "agent_id": raw, "draining": true })))
+}
+
+async fn reactivate(
+    State(state): State<HttpState>,
+    Path(raw): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    params(q, query_of("/api/v1/agents/{id}/reactivate"))?;
+    let agent: AgentId = id("agent", &raw)?;
+    ask(&state, OperatorRequest::ReactivateAgent { agent }).await?;
+    Ok(axum::Json(json!({ "agent_id": raw, "draining": false })))
+}
+
+async fn frameworks(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let q = params(q, query_of("/api/v1/frameworks"))?;
+    let include_completed = match q.iter().find(|(k, _)| k == "include_completed") {
+        None => false,
+        Some((_, v)) => v.parse().map_err(|_| {
+            ApiError::bad_request(format!("include_completed {v:?}: true or false"))
+        })?,
+    };
+    let OperatorResponse::Frameworks(frameworks) = ask(
+        &state,
+        OperatorRequest::ListFrameworks { include_completed },
+    )
+    .await?
+    else {
+        return Err(unexpected());
+    };
+    let frameworks: Vec<v1::FrameworkSummary> = wire::each_into(&frameworks);
+    Ok(axum::Json(json!({
+        "frameworks": frameworks.iter().map(forms::framework).collect::<Vec<_>>(),
+    })))
+}
+
+async fn roles(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    params(q, query_of("/api/v1/roles"))?;
+    let OperatorResponse::Roles(roles) = ask(&state, OperatorRequest::GetRoles).await? else {
+        return Err(unexpected());
+    };
+    let roles: Vec<v1::RoleSummary> = wire::each_into(&roles);
+    Ok(axum::Json(
+        json!({ "roles": roles.iter().map(forms::role).collect::<Vec<_>>() }),
+    ))
+}
+
+async fn tasks(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let q = params(q, query_of("/api/v1/tasks"))?;
+    let mut request = TaskQuery::default();
+    for (name, value) in q {
+        match name.as_str() {
+            "state" => {
+                for s in value.split(',').filter(|s| !s.is_empty()) {
+                    let state = TaskState::from_name(&s.to_ascii_uppercase()).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "state {s:?}: not a task state (RUNNING, FINISHED, FAILED, ...)"
+                        ))
+                    })?;
+                    request.states.push(state);
+                }
+            }
+            "framework" => request.framework = Some(id("framework", &value)?),
+            "agent" => request.agent = Some(id("agent", &value)?),
+            "label" => {
+                let (k, v) = value
+                    .split_once('=')
+                    .ok_or_else(|| ApiError::bad_request(format!("label {value:?}: key=value")))?;
+                request.labels.push((k.to_owned(), v.to_owned()));
+            }
+            "job" => request.labels.push(("corral.job".to_owned(), value)),
+            "page_size" => {
+                request.page_size = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "page_size {value:?}: a number from 1 to {MAX_PAGE}"
+                        ))
+                    })?;
+            }
+            "page_token" => request.page_token = value,
+            _ => {}
+        }
+    }
+    let OperatorResponse::Tasks(page) = ask(
+        &state,
+        OperatorRequest::ListTasks {
+            task: None,
+            framework: request.framework,
+            agent: request.agent,
+            states: request.states,
+            labels: request.labels,
+            page_size: request.page_size,
+            page_token: request.page_token,
+        },
+    )
+    .await?
+    else {
+        return Err(unexpected());
+    };
+    let page = v1::ListTasksResponse::from(&page);
+    Ok(axum::Json(json!({
+        "tasks": page.tasks.iter().map(forms::task).collect::<Vec<_>>(),
+        "next_page_token": page.next_page_token,
+    })))
+}
+
+#[derive(Default)]
+struct TaskQuery {
+    framework: Option<FrameworkId>,
+    agent: Option<AgentId>,
+    states: Vec<TaskState>,
+    labels: Vec<(String, String)>,
+    page_size: usize,
+    page_token: String,
+}
+
+async fn task(
+    State(state): State<HttpState>,
+    Path(raw): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    let q = params(q, query_of("/api/v1/tasks/{id}"))?;
+    let task: TaskId = id("task", &raw)?;
+    let framework = match q.iter().find(|(k, _)| k == "framework") {
+        Some((_, v)) => Some(id::<FrameworkId>("framework", v)?),
+        None => None,
+    };
+    let OperatorResponse::Tasks(page) = ask(
+        &state,
+        OperatorRequest::ListTasks {
+            task: Some(task),
+            framework,
+            agent: None,
+            states: Vec::new(),
+            labels: Vec::new(),
+            page_size: 2,
+            page_token: String::new(),
+        },
+    )
+    .await?
+    else {
+        return Err(unexpected());
+    };
+    match page.tasks.as_slice() {
+        [] => Err(ServiceError::NotFound {
+            kind: "task",
+            id: raw,
+        }
+        .into()),
+        [one] => Ok(axum::Json(forms::task(&v1::TaskSummary::from(one)))),
+        _ => Err(ApiError {
+            status: StatusCode::CONFLICT,
+            message: format!("several frameworks have a task {raw}: name one with ?framework="),
+        }),
+    }
+}
+
+async fn openapi() -> ApiResult {
+    Ok(axum::Json(openapi_document()))
+}
+
+/// The OpenAPI 3 document of [`ROUTES`].
+pub(crate) fn openapi_document() -> Value {
+    let error = json!({ "$ref": "#/components/responses/Error" });
+    let mut paths = serde_json::Map::new();
+    for route in ROUTES {
+        let mut parameters: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|part| part.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        parameters.extend(route.query.iter().map(|(name, what)| {
+            json!({ "name": name, "in": "query", "required": false, "description": what, "schema": { "type": "string" } })
+        }));
+        let operation = json!({
+            "summary": route.summary,
+            "parameters": parameters,
+            "responses": {
+                "200": { "description": "The JSON document", "content": { "application/json": {} } },
+                "307": { "description": "Not the leader: the same request at the leader (Location)" },
+                "4XX": error,
+                "5XX": error,
+            },
+        });
+        let item = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        item[route.method] = operation;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": { "title": "Corral master", "version": "v1" },
+        "paths": paths,
+        "components": {
+            "responses": {
+                "Error": {
+                    "description": "What went wrong",
+                    "content": { "application/json": { "schema": {
+                        "type": "object",
+                        "properties": { "error": {
+                            "type": "object",
+                            "properties": {
+                                "status": { "type": "integer" },
+                                "message": { "type": "string" },
+                            },
+                        }},
+                    }}},
+                },
+            },
+        },
+    })
+}
