@@ -160,11 +160,9 @@ impl Job {
             });
             self.counts.attempts += u64::from(instance.attempts);
             match phase {
-                // A slot whose old task is still launched waits for room.
-                Phase::Waiting if instance.outgoing.is_some() => {
-                    self.counts.waiting += 1;
-                    self.held.insert(index as u32);
-                }
+                // A slot whose old task is still launched (beside it, or stopping) launches
+                // its new one at once: whether it was waiting for room is not stored, and one
+                // task too many for a while is better than one too few.
                 Phase::Waiting => {
                     self.counts.waiting += 1;
                     self.ready.push_back(index as u32);

@@ -223,3 +223,33 @@ fn an_update_that_changes_only_the_count_or_bounds_replaces_nothing() {
     assert!(j.rollout.is_empty());
     assert_eq!(launch_all(&mut book, 20), ["web.2"], "one more, as it was");
 }
+
+#[test]
+fn a_slot_restored_beside_its_old_task_starts_its_new_one_and_stops_nothing_yet() {
+    let mut book = Book::default();
+    let mut store = BTreeMap::new();
+    let mut live = BTreeSet::new();
+    let policy = "max_unavailable = 0\nmax_surge = 1\nmin_running = \"1s\"";
+    start(&mut book, &service("web", 2, "v1", policy), &mut live);
+    assert!(
+        update(&mut book, &service("web", 2, "v2", policy), 10)
+            .unwrap()
+            .is_empty()
+    );
+    // Slot 0 waits to launch version 2 beside its old task when the framework restarts.
+    apply(&mut store, book.take_writes());
+    let mut book = restore(&store, 20);
+    let mut kills = Vec::new();
+    for id in ["web.0", "web.1"] {
+        kills.extend(report(&mut book, id, TaskState::Running, 30));
+    }
+    assert!(kills.is_empty(), "no instance may go down: {kills:?}");
+    assert_eq!(launch_all(&mut book, 40), ["web.0.v2"]);
+    let kills = report(&mut book, "web.0.v2", TaskState::Running, 40);
+    live.insert("web.0.v2".to_owned());
+    drive(&mut book, &mut live, kills, 40, (2, 3), |_| false);
+    assert_eq!(
+        live.into_iter().collect::<Vec<_>>(),
+        ["web.0.v2", "web.1.v2"]
+    );
+}
