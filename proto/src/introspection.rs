@@ -5,6 +5,11 @@
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+/// The content type of `/metrics` on masters and agents: the OpenMetrics text that
+/// `prometheus-client` writes.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// The encoded `FileDescriptorSet` of every `corral.v1` proto.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/corral_v1_descriptor_set.bin"));

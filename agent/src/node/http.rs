@@ -8,11 +8,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use corral_proto::introspection::OPENMETRICS_CONTENT_TYPE;
 
 use super::tasks::Node;
-
-/// The OpenMetrics text format `prometheus-client` writes.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The agent's HTTP routes.
 pub(super) fn router(node: Arc<Node>) -> Router {
@@ -24,7 +22,7 @@ pub(super) fn router(node: Arc<Node>) -> Router {
 async fn metrics_text(State(node): State<Arc<Node>>) -> impl IntoResponse {
     let running = node.state().table.running().count();
     (
-        [(header::CONTENT_TYPE, OPENMETRICS)],
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
         node.executor.metrics().render(running),
     )
 }

@@ -40,20 +40,8 @@ async fn refused(cluster: &Cluster, method: Method, path: &str, status: StatusCo
 #[tokio::test]
 async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
     let cluster = Cluster::start(&[]).await;
-    let out = cluster
-        .corral(&["run", corral_wasm_tasks::HELLO, "--", "api"])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let _sleeping = cluster.spawn_corral(&[
-        "run",
-        corral_wasm_tasks::LIMITS,
-        "--timeout",
-        "60s",
-        "--",
-        "sleep",
-        "60000",
-    ]);
-    let running = cluster.wait_for_running_task().await;
+    cluster.run_hello().await;
+    let (_sleeping, running) = cluster.start_sleeping_task().await;
     let agent = get(&cluster, "/api/v1/agents").await["agents"][0]["id"]
         .as_str()
         .unwrap()

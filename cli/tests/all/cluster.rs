@@ -166,6 +166,30 @@ impl Cluster {
         command
     }
 
+    /// Runs `hello` to completion with `corral run` (asserts exit 0).
+    pub(crate) async fn run_hello(&self) {
+        let out = self
+            .corral(&["run", corral_wasm_tasks::HELLO, "--", "cluster"])
+            .await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+
+    /// Starts a task that sleeps a minute (holding its memory) and waits until it is
+    /// RUNNING; returns the `corral run` child (killed on drop) and the task's ID.
+    pub(crate) async fn start_sleeping_task(&self) -> (tokio::process::Child, String) {
+        let run = self.spawn_corral(&[
+            "run",
+            corral_wasm_tasks::LIMITS,
+            "--timeout",
+            "60s",
+            "--",
+            "sleep",
+            "60000",
+        ]);
+        let id = self.wait_for_running_task().await;
+        (run, id)
+    }
+
     /// Polls `corral ps` until a task is RUNNING (bounded: 30 s); returns its ID.
     pub(crate) async fn wait_for_running_task(&self) -> String {
         for _ in 0..300 {

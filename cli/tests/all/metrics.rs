@@ -7,7 +7,7 @@ use std::time::Duration;
 use corral_fixtures::free_port;
 use serde_json::Value;
 
-use crate::cluster::{Cluster, Proc, text};
+use crate::cluster::{Cluster, Proc};
 
 /// The agent's `host:port` (its `--listen`).
 fn agent_addr(cluster: &Cluster) -> String {
@@ -40,30 +40,14 @@ fn sample(text: &str, series: &str) -> Option<f64> {
     })
 }
 
-async fn run_hello(cluster: &Cluster) {
-    let out = cluster
-        .corral(&["run", corral_wasm_tasks::HELLO, "--", "metrics"])
-        .await;
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-}
-
 #[tokio::test]
 async fn the_master_and_the_agent_expose_what_a_workload_did() {
     let cluster = Cluster::start(&[]).await;
     for _ in 0..3 {
-        run_hello(&cluster).await;
+        cluster.run_hello().await;
     }
     // A task that holds its memory while it sleeps.
-    let _sleeping = cluster.spawn_corral(&[
-        "run",
-        corral_wasm_tasks::LIMITS,
-        "--timeout",
-        "60s",
-        "--",
-        "sleep",
-        "60000",
-    ]);
-    cluster.wait_for_running_task().await;
+    let _sleeping = cluster.start_sleeping_task().await;
 
     let (content_type, master) = scrape(&cluster.master_addr).await;
     assert!(
@@ -198,7 +182,7 @@ async fn a_real_prometheus_scrapes_the_master_and_the_agent() {
         return;
     };
     for _ in 0..2 {
-        run_hello(&cluster).await;
+        cluster.run_hello().await;
     }
     query_until(&address, "corral_task_launches_total", 2.0).await;
     query_until(&address, "corral_allocation_cycle_seconds_count", 1.0).await;

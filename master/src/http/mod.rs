@@ -11,13 +11,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use corral_proto::introspection::OPENMETRICS_CONTENT_TYPE;
 
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::metrics::MasterMetrics;
-
-/// The OpenMetrics text format `prometheus-client` writes.
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
@@ -46,7 +44,7 @@ async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
         Err(_) => None,
     };
     (
-        [(header::CONTENT_TYPE, OPENMETRICS)],
+        [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
         state.metrics.render(gauges.as_ref()),
     )
 }
