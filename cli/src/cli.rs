@@ -394,6 +394,10 @@ pub(crate) struct PsArgs {
     /// Include terminal tasks.
     #[arg(long, short)]
     pub(crate) all: bool,
+    /// After the listing, print each task as it changes (one line, or one JSON document, per
+    /// change) until interrupted, from the master's event stream.
+    #[arg(long, short)]
+    pub(crate) watch: bool,
     #[arg(long, short, value_enum, default_value = "table")]
     pub(crate) output: OutputFormat,
 }

@@ -344,7 +344,7 @@ impl Master {
                 redirect.clone(),
             ))
             .add_service(InterceptedService::new(
-                limits::operator_server(operator),
+                limits::operator_server(operator.clone()),
                 redirect.clone(),
             ))
             .add_service(limits::master_peer_server(master_peer));
@@ -352,7 +352,7 @@ impl Master {
         let routes = Routes::from(
             mount(routes, redirect)
                 .into_axum_router()
-                .merge(http::router(gate.clone(), metrics)),
+                .merge(http::router(gate.clone(), operator, metrics)),
         );
         let server = limits::server_builder()
             .accept_http1(true)

@@ -46,12 +46,16 @@ const REQUEST_QUEUE: usize = 16_384;
 pub(crate) type AgentSender = QueueSender<v1::MasterMessage>;
 /// What a framework stream receives.
 pub(crate) type FrameworkSender = QueueSender<v1::Event>;
+/// What an operator event stream receives (one encoding shared by every subscriber).
+pub(crate) type ObserverSender = QueueSender<Arc<v1::OperatorEvent>>;
 
 /// A new stream for the runtime to deliver to.
 #[derive(Debug)]
 pub(crate) enum Sink {
     Agent(ConnId, AgentSender),
     Framework(ConnId, FrameworkSender),
+    /// An operator event stream, opened with a `Subscribe` request.
+    Observer(ConnId, ObserverSender),
 }
 
 #[derive(Debug)]
@@ -74,6 +78,13 @@ impl CoreHandle {
     /// number of messages: a peer that stops reading is cut off when its queue is full.
     pub(crate) fn stream<T>(&self) -> (QueueSender<T>, QueueReceiver<T>) {
         queue(self.stream_queue)
+    }
+
+    /// A queue for a new operator event stream, of `limits::OPERATOR_EVENT_QUEUE` events.
+    pub(crate) fn observer_stream(
+        &self,
+    ) -> (ObserverSender, QueueReceiver<Arc<v1::OperatorEvent>>) {
+        queue(corral_proto::limits::OPERATOR_EVENT_QUEUE)
     }
 
     /// A fresh stream ID.
@@ -247,6 +258,8 @@ struct Runtime {
     start: Instant,
     agents: HashMap<ConnId, AgentSender>,
     frameworks: HashMap<ConnId, FrameworkSender>,
+    /// Operator event streams, and the last changes each started after.
+    observers: HashMap<ConnId, (ObserverSender, u64)>,
     /// Streams cut off because their peer stopped reading, for the core to hear of.
     cut_off: Vec<Event>,
     /// When the pending change-triggered allocation may run, if one is pending.
@@ -273,6 +286,7 @@ async fn run(
         start: Instant::now(),
         agents: HashMap::new(),
         frameworks: HashMap::new(),
+        observers: HashMap::new(),
         cut_off: Vec::new(),
         allocation: None,
         last_allocation: None,
@@ -350,6 +364,11 @@ impl Runtime {
             }
             Some(Sink::Framework(conn, tx)) => {
                 self.frameworks.insert(conn, tx);
+            }
+            Some(Sink::Observer(conn, tx)) => {
+                // It gets the changes the core emits from now on, held or not.
+                let after = self.core.changes_emitted();
+                self.observers.insert(conn, (tx, after));
             }
             None => {}
         }
@@ -460,6 +479,36 @@ impl Runtime {
             }
             // Not held: `event` takes writes before anything waits.
             Effect::Persist(w) => self.durability.write(w),
+            Effect::Changes { seq, changes } => self.observed(seq, &changes),
+        }
+    }
+
+    /// Sends changes to the event streams that started before them; a stream whose client is
+    /// gone or fell behind is dropped, and the core stops noting changes when none is left.
+    fn observed(&mut self, seq: u64, changes: &[crate::core::Change]) {
+        let events: Vec<Arc<v1::OperatorEvent>> = changes
+            .iter()
+            .map(|c| Arc::new(v1::OperatorEvent::from(c)))
+            .collect();
+        self.observers.retain(|conn, (tx, after)| {
+            if seq <= *after {
+                return true;
+            }
+            events.iter().all(|e| match tx.send(e.clone()) {
+                Sent::Queued => true,
+                Sent::Closed => false,
+                Sent::CutOff { unread } => {
+                    tracing::warn!(
+                        conn,
+                        unread,
+                        "operator event stream cut off: it fell behind"
+                    );
+                    false
+                }
+            })
+        });
+        if self.observers.is_empty() {
+            self.core.unwatch();
         }
     }
 }

@@ -14,7 +14,7 @@ use corral_proto::convert::{each, parse_optional_id, parse_role, parse_roles, re
 use corral_proto::{ProtoEnum, ProtoError, v1};
 
 use crate::core::{
-    AgentCommand, AgentInfo, AgentSummary, CoreConfig, FrameworkEvent, FrameworkInfo,
+    AgentCommand, AgentInfo, AgentSummary, Change, CoreConfig, FrameworkEvent, FrameworkInfo,
     FrameworkSummary, Offer, RoleSummary, StateSnapshot, TaskPage, TaskSummary,
 };
 
@@ -305,6 +305,23 @@ impl From<&RoleSummary> for v1::RoleSummary {
 }
 
 /// Summaries as their messages.
+impl From<&Change> for v1::OperatorEvent {
+    fn from(c: &Change) -> Self {
+        use v1::operator_event::Event as E;
+        let event = match c {
+            Change::TaskAdded(t) => E::TaskAdded(t.into()),
+            Change::TaskUpdated(t) => E::TaskUpdated(t.into()),
+            Change::AgentAdded(a) => E::AgentAdded(a.into()),
+            Change::AgentUpdated(a) => E::AgentUpdated(a.into()),
+            Change::AgentRemoved(id) => E::AgentRemoved(id.to_string()),
+            Change::FrameworkAdded(f) => E::FrameworkAdded(f.into()),
+            Change::FrameworkUpdated(f) => E::FrameworkUpdated(f.into()),
+            Change::FrameworkRemoved(id) => E::FrameworkRemoved(id.to_string()),
+        };
+        v1::OperatorEvent { event: Some(event) }
+    }
+}
+
 pub(crate) fn each_into<'a, D: 'a, P: From<&'a D>>(items: &'a [D]) -> Vec<P> {
     items.iter().map(P::from).collect()
 }

@@ -159,3 +159,46 @@ pub fn role(r: &v1::RoleSummary) -> Value {
         "frameworks": r.frameworks,
     })
 }
+
+/// The whole state, as `GetState` answers it.
+pub fn state(s: &v1::GetStateResponse) -> Value {
+    json!({
+        "master": s.master.as_ref().map(|m| json!({
+            "id": m.id,
+            "address": m.address,
+            "epoch": m.epoch,
+            "started_at_millis": m.started_at_millis,
+        })),
+        "agents": s.agents.iter().map(agent).collect::<Vec<_>>(),
+        "frameworks": s.frameworks.iter().map(framework).collect::<Vec<_>>(),
+        "tasks": s.tasks.iter().map(task).collect::<Vec<_>>(),
+        "tasks_truncated": s.tasks_truncated,
+        "roles": s.roles.iter().map(role).collect::<Vec<_>>(),
+    })
+}
+
+/// An operator event: its type (`TASK_UPDATED`, as Mesos names them) and its document,
+/// `{"type": ..., <what it carries>}`. `None` for an event this build does not know.
+pub fn operator_event(e: &v1::OperatorEvent) -> Option<(&'static str, Value)> {
+    use v1::operator_event::Event as E;
+    let (kind, field, value) = match e.event.as_ref()? {
+        E::Subscribed(s) => {
+            let doc = json!({
+                "type": "SUBSCRIBED",
+                "state": s.state.as_ref().map(state),
+                "heartbeat_interval_seconds": s.heartbeat_interval_seconds,
+            });
+            return Some(("SUBSCRIBED", doc));
+        }
+        E::Heartbeat(_) => return Some(("HEARTBEAT", json!({ "type": "HEARTBEAT" }))),
+        E::TaskAdded(t) => ("TASK_ADDED", "task", task(t)),
+        E::TaskUpdated(t) => ("TASK_UPDATED", "task", task(t)),
+        E::AgentAdded(a) => ("AGENT_ADDED", "agent", agent(a)),
+        E::AgentUpdated(a) => ("AGENT_UPDATED", "agent", agent(a)),
+        E::AgentRemoved(id) => ("AGENT_REMOVED", "agent_id", json!(id)),
+        E::FrameworkAdded(f) => ("FRAMEWORK_ADDED", "framework", framework(f)),
+        E::FrameworkUpdated(f) => ("FRAMEWORK_UPDATED", "framework", framework(f)),
+        E::FrameworkRemoved(id) => ("FRAMEWORK_REMOVED", "framework_id", json!(id)),
+    };
+    Some((kind, json!({ "type": kind, field: value })))
+}

@@ -91,6 +91,13 @@ pub const MAX_STDIN_BYTES: usize = 4 << 20;
 /// Largest `ReadFileRequest.length` honoured; longer reads return this much.
 pub const MAX_READ_FILE_BYTES: u64 = 1 << 20;
 
+/// Operator events that may wait for one subscriber of `Operator.Subscribe` (or of
+/// `/api/v1/events`); one that falls this far behind is cut off.
+pub const OPERATOR_EVENT_QUEUE: usize = 65_536;
+
+/// How often a quiet operator event stream sends HEARTBEAT.
+pub const OPERATOR_HEARTBEAT: Duration = Duration::from_secs(15);
+
 /// Concurrent HTTP/2 streams per connection. A framework's subscription plus its calls, or an
 /// agent's link plus module fetches, stay far below it; it bounds what one peer can open.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;

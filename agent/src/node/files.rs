@@ -400,6 +400,15 @@ impl v1::operator_server::Operator for Files {
     ) -> Result<Response<Self::FetchArtifactStream>, Status> {
         unimplemented()
     }
+
+    type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
+
+    async fn subscribe(
+        &self,
+        _: Request<v1::SubscribeEventsRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        unimplemented()
+    }
 }
 
 #[cfg(test)]

@@ -1,38 +1,19 @@
 //! `corral logs`: a task's stdout or stderr, read through the master (which proxies
 //! Operator.ReadFile to the task's agent); `--tail N` starts at its last N lines; `-f`
 //! follows until the task is terminal, and prints each new progress the task reports (task
-//! SDK) on stderr.
+//! SDK) on stderr. The task's changes (progress, its end) come from the master's event
+//! stream; only the file's new bytes are read on a timer, as files have no events.
 
 use std::time::Duration;
 
-use corral_proto::v1;
+use corral_proto::{ProtoEnum, v1};
 
 use crate::cli::LogsArgs;
 use crate::client;
 use crate::commands::Exit;
 use crate::commands::follow::FileFollower;
 
-const POLL_INTERVAL: Duration = Duration::from_millis(200);
-/// Progress is asked for every this many polls of the file (once a second).
-const PROGRESS_EVERY: u32 = 5;
-
-/// The task's latest progress as the master knows it; `None` when it reports none (or the
-/// master cannot say right now: the next poll asks again).
-async fn latest_progress(
-    client: &mut client::OperatorClient,
-    args: &LogsArgs,
-) -> Option<v1::Progress> {
-    let page = client
-        .list_tasks(v1::ListTasksRequest {
-            task_id: Some(args.task.clone()),
-            framework_id: args.framework.clone(),
-            ..Default::default()
-        })
-        .await
-        .ok()?
-        .into_inner();
-    page.tasks.into_iter().find_map(|t| t.progress)
-}
+const READ_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(super) async fn run(args: LogsArgs) -> anyhow::Result<u8> {
     let mut client = client::operator(&args.master.master).await?;
@@ -43,28 +24,60 @@ pub(super) async fn run(args: LogsArgs) -> anyhow::Result<u8> {
             .await
             .map_err(|s| read_error(&args, path, &s))?;
     }
+    let mut events = if args.follow {
+        Some(
+            client
+                .subscribe(v1::SubscribeEventsRequest { max_tasks: 1 })
+                .await?
+                .into_inner(),
+        )
+    } else {
+        None
+    };
     let mut out = std::io::stdout();
     let mut progress = None;
-    let mut polls: u32 = 0;
+    let mut reads = tokio::time::interval(READ_INTERVAL);
     loop {
         let read = file
             .read_new(&mut client, &mut out)
             .await
             .map_err(|s| read_error(&args, path, &s))?;
-        if !args.follow || read.complete {
+        let Some(stream) = events.as_mut() else {
+            return Ok(0);
+        };
+        if read.complete {
             return Ok(0);
         }
-        if polls.is_multiple_of(PROGRESS_EVERY) {
-            let now = latest_progress(&mut client, &args).await;
-            if now.is_some() && now != progress {
-                if let Some(p) = &now {
-                    eprintln!("corral: progress {:.0}% {}", p.fraction * 100.0, p.message);
+        // Until the next read: the task's progress as it changes; its end reads at once.
+        loop {
+            tokio::select! {
+                event = stream.message() => {
+                    let Some(event) = event? else {
+                        return Err(Exit::unreachable("the master ended the event stream").into());
+                    };
+                    let Some(v1::operator_event::Event::TaskUpdated(t)) = event.event else {
+                        continue;
+                    };
+                    if t.id != args.task
+                        || args.framework.as_ref().is_some_and(|f| *f != t.framework_id)
+                    {
+                        continue;
+                    }
+                    if t.progress.is_some() && t.progress != progress {
+                        if let Some(p) = &t.progress {
+                            eprintln!("corral: progress {:.0}% {}", p.fraction * 100.0, p.message);
+                        }
+                        progress = t.progress;
+                    }
+                    if corral_types::TaskState::from_proto_opt("state", t.state)
+                        .is_ok_and(|s| s.is_some_and(|s| s.is_terminal()))
+                    {
+                        break;
+                    }
                 }
-                progress = now;
+                _ = reads.tick() => break,
             }
         }
-        polls = polls.wrapping_add(1);
-        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 

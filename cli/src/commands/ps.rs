@@ -1,4 +1,5 @@
-//! `corral ps`: tasks, through Operator.ListTasks (all pages).
+//! `corral ps`: tasks, through Operator.ListTasks (all pages); `--watch` then prints each
+//! change the master's event stream (Operator.Subscribe) reports, as kubectl's `get -w` does.
 
 use corral_proto::v1;
 use serde_json::json;
@@ -8,6 +9,17 @@ use crate::{client, output};
 
 pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
     let mut client = client::operator(&args.master.master).await?;
+    // Subscribed before listing, so no change between the two is missed.
+    let events = if args.watch {
+        Some(
+            client
+                .subscribe(v1::SubscribeEventsRequest { max_tasks: 1 })
+                .await?
+                .into_inner(),
+        )
+    } else {
+        None
+    };
     let states: Vec<i32> = if args.all {
         Vec::new()
     } else {
@@ -85,7 +97,38 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
             println!("{table}");
         }
     }
-    Ok(0)
+    match events {
+        Some(events) => watch(events, args.output).await,
+        None => Ok(0),
+    }
+}
+
+/// Prints every task change until the stream ends (the master went away: exit 69).
+async fn watch(
+    mut events: tonic::Streaming<v1::OperatorEvent>,
+    format: OutputFormat,
+) -> anyhow::Result<u8> {
+    use v1::operator_event::Event;
+    while let Some(event) = events.message().await? {
+        let (Some(Event::TaskAdded(t)) | Some(Event::TaskUpdated(t))) = event.event else {
+            continue;
+        };
+        match format {
+            // One document per line, as `kubectl get -w -o json` streams them.
+            OutputFormat::Json => println!("{}", corral_proto::json::task(&t)),
+            OutputFormat::Yaml => output::print_doc(format, &corral_proto::json::task(&t))?,
+            OutputFormat::Table | OutputFormat::Wide => println!(
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                t.id,
+                output::task_state(t.state),
+                output::reason(t.reason),
+                progress(t.progress.as_ref()),
+                t.agent_id,
+                t.framework_id
+            ),
+        }
+    }
+    Err(crate::commands::Exit::unreachable("the master ended the event stream").into())
 }
 
 /// `42% reading input`, or nothing for a task that reports no progress.

@@ -60,11 +60,29 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
             // The running task may go on.
             concrete.push_str("?deadline_seconds=600");
         }
-        for method in item.as_object().unwrap().keys() {
+        if concrete.contains("/files/") {
+            concrete.push_str("?path=stdout");
+        }
+        for (method, operation) in item.as_object().unwrap() {
             let method: Method = method.to_ascii_uppercase().parse().unwrap();
             let url = format!("http://{}{concrete}", cluster.master_addr);
-            let (status, doc) = call(method.clone(), &url).await;
-            assert_eq!(status, StatusCode::OK, "{method} {concrete}: {doc}");
+            let produces = operation["responses"]["200"]["content"]
+                .as_object()
+                .and_then(|c| c.keys().next())
+                .unwrap();
+            if produces == "application/json" {
+                let (status, doc) = call(method.clone(), &url).await;
+                assert_eq!(status, StatusCode::OK, "{method} {concrete}: {doc}");
+            } else {
+                // Bytes or an endless event stream: the status and type only.
+                let response = reqwest::Client::new()
+                    .request(method.clone(), &url)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{method} {concrete}");
+                assert_eq!(response.headers()["content-type"], produces.as_str());
+            }
         }
     }
     // The drain above was undone by the reactivate after it (paths are in order).
@@ -106,6 +124,55 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
         get(&cluster, "/api/v1/tasks?job=none-such").await["tasks"],
         Value::Array(Vec::new())
     );
+
+    // Sandbox files: a listing, a read that says where to go on from, a download.
+    let files = get(&cluster, &format!("/api/v1/tasks/{running}/files")).await;
+    let paths: Vec<&str> = files["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    // The task's file-system root; stdout and stderr are listed once written.
+    assert!(paths.contains(&"root"), "{files}");
+    let read = get(
+        &cluster,
+        &format!("/api/v1/tasks/{running}/files/read?path=stdout&offset=0&length=10"),
+    )
+    .await;
+    assert_eq!(read["complete"], false, "{read}");
+    let read_len = read["data"].as_str().unwrap().len() as u64;
+    assert_eq!(read["next_offset"].as_u64(), Some(read_len), "{read}");
+    let files_of = |query: &str| format!("/api/v1/tasks/{running}/files/{query}");
+    let not_found = StatusCode::NOT_FOUND;
+    refused(
+        &cluster,
+        Method::GET,
+        &files_of("read"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    refused(
+        &cluster,
+        Method::GET,
+        &files_of("read?path=stdout&offset=x"),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    refused(
+        &cluster,
+        Method::GET,
+        &files_of("download?path=no/such/file"),
+        not_found,
+    )
+    .await;
+    refused(
+        &cluster,
+        Method::GET,
+        "/api/v1/tasks/no-such-task/files",
+        not_found,
+    )
+    .await;
 
     let bad = StatusCode::BAD_REQUEST;
     let message = refused(&cluster, Method::GET, "/api/v1/tasks?state=bogus", bad).await;

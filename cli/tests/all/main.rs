@@ -7,6 +7,7 @@ mod bench;
 mod cluster;
 mod dev;
 mod drain;
+mod events;
 mod failures;
 mod framework;
 mod ha;

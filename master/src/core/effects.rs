@@ -40,6 +40,12 @@ pub(crate) enum Effect {
     /// Make this registry write durable; every later effect waits until it is.
     Persist(RegistryWrite),
     Reply(Reply),
+    /// What changed, for the operators' event stream; numbered from 1 in emission order (a
+    /// subscriber gets the ones numbered after the state it started from).
+    Changes {
+        seq: u64,
+        changes: Vec<super::Change>,
+    },
 }
 
 /// The answer to the event that caused it (subscribe, call, operator request).

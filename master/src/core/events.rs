@@ -199,6 +199,10 @@ pub(crate) enum OperatorRequest {
     GetState {
         max_tasks: usize,
     },
+    /// The state as `GetState` gives it, from which the event stream's changes start.
+    Subscribe {
+        max_tasks: usize,
+    },
     ListAgents,
     ListFrameworks {
         include_completed: bool,

@@ -20,6 +20,7 @@
 
 mod agents;
 mod calls;
+mod changes;
 mod checkpoints;
 mod effects;
 mod events;
@@ -45,6 +46,7 @@ use corral_types::{
     Reason, Resources, Role, StatusSource, TaskId, TaskState, Timestamp, Weight,
 };
 
+pub(crate) use changes::Change;
 pub(crate) use effects::{AgentCommand, Effect, FrameworkEvent, Offer, OperatorResponse, Reply};
 pub(crate) use events::{
     Ack, AgentInfo, Call, ConnId, Event, FrameworkInfo, LaunchTask, Operation, OperatorRequest,
@@ -157,6 +159,9 @@ pub(crate) struct MasterCore {
     allocation_pending: bool,
     next_periodic_allocation: Timestamp,
     effects: Vec<Effect>,
+    /// Set while the operators' event stream is watched.
+    watch: Option<changes::Watch>,
+    changes_emitted: u64,
 }
 
 impl MasterCore {
@@ -169,6 +174,8 @@ impl MasterCore {
             frameworks: HashMap::new(),
             offers: HashMap::new(),
             tasks: TaskTable::default(),
+            watch: None,
+            changes_emitted: 0,
             checkpoints: checkpoints::Checkpoints::default(),
             artifacts: BTreeMap::new(),
             output_bytes: 0,
@@ -258,6 +265,16 @@ impl MasterCore {
             Event::Allocate => {
                 self.allocation_pending = false;
                 self.allocate(now);
+            }
+        }
+        if self.watch.is_some() {
+            let changes = self.take_changes();
+            if !changes.is_empty() {
+                self.changes_emitted += 1;
+                self.effects.push(Effect::Changes {
+                    seq: self.changes_emitted,
+                    changes,
+                });
             }
         }
         std::mem::take(&mut self.effects)

@@ -26,28 +26,11 @@ impl MasterCore {
         use OperatorRequest as R;
         Ok(match req {
             R::GetState { max_tasks } => {
-                let max = if max_tasks == 0 {
-                    DEFAULT_PAGE
-                } else {
-                    max_tasks
-                };
-                let mut tasks = self.task_summaries();
-                tasks.sort_by_key(|t| std::cmp::Reverse(t.updated_unix_millis));
-                let tasks_truncated = tasks.len() > max;
-                tasks.truncate(max);
-                OperatorResponse::State(Box::new(StateSnapshot {
-                    master: MasterSummary {
-                        id: self.config.master_id.clone(),
-                        address: self.config.address.clone(),
-                        epoch: self.config.epoch,
-                        started_unix_millis: self.config.started_at_unix_millis,
-                    },
-                    agents: self.agent_summaries(),
-                    frameworks: self.framework_summaries(true),
-                    tasks,
-                    tasks_truncated,
-                    roles: self.role_summaries(),
-                }))
+                OperatorResponse::State(Box::new(self.snapshot(max_tasks)))
+            }
+            R::Subscribe { max_tasks } => {
+                self.watch();
+                OperatorResponse::State(Box::new(self.snapshot(max_tasks)))
             }
             R::Gauges => OperatorResponse::Gauges(Box::new(self.gauges())),
             R::ListAgents => OperatorResponse::Agents(self.agent_summaries()),
@@ -311,42 +294,68 @@ impl MasterCore {
             .count()
     }
 
+    /// The state as `GetState` answers: at most `max_tasks` tasks (the default for 0),
+    /// newest first.
+    fn snapshot(&self, max_tasks: usize) -> StateSnapshot {
+        let max = if max_tasks == 0 {
+            DEFAULT_PAGE
+        } else {
+            max_tasks
+        };
+        let mut tasks = self.task_summaries();
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.updated_unix_millis));
+        let tasks_truncated = tasks.len() > max;
+        tasks.truncate(max);
+        StateSnapshot {
+            master: MasterSummary {
+                id: self.config.master_id.clone(),
+                address: self.config.address.clone(),
+                epoch: self.config.epoch,
+                started_unix_millis: self.config.started_at_unix_millis,
+            },
+            agents: self.agent_summaries(),
+            frameworks: self.framework_summaries(true),
+            tasks,
+            tasks_truncated,
+            roles: self.role_summaries(),
+        }
+    }
+
     fn agent_summaries(&self) -> Vec<AgentSummary> {
         let mut agents: Vec<&Agent> = self.agents.values().collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
-        agents
-            .into_iter()
-            .map(|a| {
-                let alloc = self.allocator.agent(&a.id);
-                let used = alloc
-                    .as_ref()
-                    .map(|s| s.total.saturating_sub(&s.free))
-                    .unwrap_or_default();
-                let reserved = alloc
-                    .as_ref()
-                    .map(|s| {
-                        s.reservations
-                            .iter()
-                            .fold(Resources::new(), |acc, (_, r)| acc.saturating_add(r))
-                    })
-                    .unwrap_or_default();
-                AgentSummary {
-                    id: a.id.clone(),
-                    hostname: a.info.hostname.clone(),
-                    address: a.info.address.clone(),
-                    state: a.state,
-                    total: a.info.resources.clone(),
-                    used,
-                    reserved,
-                    attributes: a.info.attributes.clone(),
-                    version: a.info.version.clone(),
-                    registered_unix_millis: a.registered_unix_millis,
-                    last_heartbeat_unix_millis: self.unix_millis(a.last_seen),
-                    active_tasks: self.live_tasks_on(&a.id).len(),
-                    labels: a.info.labels.clone(),
-                }
+        agents.into_iter().map(|a| self.agent_summary(a)).collect()
+    }
+
+    pub(super) fn agent_summary(&self, a: &Agent) -> AgentSummary {
+        let alloc = self.allocator.agent(&a.id);
+        let used = alloc
+            .as_ref()
+            .map(|s| s.total.saturating_sub(&s.free))
+            .unwrap_or_default();
+        let reserved = alloc
+            .as_ref()
+            .map(|s| {
+                s.reservations
+                    .iter()
+                    .fold(Resources::new(), |acc, (_, r)| acc.saturating_add(r))
             })
-            .collect()
+            .unwrap_or_default();
+        AgentSummary {
+            id: a.id.clone(),
+            hostname: a.info.hostname.clone(),
+            address: a.info.address.clone(),
+            state: a.state,
+            total: a.info.resources.clone(),
+            used,
+            reserved,
+            attributes: a.info.attributes.clone(),
+            version: a.info.version.clone(),
+            registered_unix_millis: a.registered_unix_millis,
+            last_heartbeat_unix_millis: self.unix_millis(a.last_seen),
+            active_tasks: self.live_tasks_on(&a.id).len(),
+            labels: a.info.labels.clone(),
+        }
     }
 
     fn framework_summaries(&self, include_completed: bool) -> Vec<FrameworkSummary> {
@@ -356,61 +365,65 @@ impl MasterCore {
             .filter(|f| include_completed || f.state != FrameworkState::Completed)
             .collect();
         fws.sort_by(|a, b| a.id.cmp(&b.id));
-        fws.into_iter()
-            .map(|f| {
-                let allocated = self
-                    .tasks
-                    .iter()
-                    .filter(|((fw, _), t)| fw == &f.id && t.holds)
-                    .fold(Resources::new(), |acc, (_, t)| {
-                        acc.saturating_add(&t.alloc.total())
-                    });
-                let offered = self
-                    .offers
-                    .values()
-                    .filter(|o| o.framework == f.id)
-                    .fold(Resources::new(), |acc, o| {
-                        acc.saturating_add(&o.resources.total())
-                    });
-                FrameworkSummary {
-                    id: f.id.clone(),
-                    name: f.info.name.clone(),
-                    user: f.info.user.clone(),
-                    state: f.state,
-                    roles: f.info.roles.clone(),
-                    suppressed_roles: f.suppressed.iter().cloned().collect(),
-                    allocated,
-                    offered,
-                    active_tasks: self.live_tasks_where(|(fw, _), _| fw == &f.id),
-                    registered_unix_millis: f.registered_unix_millis,
-                    failover_timeout: f.info.failover_timeout,
-                    labels: f.info.labels.clone(),
-                }
-            })
-            .collect()
+        fws.into_iter().map(|f| self.framework_summary(f)).collect()
+    }
+
+    pub(super) fn framework_summary(&self, f: &Framework) -> FrameworkSummary {
+        let allocated = self
+            .tasks
+            .iter()
+            .filter(|((fw, _), t)| fw == &f.id && t.holds)
+            .fold(Resources::new(), |acc, (_, t)| {
+                acc.saturating_add(&t.alloc.total())
+            });
+        let offered = self
+            .offers
+            .values()
+            .filter(|o| o.framework == f.id)
+            .fold(Resources::new(), |acc, o| {
+                acc.saturating_add(&o.resources.total())
+            });
+        FrameworkSummary {
+            id: f.id.clone(),
+            name: f.info.name.clone(),
+            user: f.info.user.clone(),
+            state: f.state,
+            roles: f.info.roles.clone(),
+            suppressed_roles: f.suppressed.iter().cloned().collect(),
+            allocated,
+            offered,
+            active_tasks: self.live_tasks_where(|(fw, _), _| fw == &f.id),
+            registered_unix_millis: f.registered_unix_millis,
+            failover_timeout: f.info.failover_timeout,
+            labels: f.info.labels.clone(),
+        }
     }
 
     fn task_summaries(&self) -> Vec<TaskSummary> {
         self.tasks
             .iter_all()
-            .map(|((fw, id), t)| TaskSummary {
-                id: id.clone(),
-                name: t.meta.name.clone(),
-                framework: fw.clone(),
-                agent: t.agent().cloned(),
-                state: t.status.state,
-                reason: t.status.reason,
-                message: t.status.message.clone(),
-                resources: t.meta.resources.clone(),
-                usage: t.status.usage,
-                module: t.meta.module.clone(),
-                updated_unix_millis: self.unix_millis(t.updated),
-                labels: t.meta.labels.clone(),
-                progress: t.status.progress.clone(),
-                result_json: t.status.result_json.clone(),
-                outputs: t.status.outputs.clone(),
-            })
+            .map(|(key, t)| self.task_summary(key, t))
             .collect()
+    }
+
+    pub(super) fn task_summary(&self, (fw, id): &TaskKey, t: &Task) -> TaskSummary {
+        TaskSummary {
+            id: id.clone(),
+            name: t.meta.name.clone(),
+            framework: fw.clone(),
+            agent: t.agent().cloned(),
+            state: t.status.state,
+            reason: t.status.reason,
+            message: t.status.message.clone(),
+            resources: t.meta.resources.clone(),
+            usage: t.status.usage,
+            module: t.meta.module.clone(),
+            updated_unix_millis: self.unix_millis(t.updated),
+            labels: t.meta.labels.clone(),
+            progress: t.status.progress.clone(),
+            result_json: t.status.result_json.clone(),
+            outputs: t.status.outputs.clone(),
+        }
     }
 
     fn role_summaries(&self) -> Vec<RoleSummary> {

@@ -270,6 +270,7 @@ impl MasterCore {
         {
             self.effects
                 .push(Effect::Persist(RegistryWrite::Agent(record)));
+            self.note_agent(id, before.is_none());
         }
     }
 
@@ -293,6 +294,7 @@ impl MasterCore {
         {
             self.effects
                 .push(Effect::Persist(RegistryWrite::Framework(record)));
+            self.note_framework(id, before.is_none());
         }
     }
 

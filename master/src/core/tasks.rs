@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use corral_proto::TaskStatus;
 use corral_types::{AgentId, Allocation, FrameworkId, Role, TaskId, Timestamp};
 
+use super::changes::TouchedTasks;
 use super::events::TaskMeta;
 
 /// A task is named by its framework and its framework's ID for it.
@@ -70,6 +71,8 @@ pub(crate) struct TaskTable {
     live: HashMap<TaskKey, Task>,
     by_agent: HashMap<AgentId, BTreeSet<TaskKey>>,
     completed: VecDeque<(TaskKey, Task)>,
+    /// The tasks touched while the event stream is watched (see `changes`).
+    touched: Option<TouchedTasks>,
 }
 
 impl TaskTable {
@@ -79,7 +82,31 @@ impl TaskTable {
 
     /// A live task to change; its agent can only change through [`TaskTable::place`].
     pub(super) fn get_mut(&mut self, key: &TaskKey) -> Option<&mut Task> {
-        self.live.get_mut(key)
+        let task = self.live.get_mut(key)?;
+        if let Some(touched) = &mut self.touched {
+            touched.note(key, false);
+        }
+        Some(task)
+    }
+
+    /// A live or remembered completed task.
+    pub(super) fn find(&self, key: &TaskKey) -> Option<&Task> {
+        self.live.get(key).or_else(|| {
+            self.completed
+                .iter()
+                .rev()
+                .find_map(|(k, t)| (k == key).then_some(t))
+        })
+    }
+
+    /// Starts or stops noting the tasks touched.
+    pub(super) fn watch(&mut self, on: bool) {
+        self.touched = on.then(TouchedTasks::default);
+    }
+
+    /// The tasks touched since the last call, and whether each was added.
+    pub(super) fn take_touched(&mut self) -> Vec<(TaskKey, bool)> {
+        self.touched.as_mut().map(|t| t.take()).unwrap_or_default()
     }
 
     pub(super) fn get_key_value(&self, key: &TaskKey) -> Option<(&TaskKey, &Task)> {
@@ -130,7 +157,11 @@ impl TaskTable {
     /// Adds (or replaces) a live task, indexing it under its agent.
     pub(super) fn insert(&mut self, key: TaskKey, task: Task) {
         let new = task.agent.clone();
-        if let Some(old) = self.live.insert(key.clone(), task) {
+        let replaced = self.live.insert(key.clone(), task);
+        if let Some(touched) = &mut self.touched {
+            touched.note(&key, replaced.is_none());
+        }
+        if let Some(old) = replaced {
             self.unindex(&key, old.agent.as_ref());
         }
         if let Some(agent) = new {
@@ -146,6 +177,9 @@ impl TaskTable {
         if task.agent.as_ref() == Some(agent) {
             return;
         }
+        if let Some(touched) = &mut self.touched {
+            touched.note(key, false);
+        }
         let old = task.agent.replace(agent.clone());
         self.unindex(key, old.as_ref());
         self.by_agent
@@ -159,6 +193,9 @@ impl TaskTable {
         let Some(task) = self.live.remove(key) else {
             return;
         };
+        if let Some(touched) = &mut self.touched {
+            touched.note(key, false);
+        }
         self.unindex(key, task.agent.as_ref());
         if self.completed.len() >= COMPLETED_TASKS {
             self.completed.pop_front();

@@ -16,16 +16,23 @@ use corral_proto::introspection::OPENMETRICS_CONTENT_TYPE;
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::metrics::MasterMetrics;
+use crate::service::OperatorService;
 
 #[derive(Clone)]
 pub(crate) struct HttpState {
     gate: Gate,
+    /// The gRPC service the API's task files and event stream go through.
+    operator: OperatorService,
     metrics: Arc<MasterMetrics>,
 }
 
 /// The master's HTTP routes.
-pub(crate) fn router(gate: Gate, metrics: Arc<MasterMetrics>) -> Router {
-    let state = HttpState { gate, metrics };
+pub(crate) fn router(gate: Gate, operator: OperatorService, metrics: Arc<MasterMetrics>) -> Router {
+    let state = HttpState {
+        gate,
+        operator,
+        metrics,
+    };
     Router::new()
         .route("/metrics", get(metrics_text))
         .with_state(state.clone())

@@ -4,11 +4,13 @@
 //! `corral_proto::status`. Nothing here touches master state.
 
 mod agent_link;
+mod events;
 mod operator;
 mod peer;
 mod scheduler;
 
 pub(crate) use agent_link::AgentLinkService;
+pub(crate) use events::OperatorEvents;
 pub(crate) use operator::OperatorService;
 pub(crate) use peer::MasterPeerService;
 pub(crate) use scheduler::SchedulerService;

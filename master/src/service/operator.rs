@@ -10,7 +10,11 @@ use corral_proto::{ProtoError, ServiceError, limits, v1};
 use corral_types::TaskState;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{ArtifactStream, serve_artifact};
+use std::pin::Pin;
+
+use tokio_stream::StreamExt;
+
+use super::{ArtifactStream, OperatorEvents, serve_artifact};
 use crate::artifacts::ArtifactStore;
 use crate::core::{ArtifactKind, Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
@@ -71,8 +75,25 @@ fn unexpected() -> Status {
     ServiceError::Internal("unexpected reply from the core".into()).into()
 }
 
+/// `Operator.Subscribe`'s stream: the shared events, one copy each.
+type SubscribeStream =
+    Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::OperatorEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl v1::operator_server::Operator for OperatorService {
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeEventsRequest>,
+    ) -> Result<Response<SubscribeStream>, Status> {
+        let max_tasks = request.into_inner().max_tasks as usize;
+        let events = OperatorEvents::subscribe(&self.gate.core()?, max_tasks).await?;
+        Ok(Response::new(Box::pin(
+            events.map(|e| e.map(|e| v1::OperatorEvent::clone(&e))),
+        )))
+    }
+
     async fn get_state(
         &self,
         request: Request<v1::GetStateRequest>,

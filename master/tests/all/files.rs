@@ -142,6 +142,15 @@ impl v1::operator_server::Operator for AgentFiles {
     ) -> Result<Response<Self::FetchArtifactStream>, Status> {
         Err(Status::unimplemented("agent"))
     }
+
+    type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
+
+    async fn subscribe(
+        &self,
+        _: Request<v1::SubscribeEventsRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
 }
 
 async fn serve_agent_files() -> SocketAddr {

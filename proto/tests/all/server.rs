@@ -74,6 +74,15 @@ impl Operator for TrivialOperator {
         Err(Status::unimplemented("fetch_artifact"))
     }
 
+    type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
+
+    async fn subscribe(
+        &self,
+        _: Request<v1::SubscribeEventsRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        Err(Status::unimplemented("subscribe"))
+    }
+
     async fn list_task_outputs(
         &self,
         _: Request<v1::ListTaskOutputsRequest>,

@@ -15,6 +15,7 @@ mod agents;
 mod frameworks;
 mod invariants;
 mod kv;
+mod mirror;
 mod props;
 mod recovery;
 mod scheduler;

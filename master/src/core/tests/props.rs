@@ -1,6 +1,8 @@
 //! Property tests: random sequences of agent, framework, scheduler-call, operator and clock
 //! events, with the core's invariants (`invariants.rs`) checked after every event, and one
-//! property across events: a task in a terminal state never changes state.
+//! property across events: a task in a terminal state never changes state. A watcher
+//! subscribed from the start keeps a copy of the cluster from the change events alone, and
+//! it must agree with the core after every event.
 //!
 //! The world is small on purpose (three agents, two frameworks, one machine's worth of
 //! resources each) so that collisions happen: offers used twice, kills of finished tasks,
@@ -172,6 +174,9 @@ struct World {
     next_task: u64,
     next_uuid: u64,
     seen: Seen,
+    watcher: mirror::Mirror,
+    /// What applying a change event to the watcher's copy found wrong.
+    watcher_error: Option<String>,
 }
 
 /// How often the interesting effects happened, so a test can show the sequences reach them
@@ -207,11 +212,14 @@ impl Seen {
 
 impl World {
     fn new() -> Self {
+        let mut core = MasterCore::new(CoreConfig {
+            offer_timeout: Some(Duration::from_secs(10)),
+            ..config()
+        });
         World {
-            core: MasterCore::new(CoreConfig {
-                offer_timeout: Some(Duration::from_secs(10)),
-                ..config()
-            }),
+            watcher: mirror::Mirror::subscribe(&mut core),
+            watcher_error: None,
+            core,
             now: Timestamp::ZERO,
             agents: (0..AGENTS).map(|_| AgentSide::default()).collect(),
             frameworks: (0..FRAMEWORKS).map(|_| FrameworkSide::default()).collect(),
@@ -256,6 +264,14 @@ impl World {
         }
         for effect in fx {
             self.observe(effect);
+        }
+        if let Some(e) = self.watcher_error.take() {
+            return Err(TestCaseError::fail(format!("after {shown}: {e}")));
+        }
+        if let Err(e) = self.watcher.check(&mut self.core) {
+            return Err(TestCaseError::fail(format!(
+                "after {shown}: the event stream's copy differs: {e}"
+            )));
         }
         Ok(())
     }
@@ -351,6 +367,11 @@ impl World {
                 if let Some(f) = Self::framework_of(conn) {
                     self.frameworks[f].connected = false;
                     self.frameworks[f].offers.clear();
+                }
+            }
+            Effect::Changes { seq, changes } => {
+                if let Err(e) = self.watcher.apply(seq, &changes) {
+                    self.watcher_error.get_or_insert(e);
                 }
             }
             Effect::AllocateSoon | Effect::Persist(_) | Effect::Reply(_) => {}

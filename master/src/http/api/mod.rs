@@ -16,6 +16,9 @@ use corral_proto::{ServiceError, json as forms, v1};
 use corral_types::{AgentId, FrameworkId, TaskId, TaskState};
 use serde_json::{Value, json};
 
+mod events;
+mod files;
+
 use super::HttpState;
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::wire;
@@ -28,8 +31,12 @@ pub(crate) struct Route {
     pub(crate) summary: &'static str,
     /// Query parameters: name and what it does.
     pub(crate) query: &'static [(&'static str, &'static str)],
+    /// The media type of its answer.
+    pub(crate) produces: &'static str,
     endpoint: Endpoint,
 }
+
+const JSON: &str = "application/json";
 
 #[derive(Debug, Clone, Copy)]
 enum Endpoint {
@@ -42,6 +49,10 @@ enum Endpoint {
     Roles,
     Tasks,
     Task,
+    Files,
+    ReadFile,
+    Download,
+    Events,
     OpenApi,
 }
 
@@ -52,6 +63,7 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/v1/summary",
         summary: "The master, and counts of agents, frameworks and tasks by state",
         query: &[],
+        produces: JSON,
         endpoint: Endpoint::Summary,
     },
     Route {
@@ -59,6 +71,7 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/v1/agents",
         summary: "Every agent: total and used resources, attributes, state",
         query: &[],
+        produces: JSON,
         endpoint: Endpoint::Agents,
     },
     Route {
@@ -66,6 +79,7 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/v1/agents/{id}",
         summary: "One agent",
         query: &[],
+        produces: JSON,
         endpoint: Endpoint::Agent,
     },
     Route {
@@ -76,6 +90,7 @@ pub(crate) const ROUTES: &[Route] = &[
             "deadline_seconds",
             "How long running tasks may go on before they are killed (default: killed at once)",
         )],
+        produces: JSON,
         endpoint: Endpoint::Drain,
     },
     Route {
@@ -83,6 +98,7 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/v1/agents/{id}/reactivate",
         summary: "Undo a drain",
         query: &[],
+        produces: JSON,
         endpoint: Endpoint::Reactivate,
     },
     Route {
@@ -90,6 +106,7 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/v1/frameworks",
         summary: "Frameworks: roles, allocation, tasks",
         query: &[("include_completed", "true to list removed frameworks too")],
+        produces: JSON,
         endpoint: Endpoint::Frameworks,
     },
     Route {
@@ -97,6 +114,7 @@ pub(crate) const ROUTES: &[Route] = &[
         path: "/api/v1/roles",
         summary: "Roles: weight, quota, allocation, dominant share",
         query: &[],
+        produces: JSON,
         endpoint: Endpoint::Roles,
     },
     Route {
@@ -118,6 +136,7 @@ pub(crate) const ROUTES: &[Route] = &[
             ("page_size", "Tasks per page, 1 to 10000 (default 1000)"),
             ("page_token", "The next_page_token of the previous page"),
         ],
+        produces: JSON,
         endpoint: Endpoint::Tasks,
     },
     Route {
@@ -128,13 +147,76 @@ pub(crate) const ROUTES: &[Route] = &[
             "framework",
             "Its framework, when several have a task of this ID",
         )],
+        produces: JSON,
         endpoint: Endpoint::Task,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks/{id}/files",
+        summary: "A directory of a task's sandbox",
+        query: &[
+            (
+                "path",
+                "The directory, relative to the sandbox (default: its root)",
+            ),
+            (
+                "framework",
+                "The task's framework, when several have a task of this ID",
+            ),
+        ],
+        produces: JSON,
+        endpoint: Endpoint::Files,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks/{id}/files/read",
+        summary: "Part of a sandbox file as text (stdout, stderr, outputs/...); follow a file by reading from next_offset until complete",
+        query: &[
+            ("path", "The file, relative to the sandbox (required)"),
+            ("offset", "Where to start, in bytes (default 0)"),
+            (
+                "length",
+                "At most this many bytes, up to 1 MiB (default 64 KiB)",
+            ),
+            (
+                "framework",
+                "The task's framework, when several have a task of this ID",
+            ),
+        ],
+        produces: JSON,
+        endpoint: Endpoint::ReadFile,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/tasks/{id}/files/download",
+        summary: "A whole sandbox file, as bytes",
+        query: &[
+            ("path", "The file, relative to the sandbox (required)"),
+            (
+                "framework",
+                "The task's framework, when several have a task of this ID",
+            ),
+        ],
+        produces: "application/octet-stream",
+        endpoint: Endpoint::Download,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/events",
+        summary: "Server-sent events: SUBSCRIBED with the state, then TASK_ADDED/UPDATED, AGENT_ADDED/UPDATED/REMOVED, FRAMEWORK_ADDED/UPDATED/REMOVED and HEARTBEAT",
+        query: &[(
+            "max_tasks",
+            "At most this many tasks in SUBSCRIBED's state (default 1000)",
+        )],
+        produces: "text/event-stream",
+        endpoint: Endpoint::Events,
     },
     Route {
         method: "get",
         path: "/api/v1/openapi.json",
         summary: "This document",
         query: &[],
+        produces: JSON,
         endpoint: Endpoint::OpenApi,
     },
 ];
@@ -170,6 +252,10 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::Roles => get(roles),
         Endpoint::Tasks => get(tasks),
         Endpoint::Task => get(task),
+        Endpoint::Files => get(files::list),
+        Endpoint::ReadFile => get(files::read),
+        Endpoint::Download => get(files::download),
+        Endpoint::Events => get(events::events),
         Endpoint::OpenApi => get(openapi),
     }
 }
@@ -192,21 +278,35 @@ impl ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        use tonic::Code;
-        let status = match e.code() {
-            Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
-            Code::NotFound => StatusCode::NOT_FOUND,
-            Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
-            Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-            Code::PermissionDenied => StatusCode::FORBIDDEN,
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-            Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
         Self {
-            status,
+            status: http_status(e.code()),
             message: e.to_string(),
         }
+    }
+}
+
+/// A gRPC service's refusal (the task-file calls go through the Operator service).
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> Self {
+        Self {
+            status: http_status(s.code()),
+            message: s.message().to_owned(),
+        }
+    }
+}
+
+/// The HTTP status for a gRPC code.
+fn http_status(code: tonic::Code) -> StatusCode {
+    use tonic::Code;
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::FailedPrecondition | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -621,7 +721,7 @@ pub(crate) fn openapi_document() -> Value {
             "summary": route.summary,
             "parameters": parameters,
             "responses": {
-                "200": { "description": "The JSON document", "content": { "application/json": {} } },
+                "200": { "description": "The answer", "content": { route.produces: {} } },
                 "307": { "description": "Not the leader: the same request at the leader (Location)" },
                 "4XX": error,
                 "5XX": error,

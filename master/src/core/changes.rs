@@ -1,0 +1,148 @@
+//! What changed, for the operators' event stream: while someone watches, the core notes the
+//! tasks, agents and frameworks each event touches, and at the end of the event turns them
+//! into [`Change`]s carrying their latest state ([`Effect::Changes`](super::Effect::Changes)).
+//! Nothing is noted while nobody watches, so the stream costs nothing until it is used.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+use corral_types::{AgentId, AgentState, FrameworkId, FrameworkState};
+
+use super::views::{AgentSummary, FrameworkSummary, TaskSummary};
+use super::{MasterCore, TaskKey};
+
+/// One change, with the state after it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Change {
+    TaskAdded(TaskSummary),
+    TaskUpdated(TaskSummary),
+    AgentAdded(AgentSummary),
+    AgentUpdated(AgentSummary),
+    AgentRemoved(AgentId),
+    FrameworkAdded(FrameworkSummary),
+    FrameworkUpdated(FrameworkSummary),
+    FrameworkRemoved(FrameworkId),
+}
+
+/// Keys touched during one event, each once, in the order first touched, and whether it was
+/// new.
+#[derive(Debug)]
+pub(super) struct Touched<K> {
+    order: Vec<(K, bool)>,
+    index: HashMap<K, usize>,
+}
+
+impl<K> Default for Touched<K> {
+    fn default() -> Self {
+        Self {
+            order: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> Touched<K> {
+    pub(super) fn note(&mut self, key: &K, added: bool) {
+        match self.index.get(key) {
+            Some(&i) => self.order[i].1 |= added,
+            None => {
+                self.index.insert(key.clone(), self.order.len());
+                self.order.push((key.clone(), added));
+            }
+        }
+    }
+
+    pub(super) fn take(&mut self) -> Vec<(K, bool)> {
+        self.index.clear();
+        std::mem::take(&mut self.order)
+    }
+}
+
+/// The agents and frameworks touched (the task table notes its own tasks).
+#[derive(Debug, Default)]
+pub(super) struct Watch {
+    agents: Touched<AgentId>,
+    frameworks: Touched<FrameworkId>,
+}
+
+impl MasterCore {
+    /// Starts noting changes (a subscriber is about to get the state).
+    pub(super) fn watch(&mut self) {
+        if self.watch.is_none() {
+            self.watch = Some(Watch::default());
+            self.tasks.watch(true);
+        }
+    }
+
+    /// Stops noting changes: nobody watches any more.
+    pub(crate) fn unwatch(&mut self) {
+        self.watch = None;
+        self.tasks.watch(false);
+    }
+
+    /// How many [`Effect::Changes`](super::Effect::Changes) the core has emitted; each
+    /// carries its number, counted from 1.
+    pub(crate) fn changes_emitted(&self) -> u64 {
+        self.changes_emitted
+    }
+
+    pub(super) fn note_agent(&mut self, id: &AgentId, added: bool) {
+        if let Some(w) = &mut self.watch {
+            w.agents.note(id, added);
+        }
+    }
+
+    pub(super) fn note_framework(&mut self, id: &FrameworkId, added: bool) {
+        if let Some(w) = &mut self.watch {
+            w.frameworks.note(id, added);
+        }
+    }
+
+    /// What the event just handled changed, with the latest state of each.
+    pub(super) fn take_changes(&mut self) -> Vec<Change> {
+        let Some(w) = &mut self.watch else {
+            return Vec::new();
+        };
+        let agents = w.agents.take();
+        let frameworks = w.frameworks.take();
+        let tasks = self.tasks.take_touched();
+        let mut changes = Vec::with_capacity(agents.len() + frameworks.len() + tasks.len());
+        for (id, added) in agents {
+            let Some(a) = self.agents.get(&id) else {
+                changes.push(Change::AgentRemoved(id));
+                continue;
+            };
+            changes.push(match (a.state, added) {
+                (AgentState::Gone, _) => Change::AgentRemoved(id),
+                (_, true) => Change::AgentAdded(self.agent_summary(a)),
+                (_, false) => Change::AgentUpdated(self.agent_summary(a)),
+            });
+        }
+        for (id, added) in frameworks {
+            let Some(f) = self.frameworks.get(&id) else {
+                changes.push(Change::FrameworkRemoved(id));
+                continue;
+            };
+            changes.push(match (f.state, added) {
+                (FrameworkState::Completed, _) => Change::FrameworkRemoved(id),
+                (_, true) => Change::FrameworkAdded(self.framework_summary(f)),
+                (_, false) => Change::FrameworkUpdated(self.framework_summary(f)),
+            });
+        }
+        for (key, added) in tasks {
+            // A task evicted from the completed list in the same event has nothing to show.
+            if let Some(t) = self.tasks.find(&key) {
+                let summary = self.task_summary(&key, t);
+                changes.push(if added {
+                    Change::TaskAdded(summary)
+                } else {
+                    Change::TaskUpdated(summary)
+                });
+            }
+        }
+        changes
+    }
+}
+
+/// A task table's notes of the tasks touched.
+pub(super) type TouchedTasks = Touched<TaskKey>;
