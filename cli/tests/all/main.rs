@@ -24,4 +24,5 @@ mod run;
 mod sdk;
 mod slow;
 mod standalone;
+mod ui;
 mod wasi_compat;

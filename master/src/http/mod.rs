@@ -1,8 +1,10 @@
 //! HTTP on the master's port, beside gRPC (one listener: a request that is not gRPC comes
 //! here): `/metrics`, the Prometheus text exposition (a standby serves its own metrics; the
-//! cluster's gauges come from the leader), and the JSON API under `/api/v1/` ([`api`]).
+//! cluster's gauges come from the leader), the JSON API under `/api/v1/` ([`api`]) with its
+//! event stream, and the web UI at `/` ([`ui`]).
 
 mod api;
+mod ui;
 
 use std::sync::Arc;
 
@@ -36,7 +38,8 @@ pub(crate) fn router(gate: Gate, operator: OperatorService, metrics: Arc<MasterM
     Router::new()
         .route("/metrics", get(metrics_text))
         .with_state(state.clone())
-        .merge(api::router(state))
+        .merge(api::router(state.clone()))
+        .merge(ui::router(state))
 }
 
 async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {

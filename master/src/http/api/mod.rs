@@ -360,7 +360,11 @@ fn matches_path(pattern: &str, path: &str) -> bool {
 
 /// A standby sends the request to the leader (307 keeps the method and body), or answers
 /// 503 while no leader is known.
-async fn leader_only(State(state): State<HttpState>, request: Request, next: Next) -> Response {
+pub(super) async fn leader_only(
+    State(state): State<HttpState>,
+    request: Request,
+    next: Next,
+) -> Response {
     match state.gate.core() {
         Ok(_) => next.run(request).await,
         Err(ServiceError::NotLeader {
