@@ -31,7 +31,7 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
 /// [`operator`]), or where the framework says it serves when it runs as a process of its
 /// own (`corral frameworks run`).
 pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
-    use corral_frameworks::jobs::{FRAMEWORK_ID, JOBS_ADDRESS_LABEL};
+    use corral_proto::jobs::{JOBS_ADDRESS_LABEL, JobsAt, jobs_at};
     let channel = leader(masters).await?;
     let frameworks = limits::operator_client(channel.clone())
         .list_frameworks(v1::ListFrameworksRequest::default())
@@ -39,14 +39,10 @@ pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
         .map_err(|s| refused("looking up the jobs framework", &s))?
         .into_inner()
         .frameworks;
-    let Some(address) = frameworks
-        .iter()
-        .find(|f| f.id == FRAMEWORK_ID)
-        .and_then(|f| f.labels.get(JOBS_ADDRESS_LABEL))
-    else {
+    let JobsAt::Address(address) = jobs_at(&frameworks) else {
         return Ok(limits::jobs_client(channel));
     };
-    let channel = match limits::endpoint(uri(address)) {
+    let channel = match limits::endpoint(uri(&address)) {
         Ok(endpoint) => endpoint.connect().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     }

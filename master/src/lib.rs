@@ -352,7 +352,12 @@ impl Master {
         let routes = Routes::from(
             mount(routes, redirect)
                 .into_axum_router()
-                .merge(http::router(gate.clone(), operator, metrics)),
+                .merge(http::router(
+                    gate.clone(),
+                    operator,
+                    loopback(local_addr).to_string(),
+                    metrics,
+                )),
         );
         let server = limits::server_builder()
             .accept_http1(true)
@@ -404,5 +409,14 @@ impl Master {
             tracing::warn!("server did not stop in time; aborting it");
             server.abort();
         }
+    }
+}
+
+/// `addr` as this host reaches it: a wildcard bind (`0.0.0.0`, `::`) is reached on loopback.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
     }
 }

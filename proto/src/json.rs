@@ -202,3 +202,49 @@ pub fn operator_event(e: &v1::OperatorEvent) -> Option<(&'static str, Value)> {
     };
     Some((kind, json!({ "type": kind, field: value })))
 }
+
+/// A job's state as operators read it (`running`), or its number if this build does not
+/// know it.
+pub fn job_state(value: i32) -> String {
+    v1::JobState::try_from(value).map_or_else(
+        |_| value.to_string(),
+        |s| {
+            s.as_str_name()
+                .trim_start_matches("JOB_STATE_")
+                .to_ascii_lowercase()
+        },
+    )
+}
+
+/// A built-in job, as `corral job list -o json` and `/api/v1/jobs` write it.
+pub fn job(j: &v1::Job) -> Value {
+    json!({
+        "name": j.name,
+        "kind": j.kind,
+        "state": job_state(j.state),
+        "message": j.message,
+        "instances": j.instances,
+        "succeeded": j.succeeded,
+        "failed": j.failed,
+        "running": j.running,
+        "started": j.started,
+        "waiting": j.waiting,
+        "retrying": j.retrying,
+        "attempts": j.attempts,
+        "depends_on": j.depends_on,
+        "submitted_unix_millis": j.submitted_unix_millis,
+        "ended_unix_millis": j.ended_unix_millis,
+        "cron_job": j.cron_job,
+        "schedule": j.schedule,
+        "next_run_unix_millis": j.next_run_unix_millis,
+        "version": j.version,
+        "rollout": j.rollout,
+        "outdated": j.outdated,
+        "recent_failures": j.recent_failures.iter().map(|f| json!({
+            "instance": f.instance,
+            "attempt": f.attempt,
+            "state": f.state,
+            "message": f.message,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -61,6 +61,7 @@ pub mod convert;
 mod error;
 pub mod follow;
 pub mod introspection;
+pub mod jobs;
 pub mod json;
 pub mod limits;
 mod operation;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use corral_frameworks::spec::{self, Format, InputSource, JobKind, JobSpec, ModuleRef, Schedule};
 use corral_proto::v1;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cli::{
     JobFileArgs, JobLogsArgs, JobNameArgs, JobScaleArgs, JobValidateArgs, ListArgs, LogsArgs,
@@ -368,7 +368,7 @@ fn progress_line(job: &v1::Job) -> String {
         "done {} · running {} · failed {} · retrying {}",
         job.succeeded, job.running, job.failed, job.retrying
     );
-    let state = job_state(job.state);
+    let state = corral_proto::json::job_state(job.state);
     if job.ended_unix_millis != 0 || job.state == v1::JobState::Waiting as i32 {
         line.push_str(&format!(" · {state}"));
     }
@@ -381,54 +381,11 @@ fn progress_line(job: &v1::Job) -> String {
     line
 }
 
-fn job_state(value: i32) -> String {
-    v1::JobState::try_from(value).map_or_else(
-        |_| value.to_string(),
-        |s| {
-            s.as_str_name()
-                .trim_start_matches("JOB_STATE_")
-                .to_ascii_lowercase()
-        },
-    )
-}
-
-fn job_json(j: &v1::Job) -> Value {
-    json!({
-        "name": j.name,
-        "kind": j.kind,
-        "state": job_state(j.state),
-        "message": j.message,
-        "instances": j.instances,
-        "succeeded": j.succeeded,
-        "failed": j.failed,
-        "running": j.running,
-        "started": j.started,
-        "waiting": j.waiting,
-        "retrying": j.retrying,
-        "attempts": j.attempts,
-        "depends_on": j.depends_on,
-        "submitted_unix_millis": j.submitted_unix_millis,
-        "ended_unix_millis": j.ended_unix_millis,
-        "cron_job": j.cron_job,
-        "schedule": j.schedule,
-        "next_run_unix_millis": j.next_run_unix_millis,
-        "version": j.version,
-        "rollout": j.rollout,
-        "outdated": j.outdated,
-        "recent_failures": j.recent_failures.iter().map(|f| json!({
-            "instance": f.instance,
-            "attempt": f.attempt,
-            "state": f.state,
-            "message": f.message,
-        })).collect::<Vec<_>>(),
-    })
-}
-
 fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             format,
-            &json!({ "jobs": jobs.iter().map(job_json).collect::<Vec<_>>() }),
+            &json!({ "jobs": jobs.iter().map(corral_proto::json::job).collect::<Vec<_>>() }),
         ),
         OutputFormat::Table | OutputFormat::Wide => {
             let wide = format == OutputFormat::Wide;
@@ -450,7 +407,7 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
                 let mut row = vec![
                     j.name.clone(),
                     j.kind.clone(),
-                    job_state(j.state),
+                    corral_proto::json::job_state(j.state),
                     format!("{}/{}", j.succeeded, j.instances),
                     j.running.to_string(),
                     j.failed.to_string(),
@@ -475,10 +432,10 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
 
 fn print_job(format: OutputFormat, j: &v1::Job) -> anyhow::Result<()> {
     if matches!(format, OutputFormat::Json | OutputFormat::Yaml) {
-        return output::print_doc(format, &job_json(j));
+        return output::print_doc(format, &corral_proto::json::job(j));
     }
     println!("job        {} ({})", j.name, j.kind);
-    println!("state      {}", job_state(j.state));
+    println!("state      {}", corral_proto::json::job_state(j.state));
     if !j.message.is_empty() {
         println!("message    {}", j.message);
     }

@@ -5,7 +5,32 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::cluster::{Cluster, text};
+use serde_json::json;
+
+use crate::cluster::{Cluster, module_digest, text};
+
+/// A service of one instance sleeping 10 minutes, named `name`, running module `digest`.
+fn service_spec(name: &str, digest: &str) -> String {
+    format!(
+        "version = 1\nname = \"{name}\"\nkind = \"service\"\nmodule = \"{digest}\"\n\
+         args = [\"sleep\", \"600000\"]\ninstances = 1\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n"
+    )
+}
+
+/// `POST /api/v1/jobs` with a TOML spec; asserts 201 and returns the jobs.
+async fn submit(cluster: &Cluster, spec: &str) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/jobs", cluster.master_addr))
+        .header("content-type", "application/toml")
+        .body(spec.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let doc: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{doc}");
+    doc
+}
 
 /// `method url`: the status and the JSON body.
 async fn call(method: Method, url: &str) -> (StatusCode, Value) {
@@ -47,50 +72,6 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
         .unwrap()
         .to_owned();
 
-    // Every path of the document, with real IDs.
-    let document = get(&cluster, "/api/v1/openapi.json").await;
-    assert_eq!(document["openapi"], "3.0.3");
-    let paths = document["paths"].as_object().unwrap();
-    assert!(paths.len() >= 10, "{document}");
-    for (path, item) in paths {
-        let mut concrete = path
-            .replace("/agents/{id}", &format!("/agents/{agent}"))
-            .replace("/tasks/{id}", &format!("/tasks/{running}"));
-        if concrete.ends_with("/drain") {
-            // The running task may go on.
-            concrete.push_str("?deadline_seconds=600");
-        }
-        if concrete.contains("/files/") {
-            concrete.push_str("?path=stdout");
-        }
-        for (method, operation) in item.as_object().unwrap() {
-            let method: Method = method.to_ascii_uppercase().parse().unwrap();
-            let url = format!("http://{}{concrete}", cluster.master_addr);
-            let produces = operation["responses"]["200"]["content"]
-                .as_object()
-                .and_then(|c| c.keys().next())
-                .unwrap();
-            if produces == "application/json" {
-                let (status, doc) = call(method.clone(), &url).await;
-                assert_eq!(status, StatusCode::OK, "{method} {concrete}: {doc}");
-            } else {
-                // Bytes or an endless event stream: the status and type only.
-                let response = reqwest::Client::new()
-                    .request(method.clone(), &url)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(response.status(), StatusCode::OK, "{method} {concrete}");
-                assert_eq!(response.headers()["content-type"], produces.as_str());
-            }
-        }
-    }
-    // The drain above was undone by the reactivate after it (paths are in order).
-    assert_eq!(
-        get(&cluster, &format!("/api/v1/agents/{agent}")).await["state"],
-        "ADMITTED"
-    );
-
     let summary = get(&cluster, "/api/v1/summary").await;
     assert_eq!(summary["agents"]["ADMITTED"], 1, "{summary}");
     assert_eq!(summary["tasks"]["RUNNING"], 1, "{summary}");
@@ -123,6 +104,80 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
     assert_eq!(
         get(&cluster, "/api/v1/tasks?job=none-such").await["tasks"],
         Value::Array(Vec::new())
+    );
+
+    // Jobs to name: a service (scaled, then killed) and a cron job (run, suspended, resumed).
+    let limits = module_digest(corral_wasm_tasks::LIMITS);
+    submit(&cluster, &service_spec("web", &limits)).await;
+    submit(
+        &cluster,
+        &format!(
+            "version = 1\nname = \"nightly\"\nkind = \"cron\"\nmodule = \"{limits}\"\n\
+             args = [\"exit\", \"0\"]\nschedule = \"0 3 * * *\"\n[resources]\ncpus = 0.1\n"
+        ),
+    )
+    .await;
+
+    // Every path of the document, with real IDs; kills last.
+    let document = get(&cluster, "/api/v1/openapi.json").await;
+    assert_eq!(document["openapi"], "3.0.3");
+    let mut paths: Vec<(&String, &Value)> = document["paths"].as_object().unwrap().iter().collect();
+    assert!(paths.len() >= 10, "{document}");
+    paths.sort_by_key(|(path, _)| path.ends_with("/kill"));
+    for (path, item) in paths {
+        let cron = ["/run", "/suspend", "/resume"]
+            .iter()
+            .any(|c| path.ends_with(c));
+        let mut concrete = path
+            .replace("/agents/{id}", &format!("/agents/{agent}"))
+            .replace("/tasks/{id}", &format!("/tasks/{running}"))
+            .replace("{name}", if cron { "nightly" } else { "web" });
+        if concrete.ends_with("/scale") {
+            concrete.push_str("?instances=2");
+        }
+        if concrete.ends_with("/drain") {
+            // The running task may go on.
+            concrete.push_str("?deadline_seconds=600");
+        }
+        if concrete.contains("/files/") {
+            concrete.push_str("?path=stdout");
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            if method == "post" && concrete == "/api/v1/jobs" {
+                continue; // Submitted above: it takes a body.
+            }
+            let method: Method = method.to_ascii_uppercase().parse().unwrap();
+            let url = format!("http://{}{concrete}", cluster.master_addr);
+            let produces = operation["responses"]["200"]["content"]
+                .as_object()
+                .and_then(|c| c.keys().next())
+                .unwrap();
+            if produces == "application/json" {
+                let (status, doc) = call(method.clone(), &url).await;
+                assert_eq!(status, StatusCode::OK, "{method} {concrete}: {doc}");
+            } else {
+                // Bytes or an endless event stream: the status and type only.
+                let response = reqwest::Client::new()
+                    .request(method.clone(), &url)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{method} {concrete}");
+                assert_eq!(response.headers()["content-type"], produces.as_str());
+            }
+        }
+    }
+    let web = get(&cluster, "/api/v1/jobs/web").await;
+    assert_eq!(
+        (&web["state"], &web["instances"]),
+        (&json!("killed"), &json!(2)),
+        "{web}"
+    );
+
+    // The drain above was undone by the reactivate after it (paths are in order).
+    assert_eq!(
+        get(&cluster, &format!("/api/v1/agents/{agent}")).await["state"],
+        "ADMITTED"
     );
 
     // Sandbox files: a listing, a read that says where to go on from, a download.
@@ -248,4 +303,78 @@ async fn a_standby_redirects_api_requests_to_the_leader_and_says_it_does_not_lea
         .await
         .unwrap();
     assert!(metrics.contains("corral_master_leading 0"), "{metrics}");
+}
+
+#[tokio::test]
+async fn jobs_are_submitted_listed_and_refused_over_http() {
+    let cluster = Cluster::start(&[]).await;
+    // The module must be in the artifact store: `corral run` put it there.
+    cluster.run_hello().await;
+    let hello = module_digest(corral_wasm_tasks::HELLO);
+    let doc = submit(
+        &cluster,
+        &service_spec("greeter", &hello).replace("[\"sleep\", \"600000\"]", "[\"api\"]"),
+    )
+    .await;
+    assert_eq!(doc["jobs"][0]["name"], "greeter", "{doc}");
+    let listed = get(&cluster, "/api/v1/jobs").await;
+    assert!(
+        listed["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["name"] == "greeter"),
+        "{listed}"
+    );
+
+    // Bad specs and names get the Jobs service's reasons, as JSON errors.
+    let url = format!("http://{}/api/v1/jobs", cluster.master_addr);
+    let post = |body: &'static str, content_type: &'static str| {
+        let url = url.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let doc: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            (status, doc)
+        }
+    };
+    let (status, doc) = post("", "application/toml").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    let (status, doc) = post(
+        "version = 1\nname = \"x\"\nkind = \"batch\"\n",
+        "application/toml",
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    assert!(
+        doc["error"]["message"].as_str().unwrap().contains("module"),
+        "{doc}"
+    );
+    let (status, doc) = post("{\"version\": 1", "application/json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{doc}");
+    let not_found = StatusCode::NOT_FOUND;
+    refused(&cluster, Method::GET, "/api/v1/jobs/none-such", not_found).await;
+    refused(
+        &cluster,
+        Method::POST,
+        "/api/v1/jobs/none-such/kill",
+        not_found,
+    )
+    .await;
+    let bad = StatusCode::BAD_REQUEST;
+    refused(&cluster, Method::POST, "/api/v1/jobs/greeter/scale", bad).await;
+    refused(
+        &cluster,
+        Method::POST,
+        "/api/v1/jobs/greeter/scale?instances=-1",
+        bad,
+    )
+    .await;
+    refused(&cluster, Method::POST, "/api/v1/jobs?format=xml", bad).await;
 }

@@ -236,3 +236,14 @@ pub(crate) async fn corral(args: &[&str], master: Option<&str>, cwd: &Path) -> O
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// The `sha256:<hex>` digest jobs name a module file by.
+pub(crate) fn module_digest(path: &str) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    let hex: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}

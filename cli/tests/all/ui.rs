@@ -10,7 +10,7 @@ use base64::Engine;
 use corral_fixtures::free_port;
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, Proc};
+use crate::cluster::{Cluster, Proc, module_digest};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -167,7 +167,7 @@ impl Browser {
 }
 
 #[tokio::test]
-async fn the_ui_shows_the_cluster_live_follows_output_and_drains_an_agent() {
+async fn the_ui_shows_the_cluster_live_follows_output_drains_an_agent_and_submits_a_job() {
     let Some(browser) = Browser::start("ui").await else {
         return;
     };
@@ -234,4 +234,30 @@ async fn the_ui_shows_the_cluster_live_follows_output_and_drains_an_agent() {
     let after = cluster.corral(&["agents", "-o", "json"]).await;
     let after: Value = serde_json::from_slice(&after.stdout).unwrap();
     assert_eq!(after["agents"][0]["state"], "ADMITTED");
+
+    // Jobs: a spec submitted from the page runs, and shows in the table.
+    let limits = module_digest(corral_wasm_tasks::LIMITS);
+    browser.goto(&format!("{origin}/#/jobs")).await;
+    browser
+        .type_into(
+            "#job-spec",
+            &format!(
+                "version = 1\nname = \"from-ui\"\nkind = \"service\"\nmodule = \"{limits}\"\n\
+                 args = [\"sleep\", \"600000\"]\ninstances = 2\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n"
+            ),
+        )
+        .await;
+    browser.click("#job-submit").await;
+    browser
+        .wait_for("tr[data-job=\"from-ui\"] .state", |t| t == "running")
+        .await;
+    browser.screenshot("job-submitted").await;
+    let job = cluster
+        .corral(&["job", "status", "from-ui", "-o", "json"])
+        .await;
+    assert!(
+        job.status.success(),
+        "{}",
+        crate::cluster::text(&job.stderr)
+    );
 }

@@ -28,13 +28,7 @@ use super::record::{
     split_key,
 };
 
-/// The framework's ID (fixed, so every start fails over the previous one and finds its
-/// store) and name.
-pub const FRAMEWORK_ID: &str = "corral-jobs";
-/// The label (on its FrameworkInfo) that says where a jobs framework running as a process
-/// of its own serves its Jobs service, `host:port`; clients go there rather than to the
-/// master.
-pub const JOBS_ADDRESS_LABEL: &str = "corral.jobs.address";
+pub use corral_proto::jobs::{FRAMEWORK_ID, JOBS_ADDRESS_LABEL};
 /// How long the master keeps the framework's tasks while it is away (Marathon's default).
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often changes are written to the store (and their updates acknowledged).

@@ -9,7 +9,7 @@ use super::record::Submission;
 use crate::spec::{self, Format};
 
 /// Largest spec file the service takes.
-pub const MAX_SPEC_BYTES: usize = 1 << 20;
+pub const MAX_SPEC_BYTES: usize = corral_proto::limits::MAX_JOB_SPEC_BYTES;
 /// Most uploaded paths one submission names.
 const MAX_UPLOADED: usize = 1_000;
 

@@ -25,14 +25,22 @@ pub(crate) struct HttpState {
     gate: Gate,
     /// The gRPC service the API's task files and event stream go through.
     operator: OperatorService,
+    /// Where the Jobs service answers when the jobs framework runs inside this master.
+    jobs_on_master: String,
     metrics: Arc<MasterMetrics>,
 }
 
 /// The master's HTTP routes.
-pub(crate) fn router(gate: Gate, operator: OperatorService, metrics: Arc<MasterMetrics>) -> Router {
+pub(crate) fn router(
+    gate: Gate,
+    operator: OperatorService,
+    jobs_on_master: String,
+    metrics: Arc<MasterMetrics>,
+) -> Router {
     let state = HttpState {
         gate,
         operator,
+        jobs_on_master,
         metrics,
     };
     Router::new()

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 mod events;
 mod files;
+mod jobs;
 
 use super::HttpState;
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
@@ -53,6 +54,14 @@ enum Endpoint {
     ReadFile,
     Download,
     Events,
+    Jobs,
+    Submit,
+    Job,
+    Scale,
+    KillJob,
+    RunJob,
+    SuspendJob,
+    ResumeJob,
     OpenApi,
 }
 
@@ -213,6 +222,73 @@ pub(crate) const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/jobs",
+        summary: "The built-in jobs (batch, service, cron): state, instance counts, version",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::Jobs,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/jobs",
+        summary: "Submit a job spec file (the body; modules and inputs named by sha256 digest); answers 201 with the jobs",
+        query: &[(
+            "format",
+            "toml, yaml or json (default: from Content-Type, else toml)",
+        )],
+        produces: JSON,
+        endpoint: Endpoint::Submit,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/jobs/{name}",
+        summary: "One job",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::Job,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/jobs/{name}/scale",
+        summary: "Change a job's number of instances",
+        query: &[("instances", "The new number of instances (required)")],
+        produces: JSON,
+        endpoint: Endpoint::Scale,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/jobs/{name}/kill",
+        summary: "Kill a job: its tasks are killed and it runs no more",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::KillJob,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/jobs/{name}/run",
+        summary: "Run a cron job now, outside its schedule",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::RunJob,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/jobs/{name}/suspend",
+        summary: "Suspend a cron job's schedule",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::SuspendJob,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/jobs/{name}/resume",
+        summary: "Resume a suspended cron job's schedule",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::ResumeJob,
+    },
+    Route {
+        method: "get",
         path: "/api/v1/openapi.json",
         summary: "This document",
         query: &[],
@@ -226,9 +302,17 @@ const MAX_PAGE: usize = 10_000;
 
 /// The API's routes, behind the leader check.
 pub(super) fn router(state: HttpState) -> Router {
-    let mut router = Router::new();
+    // One method router per path: a path may take several methods.
+    let mut paths: Vec<(&str, MethodRouter<HttpState>)> = Vec::new();
     for route in ROUTES {
-        router = router.route(route.path, handler(route));
+        match paths.iter_mut().find(|(p, _)| *p == route.path) {
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler(route)),
+            None => paths.push((route.path, handler(route))),
+        }
+    }
+    let mut router = Router::new();
+    for (path, methods) in paths {
+        router = router.route(path, methods);
     }
     // Not a fallback: tonic's routes have theirs (UNIMPLEMENTED for unknown gRPC methods).
     router
@@ -256,6 +340,20 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::ReadFile => get(files::read),
         Endpoint::Download => get(files::download),
         Endpoint::Events => get(events::events),
+        Endpoint::Jobs => get(jobs::list),
+        Endpoint::Submit => post(jobs::submit),
+        Endpoint::Job => get(jobs::get),
+        Endpoint::Scale => post(jobs::scale),
+        Endpoint::KillJob => post(jobs::kill),
+        Endpoint::RunJob => {
+            post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::RunNow))
+        }
+        Endpoint::SuspendJob => {
+            post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::Suspend))
+        }
+        Endpoint::ResumeJob => {
+            post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::Resume))
+        }
         Endpoint::OpenApi => get(openapi),
     }
 }
@@ -429,10 +527,19 @@ fn params(
     Ok(query)
 }
 
+/// The query parameters of the `GET` (or only) route at `endpoint`.
 fn query_of(endpoint: &str) -> &'static [(&'static str, &'static str)] {
     ROUTES
         .iter()
         .find(|r| r.path == endpoint)
+        .map_or(&[], |r| r.query)
+}
+
+/// The query parameters of the `method` route at `endpoint`.
+fn query_of_method(method: &str, endpoint: &str) -> &'static [(&'static str, &'static str)] {
+    ROUTES
+        .iter()
+        .find(|r| r.path == endpoint && r.method == method)
         .map_or(&[], |r| r.query)
 }
 

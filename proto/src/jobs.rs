@@ -1,0 +1,33 @@
+//! Where the built-in jobs framework's Jobs service answers, for every client of it (the CLI's
+//! `corral job`, the master's `/api/v1/jobs`): on the masters' port while the framework runs
+//! inside the master, or at the address its [`JOBS_ADDRESS_LABEL`] names when it runs as a
+//! process of its own (`corral frameworks run`).
+
+use crate::v1;
+
+/// The framework's ID (fixed, so every start fails over the previous one and finds its
+/// store) and name.
+pub const FRAMEWORK_ID: &str = "corral-jobs";
+
+/// The label (on its FrameworkInfo) that says where a jobs framework running as a process
+/// of its own serves its Jobs service, `host:port`; clients go there rather than to the
+/// master.
+pub const JOBS_ADDRESS_LABEL: &str = "corral.jobs.address";
+
+/// Where the Jobs service is, by the master's framework listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobsAt {
+    /// On the master's own port (or no framework has registered yet: the master says so).
+    Master,
+    /// At this `host:port`.
+    Address(String),
+}
+
+/// Where to call the Jobs service, given the master's frameworks.
+pub fn jobs_at(frameworks: &[v1::FrameworkSummary]) -> JobsAt {
+    frameworks
+        .iter()
+        .find(|f| f.id == FRAMEWORK_ID)
+        .and_then(|f| f.labels.get(JOBS_ADDRESS_LABEL))
+        .map_or(JobsAt::Master, |a| JobsAt::Address(a.clone()))
+}
