@@ -766,4 +766,56 @@ mod tests {
         assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
         assert!(task.await.unwrap().is_err());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_operator_subscriber_that_stops_reading_is_cut_off_and_the_others_go_on() {
+        let (_stop, stopped) = oneshot::channel();
+        let registry = Arc::new(GatedRegistry::open());
+        let (core, _task) = spawn(MasterCore::new(config()), registry, 64, stopped);
+        let subscribe = || Event::Operator(OperatorRequest::Subscribe { max_tasks: 0 });
+        // Room for three events and the end.
+        let (slow_tx, mut slow) = queue(4);
+        core.ask(subscribe(), Some(Sink::Observer(1, slow_tx)))
+            .await
+            .unwrap();
+        let (tx, mut reader) = queue(1024);
+        core.ask(subscribe(), Some(Sink::Observer(2, tx)))
+            .await
+            .unwrap();
+
+        let mut agents = Vec::new();
+        for conn in 10..20 {
+            let (atx, arx) = core.stream();
+            agents.push(arx);
+            let info = AgentInfo {
+                resources: Resources::new().with_cpus_milli(1000).with_mem_mib(64),
+                ..AgentInfo::default()
+            };
+            let event = Event::AgentRegister {
+                conn,
+                info,
+                cached_modules: vec![],
+            };
+            core.open(event, Sink::Agent(conn, atx)).await;
+        }
+        // The reader sees every agent added, in order.
+        for _ in 0..10 {
+            let event = reader.recv().await.unwrap().unwrap();
+            assert!(
+                matches!(event.event, Some(v1::operator_event::Event::AgentAdded(_))),
+                "{event:?}"
+            );
+        }
+        // The one that never read: what fitted, then the end, saying why.
+        let mut fitted = 0;
+        let status = loop {
+            match slow.recv().await.unwrap() {
+                Ok(_) => fitted += 1,
+                Err(status) => break status,
+            }
+        };
+        assert_eq!(fitted, 3);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(slow.recv().await.is_none());
+    }
 }

@@ -236,3 +236,56 @@ async fn ps_watch_prints_each_task_change_as_it_happens() {
     }
     assert!(states.len() >= 2, "{states:?}");
 }
+
+#[tokio::test]
+async fn every_transition_of_a_thousand_task_run_comes_once_in_order_despite_a_stalled_subscriber()
+{
+    let cluster = Cluster::start(&[]).await;
+    cluster.run_hello().await; // Puts the module in the artifact store.
+    let mut stream = subscribe(&cluster).await;
+    assert!(matches!(next(&mut stream).await, Event::Subscribed(_)));
+    // A subscriber that never reads: the master must not wait for it.
+    let _stalled = Sse::open(&cluster, "").await;
+
+    let hello = crate::cluster::module_digest(corral_wasm_tasks::HELLO);
+    let spec = format!(
+        "version = 1\nname = \"thousand\"\nkind = \"batch\"\nmodule = \"{hello}\"\n\
+         instances = 1000\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/jobs", cluster.master_addr))
+        .header("content-type", "application/toml")
+        .body(spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+
+    let order = ["STAGING", "STARTING", "RUNNING", "FINISHED"];
+    let mut seen: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut finished = 0;
+    while finished < 1000 {
+        let (added, t) = match next(&mut stream).await {
+            Event::TaskAdded(t) => (true, t),
+            Event::TaskUpdated(t) => (false, t),
+            _ => continue,
+        };
+        if t.framework_id != corral_proto::jobs::FRAMEWORK_ID {
+            continue;
+        }
+        let states = seen.entry(t.id.clone()).or_default();
+        assert_eq!(added, states.is_empty(), "{}: added first, once", t.id);
+        let state = task_state(&t);
+        let rank = order.iter().position(|o| *o == state).expect(&state);
+        if let Some(last) = states.last() {
+            let last = order.iter().position(|o| o == last).unwrap();
+            assert!(rank > last, "{}: {state} after {states:?}", t.id);
+        }
+        finished += usize::from(state == "FINISHED");
+        states.push(state);
+    }
+    assert_eq!(seen.len(), 1000);
+    for (id, states) in &seen {
+        assert_eq!(states, &order, "{id}: every transition once");
+    }
+}

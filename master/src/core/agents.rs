@@ -114,8 +114,7 @@ impl MasterCore {
             now,
         );
         if let Some(t) = self.tasks.get_mut(key) {
-            t.status = status.clone();
-            t.updated = now;
+            t.set_status(status.clone(), now);
         }
         self.send_update(status);
         self.complete_task(key);
@@ -188,8 +187,7 @@ impl MasterCore {
             }
             self.tasks.place(&key, &id);
             if let Some(task) = self.tasks.get_mut(&key) {
-                task.status = r.status;
-                task.updated = now;
+                task.set_status(r.status, now);
                 task.holds = !task.status.state.is_terminal();
             }
         }
@@ -413,8 +411,7 @@ impl MasterCore {
                 // move the task back, nor a conflicting terminal update change how it ended
                 // (both still reach the framework, which acknowledges them to the agent).
                 if !was || status.state == t.status.state {
-                    t.status = status.clone();
-                    t.updated = now;
+                    t.set_status(status.clone(), now);
                 }
                 if status.uuid.is_some() {
                     t.unacked = Some(status.clone());
@@ -580,8 +577,7 @@ impl MasterCore {
             );
             if let Some(t) = self.tasks.get_mut(&key) {
                 t.holds = false;
-                t.status = status.clone();
-                t.updated = now;
+                t.set_status(status.clone(), now);
             }
             self.send_update(status);
         }

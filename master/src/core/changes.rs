@@ -24,12 +24,22 @@ pub(crate) enum Change {
     FrameworkRemoved(FrameworkId),
 }
 
-/// Keys touched during one event, each once, in the order first touched, and whether it was
-/// new.
+/// Keys touched during one event, each once, in the order first touched.
 #[derive(Debug)]
 pub(super) struct Touched<K> {
-    order: Vec<(K, bool)>,
+    order: Vec<Noted<K>>,
     index: HashMap<K, usize>,
+}
+
+/// One key touched.
+#[derive(Debug)]
+pub(super) struct Noted<K> {
+    pub(super) key: K,
+    /// It was new during the event.
+    pub(super) added: bool,
+    /// Its revision when first touched (tasks: [`Task::revision`](super::Task)), to leave out
+    /// what was touched but not changed.
+    pub(super) before: u64,
 }
 
 impl<K> Default for Touched<K> {
@@ -42,17 +52,21 @@ impl<K> Default for Touched<K> {
 }
 
 impl<K: Hash + Eq + Clone> Touched<K> {
-    pub(super) fn note(&mut self, key: &K, added: bool) {
+    pub(super) fn note(&mut self, key: &K, added: bool, before: u64) {
         match self.index.get(key) {
-            Some(&i) => self.order[i].1 |= added,
+            Some(&i) => self.order[i].added |= added,
             None => {
                 self.index.insert(key.clone(), self.order.len());
-                self.order.push((key.clone(), added));
+                self.order.push(Noted {
+                    key: key.clone(),
+                    added,
+                    before,
+                });
             }
         }
     }
 
-    pub(super) fn take(&mut self) -> Vec<(K, bool)> {
+    pub(super) fn take(&mut self) -> Vec<Noted<K>> {
         self.index.clear();
         std::mem::take(&mut self.order)
     }
@@ -88,13 +102,13 @@ impl MasterCore {
 
     pub(super) fn note_agent(&mut self, id: &AgentId, added: bool) {
         if let Some(w) = &mut self.watch {
-            w.agents.note(id, added);
+            w.agents.note(id, added, 0);
         }
     }
 
     pub(super) fn note_framework(&mut self, id: &FrameworkId, added: bool) {
         if let Some(w) = &mut self.watch {
-            w.frameworks.note(id, added);
+            w.frameworks.note(id, added, 0);
         }
     }
 
@@ -107,7 +121,7 @@ impl MasterCore {
         let frameworks = w.frameworks.take();
         let tasks = self.tasks.take_touched();
         let mut changes = Vec::with_capacity(agents.len() + frameworks.len() + tasks.len());
-        for (id, added) in agents {
+        for Noted { key: id, added, .. } in agents {
             let Some(a) = self.agents.get(&id) else {
                 changes.push(Change::AgentRemoved(id));
                 continue;
@@ -118,7 +132,7 @@ impl MasterCore {
                 (_, false) => Change::AgentUpdated(self.agent_summary(a)),
             });
         }
-        for (id, added) in frameworks {
+        for Noted { key: id, added, .. } in frameworks {
             let Some(f) = self.frameworks.get(&id) else {
                 changes.push(Change::FrameworkRemoved(id));
                 continue;
@@ -129,15 +143,15 @@ impl MasterCore {
                 (_, false) => Change::FrameworkUpdated(self.framework_summary(f)),
             });
         }
-        for (key, added) in tasks {
+        for Noted { key, added, before } in tasks {
             // A task evicted from the completed list in the same event has nothing to show.
-            if let Some(t) = self.tasks.find(&key) {
-                let summary = self.task_summary(&key, t);
-                changes.push(if added {
-                    Change::TaskAdded(summary)
-                } else {
-                    Change::TaskUpdated(summary)
-                });
+            let Some(t) = self.tasks.find(&key) else {
+                continue;
+            };
+            if added {
+                changes.push(Change::TaskAdded(self.task_summary(&key, t)));
+            } else if t.revision() != before {
+                changes.push(Change::TaskUpdated(self.task_summary(&key, t)));
             }
         }
         changes

@@ -35,6 +35,8 @@ pub(crate) struct Task {
     /// the framework re-subscribes (the agent holds later updates back until it is acked).
     pub(super) unacked: Option<TaskStatus>,
     pub(super) updated: Timestamp,
+    /// Counts the changes operators see (status, placement); set only here.
+    revision: u64,
 }
 
 impl Task {
@@ -56,7 +58,32 @@ impl Task {
             status,
             unacked: None,
             updated: now,
+            revision: 0,
         }
+    }
+
+    /// Records a new status, received or made `now`.
+    pub(super) fn set_status(&mut self, status: TaskStatus, now: Timestamp) {
+        // The same update again, at the same time, changes nothing listings show.
+        let (old, new) = (&self.status, &status);
+        let same = self.updated == now
+            && old.state == new.state
+            && old.reason == new.reason
+            && old.message == new.message
+            && old.usage == new.usage
+            && old.progress == new.progress
+            && old.result_json == new.result_json
+            && old.outputs == new.outputs;
+        if !same {
+            self.revision += 1;
+        }
+        self.status = status;
+        self.updated = now;
+    }
+
+    /// How many times its status or placement changed.
+    pub(super) fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// The agent it is placed on.
@@ -84,7 +111,7 @@ impl TaskTable {
     pub(super) fn get_mut(&mut self, key: &TaskKey) -> Option<&mut Task> {
         let task = self.live.get_mut(key)?;
         if let Some(touched) = &mut self.touched {
-            touched.note(key, false);
+            touched.note(key, false, task.revision);
         }
         Some(task)
     }
@@ -105,7 +132,7 @@ impl TaskTable {
     }
 
     /// The tasks touched since the last call, and whether each was added.
-    pub(super) fn take_touched(&mut self) -> Vec<(TaskKey, bool)> {
+    pub(super) fn take_touched(&mut self) -> Vec<super::changes::Noted<TaskKey>> {
         self.touched.as_mut().map(|t| t.take()).unwrap_or_default()
     }
 
@@ -159,7 +186,7 @@ impl TaskTable {
         let new = task.agent.clone();
         let replaced = self.live.insert(key.clone(), task);
         if let Some(touched) = &mut self.touched {
-            touched.note(&key, replaced.is_none());
+            touched.note(&key, replaced.is_none(), 0);
         }
         if let Some(old) = replaced {
             self.unindex(&key, old.agent.as_ref());
@@ -178,8 +205,9 @@ impl TaskTable {
             return;
         }
         if let Some(touched) = &mut self.touched {
-            touched.note(key, false);
+            touched.note(key, false, task.revision);
         }
+        task.revision += 1;
         let old = task.agent.replace(agent.clone());
         self.unindex(key, old.as_ref());
         self.by_agent
@@ -193,9 +221,6 @@ impl TaskTable {
         let Some(task) = self.live.remove(key) else {
             return;
         };
-        if let Some(touched) = &mut self.touched {
-            touched.note(key, false);
-        }
         self.unindex(key, task.agent.as_ref());
         if self.completed.len() >= COMPLETED_TASKS {
             self.completed.pop_front();

@@ -1,6 +1,7 @@
 //! A watcher's copy of the cluster, kept from the state it subscribed to and the changes after
 //! it, as a client of the event stream keeps one. The property tests check after every event
-//! that the copy agrees with what `GetState` says then: the stream misses nothing.
+//! that the copy agrees with what `GetState` says then: the stream misses nothing, and says
+//! nothing twice.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -58,8 +59,12 @@ impl Mirror {
         for change in changes {
             match change {
                 Change::TaskAdded(t) | Change::TaskUpdated(t) => {
-                    self.tasks
-                        .insert((t.framework.clone(), t.id.clone()), t.clone());
+                    let key = (t.framework.clone(), t.id.clone());
+                    let before = self.tasks.insert(key.clone(), t.clone());
+                    // Every update changes something a watcher sees: none comes twice.
+                    if matches!(change, Change::TaskUpdated(_)) && before.as_ref() == Some(t) {
+                        return Err(format!("TASK_UPDATED of {key:?} changed nothing"));
+                    }
                 }
                 Change::AgentAdded(a) | Change::AgentUpdated(a) => {
                     self.agents.insert(a.id.clone(), a.state);
