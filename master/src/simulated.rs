@@ -217,8 +217,13 @@ impl Agent {
                                 self.unacknowledged.retain(|s| s.uuid != ack.uuid);
                             }
                             Some(v1::master_message::Kind::Shutdown(_)) => return None,
-                            // Kills: every task has finished already.
-                            Some(v1::master_message::Kind::KillTask(_)) | None => {}
+                            // Kills: every task has finished already; a simulated agent
+                            // serves no health to mark draining.
+                            Some(
+                                v1::master_message::Kind::KillTask(_)
+                                | v1::master_message::Kind::Maintenance(_),
+                            )
+                            | None => {}
                         }
                     }
                     Ok(None) => return Some(follow::Ended::Lost),

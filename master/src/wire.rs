@@ -155,6 +155,9 @@ pub(crate) fn master_message(config: &CoreConfig, command: AgentCommand) -> v1::
             uuid: Bytes::copy_from_slice(uuid.as_bytes()),
         }),
         AgentCommand::Shutdown { reason } => Kind::Shutdown(Shutdown { reason }),
+        AgentCommand::Maintenance { draining } => {
+            Kind::Maintenance(v1::master_message::Maintenance { draining })
+        }
     };
     v1::MasterMessage {
         epoch: config.epoch,

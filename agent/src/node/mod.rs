@@ -224,6 +224,18 @@ impl Agent {
         let service = limits::operator_server(files::Files::new(node.clone()));
         let (health, health_service) = introspection::health();
         introspection::report(&health, introspection::AGENT_SERVICES, true).await;
+        // The server as a whole is NOT_SERVING while an operator drains the agent, so load
+        // balancers and probes take it out; its files API goes on serving.
+        let mut draining = node.draining.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let serving = !*draining.borrow_and_update();
+                introspection::report(&health, &[""], serving).await;
+                if draining.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         // gRPC and HTTP (the metrics) on one listener.
         let routes = tonic::service::Routes::new(health_service)
             .add_service(introspection::reflection(introspection::AGENT_SERVICES))

@@ -339,6 +339,8 @@ impl Node {
                 };
                 tracing::info!(agent_id = %id, master_id = %registered.master_id, "registered");
                 self.registered_as(id);
+                // Not draining, unless MAINTENANCE follows.
+                self.draining.send_replace(false);
                 let interval = match registered.heartbeat_interval_millis {
                     0 => config.heartbeat_interval,
                     ms => Duration::from_millis(ms),
@@ -372,6 +374,12 @@ impl Node {
                     Err(error) => {
                         tracing::warn!(%error, "ignoring an acknowledgement with invalid ids")
                     }
+                }
+                Next::Continue
+            }
+            Some(Kind::Maintenance(m)) => {
+                if self.draining.send_replace(m.draining) != m.draining {
+                    tracing::info!(draining = m.draining, "maintenance state changed");
                 }
                 Next::Continue
             }

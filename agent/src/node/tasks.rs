@@ -39,6 +39,8 @@ pub(crate) struct Node {
     pub(crate) checkpoint: Checkpoint,
     /// The agent's id once the master named it.
     pub(crate) registered: watch::Sender<Option<AgentId>>,
+    /// Whether an operator is draining the agent, as the master last said.
+    pub(crate) draining: watch::Sender<bool>,
     /// Holds `sandboxes/`.
     work_dir: PathBuf,
     /// Notified whenever a task ends (graceful shutdown waits on it).
@@ -76,6 +78,7 @@ impl Node {
             sources,
             checkpoint,
             registered: watch::Sender::new(None),
+            draining: watch::Sender::new(false),
             work_dir,
             ended: tokio::sync::Notify::new(),
             state: Mutex::new(State {

@@ -124,6 +124,51 @@ async fn the_files_api_answers_health_checks() {
 }
 
 #[tokio::test]
+async fn a_draining_agent_is_not_serving_until_reactivated_or_registered_afresh() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let (master, agent, _) = cluster().await;
+    let channel = limits::endpoint(format!("http://{}", agent.local_addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut status_of = async |service: &str| {
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: service.into(),
+        };
+        health.check(request).await.unwrap().into_inner().status
+    };
+    // Polled: the report is applied on the agent's own task (bounded: 10 s).
+    let mut wait_for = async |service: &str, want: ServingStatus| {
+        for _ in 0..1000 {
+            if status_of(service).await == want as i32 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{service:?} is not {want:?} after 10 s");
+    };
+    let maintenance = |draining| {
+        v1::master_message::Kind::Maintenance(v1::master_message::Maintenance { draining })
+    };
+
+    master.send(maintenance(true)).await;
+    wait_for("", ServingStatus::NotServing).await;
+    // Its files stay readable.
+    wait_for("corral.v1.Operator", ServingStatus::Serving).await;
+    master.send(maintenance(false)).await;
+    wait_for("", ServingStatus::Serving).await;
+
+    // Draining, then a new session whose REGISTERED says nothing of it: serving again.
+    master.send(maintenance(true)).await;
+    wait_for("", ServingStatus::NotServing).await;
+    master.drop_link().await;
+    wait_for("", ServingStatus::Serving).await;
+    agent.shutdown().await;
+}
+
+#[tokio::test]
 async fn agent_registers_with_resources_and_attributes() {
     let (_master, agent, register) = cluster().await;
     let info = register.agent_info.unwrap();

@@ -128,6 +128,20 @@ impl MasterCore {
                 heartbeat_interval: self.config.agent_heartbeat_interval,
             },
         );
+        // REGISTERED means not draining unless this follows.
+        if self.agents.get(id).is_some_and(|a| a.drain.is_some()) {
+            self.send_agent(conn, AgentCommand::Maintenance { draining: true });
+        }
+    }
+
+    /// Tells a connected agent whether it is draining now.
+    pub(super) fn send_maintenance(&mut self, id: &AgentId) {
+        if let Some(a) = self.agents.get(id)
+            && let Some(conn) = a.conn
+        {
+            let draining = a.drain.is_some();
+            self.send_agent(conn, AgentCommand::Maintenance { draining });
+        }
     }
 
     // The fields of `Event::AgentReregister`, passed on as they are.

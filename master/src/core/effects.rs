@@ -84,6 +84,8 @@ pub(crate) enum AgentCommand {
     },
     /// Stop for good.
     Shutdown { reason: String },
+    /// An operator is draining the agent, or no longer.
+    Maintenance { draining: bool },
 }
 
 /// What the master tells a framework (`Event` in scheduler.proto).

@@ -171,6 +171,7 @@ impl MasterCore {
                         .map_err(refused)?;
                 }
                 self.persist_agent(&agent, before);
+                self.send_maintenance(&agent);
                 self.allocate_soon();
                 OperatorResponse::Done
             }
@@ -277,6 +278,7 @@ impl MasterCore {
                 .map_err(refused)?;
         }
         self.persist_agent(id, before);
+        self.send_maintenance(id);
         for offer in self.offers_where(|o| &o.agent == id) {
             self.rescind_offer(&offer, true);
         }

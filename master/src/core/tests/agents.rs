@@ -327,6 +327,8 @@ fn draining_kills_tasks_and_stops_offers() {
                 }),
                 ..admitted(agent.as_str())
             })),
+            // The agent hears it is draining, then its task is killed.
+            to_agent(AgentCommand::Maintenance { draining: true }),
             to_agent(kill(&fw, "t1", Reason::AgentDraining)),
             Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done))),
         ]

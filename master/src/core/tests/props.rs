@@ -151,6 +151,8 @@ struct AgentSide {
     stopped: bool,
     /// Tasks it runs, with the last state it reported.
     tasks: BTreeMap<TaskKey, TaskState>,
+    /// What the master last said of its maintenance.
+    draining: bool,
 }
 
 /// What a framework knows: its id and stream, its offers, its unacknowledged updates.
@@ -265,6 +267,18 @@ impl World {
         for effect in fx {
             self.observe(effect);
         }
+        // A connected agent knows whether it is draining.
+        for side in self.agents.iter().filter(|a| a.connected) {
+            if let Some(a) = side.id.as_ref().and_then(|id| self.core.agents.get(id)) {
+                prop_assert_eq!(
+                    side.draining,
+                    a.drain.is_some(),
+                    "agent {} after {}",
+                    a.id,
+                    shown
+                );
+            }
+        }
         if let Some(e) = self.watcher_error.take() {
             return Err(TestCaseError::fail(format!("after {shown}: {e}")));
         }
@@ -294,7 +308,10 @@ impl World {
                 };
                 let agent = &mut self.agents[a];
                 match command {
-                    AgentCommand::Registered { agent_id, .. } => agent.id = Some(agent_id),
+                    AgentCommand::Registered { agent_id, .. } => {
+                        agent.id = Some(agent_id);
+                        agent.draining = false;
+                    }
                     AgentCommand::Launch { framework, tasks } => {
                         self.seen.launches += tasks.len();
                         for t in tasks {
@@ -312,6 +329,7 @@ impl World {
                     // Kills are answered by later Report steps; acks need nothing here.
                     AgentCommand::Kill { .. } => self.seen.kills += 1,
                     AgentCommand::Acknowledge { .. } => self.seen.acks_to_agents += 1,
+                    AgentCommand::Maintenance { draining } => agent.draining = draining,
                 }
             }
             Effect::CloseAgent { conn, .. } => {

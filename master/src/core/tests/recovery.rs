@@ -276,6 +276,11 @@ fn weights_quotas_reservations_and_drain_are_back_before_agents_return() {
         fx,
         vec![
             Effect::Persist(RegistryWrite::Agent(admitted)),
+            // Connected: it hears the drain is over.
+            Effect::ToAgent {
+                conn: 1,
+                command: AgentCommand::Maintenance { draining: false },
+            },
             Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done))),
         ]
     );
