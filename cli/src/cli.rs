@@ -326,6 +326,12 @@ pub(crate) struct DevArgs {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) master: MasterAddr,
+    /// How to report: `table` streams the task's stdout and stderr and reports on stderr;
+    /// `json` or `yaml` prints only the ended task's document (as `corral ps -o json` lists
+    /// it) on stdout; its output stays readable with `corral logs`. The exit code is the
+    /// task's either way.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
     /// CPU share (fractional cores).
     #[arg(long, default_value = "0.5", value_parser = parse::cpus)]
     pub(crate) cpus: u64,
@@ -486,6 +492,9 @@ pub(crate) struct KillArgs {
     /// How long to wait for the task to end.
     #[arg(long, default_value = "30s", value_parser = parse::duration)]
     pub(crate) timeout: Duration,
+    /// `json` or `yaml`: the ended task's document (with `--no-wait`, what was sent where).
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -539,9 +548,9 @@ pub(crate) struct FrameworksArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Load a running cluster at these master address(es); without it, an ephemeral
-    /// cluster (one master, `--agents` agents) is started as child processes.
-    #[arg(long, value_delimiter = ',')]
+    /// Load a running cluster at these master address(es); without it (or CORRAL_MASTER), an
+    /// ephemeral cluster (one master, `--agents` agents) is started as child processes.
+    #[arg(long, env = "CORRAL_MASTER", value_delimiter = ',')]
     pub(crate) master: Option<Vec<String>>,
     /// How many tasks to run (after a short warm-up).
     #[arg(long, default_value_t = 10_000)]
@@ -637,6 +646,9 @@ pub(crate) struct QuotaSetArgs {
     /// role already consumes (nothing is taken away; the quota is just not met yet).
     #[arg(long)]
     pub(crate) force: bool,
+    /// `json` or `yaml`: the role's quota as `corral quota -o json` lists it.
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub(crate) output: OutputFormat,
 }
 
 #[derive(Debug, Args)]

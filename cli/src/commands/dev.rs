@@ -155,7 +155,8 @@ async fn examples(master: &str) -> anyhow::Result<()> {
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);
-        let (status, _) = run_task(&masters, &mut client, task, TaskRequest::new(request)).await?;
+        let (status, _) =
+            run_task(&masters, &mut client, task, TaskRequest::new(request), true).await?;
         if let Some(usage) = &status.usage {
             println!("{}", usage_line(usage));
         }

@@ -7,7 +7,9 @@ use corral_proto::ProtoEnum;
 use corral_proto::v1;
 use tokio::time::Instant;
 
-use crate::cli::KillArgs;
+use serde_json::json;
+
+use crate::cli::{KillArgs, OutputFormat};
 use crate::client::{self, OperatorClient};
 use crate::commands::Exit;
 use crate::output;
@@ -33,14 +35,31 @@ pub(super) async fn run(args: KillArgs) -> anyhow::Result<u8> {
             _ => anyhow::anyhow!("killing task {}: {}", args.task, s.message()),
         })?
         .into_inner();
+    let document = matches!(args.output, OutputFormat::Json | OutputFormat::Yaml);
     if args.no_wait {
-        println!(
-            "kill of task {} sent to agent {}",
-            args.task, killed.agent_id
-        );
+        if document {
+            output::print_doc(
+                args.output,
+                &json!({
+                    "task_id": args.task,
+                    "framework_id": killed.framework_id,
+                    "agent_id": killed.agent_id,
+                    "kill": "sent",
+                }),
+            )?;
+        } else {
+            println!(
+                "kill of task {} sent to agent {}",
+                args.task, killed.agent_id
+            );
+        }
         return Ok(0);
     }
     let task = wait_terminal(&mut client, &args.task, &killed.framework_id, args.timeout).await?;
+    if document {
+        output::print_doc(args.output, &corral_proto::json::task(&task))?;
+        return Ok(0);
+    }
     let reason = output::reason(task.reason);
     println!(
         "task {}: {}{}",

@@ -25,17 +25,7 @@ async fn list(args: ListArgs) -> anyhow::Result<u8> {
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             args.output,
-            &json!({
-                "quotas": roles.iter().map(|r| {
-                    let quota = r.quota.as_ref();
-                    json!({
-                        "role": r.name,
-                        "guarantee": output::resources_json(quota.and_then(|q| q.guarantee.as_ref())),
-                        "limit": output::limits_json(quota.and_then(|q| q.limit.as_ref())),
-                        "consumed": output::resources_json(r.consumed.as_ref()),
-                    })
-                }).collect::<Vec<_>>()
-            }),
+            &json!({ "quotas": roles.iter().map(quota_json).collect::<Vec<_>>() }),
         )?,
         OutputFormat::Table | OutputFormat::Wide => {
             let mut table = output::table(&["ROLE", "GUARANTEE", "LIMIT", "CONSUMED"]);
@@ -52,6 +42,17 @@ async fn list(args: ListArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// A role's quota as listings write it.
+fn quota_json(r: &v1::RoleSummary) -> serde_json::Value {
+    let quota = r.quota.as_ref();
+    json!({
+        "role": r.name,
+        "guarantee": output::resources_json(quota.and_then(|q| q.guarantee.as_ref())),
+        "limit": output::limits_json(quota.and_then(|q| q.limit.as_ref())),
+        "consumed": output::resources_json(r.consumed.as_ref()),
+    })
 }
 
 async fn set(args: QuotaSetArgs) -> anyhow::Result<u8> {
@@ -89,6 +90,14 @@ async fn set(args: QuotaSetArgs) -> anyhow::Result<u8> {
         })
         .await
         .map_err(|s| client::refused(&format!("cannot set the quota of role {role}"), &s))?;
+    if matches!(args.output, OutputFormat::Json | OutputFormat::Yaml) {
+        let roles = roles::fetch(&mut client).await?;
+        let Some(r) = roles.iter().find(|r| &r.name == role) else {
+            anyhow::bail!("the master no longer lists role {role}");
+        };
+        output::print_doc(args.output, &quota_json(r))?;
+        return Ok(0);
+    }
     println!(
         "role {role}: quota set (guarantee: {}; limit: {})",
         output::resources_nonzero(quota.guarantee.as_ref()),

@@ -22,7 +22,7 @@ use corral_scheduler::{
 use corral_types::{COMPONENTS_ATTRIBUTE, Digest, TrapKind, WasmBinary};
 use tokio::sync::mpsc;
 
-use crate::cli::RunArgs;
+use crate::cli::{OutputFormat, RunArgs};
 use crate::client::{self, OperatorClient};
 use crate::commands::Exit;
 use crate::commands::follow::FileFollower;
@@ -108,25 +108,18 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         checkpoint: Default::default(),
     };
     let task_id = task.id.clone();
-    let (status, framework) = run_task(&masters, &mut client, task, placement).await?;
-    if let Some(usage) = &status.usage {
-        eprintln!("{}", usage_line(usage));
+    let document = matches!(args.output, OutputFormat::Json | OutputFormat::Yaml);
+    let (status, framework) = run_task(&masters, &mut client, task, placement, !document).await?;
+    if document {
+        print_task(&mut client, args.output, &task_id, framework.as_ref()).await?;
+    } else {
+        report(&status, &task_id);
     }
-    if let Some(result) = &status.result_json {
-        eprintln!("result: {result}");
-    }
-    if !status.outputs.is_empty() {
-        let bytes: u64 = status.outputs.iter().map(|o| o.size).sum();
-        let n = status.outputs.len();
-        eprintln!(
-            "outputs: {n} {} ({}): corral task outputs {task_id}",
-            if n == 1 { "file" } else { "files" },
-            show_bytes(bytes)
-        );
-        if let Some(dir) = &args.outputs_into {
-            super::task::download_all(&mut client, &status.outputs, dir).await?;
-            eprintln!("outputs: written into {}", dir.display());
-        }
+    if let Some(dir) = &args.outputs_into
+        && !status.outputs.is_empty()
+    {
+        super::task::download_all(&mut client, &status.outputs, dir).await?;
+        eprintln!("outputs: written into {}", dir.display());
     }
     if let Some(not_kept) = &status.outputs_not_kept {
         eprintln!("corral: outputs not kept: {not_kept}");
@@ -158,6 +151,47 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(code)
+}
+
+/// The ended task's usage, result and outputs, on stderr.
+fn report(status: &TaskStatus, task_id: &TaskId) {
+    if let Some(usage) = &status.usage {
+        eprintln!("{}", usage_line(usage));
+    }
+    if let Some(result) = &status.result_json {
+        eprintln!("result: {result}");
+    }
+    if !status.outputs.is_empty() {
+        let bytes: u64 = status.outputs.iter().map(|o| o.size).sum();
+        let n = status.outputs.len();
+        eprintln!(
+            "outputs: {n} {} ({}): corral task outputs {task_id}",
+            if n == 1 { "file" } else { "files" },
+            show_bytes(bytes)
+        );
+    }
+}
+
+/// The task's document, as the master lists it, on stdout.
+async fn print_task(
+    client: &mut OperatorClient,
+    format: OutputFormat,
+    task: &TaskId,
+    framework: Option<&FrameworkId>,
+) -> anyhow::Result<()> {
+    let listed = client
+        .list_tasks(corral_proto::v1::ListTasksRequest {
+            task_id: Some(task.to_string()),
+            framework_id: framework.map(ToString::to_string),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .tasks;
+    let Some(summary) = listed.first() else {
+        anyhow::bail!("the master no longer lists task {task}");
+    };
+    crate::output::print_doc(format, &corral_proto::json::task(summary))
 }
 
 /// The module and the task's arguments; a `--` right after the module is dropped, so both
@@ -364,6 +398,7 @@ pub(crate) async fn run_task(
     client: &mut OperatorClient,
     task: TaskInfo,
     request: TaskRequest,
+    follow_output: bool,
 ) -> anyhow::Result<(TaskStatus, Option<FrameworkId>)> {
     let (out, err) = (&mut std::io::stdout(), &mut std::io::stderr());
     let task_id = task.id.clone();
@@ -403,7 +438,7 @@ pub(crate) async fn run_task(
                 Some(Event::Error(message)) => break Err(anyhow::anyhow!("the master refused the framework: {message}")),
                 None => break Err(anyhow::anyhow!("the framework stopped unexpectedly")),
             },
-            _ = tick.tick(), if running => {
+            _ = tick.tick(), if running && follow_output => {
                 read_logs(&driver, client, [(&mut stdout, &mut *out), (&mut stderr, &mut *err)]).await;
             }
             () = &mut offer_deadline, if !launched => {
@@ -422,6 +457,7 @@ pub(crate) async fn run_task(
         }
     };
     if let Ok(status) = &result
+        && follow_output
         && sandbox_readable(status)
     {
         read_logs(&driver, client, [(&mut stdout, out), (&mut stderr, err)]).await;

@@ -1,5 +1,5 @@
-//! Operators' habits: `logs --tail`, shell completions, and the log level and format of
-//! long-running commands.
+//! Operators' habits: `logs --tail`, shell completions, the log level and format of
+//! long-running commands, and `-o json|yaml` on the commands that change things.
 
 use crate::cluster::{Cluster, corral, text};
 
@@ -88,4 +88,51 @@ async fn completions_and_bad_log_levels() {
         "{}",
         text(&bad.stderr)
     );
+}
+
+#[tokio::test]
+async fn run_kill_and_quota_set_print_documents_with_o_json() {
+    let cluster = Cluster::start(&[]).await;
+    let json_of = |out: &std::process::Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+    };
+
+    // run: the ended task only (not its output), and the task's exit code.
+    let out = cluster
+        .corral(&["run", "-o", "json", corral_wasm_tasks::LIMITS, "exit", "3"])
+        .await;
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let task = json_of(&out);
+    assert_eq!(task["state"], "FAILED", "{task}");
+    assert_eq!(task["usage"]["exit_code"], 3, "{task}");
+    let out = cluster
+        .corral(&["run", "-o", "yaml", corral_wasm_tasks::HELLO, "yaml"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("state: \"FINISHED\""),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // kill: the killed task.
+    let (_run, running) = cluster.start_sleeping_task().await;
+    let out = cluster.corral(&["kill", &running, "-o", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let killed = json_of(&out);
+    assert_eq!(
+        (&killed["id"], &killed["state"]),
+        (&serde_json::json!(running), &serde_json::json!("KILLED"))
+    );
+
+    // quota set: the role's quota.
+    let out = cluster
+        .corral(&[
+            "quota", "set", "eng", "--limit", "cpus=1", "--force", "-o", "json",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let quota = json_of(&out);
+    assert_eq!(quota["role"], "eng", "{quota}");
+    assert_eq!(quota["limit"]["cpus_milli"], 1000, "{quota}");
 }
