@@ -826,7 +826,38 @@ const jobsView = {
 
 // ---- Routing ----
 
-const routes = { '': overview, agents: agentsView, frameworks: frameworksView, tasks: tasksView, jobs: jobsView };
+// Modules have no events: fetched on entering the view, and again as tasks change.
+const modulesView = {
+  section: 'view-modules',
+  init() {
+    this.rows = new KeyedRows($('module-rows'), $('modules-empty'), () => el('tr', {},
+      el('td', { class: 'id' }), el('td', { class: 'num' }), el('td', { class: 'num' }),
+      el('td', { class: 'num' }), el('td'),
+    ), (tr, m) => {
+      const [digest, size, tasks, cached, stored] = tr.cells;
+      setText(digest, m.digest);
+      setText(size, fmtBytes(m.size));
+      setText(tasks, m.active_tasks);
+      setText(cached, m.cached_on_agents);
+      setText(stored, fmtTime(m.stored_at_millis));
+    });
+  },
+  refresh: throttle(async () => {
+    try {
+      const modules = (await api('/api/v1/modules')).modules;
+      if (current === modulesView) modulesView.rows.sync(modules, m => m.digest);
+    } catch (e) {
+      showError(e.message);
+    }
+  }, 2000),
+  enter() { this.refresh(); },
+  onTask() { this.refresh(); },
+};
+
+const routes = {
+  '': overview, agents: agentsView, frameworks: frameworksView, tasks: tasksView, jobs: jobsView,
+  modules: modulesView,
+};
 const allViews = [...Object.values(routes), taskView];
 let current = null;
 

@@ -109,6 +109,9 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// List roles: weight, quota, allocation, dominant share and frameworks of each.
     Roles(ListArgs),
+    /// List the modules in the master's artifact store: size, tasks running them, agents
+    /// caching them.
+    Modules(ListArgs),
     /// Print a shell completion script: `corral completions bash > /etc/bash_completion.d/corral`.
     Completions(CompletionsArgs),
     /// Show role weights, or set a role's weight in weighted DRF.

@@ -15,7 +15,7 @@ use corral_proto::{ProtoEnum, ProtoError, v1};
 
 use crate::core::{
     AgentCommand, AgentInfo, AgentSummary, Change, CoreConfig, FrameworkEvent, FrameworkInfo,
-    FrameworkSummary, Offer, RoleSummary, StateSnapshot, TaskPage, TaskSummary,
+    FrameworkSummary, ModuleSummary, Offer, RoleSummary, StateSnapshot, TaskPage, TaskSummary,
 };
 
 /// Whole milliseconds of a duration, saturating.
@@ -308,6 +308,18 @@ impl From<&RoleSummary> for v1::RoleSummary {
 }
 
 /// Summaries as their messages.
+impl From<&ModuleSummary> for v1::ModuleInfo {
+    fn from(m: &ModuleSummary) -> Self {
+        v1::ModuleInfo {
+            digest: m.digest.to_string(),
+            size: m.size,
+            stored_at_millis: m.stored_unix_millis,
+            active_tasks: u32::try_from(m.active_tasks).unwrap_or(u32::MAX),
+            cached_on_agents: u32::try_from(m.cached_on_agents).unwrap_or(u32::MAX),
+        }
+    }
+}
+
 impl From<&Change> for v1::OperatorEvent {
     fn from(c: &Change) -> Self {
         use v1::operator_event::Event as E;

@@ -248,3 +248,14 @@ pub fn job(j: &v1::Job) -> Value {
         })).collect::<Vec<_>>(),
     })
 }
+
+/// A module in the master's artifact store.
+pub fn module(m: &v1::ModuleInfo) -> Value {
+    json!({
+        "digest": m.digest,
+        "size": m.size,
+        "stored_at_millis": m.stored_at_millis,
+        "active_tasks": m.active_tasks,
+        "cached_on_agents": m.cached_on_agents,
+    })
+}

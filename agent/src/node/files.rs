@@ -401,6 +401,13 @@ impl v1::operator_server::Operator for Files {
         unimplemented()
     }
 
+    async fn list_modules(
+        &self,
+        _: Request<v1::ListModulesRequest>,
+    ) -> Result<Response<v1::ListModulesResponse>, Status> {
+        unimplemented()
+    }
+
     type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
 
     async fn subscribe(

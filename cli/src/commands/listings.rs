@@ -1,4 +1,4 @@
-//! `corral agents` and `corral frameworks`.
+//! `corral agents`, `corral frameworks` and `corral modules`.
 
 use corral_proto::v1;
 use serde_json::json;
@@ -96,6 +96,37 @@ pub(super) async fn frameworks(args: FrameworksArgs) -> anyhow::Result<u8> {
                     f.roles.join(","),
                     output::resources_short(f.allocated.as_ref()),
                     f.active_tasks.to_string(),
+                ]);
+            }
+            println!("{table}");
+        }
+    }
+    Ok(0)
+}
+
+pub(super) async fn modules(args: ListArgs) -> anyhow::Result<u8> {
+    let mut client = client::operator(&args.master.master).await?;
+    let modules = client
+        .list_modules(v1::ListModulesRequest {})
+        .await?
+        .into_inner()
+        .modules;
+    match args.output {
+        OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
+            args.output,
+            &json!({
+                "modules": modules.iter().map(corral_proto::json::module).collect::<Vec<_>>()
+            }),
+        )?,
+        OutputFormat::Table | OutputFormat::Wide => {
+            let mut table = output::table(&["MODULE", "SIZE", "TASKS", "CACHED ON", "STORED"]);
+            for m in &modules {
+                table.add_row(vec![
+                    m.digest.clone(),
+                    crate::parse::show_bytes(m.size),
+                    m.active_tasks.to_string(),
+                    format!("{} agents", m.cached_on_agents),
+                    output::ago(m.stored_at_millis),
                 ]);
             }
             println!("{table}");

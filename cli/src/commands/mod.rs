@@ -111,6 +111,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Unreserve(args) => reserve::unreserve(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Roles(args) => roles::roles(args).await,
+        Command::Modules(args) => listings::modules(args).await,
         Command::Weight(args) => roles::weight(args).await,
         Command::Quota(args) => quota::run(args).await,
         Command::Completions(args) => {

@@ -106,6 +106,29 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
         Value::Array(Vec::new())
     );
 
+    // Modules: hello, run once and cached by the agent; limits, running now.
+    let modules = get(&cluster, "/api/v1/modules").await;
+    let module = |digest: &str| {
+        modules["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["digest"] == digest)
+            .cloned()
+            .unwrap_or_else(|| panic!("{digest} in {modules}"))
+    };
+    let hello = module(&module_digest(corral_wasm_tasks::HELLO));
+    assert_eq!(
+        (&hello["active_tasks"], &hello["cached_on_agents"]),
+        (&json!(0), &json!(1)),
+        "{hello}"
+    );
+    assert_eq!(
+        module(&module_digest(corral_wasm_tasks::LIMITS))["active_tasks"],
+        1,
+        "{modules}"
+    );
+
     // Jobs to name: a service (scaled, then killed) and a cron job (run, suspended, resumed).
     let limits = module_digest(corral_wasm_tasks::LIMITS);
     submit(&cluster, &service_spec("web", &limits)).await;

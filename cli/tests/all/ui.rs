@@ -235,8 +235,14 @@ async fn the_ui_shows_the_cluster_live_follows_output_drains_an_agent_and_submit
     let after: Value = serde_json::from_slice(&after.stdout).unwrap();
     assert_eq!(after["agents"][0]["state"], "ADMITTED");
 
-    // Jobs: a spec submitted from the page runs, and shows in the table.
+    // Modules: the one running, listed with its task.
     let limits = module_digest(corral_wasm_tasks::LIMITS);
+    browser.goto(&format!("{origin}/#/modules")).await;
+    browser
+        .wait_for("#module-rows", |t| t.contains(&limits))
+        .await;
+
+    // Jobs: a spec submitted from the page runs, and shows in the table.
     browser.goto(&format!("{origin}/#/jobs")).await;
     browser
         .type_into(

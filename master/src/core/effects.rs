@@ -10,7 +10,9 @@ use corral_types::{AgentId, Allocation, Digest, FrameworkId, OfferId, Reason, Ro
 use super::events::ConnId;
 use super::outputs::OutputsRecord;
 use super::registry::RegistryWrite;
-use super::views::{AgentSummary, FrameworkSummary, RoleSummary, StateSnapshot, TaskPage};
+use super::views::{
+    AgentSummary, FrameworkSummary, ModuleSummary, RoleSummary, StateSnapshot, TaskPage,
+};
 
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +144,7 @@ pub(crate) enum OperatorResponse {
     Frameworks(Vec<FrameworkSummary>),
     Tasks(TaskPage),
     Roles(Vec<RoleSummary>),
+    Modules(Vec<ModuleSummary>),
     Done,
     ArtifactIndexed(bool),
     /// The output may be stored; `true` when the index holds it already.

@@ -204,6 +204,7 @@ pub(crate) enum OperatorRequest {
         max_tasks: usize,
     },
     ListAgents,
+    ListModules,
     ListFrameworks {
         include_completed: bool,
     },

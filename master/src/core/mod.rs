@@ -63,8 +63,8 @@ pub(crate) use registry::{
 };
 use tasks::{Task, TaskKey, TaskTable};
 pub(crate) use views::{
-    AgentSummary, FrameworkSummary, MasterSummary, RoleSummary, StateSnapshot, TaskPage,
-    TaskSummary,
+    AgentSummary, FrameworkSummary, MasterSummary, ModuleSummary, RoleSummary, StateSnapshot,
+    TaskPage, TaskSummary,
 };
 
 /// Settings of the core (the time-related parts of `MasterConfig`, plus identity).

@@ -1,7 +1,7 @@
 //! Operator requests: listings built from the core's records and the allocator, and policy
 //! changes (weights, quotas, drain).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use corral_proto::ServiceError;
@@ -10,8 +10,9 @@ use corral_types::{
 };
 
 use super::{
-    Agent, AgentSummary, Framework, FrameworkSummary, MasterCore, MasterSummary, OperatorRequest,
-    OperatorResponse, RoleSummary, StateSnapshot, Task, TaskKey, TaskPage, TaskSummary, refused,
+    Agent, AgentSummary, ArtifactKind, Framework, FrameworkSummary, MasterCore, MasterSummary,
+    ModuleSummary, OperatorRequest, OperatorResponse, RoleSummary, StateSnapshot, Task, TaskKey,
+    TaskPage, TaskSummary, refused,
 };
 
 /// Tasks per page when a request names no page size, and the most `GetState` returns.
@@ -34,6 +35,7 @@ impl MasterCore {
             }
             R::Gauges => OperatorResponse::Gauges(Box::new(self.gauges())),
             R::ListAgents => OperatorResponse::Agents(self.agent_summaries()),
+            R::ListModules => OperatorResponse::Modules(self.module_summaries()),
             R::ListFrameworks { include_completed } => {
                 OperatorResponse::Frameworks(self.framework_summaries(include_completed))
             }
@@ -321,6 +323,33 @@ impl MasterCore {
             tasks_truncated,
             roles: self.role_summaries(),
         }
+    }
+
+    fn module_summaries(&self) -> Vec<ModuleSummary> {
+        let mut active: HashMap<&str, usize> = HashMap::new();
+        for (_, t) in self.tasks.iter() {
+            if !t.status.state.is_terminal() {
+                *active.entry(t.meta.module.as_str()).or_default() += 1;
+            }
+        }
+        self.artifacts
+            .values()
+            .filter(|a| a.kind == ArtifactKind::Module)
+            .map(|a| ModuleSummary {
+                digest: a.digest,
+                size: a.size,
+                stored_unix_millis: a.stored_unix_millis,
+                active_tasks: active
+                    .get(a.digest.to_string().as_str())
+                    .copied()
+                    .unwrap_or(0),
+                cached_on_agents: self
+                    .agents
+                    .values()
+                    .filter(|agent| agent.cached.contains(&a.digest))
+                    .count(),
+            })
+            .collect()
     }
 
     fn agent_summaries(&self) -> Vec<AgentSummary> {

@@ -103,3 +103,13 @@ pub(crate) struct StateSnapshot {
     pub tasks_truncated: bool,
     pub roles: Vec<RoleSummary>,
 }
+
+/// A module in the artifact store, and who uses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModuleSummary {
+    pub digest: corral_types::Digest,
+    pub size: u64,
+    pub stored_unix_millis: u64,
+    pub active_tasks: usize,
+    pub cached_on_agents: usize,
+}

@@ -105,6 +105,18 @@ impl v1::operator_server::Operator for OperatorService {
         }
     }
 
+    async fn list_modules(
+        &self,
+        _request: Request<v1::ListModulesRequest>,
+    ) -> Result<Response<v1::ListModulesResponse>, Status> {
+        match self.ask(OperatorRequest::ListModules).await? {
+            OperatorResponse::Modules(modules) => Ok(Response::new(v1::ListModulesResponse {
+                modules: wire::each_into(&modules),
+            })),
+            _ => Err(unexpected()),
+        }
+    }
+
     async fn list_agents(
         &self,
         _request: Request<v1::ListAgentsRequest>,

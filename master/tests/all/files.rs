@@ -143,6 +143,13 @@ impl v1::operator_server::Operator for AgentFiles {
         Err(Status::unimplemented("agent"))
     }
 
+    async fn list_modules(
+        &self,
+        _: Request<v1::ListModulesRequest>,
+    ) -> Result<Response<v1::ListModulesResponse>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
+
     type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
 
     async fn subscribe(

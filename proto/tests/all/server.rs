@@ -74,6 +74,13 @@ impl Operator for TrivialOperator {
         Err(Status::unimplemented("fetch_artifact"))
     }
 
+    async fn list_modules(
+        &self,
+        _: Request<v1::ListModulesRequest>,
+    ) -> Result<Response<v1::ListModulesResponse>, Status> {
+        Err(Status::unimplemented("list_modules"))
+    }
+
     type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
 
     async fn subscribe(

@@ -47,6 +47,7 @@ enum Endpoint {
     Drain,
     Reactivate,
     Frameworks,
+    Modules,
     Roles,
     Tasks,
     Task,
@@ -117,6 +118,14 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[("include_completed", "true to list removed frameworks too")],
         produces: JSON,
         endpoint: Endpoint::Frameworks,
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/modules",
+        summary: "Modules in the artifact store: size, tasks running them, agents caching them",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::Modules,
     },
     Route {
         method: "get",
@@ -333,6 +342,7 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::Drain => post(drain),
         Endpoint::Reactivate => post(reactivate),
         Endpoint::Frameworks => get(frameworks),
+        Endpoint::Modules => get(modules),
         Endpoint::Roles => get(roles),
         Endpoint::Tasks => get(tasks),
         Endpoint::Task => get(task),
@@ -678,6 +688,21 @@ async fn frameworks(
     Ok(axum::Json(json!({
         "frameworks": frameworks.iter().map(forms::framework).collect::<Vec<_>>(),
     })))
+}
+
+async fn modules(
+    State(state): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult {
+    params(q, query_of("/api/v1/modules"))?;
+    let OperatorResponse::Modules(modules) = ask(&state, OperatorRequest::ListModules).await?
+    else {
+        return Err(unexpected());
+    };
+    let modules: Vec<v1::ModuleInfo> = wire::each_into(&modules);
+    Ok(axum::Json(
+        json!({ "modules": modules.iter().map(forms::module).collect::<Vec<_>>() }),
+    ))
 }
 
 async fn roles(
