@@ -1,7 +1,8 @@
 //! Simulated agents, a kit for benchmarks and tests: real `AgentLink` streams that register,
-//! heartbeat and finish every launched task at once (RUNNING then FINISHED), with no Wasm
-//! behind them, so they load the master alone. `corral bench --simulated-agents` and the
-//! failover bench use them.
+//! heartbeat and finish every launched task at once (RUNNING then FINISHED), or hold it
+//! RUNNING until it is killed ([`SimulatedAgents::spawn_holding`]), with no Wasm behind
+//! them, so they load the master alone. `corral bench --simulated-agents`, the failover bench
+//! and the listing bench use them.
 //!
 //! They follow the leader as `corral agent` does, with the same policy
 //! ([`corral_proto::follow`]): the `corral-leader` hint first, ReRegister with their id and
@@ -65,9 +66,19 @@ pub struct AgentsEnded {
 }
 
 impl SimulatedAgents {
-    /// Starts `count` agents that follow the leader among `masters` (`host:port`). Call it
-    /// within a tokio runtime.
+    /// Starts `count` agents that follow the leader among `masters` (`host:port`) and finish
+    /// every task at once. Call it within a tokio runtime.
     pub fn spawn(masters: &[String], count: usize) -> Self {
+        Self::start(masters, count, false)
+    }
+
+    /// [`SimulatedAgents::spawn`], but every task stays RUNNING until the master kills it:
+    /// a cluster full of tasks.
+    pub fn spawn_holding(masters: &[String], count: usize) -> Self {
+        Self::start(masters, count, true)
+    }
+
+    fn start(masters: &[String], count: usize, hold: bool) -> Self {
         let (events, registrations) = mpsc::unbounded_channel();
         let mut tasks = JoinSet::new();
         let mut channels = Arc::new(Channels::default());
@@ -81,6 +92,7 @@ impl SimulatedAgents {
                 last_epoch: 0,
                 unacknowledged: Vec::new(),
                 updates: 0,
+                hold,
                 channels: channels.clone(),
                 events: events.clone(),
             };
@@ -151,6 +163,8 @@ struct Agent {
     unacknowledged: Vec<v1::TaskStatus>,
     /// Updates sent, for their uuids.
     updates: u64,
+    /// Tasks stay RUNNING until killed.
+    hold: bool,
     channels: Arc<Channels>,
     events: mpsc::UnboundedSender<Registration>,
 }
@@ -217,13 +231,15 @@ impl Agent {
                                 self.unacknowledged.retain(|s| s.uuid != ack.uuid);
                             }
                             Some(v1::master_message::Kind::Shutdown(_)) => return None,
-                            // Kills: every task has finished already; a simulated agent
-                            // serves no health to mark draining.
-                            Some(
-                                v1::master_message::Kind::KillTask(_)
-                                | v1::master_message::Kind::Maintenance(_),
-                            )
-                            | None => {}
+                            // Finishing agents have finished every task already.
+                            Some(v1::master_message::Kind::KillTask(kill)) => {
+                                if self.hold {
+                                    let state = v1::TaskState::Killed;
+                                    self.report(&kill.framework_id, &kill.task_id, state, &tx);
+                                }
+                            }
+                            // A simulated agent serves no health to mark draining.
+                            Some(v1::master_message::Kind::Maintenance(_)) | None => {}
                         }
                     }
                     Ok(None) => return Some(follow::Ended::Lost),
@@ -273,26 +289,36 @@ impl Agent {
         launch: &v1::master_message::LaunchTasks,
         tx: &mpsc::UnboundedSender<v1::AgentMessage>,
     ) {
+        let states: &[v1::TaskState] = if self.hold {
+            &[v1::TaskState::Running]
+        } else {
+            &[v1::TaskState::Running, v1::TaskState::Finished]
+        };
+        for task in &launch.tasks {
+            for state in states {
+                self.report(&launch.framework_id, &task.task_id, *state, tx);
+            }
+        }
+    }
+
+    /// Sends a task's status update (kept until acknowledged).
+    fn report(
+        &mut self,
+        framework_id: &str,
+        task_id: &str,
+        state: v1::TaskState,
+        tx: &mpsc::UnboundedSender<v1::AgentMessage>,
+    ) {
         let Some(agent_id) = self.id.clone() else {
             return;
         };
-        for task in &launch.tasks {
-            for state in [v1::TaskState::Running, v1::TaskState::Finished] {
-                self.updates += 1;
-                let status = status(
-                    &launch.framework_id,
-                    &task.task_id,
-                    &agent_id,
-                    state,
-                    self.uuid(),
-                );
-                self.unacknowledged.push(status.clone());
-                let kind = v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate {
-                    status: Some(status),
-                });
-                let _ = tx.send(v1::AgentMessage { kind: Some(kind) });
-            }
-        }
+        self.updates += 1;
+        let status = status(framework_id, task_id, &agent_id, state, self.uuid());
+        self.unacknowledged.push(status.clone());
+        let kind = v1::agent_message::Kind::StatusUpdate(v1::agent_message::StatusUpdate {
+            status: Some(status),
+        });
+        let _ = tx.send(v1::AgentMessage { kind: Some(kind) });
     }
 
     /// Unique across agents: the agent's index, then its update count (never zero).
