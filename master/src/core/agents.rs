@@ -638,7 +638,7 @@ impl MasterCore {
             return;
         }
         let before = self.agent_record_of(id);
-        let live = !self.live_tasks_on(id).is_empty();
+        let live = self.tasks.count_live_on(id) > 0;
         let Some(a) = self.agents.get_mut(id) else {
             return;
         };

@@ -11,7 +11,8 @@ use super::events::ConnId;
 use super::outputs::OutputsRecord;
 use super::registry::RegistryWrite;
 use super::views::{
-    AgentSummary, FrameworkSummary, ModuleSummary, RoleSummary, StateSnapshot, TaskPage,
+    AgentSummary, FrameworkSummary, MasterSummary, ModuleSummary, RoleSummary, StateSnapshot,
+    TaskPage,
 };
 
 /// What the runtime must do.
@@ -145,6 +146,7 @@ pub(crate) enum OperatorResponse {
     Tasks(TaskPage),
     Roles(Vec<RoleSummary>),
     Modules(Vec<ModuleSummary>),
+    Master(MasterSummary),
     Done,
     ArtifactIndexed(bool),
     /// The output may be stored; `true` when the index holds it already.

@@ -196,6 +196,8 @@ pub(crate) enum Event {
 pub(crate) enum OperatorRequest {
     /// What the `/metrics` gauges say.
     Gauges,
+    /// This master.
+    Master,
     GetState {
         max_tasks: usize,
     },

@@ -29,6 +29,7 @@ impl MasterCore {
             R::GetState { max_tasks } => {
                 OperatorResponse::State(Box::new(self.snapshot(max_tasks)))
             }
+            R::Master => OperatorResponse::Master(self.master_summary()),
             R::Subscribe { max_tasks } => {
                 self.watch();
                 OperatorResponse::State(Box::new(self.snapshot(max_tasks)))
@@ -53,31 +54,44 @@ impl MasterCore {
                 } else {
                     page_size
                 };
-                let mut tasks: Vec<TaskSummary> = self
-                    .task_summaries()
-                    .into_iter()
-                    .filter(|t| task.as_ref().is_none_or(|id| *id == t.id))
-                    .filter(|t| framework.as_ref().is_none_or(|f| *f == t.framework))
-                    .filter(|t| agent.is_none() || agent == t.agent)
-                    .filter(|t| states.is_empty() || states.contains(&t.state))
-                    .filter(|t| labels.iter().all(|(k, v)| t.labels.get(k) == Some(v)))
+                // A page token is the last key of the previous page, `framework/task`.
+                let after = match page_token.split_once('/') {
+                    _ if page_token.is_empty() => None,
+                    Some(key) => Some(key),
+                    None => {
+                        return Err(ServiceError::InvalidArgument(format!(
+                            "page_token {page_token:?} is not one this master gave"
+                        )));
+                    }
+                };
+                // Filtered and paged on the records; summaries only for the page.
+                let mut matching: Vec<(&TaskKey, &Task)> = self
+                    .tasks
+                    .iter_all()
+                    .filter(|((f, id), t)| {
+                        task.as_ref().is_none_or(|want| want == id)
+                            && framework.as_ref().is_none_or(|want| want == f)
+                            && (agent.is_none() || agent.as_ref() == t.agent())
+                            && (states.is_empty() || states.contains(&t.status.state))
+                            && labels.iter().all(|(k, v)| t.meta.labels.get(k) == Some(v))
+                    })
                     .collect();
                 // Stable order for paging: framework, then task ID.
-                tasks.sort_by(|a, b| (&a.framework, &a.id).cmp(&(&b.framework, &b.id)));
-                let token = |t: &TaskSummary| format!("{}/{}", t.framework, t.id);
-                let start = if page_token.is_empty() {
-                    0
-                } else {
-                    tasks.partition_point(|t| token(t) <= page_token)
-                };
-                let rest = tasks.split_off(start.min(tasks.len()));
-                let next_page_token = if rest.len() > size {
-                    token(&rest[size - 1])
-                } else {
-                    String::new()
+                matching.sort_by(|a, b| a.0.cmp(b.0));
+                let start = after.map_or(0, |after| {
+                    matching.partition_point(|((f, id), _)| (f.as_str(), id.as_str()) <= after)
+                });
+                let rest = &matching[start.min(matching.len())..];
+                let next_page_token = match rest.get(size.saturating_sub(1)) {
+                    Some(((f, id), _)) if rest.len() > size => format!("{f}/{id}"),
+                    _ => String::new(),
                 };
                 OperatorResponse::Tasks(TaskPage {
-                    tasks: rest.into_iter().take(size).collect(),
+                    tasks: rest
+                        .iter()
+                        .take(size)
+                        .map(|(key, t)| self.task_summary(key, t))
+                        .collect(),
                     next_page_token,
                 })
             }
@@ -291,13 +305,6 @@ impl MasterCore {
         Ok(())
     }
 
-    fn live_tasks_where(&self, f: impl Fn(&TaskKey, &Task) -> bool) -> usize {
-        self.tasks
-            .iter()
-            .filter(|(k, t)| !t.status.state.is_terminal() && f(k, t))
-            .count()
-    }
-
     /// The state as `GetState` answers: at most `max_tasks` tasks (the default for 0),
     /// newest first.
     fn snapshot(&self, max_tasks: usize) -> StateSnapshot {
@@ -306,17 +313,17 @@ impl MasterCore {
         } else {
             max_tasks
         };
-        let mut tasks = self.task_summaries();
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.updated_unix_millis));
-        let tasks_truncated = tasks.len() > max;
-        tasks.truncate(max);
+        // The newest `max`, summarised; the rest only sorted.
+        let mut newest: Vec<(&TaskKey, &Task)> = self.tasks.iter_all().collect();
+        newest.sort_by_key(|(_, t)| std::cmp::Reverse(t.updated));
+        let tasks_truncated = newest.len() > max;
+        let tasks = newest
+            .into_iter()
+            .take(max)
+            .map(|(key, t)| self.task_summary(key, t))
+            .collect();
         StateSnapshot {
-            master: MasterSummary {
-                id: self.config.master_id.clone(),
-                address: self.config.address.clone(),
-                epoch: self.config.epoch,
-                started_unix_millis: self.config.started_at_unix_millis,
-            },
+            master: self.master_summary(),
             agents: self.agent_summaries(),
             frameworks: self.framework_summaries(true),
             tasks,
@@ -352,6 +359,15 @@ impl MasterCore {
             .collect()
     }
 
+    fn master_summary(&self) -> MasterSummary {
+        MasterSummary {
+            id: self.config.master_id.clone(),
+            address: self.config.address.clone(),
+            epoch: self.config.epoch,
+            started_unix_millis: self.config.started_at_unix_millis,
+        }
+    }
+
     fn agent_summaries(&self) -> Vec<AgentSummary> {
         let mut agents: Vec<&Agent> = self.agents.values().collect();
         agents.sort_by(|a, b| a.id.cmp(&b.id));
@@ -384,7 +400,7 @@ impl MasterCore {
             version: a.info.version.clone(),
             registered_unix_millis: a.registered_unix_millis,
             last_heartbeat_unix_millis: self.unix_millis(a.last_seen),
-            active_tasks: self.live_tasks_on(&a.id).len(),
+            active_tasks: self.tasks.count_live_on(&a.id),
             labels: a.info.labels.clone(),
         }
     }
@@ -396,24 +412,39 @@ impl MasterCore {
             .filter(|f| include_completed || f.state != FrameworkState::Completed)
             .collect();
         fws.sort_by(|a, b| a.id.cmp(&b.id));
-        fws.into_iter().map(|f| self.framework_summary(f)).collect()
+        // One pass over the tasks and offers for every framework.
+        let mut usage: HashMap<&FrameworkId, FrameworkUsage> = HashMap::new();
+        for ((fw, _), t) in self.tasks.iter() {
+            usage.entry(fw).or_default().add_task(t);
+        }
+        for o in self.offers.values() {
+            usage.entry(&o.framework).or_default().add_offer(o);
+        }
+        fws.into_iter()
+            .map(|f| {
+                let usage = usage.remove(&f.id).unwrap_or_default();
+                self.framework_summary_with(f, usage)
+            })
+            .collect()
     }
 
     pub(super) fn framework_summary(&self, f: &Framework) -> FrameworkSummary {
-        let allocated = self
-            .tasks
-            .iter()
-            .filter(|((fw, _), t)| fw == &f.id && t.holds)
-            .fold(Resources::new(), |acc, (_, t)| {
-                acc.saturating_add(&t.alloc.total())
-            });
-        let offered = self
-            .offers
-            .values()
-            .filter(|o| o.framework == f.id)
-            .fold(Resources::new(), |acc, o| {
-                acc.saturating_add(&o.resources.total())
-            });
+        let mut usage = FrameworkUsage::default();
+        for (_, t) in self.tasks.iter().filter(|((fw, _), _)| fw == &f.id) {
+            usage.add_task(t);
+        }
+        for o in self.offers.values().filter(|o| o.framework == f.id) {
+            usage.add_offer(o);
+        }
+        self.framework_summary_with(f, usage)
+    }
+
+    fn framework_summary_with(&self, f: &Framework, usage: FrameworkUsage) -> FrameworkSummary {
+        let FrameworkUsage {
+            allocated,
+            offered,
+            active_tasks,
+        } = usage;
         FrameworkSummary {
             id: f.id.clone(),
             name: f.info.name.clone(),
@@ -423,18 +454,11 @@ impl MasterCore {
             suppressed_roles: f.suppressed.iter().cloned().collect(),
             allocated,
             offered,
-            active_tasks: self.live_tasks_where(|(fw, _), _| fw == &f.id),
+            active_tasks,
             registered_unix_millis: f.registered_unix_millis,
             failover_timeout: f.info.failover_timeout,
             labels: f.info.labels.clone(),
         }
-    }
-
-    fn task_summaries(&self) -> Vec<TaskSummary> {
-        self.tasks
-            .iter_all()
-            .map(|(key, t)| self.task_summary(key, t))
-            .collect()
     }
 
     pub(super) fn task_summary(&self, (fw, id): &TaskKey, t: &Task) -> TaskSummary {
@@ -498,5 +522,28 @@ impl MasterCore {
             offers_outstanding: i64::try_from(self.offers.len()).unwrap_or(i64::MAX),
             epoch: i64::try_from(self.config.epoch).unwrap_or(i64::MAX),
         }
+    }
+}
+
+/// What a framework holds: resources its tasks hold, resources in its offers, live tasks.
+#[derive(Debug, Default)]
+struct FrameworkUsage {
+    allocated: Resources,
+    offered: Resources,
+    active_tasks: usize,
+}
+
+impl FrameworkUsage {
+    fn add_task(&mut self, t: &Task) {
+        if t.holds {
+            self.allocated = self.allocated.saturating_add(&t.alloc.total());
+        }
+        if !t.status.state.is_terminal() {
+            self.active_tasks += 1;
+        }
+    }
+
+    fn add_offer(&mut self, o: &super::OfferRecord) {
+        self.offered = self.offered.saturating_add(&o.resources.total());
     }
 }

@@ -181,6 +181,19 @@ impl TaskTable {
             .unwrap_or_default()
     }
 
+    /// How many tasks placed on `agent` are not terminal (without copying their keys).
+    pub(super) fn count_live_on(&self, agent: &AgentId) -> usize {
+        self.by_agent.get(agent).map_or(0, |keys| {
+            keys.iter()
+                .filter(|k| {
+                    self.live
+                        .get(*k)
+                        .is_some_and(|t| !t.status.state.is_terminal())
+                })
+                .count()
+        })
+    }
+
     /// Adds (or replaces) a live task, indexing it under its agent.
     pub(super) fn insert(&mut self, key: TaskKey, task: Task) {
         let new = task.agent.clone();

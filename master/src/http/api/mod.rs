@@ -566,9 +566,7 @@ async fn summary(
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/summary"))?;
-    let OperatorResponse::State(snapshot) =
-        ask(&state, OperatorRequest::GetState { max_tasks: 1 }).await?
-    else {
+    let OperatorResponse::Master(m) = ask(&state, OperatorRequest::Master).await? else {
         return Err(unexpected());
     };
     let OperatorResponse::Gauges(gauges) = ask(&state, OperatorRequest::Gauges).await? else {
@@ -580,7 +578,6 @@ async fn summary(
             .map(|(state, n)| ((*state).to_owned(), json!(n)))
             .collect::<serde_json::Map<_, _>>()
     };
-    let m = &snapshot.master;
     Ok(axum::Json(json!({
         "master": {
             "id": m.id,
