@@ -571,6 +571,10 @@ pub(crate) struct BenchArgs {
     /// ones, to load the master alone.
     #[arg(long)]
     pub(crate) simulated_agents: Option<usize>,
+    /// Operator event subscribers (Operator.Subscribe) reading during the run, as UIs or
+    /// `corral ps --watch` would.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) subscribers: usize,
     /// The module every task runs (default: the built-in `hello` example).
     #[arg(long)]
     pub(crate) module: Option<String>,

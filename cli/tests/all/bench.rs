@@ -47,7 +47,7 @@ async fn bench_runs_hello_tasks_on_an_ephemeral_cluster_and_reports_every_proces
 }
 
 #[tokio::test]
-async fn bench_with_simulated_agents_loads_the_master_alone() {
+async fn bench_with_simulated_agents_loads_the_master_alone_while_two_subscribers_watch() {
     let report = bench(&[
         "--simulated-agents",
         "20",
@@ -55,10 +55,17 @@ async fn bench_with_simulated_agents_loads_the_master_alone() {
         "200",
         "--concurrency",
         "8",
+        "--subscribers",
+        "2",
     ])
     .await;
     assert_eq!(report["failed"], 0, "{report}");
     assert_latencies(&report);
+    // Each subscriber saw every task added, RUNNING and FINISHED.
+    assert!(
+        report["subscriber_events"].as_u64() >= Some(2 * 200 * 3),
+        "{report}"
+    );
     let simulated = &report["simulated_agents"];
     assert_eq!(simulated["agents"], 20, "{report}");
     assert!(

@@ -21,6 +21,7 @@
 mod cluster;
 mod load;
 mod report;
+mod watchers;
 
 use std::time::Duration;
 
@@ -110,9 +111,13 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             warmup.first_failure.unwrap_or_default()
         ));
     }
+    let watchers = watchers::Watchers::start(&operator, args.subscribers).await?;
+    let events_before = watchers.events();
     let cpu_before = cluster.cpu_by_role();
     let outcome = load::run(&masters, &shape, pace, args.tasks, args.timeout).await?;
     let cpu_after = cluster.cpu_by_role();
+    let subscriber_events = (args.subscribers > 0).then(|| watchers.events() - events_before);
+    drop(watchers);
     let [master_cores, agent_cores, framework_cores] =
         [0, 1, 2].map(|role| cluster::cores(cpu_before[role], cpu_after[role], outcome.elapsed));
 
@@ -125,6 +130,8 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         agent_cores,
         framework_cores,
         simulated: simulated.as_ref().map(|(_, figures)| figures.clone()),
+        subscribers: args.subscribers,
+        subscriber_events,
     };
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => {

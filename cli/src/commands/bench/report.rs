@@ -101,6 +101,9 @@ pub(super) struct Report {
     /// This process: the load generator is the framework (simulated agents run here too).
     pub(super) framework_cores: Option<f64>,
     pub(super) simulated: Option<SimulatedFigures>,
+    /// Operator event subscribers during the run, and the events they received together.
+    pub(super) subscribers: usize,
+    pub(super) subscriber_events: Option<u64>,
 }
 
 impl Report {
@@ -140,6 +143,8 @@ impl Report {
                 "master_memory_per_agent_bytes": s.memory_per_agent_bytes,
                 "idle_master_cores": s.idle_master_cores,
             })),
+            "subscribers": self.subscribers,
+            "subscriber_events": self.subscriber_events,
         })
     }
 
@@ -193,6 +198,13 @@ impl Report {
             if let Some(c) = cores {
                 let _ = writeln!(out, "{name:<9} CPU     {c:.2} cores during the run");
             }
+        }
+        if let Some(events) = self.subscriber_events {
+            let _ = writeln!(
+                out,
+                "subscribers       {} ({events} events received during the run)",
+                self.subscribers
+            );
         }
         if let Some(s) = &self.simulated {
             let _ = writeln!(out, "simulated agents  {}", s.agents);
