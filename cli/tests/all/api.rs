@@ -401,3 +401,63 @@ async fn jobs_are_submitted_listed_and_refused_over_http() {
     .await;
     refused(&cluster, Method::POST, "/api/v1/jobs?format=xml", bad).await;
 }
+
+#[tokio::test]
+async fn a_followed_file_streams_as_the_task_writes_and_completes_when_it_ends() {
+    let cluster = Cluster::start(&[]).await;
+    let _run = cluster.spawn_corral(&["run", corral_wasm_tasks::LIMITS, "tick", "10", "100"]);
+    let task = cluster.wait_for_running_task().await;
+    let url = format!(
+        "http://{}/api/v1/tasks/{task}/files/follow?path=stdout",
+        cluster.master_addr
+    );
+    let mut response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (mut text, mut events, mut complete) = (String::new(), Vec::new(), false);
+    while !complete {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), response.chunk())
+            .await
+            .expect("an event within 30 s")
+            .unwrap()
+            .expect("the stream goes on until complete");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim_start().to_owned())
+            };
+            match field("event:").as_deref() {
+                Some("data") => {
+                    let doc: Value = serde_json::from_str(&field("data:").unwrap()).unwrap();
+                    events.push(doc);
+                }
+                Some("complete") => complete = true,
+                other => panic!("unexpected event {other:?}: {block}"),
+            }
+        }
+    }
+    // Several pieces, in order, contiguous, together the whole output.
+    assert!(
+        events.len() > 1,
+        "the file was followed as it grew: {events:?}"
+    );
+    let mut offset = 0;
+    let mut output = String::new();
+    for e in &events {
+        assert_eq!(e["offset"].as_u64(), Some(offset), "{events:?}");
+        let data = e["data"].as_str().unwrap();
+        offset += data.len() as u64;
+        output.push_str(data);
+    }
+    let want: String = (0..10).map(|i| format!("tick {i}\n")).collect();
+    assert_eq!(output, want);
+
+    // An unknown task or a missing path is refused before any stream.
+    let bad = format!("/api/v1/tasks/{task}/files/follow");
+    refused(&cluster, Method::GET, &bad, StatusCode::BAD_REQUEST).await;
+    let unknown = "/api/v1/tasks/no-such-task/files/follow?path=stdout";
+    refused(&cluster, Method::GET, unknown, StatusCode::NOT_FOUND).await;
+}

@@ -1,12 +1,18 @@
 //! A task's sandbox files over HTTP: what `Operator.ListFiles` and `Operator.ReadFile` answer
-//! (proxied to the agent that ran the task), as JSON or as the file's bytes.
+//! (proxied to the agent that ran the task), as JSON, as the file's bytes, or followed as
+//! server-sent events.
+
+use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::header;
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use corral_proto::limits::MAX_READ_FILE_BYTES;
 use corral_proto::v1::{self, operator_server::Operator};
 use serde_json::json;
+use tokio_stream::StreamExt;
 use tonic::Request;
 
 use super::{ApiError, ApiResult, id, params, query_of};
@@ -14,6 +20,9 @@ use crate::http::HttpState;
 
 /// Bytes a read returns when it names no length.
 const DEFAULT_READ: u64 = 64 << 10;
+
+/// How often a followed file is read again while nothing new came (files have no events).
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The query of a file endpoint.
 struct FileQuery {
@@ -156,4 +165,58 @@ pub(super) async fn download(
         bytes,
     )
         .into_response())
+}
+
+/// Follows a file: its text from `offset` as `data` events (`{"offset", "data"}`), read again
+/// every [`FOLLOW_INTERVAL`] while nothing new came, then `complete` once the task has ended
+/// and the file is read to its end. A read that fails ends the stream with an `error` event.
+pub(super) async fn follow(
+    State(state): State<HttpState>,
+    Path(task): Path<String>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let q = file_query("/api/v1/tasks/{id}/files/follow", task, q)?;
+    let path = required(q.path.clone())?;
+    // The first read answers now: an unknown task or file is a 4xx, not an empty stream.
+    let first = read_file(&state, &q, &path, q.offset, MAX_READ_FILE_BYTES).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(16);
+    tokio::spawn(async move {
+        let mut read = first;
+        // Until the client goes away (noticed between reads, data or not).
+        while !tx.is_closed() {
+            let got = read.data.len() as u64;
+            if got > 0 {
+                let doc =
+                    json!({ "offset": read.offset, "data": String::from_utf8_lossy(&read.data) });
+                if tx
+                    .send(Event::default().event("data").data(doc.to_string()))
+                    .await
+                    .is_err()
+                {
+                    return; // The client went away.
+                }
+            }
+            let offset = read.offset + got;
+            if read.complete && offset >= read.size {
+                let _ = tx.send(Event::default().event("complete").data("{}")).await;
+                return;
+            }
+            if got == 0 {
+                tokio::time::sleep(FOLLOW_INTERVAL).await;
+            }
+            read = match read_file(&state, &q, &path, offset, MAX_READ_FILE_BYTES).await {
+                Ok(read) => read,
+                Err(e) => {
+                    let doc = json!({ "message": e.message });
+                    let _ = tx
+                        .send(Event::default().event("error").data(doc.to_string()))
+                        .await;
+                    return;
+                }
+            };
+        }
+    });
+    Ok(Sse::new(
+        tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok),
+    ))
 }

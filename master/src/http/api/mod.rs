@@ -53,6 +53,7 @@ enum Endpoint {
     Task,
     Files,
     ReadFile,
+    Follow,
     Download,
     Events,
     Jobs,
@@ -206,6 +207,21 @@ pub(crate) const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/tasks/{id}/files/follow",
+        summary: "A sandbox file as it grows, as server-sent events: `data` events carry new text ({offset, data}); `complete` ends the stream once the task has ended and the file is read",
+        query: &[
+            ("path", "The file, relative to the sandbox (required)"),
+            ("offset", "Where to start, in bytes (default 0)"),
+            (
+                "framework",
+                "The task's framework, when several have a task of this ID",
+            ),
+        ],
+        produces: "text/event-stream",
+        endpoint: Endpoint::Follow,
+    },
+    Route {
+        method: "get",
         path: "/api/v1/tasks/{id}/files/download",
         summary: "A whole sandbox file, as bytes",
         query: &[
@@ -348,6 +364,7 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::Task => get(task),
         Endpoint::Files => get(files::list),
         Endpoint::ReadFile => get(files::read),
+        Endpoint::Follow => get(files::follow),
         Endpoint::Download => get(files::download),
         Endpoint::Events => get(events::events),
         Endpoint::Jobs => get(jobs::list),
