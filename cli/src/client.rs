@@ -27,6 +27,17 @@ pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClien
     leader(masters).await.map(limits::operator_client)
 }
 
+/// The master's operator event stream from now on (its SUBSCRIBED state kept small: the
+/// callers list what they need themselves).
+pub(crate) async fn events(
+    client: &mut OperatorClient,
+) -> anyhow::Result<tonic::Streaming<v1::OperatorEvent>> {
+    Ok(client
+        .subscribe(v1::SubscribeEventsRequest { max_tasks: 1 })
+        .await?
+        .into_inner())
+}
+
 /// A client of the built-in jobs framework's Jobs service: on the leading master (as
 /// [`operator`]), or where the framework says it serves when it runs as a process of its
 /// own (`corral frameworks run`).

@@ -103,16 +103,23 @@ pub(crate) async fn files_client(
     limits::operator_client(channel)
 }
 
-#[tokio::test]
-async fn the_files_api_answers_health_checks() {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    let (_master, agent, _) = cluster().await;
+/// A client of the agent's gRPC health service.
+async fn health_client(
+    agent: &Agent,
+) -> tonic_health::pb::health_client::HealthClient<tonic::transport::Channel> {
     let channel = limits::endpoint(format!("http://{}", agent.local_addr()))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    tonic_health::pb::health_client::HealthClient::new(channel)
+}
+
+#[tokio::test]
+async fn the_files_api_answers_health_checks() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let (_master, agent, _) = cluster().await;
+    let mut health = health_client(&agent).await;
     for service in ["", "corral.v1.Operator"] {
         let request = tonic_health::pb::HealthCheckRequest {
             service: service.into(),
@@ -127,12 +134,7 @@ async fn the_files_api_answers_health_checks() {
 async fn a_draining_agent_is_not_serving_until_reactivated_or_registered_afresh() {
     use tonic_health::pb::health_check_response::ServingStatus;
     let (master, agent, _) = cluster().await;
-    let channel = limits::endpoint(format!("http://{}", agent.local_addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut health = health_client(&agent).await;
     let mut status_of = async |service: &str| {
         let request = tonic_health::pb::HealthCheckRequest {
             service: service.into(),

@@ -25,12 +25,7 @@ pub(super) async fn run(args: LogsArgs) -> anyhow::Result<u8> {
             .map_err(|s| read_error(&args, path, &s))?;
     }
     let mut events = if args.follow {
-        Some(
-            client
-                .subscribe(v1::SubscribeEventsRequest { max_tasks: 1 })
-                .await?
-                .into_inner(),
-        )
+        Some(client::events(&mut client).await?)
     } else {
         None
     };

@@ -11,12 +11,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
     let mut client = client::operator(&args.master.master).await?;
     // Subscribed before listing, so no change between the two is missed.
     let events = if args.watch {
-        Some(
-            client
-                .subscribe(v1::SubscribeEventsRequest { max_tasks: 1 })
-                .await?
-                .into_inner(),
-        )
+        Some(client::events(&mut client).await?)
     } else {
         None
     };
