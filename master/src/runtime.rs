@@ -38,6 +38,12 @@ const ALLOCATION_BATCH: Duration = Duration::from_millis(1);
 /// Longest gap between ticks (heartbeat checks, offer and failover timeouts).
 const MAX_TICK: Duration = Duration::from_millis(100);
 
+/// Operator events are queued to subscribers in batches: when the core has nothing more to
+/// handle, or once this many wait, or once the oldest has waited [`OBSERVED_WAIT`]. One wake
+/// of a subscriber's stream then writes many events, not one each.
+const OBSERVED_BATCH: usize = 512;
+const OBSERVED_WAIT: Duration = Duration::from_millis(2);
+
 /// Requests from the services that may wait for the core; a handler sending more waits
 /// (back-pressure to its client) rather than growing the master's memory.
 const REQUEST_QUEUE: usize = 16_384;
@@ -260,6 +266,10 @@ struct Runtime {
     frameworks: HashMap<ConnId, FrameworkSender>,
     /// Operator event streams, and the last changes each started after.
     observers: HashMap<ConnId, (ObserverSender, u64)>,
+    /// Events for them not queued yet, each with the number of its changes, and since when
+    /// the oldest waits.
+    observed: Vec<(u64, Arc<v1::OperatorEvent>)>,
+    observed_since: Option<Instant>,
     /// Streams cut off because their peer stopped reading, for the core to hear of.
     cut_off: Vec<Event>,
     /// When the pending change-triggered allocation may run, if one is pending.
@@ -287,6 +297,8 @@ async fn run(
         agents: HashMap::new(),
         frameworks: HashMap::new(),
         observers: HashMap::new(),
+        observed: Vec::new(),
+        observed_since: None,
         cut_off: Vec::new(),
         allocation: None,
         last_allocation: None,
@@ -298,6 +310,7 @@ async fn run(
             rt.allocate();
             rt.settle();
             rt.durability.flush();
+            rt.flush_observed(false);
             continue;
         }
         let allocation = async {
@@ -324,6 +337,7 @@ async fn run(
         }
         rt.settle();
         rt.durability.flush();
+        rt.flush_observed(!rx.is_empty());
     }
     tracing::debug!("master core stopped");
     Ok(())
@@ -479,33 +493,56 @@ impl Runtime {
             }
             // Not held: `event` takes writes before anything waits.
             Effect::Persist(w) => self.durability.write(w),
-            Effect::Changes { seq, changes } => self.observed(seq, &changes),
+            Effect::Changes { seq, changes } => self.observed(seq, changes),
         }
     }
 
     /// Sends changes to the event streams that started before them; a stream whose client is
     /// gone or fell behind is dropped, and the core stops noting changes when none is left.
-    fn observed(&mut self, seq: u64, changes: &[crate::core::Change]) {
-        let events: Vec<Arc<v1::OperatorEvent>> = changes
-            .iter()
-            .map(|c| Arc::new(v1::OperatorEvent::from(c)))
-            .collect();
+    fn observed(&mut self, seq: u64, changes: Vec<crate::core::Change>) {
+        if self.observers.is_empty() {
+            self.core.unwatch();
+            return;
+        }
+        self.observed.extend(
+            changes
+                .into_iter()
+                .map(|c| (seq, Arc::new(v1::OperatorEvent::from(c)))),
+        );
+        self.observed_since.get_or_insert_with(Instant::now);
+        if self.observed.len() >= OBSERVED_BATCH {
+            self.flush_observed(false);
+        }
+    }
+
+    /// Queues the events waiting to every stream that started before them, unless `busy`
+    /// (more requests wait) and the batch may wait longer; a stream whose client is gone or
+    /// fell behind is dropped, and the core stops noting changes when none is left.
+    fn flush_observed(&mut self, busy: bool) {
+        let Some(since) = self.observed_since else {
+            return;
+        };
+        if busy && since.elapsed() < OBSERVED_WAIT {
+            return;
+        }
+        self.observed_since = None;
+        let events = std::mem::take(&mut self.observed);
         self.observers.retain(|conn, (tx, after)| {
-            if seq <= *after {
-                return true;
-            }
-            events.iter().all(|e| match tx.send(e.clone()) {
-                Sent::Queued => true,
-                Sent::Closed => false,
-                Sent::CutOff { unread } => {
-                    tracing::warn!(
-                        conn,
-                        unread,
-                        "operator event stream cut off: it fell behind"
-                    );
-                    false
-                }
-            })
+            events
+                .iter()
+                .filter(|(seq, _)| seq > after)
+                .all(|(_, e)| match tx.send(e.clone()) {
+                    Sent::Queued => true,
+                    Sent::Closed => false,
+                    Sent::CutOff { unread } => {
+                        tracing::warn!(
+                            conn,
+                            unread,
+                            "operator event stream cut off: it fell behind"
+                        );
+                        false
+                    }
+                })
         });
         if self.observers.is_empty() {
             self.core.unwatch();

@@ -264,9 +264,16 @@ impl From<&FrameworkSummary> for v1::FrameworkSummary {
 
 impl From<&TaskSummary> for v1::TaskSummary {
     fn from(t: &TaskSummary) -> Self {
+        t.clone().into()
+    }
+}
+
+/// Moves what it can: the event stream converts every change it sends.
+impl From<TaskSummary> for v1::TaskSummary {
+    fn from(t: TaskSummary) -> Self {
         v1::TaskSummary {
             id: t.id.to_string(),
-            name: t.name.clone(),
+            name: t.name,
             framework_id: t.framework.to_string(),
             agent_id: t
                 .agent
@@ -275,18 +282,18 @@ impl From<&TaskSummary> for v1::TaskSummary {
                 .unwrap_or_default(),
             state: t.state.to_i32(),
             reason: t.reason.to_i32(),
-            message: t.message.clone(),
+            message: t.message,
             resources: Some((&t.resources).into()),
             usage: t.usage.map(Into::into),
-            module: t.module.clone(),
+            module: t.module,
             sandbox_path: String::new(),
             updated_at_millis: t.updated_unix_millis,
-            labels: t.labels.clone(),
-            progress: t.progress.as_ref().map(|p| v1::Progress {
+            labels: t.labels,
+            progress: t.progress.map(|p| v1::Progress {
                 fraction: p.fraction(),
-                message: p.message.clone(),
+                message: p.message,
             }),
-            result_json: t.result_json.clone().unwrap_or_default(),
+            result_json: t.result_json.unwrap_or_default(),
             outputs: t.outputs.iter().map(Into::into).collect(),
         }
     }
@@ -320,17 +327,17 @@ impl From<&ModuleSummary> for v1::ModuleInfo {
     }
 }
 
-impl From<&Change> for v1::OperatorEvent {
-    fn from(c: &Change) -> Self {
+impl From<Change> for v1::OperatorEvent {
+    fn from(c: Change) -> Self {
         use v1::operator_event::Event as E;
         let event = match c {
             Change::TaskAdded(t) => E::TaskAdded(t.into()),
             Change::TaskUpdated(t) => E::TaskUpdated(t.into()),
-            Change::AgentAdded(a) => E::AgentAdded(a.into()),
-            Change::AgentUpdated(a) => E::AgentUpdated(a.into()),
+            Change::AgentAdded(a) => E::AgentAdded((&a).into()),
+            Change::AgentUpdated(a) => E::AgentUpdated((&a).into()),
             Change::AgentRemoved(id) => E::AgentRemoved(id.to_string()),
-            Change::FrameworkAdded(f) => E::FrameworkAdded(f.into()),
-            Change::FrameworkUpdated(f) => E::FrameworkUpdated(f.into()),
+            Change::FrameworkAdded(f) => E::FrameworkAdded((&f).into()),
+            Change::FrameworkUpdated(f) => E::FrameworkUpdated((&f).into()),
             Change::FrameworkRemoved(id) => E::FrameworkRemoved(id.to_string()),
         };
         v1::OperatorEvent { event: Some(event) }

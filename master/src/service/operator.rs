@@ -11,6 +11,7 @@ use corral_types::TaskState;
 use tonic::{Request, Response, Status, Streaming};
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use tokio_stream::StreamExt;
 
@@ -89,9 +90,11 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Result<Response<SubscribeStream>, Status> {
         let max_tasks = request.into_inner().max_tasks as usize;
         let events = OperatorEvents::subscribe(&self.gate.core()?, max_tasks).await?;
-        Ok(Response::new(Box::pin(
-            events.map(|e| e.map(|e| v1::OperatorEvent::clone(&e))),
-        )))
+        // The only owner once the runtime has queued it to every subscriber: moved, not copied
+        // (a copy only when several subscribers share it).
+        Ok(Response::new(Box::pin(events.map(|e| {
+            e.map(|e| Arc::try_unwrap(e).unwrap_or_else(|e| v1::OperatorEvent::clone(&e)))
+        }))))
     }
 
     async fn get_state(
