@@ -20,6 +20,28 @@ pub fn resources(r: Option<&v1::Resources>) -> Value {
     }
 }
 
+/// What of `total` is not `used` (no kind below zero); `None` without a total.
+fn free(total: Option<&v1::Resources>, used: Option<&v1::Resources>) -> Option<v1::Resources> {
+    let total = total?;
+    let zero = v1::Resources::default();
+    let used = used.unwrap_or(&zero);
+    Some(v1::Resources {
+        cpus_milli: total.cpus_milli.saturating_sub(used.cpus_milli),
+        mem_bytes: total.mem_bytes.saturating_sub(used.mem_bytes),
+        disk_bytes: total.disk_bytes.saturating_sub(used.disk_bytes),
+        scalars_milli: total
+            .scalars_milli
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.saturating_sub(*used.scalars_milli.get(k).unwrap_or(&0)),
+                )
+            })
+            .collect(),
+    })
+}
+
 /// Quota limits: a bound per kind, `null` where unlimited.
 pub fn limits(l: Option<&v1::ResourceLimits>) -> Value {
     match l {
@@ -93,6 +115,7 @@ pub fn agent(a: &v1::AgentSummary) -> Value {
         "state": agent_state(a.state),
         "total": resources(a.total.as_ref()),
         "used": resources(a.used.as_ref()),
+        "free": resources(free(a.total.as_ref(), a.used.as_ref()).as_ref()),
         "attributes": a.attributes.iter().map(|attr| (attr.key.clone(), attr.value.clone())).collect::<BTreeMap<_, _>>(),
         "version": a.version,
         "active_tasks": a.active_tasks,

@@ -72,6 +72,12 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
         .unwrap()
         .to_owned();
 
+    // An agent's free resources are its total less what its tasks use.
+    let one = get(&cluster, &format!("/api/v1/agents/{agent}")).await;
+    let cpus = |kind: &str| one[kind]["cpus_milli"].as_u64().unwrap();
+    assert_eq!(cpus("free"), cpus("total") - cpus("used"), "{one}");
+    assert!(cpus("used") > 0, "the sleeping task holds cpus: {one}");
+
     let summary = get(&cluster, "/api/v1/summary").await;
     assert_eq!(summary["agents"]["ADMITTED"], 1, "{summary}");
     assert_eq!(summary["tasks"]["RUNNING"], 1, "{summary}");
