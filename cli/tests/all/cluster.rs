@@ -53,6 +53,61 @@ fn spawn_master(args: &[String], dir: &Path) -> Proc {
     spawn_logging_to(&args.iter().map(String::as_str).collect::<Vec<_>>(), log)
 }
 
+/// Agent flags that log every run it starts (`run started`, with its task ID) as JSON, for
+/// [`runs_in`]; its other logs stay at warn.
+pub(crate) const LOG_RUNS: [&str; 4] = [
+    "--log-level",
+    "warn,corral_agent::node::runner=debug",
+    "--log-format",
+    "json",
+];
+
+/// How many times an agent started a run of each task (by task ID), from its log written
+/// with [`LOG_RUNS`].
+pub(crate) fn runs_in(log: &Path) -> std::collections::HashMap<String, usize> {
+    let log = std::fs::read_to_string(log).unwrap();
+    let mut runs = std::collections::HashMap::new();
+    for line in log.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if entry["fields"]["message"] == "run started"
+            && let Some(task) = entry["fields"]["task_id"].as_str()
+        {
+            *runs.entry(task.to_owned()).or_insert(0) += 1;
+        }
+    }
+    runs
+}
+
+/// Asserts that a job of `instances` instances ran each exactly once on the agent (`runs`,
+/// from [`runs_in`]), whatever its attempts say: a launch stored as a master died but never
+/// taken is answered UNKNOWN and launched again, an attempt that did not run. Any other
+/// failed attempt fails the assertion.
+pub(crate) fn assert_each_ran_once(
+    runs: &std::collections::HashMap<String, usize>,
+    instances: usize,
+    job: &serde_json::Value,
+) {
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        twice.is_empty(),
+        "instances run more than once: {twice:?}; {job}"
+    );
+    assert_eq!(runs.len(), instances, "an instance never ran: {job}");
+    let other_failures = job["recent_failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["state"] != "UNKNOWN")
+        .count();
+    assert_eq!(
+        other_failures, 0,
+        "only launches never taken ran again: {job}"
+    );
+    assert!(job["attempts"].as_u64() >= Some(instances as u64), "{job}");
+}
+
 /// A master and one agent, each a `corral` process.
 pub(crate) struct Cluster {
     pub(crate) master_addr: String,
@@ -66,6 +121,22 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) async fn start(master_extra: &[&str]) -> Cluster {
+        Self::start_with(master_extra, &[]).await
+    }
+
+    /// [`Cluster::start`], the agent logging every run it starts to `<dir>/agent.log`, for
+    /// [`Cluster::runs`].
+    pub(crate) async fn start_counting_runs(master_extra: &[&str]) -> Cluster {
+        Self::start_with(master_extra, &LOG_RUNS).await
+    }
+
+    /// How many times the agent started a run of each task (see
+    /// [`Cluster::start_counting_runs`]).
+    pub(crate) fn runs(&self) -> std::collections::HashMap<String, usize> {
+        runs_in(&self.dir.path().join("agent.log"))
+    }
+
+    async fn start_with(master_extra: &[&str], agent_extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let master_addr = format!("127.0.0.1:{}", free_port());
         let mut master_args: Vec<String> = vec![
@@ -88,7 +159,15 @@ impl Cluster {
             "--resources".into(),
             "cpus=2,mem=1GiB,disk=1GiB".into(),
         ];
-        let agent = spawn(&agent_args.iter().map(String::as_str).collect::<Vec<_>>());
+        let mut agent_args = agent_args;
+        agent_args.extend(agent_extra.iter().map(|s| (*s).to_owned()));
+        let args: Vec<&str> = agent_args.iter().map(String::as_str).collect();
+        let agent = if agent_extra.is_empty() {
+            spawn(&args)
+        } else {
+            let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+            spawn_logging_to(&args, log)
+        };
         let cluster = Cluster {
             master_addr,
             master,

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use corral_fixtures::{free_port, set_weight, weight};
 
-use crate::cluster::{Proc, spawn, spawn_logging_to};
+use crate::cluster::{LOG_RUNS, Proc, runs_in, spawn, spawn_logging_to};
 use crate::framework::{RawFramework, state, task};
 use corral_fixtures::Etcd;
 
@@ -54,10 +54,10 @@ impl HaCluster {
                 "--resources",
                 "cpus=4,mem=2GiB,disk=2GiB",
                 // Every run started, for `runs`.
-                "--log-level",
-                "warn,corral_agent::node::runner=debug",
-                "--log-format",
-                "json",
+                LOG_RUNS[0],
+                LOG_RUNS[1],
+                LOG_RUNS[2],
+                LOG_RUNS[3],
             ],
             agent_log,
         );
@@ -75,19 +75,7 @@ impl HaCluster {
 
     /// How many times the agent started a run of each task (by task ID), from its log.
     pub(crate) fn runs(&self) -> HashMap<String, usize> {
-        let log = std::fs::read_to_string(self._dir.path().join("agent.log")).unwrap();
-        let mut runs = HashMap::new();
-        for line in log.lines() {
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
-                continue;
-            };
-            if entry["fields"]["message"] == "run started"
-                && let Some(task) = entry["fields"]["task_id"].as_str()
-            {
-                *runs.entry(task.to_owned()).or_insert(0) += 1;
-            }
-        }
-        runs
+        runs_in(&self._dir.path().join("agent.log"))
     }
 
     /// Polls until a master other than `not` answers GetState as the leader; returns its
