@@ -292,7 +292,12 @@ const handlers = {
     store.added.push(Date.now());
     onTask(m.task, true);
   },
-  TASK_UPDATED(m) { onTask(m.task, false); },
+  // An update carries only what can change (state, usage, progress, result): it is applied
+  // over the task held. Views that hold a task this store has let go merge it themselves.
+  TASK_UPDATED(m) {
+    const held = store.tasks.get(taskKey(m.task));
+    onTask(held ? { ...held, ...m.task } : m.task, false);
+  },
   AGENT_ADDED(m) { store.agents.set(m.agent.id, m.agent); dirty('agents'); },
   AGENT_UPDATED(m) { store.agents.set(m.agent.id, m.agent); dirty('agents'); },
   AGENT_REMOVED(m) { store.agents.delete(m.agent_id); dirty('agents'); },
@@ -542,7 +547,8 @@ const tasksView = {
     this.rows = new KeyedRows($('task-rows'), $('tasks-empty'), t => el('tr', { dataset: { taskId: t.id } },
       el('td', { class: 'id' }, el('a', { href: `#/tasks/${enc(t.id)}` }, t.id)),
       el('td'), el('td', { class: 'state' }), el('td'), el('td'), el('td'), el('td'), el('td'),
-    ), (tr, t) => {
+    ), (tr, update) => {
+      const t = tr.task = { ...tr.task, ...update };
       const [, name, state, reason, framework, agent, resources, updated] = tr.cells;
       setText(name, t.name);
       setState(state, t.state);
@@ -652,7 +658,7 @@ const taskView = {
   onChange(kinds) { if (kinds.has('sync')) this.load(this.gen); },
   onTask(t) {
     if (t.id !== this.id || (this.task && this.task.framework_id !== t.framework_id)) return;
-    this.render(t);
+    this.render({ ...this.task, ...t });
     this.refreshFiles();
   },
   render(t) {

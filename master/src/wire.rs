@@ -16,6 +16,7 @@ use corral_proto::{ProtoEnum, ProtoError, v1};
 use crate::core::{
     AgentCommand, AgentInfo, AgentSummary, Change, CoreConfig, FrameworkEvent, FrameworkInfo,
     FrameworkSummary, ModuleSummary, Offer, RoleSummary, StateSnapshot, TaskPage, TaskSummary,
+    TaskUpdate,
 };
 
 /// Whole milliseconds of a duration, saturating.
@@ -271,24 +272,39 @@ impl From<&TaskSummary> for v1::TaskSummary {
 /// Moves what it can: the event stream converts every change it sends.
 impl From<TaskSummary> for v1::TaskSummary {
     fn from(t: TaskSummary) -> Self {
+        let now = v1::TaskUpdate::from(t.now);
         v1::TaskSummary {
-            id: t.id.to_string(),
+            id: now.id,
             name: t.name,
-            framework_id: t.framework.to_string(),
-            agent_id: t
-                .agent
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
+            framework_id: now.framework_id,
+            agent_id: now.agent_id,
+            state: now.state,
+            reason: now.reason,
+            message: now.message,
+            resources: Some((&t.resources).into()),
+            usage: now.usage,
+            module: t.module,
+            sandbox_path: String::new(),
+            updated_at_millis: now.updated_at_millis,
+            labels: t.labels,
+            progress: now.progress,
+            result_json: now.result_json,
+            outputs: now.outputs,
+        }
+    }
+}
+
+impl From<TaskUpdate> for v1::TaskUpdate {
+    fn from(t: TaskUpdate) -> Self {
+        v1::TaskUpdate {
+            id: t.id.as_str().to_owned(),
+            framework_id: t.framework.as_str().to_owned(),
+            agent_id: t.agent.map(|a| a.as_str().to_owned()).unwrap_or_default(),
             state: t.state.to_i32(),
             reason: t.reason.to_i32(),
             message: t.message,
-            resources: Some((&t.resources).into()),
             usage: t.usage.map(Into::into),
-            module: t.module,
-            sandbox_path: String::new(),
             updated_at_millis: t.updated_unix_millis,
-            labels: t.labels,
             progress: t.progress.map(|p| v1::Progress {
                 fraction: p.fraction(),
                 message: p.message,

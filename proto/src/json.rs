@@ -140,18 +140,30 @@ pub fn framework(f: &v1::FrameworkSummary) -> Value {
 }
 
 pub fn task(t: &v1::TaskSummary) -> Value {
+    let mut doc = json!({
+        "name": t.name,
+        "resources": resources(t.resources.as_ref()),
+        "module": t.module,
+        "sandbox_path": t.sandbox_path,
+        "labels": t.labels,
+    });
+    let now = task_update(&v1::TaskUpdate::of(t));
+    if let (Some(doc), Value::Object(now)) = (doc.as_object_mut(), now) {
+        doc.extend(now);
+    }
+    doc
+}
+
+/// What can change in a task (TASK_UPDATED): the fields of [`task`] a watcher overwrites.
+pub fn task_update(t: &v1::TaskUpdate) -> Value {
     json!({
         "id": t.id,
-        "name": t.name,
         "framework_id": t.framework_id,
         "agent_id": t.agent_id,
         "state": task_state(t.state),
         "reason": reason(t.reason),
         "message": t.message,
-        "resources": resources(t.resources.as_ref()),
         "usage": usage(t.usage.as_ref()),
-        "module": t.module,
-        "sandbox_path": t.sandbox_path,
         "updated_at_millis": t.updated_at_millis,
         "progress": t.progress.as_ref().map(|p| json!({
             "fraction": p.fraction,
@@ -215,7 +227,7 @@ pub fn operator_event(e: &v1::OperatorEvent) -> Option<(&'static str, Value)> {
         }
         E::Heartbeat(_) => return Some(("HEARTBEAT", json!({ "type": "HEARTBEAT" }))),
         E::TaskAdded(t) => ("TASK_ADDED", "task", task(t)),
-        E::TaskUpdated(t) => ("TASK_UPDATED", "task", task(t)),
+        E::TaskUpdated(t) => ("TASK_UPDATED", "task", task_update(t)),
         E::AgentAdded(a) => ("AGENT_ADDED", "agent", agent(a)),
         E::AgentUpdated(a) => ("AGENT_UPDATED", "agent", agent(a)),
         E::AgentRemoved(id) => ("AGENT_REMOVED", "agent_id", json!(id)),

@@ -68,6 +68,7 @@ mod operation;
 mod state;
 pub mod status;
 mod task;
+mod watch;
 
 /// Generated messages, clients (`*_client`) and servers (`*_server`) of package `corral.v1`.
 ///

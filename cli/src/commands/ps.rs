@@ -1,7 +1,10 @@
 //! `corral ps`: tasks, through Operator.ListTasks (all pages); `--watch` then prints each
 //! change the master's event stream (Operator.Subscribe) reports, as kubectl's `get -w` does.
 
-use corral_proto::v1;
+use std::collections::HashMap;
+
+use corral_proto::{ProtoEnum, v1};
+use corral_types::TaskState;
 use serde_json::json;
 
 use crate::cli::{OutputFormat, PsArgs};
@@ -93,7 +96,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
         }
     }
     match events {
-        Some(events) => watch(events, args.output).await,
+        Some(events) => watch(events, args.output, tasks).await,
         None => Ok(0),
     }
 }
@@ -102,11 +105,27 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
 async fn watch(
     mut events: tonic::Streaming<v1::OperatorEvent>,
     format: OutputFormat,
+    listed: Vec<v1::TaskSummary>,
 ) -> anyhow::Result<u8> {
     use v1::operator_event::Event;
+    // The live tasks seen, so that a change prints the whole task, as `kubectl get -w` does;
+    // a TASK_UPDATED carries only what changed. Ended tasks are let go.
+    let key = |t: &v1::TaskSummary| (t.framework_id.clone(), t.id.clone());
+    let mut held: HashMap<(String, String), v1::TaskSummary> =
+        listed.into_iter().map(|t| (key(&t), t)).collect();
     while let Some(event) = events.message().await? {
-        let (Some(Event::TaskAdded(t)) | Some(Event::TaskUpdated(t))) = event.event else {
-            continue;
+        let t = match event.event {
+            Some(Event::TaskAdded(t)) => t,
+            Some(Event::TaskUpdated(u)) => {
+                match held.remove(&(u.framework_id.clone(), u.id.clone())) {
+                    Some(mut t) => {
+                        u.apply_to(&mut t);
+                        t
+                    }
+                    None => u.into_summary(),
+                }
+            }
+            _ => continue,
         };
         match format {
             // One document per line, as `kubectl get -w -o json` streams them.
@@ -121,6 +140,9 @@ async fn watch(
                 t.agent_id,
                 t.framework_id
             ),
+        }
+        if !TaskState::from_proto("state", t.state).is_ok_and(|s| s.is_terminal()) {
+            held.insert(key(&t), t);
         }
     }
     Err(crate::commands::Exit::unreachable("the master ended the event stream").into())

@@ -74,7 +74,8 @@ async fn grpc_subscribers_get_the_state_then_every_task_agent_and_framework_chan
                 task = Some(t.id.clone());
                 states.push(task_state(&t));
             }
-            Event::TaskUpdated(t) => {
+            Event::TaskUpdated(u) => {
+                let t = u.into_summary();
                 assert_eq!(Some(&t.id), task.as_ref(), "{t:?}");
                 assert_eq!(t.agent_id, agent);
                 states.push(task_state(&t));
@@ -191,6 +192,11 @@ async fn server_sent_events_carry_the_same_events_as_json() {
         let (kind, doc) = events.next().await;
         if kind.starts_with("TASK_") {
             assert_eq!(doc["task"]["id"], running.as_str(), "{doc}");
+            // An update carries only what can change; the watcher holds the rest.
+            let whole = kind == "TASK_ADDED";
+            for fixed in ["name", "module", "resources", "labels"] {
+                assert_eq!(doc["task"].get(fixed).is_some(), whole, "{fixed}: {doc}");
+            }
             seen.push((kind, doc["task"]["state"].as_str().unwrap().to_owned()));
             if seen.last().unwrap().1 == "RUNNING" {
                 break;
@@ -232,6 +238,8 @@ async fn ps_watch_prints_each_task_change_as_it_happens() {
         }
         let task: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(task["id"], running.as_str(), "{task}");
+        // The whole task each time, as `kubectl get -w` prints it, though updates are slim.
+        assert!(task["module"].as_str().is_some_and(|m| !m.is_empty()), "{task}");
         states.push(task["state"].as_str().unwrap().to_owned());
     }
     assert!(states.len() >= 2, "{states:?}");
@@ -267,7 +275,7 @@ async fn every_transition_of_a_thousand_task_run_comes_once_in_order_despite_a_s
     while finished < 1000 {
         let (added, t) = match next(&mut stream).await {
             Event::TaskAdded(t) => (true, t),
-            Event::TaskUpdated(t) => (false, t),
+            Event::TaskUpdated(u) => (false, u.into_summary()),
             _ => continue,
         };
         if t.framework_id != corral_proto::jobs::FRAMEWORK_ID {

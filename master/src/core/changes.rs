@@ -8,14 +8,15 @@ use std::hash::Hash;
 
 use corral_types::{AgentId, AgentState, FrameworkId, FrameworkState};
 
-use super::views::{AgentSummary, FrameworkSummary, TaskSummary};
+use super::views::{AgentSummary, FrameworkSummary, TaskSummary, TaskUpdate};
 use super::{MasterCore, TaskKey};
 
 /// One change, with the state after it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Change {
     TaskAdded(TaskSummary),
-    TaskUpdated(TaskSummary),
+    /// Only what can change: the watcher holds the rest from the task's TaskAdded.
+    TaskUpdated(TaskUpdate),
     AgentAdded(AgentSummary),
     AgentUpdated(AgentSummary),
     AgentRemoved(AgentId),
@@ -28,8 +29,13 @@ pub(crate) enum Change {
 #[derive(Debug)]
 pub(super) struct Touched<K> {
     order: Vec<Noted<K>>,
+    /// Positions in `order` of its first `index.len()` keys, kept only past [`SCAN`] keys.
     index: HashMap<K, usize>,
 }
+
+/// Most events touch a key or two: scanning that few beats hashing them. Events that touch
+/// many (an agent re-registering with its tasks) index them.
+const SCAN: usize = 8;
 
 /// One key touched.
 #[derive(Debug)]
@@ -53,17 +59,24 @@ impl<K> Default for Touched<K> {
 
 impl<K: Hash + Eq + Clone> Touched<K> {
     pub(super) fn note(&mut self, key: &K, added: bool, before: u64) {
-        match self.index.get(key) {
-            Some(&i) => self.order[i].added |= added,
-            None => {
-                self.index.insert(key.clone(), self.order.len());
-                self.order.push(Noted {
-                    key: key.clone(),
-                    added,
-                    before,
-                });
-            }
+        match self.position(key) {
+            Some(i) => self.order[i].added |= added,
+            None => self.order.push(Noted {
+                key: key.clone(),
+                added,
+                before,
+            }),
         }
+    }
+
+    fn position(&mut self, key: &K) -> Option<usize> {
+        if self.order.len() <= SCAN {
+            return self.order.iter().position(|n| n.key == *key);
+        }
+        for (i, n) in self.order.iter().enumerate().skip(self.index.len()) {
+            self.index.insert(n.key.clone(), i);
+        }
+        self.index.get(key).copied()
     }
 
     pub(super) fn take(&mut self) -> Vec<Noted<K>> {
@@ -151,7 +164,7 @@ impl MasterCore {
             if added {
                 changes.push(Change::TaskAdded(self.task_summary(&key, t)));
             } else if t.revision() != before {
-                changes.push(Change::TaskUpdated(self.task_summary(&key, t)));
+                changes.push(Change::TaskUpdated(self.task_update(&key, t)));
             }
         }
         changes
@@ -160,3 +173,29 @@ impl MasterCore {
 
 /// A task table's notes of the tasks touched.
 pub(super) type TouchedTasks = Touched<TaskKey>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_key_is_noted_once_in_first_touched_order_past_the_scanned_few() {
+        let mut touched = Touched::default();
+        // Past SCAN keys, the index takes over; every key must still be found again.
+        for round in 0..2 {
+            for k in 0..3 * SCAN as u64 {
+                touched.note(&k, round == 1 && k % 2 == 0, k + round);
+            }
+        }
+        let noted = touched.take();
+        assert_eq!(noted.len(), 3 * SCAN);
+        for (i, n) in noted.iter().enumerate() {
+            assert_eq!(n.key, i as u64);
+            assert_eq!(n.before, n.key, "the revision when first touched");
+            assert_eq!(n.added, n.key % 2 == 0, "added if added at any touch");
+        }
+        // Taken: the next event starts empty, index and all.
+        touched.note(&5, false, 0);
+        assert_eq!(touched.take().len(), 1);
+    }
+}

@@ -64,7 +64,7 @@ pub(crate) use registry::{
 use tasks::{Task, TaskKey, TaskTable};
 pub(crate) use views::{
     AgentSummary, FrameworkSummary, MasterSummary, ModuleSummary, RoleSummary, StateSnapshot,
-    TaskPage, TaskSummary,
+    TaskPage, TaskSummary, TaskUpdate,
 };
 
 /// Settings of the core (the time-related parts of `MasterConfig`, plus identity).

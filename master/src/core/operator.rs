@@ -12,7 +12,7 @@ use corral_types::{
 use super::{
     Agent, AgentSummary, ArtifactKind, Framework, FrameworkSummary, MasterCore, MasterSummary,
     ModuleSummary, OperatorRequest, OperatorResponse, RoleSummary, StateSnapshot, Task, TaskKey,
-    TaskPage, TaskSummary, refused,
+    TaskPage, TaskSummary, TaskUpdate, refused,
 };
 
 /// Tasks per page when a request names no page size, and the most `GetState` returns.
@@ -461,20 +461,26 @@ impl MasterCore {
         }
     }
 
-    pub(super) fn task_summary(&self, (fw, id): &TaskKey, t: &Task) -> TaskSummary {
+    pub(super) fn task_summary(&self, key: &TaskKey, t: &Task) -> TaskSummary {
         TaskSummary {
-            id: id.clone(),
             name: t.meta.name.clone(),
+            module: t.meta.module.clone(),
+            resources: t.meta.resources.clone(),
+            labels: t.meta.labels.clone(),
+            now: self.task_update(key, t),
+        }
+    }
+
+    pub(super) fn task_update(&self, (fw, id): &TaskKey, t: &Task) -> TaskUpdate {
+        TaskUpdate {
+            id: id.clone(),
             framework: fw.clone(),
             agent: t.agent().cloned(),
             state: t.status.state,
             reason: t.status.reason,
             message: t.status.message.clone(),
-            resources: t.meta.resources.clone(),
             usage: t.status.usage,
-            module: t.meta.module.clone(),
             updated_unix_millis: self.unix_millis(t.updated),
-            labels: t.meta.labels.clone(),
             progress: t.status.progress.clone(),
             result_json: t.status.result_json.clone(),
             outputs: t.status.outputs.clone(),

@@ -198,8 +198,9 @@ impl TaskTable {
     pub(super) fn insert(&mut self, key: TaskKey, task: Task) {
         let new = task.agent.clone();
         let replaced = self.live.insert(key.clone(), task);
+        // A replaced task is a new document too: watchers get all of it, not an update.
         if let Some(touched) = &mut self.touched {
-            touched.note(&key, replaced.is_none(), 0);
+            touched.note(&key, true, 0);
         }
         if let Some(old) = replaced {
             self.unindex(&key, old.agent.as_ref());

@@ -54,21 +54,29 @@ pub(crate) struct FrameworkSummary {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A task as listings show it: what it runs, which never changes, and where it stands now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct TaskSummary {
-    pub id: TaskId,
     pub name: String,
+    /// Where its module comes from, as listings show it.
+    pub module: String,
+    pub resources: Resources,
+    pub labels: BTreeMap<String, String>,
+    pub now: TaskUpdate,
+}
+
+/// A task's identity and everything about it that can change once it is listed: what the
+/// event stream's TASK_UPDATED carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TaskUpdate {
+    pub id: TaskId,
     pub framework: FrameworkId,
     pub agent: Option<AgentId>,
     pub state: TaskState,
     pub reason: Reason,
     pub message: String,
-    pub resources: Resources,
     pub usage: Option<Usage>,
-    /// Where its module comes from, as listings show it.
-    pub module: String,
     pub updated_unix_millis: u64,
-    pub labels: BTreeMap<String, String>,
     pub progress: Option<Progress>,
     pub result_json: Option<String>,
     pub outputs: Vec<TaskOutput>,

@@ -33,7 +33,9 @@ impl Mirror {
             ..Mirror::default()
         };
         for t in snapshot.tasks {
-            mirror.tasks.insert((t.framework.clone(), t.id.clone()), t);
+            mirror
+                .tasks
+                .insert((t.now.framework.clone(), t.now.id.clone()), t);
         }
         for a in snapshot
             .agents
@@ -58,13 +60,20 @@ impl Mirror {
         self.seq = seq;
         for change in changes {
             match change {
-                Change::TaskAdded(t) | Change::TaskUpdated(t) => {
-                    let key = (t.framework.clone(), t.id.clone());
-                    let before = self.tasks.insert(key.clone(), t.clone());
+                Change::TaskAdded(t) => {
+                    let key = (t.now.framework.clone(), t.now.id.clone());
+                    self.tasks.insert(key, t.clone());
+                }
+                Change::TaskUpdated(u) => {
+                    let key = (u.framework.clone(), u.id.clone());
+                    let Some(t) = self.tasks.get_mut(&key) else {
+                        return Err(format!("TASK_UPDATED of {key:?}, never added"));
+                    };
                     // Every update changes something a watcher sees: none comes twice.
-                    if matches!(change, Change::TaskUpdated(_)) && before.as_ref() == Some(t) {
+                    if t.now == *u {
                         return Err(format!("TASK_UPDATED of {key:?} changed nothing"));
                     }
+                    t.now = u.clone();
                 }
                 Change::AgentAdded(a) | Change::AgentUpdated(a) => {
                     self.agents.insert(a.id.clone(), a.state);
@@ -89,18 +98,18 @@ impl Mirror {
     pub(super) fn check(&self, core: &mut MasterCore) -> Result<(), String> {
         let now = state(core, OperatorRequest::GetState { max_tasks: 100_000 });
         for t in &now.tasks {
-            let key = (t.framework.clone(), t.id.clone());
+            let key = (t.now.framework.clone(), t.now.id.clone());
             match self.tasks.get(&key) {
                 Some(copy) if copy == t => {}
                 copy => return Err(format!("task {key:?}: core {t:?}, watcher {copy:?}")),
             }
         }
         if let Some((key, t)) = self.tasks.iter().find(|(k, t)| {
-            !t.state.is_terminal()
+            !t.now.state.is_terminal()
                 && !now
                     .tasks
                     .iter()
-                    .any(|n| (&n.framework, &n.id) == (&k.0, &k.1))
+                    .any(|n| (&n.now.framework, &n.now.id) == (&k.0, &k.1))
         }) {
             return Err(format!(
                 "the watcher has live task {key:?} ({t:?}) the core does not"
