@@ -239,7 +239,10 @@ async fn ps_watch_prints_each_task_change_as_it_happens() {
         let task: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(task["id"], running.as_str(), "{task}");
         // The whole task each time, as `kubectl get -w` prints it, though updates are slim.
-        assert!(task["module"].as_str().is_some_and(|m| !m.is_empty()), "{task}");
+        assert!(
+            task["module"].as_str().is_some_and(|m| !m.is_empty()),
+            "{task}"
+        );
         states.push(task["state"].as_str().unwrap().to_owned());
     }
     assert!(states.len() >= 2, "{states:?}");
