@@ -43,6 +43,9 @@
 
 mod artifacts;
 mod core;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod leadership;
 mod metrics;

@@ -41,22 +41,7 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
             None => return Err(ProtoError::missing("register").into()),
         };
         let conn = core.conn_id();
-        let event = match first.kind {
-            Some(v1::agent_message::Kind::Register(r)) => Event::AgentRegister {
-                conn,
-                info: agent_info(r.agent_info.as_ref())
-                    .map_err(|e| e.within("register.agent_info"))?,
-                cached_modules: digests(&r.cached_modules).map_err(|e| e.within("register"))?,
-            },
-            Some(v1::agent_message::Kind::Reregister(r)) => {
-                reregister(conn, &r).map_err(|e| e.within("reregister"))?
-            }
-            _ => {
-                return Err(Status::failed_precondition(
-                    "the first message on an agent link must be register or reregister",
-                ));
-            }
-        };
+        let event = first_event(conn, first)?;
         let (tx, rx) = core.stream();
         core.open(event, Sink::Agent(conn, tx)).await;
         let reader = core.clone();
@@ -185,8 +170,30 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
     }
 }
 
+/// The first message on a link, REGISTER or REREGISTER, as a core event.
+pub(crate) fn first_event(conn: ConnId, msg: v1::AgentMessage) -> Result<Event, Status> {
+    Ok(match msg.kind {
+        Some(v1::agent_message::Kind::Register(r)) => Event::AgentRegister {
+            conn,
+            info: agent_info(r.agent_info.as_ref()).map_err(|e| e.within("register.agent_info"))?,
+            cached_modules: digests(&r.cached_modules).map_err(|e| e.within("register"))?,
+        },
+        Some(v1::agent_message::Kind::Reregister(r)) => {
+            reregister(conn, &r).map_err(|e| e.within("reregister"))?
+        }
+        _ => {
+            return Err(Status::failed_precondition(
+                "the first message on an agent link must be register or reregister",
+            ));
+        }
+    })
+}
+
 /// A message after registration, as a core event.
-fn agent_event(conn: ConnId, msg: v1::AgentMessage) -> Result<Option<Event>, ProtoError> {
+pub(crate) fn agent_event(
+    conn: ConnId,
+    msg: v1::AgentMessage,
+) -> Result<Option<Event>, ProtoError> {
     use v1::agent_message::Kind;
     Ok(match msg.kind {
         Some(Kind::Heartbeat(_)) => Some(Event::AgentHeartbeat { conn }),

@@ -3,11 +3,11 @@
 //! and translates the answer back; errors become `tonic::Status` only through
 //! `corral_proto::status`. Nothing here touches master state.
 
-mod agent_link;
+pub(crate) mod agent_link;
 mod events;
 mod operator;
 mod peer;
-mod scheduler;
+pub(crate) mod scheduler;
 
 pub(crate) use agent_link::AgentLinkService;
 pub(crate) use events::OperatorEvents;

@@ -8,7 +8,7 @@ use corral_types::{FrameworkId, TaskId};
 use tonic::{Request, Response, Status};
 
 use super::{CoreStream, done, framework_disconnected};
-use crate::core::{Ack, Call, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
+use crate::core::{Ack, Call, ConnId, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
 use crate::leadership::Gate;
 use crate::runtime::Sink;
 
@@ -27,17 +27,9 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         // A standby redirects before anything else.
         let core = self.gate.core()?;
-        let req = request.into_inner();
-        let info =
-            framework_info(req.framework_info.as_ref()).map_err(|e| e.within("framework_info"))?;
-        let suppressed = parse_roles("suppressed_roles", &req.suppressed_roles)?;
         let conn = core.conn_id();
+        let event = subscribe_event(conn, &request.into_inner())?;
         let (tx, rx) = core.stream();
-        let event = Event::Subscribe {
-            conn,
-            info,
-            suppressed,
-        };
         let reply = core.ask(event, Some(Sink::Framework(conn, tx))).await?;
         done(reply)?;
         Ok(Response::new(CoreStream::new(
@@ -52,14 +44,7 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::CallRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
         let core = self.gate.core()?;
-        let req = request.into_inner();
-        let framework_id = subscription(&req.framework_id, &req.stream_id)?;
-        let call = call(req.kind.as_ref())?;
-        let event = Event::Call {
-            framework_id,
-            stream_id: req.stream_id,
-            call,
-        };
+        let event = call_event(request.into_inner())?;
         done(core.ask(event, None).await?)?;
         Ok(Response::new(v1::CallResponse {}))
     }
@@ -68,28 +53,8 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<v1::StoreRequest>,
     ) -> Result<Response<v1::StoreResponse>, Status> {
-        use v1::store_request::Op;
         let core = self.gate.core()?;
-        let req = request.into_inner();
-        let framework_id = subscription(&req.framework_id, &req.stream_id)?;
-        let op = match req.op.ok_or_else(|| ProtoError::missing("op"))? {
-            Op::Get(g) => KvOp::Get { key: g.key },
-            Op::Put(p) => KvOp::Put {
-                key: p.key,
-                value: p.value,
-                expected: p.expected_version,
-            },
-            Op::Delete(d) => KvOp::Delete {
-                key: d.key,
-                expected: d.expected_version,
-            },
-            Op::List(l) => KvOp::List { prefix: l.prefix },
-        };
-        let event = Event::Kv {
-            framework_id,
-            stream_id: req.stream_id,
-            op,
-        };
+        let event = store_event(request.into_inner())?;
         match core.ask(event, None).await? {
             Reply::Kv(Ok(entries)) => Ok(Response::new(v1::StoreResponse {
                 entries: entries
@@ -105,6 +70,56 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
             _ => Err(ServiceError::Internal("unexpected reply from the core".into()).into()),
         }
     }
+}
+
+/// A Subscribe request as the core's event.
+pub(crate) fn subscribe_event(
+    conn: ConnId,
+    req: &v1::SubscribeRequest,
+) -> Result<Event, ProtoError> {
+    let info =
+        framework_info(req.framework_info.as_ref()).map_err(|e| e.within("framework_info"))?;
+    let suppressed = parse_roles("suppressed_roles", &req.suppressed_roles)?;
+    Ok(Event::Subscribe {
+        conn,
+        info,
+        suppressed,
+    })
+}
+
+/// A Call request as the core's event.
+pub(crate) fn call_event(req: v1::CallRequest) -> Result<Event, ProtoError> {
+    let framework_id = subscription(&req.framework_id, &req.stream_id)?;
+    let call = call(req.kind.as_ref())?;
+    Ok(Event::Call {
+        framework_id,
+        stream_id: req.stream_id,
+        call,
+    })
+}
+
+/// A Store request as the core's event.
+pub(crate) fn store_event(req: v1::StoreRequest) -> Result<Event, ProtoError> {
+    use v1::store_request::Op;
+    let framework_id = subscription(&req.framework_id, &req.stream_id)?;
+    let op = match req.op.ok_or_else(|| ProtoError::missing("op"))? {
+        Op::Get(g) => KvOp::Get { key: g.key },
+        Op::Put(p) => KvOp::Put {
+            key: p.key,
+            value: p.value,
+            expected: p.expected_version,
+        },
+        Op::Delete(d) => KvOp::Delete {
+            key: d.key,
+            expected: d.expected_version,
+        },
+        Op::List(l) => KvOp::List { prefix: l.prefix },
+    };
+    Ok(Event::Kv {
+        framework_id,
+        stream_id: req.stream_id,
+        op,
+    })
 }
 
 /// The framework a call or store request names; its stream must be named too.
