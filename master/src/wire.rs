@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use corral_proto::convert::{each, parse_optional_id, parse_role, parse_roles, require};
+use corral_proto::convert::{
+    bounded_labels, each, parse_optional_id, parse_role, parse_roles, require,
+};
 use corral_proto::{ProtoEnum, ProtoError, v1};
 
 use crate::core::{
@@ -28,6 +30,9 @@ impl TryFrom<&v1::AgentInfo> for AgentInfo {
     type Error = ProtoError;
 
     fn try_from(info: &v1::AgentInfo) -> Result<Self, ProtoError> {
+        let attributes = info.attributes.iter();
+        bounded_labels("attributes", attributes.map(|a| (&*a.key, &*a.value)))?;
+        bounded_labels("labels", info.labels.iter().map(|(k, v)| (&**k, &**v)))?;
         Ok(AgentInfo {
             hostname: info.hostname.clone(),
             address: info.address.clone(),
@@ -97,6 +102,7 @@ impl TryFrom<&v1::FrameworkInfo> for FrameworkInfo {
         if roles.is_empty() {
             return Err(ProtoError::missing("roles"));
         }
+        bounded_labels("labels", info.labels.iter().map(|(k, v)| (&**k, &**v)))?;
         Ok(FrameworkInfo {
             id: parse_optional_id("id", info.id.as_deref())?,
             name: info.name.clone(),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use corral_types::{Allocation, Id, Quota, QuotaLimits, Resources, Role, ScalarName, Weight};
 
 use crate::error::{ProtoError, at_index};
+use crate::limits;
 use crate::v1;
 
 /// Refusal applied when a DECLINE (or the leftovers of an ACCEPT) sets no `refuse_seconds`,
@@ -42,8 +43,44 @@ pub fn parse_optional_id<T: Id>(
     }
 }
 
+/// Refuses a repeated field of more than [`limits::MAX_LIST_ITEMS`] elements.
+pub fn bounded_list(field: &'static str, len: usize) -> Result<(), ProtoError> {
+    at_most(field, len, limits::MAX_LIST_ITEMS, "elements")
+}
+
+fn at_most(field: &str, len: usize, max: usize, what: &str) -> Result<(), ProtoError> {
+    if len > max {
+        return Err(ProtoError::invalid(
+            field.to_owned(),
+            format!("{len} {what}, at most {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses labels (or attributes) beyond [`limits::MAX_LABELS`] or whose key or value is
+/// longer than [`limits::MAX_LABEL_KEY_BYTES`] / [`limits::MAX_LABEL_VALUE_BYTES`].
+pub fn bounded_labels<'a>(
+    field: &'static str,
+    labels: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) -> Result<(), ProtoError> {
+    at_most(field, labels.len(), limits::MAX_LABELS, "labels")?;
+    for (key, value) in labels {
+        let at = |part: &str| format!("{field}[{key:.32?}].{part}");
+        at_most(&at("key"), key.len(), limits::MAX_LABEL_KEY_BYTES, "bytes")?;
+        at_most(
+            &at("value"),
+            value.len(),
+            limits::MAX_LABEL_VALUE_BYTES,
+            "bytes",
+        )?;
+    }
+    Ok(())
+}
+
 /// Parses a list of IDs; the error names the element (`offer_ids[3]`).
 pub fn parse_ids<T: Id>(field: &'static str, ids: &[String]) -> Result<Vec<T>, ProtoError> {
+    bounded_list(field, ids.len())?;
     ids.iter()
         .enumerate()
         .map(|(i, id)| {
@@ -228,6 +265,7 @@ pub fn parse_role(field: &'static str, role: &str) -> Result<Role, ProtoError> {
 
 /// Parses a list of role names; the error names the element.
 pub fn parse_roles(field: &'static str, roles: &[String]) -> Result<Vec<Role>, ProtoError> {
+    bounded_list(field, roles.len())?;
     roles
         .iter()
         .enumerate()
@@ -274,13 +312,15 @@ pub(crate) fn millis(d: Duration) -> u64 {
 
 /// Converts every element of a repeated field with `f`; an error names the element
 /// (`tasks[3].resources`).
+/// At most [`limits::MAX_LIST_ITEMS`] elements.
 pub fn each<'a, P: 'a, D>(
     name: &'static str,
-    items: impl IntoIterator<Item = &'a P>,
+    items: &'a [P],
     mut f: impl FnMut(&'a P) -> Result<D, ProtoError>,
 ) -> Result<Vec<D>, ProtoError> {
+    bounded_list(name, items.len())?;
     items
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(i, item)| f(item).map_err(at_index(name, i)))
         .collect()

@@ -82,6 +82,21 @@ pub const MAX_PREOPEN_NAME_BYTES: usize = 4096;
 /// Largest `TaskStatus.result_json`, in bytes: a task's structured result is small.
 pub const MAX_RESULT_BYTES: usize = 64 << 10;
 
+/// Most elements any repeated field of a request or report may hold: task args, env and
+/// inputs, IDs, roles, operations, acknowledgements, reconciled and re-registered tasks, cached
+/// modules. Within [`MAX_MESSAGE_BYTES`] a message could otherwise carry millions of tiny
+/// elements, each costing the master far more work and memory than its few bytes.
+pub const MAX_LIST_ITEMS: usize = 65_536;
+
+/// Most labels one task, framework or agent carries (and most attributes one agent has).
+pub const MAX_LABELS: usize = 256;
+
+/// Longest label or attribute key, in bytes.
+pub const MAX_LABEL_KEY_BYTES: usize = 256;
+
+/// Longest label or attribute value, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 4096;
+
 /// Largest checkpoint (`TaskStatus.checkpoint`, `TaskInfo.checkpoint`), in bytes.
 pub const MAX_CHECKPOINT_BYTES: usize = 1 << 20;
 

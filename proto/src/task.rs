@@ -16,7 +16,7 @@ use corral_types::{
     TaskLimits, TaskOutput, TaskState, TrapKind, Usage,
 };
 
-use crate::convert::{each, millis, nanos, parse_id, parse_optional_id, require};
+use crate::convert::{bounded_labels, each, millis, nanos, parse_id, parse_optional_id, require};
 use crate::error::ProtoError;
 use crate::limits;
 use crate::state::ProtoEnum;
@@ -322,7 +322,10 @@ impl TryFrom<&v1::TaskInfo> for TaskInfo {
                 .as_ref()
                 .map_or(Ok(TaskLimits::default()), TaskLimits::try_from)
                 .map_err(|e| e.within("limits"))?,
-            labels: t.labels.clone(),
+            labels: {
+                bounded_labels("labels", t.labels.iter().map(|(k, v)| (&**k, &**v)))?;
+                t.labels.clone()
+            },
             argv0: match t.argv0.as_str() {
                 "" => None,
                 argv0 => Some(no_nul("argv0", argv0).map(|()| argv0.to_owned())?),

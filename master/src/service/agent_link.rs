@@ -1,7 +1,7 @@
 //! The AgentLink service: each agent's bidirectional stream, artifact fetches (modules,
 //! inputs) and the upload of tasks' outputs.
 
-use corral_proto::convert::{parse_id, require};
+use corral_proto::convert::{each, parse_id, require};
 use corral_proto::{ProtoError, ServiceError, TaskStatus, limits, v1};
 use corral_types::Digest;
 use tokio_stream::StreamExt;
@@ -222,21 +222,12 @@ pub(crate) fn agent_event(
 }
 
 fn reregister(conn: ConnId, r: &v1::agent_message::ReRegister) -> Result<Event, ProtoError> {
-    let tasks = r
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| reported_task(t).map_err(|e| e.within(format_args!("tasks[{i}]"))))
-        .collect::<Result<_, _>>()?;
-    let updates = r
-        .unacknowledged_updates
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            TaskStatus::try_from(s)
-                .map_err(|e| e.within(format_args!("unacknowledged_updates[{i}]")))
-        })
-        .collect::<Result<_, _>>()?;
+    let tasks = each("tasks", &r.tasks, reported_task)?;
+    let updates = each(
+        "unacknowledged_updates",
+        &r.unacknowledged_updates,
+        TaskStatus::try_from,
+    )?;
     Ok(Event::AgentReregister {
         conn,
         agent_id: parse_id("agent_id", &r.agent_id)?,
@@ -280,8 +271,5 @@ fn agent_info(info: Option<&v1::AgentInfo>) -> Result<AgentInfo, ProtoError> {
 }
 
 fn digests(list: &[String]) -> Result<Vec<Digest>, ProtoError> {
-    list.iter()
-        .enumerate()
-        .map(|(i, d)| digest("", d).map_err(|e| e.within(format_args!("cached_modules[{i}]"))))
-        .collect()
+    each("cached_modules", list, |d| digest("", d))
 }

@@ -4,6 +4,8 @@
 //! `corral_proto::status`. Nothing here touches master state.
 
 pub(crate) mod agent_link;
+#[cfg(test)]
+mod bounds;
 mod events;
 mod operator;
 mod peer;

@@ -154,21 +154,7 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ListTasksRequest>,
     ) -> Result<Response<v1::ListTasksResponse>, Status> {
-        let r = request.into_inner();
-        let states = r
-            .states
-            .iter()
-            .map(|&s| TaskState::from_proto("states", s))
-            .collect::<Result<_, ProtoError>>()?;
-        let req = OperatorRequest::ListTasks {
-            task: parse_optional_id("task_id", r.task_id.as_deref())?,
-            framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
-            agent: parse_optional_id("agent_id", r.agent_id.as_deref())?,
-            states,
-            labels: Vec::new(),
-            page_size: r.page_size as usize,
-            page_token: r.page_token,
-        };
+        let req = list_tasks_request(request.into_inner())?;
         match self.ask(req).await? {
             OperatorResponse::Tasks(page) => Ok(Response::new(v1::ListTasksResponse::from(&page))),
             _ => Err(unexpected()),
@@ -379,4 +365,23 @@ impl v1::operator_server::Operator for OperatorService {
             .await
             .map(Response::new)
     }
+}
+
+/// A ListTasks request as the core's.
+pub(crate) fn list_tasks_request(r: v1::ListTasksRequest) -> Result<OperatorRequest, ProtoError> {
+    corral_proto::convert::bounded_list("states", r.states.len())?;
+    let states = r
+        .states
+        .iter()
+        .map(|&s| TaskState::from_proto("states", s))
+        .collect::<Result<_, ProtoError>>()?;
+    Ok(OperatorRequest::ListTasks {
+        task: parse_optional_id("task_id", r.task_id.as_deref())?,
+        framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
+        agent: parse_optional_id("agent_id", r.agent_id.as_deref())?,
+        states,
+        labels: Vec::new(),
+        page_size: r.page_size as usize,
+        page_token: r.page_token,
+    })
 }

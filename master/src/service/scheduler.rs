@@ -1,7 +1,7 @@
 //! The Scheduler service: Subscribe opens a framework's event stream; Call forwards calls.
 
 use corral_proto::convert::{
-    parse_id, parse_ids, parse_optional_id, parse_roles, refuse_duration, require,
+    each, parse_id, parse_ids, parse_optional_id, parse_roles, refuse_duration, require,
 };
 use corral_proto::{ProtoError, ServiceError, TaskInfo, UpdateUuid, v1};
 use corral_types::{FrameworkId, TaskId};
@@ -143,14 +143,7 @@ fn call(kind: Option<&v1::call_request::Kind>) -> Result<Call, ProtoError> {
             if offer_ids.is_empty() {
                 return Err(ProtoError::missing("accept.offer_ids"));
             }
-            let operations = a
-                .operations
-                .iter()
-                .enumerate()
-                .map(|(i, op)| {
-                    operation(op).map_err(|e| e.within(format_args!("accept.operations[{i}]")))
-                })
-                .collect::<Result<_, _>>()?;
+            let operations = each("accept.operations", &a.operations, operation)?;
             Call::Accept {
                 offer_ids,
                 operations,
@@ -172,36 +165,23 @@ fn call(kind: Option<&v1::call_request::Kind>) -> Result<Call, ProtoError> {
             agent_id: parse_optional_id("kill.agent_id", k.agent_id.as_deref())?,
         },
         Kind::Acknowledge(a) => Call::Acknowledge {
-            acks: a
-                .acks
-                .iter()
-                .enumerate()
-                .map(|(i, ack)| {
-                    let ack = || -> Result<Ack, ProtoError> {
-                        let uuid = UpdateUuid::from_proto("uuid", &ack.uuid)?
-                            .ok_or_else(|| ProtoError::missing("uuid"))?;
-                        Ok(Ack {
-                            agent_id: parse_optional_id("agent_id", Some(&ack.agent_id))?,
-                            task_id: parse_id("task_id", &ack.task_id)?,
-                            uuid,
-                        })
-                    };
-                    ack().map_err(|e| e.within(format_args!("acknowledge.acks[{i}]")))
+            acks: each("acknowledge.acks", &a.acks, |ack| {
+                let uuid = UpdateUuid::from_proto("uuid", &ack.uuid)?
+                    .ok_or_else(|| ProtoError::missing("uuid"))?;
+                Ok(Ack {
+                    agent_id: parse_optional_id("agent_id", Some(&ack.agent_id))?,
+                    task_id: parse_id("task_id", &ack.task_id)?,
+                    uuid,
                 })
-                .collect::<Result<Vec<_>, _>>()?,
+            })?,
         },
         Kind::Reconcile(r) => Call::Reconcile {
-            tasks: r
-                .tasks
-                .iter()
-                .map(|t| {
-                    Ok((
-                        parse_id("task_id", &t.task_id)?,
-                        parse_optional_id("agent_id", t.agent_id.as_deref())?,
-                    ))
-                })
-                .collect::<Result<_, ProtoError>>()
-                .map_err(|e| e.within("reconcile.tasks"))?,
+            tasks: each("reconcile.tasks", &r.tasks, |t| {
+                Ok((
+                    parse_id("task_id", &t.task_id)?,
+                    parse_optional_id("agent_id", t.agent_id.as_deref())?,
+                ))
+            })?,
         },
         Kind::Teardown(_) => Call::Teardown,
     })
@@ -215,20 +195,13 @@ fn operation(op: &v1::Operation) -> Result<Operation, ProtoError> {
             .as_ref()
             .ok_or_else(|| ProtoError::missing("kind"))?
         {
-            Kind::Launch(l) => Operation::Launch(
-                l.tasks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        // An unaddressable task fails the call; an invalid description only fails
-                        // the task (it gets an ERROR update).
-                        let id: TaskId = parse_id("task_id", &t.task_id)
-                            .map_err(|e| e.within(format_args!("launch.tasks[{i}]")))?;
-                        let info = TaskInfo::try_from(t).map_err(|e| e.to_string());
-                        Ok(LaunchTask { id, info })
-                    })
-                    .collect::<Result<_, ProtoError>>()?,
-            ),
+            Kind::Launch(l) => Operation::Launch(each("launch.tasks", &l.tasks, |t| {
+                // An unaddressable task fails the call; an invalid description only fails
+                // the task (it gets an ERROR update).
+                let id: TaskId = parse_id("task_id", &t.task_id)?;
+                let info = TaskInfo::try_from(t).map_err(|e| e.to_string());
+                Ok(LaunchTask { id, info })
+            })?),
             Kind::Reserve(r) => Operation::Reserve {
                 id: op.id.clone(),
                 role: corral_proto::convert::parse_role("reserve.role", &r.role)?,
