@@ -246,6 +246,38 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_specs_are_refused_without_exhausting_the_stack() {
+        // Within the spec size limit, a list nested this deep would overflow a recursive
+        // parser's or converter's stack: that must be an error, not an abort.
+        let depth = 100_000;
+        let (open, close) = ("[".repeat(depth), "]".repeat(depth));
+        for (text, format) in [
+            (format!("a = {open}{close}\n"), Format::Toml),
+            (format!("a: {open}{close}\n"), Format::Yaml),
+            (format!("{{\"a\": {open}{close}}}"), Format::Json),
+        ] {
+            let err = load(&text, format).expect_err("too deep");
+            let said = err.message.to_lowercase();
+            assert!(
+                ["deep", "recurs", "nest"].iter().any(|w| said.contains(w)),
+                "{format:?}: {}",
+                err.message
+            );
+        }
+    }
+
+    #[test]
+    fn yaml_anchors_are_refused_so_a_small_spec_cannot_expand_exponentially() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let prev = format!("*a{}", i - 1);
+            text += &format!("a{i}: &a{i} [{}]\n", vec![prev; 9].join(", "));
+        }
+        let err = load(&text, Format::Yaml).expect_err("anchors");
+        assert!(err.message.contains("anchor"), "{}", err.message);
+    }
+
+    #[test]
     fn every_format_gives_the_same_tree_with_positions() {
         let toml = "name = \"a\"\n[resources]\ncpus = 0.5\n";
         let yaml = "name: a\nresources:\n  cpus: 0.5\n";
