@@ -3,7 +3,8 @@
 //! Build servers and clients through this module rather than the generated `new`:
 //!
 //! - [`scheduler_server`], [`agent_link_server`], [`operator_server`], [`master_peer_server`], [`jobs_server`] wrap a service with the
-//!   message-size limits; [`server_builder`] sets HTTP/2 keepalive and stream limits, and
+//!   message-size limits; [`server_builder`] sets HTTP/2 keepalive, stream, header and reset
+//!   limits, and
 //!   [`incoming`] sets `TCP_NODELAY` and TCP keepalive on a listener (tonic ignores the
 //!   builder's TCP settings with `serve_with_incoming`).
 //! - [`endpoint`] configures a client connection the same way, and [`scheduler_client`],
@@ -120,6 +121,18 @@ pub const OPERATOR_HEARTBEAT: Duration = Duration::from_secs(15);
 /// agent's link plus module fetches, stay far below it; it bounds what one peer can open.
 pub const MAX_CONCURRENT_STREAMS: u32 = 1024;
 
+/// Largest header list a server reads (a request's headers and gRPC metadata together), in
+/// bytes; a request with more is refused before it is read.
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 << 10;
+
+/// Streams a client may open and cancel before the server takes them, per connection; past
+/// it the connection is closed (the HTTP/2 rapid-reset attack).
+pub const MAX_PENDING_RESET_STREAMS: usize = 20;
+
+/// Streams the server may reset for a client's errors, per connection, before it closes the
+/// connection.
+pub const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+
 /// Interval of HTTP/2 pings on idle connections, in both directions. Detects a dead peer
 /// behind a silent network (NAT timeouts, a killed VM) without waiting for TCP.
 pub const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
@@ -142,6 +155,9 @@ pub fn server_builder() -> Server {
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESET_STREAMS))
+        .http2_max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
         .tcp_nodelay(true)
         .tcp_keepalive(Some(TCP_KEEPALIVE))
 }

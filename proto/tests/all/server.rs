@@ -282,3 +282,26 @@ async fn not_leader_reaches_the_client_with_the_leader_address() {
     assert_eq!(err.code(), Code::Unavailable);
     assert_eq!(leader_hint(&err), Some("10.1.2.3:5050"));
 }
+
+#[tokio::test]
+async fn requests_with_oversized_headers_are_refused_and_the_server_goes_on() {
+    let (addr, calls) = start().await;
+    let mut client = limits::operator_client(channel(addr).await);
+    let call = |bytes: usize| {
+        let mut request = tonic::Request::new(list_tasks_of(1));
+        let value = "x".repeat(bytes).parse().unwrap();
+        request.metadata_mut().insert("x-padding", value);
+        request
+    };
+    let over = limits::MAX_HEADER_LIST_BYTES as usize + 1;
+    assert!(client.list_tasks(call(over)).await.is_err());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "refused before the handler"
+    );
+
+    // The same connection still serves requests within the limit.
+    client.list_tasks(call(1024)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
