@@ -407,6 +407,12 @@ pub(crate) fn unpack_tar(
                 data.len()
             )));
         }
+        if files.len() == limits::MAX_LIST_ITEMS {
+            return Err(refuse(format!(
+                "more than {} files in the archive",
+                limits::MAX_LIST_ITEMS
+            )));
+        }
         files.push(InputFile {
             path: Path::new(dir).join(&path).to_string_lossy().into_owned(),
             contents: InputContents::Bytes(Arc::from(data)),
@@ -455,6 +461,9 @@ mod tests {
             ("/etc/passwd", tar::EntryType::Regular),
             ("link", tar::EntryType::Symlink),
             ("hard", tar::EntryType::Link),
+            ("tty", tar::EntryType::Char),
+            ("disk", tar::EntryType::Block),
+            ("pipe", tar::EntryType::Fifo),
         ] {
             let bytes = archive(&[(path, kind, b"")]);
             let error = unpack_tar("data", &bytes, 1 << 20).unwrap_err();
@@ -475,6 +484,28 @@ mod tests {
             "{reason}"
         );
         assert_eq!(error.parts().reason, Reason::InputUnavailable);
+    }
+
+    #[test]
+    fn archives_of_too_many_files_are_refused() {
+        let names: Vec<String> = (0..=limits::MAX_LIST_ITEMS)
+            .map(|i| format!("f{i}"))
+            .collect();
+        let entries: Vec<_> = names
+            .iter()
+            .map(|n| (n.as_str(), tar::EntryType::Regular, &b""[..]))
+            .collect();
+        let bytes = archive(&entries);
+        let at_bound = archive(&entries[..limits::MAX_LIST_ITEMS]);
+        assert_eq!(
+            unpack_tar("data", &at_bound, 0).unwrap().len(),
+            limits::MAX_LIST_ITEMS
+        );
+        let error = unpack_tar("data", &bytes, 0).unwrap_err();
+        assert!(
+            error.to_string().contains("more than 65536 files"),
+            "{error}"
+        );
     }
 
     #[test]

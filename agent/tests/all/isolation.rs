@@ -32,6 +32,17 @@ async fn every_escape_attempt_is_denied_and_the_canary_is_unchanged() {
         .filter(|l| l.starts_with("DENIED"))
         .count();
     assert!(denied >= 15, "only {denied} attempts ran:\n{}", done.stdout);
+    // Among them: trailing slashes and dots, long detours, a huge name.
+    for attempt in [
+        "DENIED list ../ (trailing slash)",
+        "DENIED list link-up/. (trailing dot)",
+        "DENIED read ../canary.txt/ (trailing slash)",
+        "DENIED read ./ x 20000 then ../canary.txt",
+        "DENIED read link-up/../ x 5000 then ../canary.txt",
+        "DENIED create a 64 KiB name",
+    ] {
+        assert!(done.stdout.contains(attempt), "{attempt}:\n{}", done.stdout);
+    }
     assert_eq!(std::fs::read_to_string(&canary).unwrap(), "original");
     // Nothing appeared next to the sandbox root either.
     let run_dir = done.root.parent().unwrap();

@@ -299,6 +299,21 @@ fn escape(host_paths: &[String]) -> ExitCode {
         }
     });
 
+    // Trailing slashes and dots, which path resolvers have mishandled.
+    attempt("list ../ (trailing slash)", || list_shows_canary("../"));
+    attempt("list link-up/ (trailing slash)", || list_shows_canary("link-up/"));
+    attempt("list link-up/. (trailing dot)", || list_shows_canary("link-up/."));
+    attempt("read ../canary.txt/ (trailing slash)", || {
+        read_any("../canary.txt/")
+    });
+    // Very long paths: many harmless steps before the escaping one, and one huge name.
+    let long_way = format!("{}../{CANARY}", "./".repeat(20_000));
+    attempt("read ./ x 20000 then ../canary.txt", || read_any(&long_way));
+    let wander = format!("{}../{CANARY}", "link-up/../".repeat(5_000));
+    attempt("read link-up/../ x 5000 then ../canary.txt", || read_any(&wander));
+    let huge_name = "n".repeat(65_536);
+    attempt("create a 64 KiB name", || overwrite(&huge_name));
+
     attempt("write ../canary.txt", || overwrite("../canary.txt"));
     attempt("write /../canary.txt", || overwrite("/../canary.txt"));
     attempt("hard-link ../canary.txt", || {
