@@ -119,13 +119,13 @@ pub(super) async fn modules(args: ListArgs) -> anyhow::Result<u8> {
             }),
         )?,
         OutputFormat::Table | OutputFormat::Wide => {
-            let mut table = output::table(&["MODULE", "SIZE", "TASKS", "CACHED ON", "STORED"]);
+            let mut table = output::table(&["MODULE", "SIZE", "TASKS", "AGENTS CACHING", "STORED"]);
             for m in &modules {
                 table.add_row(vec![
                     m.digest.clone(),
                     crate::parse::show_bytes(m.size),
                     m.active_tasks.to_string(),
-                    format!("{} agents", m.cached_on_agents),
+                    m.cached_on_agents.to_string(),
                     output::ago(m.stored_at_millis),
                 ]);
             }
