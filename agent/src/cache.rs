@@ -8,7 +8,8 @@
 //!            <dir>/<engine compatibility>/<sha256>.cwasm ──ok──► deserialize (~0.5 ms)
 //!               │ absent or unloadable
 //!               ▼
-//!            bytes (given, or <dir>/raw/<sha256>.wasm) ─► size cap ─► validate ─► compile
+//!            bytes (given, or <dir>/raw/<sha256>.wasm) ─► size cap ─► admission ─► compile
+//!                                                         (validates)
 //!                                                         ─► persist .wasm and .cwasm
 //! ```
 //!
@@ -382,6 +383,11 @@ impl<T: Send + 'static> ModuleCache<T> {
             digest: *digest,
             reason: format!("{e:#}"),
         };
+        // Admission first: a compile bomb is refused before it costs a compile.
+        crate::admission::admit(bytes).map_err(|reason| ModuleError::Invalid {
+            digest: *digest,
+            reason: format!("over the agent's admission limits: {reason}"),
+        })?;
         // Validation is part of compilation for both kinds.
         let (compiled, code) = match WasmBinary::detect(bytes) {
             Some(WasmBinary::Module) => {

@@ -40,6 +40,7 @@
 //! the master, runs what it is sent, reports status updates until acknowledged and serves task
 //! files (Operator `ListFiles`/`ReadFile`).
 
+pub mod admission;
 mod cache;
 mod calibrate;
 pub mod collect;

@@ -52,6 +52,28 @@ async fn a_truncated_module_is_invalid() {
 }
 
 #[tokio::test]
+async fn a_compile_bomb_is_refused_by_admission_and_the_next_module_runs() {
+    use corral_agent::admission::MAX_NESTING;
+    let depth = MAX_NESTING + 1;
+    let bomb = wat::parse_str(format!(
+        "(module (func (export \"_start\") {}{}))",
+        "(block ".repeat(depth),
+        ")".repeat(depth)
+    ))
+    .unwrap();
+    let error = module_error(run(bytes_spec(bomb)).await.result.outcome);
+    match error {
+        ModuleError::Invalid { reason, .. } => assert_eq!(
+            reason,
+            "over the agent's admission limits: function 0 nests blocks more than 10000 deep"
+        ),
+        other => panic!("{other}"),
+    }
+    let done = run(spec(corral_wasm_tasks::HELLO, &[])).await;
+    assert_eq!(done.result.outcome, TaskOutcome::Exited { code: 0 });
+}
+
+#[tokio::test]
 async fn an_oversized_module_is_refused_before_it_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ExecutorConfig::new(dir.path());
