@@ -37,6 +37,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 /// Modules are named by the same digest everywhere in Corral.
 use corral_types::{Digest, WasmBinary};
 
+use crate::compile_slots::{CompileSlots, Owner};
 use crate::metrics::{AgentMetrics, CacheResult, DISK_HIT, MEMORY_HIT, MISS};
 
 /// Why a module cannot be used.
@@ -130,6 +131,8 @@ pub(crate) struct ModuleCache<T: 'static> {
     /// Digests whose compiled code is in `compiled_dir`.
     on_disk: Mutex<BTreeSet<Digest>>,
     loading: Mutex<HashMap<Digest, Loading<T>>>,
+    /// Compiles at once, in all and per framework.
+    slots: CompileSlots,
     /// Where launches found their module, and compile times.
     metrics: Arc<AgentMetrics>,
 }
@@ -158,6 +161,9 @@ impl<T: Send + 'static> ModuleCache<T> {
             memory: Mutex::new(LruCache::new(capacity)),
             on_disk: Mutex::new(on_disk),
             loading: Mutex::new(HashMap::new()),
+            slots: CompileSlots::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
             metrics,
         })
     }
@@ -206,10 +212,11 @@ impl<T: Send + 'static> ModuleCache<T> {
     pub(crate) async fn admit(
         self: &Arc<Self>,
         bytes: Arc<[u8]>,
+        owner: Owner,
     ) -> Result<(Digest, Arc<Prepared<T>>), ModuleError> {
         self.check_size(bytes.len() as u64)?;
         let digest = Digest::of(&bytes);
-        let prepared = self.load(digest, Some(bytes)).await?;
+        let prepared = self.load(digest, Some(bytes), owner).await?;
         Ok((digest, prepared))
     }
 
@@ -217,14 +224,17 @@ impl<T: Send + 'static> ModuleCache<T> {
     pub(crate) async fn get(
         self: &Arc<Self>,
         digest: Digest,
+        owner: Owner,
     ) -> Result<Arc<Prepared<T>>, ModuleError> {
-        self.load(digest, None).await
+        self.load(digest, None, owner).await
     }
 
+    /// `owner` asked for it: a compile takes one of its slots.
     async fn load(
         self: &Arc<Self>,
         digest: Digest,
         bytes: Option<Arc<[u8]>>,
+        owner: Owner,
     ) -> Result<Arc<Prepared<T>>, ModuleError> {
         if let Some(hit) = self
             .memory
@@ -248,7 +258,7 @@ impl<T: Send + 'static> ModuleCache<T> {
                 let cache = Arc::clone(self);
                 async move {
                     // Compiling takes tens of milliseconds of CPU: keep it off async threads.
-                    tokio::task::spawn_blocking(move || cache.load_blocking(digest, bytes))
+                    tokio::task::spawn_blocking(move || cache.load_blocking(digest, bytes, &owner))
                         .await
                         .unwrap_or_else(|e| {
                             Err(ModuleError::Io {
@@ -276,6 +286,7 @@ impl<T: Send + 'static> ModuleCache<T> {
         &self,
         digest: Digest,
         bytes: Option<Arc<[u8]>>,
+        owner: &Owner,
     ) -> Result<Arc<Prepared<T>>, ModuleError> {
         let (compiled, uses_sdk) = match self.load_compiled(&digest) {
             // Compiled code keeps no custom sections: the raw bytes say whether it uses the
@@ -294,7 +305,8 @@ impl<T: Send + 'static> ModuleCache<T> {
                     }
                     None => self.read_raw(&digest)?,
                 };
-                (self.compile(&digest, &bytes)?, crate::sdk::uses_sdk(&bytes))
+                let compiled = self.compile(&digest, &bytes, owner)?;
+                (compiled, crate::sdk::uses_sdk(&bytes))
             }
         };
         let link_error = |e: wasmtime::Error| format!("{e:#}");
@@ -377,8 +389,12 @@ impl<T: Send + 'static> ModuleCache<T> {
         Ok(bytes.into())
     }
 
-    fn compile(&self, digest: &Digest, bytes: &[u8]) -> Result<Compiled, ModuleError> {
-        let started = std::time::Instant::now();
+    fn compile(
+        &self,
+        digest: &Digest,
+        bytes: &[u8],
+        owner: &Owner,
+    ) -> Result<Compiled, ModuleError> {
         let invalid = |e: wasmtime::Error| ModuleError::Invalid {
             digest: *digest,
             reason: format!("{e:#}"),
@@ -388,6 +404,8 @@ impl<T: Send + 'static> ModuleCache<T> {
             digest: *digest,
             reason: format!("over the agent's admission limits: {reason}"),
         })?;
+        let _slot = self.slots.acquire(owner);
+        let started = std::time::Instant::now();
         // Validation is part of compilation for both kinds.
         let (compiled, code) = match WasmBinary::detect(bytes) {
             Some(WasmBinary::Module) => {

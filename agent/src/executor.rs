@@ -27,6 +27,7 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use corral_types::{Digest, OUTPUTS_DIR, OUTPUTS_GUEST_PATH, TrapKind, Usage};
 
 use crate::cache::{CacheStats, Code, Linkers, ModuleCache, ModuleError, Prepared};
+use crate::compile_slots::Owner;
 use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
@@ -222,7 +223,7 @@ impl Executor {
     pub async fn add_module(&self, bytes: impl Into<Arc<[u8]>>) -> Result<Digest, ModuleError> {
         let cache = self.shared.cache.clone();
         let bytes = bytes.into();
-        self.spawn(async move { cache.admit(bytes).await.map(|(digest, _)| digest) })
+        self.spawn(async move { cache.admit(bytes, None).await.map(|(digest, _)| digest) })
             .await
             .unwrap_or_else(|_| {
                 Err(ModuleError::Io {
@@ -435,7 +436,8 @@ async fn run_task(
             reason: "cpus must be greater than zero".into(),
         });
     }
-    let prepared = match resolve_module(&shared, &spec.module).await {
+    let owner = Some(spec.framework_id.clone());
+    let prepared = match resolve_module(&shared, &spec.module, owner).await {
         Ok(prepared) => prepared,
         Err(error) => return failed(error.into()),
     };
@@ -556,10 +558,15 @@ async fn run_task(
 async fn resolve_module(
     shared: &Shared,
     source: &ModuleSource,
+    owner: Owner,
 ) -> Result<Arc<Prepared<TaskState>>, ModuleError> {
     match source {
-        ModuleSource::Digest(digest) => shared.cache.get(*digest).await,
-        ModuleSource::Bytes(bytes) => shared.cache.admit(bytes.clone()).await.map(|(_, p)| p),
+        ModuleSource::Digest(digest) => shared.cache.get(*digest, owner).await,
+        ModuleSource::Bytes(bytes) => shared
+            .cache
+            .admit(bytes.clone(), owner)
+            .await
+            .map(|(_, p)| p),
     }
 }
 

@@ -44,6 +44,7 @@ pub mod admission;
 mod cache;
 mod calibrate;
 pub mod collect;
+mod compile_slots;
 mod cpu;
 mod engine;
 mod executor;
