@@ -134,8 +134,9 @@ fn on_demand(options: &EngineOptions) -> Result<Engine, EngineError> {
 fn base_config(options: &EngineOptions) -> Config {
     let mut config = Config::new();
     config
+        // One core per compile (wasmtime is built without parallel compilation): the module
+        // cache's compile slots then bound the cores compiles take, in all and per framework.
         .cranelift_opt_level(OptLevel::Speed)
-        .parallel_compilation(true)
         // Fuel is the metering unit: budget, accounting and the yield points where CPU share,
         // kill and timeouts take effect.
         .consume_fuel(true)
