@@ -20,6 +20,10 @@ pub(crate) use job::*;
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// A file holding the bearer token to present to masters. Without it: `CORRAL_TOKEN`,
+    /// else the token `corral login` stored, else none.
+    #[arg(long, global = true, env = "CORRAL_TOKEN_FILE", value_name = "FILE")]
+    pub(crate) token_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -114,6 +118,17 @@ pub(crate) enum Command {
     Modules(ListArgs),
     /// Print a shell completion script: `corral completions bash > /etc/bash_completion.d/corral`.
     Completions(CompletionsArgs),
+    /// Check a token against the master and keep it for later commands (in the user's
+    /// config directory, readable by the user only).
+    #[command(
+        after_help = "Examples:\n  corral login --master 10.0.0.1:5050 < alice.token\n  corral login            # asks for the token"
+    )]
+    Login(LoginArgs),
+    /// Forget the token `corral login` kept.
+    Logout,
+    /// Make tokens for the master's credentials file.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Show role weights, or set a role's weight in weighted DRF.
     #[command(
         after_help = "Examples:\n  corral weight              # every role's weight\n  corral weight eng          # one role's weight\n  corral weight eng 3        # eng gets three times the share of a role of weight 1"
@@ -217,6 +232,46 @@ pub(crate) struct MasterArgs {
     /// frameworks run` instead; two of them would fail each other over).
     #[arg(long)]
     pub(crate) no_builtin_frameworks: bool,
+    /// Authenticate every caller: principals and their tokens' SHA-256 (`corral token
+    /// new`). Read again on SIGHUP. The master's own token for the other masters is
+    /// `--token-file` / `CORRAL_TOKEN`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) credentials: Option<PathBuf>,
+    /// Who may do what (needs --credentials). Read again on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "credentials")]
+    pub(crate) acls: Option<PathBuf>,
+    /// Append a JSON line per refused call and per call that changes the cluster.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) audit_log: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoginArgs {
+    #[command(flatten)]
+    pub(crate) master: MasterAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Make a new random token for a principal: prints its credentials-file entry (which
+    /// holds the token's SHA-256, not the token) and writes the token where --out says, or
+    /// shows it once on stderr.
+    #[command(
+        after_help = "Examples:\n  corral token new alice --out alice.token >> credentials.toml\n  kill -HUP $(pidof corral)    # the master reads credentials.toml again"
+    )]
+    New(TokenNewArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenNewArgs {
+    /// The principal: letters, digits, '.', '_', '-' or '@'.
+    pub(crate) principal: String,
+    /// When the token stops working (RFC 3339, e.g. 2027-01-01T00:00:00Z).
+    #[arg(long)]
+    pub(crate) expires: Option<String>,
+    /// Write the token to this new file (readable by its owner only).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

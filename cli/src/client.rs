@@ -1,16 +1,32 @@
-//! Connections to the master: the leader, found from the list of masters.
+//! Connections to the master: the leader, found from the list of masters, called with the
+//! user's token.
+
+use std::sync::OnceLock;
 
 use anyhow::Context;
+use corral_proto::auth::{Conn, Token};
 use corral_proto::{limits, v1};
 use corral_types::Digest;
-use tonic::transport::Channel;
 
 use crate::commands::Exit;
 
 /// An Operator client.
-pub(crate) type OperatorClient = v1::operator_client::OperatorClient<Channel>;
+pub(crate) type OperatorClient = v1::operator_client::OperatorClient<Conn>;
 /// A Jobs client.
-pub(crate) type JobsClient = v1::jobs_client::JobsClient<Channel>;
+pub(crate) type JobsClient = v1::jobs_client::JobsClient<Conn>;
+
+/// The token this process presents, chosen once at start (see `commands::token`).
+static TOKEN: OnceLock<Token> = OnceLock::new();
+
+/// Sets the token every connection of this process presents; the first call wins.
+pub(crate) fn set_token(token: Token) {
+    let _ = TOKEN.set(token);
+}
+
+/// The token this process presents (none until [`set_token`]).
+pub(crate) fn token() -> Token {
+    TOKEN.get().cloned().unwrap_or_default()
+}
 
 fn uri(addr: &str) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
@@ -53,6 +69,7 @@ pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
     let JobsAt::Address(address) = jobs_at(&frameworks) else {
         return Ok(limits::jobs_client(channel));
     };
+    // A framework names that address itself: it is not sent the user's token.
     let channel = match limits::endpoint(uri(&address)) {
         Ok(endpoint) => endpoint.connect().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
@@ -62,11 +79,11 @@ pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
             "the jobs framework serves at {address} (its {JOBS_ADDRESS_LABEL} label), which              does not answer: {e}; is `corral frameworks run` running?"
         ))
     })?;
-    Ok(limits::jobs_client(channel))
+    Ok(limits::jobs_client(Token::none().on(channel)))
 }
 
 /// A channel to the leading master.
-async fn leader(masters: &[String]) -> anyhow::Result<Channel> {
+async fn leader(masters: &[String]) -> anyhow::Result<Conn> {
     let mut last = None;
     for addr in masters {
         let mut candidate = addr.clone();
@@ -75,6 +92,9 @@ async fn leader(masters: &[String]) -> anyhow::Result<Channel> {
             match leader_at(&candidate).await {
                 Ok(Leading::Yes(channel)) => return Ok(channel),
                 Ok(Leading::No { leader }) => candidate = leader,
+                Ok(Leading::RefusedToken(message)) => {
+                    return Err(Exit::invalid(format!("{candidate}: {message}")).into());
+                }
                 Err(e) => {
                     last = Some(e);
                     break;
@@ -91,8 +111,12 @@ async fn leader(masters: &[String]) -> anyhow::Result<Channel> {
 }
 
 enum Leading {
-    Yes(Channel),
-    No { leader: String },
+    Yes(Conn),
+    No {
+        leader: String,
+    },
+    /// The master leads, and does not accept this process's token.
+    RefusedToken(String),
 }
 
 /// Whether the master at `addr` leads, asked with a small call (standbys refuse every call
@@ -103,9 +127,16 @@ async fn leader_at(addr: &str) -> Result<Leading, String> {
         .connect()
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
+    let channel = token().on(channel);
     let mut client = limits::operator_client(channel.clone());
     match client.get_roles(v1::GetRolesRequest {}).await {
         Ok(_) => Ok(Leading::Yes(channel)),
+        // It leads (a standby redirects before deciding), and this principal may not list
+        // roles: other calls may still be allowed.
+        Err(status) if status.code() == tonic::Code::PermissionDenied => Ok(Leading::Yes(channel)),
+        Err(status) if status.code() == tonic::Code::Unauthenticated => {
+            Ok(Leading::RefusedToken(status.message().to_owned()))
+        }
         Err(status) => match corral_proto::status::leader_hint(&status) {
             Some(leader) if leader != addr => Ok(Leading::No {
                 leader: leader.to_owned(),
@@ -127,7 +158,9 @@ pub(crate) fn refused(doing: &str, status: &tonic::Status) -> anyhow::Error {
         | Code::AlreadyExists
         | Code::FailedPrecondition
         | Code::OutOfRange
-        | Code::ResourceExhausted => Exit::invalid(message).into(),
+        | Code::ResourceExhausted
+        | Code::Unauthenticated
+        | Code::PermissionDenied => Exit::invalid(message).into(),
         // The one service a master may leave out: the jobs framework's.
         Code::Unimplemented => Exit::invalid(format!(
             "{doing}: the master does not serve this; a master started with \

@@ -22,12 +22,12 @@ pub fn scheduler_request(data: &[u8]) {
         }
         1 => {
             if let Ok(r) = v1::CallRequest::decode(body) {
-                let _ = scheduler::call_event(r);
+                let _ = scheduler::call_event(r, None);
             }
         }
         _ => {
             if let Ok(r) = v1::StoreRequest::decode(body) {
-                let _ = scheduler::store_event(r);
+                let _ = scheduler::store_event(r, None);
             }
         }
     }

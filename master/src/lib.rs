@@ -42,6 +42,7 @@
 //!   registry, or the etcd election key's create revision.
 
 mod artifacts;
+pub mod auth;
 mod core;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -57,6 +58,7 @@ pub mod simulated;
 mod store;
 mod wire;
 
+pub use auth::AuthConfig;
 pub use store::StoreConfig;
 
 use std::net::SocketAddr;
@@ -65,6 +67,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use corral_proto::auth::Token;
 use corral_proto::{introspection, limits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -123,6 +126,10 @@ pub struct MasterConfig {
     /// a task's outputs are not kept (its terminal status says so); outputs already kept
     /// stay.
     pub max_output_bytes: u64,
+    /// Credentials, ACLs and the audit log; none by default (no authentication).
+    pub auth: AuthConfig,
+    /// The token this master presents to the other masters.
+    pub token: Token,
 }
 
 /// [`MasterConfig::max_output_bytes`] by default.
@@ -153,6 +160,8 @@ impl MasterConfig {
             allocation_interval: Duration::from_secs(1),
             stream_queue: DEFAULT_STREAM_QUEUE,
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            auth: AuthConfig::default(),
+            token: Token::none(),
         }
     }
 }
@@ -198,6 +207,7 @@ pub struct Master {
     supervisor: JoinHandle<()>,
     server_stop: oneshot::Sender<()>,
     server_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    auth: Arc<auth::Auth>,
     /// The background fetch of indexed modules this master lacks (etcd only).
     _sync: Option<AbortOnDrop>,
 }
@@ -221,6 +231,7 @@ impl Master {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let local_addr = listener.local_addr().context("reading the bound address")?;
+        let auth = Arc::new(auth::Auth::new(config.auth.clone()).map_err(anyhow::Error::msg)?);
         let artifacts = artifacts::ArtifactStore::open(&config.work_dir)
             .await
             .with_context(|| {
@@ -296,7 +307,7 @@ impl Master {
                 (election, None, members)
             }
         };
-        let peers = Peers::new(members, artifacts.clone());
+        let peers = Peers::new(members, artifacts.clone(), config.token.clone());
         // Every master, leader or standby, comes to hold every indexed module (embedded: one
         // master, nothing to sync).
         let sync = matches!(config.store, StoreConfig::Etcd { .. })
@@ -305,7 +316,10 @@ impl Master {
         let (supervisor_stop, stop_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervisor.run(first, stop_rx));
 
-        let scheduler = service::SchedulerService { gate: gate.clone() };
+        let scheduler = service::SchedulerService {
+            gate: gate.clone(),
+            auth: auth.clone(),
+        };
         let agent_link = service::AgentLinkService {
             gate: gate.clone(),
             artifacts: artifacts.clone(),
@@ -313,6 +327,7 @@ impl Master {
         };
         let operator = service::OperatorService {
             gate: gate.clone(),
+            auth: auth.clone(),
             artifacts: artifacts.clone(),
             peers,
         };
@@ -351,7 +366,7 @@ impl Master {
                 redirect.clone(),
             ))
             .add_service(limits::master_peer_server(master_peer));
-        // gRPC and HTTP (the metrics) on one listener.
+        // gRPC and HTTP on one listener, every request through the authentication gate.
         let routes = Routes::from(
             mount(routes, redirect)
                 .into_axum_router()
@@ -360,6 +375,11 @@ impl Master {
                     operator,
                     loopback(local_addr).to_string(),
                     metrics,
+                    auth.clone(),
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    (auth.clone(), gate.clone()),
+                    auth::gate,
                 )),
         );
         let server = limits::server_builder()
@@ -377,8 +397,22 @@ impl Master {
             supervisor,
             server_stop,
             server_task,
+            auth,
             _sync: sync.map(AbortOnDrop),
         })
+    }
+
+    /// Reads the credentials and ACL files again (`corral master` does on SIGHUP): a revoked
+    /// token fails from the next request on. On an error the rules in force stay. Answers how
+    /// many tokens the credentials file holds.
+    pub fn reload_auth(&self) -> anyhow::Result<usize> {
+        self.auth.reload().map_err(anyhow::Error::msg)
+    }
+
+    /// The token of this master's own frameworks (the built-in jobs framework): it acts as
+    /// the master, allowed everything. Known only to this process; a new one every start.
+    pub fn master_token(&self) -> Token {
+        self.auth.master_token()
     }
 
     /// The address the master serves on.

@@ -28,11 +28,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_proto::auth::{Conn, Token};
 use corral_proto::{ServiceError, limits, v1};
 use corral_types::Digest;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tonic::transport::Channel;
 
 use crate::artifacts::{ArtifactStore, StoreModuleError};
 use crate::store::members::Membership;
@@ -90,11 +90,21 @@ pub(crate) enum PeerError {
 pub(crate) struct Peers {
     members: Arc<dyn Membership>,
     artifacts: ArtifactStore,
+    /// What this master presents to the others (they authenticate MasterPeer calls).
+    token: Token,
 }
 
 impl Peers {
-    pub(crate) fn new(members: Arc<dyn Membership>, artifacts: ArtifactStore) -> Self {
-        Self { members, artifacts }
+    pub(crate) fn new(
+        members: Arc<dyn Membership>,
+        artifacts: ArtifactStore,
+        token: Token,
+    ) -> Self {
+        Self {
+            members,
+            artifacts,
+            token,
+        }
     }
 
     /// Copies module `digest` (stored here) to the other masters. Resolves as soon as one
@@ -176,7 +186,7 @@ impl Peers {
     /// and size-capped like an upload.
     pub(crate) async fn fetch_from(&self, peer: &str, digest: &Digest) -> Result<(), PeerError> {
         let copy = async {
-            let mut client = limits::master_peer_client(connect(peer).await?);
+            let mut client = limits::master_peer_client(connect(peer, &self.token).await?);
             let request = v1::FetchModuleRequest {
                 digest: digest.to_string(),
                 offset: 0,
@@ -206,7 +216,7 @@ impl Peers {
     /// Copies module `digest` from this master's store to master `peer`.
     async fn push(&self, peer: &str, digest: &Digest) -> Result<(), PeerError> {
         let copy = async {
-            let channel = connect(peer).await?;
+            let channel = connect(peer, &self.token).await?;
             let local =
                 self.artifacts
                     .fetch(digest, 0)
@@ -286,14 +296,14 @@ fn refused(peer: &str, digest: &Digest, status: &tonic::Status) -> PeerError {
 }
 
 /// Connects to master `peer`; a refused connection means nothing runs there.
-async fn connect(peer: &str) -> Result<Channel, PeerError> {
+async fn connect(peer: &str, token: &Token) -> Result<Conn, PeerError> {
     let unreachable = |reason: String| PeerError::Unreachable {
         peer: peer.to_owned(),
         reason,
     };
     let endpoint =
         limits::endpoint(format!("http://{peer}")).map_err(|e| unreachable(e.to_string()))?;
-    endpoint.connect().await.map_err(|e| {
+    let channel = endpoint.connect().await.map_err(|e| {
         if connection_refused(&e) {
             PeerError::NotRunning {
                 peer: peer.to_owned(),
@@ -301,7 +311,8 @@ async fn connect(peer: &str) -> Result<Channel, PeerError> {
         } else {
             unreachable(e.to_string())
         }
-    })
+    })?;
+    Ok(token.on(channel))
 }
 
 /// Whether an I/O error in `e`'s chain is a refused connection.
@@ -426,6 +437,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![c_addr, b_addr, closed_port()])),
             a.clone(),
+            Token::none(),
         );
         peers.fetch(&digest).await.unwrap();
         assert!(a.contains(&digest).await);
@@ -443,7 +455,11 @@ mod tests {
         let (a, _) = master(&dir_a).await;
         let (_, b_addr) = master(&dir_b).await;
         let unknown = Digest::of(b"never uploaded");
-        let peers = Peers::new(Arc::new(Listed(vec![b_addr.clone()])), a.clone());
+        let peers = Peers::new(
+            Arc::new(Listed(vec![b_addr.clone()])),
+            a.clone(),
+            Token::none(),
+        );
         let err = peers.fetch_from(&b_addr, &unknown).await.unwrap_err();
         assert!(matches!(err, PeerError::NotHeld { .. }), "{err:?}");
         let err = peers.fetch(&unknown).await.unwrap_err();
@@ -452,7 +468,7 @@ mod tests {
             "{err:?}"
         );
         // With no other master at all, the same.
-        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone());
+        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone(), Token::none());
         let err = alone.fetch(&unknown).await.unwrap_err();
         assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
         assert_eq!(stored_files(&dir_a), 0);
@@ -467,7 +483,11 @@ mod tests {
             chunks: limits::module_chunks(b"another module"),
         })
         .await;
-        let peers = Peers::new(Arc::new(Listed(vec![liar.clone()])), store.clone());
+        let peers = Peers::new(
+            Arc::new(Listed(vec![liar.clone()])),
+            store.clone(),
+            Token::none(),
+        );
         let err = peers.fetch_from(&liar, &wanted).await.unwrap_err();
         assert!(
             matches!(
@@ -499,7 +519,11 @@ mod tests {
             }],
         })
         .await;
-        let peers = Peers::new(Arc::new(Listed(vec![oversized.clone()])), store.clone());
+        let peers = Peers::new(
+            Arc::new(Listed(vec![oversized.clone()])),
+            store.clone(),
+            Token::none(),
+        );
         let err = peers.fetch_from(&oversized, &wanted).await.unwrap_err();
         assert!(
             matches!(
@@ -520,7 +544,11 @@ mod tests {
         let (b, b_addr) = master(&dir_b).await;
         let module = vec![3u8; 2 * limits::MODULE_CHUNK_BYTES + 1];
         let digest = store_module(&a, &module).await;
-        let peers = Peers::new(Arc::new(Listed(vec![closed_port(), b_addr])), a);
+        let peers = Peers::new(
+            Arc::new(Listed(vec![closed_port(), b_addr])),
+            a,
+            Token::none(),
+        );
         assert_eq!(peers.replicate(&digest).await, Ok(2));
         assert!(b.contains(&digest).await);
     }
@@ -530,10 +558,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, _) = master(&dir).await;
         let digest = store_module(&a, b"module").await;
-        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone());
+        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone(), Token::none());
         assert_eq!(alone.replicate(&digest).await, Ok(1));
         // A registered master whose port refuses connections is dead: no copy, no failure.
-        let dead = Peers::new(Arc::new(Listed(vec![closed_port()])), a);
+        let dead = Peers::new(Arc::new(Listed(vec![closed_port()])), a, Token::none());
         assert_eq!(dead.replicate(&digest).await, Ok(1));
     }
 
@@ -543,7 +571,11 @@ mod tests {
         let (a, _) = master(&dir).await;
         let digest = store_module(&a, b"module").await;
         let full = serve(Faulty { chunks: vec![] }).await;
-        let peers = Peers::new(Arc::new(Listed(vec![full, closed_port()])), a);
+        let peers = Peers::new(
+            Arc::new(Listed(vec![full, closed_port()])),
+            a,
+            Token::none(),
+        );
         let err = peers.replicate(&digest).await.unwrap_err();
         assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");
     }

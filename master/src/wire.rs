@@ -110,6 +110,7 @@ impl TryFrom<&v1::FrameworkInfo> for FrameworkInfo {
             roles,
             failover_timeout: Duration::from_millis(info.failover_timeout_millis),
             labels: info.labels.clone(),
+            principal: info.principal.clone(),
         })
     }
 }
@@ -123,6 +124,7 @@ impl From<&FrameworkInfo> for v1::FrameworkInfo {
             roles: info.roles.iter().map(ToString::to_string).collect(),
             failover_timeout_millis: millis(info.failover_timeout),
             labels: info.labels.clone(),
+            principal: info.principal.clone(),
         }
     }
 }
@@ -265,6 +267,7 @@ impl From<&FrameworkSummary> for v1::FrameworkSummary {
             registered_at_millis: f.registered_unix_millis,
             failover_timeout_millis: millis(f.failover_timeout),
             labels: f.labels.clone(),
+            principal: f.principal.clone().unwrap_or_default(),
         }
     }
 }
@@ -437,6 +440,7 @@ mod tests {
             roles: vec![Role::new("eng/batch").unwrap(), Role::default_role()],
             failover_timeout: Duration::from_secs(90),
             labels: Default::default(),
+            principal: Some("alice".into()),
         };
         let back = FrameworkInfo::try_from(&v1::FrameworkInfo::from(&framework));
         assert_eq!(back, Ok(framework));

@@ -136,6 +136,7 @@ pub fn framework(f: &v1::FrameworkSummary) -> Value {
         "active_tasks": f.active_tasks,
         "registered_at_millis": f.registered_at_millis,
         "labels": f.labels,
+        "principal": f.principal,
     })
 }
 

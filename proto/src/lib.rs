@@ -57,6 +57,7 @@
 //! assert_eq!(err.message(), "task.resources: required field is missing");
 //! ```
 
+pub mod auth;
 pub mod convert;
 mod error;
 pub mod follow;

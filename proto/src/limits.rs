@@ -21,8 +21,9 @@
 
 use std::time::Duration;
 
+use tonic::codegen::{Body, Bytes, StdError};
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Endpoint, Server};
 
 use crate::error::ProtoError;
 use crate::v1;
@@ -221,44 +222,55 @@ pub fn endpoint(uri: impl Into<String>) -> Result<Endpoint, tonic::transport::Er
         .tcp_nodelay(true))
 }
 
-/// A Scheduler client with Corral's message limits.
-///
-/// A request over [`MAX_MESSAGE_BYTES`] is refused locally, but tonic reports it as
-/// `INTERNAL` ("h2 protocol error") rather than `OUT_OF_RANGE` (grpc/grpc-rust#1334); callers
-/// that batch (launches, acknowledgements) should split batches well below the limit.
-pub fn scheduler_client(channel: Channel) -> SchedulerClient<Channel> {
-    SchedulerClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+/// Defines a client constructor with Corral's message limits. Generic over the channel, so
+/// a bare `Channel` and one that presents a token ([`crate::auth::Conn`]) both fit.
+macro_rules! client {
+    ($(#[$doc:meta])* $name:ident, $client:ident) => {
+        $(#[$doc])*
+        pub fn $name<T>(channel: T) -> $client<T>
+        where
+            T: tonic::client::GrpcService<tonic::body::Body>,
+            T::Error: Into<StdError>,
+            T::ResponseBody: Body<Data = Bytes> + Send + 'static,
+            <T::ResponseBody as Body>::Error: Into<StdError> + Send,
+        {
+            $client::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES)
+        }
+    };
 }
 
-/// An AgentLink client with Corral's message limits.
-pub fn agent_link_client(channel: Channel) -> AgentLinkClient<Channel> {
-    AgentLinkClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-/// An Operator client with Corral's message limits.
-pub fn operator_client(channel: Channel) -> OperatorClient<Channel> {
-    OperatorClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-/// A Jobs client with Corral's message limits.
-pub fn jobs_client(channel: Channel) -> JobsClient<Channel> {
-    JobsClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
-
-/// A MasterPeer client with Corral's message limits.
-pub fn master_peer_client(channel: Channel) -> MasterPeerClient<Channel> {
-    MasterPeerClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES)
-}
+client!(
+    /// A Scheduler client with Corral's message limits.
+    ///
+    /// A request over [`MAX_MESSAGE_BYTES`] is refused locally, but tonic reports it as
+    /// `INTERNAL` ("h2 protocol error") rather than `OUT_OF_RANGE` (grpc/grpc-rust#1334);
+    /// callers that batch (launches, acknowledgements) should split batches well below the
+    /// limit.
+    scheduler_client,
+    SchedulerClient
+);
+client!(
+    /// An AgentLink client with Corral's message limits.
+    agent_link_client,
+    AgentLinkClient
+);
+client!(
+    /// An Operator client with Corral's message limits.
+    operator_client,
+    OperatorClient
+);
+client!(
+    /// A Jobs client with Corral's message limits.
+    jobs_client,
+    JobsClient
+);
+client!(
+    /// A MasterPeer client with Corral's message limits.
+    master_peer_client,
+    MasterPeerClient
+);
 
 /// Splits a module into the chunks an upload or fetch streams: at most
 /// [`MODULE_CHUNK_BYTES`] each, the first announcing the total size.

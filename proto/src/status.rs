@@ -14,6 +14,8 @@
 //! | `AlreadyExists`               | `ALREADY_EXISTS`      |
 //! | `FailedPrecondition`          | `FAILED_PRECONDITION` |
 //! | `ResourceExhausted`           | `RESOURCE_EXHAUSTED`  |
+//! | `Unauthenticated`             | `UNAUTHENTICATED`     |
+//! | `PermissionDenied`            | `PERMISSION_DENIED`   |
 //! | `NotLeader`                   | `UNAVAILABLE` + `corral-leader` metadata |
 //! | `Unavailable`                 | `UNAVAILABLE`         |
 //! | `Internal`                    | `INTERNAL`            |
@@ -63,6 +65,12 @@ pub enum ServiceError {
     /// A quota, limit or capacity is exhausted.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The caller presented no credentials, or ones that are not (or no longer) valid.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// This master is not the leader; `leader` is the leader's address when known.
     #[error("not the leader{}", leader.as_deref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
     NotLeader {
@@ -87,6 +95,8 @@ impl ServiceError {
             Self::AlreadyExists { .. } => Code::AlreadyExists,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotLeader { .. } | Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }

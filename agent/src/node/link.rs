@@ -15,6 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_proto::auth::Token;
 use corral_proto::follow::{self, Follower, Step};
 use corral_proto::{limits, v1};
 use tokio::sync::watch;
@@ -33,6 +34,8 @@ pub(crate) struct LinkConfig {
     pub(crate) heartbeat_interval: Duration,
     /// How often unacknowledged status updates are sent again.
     pub(crate) status_retry_interval: Duration,
+    /// Presented on every call to the masters.
+    pub(crate) token: Token,
 }
 
 /// Runs the link until `stop` turns true or the master sends Shutdown.
@@ -82,7 +85,7 @@ async fn connect(
     };
     let channel = tokio::select! {
         connected = endpoint.connect() => match connected {
-            Ok(channel) => channel,
+            Ok(channel) => config.token.on(channel),
             Err(error) => {
                 tracing::debug!(master = %address, %error, "cannot connect");
                 return Ended::Next(follow::Ended::Lost);

@@ -65,6 +65,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use corral_proto::auth::Token;
 use corral_proto::{introspection, limits, v1};
 use corral_types::{AgentId, COMPONENTS_ATTRIBUTE};
 use tokio::sync::watch;
@@ -119,6 +120,9 @@ pub struct AgentConfig {
     /// Finished tasks whose sandboxes and logs are kept; beyond this many, the oldest
     /// (fully acknowledged) ones are removed, files and all.
     pub max_completed_tasks: usize,
+    /// The bearer token presented to the masters, whose principal must be allowed to
+    /// register agents.
+    pub token: Token,
 }
 
 impl AgentConfig {
@@ -137,6 +141,7 @@ impl AgentConfig {
             recover: Recover::Strict,
             static_reservations: Vec::new(),
             max_completed_tasks: 1000,
+            token: Token::none(),
         }
     }
 }
@@ -206,6 +211,7 @@ impl Agent {
             agent_info: info,
             heartbeat_interval: config.heartbeat_interval,
             status_retry_interval: config.status_retry_interval,
+            token: config.token.clone(),
         };
         let node = Arc::new(Node::new(
             executor,

@@ -10,13 +10,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use corral_proto::auth::Conn;
 use corral_proto::limits::{self, MODULE_CHUNK_BYTES};
 use corral_proto::v1;
 use corral_types::{Digest, TaskOutput};
 use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 
 use super::tasks::Node;
 use crate::collect::{self, OutputFile};
@@ -136,7 +136,7 @@ async fn digest_of(path: &Path) -> std::io::Result<Digest> {
 }
 
 /// Streams one file to the master, announcing its digest and size first.
-async fn upload(channel: Channel, file: &OutputFile, digest: Digest) -> Result<(), tonic::Status> {
+async fn upload(channel: Conn, file: &OutputFile, digest: Digest) -> Result<(), tonic::Status> {
     let mut reader = tokio::fs::File::open(&file.host_path)
         .await
         .map_err(|e| tonic::Status::failed_precondition(format!("unreadable: {e}")))?;

@@ -7,10 +7,10 @@ use std::io::Read;
 use std::path::{Component, Path};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use corral_proto::auth::Conn;
 use corral_proto::{InputSource, limits, v1};
 use corral_types::{Digest, FrameworkId, Reason, TaskState};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
-use tonic::transport::Channel;
 
 use super::status::{StatusParts, status_of};
 use crate::cache::ModuleError;
@@ -93,7 +93,7 @@ pub(crate) fn validate(info: &v1::TaskInfo) -> Result<corral_proto::TaskInfo, Pr
 /// count against the task's disk, like everything in its sandbox.
 pub(crate) async fn inputs(
     sources: &Sources,
-    master: Option<Channel>,
+    master: Option<Conn>,
     task: &corral_proto::TaskInfo,
 ) -> Result<Vec<InputFile>, PrepareError> {
     let mut disk_left = task.resources.disk_bytes();
@@ -191,7 +191,7 @@ pub(crate) fn spec(
 pub(crate) async fn fetch_module(
     executor: &Executor,
     sources: &Sources,
-    master: Option<Channel>,
+    master: Option<Conn>,
     source: &corral_proto::ModuleSource,
 ) -> Result<(Digest, bool), PrepareError> {
     let cap = sources.max_module_bytes;
@@ -267,7 +267,7 @@ impl From<FetchError> for PrepareError {
 
 /// Streams an artifact (a module, an input) from the master's artifact store, refusing more
 /// than `cap` bytes.
-async fn from_master(channel: Channel, digest: &Digest, cap: u64) -> Result<Vec<u8>, FetchError> {
+async fn from_master(channel: Conn, digest: &Digest, cap: u64) -> Result<Vec<u8>, FetchError> {
     let mut client = limits::agent_link_client(channel);
     let request = v1::FetchModuleRequest {
         digest: digest.to_string(),

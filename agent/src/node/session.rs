@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use corral_proto::auth::Conn;
 use corral_proto::follow::{self, Follower};
 use corral_proto::{ProtoEnum, limits, status::leader_hint, v1};
 use corral_types::{AgentId, Reason};
@@ -34,7 +35,6 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at};
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
 use super::checkpoint::{MAX_BATCH, Op};
 use super::link::LinkConfig;
@@ -66,7 +66,7 @@ pub(crate) const OUTBOUND_CAPACITY: usize = 2 * MAX_BATCH;
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
     tx: mpsc::Sender<v1::AgentMessage>,
-    channel: Channel,
+    channel: Conn,
     overflow: Arc<Overflow>,
 }
 
@@ -78,7 +78,7 @@ struct Overflow {
 }
 
 impl Outbound {
-    fn new(channel: Channel, capacity: usize) -> (Self, mpsc::Receiver<v1::AgentMessage>) {
+    fn new(channel: Conn, capacity: usize) -> (Self, mpsc::Receiver<v1::AgentMessage>) {
         let (tx, rx) = mpsc::channel(capacity);
         let overflow = Arc::default();
         let outbound = Self {
@@ -114,7 +114,7 @@ impl Outbound {
     }
 
     /// The channel to the session's master.
-    pub(crate) fn channel(&self) -> &Channel {
+    pub(crate) fn channel(&self) -> &Conn {
         &self.channel
     }
 
@@ -162,7 +162,7 @@ pub(crate) async fn run(
     node: &Arc<Node>,
     config: &LinkConfig,
     address: &str,
-    channel: Channel,
+    channel: Conn,
     stop: &mut watch::Receiver<bool>,
     follower: &mut Follower,
 ) -> Ended {
@@ -184,7 +184,7 @@ async fn converse(
     node: &Arc<Node>,
     config: &LinkConfig,
     address: &str,
-    channel: Channel,
+    channel: Conn,
     outbound: &Outbound,
     rx: mpsc::Receiver<v1::AgentMessage>,
     stop: &mut watch::Receiver<bool>,
@@ -551,8 +551,9 @@ mod tests {
         assert_eq!(uuids, [1, 2], "the third is not durable yet");
     }
 
-    fn lazy_channel() -> Channel {
-        tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy()
+    fn lazy_channel() -> Conn {
+        corral_proto::auth::Token::none()
+            .on(tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy())
     }
 
     /// Updates of task `a` tagged `tags`, made durable: what the checkpoint releases.

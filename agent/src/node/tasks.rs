@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use corral_proto::auth::Conn;
 use corral_proto::{ProtoEnum, v1};
 use corral_types::{AgentId, Digest, FrameworkId, Reason, TaskId, TaskState};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::checkpoint::{Checkpoint, Op, Restored};
 use super::outbox::Outbox;
@@ -254,7 +254,7 @@ impl Node {
     }
 
     /// The current session's channel, to fetch modules from the master.
-    pub(crate) fn master_channel(&self) -> Option<Channel> {
+    pub(crate) fn master_channel(&self) -> Option<Conn> {
         self.state()
             .session
             .as_ref()

@@ -47,6 +47,7 @@ pub(crate) async fn start_master(
     .await
     .with_context(|| format!("starting the master on {listen}"))?;
     let address = dialable(master.local_addr()).to_string();
+    let token = master.master_token();
     let mut leadership = master.leadership();
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -55,7 +56,7 @@ pub(crate) async fn start_master(
                 leads = leadership.leading() => if !leads { return },
                 () = until_stopped(&mut stopped) => return,
             }
-            let run = jobs.run(vec![address.clone()]);
+            let run = jobs.run(vec![address.clone()], token.clone());
             tokio::pin!(run);
             tokio::select! {
                 result = &mut run => {
@@ -85,7 +86,7 @@ pub(crate) fn run_alone(jobs: JobsFramework, masters: Vec<String>) -> BuiltIn {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
-            let run = jobs.run(masters.clone());
+            let run = jobs.run(masters.clone(), crate::client::token());
             tokio::pin!(run);
             tokio::select! {
                 result = &mut run => {

@@ -1,6 +1,6 @@
 //! `corral master`.
 
-use corral_master::MasterConfig;
+use corral_master::{AuthConfig, MasterConfig};
 
 use crate::cli::MasterArgs;
 
@@ -15,15 +15,46 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     config.offer_timeout = args.offer_timeout;
     config.stream_queue = usize::try_from(args.stream_queue).unwrap_or(usize::MAX);
     config.max_output_bytes = args.output_store_cap;
+    config.auth = AuthConfig {
+        credentials: args.credentials,
+        acls: args.acls,
+        audit_log: args.audit_log,
+    };
+    config.token = crate::client::token();
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }
     let (master, builtin) =
         super::builtin::start_master(config, !args.no_builtin_frameworks).await?;
     tracing::info!(address = %master.local_addr(), work_dir = %args.work_dir.display(), "master running; Ctrl-C stops it");
-    super::shutdown_signal().await;
+    tokio::select! {
+        () = super::shutdown_signal() => {}
+        () = reload_on_hangup(&master) => {}
+    }
     tracing::info!("shutting down");
     builtin.shutdown().await;
     master.shutdown().await;
     Ok(0)
+}
+
+/// Reads the credentials and ACLs again on every SIGHUP; never returns (unless SIGHUP cannot
+/// be watched, which is logged).
+async fn reload_on_hangup(master: &corral_master::Master) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch SIGHUP: credentials are not reloaded");
+            return std::future::pending().await;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match master.reload_auth() {
+            Ok(tokens) => tracing::info!(tokens, "credentials and ACLs reloaded"),
+            Err(error) => {
+                tracing::error!(%error, "credentials and ACLs not reloaded; the previous ones stay")
+            }
+        }
+    }
+    std::future::pending().await
 }

@@ -9,6 +9,7 @@ mod frameworks;
 mod job;
 mod kill;
 mod listings;
+mod login;
 mod logs;
 mod master;
 mod new;
@@ -24,7 +25,7 @@ use std::fmt;
 
 use crate::cli::{
     AgentCmd, AgentCommand, Cli, Command, FrameworksCmd, FrameworksCommand, JobCommand, LogArgs,
-    LogFormat, NewCommand, TaskCommand,
+    LogFormat, NewCommand, TaskCommand, TokenCommand,
 };
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
@@ -66,7 +67,15 @@ impl std::error::Error for Exit {}
 
 /// Runs the command; returns the process exit code.
 pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    let token_file = cli.token_file.as_deref();
+    match &cli.command {
+        Command::Login(_) | Command::Logout | Command::Token(_) => {}
+        _ => crate::client::set_token(login::resolve(token_file)?),
+    }
     match cli.command {
+        Command::Login(args) => login::login(args, token_file).await,
+        Command::Logout => login::logout(),
+        Command::Token(TokenCommand::New(args)) => login::token_new(&args),
         Command::Master(args) => master::run(args).await,
         Command::Agent(AgentCmd { command: None, run }) => agent::run(run).await,
         Command::Agent(AgentCmd {

@@ -9,10 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use corral_master::simulated::{Registration, SimulatedAgents};
+use corral_proto::auth::{Conn, Token};
 use corral_proto::status::leader_hint;
 use corral_proto::{limits, v1};
 use corral_types::TaskState;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use corral_fixtures::{free_port, set_weight, weight};
 
@@ -235,11 +236,12 @@ where
 }
 
 /// A channel without keepalive or timeouts: a call to a stopped master waits for it.
-pub(crate) async fn connect(addr: &str) -> Result<Channel, tonic::transport::Error> {
-    Endpoint::from_shared(format!("http://{addr}"))
+pub(crate) async fn connect(addr: &str) -> Result<Conn, tonic::transport::Error> {
+    let channel = Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
-        .await
+        .await?;
+    Ok(Token::none().on(channel))
 }
 
 async fn master_info(addr: &str) -> Result<v1::MasterInfo, tonic::Status> {

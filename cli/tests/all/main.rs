@@ -22,6 +22,7 @@ mod outputs;
 mod roles;
 mod run;
 mod sdk;
+mod secure;
 mod slow;
 mod standalone;
 mod ui;

@@ -354,6 +354,7 @@ impl MasterCore {
                     roles: vec![role.clone()],
                     failover_timeout: std::time::Duration::ZERO,
                     labels: BTreeMap::new(),
+                    principal: None,
                 },
                 conn: None,
                 stream_id: String::new(),

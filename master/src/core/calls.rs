@@ -28,6 +28,7 @@ impl MasterCore {
         &self,
         framework: &FrameworkId,
         stream_id: &str,
+        principal: Option<&str>,
     ) -> Result<(), ServiceError> {
         let f = self
             .frameworks
@@ -41,17 +42,20 @@ impl MasterCore {
                 "stream id {stream_id:?} is not framework {framework}'s current subscription; re-subscribe"
             )));
         }
+        if f.info.principal.as_deref() != principal {
+            return Err(ServiceError::PermissionDenied(format!(
+                "framework {framework} belongs to another principal"
+            )));
+        }
         Ok(())
     }
 
     pub(super) fn call(
         &mut self,
         framework: &FrameworkId,
-        stream_id: &str,
         call: Call,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        self.current_subscription(framework, stream_id)?;
         match call {
             Call::Accept {
                 offer_ids,

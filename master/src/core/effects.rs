@@ -152,6 +152,10 @@ pub(crate) enum OperatorResponse {
     /// The output may be stored; `true` when the index holds it already.
     OutputAdmitted(bool),
     TaskOutputs(Box<OutputsRecord>),
+    TaskOwner {
+        framework: FrameworkId,
+        principal: Option<String>,
+    },
     TaskLocation {
         address: String,
         terminal: bool,

@@ -2,6 +2,9 @@
 //! passing, each already validated into typed values at the service boundary.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::auth::Visibility;
 use std::time::Duration;
 
 use corral_proto::{TaskInfo, TaskStatus, UpdateUuid};
@@ -66,6 +69,9 @@ pub(crate) struct FrameworkInfo {
     pub roles: Vec<Role>,
     pub failover_timeout: Duration,
     pub labels: BTreeMap<String, String>,
+    /// The principal that registered it (`None` when the master did not authenticate, or
+    /// for the master's own frameworks); only it may use or re-subscribe the framework.
+    pub principal: Option<String>,
 }
 
 /// One task of a LAUNCH: its ID, and its description or why it is invalid.
@@ -168,6 +174,7 @@ pub(crate) enum Event {
     Kv {
         framework_id: FrameworkId,
         stream_id: String,
+        principal: Option<Arc<str>>,
         op: super::KvOp,
     },
     Subscribe {
@@ -181,6 +188,8 @@ pub(crate) enum Event {
     Call {
         framework_id: FrameworkId,
         stream_id: String,
+        /// The caller's principal: it must be the framework's.
+        principal: Option<Arc<str>>,
         call: Call,
     },
     Operator(OperatorRequest),
@@ -209,6 +218,8 @@ pub(crate) enum OperatorRequest {
     ListModules,
     ListFrameworks {
         include_completed: bool,
+        /// Only frameworks of these principals.
+        visible: Visibility,
     },
     ListTasks {
         task: Option<TaskId>,
@@ -219,6 +230,8 @@ pub(crate) enum OperatorRequest {
         labels: Vec<(String, String)>,
         page_size: usize,
         page_token: String,
+        /// Only tasks of frameworks of these principals.
+        visible: Visibility,
     },
     GetRoles,
     SetWeight {
@@ -274,6 +287,11 @@ pub(crate) enum OperatorRequest {
     /// for it on the other masters).
     ArtifactIndexed {
         digest: Digest,
+    },
+    /// The framework a task belongs to, and its principal (whose the task is, for ACLs).
+    TaskOwner {
+        task: TaskId,
+        framework: Option<FrameworkId>,
     },
     /// Where a task's sandbox is served (for ListFiles / ReadFile).
     LocateTask {

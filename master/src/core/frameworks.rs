@@ -50,6 +50,14 @@ impl MasterCore {
                     f.id
                 )));
             }
+            // A placeholder (a framework known only from its agents' tasks) is adopted by
+            // whoever subscribes with its ID.
+            Some(f) if f.info.principal != info.principal && !self.placeholders.contains(&f.id) => {
+                return Err(ServiceError::PermissionDenied(format!(
+                    "framework {} belongs to another principal",
+                    f.id
+                )));
+            }
             Some(f) => {
                 let (id, old, registered) = (f.id.clone(), f.conn, f.registered_unix_millis);
                 self.allocator

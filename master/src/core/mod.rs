@@ -242,18 +242,22 @@ impl MasterCore {
             Event::Call {
                 framework_id,
                 stream_id,
+                principal,
                 call,
             } => {
-                let result = self.call(&framework_id, &stream_id, call, now);
+                let result = self
+                    .current_subscription(&framework_id, &stream_id, principal.as_deref())
+                    .and_then(|()| self.call(&framework_id, call, now));
                 self.effects.push(Effect::Reply(Reply::Done(result)));
             }
             Event::Kv {
                 framework_id,
                 stream_id,
+                principal,
                 op,
             } => {
                 let result = self
-                    .current_subscription(&framework_id, &stream_id)
+                    .current_subscription(&framework_id, &stream_id, principal.as_deref())
                     .and_then(|()| self.kv(&framework_id, op));
                 self.effects.push(Effect::Reply(Reply::Kv(result)));
             }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use corral_proto::ServiceError;
+
+use crate::auth::Visibility;
 use corral_types::{
     AgentId, AgentState, FrameworkId, FrameworkState, Resources, TaskId, Timestamp,
 };
@@ -37,8 +39,11 @@ impl MasterCore {
             R::Gauges => OperatorResponse::Gauges(Box::new(self.gauges())),
             R::ListAgents => OperatorResponse::Agents(self.agent_summaries()),
             R::ListModules => OperatorResponse::Modules(self.module_summaries()),
-            R::ListFrameworks { include_completed } => {
-                OperatorResponse::Frameworks(self.framework_summaries(include_completed))
+            R::ListFrameworks {
+                include_completed,
+                visible,
+            } => {
+                OperatorResponse::Frameworks(self.framework_summaries(include_completed, &visible))
             }
             R::ListTasks {
                 task,
@@ -48,6 +53,7 @@ impl MasterCore {
                 labels,
                 page_size,
                 page_token,
+                visible,
             } => {
                 let size = if page_size == 0 {
                     DEFAULT_PAGE
@@ -74,6 +80,7 @@ impl MasterCore {
                             && (agent.is_none() || agent.as_ref() == t.agent())
                             && (states.is_empty() || states.contains(&t.status.state))
                             && labels.iter().all(|(k, v)| t.meta.labels.get(k) == Some(v))
+                            && (visible == Visibility::All || visible.sees(self.principal_of(f)))
                     })
                     .collect();
                 // Stable order for paging: framework, then task ID.
@@ -190,6 +197,24 @@ impl MasterCore {
                 self.send_maintenance(&agent);
                 self.allocate_soon();
                 OperatorResponse::Done
+            }
+            R::TaskOwner { task, framework } => {
+                let framework = match self.find_task(&task, framework.as_ref()) {
+                    Ok(((framework, _), _)) => framework.clone(),
+                    // Outputs outlive their task's record.
+                    Err(not_found @ ServiceError::NotFound { .. }) => self
+                        .task_outputs
+                        .find(&task, framework.as_ref())
+                        .next()
+                        .map(|o| o.framework_id.clone())
+                        .ok_or(not_found)?,
+                    Err(e) => return Err(e),
+                };
+                let principal = self.principal_of(&framework).map(str::to_owned);
+                OperatorResponse::TaskOwner {
+                    framework,
+                    principal,
+                }
             }
             R::LocateTask { task, framework } => {
                 let (_, t) = self.find_task(&task, framework.as_ref())?;
@@ -325,7 +350,7 @@ impl MasterCore {
         StateSnapshot {
             master: self.master_summary(),
             agents: self.agent_summaries(),
-            frameworks: self.framework_summaries(true),
+            frameworks: self.framework_summaries(true, &Visibility::All),
             tasks,
             tasks_truncated,
             roles: self.role_summaries(),
@@ -405,11 +430,21 @@ impl MasterCore {
         }
     }
 
-    fn framework_summaries(&self, include_completed: bool) -> Vec<FrameworkSummary> {
+    /// The principal a framework belongs to.
+    fn principal_of(&self, framework: &FrameworkId) -> Option<&str> {
+        self.frameworks.get(framework)?.info.principal.as_deref()
+    }
+
+    fn framework_summaries(
+        &self,
+        include_completed: bool,
+        visible: &Visibility,
+    ) -> Vec<FrameworkSummary> {
         let mut fws: Vec<&Framework> = self
             .frameworks
             .values()
             .filter(|f| include_completed || f.state != FrameworkState::Completed)
+            .filter(|f| visible.sees(f.info.principal.as_deref()))
             .collect();
         fws.sort_by(|a, b| a.id.cmp(&b.id));
         // One pass over the tasks and offers for every framework.
@@ -458,6 +493,7 @@ impl MasterCore {
             registered_unix_millis: f.registered_unix_millis,
             failover_timeout: f.info.failover_timeout,
             labels: f.info.labels.clone(),
+            principal: f.info.principal.clone(),
         }
     }
 

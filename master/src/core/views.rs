@@ -52,6 +52,7 @@ pub(crate) struct FrameworkSummary {
     pub registered_unix_millis: u64,
     pub failover_timeout: Duration,
     pub labels: BTreeMap<String, String>,
+    pub principal: Option<String>,
 }
 
 /// A task as listings show it: what it runs, which never changes, and where it stands now.

@@ -6,6 +6,8 @@
 mod api;
 mod ui;
 
+pub(crate) use api::ApiError;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -15,6 +17,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use corral_proto::introspection::OPENMETRICS_CONTENT_TYPE;
 
+use crate::auth::action::Gatekeeping;
+use crate::auth::{Action, Auth};
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::metrics::MasterMetrics;
@@ -28,6 +32,7 @@ pub(crate) struct HttpState {
     /// Where the Jobs service answers when the jobs framework runs inside this master.
     jobs_on_master: String,
     metrics: Arc<MasterMetrics>,
+    auth: Arc<Auth>,
 }
 
 /// The master's HTTP routes.
@@ -36,12 +41,14 @@ pub(crate) fn router(
     operator: OperatorService,
     jobs_on_master: String,
     metrics: Arc<MasterMetrics>,
+    auth: Arc<Auth>,
 ) -> Router {
     let state = HttpState {
         gate,
         operator,
         jobs_on_master,
         metrics,
+        auth,
     };
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -65,4 +72,20 @@ async fn metrics_text(State(state): State<HttpState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
         state.metrics.render(gauges.as_ref()),
     )
+}
+
+/// How a request for `path` is checked at the gate: the UI's files are open, `/metrics`
+/// needs `view_metrics`, the API's routes say what they need, anything else is for
+/// authenticated callers (who get its 404).
+pub(crate) fn gatekeeping(method: &axum::http::Method, path: &str) -> Gatekeeping {
+    if path == "/" || path.starts_with("/ui/") {
+        return Gatekeeping::Open;
+    }
+    if path == "/metrics" {
+        return Gatekeeping::Action(Action::ViewMetrics);
+    }
+    api::ROUTES
+        .iter()
+        .find(|r| r.method.eq_ignore_ascii_case(method.as_str()) && api::matches_path(r.path, path))
+        .map_or(Gatekeeping::Handler, |r| r.access)
 }

@@ -62,6 +62,7 @@ async fn offers_follow_changes_within_the_batching_window_and_heartbeats_flow() 
         roles: vec![Role::default_role()],
         failover_timeout: Duration::ZERO,
         labels: Default::default(),
+        principal: None,
     };
     let reply = core
         .ask(
@@ -118,6 +119,7 @@ async fn a_framework_that_stops_reading_is_cut_off_and_disconnected_in_the_core(
             roles: vec![Role::default_role()],
             failover_timeout: Duration::from_secs(3600),
             labels: Default::default(),
+            principal: None,
         },
         suppressed: vec![],
     };
@@ -168,6 +170,7 @@ async fn a_framework_that_stops_reading_is_cut_off_and_disconnected_in_the_core(
         .ask(
             Event::Operator(OperatorRequest::ListFrameworks {
                 include_completed: true,
+                visible: crate::auth::Visibility::All,
             }),
             None,
         )

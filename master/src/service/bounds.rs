@@ -38,7 +38,7 @@ fn call(kind: Kind) -> v1::CallRequest {
 }
 
 fn refused_call(field: &str, kind: Kind) {
-    let err = scheduler::call_event(call(kind)).expect_err(field);
+    let err = scheduler::call_event(call(kind), None).expect_err(field);
     refused(field, field, err);
 }
 
@@ -319,6 +319,6 @@ fn task_listings_refuse_state_filters_past_the_bound() {
     refused(
         "states",
         "states",
-        operator::list_tasks_request(r).expect_err("states"),
+        operator::list_tasks_request(r, crate::auth::Visibility::All).expect_err("states"),
     );
 }

@@ -26,6 +26,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::artifacts::ArtifactStore;
+use crate::auth::Caller;
 use crate::core::{ConnId, Event, OperatorRequest, OperatorResponse, Reply};
 use crate::peers::Peers;
 use crate::queue::QueueReceiver;
@@ -91,6 +92,17 @@ impl<T> Drop for CoreStream<T> {
             core.tell_later(event);
         }
     }
+}
+
+/// Who sent `request`, as the gate found (a request that did not pass the gate is refused).
+fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| {
+            ServiceError::Internal("the request did not pass the authentication gate".into()).into()
+        })
 }
 
 /// A reply other than `Done` to an event that expects `Done` is a bug.

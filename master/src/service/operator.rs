@@ -7,7 +7,7 @@ use std::time::Duration;
 use corral_proto::ProtoEnum;
 use corral_proto::convert::{parse_optional_id, parse_role, parse_weight, require};
 use corral_proto::{ProtoError, ServiceError, limits, v1};
-use corral_types::TaskState;
+use corral_types::{FrameworkId, TaskId, TaskState};
 use tonic::{Request, Response, Status, Streaming};
 
 use std::pin::Pin;
@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use tokio_stream::StreamExt;
 
-use super::{ArtifactStream, OperatorEvents, serve_artifact};
+use super::{ArtifactStream, OperatorEvents, caller, serve_artifact};
 use crate::artifacts::ArtifactStore;
+use crate::auth::{Action, Auth, Caller, Object, Visibility};
 use crate::core::{ArtifactKind, Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::peers::Peers;
@@ -25,6 +26,7 @@ use crate::wire;
 #[derive(Debug, Clone)]
 pub(crate) struct OperatorService {
     pub(crate) gate: Gate,
+    pub(crate) auth: Arc<Auth>,
     pub(crate) artifacts: ArtifactStore,
     pub(crate) peers: Peers,
 }
@@ -37,6 +39,55 @@ impl OperatorService {
                 Err(ServiceError::Internal("unexpected reply from the core".into()).into())
             }
         }
+    }
+
+    /// Decides `action` on a task for `caller`, by whose the task is. Answers the task's
+    /// framework, so what follows acts on the task that was decided on; `framework` as given
+    /// when the master does not authenticate (no lookup then).
+    async fn authorize_task(
+        &self,
+        caller: &Caller,
+        action: Action,
+        task: &TaskId,
+        framework: Option<FrameworkId>,
+    ) -> Result<Option<FrameworkId>, Status> {
+        if matches!(caller, Caller::Anyone | Caller::Master) {
+            return Ok(framework);
+        }
+        let OperatorResponse::TaskOwner {
+            framework,
+            principal,
+        } = self
+            .ask(OperatorRequest::TaskOwner {
+                task: task.clone(),
+                framework,
+            })
+            .await?
+        else {
+            return Err(unexpected());
+        };
+        self.auth
+            .authorize(caller, action, Object::Owner(principal.as_deref()))?;
+        Ok(Some(framework))
+    }
+
+    /// [`Self::authorize_task`] for a request naming a task and maybe its framework, which
+    /// is then named for certain.
+    async fn authorize_sandbox(
+        &self,
+        caller: &Caller,
+        task_id: &str,
+        framework_id: &mut Option<String>,
+    ) -> Result<(), Status> {
+        let task: TaskId = corral_proto::convert::parse_id("task_id", task_id)?;
+        let framework = parse_optional_id("framework_id", framework_id.as_deref())?;
+        if let Some(framework) = self
+            .authorize_task(caller, Action::ViewSandboxes, &task, framework)
+            .await?
+        {
+            *framework_id = Some(framework.to_string());
+        }
+        Ok(())
     }
 
     /// The operator client of the agent serving a task's sandbox, and whether the task is
@@ -136,9 +187,15 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ListFrameworksRequest>,
     ) -> Result<Response<v1::ListFrameworksResponse>, Status> {
+        let visible = self
+            .auth
+            .visibility(&caller(&request)?, Action::ViewFrameworks);
         let include_completed = request.into_inner().include_completed;
         match self
-            .ask(OperatorRequest::ListFrameworks { include_completed })
+            .ask(OperatorRequest::ListFrameworks {
+                include_completed,
+                visible,
+            })
             .await?
         {
             OperatorResponse::Frameworks(frameworks) => {
@@ -154,7 +211,8 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ListTasksRequest>,
     ) -> Result<Response<v1::ListTasksResponse>, Status> {
-        let req = list_tasks_request(request.into_inner())?;
+        let visible = self.auth.visibility(&caller(&request)?, Action::ViewTasks);
+        let req = list_tasks_request(request.into_inner(), visible)?;
         match self.ask(req).await? {
             OperatorResponse::Tasks(page) => Ok(Response::new(v1::ListTasksResponse::from(&page))),
             _ => Err(unexpected()),
@@ -177,9 +235,13 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::SetWeightRequest>,
     ) -> Result<Response<v1::SetWeightResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
+        let role = parse_role("role", &r.role)?;
+        self.auth
+            .authorize(&caller, Action::SetWeights, Object::Role(&role))?;
         let req = OperatorRequest::SetWeight {
-            role: parse_role("role", &r.role)?,
+            role,
             weight: parse_weight("weight", r.weight)?,
         };
         self.ask(req).await?;
@@ -190,9 +252,13 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::SetQuotaRequest>,
     ) -> Result<Response<v1::SetQuotaResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
+        let role = parse_role("role", &r.role)?;
+        self.auth
+            .authorize(&caller, Action::SetQuotas, Object::Role(&role))?;
         let req = OperatorRequest::SetQuota {
-            role: parse_role("role", &r.role)?,
+            role,
             quota: require("quota", r.quota.as_ref())?,
             force: r.force,
         };
@@ -204,7 +270,10 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::RemoveQuotaRequest>,
     ) -> Result<Response<v1::RemoveQuotaResponse>, Status> {
+        let caller = caller(&request)?;
         let role = parse_role("role", &request.into_inner().role)?;
+        self.auth
+            .authorize(&caller, Action::SetQuotas, Object::Role(&role))?;
         self.ask(OperatorRequest::RemoveQuota { role }).await?;
         Ok(Response::new(v1::RemoveQuotaResponse {}))
     }
@@ -213,10 +282,14 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ReserveResourcesRequest>,
     ) -> Result<Response<v1::ReserveResourcesResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
+        let role = parse_role("role", &r.role)?;
+        self.auth
+            .authorize(&caller, Action::ReserveResources, Object::Role(&role))?;
         let req = OperatorRequest::Reserve {
             agent: corral_proto::convert::parse_id("agent_id", &r.agent_id)?,
-            role: parse_role("role", &r.role)?,
+            role,
             resources: require("resources", r.resources.as_ref())?,
         };
         self.ask(req).await?;
@@ -227,10 +300,14 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::UnreserveResourcesRequest>,
     ) -> Result<Response<v1::UnreserveResourcesResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
+        let role = parse_role("role", &r.role)?;
+        self.auth
+            .authorize(&caller, Action::ReserveResources, Object::Role(&role))?;
         let req = OperatorRequest::Unreserve {
             agent: corral_proto::convert::parse_id("agent_id", &r.agent_id)?,
-            role: parse_role("role", &r.role)?,
+            role,
             resources: require("resources", r.resources.as_ref())?,
         };
         self.ask(req).await?;
@@ -264,11 +341,14 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::KillTaskRequest>,
     ) -> Result<Response<v1::KillTaskResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
-        let req = OperatorRequest::KillTask {
-            task: corral_proto::convert::parse_id("task_id", &r.task_id)?,
-            framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
-        };
+        let task: TaskId = corral_proto::convert::parse_id("task_id", &r.task_id)?;
+        let framework = parse_optional_id("framework_id", r.framework_id.as_deref())?;
+        let framework = self
+            .authorize_task(&caller, Action::KillTasks, &task, framework)
+            .await?;
+        let req = OperatorRequest::KillTask { task, framework };
         match self.ask(req).await? {
             OperatorResponse::Killed { framework, agent } => {
                 Ok(Response::new(v1::KillTaskResponse {
@@ -305,7 +385,10 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ListFilesRequest>,
     ) -> Result<Response<v1::ListFilesResponse>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        self.authorize_sandbox(&caller, &r.task_id, &mut r.framework_id)
+            .await?;
         let (mut client, _) = self
             .agent_for(&r.task_id, r.framework_id.as_deref())
             .await?;
@@ -316,7 +399,10 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ReadFileRequest>,
     ) -> Result<Response<v1::ReadFileResponse>, Status> {
-        let r = request.into_inner();
+        let caller = caller(&request)?;
+        let mut r = request.into_inner();
+        self.authorize_sandbox(&caller, &r.task_id, &mut r.framework_id)
+            .await?;
         let (mut client, _) = self
             .agent_for(&r.task_id, r.framework_id.as_deref())
             .await?;
@@ -327,9 +413,13 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::ListTaskOutputsRequest>,
     ) -> Result<Response<v1::ListTaskOutputsResponse>, Status> {
+        let caller = caller(&request)?;
         let r = request.into_inner();
-        let task = corral_proto::convert::parse_id("task_id", &r.task_id)?;
+        let task: TaskId = corral_proto::convert::parse_id("task_id", &r.task_id)?;
         let framework = parse_optional_id("framework_id", r.framework_id.as_deref())?;
+        let framework = self
+            .authorize_task(&caller, Action::ViewSandboxes, &task, framework)
+            .await?;
         let OperatorResponse::TaskOutputs(record) = self
             .ask(OperatorRequest::TaskOutputs { task, framework })
             .await?
@@ -367,8 +457,11 @@ impl v1::operator_server::Operator for OperatorService {
     }
 }
 
-/// A ListTasks request as the core's.
-pub(crate) fn list_tasks_request(r: v1::ListTasksRequest) -> Result<OperatorRequest, ProtoError> {
+/// A ListTasks request as the core's, showing tasks of `visible` principals.
+pub(crate) fn list_tasks_request(
+    r: v1::ListTasksRequest,
+    visible: Visibility,
+) -> Result<OperatorRequest, ProtoError> {
     corral_proto::convert::bounded_list("states", r.states.len())?;
     let states = r
         .states
@@ -383,5 +476,6 @@ pub(crate) fn list_tasks_request(r: v1::ListTasksRequest) -> Result<OperatorRequ
         labels: Vec::new(),
         page_size: r.page_size as usize,
         page_token: r.page_token,
+        visible,
     })
 }

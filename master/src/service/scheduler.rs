@@ -7,7 +7,10 @@ use corral_proto::{ProtoError, ServiceError, TaskInfo, UpdateUuid, v1};
 use corral_types::{FrameworkId, TaskId};
 use tonic::{Request, Response, Status};
 
-use super::{CoreStream, done, framework_disconnected};
+use std::sync::Arc;
+
+use super::{CoreStream, caller, done, framework_disconnected};
+use crate::auth::{Action, Auth, Caller, Object};
 use crate::core::{Ack, Call, ConnId, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
 use crate::leadership::Gate;
 use crate::runtime::Sink;
@@ -15,6 +18,63 @@ use crate::runtime::Sink;
 #[derive(Debug, Clone)]
 pub(crate) struct SchedulerService {
     pub(crate) gate: Gate,
+    pub(crate) auth: Arc<Auth>,
+}
+
+impl SchedulerService {
+    /// A framework registers as its caller's principal, in roles ACLs let it register in.
+    fn admit(&self, caller: &Caller, info: &mut FrameworkInfo) -> Result<(), ServiceError> {
+        if let Some(claimed) = &info.principal
+            && Some(claimed.as_str()) != caller.principal()
+        {
+            let reason = format!("framework_info.principal is {claimed:?}, not the caller's");
+            self.auth
+                .audit_denied(caller, "register_framework", claimed, &reason);
+            return Err(ServiceError::PermissionDenied(reason));
+        }
+        for role in &info.roles {
+            self.auth
+                .authorize(caller, Action::RegisterFramework, Object::Role(role))?;
+        }
+        info.principal = caller.principal().map(str::to_owned);
+        Ok(())
+    }
+
+    /// The audit line of a framework's call: `action` allowed, or any call refused as
+    /// another principal's.
+    fn audit(
+        &self,
+        caller: &Caller,
+        action: Option<&str>,
+        framework: &str,
+        result: &Result<(), Status>,
+    ) {
+        let object = format!("framework {framework}");
+        match (action, result) {
+            (Some(action), Ok(())) => self.auth.audit_allowed(caller, action, &object),
+            (action, Err(s)) if s.code() == tonic::Code::PermissionDenied => {
+                let action = action.unwrap_or("call");
+                self.auth.audit_denied(caller, action, &object, s.message());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The audit action of a call that changes the cluster (launches, reservations, kills,
+/// teardown); `None` for those that only steer offers or acknowledge.
+fn audited_call(req: &v1::CallRequest) -> Option<&'static str> {
+    use v1::call_request::Kind;
+    match req.kind.as_ref()? {
+        Kind::Accept(_) => Some("accept"),
+        Kind::Kill(_) => Some("kill"),
+        Kind::Teardown(_) => Some("teardown"),
+        Kind::Decline(_)
+        | Kind::Revive(_)
+        | Kind::Suppress(_)
+        | Kind::Acknowledge(_)
+        | Kind::Reconcile(_) => None,
+    }
 }
 
 #[tonic::async_trait]
@@ -27,11 +87,28 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         // A standby redirects before anything else.
         let core = self.gate.core()?;
+        let caller = caller(&request)?;
         let conn = core.conn_id();
-        let event = subscribe_event(conn, &request.into_inner())?;
+        let mut event = subscribe_event(conn, request.get_ref())?;
+        if let Event::Subscribe { info, .. } = &mut event {
+            self.admit(&caller, info)?;
+        }
         let (tx, rx) = core.stream();
         let reply = core.ask(event, Some(Sink::Framework(conn, tx))).await?;
-        done(reply)?;
+        let subscribed = done(reply);
+        // Re-subscribing another principal's framework (its roles were allowed above).
+        if let Err(s) = &subscribed
+            && s.code() == tonic::Code::PermissionDenied
+        {
+            let framework = request.get_ref().framework_info.as_ref();
+            let object = format!(
+                "framework {}",
+                framework.and_then(|i| i.id.as_deref()).unwrap_or("-")
+            );
+            self.auth
+                .audit_denied(&caller, "register_framework", &object, s.message());
+        }
+        subscribed?;
         Ok(Response::new(CoreStream::new(
             rx,
             core,
@@ -44,9 +121,14 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::CallRequest>,
     ) -> Result<Response<v1::CallResponse>, Status> {
         let core = self.gate.core()?;
-        let event = call_event(request.into_inner())?;
-        done(core.ask(event, None).await?)?;
-        Ok(Response::new(v1::CallResponse {}))
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let audited = audited_call(&req);
+        let framework = req.framework_id.clone();
+        let event = call_event(req, caller.principal().map(Arc::from))?;
+        let result = done(core.ask(event, None).await?);
+        self.audit(&caller, audited, &framework, &result);
+        result.map(|()| Response::new(v1::CallResponse {}))
     }
 
     async fn store(
@@ -54,8 +136,15 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         request: Request<v1::StoreRequest>,
     ) -> Result<Response<v1::StoreResponse>, Status> {
         let core = self.gate.core()?;
-        let event = store_event(request.into_inner())?;
+        let caller = caller(&request)?;
+        let req = request.into_inner();
+        let framework = req.framework_id.clone();
+        let event = store_event(req, caller.principal().map(Arc::from))?;
         match core.ask(event, None).await? {
+            Reply::Kv(Err(e @ ServiceError::PermissionDenied(_))) => {
+                self.audit(&caller, Some("store"), &framework, &Err(e.clone().into()));
+                Err(e.into())
+            }
             Reply::Kv(Ok(entries)) => Ok(Response::new(v1::StoreResponse {
                 entries: entries
                     .into_iter()
@@ -87,19 +176,26 @@ pub(crate) fn subscribe_event(
     })
 }
 
-/// A Call request as the core's event.
-pub(crate) fn call_event(req: v1::CallRequest) -> Result<Event, ProtoError> {
+/// A Call request of `principal` as the core's event.
+pub(crate) fn call_event(
+    req: v1::CallRequest,
+    principal: Option<Arc<str>>,
+) -> Result<Event, ProtoError> {
     let framework_id = subscription(&req.framework_id, &req.stream_id)?;
     let call = call(req.kind.as_ref())?;
     Ok(Event::Call {
         framework_id,
         stream_id: req.stream_id,
+        principal,
         call,
     })
 }
 
-/// A Store request as the core's event.
-pub(crate) fn store_event(req: v1::StoreRequest) -> Result<Event, ProtoError> {
+/// A Store request of `principal` as the core's event.
+pub(crate) fn store_event(
+    req: v1::StoreRequest,
+    principal: Option<Arc<str>>,
+) -> Result<Event, ProtoError> {
     use v1::store_request::Op;
     let framework_id = subscription(&req.framework_id, &req.stream_id)?;
     let op = match req.op.ok_or_else(|| ProtoError::missing("op"))? {
@@ -118,6 +214,7 @@ pub(crate) fn store_event(req: v1::StoreRequest) -> Result<Event, ProtoError> {
     Ok(Event::Kv {
         framework_id,
         stream_id: req.stream_id,
+        principal,
         op,
     })
 }

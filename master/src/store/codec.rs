@@ -385,6 +385,7 @@ pub(crate) mod tests {
                     roles: vec![role.clone()],
                     failover_timeout: Duration::from_secs(60),
                     labels: Default::default(),
+                    principal: Some("alice".into()),
                 },
                 registered_unix_millis: 8,
                 disconnected_unix_millis: Some(9),

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::util::Channel;
 use corral_master::{Master, MasterConfig, StoreConfig};
 use corral_proto::status::leader_hint;
 use corral_proto::{limits, v1};
-use tonic::transport::Channel;
 
 use crate::util::{connect, within};
 use corral_fixtures::{Etcd, set_weight, weight};

@@ -2,6 +2,7 @@
 //! corral_proto (a fake agent over AgentLink, a raw scheduler, an operator).
 #![allow(clippy::unwrap_used)] // tests unwrap: a panic is a failure with a backtrace
 
+mod auth;
 mod end_to_end;
 mod errors;
 mod etcd;

@@ -2,10 +2,10 @@
 //! byte-identical; a stream that lies about its bytes, a size over the limit or a full
 //! output store are refused, and nothing of a refused upload is kept.
 
+use crate::util::Channel;
 use bytes::Bytes;
 use corral_proto::{limits, v1};
 use corral_types::Digest;
-use tonic::transport::Channel;
 
 use crate::util::{start, start_with};
 

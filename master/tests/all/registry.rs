@@ -10,12 +10,12 @@ use tokio_stream::StreamExt;
 use crate::util::{FakeAgent, RawScheduler, resources, start, start_in, within};
 
 fn operator(
-    channel: &tonic::transport::Channel,
-) -> v1::operator_client::OperatorClient<tonic::transport::Channel> {
+    channel: &crate::util::Channel,
+) -> v1::operator_client::OperatorClient<crate::util::Channel> {
     limits::operator_client(channel.clone())
 }
 
-async fn fetch(channel: &tonic::transport::Channel, digest: &str) -> Vec<u8> {
+async fn fetch(channel: &crate::util::Channel, digest: &str) -> Vec<u8> {
     let mut client = limits::agent_link_client(channel.clone());
     let mut chunks = client
         .fetch_module(v1::FetchModuleRequest {

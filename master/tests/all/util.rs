@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use corral_master::{Master, MasterConfig};
+use corral_proto::auth::Token;
 use corral_proto::{limits, v1};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
-use tonic::transport::Channel;
+
+/// A connection to a master: a channel presenting a token (or none).
+pub(crate) use corral_proto::auth::Conn as Channel;
 
 /// Fails the test instead of hanging when something never arrives.
 pub(crate) async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
@@ -51,11 +54,17 @@ pub(crate) async fn start_in(
 }
 
 pub(crate) async fn connect(addr: std::net::SocketAddr) -> Channel {
-    limits::endpoint(format!("http://{addr}"))
+    connect_as(addr, &Token::none()).await
+}
+
+/// A connection presenting `token`.
+pub(crate) async fn connect_as(addr: std::net::SocketAddr, token: &Token) -> Channel {
+    let channel = limits::endpoint(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
-        .unwrap()
+        .unwrap();
+    token.on(channel)
 }
 
 pub(crate) fn resources(cpus_milli: u64, mem_bytes: u64) -> v1::Resources {
@@ -175,6 +184,20 @@ fn agent_info(address: &str) -> v1::AgentInfo {
     }
 }
 
+/// A subscription of framework `id` (or a new one) to `role`.
+pub(crate) fn subscribe_request(id: Option<String>, role: &str) -> v1::SubscribeRequest {
+    v1::SubscribeRequest {
+        framework_info: Some(v1::FrameworkInfo {
+            id,
+            name: "raw".into(),
+            roles: vec![role.into()],
+            failover_timeout_millis: 60_000,
+            ..Default::default()
+        }),
+        suppressed_roles: vec![],
+    }
+}
+
 /// A framework speaking the Scheduler API by hand.
 pub(crate) struct RawScheduler {
     pub(crate) client: v1::scheduler_client::SchedulerClient<Channel>,
@@ -204,16 +227,7 @@ impl RawScheduler {
 
     async fn subscribe_with(channel: Channel, id: Option<String>, role: &str) -> RawScheduler {
         let mut client = limits::scheduler_client(channel);
-        let req = v1::SubscribeRequest {
-            framework_info: Some(v1::FrameworkInfo {
-                id,
-                name: "raw".into(),
-                roles: vec![role.into()],
-                failover_timeout_millis: 60_000,
-                ..Default::default()
-            }),
-            suppressed_roles: vec![],
-        };
+        let req = subscribe_request(id, role);
         let mut events = client.subscribe(req).await.unwrap().into_inner();
         let s = match within("SUBSCRIBED", events.message()).await.unwrap() {
             Some(v1::Event {

@@ -13,13 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
+use corral_proto::auth::Conn;
 use corral_proto::v1::call_request::{self, Kind};
 use corral_proto::v1::scheduler_client::SchedulerClient;
 use corral_proto::v1::store_request::{self, Op};
 use corral_proto::{TaskInfo, TaskStatus, UpdateUuid, v1};
 use corral_types::{AgentId, FrameworkId, OfferId, TaskId};
 use tokio::sync::{Notify, mpsc, watch};
-use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use crate::dedup::Dedup;
@@ -45,7 +45,7 @@ const MAX_ACK_BATCH: usize = 1024;
 /// The current subscription, if any.
 #[derive(Default)]
 pub(crate) struct Session {
-    pub(crate) client: Option<SchedulerClient<Channel>>,
+    pub(crate) client: Option<SchedulerClient<Conn>>,
     pub(crate) framework_id: Option<FrameworkId>,
     pub(crate) stream_id: Option<String>,
     /// Increases with every subscription (the dedup's notion of "this stream").
@@ -205,7 +205,7 @@ impl Driver {
         self.inner.stop.send_replace(true);
     }
 
-    fn call_parts(&self) -> Result<(SchedulerClient<Channel>, String, String), SdkError> {
+    fn call_parts(&self) -> Result<(SchedulerClient<Conn>, String, String), SdkError> {
         let s = self.session();
         match (&s.client, &s.framework_id, &s.stream_id) {
             (Some(client), Some(fw), Some(stream)) => {

@@ -104,6 +104,9 @@ pub mod testkit;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use corral_proto::auth::TOKEN_ENV;
+
+pub use corral_proto::auth::Token;
 pub use corral_proto::follow::BackoffConfig;
 pub use corral_proto::{ModuleSource, OperationUpdate, TaskInfo, TaskStatus, UpdateUuid};
 pub use corral_types::{
@@ -181,6 +184,9 @@ pub struct FrameworkConfig {
     pub labels: BTreeMap<String, String>,
     /// Reconnection delays (the policy agents follow too: `corral_proto::follow`).
     pub backoff: BackoffConfig,
+    /// The bearer token presented to the masters (default: `CORRAL_TOKEN`, when set). The
+    /// framework belongs to the token's principal.
+    pub token: Token,
 }
 
 impl Default for FrameworkConfig {
@@ -196,6 +202,10 @@ impl Default for FrameworkConfig {
             auto_acknowledge: true,
             labels: BTreeMap::new(),
             backoff: BackoffConfig::default(),
+            token: Token::from_env().unwrap_or_else(|error| {
+                tracing::warn!(%error, "ignoring {TOKEN_ENV}");
+                Token::none()
+            }),
         }
     }
 }

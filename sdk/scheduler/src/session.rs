@@ -148,6 +148,7 @@ impl<S: Scheduler> Session<S> {
                 failover_timeout_millis: u64::try_from(c.failover_timeout.as_millis())
                     .unwrap_or(u64::MAX),
                 labels: c.labels.clone().into_iter().collect(),
+                principal: None,
             }),
             suppressed_roles: c.suppressed_roles.clone(),
         }
@@ -169,7 +170,7 @@ impl<S: Scheduler> Session<S> {
                 return Outcome::Lost { subscribed: false };
             }
         };
-        let mut client = limits::scheduler_client(channel);
+        let mut client = limits::scheduler_client(self.config.token.on(channel));
         let request = self.subscribe_request();
         let response = tokio::select! {
             () = self.driver.stopped() => return Outcome::Stopped,

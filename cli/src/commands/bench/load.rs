@@ -309,6 +309,7 @@ pub(super) async fn run(
     let done = Arc::new(Notify::new());
     let mut config = FrameworkConfig::new("corral-bench", masters.iter().cloned());
     config.failover_timeout = FAILOVER_TIMEOUT;
+    config.token = crate::client::token();
     let bench = Bench {
         state: state.clone(),
         pace,

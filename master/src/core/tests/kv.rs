@@ -12,6 +12,7 @@ fn kv(core: &mut MasterCore, fw: &FrameworkId, stream: &str, op: KvOp) -> Vec<Ef
         Event::Kv {
             framework_id: fw.clone(),
             stream_id: stream.into(),
+            principal: None,
             op,
         },
         ms(5),

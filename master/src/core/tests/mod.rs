@@ -62,6 +62,7 @@ fn agent_info() -> AgentInfo {
 
 fn info(id: Option<&FrameworkId>, failover: Duration) -> FrameworkInfo {
     FrameworkInfo {
+        principal: None,
         id: id.cloned(),
         name: "test".into(),
         user: "me".into(),
@@ -281,6 +282,7 @@ fn call(
         Event::Call {
             framework_id: fw.clone(),
             stream_id: stream.into(),
+            principal: None,
             call,
         },
         now,

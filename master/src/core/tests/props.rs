@@ -413,6 +413,7 @@ impl World {
         self.handle(Event::Call {
             framework_id: id,
             stream_id: stream,
+            principal: None,
             call,
         })
     }

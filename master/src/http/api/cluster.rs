@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use corral_proto::{ServiceError, json as forms, v1};
 use corral_types::{AgentId, FrameworkId, TaskId, TaskState};
 use serde_json::json;
 
 use super::{ApiError, ApiResult, MAX_PAGE, ask, id, params, query_of, unexpected};
+use crate::auth::{Action, Caller};
 use crate::core::{OperatorRequest, OperatorResponse};
 use crate::http::HttpState;
 use crate::wire;
@@ -117,6 +118,7 @@ pub(super) async fn reactivate(
 
 pub(super) async fn frameworks(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     let q = params(q, query_of("/api/v1/frameworks"))?;
@@ -128,7 +130,10 @@ pub(super) async fn frameworks(
     };
     let OperatorResponse::Frameworks(frameworks) = ask(
         &state,
-        OperatorRequest::ListFrameworks { include_completed },
+        OperatorRequest::ListFrameworks {
+            include_completed,
+            visible: state.auth.visibility(&caller, Action::ViewFrameworks),
+        },
     )
     .await?
     else {
@@ -171,6 +176,7 @@ pub(super) async fn roles(
 
 pub(super) async fn tasks(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     let q = params(q, query_of("/api/v1/tasks"))?;
@@ -221,6 +227,7 @@ pub(super) async fn tasks(
             labels: request.labels,
             page_size: request.page_size,
             page_token: request.page_token,
+            visible: state.auth.visibility(&caller, Action::ViewTasks),
         },
     )
     .await?
@@ -246,6 +253,7 @@ struct TaskQuery {
 
 pub(super) async fn task(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(raw): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
@@ -265,6 +273,7 @@ pub(super) async fn task(
             labels: Vec::new(),
             page_size: 2,
             page_token: String::new(),
+            visible: state.auth.visibility(&caller, Action::ViewTasks),
         },
     )
     .await?

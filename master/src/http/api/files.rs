@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::header;
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use tokio_stream::StreamExt;
 use tonic::Request;
 
 use super::{ApiError, ApiResult, id, params, query_of};
+use crate::auth::Caller;
 use crate::http::HttpState;
 
 /// Bytes a read returns when it names no length.
@@ -26,6 +27,7 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// The query of a file endpoint.
 struct FileQuery {
+    caller: Caller,
     task: String,
     path: Option<String>,
     offset: u64,
@@ -34,12 +36,14 @@ struct FileQuery {
 }
 
 fn file_query(
+    caller: Caller,
     endpoint: &str,
     task: String,
     q: Vec<(String, String)>,
 ) -> Result<FileQuery, ApiError> {
     id::<corral_types::TaskId>("task", &task)?;
     let mut query = FileQuery {
+        caller,
         task,
         path: None,
         offset: 0,
@@ -65,6 +69,13 @@ fn file_query(
     Ok(query)
 }
 
+/// A request to the Operator service on behalf of `caller`, who passed the gate here.
+fn as_caller<T>(caller: &Caller, message: T) -> Request<T> {
+    let mut request = Request::new(message);
+    request.extensions_mut().insert(caller.clone());
+    request
+}
+
 fn required(path: Option<String>) -> Result<String, ApiError> {
     path.filter(|p| !p.is_empty())
         .ok_or_else(|| ApiError::bad_request("path is required (stdout, stderr, outputs/...)"))
@@ -72,17 +83,21 @@ fn required(path: Option<String>) -> Result<String, ApiError> {
 
 pub(super) async fn list(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(task): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let q = file_query("/api/v1/tasks/{id}/files", task, q)?;
+    let q = file_query(caller, "/api/v1/tasks/{id}/files", task, q)?;
     let listing = state
         .operator
-        .list_files(Request::new(v1::ListFilesRequest {
-            task_id: q.task,
-            path: q.path.unwrap_or_default(),
-            framework_id: q.framework,
-        }))
+        .list_files(as_caller(
+            &q.caller,
+            v1::ListFilesRequest {
+                task_id: q.task,
+                path: q.path.unwrap_or_default(),
+                framework_id: q.framework,
+            },
+        ))
         .await?
         .into_inner();
     Ok(axum::Json(json!({
@@ -105,23 +120,27 @@ async fn read_file(
 ) -> Result<v1::ReadFileResponse, ApiError> {
     Ok(state
         .operator
-        .read_file(Request::new(v1::ReadFileRequest {
-            task_id: q.task.clone(),
-            path: path.to_owned(),
-            offset,
-            length,
-            framework_id: q.framework.clone(),
-        }))
+        .read_file(as_caller(
+            &q.caller,
+            v1::ReadFileRequest {
+                task_id: q.task.clone(),
+                path: path.to_owned(),
+                offset,
+                length,
+                framework_id: q.framework.clone(),
+            },
+        ))
         .await?
         .into_inner())
 }
 
 pub(super) async fn read(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(task): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let q = file_query("/api/v1/tasks/{id}/files/read", task, q)?;
+    let q = file_query(caller, "/api/v1/tasks/{id}/files/read", task, q)?;
     let path = required(q.path.clone())?;
     let length = q.length.unwrap_or(DEFAULT_READ).min(MAX_READ_FILE_BYTES);
     let read = read_file(&state, &q, &path, q.offset, length).await?;
@@ -138,10 +157,11 @@ pub(super) async fn read(
 
 pub(super) async fn download(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(task): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Response, ApiError> {
-    let q = file_query("/api/v1/tasks/{id}/files/download", task, q)?;
+    let q = file_query(caller, "/api/v1/tasks/{id}/files/download", task, q)?;
     let path = required(q.path.clone())?;
     // Read whole: a sandbox file is bounded by the task's disk limit.
     let mut bytes = Vec::new();
@@ -172,10 +192,11 @@ pub(super) async fn download(
 /// and the file is read to its end. A read that fails ends the stream with an `error` event.
 pub(super) async fn follow(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(task): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl tokio_stream::Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let q = file_query("/api/v1/tasks/{id}/files/follow", task, q)?;
+    let q = file_query(caller, "/api/v1/tasks/{id}/files/follow", task, q)?;
     let path = required(q.path.clone())?;
     // The first read answers now: an unknown task or file is a 4xx, not an empty stream.
     let first = read_file(&state, &q, &path, q.offset, MAX_READ_FILE_BYTES).await?;

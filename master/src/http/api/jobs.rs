@@ -6,17 +6,18 @@
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use corral_proto::auth::{Conn, Token};
 use corral_proto::jobs::{JobsAt, jobs_at};
 use corral_proto::{ServiceError, json as forms, limits, v1};
 use serde_json::json;
-use tonic::transport::Channel;
 
 use super::{ApiError, ApiResult, ask, params, query_of, query_of_method, unexpected};
+use crate::auth::Visibility;
 use crate::core::{OperatorRequest, OperatorResponse};
 use crate::http::HttpState;
 use crate::wire;
 
-type JobsClient = v1::jobs_client::JobsClient<Channel>;
+type JobsClient = v1::jobs_client::JobsClient<Conn>;
 
 /// A client of the Jobs service, wherever the jobs framework says it serves.
 async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
@@ -24,6 +25,7 @@ async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
         state,
         OperatorRequest::ListFrameworks {
             include_completed: false,
+            visible: Visibility::All,
         },
     )
     .await?
@@ -31,9 +33,11 @@ async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
         return Err(unexpected());
     };
     let frameworks: Vec<v1::FrameworkSummary> = wire::each_into(&frameworks);
-    let address = match jobs_at(&frameworks) {
-        JobsAt::Master => state.jobs_on_master.clone(),
-        JobsAt::Address(a) => a,
+    // The caller passed the gate for the job action already; the Jobs service inside this
+    // master is then called as the master. A standalone jobs framework is sent no token.
+    let (address, token) = match jobs_at(&frameworks) {
+        JobsAt::Master => (state.jobs_on_master.clone(), state.auth.master_token()),
+        JobsAt::Address(a) => (a, Token::none()),
     };
     let unavailable = |e: tonic::transport::Error| {
         ApiError::from(ServiceError::Unavailable(format!(
@@ -45,7 +49,7 @@ async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
         .connect()
         .await
         .map_err(unavailable)?;
-    Ok(limits::jobs_client(channel))
+    Ok(limits::jobs_client(token.on(channel)))
 }
 
 /// The Jobs service's refusal; UNIMPLEMENTED means no jobs framework serves there.

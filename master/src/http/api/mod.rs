@@ -19,6 +19,8 @@ mod files;
 mod jobs;
 
 use super::HttpState;
+use crate::auth::Action;
+use crate::auth::action::Gatekeeping::{self, Action as A, Handler, Open};
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 
 /// One endpoint of the API.
@@ -32,6 +34,8 @@ pub(crate) struct Route {
     /// The media type of its answer.
     pub(crate) produces: &'static str,
     endpoint: Endpoint,
+    /// Who may call it (see `auth::gate`).
+    pub(crate) access: Gatekeeping,
 }
 
 const JSON: &str = "application/json";
@@ -73,6 +77,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Summary,
+        access: A(Action::ViewAgents),
     },
     Route {
         method: "get",
@@ -81,6 +86,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Agents,
+        access: A(Action::ViewAgents),
     },
     Route {
         method: "get",
@@ -89,6 +95,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Agent,
+        access: A(Action::ViewAgents),
     },
     Route {
         method: "post",
@@ -100,6 +107,7 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         produces: JSON,
         endpoint: Endpoint::Drain,
+        access: A(Action::DrainAgents),
     },
     Route {
         method: "post",
@@ -108,6 +116,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Reactivate,
+        access: A(Action::DrainAgents),
     },
     Route {
         method: "get",
@@ -116,6 +125,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[("include_completed", "true to list removed frameworks too")],
         produces: JSON,
         endpoint: Endpoint::Frameworks,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -124,6 +134,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Modules,
+        access: A(Action::ViewModules),
     },
     Route {
         method: "get",
@@ -132,6 +143,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Roles,
+        access: A(Action::ViewRoles),
     },
     Route {
         method: "get",
@@ -154,6 +166,7 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         produces: JSON,
         endpoint: Endpoint::Tasks,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -165,6 +178,7 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         produces: JSON,
         endpoint: Endpoint::Task,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -182,6 +196,7 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         produces: JSON,
         endpoint: Endpoint::Files,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -201,6 +216,7 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         produces: JSON,
         endpoint: Endpoint::ReadFile,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -216,6 +232,7 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         produces: "text/event-stream",
         endpoint: Endpoint::Follow,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -230,6 +247,7 @@ pub(crate) const ROUTES: &[Route] = &[
         ],
         produces: "application/octet-stream",
         endpoint: Endpoint::Download,
+        access: Handler,
     },
     Route {
         method: "get",
@@ -241,6 +259,7 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         produces: "text/event-stream",
         endpoint: Endpoint::Events,
+        access: A(Action::ViewTasks),
     },
     Route {
         method: "get",
@@ -249,6 +268,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Jobs,
+        access: A(Action::ViewJobs),
     },
     Route {
         method: "post",
@@ -260,6 +280,7 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         produces: JSON,
         endpoint: Endpoint::Submit,
+        access: A(Action::ManageJobs),
     },
     Route {
         method: "get",
@@ -268,6 +289,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Job,
+        access: A(Action::ViewJobs),
     },
     Route {
         method: "post",
@@ -276,6 +298,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[("instances", "The new number of instances (required)")],
         produces: JSON,
         endpoint: Endpoint::Scale,
+        access: A(Action::ManageJobs),
     },
     Route {
         method: "post",
@@ -284,6 +307,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::KillJob,
+        access: A(Action::ManageJobs),
     },
     Route {
         method: "post",
@@ -292,6 +316,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::RunJob,
+        access: A(Action::ManageJobs),
     },
     Route {
         method: "post",
@@ -300,6 +325,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::SuspendJob,
+        access: A(Action::ManageJobs),
     },
     Route {
         method: "post",
@@ -308,6 +334,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::ResumeJob,
+        access: A(Action::ManageJobs),
     },
     Route {
         method: "get",
@@ -316,6 +343,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::OpenApi,
+        access: Open,
     },
 ];
 
@@ -470,7 +498,7 @@ async fn method_not_allowed(request: Request) -> ApiError {
 }
 
 /// Whether `path` is an instance of the route pattern `pattern` (`{id}` matches a segment).
-fn matches_path(pattern: &str, path: &str) -> bool {
+pub(crate) fn matches_path(pattern: &str, path: &str) -> bool {
     let (pattern, path): (Vec<&str>, Vec<&str>) =
         (pattern.split('/').collect(), path.split('/').collect());
     pattern.len() == path.len()

@@ -1,0 +1,288 @@
+//! A cluster with authentication and ACLs, as an operator sets it up: tokens made with
+//! `corral token new`, a master started with `--credentials` and `--acls`, an agent and
+//! users presenting their tokens, `corral login`, and a revocation picked up on SIGHUP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use corral_fixtures::free_port;
+
+use crate::cluster::{CORRAL, Proc, spawn, spawn_logging_to, text};
+
+const ACLS: &str = r#"
+[[acl]]
+actions = ["register_framework"]
+principals = ["alice", "carol"]
+objects = ["*"]
+
+[[acl]]
+actions = ["upload_modules"]
+principals = ["alice", "carol", "ops"]
+
+[[acl]]
+actions = ["register_agent"]
+principals = ["agent"]
+
+[[acl]]
+actions = ["view_agents", "view_tasks"]
+principals = ["ops"]
+objects = "any"
+"#;
+
+/// `corral <args>` in `dir`, with `XDG_CONFIG_HOME` there and no token but what `args` name.
+async fn corral_in(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = tokio::process::Command::new(CORRAL);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env_remove("CORRAL_TOKEN")
+        .env_remove("CORRAL_TOKEN_FILE")
+        .env("RUST_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command.spawn().unwrap();
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(bytes).await.unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("corral {args:?} did not finish within 60 s"))
+        .unwrap()
+}
+
+/// A token for `principal` made with `corral token new`: its credentials-file entry, and the
+/// file holding the token.
+async fn new_token(dir: &Path, principal: &str) -> (String, PathBuf) {
+    let file = dir.join(format!("{principal}.token"));
+    let out = corral_in(
+        dir,
+        &["token", "new", principal, "--out", file.to_str().unwrap()],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let entry = text(&out.stdout);
+    let token = std::fs::read_to_string(&file).unwrap();
+    assert!(!entry.contains(token.trim()), "the entry holds no secret");
+    assert_owner_only(&file);
+    (entry, file)
+}
+
+/// A file only its owner may read or write.
+fn assert_owner_only(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "{} is its owner's only",
+        path.display()
+    );
+}
+
+/// Polls until `check` holds (bounded: 30 s).
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 30 s");
+}
+
+#[tokio::test]
+async fn a_secured_cluster_serves_its_principals_and_reloads_credentials_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut entries = String::new();
+    let mut files = std::collections::HashMap::new();
+    for principal in ["alice", "ops", "agent"] {
+        let (entry, file) = new_token(d, principal).await;
+        entries.push_str(&entry);
+        files.insert(principal, file.to_str().unwrap().to_owned());
+    }
+    let credentials = d.join("credentials.toml");
+    std::fs::write(&credentials, &entries).unwrap();
+    std::fs::write(d.join("acls.toml"), ACLS).unwrap();
+    let master_addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(d.join("master.log")).unwrap();
+    let master = spawn_logging_to(
+        &[
+            "master",
+            "--listen",
+            &master_addr,
+            "--work-dir",
+            d.join("master").to_str().unwrap(),
+            "--credentials",
+            credentials.to_str().unwrap(),
+            "--acls",
+            d.join("acls.toml").to_str().unwrap(),
+            "--audit-log",
+            d.join("audit.log").to_str().unwrap(),
+        ],
+        log,
+    );
+    let _agent: Proc = spawn(&[
+        "agent",
+        "--master",
+        &master_addr,
+        "--token-file",
+        &files["agent"],
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--work-dir",
+        d.join("agent").to_str().unwrap(),
+        "--resources",
+        "cpus=2,mem=1GiB,disk=1GiB",
+    ]);
+    let m = ["--master", &master_addr];
+    eventually("the agent is admitted", async || {
+        let out = corral_in(
+            d,
+            &[
+                "agents",
+                m[0],
+                m[1],
+                "-o",
+                "json",
+                "--token-file",
+                &files["ops"],
+            ],
+            None,
+        )
+        .await;
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
+    })
+    .await;
+
+    // Alice runs a task with her token; nobody runs one without.
+    let run = [
+        "run",
+        m[0],
+        m[1],
+        "--token-file",
+        &files["alice"],
+        corral_wasm_tasks::HELLO,
+        "--",
+        "alice",
+    ];
+    let out = corral_in(d, &run, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("alice"), "{}", text(&out.stdout));
+    let out = corral_in(d, &["run", m[0], m[1], corral_wasm_tasks::HELLO], None).await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a refused token is the user's to fix"
+    );
+    assert!(
+        text(&out.stderr).contains("bearer token"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Ops may not launch: the ACLs give it no role.
+    let out = corral_in(
+        d,
+        &[
+            "run",
+            m[0],
+            m[1],
+            "--token-file",
+            &files["ops"],
+            corral_wasm_tasks::HELLO,
+        ],
+        None,
+    )
+    .await;
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("may not"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // `corral login` keeps alice's token (refusing one typed nowhere), and later commands use it.
+    let alice_token = std::fs::read(&files["alice"]).unwrap();
+    let out = corral_in(d, &["login", m[0], m[1]], Some(b"not-a-token")).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = corral_in(d, &["login", m[0], m[1]], Some(&alice_token)).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let kept = d.join("config").join("corral").join("token");
+    assert_owner_only(&kept);
+    let ps = corral_in(d, &["ps", m[0], m[1], "-a", "-o", "json"], None).await;
+    assert_eq!(ps.status.code(), Some(0), "{}", text(&ps.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    assert_eq!(doc["tasks"].as_array().map(Vec::len), Some(1), "{doc}");
+
+    // Alice's token is revoked and carol's added: SIGHUP, and it holds from then on.
+    let (carol, carol_file) = new_token(d, "carol").await;
+    let kept_entries: String = entries
+        .split("[[principal]]")
+        .filter(|e| !e.contains("\"alice\"") && !e.trim().is_empty())
+        .map(|e| format!("[[principal]]{e}"))
+        .collect();
+    std::fs::write(&credentials, format!("{kept_entries}{carol}")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &master.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    eventually("alice's token is refused", async || {
+        let ps = corral_in(d, &["ps", m[0], m[1]], None).await;
+        ps.status.code() == Some(2) && text(&ps.stderr).contains("unknown token")
+    })
+    .await;
+    let carol_ps = [
+        "ps",
+        m[0],
+        m[1],
+        "--token-file",
+        carol_file.to_str().unwrap(),
+    ];
+    let out = corral_in(d, &carol_ps, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stdout).contains("alice"),
+        "carol sees none of alice's tasks"
+    );
+    let out = corral_in(d, &["logout"], None).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!kept.exists());
+
+    // The audit log has the run, the refusals and the revoked token's attempt.
+    let audit = std::fs::read_to_string(d.join("audit.log")).unwrap();
+    for needle in [
+        r#""principal":"alice","action":"register_framework""#,
+        r#""principal":"ops","action":"register_framework""#,
+        r#""action":"upload_modules""#,
+        r#""reason":"unknown token""#,
+    ] {
+        let found = audit.lines().any(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            let want: serde_json::Value = serde_json::from_str(&format!("{{{}}}", needle)).unwrap();
+            want.as_object().unwrap().iter().all(|(k, v)| &line[k] == v)
+        });
+        assert!(found, "no audit line with {needle}:\n{audit}");
+    }
+    for file in files.values() {
+        let secret = std::fs::read_to_string(file).unwrap();
+        assert!(!audit.contains(secret.trim()));
+        assert!(
+            !std::fs::read_to_string(d.join("master.log"))
+                .unwrap()
+                .contains(secret.trim())
+        );
+    }
+}

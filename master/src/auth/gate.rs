@@ -1,0 +1,87 @@
+//! The check every request of the master's port passes before routing: gRPC and HTTP alike.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use corral_proto::ServiceError;
+
+use super::action::{self, Gatekeeping, ObjectKind};
+use super::{Action, Auth, Object};
+use crate::http;
+use crate::leadership::Gate;
+
+/// Authenticates the caller (unless the path is open), decides the actions that need no
+/// request body, and hands the [`Caller`](super::Caller) on to the handler in the request's
+/// extensions.
+pub(crate) async fn gate(
+    State((auth, leadership)): State<(Arc<Auth>, Gate)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let grpc = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"));
+    let path = request.uri().path();
+    let keeping = if grpc {
+        action::grpc(path)
+    } else {
+        http::gatekeeping(request.method(), path)
+    };
+    // A standby names the leader before anything else, as it does without authentication;
+    // only MasterPeer is served by every master.
+    if grpc
+        && keeping != Gatekeeping::Open
+        && keeping != Gatekeeping::Action(Action::ReplicateModules)
+        && let Err(not_leader) = leadership.core()
+    {
+        return tonic::Status::from(not_leader)
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    let label = match keeping {
+        Gatekeeping::Open => return next.run(request).await,
+        Gatekeeping::Action(action) => action.name().to_owned(),
+        Gatekeeping::Handler => path.to_owned(),
+    };
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|h| h.as_bytes());
+    let decided = auth.authenticate(header, &label).and_then(|caller| {
+        if let Gatekeeping::Action(action) = keeping {
+            let object = match action.object_kind() {
+                ObjectKind::Owner => Object::Everyone,
+                ObjectKind::Nothing | ObjectKind::Role => Object::Nothing,
+            };
+            auth.authorize(&caller, action, object)?;
+        }
+        Ok(caller)
+    });
+    match decided {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) if grpc => tonic::Status::from(refusal)
+            .into_http::<axum::body::Body>()
+            .into_response(),
+        Err(refusal) => refuse_http(refusal),
+    }
+}
+
+fn refuse_http(refusal: ServiceError) -> Response {
+    let unauthenticated = matches!(refusal, ServiceError::Unauthenticated(_));
+    let mut response = http::ApiError::from(refusal).into_response();
+    if unauthenticated {
+        // RFC 9110: a 401 names the scheme it wants.
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"corral\""),
+        );
+    }
+    response
+}

@@ -1,0 +1,483 @@
+//! Authentication, ACLs, tenant isolation and the audit log, on a master started with a
+//! credentials file, an ACL file and an audit log.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use corral_master::AuthConfig;
+use corral_master::auth::{new_token, token_sha256};
+use corral_proto::auth::Token;
+use corral_proto::{limits, v1};
+use serde_json::Value;
+use tonic::Code;
+
+use crate::util::{
+    self, Channel, FakeAgent, RawScheduler, TestMaster, connect_as, subscribe_request, within,
+};
+
+const ACLS: &str = r#"
+[[acl]]
+actions = ["register_framework"]
+principals = ["alice", "bob"]
+objects = ["eng/*", "*"]
+
+[[acl]]
+actions = ["register_agent"]
+principals = ["agent"]
+
+[[acl]]
+actions = ["view_tasks", "view_frameworks", "kill_tasks", "view_sandboxes", "view_agents",
+           "view_roles", "set_weights", "drain_agents"]
+principals = ["ops"]
+objects = "any"
+"#;
+
+struct Secured {
+    test: TestMaster,
+    tokens: HashMap<&'static str, Token>,
+    credentials: PathBuf,
+    audit: PathBuf,
+}
+
+impl Secured {
+    async fn as_(&self, principal: &str) -> Channel {
+        connect_as(self.test.master.local_addr(), &self.tokens[principal]).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.test.master.local_addr())
+    }
+
+    /// The audit log's lines so far.
+    fn audit_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.audit)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Whether the audit log has a line with every one of these fields.
+    fn audited(&self, fields: &[(&str, &str)]) -> bool {
+        self.audit_lines()
+            .iter()
+            .any(|line| fields.iter().all(|(k, v)| line[*k] == *v))
+    }
+}
+
+/// Writes a credentials file with a fresh token for each `(principal, expires)`.
+fn write_credentials(
+    path: &Path,
+    principals: &[(&'static str, Option<&str>)],
+) -> HashMap<&'static str, Token> {
+    let mut file = String::new();
+    let mut tokens = HashMap::new();
+    for (name, expires) in principals {
+        let token = new_token();
+        file.push_str(&format!(
+            "[[principal]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n",
+            token_sha256(&token)
+        ));
+        if let Some(expires) = expires {
+            file.push_str(&format!("expires = \"{expires}\"\n"));
+        }
+        tokens.insert(*name, Token::new(&token).unwrap());
+    }
+    std::fs::write(path, file).unwrap();
+    tokens
+}
+
+async fn secured() -> Secured {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials.toml");
+    let acls = dir.path().join("acls.toml");
+    let audit = dir.path().join("audit.log");
+    let mut tokens = write_credentials(
+        &credentials,
+        &[
+            ("alice", None),
+            ("bob", None),
+            ("ops", None),
+            ("agent", None),
+            ("old", Some("2020-01-01T00:00:00Z")),
+        ],
+    );
+    tokens.insert("nobody", Token::none());
+    tokens.insert("wrong", Token::new(&new_token()).unwrap());
+    std::fs::write(&acls, ACLS).unwrap();
+    let auth = AuthConfig {
+        credentials: Some(credentials.clone()),
+        acls: Some(acls),
+        audit_log: Some(audit.clone()),
+    };
+    let test = util::start_in(std::sync::Arc::new(dir), |c| c.auth = auth).await;
+    Secured {
+        test,
+        tokens,
+        credentials,
+        audit,
+    }
+}
+
+/// The code of a call's refusal.
+fn code<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Code {
+    result.expect_err("refused").code()
+}
+
+#[tokio::test]
+async fn every_service_refuses_callers_without_a_valid_token_and_audits_it() {
+    let s = secured().await;
+    let http = reqwest::Client::new();
+    for who in ["nobody", "wrong", "old"] {
+        let channel = s.as_(who).await;
+        let mut operator = limits::operator_client(channel.clone());
+        assert_eq!(
+            code(operator.list_agents(v1::ListAgentsRequest {}).await),
+            Code::Unauthenticated,
+            "{who}: Operator"
+        );
+        let mut scheduler = limits::scheduler_client(channel.clone());
+        assert_eq!(
+            code(scheduler.subscribe(subscribe_request(None, "*")).await),
+            Code::Unauthenticated,
+            "{who}: Scheduler"
+        );
+        let mut link = limits::agent_link_client(channel.clone());
+        assert_eq!(
+            code(link.connect(tokio_stream::empty()).await),
+            Code::Unauthenticated,
+            "{who}: AgentLink"
+        );
+        let mut peer = limits::master_peer_client(channel.clone());
+        let fetch = v1::FetchModuleRequest {
+            digest: corral_types::Digest::of(b"m").to_string(),
+            offset: 0,
+        };
+        assert_eq!(
+            code(peer.fetch_module(fetch).await),
+            Code::Unauthenticated,
+            "{who}: MasterPeer"
+        );
+        for path in [
+            "/api/v1/agents",
+            "/api/v1/tasks",
+            "/api/v1/events",
+            "/metrics",
+        ] {
+            let mut request = http.get(s.url(path));
+            if let Some(header) = s.tokens[who].header() {
+                request = request.header("authorization", header);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401, "{who}: GET {path}");
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Bearer realm=\"corral\""
+            );
+            let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            assert_eq!(body["error"]["status"], 401, "{body}");
+        }
+    }
+    // Open to anyone: health (load balancers), the UI's page and the API's description.
+    let nobody = s.as_("nobody").await;
+    let health = tonic_health::pb::health_client::HealthClient::new(nobody)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    assert!(health.is_ok(), "{health:?}");
+    for path in ["/", "/api/v1/openapi.json"] {
+        let response = http.get(s.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+    }
+    // Each refusal left a line; the expired token's names whose it was.
+    assert!(s.audited(&[
+        ("outcome", "unauthenticated"),
+        ("reason", "no bearer token")
+    ]));
+    assert!(s.audited(&[("outcome", "unauthenticated"), ("reason", "unknown token")]));
+    assert!(s.audited(&[
+        ("outcome", "unauthenticated"),
+        ("principal", "old"),
+        ("reason", "token expired"),
+        ("action", "view_agents"),
+    ]));
+    let refusals = s
+        .audit_lines()
+        .iter()
+        .filter(|l| l["outcome"] == "unauthenticated")
+        .count();
+    assert_eq!(refusals, 3 * 8, "one line per refused call");
+    // No secret reaches the log.
+    let log = std::fs::read_to_string(&s.audit).unwrap();
+    for who in ["alice", "wrong", "old"] {
+        let secret = s.tokens[who]
+            .header()
+            .unwrap()
+            .trim_start_matches("Bearer ");
+        assert!(!log.contains(secret), "{who}'s token is in the audit log");
+    }
+}
+
+#[tokio::test]
+async fn tenants_see_and_touch_only_their_own_frameworks_and_tasks() {
+    let s = secured().await;
+    let mut agent = FakeAgent::register(s.as_("agent").await).await;
+    let mut alice = RawScheduler::subscribe_as(s.as_("alice").await, "eng/batch").await;
+    let offer = alice.offers().await.remove(0);
+    alice
+        .call(util::launch(&offer.id, vec![util::task("t1", 100)]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        agent.next("LAUNCH").await,
+        v1::master_message::Kind::LaunchTasks(_)
+    ));
+    agent
+        .status(&alice.framework_id, "t1", v1::TaskState::Running, 1)
+        .await;
+    assert_eq!(alice.update().await.state, v1::TaskState::Running as i32);
+    let bob = RawScheduler::subscribe_as(s.as_("bob").await, "*").await;
+
+    // Listings show each tenant its own; ops, granted every principal's, sees all.
+    let tasks_of = |channel: Channel| async move {
+        let page = limits::operator_client(channel)
+            .list_tasks(v1::ListTasksRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        page.tasks.into_iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    assert_eq!(tasks_of(s.as_("alice").await).await, ["t1"]);
+    assert!(tasks_of(s.as_("bob").await).await.is_empty());
+    assert_eq!(tasks_of(s.as_("ops").await).await, ["t1"]);
+    let frameworks_of = |channel: Channel| async move {
+        let list = limits::operator_client(channel)
+            .list_frameworks(v1::ListFrameworksRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        list.frameworks
+            .into_iter()
+            .map(|f| f.principal)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(frameworks_of(s.as_("bob").await).await, ["bob"]);
+    let mut all = frameworks_of(s.as_("ops").await).await;
+    all.sort();
+    assert_eq!(all, ["alice", "bob"]);
+    let http = reqwest::Client::new();
+    let listed: Value = serde_json::from_str(
+        &http
+            .get(s.url("/api/v1/tasks"))
+            .header("authorization", s.tokens["bob"].header().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(listed["tasks"], Value::Array(vec![]), "{listed}");
+
+    // Bob cannot touch alice's task, framework or sandbox, by any door.
+    let mut bob_op = limits::operator_client(s.as_("bob").await);
+    let kill = v1::KillTaskRequest {
+        task_id: "t1".into(),
+        framework_id: None,
+    };
+    assert_eq!(
+        code(bob_op.kill_task(kill.clone()).await),
+        Code::PermissionDenied
+    );
+    let files = v1::ListFilesRequest {
+        task_id: "t1".into(),
+        path: String::new(),
+        framework_id: None,
+    };
+    assert_eq!(code(bob_op.list_files(files).await), Code::PermissionDenied);
+    let read = http
+        .get(s.url("/api/v1/tasks/t1/files/read?path=stdout"))
+        .header("authorization", s.tokens["bob"].header().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 403);
+    let mut bob_scheduler = limits::scheduler_client(s.as_("bob").await);
+    let hijack = subscribe_request(Some(alice.framework_id.clone()), "*");
+    assert_eq!(
+        code(bob_scheduler.subscribe(hijack).await),
+        Code::PermissionDenied
+    );
+    let mut forged = alice.request(v1::call_request::Kind::Teardown(
+        v1::call_request::Teardown {},
+    ));
+    forged.framework_id.clone_from(&alice.framework_id);
+    assert_eq!(
+        code(bob_scheduler.call(forged).await),
+        Code::PermissionDenied
+    );
+    // Alice's framework survived all of it.
+    assert_eq!(tasks_of(s.as_("alice").await).await, ["t1"]);
+    drop(bob);
+
+    // Roles: only those the ACLs grant; and no principal but one's own.
+    let mut alice_scheduler = limits::scheduler_client(s.as_("alice").await);
+    assert_eq!(
+        code(
+            alice_scheduler
+                .subscribe(subscribe_request(None, "ops"))
+                .await
+        ),
+        Code::PermissionDenied
+    );
+    let mut claims_ops = subscribe_request(None, "*");
+    if let Some(info) = claims_ops.framework_info.as_mut() {
+        info.principal = Some("ops".into());
+    }
+    assert_eq!(
+        code(alice_scheduler.subscribe(claims_ops).await),
+        Code::PermissionDenied
+    );
+    let weight = v1::SetWeightRequest {
+        role: "eng".into(),
+        weight: 2.0,
+    };
+    let mut alice_op = limits::operator_client(s.as_("alice").await);
+    assert_eq!(
+        code(alice_op.set_weight(weight.clone()).await),
+        Code::PermissionDenied
+    );
+    assert_eq!(
+        code(alice_op.get_state(v1::GetStateRequest::default()).await),
+        Code::PermissionDenied,
+        "the whole cluster's state is every principal's"
+    );
+    let mut ops = limits::operator_client(s.as_("ops").await);
+    ops.set_weight(weight).await.unwrap();
+
+    // An operator granted it kills anyone's task.
+    let killed = ops.kill_task(kill).await.unwrap().into_inner();
+    assert_eq!(killed.framework_id, alice.framework_id);
+    assert!(matches!(
+        agent.next("KILL").await,
+        v1::master_message::Kind::KillTask(_)
+    ));
+
+    // The audit log has who did what to whom.
+    assert!(s.audited(&[
+        ("principal", "bob"),
+        ("action", "kill_tasks"),
+        ("object", "principal alice"),
+        ("outcome", "denied"),
+    ]));
+    assert!(s.audited(&[
+        ("principal", "ops"),
+        ("action", "kill_tasks"),
+        ("object", "principal alice"),
+        ("outcome", "allowed"),
+    ]));
+    assert!(s.audited(&[
+        ("principal", "bob"),
+        ("action", "register_framework"),
+        ("outcome", "denied"),
+    ]));
+    assert!(s.audited(&[
+        ("principal", "bob"),
+        ("action", "teardown"),
+        ("outcome", "denied"),
+    ]));
+    assert!(s.audited(&[
+        ("principal", "alice"),
+        ("action", "set_weights"),
+        ("object", "role eng"),
+        ("outcome", "denied"),
+    ]));
+    assert!(s.audited(&[
+        ("principal", "alice"),
+        ("action", "accept"),
+        ("outcome", "allowed"),
+    ]));
+    assert!(s.audited(&[
+        ("principal", "agent"),
+        ("action", "register_agent"),
+        ("outcome", "allowed"),
+    ]));
+}
+
+#[tokio::test]
+async fn reloaded_credentials_take_effect_at_the_next_request() {
+    let s = secured().await;
+    let mut bob = limits::operator_client(s.as_("bob").await);
+    bob.list_frameworks(v1::ListFrameworksRequest::default())
+        .await
+        .unwrap();
+    // Bob's token is revoked, carol's is new; bob's connection stays open.
+    let tokens = write_credentials(&s.credentials, &[("carol", None), ("ops", None)]);
+    assert_eq!(s.test.master.reload_auth().unwrap(), 2);
+    let refused = bob
+        .list_frameworks(v1::ListFrameworksRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    let carol = connect_as(s.test.master.local_addr(), &tokens["carol"]).await;
+    within(
+        "carol's listing",
+        limits::operator_client(carol).list_frameworks(v1::ListFrameworksRequest::default()),
+    )
+    .await
+    .unwrap();
+    // A broken file is refused, and the rules in force stay.
+    std::fs::write(&s.credentials, "[[principal]]\nname = \"x\"\n").unwrap();
+    let error = s.test.master.reload_auth().unwrap_err().to_string();
+    assert!(error.contains("token_sha256"), "{error}");
+    let ops = connect_as(s.test.master.local_addr(), &tokens["ops"]).await;
+    limits::operator_client(ops)
+        .list_agents(v1::ListAgentsRequest {})
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_master_does_not_start_on_a_bad_credentials_or_acl_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials.toml");
+    let acls = dir.path().join("acls.toml");
+    std::fs::write(&credentials, "").unwrap();
+    std::fs::write(
+        &acls,
+        "[[acl]]\nactions = [\"fly\"]\nprincipals = \"any\"\n",
+    )
+    .unwrap();
+    for (auth, says) in [
+        (
+            AuthConfig {
+                credentials: Some(dir.path().join("missing.toml")),
+                ..AuthConfig::default()
+            },
+            "missing.toml",
+        ),
+        (
+            AuthConfig {
+                credentials: Some(credentials.clone()),
+                acls: Some(acls.clone()),
+                ..AuthConfig::default()
+            },
+            "unknown action \"fly\"",
+        ),
+        (
+            AuthConfig {
+                acls: Some(acls.clone()),
+                ..AuthConfig::default()
+            },
+            "ACLs need a credentials file",
+        ),
+    ] {
+        let mut config =
+            corral_master::MasterConfig::new("127.0.0.1:0".parse().unwrap(), dir.path());
+        config.auth = auth;
+        let error = corral_master::Master::start(config).await.unwrap_err();
+        assert!(format!("{error:#}").contains(says), "{error:#}");
+    }
+}
