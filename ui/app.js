@@ -105,8 +105,59 @@ async function api(path, options) {
   } catch {
     // Not JSON (a proxy's error page): the status says what there is to say.
   }
+  if (res.status === 401) needSignIn(body?.error?.message ?? 'This master needs an access token.');
   if (!res.ok) throw new Error(body?.error?.message ?? `${res.status} ${res.statusText || 'error'}`);
   return body;
+}
+
+// ---- Signing in ----
+// A master that authenticates answers 401 until the browser signs in: the token is checked
+// by the master and kept in an HttpOnly cookie (no script here can read it back), which the
+// API and the event stream then present.
+
+let signedOut = false;
+
+/** Shows the sign-in form instead of the views, saying why. */
+function needSignIn(why) {
+  const first = !signedOut;
+  signedOut = true;
+  clearError();
+  for (const v of allViews) $(v.section).hidden = true;
+  $('view-login').hidden = false;
+  setText($('login-why'), why);
+  document.title = 'Sign in · Corral';
+  if (first) $('login-token').focus();
+}
+
+$('login-form').addEventListener('submit', async e => {
+  e.preventDefault();
+  const token = $('login-token').value.trim();
+  try {
+    await api('/api/v1/session', { method: 'POST', headers: { Authorization: `Bearer ${token}` } });
+    location.reload();
+  } catch (err) {
+    setText($('login-why'), err.message);
+    $('login-token').value = '';
+    $('login-token').focus();
+  }
+});
+
+$('sign-out').addEventListener('click', async () => {
+  await fetch('/api/v1/session', { method: 'DELETE' });
+  location.reload();
+});
+
+/** Shows who is signed in (nothing when the master does not authenticate). */
+async function whoAmI() {
+  try {
+    const who = await api('/api/v1/session');
+    if (who?.principal) {
+      setText($('principal'), `Signed in as ${who.principal}`);
+      $('signed-in').hidden = false;
+    }
+  } catch {
+    // A 401 shows the sign-in form; anything else shows in the views' own errors.
+  }
 }
 
 /** Calls `fn` at once, then at most once per `ms`; calls made meanwhile run once, at the end. */
@@ -124,6 +175,7 @@ function throttle(fn, ms) {
 }
 
 function showError(message) {
+  if (signedOut) return; // the sign-in form says why
   setText($('error'), message);
   $('error-dismiss').hidden = false;
 }
@@ -884,6 +936,7 @@ function route(moveFocus) {
   current = view;
   clearError();
   notice('');
+  if (signedOut) return;
   for (const v of allViews) $(v.section).hidden = v !== view;
   const navId = `nav-${view === taskView ? 'tasks' : view === overview ? 'overview' : name}`;
   for (const a of document.querySelectorAll('nav a')) {
@@ -904,3 +957,4 @@ $('error-dismiss').addEventListener('click', () => {
 window.addEventListener('hashchange', () => route(true));
 route(false);
 connect();
+whoAmI();

@@ -101,71 +101,101 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("{what}: not within 30 s");
 }
 
+/// A master with credentials (alice, ops, agent), ACLs and an audit log, and an agent it
+/// admitted; processes killed on drop.
+struct Secured {
+    dir: tempfile::TempDir,
+    master: Proc,
+    _agent: Proc,
+    master_addr: String,
+    entries: String,
+    credentials: PathBuf,
+    /// Each principal's token file.
+    files: std::collections::HashMap<&'static str, String>,
+}
+
+impl Secured {
+    async fn start() -> Secured {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut entries = String::new();
+        let mut files = std::collections::HashMap::new();
+        for principal in ["alice", "ops", "agent"] {
+            let (entry, file) = new_token(d, principal).await;
+            entries.push_str(&entry);
+            files.insert(principal, file.to_str().unwrap().to_owned());
+        }
+        let credentials = d.join("credentials.toml");
+        std::fs::write(&credentials, &entries).unwrap();
+        std::fs::write(d.join("acls.toml"), ACLS).unwrap();
+        let master_addr = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(d.join("master.log")).unwrap();
+        let master = spawn_logging_to(
+            &[
+                "master",
+                "--listen",
+                &master_addr,
+                "--work-dir",
+                d.join("master").to_str().unwrap(),
+                "--credentials",
+                credentials.to_str().unwrap(),
+                "--acls",
+                d.join("acls.toml").to_str().unwrap(),
+                "--audit-log",
+                d.join("audit.log").to_str().unwrap(),
+            ],
+            log,
+        );
+        let agent: Proc = spawn(&[
+            "agent",
+            "--master",
+            &master_addr,
+            "--token-file",
+            &files["agent"],
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--work-dir",
+            d.join("agent").to_str().unwrap(),
+            "--resources",
+            "cpus=2,mem=1GiB,disk=1GiB",
+        ]);
+        let m = ["--master", &master_addr];
+        eventually("the agent is admitted", async || {
+            let out = corral_in(
+                d,
+                &[
+                    "agents",
+                    m[0],
+                    m[1],
+                    "-o",
+                    "json",
+                    "--token-file",
+                    &files["ops"],
+                ],
+                None,
+            )
+            .await;
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
+        })
+        .await;
+        Secured {
+            master,
+            _agent: agent,
+            master_addr,
+            entries,
+            credentials,
+            files,
+            dir,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_secured_cluster_serves_its_principals_and_reloads_credentials_on_sighup() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let mut entries = String::new();
-    let mut files = std::collections::HashMap::new();
-    for principal in ["alice", "ops", "agent"] {
-        let (entry, file) = new_token(d, principal).await;
-        entries.push_str(&entry);
-        files.insert(principal, file.to_str().unwrap().to_owned());
-    }
-    let credentials = d.join("credentials.toml");
-    std::fs::write(&credentials, &entries).unwrap();
-    std::fs::write(d.join("acls.toml"), ACLS).unwrap();
-    let master_addr = format!("127.0.0.1:{}", free_port());
-    let log = std::fs::File::create(d.join("master.log")).unwrap();
-    let master = spawn_logging_to(
-        &[
-            "master",
-            "--listen",
-            &master_addr,
-            "--work-dir",
-            d.join("master").to_str().unwrap(),
-            "--credentials",
-            credentials.to_str().unwrap(),
-            "--acls",
-            d.join("acls.toml").to_str().unwrap(),
-            "--audit-log",
-            d.join("audit.log").to_str().unwrap(),
-        ],
-        log,
-    );
-    let _agent: Proc = spawn(&[
-        "agent",
-        "--master",
-        &master_addr,
-        "--token-file",
-        &files["agent"],
-        "--listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--work-dir",
-        d.join("agent").to_str().unwrap(),
-        "--resources",
-        "cpus=2,mem=1GiB,disk=1GiB",
-    ]);
-    let m = ["--master", &master_addr];
-    eventually("the agent is admitted", async || {
-        let out = corral_in(
-            d,
-            &[
-                "agents",
-                m[0],
-                m[1],
-                "-o",
-                "json",
-                "--token-file",
-                &files["ops"],
-            ],
-            None,
-        )
-        .await;
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
-    })
-    .await;
+    let s = Secured::start().await;
+    let (d, files, master_addr) = (s.dir.path(), &s.files, &s.master_addr);
+    let m = ["--master", master_addr.as_str()];
 
     // Alice runs a task with her token; nobody runs one without.
     let run = [
@@ -228,14 +258,15 @@ async fn a_secured_cluster_serves_its_principals_and_reloads_credentials_on_sigh
 
     // Alice's token is revoked and carol's added: SIGHUP, and it holds from then on.
     let (carol, carol_file) = new_token(d, "carol").await;
-    let kept_entries: String = entries
+    let kept_entries: String = s
+        .entries
         .split("[[principal]]")
         .filter(|e| !e.contains("\"alice\"") && !e.trim().is_empty())
         .map(|e| format!("[[principal]]{e}"))
         .collect();
-    std::fs::write(&credentials, format!("{kept_entries}{carol}")).unwrap();
+    std::fs::write(&s.credentials, format!("{kept_entries}{carol}")).unwrap();
     let hup = std::process::Command::new("kill")
-        .args(["-HUP", &master.0.id().to_string()])
+        .args(["-HUP", &s.master.0.id().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());
@@ -285,4 +316,96 @@ async fn a_secured_cluster_serves_its_principals_and_reloads_credentials_on_sigh
                 .contains(secret.trim())
         );
     }
+}
+
+#[tokio::test]
+async fn the_ui_signs_in_with_a_token_and_shows_a_principal_only_what_it_may_see() {
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    let Some(browser) = corral_fixtures::browser::Browser::start("ui-secure", &shots)
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let s = Secured::start().await;
+    let d = s.dir.path();
+    let run = [
+        "run",
+        "--master",
+        &s.master_addr,
+        "--token-file",
+        &s.files["alice"],
+        corral_wasm_tasks::HELLO,
+    ];
+    let out = corral_in(d, &run, None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let origin = format!("http://{}", s.master_addr);
+    let token = |who: &str| {
+        std::fs::read_to_string(&s.files[who])
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+
+    // Without a token the page asks for one, saying why.
+    browser.goto(&format!("{origin}/")).await.unwrap();
+    browser
+        .wait_for("#login-why", |t| t.contains("bearer token"))
+        .await
+        .unwrap();
+    browser.screenshot("sign-in").await.unwrap();
+    // A wrong token is refused in place.
+    browser
+        .type_into("#login-token", "not-the-token")
+        .await
+        .unwrap();
+    browser.click("#login-form button").await.unwrap();
+    browser
+        .wait_for("#login-why", |t| t.contains("unknown token"))
+        .await
+        .unwrap();
+
+    // Ops may see everyone's tasks: signed in, the event stream (cookie-borne) is live.
+    browser
+        .type_into("#login-token", &token("ops"))
+        .await
+        .unwrap();
+    browser.click("#login-form button").await.unwrap();
+    browser
+        .wait_for("#principal", |t| t == "Signed in as ops")
+        .await
+        .unwrap();
+    browser
+        .wait_for("#connection", |t| t == "live")
+        .await
+        .unwrap();
+    browser.screenshot("signed-in-ops").await.unwrap();
+
+    // Signed out, the page asks again; alice sees her own task in the tasks view.
+    browser.click("#sign-out").await.unwrap();
+    browser
+        .wait_for("#login-why", |t| t.contains("bearer token"))
+        .await
+        .unwrap();
+    browser
+        .type_into("#login-token", &token("alice"))
+        .await
+        .unwrap();
+    browser.click("#login-form button").await.unwrap();
+    browser
+        .wait_for("#principal", |t| t == "Signed in as alice")
+        .await
+        .unwrap();
+    browser.goto(&format!("{origin}/#/tasks")).await.unwrap();
+    browser
+        .wait_for("#task-rows", |t| t.contains("FINISHED"))
+        .await
+        .unwrap();
+    browser.screenshot("signed-in-alice").await.unwrap();
+    // The cookie is the browser's alone: no script on the page can read the token.
+    let cookies = browser
+        .run_async("arguments[0](document.cookie)")
+        .await
+        .unwrap();
+    assert_eq!(cookies, "", "the token cookie is HttpOnly");
 }

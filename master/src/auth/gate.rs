@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use corral_proto::ServiceError;
 
 use super::action::{self, Gatekeeping, ObjectKind};
-use super::{Action, Auth, Object};
+use super::{Action, Auth, Object, TOKEN_COOKIE};
 use crate::http;
 use crate::leadership::Gate;
 
@@ -47,10 +47,16 @@ pub(crate) async fn gate(
         Gatekeeping::Action(action) => action.name().to_owned(),
         Gatekeeping::Handler => path.to_owned(),
     };
+    // A browser's token comes in its cookie; gRPC clients send the header.
+    let cookie = (!grpc)
+        .then(|| cookie_token(request.headers()))
+        .flatten()
+        .map(|token| format!("Bearer {token}"));
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|h| h.as_bytes());
+        .map(|h| h.as_bytes())
+        .or(cookie.as_deref().map(str::as_bytes));
     let decided = auth.authenticate(header, &label).and_then(|caller| {
         if let Gatekeeping::Action(action) = keeping {
             let object = match action.object_kind() {
@@ -71,6 +77,17 @@ pub(crate) async fn gate(
             .into_response(),
         Err(refusal) => refuse_http(refusal),
     }
+}
+
+/// The token in a `corral_token` cookie.
+fn cookie_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(TOKEN_COOKIE)?.strip_prefix('='))
+        .map(str::to_owned)
 }
 
 fn refuse_http(refusal: ServiceError) -> Response {

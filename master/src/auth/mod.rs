@@ -35,6 +35,9 @@ use self::acl::Acls;
 use self::audit::{AuditLog, Line, Outcome};
 use self::credentials::{Credentials, Refusal};
 
+/// The cookie a signed-in browser presents its token in (see `http::api::session`).
+pub(crate) const TOKEN_COOKIE: &str = "corral_token";
+
 /// Where a master's credentials, ACLs and audit log live; all optional.
 #[derive(Debug, Clone, Default)]
 pub struct AuthConfig {

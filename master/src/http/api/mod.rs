@@ -17,6 +17,7 @@ mod cluster;
 mod events;
 mod files;
 mod jobs;
+mod session;
 
 use super::HttpState;
 use crate::auth::Action;
@@ -65,6 +66,9 @@ enum Endpoint {
     RunJob,
     SuspendJob,
     ResumeJob,
+    Session,
+    SignIn,
+    SignOut,
     OpenApi,
 }
 
@@ -338,6 +342,33 @@ pub(crate) const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/api/v1/session",
+        summary: "Who the caller is: its principal (null when the master does not authenticate)",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::Session,
+        access: Handler,
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/session",
+        summary: "Sign a browser in: the token in the Authorization header is checked and kept in an HttpOnly, SameSite=Strict cookie; answers the principal",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::SignIn,
+        access: Handler,
+    },
+    Route {
+        method: "delete",
+        path: "/api/v1/session",
+        summary: "Sign a browser out: its token cookie is removed",
+        query: &[],
+        produces: JSON,
+        endpoint: Endpoint::SignOut,
+        access: Open,
+    },
+    Route {
+        method: "get",
         path: "/api/v1/openapi.json",
         summary: "This document",
         query: &[],
@@ -406,6 +437,9 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::ResumeJob => {
             post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::Resume))
         }
+        Endpoint::Session => get(session::who),
+        Endpoint::SignIn => post(session::sign_in),
+        Endpoint::SignOut => axum::routing::delete(session::sign_out),
         Endpoint::OpenApi => get(openapi),
     }
 }
