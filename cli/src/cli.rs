@@ -24,6 +24,26 @@ pub(crate) struct Cli {
     /// else the token `corral login` stored, else none.
     #[arg(long, global = true, env = "CORRAL_TOKEN_FILE", value_name = "FILE")]
     pub(crate) token_file: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM): connect to masters over TLS, verifying them
+    /// against it (`corral tls init` makes one).
+    #[arg(long, global = true, env = "CORRAL_CA_CERT", value_name = "FILE")]
+    pub(crate) ca_cert: Option<PathBuf>,
+}
+
+/// A server's TLS (`corral master`, `corral agent`).
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ServeTls {
+    /// This process's certificate (PEM, signed by the cluster's CA given with --ca-cert):
+    /// served to clients, and presented to masters. Needs --tls-key and --ca-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_key", "ca_cert"])]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Serve plaintext on an address other hosts can reach (refused without it: bearer
+    /// tokens and tasks' data would cross the network in the clear).
+    #[arg(long)]
+    pub(crate) insecure: bool,
 }
 
 impl Cli {
@@ -74,7 +94,7 @@ pub(crate) enum Command {
     #[command(
         args_conflicts_with_subcommands = true,
         subcommand_negates_reqs = true,
-        after_help = "Examples:\n  corral agent --master 10.0.0.1:5050 --listen 10.0.0.7:5051   # run an agent\n  corral agent drain <agent> --deadline 10m   # no new tasks; running ones get 10 minutes\n  corral agent reactivate <agent>"
+        after_help = "Examples:\n  corral agent --master 10.0.0.1:5050 --listen 10.0.0.7:5051 --ca-cert tls/ca.pem --tls-cert tls/agent.pem --tls-key tls/agent-key.pem   # run an agent\n  corral agent drain <agent> --deadline 10m   # no new tasks; running ones get 10 minutes\n  corral agent reactivate <agent>"
     )]
     Agent(AgentCmd),
     /// Run a master and agents in one process, run the example tasks, stay up until Ctrl-C.
@@ -121,7 +141,7 @@ pub(crate) enum Command {
     /// Check a token against the master and keep it for later commands (in the user's
     /// config directory, readable by the user only).
     #[command(
-        after_help = "Examples:\n  corral login --master 10.0.0.1:5050 < alice.token\n  corral login            # asks for the token"
+        after_help = "Examples:\n  corral login --master 10.0.0.1:5050 < alice.token\n  corral login --token-file alice.token"
     )]
     Login(LoginArgs),
     /// Forget the token `corral login` kept.
@@ -129,6 +149,9 @@ pub(crate) enum Command {
     /// Make tokens for the master's credentials file.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Make TLS material: a cluster CA and certificates for masters and agents.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Show role weights, or set a role's weight in weighted DRF.
     #[command(
         after_help = "Examples:\n  corral weight              # every role's weight\n  corral weight eng          # one role's weight\n  corral weight eng 3        # eng gets three times the share of a role of weight 1"
@@ -243,6 +266,28 @@ pub(crate) struct MasterArgs {
     /// Append a JSON line per refused call and per call that changes the cluster.
     #[arg(long, value_name = "FILE")]
     pub(crate) audit_log: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) tls: ServeTls,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Make a cluster CA and a certificate (with key) for masters and one for agents, valid
+    /// for the hosts named (and localhost, which a master's own frameworks dial).
+    #[command(
+        after_help = "Examples:\n  corral tls init ./tls --host master.example.com --host 10.0.0.1\n  corral master --listen 10.0.0.1:5050 --ca-cert tls/ca.pem --tls-cert tls/master.pem --tls-key tls/master-key.pem\n  corral agent --master 10.0.0.1:5050 --ca-cert tls/ca.pem --tls-cert tls/agent.pem --tls-key tls/agent-key.pem\n  CORRAL_CA_CERT=tls/ca.pem corral ps --master 10.0.0.1:5050"
+    )]
+    Init(TlsInitArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TlsInitArgs {
+    /// Where to write ca.pem, ca-key.pem, master.pem, master-key.pem, agent.pem and
+    /// agent-key.pem (keys readable by their owner only); existing files are not replaced.
+    pub(crate) dir: PathBuf,
+    /// A host name or IP address the certificates are valid for (repeatable).
+    #[arg(long = "host")]
+    pub(crate) hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -320,6 +365,8 @@ pub(crate) struct AgentIdArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct AgentArgs {
+    #[command(flatten)]
+    pub(crate) tls: ServeTls,
     #[command(flatten)]
     pub(crate) log: LogArgs,
     /// Master address(es), `host:port`, comma-separated.
@@ -626,6 +673,10 @@ pub(crate) struct BenchArgs {
     /// ones, to load the master alone.
     #[arg(long)]
     pub(crate) simulated_agents: Option<usize>,
+    /// Start the ephemeral cluster as a production one runs: TLS everywhere (mutual between
+    /// the master and its agents) and bearer-token authentication.
+    #[arg(long, conflicts_with_all = ["master", "simulated_agents"])]
+    pub(crate) secure: bool,
     /// Operator event subscribers (Operator.Subscribe) reading during the run, as UIs or
     /// `corral ps --watch` would.
     #[arg(long, default_value_t = 0)]

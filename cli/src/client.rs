@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use corral_proto::auth::{Conn, Token};
+use corral_proto::tls::Dialer;
 use corral_proto::{limits, v1};
 use corral_types::Digest;
 
@@ -15,32 +16,33 @@ pub(crate) type OperatorClient = v1::operator_client::OperatorClient<Conn>;
 /// A Jobs client.
 pub(crate) type JobsClient = v1::jobs_client::JobsClient<Conn>;
 
-/// The token this process presents, chosen once at start (see `commands::token`).
-static TOKEN: OnceLock<Token> = OnceLock::new();
+/// How this process reaches masters (TLS and token), chosen once at start (see
+/// `commands::dispatch`).
+static DIALER: OnceLock<Dialer> = OnceLock::new();
 
-/// Sets the token every connection of this process presents; the first call wins.
-pub(crate) fn set_token(token: Token) {
-    let _ = TOKEN.set(token);
+/// Sets how every connection of this process is made; the first call wins.
+pub(crate) fn set_dialer(dialer: Dialer) {
+    let _ = DIALER.set(dialer);
 }
 
-/// The token this process presents (none until [`set_token`]).
-pub(crate) fn token() -> Token {
-    TOKEN.get().cloned().unwrap_or_default()
-}
-
-fn uri(addr: &str) -> String {
-    if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    }
+/// How this process reaches masters (plaintext without a token until [`set_dialer`]).
+pub(crate) fn dialer() -> Dialer {
+    DIALER.get().cloned().unwrap_or_default()
 }
 
 /// Connects to the leading master: the masters in `masters` are tried in order, and a
 /// standby's answer naming the leader (`corral-leader`) is followed. Failing all exits with
 /// [`Exit::UNREACHABLE`]: the user named the wrong address or nothing runs there.
 pub(crate) async fn operator(masters: &[String]) -> anyhow::Result<OperatorClient> {
-    leader(masters).await.map(limits::operator_client)
+    operator_as(&dialer(), masters).await
+}
+
+/// [`operator`], reaching the masters with `dialer`.
+pub(crate) async fn operator_as(
+    dialer: &Dialer,
+    masters: &[String],
+) -> anyhow::Result<OperatorClient> {
+    leader(dialer, masters).await.map(limits::operator_client)
 }
 
 /// The master's operator event stream from now on (its SUBSCRIBED state kept small: the
@@ -59,7 +61,7 @@ pub(crate) async fn events(
 /// own (`corral frameworks run`).
 pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
     use corral_proto::jobs::{JOBS_ADDRESS_LABEL, JobsAt, jobs_at};
-    let channel = leader(masters).await?;
+    let channel = leader(&dialer(), masters).await?;
     let frameworks = limits::operator_client(channel.clone())
         .list_frameworks(v1::ListFrameworksRequest::default())
         .await
@@ -70,26 +72,26 @@ pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
         return Ok(limits::jobs_client(channel));
     };
     // A framework names that address itself: it is not sent the user's token.
-    let channel = match limits::endpoint(uri(&address)) {
-        Ok(endpoint) => endpoint.connect().await.map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
-    .map_err(|e| {
-        Exit::unreachable(format!(
-            "the jobs framework serves at {address} (its {JOBS_ADDRESS_LABEL} label), which              does not answer: {e}; is `corral frameworks run` running?"
-        ))
-    })?;
-    Ok(limits::jobs_client(Token::none().on(channel)))
+    let conn = Dialer::plaintext(Token::none())
+        .connect(&address)
+        .await
+        .map_err(|e| {
+            Exit::unreachable(format!(
+                "the jobs framework serves at {address} (its {JOBS_ADDRESS_LABEL} label), which \
+                 does not answer: {e}; is `corral frameworks run` running?"
+            ))
+        })?;
+    Ok(limits::jobs_client(conn))
 }
 
 /// A channel to the leading master.
-async fn leader(masters: &[String]) -> anyhow::Result<Conn> {
+async fn leader(dialer: &Dialer, masters: &[String]) -> anyhow::Result<Conn> {
     let mut last = None;
     for addr in masters {
         let mut candidate = addr.clone();
         // A standby names the leader; follow a few hints, not a loop.
         for _ in 0..3 {
-            match leader_at(&candidate).await {
+            match leader_at(dialer, &candidate).await {
                 Ok(Leading::Yes(channel)) => return Ok(channel),
                 Ok(Leading::No { leader }) => candidate = leader,
                 Ok(Leading::RefusedToken(message)) => {
@@ -121,13 +123,11 @@ enum Leading {
 
 /// Whether the master at `addr` leads, asked with a small call (standbys refuse every call
 /// with the leader's address).
-async fn leader_at(addr: &str) -> Result<Leading, String> {
-    let endpoint = limits::endpoint(uri(addr)).map_err(|e| format!("{addr}: {e}"))?;
-    let channel = endpoint
-        .connect()
+async fn leader_at(dialer: &Dialer, addr: &str) -> Result<Leading, String> {
+    let channel = dialer
+        .connect(addr)
         .await
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let channel = token().on(channel);
+        .map_err(|e| connect_failed(dialer, addr, &e))?;
     let mut client = limits::operator_client(channel.clone());
     match client.get_roles(v1::GetRolesRequest {}).await {
         Ok(_) => Ok(Leading::Yes(channel)),
@@ -141,9 +141,44 @@ async fn leader_at(addr: &str) -> Result<Leading, String> {
             Some(leader) if leader != addr => Ok(Leading::No {
                 leader: leader.to_owned(),
             }),
+            // A plaintext client's HTTP/2 preface is not a TLS handshake: the connection
+            // opens, and the first call fails with no more than this.
+            _ if !dialer.uses_tls() && status.message().contains("h2 protocol error") => {
+                Err(format!(
+                    "{addr}: {}; if the master serves TLS, give its CA with --ca-cert or CORRAL_CA_CERT",
+                    status.message()
+                ))
+            }
             _ => Err(format!("{addr}: {}", status.message())),
         },
     }
+}
+
+/// A connection failure, with a hint when TLS was spoken to a plaintext master.
+fn connect_failed(dialer: &Dialer, addr: &str, e: &corral_proto::tls::TlsError) -> String {
+    let text = connect_error(e);
+    if dialer.uses_tls() && text.contains("InvalidContentType") {
+        format!(
+            "{addr}: {text}; the master does not serve TLS: leave out --ca-cert and CORRAL_CA_CERT"
+        )
+    } else {
+        format!("{addr}: {text}")
+    }
+}
+
+/// A connection failure, with the cause a TLS mismatch leaves deep in the chain (a
+/// plaintext client against a TLS master, an unknown CA) brought up.
+fn connect_error(e: &corral_proto::tls::TlsError) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let shown = c.to_string();
+        if !text.contains(&shown) {
+            text = format!("{text}: {shown}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// A call the master refused, as an error that says what was being done and quotes the

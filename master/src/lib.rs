@@ -68,6 +68,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use corral_proto::auth::Token;
+use corral_proto::tls::{Dialer, Tls};
 use corral_proto::{introspection, limits};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -130,6 +131,9 @@ pub struct MasterConfig {
     pub auth: AuthConfig,
     /// The token this master presents to the other masters.
     pub token: Token,
+    /// Serve TLS with this certificate, trust this CA, and require agents and other masters
+    /// to present a certificate it signed; `None` serves plaintext.
+    pub tls: Option<Tls>,
 }
 
 /// [`MasterConfig::max_output_bytes`] by default.
@@ -162,6 +166,7 @@ impl MasterConfig {
             max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
             auth: AuthConfig::default(),
             token: Token::none(),
+            tls: None,
         }
     }
 }
@@ -307,7 +312,9 @@ impl Master {
                 (election, None, members)
             }
         };
-        let peers = Peers::new(members, artifacts.clone(), config.token.clone());
+        // How this master reaches other masters and agents.
+        let dialer = Dialer::new(config.tls.clone(), config.token.clone());
+        let peers = Peers::new(members, artifacts.clone(), dialer.clone());
         // Every master, leader or standby, comes to hold every indexed module (embedded: one
         // master, nothing to sync).
         let sync = matches!(config.store, StoreConfig::Etcd { .. })
@@ -328,6 +335,7 @@ impl Master {
         let operator = service::OperatorService {
             gate: gate.clone(),
             auth: auth.clone(),
+            dialer: dialer.clone(),
             artifacts: artifacts.clone(),
             peers,
         };
@@ -376,13 +384,26 @@ impl Master {
                     loopback(local_addr).to_string(),
                     metrics,
                     auth.clone(),
+                    Dialer::new(config.tls.clone(), auth.master_token()),
                 ))
                 .layer(axum::middleware::from_fn_with_state(
-                    (auth.clone(), gate.clone()),
+                    auth::GateState {
+                        auth: auth.clone(),
+                        leadership: gate.clone(),
+                        mutual_tls: config.tls.is_some(),
+                    },
                     auth::gate,
                 )),
         );
-        let server = limits::server_builder()
+        let mut builder = limits::server_builder();
+        if let Some(tls) = &config.tls {
+            // Client certificates are optional at the handshake (the CLI and frameworks have
+            // none); the gate requires one of agents and masters.
+            builder = builder
+                .tls_config(tls.server_config(false)?)
+                .context("configuring TLS")?;
+        }
+        let server = builder
             .accept_http1(true)
             .add_routes(routes)
             .serve_with_incoming_shutdown(limits::incoming(listener), async {

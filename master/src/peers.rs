@@ -28,7 +28,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::auth::{Conn, Token};
+use corral_proto::auth::Conn;
+use corral_proto::tls::Dialer;
 use corral_proto::{ServiceError, limits, v1};
 use corral_types::Digest;
 use tokio::sync::mpsc;
@@ -90,20 +91,21 @@ pub(crate) enum PeerError {
 pub(crate) struct Peers {
     members: Arc<dyn Membership>,
     artifacts: ArtifactStore,
-    /// What this master presents to the others (they authenticate MasterPeer calls).
-    token: Token,
+    /// How this master reaches the others (its certificate and token: they authenticate
+    /// MasterPeer calls).
+    dialer: Dialer,
 }
 
 impl Peers {
     pub(crate) fn new(
         members: Arc<dyn Membership>,
         artifacts: ArtifactStore,
-        token: Token,
+        dialer: Dialer,
     ) -> Self {
         Self {
             members,
             artifacts,
-            token,
+            dialer,
         }
     }
 
@@ -186,7 +188,7 @@ impl Peers {
     /// and size-capped like an upload.
     pub(crate) async fn fetch_from(&self, peer: &str, digest: &Digest) -> Result<(), PeerError> {
         let copy = async {
-            let mut client = limits::master_peer_client(connect(peer, &self.token).await?);
+            let mut client = limits::master_peer_client(connect(peer, &self.dialer).await?);
             let request = v1::FetchModuleRequest {
                 digest: digest.to_string(),
                 offset: 0,
@@ -216,7 +218,7 @@ impl Peers {
     /// Copies module `digest` from this master's store to master `peer`.
     async fn push(&self, peer: &str, digest: &Digest) -> Result<(), PeerError> {
         let copy = async {
-            let channel = connect(peer, &self.token).await?;
+            let channel = connect(peer, &self.dialer).await?;
             let local =
                 self.artifacts
                     .fetch(digest, 0)
@@ -296,13 +298,14 @@ fn refused(peer: &str, digest: &Digest, status: &tonic::Status) -> PeerError {
 }
 
 /// Connects to master `peer`; a refused connection means nothing runs there.
-async fn connect(peer: &str, token: &Token) -> Result<Conn, PeerError> {
+async fn connect(peer: &str, dialer: &Dialer) -> Result<Conn, PeerError> {
     let unreachable = |reason: String| PeerError::Unreachable {
         peer: peer.to_owned(),
         reason,
     };
-    let endpoint =
-        limits::endpoint(format!("http://{peer}")).map_err(|e| unreachable(e.to_string()))?;
+    let endpoint = dialer
+        .endpoint(peer)
+        .map_err(|e| unreachable(e.to_string()))?;
     let channel = endpoint.connect().await.map_err(|e| {
         if connection_refused(&e) {
             PeerError::NotRunning {
@@ -312,7 +315,7 @@ async fn connect(peer: &str, token: &Token) -> Result<Conn, PeerError> {
             unreachable(e.to_string())
         }
     })?;
-    Ok(token.on(channel))
+    Ok(dialer.wrap(channel))
 }
 
 /// Whether an I/O error in `e`'s chain is a refused connection.
@@ -437,7 +440,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![c_addr, b_addr, closed_port()])),
             a.clone(),
-            Token::none(),
+            Dialer::default(),
         );
         peers.fetch(&digest).await.unwrap();
         assert!(a.contains(&digest).await);
@@ -458,7 +461,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![b_addr.clone()])),
             a.clone(),
-            Token::none(),
+            Dialer::default(),
         );
         let err = peers.fetch_from(&b_addr, &unknown).await.unwrap_err();
         assert!(matches!(err, PeerError::NotHeld { .. }), "{err:?}");
@@ -468,7 +471,7 @@ mod tests {
             "{err:?}"
         );
         // With no other master at all, the same.
-        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone(), Token::none());
+        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone(), Dialer::default());
         let err = alone.fetch(&unknown).await.unwrap_err();
         assert!(matches!(err, ServiceError::NotFound { .. }), "{err:?}");
         assert_eq!(stored_files(&dir_a), 0);
@@ -486,7 +489,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![liar.clone()])),
             store.clone(),
-            Token::none(),
+            Dialer::default(),
         );
         let err = peers.fetch_from(&liar, &wanted).await.unwrap_err();
         assert!(
@@ -522,7 +525,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![oversized.clone()])),
             store.clone(),
-            Token::none(),
+            Dialer::default(),
         );
         let err = peers.fetch_from(&oversized, &wanted).await.unwrap_err();
         assert!(
@@ -547,7 +550,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![closed_port(), b_addr])),
             a,
-            Token::none(),
+            Dialer::default(),
         );
         assert_eq!(peers.replicate(&digest).await, Ok(2));
         assert!(b.contains(&digest).await);
@@ -558,10 +561,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, _) = master(&dir).await;
         let digest = store_module(&a, b"module").await;
-        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone(), Token::none());
+        let alone = Peers::new(Arc::new(Listed(vec![])), a.clone(), Dialer::default());
         assert_eq!(alone.replicate(&digest).await, Ok(1));
         // A registered master whose port refuses connections is dead: no copy, no failure.
-        let dead = Peers::new(Arc::new(Listed(vec![closed_port()])), a, Token::none());
+        let dead = Peers::new(Arc::new(Listed(vec![closed_port()])), a, Dialer::default());
         assert_eq!(dead.replicate(&digest).await, Ok(1));
     }
 
@@ -574,7 +577,7 @@ mod tests {
         let peers = Peers::new(
             Arc::new(Listed(vec![full, closed_port()])),
             a,
-            Token::none(),
+            Dialer::default(),
         );
         let err = peers.replicate(&digest).await.unwrap_err();
         assert!(matches!(err, ServiceError::Unavailable(_)), "{err:?}");

@@ -69,6 +69,7 @@ mod operation;
 mod state;
 pub mod status;
 mod task;
+pub mod tls;
 mod watch;
 
 /// Generated messages, clients (`*_client`) and servers (`*_server`) of package `corral.v1`.

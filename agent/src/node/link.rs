@@ -15,9 +15,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::auth::Token;
 use corral_proto::follow::{self, Follower, Step};
-use corral_proto::{limits, v1};
+use corral_proto::tls::Dialer;
+use corral_proto::v1;
 use tokio::sync::watch;
 
 use super::session::{self, Ended};
@@ -34,8 +34,8 @@ pub(crate) struct LinkConfig {
     pub(crate) heartbeat_interval: Duration,
     /// How often unacknowledged status updates are sent again.
     pub(crate) status_retry_interval: Duration,
-    /// Presented on every call to the masters.
-    pub(crate) token: Token,
+    /// How the masters are reached (TLS, certificate, token).
+    pub(crate) dialer: Dialer,
 }
 
 /// Runs the link until `stop` turns true or the master sends Shutdown.
@@ -76,7 +76,7 @@ async fn connect(
     stop: &mut watch::Receiver<bool>,
     follower: &mut Follower,
 ) -> Ended {
-    let endpoint = match limits::endpoint(format!("http://{address}")) {
+    let endpoint = match config.dialer.endpoint(address) {
         Ok(endpoint) => endpoint,
         Err(error) => {
             tracing::warn!(master = %address, %error, "bad master address");
@@ -85,7 +85,7 @@ async fn connect(
     };
     let channel = tokio::select! {
         connected = endpoint.connect() => match connected {
-            Ok(channel) => config.token.on(channel),
+            Ok(channel) => config.dialer.wrap(channel),
             Err(error) => {
                 tracing::debug!(master = %address, %error, "cannot connect");
                 return Ended::Next(follow::Ended::Lost);

@@ -66,6 +66,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use corral_proto::auth::Token;
+use corral_proto::tls::{Dialer, Tls};
 use corral_proto::{introspection, limits, v1};
 use corral_types::{AgentId, COMPONENTS_ATTRIBUTE};
 use tokio::sync::watch;
@@ -123,6 +124,10 @@ pub struct AgentConfig {
     /// The bearer token presented to the masters, whose principal must be allowed to
     /// register agents.
     pub token: Token,
+    /// TLS: the agent's certificate (presented to masters, and served to them on its own
+    /// port, which then serves only clients with a certificate the CA signed) and the
+    /// cluster's CA; `None` is plaintext both ways.
+    pub tls: Option<Tls>,
 }
 
 impl AgentConfig {
@@ -142,6 +147,7 @@ impl AgentConfig {
             static_reservations: Vec::new(),
             max_completed_tasks: 1000,
             token: Token::none(),
+            tls: None,
         }
     }
 }
@@ -211,7 +217,7 @@ impl Agent {
             agent_info: info,
             heartbeat_interval: config.heartbeat_interval,
             status_retry_interval: config.status_retry_interval,
-            token: config.token.clone(),
+            dialer: Dialer::new(config.tls.clone(), config.token.clone()),
         };
         let node = Arc::new(Node::new(
             executor,
@@ -248,8 +254,14 @@ impl Agent {
             .add_service(service)
             .into_axum_router()
             .merge(http::router(node.clone()));
+        let mut builder = limits::server_builder();
+        if let Some(tls) = &config.tls {
+            builder = builder
+                .tls_config(tls.server_config(true)?)
+                .context("configuring TLS")?;
+        }
         let server = tokio::spawn(async move {
-            let served = limits::server_builder()
+            let served = builder
                 .accept_http1(true)
                 .add_routes(routes.into())
                 .serve_with_incoming_shutdown(limits::incoming(listener), async move {

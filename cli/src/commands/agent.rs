@@ -28,7 +28,8 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
         .map(|(role, r)| (role.clone(), overrides(r)))
         .collect();
     config.max_completed_tasks = args.max_completed_tasks.get();
-    config.token = client::token();
+    config.token = client::dialer().token().clone();
+    config.tls = super::serve_tls(&args.tls, args.listen)?;
     config.recover = match args.recover {
         RecoverMode::Strict => Recover::Strict,
         RecoverMode::Cleanup => Recover::Cleanup,

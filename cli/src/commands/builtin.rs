@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use corral_frameworks::jobs::{JobsFramework, jobs_service};
 use corral_master::{Master, MasterConfig};
+use corral_proto::tls::Dialer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
@@ -39,6 +40,7 @@ pub(crate) async fn start_master(
         let task = tokio::spawn(async {});
         return Ok((master, BuiltIn { stop, task }));
     }
+    let tls = config.tls.clone();
     let jobs = JobsFramework::new();
     let service = jobs_service(jobs.clone());
     let master = Master::start_with(config, |routes, leader_only| {
@@ -47,7 +49,7 @@ pub(crate) async fn start_master(
     .await
     .with_context(|| format!("starting the master on {listen}"))?;
     let address = dialable(master.local_addr()).to_string();
-    let token = master.master_token();
+    let dialer = Dialer::new(tls, master.master_token());
     let mut leadership = master.leadership();
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
@@ -56,7 +58,7 @@ pub(crate) async fn start_master(
                 leads = leadership.leading() => if !leads { return },
                 () = until_stopped(&mut stopped) => return,
             }
-            let run = jobs.run(vec![address.clone()], token.clone());
+            let run = jobs.run(vec![address.clone()], dialer.clone());
             tokio::pin!(run);
             tokio::select! {
                 result = &mut run => {
@@ -86,7 +88,7 @@ pub(crate) fn run_alone(jobs: JobsFramework, masters: Vec<String>) -> BuiltIn {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         loop {
-            let run = jobs.run(masters.clone(), crate::client::token());
+            let run = jobs.run(masters.clone(), crate::client::dialer());
             tokio::pin!(run);
             tokio::select! {
                 result = &mut run => {

@@ -43,6 +43,15 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("opening {}", log.display()))?;
         super::init_logging_to(&args.log, std::sync::Mutex::new(file), false)?;
     }
+    if !args.listen.ip().is_loopback() {
+        // A development cluster: plaintext, no authentication, files of this host.
+        return Err(super::Exit::invalid(format!(
+            "`corral dev` serves this host only: --listen {} is reachable from others; run \
+             `corral master` and `corral agent` with TLS for that",
+            args.listen
+        ))
+        .into());
+    }
     let (master, builtin) =
         super::builtin::start_master(MasterConfig::new(args.listen, root.join("master")), true)
             .await?;

@@ -69,9 +69,10 @@ pub(super) async fn login(args: LoginArgs, token_file: Option<&Path>) -> anyhow:
             .context("reading the token from stdin")?;
         Token::new(&text).map_err(|e| Exit::invalid(format!("the token on stdin: {e}")))?
     };
-    client::set_token(token.clone());
+    // The dialer of this run has no token yet: login's own is checked.
+    let dialer = corral_proto::tls::Dialer::new(client::dialer().tls().cloned(), token.clone());
     // Finding the leader makes an authenticated call: a token the master refuses fails here.
-    client::operator(&args.master.master).await?;
+    client::operator_as(&dialer, &args.master.master).await?;
     let path = stored_path().ok_or_else(|| {
         Exit::invalid("neither XDG_CONFIG_HOME nor HOME is set: nowhere to keep the token")
     })?;

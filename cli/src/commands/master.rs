@@ -20,7 +20,8 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
         acls: args.acls,
         audit_log: args.audit_log,
     };
-    config.token = crate::client::token();
+    config.token = crate::client::dialer().token().clone();
+    config.tls = super::serve_tls(&args.tls, args.listen)?;
     if let Some(timeout) = args.agent_timeout {
         config.agent_timeout = timeout;
     }

@@ -20,12 +20,13 @@ mod roles;
 pub(crate) mod run;
 mod shipped;
 mod task;
+pub(crate) mod tls;
 
 use std::fmt;
 
 use crate::cli::{
     AgentCmd, AgentCommand, Cli, Command, FrameworksCmd, FrameworksCommand, JobCommand, LogArgs,
-    LogFormat, NewCommand, TaskCommand, TokenCommand,
+    LogFormat, NewCommand, ServeTls, TaskCommand, TlsCommand, TokenCommand,
 };
 
 /// An error with the process exit code it maps to: 2 for invalid input (a missing file, an
@@ -68,14 +69,24 @@ impl std::error::Error for Exit {}
 /// Runs the command; returns the process exit code.
 pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     let token_file = cli.token_file.as_deref();
-    match &cli.command {
-        Command::Login(_) | Command::Logout | Command::Token(_) => {}
-        _ => crate::client::set_token(login::resolve(token_file)?),
-    }
+    let tls = cli
+        .ca_cert
+        .as_deref()
+        .map(corral_proto::tls::Tls::trusting)
+        .transpose()
+        .map_err(|e| Exit::invalid(format!("--ca-cert: {e}")))?;
+    let token = match &cli.command {
+        Command::Login(_) | Command::Logout | Command::Token(_) | Command::Tls(_) => {
+            corral_proto::auth::Token::none()
+        }
+        _ => login::resolve(token_file)?,
+    };
+    crate::client::set_dialer(corral_proto::tls::Dialer::new(tls, token));
     match cli.command {
         Command::Login(args) => login::login(args, token_file).await,
         Command::Logout => login::logout(),
         Command::Token(TokenCommand::New(args)) => login::token_new(&args),
+        Command::Tls(TlsCommand::Init(args)) => tls::init(&args),
         Command::Master(args) => master::run(args).await,
         Command::Agent(AgentCmd { command: None, run }) => agent::run(run).await,
         Command::Agent(AgentCmd {
@@ -182,4 +193,34 @@ pub(crate) async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The TLS a server (`corral master`, `corral agent`) serves with: its certificate, and the
+/// CA from --ca-cert. Plaintext on an address other hosts reach is refused unless
+/// `--insecure`, and warned about with it.
+pub(crate) fn serve_tls(
+    args: &ServeTls,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<Option<corral_proto::tls::Tls>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else {
+        if !listen.ip().is_loopback() {
+            if !args.insecure {
+                return Err(Exit::invalid(format!(
+                    "refusing to serve plaintext on {listen}, which other hosts reach: give \
+                     --tls-cert, --tls-key and --ca-cert (`corral tls init` makes them), or \
+                     --insecure"
+                ))
+                .into());
+            }
+            tracing::warn!(%listen, "serving plaintext (--insecure): tokens and tasks' data cross the network in the clear");
+        }
+        return Ok(None);
+    };
+    let tls = crate::client::dialer()
+        .tls()
+        .cloned()
+        .ok_or_else(|| Exit::invalid("--tls-cert needs --ca-cert"))?
+        .with_identity(cert, key)
+        .map_err(|e| Exit::invalid(e.to_string()))?;
+    Ok(Some(tls))
 }

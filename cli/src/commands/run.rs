@@ -405,7 +405,8 @@ pub(crate) async fn run_task(
     let (events_tx, mut events) = mpsc::unbounded_channel();
     let config = FrameworkConfig {
         failover_timeout: Duration::ZERO,
-        token: crate::client::token(),
+        token: crate::client::dialer().token().clone(),
+        tls: crate::client::dialer().tls().cloned(),
         ..FrameworkConfig::new("corral-run", masters.iter().cloned())
     };
     let (driver, handle) = corral_scheduler::spawn(

@@ -208,7 +208,8 @@ impl Cluster {
     /// Waits until `n` agents are ADMITTED (bounded: 30 s).
     pub(crate) async fn wait_for_admitted_agents(&self, n: usize) {
         let masters = std::slice::from_ref(&self.master_addr);
-        corral_fixtures::wait_for_admitted_agents(masters, n, Duration::from_secs(30))
+        let dialer = corral_proto::tls::Dialer::default();
+        corral_fixtures::wait_for_admitted_agents(&dialer, masters, n, Duration::from_secs(30))
             .await
             .unwrap();
     }

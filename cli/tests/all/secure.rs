@@ -409,3 +409,171 @@ async fn the_ui_signs_in_with_a_token_and_shows_a_principal_only_what_it_may_see
         .unwrap();
     assert_eq!(cookies, "", "the token cookie is HttpOnly");
 }
+
+#[tokio::test]
+async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_certificates() {
+    use corral_proto::auth::Token;
+    use corral_proto::tls::{Dialer, Tls};
+    use corral_proto::{limits, v1};
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, hosts) in [
+        ("certs", &["--host", "cluster.test"][..]),
+        ("other", &[][..]),
+    ] {
+        let out = corral_in(d, &[&["tls", "init", name][..], hosts].concat(), None).await;
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    assert_owner_only(&d.join("certs/ca-key.pem"));
+    assert_owner_only(&d.join("certs/master-key.pem"));
+    let again = corral_in(d, &["tls", "init", "certs"], None).await;
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "existing material is not replaced"
+    );
+    let pem = |f: &str| d.join(f).to_str().unwrap().to_owned();
+    let master_addr = format!("127.0.0.1:{}", free_port());
+    let log = std::fs::File::create(d.join("master.log")).unwrap();
+    let _master = spawn_logging_to(
+        &[
+            "master",
+            "--listen",
+            &master_addr,
+            "--work-dir",
+            &pem("master"),
+            "--ca-cert",
+            &pem("certs/ca.pem"),
+            "--tls-cert",
+            &pem("certs/master.pem"),
+            "--tls-key",
+            &pem("certs/master-key.pem"),
+        ],
+        log,
+    );
+    let _agent = spawn(&[
+        "agent",
+        "--master",
+        &master_addr,
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--work-dir",
+        &pem("agent"),
+        "--resources",
+        "cpus=2,mem=1GiB,disk=1GiB",
+        "--ca-cert",
+        &pem("certs/ca.pem"),
+        "--tls-cert",
+        &pem("certs/agent.pem"),
+        "--tls-key",
+        &pem("certs/agent-key.pem"),
+    ]);
+    let ca = [
+        "--master",
+        master_addr.as_str(),
+        "--ca-cert",
+        &pem("certs/ca.pem"),
+    ];
+    eventually("the agent is admitted over mutual TLS", async || {
+        let out = corral_in(d, &[&["agents", "-o", "json"][..], &ca[..]].concat(), None).await;
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
+    })
+    .await;
+
+    // A task runs, and its output comes back through the master from the agent (both TLS).
+    let out = corral_in(
+        d,
+        &[
+            &["run"][..],
+            &ca[..],
+            &[corral_wasm_tasks::HELLO, "--", "tls"],
+        ]
+        .concat(),
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("tls"), "{}", text(&out.stdout));
+    let ps = corral_in(
+        d,
+        &[&["ps", "-a", "-o", "json"][..], &ca[..]].concat(),
+        None,
+    )
+    .await;
+    let doc: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let task = doc["tasks"][0]["id"].as_str().unwrap().to_owned();
+    let logs = corral_in(d, &[&["logs", &task][..], &ca[..]].concat(), None).await;
+    assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
+    assert!(text(&logs.stdout).contains("tls"));
+
+    // Clients that do not speak the master's TLS are told what to do.
+    let plain = corral_in(d, &["agents", "--master", &master_addr], None).await;
+    assert_eq!(plain.status.code(), Some(69), "{}", text(&plain.stderr));
+    assert!(
+        text(&plain.stderr).contains("--ca-cert"),
+        "{}",
+        text(&plain.stderr)
+    );
+    let foreign = corral_in(
+        d,
+        &[
+            "agents",
+            "--master",
+            &master_addr,
+            "--ca-cert",
+            &pem("other/ca.pem"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(foreign.status.code(), Some(69), "{}", text(&foreign.stderr));
+    assert!(
+        text(&foreign.stderr).to_lowercase().contains("certificate"),
+        "{}",
+        text(&foreign.stderr)
+    );
+
+    // An agent without a certificate, or with one another CA signed, cannot register.
+    let link = async |tls: Tls| -> Result<(), String> {
+        let conn = Dialer::new(Some(tls), Token::none())
+            .connect(&master_addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_tx, rx) = tokio::sync::mpsc::channel::<v1::AgentMessage>(1);
+        limits::agent_link_client(conn)
+            .connect(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map(drop)
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    };
+    let trusting = Tls::trusting(&d.join("certs/ca.pem")).unwrap();
+    let refused = link(trusting.clone()).await.unwrap_err();
+    assert!(
+        refused.contains("Unauthenticated") && refused.contains("certificate"),
+        "{refused}"
+    );
+    let impostor = trusting
+        .with_identity(&d.join("other/agent.pem"), &d.join("other/agent-key.pem"))
+        .unwrap();
+    assert!(
+        link(impostor).await.is_err(),
+        "a certificate of another CA is refused in the handshake"
+    );
+
+    // Plaintext is not served where other hosts reach it, unless asked for.
+    let wide = format!("0.0.0.0:{}", free_port());
+    let out = corral_in(
+        d,
+        &["master", "--listen", &wide, "--work-dir", &pem("wide")],
+        None,
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--insecure"),
+        "{}",
+        text(&out.stderr)
+    );
+}

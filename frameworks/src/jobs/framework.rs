@@ -15,9 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_proto::TaskStatus;
+use corral_proto::tls::Dialer;
 use corral_scheduler::{
     Driver, FrameworkConfig, FrameworkId, Offer, OfferId, Scheduler, SdkError, StoreEntry, TaskId,
-    TaskInfo, Token,
+    TaskInfo,
 };
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -119,11 +120,11 @@ impl JobsFramework {
         }
     }
 
-    /// Runs the framework against `masters` (as the SDK takes them), presenting `token`, until
+    /// Runs the framework against `masters` (as the SDK takes them), reached with `dialer`, until
     /// [`JobsFramework::stop`]: subscribes, reads its state back from its store, and runs
     /// jobs. Each run starts from the store, so a framework stopped (its master lost the
     /// lead) and run again (on the new leader) loses nothing.
-    pub async fn run(&self, masters: Vec<String>, token: Token) -> Result<(), SdkError> {
+    pub async fn run(&self, masters: Vec<String>, dialer: Dialer) -> Result<(), SdkError> {
         *self.book() = Book::default();
         lock(&self.inner.retry).clear();
         lock(&self.inner.unacked).clear();
@@ -133,7 +134,8 @@ impl JobsFramework {
         config.user = "corral".into();
         config.failover_timeout = FAILOVER_TIMEOUT;
         config.auto_acknowledge = false;
-        config.token = token;
+        config.token = dialer.token().clone();
+        config.tls = dialer.tls().cloned();
         if let Some(address) = lock(&self.inner.serves_at).clone() {
             config.labels.insert(JOBS_ADDRESS_LABEL.to_owned(), address);
         }

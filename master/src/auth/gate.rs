@@ -7,6 +7,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use corral_proto::ServiceError;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::action::{self, Gatekeeping, ObjectKind};
 use super::{Action, Auth, Object, TOKEN_COOKIE};
@@ -16,8 +17,23 @@ use crate::leadership::Gate;
 /// Authenticates the caller (unless the path is open), decides the actions that need no
 /// request body, and hands the [`Caller`](super::Caller) on to the handler in the request's
 /// extensions.
+/// What the gate decides with.
+#[derive(Clone)]
+pub(crate) struct GateState {
+    pub(crate) auth: Arc<Auth>,
+    /// Whether this master leads (a standby redirects before authenticating).
+    pub(crate) leadership: Gate,
+    /// The master serves TLS: agents and other masters must present a certificate the
+    /// cluster's CA signed (verified in the handshake).
+    pub(crate) mutual_tls: bool,
+}
+
 pub(crate) async fn gate(
-    State((auth, leadership)): State<(Arc<Auth>, Gate)>,
+    State(GateState {
+        auth,
+        leadership,
+        mutual_tls,
+    }): State<GateState>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -39,6 +55,23 @@ pub(crate) async fn gate(
         && let Err(not_leader) = leadership.core()
     {
         return tonic::Status::from(not_leader)
+            .into_http::<axum::body::Body>()
+            .into_response();
+    }
+    if mutual_tls
+        && matches!(
+            keeping,
+            Gatekeeping::Action(Action::RegisterAgent | Action::ReplicateModules)
+        )
+        && !presented_certificate(&request)
+    {
+        let refusal = ServiceError::Unauthenticated(
+            "agents and masters must present a certificate the cluster's CA signed \
+             (--tls-cert, --tls-key)"
+                .into(),
+        );
+        auth.audit_refused(keeping, "no client certificate");
+        return tonic::Status::from(refusal)
             .into_http::<axum::body::Body>()
             .into_response();
     }
@@ -77,6 +110,16 @@ pub(crate) async fn gate(
             .into_response(),
         Err(refusal) => refuse_http(refusal),
     }
+}
+
+/// Whether the client presented a certificate in the TLS handshake (rustls verified it
+/// against the cluster's CA, or the handshake failed).
+fn presented_certificate(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .is_some_and(|certs| !certs.is_empty())
 }
 
 /// The token in a `corral_token` cookie.

@@ -23,7 +23,7 @@ mod gate;
 pub(crate) use acl::Object;
 pub(crate) use action::Action;
 pub use credentials::{check_principal, new_token, token_sha256};
-pub(crate) use gate::gate;
+pub(crate) use gate::{GateState, gate};
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -280,6 +280,21 @@ impl Auth {
                 caller.name()
             )))
         }
+    }
+
+    /// Notes a call refused before authentication (no client certificate).
+    pub(crate) fn audit_refused(&self, keeping: action::Gatekeeping, reason: &str) {
+        let action = match keeping {
+            action::Gatekeeping::Action(a) => a.name(),
+            _ => "-",
+        };
+        self.audit.record(&Line {
+            principal: "-",
+            action,
+            object: "-",
+            outcome: Outcome::Unauthenticated,
+            reason,
+        });
     }
 
     /// Notes a mutating call allowed without an ACL decision (a framework acting on itself).

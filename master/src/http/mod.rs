@@ -16,6 +16,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use corral_proto::introspection::OPENMETRICS_CONTENT_TYPE;
+use corral_proto::tls::Dialer;
 
 use crate::auth::action::Gatekeeping;
 use crate::auth::{Action, Auth};
@@ -33,6 +34,9 @@ pub(crate) struct HttpState {
     jobs_on_master: String,
     metrics: Arc<MasterMetrics>,
     auth: Arc<Auth>,
+    /// How this master calls the Jobs service it serves (as itself: the caller passed the
+    /// gate already).
+    as_master: Dialer,
 }
 
 /// The master's HTTP routes.
@@ -42,6 +46,7 @@ pub(crate) fn router(
     jobs_on_master: String,
     metrics: Arc<MasterMetrics>,
     auth: Arc<Auth>,
+    as_master: Dialer,
 ) -> Router {
     let state = HttpState {
         gate,
@@ -49,6 +54,7 @@ pub(crate) fn router(
         jobs_on_master,
         metrics,
         auth,
+        as_master,
     };
     Router::new()
         .route("/metrics", get(metrics_text))

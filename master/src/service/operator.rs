@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use corral_proto::ProtoEnum;
+use corral_proto::auth::Conn;
 use corral_proto::convert::{parse_optional_id, parse_role, parse_weight, require};
+use corral_proto::tls::Dialer;
 use corral_proto::{ProtoError, ServiceError, limits, v1};
 use corral_types::{FrameworkId, TaskId, TaskState};
 use tonic::{Request, Response, Status, Streaming};
@@ -27,6 +29,8 @@ use crate::wire;
 pub(crate) struct OperatorService {
     pub(crate) gate: Gate,
     pub(crate) auth: Arc<Auth>,
+    /// How this master reaches agents' file APIs.
+    pub(crate) dialer: Dialer,
     pub(crate) artifacts: ArtifactStore,
     pub(crate) peers: Peers,
 }
@@ -96,13 +100,7 @@ impl OperatorService {
         &self,
         task_id: &str,
         framework_id: Option<&str>,
-    ) -> Result<
-        (
-            v1::operator_client::OperatorClient<tonic::transport::Channel>,
-            bool,
-        ),
-        Status,
-    > {
+    ) -> Result<(v1::operator_client::OperatorClient<Conn>, bool), Status> {
         let task = corral_proto::convert::parse_id("task_id", task_id)?;
         let framework = parse_optional_id("framework_id", framework_id)?;
         let OperatorResponse::TaskLocation { address, terminal } = self
@@ -111,15 +109,12 @@ impl OperatorService {
         else {
             return Err(ServiceError::Internal("unexpected reply from the core".into()).into());
         };
-        let unavailable = |e: tonic::transport::Error| {
-            ServiceError::Unavailable(format!("agent at {address}: {e}"))
-        };
-        let channel = limits::endpoint(format!("http://{address}"))
-            .map_err(unavailable)?
-            .connect()
+        let conn = self
+            .dialer
+            .connect(&address)
             .await
-            .map_err(unavailable)?;
-        Ok((limits::operator_client(channel), terminal))
+            .map_err(|e| ServiceError::Unavailable(format!("agent at {address}: {e}")))?;
+        Ok((limits::operator_client(conn), terminal))
     }
 }
 

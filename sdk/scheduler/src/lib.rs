@@ -108,6 +108,7 @@ use corral_proto::auth::TOKEN_ENV;
 
 pub use corral_proto::auth::Token;
 pub use corral_proto::follow::BackoffConfig;
+pub use corral_proto::tls::Tls;
 pub use corral_proto::{ModuleSource, OperationUpdate, TaskInfo, TaskStatus, UpdateUuid};
 pub use corral_types::{
     AgentId, Digest, FrameworkId, OfferId, OperationState, Preopen, Reason, Resources, Role,
@@ -187,6 +188,8 @@ pub struct FrameworkConfig {
     /// The bearer token presented to the masters (default: `CORRAL_TOKEN`, when set). The
     /// framework belongs to the token's principal.
     pub token: Token,
+    /// TLS to the masters: the cluster's CA (default: none, plaintext).
+    pub tls: Option<Tls>,
 }
 
 impl Default for FrameworkConfig {
@@ -206,6 +209,7 @@ impl Default for FrameworkConfig {
                 tracing::warn!(%error, "ignoring {TOKEN_ENV}");
                 Token::none()
             }),
+            tls: None,
         }
     }
 }

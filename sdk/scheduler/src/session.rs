@@ -20,6 +20,7 @@ use std::time::Duration;
 use corral_proto::convert::parse_id;
 use corral_proto::follow::{self, Follower, Step};
 use corral_proto::status::leader_hint;
+use corral_proto::tls::Dialer;
 use corral_proto::v1::event::Kind;
 use corral_proto::{OperationUpdate, TaskStatus, limits, v1};
 use corral_types::{AgentId, FrameworkId, OfferId};
@@ -58,15 +59,6 @@ enum Outcome {
     Fatal(SdkError),
 }
 
-/// `host:port` or a full URI, as a URI.
-pub(crate) fn master_uri(address: &str) -> String {
-    if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    }
-}
-
 pub(crate) struct Session<S> {
     config: FrameworkConfig,
     scheduler: S,
@@ -102,7 +94,7 @@ impl<S: Scheduler> Session<S> {
                     }
                 }
             };
-            let uri = master_uri(&address);
+            let uri = address.clone();
             let mut outcome = self.connect_and_serve(&uri).await;
             while let Outcome::Resubscribe = outcome {
                 self.end_session();
@@ -155,7 +147,8 @@ impl<S: Scheduler> Session<S> {
     }
 
     async fn connect_and_serve(&mut self, uri: &str) -> Outcome {
-        let endpoint = match limits::endpoint(uri) {
+        let dialer = Dialer::new(self.config.tls.clone(), self.config.token.clone());
+        let endpoint = match dialer.endpoint(uri) {
             Ok(e) => e,
             Err(e) => return Outcome::Fatal(SdkError::Config(format!("master {uri:?}: {e}"))),
         };
@@ -170,7 +163,7 @@ impl<S: Scheduler> Session<S> {
                 return Outcome::Lost { subscribed: false };
             }
         };
-        let mut client = limits::scheduler_client(self.config.token.on(channel));
+        let mut client = limits::scheduler_client(dialer.wrap(channel));
         let request = self.subscribe_request();
         let response = tokio::select! {
             () = self.driver.stopped() => return Outcome::Stopped,
@@ -371,16 +364,5 @@ impl<S: Scheduler> Session<S> {
         if self.config.auto_acknowledge {
             self.driver.queue_ack(ack, generation);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses_become_uris() {
-        assert_eq!(master_uri("127.0.0.1:5050"), "http://127.0.0.1:5050");
-        assert_eq!(master_uri("https://m:1"), "https://m:1");
     }
 }

@@ -7,6 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use corral_proto::auth::Token;
+use corral_proto::tls::{Dialer, Tls};
 use tokio::process::{Child, Command};
 
 /// How long the ephemeral master and agents get to come up.
@@ -47,6 +49,8 @@ struct Ephemeral {
 #[derive(Debug)]
 pub(super) struct Target {
     masters: Vec<String>,
+    /// How the bench reaches the masters.
+    dialer: Dialer,
     ephemeral: Option<Ephemeral>,
 }
 
@@ -54,46 +58,53 @@ impl Target {
     pub(super) fn existing(masters: Vec<String>) -> Self {
         Self {
             masters,
+            dialer: crate::client::dialer(),
             ephemeral: None,
         }
     }
 
-    /// Starts `corral master` and `agents` × `corral agent` from this executable.
-    pub(super) async fn ephemeral(agents: usize) -> anyhow::Result<Self> {
+    /// Starts `corral master` and `agents` × `corral agent` from this executable; `secure`,
+    /// with TLS (mutual between them) and a credentials file, the bench presenting a token.
+    pub(super) async fn ephemeral(agents: usize, secure: bool) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("corral-bench-").tempdir()?;
         let exe = std::env::current_exe().context("locating the corral executable")?;
         let addr = format!("127.0.0.1:{}", corral_fixtures::free_port());
-        let master = spawn(
-            &exe,
-            &[
-                "master",
-                "--listen",
-                &addr,
-                "--work-dir",
-                &path_arg(&dir.path().join("master")),
-            ],
-        )?;
+        let (security, dialer) = if secure {
+            secure_setup(dir.path())?
+        } else {
+            (Security::default(), Dialer::default())
+        };
+        let master_args = [
+            "master",
+            "--listen",
+            &addr,
+            "--work-dir",
+            &path_arg(&dir.path().join("master")),
+        ];
+        let master = spawn(&exe, &[&master_args[..], &security.master_args()].concat())?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let resources = format!("cpus={cores},mem=16GiB,disk=64GiB");
         let mut children = Vec::new();
         for i in 0..agents {
+            let agent_args = [
+                "agent",
+                "--master",
+                &addr,
+                "--listen",
+                "127.0.0.1:0",
+                "--work-dir",
+                &path_arg(&dir.path().join(format!("agent-{i}"))),
+                "--resources",
+                &resources,
+            ];
             children.push(spawn(
                 &exe,
-                &[
-                    "agent",
-                    "--master",
-                    &addr,
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--work-dir",
-                    &path_arg(&dir.path().join(format!("agent-{i}"))),
-                    "--resources",
-                    &resources,
-                ],
+                &[&agent_args[..], &security.agent_args()].concat(),
             )?);
         }
         let target = Self {
             masters: vec![addr],
+            dialer,
             ephemeral: Some(Ephemeral {
                 master,
                 agents: children,
@@ -106,16 +117,26 @@ impl Target {
 
     /// Waits until the master answers.
     async fn wait_for_master(&self) -> anyhow::Result<()> {
-        Ok(corral_fixtures::wait_for_master(&self.masters, STARTUP_TIMEOUT).await?)
+        Ok(corral_fixtures::wait_for_master(&self.dialer, &self.masters, STARTUP_TIMEOUT).await?)
     }
 
     pub(super) fn masters(&self) -> &[String] {
         &self.masters
     }
 
+    pub(super) fn dialer(&self) -> &Dialer {
+        &self.dialer
+    }
+
     /// Waits until at least `n` agents are admitted.
     pub(super) async fn wait_for_agents(&self, n: usize) -> anyhow::Result<()> {
-        Ok(corral_fixtures::wait_for_admitted_agents(&self.masters, n, STARTUP_TIMEOUT).await?)
+        Ok(corral_fixtures::wait_for_admitted_agents(
+            &self.dialer,
+            &self.masters,
+            n,
+            STARTUP_TIMEOUT,
+        )
+        .await?)
     }
 
     pub(super) fn master_memory(&self) -> Option<Memory> {
@@ -231,4 +252,69 @@ fn cpu_time(pid: u32) -> Option<Duration> {
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     let hz = rustix::param::clock_ticks_per_second();
     Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+/// The flags that make the ephemeral cluster secure (none: plaintext, no authentication).
+#[derive(Debug, Default)]
+struct Security {
+    master: Vec<String>,
+    agent: Vec<String>,
+}
+
+impl Security {
+    fn master_args(&self) -> Vec<&str> {
+        self.master.iter().map(String::as_str).collect()
+    }
+
+    fn agent_args(&self) -> Vec<&str> {
+        self.agent.iter().map(String::as_str).collect()
+    }
+}
+
+/// TLS material, a credentials file with a token for the bench and one for the agents, and
+/// the dialer the bench reaches the master with.
+fn secure_setup(dir: &Path) -> anyhow::Result<(Security, Dialer)> {
+    use corral_master::auth::{new_token, token_sha256};
+    let tls = dir.join("tls");
+    crate::commands::tls::write_material(&tls, &[])?;
+    let (bench, agent) = (new_token(), new_token());
+    let credentials = dir.join("credentials.toml");
+    let mut entries = String::new();
+    for (name, token) in [("bench", &bench), ("agent", &agent)] {
+        entries.push_str(&format!(
+            "[[principal]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\n",
+            token_sha256(token)
+        ));
+    }
+    std::fs::write(&credentials, entries)?;
+    let agent_token = dir.join("agent.token");
+    std::fs::write(&agent_token, &agent)?;
+    let pem = |f: &str| path_arg(&tls.join(f));
+    let security = Security {
+        master: vec![
+            "--credentials".into(),
+            path_arg(&credentials),
+            "--ca-cert".into(),
+            pem("ca.pem"),
+            "--tls-cert".into(),
+            pem("master.pem"),
+            "--tls-key".into(),
+            pem("master-key.pem"),
+        ],
+        agent: vec![
+            "--token-file".into(),
+            path_arg(&agent_token),
+            "--ca-cert".into(),
+            pem("ca.pem"),
+            "--tls-cert".into(),
+            pem("agent.pem"),
+            "--tls-key".into(),
+            pem("agent-key.pem"),
+        ],
+    };
+    let dialer = Dialer::new(
+        Some(Tls::trusting(&tls.join("ca.pem"))?),
+        Token::new(&bench)?,
+    );
+    Ok((security, dialer))
 }

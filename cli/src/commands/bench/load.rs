@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use corral_proto::tls::Dialer;
 use corral_proto::v1;
 use corral_scheduler::{
     AgentId, Digest, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, OfferId, Reason,
@@ -277,6 +278,7 @@ impl Scheduler for Bench {
 /// Runs `total` tasks of `shape` at `pace` through a new framework; gives up after
 /// `timeout`.
 pub(super) async fn run(
+    dialer: &Dialer,
     masters: &[String],
     shape: &TaskShape,
     pace: Pace,
@@ -309,7 +311,8 @@ pub(super) async fn run(
     let done = Arc::new(Notify::new());
     let mut config = FrameworkConfig::new("corral-bench", masters.iter().cloned());
     config.failover_timeout = FAILOVER_TIMEOUT;
-    config.token = crate::client::token();
+    config.token = dialer.token().clone();
+    config.tls = dialer.tls().cloned();
     let bench = Bench {
         state: state.clone(),
         pace,

@@ -53,13 +53,14 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             } else {
                 args.agents
             };
-            cluster::Target::ephemeral(real_agents)
+            cluster::Target::ephemeral(real_agents, args.secure)
                 .await
                 .context("starting the ephemeral cluster")?
         }
     };
     let masters = cluster.masters().to_vec();
-    let mut operator = client::operator(&masters).await?;
+    let dialer = cluster.dialer().clone();
+    let mut operator = client::operator_as(&dialer, &masters).await?;
     let digest = client::upload(&mut operator, module, false).await?;
 
     let simulated = match args.simulated_agents {
@@ -97,6 +98,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         None => load::Pace::Concurrency(args.concurrency),
     };
     let warmup = load::run(
+        &dialer,
         &masters,
         &shape,
         load::Pace::Concurrency(10),
@@ -114,7 +116,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
     let watchers = watchers::Watchers::start(&operator, args.subscribers).await?;
     let events_before = watchers.events();
     let cpu_before = cluster.cpu_by_role();
-    let outcome = load::run(&masters, &shape, pace, args.tasks, args.timeout).await?;
+    let outcome = load::run(&dialer, &masters, &shape, pace, args.tasks, args.timeout).await?;
     let cpu_after = cluster.cpu_by_role();
     let subscriber_events = (args.subscribers > 0).then(|| watchers.events() - events_before);
     drop(watchers);

@@ -8,6 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use corral_proto::auth::{Conn, Token};
 use corral_proto::jobs::{JobsAt, jobs_at};
+use corral_proto::tls::Dialer;
 use corral_proto::{ServiceError, json as forms, limits, v1};
 use serde_json::json;
 
@@ -34,22 +35,18 @@ async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
     };
     let frameworks: Vec<v1::FrameworkSummary> = wire::each_into(&frameworks);
     // The caller passed the gate for the job action already; the Jobs service inside this
-    // master is then called as the master. A standalone jobs framework is sent no token.
-    let (address, token) = match jobs_at(&frameworks) {
-        JobsAt::Master => (state.jobs_on_master.clone(), state.auth.master_token()),
-        JobsAt::Address(a) => (a, Token::none()),
+    // master is then called as the master. A standalone jobs framework (plaintext) is sent
+    // no token.
+    let (address, dialer) = match jobs_at(&frameworks) {
+        JobsAt::Master => (state.jobs_on_master.clone(), state.as_master.clone()),
+        JobsAt::Address(a) => (a, Dialer::plaintext(Token::none())),
     };
-    let unavailable = |e: tonic::transport::Error| {
+    let conn = dialer.connect(&address).await.map_err(|e| {
         ApiError::from(ServiceError::Unavailable(format!(
             "the jobs framework's Jobs service at {address}: {e}"
         )))
-    };
-    let channel = limits::endpoint(format!("http://{address}"))
-        .map_err(unavailable)?
-        .connect()
-        .await
-        .map_err(unavailable)?;
-    Ok(limits::jobs_client(token.on(channel)))
+    })?;
+    Ok(limits::jobs_client(conn))
 }
 
 /// The Jobs service's refusal; UNIMPLEMENTED means no jobs framework serves there.
