@@ -223,6 +223,16 @@ pub(crate) struct MasterArgs {
     /// `etcd://host:port[,host:port...]/prefix` (several masters, one leads).
     #[arg(long, default_value = "embedded", value_parser = clap::value_parser!(StoreConfig))]
     pub(crate) store: StoreConfig,
+    /// Reach etcd over TLS, trusting this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) etcd_ca_cert: Option<PathBuf>,
+    /// The certificate this master presents to etcd (`etcd --client-cert-auth`); needs
+    /// --etcd-key and --etcd-ca-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_key", "etcd_ca_cert"])]
+    pub(crate) etcd_cert: Option<PathBuf>,
+    /// The key of --etcd-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cert")]
+    pub(crate) etcd_key: Option<PathBuf>,
     /// The address agents, clients and other masters reach this master at (default: the
     /// listen address); standbys redirect to the leader's.
     #[arg(long)]
@@ -266,6 +276,10 @@ pub(crate) struct MasterArgs {
     /// Append a JSON line per refused call and per call that changes the cluster.
     #[arg(long, value_name = "FILE")]
     pub(crate) audit_log: Option<PathBuf>,
+    /// Per-principal rate limits on requests, task launches and module uploads (TOML; see
+    /// the README). Read again on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) rate_limits: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) tls: ServeTls,
 }
@@ -640,6 +654,8 @@ pub(crate) struct FrameworksRunArgs {
     /// address as loopback).
     #[arg(long)]
     pub(crate) advertise: Option<String>,
+    #[command(flatten)]
+    pub(crate) tls: ServeTls,
 }
 
 #[derive(Debug, Args)]

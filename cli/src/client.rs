@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context;
 use corral_proto::auth::{Conn, Token};
+use corral_proto::status::{describe, with_causes};
 use corral_proto::tls::Dialer;
 use corral_proto::{limits, v1};
 use corral_types::Digest;
@@ -72,7 +73,7 @@ pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
         return Ok(limits::jobs_client(channel));
     };
     // A framework names that address itself: it is not sent the user's token.
-    let conn = Dialer::plaintext(Token::none())
+    let conn = Dialer::new(dialer().tls().cloned(), Token::none())
         .connect(&address)
         .await
         .map_err(|e| {
@@ -142,21 +143,38 @@ async fn leader_at(dialer: &Dialer, addr: &str) -> Result<Leading, String> {
                 leader: leader.to_owned(),
             }),
             // A plaintext client's HTTP/2 preface is not a TLS handshake: the connection
-            // opens, and the first call fails with no more than this.
-            _ if !dialer.uses_tls() && status.message().contains("h2 protocol error") => {
-                Err(format!(
-                    "{addr}: {}; if the master serves TLS, give its CA with --ca-cert or CORRAL_CA_CERT",
-                    status.message()
-                ))
-            }
+            // opens, and the first call fails with no more than the connection's end (which
+            // of these depends on who notices first).
+            _ if !dialer.uses_tls() && ended_connection(&status) => Err(format!(
+                "{addr}: {}; if the master serves TLS, give its CA with --ca-cert or CORRAL_CA_CERT",
+                describe(&status)
+            )),
             _ => Err(format!("{addr}: {}", status.message())),
         },
     }
 }
 
+/// Whether a call failed because the connection ended under it (rather than by the
+/// master's answer).
+fn ended_connection(status: &tonic::Status) -> bool {
+    let message = describe(status);
+    [
+        "transport error",
+        "h2 protocol error",
+        "operation was canceled",
+        "connection reset",
+        "connection closed",
+        "unexpected end of file",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|end| message.contains(end))
+}
+
 /// A connection failure, with a hint when TLS was spoken to a plaintext master.
 fn connect_failed(dialer: &Dialer, addr: &str, e: &corral_proto::tls::TlsError) -> String {
-    let text = connect_error(e);
+    // A TLS mismatch (a plaintext master, an unknown CA) says why only deep in the chain.
+    let text = with_causes(e.to_string(), std::error::Error::source(e));
     if dialer.uses_tls() && text.contains("InvalidContentType") {
         format!(
             "{addr}: {text}; the master does not serve TLS: leave out --ca-cert and CORRAL_CA_CERT"
@@ -164,21 +182,6 @@ fn connect_failed(dialer: &Dialer, addr: &str, e: &corral_proto::tls::TlsError) 
     } else {
         format!("{addr}: {text}")
     }
-}
-
-/// A connection failure, with the cause a TLS mismatch leaves deep in the chain (a
-/// plaintext client against a TLS master, an unknown CA) brought up.
-fn connect_error(e: &corral_proto::tls::TlsError) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let shown = c.to_string();
-        if !text.contains(&shown) {
-            text = format!("{text}: {shown}");
-        }
-        cause = c.source();
-    }
-    text
 }
 
 /// A call the master refused, as an error that says what was being done and quotes the

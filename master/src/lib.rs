@@ -134,6 +134,9 @@ pub struct MasterConfig {
     /// Serve TLS with this certificate, trust this CA, and require agents and other masters
     /// to present a certificate it signed; `None` serves plaintext.
     pub tls: Option<Tls>,
+    /// TLS to etcd (`--store etcd://...`): its CA, and this master's client certificate
+    /// when etcd authenticates clients by certificate (`--client-cert-auth`).
+    pub etcd_tls: Option<Tls>,
 }
 
 /// [`MasterConfig::max_output_bytes`] by default.
@@ -167,6 +170,7 @@ impl MasterConfig {
             auth: AuthConfig::default(),
             token: Token::none(),
             tls: None,
+            etcd_tls: None,
         }
     }
 }
@@ -295,8 +299,10 @@ impl Master {
                 (election, Some((term, recovered)), members)
             }
             StoreConfig::Etcd { endpoints, prefix } => {
+                let etcd_tls = config.etcd_tls.as_ref();
                 let election = EtcdElection::new(
                     endpoints,
+                    etcd_tls,
                     prefix,
                     core_config.address.clone(),
                     config.leader_lease,
@@ -304,6 +310,7 @@ impl Master {
                 let election: Arc<dyn Election> = Arc::new(election);
                 let members: Arc<dyn Membership> = Arc::new(EtcdMembership::new(
                     endpoints,
+                    etcd_tls,
                     prefix,
                     &master_id,
                     core_config.address.clone(),

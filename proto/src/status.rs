@@ -14,6 +14,7 @@
 //! | `AlreadyExists`               | `ALREADY_EXISTS`      |
 //! | `FailedPrecondition`          | `FAILED_PRECONDITION` |
 //! | `ResourceExhausted`           | `RESOURCE_EXHAUSTED`  |
+//! | `RateLimited`                 | `RESOURCE_EXHAUSTED` + `corral-retry-after-ms` metadata |
 //! | `Unauthenticated`             | `UNAUTHENTICATED`     |
 //! | `PermissionDenied`            | `PERMISSION_DENIED`   |
 //! | `NotLeader`                   | `UNAVAILABLE` + `corral-leader` metadata |
@@ -21,6 +22,8 @@
 //! | `Internal`                    | `INTERNAL`            |
 //!
 //! In a handler: `?` directly on a `Result<_, ServiceError>` or `Result<_, ProtoError>`.
+
+use std::time::Duration;
 
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
@@ -30,6 +33,10 @@ use crate::error::ProtoError;
 /// Response metadata key carrying the leader's address (`host:port`) on `UNAVAILABLE` from a
 /// master that is not the leader. Clients reconnect there.
 pub const LEADER_METADATA_KEY: &str = "corral-leader";
+
+/// Response metadata key carrying, on `RESOURCE_EXHAUSTED` from a rate limit, how many
+/// milliseconds to wait before retrying (HTTP answers 429 with `Retry-After` instead).
+pub const RETRY_AFTER_METADATA_KEY: &str = "corral-retry-after-ms";
 
 /// Why a request failed, classified by what the client should do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,6 +72,15 @@ pub enum ServiceError {
     /// A quota, limit or capacity is exhausted.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The caller is over one of its rate limits; the same call succeeds after
+    /// `retry_after`.
+    #[error("{message}; retry after {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// Which limit.
+        message: String,
+        /// How long until the call would be allowed.
+        retry_after: Duration,
+    },
     /// The caller presented no credentials, or ones that are not (or no longer) valid.
     #[error("{0}")]
     Unauthenticated(String),
@@ -94,7 +110,7 @@ impl ServiceError {
             Self::NotFound { .. } => Code::NotFound,
             Self::AlreadyExists { .. } => Code::AlreadyExists,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
-            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::ResourceExhausted(_) | Self::RateLimited { .. } => Code::ResourceExhausted,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::NotLeader { .. } | Self::Unavailable(_) => Code::Unavailable,
@@ -106,15 +122,23 @@ impl ServiceError {
 impl From<ServiceError> for Status {
     fn from(e: ServiceError) -> Self {
         let mut status = Status::new(e.code(), e.to_string());
-        if let ServiceError::NotLeader {
-            leader: Some(leader),
-        } = &e
-        {
-            // An address that is not valid header text is left out rather than failing the
-            // error path; the message still names it.
-            if let Ok(value) = MetadataValue::try_from(leader.as_str()) {
-                status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+        match &e {
+            ServiceError::NotLeader {
+                leader: Some(leader),
+            } => {
+                // An address that is not valid header text is left out rather than failing
+                // the error path; the message still names it.
+                if let Ok(value) = MetadataValue::try_from(leader.as_str()) {
+                    status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+                }
             }
+            ServiceError::RateLimited { retry_after, .. } => {
+                let millis = MetadataValue::from(retry_after.as_millis() as u64);
+                status
+                    .metadata_mut()
+                    .insert(RETRY_AFTER_METADATA_KEY, millis);
+            }
+            _ => {}
         }
         status
     }
@@ -148,6 +172,44 @@ pub fn leader_hint(status: &Status) -> Option<&str> {
     status.metadata().get(LEADER_METADATA_KEY)?.to_str().ok()
 }
 
+/// `head`, then each cause in the chain from `cause` that it does not already show.
+pub fn with_causes(
+    mut head: String,
+    mut cause: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
+    while let Some(c) = cause {
+        let shown = c.to_string();
+        if !head.contains(&shown) {
+            head.push_str(": ");
+            head.push_str(&shown);
+        }
+        cause = c.source();
+    }
+    head
+}
+
+/// A status's message with the causes of a transport failure behind it (a refused TLS
+/// handshake says why only there).
+pub fn describe(status: &Status) -> String {
+    with_causes(
+        status.message().to_owned(),
+        std::error::Error::source(status),
+    )
+}
+
+/// How long a rate-limited call asks to wait before retrying, from a `RateLimited` status.
+pub fn retry_after(status: &Status) -> Option<Duration> {
+    if status.code() != Code::ResourceExhausted {
+        return None;
+    }
+    let millis = status
+        .metadata()
+        .get(RETRY_AFTER_METADATA_KEY)?
+        .to_str()
+        .ok()?;
+    millis.parse().ok().map(Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +241,22 @@ mod tests {
         assert_eq!(leader_hint(&s), None);
         assert_eq!(s.message(), "not the leader");
         assert_eq!(leader_hint(&Status::internal("x")), None);
+    }
+
+    #[test]
+    fn rate_limited_carries_when_to_retry() {
+        let s = Status::from(ServiceError::RateLimited {
+            message: "principal alice is over its rate".into(),
+            retry_after: Duration::from_millis(250),
+        });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(retry_after(&s), Some(Duration::from_millis(250)));
+        assert_eq!(
+            s.message(),
+            "principal alice is over its rate; retry after 250 ms"
+        );
+        // A quota or size refusal is not retried by waiting.
+        let quota = Status::from(ServiceError::ResourceExhausted("quota".into()));
+        assert_eq!(retry_after(&quota), None);
     }
 }

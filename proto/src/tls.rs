@@ -120,7 +120,8 @@ impl Tls {
             .client_auth_optional(!require_client_cert))
     }
 
-    fn client_config(&self) -> ClientTlsConfig {
+    /// The client side: trust the CA, and present this process's certificate if it has one.
+    pub fn client_config(&self) -> ClientTlsConfig {
         let config = ClientTlsConfig::new().ca_certificate(self.ca.clone());
         match &self.identity {
             Some(identity) => config.identity(identity.clone()),

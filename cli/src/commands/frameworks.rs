@@ -1,7 +1,9 @@
 //! `corral frameworks run`: the built-in jobs framework as a process of its own, for operators
 //! who keep frameworks apart from the masters. It persists in the masters' framework store
 //! exactly as inside a master, serves the Jobs service on its own port, and says so in its
-//! framework's [`JOBS_ADDRESS_LABEL`] label, where `corral job ...` looks.
+//! framework's [`JOBS_ADDRESS_LABEL`] label, where `corral job ...` looks. Like a master it
+//! serves TLS when given a certificate, and plaintext only on loopback unless `--insecure`.
+//! It does not authenticate its callers: whoever reaches its port acts as its principal.
 
 use anyhow::Context;
 use corral_frameworks::jobs::{JOBS_ADDRESS_LABEL, JobsFramework, jobs_service};
@@ -11,6 +13,7 @@ use crate::cli::FrameworksRunArgs;
 
 pub(super) async fn run(args: FrameworksRunArgs) -> anyhow::Result<u8> {
     super::init_logging(&args.log)?;
+    let tls = super::serve_tls(&args.tls, args.listen)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -21,7 +24,13 @@ pub(super) async fn run(args: FrameworksRunArgs) -> anyhow::Result<u8> {
     let jobs = JobsFramework::new();
     jobs.serve_at(advertise.clone());
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = limits::server_builder()
+    let mut builder = limits::server_builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls.server_config(false)?)
+            .context("configuring TLS")?;
+    }
+    let server = builder
         .add_service(jobs_service(jobs.clone()))
         .serve_with_incoming_shutdown(limits::incoming(listener), async {
             let _ = server_stopped.await;

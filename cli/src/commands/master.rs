@@ -1,12 +1,16 @@
 //! `corral master`.
 
-use corral_master::{AuthConfig, MasterConfig};
+use corral_master::{AuthConfig, MasterConfig, StoreConfig};
+use corral_proto::tls::Tls;
+
+use super::Exit;
 
 use crate::cli::MasterArgs;
 
 pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     super::init_logging(&args.log)?;
     let mut config = MasterConfig::new(args.listen, &args.work_dir);
+    config.etcd_tls = etcd_tls(&args)?;
     config.store = args.store;
     config.advertise_address = args.advertise;
     config.agent_reregister_timeout = args.agent_reregister_timeout;
@@ -19,6 +23,7 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
         credentials: args.credentials,
         acls: args.acls,
         audit_log: args.audit_log,
+        rate_limits: args.rate_limits,
     };
     config.token = crate::client::dialer().token().clone();
     config.tls = super::serve_tls(&args.tls, args.listen)?;
@@ -38,7 +43,25 @@ pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// Reads the credentials and ACLs again on every SIGHUP; never returns (unless SIGHUP cannot
+/// TLS to etcd, from `--etcd-ca-cert` (and `--etcd-cert`, `--etcd-key`).
+fn etcd_tls(args: &MasterArgs) -> anyhow::Result<Option<Tls>> {
+    let Some(ca) = &args.etcd_ca_cert else {
+        return Ok(None);
+    };
+    if !matches!(args.store, StoreConfig::Etcd { .. }) {
+        return Err(Exit::invalid("--etcd-ca-cert needs --store etcd://...").into());
+    }
+    let tls = Tls::trusting(ca).map_err(|e| Exit::invalid(e.to_string()))?;
+    let tls = match (&args.etcd_cert, &args.etcd_key) {
+        (Some(cert), Some(key)) => tls
+            .with_identity(cert, key)
+            .map_err(|e| Exit::invalid(e.to_string()))?,
+        _ => tls,
+    };
+    Ok(Some(tls))
+}
+
+/// Reads the credentials, ACLs and rate limits again on every SIGHUP; never returns (unless SIGHUP cannot
 /// be watched, which is logged).
 async fn reload_on_hangup(master: &corral_master::Master) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -51,9 +74,9 @@ async fn reload_on_hangup(master: &corral_master::Master) {
     };
     while hangups.recv().await.is_some() {
         match master.reload_auth() {
-            Ok(tokens) => tracing::info!(tokens, "credentials and ACLs reloaded"),
+            Ok(tokens) => tracing::info!(tokens, "credentials, ACLs and rate limits reloaded"),
             Err(error) => {
-                tracing::error!(%error, "credentials and ACLs not reloaded; the previous ones stay")
+                tracing::error!(%error, "credentials, ACLs and rate limits not reloaded; the previous ones stay")
             }
         }
     }

@@ -564,15 +564,99 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_cert
 
     // Plaintext is not served where other hosts reach it, unless asked for.
     let wide = format!("0.0.0.0:{}", free_port());
-    let out = corral_in(
-        d,
-        &["master", "--listen", &wide, "--work-dir", &pem("wide")],
-        None,
+    for args in [
+        vec!["master", "--listen", &wide, "--work-dir", &pem("wide")],
+        vec!["frameworks", "run", "--listen", &wide],
+    ] {
+        let out = corral_in(d, &args, None).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&out.stderr).contains("--insecure"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn masters_reach_etcd_over_tls_presenting_a_client_certificate() {
+    use corral_fixtures::{Etcd, EtcdTls, set_weight, wait_for_master, weight};
+    use corral_proto::tls::Dialer;
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = corral_in(d, &["tls", "init", "certs"], None).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let pem = |f: &str| d.join(f).to_str().unwrap().to_owned();
+    // etcd serves TLS only and wants a certificate of the cluster's CA from every client.
+    let Some(etcd) = Etcd::start_tls(
+        "masters_reach_etcd_over_tls_presenting_a_client_certificate",
+        &EtcdTls {
+            cert: d.join("certs/master.pem"),
+            key: d.join("certs/master-key.pem"),
+            client_ca: d.join("certs/ca.pem"),
+        },
+    ) else {
+        return;
+    };
+    let store = format!("etcd://{}/corral", etcd.client_addr());
+    let master = |work: &str, addr: &str, tls: &[String]| {
+        let mut args: Vec<String> = [
+            "master",
+            "--listen",
+            addr,
+            "--work-dir",
+            &pem(work),
+            "--store",
+            &store,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        args.extend_from_slice(tls);
+        let log = std::fs::File::create(d.join(format!("{work}.log"))).unwrap();
+        spawn_logging_to(&args.iter().map(String::as_str).collect::<Vec<_>>(), log)
+    };
+
+    // With etcd's CA and a client certificate the master leads, and its registry writes
+    // go through etcd.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let with_cert = [
+        "--etcd-ca-cert",
+        &pem("certs/ca.pem"),
+        "--etcd-cert",
+        &pem("certs/master.pem"),
+        "--etcd-key",
+        &pem("certs/master-key.pem"),
+    ]
+    .map(str::to_owned);
+    let _leader = master("leader", &addr, &with_cert);
+    let dialer = Dialer::default();
+    wait_for_master(
+        &dialer,
+        std::slice::from_ref(&addr),
+        Duration::from_secs(30),
     )
+    .await
+    .expect("the master leads through etcd over TLS");
+    let conn = dialer.connect(&addr).await.unwrap();
+    set_weight(conn.clone(), "eng", 2.0).await.unwrap();
+    assert_eq!(weight(conn, "eng").await.unwrap(), Some(2.0));
+
+    // Without a client certificate etcd refuses the handshake: the master says why.
+    let refused = format!("127.0.0.1:{}", free_port());
+    let _refused = master("refused", &refused, &with_cert[..2]);
+    let log = d.join("refused.log");
+    eventually("the refused master to say why", async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("cannot lead") && text.to_lowercase().contains("certificate")
+    })
     .await;
+
+    // Flags that cannot work are refused at once.
+    let out = corral_in(d, &["master", "--etcd-ca-cert", &pem("certs/ca.pem")], None).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("--insecure"),
+        text(&out.stderr).contains("--store etcd://"),
         "{}",
         text(&out.stderr)
     );

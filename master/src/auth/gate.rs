@@ -10,13 +10,11 @@ use corral_proto::ServiceError;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::action::{self, Gatekeeping, ObjectKind};
+use super::rate::{Kind, Subject};
 use super::{Action, Auth, Object, TOKEN_COOKIE};
 use crate::http;
 use crate::leadership::Gate;
 
-/// Authenticates the caller (unless the path is open), decides the actions that need no
-/// request body, and hands the [`Caller`](super::Caller) on to the handler in the request's
-/// extensions.
 /// What the gate decides with.
 #[derive(Clone)]
 pub(crate) struct GateState {
@@ -28,6 +26,10 @@ pub(crate) struct GateState {
     pub(crate) mutual_tls: bool,
 }
 
+/// Authenticates the caller (unless the path is open), decides the actions that need no
+/// request body, spends its request (and upload) rate, and hands the
+/// [`Caller`](super::Caller) and its rate limit [`Subject`] on to the handler in the
+/// request's extensions.
 pub(crate) async fn gate(
     State(GateState {
         auth,
@@ -98,11 +100,26 @@ pub(crate) async fn gate(
             };
             auth.authorize(&caller, action, object)?;
         }
-        Ok(caller)
+        let subject = Subject::of(&caller, remote_ip(&request));
+        // Agents and peer masters are trusted by certificate, and their calls follow the
+        // cluster's work: limiting them would throttle every tenant at once.
+        if !matches!(
+            keeping,
+            Gatekeeping::Action(Action::RegisterAgent | Action::ReplicateModules)
+        ) {
+            auth.throttle(subject.as_ref(), Kind::Requests, 1)?;
+        }
+        if keeping == Gatekeeping::Action(Action::UploadModules) {
+            auth.throttle(subject.as_ref(), Kind::Uploads, 1)?;
+        }
+        Ok((caller, subject))
     });
     match decided {
-        Ok(caller) => {
+        Ok((caller, subject)) => {
             request.extensions_mut().insert(caller);
+            if let Some(subject) = subject {
+                request.extensions_mut().insert(subject);
+            }
             next.run(request).await
         }
         Err(refusal) if grpc => tonic::Status::from(refusal)
@@ -120,6 +137,20 @@ fn presented_certificate(request: &Request) -> bool {
         .get::<TlsConnectInfo<TcpConnectInfo>>()
         .and_then(TlsConnectInfo::peer_certs)
         .is_some_and(|certs| !certs.is_empty())
+}
+
+/// The client's address, as the connection's TCP (or TLS over TCP) info has it.
+fn remote_ip(request: &Request) -> Option<std::net::IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(TlsConnectInfo::get_ref)
+        })
+        .and_then(TcpConnectInfo::remote_addr)
+        .map(|a| a.ip())
 }
 
 /// The token in a `corral_token` cookie.

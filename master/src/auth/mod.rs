@@ -8,17 +8,20 @@
 //!   and nothing else, except that it always reaches its own frameworks, tasks and sandboxes
 //!   (tenant isolation). Without one, every authenticated principal may do everything.
 //! - **Audit** ([`audit`]): every refusal and every mutating call leaves a line.
+//! - **Rate limits** ([`rate`]): a token bucket per principal for requests, task launches
+//!   and module uploads; over it, RESOURCE_EXHAUSTED (HTTP 429) with when to retry.
 //!
 //! [`gate`] applies this where a request enters, before any handler: open paths pass,
 //! others must authenticate, and actions taken on nothing (or on everyone's objects) are
 //! decided there. Handlers decide actions on a role or an owner with [`Auth::authorize`].
-//! Both files are read again on [`Auth::reload`] (SIGHUP in `corral master`).
+//! The files are read again on [`Auth::reload`] (SIGHUP in `corral master`).
 
 mod acl;
 pub(crate) mod action;
 mod audit;
 mod credentials;
 mod gate;
+pub(crate) mod rate;
 
 pub(crate) use acl::Object;
 pub(crate) use action::Action;
@@ -34,6 +37,7 @@ use corral_proto::auth::Token;
 use self::acl::Acls;
 use self::audit::{AuditLog, Line, Outcome};
 use self::credentials::{Credentials, Refusal};
+use self::rate::{Limiter, RateLimits, Subject};
 
 /// The cookie a signed-in browser presents its token in (see `http::api::session`).
 pub(crate) const TOKEN_COOKIE: &str = "corral_token";
@@ -48,6 +52,8 @@ pub struct AuthConfig {
     pub acls: Option<PathBuf>,
     /// Where audit lines are appended.
     pub audit_log: Option<PathBuf>,
+    /// Per-principal rate limits (see [`rate`]). Without it nothing is rate limited.
+    pub rate_limits: Option<PathBuf>,
 }
 
 /// Who a request comes from.
@@ -100,6 +106,7 @@ impl Visibility {
 struct Policy {
     credentials: Option<Credentials>,
     acls: Option<Acls>,
+    rates: Option<RateLimits>,
 }
 
 /// The master's authenticator, authorizer and audit log.
@@ -108,6 +115,7 @@ pub(crate) struct Auth {
     config: AuthConfig,
     policy: RwLock<Arc<Policy>>,
     audit: AuditLog,
+    limiter: Limiter,
     /// The token of [`Caller::Master`], made at start and never written anywhere.
     master_token: String,
 }
@@ -130,6 +138,7 @@ impl Auth {
             config,
             policy: RwLock::new(Arc::new(policy)),
             audit,
+            limiter: Limiter::default(),
             master_token: new_token(),
         })
     }
@@ -153,14 +162,27 @@ impl Auth {
             }
             None => None,
         };
-        Ok(Policy { credentials, acls })
+        let rates = match &config.rate_limits {
+            Some(path) => Some(
+                RateLimits::load(path)
+                    .map_err(|e| format!("rate limits {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        Ok(Policy {
+            credentials,
+            acls,
+            rates,
+        })
     }
 
-    /// Reads the credentials and ACL files again. On an error the rules in force stay.
+    /// Reads the credentials, ACL and rate limit files again. On an error the rules in force stay.
     pub(crate) fn reload(&self) -> Result<usize, String> {
         let policy = Self::read(&self.config)?;
         let principals = policy.credentials.as_ref().map_or(0, Credentials::len);
         *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        // New limits start every bucket full.
+        self.limiter.forget_all();
         Ok(principals)
     }
 
@@ -280,6 +302,26 @@ impl Auth {
                 caller.name()
             )))
         }
+    }
+
+    /// Spends `cost` of `subject`'s rate limit of `kind`: RESOURCE_EXHAUSTED with when to
+    /// retry if it is spent. `None` (the master's own frameworks) is never limited.
+    pub(crate) fn throttle(
+        &self,
+        subject: Option<&Subject>,
+        kind: rate::Kind,
+        cost: usize,
+    ) -> Result<(), ServiceError> {
+        let (Some(subject), Some(limits)) = (subject, &self.policy().rates) else {
+            return Ok(());
+        };
+        self.limiter.spend(
+            limits,
+            subject,
+            kind,
+            cost as f64,
+            std::time::Instant::now(),
+        )
     }
 
     /// Notes a call refused before authentication (no client certificate).

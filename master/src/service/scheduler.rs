@@ -10,6 +10,7 @@ use tonic::{Request, Response, Status};
 use std::sync::Arc;
 
 use super::{CoreStream, caller, done, framework_disconnected};
+use crate::auth::rate::{self, Subject};
 use crate::auth::{Action, Auth, Caller, Object};
 use crate::core::{Ack, Call, ConnId, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
 use crate::leadership::Gate;
@@ -77,6 +78,21 @@ fn audited_call(req: &v1::CallRequest) -> Option<&'static str> {
     }
 }
 
+/// How many tasks an ACCEPT launches (what its principal's launch rate is spent on).
+fn launch_count(req: &v1::CallRequest) -> usize {
+    let Some(v1::call_request::Kind::Accept(accept)) = &req.kind else {
+        return 0;
+    };
+    accept
+        .operations
+        .iter()
+        .map(|op| match &op.kind {
+            Some(v1::operation::Kind::Launch(l)) => l.tasks.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 #[tonic::async_trait]
 impl v1::scheduler_server::Scheduler for SchedulerService {
     type SubscribeStream = CoreStream<v1::Event>;
@@ -122,7 +138,13 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
     ) -> Result<Response<v1::CallResponse>, Status> {
         let core = self.gate.core()?;
         let caller = caller(&request)?;
+        let subject = request.extensions().get::<Subject>().cloned();
         let req = request.into_inner();
+        let launches = launch_count(&req);
+        if launches > 0 {
+            self.auth
+                .throttle(subject.as_ref(), rate::Kind::Launches, launches)?;
+        }
         let audited = audited_call(&req);
         let framework = req.framework_id.clone();
         let event = call_event(req, caller.principal().map(Arc::from))?;

@@ -16,6 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use corral_proto::tls::Tls;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -67,23 +68,33 @@ const ATTEMPTS: u32 = 3;
 /// How long to wait before watching the leader again after the stream broke.
 const OBSERVE_RETRY: Duration = Duration::from_millis(500);
 
+/// An etcd call's failure, with its causes: a refused TLS handshake says why.
 pub(super) fn etcd(what: &str, status: &tonic::Status) -> StoreError {
-    StoreError::Etcd(format!("{what}: {}", status.message()))
+    StoreError::Etcd(format!(
+        "{what}: {}",
+        corral_proto::status::describe(status)
+    ))
 }
 
-/// A lazily connected channel balanced over the endpoints (`host:port`).
-pub(super) fn channel(endpoints: &[String]) -> Result<Channel, StoreError> {
+/// A lazily connected channel balanced over the endpoints (`host:port`), over TLS when
+/// `tls` is given.
+pub(super) fn channel(endpoints: &[String], tls: Option<&Tls>) -> Result<Channel, StoreError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoints = endpoints
         .iter()
         .map(|e| {
-            Endpoint::from_shared(format!("http://{e}"))
-                .map(|ep| {
-                    ep.connect_timeout(Duration::from_secs(2))
-                        .tcp_nodelay(true)
-                        .http2_keep_alive_interval(Duration::from_secs(5))
-                        .keep_alive_timeout(Duration::from_secs(5))
-                })
-                .map_err(|e| StoreError::Etcd(format!("endpoint {e:?}")))
+            let endpoint = Endpoint::from_shared(format!("{scheme}://{e}"))
+                .map_err(|_| StoreError::Etcd(format!("endpoint {e:?}")))?
+                .connect_timeout(Duration::from_secs(2))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(5))
+                .keep_alive_timeout(Duration::from_secs(5));
+            match tls {
+                Some(tls) => endpoint
+                    .tls_config(tls.client_config())
+                    .map_err(|err| StoreError::Etcd(format!("TLS to etcd at {e}: {err}"))),
+                None => Ok(endpoint),
+            }
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Channel::balance_list(endpoints.into_iter()))
@@ -291,11 +302,12 @@ impl EtcdElection {
     /// [`Election::campaign`], which the supervisor retries.
     pub(crate) fn new(
         endpoints: &[String],
+        tls: Option<&Tls>,
         prefix: &str,
         address: String,
         ttl: Duration,
     ) -> Result<Self, StoreError> {
-        let channel = channel(endpoints)?;
+        let channel = channel(endpoints, tls)?;
         let name = format!("{prefix}/leader").into_bytes();
         let leader = watch::Sender::new(None);
         let observer = tokio::spawn(observe(channel.clone(), name.clone(), leader.clone()));

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use corral_proto::tls::Tls;
 use corral_types::Digest;
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -66,12 +67,13 @@ impl EtcdMembership {
     /// election does: registration retries until etcd answers.
     pub(crate) fn new(
         endpoints: &[String],
+        tls: Option<&Tls>,
         prefix: &str,
         master_id: &str,
         address: String,
         ttl: Duration,
     ) -> Result<Self, StoreError> {
-        let channel = channel(endpoints)?;
+        let channel = channel(endpoints, tls)?;
         let members = format!("{prefix}/members/");
         let own_key = format!("{members}{master_id}");
         let registration = tokio::spawn(register(

@@ -37,6 +37,7 @@ struct Secured {
     tokens: HashMap<&'static str, Token>,
     credentials: PathBuf,
     audit: PathBuf,
+    rate_limits: PathBuf,
 }
 
 impl Secured {
@@ -88,7 +89,16 @@ fn write_credentials(
 }
 
 async fn secured() -> Secured {
+    secured_with(None).await
+}
+
+/// A secured master, with these rate limits if any.
+async fn secured_with(rates: Option<&str>) -> Secured {
     let dir = tempfile::tempdir().unwrap();
+    let rate_limits = dir.path().join("rates.toml");
+    if let Some(rates) = rates {
+        std::fs::write(&rate_limits, rates).unwrap();
+    }
     let credentials = dir.path().join("credentials.toml");
     let acls = dir.path().join("acls.toml");
     let audit = dir.path().join("audit.log");
@@ -109,6 +119,7 @@ async fn secured() -> Secured {
         credentials: Some(credentials.clone()),
         acls: Some(acls),
         audit_log: Some(audit.clone()),
+        rate_limits: rates.map(|_| rate_limits.clone()),
     };
     let test = util::start_in(std::sync::Arc::new(dir), |c| c.auth = auth).await;
     Secured {
@@ -116,7 +127,20 @@ async fn secured() -> Secured {
         tokens,
         credentials,
         audit,
+        rate_limits,
     }
+}
+
+/// Launches task `id` on `offer`, and sees it reach the agent.
+async fn launch_one(framework: &mut RawScheduler, agent: &mut FakeAgent, offer: &str, id: &str) {
+    framework
+        .call(util::launch(offer, vec![util::task(id, 100)]))
+        .await
+        .unwrap();
+    assert!(matches!(
+        agent.next("LAUNCH").await,
+        v1::master_message::Kind::LaunchTasks(_)
+    ));
 }
 
 /// The code of a call's refusal.
@@ -225,14 +249,7 @@ async fn tenants_see_and_touch_only_their_own_frameworks_and_tasks() {
     let mut agent = FakeAgent::register(s.as_("agent").await).await;
     let mut alice = RawScheduler::subscribe_as(s.as_("alice").await, "eng/batch").await;
     let offer = alice.offers().await.remove(0);
-    alice
-        .call(util::launch(&offer.id, vec![util::task("t1", 100)]))
-        .await
-        .unwrap();
-    assert!(matches!(
-        agent.next("LAUNCH").await,
-        v1::master_message::Kind::LaunchTasks(_)
-    ));
+    launch_one(&mut alice, &mut agent, &offer.id, "t1").await;
     agent
         .status(&alice.framework_id, "t1", v1::TaskState::Running, 1)
         .await;
@@ -439,12 +456,97 @@ async fn reloaded_credentials_take_effect_at_the_next_request() {
         .unwrap();
 }
 
+const RATES: &str = r#"
+[default]
+launches = { per_second = 0.1, burst = 1 }
+
+[[principal]]
+name = "ops"
+requests = { per_second = 0.5, burst = 3 }
+"#;
+
 #[tokio::test]
-async fn a_master_does_not_start_on_a_bad_credentials_or_acl_file() {
+async fn a_principal_over_its_request_rate_is_told_when_to_retry_and_others_are_not_slowed() {
+    let s = secured_with(Some(RATES)).await;
+    let mut ops = limits::operator_client(s.as_("ops").await);
+    for _ in 0..3 {
+        ops.list_agents(v1::ListAgentsRequest {}).await.unwrap();
+    }
+    let refused = ops.list_agents(v1::ListAgentsRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("principal ops"), "{refused:?}");
+    let wait = corral_proto::status::retry_after(&refused).expect("a retry-after");
+    assert!(
+        wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(2),
+        "{wait:?}"
+    );
+    // HTTP answers 429 with Retry-After in whole seconds.
+    let answer = reqwest::Client::new()
+        .get(s.url("/api/v1/agents"))
+        .header("authorization", s.tokens["ops"].header().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+    let retry = answer.headers()["retry-after"].to_str().unwrap().to_owned();
+    assert!(["1", "2"].contains(&retry.as_str()), "Retry-After: {retry}");
+    let body: Value = answer.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over its rate"),
+        "{body}"
+    );
+    // Bob's requests are not limited (no default), and ops's bucket is not his.
+    let mut bob = limits::operator_client(s.as_("bob").await);
+    for _ in 0..10 {
+        bob.list_frameworks(v1::ListFrameworksRequest::default())
+            .await
+            .unwrap();
+    }
+    // Reloaded limits take effect at the next request.
+    std::fs::write(
+        &s.rate_limits,
+        "[[principal]]\nname = \"ops\"\nrequests = { per_second = 1000 }\n",
+    )
+    .unwrap();
+    s.test.master.reload_auth().unwrap();
+    ops.list_agents(v1::ListAgentsRequest {}).await.unwrap();
+}
+
+#[tokio::test]
+async fn launches_over_the_rate_are_refused_before_they_reach_an_agent() {
+    let s = secured_with(Some(RATES)).await;
+    let mut agent = FakeAgent::register(s.as_("agent").await).await;
+    let mut alice = RawScheduler::subscribe_as(s.as_("alice").await, "eng/batch").await;
+    let offer = alice.offers().await.remove(0);
+    // More tasks in one call than the burst can never be launched at once.
+    let two = vec![util::task("t1", 100), util::task("t2", 100)];
+    let refused = alice.call(util::launch(&offer.id, two)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("at most 1"), "{refused:?}");
+    assert_eq!(corral_proto::status::retry_after(&refused), None);
+    // The offer was not used by the refusal: it still launches one task.
+    launch_one(&mut alice, &mut agent, &offer.id, "t1").await;
+    // The bucket is empty for ten seconds: the next launch is refused with when to retry.
+    let refused = alice
+        .call(util::launch(&offer.id, vec![util::task("t2", 100)]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let wait = corral_proto::status::retry_after(&refused).expect("a retry-after");
+    assert!(wait > std::time::Duration::from_secs(5), "{wait:?}");
+}
+
+#[tokio::test]
+async fn a_master_does_not_start_on_a_bad_credentials_acl_or_rate_limits_file() {
     let dir = tempfile::tempdir().unwrap();
     let credentials = dir.path().join("credentials.toml");
     let acls = dir.path().join("acls.toml");
+    let rates = dir.path().join("rates.toml");
     std::fs::write(&credentials, "").unwrap();
+    std::fs::write(&rates, "[default]\nrequests = { per_second = 0 }\n").unwrap();
     std::fs::write(
         &acls,
         "[[acl]]\nactions = [\"fly\"]\nprincipals = \"any\"\n",
@@ -472,6 +574,13 @@ async fn a_master_does_not_start_on_a_bad_credentials_or_acl_file() {
                 ..AuthConfig::default()
             },
             "ACLs need a credentials file",
+        ),
+        (
+            AuthConfig {
+                rate_limits: Some(rates.clone()),
+                ..AuthConfig::default()
+            },
+            "rates.toml: [default] requests: per_second must be a positive number",
         ),
     ] {
         let mut config =

@@ -42,6 +42,10 @@ const DEDUP_TASKS: NonZeroUsize = NonZeroUsize::new(65_536).expect("non-zero");
 /// Most acknowledgements sent in one call (far below the message size limit).
 const MAX_ACK_BATCH: usize = 1024;
 
+/// The longest a call waits in all for its principal's rate limit (the master says how long
+/// each time) before the refusal is returned.
+const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(30);
+
 /// The current subscription, if any.
 #[derive(Default)]
 pub(crate) struct Session {
@@ -215,16 +219,30 @@ impl Driver {
         }
     }
 
+    /// Sends a call; one over the principal's rate limit is sent again when the master says
+    /// it would be allowed (for up to [`MAX_RATE_LIMIT_WAIT`] in all).
     async fn call(&self, kind: Kind) -> Result<(), SdkError> {
         let (mut client, framework_id, stream_id) = self.call_parts()?;
-        client
-            .call(v1::CallRequest {
-                framework_id,
-                stream_id,
-                kind: Some(kind),
-            })
-            .await?;
-        Ok(())
+        let request = v1::CallRequest {
+            framework_id,
+            stream_id,
+            kind: Some(kind),
+        };
+        let mut waited = Duration::ZERO;
+        loop {
+            let refusal = match client.call(request.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(status) => status,
+            };
+            match corral_proto::status::retry_after(&refusal) {
+                Some(wait) if waited + wait <= MAX_RATE_LIMIT_WAIT => {
+                    debug!(?wait, "over the rate limit; calling again");
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                }
+                _ => return Err(refusal.into()),
+            }
+        }
     }
 
     /// Launches `tasks` on `offer_ids` (one ACCEPT with one LAUNCH; the offers must be on

@@ -287,9 +287,9 @@ pub(super) async fn task(
         }
         .into()),
         [one] => Ok(axum::Json(forms::task(&v1::TaskSummary::from(one)))),
-        _ => Err(ApiError {
-            status: StatusCode::CONFLICT,
-            message: format!("several frameworks have a task {raw}: name one with ?framework="),
-        }),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("several frameworks have a task {raw}: name one with ?framework="),
+        )),
     }
 }

@@ -449,22 +449,33 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
+    /// When a rate-limited caller may retry (the `Retry-After` header).
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
-            status: StatusCode::BAD_REQUEST,
+            status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
     }
 }
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
+        let retry_after = match &e {
+            ServiceError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
         Self {
-            status: http_status(e.code()),
-            message: e.to_string(),
+            retry_after,
+            ..Self::new(http_status(e.code()), e.to_string())
         }
     }
 }
@@ -473,8 +484,8 @@ impl From<ServiceError> for ApiError {
 impl From<tonic::Status> for ApiError {
     fn from(s: tonic::Status) -> Self {
         Self {
-            status: http_status(s.code()),
-            message: s.message().to_owned(),
+            retry_after: corral_proto::status::retry_after(&s),
+            ..Self::new(http_status(s.code()), s.message())
         }
     }
 }
@@ -497,21 +508,30 @@ fn http_status(code: tonic::Code) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "status": self.status.as_u16(), "message": self.message } });
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(wait) = self.retry_after {
+            // Whole seconds (RFC 9110), rounded up so that the retry is not refused again.
+            let seconds = wait.as_millis().div_ceil(1000).max(1);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from(seconds as u64),
+            );
+        }
+        response
     }
 }
 
 type ApiResult = Result<axum::Json<Value>, ApiError>;
 
 async fn not_found(request: Request) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: format!(
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
             "no {} {} in the API (see /api/v1/openapi.json)",
             request.method(),
             request.uri().path()
         ),
-    }
+    )
 }
 
 async fn method_not_allowed(request: Request) -> ApiError {
@@ -521,14 +541,14 @@ async fn method_not_allowed(request: Request) -> ApiError {
         .filter(|r| matches_path(r.path, path))
         .map(|r| r.method.to_ascii_uppercase())
         .collect();
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        message: format!(
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
             "{} is not allowed on {path} (allowed: {})",
             request.method(),
             allowed.join(", ")
         ),
-    }
+    )
 }
 
 /// Whether `path` is an instance of the route pattern `pattern` (`{id}` matches a segment).

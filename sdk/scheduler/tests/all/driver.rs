@@ -169,6 +169,46 @@ async fn launch_sends_one_accept_with_every_task() {
 }
 
 #[tokio::test]
+async fn a_rate_limited_call_is_sent_again_when_the_master_says() {
+    let master = MockMaster::start().await;
+    let r = subscribed(&master).await;
+    master.fail_next_call(tonic::Status::from(
+        corral_proto::ServiceError::RateLimited {
+            message: "principal alice is over its rate".into(),
+            retry_after: Duration::from_millis(20),
+        },
+    ));
+    r.driver
+        .launch(&offer_ids(&["o1"]), vec![task("t1")])
+        .await
+        .expect("the second attempt is accepted");
+    let first = master.next_call().await;
+    let second = master.next_call().await;
+    assert_eq!(first, second, "the same call, sent again");
+    assert!(matches!(second.kind, Some(Kind::Accept(_))));
+    r.stop().await;
+}
+
+#[tokio::test]
+async fn a_quota_refusal_is_not_retried() {
+    let master = MockMaster::start().await;
+    let r = subscribed(&master).await;
+    master.fail_next_call(tonic::Status::resource_exhausted("over the role's quota"));
+    let refused = r
+        .driver
+        .launch(&offer_ids(&["o1"]), vec![task("t1")])
+        .await
+        .unwrap_err();
+    assert!(refused.to_string().contains("quota"), "{refused}");
+    master.next_call().await;
+    assert_eq!(
+        master.next_call_within(Duration::from_millis(100)).await,
+        None
+    );
+    r.stop().await;
+}
+
+#[tokio::test]
 async fn decline_carries_refuse_seconds() {
     let master = MockMaster::start().await;
     let r = subscribed(&master).await;
