@@ -134,6 +134,8 @@ pub struct MasterConfig {
     /// Serve TLS with this certificate, trust this CA, and require agents and other masters
     /// to present a certificate it signed; `None` serves plaintext.
     pub tls: Option<Tls>,
+    /// How long a request may take to be answered ([`limits::REQUEST_TIMEOUT`] by default).
+    pub request_timeout: Duration,
     /// TLS to etcd (`--store etcd://...`): its CA, and this master's client certificate
     /// when etcd authenticates clients by certificate (`--client-cert-auth`).
     pub etcd_tls: Option<Tls>,
@@ -171,6 +173,7 @@ impl MasterConfig {
             token: Token::none(),
             tls: None,
             etcd_tls: None,
+            request_timeout: limits::REQUEST_TIMEOUT,
         }
     }
 }
@@ -402,7 +405,7 @@ impl Master {
                     auth::gate,
                 )),
         );
-        let mut builder = limits::server_builder();
+        let mut builder = limits::server_builder().timeout(config.request_timeout);
         if let Some(tls) = &config.tls {
             // Client certificates are optional at the handshake (the CLI and frameworks have
             // none); the gate requires one of agents and masters.

@@ -147,12 +147,21 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 /// How long a client waits for a TCP connection to be established.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request may take to be answered: a unary call, a client stream's whole upload
+/// (a module of [`MAX_MODULE_BYTES`] at about 1 MiB/s), an HTTP request until its response
+/// starts. A client that sends slowly holds a handler no longer; past it the call ends with
+/// CANCELLED. Once answered, a response stream (`Subscribe`, `Connect`, event streams,
+/// downloads) lives as long as the peer answers keepalive pings. A client's shorter
+/// `grpc-timeout` wins.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A `tonic` server builder with Corral's HTTP/2 settings: keepalive pings, the
-/// concurrent-stream bound, `TCP_NODELAY` (latency matters more than packet count here).
-///
-/// No per-request timeout is set: `Subscribe` and `Connect` are streams that live for days.
+/// concurrent-stream bound, `TCP_NODELAY` (latency matters more than packet count here), and
+/// [`REQUEST_TIMEOUT`]. (HTTP/1 requests must also send their headers within 30 s, hyper's
+/// default once a timer is set, as tonic does.)
 pub fn server_builder() -> Server {
     Server::builder()
+        .timeout(REQUEST_TIMEOUT)
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS)

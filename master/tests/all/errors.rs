@@ -1,8 +1,10 @@
 //! Bad calls get clear errors and the master keeps serving.
 
+use std::time::Duration;
+
 use corral_proto::v1;
 
-use crate::util::{RawScheduler, start};
+use crate::util::{FakeAgent, RawScheduler, start, within};
 
 #[tokio::test]
 async fn wrong_stream_unknown_framework_malformed_and_oversized_calls_are_refused() {
@@ -51,7 +53,7 @@ async fn wrong_stream_unknown_framework_malformed_and_oversized_calls_are_refuse
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
     // A task with an invalid description is refused with an ERROR update naming the field.
-    let _agent = crate::util::FakeAgent::register(m.channel.clone()).await;
+    let _agent = FakeAgent::register(m.channel.clone()).await;
     let offers = fw.offers().await;
     let mut bad = crate::util::task("bad", 100);
     bad.resources = None;
@@ -66,4 +68,32 @@ async fn wrong_stream_unknown_framework_malformed_and_oversized_calls_are_refuse
     // Still serving.
     fw.call(revive()).await.unwrap();
     m.master.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_cut_at_the_request_timeout_and_streams_live_on() {
+    use bytes::Bytes;
+    use corral_proto::limits;
+
+    let m = crate::util::start_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    // A framework's stream is answered at once: it is not a request that times out.
+    let mut fw = RawScheduler::subscribe(m.channel.clone()).await;
+    // An upload that sends one chunk and then nothing holds its handler until the timeout.
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(v1::ModuleChunk {
+        data: Bytes::from_static(b"\0asm"),
+        total_size: 1 << 20,
+    })
+    .await
+    .unwrap();
+    let mut operator = limits::operator_client(m.channel.clone());
+    let stalled = operator.upload_module(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let refused = within("the stalled upload to be cut", stalled)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Cancelled, "{refused:?}");
+    drop(tx);
+    // Past the timeout the framework's stream still delivers: the offers of a new agent.
+    let _agent = FakeAgent::register(m.channel.clone()).await;
+    assert!(!within("offers", fw.offers()).await.is_empty());
 }
