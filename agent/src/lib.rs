@@ -40,7 +40,7 @@
 //! the master, runs what it is sent, reports status updates until acknowledged and serves task
 //! files (Operator `ListFiles`/`ReadFile`).
 
-pub mod admission;
+pub use corral_intake::admission;
 mod cache;
 mod calibrate;
 pub mod collect;

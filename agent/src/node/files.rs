@@ -5,7 +5,7 @@
 //! (the guest's files; absent when the run needed no root). A path with `..`, an absolute
 //! path, or one that resolves (through symlinks the guest made) outside the root is refused.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -74,14 +74,12 @@ pub(crate) async fn resolve(output: &RunOutput, path: &str) -> Result<Target, Se
         kind: "file",
         id: path.to_owned(),
     };
-    let mut components = Vec::new();
-    for component in Path::new(path).components() {
-        match component {
-            Component::Normal(name) => components.push(name),
-            Component::CurDir => {}
-            _ => return Err(invalid()),
-        }
-    }
+    // An empty path is the sandbox itself, as `.` is.
+    let components = if path.is_empty() {
+        Vec::new()
+    } else {
+        corral_intake::paths::inside(path).ok_or_else(invalid)?
+    };
     let Some((first, rest)) = components.split_first() else {
         return Ok(Target::Sandbox);
     };

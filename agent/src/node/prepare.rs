@@ -3,10 +3,10 @@
 //! together. A wire `TaskInfo` becomes a [`TaskSpec`] or a typed [`PrepareError`].
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::{Component, Path};
+use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use corral_intake::archive;
 use corral_proto::auth::Conn;
 use corral_proto::{InputSource, limits, v1};
 use corral_types::{Digest, FrameworkId, Reason, TaskState};
@@ -331,194 +331,56 @@ async fn from_file(path: &Path, cap: u64) -> Result<Vec<u8>, PrepareError> {
     tokio::fs::read(path).await.map_err(fetch)
 }
 
-/// The regular files of a tar archive as inputs under `dir`. Directories are implied by the
-/// files in them; links, devices and entries whose path leaves `dir` are refused.
-///
-/// Every size in the archive is a claim of whoever sent it: an entry is read only as far as
-/// the bytes that actually arrived, and all entries together may hold at most `budget` bytes
-/// (what is left of the task's disk), so a header claiming exabytes costs nothing.
+/// The regular files of a tar archive as inputs under `dir` (see
+/// [`corral_intake::archive::unpack`]), at most `budget` bytes in all.
 pub(crate) fn unpack_tar(
     dir: &str,
     archive: &[u8],
     budget: u64,
 ) -> Result<Vec<InputFile>, PrepareError> {
-    let refuse = |reason: String| PrepareError::Input {
+    let bounds = archive::Bounds {
+        bytes: budget,
+        files: limits::MAX_LIST_ITEMS,
+    };
+    let files = archive::unpack(dir, archive, bounds).map_err(|reason| PrepareError::Input {
         path: dir.to_owned(),
         reason,
-    };
-    let arrived = archive.len() as u64;
-    let mut left = budget;
-    let mut files = Vec::new();
-    let mut archive = tar::Archive::new(archive);
-    let entries = archive
-        .entries()
-        .map_err(|e| refuse(format!("bad tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| refuse(format!("bad tar archive: {e}")))?;
-        let path = entry
-            .path()
-            .map_err(|e| refuse(format!("bad tar entry path: {e}")))?
-            .into_owned();
-        let inside = path.components().next().is_some()
-            && path
-                .components()
-                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
-        if !inside {
-            return Err(refuse(format!(
-                "entry {} leaves the directory",
-                path.display()
-            )));
-        }
-        let kind = entry.header().entry_type();
-        if kind.is_dir() || kind.is_pax_global_extensions() {
-            continue;
-        }
-        if !kind.is_file() {
-            return Err(refuse(format!(
-                "entry {} is not a regular file or directory",
-                path.display()
-            )));
-        }
-        let size = entry.size();
-        if size > arrived {
-            return Err(refuse(format!(
-                "entry {} claims {size} bytes, more than the {arrived}-byte archive holds",
-                path.display()
-            )));
-        }
-        if size > left {
-            return Err(refuse(format!(
-                "entry {} ({size} bytes) does not fit in the task's disk ({budget} bytes for \
-                 all inputs)",
-                path.display()
-            )));
-        }
-        left -= size;
-        // Bounded by the archive's length above; `take` holds the read to it as well.
-        let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        (&mut entry)
-            .take(size)
-            .read_to_end(&mut data)
-            .map_err(|e| refuse(format!("bad tar entry {}: {e}", path.display())))?;
-        if data.len() as u64 != size {
-            return Err(refuse(format!(
-                "entry {} is cut short: {} of {size} bytes",
-                path.display(),
-                data.len()
-            )));
-        }
-        if files.len() == limits::MAX_LIST_ITEMS {
-            return Err(refuse(format!(
-                "more than {} files in the archive",
-                limits::MAX_LIST_ITEMS
-            )));
-        }
-        files.push(InputFile {
-            path: Path::new(dir).join(&path).to_string_lossy().into_owned(),
-            contents: InputContents::Bytes(Arc::from(data)),
-        });
-    }
-    Ok(files)
+    })?;
+    Ok(files
+        .into_iter()
+        .map(|file| InputFile {
+            path: file.path,
+            contents: InputContents::Bytes(Arc::from(file.data)),
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
-        let mut builder = tar::Builder::new(Vec::new());
-        for (path, kind, data) in entries {
-            let mut header = tar::Header::new_gnu();
-            header.set_entry_type(*kind);
-            header.set_size(data.len() as u64);
-            header.set_mode(0o644);
-            // `set_path` refuses `..`; write the raw name to build hostile archives.
-            let name = &mut header.as_old_mut().name;
-            name[..path.len()].copy_from_slice(path.as_bytes());
-            header.set_cksum();
-            builder.append(&header, *data).unwrap();
-        }
-        builder.into_inner().unwrap()
-    }
-
     #[test]
-    fn tar_files_land_under_the_input_directory() {
-        let bytes = archive(&[
-            ("d/", tar::EntryType::Directory, b""),
-            ("d/a.txt", tar::EntryType::Regular, b"alpha"),
-            ("b.txt", tar::EntryType::Regular, b"beta"),
-        ]);
-        let files = unpack_tar("data", &bytes, 1 << 20).unwrap();
-        let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
-        assert_eq!(paths, ["data/d/a.txt", "data/b.txt"]);
-        assert!(matches!(&files[0].contents, InputContents::Bytes(b) if &b[..] == b"alpha"));
-    }
-
-    #[test]
-    fn tar_entries_that_leave_or_link_are_refused() {
-        for (path, kind) in [
-            ("../escape", tar::EntryType::Regular),
-            ("/etc/passwd", tar::EntryType::Regular),
-            ("link", tar::EntryType::Symlink),
-            ("hard", tar::EntryType::Link),
-            ("tty", tar::EntryType::Char),
-            ("disk", tar::EntryType::Block),
-            ("pipe", tar::EntryType::Fifo),
-        ] {
-            let bytes = archive(&[(path, kind, b"")]);
-            let error = unpack_tar("data", &bytes, 1 << 20).unwrap_err();
-            assert!(matches!(error, PrepareError::Input { .. }), "{path}");
-            assert_eq!(error.parts().reason, Reason::InputUnavailable);
-        }
-    }
-
-    #[test]
-    fn sizes_claimed_beyond_the_archive_are_refused_before_any_allocation() {
-        let lying = corral_fixtures::hostile::tar_claiming(1 << 62);
-        let error = unpack_tar("data", &lying, u64::MAX).unwrap_err();
-        let PrepareError::Input { reason, .. } = &error else {
+    fn a_refused_archive_is_an_unavailable_input_of_its_directory() {
+        let error = unpack_tar("data", b"not a tar archive, and too short", 1 << 20).unwrap_err();
+        let PrepareError::Input { path, .. } = &error else {
             panic!("{error:?}");
         };
-        assert!(
-            reason.contains("more than the 1536-byte archive holds"),
-            "{reason}"
-        );
+        assert_eq!(path, "data");
         assert_eq!(error.parts().reason, Reason::InputUnavailable);
     }
 
     #[test]
-    fn archives_of_too_many_files_are_refused() {
-        let names: Vec<String> = (0..=limits::MAX_LIST_ITEMS)
-            .map(|i| format!("f{i}"))
-            .collect();
-        let entries: Vec<_> = names
-            .iter()
-            .map(|n| (n.as_str(), tar::EntryType::Regular, &b""[..]))
-            .collect();
-        let bytes = archive(&entries);
-        let at_bound = archive(&entries[..limits::MAX_LIST_ITEMS]);
-        assert_eq!(
-            unpack_tar("data", &at_bound, 0).unwrap().len(),
-            limits::MAX_LIST_ITEMS
-        );
-        let error = unpack_tar("data", &bytes, 0).unwrap_err();
-        assert!(
-            error.to_string().contains("more than 65536 files"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn inputs_beyond_the_tasks_disk_are_refused() {
-        let bytes = archive(&[
-            ("a.txt", tar::EntryType::Regular, &[1u8; 600]),
-            ("b.txt", tar::EntryType::Regular, &[2u8; 600]),
-        ]);
-        assert_eq!(unpack_tar("data", &bytes, 1200).unwrap().len(), 2);
-        let error = unpack_tar("data", &bytes, 1000).unwrap_err();
-        assert!(
-            error.to_string().contains("b.txt (600 bytes) does not fit"),
-            "{error}"
-        );
+    fn unpacked_files_are_inputs_under_the_directory() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "a.txt", &b"alpha"[..])
+            .unwrap();
+        let files = unpack_tar("data", &builder.into_inner().unwrap(), 1 << 20).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, "data/a.txt");
+        assert!(matches!(&files[0].contents, InputContents::Bytes(b) if &b[..] == b"alpha"));
     }
 }

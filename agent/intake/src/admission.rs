@@ -19,7 +19,7 @@ pub const MAX_NESTING: usize = 10_000;
 
 /// Checks `bytes` against the limits above; the error says which was passed. Bytes that do
 /// not parse far enough to tell are let through for the compiler to refuse, with its reason.
-pub(crate) fn admit(bytes: &[u8]) -> Result<(), String> {
+pub fn admit(bytes: &[u8]) -> Result<(), String> {
     let mut functions = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let Ok(Payload::CodeSectionEntry(body)) = payload else {
