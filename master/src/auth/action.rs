@@ -21,6 +21,8 @@ pub(crate) enum Action {
     ViewAgents,
     ViewRoles,
     ViewMetrics,
+    /// List, fetch and run modules and other artifacts (object: a principal who stored
+    /// them).
     ViewModules,
     UploadModules,
     /// Set a role's weight (object: the role).
@@ -82,7 +84,8 @@ impl Action {
             Action::ViewFrameworks
             | Action::ViewTasks
             | Action::ViewSandboxes
-            | Action::KillTasks => ObjectKind::Owner,
+            | Action::KillTasks
+            | Action::ViewModules => ObjectKind::Owner,
             _ => ObjectKind::Nothing,
         }
     }
@@ -158,8 +161,6 @@ pub(crate) fn grpc(path: &str) -> Gatekeeping {
             "GetRoles" => A(Action::ViewRoles),
             "DrainAgent" | "ReactivateAgent" => A(Action::DrainAgents),
             "UploadModule" => A(Action::UploadModules),
-            // Modules and outputs are fetched by digest, which only those who saw it know.
-            "ListModules" | "FetchArtifact" => A(Action::ViewModules),
             _ => Handler,
         },
         // Unknown services: tonic answers UNIMPLEMENTED, to authenticated callers only.

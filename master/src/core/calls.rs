@@ -3,16 +3,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_proto::{OperationUpdate, ServiceError, TaskInfo};
+use corral_proto::{InputSource, ModuleSource, OperationUpdate, ServiceError, TaskInfo};
 use corral_types::{
-    AgentId, Allocation, FrameworkId, FrameworkState, OfferId, OperationState, Reason, Resources,
-    Role, TaskId, TaskState, Timestamp,
+    AgentId, Allocation, Digest, FrameworkId, FrameworkState, OfferId, OperationState, Reason,
+    Resources, Role, TaskId, TaskState, Timestamp,
 };
 
 use super::{
     Ack, Agent, AgentCommand, Call, FrameworkEvent, LaunchTask, MasterCore, Operation, Task,
     TaskKey, refused,
 };
+use crate::auth::Visibility;
 
 /// What is left of the accepted offers in one role.
 #[derive(Debug)]
@@ -61,7 +62,8 @@ impl MasterCore {
                 offer_ids,
                 operations,
                 refuse,
-            } => self.accept(framework, offer_ids, operations, refuse, now),
+                artifacts,
+            } => self.accept(framework, offer_ids, operations, refuse, &artifacts, now),
             Call::Decline { offer_ids, refuse } => {
                 self.decline(framework, &offer_ids, refuse, now);
                 Ok(())
@@ -104,6 +106,7 @@ impl MasterCore {
         offer_ids: Vec<OfferId>,
         operations: Vec<Operation>,
         refuse: Duration,
+        artifacts: &Visibility,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let agent = match self.accepted_agent(framework, &offer_ids) {
@@ -131,7 +134,15 @@ impl MasterCore {
         for (index, op) in operations.into_iter().enumerate() {
             let (id, refusal) = match op {
                 Operation::Launch(tasks) => {
-                    for t in tasks {
+                    for mut t in tasks {
+                        if let Ok(info) = &t.info
+                            && let Some(digest) = self.unusable_artifact(info, artifacts)
+                        {
+                            t.info = Err(format!(
+                                "artifact {digest} is not in the artifact store, or its owners \
+                                 have not shared it with this framework's principal"
+                            ));
+                        }
                         if let Some(info) =
                             self.admit(framework, &agent, t, &mut pools, &mut in_call, now)
                         {
@@ -332,6 +343,33 @@ impl MasterCore {
         if let Some(conn) = self.frameworks.get(framework).and_then(|f| f.conn) {
             self.send_framework(conn, FrameworkEvent::OperationFailed(failure));
         }
+    }
+
+    /// The first artifact in the store (the module, an input) `info` names that principals
+    /// seeing `visible` principals' artifacts may not use, if any. With authentication a
+    /// digest is not a capability: a tenant runs what it (or whoever shares with it) stored.
+    fn unusable_artifact(&self, info: &TaskInfo, visible: &Visibility) -> Option<Digest> {
+        if *visible == Visibility::All {
+            return None;
+        }
+        let module = match &info.module {
+            ModuleSource::Digest(digest) => Some(digest),
+            ModuleSource::Url { .. } | ModuleSource::File(_) => None,
+        };
+        let inputs = info.inputs.iter().filter_map(|input| match &input.source {
+            InputSource::Artifact(digest) => Some(digest),
+            _ => None,
+        });
+        module
+            .into_iter()
+            .chain(inputs)
+            .find(|digest| {
+                !self
+                    .artifacts
+                    .get(digest)
+                    .is_some_and(|a| a.visible_to(visible))
+            })
+            .copied()
     }
 
     /// Validates one task of a LAUNCH against the pools; on success records it STAGING and

@@ -114,6 +114,8 @@ pub(crate) enum Call {
         offer_ids: Vec<OfferId>,
         operations: Vec<Operation>,
         refuse: Duration,
+        /// Whose artifacts (modules, inputs) the tasks launched may use.
+        artifacts: Visibility,
     },
     Decline {
         offer_ids: Vec<OfferId>,
@@ -215,7 +217,10 @@ pub(crate) enum OperatorRequest {
         max_tasks: usize,
     },
     ListAgents,
-    ListModules,
+    /// The modules of `visible` principals.
+    ListModules {
+        visible: Visibility,
+    },
     ListFrameworks {
         include_completed: bool,
         /// Only frameworks of these principals.
@@ -271,6 +276,8 @@ pub(crate) enum OperatorRequest {
         digest: Digest,
         size: u64,
         kind: ArtifactKind,
+        /// The principal who stored it, when the master authenticates.
+        owner: Option<Arc<str>>,
     },
     /// Whether a task's output may be stored (the index holds it already, or the cluster's
     /// output cap has room for it).
@@ -283,10 +290,11 @@ pub(crate) enum OperatorRequest {
         task: TaskId,
         framework: Option<FrameworkId>,
     },
-    /// Whether the index records a module (a fetch of a module this master lacks then looks
-    /// for it on the other masters).
+    /// Whether the index records an artifact stored by one of `visible` principals (a fetch
+    /// of one this master lacks then looks for it on the other masters).
     ArtifactIndexed {
         digest: Digest,
+        visible: Visibility,
     },
     /// The framework a task belongs to, and its principal (whose the task is, for ACLs).
     TaskOwner {

@@ -38,7 +38,9 @@ impl MasterCore {
             }
             R::Gauges => OperatorResponse::Gauges(Box::new(self.gauges())),
             R::ListAgents => OperatorResponse::Agents(self.agent_summaries()),
-            R::ListModules => OperatorResponse::Modules(self.module_summaries()),
+            R::ListModules { visible } => {
+                OperatorResponse::Modules(self.module_summaries(&visible))
+            }
             R::ListFrameworks {
                 include_completed,
                 visible,
@@ -146,8 +148,13 @@ impl MasterCore {
                 self.allocate_soon();
                 OperatorResponse::Done
             }
-            R::RecordArtifact { digest, size, kind } => {
-                self.record_artifact(digest, size, kind, now);
+            R::RecordArtifact {
+                digest,
+                size,
+                kind,
+                owner,
+            } => {
+                self.record_artifact(digest, size, kind, owner.as_deref(), now);
                 OperatorResponse::Done
             }
             R::AdmitOutput { digest, size } => {
@@ -166,9 +173,11 @@ impl MasterCore {
                 }
                 OperatorResponse::TaskOutputs(Box::new(first.clone()))
             }
-            R::ArtifactIndexed { digest } => {
-                OperatorResponse::ArtifactIndexed(self.artifacts.contains_key(&digest))
-            }
+            R::ArtifactIndexed { digest, visible } => OperatorResponse::ArtifactIndexed(
+                self.artifacts
+                    .get(&digest)
+                    .is_some_and(|a| a.visible_to(&visible)),
+            ),
             R::DrainAgent {
                 agent,
                 grace,
@@ -357,7 +366,7 @@ impl MasterCore {
         }
     }
 
-    fn module_summaries(&self) -> Vec<ModuleSummary> {
+    fn module_summaries(&self, visible: &Visibility) -> Vec<ModuleSummary> {
         let mut active: HashMap<&str, usize> = HashMap::new();
         for (_, t) in self.tasks.iter() {
             if !t.status.state.is_terminal() {
@@ -366,7 +375,7 @@ impl MasterCore {
         }
         self.artifacts
             .values()
-            .filter(|a| a.kind == ArtifactKind::Module)
+            .filter(|a| a.kind == ArtifactKind::Module && a.visible_to(visible))
             .map(|a| ModuleSummary {
                 digest: a.digest,
                 size: a.size,

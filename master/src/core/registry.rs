@@ -25,6 +25,7 @@ use corral_proto::{ServiceError, TaskStatus};
 use super::outputs::OutputsRecord;
 use super::tasks::TaskKey;
 use super::{Agent, AgentInfo, Effect, Framework, FrameworkInfo, MasterCore};
+use crate::auth::Visibility;
 
 /// An agent as the registry keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,17 @@ pub(crate) struct ArtifactRecord {
     pub size: u64,
     pub stored_unix_millis: u64,
     pub kind: ArtifactKind,
+    /// The principals who stored it: uploaded it, or ran the task that left it. Empty when
+    /// it was stored without authentication; then only those who see every principal's
+    /// modules may use it.
+    pub owners: BTreeSet<String>,
+}
+
+impl ArtifactRecord {
+    /// Whether a principal who sees `visible` principals' modules may use it.
+    pub(crate) fn visible_to(&self, visible: &Visibility) -> bool {
+        *visible == Visibility::All || self.owners.iter().any(|o| visible.sees(Some(o)))
+    }
 }
 
 /// What an artifact was stored as. (The same bytes stored as both keep their first kind.)
@@ -302,15 +314,20 @@ impl MasterCore {
         self.effects.push(Effect::Persist(write));
     }
 
-    /// Records an artifact stored in the artifact store (once per digest).
+    /// Records an artifact stored in the artifact store (once per digest), and `owner` as
+    /// one who stored it.
     pub(super) fn record_artifact(
         &mut self,
         digest: Digest,
         size: u64,
         kind: ArtifactKind,
+        owner: Option<&str>,
         now: Timestamp,
     ) {
         if self.artifacts.contains_key(&digest) {
+            if let Some(owner) = owner {
+                self.add_artifact_owner(&digest, owner);
+            }
             return;
         }
         if kind == ArtifactKind::Output {
@@ -321,9 +338,22 @@ impl MasterCore {
             size,
             stored_unix_millis: self.unix_millis(now),
             kind,
+            owners: owner.map(str::to_owned).into_iter().collect(),
         };
         self.artifacts.insert(digest, record.clone());
         self.persist(RegistryWrite::Artifact(record));
+    }
+
+    /// Records `owner` as one who stored an indexed artifact (bytes anyone may store again:
+    /// holding them is what using them takes).
+    fn add_artifact_owner(&mut self, digest: &Digest, owner: &str) {
+        let Some(record) = self.artifacts.get_mut(digest) else {
+            return;
+        };
+        if record.owners.insert(owner.to_owned()) {
+            let record = record.clone();
+            self.persist(RegistryWrite::Artifact(record));
+        }
     }
 
     /// Reservations on an agent changed: keep them with the agent and record them.
@@ -375,6 +405,16 @@ impl MasterCore {
             outputs: status.outputs.clone(),
             not_kept: status.outputs_not_kept.clone(),
         };
+        // Outputs are uploaded before the status that lists them: they are indexed here.
+        let owner = self
+            .frameworks
+            .get(&status.framework_id)
+            .and_then(|f| f.info.principal.clone());
+        if let Some(owner) = owner {
+            for output in &status.outputs {
+                self.add_artifact_owner(&output.digest, &owner);
+            }
+        }
         let (new, dropped) = self.task_outputs.insert(record.clone());
         if new {
             self.persist(RegistryWrite::TaskOutputs(record));

@@ -159,6 +159,8 @@ impl v1::agent_link_server::AgentLink for AgentLinkService {
                 digest,
                 size,
                 kind: ArtifactKind::Output,
+                // The principal of the task that left it is added with the task's status.
+                owner: None,
             }),
             None,
         )

@@ -26,7 +26,7 @@ use tokio_stream::Stream;
 use tonic::Status;
 
 use crate::artifacts::ArtifactStore;
-use crate::auth::Caller;
+use crate::auth::{Caller, Visibility};
 use crate::core::{ConnId, Event, OperatorRequest, OperatorResponse, Reply};
 use crate::peers::Peers;
 use crate::queue::QueueReceiver;
@@ -49,7 +49,10 @@ pub(crate) async fn serve_artifact(
     if !artifacts.contains(&digest).await {
         let indexed = core
             .ask(
-                Event::Operator(OperatorRequest::ArtifactIndexed { digest }),
+                Event::Operator(OperatorRequest::ArtifactIndexed {
+                    digest,
+                    visible: Visibility::All,
+                }),
                 None,
             )
             .await?;

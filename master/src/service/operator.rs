@@ -156,9 +156,12 @@ impl v1::operator_server::Operator for OperatorService {
 
     async fn list_modules(
         &self,
-        _request: Request<v1::ListModulesRequest>,
+        request: Request<v1::ListModulesRequest>,
     ) -> Result<Response<v1::ListModulesResponse>, Status> {
-        match self.ask(OperatorRequest::ListModules).await? {
+        let visible = self
+            .auth
+            .visibility(&caller(&request)?, Action::ViewModules);
+        match self.ask(OperatorRequest::ListModules { visible }).await? {
             OperatorResponse::Modules(modules) => Ok(Response::new(v1::ListModulesResponse {
                 modules: wire::each_into(&modules),
             })),
@@ -361,6 +364,7 @@ impl v1::operator_server::Operator for OperatorService {
     ) -> Result<Response<v1::UploadModuleResponse>, Status> {
         // Standbys refuse before reading the upload.
         self.gate.core()?;
+        let owner = caller(&request)?.principal().map(Arc::from);
         let mut r = self.artifacts.upload(request.into_inner()).await?;
         let digest = super::digest("digest", &r.digest)?;
         // Acknowledged only once another master holds a copy (when another runs), so the
@@ -371,6 +375,7 @@ impl v1::operator_server::Operator for OperatorService {
             digest,
             size: r.size,
             kind: ArtifactKind::Module,
+            owner,
         })
         .await?;
         Ok(Response::new(r))
@@ -444,8 +449,25 @@ impl v1::operator_server::Operator for OperatorService {
         request: Request<v1::FetchModuleRequest>,
     ) -> Result<Response<Self::FetchArtifactStream>, Status> {
         let core = self.gate.core()?;
+        let caller = caller(&request)?;
         let r = request.into_inner();
         let digest = super::digest("digest", &r.digest)?;
+        let visible = self.auth.visibility(&caller, Action::ViewModules);
+        if visible != Visibility::All {
+            let request = OperatorRequest::ArtifactIndexed { digest, visible };
+            if self.ask(request).await? != OperatorResponse::ArtifactIndexed(true) {
+                // One answer whether the artifact is unknown or another tenant's: a digest
+                // tells nothing about what the store holds.
+                let reason = "not in the artifact store, or not shared with this principal";
+                let object = digest.to_string();
+                self.auth
+                    .audit_denied(&caller, Action::ViewModules.name(), &object, reason);
+                return Err(ServiceError::PermissionDenied(format!(
+                    "artifact {digest} is {reason}"
+                ))
+                .into());
+            }
+        }
         serve_artifact(&core, &self.artifacts, &self.peers, digest, r.offset)
             .await
             .map(Response::new)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{CoreStream, caller, done, framework_disconnected};
 use crate::auth::rate::{self, Subject};
-use crate::auth::{Action, Auth, Caller, Object};
+use crate::auth::{Action, Auth, Caller, Object, Visibility};
 use crate::core::{Ack, Call, ConnId, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
 use crate::leadership::Gate;
 use crate::runtime::Sink;
@@ -147,7 +147,15 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         }
         let audited = audited_call(&req);
         let framework = req.framework_id.clone();
-        let event = call_event(req, caller.principal().map(Arc::from))?;
+        let mut event = call_event(req, caller.principal().map(Arc::from))?;
+        if launches > 0
+            && let Event::Call {
+                call: Call::Accept { artifacts, .. },
+                ..
+            } = &mut event
+        {
+            *artifacts = self.auth.visibility(&caller, Action::ViewModules);
+        }
         let result = done(core.ask(event, None).await?);
         self.audit(&caller, audited, &framework, &result);
         result.map(|()| Response::new(v1::CallResponse {}))
@@ -267,6 +275,8 @@ fn call(kind: Option<&v1::call_request::Kind>) -> Result<Call, ProtoError> {
                 offer_ids,
                 operations,
                 refuse: refuse_duration(a.filters.as_ref()).map_err(|e| e.within("accept"))?,
+                // Narrowed by the service to the caller's (see `Scheduler::call`).
+                artifacts: Visibility::All,
             }
         }
         Kind::Decline(d) => Call::Decline {

@@ -94,6 +94,9 @@ struct ArtifactPb {
     /// False for a module (records from before outputs read so).
     #[prost(bool, tag = "3")]
     output: bool,
+    /// The principals who stored it (none in records from before authentication).
+    #[prost(string, repeated, tag = "4")]
+    owners: Vec<String>,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -182,6 +185,7 @@ pub(crate) fn encode(write: &RegistryWrite) -> KeyWrite {
                     size: a.size,
                     stored_unix_millis: a.stored_unix_millis,
                     output: a.kind == ArtifactKind::Output,
+                    owners: a.owners.iter().cloned().collect(),
                 }
                 .encode_to_vec(),
             ),
@@ -312,6 +316,7 @@ fn decode_one(out: &mut Recovered, key: &str, value: &[u8]) -> Result<(), String
             } else {
                 ArtifactKind::Module
             },
+            owners: pb.owners.into_iter().collect(),
         });
     } else if let Some(rest) = key.strip_prefix(KV) {
         let pb = KvPb::decode(value).map_err(wire)?;
@@ -407,6 +412,7 @@ pub(crate) mod tests {
                 size: 6,
                 stored_unix_millis: 10,
                 kind: ArtifactKind::Output,
+                owners: ["alice".to_owned(), "bob".to_owned()].into(),
             }),
             RegistryWrite::TaskOutputs(OutputsRecord {
                 framework_id: parse_id("id", "m-F2").unwrap(),

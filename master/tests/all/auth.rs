@@ -26,8 +26,18 @@ actions = ["register_agent"]
 principals = ["agent"]
 
 [[acl]]
+actions = ["upload_modules"]
+principals = ["alice", "bob"]
+
+# Bob shares his modules with alice.
+[[acl]]
+actions = ["view_modules"]
+principals = ["alice"]
+objects = ["bob"]
+
+[[acl]]
 actions = ["view_tasks", "view_frameworks", "kill_tasks", "view_sandboxes", "view_agents",
-           "view_roles", "set_weights", "drain_agents"]
+           "view_roles", "set_weights", "drain_agents", "view_modules"]
 principals = ["ops"]
 objects = "any"
 "#;
@@ -122,25 +132,52 @@ async fn secured_with(rates: Option<&str>) -> Secured {
         rate_limits: rates.map(|_| rate_limits.clone()),
     };
     let test = util::start_in(std::sync::Arc::new(dir), |c| c.auth = auth).await;
-    Secured {
+    let s = Secured {
         test,
         tokens,
         credentials,
         audit,
         rate_limits,
-    }
+    };
+    // The module `util::task` runs, alice's.
+    util::upload(s.as_("alice").await, b"module").await.unwrap();
+    s
 }
 
 /// Launches task `id` on `offer`, and sees it reach the agent.
 async fn launch_one(framework: &mut RawScheduler, agent: &mut FakeAgent, offer: &str, id: &str) {
+    launch_task(framework, agent, offer, util::task(id, 100)).await;
+}
+
+/// Launches `task` on `offer`, and sees it reach the agent.
+async fn launch_task(
+    framework: &mut RawScheduler,
+    agent: &mut FakeAgent,
+    offer: &str,
+    task: v1::TaskInfo,
+) {
+    let id = task.task_id.clone();
     framework
-        .call(util::launch(offer, vec![util::task(id, 100)]))
+        .call(util::launch(offer, vec![task]))
         .await
         .unwrap();
-    assert!(matches!(
-        agent.next("LAUNCH").await,
-        v1::master_message::Kind::LaunchTasks(_)
-    ));
+    match agent.next("LAUNCH").await {
+        v1::master_message::Kind::LaunchTasks(launch) => {
+            assert_eq!(launch.tasks[0].task_id, id);
+        }
+        other => panic!("expected LAUNCH, got {other:?}"),
+    }
+}
+
+/// An ACCEPT of `task` whose leftovers are offered again at once.
+fn launch_now(offer: &str, task: v1::TaskInfo) -> v1::call_request::Kind {
+    let mut accept = util::launch(offer, vec![task]);
+    if let v1::call_request::Kind::Accept(a) = &mut accept {
+        a.filters = Some(v1::Filters {
+            refuse_seconds: Some(0.0),
+        });
+    }
+    accept
 }
 
 /// The code of a call's refusal.
@@ -421,6 +458,119 @@ async fn tenants_see_and_touch_only_their_own_frameworks_and_tasks() {
         ("action", "register_agent"),
         ("outcome", "allowed"),
     ]));
+}
+
+#[tokio::test]
+async fn modules_are_listed_fetched_and_run_only_by_those_who_stored_them_or_are_shared_them() {
+    let s = secured().await;
+    let mut agent = FakeAgent::register(s.as_("agent").await).await;
+    let alices = util::upload(s.as_("alice").await, b"alice's")
+        .await
+        .unwrap();
+    let bobs = util::upload(s.as_("bob").await, b"bob's").await.unwrap();
+    let module = corral_types::Digest::of(b"module").to_string();
+
+    // Listings: each principal its own, alice bob's too (he shares them), ops all.
+    let listed = |who: &'static str| {
+        let s = &s;
+        async move {
+            let list = limits::operator_client(s.as_(who).await)
+                .list_modules(v1::ListModulesRequest {})
+                .await
+                .unwrap()
+                .into_inner();
+            let mut digests: Vec<String> = list.modules.into_iter().map(|m| m.digest).collect();
+            digests.sort();
+            digests
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        listed("alice").await,
+        sorted(vec![
+            alices.digest.clone(),
+            bobs.digest.clone(),
+            module.clone()
+        ])
+    );
+    assert_eq!(listed("bob").await, std::slice::from_ref(&bobs.digest));
+    assert_eq!(listed("ops").await.len(), 3);
+    let over_http: Value = reqwest::Client::new()
+        .get(s.url("/api/v1/modules"))
+        .header("authorization", s.tokens["bob"].header().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let modules = over_http["modules"].as_array().unwrap();
+    assert_eq!(modules.len(), 1, "{over_http}");
+    assert_eq!(modules[0]["digest"], bobs.digest.as_str());
+
+    // Fetching: bob gets the same refusal for alice's module as for one nobody stored.
+    let fetch = |who: &'static str, digest: String| {
+        let s = &s;
+        async move {
+            limits::operator_client(s.as_(who).await)
+                .fetch_artifact(v1::FetchModuleRequest { digest, offset: 0 })
+                .await
+                .map(|_| ())
+        }
+    };
+    let unknown = corral_types::Digest::of(b"nobody's").to_string();
+    for digest in [alices.digest.clone(), unknown] {
+        let refused = fetch("bob", digest).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert!(refused.message().contains("not shared"), "{refused:?}");
+    }
+    fetch("alice", bobs.digest.clone()).await.unwrap();
+    assert!(s.audited(&[
+        ("principal", "bob"),
+        ("action", "view_modules"),
+        ("object", alices.digest.as_str()),
+        ("outcome", "denied"),
+    ]));
+
+    // Running: bob's task naming alice's module ends in ERROR before any agent hears of it.
+    let run_module = |id: &str, digest: &str| {
+        let mut task = util::task(id, 100);
+        task.module = Some(v1::ModuleRef {
+            source: Some(v1::module_ref::Source::Digest(digest.into())),
+        });
+        task
+    };
+    let mut bob = RawScheduler::subscribe_as(s.as_("bob").await, "*").await;
+    let offer = bob.offers().await.remove(0);
+    let task = run_module("b1", &alices.digest);
+    bob.call(launch_now(&offer.id, task)).await.unwrap();
+    let refused = bob.update().await;
+    assert_eq!(refused.state, v1::TaskState::Error as i32);
+    assert!(refused.message.contains("not shared"), "{refused:?}");
+    // An input naming it is refused alike.
+    let offer = bob.offers().await.remove(0);
+    let mut task = run_module("b2", &bobs.digest);
+    task.inputs.push(v1::InputFile {
+        path: "in".into(),
+        source: Some(v1::input_file::Source::Artifact(alices.digest.clone())),
+    });
+    bob.call(launch_now(&offer.id, task)).await.unwrap();
+    assert_eq!(bob.update().await.state, v1::TaskState::Error as i32);
+
+    // Once bob stores the same bytes himself, they are his to run too.
+    util::upload(s.as_("bob").await, b"alice's").await.unwrap();
+    let offer = bob.offers().await.remove(0);
+    let task = run_module("b3", &alices.digest);
+    launch_task(&mut bob, &mut agent, &offer.id, task).await;
+
+    // Alice runs bob's shared module.
+    let mut alice = RawScheduler::subscribe_as(s.as_("alice").await, "eng/batch").await;
+    let offer = alice.offers().await.remove(0);
+    let task = run_module("a1", &bobs.digest);
+    launch_task(&mut alice, &mut agent, &offer.id, task).await;
 }
 
 #[tokio::test]

@@ -310,6 +310,21 @@ pub(crate) fn task(id: &str, cpus_milli: u64) -> v1::TaskInfo {
     }
 }
 
+/// Uploads `module` in one chunk.
+pub(crate) async fn upload(
+    channel: Channel,
+    module: &[u8],
+) -> Result<v1::UploadModuleResponse, tonic::Status> {
+    let chunk = v1::ModuleChunk {
+        data: Bytes::copy_from_slice(module),
+        total_size: module.len() as u64,
+    };
+    limits::operator_client(channel)
+        .upload_module(tokio_stream::once(chunk))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
 pub(crate) fn launch(offer_id: &str, tasks: Vec<v1::TaskInfo>) -> v1::call_request::Kind {
     v1::call_request::Kind::Accept(v1::call_request::Accept {
         offer_ids: vec![offer_id.into()],

@@ -10,6 +10,7 @@ use corral_types::{
 };
 
 use super::*;
+use crate::auth::Visibility;
 
 mod agents;
 mod frameworks;
@@ -296,6 +297,7 @@ fn accept(offer: &OfferId, tasks: Vec<LaunchTask>) -> Call {
         offer_ids: vec![offer.clone()],
         operations: vec![Operation::Launch(tasks)],
         refuse: Duration::from_secs(5),
+        artifacts: Visibility::All,
     }
 }
 

@@ -321,29 +321,37 @@ fn launches_status_updates_and_acks_write_nothing() {
 }
 
 #[test]
-fn uploaded_modules_are_recorded_once() {
+fn uploaded_modules_are_recorded_once_with_each_principal_who_stored_them() {
     let mut core = MasterCore::new(config());
     let digest = corral_types::Digest::of(b"module");
-    let record = || OperatorRequest::RecordArtifact {
+    let record = |owner: Option<&str>| OperatorRequest::RecordArtifact {
         digest,
         size: 6,
         kind: ArtifactKind::Module,
+        owner: owner.map(Arc::from),
     };
-    let fx = core.handle(Event::Operator(record()), ms(5));
-    assert_eq!(
-        persisted(&fx),
+    let stored = |owners: &[&str]| {
         vec![RegistryWrite::Artifact(ArtifactRecord {
             digest,
             size: 6,
             stored_unix_millis: START_UNIX + 5,
             kind: ArtifactKind::Module,
+            owners: owners.iter().map(|o| o.to_string()).collect(),
         })]
-    );
-    let fx = core.handle(Event::Operator(record()), ms(6));
-    assert_eq!(
-        fx,
-        vec![Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))]
-    );
+    };
+    let fx = core.handle(Event::Operator(record(Some("alice"))), ms(5));
+    assert_eq!(persisted(&fx), stored(&["alice"]));
+    // The same principal again, or an upload without one, writes nothing.
+    for again in [Some("alice"), None] {
+        let fx = core.handle(Event::Operator(record(again)), ms(6));
+        assert_eq!(
+            fx,
+            vec![Effect::Reply(Reply::Operator(Ok(OperatorResponse::Done)))]
+        );
+    }
+    // Another principal who stores the same bytes owns them too.
+    let fx = core.handle(Event::Operator(record(Some("bob"))), ms(7));
+    assert_eq!(persisted(&fx), stored(&["alice", "bob"]));
 }
 
 #[test]
@@ -439,6 +447,7 @@ fn outputs_are_admitted_within_the_cap_counting_what_the_index_holds() {
             digest: a,
             size: 60,
             kind: ArtifactKind::Output,
+            owner: None,
         }),
         ms(2),
     );
@@ -467,6 +476,7 @@ fn outputs_are_admitted_within_the_cap_counting_what_the_index_holds() {
         size,
         stored_unix_millis: 1,
         kind,
+        owners: Default::default(),
     };
     again.recover(
         Recovered {
@@ -500,6 +510,7 @@ fn a_reservation_made_on_an_offer_is_recorded_before_the_accept_is_answered() {
                 resources: res(1000, 256),
             }],
             refuse: Duration::ZERO,
+            artifacts: Visibility::All,
         },
         ms(2),
     );

@@ -153,6 +153,7 @@ fn a_refused_reserve_in_an_accept_reaches_the_framework_and_the_launch_still_run
             },
         ],
         refuse: Duration::ZERO,
+        artifacts: Visibility::All,
     };
     let fx = call(&mut core, &fw, &stream, accept, ms(2));
     assert_eq!(
@@ -194,6 +195,7 @@ fn operations_of_an_invalid_accept_are_dropped() {
             resources: res(1000, 0),
         }],
         refuse: Duration::ZERO,
+        artifacts: Visibility::All,
     };
     let fx = call(&mut core, &fw, &stream, accept, ms(2));
     let why = format!("offer {offer} is named twice");
@@ -319,6 +321,7 @@ fn terminal_updates_free_resources_for_new_offers() {
         offer_ids: vec![offer],
         operations: vec![Operation::Launch(vec![task("t1", 4000, 4096)])],
         refuse: Duration::ZERO,
+        artifacts: Visibility::All,
     };
     call(&mut core, &fw, &stream, accept, ms(2));
     assert_eq!(core.handle(Event::Allocate, ms(3)), vec![]);
@@ -632,5 +635,52 @@ fn operator_kill_goes_to_the_agent_and_refuses_unknown_and_finished_tasks() {
         vec![Effect::Reply(Reply::Operator(Err(
             ServiceError::FailedPrecondition("task t1 is already KILLED".into())
         )))]
+    );
+}
+
+#[test]
+fn a_task_runs_only_artifacts_its_principal_may_see() {
+    let (mut core, _agent, fw, stream, offer) = offered();
+    // The tasks' module, stored by alice.
+    core.handle(
+        Event::Operator(OperatorRequest::RecordArtifact {
+            digest: corral_types::Digest::of(b"m"),
+            size: 1,
+            kind: ArtifactKind::Module,
+            owner: Some("alice".into()),
+        }),
+        ms(1),
+    );
+    let accept = |offer: &OfferId, id: &str, who: &str| Call::Accept {
+        offer_ids: vec![offer.clone()],
+        operations: vec![Operation::Launch(vec![task(id, 1000, 1)])],
+        refuse: Duration::ZERO,
+        artifacts: Visibility::Only(vec![who.into()]),
+    };
+    let fx = call(&mut core, &fw, &stream, accept(&offer, "t1", "bob"), ms(2));
+    let refused = updates(&fx);
+    assert_eq!(refused.len(), 1, "{fx:?}");
+    assert_eq!(
+        (refused[0].state, refused[0].reason),
+        (TaskState::Error, Reason::InvalidTask)
+    );
+    assert!(
+        refused[0].message.contains("its owners have not shared it"),
+        "{}",
+        refused[0].message
+    );
+    assert!(commands(&fx).is_empty(), "{fx:?}");
+
+    let offer = offers(&core.handle(Event::Allocate, ms(3)))[0].id.clone();
+    let fx = call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, "t2", "alice"),
+        ms(4),
+    );
+    assert!(
+        matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
+        "{fx:?}"
     );
 }

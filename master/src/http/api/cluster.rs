@@ -147,10 +147,13 @@ pub(super) async fn frameworks(
 
 pub(super) async fn modules(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/modules"))?;
-    let OperatorResponse::Modules(modules) = ask(&state, OperatorRequest::ListModules).await?
+    let visible = state.auth.visibility(&caller, Action::ViewModules);
+    let OperatorResponse::Modules(modules) =
+        ask(&state, OperatorRequest::ListModules { visible }).await?
     else {
         return Err(unexpected());
     };

@@ -138,7 +138,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Modules,
-        access: A(Action::ViewModules),
+        access: Handler,
     },
     Route {
         method: "get",
