@@ -1,5 +1,5 @@
-//! Compiles the trimmed etcd v3 API in `proto/etcd/` (KV, Lease, Election clients) with
-//! protox, so building needs no `protoc` binary (as for `corral-proto`).
+//! Compiles the trimmed etcd v3 API in `proto/etcd/` (KV, Lease, Election and Auth clients)
+//! with protox, so building needs no `protoc` binary (as for `corral-proto`).
 
 const INCLUDE_DIR: &str = "proto/etcd";
 const PROTOS: &[&str] = &[

@@ -219,6 +219,14 @@ pub(crate) struct MasterArgs {
     /// The key of --etcd-cert (PEM).
     #[arg(long, value_name = "FILE", requires = "etcd_cert")]
     pub(crate) etcd_key: Option<PathBuf>,
+    /// Authenticate to etcd as this user (etcd's `auth enable`); needs
+    /// --etcd-password-file.
+    #[arg(long, value_name = "NAME", requires = "etcd_password_file")]
+    pub(crate) etcd_user: Option<String>,
+    /// The file holding --etcd-user's password (its first line), never given on the
+    /// command line.
+    #[arg(long, value_name = "FILE", requires = "etcd_user")]
+    pub(crate) etcd_password_file: Option<PathBuf>,
     /// The address agents, clients and other masters reach this master at (default: the
     /// listen address); standbys redirect to the leader's.
     #[arg(long)]

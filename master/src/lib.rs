@@ -60,6 +60,8 @@ mod wire;
 
 pub use auth::AuthConfig;
 pub use store::StoreConfig;
+pub use store::etcd::EtcdAccess;
+pub use store::etcd_login::EtcdUser;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -136,9 +138,10 @@ pub struct MasterConfig {
     pub tls: Option<Tls>,
     /// How long a request may take to be answered ([`limits::REQUEST_TIMEOUT`] by default).
     pub request_timeout: Duration,
-    /// TLS to etcd (`--store etcd://...`): its CA, and this master's client certificate
-    /// when etcd authenticates clients by certificate (`--client-cert-auth`).
-    pub etcd_tls: Option<Tls>,
+    /// How to reach etcd (`--store etcd://...`): over TLS, with this master's client
+    /// certificate when etcd authenticates clients by certificate (`--client-cert-auth`),
+    /// and as a user with a password when etcd's authentication is enabled.
+    pub etcd: EtcdAccess,
 }
 
 /// [`MasterConfig::max_output_bytes`] by default.
@@ -172,7 +175,7 @@ impl MasterConfig {
             auth: AuthConfig::default(),
             token: Token::none(),
             tls: None,
-            etcd_tls: None,
+            etcd: EtcdAccess::default(),
             request_timeout: limits::REQUEST_TIMEOUT,
         }
     }
@@ -302,10 +305,9 @@ impl Master {
                 (election, Some((term, recovered)), members)
             }
             StoreConfig::Etcd { endpoints, prefix } => {
-                let etcd_tls = config.etcd_tls.as_ref();
                 let election = EtcdElection::new(
                     endpoints,
-                    etcd_tls,
+                    &config.etcd,
                     prefix,
                     core_config.address.clone(),
                     config.leader_lease,
@@ -313,7 +315,7 @@ impl Master {
                 let election: Arc<dyn Election> = Arc::new(election);
                 let members: Arc<dyn Membership> = Arc::new(EtcdMembership::new(
                     endpoints,
-                    etcd_tls,
+                    &config.etcd,
                     prefix,
                     &master_id,
                     core_config.address.clone(),

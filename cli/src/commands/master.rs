@@ -1,6 +1,6 @@
 //! `corral master`.
 
-use corral_master::{AuthConfig, MasterConfig, StoreConfig};
+use corral_master::{AuthConfig, EtcdAccess, EtcdUser, MasterConfig, StoreConfig};
 use corral_proto::tls::Tls;
 
 use super::Exit;
@@ -10,7 +10,10 @@ use crate::cli::MasterArgs;
 pub(super) async fn run(args: MasterArgs) -> anyhow::Result<u8> {
     super::init_logging(&args.log)?;
     let mut config = MasterConfig::new(args.listen, &args.work_dir);
-    config.etcd_tls = etcd_tls(&args)?;
+    config.etcd = EtcdAccess {
+        tls: etcd_tls(&args)?,
+        user: etcd_user(&args)?,
+    };
     config.store = args.store;
     config.advertise_address = args.advertise;
     config.agent_reregister_timeout = args.agent_reregister_timeout;
@@ -59,6 +62,30 @@ fn etcd_tls(args: &MasterArgs) -> anyhow::Result<Option<Tls>> {
         _ => tls,
     };
     Ok(Some(tls))
+}
+
+/// The etcd user of `--etcd-user`, with the password its file holds.
+fn etcd_user(args: &MasterArgs) -> anyhow::Result<Option<EtcdUser>> {
+    let (Some(name), Some(file)) = (&args.etcd_user, &args.etcd_password_file) else {
+        return Ok(None);
+    };
+    if !matches!(args.store, StoreConfig::Etcd { .. }) {
+        return Err(Exit::invalid("--etcd-user needs --store etcd://...").into());
+    }
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Exit::invalid(format!("--etcd-password-file {}: {e}", file.display())))?;
+    let password = text.lines().next().unwrap_or_default().to_owned();
+    if password.is_empty() {
+        return Err(Exit::invalid(format!(
+            "--etcd-password-file {}: the first line is empty",
+            file.display()
+        ))
+        .into());
+    }
+    Ok(Some(EtcdUser {
+        name: name.clone(),
+        password,
+    }))
 }
 
 /// Reads the credentials, ACLs and rate limits again on every SIGHUP; never returns (unless SIGHUP cannot

@@ -578,10 +578,23 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_cert
     }
 }
 
+/// Waits for the (plaintext) master at `addr` to lead, and sees a registry write of its go
+/// through etcd and back.
+async fn leads_writing_through_etcd(addr: &str) {
+    use corral_fixtures::{set_weight, wait_for_master, weight};
+
+    let dialer = corral_proto::tls::Dialer::default();
+    wait_for_master(&dialer, &[addr.to_owned()], Duration::from_secs(30))
+        .await
+        .expect("the master leads through etcd");
+    let conn = dialer.connect(addr).await.unwrap();
+    set_weight(conn.clone(), "eng", 2.0).await.unwrap();
+    assert_eq!(weight(conn, "eng").await.unwrap(), Some(2.0));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn masters_reach_etcd_over_tls_presenting_a_client_certificate() {
-    use corral_fixtures::{Etcd, EtcdTls, set_weight, wait_for_master, weight};
-    use corral_proto::tls::Dialer;
+    use corral_fixtures::{Etcd, EtcdTls};
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -630,17 +643,7 @@ async fn masters_reach_etcd_over_tls_presenting_a_client_certificate() {
     ]
     .map(str::to_owned);
     let _leader = master("leader", &addr, &with_cert);
-    let dialer = Dialer::default();
-    wait_for_master(
-        &dialer,
-        std::slice::from_ref(&addr),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("the master leads through etcd over TLS");
-    let conn = dialer.connect(&addr).await.unwrap();
-    set_weight(conn.clone(), "eng", 2.0).await.unwrap();
-    assert_eq!(weight(conn, "eng").await.unwrap(), Some(2.0));
+    leads_writing_through_etcd(&addr).await;
 
     // Without a client certificate etcd refuses the handshake: the master says why.
     let refused = format!("127.0.0.1:{}", free_port());
@@ -657,6 +660,86 @@ async fn masters_reach_etcd_over_tls_presenting_a_client_certificate() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--store etcd://"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn masters_authenticate_to_etcd_as_a_user_and_never_show_its_password() {
+    use corral_fixtures::Etcd;
+
+    let Some(etcd) = Etcd::start("masters_authenticate_to_etcd_as_a_user") else {
+        return;
+    };
+    const PASSWORD: &str = "etcd-s3cret-pw";
+    etcd.enable_auth(PASSWORD);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("right"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(d.join("wrong"), "not-the-password\n").unwrap();
+    let store = format!("etcd://{}/corral", etcd.client_addr());
+    let master = |work: &str, addr: &str, password_file: &str| {
+        let (work_dir, file) = (d.join(work), d.join(password_file));
+        let args = [
+            "master",
+            "--listen",
+            addr,
+            "--work-dir",
+            work_dir.to_str().unwrap(),
+            "--store",
+            &store,
+            "--etcd-user",
+            "root",
+            "--etcd-password-file",
+            file.to_str().unwrap(),
+            "--log-level",
+            "debug",
+        ];
+        let log = std::fs::File::create(d.join(format!("{work}.log"))).unwrap();
+        spawn_logging_to(&args, log)
+    };
+
+    // With the password the master leads, and its registry writes go through etcd.
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _leader = master("leader", &addr, "right");
+    leads_writing_through_etcd(&addr).await;
+
+    // With a wrong one etcd refuses it, and the master says why.
+    let refused = format!("127.0.0.1:{}", free_port());
+    let _refused = master("refused", &refused, "wrong");
+    let log = d.join("refused.log");
+    eventually("the refused master to say why", async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("cannot lead") && text.contains("authentication failed")
+    })
+    .await;
+    for log in ["leader.log", "refused.log"] {
+        let text = std::fs::read_to_string(d.join(log)).unwrap();
+        assert!(!text.contains(PASSWORD), "{log} shows the password");
+    }
+
+    // Flags that cannot work are refused at once.
+    let right = d.join("right");
+    let right = right.to_str().unwrap();
+    let without_etcd = [
+        "master",
+        "--etcd-user",
+        "root",
+        "--etcd-password-file",
+        right,
+    ];
+    let out = corral_in(d, &without_etcd, None).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--store etcd://"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = corral_in(d, &["master", "--etcd-user", "root"], None).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--etcd-password-file"),
         "{}",
         text(&out.stderr)
     );

@@ -23,6 +23,8 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
+use super::etcd_login::{EtcdChannel, EtcdUser};
+
 use super::{Registry, StoreError, codec};
 use crate::core::{Recovered, RegistryWrite};
 use crate::leadership::{Election, Lost, Term};
@@ -76,9 +78,20 @@ pub(super) fn etcd(what: &str, status: &tonic::Status) -> StoreError {
     ))
 }
 
-/// A lazily connected channel balanced over the endpoints (`host:port`), over TLS when
-/// `tls` is given.
-pub(super) fn channel(endpoints: &[String], tls: Option<&Tls>) -> Result<Channel, StoreError> {
+/// How a master reaches etcd: over TLS (with a client certificate when etcd asks for one),
+/// and as a user authenticated by password; neither by default.
+#[derive(Debug, Clone, Default)]
+pub struct EtcdAccess {
+    pub tls: Option<Tls>,
+    pub user: Option<EtcdUser>,
+}
+
+/// A lazily connected channel balanced over the endpoints (`host:port`), as `access` says.
+pub(super) fn channel(
+    endpoints: &[String],
+    access: &EtcdAccess,
+) -> Result<EtcdChannel, StoreError> {
+    let tls = access.tls.as_ref();
     let scheme = if tls.is_some() { "https" } else { "http" };
     let endpoints = endpoints
         .iter()
@@ -97,7 +110,8 @@ pub(super) fn channel(endpoints: &[String], tls: Option<&Tls>) -> Result<Channel
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Channel::balance_list(endpoints.into_iter()))
+    let balanced = Channel::balance_list(endpoints.into_iter());
+    Ok(EtcdChannel::new(balanced, access.user.as_ref()))
 }
 
 /// The end of the key range of every key starting with `prefix`.
@@ -116,7 +130,7 @@ pub(super) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// The registry, fenced by the leader's election key.
 #[derive(Debug, Clone)]
 pub(crate) struct EtcdRegistry {
-    kv: KvClient<Channel>,
+    kv: KvClient<EtcdChannel>,
     records: String,
     leader_key: Vec<u8>,
     epoch: i64,
@@ -211,7 +225,7 @@ impl Registry for EtcdRegistry {
 
 /// Every key under `prefix` with its value (empty with `keys_only`), read with [`retry`].
 pub(super) async fn read_prefix(
-    kv: &KvClient<Channel>,
+    kv: &KvClient<EtcdChannel>,
     what: &str,
     prefix: &str,
     keys_only: bool,
@@ -252,9 +266,11 @@ where
             Ok(Err(status)) => status,
             Err(_) => tonic::Status::deadline_exceeded("no answer from etcd"),
         };
+        // UNAUTHENTICATED: etcd no longer knows the token (it expired, or etcd restarted);
+        // the channel has dropped it, and the next attempt authenticates again.
         let transient = matches!(
             status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unauthenticated
         );
         if !transient || attempt >= ATTEMPTS {
             return Err(etcd(what, &status));
@@ -286,7 +302,7 @@ struct Held {
 /// Leader election among the masters sharing a prefix.
 #[derive(Debug)]
 pub(crate) struct EtcdElection {
-    channel: Channel,
+    channel: EtcdChannel,
     name: Vec<u8>,
     records: String,
     address: String,
@@ -302,12 +318,12 @@ impl EtcdElection {
     /// [`Election::campaign`], which the supervisor retries.
     pub(crate) fn new(
         endpoints: &[String],
-        tls: Option<&Tls>,
+        access: &EtcdAccess,
         prefix: &str,
         address: String,
         ttl: Duration,
     ) -> Result<Self, StoreError> {
-        let channel = channel(endpoints, tls)?;
+        let channel = channel(endpoints, access)?;
         let name = format!("{prefix}/leader").into_bytes();
         let leader = watch::Sender::new(None);
         let observer = tokio::spawn(observe(channel.clone(), name.clone(), leader.clone()));
@@ -331,7 +347,7 @@ impl EtcdElection {
 /// Grants a lease of `ttl_secs`; returns its id and the TTL etcd granted. `what` names it in
 /// errors.
 pub(super) async fn grant_lease(
-    channel: &Channel,
+    channel: &EtcdChannel,
     ttl_secs: i64,
     what: &str,
 ) -> Result<(i64, Duration), StoreError> {
@@ -440,7 +456,7 @@ impl Election for EtcdElection {
     }
 }
 
-pub(super) async fn revoke(channel: &Channel, lease: i64) {
+pub(super) async fn revoke(channel: &EtcdChannel, lease: i64) {
     let mut client = LeaseClient::new(channel.clone());
     let revoke = client.lease_revoke(LeaseRevokeRequest { id: lease });
     if let Ok(Err(status)) = tokio::time::timeout(CALL_TIMEOUT, revoke).await {
@@ -451,7 +467,7 @@ pub(super) async fn revoke(channel: &Channel, lease: i64) {
 /// Keeps `lease` alive; sets `lost` (and returns) when a renewal is not confirmed in time
 /// or etcd says the lease ended.
 pub(super) async fn keep_alive(
-    channel: Channel,
+    channel: EtcdChannel,
     lease: i64,
     ttl: Duration,
     lost: watch::Sender<Option<String>>,
@@ -520,7 +536,7 @@ pub(super) async fn keep_alive(
 }
 
 /// Resolves when another key than `ours` leads the election.
-async fn deposed(channel: Channel, name: Vec<u8>, ours: Vec<u8>) -> String {
+async fn deposed(channel: EtcdChannel, name: Vec<u8>, ours: Vec<u8>) -> String {
     follow_leader(channel, name, |kv| {
         (kv.key != ours).then(|| "another master leads".to_owned())
     })
@@ -528,7 +544,7 @@ async fn deposed(channel: Channel, name: Vec<u8>, ours: Vec<u8>) -> String {
 }
 
 /// Keeps `leader` set to the address of the master that leads, for redirections.
-async fn observe(channel: Channel, name: Vec<u8>, leader: watch::Sender<Option<String>>) {
+async fn observe(channel: EtcdChannel, name: Vec<u8>, leader: watch::Sender<Option<String>>) {
     follow_leader(channel, name, |kv| {
         leader.send_replace(Some(String::from_utf8_lossy(&kv.value).into_owned()));
         None::<()>
@@ -539,7 +555,7 @@ async fn observe(channel: Channel, name: Vec<u8>, leader: watch::Sender<Option<S
 /// Calls `each` with the election's leader key as it changes, until it returns a value;
 /// a broken watch is opened again.
 async fn follow_leader<T>(
-    channel: Channel,
+    channel: EtcdChannel,
     name: Vec<u8>,
     mut each: impl FnMut(pb::mvccpb::KeyValue) -> Option<T>,
 ) -> T {
@@ -564,7 +580,10 @@ mod tests {
 
     fn registry() -> EtcdRegistry {
         EtcdRegistry {
-            kv: KvClient::new(Endpoint::from_static("http://127.0.0.1:1").connect_lazy()),
+            kv: KvClient::new(EtcdChannel::new(
+                Endpoint::from_static("http://127.0.0.1:1").connect_lazy(),
+                None,
+            )),
             records: "/c/registry/".into(),
             leader_key: b"/c/leader/1".to_vec(),
             epoch: 7,

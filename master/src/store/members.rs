@@ -11,15 +11,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_proto::tls::Tls;
 use corral_types::Digest;
 use tokio::sync::watch;
-use tonic::transport::Channel;
 
 use super::etcd::pb::etcdserverpb::{
     PutRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op,
 };
-use super::etcd::{AbortOnDrop, channel, grant_lease, keep_alive, read_prefix, retry, revoke};
+use super::etcd::{
+    AbortOnDrop, EtcdAccess, channel, grant_lease, keep_alive, read_prefix, retry, revoke,
+};
+use super::etcd_login::EtcdChannel;
 use super::{StoreError, codec};
 
 /// How long to wait before registering again after a failed registration or a lost lease.
@@ -53,7 +54,7 @@ impl Membership for SoleMaster {
 /// Membership kept in etcd under `P/members/`.
 #[derive(Debug)]
 pub(crate) struct EtcdMembership {
-    kv: KvClient<Channel>,
+    kv: KvClient<EtcdChannel>,
     members: String,
     artifacts: String,
     own_key: String,
@@ -67,13 +68,13 @@ impl EtcdMembership {
     /// election does: registration retries until etcd answers.
     pub(crate) fn new(
         endpoints: &[String],
-        tls: Option<&Tls>,
+        access: &EtcdAccess,
         prefix: &str,
         master_id: &str,
         address: String,
         ttl: Duration,
     ) -> Result<Self, StoreError> {
-        let channel = channel(endpoints, tls)?;
+        let channel = channel(endpoints, access)?;
         let members = format!("{prefix}/members/");
         let own_key = format!("{members}{master_id}");
         let registration = tokio::spawn(register(
@@ -128,7 +129,7 @@ fn others(own_key: &str, own_address: &str, members: Vec<(String, Vec<u8>)>) -> 
 }
 
 /// Keeps `key` = `address` on a lease of `ttl`, registering again whenever the lease is lost.
-async fn register(channel: Channel, key: String, address: String, ttl: Duration) {
+async fn register(channel: EtcdChannel, key: String, address: String, ttl: Duration) {
     let ttl_secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
     loop {
         match put_on_lease(&channel, &key, &address, ttl_secs).await {
@@ -148,7 +149,7 @@ async fn register(channel: Channel, key: String, address: String, ttl: Duration)
 
 /// Grants a lease and puts `key` on it; returns the lease and its granted TTL.
 async fn put_on_lease(
-    channel: &Channel,
+    channel: &EtcdChannel,
     key: &str,
     address: &str,
     ttl_secs: i64,

@@ -13,6 +13,7 @@
 pub(crate) mod codec;
 pub(crate) mod embedded;
 pub(crate) mod etcd;
+pub(crate) mod etcd_login;
 pub(crate) mod members;
 
 use std::fmt;
