@@ -38,6 +38,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 use corral_types::{Digest, WasmBinary};
 
 use crate::compile_slots::{CompileSlots, Owner};
+use crate::compile_worker::{CompileWorker, WorkerError};
 use crate::metrics::{AgentMetrics, CacheResult, DISK_HIT, MEMORY_HIT, MISS};
 
 /// Why a module cannot be used.
@@ -135,6 +136,68 @@ pub(crate) struct ModuleCache<T: 'static> {
     slots: CompileSlots,
     /// Where launches found their module, and compile times.
     metrics: Arc<AgentMetrics>,
+    /// Compiles in a child process held to a budget; `None` compiles in the agent.
+    worker: Option<BoundWorker>,
+}
+
+/// A compile worker bound to the cache's engine.
+#[derive(Debug)]
+pub(crate) struct BoundWorker {
+    pub(crate) worker: CompileWorker,
+    /// The engine's compatibility: code the worker compiles must load in it.
+    pub(crate) compatibility: String,
+    pub(crate) max_wasm_stack: usize,
+}
+
+/// A module compiled, and its serialized code (to keep on disk).
+type CompiledCode = (Compiled, wasmtime::Result<Vec<u8>>);
+
+impl BoundWorker {
+    /// `bytes` (of `kind`) compiled in the worker and loaded into `engine`; `None` when the
+    /// worker cannot compile for this engine, and the agent compiles the module itself.
+    fn compile(
+        &self,
+        digest: &Digest,
+        kind: WasmBinary,
+        bytes: &[u8],
+        engine: &Engine,
+    ) -> Result<Option<CompiledCode>, ModuleError> {
+        let code = match self
+            .worker
+            .compile(bytes, &self.compatibility, self.max_wasm_stack)
+        {
+            Ok(code) => code,
+            Err(WorkerError::Refused(reason)) => {
+                return Err(ModuleError::Invalid {
+                    digest: *digest,
+                    reason,
+                });
+            }
+            Err(WorkerError::Unavailable(reason)) => {
+                tracing::warn!(%digest, %reason, "the compile worker cannot compile: compiling in the agent, without a budget");
+                return Ok(None);
+            }
+        };
+        // SAFETY: the code is what the agent's own compiler program made, with an engine of
+        // this engine's compatibility (which the worker checked, and wasmtime checks again
+        // on load), as for the compiled code kept on disk.
+        #[allow(unsafe_code)]
+        let loaded = match kind {
+            WasmBinary::Module => {
+                unsafe { Module::deserialize(engine, &code) }.map(Compiled::Module)
+            }
+            WasmBinary::Component => {
+                unsafe { Component::deserialize(engine, &code) }.map(Compiled::Component)
+            }
+        };
+        match loaded {
+            Ok(compiled) => Ok(Some((compiled, Ok(code)))),
+            Err(error) => {
+                tracing::warn!(%digest, %error, "the compile worker's code does not load: compiling in the agent");
+                Ok(None)
+            }
+        }
+    }
 }
 
 impl<T: Send + 'static> ModuleCache<T> {
@@ -165,7 +228,14 @@ impl<T: Send + 'static> ModuleCache<T> {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             ),
             metrics,
+            worker: None,
         })
+    }
+
+    /// Compiles in `worker` from now on.
+    pub(crate) fn with_compile_worker(mut self, worker: BoundWorker) -> Self {
+        self.worker = Some(worker);
+        self
     }
 
     fn counted(&self, result: &CacheResult) -> u64 {
@@ -406,23 +476,28 @@ impl<T: Send + 'static> ModuleCache<T> {
         })?;
         let _slot = self.slots.acquire(owner);
         let started = std::time::Instant::now();
+        let Some(kind) = WasmBinary::detect(bytes) else {
+            return Err(ModuleError::Invalid {
+                digest: *digest,
+                reason: "not a WebAssembly module or component (no `\\0asm` header)".into(),
+            });
+        };
+        let in_worker = match &self.worker {
+            Some(worker) => worker.compile(digest, kind, bytes, &self.engine)?,
+            None => None,
+        };
         // Validation is part of compilation for both kinds.
-        let (compiled, code) = match WasmBinary::detect(bytes) {
-            Some(WasmBinary::Module) => {
+        let (compiled, code) = match (in_worker, kind) {
+            (Some(compiled), _) => compiled,
+            (None, WasmBinary::Module) => {
                 let module = Module::from_binary(&self.engine, bytes).map_err(invalid)?;
                 let code = module.serialize();
                 (Compiled::Module(module), code)
             }
-            Some(WasmBinary::Component) => {
+            (None, WasmBinary::Component) => {
                 let component = Component::from_binary(&self.engine, bytes).map_err(invalid)?;
                 let code = component.serialize();
                 (Compiled::Component(component), code)
-            }
-            None => {
-                return Err(ModuleError::Invalid {
-                    digest: *digest,
-                    reason: "not a WebAssembly module or component (no `\\0asm` header)".into(),
-                });
             }
         };
         self.metrics.cache.get_or_create(&MISS).inc();

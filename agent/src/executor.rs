@@ -26,8 +26,9 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 use corral_types::{Digest, OUTPUTS_DIR, OUTPUTS_GUEST_PATH, TrapKind, Usage};
 
-use crate::cache::{CacheStats, Code, Linkers, ModuleCache, ModuleError, Prepared};
+use crate::cache::{BoundWorker, CacheStats, Code, Linkers, ModuleCache, ModuleError, Prepared};
 use crate::compile_slots::Owner;
+use crate::compile_worker::CompileWorker;
 use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
@@ -53,6 +54,8 @@ pub struct ExecutorConfig {
     pub threads: NonZeroUsize,
     /// Guest execution between yield points; bounds how late a kill or throttle lands.
     pub yield_every: Duration,
+    /// Compile in a child process held to a budget; `None` compiles in this process.
+    pub compile_worker: Option<CompileWorker>,
 }
 
 impl ExecutorConfig {
@@ -65,6 +68,7 @@ impl ExecutorConfig {
             cached_modules: NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN),
             threads: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             yield_every: Duration::from_micros(100),
+            compile_worker: None,
         }
     }
 }
@@ -142,6 +146,14 @@ impl Executor {
             metrics.clone(),
         )
         .map_err(work_dir_error(&modules))?;
+        let cache = match config.compile_worker.clone() {
+            Some(worker) => cache.with_compile_worker(BoundWorker {
+                worker,
+                compatibility: engine.compatibility().to_owned(),
+                max_wasm_stack: config.engine.max_wasm_stack,
+            }),
+            None => cache,
+        };
         let fuel_per_cpu_second = crate::calibrate::fuel_per_cpu_second(engine.engine())
             .map_err(|e| ExecutorError::Setup(format!("fuel calibration failed: {e:#}")))?;
         let yield_interval = ((fuel_per_cpu_second as u128 * config.yield_every.as_nanos())

@@ -45,6 +45,7 @@ mod cache;
 mod calibrate;
 pub mod collect;
 mod compile_slots;
+pub mod compile_worker;
 mod cpu;
 mod engine;
 mod executor;
@@ -58,6 +59,7 @@ pub mod sdk;
 mod task;
 
 pub use cache::{CacheStats, ModuleError};
+pub use compile_worker::{CompileBudget, CompileWorker};
 pub use cpu::WINDOW as CPU_SHARE_WINDOW;
 pub use engine::{AllocatorChoice, AllocatorKind, EngineError, EngineOptions};
 pub use executor::{Executor, ExecutorConfig, ExecutorError, KillSwitch, Phase, TaskHandle};

@@ -149,6 +149,20 @@ pub(crate) enum Command {
         after_help = "Examples:\n  corral quota                                    # every quota (same as `corral quota list`)\n  corral quota set eng --guarantee cpus=2,mem=4GiB --limit cpus=8,mem=16GiB\n  corral quota remove eng"
     )]
     Quota(QuotaArgs),
+    /// Compile a module read on stdin for an agent (which starts this itself).
+    #[command(hide = true)]
+    CompileWorker(CompileWorkerArgs),
+}
+
+/// What an agent hands its compile worker (see `corral_agent::compile_worker::serve`).
+#[derive(Debug, Args)]
+pub(crate) struct CompileWorkerArgs {
+    /// The agent engine's compatibility.
+    pub(crate) compatibility: String,
+    /// The agent engine's largest guest stack, in bytes.
+    pub(crate) max_wasm_stack: usize,
+    /// The heap the compile may use, in bytes.
+    pub(crate) memory_bytes: u64,
 }
 
 /// How a long-running command (`master`, `agent`, `dev`) logs, to stderr.
@@ -358,6 +372,13 @@ pub(crate) struct AgentArgs {
     /// At least 1: `corral run` reads a task's logs after it has finished.
     #[arg(long, default_value = "1000")]
     pub(crate) max_completed_tasks: std::num::NonZeroUsize,
+    /// The compile budget: a module is compiled in a child process, killed (and the module
+    /// refused) when it takes longer than this.
+    #[arg(long, default_value = "60s", value_parser = parse::duration)]
+    pub(crate) compile_timeout: Duration,
+    /// The compile budget: the heap a module's compile may use.
+    #[arg(long, default_value = "2GiB", value_parser = parse::bytes)]
+    pub(crate) compile_memory: u64,
 }
 
 /// `corral agent --recover`.

@@ -9,6 +9,10 @@ mod parse;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse_args(std::env::args_os().collect());
+    // An agent's compile worker needs no runtime, token or client.
+    if let cli::Command::CompileWorker(args) = &cli.command {
+        return std::process::ExitCode::from(commands::compile_worker(args));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

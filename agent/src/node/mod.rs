@@ -72,6 +72,7 @@ use corral_types::{AgentId, COMPONENTS_ATTRIBUTE};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::compile_worker::CompileWorker;
 use crate::executor::{Executor, ExecutorConfig};
 use checkpoint::Checkpoint;
 pub use checkpoint::{CHECKPOINT_FILE, CheckpointError, Recover};
@@ -128,6 +129,9 @@ pub struct AgentConfig {
     /// port, which then serves only clients with a certificate the CA signed) and the
     /// cluster's CA; `None` is plaintext both ways.
     pub tls: Option<Tls>,
+    /// Compile modules in a child process held to a time and memory budget (see
+    /// [`crate::compile_worker`]); `None` compiles in the agent's process, unbudgeted.
+    pub compile_worker: Option<CompileWorker>,
 }
 
 impl AgentConfig {
@@ -148,6 +152,7 @@ impl AgentConfig {
             max_completed_tasks: 1000,
             token: Token::none(),
             tls: None,
+            compile_worker: None,
         }
     }
 }
@@ -174,7 +179,10 @@ impl Agent {
             tokio::task::spawn_blocking(move || checkpoint::open(&work_dir, recover))
                 .await
                 .context("checkpoint recovery panicked")??;
-        let executor_config = ExecutorConfig::new(&config.work_dir);
+        let executor_config = ExecutorConfig {
+            compile_worker: config.compile_worker.clone(),
+            ..ExecutorConfig::new(&config.work_dir)
+        };
         let max_module_bytes = executor_config.max_module_size;
         // Builds the engine, calibrates fuel and reads the host's resources: blocking work.
         let work_dir = config.work_dir.clone();

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use corral_agent::node::{Agent, AgentConfig, Recover, ResourceOverrides};
+use corral_agent::{CompileBudget, CompileWorker};
 use corral_proto::{ProtoEnum, v1};
 use corral_types::AgentState;
 
-use crate::cli::{AgentArgs, AgentIdArgs, DrainArgs, RecoverMode};
+use crate::cli::{AgentArgs, AgentIdArgs, CompileWorkerArgs, DrainArgs, RecoverMode};
 use crate::client;
 
 pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
@@ -30,6 +31,10 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     config.max_completed_tasks = args.max_completed_tasks.get();
     config.token = client::dialer().token().clone();
     config.tls = super::serve_tls(&args.tls, args.listen)?;
+    config.compile_worker = Some(compile_worker_of(CompileBudget {
+        time: args.compile_timeout,
+        memory_bytes: args.compile_memory,
+    })?);
     config.recover = match args.recover {
         RecoverMode::Strict => Recover::Strict,
         RecoverMode::Cleanup => Recover::Cleanup,
@@ -47,6 +52,25 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     tracing::info!("shutting down");
     agent.shutdown().await;
     Ok(0)
+}
+
+/// This program as an agent's compile worker, held to `budget`.
+pub(super) fn compile_worker_of(budget: CompileBudget) -> anyhow::Result<CompileWorker> {
+    Ok(CompileWorker {
+        program: std::env::current_exe().context("finding this program for compile workers")?,
+        args: vec!["compile-worker".into()],
+        budget,
+    })
+}
+
+/// `corral compile-worker`: what an agent starts to compile a module.
+pub(crate) fn compile_worker(args: &CompileWorkerArgs) -> u8 {
+    let code = corral_agent::compile_worker::serve(
+        &args.compatibility,
+        args.max_wasm_stack,
+        args.memory_bytes,
+    );
+    u8::try_from(code).unwrap_or(1)
 }
 
 pub(super) async fn drain(args: DrainArgs) -> anyhow::Result<u8> {

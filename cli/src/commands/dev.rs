@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use corral_agent::CompileBudget;
 use corral_agent::node::{Agent, AgentConfig};
 use corral_master::MasterConfig;
 use corral_proto::{InputFile, InputSource};
@@ -62,6 +63,7 @@ pub(super) async fn run(args: DevArgs) -> anyhow::Result<u8> {
         let mut config =
             AgentConfig::new(vec![master_addr.clone()], root.join(format!("agent-{i}")));
         config.listen = ([127, 0, 0, 1], 0).into();
+        config.compile_worker = Some(super::agent::compile_worker_of(CompileBudget::default())?);
         let agent = Agent::start(config)
             .await
             .with_context(|| format!("starting agent {i}"))?;

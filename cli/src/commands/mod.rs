@@ -1,6 +1,7 @@
 //! One module per command; [`dispatch`] picks it.
 
 mod agent;
+pub(crate) use agent::compile_worker;
 mod bench;
 mod builtin;
 mod dev;
@@ -133,6 +134,7 @@ pub(crate) async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Roles(args) => roles::roles(args).await,
         Command::Modules(args) => listings::modules(args).await,
         Command::Weight(args) => roles::weight(args).await,
+        Command::CompileWorker(args) => Ok(compile_worker(&args)),
         Command::Quota(args) => quota::run(args).await,
         Command::Completions(args) => {
             let mut command = <Cli as clap::CommandFactory>::command();

@@ -136,7 +136,7 @@ impl Cluster {
         runs_in(&self.dir.path().join("agent.log"))
     }
 
-    async fn start_with(master_extra: &[&str], agent_extra: &[&str]) -> Cluster {
+    pub(crate) async fn start_with(master_extra: &[&str], agent_extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let master_addr = format!("127.0.0.1:{}", free_port());
         let mut master_args: Vec<String> = vec![

@@ -55,3 +55,65 @@ async fn a_tar_input_claiming_2_62_bytes_fails_its_task_and_the_agent_runs_the_n
     assert_eq!(finished.task_id, "after");
     assert_eq!(state(&finished), TaskState::Finished, "{finished:?}");
 }
+
+/// Launches `module` (bytes) as task `id` on `cluster`'s agent and waits for its end.
+async fn run_module(
+    cluster: &Cluster,
+    fw: &mut RawFramework,
+    id: &str,
+    module: &[u8],
+) -> v1::TaskStatus {
+    let path = cluster.dir.path().join(format!("{id}.wasm"));
+    std::fs::write(&path, module).unwrap();
+    let digest = fw.upload(path.to_str().unwrap()).await;
+    fw.launch(task(id, &digest, &[])).await;
+    loop {
+        let update = fw.next_update().await;
+        fw.acknowledge(&update).await;
+        if update.task_id == id && state(&update).is_terminal() {
+            return update;
+        }
+    }
+}
+
+/// `status` is a task's failure for an invalid module, saying `why`.
+fn assert_refused(status: &v1::TaskStatus, why: &str) {
+    assert_eq!(
+        (state(status), reason(status)),
+        (TaskState::Failed, Reason::InvalidModule),
+        "{status:?}"
+    );
+    assert!(status.message.contains(why), "{}", status.message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_module_over_the_compile_budget_fails_its_task_and_the_next_module_compiles() {
+    use corral_fixtures::hostile::many_functions;
+
+    // Time: 60,000 functions take several seconds of a compiler; the budget is two.
+    let cluster = Cluster::start_with(&[], &["--compile-timeout", "2s"]).await;
+    let mut fw = RawFramework::subscribe(&cluster.master_addr).await;
+    let slow = run_module(&cluster, &mut fw, "slow", &many_functions(60_000)).await;
+    assert_refused(
+        &slow,
+        "compiling takes longer than the agent's budget of 2 s",
+    );
+    let small = run_module(&cluster, &mut fw, "small", &many_functions(10)).await;
+    assert_eq!(state(&small), TaskState::Finished, "{small:?}");
+    drop(cluster);
+
+    // Memory: 99,999 functions need hundreds of MiB to compile; the budget is 64.
+    let mut cluster = Cluster::start_with(&[], &["--compile-memory", "64MiB"]).await;
+    let mut fw = RawFramework::subscribe(&cluster.master_addr).await;
+    let big = run_module(&cluster, &mut fw, "big", &many_functions(99_999)).await;
+    assert_refused(
+        &big,
+        "compiling needs more memory than the agent's budget of 64 MiB",
+    );
+    let small = run_module(&cluster, &mut fw, "small", &many_functions(10)).await;
+    assert_eq!(state(&small), TaskState::Finished, "{small:?}");
+    assert!(
+        cluster.agent.0.try_wait().unwrap().is_none(),
+        "the agent died"
+    );
+}
