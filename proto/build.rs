@@ -43,6 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // A task status is far larger than any other event: boxed, an `Event` stays small
         // (heartbeats and offers do not pay for it).
         .boxed(".corral.v1.Event.kind.update")
+        // A secret env value never reaches debug output (`task::EnvVar` redacts it).
+        .skip_debug([".corral.v1.EnvVar"])
         // No generated `XClient::connect(uri)`: clients are built from a channel by
         // `corral_proto::limits`, which applies message limits. (It would also clash with the
         // client method of `AgentLink.Connect`.)

@@ -436,6 +436,10 @@ pub(crate) struct RunArgs {
     /// task's environment is exactly these, as under `wasmtime run`.
     #[arg(long = "env", value_parser = parse::env_var)]
     pub(crate) env: Vec<(String, String)>,
+    /// As `--env`, for a secret: its value is shown nowhere but inside the task. `K` alone
+    /// takes this shell's value, which keeps it off the command line (repeatable).
+    #[arg(long = "secret-env", value_parser = parse::env_var)]
+    pub(crate) secret_env: Vec<(String, String)>,
     /// A local file shipped into the sandbox root at its base name (repeatable). With `--dir`,
     /// the root is preopened as `/` after the directories.
     #[arg(long = "file")]

@@ -88,5 +88,6 @@ pub use operation::OperationUpdate;
 pub use state::ProtoEnum;
 pub use status::{IntoStatus, ServiceError};
 pub use task::{
-    DEFAULT_ENTRYPOINT, InputFile, InputSource, ModuleSource, TaskInfo, TaskStatus, UpdateUuid,
+    DEFAULT_ENTRYPOINT, EnvVar, InputFile, InputSource, ModuleSource, TaskInfo, TaskStatus,
+    UpdateUuid,
 };

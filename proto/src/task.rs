@@ -271,7 +271,7 @@ pub struct TaskInfo {
     /// Arguments after `argv[0]`; no NUL bytes.
     pub args: Vec<String>,
     /// The whole environment, in order; names non-empty without `=`, no NUL bytes.
-    pub env: Vec<(String, String)>,
+    pub env: Vec<EnvVar>,
     /// Files placed in the sandbox.
     pub inputs: Vec<InputFile>,
     /// What the task may use; at least some CPU.
@@ -368,14 +368,7 @@ impl From<&TaskInfo> for v1::TaskInfo {
             module: Some(v1::ModuleRef::from(&t.module)),
             entrypoint: t.entrypoint.clone(),
             args: t.args.clone(),
-            env: t
-                .env
-                .iter()
-                .map(|(name, value)| v1::EnvVar {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
+            env: t.env.iter().map(v1::EnvVar::from).collect(),
             inputs: t.inputs.iter().map(v1::InputFile::from).collect(),
             resources: Some(v1::Resources::from(&t.resources)),
             limits: Some(v1::TaskLimits::from(&t.limits)),
@@ -518,7 +511,7 @@ fn no_nul(field: &'static str, s: &str) -> Result<(), ProtoError> {
     }
 }
 
-fn env_var(v: &v1::EnvVar) -> Result<(String, String), ProtoError> {
+fn env_var(v: &v1::EnvVar) -> Result<EnvVar, ProtoError> {
     if v.name.is_empty() {
         return Err(ProtoError::missing("name"));
     }
@@ -527,7 +520,78 @@ fn env_var(v: &v1::EnvVar) -> Result<(String, String), ProtoError> {
     }
     no_nul("name", &v.name)?;
     no_nul("value", &v.value)?;
-    Ok((v.name.clone(), v.value.clone()))
+    Ok(EnvVar {
+        name: v.name.clone(),
+        value: v.value.clone(),
+        secret: v.secret,
+    })
+}
+
+/// An environment variable of a task's guest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub name: String,
+    pub value: String,
+    /// Its value is shown nowhere but inside the task (see `EnvVar` in `common.proto`).
+    pub secret: bool,
+}
+
+impl EnvVar {
+    /// A variable whose value may be shown.
+    pub fn plain(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+            secret: false,
+        }
+    }
+
+    /// A variable whose value is a secret.
+    pub fn secret(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            secret: true,
+            ..Self::plain(name, value)
+        }
+    }
+}
+
+/// What debug output shows of a secret's value.
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for EnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_env(f, &self.name, &self.value, self.secret)
+    }
+}
+
+impl std::fmt::Debug for v1::EnvVar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        debug_env(f, &self.name, &self.value, self.secret)
+    }
+}
+
+fn debug_env(
+    f: &mut std::fmt::Formatter<'_>,
+    name: &str,
+    value: &str,
+    secret: bool,
+) -> std::fmt::Result {
+    let value = if secret { REDACTED } else { value };
+    f.debug_struct("EnvVar")
+        .field("name", &name)
+        .field("value", &value)
+        .field("secret", &secret)
+        .finish()
+}
+
+impl From<&EnvVar> for v1::EnvVar {
+    fn from(v: &EnvVar) -> Self {
+        v1::EnvVar {
+            name: v.name.clone(),
+            value: v.value.clone(),
+            secret: v.secret,
+        }
+    }
 }
 
 fn parse_digest(field: &'static str, s: &str) -> Result<Digest, ProtoError> {

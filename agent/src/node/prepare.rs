@@ -175,7 +175,7 @@ pub(crate) fn spec(
         entrypoint: task.entrypoint,
         argv0: task.argv0,
         args: task.args,
-        env: task.env,
+        env: task.env.into_iter().map(|v| (v.name, v.value)).collect(),
         inputs,
         preopens: task.preopens,
         stdin: task.stdin,

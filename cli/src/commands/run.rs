@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use corral_proto::{InputFile, InputSource};
+use corral_proto::{EnvVar, InputFile, InputSource};
 use corral_scheduler::matching::{self, Constraint, ResourceRequest, Strategy, TaskRequest};
 use corral_scheduler::{
     AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Preopen, Reason, Scheduler,
@@ -93,7 +93,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         module,
         entrypoint: corral_proto::DEFAULT_ENTRYPOINT.into(),
         args: task_args.to_vec(),
-        env: args.env.clone(),
+        env: args
+            .env
+            .iter()
+            .map(|(name, value)| EnvVar::plain(name, value))
+            .chain(
+                args.secret_env
+                    .iter()
+                    .map(|(name, value)| EnvVar::secret(name, value)),
+            )
+            .collect(),
         inputs,
         resources: placement.resources.to_resources(),
         limits: TaskLimits {

@@ -280,3 +280,40 @@ async fn run_refuses_stdin_over_its_limit_before_launching() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_env_reaches_the_task_in_order_and_no_listing() {
+    let cluster = Cluster::start(&[]).await;
+    let out = cluster
+        .corral(&[
+            "run",
+            "--name",
+            "secretive",
+            "--env",
+            "PLAIN=shown",
+            "--secret-env",
+            "API_KEY=k3y-0f-the-task",
+            corral_wasm_tasks::WASI_COMPAT,
+            "env",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "PLAIN=shown\nAPI_KEY=k3y-0f-the-task",
+        "the guest's whole environment, in order"
+    );
+    assert!(!text(&out.stderr).contains("k3y-0f-the-task"));
+    for listing in [
+        &["ps", "--all", "--output", "json"][..],
+        &["ps", "--all", "--output", "wide"],
+    ] {
+        let shown = cluster.corral(listing).await;
+        assert!(text(&shown.stdout).contains("secretive"), "{listing:?}");
+        assert!(
+            !text(&shown.stdout).contains("k3y-0f-the-task"),
+            "{listing:?}: {}",
+            text(&shown.stdout)
+        );
+    }
+}

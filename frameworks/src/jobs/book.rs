@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_proto::{TaskInfo, TaskStatus, v1};
+use corral_proto::{EnvVar, TaskInfo, TaskStatus, v1};
 use corral_types::{TaskId, TaskOutput};
 
 mod cron;
@@ -625,9 +625,9 @@ impl Job {
         }
         task.name = format!("{name}[{index}]");
         task.env
-            .push(("CORRAL_TASK_INDEX".into(), index.to_string()));
+            .push(EnvVar::plain("CORRAL_TASK_INDEX", index.to_string()));
         task.env
-            .push(("CORRAL_TASK_ATTEMPT".into(), attempt.to_string()));
+            .push(EnvVar::plain("CORRAL_TASK_ATTEMPT", attempt.to_string()));
         task.labels
             .insert("corral.instance".into(), index.to_string());
         task

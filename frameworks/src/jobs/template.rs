@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use corral_proto::{InputFile, InputSource as TaskInput, ModuleSource, TaskInfo};
+use corral_proto::{EnvVar, InputFile, InputSource as TaskInput, ModuleSource, TaskInfo};
 use corral_types::{Digest, TaskId, TaskLimits, TaskOutput};
 
 use super::record::Submission;
@@ -51,7 +51,7 @@ pub(crate) fn build<'a>(
         }
     }
     let mut env = spec.env.clone();
-    env.push(("CORRAL_JOB".into(), spec.name.clone()));
+    env.push(EnvVar::plain("CORRAL_JOB", spec.name.clone()));
     let mut labels: BTreeMap<String, String> = spec.labels.iter().cloned().collect();
     labels.insert("corral.job".into(), spec.name.clone());
     Ok(TaskInfo {

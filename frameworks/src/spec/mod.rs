@@ -36,6 +36,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use corral_proto::EnvVar;
 use corral_types::quantity::parse_cpus_milli;
 use corral_types::{Digest, Resources, Role};
 
@@ -141,7 +142,8 @@ pub struct JobSpec {
     pub module: ModuleRef,
     /// The arguments after argv[0].
     pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+    /// `env`, then `secret_env` (whose values are secrets: see `EnvVar` in `common.proto`).
+    pub env: Vec<EnvVar>,
     pub inputs: Vec<InputSpec>,
     /// `cpus` is required; `mem` and `disk` default to 64 MiB.
     pub resources: Resources,
@@ -266,6 +268,7 @@ const COMMON_FIELDS: &[&str] = &[
     "module",
     "args",
     "env",
+    "secret_env",
     "inputs",
     "resources",
     "limits",
@@ -450,10 +453,19 @@ fn read_fields(r: &mut Reader, mut f: Fields<'_>) -> Option<JobSpec> {
         .take("args")
         .map(|a| r.strings(a, "args"))
         .unwrap_or_default();
-    let env = f
-        .take("env")
-        .map(|e| r.string_map(e, "env"))
-        .unwrap_or_default();
+    let mut env = Vec::new();
+    for (field, secret) in [("env", false), ("secret_env", true)] {
+        let vars = f.take(field).map(|e| r.string_map(e, field));
+        env.extend(
+            vars.unwrap_or_default()
+                .into_iter()
+                .map(|(name, value)| EnvVar {
+                    name,
+                    value,
+                    secret,
+                }),
+        );
+    }
     let inputs = f.take("inputs").map(|i| inputs(r, i)).unwrap_or_default();
     let resources = resources(r, &mut f);
     let limits = f.take("limits").map(|l| limits(r, l)).unwrap_or_default();

@@ -134,6 +134,7 @@ kind = "batch"
 module = { url = "https://example.com/etl.wasm", digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
 args = ["--fast", "3"]
 env = { MODE = "full", LEVEL = 2 }
+secret_env = { DB_PASSWORD = "hunter2" }
 role = "eng/batch"
 labels = { team = "data" }
 placement = "spread"
@@ -168,7 +169,16 @@ max_output = "4MiB"
     ));
     assert_eq!(
         job.env,
-        [("MODE".into(), "full".into()), ("LEVEL".into(), "2".into())]
+        [
+            corral_proto::EnvVar::plain("MODE", "full"),
+            corral_proto::EnvVar::plain("LEVEL", "2"),
+            corral_proto::EnvVar::secret("DB_PASSWORD", "hunter2"),
+        ]
+    );
+    let shown = format!("{job:?}");
+    assert!(
+        shown.contains("DB_PASSWORD") && !shown.contains("hunter2"),
+        "{shown}"
     );
     assert_eq!(
         job.resources.mem_bytes(),

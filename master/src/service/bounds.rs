@@ -147,7 +147,7 @@ fn a_launched_task_refuses_lists_and_labels_past_the_bound() {
             v1::TaskInfo {
                 env: over(v1::EnvVar {
                     name: "A".into(),
-                    value: String::new(),
+                    ..Default::default()
                 }),
                 ..task()
             },

@@ -5,7 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use corral_proto::convert::each;
 use corral_proto::{
-    InputFile, InputSource, ModuleSource, ProtoError, TaskInfo, TaskStatus, UpdateUuid, limits, v1,
+    EnvVar, InputFile, InputSource, ModuleSource, ProtoError, TaskInfo, TaskStatus, UpdateUuid,
+    limits, v1,
 };
 use corral_types::{
     Digest, Preopen, Reason, Resources, StatusSource, TaskId, TaskLimits, TaskState, TrapKind,
@@ -20,7 +21,11 @@ fn task() -> TaskInfo {
         module: ModuleSource::Digest(Digest::of(b"\0asm")),
         entrypoint: "_start".into(),
         args: vec!["--n".into(), "1000".into()],
-        env: vec![("RUST_LOG".into(), "info".into()), ("A".into(), "".into())],
+        env: vec![
+            EnvVar::plain("RUST_LOG", "info"),
+            EnvVar::plain("A", ""),
+            EnvVar::secret("API_KEY", "s3cr3t-value"),
+        ],
         inputs: vec![
             InputFile {
                 path: "in/data.txt".into(),
@@ -51,6 +56,30 @@ fn task() -> TaskInfo {
         ],
         stdin: Bytes::from_static(b"line one\nline two\n"),
         checkpoint: Bytes::from_static(b"\x01\x02"),
+    }
+}
+
+#[test]
+fn a_secret_env_value_survives_the_wire_and_never_shows_in_debug_output() {
+    let t = task();
+    let back = through_the_wire(&t).unwrap();
+    assert_eq!(back.env[2], EnvVar::secret("API_KEY", "s3cr3t-value"));
+    let message = v1::TaskInfo::from(&t);
+    for shown in [
+        format!("{t:?}"),
+        format!("{message:?}"),
+        format!("{back:#?}"),
+    ] {
+        assert!(
+            shown.contains("API_KEY") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cr3t-value"), "{shown}");
+        // Plain values show as they are.
+        assert!(
+            shown.contains("RUST_LOG") && shown.contains("info"),
+            "{shown}"
+        );
     }
 }
 

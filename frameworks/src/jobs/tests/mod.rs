@@ -214,7 +214,11 @@ fn a_pipeline_runs_in_order_with_the_outputs_of_the_jobs_it_depends_on() {
             ),
         ]
     );
-    let env: BTreeMap<_, _> = tasks[0].env.iter().cloned().collect();
+    let env: BTreeMap<_, _> = tasks[0]
+        .env
+        .iter()
+        .map(|v| (v.name.clone(), v.value.clone()))
+        .collect();
     assert_eq!(env["CORRAL_JOB"], "reduce");
     assert_eq!(env["CORRAL_TASK_INDEX"], "0");
     assert_eq!(env["CORRAL_TASK_ATTEMPT"], "1");
@@ -491,7 +495,7 @@ fn a_restored_book_has_every_instance_where_it_was_and_reconciles_the_launched()
     assert!(
         tasks[0]
             .env
-            .contains(&("CORRAL_TASK_ATTEMPT".into(), "2".into()))
+            .contains(&corral_proto::EnvVar::plain("CORRAL_TASK_ATTEMPT", "2"))
     );
 
     // Ended: the record keeps the counts, the shards go.
