@@ -156,7 +156,9 @@ pub(crate) fn grpc(path: &str) -> Gatekeeping {
         ("corral.v1.Jobs", _) => A(Action::ManageJobs),
         ("corral.v1.Operator", method) => match method {
             // The whole cluster's state: every principal's tasks.
-            "GetState" | "Subscribe" => A(Action::ViewTasks),
+            "GetState" => A(Action::ViewTasks),
+            // The handler narrows the stream to what the caller may list.
+            "Subscribe" => Handler,
             "ListAgents" => A(Action::ViewAgents),
             "GetRoles" => A(Action::ViewRoles),
             "DrainAgent" | "ReactivateAgent" => A(Action::DrainAgents),

@@ -1,8 +1,10 @@
 //! The operators' event stream, one for gRPC (`Operator.Subscribe`) and HTTP
 //! (`/api/v1/events`): SUBSCRIBED with the state, then the changes the runtime queues for this
 //! subscriber after that state, and HEARTBEAT whenever the stream was quiet for the heartbeat
-//! interval.
+//! interval. A subscriber sees what its ACLs let it list ([`Sight`]): a tenant, its own
+//! frameworks and tasks; an operator granted every principal's, all of it.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,9 +15,107 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_stream::Stream;
 use tonic::Status;
 
+use crate::auth::{Action, Auth, Caller, Object, Visibility};
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
 use crate::queue::QueueReceiver;
 use crate::runtime::{CoreHandle, Sink};
+
+/// What one subscriber may see of the cluster: the listings its ACLs allow.
+#[derive(Debug, Clone)]
+pub(crate) struct Sight {
+    /// Whose tasks.
+    tasks: Visibility,
+    /// Whose frameworks.
+    frameworks: Visibility,
+    agents: bool,
+    roles: bool,
+    /// Every framework's principal (`""`: none), visible or not, to place its tasks.
+    principals: HashMap<String, String>,
+}
+
+impl Sight {
+    /// What `caller` may see.
+    pub(crate) fn of(auth: &Auth, caller: &Caller) -> Self {
+        Self {
+            tasks: auth.visibility(caller, Action::ViewTasks),
+            frameworks: auth.visibility(caller, Action::ViewFrameworks),
+            agents: auth.allows(caller, Action::ViewAgents, Object::Nothing),
+            roles: auth.allows(caller, Action::ViewRoles, Object::Nothing),
+            principals: HashMap::new(),
+        }
+    }
+
+    /// Everything: no event is looked at.
+    #[cfg(test)]
+    fn everything() -> Self {
+        Self {
+            tasks: Visibility::All,
+            frameworks: Visibility::All,
+            agents: true,
+            roles: true,
+            principals: HashMap::new(),
+        }
+    }
+
+    fn sees_all(&self) -> bool {
+        self.tasks == Visibility::All
+            && self.frameworks == Visibility::All
+            && self.agents
+            && self.roles
+    }
+
+    fn sees(visible: &Visibility, principal: &str) -> bool {
+        visible.sees((!principal.is_empty()).then_some(principal))
+    }
+
+    fn sees_task_of(&self, framework: &str) -> bool {
+        let principal = self.principals.get(framework).map_or("", String::as_str);
+        Self::sees(&self.tasks, principal)
+    }
+
+    /// Keeps of the subscription's state what this subscriber may see.
+    fn narrow(&mut self, state: &mut v1::GetStateResponse) {
+        if self.sees_all() {
+            return;
+        }
+        for f in &state.frameworks {
+            self.principals.insert(f.id.clone(), f.principal.clone());
+        }
+        state.tasks.retain(|t| self.sees_task_of(&t.framework_id));
+        let frameworks = &self.frameworks;
+        state
+            .frameworks
+            .retain(|f| Self::sees(frameworks, &f.principal));
+        if !self.agents {
+            state.agents.clear();
+        }
+        if !self.roles {
+            state.roles.clear();
+        }
+    }
+
+    /// Whether this subscriber may see `event`.
+    fn admits(&mut self, event: &v1::OperatorEvent) -> bool {
+        use v1::operator_event::Event as E;
+        if self.sees_all() {
+            return true;
+        }
+        match &event.event {
+            Some(E::TaskAdded(t)) => self.sees_task_of(&t.framework_id),
+            Some(E::TaskUpdated(u)) => self.sees_task_of(&u.framework_id),
+            Some(E::AgentAdded(_) | E::AgentUpdated(_) | E::AgentRemoved(_)) => self.agents,
+            Some(E::FrameworkAdded(f) | E::FrameworkUpdated(f)) => {
+                self.principals.insert(f.id.clone(), f.principal.clone());
+                Self::sees(&self.frameworks, &f.principal)
+            }
+            Some(E::FrameworkRemoved(id)) => {
+                let principal = self.principals.get(id).map_or("", String::as_str);
+                Self::sees(&self.frameworks, principal)
+            }
+            Some(E::Subscribed(_) | E::Heartbeat(_)) | None => true,
+        }
+    }
+}
 
 /// One subscriber's events.
 #[derive(Debug)]
@@ -23,6 +123,7 @@ pub(crate) struct OperatorEvents {
     first: Option<v1::OperatorEvent>,
     rx: QueueReceiver<Arc<v1::OperatorEvent>>,
     heartbeat: Interval,
+    sight: Sight,
 }
 
 impl OperatorEvents {
@@ -31,6 +132,7 @@ impl OperatorEvents {
     pub(crate) async fn subscribe(
         core: &CoreHandle,
         max_tasks: usize,
+        mut sight: Sight,
     ) -> Result<Self, ServiceError> {
         let (tx, rx) = core.observer_stream();
         let sink = Sink::Observer(core.conn_id(), tx);
@@ -47,17 +149,20 @@ impl OperatorEvents {
             });
         };
         let every = limits::OPERATOR_HEARTBEAT;
+        let mut state = v1::GetStateResponse::from(&*state);
+        sight.narrow(&mut state);
         let subscribed = v1::operator_event::Subscribed {
-            state: Some(v1::GetStateResponse::from(&*state)),
+            state: Some(state),
             heartbeat_interval_seconds: u32::try_from(every.as_secs()).unwrap_or(u32::MAX),
         };
-        Ok(Self::new(subscribed, rx, every))
+        Ok(Self::new(subscribed, rx, every, sight))
     }
 
     fn new(
         subscribed: v1::operator_event::Subscribed,
         rx: QueueReceiver<Arc<v1::OperatorEvent>>,
         every: Duration,
+        sight: Sight,
     ) -> Self {
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -67,6 +172,7 @@ impl OperatorEvents {
             }),
             rx,
             heartbeat,
+            sight,
         }
     }
 }
@@ -78,13 +184,16 @@ impl Stream for OperatorEvents {
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Arc::new(first))));
         }
-        match self.rx.poll_recv(cx) {
-            Poll::Ready(Some(item)) => {
-                self.heartbeat.reset();
-                return Poll::Ready(Some(item));
+        loop {
+            match self.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(event))) if !self.sight.admits(&event) => {}
+                Poll::Ready(Some(item)) => {
+                    self.heartbeat.reset();
+                    return Poll::Ready(Some(item));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => break,
             }
-            Poll::Ready(None) => return Poll::Ready(None),
-            Poll::Pending => {}
         }
         self.heartbeat.poll_tick(cx).map(|_| {
             Some(Ok(Arc::new(v1::OperatorEvent {
@@ -116,7 +225,7 @@ mod tests {
     async fn subscribed_comes_first_and_heartbeats_fill_quiet_spells_only() {
         let (tx, rx) = queue(16);
         let every = Duration::from_secs(15);
-        let mut events = OperatorEvents::new(Default::default(), rx, every);
+        let mut events = OperatorEvents::new(Default::default(), rx, every, Sight::everything());
         assert_eq!(kind(&events.next().await.unwrap().unwrap()), "subscribed");
 
         // Quiet: a heartbeat once the interval has passed, not before.

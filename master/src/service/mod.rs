@@ -12,7 +12,7 @@ mod peer;
 pub(crate) mod scheduler;
 
 pub(crate) use agent_link::AgentLinkService;
-pub(crate) use events::OperatorEvents;
+pub(crate) use events::{OperatorEvents, Sight};
 pub(crate) use operator::OperatorService;
 pub(crate) use peer::MasterPeerService;
 pub(crate) use scheduler::SchedulerService;

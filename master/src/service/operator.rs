@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use tokio_stream::StreamExt;
 
-use super::{ArtifactStream, OperatorEvents, caller, serve_artifact};
+use super::{ArtifactStream, OperatorEvents, Sight, caller, serve_artifact};
 use crate::artifacts::ArtifactStore;
 use crate::auth::{Action, Auth, Caller, Object, Visibility};
 use crate::core::{ArtifactKind, Event, OperatorRequest, OperatorResponse, Reply};
@@ -134,8 +134,9 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::SubscribeEventsRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
+        let sight = Sight::of(&self.auth, &caller(&request)?);
         let max_tasks = request.into_inner().max_tasks as usize;
-        let events = OperatorEvents::subscribe(&self.gate.core()?, max_tasks).await?;
+        let events = OperatorEvents::subscribe(&self.gate.core()?, max_tasks, sight).await?;
         // The only owner once the runtime has queued it to every subscriber: moved, not copied
         // (a copy only when several subscribers share it).
         Ok(Response::new(Box::pin(events.map(|e| {

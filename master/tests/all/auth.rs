@@ -573,6 +573,74 @@ async fn modules_are_listed_fetched_and_run_only_by_those_who_stored_them_or_are
     launch_task(&mut alice, &mut agent, &offer.id, task).await;
 }
 
+/// The next event of `stream` that is not a heartbeat.
+async fn next_change(
+    stream: &mut tonic::Streaming<v1::OperatorEvent>,
+) -> v1::operator_event::Event {
+    loop {
+        let event = util::within("an event", stream.message())
+            .await
+            .unwrap()
+            .unwrap();
+        if !matches!(event.event, Some(v1::operator_event::Event::Heartbeat(_))) {
+            return event.event.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_tenants_event_stream_shows_only_what_it_may_list() {
+    use v1::operator_event::Event as E;
+
+    let s = secured().await;
+    let mut agent = FakeAgent::register(s.as_("agent").await).await;
+    let mut alice = RawScheduler::subscribe_as(s.as_("alice").await, "eng/batch").await;
+    let offer = alice.offers().await.remove(0);
+    launch_one(&mut alice, &mut agent, &offer.id, "t1").await;
+    let subscribe = |who: &'static str| {
+        let s = &s;
+        async move {
+            limits::operator_client(s.as_(who).await)
+                .subscribe(v1::SubscribeEventsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let state = |event: v1::OperatorEvent| match event.event {
+        Some(E::Subscribed(s)) => s.state.unwrap(),
+        other => panic!("expected SUBSCRIBED, got {other:?}"),
+    };
+
+    // The state: alice's framework and task, and no agents or roles (not hers to list).
+    let mut alices = subscribe("alice").await;
+    let seen = state(alices.message().await.unwrap().unwrap());
+    let principals: Vec<&str> = seen.frameworks.iter().map(|f| &*f.principal).collect();
+    assert_eq!(principals, ["alice"]);
+    let tasks: Vec<&str> = seen.tasks.iter().map(|t| &*t.id).collect();
+    assert_eq!(tasks, ["t1"]);
+    assert!(seen.agents.is_empty() && seen.roles.is_empty(), "{seen:?}");
+    let mut ops = subscribe("ops").await;
+    let seen = state(ops.message().await.unwrap().unwrap());
+    assert_eq!((seen.frameworks.len(), seen.agents.len()), (1, 1));
+
+    // Bob arrives and launches: alice's stream shows none of it; her task's change it does.
+    util::upload(s.as_("bob").await, b"module").await.unwrap();
+    let mut bob = RawScheduler::subscribe_as(s.as_("bob").await, "*").await;
+    let offer = bob.offers().await.remove(0);
+    launch_one(&mut bob, &mut agent, &offer.id, "b1").await;
+    agent
+        .status(&alice.framework_id, "t1", v1::TaskState::Running, 1)
+        .await;
+    match next_change(&mut alices).await {
+        E::TaskUpdated(u) => assert_eq!((&*u.id, u.state), ("t1", v1::TaskState::Running as i32)),
+        other => panic!("alice saw {other:?}"),
+    }
+    // Ops sees bob's framework and task come.
+    assert!(matches!(next_change(&mut ops).await, E::FrameworkAdded(f) if f.principal == "bob"));
+    assert!(matches!(next_change(&mut ops).await, E::TaskAdded(t) if t.id == "b1"));
+}
+
 #[tokio::test]
 async fn reloaded_credentials_take_effect_at_the_next_request() {
     let s = secured().await;

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 
+use axum::Extension;
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, Sse};
 use corral_proto::json as forms;
@@ -11,11 +12,13 @@ use serde_json::json;
 use tokio_stream::{Stream, StreamExt};
 
 use super::{ApiError, params, query_of};
+use crate::auth::Caller;
 use crate::http::HttpState;
-use crate::service::OperatorEvents;
+use crate::service::{OperatorEvents, Sight};
 
 pub(super) async fn events(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let mut max_tasks = 0;
@@ -27,7 +30,8 @@ pub(super) async fn events(
         }
     }
     let core = state.gate.core()?;
-    let events = OperatorEvents::subscribe(&core, max_tasks).await?;
+    let sight = Sight::of(&state.auth, &caller);
+    let events = OperatorEvents::subscribe(&core, max_tasks, sight).await?;
     Ok(Sse::new(events.filter_map(|e| {
         match e {
             Ok(e) => forms::operator_event(&e)

@@ -263,7 +263,7 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         produces: "text/event-stream",
         endpoint: Endpoint::Events,
-        access: A(Action::ViewTasks),
+        access: Handler,
     },
     Route {
         method: "get",
