@@ -316,6 +316,7 @@ impl Filler {
             preopens: Vec::new(),
             stdin: Default::default(),
             checkpoint: Default::default(),
+            owner: None,
         }
     }
 }

@@ -299,6 +299,7 @@ impl From<TaskSummary> for v1::TaskSummary {
             progress: now.progress,
             result_json: now.result_json,
             outputs: now.outputs,
+            owner: now.owner,
         }
     }
 }
@@ -320,6 +321,7 @@ impl From<TaskUpdate> for v1::TaskUpdate {
             }),
             result_json: t.result_json.unwrap_or_default(),
             outputs: t.outputs.iter().map(Into::into).collect(),
+            owner: t.owner.unwrap_or_default(),
         }
     }
 }

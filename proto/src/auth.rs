@@ -16,6 +16,24 @@ pub const TOKEN_ENV: &str = "CORRAL_TOKEN";
 /// Longest token accepted, in bytes (`corral token new` makes tokens of 64).
 pub const MAX_TOKEN_BYTES: usize = 512;
 
+/// Longest principal name, in bytes.
+pub const MAX_PRINCIPAL_BYTES: usize = 128;
+
+/// Checks a principal's name: 1 to 128 letters, digits, `.`, `_`, `-` or `@`.
+pub fn check_principal(name: &str) -> Result<(), String> {
+    let valid = (1..=MAX_PRINCIPAL_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "a principal's name is 1 to {MAX_PRINCIPAL_BYTES} letters, digits, '.', '_', '-' or '@'"
+        ))
+    }
+}
+
 /// A client's connection: a channel that presents the client's token on every call.
 pub type Conn = InterceptedService<Channel, Token>;
 

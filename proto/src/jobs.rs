@@ -31,3 +31,26 @@ pub fn jobs_at(frameworks: &[v1::FrameworkSummary]) -> JobsAt {
         .and_then(|f| f.labels.get(JOBS_ADDRESS_LABEL))
         .map_or(JobsAt::Master, |a| JobsAt::Address(a.clone()))
 }
+
+/// What the master decided about the caller of a Jobs call, which the Jobs service reads
+/// from the request's extensions ([`JobsCaller`]): whose jobs it sees and may change, and in
+/// which roles it may run them. Without one (a jobs framework serving on a port of its own)
+/// every caller may do everything.
+pub trait JobsAccess: Send + Sync + std::fmt::Debug {
+    /// The principal the jobs it submits belong to (`None`: the master does not
+    /// authenticate, or the caller is the master itself).
+    fn principal(&self) -> Option<&str>;
+
+    /// Whether it sees the jobs of `owner`.
+    fn sees(&self, owner: Option<&str>) -> bool;
+
+    /// Decides (and audits) a change to job `job` of `owner`: PERMISSION_DENIED if refused.
+    fn may_manage(&self, owner: Option<&str>, job: &str) -> Result<(), tonic::Status>;
+
+    /// Decides (and audits) running a job's tasks in `role`: PERMISSION_DENIED if refused.
+    fn may_run_in(&self, role: &str, job: &str) -> Result<(), tonic::Status>;
+}
+
+/// A Jobs call's [`JobsAccess`], in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct JobsCaller(pub std::sync::Arc<dyn JobsAccess>);

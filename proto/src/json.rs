@@ -160,6 +160,7 @@ pub fn task_update(t: &v1::TaskUpdate) -> Value {
     json!({
         "id": t.id,
         "framework_id": t.framework_id,
+        "owner": (!t.owner.is_empty()).then_some(&t.owner),
         "agent_id": t.agent_id,
         "state": task_state(t.state),
         "reason": reason(t.reason),
@@ -276,6 +277,7 @@ pub fn job(j: &v1::Job) -> Value {
         "version": j.version,
         "rollout": j.rollout,
         "outdated": j.outdated,
+        "owner": (!j.owner.is_empty()).then_some(&j.owner),
         "recent_failures": j.recent_failures.iter().map(|f| json!({
             "instance": f.instance,
             "attempt": f.attempt,

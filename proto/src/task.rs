@@ -288,6 +288,9 @@ pub struct TaskInfo {
     pub stdin: Bytes,
     /// The previous attempt's checkpoint; empty when there is none.
     pub checkpoint: Bytes,
+    /// The principal the task runs for, when it is not its framework's (see `owner` in
+    /// common.proto).
+    pub owner: Option<String>,
 }
 
 impl TryFrom<&v1::TaskInfo> for TaskInfo {
@@ -356,6 +359,14 @@ impl TryFrom<&v1::TaskInfo> for TaskInfo {
                 t.stdin.clone()
             },
             checkpoint: checkpoint("checkpoint", &t.checkpoint)?,
+            owner: match t.owner.as_str() {
+                "" => None,
+                owner => Some(
+                    crate::auth::check_principal(owner)
+                        .map(|()| owner.to_owned())
+                        .map_err(|e| ProtoError::invalid("owner", e))?,
+                ),
+            },
         })
     }
 }
@@ -384,6 +395,7 @@ impl From<&TaskInfo> for v1::TaskInfo {
                 .collect(),
             stdin: t.stdin.clone(),
             checkpoint: t.checkpoint.clone(),
+            owner: t.owner.clone().unwrap_or_default(),
         }
     }
 }

@@ -18,6 +18,7 @@ impl v1::TaskUpdate {
             progress: t.progress.clone(),
             result_json: t.result_json.clone(),
             outputs: t.outputs.clone(),
+            owner: t.owner.clone(),
         }
     }
 
@@ -35,6 +36,7 @@ impl v1::TaskUpdate {
             progress,
             result_json,
             outputs,
+            owner,
         } = self;
         task.id = id;
         task.framework_id = framework_id;
@@ -47,6 +49,7 @@ impl v1::TaskUpdate {
         task.progress = progress;
         task.result_json = result_json;
         task.outputs = outputs;
+        task.owner = owner;
     }
 
     /// A summary of the task from this update alone, for a watcher that does not hold it:
@@ -88,6 +91,7 @@ mod tests {
                 size: 1,
                 digest: "sha256:00".into(),
             }],
+            owner: "alice".into(),
         };
         let decoded = v1::TaskSummary::decode(update.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded, update.clone().into_summary());

@@ -163,6 +163,7 @@ async fn examples(master: &str) -> anyhow::Result<()> {
             preopens: Vec::new(),
             stdin: Default::default(),
             checkpoint: Default::default(),
+            owner: None,
         };
         println!();
         println!("── {name} {} ({})", args.join(" "), task.id);

@@ -115,6 +115,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         preopens,
         stdin,
         checkpoint: Default::default(),
+        owner: None,
     };
     let task_id = task.id.clone();
     let document = matches!(args.output, OutputFormat::Json | OutputFormat::Yaml);

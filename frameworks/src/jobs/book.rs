@@ -265,16 +265,10 @@ impl Book {
     ) -> Result<Vec<String>, SubmitError> {
         let in_file: BTreeSet<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         for spec in &specs {
-            let no_dependencies = Vec::new();
-            let depends_on = match &spec.kind {
-                JobKind::Batch(b) => &b.depends_on,
-                JobKind::Cron(c) => {
-                    Timetable::new(c)
-                        .map_err(|e| SubmitError::Invalid(format!("{}: {e}", spec.name)))?;
-                    &no_dependencies
-                }
-                JobKind::Service(_) => &no_dependencies,
-            };
+            if let JobKind::Cron(c) = &spec.kind {
+                Timetable::new(c)
+                    .map_err(|e| SubmitError::Invalid(format!("{}: {e}", spec.name)))?;
+            }
             if let Some(job) = self.jobs.get(&spec.name)
                 && !job.state.has_ended()
             {
@@ -283,7 +277,7 @@ impl Book {
                     spec.name
                 )));
             }
-            for dep in depends_on {
+            for dep in spec.depends_on() {
                 if !in_file.contains(dep.as_str()) && !self.jobs.contains_key(dep) {
                     return Err(SubmitError::UnknownDependency(format!(
                         "{}: depends_on {dep:?}, which is neither in the file nor a known job",
@@ -341,6 +335,11 @@ impl Book {
             .collect();
         roles.insert("*".to_owned());
         roles
+    }
+
+    /// The principal job `name` belongs to; `None` for an unknown name.
+    pub(crate) fn owner(&self, name: &str) -> Option<Option<&str>> {
+        self.jobs.get(name).map(|j| j.submission.owner.as_deref())
     }
 
     pub(crate) fn view(&self, name: &str) -> Option<v1::Job> {
@@ -536,7 +535,7 @@ impl Book {
 impl Job {
     /// The role its instances run in: its spec's, else the default role.
     pub(super) fn role(&self) -> &str {
-        self.spec.role.as_ref().map_or("*", |r| r.as_str())
+        self.spec.role_name()
     }
 
     fn new(seq: u64, submission: Arc<Submission>, spec: JobSpec, now_ms: u64) -> Self {

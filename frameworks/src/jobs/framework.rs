@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_proto::TaskStatus;
+use corral_proto::jobs::JobsAccess;
 use corral_proto::tls::Dialer;
 use corral_scheduler::{
     Driver, FrameworkConfig, FrameworkId, Offer, OfferId, Scheduler, SdkError, StoreEntry, TaskId,
@@ -28,6 +29,7 @@ use super::record::{
     JOB_PREFIX, JobRecord, OUTPUTS_PREFIX, OutputsRecord, SHARD_PREFIX, ShardRecord, Write,
     split_key,
 };
+use crate::spec::JobSpec;
 
 pub use corral_proto::jobs::{FRAMEWORK_ID, JOBS_ADDRESS_LABEL};
 /// How long the master keeps the framework's tasks while it is away (Marathon's default).
@@ -90,6 +92,15 @@ pub enum JobsError {
     NotApplicable(String),
     #[error("the jobs framework could not record the change: {0}")]
     Store(SdkError),
+    /// The caller may not (see [`JobsAccess`]).
+    #[error("{}", .0.message())]
+    Refused(tonic::Status),
+}
+
+impl From<tonic::Status> for JobsError {
+    fn from(refusal: tonic::Status) -> Self {
+        Self::Refused(refusal)
+    }
 }
 
 impl Default for JobsFramework {
@@ -188,14 +199,21 @@ impl JobsFramework {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Submits the jobs of one spec file (already parsed), recorded before this returns.
+    /// Submits the jobs of one spec file (already parsed) for the caller `access` decides
+    /// about, recorded before this returns.
     pub(crate) async fn submit(
         &self,
         specs: Vec<crate::spec::JobSpec>,
-        submission: super::record::Submission,
+        mut submission: super::record::Submission,
+        access: &dyn JobsAccess,
     ) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
         let driver = self.driver()?;
-        let names = self.book().submit(specs, submission, now_ms())?;
+        submission.owner = access.principal().map(str::to_owned);
+        let names = {
+            let mut book = self.book();
+            may_submit(&book, &specs, access)?;
+            book.submit(specs, submission, now_ms())?
+        };
         self.flush(&driver).await.map_err(JobsError::Store)?;
         self.subscribe_in_new_roles(&driver);
         self.want_offers(&driver).await;
@@ -208,10 +226,16 @@ impl JobsFramework {
     pub(crate) async fn update(
         &self,
         specs: Vec<crate::spec::JobSpec>,
-        submission: super::record::Submission,
+        mut submission: super::record::Submission,
+        access: &dyn JobsAccess,
     ) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
         let driver = self.driver()?;
-        let (names, kills) = self.book().update_services(specs, submission, now_ms())?;
+        let (names, kills) = {
+            let mut book = self.book();
+            // The jobs stay their owner's, whoever updates them.
+            submission.owner = may_update(&book, &specs, access)?;
+            book.update_services(specs, submission, now_ms())?
+        };
         self.flush(&driver).await.map_err(JobsError::Store)?;
         kill_all(&driver, &kills).await;
         self.subscribe_in_new_roles(&driver);
@@ -220,20 +244,36 @@ impl JobsFramework {
         Ok(names.iter().filter_map(|n| book.view(n)).collect())
     }
 
-    pub(crate) fn list(&self) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
+    /// The jobs the caller sees.
+    pub(crate) fn list(
+        &self,
+        access: &dyn JobsAccess,
+    ) -> Result<Vec<corral_proto::v1::Job>, JobsError> {
         self.driver()?;
-        Ok(self.book().views())
+        let mut jobs = self.book().views();
+        jobs.retain(|j| access.sees((!j.owner.is_empty()).then_some(j.owner.as_str())));
+        Ok(jobs)
     }
 
-    pub(crate) fn get(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
+    /// Job `name`, if the caller sees it.
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        access: &dyn JobsAccess,
+    ) -> Result<corral_proto::v1::Job, JobsError> {
         self.driver()?;
-        self.book()
-            .view(name)
+        let book = self.book();
+        seen_owner(&book, name, access)?;
+        book.view(name)
             .ok_or_else(|| JobsError::NotFound(name.to_owned()))
     }
 
-    pub(crate) async fn kill(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
-        self.change(name, |book, now| {
+    pub(crate) async fn kill(
+        &self,
+        name: &str,
+        access: &dyn JobsAccess,
+    ) -> Result<corral_proto::v1::Job, JobsError> {
+        self.change(name, access, |book, now| {
             book.kill(name, now)
                 .ok_or_else(|| JobsError::NotFound(name.to_owned()))
         })
@@ -241,8 +281,12 @@ impl JobsFramework {
     }
 
     /// Starts a run of a cron job now; returns the cron job.
-    pub(crate) async fn run_now(&self, name: &str) -> Result<corral_proto::v1::Job, JobsError> {
-        self.change(name, |book, now| {
+    pub(crate) async fn run_now(
+        &self,
+        name: &str,
+        access: &dyn JobsAccess,
+    ) -> Result<corral_proto::v1::Job, JobsError> {
+        self.change(name, access, |book, now| {
             book.run_now(name, now)
                 .map(|_| Vec::new())
                 .map_err(|e| call_error(name, e))
@@ -255,8 +299,9 @@ impl JobsFramework {
         &self,
         name: &str,
         instances: u64,
+        access: &dyn JobsAccess,
     ) -> Result<corral_proto::v1::Job, JobsError> {
-        self.change(name, |book, _| {
+        self.change(name, access, |book, _| {
             book.scale(name, instances).map_err(|e| call_error(name, e))
         })
         .await
@@ -267,8 +312,9 @@ impl JobsFramework {
         &self,
         name: &str,
         suspended: bool,
+        access: &dyn JobsAccess,
     ) -> Result<corral_proto::v1::Job, JobsError> {
-        self.change(name, |book, now| {
+        self.change(name, access, |book, now| {
             book.set_suspended(name, suspended, now)
                 .map(|()| Vec::new())
                 .map_err(|e| call_error(name, e))
@@ -276,19 +322,24 @@ impl JobsFramework {
         .await
     }
 
-    /// Applies `change` to job `name` in the book, stores it, kills the tasks it names and
-    /// asks for offers if work waits; returns the job.
+    /// Applies `change` to job `name` in the book (if the caller may change it), stores it,
+    /// kills the tasks it names and asks for offers if work waits; returns the job.
     async fn change(
         &self,
         name: &str,
+        access: &dyn JobsAccess,
         change: impl FnOnce(&mut Book, u64) -> Result<Vec<TaskId>, JobsError>,
     ) -> Result<corral_proto::v1::Job, JobsError> {
         let driver = self.driver()?;
-        let kills = change(&mut self.book(), now_ms())?;
+        let kills = {
+            let mut book = self.book();
+            access.may_manage(seen_owner(&book, name, access)?, name)?;
+            change(&mut book, now_ms())?
+        };
         self.flush(&driver).await.map_err(JobsError::Store)?;
         kill_all(&driver, &kills).await;
         self.want_offers(&driver).await;
-        self.get(name)
+        self.get(name, access)
     }
 
     /// Starts the cron runs that are due (and skips the late ones).
@@ -642,4 +693,70 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The principal job `name` belongs to, if the caller `access` decides about sees it: a job
+/// it does not see is one it cannot name.
+fn seen_owner<'b>(
+    book: &'b Book,
+    name: &str,
+    access: &dyn JobsAccess,
+) -> Result<Option<&'b str>, JobsError> {
+    match book.owner(name) {
+        Some(owner) if access.sees(owner) => Ok(owner),
+        _ => Err(JobsError::NotFound(name.to_owned())),
+    }
+}
+
+/// Whether the caller `access` decides about may submit `specs`: run in their roles, take
+/// their names (a job of that name it does not see is another principal's), and wait for
+/// the jobs they depend on (which it must see).
+fn may_submit(book: &Book, specs: &[JobSpec], access: &dyn JobsAccess) -> Result<(), JobsError> {
+    for spec in specs {
+        let name = &spec.name;
+        access.may_run_in(spec.role_name(), name)?;
+        match book.owner(name) {
+            Some(owner) if !access.sees(owner) => {
+                return Err(JobsError::Exists(format!(
+                    "job {name} belongs to another principal: choose another name"
+                )));
+            }
+            Some(owner) => access.may_manage(owner, name)?,
+            None => access.may_manage(access.principal(), name)?,
+        }
+        for dep in spec.depends_on() {
+            let in_file = specs.iter().any(|s| s.name == *dep);
+            if !in_file && book.owner(dep).is_some_and(|owner| !access.sees(owner)) {
+                return Err(JobsError::UnknownDependency(format!(
+                    "{name}: depends_on {dep:?}, which is neither in the file nor a known job"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the caller `access` decides about may update the jobs `specs` name; the principal
+/// they belong to, which must be one for the whole file.
+fn may_update(
+    book: &Book,
+    specs: &[JobSpec],
+    access: &dyn JobsAccess,
+) -> Result<Option<String>, JobsError> {
+    let mut owners = BTreeSet::new();
+    for spec in specs {
+        let name = &spec.name;
+        let owner = seen_owner(book, name, access)?;
+        access.may_manage(owner, name)?;
+        access.may_run_in(spec.role_name(), name)?;
+        owners.insert(owner);
+    }
+    match owners.len() {
+        0 | 1 => Ok(owners.pop_first().flatten().map(str::to_owned)),
+        _ => Err(JobsError::Invalid(
+            "the file updates jobs of different principals: update each principal's jobs \
+             with a file of their own"
+                .into(),
+        )),
+    }
 }

@@ -26,6 +26,9 @@ pub(crate) struct Submission {
     pub(crate) file: String,
     /// Local paths the spec names, as written, to the digests uploaded for them.
     pub(crate) uploaded: BTreeMap<String, String>,
+    /// The principal its jobs belong to (`None`: not authenticated, or the master's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,5 +1,8 @@
 //! The Jobs gRPC service (`jobs.proto`) over a running [`JobsFramework`].
 
+use std::sync::Arc;
+
+use corral_proto::jobs::{JobsAccess, JobsCaller};
 use corral_proto::v1;
 use corral_proto::v1::jobs_server::JobsServer;
 use tonic::{Request, Response, Status};
@@ -35,6 +38,7 @@ impl From<JobsError> for Status {
                 Status::failed_precondition(message)
             }
             JobsError::NotFound(_) => Status::not_found(message),
+            JobsError::Refused(refusal) => refusal,
         }
     }
 }
@@ -45,8 +49,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::SubmitJobsRequest>,
     ) -> Result<Response<v1::SubmitJobsResponse>, Status> {
+        let access = access(&request);
         let (specs, submission) = read_spec_file(request.into_inner())?;
-        let jobs = self.framework.submit(specs, submission).await?;
+        let jobs = self.framework.submit(specs, submission, &*access).await?;
         Ok(Response::new(v1::SubmitJobsResponse { jobs }))
     }
 
@@ -54,16 +59,17 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::SubmitJobsRequest>,
     ) -> Result<Response<v1::SubmitJobsResponse>, Status> {
+        let access = access(&request);
         let (specs, submission) = read_spec_file(request.into_inner())?;
-        let jobs = self.framework.update(specs, submission).await?;
+        let jobs = self.framework.update(specs, submission, &*access).await?;
         Ok(Response::new(v1::SubmitJobsResponse { jobs }))
     }
 
     async fn list_jobs(
         &self,
-        _request: Request<v1::ListJobsRequest>,
+        request: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
-        let jobs = self.framework.list()?;
+        let jobs = self.framework.list(&*access(&request))?;
         Ok(Response::new(v1::ListJobsResponse { jobs }))
     }
 
@@ -71,8 +77,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::GetJobRequest>,
     ) -> Result<Response<v1::Job>, Status> {
+        let access = access(&request);
         Ok(Response::new(
-            self.framework.get(&request.into_inner().name)?,
+            self.framework.get(&request.into_inner().name, &*access)?,
         ))
     }
 
@@ -80,7 +87,11 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::KillJobRequest>,
     ) -> Result<Response<v1::KillJobResponse>, Status> {
-        let job = self.framework.kill(&request.into_inner().name).await?;
+        let access = access(&request);
+        let job = self
+            .framework
+            .kill(&request.into_inner().name, &*access)
+            .await?;
         Ok(Response::new(v1::KillJobResponse { job: Some(job) }))
     }
 
@@ -88,9 +99,10 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::ScaleJobRequest>,
     ) -> Result<Response<v1::Job>, Status> {
+        let access = access(&request);
         let r = request.into_inner();
         Ok(Response::new(
-            self.framework.scale(&r.name, r.instances).await?,
+            self.framework.scale(&r.name, r.instances, &*access).await?,
         ))
     }
 
@@ -98,7 +110,11 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::JobNameRequest>,
     ) -> Result<Response<v1::Job>, Status> {
-        let job = self.framework.run_now(&request.into_inner().name).await?;
+        let access = access(&request);
+        let job = self
+            .framework
+            .run_now(&request.into_inner().name, &*access)
+            .await?;
         Ok(Response::new(job))
     }
 
@@ -106,9 +122,10 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::JobNameRequest>,
     ) -> Result<Response<v1::Job>, Status> {
+        let access = access(&request);
         let job = self
             .framework
-            .set_suspended(&request.into_inner().name, true)
+            .set_suspended(&request.into_inner().name, true, &*access)
             .await?;
         Ok(Response::new(job))
     }
@@ -117,11 +134,43 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::JobNameRequest>,
     ) -> Result<Response<v1::Job>, Status> {
+        let access = access(&request);
         let job = self
             .framework
-            .set_suspended(&request.into_inner().name, false)
+            .set_suspended(&request.into_inner().name, false, &*access)
             .await?;
         Ok(Response::new(job))
+    }
+}
+
+/// What the master decided about the caller; without the master's word (a jobs framework
+/// serving on a port of its own), every caller may do everything.
+fn access<T>(request: &Request<T>) -> Arc<dyn JobsAccess> {
+    match request.extensions().get::<JobsCaller>() {
+        Some(JobsCaller(access)) => Arc::clone(access),
+        None => Arc::new(Unchecked),
+    }
+}
+
+/// Every caller may do everything, and submits jobs that belong to nobody.
+#[derive(Debug)]
+struct Unchecked;
+
+impl JobsAccess for Unchecked {
+    fn principal(&self) -> Option<&str> {
+        None
+    }
+
+    fn sees(&self, _owner: Option<&str>) -> bool {
+        true
+    }
+
+    fn may_manage(&self, _owner: Option<&str>, _job: &str) -> Result<(), Status> {
+        Ok(())
+    }
+
+    fn may_run_in(&self, _role: &str, _job: &str) -> Result<(), Status> {
+        Ok(())
     }
 }
 
@@ -154,6 +203,8 @@ fn read_spec_file(r: v1::SubmitJobsRequest) -> Result<(Vec<spec::JobSpec>, Submi
         format: r.format,
         file,
         uploaded: r.uploaded,
+        // The caller's, set by the framework.
+        owner: None,
     };
     Ok((specs, submission))
 }

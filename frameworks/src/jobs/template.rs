@@ -74,6 +74,7 @@ pub(crate) fn build<'a>(
         preopens: Vec::new(),
         stdin: bytes::Bytes::new(),
         checkpoint: bytes::Bytes::new(),
+        owner: submission.owner.clone(),
     })
 }
 

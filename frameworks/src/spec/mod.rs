@@ -157,6 +157,21 @@ pub struct JobSpec {
     pub kind: JobKind,
 }
 
+impl JobSpec {
+    /// The jobs it waits for: a batch job's `depends_on` (other kinds wait for none).
+    pub fn depends_on(&self) -> &[String] {
+        match &self.kind {
+            JobKind::Batch(b) => &b.depends_on,
+            JobKind::Service(_) | JobKind::Cron(_) => &[],
+        }
+    }
+
+    /// The role its instances run in: its own, else the default role.
+    pub fn role_name(&self) -> &str {
+        self.role.as_ref().map_or("*", |r| r.as_str())
+    }
+}
+
 /// Where the module comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModuleRef {
@@ -360,10 +375,7 @@ fn check_graph(r: &mut Reader, jobs: &[JobSpec], pos: Pos) {
     let depends = |name: &str| -> &[String] {
         jobs.iter()
             .find(|j| j.name == name)
-            .and_then(|j| match &j.kind {
-                JobKind::Batch(b) => Some(b.depends_on.as_slice()),
-                _ => None,
-            })
+            .map(JobSpec::depends_on)
             .unwrap_or_default()
     };
     // A depth-first walk from each job; a job met again on the current path closes a cycle.

@@ -18,8 +18,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-/// Longest principal name.
-const MAX_NAME_BYTES: usize = 128;
+pub use corral_proto::auth::check_principal;
 
 /// The principals and their tokens' hashes.
 #[derive(Debug, Clone, Default)]
@@ -38,21 +37,6 @@ struct Entry {
 pub(crate) enum Refusal {
     Unknown,
     Expired { principal: Arc<str> },
-}
-
-/// Checks a principal's name: 1 to 128 letters, digits, `.`, `_`, `-` or `@`.
-pub fn check_principal(name: &str) -> Result<(), String> {
-    let valid = (1..=MAX_NAME_BYTES).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "a principal's name is 1 to {MAX_NAME_BYTES} letters, digits, '.', '_', '-' or '@'"
-        ))
-    }
 }
 
 /// A new random token: 64 hex digits (256 bits).

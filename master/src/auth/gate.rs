@@ -10,10 +10,14 @@ use corral_proto::ServiceError;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::action::{self, Gatekeeping, ObjectKind};
+use super::jobs::{ON_BEHALF_OF, jobs_caller};
 use super::rate::{Kind, Subject};
-use super::{Action, Auth, Object, TOKEN_COOKIE};
+use super::{Action, Auth, Caller, Object, TOKEN_COOKIE, check_principal};
 use crate::http;
 use crate::leadership::Gate;
+
+/// The path prefix of the Jobs service's methods.
+const JOBS_SERVICE: &str = "/corral.v1.Jobs/";
 
 /// What the gate decides with.
 #[derive(Clone)]
@@ -92,7 +96,11 @@ pub(crate) async fn gate(
         .get(header::AUTHORIZATION)
         .map(|h| h.as_bytes())
         .or(cookie.as_deref().map(str::as_bytes));
-    let decided = auth.authenticate(header, &label).and_then(|caller| {
+    let named = grpc.then(|| request.headers().get(ON_BEHALF_OF)).flatten();
+    let decided = auth.authenticate(header, &label).and_then(|authenticated| {
+        // The request was paid for by whoever made it, not by whom it is made for.
+        let subject = Subject::of(&authenticated, remote_ip(&request));
+        let caller = acting_for(authenticated, named)?;
         if let Gatekeeping::Action(action) = keeping {
             let object = match action.object_kind() {
                 ObjectKind::Owner => Object::Everyone,
@@ -100,7 +108,6 @@ pub(crate) async fn gate(
             };
             auth.authorize(&caller, action, object)?;
         }
-        let subject = Subject::of(&caller, remote_ip(&request));
         // Agents and peer masters are trusted by certificate, and their calls follow the
         // cluster's work: limiting them would throttle every tenant at once.
         if !matches!(
@@ -116,6 +123,9 @@ pub(crate) async fn gate(
     });
     match decided {
         Ok((caller, subject)) => {
+            if grpc && request.uri().path().starts_with(JOBS_SERVICE) {
+                request.extensions_mut().insert(jobs_caller(&auth, &caller));
+            }
             request.extensions_mut().insert(caller);
             if let Some(subject) = subject {
                 request.extensions_mut().insert(subject);
@@ -126,6 +136,30 @@ pub(crate) async fn gate(
             .into_http::<axum::body::Body>()
             .into_response(),
         Err(refusal) => refuse_http(refusal),
+    }
+}
+
+/// Whom a call is made for: the master's own calls may name a principal (its HTTP API
+/// calling the Jobs service for its caller); a principal may not name another.
+fn acting_for(caller: Caller, named: Option<&header::HeaderValue>) -> Result<Caller, ServiceError> {
+    let Some(named) = named else {
+        return Ok(caller);
+    };
+    match caller {
+        Caller::Master => {
+            let principal = named
+                .to_str()
+                .ok()
+                .filter(|p| check_principal(p).is_ok())
+                .ok_or_else(|| {
+                    ServiceError::InvalidArgument(format!("{ON_BEHALF_OF}: not a principal"))
+                })?;
+            Ok(Caller::Principal(principal.into()))
+        }
+        Caller::Principal(_) => Err(ServiceError::PermissionDenied(format!(
+            "{ON_BEHALF_OF}: only the master makes calls for another principal"
+        ))),
+        Caller::Anyone => Ok(caller),
     }
 }
 

@@ -21,12 +21,14 @@ pub(crate) mod action;
 mod audit;
 mod credentials;
 mod gate;
+mod jobs;
 pub(crate) mod rate;
 
 pub(crate) use acl::Object;
 pub(crate) use action::Action;
 pub use credentials::{check_principal, new_token, token_sha256};
 pub(crate) use gate::{GateState, gate};
+pub(crate) use jobs::ON_BEHALF_OF;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

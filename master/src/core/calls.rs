@@ -10,8 +10,8 @@ use corral_types::{
 };
 
 use super::{
-    Ack, Agent, AgentCommand, Call, FrameworkEvent, LaunchTask, MasterCore, Operation, Task,
-    TaskKey, refused,
+    Ack, Agent, AgentCommand, ArtifactRights, Call, FrameworkEvent, LaunchTask, MasterCore,
+    Operation, Task, TaskKey, refused,
 };
 use crate::auth::Visibility;
 
@@ -106,7 +106,7 @@ impl MasterCore {
         offer_ids: Vec<OfferId>,
         operations: Vec<Operation>,
         refuse: Duration,
-        artifacts: &Visibility,
+        artifacts: &ArtifactRights,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
         let agent = match self.accepted_agent(framework, &offer_ids) {
@@ -136,12 +136,9 @@ impl MasterCore {
                 Operation::Launch(tasks) => {
                     for mut t in tasks {
                         if let Ok(info) = &t.info
-                            && let Some(digest) = self.unusable_artifact(info, artifacts)
+                            && let Err(why) = self.may_run(framework, info, artifacts)
                         {
-                            t.info = Err(format!(
-                                "artifact {digest} is not in the artifact store, or its owners \
-                                 have not shared it with this framework's principal"
-                            ));
+                            t.info = Err(why);
                         }
                         if let Some(info) =
                             self.admit(framework, &agent, t, &mut pools, &mut in_call, now)
@@ -342,6 +339,36 @@ impl MasterCore {
         tracing::info!(framework_id = %framework, index = failure.index, reason = %failure.message, "offer operation not applied");
         if let Some(conn) = self.frameworks.get(framework).and_then(|f| f.conn) {
             self.send_framework(conn, FrameworkEvent::OperationFailed(failure));
+        }
+    }
+
+    /// Whether `framework` may launch `info`: a task it runs for another principal (only the
+    /// master's own frameworks may), or one naming an artifact the task's principal may not
+    /// use, fails.
+    fn may_run(
+        &self,
+        framework: &FrameworkId,
+        info: &TaskInfo,
+        artifacts: &ArtifactRights,
+    ) -> Result<(), String> {
+        let own = self.principal_of(framework);
+        if let (Some(owner), Some(own)) = (&info.owner, own)
+            && owner != own
+        {
+            return Err(format!(
+                "owner {owner:?}: a framework runs tasks for its own principal ({own}) only"
+            ));
+        }
+        let owner = info.owner.as_deref().filter(|o| Some(*o) != own);
+        match self.unusable_artifact(info, &artifacts.of(owner)) {
+            Some(digest) => Err(format!(
+                "artifact {digest} is not in the artifact store, or its owners have not shared \
+                 it with {}",
+                owner.map_or("this framework's principal".to_owned(), |o| format!(
+                    "principal {o}, whom the task runs for"
+                ))
+            )),
+            None => Ok(()),
         }
     }
 

@@ -39,6 +39,8 @@ pub(crate) struct TaskMeta {
     pub module: String,
     pub resources: Resources,
     pub labels: BTreeMap<String, String>,
+    /// The principal a master's own framework runs it for (`TaskInfo.owner`).
+    pub owner: Option<String>,
 }
 
 impl From<&TaskInfo> for TaskMeta {
@@ -48,6 +50,7 @@ impl From<&TaskInfo> for TaskMeta {
             module: t.module.to_string(),
             resources: t.resources.clone(),
             labels: t.labels.clone(),
+            owner: t.owner.clone(),
         }
     }
 }
@@ -107,6 +110,40 @@ pub(crate) struct Ack {
     pub uuid: UpdateUuid,
 }
 
+/// Whose artifacts (modules, inputs) the tasks of an ACCEPT may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ArtifactRights {
+    /// The caller's, for the tasks of its own principal.
+    pub caller: Visibility,
+    /// For each principal a master's own framework runs tasks for (`TaskInfo.owner`), that
+    /// principal's.
+    pub owners: BTreeMap<String, Visibility>,
+}
+
+impl From<Visibility> for ArtifactRights {
+    fn from(caller: Visibility) -> Self {
+        Self {
+            caller,
+            owners: BTreeMap::new(),
+        }
+    }
+}
+
+impl ArtifactRights {
+    /// Whose artifacts a task run for `owner` may use: a principal not looked up sees only
+    /// its own.
+    pub(crate) fn of(&self, owner: Option<&str>) -> std::borrow::Cow<'_, Visibility> {
+        use std::borrow::Cow;
+        match owner {
+            None => Cow::Borrowed(&self.caller),
+            Some(owner) => match self.owners.get(owner) {
+                Some(visible) => Cow::Borrowed(visible),
+                None => Cow::Owned(Visibility::Only(vec![owner.into()])),
+            },
+        }
+    }
+}
+
 /// A scheduler call, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Call {
@@ -115,7 +152,7 @@ pub(crate) enum Call {
         operations: Vec<Operation>,
         refuse: Duration,
         /// Whose artifacts (modules, inputs) the tasks launched may use.
-        artifacts: Visibility,
+        artifacts: ArtifactRights,
     },
     Decline {
         offer_ids: Vec<OfferId>,

@@ -49,8 +49,8 @@ use corral_types::{
 pub(crate) use changes::Change;
 pub(crate) use effects::{AgentCommand, Effect, FrameworkEvent, Offer, OperatorResponse, Reply};
 pub(crate) use events::{
-    Ack, AgentInfo, Call, ConnId, Event, FrameworkInfo, LaunchTask, Operation, OperatorRequest,
-    ReportedTask, TaskMeta,
+    Ack, AgentInfo, ArtifactRights, Call, ConnId, Event, FrameworkInfo, LaunchTask, Operation,
+    OperatorRequest, ReportedTask, TaskMeta,
 };
 pub(crate) use kv::{KvEntry, KvOp};
 pub(crate) use outputs::OutputsRecord;

@@ -82,7 +82,8 @@ impl MasterCore {
                             && (agent.is_none() || agent.as_ref() == t.agent())
                             && (states.is_empty() || states.contains(&t.status.state))
                             && labels.iter().all(|(k, v)| t.meta.labels.get(k) == Some(v))
-                            && (visible == Visibility::All || visible.sees(self.principal_of(f)))
+                            && (visible == Visibility::All
+                                || visible.sees(self.task_principal(f, t)))
                     })
                     .collect();
                 // Stable order for paging: framework, then task ID.
@@ -208,18 +209,26 @@ impl MasterCore {
                 OperatorResponse::Done
             }
             R::TaskOwner { task, framework } => {
-                let framework = match self.find_task(&task, framework.as_ref()) {
-                    Ok(((framework, _), _)) => framework.clone(),
+                let (framework, principal) = match self.find_task(&task, framework.as_ref()) {
+                    Ok(((framework, _), t)) => {
+                        let principal = self.task_principal(framework, t).map(str::to_owned);
+                        (framework.clone(), principal)
+                    }
                     // Outputs outlive their task's record.
-                    Err(not_found @ ServiceError::NotFound { .. }) => self
-                        .task_outputs
-                        .find(&task, framework.as_ref())
-                        .next()
-                        .map(|o| o.framework_id.clone())
-                        .ok_or(not_found)?,
+                    Err(not_found @ ServiceError::NotFound { .. }) => {
+                        let outputs = self
+                            .task_outputs
+                            .find(&task, framework.as_ref())
+                            .next()
+                            .ok_or(not_found)?;
+                        let principal = match &outputs.owner {
+                            Some(owner) => Some(owner.clone()),
+                            None => self.principal_of(&outputs.framework_id).map(str::to_owned),
+                        };
+                        (outputs.framework_id.clone(), principal)
+                    }
                     Err(e) => return Err(e),
                 };
-                let principal = self.principal_of(&framework).map(str::to_owned);
                 OperatorResponse::TaskOwner {
                     framework,
                     principal,
@@ -440,8 +449,21 @@ impl MasterCore {
     }
 
     /// The principal a framework belongs to.
-    fn principal_of(&self, framework: &FrameworkId) -> Option<&str> {
+    pub(super) fn principal_of(&self, framework: &FrameworkId) -> Option<&str> {
         self.frameworks.get(framework)?.info.principal.as_deref()
+    }
+
+    /// The principal a task belongs to, for ACLs: the one a master's own framework runs it
+    /// for (a tenant's job), or else its framework's.
+    pub(super) fn task_principal<'a>(
+        &'a self,
+        framework: &FrameworkId,
+        task: &'a Task,
+    ) -> Option<&'a str> {
+        task.meta
+            .owner
+            .as_deref()
+            .or_else(|| self.principal_of(framework))
     }
 
     fn framework_summaries(
@@ -520,6 +542,7 @@ impl MasterCore {
         TaskUpdate {
             id: id.clone(),
             framework: fw.clone(),
+            owner: self.task_principal(fw, t).map(str::to_owned),
             agent: t.agent().cloned(),
             state: t.status.state,
             reason: t.status.reason,

@@ -29,6 +29,8 @@ pub(crate) struct OutputsRecord {
     pub outputs: Vec<TaskOutput>,
     /// What was not kept, and why.
     pub not_kept: Option<String>,
+    /// The principal the task ran for (see `Core::task_principal`).
+    pub owner: Option<String>,
 }
 
 impl OutputsRecord {
@@ -108,6 +110,7 @@ mod tests {
                 digest: Digest::of(b"x"),
             }],
             not_kept: None,
+            owner: None,
         }
     }
 

@@ -395,6 +395,12 @@ impl MasterCore {
         {
             return;
         }
+        let key = (status.framework_id.clone(), status.task_id.clone());
+        let owner = match self.tasks.find(&key) {
+            Some(task) => self.task_principal(&key.0, task),
+            None => self.principal_of(&key.0),
+        }
+        .map(str::to_owned);
         let record = OutputsRecord {
             framework_id: status.framework_id.clone(),
             task_id: status.task_id.clone(),
@@ -404,12 +410,9 @@ impl MasterCore {
             finished_unix_millis: status.timestamp_millis,
             outputs: status.outputs.clone(),
             not_kept: status.outputs_not_kept.clone(),
+            owner: owner.clone(),
         };
         // Outputs are uploaded before the status that lists them: they are indexed here.
-        let owner = self
-            .frameworks
-            .get(&status.framework_id)
-            .and_then(|f| f.info.principal.clone());
         if let Some(owner) = owner {
             for output in &status.outputs {
                 self.add_artifact_owner(&output.digest, &owner);

@@ -72,6 +72,8 @@ pub(crate) struct TaskSummary {
 pub(crate) struct TaskUpdate {
     pub id: TaskId,
     pub framework: FrameworkId,
+    /// The principal it belongs to, for ACLs (see `Core::task_principal`).
+    pub owner: Option<String>,
     pub agent: Option<AgentId>,
     pub state: TaskState,
     pub reason: Reason,

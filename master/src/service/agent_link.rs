@@ -263,6 +263,14 @@ fn reported_task(t: &v1::RunningTask) -> Result<ReportedTask, ProtoError> {
             module,
             resources,
             labels: task.map(|t| t.labels.clone()).unwrap_or_default(),
+            owner: match task.map_or("", |t| t.owner.as_str()) {
+                "" => None,
+                owner => Some(
+                    corral_proto::auth::check_principal(owner)
+                        .map(|()| owner.to_owned())
+                        .map_err(|e| ProtoError::invalid("task.owner", e))?,
+                ),
+            },
         },
         status,
     })

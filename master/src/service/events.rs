@@ -29,7 +29,7 @@ pub(crate) struct Sight {
     frameworks: Visibility,
     agents: bool,
     roles: bool,
-    /// Every framework's principal (`""`: none), visible or not, to place its tasks.
+    /// Every framework's principal (`""`: none), visible or not, to place its removal.
     principals: HashMap<String, String>,
 }
 
@@ -68,9 +68,9 @@ impl Sight {
         visible.sees((!principal.is_empty()).then_some(principal))
     }
 
-    fn sees_task_of(&self, framework: &str) -> bool {
-        let principal = self.principals.get(framework).map_or("", String::as_str);
-        Self::sees(&self.tasks, principal)
+    /// Whether it sees a task of `owner` (`TaskSummary.owner`).
+    fn sees_task(&self, owner: &str) -> bool {
+        Self::sees(&self.tasks, owner)
     }
 
     /// Keeps of the subscription's state what this subscriber may see.
@@ -81,7 +81,7 @@ impl Sight {
         for f in &state.frameworks {
             self.principals.insert(f.id.clone(), f.principal.clone());
         }
-        state.tasks.retain(|t| self.sees_task_of(&t.framework_id));
+        state.tasks.retain(|t| self.sees_task(&t.owner));
         let frameworks = &self.frameworks;
         state
             .frameworks
@@ -101,8 +101,8 @@ impl Sight {
             return true;
         }
         match &event.event {
-            Some(E::TaskAdded(t)) => self.sees_task_of(&t.framework_id),
-            Some(E::TaskUpdated(u)) => self.sees_task_of(&u.framework_id),
+            Some(E::TaskAdded(t)) => self.sees_task(&t.owner),
+            Some(E::TaskUpdated(u)) => self.sees_task(&u.owner),
             Some(E::AgentAdded(_) | E::AgentUpdated(_) | E::AgentRemoved(_)) => self.agents,
             Some(E::FrameworkAdded(f) | E::FrameworkUpdated(f)) => {
                 self.principals.insert(f.id.clone(), f.principal.clone());

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use super::{CoreStream, caller, done, framework_disconnected};
 use crate::auth::rate::{self, Subject};
 use crate::auth::{Action, Auth, Caller, Object, Visibility};
-use crate::core::{Ack, Call, ConnId, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply};
+use crate::core::{
+    Ack, ArtifactRights, Call, ConnId, Event, FrameworkInfo, KvOp, LaunchTask, Operation, Reply,
+};
 use crate::leadership::Gate;
 use crate::runtime::Sink;
 
@@ -150,11 +152,16 @@ impl v1::scheduler_server::Scheduler for SchedulerService {
         let mut event = call_event(req, caller.principal().map(Arc::from))?;
         if launches > 0
             && let Event::Call {
-                call: Call::Accept { artifacts, .. },
+                call:
+                    Call::Accept {
+                        artifacts,
+                        operations,
+                        ..
+                    },
                 ..
             } = &mut event
         {
-            *artifacts = self.auth.visibility(&caller, Action::ViewModules);
+            *artifacts = artifact_rights(&self.auth, &caller, operations);
         }
         let result = done(core.ask(event, None).await?);
         self.audit(&caller, audited, &framework, &result);
@@ -204,6 +211,27 @@ pub(crate) fn subscribe_event(
         info,
         suppressed,
     })
+}
+
+/// Whose artifacts the tasks `operations` launch may use: the caller's, and those of
+/// the principals it runs tasks for.
+fn artifact_rights(auth: &Auth, caller: &Caller, operations: &[Operation]) -> ArtifactRights {
+    let mut rights = ArtifactRights::from(auth.visibility(caller, Action::ViewModules));
+    let owners = operations
+        .iter()
+        .filter_map(|op| match op {
+            Operation::Launch(tasks) => Some(tasks),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|t| t.info.as_ref().ok()?.owner.as_deref());
+    for owner in owners {
+        if !rights.owners.contains_key(owner) {
+            let visible = auth.visibility(&Caller::Principal(owner.into()), Action::ViewModules);
+            rights.owners.insert(owner.to_owned(), visible);
+        }
+    }
+    rights
 }
 
 /// A Call request of `principal` as the core's event.
@@ -276,7 +304,7 @@ fn call(kind: Option<&v1::call_request::Kind>) -> Result<Call, ProtoError> {
                 operations,
                 refuse: refuse_duration(a.filters.as_ref()).map_err(|e| e.within("accept"))?,
                 // Narrowed by the service to the caller's (see `Scheduler::call`).
-                artifacts: Visibility::All,
+                artifacts: Visibility::All.into(),
             }
         }
         Kind::Decline(d) => Call::Decline {

@@ -121,6 +121,8 @@ struct OutputsPb {
     outputs: Vec<v1::TaskOutput>,
     #[prost(string, tag = "6")]
     not_kept: String,
+    #[prost(string, tag = "7")]
+    owner: String,
 }
 
 /// The key and value a write sets.
@@ -204,6 +206,7 @@ pub(crate) fn encode(write: &RegistryWrite) -> KeyWrite {
                     finished_unix_millis: o.finished_unix_millis,
                     outputs: o.outputs.iter().map(Into::into).collect(),
                     not_kept: o.not_kept.clone().unwrap_or_default(),
+                    owner: o.owner.clone().unwrap_or_default(),
                 }
                 .encode_to_vec(),
             ),
@@ -346,6 +349,14 @@ fn decode_one(out: &mut Recovered, key: &str, value: &[u8]) -> Result<(), String
                 .collect::<Result<_, _>>()
                 .map_err(proto)?,
             not_kept: (!pb.not_kept.is_empty()).then_some(pb.not_kept),
+            owner: match pb.owner.as_str() {
+                "" => None,
+                owner => {
+                    corral_proto::auth::check_principal(owner)
+                        .map_err(|e| format!("owner: {e}"))?;
+                    Some(pb.owner)
+                }
+            },
         });
     } else {
         return Err("not a registry key".into());
@@ -427,6 +438,7 @@ pub(crate) mod tests {
                     digest: Digest::of(b"module"),
                 }],
                 not_kept: Some("big.bin (too large)".into()),
+                owner: Some("carol".into()),
             }),
             RegistryWrite::Kv {
                 framework: parse_id("id", "m-F2").unwrap(),

@@ -56,6 +56,7 @@ fn task() -> TaskInfo {
         ],
         stdin: Bytes::from_static(b"line one\nline two\n"),
         checkpoint: Bytes::from_static(b"\x01\x02"),
+        owner: Some("alice".into()),
     }
 }
 
@@ -190,6 +191,8 @@ fn invalid_tasks_name_the_field() {
             },
             "module.file_path",
         ),
+        (|t| t.owner = "not a principal".into(), "owner"),
+        (|t| t.owner = "x".repeat(129), "owner"),
         (|t| t.args[1] = "a\0b".into(), "args[1]"),
         (|t| t.env[0].name = "A=B".into(), "env[0].name"),
         (|t| t.env[1].name.clear(), "env[1].name"),

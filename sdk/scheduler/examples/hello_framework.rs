@@ -143,6 +143,7 @@ impl Hello {
             preopens: Vec::new(),
             stdin: Default::default(),
             checkpoint: Default::default(),
+            owner: None,
         })
     }
 }

@@ -69,6 +69,7 @@ impl TaskShape {
             preopens: Vec::new(),
             stdin: Default::default(),
             checkpoint: Default::default(),
+            owner: None,
         }
     }
 }

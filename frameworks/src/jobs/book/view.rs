@@ -55,6 +55,7 @@ impl Job {
             version: self.version,
             rollout,
             outdated,
+            owner: self.submission.owner.clone().unwrap_or_default(),
         }
     }
 }

@@ -29,6 +29,7 @@ fn submission(source: &str) -> Submission {
         format: "toml".into(),
         file: "jobs.toml".into(),
         uploaded: BTreeMap::new(),
+        owner: None,
     }
 }
 

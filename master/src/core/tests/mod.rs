@@ -182,10 +182,20 @@ fn subscribe_fx(
     failover: Duration,
     now: Timestamp,
 ) -> (FrameworkId, String, Vec<Effect>) {
+    subscribe_with(core, conn, info(id, failover), now)
+}
+
+/// Subscribes the framework `info` describes; returns it, its stream ID and every effect.
+fn subscribe_with(
+    core: &mut MasterCore,
+    conn: ConnId,
+    info: FrameworkInfo,
+    now: Timestamp,
+) -> (FrameworkId, String, Vec<Effect>) {
     let fx = core.handle(
         Event::Subscribe {
             conn,
-            info: info(id, failover),
+            info,
             suppressed: vec![],
         },
         now,
@@ -297,7 +307,7 @@ fn accept(offer: &OfferId, tasks: Vec<LaunchTask>) -> Call {
         offer_ids: vec![offer.clone()],
         operations: vec![Operation::Launch(tasks)],
         refuse: Duration::from_secs(5),
-        artifacts: Visibility::All,
+        artifacts: Visibility::All.into(),
     }
 }
 

@@ -604,7 +604,7 @@ impl World {
                         offer_ids,
                         operations,
                         refuse: Duration::from_secs(1),
-                        artifacts: Visibility::All,
+                        artifacts: Visibility::All.into(),
                     },
                 )
             }

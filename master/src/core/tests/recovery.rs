@@ -385,6 +385,7 @@ fn a_tasks_outputs_are_recorded_before_its_framework_hears_of_them_and_come_back
         finished_unix_millis: 5,
         outputs: vec![output],
         not_kept: None,
+        owner: None,
     };
     let persist = fx
         .iter()
@@ -510,7 +511,7 @@ fn a_reservation_made_on_an_offer_is_recorded_before_the_accept_is_answered() {
                 resources: res(1000, 256),
             }],
             refuse: Duration::ZERO,
-            artifacts: Visibility::All,
+            artifacts: Visibility::All.into(),
         },
         ms(2),
     );

@@ -153,7 +153,7 @@ fn a_refused_reserve_in_an_accept_reaches_the_framework_and_the_launch_still_run
             },
         ],
         refuse: Duration::ZERO,
-        artifacts: Visibility::All,
+        artifacts: Visibility::All.into(),
     };
     let fx = call(&mut core, &fw, &stream, accept, ms(2));
     assert_eq!(
@@ -195,7 +195,7 @@ fn operations_of_an_invalid_accept_are_dropped() {
             resources: res(1000, 0),
         }],
         refuse: Duration::ZERO,
-        artifacts: Visibility::All,
+        artifacts: Visibility::All.into(),
     };
     let fx = call(&mut core, &fw, &stream, accept, ms(2));
     let why = format!("offer {offer} is named twice");
@@ -321,7 +321,7 @@ fn terminal_updates_free_resources_for_new_offers() {
         offer_ids: vec![offer],
         operations: vec![Operation::Launch(vec![task("t1", 4000, 4096)])],
         refuse: Duration::ZERO,
-        artifacts: Visibility::All,
+        artifacts: Visibility::All.into(),
     };
     call(&mut core, &fw, &stream, accept, ms(2));
     assert_eq!(core.handle(Event::Allocate, ms(3)), vec![]);
@@ -641,21 +641,12 @@ fn operator_kill_goes_to_the_agent_and_refuses_unknown_and_finished_tasks() {
 #[test]
 fn a_task_runs_only_artifacts_its_principal_may_see() {
     let (mut core, _agent, fw, stream, offer) = offered();
-    // The tasks' module, stored by alice.
-    core.handle(
-        Event::Operator(OperatorRequest::RecordArtifact {
-            digest: corral_types::Digest::of(b"m"),
-            size: 1,
-            kind: ArtifactKind::Module,
-            owner: Some("alice".into()),
-        }),
-        ms(1),
-    );
+    store_module_of(&mut core, "alice");
     let accept = |offer: &OfferId, id: &str, who: &str| Call::Accept {
         offer_ids: vec![offer.clone()],
         operations: vec![Operation::Launch(vec![task(id, 1000, 1)])],
         refuse: Duration::ZERO,
-        artifacts: Visibility::Only(vec![who.into()]),
+        artifacts: Visibility::Only(vec![who.into()]).into(),
     };
     let fx = call(&mut core, &fw, &stream, accept(&offer, "t1", "bob"), ms(2));
     let refused = updates(&fx);
@@ -683,4 +674,142 @@ fn a_task_runs_only_artifacts_its_principal_may_see() {
         matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
         "{fx:?}"
     );
+}
+
+/// Records the tasks' module (`task`'s) as stored by `owner`.
+fn store_module_of(core: &mut MasterCore, owner: &str) {
+    core.handle(
+        Event::Operator(OperatorRequest::RecordArtifact {
+            digest: corral_types::Digest::of(b"m"),
+            size: 1,
+            kind: ArtifactKind::Module,
+            owner: Some(owner.into()),
+        }),
+        ms(1),
+    );
+}
+
+/// A task that runs for `owner`, as the built-in jobs launch a tenant's.
+fn task_for(id: &str, owner: &str) -> LaunchTask {
+    let mut t = task(id, 1000, 1);
+    if let Ok(info) = &mut t.info {
+        info.owner = Some(owner.into());
+    }
+    t
+}
+
+/// The operator's answer to `request`.
+fn ask_operator(core: &mut MasterCore, request: OperatorRequest) -> OperatorResponse {
+    let fx = core.handle(Event::Operator(request), ms(50));
+    match &fx[..] {
+        [Effect::Reply(Reply::Operator(Ok(response)))] => response.clone(),
+        _ => panic!("{fx:?}"),
+    }
+}
+
+#[test]
+fn a_task_run_for_a_principal_is_that_principals_and_uses_only_its_artifacts() {
+    // The framework has no principal: it is the master's own.
+    let (mut core, _agent, fw, stream, offer) = offered();
+    store_module_of(&mut core, "alice");
+    let only = |p: &str| Visibility::Only(vec![p.into()]);
+    let run_for = |offer: &OfferId, id: &str, owner: &str| Call::Accept {
+        offer_ids: vec![offer.clone()],
+        operations: vec![Operation::Launch(vec![task_for(id, owner)])],
+        refuse: Duration::ZERO,
+        artifacts: ArtifactRights {
+            caller: Visibility::All,
+            owners: [("alice".into(), only("alice")), ("bob".into(), only("bob"))].into(),
+        },
+    };
+    let fx = call(&mut core, &fw, &stream, run_for(&offer, "t1", "bob"), ms(2));
+    let refused = updates(&fx);
+    assert_eq!(refused.len(), 1, "{fx:?}");
+    assert_eq!(refused[0].reason, Reason::InvalidTask);
+    assert!(
+        refused[0]
+            .message
+            .contains("not shared it with principal bob, whom the task runs for"),
+        "{}",
+        refused[0].message
+    );
+
+    let offer = offers(&core.handle(Event::Allocate, ms(3)))[0].id.clone();
+    let fx = call(
+        &mut core,
+        &fw,
+        &stream,
+        run_for(&offer, "t2", "alice"),
+        ms(4),
+    );
+    assert!(
+        matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
+        "{fx:?}"
+    );
+    // Alice lists it and owns it; bob does not see it.
+    let list = |visible: Visibility| OperatorRequest::ListTasks {
+        task: Some(TaskId::new("t2").unwrap()),
+        framework: None,
+        agent: None,
+        states: vec![],
+        labels: vec![],
+        page_size: 10,
+        page_token: String::new(),
+        visible,
+    };
+    let OperatorResponse::Tasks(page) = ask_operator(&mut core, list(only("alice"))) else {
+        panic!()
+    };
+    assert_eq!(page.tasks.len(), 1);
+    assert_eq!(page.tasks[0].now.owner.as_deref(), Some("alice"));
+    let OperatorResponse::Tasks(page) = ask_operator(&mut core, list(only("bob"))) else {
+        panic!()
+    };
+    assert!(page.tasks.is_empty(), "{page:?}");
+    let owner = ask_operator(
+        &mut core,
+        OperatorRequest::TaskOwner {
+            task: TaskId::new("t2").unwrap(),
+            framework: None,
+        },
+    );
+    assert!(
+        matches!(&owner, OperatorResponse::TaskOwner { principal: Some(p), .. } if p == "alice"),
+        "{owner:?}"
+    );
+}
+
+#[test]
+fn a_tenants_framework_runs_tasks_for_its_own_principal_only() {
+    let mut core = MasterCore::new(config());
+    register(&mut core, ms(0));
+    let mut carol = info(None, Duration::from_secs(60));
+    carol.principal = Some("carol".into());
+    let (fw, stream, _) = subscribe_with(&mut core, FW, carol, ms(0));
+    let offer = offers(&core.handle(Event::Allocate, ms(1)))[0].id.clone();
+    let fx = core.handle(
+        Event::Call {
+            framework_id: fw,
+            stream_id: stream,
+            principal: Some("carol".into()),
+            call: Call::Accept {
+                offer_ids: vec![offer],
+                operations: vec![Operation::Launch(vec![task_for("t1", "alice")])],
+                refuse: Duration::ZERO,
+                artifacts: Visibility::All.into(),
+            },
+        },
+        ms(2),
+    );
+    let refused = updates(&fx);
+    assert_eq!(refused.len(), 1, "{fx:?}");
+    assert_eq!(refused[0].reason, Reason::InvalidTask);
+    assert!(
+        refused[0]
+            .message
+            .contains("runs tasks for its own principal (carol) only"),
+        "{}",
+        refused[0].message
+    );
+    assert!(commands(&fx).is_empty(), "{fx:?}");
 }

@@ -3,6 +3,7 @@
 //! (`corral_proto::jobs`): on this master's port, or at the address of a framework running as
 //! a process of its own.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,17 +12,36 @@ use corral_proto::jobs::{JobsAt, jobs_at};
 use corral_proto::tls::Dialer;
 use corral_proto::{ServiceError, json as forms, limits, v1};
 use serde_json::json;
+use tonic::metadata::{Ascii, MetadataValue};
 
 use super::{ApiError, ApiResult, ask, params, query_of, query_of_method, unexpected};
-use crate::auth::Visibility;
+use crate::auth::{Caller, ON_BEHALF_OF, Visibility};
 use crate::core::{OperatorRequest, OperatorResponse};
 use crate::http::HttpState;
 use crate::wire;
 
 type JobsClient = v1::jobs_client::JobsClient<Conn>;
 
-/// A client of the Jobs service, wherever the jobs framework says it serves.
-async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
+/// A client of the Jobs service for one HTTP caller.
+struct Jobs {
+    client: JobsClient,
+    /// The principal the Jobs service inside this master is called for.
+    on_behalf_of: Option<MetadataValue<Ascii>>,
+}
+
+impl Jobs {
+    /// The client, and `message` as a request made for the HTTP caller.
+    fn call<T>(self, message: T) -> (JobsClient, tonic::Request<T>) {
+        let mut request = tonic::Request::new(message);
+        if let Some(principal) = self.on_behalf_of {
+            request.metadata_mut().insert(ON_BEHALF_OF, principal);
+        }
+        (self.client, request)
+    }
+}
+
+/// A client of the Jobs service for `caller`, wherever the jobs framework says it serves.
+async fn client(state: &HttpState, caller: &Caller) -> Result<Jobs, ApiError> {
     let OperatorResponse::Frameworks(frameworks) = ask(
         state,
         OperatorRequest::ListFrameworks {
@@ -34,19 +54,29 @@ async fn client(state: &HttpState) -> Result<JobsClient, ApiError> {
         return Err(unexpected());
     };
     let frameworks: Vec<v1::FrameworkSummary> = wire::each_into(&frameworks);
-    // The caller passed the gate for the job action already; the Jobs service inside this
-    // master is then called as the master. A standalone jobs framework (plaintext) is sent
-    // no token.
-    let (address, dialer) = match jobs_at(&frameworks) {
-        JobsAt::Master => (state.jobs_on_master.clone(), state.as_master.clone()),
-        JobsAt::Address(a) => (a, Dialer::plaintext(Token::none())),
+    // The Jobs service inside this master is called as the master, for the caller's
+    // principal, whose rights it then applies. A standalone jobs framework (plaintext) is
+    // sent no token: it trusts whoever reaches it.
+    let (address, dialer, on_behalf_of) = match jobs_at(&frameworks) {
+        JobsAt::Master => {
+            let on_behalf_of = caller.principal().and_then(|p| p.parse().ok());
+            (
+                state.jobs_on_master.clone(),
+                state.as_master.clone(),
+                on_behalf_of,
+            )
+        }
+        JobsAt::Address(a) => (a, Dialer::plaintext(Token::none()), None),
     };
     let conn = dialer.connect(&address).await.map_err(|e| {
         ApiError::from(ServiceError::Unavailable(format!(
             "the jobs framework's Jobs service at {address}: {e}"
         )))
     })?;
-    Ok(limits::jobs_client(conn))
+    Ok(Jobs {
+        client: limits::jobs_client(conn),
+        on_behalf_of,
+    })
 }
 
 /// The Jobs service's refusal; UNIMPLEMENTED means no jobs framework serves there.
@@ -64,12 +94,13 @@ fn refused(status: tonic::Status) -> ApiError {
 
 pub(super) async fn list(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/jobs"))?;
-    let jobs = client(&state)
-        .await?
-        .list_jobs(v1::ListJobsRequest {})
+    let (mut jobs, request) = client(&state, &caller).await?.call(v1::ListJobsRequest {});
+    let jobs = jobs
+        .list_jobs(request)
         .await
         .map_err(refused)?
         .into_inner()
@@ -81,16 +112,15 @@ pub(super) async fn list(
 
 pub(super) async fn get(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/jobs/{name}"))?;
-    let job = client(&state)
+    let (mut jobs, request) = client(&state, &caller)
         .await?
-        .get_job(v1::GetJobRequest { name })
-        .await
-        .map_err(refused)?
-        .into_inner();
+        .call(v1::GetJobRequest { name });
+    let job = jobs.get_job(request).await.map_err(refused)?.into_inner();
     Ok(axum::Json(forms::job(&job)))
 }
 
@@ -123,6 +153,7 @@ fn format_of(query: &[(String, String)], headers: &HeaderMap) -> Result<String, 
 
 pub(super) async fn submit(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
@@ -143,15 +174,15 @@ pub(super) async fn submit(
         ));
     }
     let format = format_of(&q, &headers)?;
-    let jobs = client(&state)
-        .await?
-        .submit_jobs(v1::SubmitJobsRequest {
-            source,
-            file: format!("request body ({format})"),
-            format,
-            // Nothing was uploaded with the request: modules and inputs are named by digest.
-            uploaded: Default::default(),
-        })
+    let (mut jobs, request) = client(&state, &caller).await?.call(v1::SubmitJobsRequest {
+        source,
+        file: format!("request body ({format})"),
+        format,
+        // Nothing was uploaded with the request: modules and inputs are named by digest.
+        uploaded: Default::default(),
+    });
+    let jobs = jobs
+        .submit_jobs(request)
         .await
         .map_err(refused)?
         .into_inner()
@@ -164,6 +195,7 @@ pub(super) async fn submit(
 
 pub(super) async fn scale(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
@@ -175,27 +207,24 @@ pub(super) async fn scale(
         .1
         .parse::<u64>()
         .map_err(|_| ApiError::bad_request("instances: a whole number"))?;
-    let job = client(&state)
+    let (mut jobs, request) = client(&state, &caller)
         .await?
-        .scale_job(v1::ScaleJobRequest { name, instances })
-        .await
-        .map_err(refused)?
-        .into_inner();
+        .call(v1::ScaleJobRequest { name, instances });
+    let job = jobs.scale_job(request).await.map_err(refused)?.into_inner();
     Ok(axum::Json(forms::job(&job)))
 }
 
 pub(super) async fn kill(
     State(state): State<HttpState>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/jobs/{name}/kill"))?;
-    let killed = client(&state)
+    let (mut jobs, request) = client(&state, &caller)
         .await?
-        .kill_job(v1::KillJobRequest { name })
-        .await
-        .map_err(refused)?
-        .into_inner();
+        .call(v1::KillJobRequest { name });
+    let killed = jobs.kill_job(request).await.map_err(refused)?.into_inner();
     Ok(axum::Json(
         killed.job.as_ref().map_or(json!({}), forms::job),
     ))
@@ -211,6 +240,7 @@ pub(super) enum Cron {
 
 pub(super) async fn cron(
     state: HttpState,
+    caller: Caller,
     name: String,
     q: Vec<(String, String)>,
     call: Cron,
@@ -221,8 +251,9 @@ pub(super) async fn cron(
         Cron::Resume => "/api/v1/jobs/{name}/resume",
     };
     params(q, query_of(path))?;
-    let mut jobs = client(&state).await?;
-    let request = v1::JobNameRequest { name };
+    let (mut jobs, request) = client(&state, &caller)
+        .await?
+        .call(v1::JobNameRequest { name });
     let job = match call {
         Cron::RunNow => jobs.run_job_now(request).await,
         Cron::Suspend => jobs.suspend_job(request).await,

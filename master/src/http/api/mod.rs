@@ -4,12 +4,12 @@
 //! answers 307 with the leader's address. [`ROUTES`] makes both the router and the OpenAPI
 //! document (`/api/v1/openapi.json`), so the two cannot disagree.
 
-use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use axum::{Extension, Router};
 use corral_proto::ServiceError;
 use serde_json::{Value, json};
 
@@ -272,7 +272,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Jobs,
-        access: A(Action::ViewJobs),
+        access: Handler,
     },
     Route {
         method: "post",
@@ -284,7 +284,7 @@ pub(crate) const ROUTES: &[Route] = &[
         )],
         produces: JSON,
         endpoint: Endpoint::Submit,
-        access: A(Action::ManageJobs),
+        access: Handler,
     },
     Route {
         method: "get",
@@ -293,7 +293,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::Job,
-        access: A(Action::ViewJobs),
+        access: Handler,
     },
     Route {
         method: "post",
@@ -302,7 +302,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[("instances", "The new number of instances (required)")],
         produces: JSON,
         endpoint: Endpoint::Scale,
-        access: A(Action::ManageJobs),
+        access: Handler,
     },
     Route {
         method: "post",
@@ -311,7 +311,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::KillJob,
-        access: A(Action::ManageJobs),
+        access: Handler,
     },
     Route {
         method: "post",
@@ -320,7 +320,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::RunJob,
-        access: A(Action::ManageJobs),
+        access: Handler,
     },
     Route {
         method: "post",
@@ -329,7 +329,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::SuspendJob,
-        access: A(Action::ManageJobs),
+        access: Handler,
     },
     Route {
         method: "post",
@@ -338,7 +338,7 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         produces: JSON,
         endpoint: Endpoint::ResumeJob,
-        access: A(Action::ManageJobs),
+        access: Handler,
     },
     Route {
         method: "get",
@@ -428,15 +428,15 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::Job => get(jobs::get),
         Endpoint::Scale => post(jobs::scale),
         Endpoint::KillJob => post(jobs::kill),
-        Endpoint::RunJob => {
-            post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::RunNow))
-        }
-        Endpoint::SuspendJob => {
-            post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::Suspend))
-        }
-        Endpoint::ResumeJob => {
-            post(|State(s), Path(n), Query(q)| jobs::cron(s, n, q, jobs::Cron::Resume))
-        }
+        Endpoint::RunJob => post(|State(s), Extension(c), Path(n), Query(q)| {
+            jobs::cron(s, c, n, q, jobs::Cron::RunNow)
+        }),
+        Endpoint::SuspendJob => post(|State(s), Extension(c), Path(n), Query(q)| {
+            jobs::cron(s, c, n, q, jobs::Cron::Suspend)
+        }),
+        Endpoint::ResumeJob => post(|State(s), Extension(c), Path(n), Query(q)| {
+            jobs::cron(s, c, n, q, jobs::Cron::Resume)
+        }),
         Endpoint::Session => get(session::who),
         Endpoint::SignIn => post(session::sign_in),
         Endpoint::SignOut => axum::routing::delete(session::sign_out),

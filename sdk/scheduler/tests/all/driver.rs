@@ -30,6 +30,7 @@ fn task(id: &str) -> TaskInfo {
         preopens: Vec::new(),
         stdin: Default::default(),
         checkpoint: Default::default(),
+        owner: None,
     }
 }
 

@@ -45,6 +45,7 @@ impl Batch {
             preopens: Vec::new(),
             stdin: Default::default(),
             checkpoint: Default::default(),
+            owner: None,
         }
     }
 }

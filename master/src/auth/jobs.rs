@@ -1,0 +1,61 @@
+//! The master's decisions for the built-in Jobs service: whose jobs a caller sees and may
+//! change, and in which roles it may run them ([`JobsAccess`]), handed to the service in the
+//! request's extensions. The service runs inside the master but in a crate of its own, so
+//! it gets the decisions, not the ACLs.
+//!
+//! Jobs belong to the principal that submitted them, and their tasks run for it
+//! (`TaskInfo.owner`). The master's HTTP API calls the Jobs service with the master's own
+//! token and names the principal it calls for in [`ON_BEHALF_OF`], which only the master's
+//! token may do.
+
+use std::sync::Arc;
+
+use corral_proto::jobs::{JobsAccess, JobsCaller};
+use corral_types::Role;
+
+use super::{Action, Auth, Caller, Object, Visibility};
+
+/// The metadata key in which the master's own calls to the Jobs service name the
+/// principal they are made for.
+pub(crate) const ON_BEHALF_OF: &str = "corral-on-behalf-of";
+
+/// A caller of the Jobs service, with the master's rules.
+#[derive(Debug)]
+struct JobsRights {
+    auth: Arc<Auth>,
+    caller: Caller,
+    /// Whose jobs it sees.
+    view: Visibility,
+}
+
+/// The [`JobsCaller`] of `caller`.
+pub(super) fn jobs_caller(auth: &Arc<Auth>, caller: &Caller) -> JobsCaller {
+    JobsCaller(Arc::new(JobsRights {
+        view: auth.visibility(caller, Action::ViewJobs),
+        auth: Arc::clone(auth),
+        caller: caller.clone(),
+    }))
+}
+
+impl JobsAccess for JobsRights {
+    fn principal(&self) -> Option<&str> {
+        self.caller.principal()
+    }
+
+    fn sees(&self, owner: Option<&str>) -> bool {
+        self.view.sees(owner)
+    }
+
+    fn may_manage(&self, owner: Option<&str>, _job: &str) -> Result<(), tonic::Status> {
+        self.auth
+            .authorize(&self.caller, Action::ManageJobs, Object::Owner(owner))
+            .map_err(tonic::Status::from)
+    }
+
+    fn may_run_in(&self, role: &str, _job: &str) -> Result<(), tonic::Status> {
+        let role = Role::new(role).map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
+        self.auth
+            .authorize(&self.caller, Action::RegisterFramework, Object::Role(&role))
+            .map_err(tonic::Status::from)
+    }
+}
