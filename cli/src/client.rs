@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use anyhow::Context;
-use corral_proto::auth::{Conn, Token};
+use corral_proto::auth::Conn;
 use corral_proto::status::{describe, with_causes};
 use corral_proto::tls::Dialer;
 use corral_proto::{limits, v1};
@@ -63,25 +63,22 @@ pub(crate) async fn events(
 pub(crate) async fn jobs(masters: &[String]) -> anyhow::Result<JobsClient> {
     use corral_proto::jobs::{JOBS_ADDRESS_LABEL, JobsAt, jobs_at};
     let channel = leader(&dialer(), masters).await?;
-    let frameworks = limits::operator_client(channel.clone())
+    let listing = limits::operator_client(channel.clone())
         .list_frameworks(v1::ListFrameworksRequest::default())
         .await
         .map_err(|s| refused("looking up the jobs framework", &s))?
-        .into_inner()
-        .frameworks;
-    let JobsAt::Address(address) = jobs_at(&frameworks) else {
+        .into_inner();
+    let JobsAt::Address(address) = jobs_at(&listing) else {
         return Ok(limits::jobs_client(channel));
     };
-    // A framework names that address itself: it is not sent the user's token.
-    let conn = Dialer::new(dialer().tls().cloned(), Token::none())
-        .connect(&address)
-        .await
-        .map_err(|e| {
-            Exit::unreachable(format!(
-                "the jobs framework serves at {address} (its {JOBS_ADDRESS_LABEL} label), which \
+    // The master names it only if its principal is trusted to act for others: it gets the
+    // user's token, and asks the masters what the user may do.
+    let conn = dialer().connect(&address).await.map_err(|e| {
+        Exit::unreachable(format!(
+            "the jobs framework serves at {address} (its {JOBS_ADDRESS_LABEL} label), which \
                  does not answer: {e}; is `corral frameworks run` running?"
-            ))
-        })?;
+        ))
+    })?;
     Ok(limits::jobs_client(conn))
 }
 

@@ -23,13 +23,21 @@ pub enum JobsAt {
     Address(String),
 }
 
-/// Where to call the Jobs service, given the master's frameworks.
-pub fn jobs_at(frameworks: &[v1::FrameworkSummary]) -> JobsAt {
-    frameworks
-        .iter()
-        .find(|f| f.id == FRAMEWORK_ID)
-        .and_then(|f| f.labels.get(JOBS_ADDRESS_LABEL))
-        .map_or(JobsAt::Master, |a| JobsAt::Address(a.clone()))
+/// The jobs framework among `frameworks`, if it runs as a process of its own: its summary
+/// and the address it serves at.
+pub fn jobs_framework(
+    frameworks: &[v1::FrameworkSummary],
+) -> Option<(&v1::FrameworkSummary, &str)> {
+    let framework = frameworks.iter().find(|f| f.id == FRAMEWORK_ID)?;
+    Some((framework, framework.labels.get(JOBS_ADDRESS_LABEL)?))
+}
+
+/// Where to call the Jobs service, by the master's framework listing.
+pub fn jobs_at(listing: &v1::ListFrameworksResponse) -> JobsAt {
+    match listing.jobs_address.as_str() {
+        "" => JobsAt::Master,
+        address => JobsAt::Address(address.to_owned()),
+    }
 }
 
 /// What the master decided about the caller of a Jobs call, which the Jobs service reads

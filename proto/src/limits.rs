@@ -111,6 +111,9 @@ pub const MAX_READ_FILE_BYTES: u64 = 1 << 20;
 /// Largest job spec file the Jobs service (and `POST /api/v1/jobs`) takes, in bytes.
 pub const MAX_JOB_SPEC_BYTES: usize = 1 << 20;
 
+/// Most names in each list of a `DecideJobs` request.
+pub const MAX_JOB_DECISIONS: usize = 1024;
+
 /// Operator events that may wait for one subscriber of `Operator.Subscribe` (or of
 /// `/api/v1/events`); one that falls this far behind is cut off.
 pub const OPERATOR_EVENT_QUEUE: usize = 65_536;

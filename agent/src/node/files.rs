@@ -406,6 +406,13 @@ impl v1::operator_server::Operator for Files {
         unimplemented()
     }
 
+    async fn decide_jobs(
+        &self,
+        _: Request<v1::DecideJobsRequest>,
+    ) -> Result<Response<v1::DecideJobsResponse>, Status> {
+        unimplemented()
+    }
+
     type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
 
     async fn subscribe(

@@ -3,10 +3,14 @@
 //! exactly as inside a master, serves the Jobs service on its own port, and says so in its
 //! framework's [`JOBS_ADDRESS_LABEL`] label, where `corral job ...` looks. Like a master it
 //! serves TLS when given a certificate, and plaintext only on loopback unless `--insecure`.
-//! It does not authenticate its callers: whoever reaches its port acts as its principal.
+//! Each call is decided by the masters, asked with the caller's own token
+//! (`Operator.DecideJobs`): the masters' credentials and ACLs hold on this port as on theirs.
+//! Its jobs' tasks run for their owners, so its principal needs `run_tasks_for` on them.
 
 use anyhow::Context;
-use corral_frameworks::jobs::{JOBS_ADDRESS_LABEL, JobsFramework, jobs_service};
+use corral_frameworks::jobs::{
+    JOBS_ADDRESS_LABEL, JobsFramework, MasterDecisions, jobs_service_asking,
+};
 use corral_proto::limits;
 
 use crate::cli::FrameworksRunArgs;
@@ -31,7 +35,13 @@ pub(super) async fn run(args: FrameworksRunArgs) -> anyhow::Result<u8> {
             .context("configuring TLS")?;
     }
     let server = builder
-        .add_service(jobs_service(jobs.clone()))
+        .add_service(jobs_service_asking(
+            jobs.clone(),
+            MasterDecisions::new(
+                args.master.master.clone(),
+                crate::client::dialer().tls().cloned(),
+            ),
+        ))
         .serve_with_incoming_shutdown(limits::incoming(listener), async {
             let _ = server_stopped.await;
         });

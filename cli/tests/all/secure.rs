@@ -33,6 +33,11 @@ objects = "any"
 actions = ["view_jobs"]
 principals = ["ops"]
 objects = ["alice"]
+
+[[acl]]
+actions = ["register_framework", "run_tasks_for"]
+principals = ["jobs"]
+objects = "any"
 "#;
 
 /// `corral <args>` in `dir`, with `XDG_CONFIG_HOME` there and no token but what `args` name.
@@ -106,7 +111,7 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
     panic!("{what}: not within 30 s");
 }
 
-/// A master with credentials (alice, bob, ops, agent), ACLs and an audit log, and an agent it
+/// A master with credentials (alice, bob, ops, jobs, agent), ACLs and an audit log, and an agent it
 /// admitted; processes killed on drop.
 struct Secured {
     dir: tempfile::TempDir,
@@ -121,11 +126,16 @@ struct Secured {
 
 impl Secured {
     async fn start() -> Secured {
+        Self::start_with(&[]).await
+    }
+
+    /// [`Secured::start`], the master given `master_args` too.
+    async fn start_with(master_args: &[&str]) -> Secured {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let mut entries = String::new();
         let mut files = std::collections::HashMap::new();
-        for principal in ["alice", "bob", "ops", "agent"] {
+        for principal in ["alice", "bob", "ops", "jobs", "agent"] {
             let (entry, file) = new_token(d, principal).await;
             entries.push_str(&entry);
             files.insert(principal, file.to_str().unwrap().to_owned());
@@ -135,22 +145,24 @@ impl Secured {
         std::fs::write(d.join("acls.toml"), ACLS).unwrap();
         let master_addr = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(d.join("master.log")).unwrap();
-        let master = spawn_logging_to(
-            &[
-                "master",
-                "--listen",
-                &master_addr,
-                "--work-dir",
-                d.join("master").to_str().unwrap(),
-                "--credentials",
-                credentials.to_str().unwrap(),
-                "--acls",
-                d.join("acls.toml").to_str().unwrap(),
-                "--audit-log",
-                d.join("audit.log").to_str().unwrap(),
-            ],
-            log,
-        );
+        let work_dir = d.join("master");
+        let acls = d.join("acls.toml");
+        let audit = d.join("audit.log");
+        let mut args = vec![
+            "master",
+            "--listen",
+            &master_addr,
+            "--work-dir",
+            work_dir.to_str().unwrap(),
+            "--credentials",
+            credentials.to_str().unwrap(),
+            "--acls",
+            acls.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ];
+        args.extend(master_args);
+        let master = spawn_logging_to(&args, log);
         let agent: Proc = spawn(&[
             "agent",
             "--master",
@@ -341,6 +353,27 @@ fn refused_with(out: &Output, why: &str) {
     assert!(text(&out.stderr).contains(why), "{}", text(&out.stderr));
 }
 
+/// The names of the jobs `GET /api/v1/jobs` shows `principal`, sorted.
+async fn http_job_names(s: &Secured, principal: &str) -> Vec<String> {
+    let token = std::fs::read_to_string(&s.files[principal]).unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/jobs", s.master_addr))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let doc: serde_json::Value = response.json().await.unwrap();
+    let mut names: Vec<String> = doc["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// A one-instance batch job of the hello fixture.
 fn hello_job(name: &str, module: &str, extra: &str) -> String {
     format!(
@@ -450,27 +483,8 @@ async fn a_tenants_jobs_and_their_tasks_are_its_own() {
     );
 
     // The HTTP API applies the same rules, to the caller it serves.
-    let jobs_for = async |principal: &str| {
-        let token = std::fs::read_to_string(&s.files[principal]).unwrap();
-        let response = reqwest::Client::new()
-            .get(format!("http://{}/api/v1/jobs", s.master_addr))
-            .bearer_auth(token.trim())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), reqwest::StatusCode::OK);
-        let doc: serde_json::Value = response.json().await.unwrap();
-        let mut names: Vec<String> = doc["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|j| j["name"].as_str().unwrap().to_owned())
-            .collect();
-        names.sort();
-        names
-    };
-    assert_eq!(jobs_for("alice").await, ["greet"]);
-    assert_eq!(jobs_for("bob").await, ["borrow"]);
+    assert_eq!(http_job_names(&s, "alice").await, ["greet"]);
+    assert_eq!(http_job_names(&s, "bob").await, ["borrow"]);
     let response = reqwest::Client::new()
         .post(format!("http://{}/api/v1/jobs/greet/kill", s.master_addr))
         .bearer_auth(std::fs::read_to_string(&s.files["bob"]).unwrap().trim())
@@ -490,6 +504,82 @@ async fn a_tenants_jobs_and_their_tasks_are_its_own() {
     };
     assert!(has("alice", "allowed"), "{audit}");
     assert!(has("ops", "denied"), "{audit}");
+}
+
+#[tokio::test]
+async fn a_jobs_framework_of_its_own_keeps_the_masters_rules() {
+    let s = Secured::start_with(&["--no-builtin-frameworks"]).await;
+    let d = s.dir.path();
+    let port = free_port();
+    let _jobs: Proc = spawn_logging_to(
+        &[
+            "frameworks",
+            "run",
+            "--master",
+            &s.master_addr,
+            "--token-file",
+            &s.files["jobs"],
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ],
+        std::fs::File::create(d.join("jobs.log")).unwrap(),
+    );
+    eventually("the jobs framework answers alice", async || {
+        let out = corral_as(&s, "alice", &["job", "ls"]).await;
+        eprintln!(
+            "DBG {}",
+            std::fs::read_to_string(d.join("jobs.log")).unwrap()
+        );
+        out.status.success()
+    })
+    .await;
+
+    // Its port refuses a caller without a token, as the master's does.
+    let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let refused = corral_proto::limits::jobs_client(channel)
+        .list_jobs(corral_proto::v1::ListJobsRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+
+    // Alice's job runs its task for her, though another principal's framework launches it.
+    std::fs::copy(corral_wasm_tasks::HELLO, d.join("hello.wasm")).unwrap();
+    std::fs::write(d.join("greet.toml"), hello_job("greet", "hello.wasm", "")).unwrap();
+    let out = corral_as(
+        &s,
+        "alice",
+        &["job", "submit", "greet.toml", "--wait", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = corral_as(&s, "alice", &["ps", "-a", "-o", "json"]).await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        doc["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "greet.0" && t["owner"] == "alice" && t["state"] == "FINISHED"),
+        "{doc}"
+    );
+
+    // Bob neither sees nor kills it, there or through the master's HTTP API.
+    let out = corral_as(&s, "bob", &["job", "ls", "-o", "json"]).await;
+    assert!(
+        !text(&out.stdout).contains("greet"),
+        "{}",
+        text(&out.stdout)
+    );
+    refused_with(
+        &corral_as(&s, "bob", &["job", "kill", "greet"]).await,
+        "no job is named \"greet\"",
+    );
+    assert_eq!(http_job_names(&s, "alice").await, ["greet"]);
+    assert!(http_job_names(&s, "bob").await.is_empty());
 }
 
 #[tokio::test]

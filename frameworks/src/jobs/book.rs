@@ -342,6 +342,14 @@ impl Book {
         self.jobs.get(name).map(|j| j.submission.owner.as_deref())
     }
 
+    /// The principals the jobs belong to.
+    pub(crate) fn owners(&self) -> BTreeSet<Option<String>> {
+        self.jobs
+            .values()
+            .map(|j| j.submission.owner.clone())
+            .collect()
+    }
+
     pub(crate) fn view(&self, name: &str) -> Option<v1::Job> {
         self.jobs.get(name).map(Job::view)
     }

@@ -244,6 +244,18 @@ impl JobsFramework {
         Ok(names.iter().filter_map(|n| book.view(n)).collect())
     }
 
+    /// The principals jobs `names` belong to (those that exist), or every job's.
+    pub(crate) fn owners(&self, names: Option<&[&str]>) -> BTreeSet<Option<String>> {
+        let book = self.book();
+        match names {
+            None => book.owners(),
+            Some(names) => names
+                .iter()
+                .filter_map(|n| Some(book.owner(n)?.map(str::to_owned)))
+                .collect(),
+        }
+    }
+
     /// The jobs the caller sees.
     pub(crate) fn list(
         &self,

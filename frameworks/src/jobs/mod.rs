@@ -13,6 +13,7 @@
 //! each of its succeeded instances' outputs as `<path>/<index>/<output path>`.
 
 mod book;
+mod decide;
 mod framework;
 mod placement;
 mod record;
@@ -22,5 +23,6 @@ mod template;
 mod tests;
 mod timetable;
 
+pub use decide::MasterDecisions;
 pub use framework::{FRAMEWORK_ID, JOBS_ADDRESS_LABEL, JobsError, JobsFramework};
-pub use service::{JobsService, MAX_SPEC_BYTES, jobs_service};
+pub use service::{JobsService, MAX_SPEC_BYTES, jobs_service, jobs_service_asking};

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
+use corral_proto::auth::AUTHORIZATION;
 use corral_proto::jobs::{JobsAccess, JobsCaller};
 use corral_proto::v1;
 use corral_proto::v1::jobs_server::JobsServer;
 use tonic::{Request, Response, Status};
 
+use super::decide::{MasterDecisions, Needs};
 use super::framework::{JobsError, JobsFramework};
 use super::record::Submission;
 use crate::spec::{self, Format};
@@ -16,15 +18,100 @@ pub const MAX_SPEC_BYTES: usize = corral_proto::limits::MAX_JOB_SPEC_BYTES;
 /// Most uploaded paths one submission names.
 const MAX_UPLOADED: usize = 1_000;
 
-/// Serves the Jobs service for `framework`, with Corral's message limits.
+/// Serves the Jobs service for `framework` behind a master's port, with Corral's message
+/// limits: the master's gate hands each call its decisions ([`JobsCaller`]).
 pub fn jobs_service(framework: JobsFramework) -> JobsServer<JobsService> {
-    corral_proto::limits::jobs_server(JobsService { framework })
+    corral_proto::limits::jobs_server(JobsService {
+        framework,
+        decisions: None,
+    })
+}
+
+/// Serves the Jobs service for `framework` on a port of its own: each call's decisions are
+/// asked of the masters with the caller's token.
+pub fn jobs_service_asking(
+    framework: JobsFramework,
+    decisions: MasterDecisions,
+) -> JobsServer<JobsService> {
+    corral_proto::limits::jobs_server(JobsService {
+        framework,
+        decisions: Some(decisions),
+    })
 }
 
 /// The Jobs service's handlers.
 #[derive(Debug, Clone)]
 pub struct JobsService {
     framework: JobsFramework,
+    /// Where decisions come from when no master's gate is in front of the service.
+    decisions: Option<MasterDecisions>,
+}
+
+impl JobsService {
+    /// What may the caller of `request` do: the master's gate decided (the service runs
+    /// behind a master's port), or the masters are asked what `needs` names.
+    async fn access<T>(
+        &self,
+        request: &Request<T>,
+        needs: impl FnOnce(&JobsFramework) -> Needs,
+    ) -> Result<Arc<dyn JobsAccess>, Status> {
+        if let Some(JobsCaller(access)) = request.extensions().get::<JobsCaller>() {
+            return Ok(Arc::clone(access));
+        }
+        let Some(decisions) = &self.decisions else {
+            return Ok(Arc::new(Unchecked));
+        };
+        let needs = needs(&self.framework);
+        let token = request.metadata().get(AUTHORIZATION);
+        Ok(Arc::new(decisions.decide(token, needs).await?))
+    }
+
+    /// [`JobsService::access`] for a call on job `name`, which changes it if `manage`.
+    async fn access_to<T>(
+        &self,
+        request: &Request<T>,
+        name: &str,
+        manage: bool,
+    ) -> Result<Arc<dyn JobsAccess>, Status> {
+        self.access(request, |framework| {
+            let owners = framework.owners(Some(&[name]));
+            Needs {
+                manage: if manage {
+                    owners.clone()
+                } else {
+                    Default::default()
+                },
+                view: owners,
+                roles: Default::default(),
+            }
+        })
+        .await
+    }
+
+    /// [`JobsService::access`] for submitting or updating `specs`.
+    async fn access_for_specs<T>(
+        &self,
+        request: &Request<T>,
+        specs: &[spec::JobSpec],
+    ) -> Result<Arc<dyn JobsAccess>, Status> {
+        self.access(request, |framework| {
+            let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+            let manage = framework.owners(Some(&names));
+            let dependencies: Vec<&str> = specs
+                .iter()
+                .flat_map(|s| s.depends_on())
+                .map(String::as_str)
+                .collect();
+            let mut view = framework.owners(Some(&dependencies));
+            view.extend(manage.iter().cloned());
+            Needs {
+                view,
+                manage,
+                roles: specs.iter().map(|s| s.role_name().to_owned()).collect(),
+            }
+        })
+        .await
+    }
 }
 
 impl From<JobsError> for Status {
@@ -49,8 +136,8 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::SubmitJobsRequest>,
     ) -> Result<Response<v1::SubmitJobsResponse>, Status> {
-        let access = access(&request);
-        let (specs, submission) = read_spec_file(request.into_inner())?;
+        let (specs, submission) = read_spec_file(request.get_ref())?;
+        let access = self.access_for_specs(&request, &specs).await?;
         let jobs = self.framework.submit(specs, submission, &*access).await?;
         Ok(Response::new(v1::SubmitJobsResponse { jobs }))
     }
@@ -59,8 +146,8 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::SubmitJobsRequest>,
     ) -> Result<Response<v1::SubmitJobsResponse>, Status> {
-        let access = access(&request);
-        let (specs, submission) = read_spec_file(request.into_inner())?;
+        let (specs, submission) = read_spec_file(request.get_ref())?;
+        let access = self.access_for_specs(&request, &specs).await?;
         let jobs = self.framework.update(specs, submission, &*access).await?;
         Ok(Response::new(v1::SubmitJobsResponse { jobs }))
     }
@@ -69,7 +156,13 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::ListJobsRequest>,
     ) -> Result<Response<v1::ListJobsResponse>, Status> {
-        let jobs = self.framework.list(&*access(&request))?;
+        let access = self
+            .access(&request, |framework| Needs {
+                view: framework.owners(None),
+                ..Needs::default()
+            })
+            .await?;
+        let jobs = self.framework.list(&*access)?;
         Ok(Response::new(v1::ListJobsResponse { jobs }))
     }
 
@@ -77,7 +170,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::GetJobRequest>,
     ) -> Result<Response<v1::Job>, Status> {
-        let access = access(&request);
+        let access = self
+            .access_to(&request, &request.get_ref().name, false)
+            .await?;
         Ok(Response::new(
             self.framework.get(&request.into_inner().name, &*access)?,
         ))
@@ -87,7 +182,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::KillJobRequest>,
     ) -> Result<Response<v1::KillJobResponse>, Status> {
-        let access = access(&request);
+        let access = self
+            .access_to(&request, &request.get_ref().name, true)
+            .await?;
         let job = self
             .framework
             .kill(&request.into_inner().name, &*access)
@@ -99,7 +196,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::ScaleJobRequest>,
     ) -> Result<Response<v1::Job>, Status> {
-        let access = access(&request);
+        let access = self
+            .access_to(&request, &request.get_ref().name, true)
+            .await?;
         let r = request.into_inner();
         Ok(Response::new(
             self.framework.scale(&r.name, r.instances, &*access).await?,
@@ -110,7 +209,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::JobNameRequest>,
     ) -> Result<Response<v1::Job>, Status> {
-        let access = access(&request);
+        let access = self
+            .access_to(&request, &request.get_ref().name, true)
+            .await?;
         let job = self
             .framework
             .run_now(&request.into_inner().name, &*access)
@@ -122,7 +223,9 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::JobNameRequest>,
     ) -> Result<Response<v1::Job>, Status> {
-        let access = access(&request);
+        let access = self
+            .access_to(&request, &request.get_ref().name, true)
+            .await?;
         let job = self
             .framework
             .set_suspended(&request.into_inner().name, true, &*access)
@@ -134,21 +237,14 @@ impl v1::jobs_server::Jobs for JobsService {
         &self,
         request: Request<v1::JobNameRequest>,
     ) -> Result<Response<v1::Job>, Status> {
-        let access = access(&request);
+        let access = self
+            .access_to(&request, &request.get_ref().name, true)
+            .await?;
         let job = self
             .framework
             .set_suspended(&request.into_inner().name, false, &*access)
             .await?;
         Ok(Response::new(job))
-    }
-}
-
-/// What the master decided about the caller; without the master's word (a jobs framework
-/// serving on a port of its own), every caller may do everything.
-fn access<T>(request: &Request<T>) -> Arc<dyn JobsAccess> {
-    match request.extensions().get::<JobsCaller>() {
-        Some(JobsCaller(access)) => Arc::clone(access),
-        None => Arc::new(Unchecked),
     }
 }
 
@@ -176,7 +272,7 @@ impl JobsAccess for Unchecked {
 
 /// The specs of a submitted spec file, checked against the service's limits, and the file as
 /// submitted.
-fn read_spec_file(r: v1::SubmitJobsRequest) -> Result<(Vec<spec::JobSpec>, Submission), Status> {
+fn read_spec_file(r: &v1::SubmitJobsRequest) -> Result<(Vec<spec::JobSpec>, Submission), Status> {
     if r.source.len() > MAX_SPEC_BYTES {
         return Err(Status::invalid_argument(format!(
             "source: {} bytes, at most {MAX_SPEC_BYTES}",
@@ -194,15 +290,15 @@ fn read_spec_file(r: v1::SubmitJobsRequest) -> Result<(Vec<spec::JobSpec>, Submi
     let file = if r.file.is_empty() {
         "spec".to_owned()
     } else {
-        r.file
+        r.file.clone()
     };
     let specs = spec::parse(&r.source, format, &file)
         .map_err(|errors| Status::invalid_argument(errors.to_string()))?;
     let submission = Submission {
-        source: r.source,
-        format: r.format,
+        source: r.source.clone(),
+        format: r.format.clone(),
         file,
-        uploaded: r.uploaded,
+        uploaded: r.uploaded.clone(),
         // The caller's, set by the framework.
         owner: None,
     };

@@ -38,6 +38,9 @@ pub(crate) enum Action {
     /// Submit, update, scale, kill, run, suspend and resume jobs (object: the principal who
     /// submitted them).
     ManageJobs,
+    /// Launch tasks that run for another principal (`TaskInfo.owner`; object: that
+    /// principal): what a jobs framework running as a process of its own needs.
+    RunTasksFor,
 }
 
 /// What kind of object an action is taken on.
@@ -67,6 +70,7 @@ const NAMES: &[(Action, &str)] = &[
     (Action::DrainAgents, "drain_agents"),
     (Action::ViewJobs, "view_jobs"),
     (Action::ManageJobs, "manage_jobs"),
+    (Action::RunTasksFor, "run_tasks_for"),
 ];
 
 impl Action {
@@ -89,7 +93,8 @@ impl Action {
             | Action::KillTasks
             | Action::ViewModules
             | Action::ViewJobs
-            | Action::ManageJobs => ObjectKind::Owner,
+            | Action::ManageJobs
+            | Action::RunTasksFor => ObjectKind::Owner,
             _ => ObjectKind::Nothing,
         }
     }

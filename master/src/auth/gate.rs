@@ -18,6 +18,20 @@ use crate::leadership::Gate;
 
 /// The path prefix of the Jobs service's methods.
 const JOBS_SERVICE: &str = "/corral.v1.Jobs/";
+/// The path prefix of the jobs' HTTP API.
+const JOBS_API: &str = "/api/v1/jobs";
+
+/// The `authorization` header an HTTP caller of the jobs' API presented (or made from its
+/// cookie), for the API to present in turn to a jobs framework running as a process of its
+/// own. It is the caller's own secret: it goes nowhere else.
+#[derive(Clone)]
+pub(crate) struct PresentedToken(pub(crate) header::HeaderValue);
+
+impl std::fmt::Debug for PresentedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PresentedToken(<redacted>)")
+    }
+}
 
 /// What the gate decides with.
 #[derive(Clone)]
@@ -96,6 +110,11 @@ pub(crate) async fn gate(
         .get(header::AUTHORIZATION)
         .map(|h| h.as_bytes())
         .or(cookie.as_deref().map(str::as_bytes));
+    // A jobs framework running as a process of its own decides on the HTTP caller's token.
+    let presented = (!grpc && path.starts_with(JOBS_API))
+        .then(|| header.and_then(|h| header::HeaderValue::from_bytes(h).ok()))
+        .flatten()
+        .map(PresentedToken);
     let named = grpc.then(|| request.headers().get(ON_BEHALF_OF)).flatten();
     let decided = auth.authenticate(header, &label).and_then(|authenticated| {
         // The request was paid for by whoever made it, not by whom it is made for.
@@ -125,6 +144,9 @@ pub(crate) async fn gate(
         Ok((caller, subject)) => {
             if grpc && request.uri().path().starts_with(JOBS_SERVICE) {
                 request.extensions_mut().insert(jobs_caller(&auth, &caller));
+            }
+            if let Some(presented) = presented {
+                request.extensions_mut().insert(presented);
             }
             request.extensions_mut().insert(caller);
             if let Some(subject) = subject {

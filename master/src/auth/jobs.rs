@@ -21,20 +21,27 @@ pub(crate) const ON_BEHALF_OF: &str = "corral-on-behalf-of";
 
 /// A caller of the Jobs service, with the master's rules.
 #[derive(Debug)]
-struct JobsRights {
+pub(crate) struct JobsRights {
     auth: Arc<Auth>,
     caller: Caller,
     /// Whose jobs it sees.
     view: Visibility,
 }
 
+impl JobsRights {
+    /// The rights of `caller`.
+    pub(crate) fn of(auth: &Arc<Auth>, caller: &Caller) -> Self {
+        Self {
+            view: auth.visibility(caller, Action::ViewJobs),
+            auth: Arc::clone(auth),
+            caller: caller.clone(),
+        }
+    }
+}
+
 /// The [`JobsCaller`] of `caller`.
 pub(super) fn jobs_caller(auth: &Arc<Auth>, caller: &Caller) -> JobsCaller {
-    JobsCaller(Arc::new(JobsRights {
-        view: auth.visibility(caller, Action::ViewJobs),
-        auth: Arc::clone(auth),
-        caller: caller.clone(),
-    }))
+    JobsCaller(Arc::new(JobsRights::of(auth, caller)))
 }
 
 impl JobsAccess for JobsRights {
@@ -58,4 +65,23 @@ impl JobsAccess for JobsRights {
             .authorize(&self.caller, Action::RegisterFramework, Object::Role(&role))
             .map_err(tonic::Status::from)
     }
+}
+
+/// Where a jobs framework running as a process of its own serves, among `frameworks` (every
+/// one, unfiltered), if it is one clients may trust with their tokens: without
+/// authentication any, else one whose principal may run tasks for every principal.
+pub(crate) fn trusted_jobs_address(
+    auth: &Auth,
+    frameworks: &[corral_proto::v1::FrameworkSummary],
+) -> Option<String> {
+    let (framework, address) = corral_proto::jobs::jobs_framework(frameworks)?;
+    let trusted = match framework.principal.as_str() {
+        "" => true,
+        principal => auth.allows(
+            &Caller::Principal(principal.into()),
+            Action::RunTasksFor,
+            Object::Everyone,
+        ),
+    };
+    trusted.then(|| address.to_owned())
 }

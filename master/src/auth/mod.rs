@@ -27,8 +27,8 @@ pub(crate) mod rate;
 pub(crate) use acl::Object;
 pub(crate) use action::Action;
 pub use credentials::{check_principal, new_token, token_sha256};
-pub(crate) use gate::{GateState, gate};
-pub(crate) use jobs::ON_BEHALF_OF;
+pub(crate) use gate::{GateState, PresentedToken, gate};
+pub(crate) use jobs::{JobsRights, ON_BEHALF_OF, trusted_jobs_address};
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

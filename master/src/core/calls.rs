@@ -343,8 +343,8 @@ impl MasterCore {
     }
 
     /// Whether `framework` may launch `info`: a task it runs for another principal (only the
-    /// master's own frameworks may), or one naming an artifact the task's principal may not
-    /// use, fails.
+    /// master's own frameworks, and principals `artifacts` has rights for, may), or one
+    /// naming an artifact the task's principal may not use, fails.
     fn may_run(
         &self,
         framework: &FrameworkId,
@@ -352,14 +352,14 @@ impl MasterCore {
         artifacts: &ArtifactRights,
     ) -> Result<(), String> {
         let own = self.principal_of(framework);
-        if let (Some(owner), Some(own)) = (&info.owner, own)
-            && owner != own
+        let owner = info.owner.as_deref().filter(|o| Some(*o) != own);
+        if let (Some(owner), Some(own)) = (owner, own)
+            && !artifacts.owners.contains_key(owner)
         {
             return Err(format!(
-                "owner {owner:?}: a framework runs tasks for its own principal ({own}) only"
+                "owner {owner:?}: principal {own} may not run tasks for it (run_tasks_for)"
             ));
         }
-        let owner = info.owner.as_deref().filter(|o| Some(*o) != own);
         match self.unusable_artifact(info, &artifacts.of(owner)) {
             Some(digest) => Err(format!(
                 "artifact {digest} is not in the artifact store, or its owners have not shared \

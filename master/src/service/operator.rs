@@ -7,6 +7,7 @@ use std::time::Duration;
 use corral_proto::ProtoEnum;
 use corral_proto::auth::Conn;
 use corral_proto::convert::{parse_optional_id, parse_role, parse_weight, require};
+use corral_proto::jobs::JobsAccess as _;
 use corral_proto::tls::Dialer;
 use corral_proto::{ProtoError, ServiceError, limits, v1};
 use corral_types::{FrameworkId, TaskId, TaskState};
@@ -19,7 +20,7 @@ use tokio_stream::StreamExt;
 
 use super::{ArtifactStream, OperatorEvents, Sight, caller, serve_artifact};
 use crate::artifacts::ArtifactStore;
-use crate::auth::{Action, Auth, Caller, Object, Visibility};
+use crate::auth::{Action, Auth, Caller, JobsRights, Object, Visibility, trusted_jobs_address};
 use crate::core::{ArtifactKind, Event, OperatorRequest, OperatorResponse, Reply};
 use crate::leadership::Gate;
 use crate::peers::Peers;
@@ -155,6 +156,42 @@ impl v1::operator_server::Operator for OperatorService {
         }
     }
 
+    async fn decide_jobs(
+        &self,
+        request: Request<v1::DecideJobsRequest>,
+    ) -> Result<Response<v1::DecideJobsResponse>, Status> {
+        let caller = caller(&request)?;
+        let r = request.into_inner();
+        for (field, names) in [
+            ("view", &r.view),
+            ("manage", &r.manage),
+            ("roles", &r.roles),
+        ] {
+            if names.len() > limits::MAX_JOB_DECISIONS {
+                return Err(Status::invalid_argument(format!(
+                    "{field}: {} names, at most {}",
+                    names.len(),
+                    limits::MAX_JOB_DECISIONS
+                )));
+            }
+        }
+        let rights = JobsRights::of(&self.auth, &caller);
+        fn owner(name: &str) -> Option<&str> {
+            (!name.is_empty()).then_some(name)
+        }
+        let why_not = |decided: Result<(), Status>| decided.err().map(|s| s.message().to_owned());
+        Ok(Response::new(v1::DecideJobsResponse {
+            principal: caller.principal().unwrap_or_default().to_owned(),
+            view: r.view.iter().map(|o| rights.sees(owner(o))).collect(),
+            manage: (r.manage.iter())
+                .map(|o| why_not(rights.may_manage(owner(o), "")).unwrap_or_default())
+                .collect(),
+            roles: (r.roles.iter())
+                .map(|role| why_not(rights.may_run_in(role, "")).unwrap_or_default())
+                .collect(),
+        }))
+    }
+
     async fn list_modules(
         &self,
         request: Request<v1::ListModulesRequest>,
@@ -190,20 +227,23 @@ impl v1::operator_server::Operator for OperatorService {
             .auth
             .visibility(&caller(&request)?, Action::ViewFrameworks);
         let include_completed = request.into_inner().include_completed;
-        match self
+        // Every framework, for the jobs framework's address; then what the caller may see.
+        let OperatorResponse::Frameworks(frameworks) = self
             .ask(OperatorRequest::ListFrameworks {
                 include_completed,
-                visible,
+                visible: Visibility::All,
             })
             .await?
-        {
-            OperatorResponse::Frameworks(frameworks) => {
-                Ok(Response::new(v1::ListFrameworksResponse {
-                    frameworks: wire::each_into(&frameworks),
-                }))
-            }
-            _ => Err(unexpected()),
-        }
+        else {
+            return Err(unexpected());
+        };
+        let mut frameworks: Vec<v1::FrameworkSummary> = wire::each_into(&frameworks);
+        let jobs_address = trusted_jobs_address(&self.auth, &frameworks).unwrap_or_default();
+        frameworks.retain(|f| visible.sees((!f.principal.is_empty()).then_some(&*f.principal)));
+        Ok(Response::new(v1::ListFrameworksResponse {
+            frameworks,
+            jobs_address,
+        }))
     }
 
     async fn list_tasks(

@@ -213,8 +213,9 @@ pub(crate) fn subscribe_event(
     })
 }
 
-/// Whose artifacts the tasks `operations` launch may use: the caller's, and those of
-/// the principals it runs tasks for.
+/// Whose artifacts the tasks `operations` launch may use: the caller's, and those of the
+/// principals it may run tasks for (a principal needs `run_tasks_for` on another; the
+/// core refuses tasks for principals left out).
 fn artifact_rights(auth: &Auth, caller: &Caller, operations: &[Operation]) -> ArtifactRights {
     let mut rights = ArtifactRights::from(auth.visibility(caller, Action::ViewModules));
     let owners = operations
@@ -226,7 +227,14 @@ fn artifact_rights(auth: &Auth, caller: &Caller, operations: &[Operation]) -> Ar
         .flatten()
         .filter_map(|t| t.info.as_ref().ok()?.owner.as_deref());
     for owner in owners {
-        if !rights.owners.contains_key(owner) {
+        let may = match caller {
+            Caller::Principal(own) => {
+                **own == *owner
+                    || auth.allows(caller, Action::RunTasksFor, Object::Owner(Some(owner)))
+            }
+            Caller::Anyone | Caller::Master => true,
+        };
+        if may && !rights.owners.contains_key(owner) {
             let visible = auth.visibility(&Caller::Principal(owner.into()), Action::ViewModules);
             rights.owners.insert(owner.to_owned(), visible);
         }

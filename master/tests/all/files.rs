@@ -150,6 +150,13 @@ impl v1::operator_server::Operator for AgentFiles {
         Err(Status::unimplemented("agent"))
     }
 
+    async fn decide_jobs(
+        &self,
+        _: Request<v1::DecideJobsRequest>,
+    ) -> Result<Response<v1::DecideJobsResponse>, Status> {
+        Err(Status::unimplemented("agent"))
+    }
+
     type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
 
     async fn subscribe(

@@ -81,6 +81,13 @@ impl Operator for TrivialOperator {
         Err(Status::unimplemented("list_modules"))
     }
 
+    async fn decide_jobs(
+        &self,
+        _: Request<v1::DecideJobsRequest>,
+    ) -> Result<Response<v1::DecideJobsResponse>, Status> {
+        Err(Status::unimplemented("decide_jobs"))
+    }
+
     type SubscribeStream = tokio_stream::Empty<Result<v1::OperatorEvent, Status>>;
 
     async fn subscribe(

@@ -780,36 +780,51 @@ fn a_task_run_for_a_principal_is_that_principals_and_uses_only_its_artifacts() {
 }
 
 #[test]
-fn a_tenants_framework_runs_tasks_for_its_own_principal_only() {
+fn a_tenants_framework_runs_tasks_for_another_principal_only_with_rights_for_it() {
     let mut core = MasterCore::new(config());
     register(&mut core, ms(0));
+    store_module_of(&mut core, "alice");
     let mut carol = info(None, Duration::from_secs(60));
     carol.principal = Some("carol".into());
     let (fw, stream, _) = subscribe_with(&mut core, FW, carol, ms(0));
-    let offer = offers(&core.handle(Event::Allocate, ms(1)))[0].id.clone();
-    let fx = core.handle(
-        Event::Call {
-            framework_id: fw,
-            stream_id: stream,
-            principal: Some("carol".into()),
-            call: Call::Accept {
-                offer_ids: vec![offer],
-                operations: vec![Operation::Launch(vec![task_for("t1", "alice")])],
-                refuse: Duration::ZERO,
-                artifacts: Visibility::All.into(),
+    // The service leaves out the principals carol may not run tasks for.
+    let mut launch = |id: &str, artifacts: ArtifactRights, now: u64| {
+        let offer = offers(&core.handle(Event::Allocate, ms(now)))[0].id.clone();
+        core.handle(
+            Event::Call {
+                framework_id: fw.clone(),
+                stream_id: stream.clone(),
+                principal: Some("carol".into()),
+                call: Call::Accept {
+                    offer_ids: vec![offer],
+                    operations: vec![Operation::Launch(vec![task_for(id, "alice")])],
+                    refuse: Duration::ZERO,
+                    artifacts,
+                },
             },
-        },
-        ms(2),
-    );
+            ms(now + 1),
+        )
+    };
+    let fx = launch("t1", Visibility::All.into(), 1);
     let refused = updates(&fx);
     assert_eq!(refused.len(), 1, "{fx:?}");
     assert_eq!(refused[0].reason, Reason::InvalidTask);
     assert!(
         refused[0]
             .message
-            .contains("runs tasks for its own principal (carol) only"),
+            .contains("principal carol may not run tasks for it (run_tasks_for)"),
         "{}",
         refused[0].message
     );
     assert!(commands(&fx).is_empty(), "{fx:?}");
+
+    let granted = ArtifactRights {
+        caller: Visibility::Only(vec!["carol".into()]),
+        owners: [("alice".into(), Visibility::Only(vec!["alice".into()]))].into(),
+    };
+    let fx = launch("t2", granted, 3);
+    assert!(
+        matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
+        "{fx:?}"
+    );
 }

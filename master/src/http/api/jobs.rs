@@ -3,45 +3,67 @@
 //! (`corral_proto::jobs`): on this master's port, or at the address of a framework running as
 //! a process of its own.
 
-use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use corral_proto::auth::{Conn, Token};
-use corral_proto::jobs::{JobsAt, jobs_at};
+use corral_proto::auth::{AUTHORIZATION, Conn, Token};
+use corral_proto::jobs::JobsAt;
 use corral_proto::tls::Dialer;
 use corral_proto::{ServiceError, json as forms, limits, v1};
 use serde_json::json;
 use tonic::metadata::{Ascii, MetadataValue};
 
 use super::{ApiError, ApiResult, ask, params, query_of, query_of_method, unexpected};
-use crate::auth::{Caller, ON_BEHALF_OF, Visibility};
+use crate::auth::{Caller, ON_BEHALF_OF, PresentedToken, Visibility, trusted_jobs_address};
 use crate::core::{OperatorRequest, OperatorResponse};
 use crate::http::HttpState;
 use crate::wire;
 
 type JobsClient = v1::jobs_client::JobsClient<Conn>;
 
+/// Who calls the jobs' API: the caller the gate authenticated, and the token it presented.
+pub(super) struct HttpCaller {
+    caller: Caller,
+    token: Option<PresentedToken>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for HttpCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Self {
+            caller: parts
+                .extensions
+                .get::<Caller>()
+                .cloned()
+                .ok_or_else(unexpected)?,
+            token: parts.extensions.get::<PresentedToken>().cloned(),
+        })
+    }
+}
+
 /// A client of the Jobs service for one HTTP caller.
 struct Jobs {
     client: JobsClient,
-    /// The principal the Jobs service inside this master is called for.
-    on_behalf_of: Option<MetadataValue<Ascii>>,
+    /// Who the call is made for: the principal the Jobs service inside this master is
+    /// called for, or the token a jobs framework running on its own decides on.
+    made_for: Option<(&'static str, MetadataValue<Ascii>)>,
 }
 
 impl Jobs {
     /// The client, and `message` as a request made for the HTTP caller.
     fn call<T>(self, message: T) -> (JobsClient, tonic::Request<T>) {
         let mut request = tonic::Request::new(message);
-        if let Some(principal) = self.on_behalf_of {
-            request.metadata_mut().insert(ON_BEHALF_OF, principal);
+        if let Some((key, value)) = self.made_for {
+            request.metadata_mut().insert(key, value);
         }
         (self.client, request)
     }
 }
 
-/// A client of the Jobs service for `caller`, wherever the jobs framework says it serves.
-async fn client(state: &HttpState, caller: &Caller) -> Result<Jobs, ApiError> {
+/// A client of the Jobs service for `who`, wherever the jobs framework says it serves.
+async fn client(state: &HttpState, who: &HttpCaller) -> Result<Jobs, ApiError> {
     let OperatorResponse::Frameworks(frameworks) = ask(
         state,
         OperatorRequest::ListFrameworks {
@@ -54,19 +76,29 @@ async fn client(state: &HttpState, caller: &Caller) -> Result<Jobs, ApiError> {
         return Err(unexpected());
     };
     let frameworks: Vec<v1::FrameworkSummary> = wire::each_into(&frameworks);
+    let at = match trusted_jobs_address(&state.auth, &frameworks) {
+        Some(address) => JobsAt::Address(address),
+        None => JobsAt::Master,
+    };
     // The Jobs service inside this master is called as the master, for the caller's
-    // principal, whose rights it then applies. A standalone jobs framework (plaintext) is
-    // sent no token: it trusts whoever reaches it.
-    let (address, dialer, on_behalf_of) = match jobs_at(&frameworks) {
+    // principal, whose rights it then applies. A jobs framework running on its own is
+    // called with the caller's token (over TLS when this master uses it), on which it asks
+    // the masters.
+    let (address, dialer, made_for) = match at {
         JobsAt::Master => {
-            let on_behalf_of = caller.principal().and_then(|p| p.parse().ok());
+            let principal = who.caller.principal().and_then(|p| p.parse().ok());
             (
                 state.jobs_on_master.clone(),
                 state.as_master.clone(),
-                on_behalf_of,
+                principal.map(|p| (ON_BEHALF_OF, p)),
             )
         }
-        JobsAt::Address(a) => (a, Dialer::plaintext(Token::none()), None),
+        JobsAt::Address(a) => {
+            let token =
+                (who.token.as_ref()).and_then(|t| MetadataValue::try_from(t.0.as_bytes()).ok());
+            let dialer = Dialer::new(state.as_master.tls().cloned(), Token::none());
+            (a, dialer, token.map(|t| (AUTHORIZATION, t)))
+        }
     };
     let conn = dialer.connect(&address).await.map_err(|e| {
         ApiError::from(ServiceError::Unavailable(format!(
@@ -75,7 +107,7 @@ async fn client(state: &HttpState, caller: &Caller) -> Result<Jobs, ApiError> {
     })?;
     Ok(Jobs {
         client: limits::jobs_client(conn),
-        on_behalf_of,
+        made_for,
     })
 }
 
@@ -94,11 +126,11 @@ fn refused(status: tonic::Status) -> ApiError {
 
 pub(super) async fn list(
     State(state): State<HttpState>,
-    Extension(caller): Extension<Caller>,
+    who: HttpCaller,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/jobs"))?;
-    let (mut jobs, request) = client(&state, &caller).await?.call(v1::ListJobsRequest {});
+    let (mut jobs, request) = client(&state, &who).await?.call(v1::ListJobsRequest {});
     let jobs = jobs
         .list_jobs(request)
         .await
@@ -112,14 +144,12 @@ pub(super) async fn list(
 
 pub(super) async fn get(
     State(state): State<HttpState>,
-    Extension(caller): Extension<Caller>,
+    who: HttpCaller,
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/jobs/{name}"))?;
-    let (mut jobs, request) = client(&state, &caller)
-        .await?
-        .call(v1::GetJobRequest { name });
+    let (mut jobs, request) = client(&state, &who).await?.call(v1::GetJobRequest { name });
     let job = jobs.get_job(request).await.map_err(refused)?.into_inner();
     Ok(axum::Json(forms::job(&job)))
 }
@@ -153,7 +183,7 @@ fn format_of(query: &[(String, String)], headers: &HeaderMap) -> Result<String, 
 
 pub(super) async fn submit(
     State(state): State<HttpState>,
-    Extension(caller): Extension<Caller>,
+    who: HttpCaller,
     Query(q): Query<Vec<(String, String)>>,
     headers: HeaderMap,
     body: Bytes,
@@ -174,7 +204,7 @@ pub(super) async fn submit(
         ));
     }
     let format = format_of(&q, &headers)?;
-    let (mut jobs, request) = client(&state, &caller).await?.call(v1::SubmitJobsRequest {
+    let (mut jobs, request) = client(&state, &who).await?.call(v1::SubmitJobsRequest {
         source,
         file: format!("request body ({format})"),
         format,
@@ -195,7 +225,7 @@ pub(super) async fn submit(
 
 pub(super) async fn scale(
     State(state): State<HttpState>,
-    Extension(caller): Extension<Caller>,
+    who: HttpCaller,
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
@@ -207,7 +237,7 @@ pub(super) async fn scale(
         .1
         .parse::<u64>()
         .map_err(|_| ApiError::bad_request("instances: a whole number"))?;
-    let (mut jobs, request) = client(&state, &caller)
+    let (mut jobs, request) = client(&state, &who)
         .await?
         .call(v1::ScaleJobRequest { name, instances });
     let job = jobs.scale_job(request).await.map_err(refused)?.into_inner();
@@ -216,12 +246,12 @@ pub(super) async fn scale(
 
 pub(super) async fn kill(
     State(state): State<HttpState>,
-    Extension(caller): Extension<Caller>,
+    who: HttpCaller,
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
     params(q, query_of("/api/v1/jobs/{name}/kill"))?;
-    let (mut jobs, request) = client(&state, &caller)
+    let (mut jobs, request) = client(&state, &who)
         .await?
         .call(v1::KillJobRequest { name });
     let killed = jobs.kill_job(request).await.map_err(refused)?.into_inner();
@@ -240,7 +270,7 @@ pub(super) enum Cron {
 
 pub(super) async fn cron(
     state: HttpState,
-    caller: Caller,
+    who: HttpCaller,
     name: String,
     q: Vec<(String, String)>,
     call: Cron,
@@ -251,7 +281,7 @@ pub(super) async fn cron(
         Cron::Resume => "/api/v1/jobs/{name}/resume",
     };
     params(q, query_of(path))?;
-    let (mut jobs, request) = client(&state, &caller)
+    let (mut jobs, request) = client(&state, &who)
         .await?
         .call(v1::JobNameRequest { name });
     let job = match call {

@@ -4,12 +4,12 @@
 //! answers 307 with the leader's address. [`ROUTES`] makes both the router and the OpenAPI
 //! document (`/api/v1/openapi.json`), so the two cannot disagree.
 
+use axum::Router;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use axum::{Extension, Router};
 use corral_proto::ServiceError;
 use serde_json::{Value, json};
 
@@ -428,15 +428,15 @@ fn handler(route: &Route) -> MethodRouter<HttpState> {
         Endpoint::Job => get(jobs::get),
         Endpoint::Scale => post(jobs::scale),
         Endpoint::KillJob => post(jobs::kill),
-        Endpoint::RunJob => post(|State(s), Extension(c), Path(n), Query(q)| {
-            jobs::cron(s, c, n, q, jobs::Cron::RunNow)
-        }),
-        Endpoint::SuspendJob => post(|State(s), Extension(c), Path(n), Query(q)| {
-            jobs::cron(s, c, n, q, jobs::Cron::Suspend)
-        }),
-        Endpoint::ResumeJob => post(|State(s), Extension(c), Path(n), Query(q)| {
-            jobs::cron(s, c, n, q, jobs::Cron::Resume)
-        }),
+        Endpoint::RunJob => {
+            post(|State(s), who, Path(n), Query(q)| jobs::cron(s, who, n, q, jobs::Cron::RunNow))
+        }
+        Endpoint::SuspendJob => {
+            post(|State(s), who, Path(n), Query(q)| jobs::cron(s, who, n, q, jobs::Cron::Suspend))
+        }
+        Endpoint::ResumeJob => {
+            post(|State(s), who, Path(n), Query(q)| jobs::cron(s, who, n, q, jobs::Cron::Resume))
+        }
         Endpoint::Session => get(session::who),
         Endpoint::SignIn => post(session::sign_in),
         Endpoint::SignOut => axum::routing::delete(session::sign_out),
