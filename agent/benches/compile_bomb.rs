@@ -2,6 +2,9 @@
 //! launch-to-exit latency, quiet and while the attacker launches module after new module
 //! that the agent must compile (each just within the admission limits).
 //!
+//! Run twice: compiling in the agent's process, and in budgeted compile workers as `corral
+//! agent` does (this binary is its own worker, as `corral` is).
+//!
 //! `cargo bench -p corral-agent --bench compile_bomb`; with `-- --test` (CI's smoke mode) a
 //! few of each. Prints p50 and p99 of both and their ratio; BENCHMARKS.md records them.
 
@@ -10,7 +13,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use corral_agent::{Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec};
+use corral_agent::{
+    CompileBudget, CompileWorker, Executor, ExecutorConfig, ModuleSource, TaskOutcome, TaskSpec,
+};
 use corral_types::{FrameworkId, TaskId};
 
 /// A module that must be compiled anew: `functions` small functions, made distinct by `seed`.
@@ -71,15 +76,42 @@ async fn victim_latencies(
     latencies
 }
 
+/// The argument that makes this binary a compile worker.
+const WORKER: &str = "compile-worker";
+
 fn main() {
-    let smoke = std::env::args().any(|a| a == "--test");
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, worker, compatibility, stack, memory] = &args[..]
+        && worker == WORKER
+    {
+        let code = corral_agent::compile_worker::serve(
+            compatibility,
+            stack.parse().unwrap(),
+            memory.parse().unwrap(),
+        );
+        std::process::exit(code);
+    }
+    let smoke = args.iter().any(|a| a == "--test");
+    bomb("compiling in the agent's process", None, smoke);
+    let worker = CompileWorker {
+        program: std::env::current_exe().unwrap(),
+        args: vec![WORKER.into()],
+        budget: CompileBudget::default(),
+    };
+    bomb("compiling in compile workers", Some(worker), smoke);
+}
+
+/// The attack, with modules compiled by `worker` (or in process), and the victim's latencies.
+fn bomb(how: &str, worker: Option<CompileWorker>, smoke: bool) {
     let (tasks, bombs, functions) = if smoke {
         (20, 2, 2_000)
     } else {
         (500, 16, 50_000)
     };
     let dir = tempfile::tempdir().unwrap();
-    let executor = Executor::new(ExecutorConfig::new(dir.path())).unwrap();
+    let mut config = ExecutorConfig::new(dir.path());
+    config.compile_worker = worker;
+    let executor = Executor::new(config).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let small = wat::parse_str("(module (func (export \"_start\")))").unwrap();
     let victim = ModuleSource::Digest(rt.block_on(executor.add_module(small)).unwrap());
@@ -125,7 +157,7 @@ fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "compile bomb: {bombs} modules of {functions} functions from one framework; \
+        "compile bomb, {how}: {bombs} modules of {functions} functions from one framework; \
          victim tasks from another, one every 5 ms"
     );
     println!(
