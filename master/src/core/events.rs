@@ -333,10 +333,13 @@ pub(crate) enum OperatorRequest {
         digest: Digest,
         visible: Visibility,
     },
-    /// The framework a task belongs to, and its principal (whose the task is, for ACLs).
+    /// The framework a task belongs to, and its principal (whose the task is, for ACLs),
+    /// among the tasks of `visible` principals: another's is not found, as if it were not
+    /// there.
     TaskOwner {
         task: TaskId,
         framework: Option<FrameworkId>,
+        visible: Visibility,
     },
     /// Where a task's sandbox is served (for ListFiles / ReadFile).
     LocateTask {

@@ -208,27 +208,35 @@ impl MasterCore {
                 self.allocate_soon();
                 OperatorResponse::Done
             }
-            R::TaskOwner { task, framework } => {
-                let (framework, principal) = match self.find_task(&task, framework.as_ref()) {
-                    Ok(((framework, _), t)) => {
-                        let principal = self.task_principal(framework, t).map(str::to_owned);
-                        (framework.clone(), principal)
-                    }
-                    // Outputs outlive their task's record.
-                    Err(not_found @ ServiceError::NotFound { .. }) => {
-                        let outputs = self
+            R::TaskOwner {
+                task,
+                framework,
+                visible,
+            } => {
+                let seen = |(fw, _): &TaskKey, t: &Task| visible.sees(self.task_principal(fw, t));
+                let (framework, principal) =
+                    match self.find_task_where(&task, framework.as_ref(), seen) {
+                        Ok(((framework, _), t)) => {
+                            let principal = self.task_principal(framework, t).map(str::to_owned);
+                            (framework.clone(), principal)
+                        }
+                        // Outputs outlive their task's record.
+                        Err(not_found @ ServiceError::NotFound { .. }) => self
                             .task_outputs
                             .find(&task, framework.as_ref())
-                            .next()
-                            .ok_or(not_found)?;
-                        let principal = match &outputs.owner {
-                            Some(owner) => Some(owner.clone()),
-                            None => self.principal_of(&outputs.framework_id).map(str::to_owned),
-                        };
-                        (outputs.framework_id.clone(), principal)
-                    }
-                    Err(e) => return Err(e),
-                };
+                            .map(|outputs| {
+                                let principal = match &outputs.owner {
+                                    Some(owner) => Some(owner.clone()),
+                                    None => {
+                                        self.principal_of(&outputs.framework_id).map(str::to_owned)
+                                    }
+                                };
+                                (outputs.framework_id.clone(), principal)
+                            })
+                            .find(|(_, principal)| visible.sees(principal.as_deref()))
+                            .ok_or(not_found)?,
+                        Err(e) => return Err(e),
+                    };
                 OperatorResponse::TaskOwner {
                     framework,
                     principal,
@@ -279,9 +287,20 @@ impl MasterCore {
         task: &TaskId,
         framework: Option<&FrameworkId>,
     ) -> Result<(&TaskKey, &Task), ServiceError> {
+        self.find_task_where(task, framework, |_, _| true)
+    }
+
+    /// [`Self::find_task`] among the tasks `keep` keeps.
+    fn find_task_where(
+        &self,
+        task: &TaskId,
+        framework: Option<&FrameworkId>,
+        keep: impl Fn(&TaskKey, &Task) -> bool,
+    ) -> Result<(&TaskKey, &Task), ServiceError> {
         // A live task of a named framework is one lookup (`corral logs -f` asks often).
         if let Some(fw) = framework
             && let Some(live) = self.tasks.get_key_value(&(fw.clone(), task.clone()))
+            && keep(live.0, live.1)
         {
             return Ok(live);
         }
@@ -290,7 +309,8 @@ impl MasterCore {
             .tasks
             .iter()
             .chain(self.tasks.completed().rev())
-            .filter(|((fw, id), _)| id == task && framework.is_none_or(|f| f == fw));
+            .filter(|((fw, id), _)| id == task && framework.is_none_or(|f| f == fw))
+            .filter(|(key, t)| keep(key, t));
         let first = found.next().ok_or_else(|| ServiceError::NotFound {
             kind: "task",
             id: task.to_string(),

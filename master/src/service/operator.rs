@@ -59,15 +59,26 @@ impl OperatorService {
         if matches!(caller, Caller::Anyone | Caller::Master) {
             return Ok(framework);
         }
-        let OperatorResponse::TaskOwner {
-            framework,
-            principal,
-        } = self
+        // A task the caller may not list is not found, as an unknown one; the refusal of a
+        // change is still audited.
+        let visible = self.auth.visibility(caller, Action::ViewTasks);
+        let owner = self
             .ask(OperatorRequest::TaskOwner {
                 task: task.clone(),
                 framework,
+                visible,
             })
-            .await?
+            .await;
+        let OperatorResponse::TaskOwner {
+            framework,
+            principal,
+        } = owner.inspect_err(|status| {
+            if action.mutates() && status.code() == tonic::Code::NotFound {
+                let object = format!("task {task}");
+                self.auth
+                    .audit_denied(caller, action.name(), &object, "no such task it may see");
+            }
+        })?
         else {
             return Err(unexpected());
         };

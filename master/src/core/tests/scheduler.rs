@@ -766,16 +766,26 @@ fn a_task_run_for_a_principal_is_that_principals_and_uses_only_its_artifacts() {
         panic!()
     };
     assert!(page.tasks.is_empty(), "{page:?}");
-    let owner = ask_operator(
-        &mut core,
-        OperatorRequest::TaskOwner {
-            task: TaskId::new("t2").unwrap(),
-            framework: None,
-        },
-    );
+    let owner_for = |visible: Visibility| OperatorRequest::TaskOwner {
+        task: TaskId::new("t2").unwrap(),
+        framework: None,
+        visible,
+    };
+    let owner = ask_operator(&mut core, owner_for(only("alice")));
     assert!(
         matches!(&owner, OperatorResponse::TaskOwner { principal: Some(p), .. } if p == "alice"),
         "{owner:?}"
+    );
+    // To bob it is not there at all.
+    let fx = core.handle(Event::Operator(owner_for(only("bob"))), ms(50));
+    assert!(
+        matches!(
+            &fx[..],
+            [Effect::Reply(Reply::Operator(Err(
+                ServiceError::NotFound { .. }
+            )))]
+        ),
+        "{fx:?}"
     );
 }
 
