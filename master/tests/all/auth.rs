@@ -40,6 +40,12 @@ actions = ["view_tasks", "view_frameworks", "kill_tasks", "view_sandboxes", "vie
            "view_roles", "set_weights", "drain_agents", "view_modules"]
 principals = ["ops"]
 objects = "any"
+
+# Ops runs the jobs framework as a process of its own.
+[[acl]]
+actions = ["register_framework", "run_tasks_for"]
+principals = ["ops"]
+objects = "any"
 "#;
 
 struct Secured {
@@ -637,6 +643,39 @@ async fn a_tenants_event_stream_shows_only_what_it_may_list() {
     // Ops sees bob's framework and task come.
     assert!(matches!(next_change(&mut ops).await, E::FrameworkAdded(f) if f.principal == "bob"));
     assert!(matches!(next_change(&mut ops).await, E::TaskAdded(t) if t.id == "b1"));
+}
+
+#[tokio::test]
+async fn clients_are_told_of_a_jobs_framework_only_if_its_principal_may_run_tasks_for_others() {
+    // Clients send the jobs framework their tokens: a tenant's framework claiming to be it
+    // must not be named to them.
+    for (principal, trusted) in [("alice", false), ("ops", true)] {
+        let s = secured().await;
+        let mut request = subscribe_request(Some(corral_proto::jobs::FRAMEWORK_ID.into()), "*");
+        if let Some(info) = request.framework_info.as_mut() {
+            info.labels.insert(
+                corral_proto::jobs::JOBS_ADDRESS_LABEL.into(),
+                format!("{principal}.example:5060"),
+            );
+        }
+        let mut scheduler = limits::scheduler_client(s.as_(principal).await);
+        let mut events = scheduler.subscribe(request).await.unwrap().into_inner();
+        within("SUBSCRIBED", events.message())
+            .await
+            .unwrap()
+            .unwrap();
+        let listing = limits::operator_client(s.as_("bob").await)
+            .list_frameworks(v1::ListFrameworksRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let expected = if trusted { "ops.example:5060" } else { "" };
+        assert_eq!(listing.jobs_address, expected, "registered by {principal}");
+        assert!(
+            listing.frameworks.is_empty(),
+            "bob sees no framework of {principal}'s"
+        );
+    }
 }
 
 #[tokio::test]
