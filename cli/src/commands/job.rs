@@ -400,7 +400,7 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
                 "SUBMITTED",
             ];
             if wide {
-                header.extend(["ATTEMPTS", "VERSION", "DEPENDS ON", "MESSAGE"]);
+                header.extend(["OWNER", "ATTEMPTS", "VERSION", "DEPENDS ON", "MESSAGE"]);
             }
             let mut table = output::table(&header);
             for j in jobs {
@@ -416,6 +416,7 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
                 ];
                 if wide {
                     row.extend([
+                        j.owner.clone(),
                         j.attempts.to_string(),
                         j.version.to_string(),
                         j.depends_on.join(","),
@@ -436,6 +437,9 @@ fn print_job(format: OutputFormat, j: &v1::Job) -> anyhow::Result<()> {
     }
     println!("job        {} ({})", j.name, j.kind);
     println!("state      {}", corral_proto::json::job_state(j.state));
+    if !j.owner.is_empty() {
+        println!("owner      {}", j.owner);
+    }
     if !j.message.is_empty() {
         println!("message    {}", j.message);
     }

@@ -69,7 +69,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                 "UPDATED",
             ];
             if wide {
-                header.extend(["RESOURCES", "MODULE", "MESSAGE"]);
+                header.extend(["OWNER", "RESOURCES", "MODULE", "MESSAGE"]);
             }
             let mut table = output::table(&header);
             for t in &tasks {
@@ -85,6 +85,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                 ];
                 if wide {
                     row.extend([
+                        t.owner.clone(),
                         output::resources_short(t.resources.as_ref()),
                         t.module.clone(),
                         t.message.clone(),

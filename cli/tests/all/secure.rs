@@ -477,6 +477,17 @@ async fn a_tenants_jobs_and_their_tasks_are_its_own() {
         "{}",
         text(&out.stdout)
     );
+    let out = corral_as(&s, "ops", &["job", "ls", "-o", "wide"]).await;
+    let greet = text(&out.stdout);
+    let greet = greet
+        .lines()
+        .find(|l| l.contains("greet"))
+        .unwrap_or_default();
+    assert!(
+        greet.contains("alice"),
+        "the OWNER column: {}",
+        text(&out.stdout)
+    );
     refused_with(
         &corral_as(&s, "ops", &["job", "kill", "greet"]).await,
         "may not manage_jobs on principal alice",
