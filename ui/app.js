@@ -724,6 +724,7 @@ const taskView = {
     setText($('task-name'), t.name || '-');
     setText($('task-agent'), t.agent_id ? `${agentName(t.agent_id)} (${t.agent_id})` : '-');
     setText($('task-framework'), `${frameworkName(t.framework_id)} (${t.framework_id})`);
+    setText($('task-owner'), t.owner || '-');
     setText($('task-module'), t.module || '-');
     setText($('task-sandbox'), t.sandbox_path || '-');
     setText($('task-updated'), fmtTime(t.updated_at_millis));
