@@ -39,6 +39,7 @@ impl Cli {
     /// The older spelling `corral run MODULE [OPTIONS] -- ARGS` still works: when the words
     /// between the module and a `--` all parse as `corral run` options, they are read as such.
     pub(crate) fn parse_args(argv: Vec<OsString>) -> Self {
+        let argv = master_after_command(argv);
         let cli = Self::parse_from(&argv);
         if let Command::Run(run) = &cli.command
             && let Some(older) = older_run_form(&argv, &run.module_and_args)
@@ -47,6 +48,40 @@ impl Cli {
         }
         cli
     }
+}
+
+/// `corral --master M <command> …` read as `corral <command> --master M …`, as kubectl and
+/// nomad users write cluster flags before the command. The command is the deepest one named
+/// (`corral --master M job ls` is `corral job ls --master M`).
+fn master_after_command(mut argv: Vec<OsString>) -> Vec<OsString> {
+    // The flags before the first command word; `--master` among them is moved.
+    let mut moved = Vec::new();
+    let mut at = 1;
+    while let Some(word) = argv.get(at).and_then(|w| w.to_str()) {
+        match word {
+            "--master" if at + 1 < argv.len() => moved.extend(argv.drain(at..at + 2)),
+            w if w.starts_with("--master=") => moved.push(argv.remove(at)),
+            // The global flags that take a value.
+            "--token-file" | "--ca-cert" => at += 2,
+            w if w.starts_with('-') => at += 1,
+            _ => break,
+        }
+    }
+    if moved.is_empty() {
+        return argv;
+    }
+    let mut command = <Cli as clap::CommandFactory>::command();
+    while let Some(sub) = argv
+        .get(at)
+        .and_then(|word| command.find_subcommand(word))
+        .cloned()
+    {
+        command = sub;
+        at += 1;
+    }
+    let at = at.min(argv.len());
+    argv.splice(at..at, moved);
+    argv
 }
 
 /// `corral run MODULE --opt … -- ARGS` read as `corral run --opt … MODULE -- ARGS`, if the
@@ -776,6 +811,52 @@ pub(crate) struct ReserveArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn master_before_the_command_goes_after_the_deepest_command_named() {
+        let moved = |argv: &[&str]| -> Vec<String> {
+            let argv = argv.iter().map(OsString::from).collect();
+            master_after_command(argv)
+                .into_iter()
+                .map(|w| w.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(
+            moved(&["corral", "--master", "m:1", "job", "ls", "-o", "json"]),
+            ["corral", "job", "ls", "--master", "m:1", "-o", "json"]
+        );
+        assert_eq!(
+            moved(&[
+                "corral",
+                "--token-file",
+                "t",
+                "--master=m:1",
+                "agent",
+                "drain",
+                "a"
+            ]),
+            [
+                "corral",
+                "--token-file",
+                "t",
+                "agent",
+                "drain",
+                "--master=m:1",
+                "a"
+            ]
+        );
+        assert_eq!(
+            moved(&[
+                "corral", "--master", "m:1", "run", "x.wasm", "--", "--master"
+            ]),
+            [
+                "corral", "run", "--master", "m:1", "x.wasm", "--", "--master"
+            ]
+        );
+        // After the command it is the command's own, and the task's after the module.
+        let kept = ["corral", "ps", "--master", "m:1"];
+        assert_eq!(moved(&kept), kept);
+    }
 
     /// `corral run …`'s options and the module with the task's arguments.
     fn run(words: &[&str]) -> (Option<u64>, Vec<String>) {

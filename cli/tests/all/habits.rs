@@ -1,5 +1,6 @@
 //! Operators' habits: `logs --tail`, shell completions, the log level and format of
-//! long-running commands, and `-o json|yaml` on the commands that change things.
+//! long-running commands, `--master` before the command, and `-o json|yaml` on the commands
+//! that change things.
 
 use crate::cluster::{Cluster, corral, text};
 
@@ -45,6 +46,27 @@ async fn logs_tail_prints_the_last_lines_and_json_logs_are_json() {
     assert!(
         wide.contains("HOSTNAME") && wide.contains("components=wasi-0.2"),
         "{wide}"
+    );
+
+    // `--master` before the command, as kubectl and nomad users write it (the environment
+    // names no master here).
+    let before = corral(
+        &["--master", &cluster.master_addr, "job", "ls", "-o", "json"],
+        None,
+        cluster.dir.path(),
+    )
+    .await;
+    assert_eq!(before.status.code(), Some(0), "{}", text(&before.stderr));
+    let before = corral(
+        &[&format!("--master={}", cluster.master_addr), "ps", "--all"],
+        None,
+        cluster.dir.path(),
+    )
+    .await;
+    assert!(
+        text(&before.stdout).contains(&id),
+        "{}",
+        text(&before.stderr)
     );
 
     // The master logged JSON objects, one per line.
