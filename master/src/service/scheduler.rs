@@ -26,6 +26,8 @@ pub(crate) struct SchedulerService {
 
 impl SchedulerService {
     /// A framework registers as its caller's principal, in roles ACLs let it register in.
+    /// The built-in jobs framework's ID is kept for principals trusted to run it (clients
+    /// send it their tokens), so no tenant can hold it first.
     fn admit(&self, caller: &Caller, info: &mut FrameworkInfo) -> Result<(), ServiceError> {
         if let Some(claimed) = &info.principal
             && Some(claimed.as_str()) != caller.principal()
@@ -33,6 +35,27 @@ impl SchedulerService {
             let reason = format!("framework_info.principal is {claimed:?}, not the caller's");
             self.auth
                 .audit_denied(caller, "register_framework", claimed, &reason);
+            return Err(ServiceError::PermissionDenied(reason));
+        }
+        if info
+            .id
+            .as_ref()
+            .is_some_and(|id| id.as_str() == corral_proto::jobs::FRAMEWORK_ID)
+            && !self
+                .auth
+                .allows(caller, Action::RunTasksFor, Object::Everyone)
+        {
+            let reason = format!(
+                "framework ID {} is the built-in jobs framework's: its principal needs \
+                 run_tasks_for on any",
+                corral_proto::jobs::FRAMEWORK_ID
+            );
+            self.auth.audit_denied(
+                caller,
+                "register_framework",
+                corral_proto::jobs::FRAMEWORK_ID,
+                &reason,
+            );
             return Err(ServiceError::PermissionDenied(reason));
         }
         for role in &info.roles {

@@ -646,11 +646,11 @@ async fn a_tenants_event_stream_shows_only_what_it_may_list() {
 }
 
 #[tokio::test]
-async fn clients_are_told_of_a_jobs_framework_only_if_its_principal_may_run_tasks_for_others() {
-    // Clients send the jobs framework their tokens: a tenant's framework claiming to be it
-    // must not be named to them.
-    for (principal, trusted) in [("alice", false), ("ops", true)] {
-        let s = secured().await;
+async fn only_a_principal_trusted_to_run_tasks_for_others_registers_the_jobs_framework() {
+    // Clients send the jobs framework their tokens: a tenant's framework may not claim to be
+    // it, and only the one a trusted principal runs is named to them.
+    let s = secured().await;
+    let jobs_framework = |principal: &str| {
         let mut request = subscribe_request(Some(corral_proto::jobs::FRAMEWORK_ID.into()), "*");
         if let Some(info) = request.framework_info.as_mut() {
             info.labels.insert(
@@ -658,24 +658,40 @@ async fn clients_are_told_of_a_jobs_framework_only_if_its_principal_may_run_task
                 format!("{principal}.example:5060"),
             );
         }
-        let mut scheduler = limits::scheduler_client(s.as_(principal).await);
-        let mut events = scheduler.subscribe(request).await.unwrap().into_inner();
-        within("SUBSCRIBED", events.message())
-            .await
-            .unwrap()
-            .unwrap();
-        let listing = limits::operator_client(s.as_("bob").await)
+        request
+    };
+    let listing = async || {
+        limits::operator_client(s.as_("bob").await)
             .list_frameworks(v1::ListFrameworksRequest::default())
             .await
             .unwrap()
-            .into_inner();
-        let expected = if trusted { "ops.example:5060" } else { "" };
-        assert_eq!(listing.jobs_address, expected, "registered by {principal}");
-        assert!(
-            listing.frameworks.is_empty(),
-            "bob sees no framework of {principal}'s"
-        );
-    }
+            .into_inner()
+    };
+    let mut alice = limits::scheduler_client(s.as_("alice").await);
+    let refused = alice.subscribe(jobs_framework("alice")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("run_tasks_for"), "{refused:?}");
+    assert_eq!(listing().await.jobs_address, "");
+
+    let mut ops = limits::scheduler_client(s.as_("ops").await);
+    let mut events = ops
+        .subscribe(jobs_framework("ops"))
+        .await
+        .unwrap()
+        .into_inner();
+    within("SUBSCRIBED", events.message())
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = listing().await;
+    assert_eq!(seen.jobs_address, "ops.example:5060");
+    assert!(seen.frameworks.is_empty(), "bob sees no framework of ops'");
+    assert!(s.audited(&[
+        ("principal", "alice"),
+        ("action", "register_framework"),
+        ("object", corral_proto::jobs::FRAMEWORK_ID),
+        ("outcome", "denied"),
+    ]));
 }
 
 #[tokio::test]
