@@ -23,6 +23,7 @@ mod roles;
 mod run;
 mod sdk;
 mod secure;
+mod secure_jobs;
 mod slow;
 mod standalone;
 mod ui;
