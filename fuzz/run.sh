@@ -2,8 +2,9 @@
 # Runs every fuzz target for SECONDS each (default 60): `fuzz/run.sh 3600` is the long run.
 # Needs a nightly toolchain and cargo-fuzz, installed here when missing; the project's own
 # build needs neither. New inputs go to target/fuzz-corpus/<target>; the seeds under
-# fuzz/seeds/<target> are read, never written. A crash stops the run, leaves its input under
-# fuzz/artifacts/<target>/, and fails the script.
+# fuzz/seeds/<target> are read, never written (corral-master's `fuzzing::seeds` test keeps
+# those of requests, agents' messages and registry records). A crash stops the run, leaves
+# its input under fuzz/artifacts/<target>/, and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds=${1:-60}

@@ -44,7 +44,7 @@
 mod artifacts;
 pub mod auth;
 mod core;
-#[cfg(feature = "fuzzing")]
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
