@@ -448,6 +448,12 @@ impl Master {
         self.auth.master_token()
     }
 
+    /// Paces the launches of the built-in jobs framework for each job's owner by the owner's
+    /// launch rate (`launches` in the rate limits).
+    pub fn owners_launches(&self) -> Arc<dyn corral_proto::jobs::LaunchPacer> {
+        Arc::new(auth::OwnersLaunches(self.auth.clone()))
+    }
+
     /// The address the master serves on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr

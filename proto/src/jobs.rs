@@ -62,3 +62,21 @@ pub trait JobsAccess: Send + Sync + std::fmt::Debug {
 /// A Jobs call's [`JobsAccess`], in the request's extensions.
 #[derive(Debug, Clone)]
 pub struct JobsCaller(pub std::sync::Arc<dyn JobsAccess>);
+
+/// Paces the launches a jobs framework makes for a job's owner by the owner's launch rate
+/// (the masters' per-principal limits), as if the owner launched them: the framework asks
+/// before each launch, and an instance refused waits for a later offer.
+pub trait LaunchPacer: Send + Sync + std::fmt::Debug {
+    /// Takes one launch from `owner`'s rate, or says how long until one is there.
+    fn take(&self, owner: &str) -> Result<(), std::time::Duration>;
+}
+
+/// No pacing: a jobs framework that is not told its masters' rates launches what its offers hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unpaced;
+
+impl LaunchPacer for Unpaced {
+    fn take(&self, _owner: &str) -> Result<(), std::time::Duration> {
+        Ok(())
+    }
+}

@@ -48,6 +48,7 @@ pub(crate) async fn start_master(
     })
     .await
     .with_context(|| format!("starting the master on {listen}"))?;
+    jobs.pace_launches(master.owners_launches());
     let address = dialable(master.local_addr()).to_string();
     let dialer = Dialer::new(tls, master.master_token());
     let mut leadership = master.leadership();

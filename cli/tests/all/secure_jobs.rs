@@ -265,3 +265,55 @@ async fn a_jobs_framework_of_its_own_keeps_the_masters_rules() {
     assert_eq!(http_job_names(&s, "alice").await, ["greet"]);
     assert!(http_job_names(&s, "bob").await.is_empty());
 }
+
+#[tokio::test]
+async fn a_tenants_jobs_launch_at_its_launch_rate_and_others_go_on() {
+    // Alice may launch two tasks, then one every 1,000 s: her job's third waits.
+    let rates_dir = tempfile::tempdir().unwrap();
+    let rates = rates_dir.path().join("rates.toml");
+    std::fs::write(
+        &rates,
+        "[[principal]]\nname = \"alice\"\nlaunches = { per_second = 0.001, burst = 2 }\n",
+    )
+    .unwrap();
+    let s = Secured::start_with(&["--rate-limits", rates.to_str().unwrap()]).await;
+    let d = s.dir.path();
+    std::fs::copy(corral_wasm_tasks::HELLO, d.join("hello.wasm")).unwrap();
+    let job =
+        |name: &str| hello_job(name, "hello.wasm", "").replace("instances = 1", "instances = 3");
+    std::fs::write(d.join("paced.toml"), job("paced")).unwrap();
+    std::fs::write(d.join("free.toml"), job("free")).unwrap();
+
+    let out = corral_as(&s, "alice", &["job", "submit", "paced.toml"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let mut status = serde_json::Value::Null;
+    eventually("two of alice's instances run", async || {
+        let out = corral_as(&s, "alice", &["job", "status", "paced", "-o", "json"]).await;
+        status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        status["succeeded"] == 2
+    })
+    .await;
+    assert_eq!(status["waiting"], 1, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("held back by the launch rate of principal alice")),
+        "{status}"
+    );
+
+    // Bob's launches are his own: his job runs whole meanwhile.
+    let out = corral_as(
+        &s,
+        "bob",
+        &["job", "submit", "free.toml", "--wait", "-o", "json"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = corral_as(&s, "alice", &["job", "status", "paced", "-o", "json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&status["succeeded"], &status["waiting"]),
+        (&2.into(), &1.into()),
+        "{status}"
+    );
+}

@@ -229,6 +229,9 @@ pub(crate) struct Job {
     dropped_shards: BTreeSet<u32>,
     /// Since when instances have been ready and none could be placed.
     starved_since_ms: Option<u64>,
+    /// Until when its owner's launch rate holds its ready instances back (not starving:
+    /// room is not what they lack).
+    paced_until_ms: Option<u64>,
     /// Why ready instances could not be placed in the latest offer round (a constraint no
     /// offer meets); shown instead of `message` while the job runs.
     placement_note: String,
@@ -577,6 +580,7 @@ impl Job {
             held: BTreeSet::new(),
             dropped_shards: BTreeSet::new(),
             starved_since_ms: None,
+            paced_until_ms: None,
             seq,
             submission,
             batch,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use corral_proto::TaskStatus;
-use corral_proto::jobs::JobsAccess;
+use corral_proto::jobs::{JobsAccess, LaunchPacer, Unpaced};
 use corral_proto::tls::Dialer;
 use corral_scheduler::{
     Driver, FrameworkConfig, FrameworkId, Offer, OfferId, Scheduler, SdkError, StoreEntry, TaskId,
@@ -73,6 +73,8 @@ struct Inner {
     roles: Mutex<BTreeSet<String>>,
     /// Where its Jobs service is served when not on the master's port.
     serves_at: Mutex<Option<String>>,
+    /// Paces each owner's launches (see [`JobsFramework::pace_launches`]).
+    pacer: Mutex<Arc<dyn LaunchPacer>>,
 }
 
 /// Why the Jobs service could not do something.
@@ -127,6 +129,7 @@ impl JobsFramework {
                 suppressed: AtomicBool::new(false),
                 roles: Mutex::new(BTreeSet::new()),
                 serves_at: Mutex::new(None),
+                pacer: Mutex::new(Arc::new(Unpaced)),
             }),
         }
     }
@@ -175,6 +178,12 @@ impl JobsFramework {
     /// is served at `address` rather than on the master's port.
     pub fn serve_at(&self, address: String) {
         *lock(&self.inner.serves_at) = Some(address);
+    }
+
+    /// Takes each launch of a job's tasks from its owner's launch rate, as the masters limit
+    /// a principal's own launches; without it, launches are paced only by offers.
+    pub fn pace_launches(&self, pacer: Arc<dyn LaunchPacer>) {
+        *lock(&self.inner.pacer) = pacer;
     }
 
     /// Stops the framework (its tasks keep running; a later run picks them up).
@@ -610,9 +619,10 @@ impl Scheduler for Callbacks {
             let _ = driver.decline(&ids, NOT_READY_DECLINE).await;
             return;
         }
+        let pacer = lock(&self.jobs.inner.pacer).clone();
         let (plan, wants) = {
             let mut book = self.jobs.book();
-            let plan = book.plan(&offers, now_ms());
+            let plan = book.plan(&offers, now_ms(), &*pacer);
             (plan, book.wants_offers())
         };
         if !plan.launches.is_empty() {

@@ -10,9 +10,11 @@
 
 use std::sync::Arc;
 
-use corral_proto::jobs::{JobsAccess, JobsCaller};
+use corral_proto::ServiceError;
+use corral_proto::jobs::{JobsAccess, JobsCaller, LaunchPacer};
 use corral_types::Role;
 
+use super::rate::{Kind, Subject};
 use super::{Action, Auth, Caller, Object, Visibility};
 
 /// The metadata key in which the master's own calls to the Jobs service name the
@@ -64,6 +66,23 @@ impl JobsAccess for JobsRights {
         self.auth
             .authorize(&self.caller, Action::RegisterFramework, Object::Role(&role))
             .map_err(tonic::Status::from)
+    }
+}
+
+/// The built-in jobs framework's launches for a job's owner, taken from the owner's launch
+/// rate as its own would be (the framework itself, acting as the master, is not limited).
+#[derive(Debug)]
+pub(crate) struct OwnersLaunches(pub(crate) Arc<Auth>);
+
+impl LaunchPacer for OwnersLaunches {
+    fn take(&self, owner: &str) -> Result<(), std::time::Duration> {
+        let owner = Subject::Principal(owner.into());
+        match self.0.throttle(Some(&owner), Kind::Launches, 1) {
+            Ok(()) => Ok(()),
+            Err(ServiceError::RateLimited { retry_after, .. }) => Err(retry_after),
+            // One launch is within any burst; should the rate refuse it anyway, try again later.
+            Err(_) => Err(std::time::Duration::from_secs(1)),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub(crate) use acl::Object;
 pub(crate) use action::Action;
 pub use credentials::{check_principal, new_token, token_sha256};
 pub(crate) use gate::{GateState, PresentedToken, gate};
-pub(crate) use jobs::{JobsRights, ON_BEHALF_OF, trusted_jobs_address};
+pub(crate) use jobs::{JobsRights, ON_BEHALF_OF, OwnersLaunches, trusted_jobs_address};
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

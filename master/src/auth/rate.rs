@@ -15,8 +15,9 @@
 //!
 //! Without a credentials file there are no principals: each client address is limited as
 //! one. Agents, peer masters and the master's own frameworks are not limited here (agents
-//! and masters are trusted by certificate; the built-in jobs framework launches what
-//! principals' requests asked for, and those are limited).
+//! and masters are trusted by certificate); the built-in jobs framework takes each launch of
+//! a job's task from the job owner's `launches` ([`super::OwnersLaunches`]): a job waits for
+//! its owner's rate as the owner's own framework would.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

@@ -114,7 +114,9 @@ impl Book {
                 (Some(c), _) if !c.suspended => c.next_ms,
                 (_, Some(run)) if j.counts.attempts == 0 => run.start_by_ms,
                 _ if preemptible && j.spec.tier == Tier::Production && !j.ready.is_empty() => Some(
-                    j.starved_since_ms
+                    // Held back by its owner's launch rate, it is not starving until then.
+                    j.paced_until_ms
+                        .or(j.starved_since_ms)
                         .map_or(0, |t| t.saturating_add(millis(PREEMPT_AFTER))),
                 ),
                 _ => None,

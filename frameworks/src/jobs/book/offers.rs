@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
+use corral_proto::jobs::LaunchPacer;
 use corral_proto::{ModuleSource, TaskInfo};
 use corral_scheduler::Offer;
 use corral_types::{OfferId, Resources};
 
-use super::{Book, Tally};
+use super::{Book, Tally, millis};
 use crate::jobs::placement;
 use crate::spec::{Placement as Spread, Tier};
 
@@ -28,9 +29,13 @@ pub(crate) struct Plan {
 impl Book {
     /// Places ready instances on `offers`: jobs in submission order, bin-packed (an offer is
     /// filled before the next) or spread (one instance per offer per round, round robin).
-    pub(crate) fn plan(&mut self, offers: &[Offer], now_ms: u64) -> Plan {
+    /// Each launch is taken from its job owner's launch rate (`pacer`); a job whose owner
+    /// has none left waits for a later round.
+    pub(crate) fn plan(&mut self, offers: &[Offer], now_ms: u64, pacer: &dyn LaunchPacer) -> Plan {
         self.release_due(now_ms);
         let mut plan = Plan::default();
+        // When the first job held back by its owner's launch rate may launch again.
+        let mut paced_until: Option<u64> = None;
         let mut left: Vec<Resources> = offers.iter().map(|o| o.resources.clone()).collect();
         let mut tasks: Vec<Vec<TaskInfo>> = vec![Vec::new(); offers.len()];
         // Production jobs first (Aurora's tiers), then in submission order.
@@ -49,6 +54,7 @@ impl Book {
                 continue;
             };
             let before = job.ready.len();
+            job.paced_until_ms = None;
             if before == 0 {
                 job.starved_since_ms = None;
                 continue;
@@ -74,6 +80,14 @@ impl Book {
                         {
                             break;
                         }
+                        if let Some(owner) = &job.submission.owner
+                            && let Err(wait) = pacer.take(owner)
+                        {
+                            let until = now_ms.saturating_add(millis(wait));
+                            job.paced_until_ms = Some(until);
+                            paced_until = Some(paced_until.map_or(until, |u| u.min(until)));
+                            break 'fill;
+                        }
                         let Some(index) = job.ready.pop_front() else {
                             break 'fill;
                         };
@@ -93,10 +107,19 @@ impl Book {
                 }
             }
             let placed_now = before - job.ready.len();
-            if placed_now > 0 || job.ready.is_empty() {
+            if job.paced_until_ms.is_some() {
+                job.starved_since_ms = None;
+            } else if placed_now > 0 || job.ready.is_empty() {
                 job.starved_since_ms = (!job.ready.is_empty()).then_some(now_ms);
             }
-            let message = if job.ready.is_empty() || placed_now > 0 {
+            let message = if let (Some(until), Some(owner)) =
+                (job.paced_until_ms, &job.submission.owner)
+            {
+                format!(
+                    "held back by the launch rate of principal {owner}: the next launch in {:.1} s",
+                    (until - now_ms) as f64 / 1000.0
+                )
+            } else if job.ready.is_empty() || placed_now > 0 {
                 String::new()
             } else {
                 placement::refusal(&job.spec.constraints, offers, &job.tally)
@@ -111,6 +134,10 @@ impl Book {
             }
         }
         plan.refuse = self.refusal(now_ms);
+        if let Some(until) = paced_until {
+            let paced = Duration::from_millis(until - now_ms).max(MIN_DECLINE);
+            plan.refuse = plan.refuse.min(paced);
+        }
         plan
     }
 

@@ -23,6 +23,7 @@ impl Book {
             if let Some(j) = self.jobs.get_mut(name)
                 && j.spec.tier == Tier::Production
                 && !j.ready.is_empty()
+                && j.paced_until_ms.is_none_or(|until| until <= now_ms)
             {
                 let since = *j.starved_since_ms.get_or_insert(now_ms);
                 if now_ms.saturating_sub(since) >= millis(PREEMPT_AFTER) {

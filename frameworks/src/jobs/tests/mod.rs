@@ -4,11 +4,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cron;
+mod pacing;
 mod rollout;
 mod service;
 
 use std::collections::BTreeMap;
 
+use corral_proto::jobs::Unpaced;
 use corral_proto::{InputSource as TaskInput, v1};
 use corral_scheduler::Offer;
 use corral_scheduler::testkit::{OfferBuilder, StatusBuilder};
@@ -56,7 +58,7 @@ fn offer(id: &str, host: &str, cpus_milli: u64) -> Offer {
 
 /// Launches everything it can on one big offer; returns the task IDs launched.
 fn launch_all(book: &mut Book, now: u64) -> Vec<String> {
-    let plan = book.plan(&[offer("o", "a1", 1_000_000)], now);
+    let plan = book.plan(&[offer("o", "a1", 1_000_000)], now, &Unpaced);
     plan.launches
         .into_iter()
         .flat_map(|(_, tasks)| tasks)
@@ -153,7 +155,7 @@ fn the_failure_policy_stops_a_doomed_job_early_and_kills_the_rest() {
     let mut book = Book::default();
     submit(&mut book, &batch("b", 10, "retries = 0\nmax_failures = 2")).unwrap();
     // Room for 4 of 10.
-    let plan = book.plan(&[offer("o", "a1", 400)], 0);
+    let plan = book.plan(&[offer("o", "a1", 400)], 0, &Unpaced);
     assert_eq!(plan.launches[0].1.len(), 4);
     report(&mut book, "b.0", TaskState::Failed, 1);
     assert!(
@@ -194,7 +196,7 @@ fn a_pipeline_runs_in_order_with_the_outputs_of_the_jobs_it_depends_on() {
         book.update(&status, 5);
     }
     assert_eq!(job(&book, "reduce").state, v1::JobState::Running as i32);
-    let plan = book.plan(&[offer("o", "a1", 1000)], 6);
+    let plan = book.plan(&[offer("o", "a1", 1000)], 6, &Unpaced);
     let tasks = &plan.launches[0].1;
     assert_eq!(tasks.len(), 1);
     let inputs: Vec<(String, TaskInput)> = tasks[0]
@@ -283,7 +285,7 @@ fn submissions_are_refused_whole_with_the_reason() {
 fn killing_a_job_kills_its_instances_and_launches_no_more() {
     let mut book = Book::default();
     submit(&mut book, &batch("b", 3, "")).unwrap();
-    book.plan(&[offer("o", "a1", 200)], 0);
+    book.plan(&[offer("o", "a1", 200)], 0, &Unpaced);
     let mut kills: Vec<String> = book
         .kill("b", 1)
         .unwrap()
@@ -304,7 +306,7 @@ fn placements(constraint: &str, offers: &[Offer], instances: u64) -> Vec<String>
         &batch("p", instances, &format!("constraints = [{constraint}]")),
     )
     .unwrap();
-    let plan = book.plan(offers, 0);
+    let plan = book.plan(offers, 0, &Unpaced);
     let mut hosts: Vec<String> = plan
         .launches
         .iter()
@@ -372,7 +374,11 @@ fn a_constraint_no_offer_meets_is_reported_on_the_job() {
         &batch("p", 1, r#"constraints = [["rack", "CLUSTER", "r9"]]"#),
     )
     .unwrap();
-    let plan = book.plan(&[offer("o1", "a", 1000), offer("o2", "b", 1000)], 0);
+    let plan = book.plan(
+        &[offer("o1", "a", 1000), offer("o2", "b", 1000)],
+        0,
+        &Unpaced,
+    );
     assert!(plan.launches.is_empty());
     assert_eq!(plan.declines.len(), 2);
     let message = job(&book, "p").message;
@@ -393,6 +399,7 @@ fn spread_uses_every_offer_before_doubling_up() {
             offer("o3", "c", 1000),
         ],
         0,
+        &Unpaced,
     );
     assert_eq!(plan.launches.len(), 3);
     let mut book = Book::default();
@@ -404,6 +411,7 @@ fn spread_uses_every_offer_before_doubling_up() {
             offer("o3", "c", 1000),
         ],
         0,
+        &Unpaced,
     );
     assert_eq!(plan.launches.len(), 1, "bin-packed onto the first offer");
 }
@@ -468,7 +476,7 @@ fn a_restored_book_has_every_instance_where_it_was_and_reconciles_the_launched()
     let mut store = BTreeMap::new();
     // Two shards' worth, so both are written and read back.
     submit(&mut book, &batch("big", 1500, "retries = 1")).unwrap();
-    book.plan(&[offer("o", "a1", 1_000_000)], 0);
+    book.plan(&[offer("o", "a1", 1_000_000)], 0, &Unpaced);
     for i in 0..1000 {
         report(&mut book, &format!("big.{i}"), TaskState::Finished, 1);
     }
@@ -489,7 +497,7 @@ fn a_restored_book_has_every_instance_where_it_was_and_reconciles_the_launched()
     assert_eq!(launched.len(), (before.running) as usize);
     assert!(launched.iter().all(|t| t.as_str().starts_with("big.")));
     // The instance that failed its first attempt is launched again as its second.
-    let plan = again.plan(&[offer("o", "a1", 1_000_000)], 3);
+    let plan = again.plan(&[offer("o", "a1", 1_000_000)], 3, &Unpaced);
     let tasks: Vec<_> = plan.launches.into_iter().flat_map(|(_, t)| t).collect();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].id.as_str(), "big.1000");

@@ -133,10 +133,10 @@ fn an_update_whose_new_instances_keep_failing_is_rolled_back() {
         live.into_iter().collect::<Vec<_>>(),
         ["web.0.v3", "web.1.v3", "web.2.v3"]
     );
-    let plan = book.plan(&[offer("o", "a1", 1_000_000)], 0);
+    let plan = book.plan(&[offer("o", "a1", 1_000_000)], 0, &Unpaced);
     assert!(plan.launches.is_empty());
     report(&mut book, "web.0.v3", TaskState::Failed, 0);
-    let plan = book.plan(&[offer("o", "a1", 1_000_000)], 60_000);
+    let plan = book.plan(&[offer("o", "a1", 1_000_000)], 60_000, &Unpaced);
     let relaunched = &plan.launches[0].1[0];
     assert_eq!(relaunched.args, ["good"], "running the spec from before");
 }

@@ -117,7 +117,7 @@ fn production_work_takes_the_place_of_preemptible_instances_which_run_again_late
     )
     .unwrap();
     // The preemptible job fills the cluster (1 cpu, 0.1 each).
-    let plan = book.plan(&[offer("o1", "a1", 1000)], 0);
+    let plan = book.plan(&[offer("o1", "a1", 1000)], 0, &Unpaced);
     assert_eq!(plan.launches[0].1.len(), 10);
     submit(&mut book, &batch("high", 3, "")).unwrap();
     // No offer comes (the cluster is full): after a while the production job preempts.
@@ -146,7 +146,7 @@ fn production_work_takes_the_place_of_preemptible_instances_which_run_again_late
         low.message
     );
     // The freed resources go to production first, though it was submitted later.
-    let plan = book.plan(&[offer("o2", "a1", 300)], 2_300);
+    let plan = book.plan(&[offer("o2", "a1", 300)], 2_300, &Unpaced);
     let ids: Vec<String> = plan.launches[0]
         .1
         .iter()
@@ -174,7 +174,7 @@ fn production_work_takes_the_place_of_preemptible_instances_which_run_again_late
 fn production_never_preempts_production() {
     let mut book = Book::default();
     submit(&mut book, &batch("first", 10, "")).unwrap();
-    book.plan(&[offer("o1", "a1", 1000)], 0);
+    book.plan(&[offer("o1", "a1", 1000)], 0, &Unpaced);
     submit(&mut book, &batch("second", 3, "")).unwrap();
     assert_eq!(book.next_wakeup(), None);
     assert!(book.tick(10_000).is_empty());
@@ -188,7 +188,7 @@ fn preemption_never_crosses_roles() {
         &batch("low", 10, "tier = \"preemptible\"\nretries = 0"),
     )
     .unwrap();
-    book.plan(&[offer("o1", "a1", 1000)], 0);
+    book.plan(&[offer("o1", "a1", 1000)], 0, &Unpaced);
     submit(&mut book, &batch("other", 3, "role = \"analytics\"")).unwrap();
     book.tick(100);
     assert!(
@@ -216,7 +216,7 @@ fn jobs_take_only_offers_of_their_role_and_the_framework_subscribes_in_each() {
             .disk_mib(1 << 20)
             .build(),
     ];
-    let plan = book.plan(&offers, 0);
+    let plan = book.plan(&offers, 0, &Unpaced);
     let placed: BTreeMap<String, Vec<String>> = plan
         .launches
         .iter()
