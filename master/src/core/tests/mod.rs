@@ -17,6 +17,7 @@ mod frameworks;
 mod invariants;
 mod kv;
 mod mirror;
+mod owners;
 mod props;
 mod recovery;
 mod scheduler;
