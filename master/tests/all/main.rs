@@ -15,5 +15,6 @@ mod fairness;
 mod files;
 mod introspection;
 mod outputs;
+mod rates;
 mod registry;
 mod util;
