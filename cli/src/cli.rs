@@ -339,6 +339,16 @@ pub(crate) struct AgentArgs {
     /// The compile budget: the heap a module's compile may use.
     #[arg(long, default_value = "2GiB", value_parser = parse::bytes)]
     pub(crate) compile_memory: u64,
+    /// With TLS, a subject common name (CN) of the masters' certificates (repeatable): only
+    /// a client presenting one reads the agent's task files, not another agent, whose
+    /// certificate the same CA signed. `corral tls init` names masters "corral master".
+    #[arg(
+        long = "master-cert-name",
+        value_name = "CN",
+        default_value = corral_proto::tls::MASTER_CERT_NAME,
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
+    pub(crate) master_cert_names: Vec<String>,
 }
 
 /// `corral agent --recover`.

@@ -16,6 +16,13 @@ use tonic::transport::{
 use crate::auth::{Conn, Token};
 use crate::limits;
 
+/// The subject common name of the masters' certificates `corral tls init` makes. Every master
+/// and agent holds a certificate the cluster's CA signed; agents tell masters by this name
+/// (or others their operators give) and serve their files to masters only.
+pub const MASTER_CERT_NAME: &str = "corral master";
+/// The subject common name of the agents' certificates `corral tls init` makes.
+pub const AGENT_CERT_NAME: &str = "corral agent";
+
 /// Largest PEM file read (a certificate chain or a key).
 const MAX_PEM_BYTES: u64 = 1 << 20;
 

@@ -1,5 +1,6 @@
 //! The agent's `Operator` service: `ListFiles` and `ReadFile` on task sandboxes, which the
-//! master proxies for `corral logs`. Every other Operator RPC is the master's: UNIMPLEMENTED.
+//! master proxies for `corral logs`, to masters only ([`Readers`]). Every other Operator RPC
+//! is the master's: UNIMPLEMENTED.
 //!
 //! A sandbox reads as one tree whatever its layout on disk: `stdout`, `stderr` and `root/...`
 //! (the guest's files; absent when the run needed no root). A path with `..`, an absolute
@@ -14,6 +15,7 @@ use corral_types::{FrameworkId, TaskId};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tonic::{Request, Response, Status};
 
+use super::readers::Readers;
 use super::tasks::Node;
 use crate::output::{LogContents, RunOutput, Stream};
 
@@ -21,11 +23,12 @@ use crate::output::{LogContents, RunOutput, Stream};
 #[derive(Debug, Clone)]
 pub(crate) struct Files {
     node: Arc<Node>,
+    readers: Readers,
 }
 
 impl Files {
-    pub(crate) fn new(node: Arc<Node>) -> Self {
-        Self { node }
+    pub(crate) fn new(node: Arc<Node>, readers: Readers) -> Self {
+        Self { node, readers }
     }
 
     /// The run named by a request's ids. No task can have an invalid id: such a request
@@ -266,6 +269,7 @@ impl v1::operator_server::Operator for Files {
         &self,
         request: Request<v1::ListFilesRequest>,
     ) -> Result<Response<v1::ListFilesResponse>, Status> {
+        self.readers.admit(&request)?;
         let request = request.into_inner();
         let (output, _) = self.sandbox_of(&request.task_id, request.framework_id.as_deref())?;
         list(&output, &request.path).await.map(Response::new)
@@ -275,6 +279,7 @@ impl v1::operator_server::Operator for Files {
         &self,
         request: Request<v1::ReadFileRequest>,
     ) -> Result<Response<v1::ReadFileResponse>, Status> {
+        self.readers.admit(&request)?;
         let request = request.into_inner();
         let (output, complete) =
             self.sandbox_of(&request.task_id, request.framework_id.as_deref())?;

@@ -52,6 +52,7 @@ mod link;
 mod outbox;
 mod outputs;
 mod prepare;
+mod readers;
 mod runner;
 mod session;
 mod status;
@@ -78,6 +79,7 @@ use checkpoint::Checkpoint;
 pub use checkpoint::{CHECKPOINT_FILE, CheckpointError, Recover};
 use link::LinkConfig;
 use prepare::Sources;
+use readers::Readers;
 use tasks::Node;
 
 /// How long a graceful shutdown waits for killed tasks to report their end.
@@ -129,6 +131,11 @@ pub struct AgentConfig {
     /// port, which then serves only clients with a certificate the CA signed) and the
     /// cluster's CA; `None` is plaintext both ways.
     pub tls: Option<Tls>,
+    /// Over TLS, the subject common names of the masters' certificates: only a client
+    /// presenting one reads the agent's files (other agents hold certificates of the same
+    /// CA). By default [`MASTER_CERT_NAME`](corral_proto::tls::MASTER_CERT_NAME), what
+    /// `corral tls init` gives masters.
+    pub master_cert_names: Vec<String>,
     /// Compile modules in a child process held to a time and memory budget (see
     /// [`crate::compile_worker`]); `None` compiles in the agent's process, unbudgeted.
     pub compile_worker: Option<CompileWorker>,
@@ -152,6 +159,7 @@ impl AgentConfig {
             max_completed_tasks: 1000,
             token: Token::none(),
             tls: None,
+            master_cert_names: vec![corral_proto::tls::MASTER_CERT_NAME.to_owned()],
             compile_worker: None,
         }
     }
@@ -173,6 +181,10 @@ impl Agent {
     /// `config.recover` is [`Recover::Cleanup`].
     pub async fn start(config: AgentConfig) -> anyhow::Result<Agent> {
         anyhow::ensure!(!config.masters.is_empty(), "no master address given");
+        anyhow::ensure!(
+            config.tls.is_none() || !config.master_cert_names.is_empty(),
+            "no master certificate name given: no master could read the agent's files"
+        );
         // Before the executor: a cleanup removes the old sandboxes and compiled modules.
         let (work_dir, recover) = (config.work_dir.clone(), config.recover);
         let (db, recovered) =
@@ -241,7 +253,11 @@ impl Agent {
         node.checkpoint.sync().await;
         let (stop, stop_rx) = watch::channel(false);
         let mut server_stop = stop_rx.clone();
-        let service = limits::operator_server(files::Files::new(node.clone()));
+        let readers = match &config.tls {
+            None => Readers::Anyone,
+            Some(_) => Readers::Masters(config.master_cert_names.clone().into()),
+        };
+        let service = limits::operator_server(files::Files::new(node.clone(), readers));
         let (health, health_service) = introspection::health();
         introspection::report(&health, introspection::AGENT_SERVICES, true).await;
         // The server as a whole is NOT_SERVING while an operator drains the agent, so load

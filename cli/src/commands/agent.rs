@@ -31,6 +31,7 @@ pub(super) async fn run(args: AgentArgs) -> anyhow::Result<u8> {
     config.max_completed_tasks = args.max_completed_tasks.get();
     config.token = client::dialer().token().clone();
     config.tls = super::serve_tls(&args.tls, args.listen)?;
+    config.master_cert_names = args.master_cert_names.clone();
     config.compile_worker = Some(compile_worker_of(CompileBudget {
         time: args.compile_timeout,
         memory_bytes: args.compile_memory,

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
+use corral_proto::tls::{AGENT_CERT_NAME, MASTER_CERT_NAME};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
@@ -77,10 +78,10 @@ pub(crate) fn write_material(dir: &Path, extra_hosts: &[String]) -> anyhow::Resu
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     write(dir, "ca.pem", &ca.pem(), false)?;
     write(dir, "ca-key.pem", &ca_key_pem, true)?;
-    for role in ["master", "agent"] {
+    for (role, common_name) in [("master", MASTER_CERT_NAME), ("agent", AGENT_CERT_NAME)] {
         let mut params = CertificateParams::new(hosts.clone())
             .map_err(|e| Exit::invalid(format!("--host: {e}")))?;
-        params.distinguished_name = name(&format!("corral {role}"));
+        params.distinguished_name = name(common_name);
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
             KeyUsagePurpose::KeyEncipherment,

@@ -469,12 +469,13 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_cert
         ],
         log,
     );
+    let agent_addr = format!("127.0.0.1:{}", free_port());
     let _agent = spawn(&[
         "agent",
         "--master",
         &master_addr,
         "--listen",
-        &format!("127.0.0.1:{}", free_port()),
+        &agent_addr,
         "--work-dir",
         &pem("agent"),
         "--resources",
@@ -524,6 +525,43 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_cert
     let logs = corral_in(d, &[&["logs", &task][..], &ca[..]].concat(), None).await;
     assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
     assert!(text(&logs.stdout).contains("tls"));
+
+    // The agent serves its files to masters only: another agent's certificate, signed by
+    // the same CA, is refused.
+    let read_on_agent = async |role: &str| {
+        let tls = Tls::trusting(&d.join("certs/ca.pem"))
+            .unwrap()
+            .with_identity(
+                &d.join(format!("certs/{role}.pem")),
+                &d.join(format!("certs/{role}-key.pem")),
+            )
+            .unwrap();
+        let conn = Dialer::new(Some(tls), Token::none())
+            .connect(&agent_addr)
+            .await
+            .unwrap();
+        limits::operator_client(conn)
+            .read_file(v1::ReadFileRequest {
+                task_id: task.clone(),
+                path: "stdout".into(),
+                length: 64,
+                ..Default::default()
+            })
+            .await
+    };
+    let as_master = read_on_agent("master").await.unwrap().into_inner();
+    assert!(String::from_utf8_lossy(&as_master.data).contains("tls"));
+    let as_agent = read_on_agent("agent").await.unwrap_err();
+    assert_eq!(
+        as_agent.code(),
+        tonic::Code::PermissionDenied,
+        "{as_agent:?}"
+    );
+    assert!(
+        as_agent.message().contains("masters only"),
+        "{}",
+        as_agent.message()
+    );
 
     // Clients that do not speak the master's TLS are told what to do.
     let plain = corral_in(d, &["agents", "--master", &master_addr], None).await;
