@@ -451,7 +451,7 @@ pub(crate) async fn run_task(
                 None => break Err(anyhow::anyhow!("the framework stopped unexpectedly")),
             },
             _ = tick.tick(), if running && follow_output => {
-                read_logs(&driver, client, [(&mut stdout, &mut *out), (&mut stderr, &mut *err)]).await;
+                read_logs(&driver, client, [(&mut stdout, &mut *out), (&mut stderr, &mut *err)], false).await;
             }
             () = &mut offer_deadline, if !launched => {
                 break Err(Exit {
@@ -472,7 +472,13 @@ pub(crate) async fn run_task(
         && follow_output
         && sandbox_readable(status)
     {
-        read_logs(&driver, client, [(&mut stdout, out), (&mut stderr, err)]).await;
+        read_logs(
+            &driver,
+            client,
+            [(&mut stdout, out), (&mut stderr, err)],
+            true,
+        )
+        .await;
     }
     let framework = driver.framework_id();
     if driver.teardown().await.is_err() {
@@ -488,16 +494,35 @@ pub(crate) async fn run_task(
 }
 
 /// Copies what the task wrote since the last read to the sinks. A file not readable yet (the
-/// task is being placed, its agent is away) is tried again on the next tick.
+/// task is being placed, its agent is away) is tried again on the next tick; on the `last`
+/// read, once the task has ended, the user is told what could not be shown and why (a task
+/// that failed before it had a sandbox has nothing to show).
 async fn read_logs(
     driver: &Driver,
     client: &mut OperatorClient,
     files: [(&mut FileFollower, &mut dyn Write); 2],
+    last: bool,
 ) {
     for (file, sink) in files {
         file.framework = driver.framework_id().map(|id| id.to_string());
-        if let Err(status) = file.read_new(client, sink).await {
-            tracing::debug!(file = file.path(), %status, "cannot read the task's file yet");
+        match file.read_new(client, sink).await {
+            Ok(_) => {}
+            Err(status)
+                if last
+                    && !matches!(
+                        status.code(),
+                        tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                    ) =>
+            {
+                eprintln!(
+                    "warning: cannot show the task's {}: {}",
+                    file.path(),
+                    status.message()
+                );
+            }
+            Err(status) => {
+                tracing::debug!(file = file.path(), %status, "cannot read the task's file yet");
+            }
         }
     }
 }

@@ -26,5 +26,6 @@ mod secure;
 mod secure_jobs;
 mod slow;
 mod standalone;
+mod tls;
 mod ui;
 mod wasi_compat;
