@@ -122,6 +122,11 @@ impl RunOutput {
         })
     }
 
+    /// The logs of a run that failed before it had a sandbox: empty, nothing on disk.
+    pub(crate) fn never_written() -> Arc<Self> {
+        Self::new(SandboxPaths::from_base(PathBuf::new()), 0)
+    }
+
     /// The run's sandbox.
     pub fn sandbox(&self) -> &SandboxPaths {
         &self.sandbox

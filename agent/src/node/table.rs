@@ -3,9 +3,9 @@
 //! the node applies what it returns (checkpoint records to forget, files to remove).
 //!
 //! A task stays in the table while its run goes on or it has updates to deliver. Once its run
-//! ended and its last update was acknowledged it is *settled*: a run that left files joins
-//! the completed runs (so `corral logs` can still read them), of which the newest
-//! `max_completed` are kept; a run without files is dropped at once.
+//! ended and its last update was acknowledged it is *settled*: it joins the completed runs (so
+//! `corral logs` can still read them), of which the newest `max_completed` are kept. A run
+//! that failed before it had a sandbox is kept too: its logs read empty, not unknown.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -93,8 +93,9 @@ pub(crate) enum LookupError {
 #[derive(Debug)]
 pub(crate) struct TaskTable {
     tasks: HashMap<TaskKey, TaskEntry>,
-    /// Settled runs that left files, oldest first, by the base of their sandbox.
-    completed: VecDeque<(TaskKey, PathBuf)>,
+    /// Settled runs, oldest first, by the base of their sandbox (`None`: the run failed
+    /// before it had one).
+    completed: VecDeque<(TaskKey, Option<PathBuf>)>,
     max_completed: usize,
 }
 
@@ -152,14 +153,11 @@ impl TaskTable {
     }
 
     /// Recovery's last step: `settled` (finished tasks with nothing left to deliver, in
-    /// order) become the completed runs, or are removed if they left no files.
+    /// order) become the completed runs.
     pub(crate) fn restore_completed(&mut self, settled: Vec<TaskKey>) -> Vec<Removed> {
         let mut removed = Vec::new();
         for key in settled {
-            match self.tasks.get(&key).and_then(TaskEntry::sandbox_base) {
-                Some(base) => self.completed.push_back((key, base.to_owned())),
-                None => removed.extend(self.remove(&key)),
-            }
+            removed.extend(self.complete(key));
         }
         removed
     }
@@ -192,18 +190,23 @@ impl TaskTable {
             .collect()
     }
 
-    /// `key`'s run ended and nothing of it is left to deliver: its files join the completed
-    /// runs, retiring the oldest beyond the limit, or, if it left none, it goes at once.
-    /// Returns what was removed. Does nothing while the run goes on.
+    /// `key`'s run ended and nothing of it is left to deliver: it joins the completed runs,
+    /// retiring the oldest beyond the limit. Returns what was removed. Does nothing while
+    /// the run goes on.
     pub(crate) fn settle(&mut self, key: &TaskKey) -> Vec<Removed> {
-        let Some(entry) = self.tasks.get(key).filter(|e| e.run.is_ended()) else {
+        if !self.tasks.get(key).is_some_and(|e| e.run.is_ended()) {
+            return Vec::new();
+        }
+        self.complete(key.clone())
+    }
+
+    /// Adds `key`'s ended run to the completed runs, retiring the oldest beyond the limit.
+    fn complete(&mut self, key: TaskKey) -> Vec<Removed> {
+        let Some(entry) = self.tasks.get(&key) else {
             return Vec::new();
         };
-        let Some(base) = entry.sandbox_base().map(Path::to_owned) else {
-            // Never launched (it failed before a sandbox existed): nothing to keep.
-            return self.remove(key).into_iter().collect();
-        };
-        self.completed.push_back((key.clone(), base));
+        let base = entry.sandbox_base().map(Path::to_owned);
+        self.completed.push_back((key, base));
         let mut removed = Vec::new();
         while self.completed.len() > self.max_completed {
             let Some((key, base)) = self.completed.pop_front() else {
@@ -214,7 +217,7 @@ impl TaskTable {
             let still_that_run = self
                 .tasks
                 .get(&key)
-                .is_some_and(|e| e.run.is_ended() && e.sandbox_base() == Some(base.as_path()));
+                .is_some_and(|e| e.run.is_ended() && e.sandbox_base() == base.as_deref());
             if still_that_run {
                 removed.extend(self.remove(&key));
             }
@@ -244,11 +247,13 @@ impl TaskTable {
         if matches.next().is_some() {
             return Err(LookupError::Ambiguous(task_id.clone()));
         }
-        let output = entry
-            .output
-            .clone()
-            .ok_or_else(|| LookupError::NoSandbox(task_id.clone()))?;
-        Ok((output, entry.run.is_ended()))
+        let ended = entry.run.is_ended();
+        match &entry.output {
+            Some(output) => Ok((output.clone(), ended)),
+            // It failed before it had a sandbox: it never wrote anything.
+            None if ended => Ok((RunOutput::never_written(), true)),
+            None => Err(LookupError::NoSandbox(task_id.clone())),
+        }
     }
 }
 
@@ -261,6 +266,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::output::LogContents;
 
     fn key(framework: &str, task: &str) -> TaskKey {
         TaskKey::parse(framework, task).unwrap()
@@ -327,15 +333,34 @@ mod tests {
     }
 
     #[test]
-    fn a_settled_run_without_files_goes_at_once() {
-        let mut table = TaskTable::new(10);
-        let a = key("fw", "a");
+    fn a_run_that_failed_before_its_sandbox_reads_empty_and_is_kept_as_others() {
+        let mut table = TaskTable::new(1);
+        let (a, b) = (key("fw", "a"), key("fw", "b"));
         table.launch(&a, info("a")).unwrap();
+        assert_eq!(
+            table.lookup(None, &a.task_id).unwrap_err(),
+            LookupError::NoSandbox(a.task_id.clone()),
+            "still being prepared"
+        );
         table.get_mut(&a).unwrap().run.end();
-        let removed = table.settle(&a);
+        assert!(table.settle(&a).is_empty(), "kept, as a run with files is");
+        let (output, ended) = table.lookup(None, &a.task_id).unwrap();
+        assert!(ended);
+        assert!(matches!(
+            output.contents(Stream::Stdout),
+            LogContents::Empty
+        ));
+        assert!(!output.has_files(), "nothing to remove");
+        // Retired as any completed run is, beyond the limit.
+        table.launch(&b, info("b")).unwrap();
+        table.get_mut(&b).unwrap().run.end();
+        let removed = table.settle(&b);
         assert_eq!(removed_keys(&removed), ["a"]);
         assert!(removed[0].output.is_none());
-        assert!(table.get(&a).is_none());
+        assert_eq!(
+            table.lookup(None, &a.task_id).unwrap_err(),
+            LookupError::NotFound
+        );
     }
 
     #[test]
@@ -382,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    fn recovery_keeps_settled_runs_with_files_and_drops_the_others() {
+    fn recovery_keeps_settled_runs_with_or_without_files() {
         let mut table = TaskTable::new(10);
         let (a, b) = (key("fw", "a"), key("fw", "b"));
         let files = RunOutput::finished(SandboxPaths::from_base("/s/fw/a.1".into()), None, None);
@@ -391,8 +416,9 @@ mod tests {
         table.restore(key("fw", "c"), None, false);
         assert_eq!(table.running().count(), 1, "c did not end");
         let removed = table.restore_completed(vec![a.clone(), b.clone()]);
-        assert_eq!(removed_keys(&removed), ["b"]);
+        assert!(removed.is_empty());
         assert!(table.get(&a).is_some());
+        assert!(table.lookup(None, &b.task_id).unwrap().1, "b reads, ended");
         assert_eq!(table.sandboxes().len(), 1);
     }
 }

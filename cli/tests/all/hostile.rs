@@ -38,6 +38,12 @@ async fn a_tar_input_claiming_2_62_bytes_fails_its_task_and_the_agent_runs_the_n
         "{}",
         failed.message
     );
+    // It failed before it had a sandbox: its logs read empty, not unknown.
+    for stream in [&["logs", "hostile"][..], &["logs", "hostile", "--stderr"]] {
+        let logs = cluster.corral(stream).await;
+        assert_eq!(logs.status.code(), Some(0), "{logs:?}");
+        assert!(logs.stdout.is_empty(), "{logs:?}");
+    }
 
     // The agent is still up and runs the next task.
     assert!(
