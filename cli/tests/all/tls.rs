@@ -33,19 +33,13 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_cert
         "existing material is not replaced"
     );
     let pem = |f: &str| d.join(f).to_str().unwrap().to_owned();
-    let (master_addr, agent_addr, _cluster) = tls_cluster(d, &[]);
+    let (master_addr, agent_addr, _cluster) = tls_cluster(d, &[]).await;
     let ca = [
         "--master",
         master_addr.as_str(),
         "--ca-cert",
         &pem("certs/ca.pem"),
     ];
-    eventually("the agent is admitted over mutual TLS", async || {
-        let out = corral_in(d, &[&["agents", "-o", "json"][..], &ca[..]].concat(), None).await;
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
-    })
-    .await;
 
     // A task runs, and its output comes back through the master from the agent (both TLS).
     let out = corral_in(
@@ -181,8 +175,9 @@ async fn a_tls_cluster_serves_clients_that_trust_its_ca_and_agents_with_its_cert
 }
 
 /// A master and an agent serving TLS with the material `corral tls init` wrote in `d/certs`,
-/// the agent also given `agent_args`: their addresses, and their processes.
-fn tls_cluster(d: &Path, agent_args: &[&str]) -> (String, String, [Proc; 2]) {
+/// the agent also given `agent_args`, once the master has admitted the agent: their
+/// addresses, and their processes.
+async fn tls_cluster(d: &Path, agent_args: &[&str]) -> (String, String, [Proc; 2]) {
     let pem = |f: &str| d.join(f).to_str().unwrap().to_owned();
     let master_addr = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(d.join("master.log")).unwrap();
@@ -226,6 +221,21 @@ fn tls_cluster(d: &Path, agent_args: &[&str]) -> (String, String, [Proc; 2]) {
         ]
         .concat(),
     );
+    let agents = [
+        "agents",
+        "-o",
+        "json",
+        "--master",
+        &master_addr,
+        "--ca-cert",
+        &pem("certs/ca.pem"),
+    ];
+    eventually("the agent is admitted over mutual TLS", async || {
+        let out = corral_in(d, &agents, None).await;
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
+    })
+    .await;
     (master_addr, agent_addr, [master, agent])
 }
 
@@ -235,7 +245,7 @@ async fn an_agent_told_other_master_names_refuses_the_master_and_run_says_what_i
     let d = dir.path();
     let out = corral_in(d, &["tls", "init", "certs"], None).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let (master_addr, _, _cluster) = tls_cluster(d, &["--master-cert-name", "ops-master"]);
+    let (master_addr, _, _cluster) = tls_cluster(d, &["--master-cert-name", "ops-master"]).await;
     let ca = d.join("certs/ca.pem");
     let ca = [
         "--master",
@@ -243,12 +253,6 @@ async fn an_agent_told_other_master_names_refuses_the_master_and_run_says_what_i
         "--ca-cert",
         ca.to_str().unwrap(),
     ];
-    eventually("the agent is admitted over mutual TLS", async || {
-        let out = corral_in(d, &[&["agents", "-o", "json"][..], &ca[..]].concat(), None).await;
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .is_ok_and(|doc| doc["agents"].as_array().is_some_and(|a| a.len() == 1))
-    })
-    .await;
 
     // The task runs; its output, which the agent keeps from the master, is not lost silently.
     let run = &[

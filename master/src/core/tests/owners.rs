@@ -13,20 +13,11 @@ fn a_task_runs_only_artifacts_its_principal_may_see() {
         artifacts: Visibility::Only(vec![who.into()]).into(),
     };
     let fx = call(&mut core, &fw, &stream, accept(&offer, "t1", "bob"), ms(2));
-    let refused = updates(&fx);
-    assert_eq!(refused.len(), 1, "{fx:?}");
-    assert_eq!(
-        (refused[0].state, refused[0].reason),
-        (TaskState::Error, Reason::InvalidTask)
-    );
-    assert!(
-        refused[0].message.contains("its owners have not shared it"),
-        "{}",
-        refused[0].message
-    );
+    let refused = assert_refused(&fx, "its owners have not shared it");
+    assert_eq!(refused.state, TaskState::Error);
     assert!(commands(&fx).is_empty(), "{fx:?}");
 
-    let offer = offers(&core.handle(Event::Allocate, ms(3)))[0].id.clone();
+    let offer = next_offer(&mut core, 3);
     let fx = call(
         &mut core,
         &fw,
@@ -34,10 +25,7 @@ fn a_task_runs_only_artifacts_its_principal_may_see() {
         accept(&offer, "t2", "alice"),
         ms(4),
     );
-    assert!(
-        matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
-        "{fx:?}"
-    );
+    assert_launched(&fx, "t2");
 }
 
 /// Records the tasks' module (`task`'s) as stored by `owner`.
@@ -87,18 +75,12 @@ fn a_task_run_for_a_principal_is_that_principals_and_uses_only_its_artifacts() {
         },
     };
     let fx = call(&mut core, &fw, &stream, run_for(&offer, "t1", "bob"), ms(2));
-    let refused = updates(&fx);
-    assert_eq!(refused.len(), 1, "{fx:?}");
-    assert_eq!(refused[0].reason, Reason::InvalidTask);
-    assert!(
-        refused[0]
-            .message
-            .contains("not shared it with principal bob, whom the task runs for"),
-        "{}",
-        refused[0].message
+    assert_refused(
+        &fx,
+        "not shared it with principal bob, whom the task runs for",
     );
 
-    let offer = offers(&core.handle(Event::Allocate, ms(3)))[0].id.clone();
+    let offer = next_offer(&mut core, 3);
     let fx = call(
         &mut core,
         &fw,
@@ -106,10 +88,7 @@ fn a_task_run_for_a_principal_is_that_principals_and_uses_only_its_artifacts() {
         run_for(&offer, "t2", "alice"),
         ms(4),
     );
-    assert!(
-        matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
-        "{fx:?}"
-    );
+    assert_launched(&fx, "t2");
     // Alice lists it and owns it; bob does not see it.
     let list = |visible: Visibility| OperatorRequest::ListTasks {
         task: Some(TaskId::new("t2").unwrap()),
@@ -163,7 +142,7 @@ fn a_tenants_framework_runs_tasks_for_another_principal_only_with_rights_for_it(
     let (fw, stream, _) = subscribe_with(&mut core, FW, carol, ms(0));
     // The service leaves out the principals carol may not run tasks for.
     let mut launch = |id: &str, artifacts: ArtifactRights, now: u64| {
-        let offer = offers(&core.handle(Event::Allocate, ms(now)))[0].id.clone();
+        let offer = next_offer(&mut core, now);
         core.handle(
             Event::Call {
                 framework_id: fw.clone(),
@@ -180,15 +159,9 @@ fn a_tenants_framework_runs_tasks_for_another_principal_only_with_rights_for_it(
         )
     };
     let fx = launch("t1", Visibility::All.into(), 1);
-    let refused = updates(&fx);
-    assert_eq!(refused.len(), 1, "{fx:?}");
-    assert_eq!(refused[0].reason, Reason::InvalidTask);
-    assert!(
-        refused[0]
-            .message
-            .contains("principal carol may not run tasks for it (run_tasks_for)"),
-        "{}",
-        refused[0].message
+    assert_refused(
+        &fx,
+        "principal carol may not run tasks for it (run_tasks_for)",
     );
     assert!(commands(&fx).is_empty(), "{fx:?}");
 
@@ -197,8 +170,27 @@ fn a_tenants_framework_runs_tasks_for_another_principal_only_with_rights_for_it(
         owners: [("alice".into(), Visibility::Only(vec!["alice".into()]))].into(),
     };
     let fx = launch("t2", granted, 3);
+    assert_launched(&fx, "t2");
+}
+
+/// The offer the next allocation, at `now` ms, makes.
+fn next_offer(core: &mut MasterCore, now: u64) -> OfferId {
+    offers(&core.handle(Event::Allocate, ms(now)))[0].id.clone()
+}
+
+/// `fx` refuses one task as invalid, saying `why`; returns its update.
+fn assert_refused(fx: &[Effect], why: &str) -> TaskStatus {
+    let refused = updates(fx);
+    assert_eq!(refused.len(), 1, "{fx:?}");
+    assert_eq!(refused[0].reason, Reason::InvalidTask);
+    assert!(refused[0].message.contains(why), "{}", refused[0].message);
+    refused[0].clone()
+}
+
+/// `fx` launches task `id` on the agent, and nothing else.
+fn assert_launched(fx: &[Effect], id: &str) {
     assert!(
-        matches!(&commands(&fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == "t2"),
+        matches!(&commands(fx)[..], [AgentCommand::Launch { tasks, .. }] if tasks[0].id.as_str() == id),
         "{fx:?}"
     );
 }
