@@ -44,6 +44,7 @@
 mod artifacts;
 pub mod auth;
 mod core;
+mod event_batch;
 #[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
@@ -382,7 +383,10 @@ impl Master {
                 redirect.clone(),
             ))
             .add_service(InterceptedService::new(
-                limits::operator_server(operator.clone()),
+                service::SubscribeRoute::new(
+                    limits::operator_server(operator.clone()),
+                    operator.clone(),
+                ),
                 redirect.clone(),
             ))
             .add_service(limits::master_peer_server(master_peer));

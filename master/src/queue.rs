@@ -20,6 +20,9 @@ use tonic::Status;
 /// What a stream carries: messages, and at the end perhaps the status that ends it.
 type Item<T> = Result<T, Status>;
 
+/// An item in the channel, and how many it counts for against the capacity.
+type Counted<T> = (usize, Item<T>);
+
 /// A new queue that holds at most `capacity` items (at least 2: one message and the end).
 pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
     let (tx, rx) = mpsc::unbounded_channel();
@@ -37,7 +40,7 @@ pub(crate) fn queue<T>(capacity: usize) -> (QueueSender<T>, QueueReceiver<T>) {
 /// The runtime's end.
 #[derive(Debug)]
 pub(crate) struct QueueSender<T> {
-    tx: mpsc::UnboundedSender<Item<T>>,
+    tx: mpsc::UnboundedSender<Counted<T>>,
     queued: Arc<AtomicUsize>,
     capacity: usize,
 }
@@ -58,15 +61,21 @@ pub(crate) enum Sent {
 impl<T> QueueSender<T> {
     /// Queues `message`, or ends the stream when the queue is full.
     pub(crate) fn send(&self, message: T) -> Sent {
+        self.send_counted(message, 1)
+    }
+
+    /// Queues `message` as `count` messages (a batch of that many), or ends the stream when
+    /// the queue has no room for them.
+    pub(crate) fn send_counted(&self, message: T, count: usize) -> Sent {
         let unread = self.queued.load(Ordering::Acquire);
-        if unread + 1 >= self.capacity {
+        if unread + count >= self.capacity {
             self.end(Status::resource_exhausted(format!(
                 "stream closed: {unread} messages were left unread; reconnect and read faster"
             )));
             return Sent::CutOff { unread };
         }
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        match self.tx.send(Ok(message)) {
+        self.queued.fetch_add(count, Ordering::AcqRel);
+        match self.tx.send((count, Ok(message))) {
             Ok(()) => Sent::Queued,
             Err(_) => Sent::Closed,
         }
@@ -79,31 +88,32 @@ impl<T> QueueSender<T> {
             return false;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
-        self.tx.send(Ok(message)).is_ok()
+        self.tx.send((1, Ok(message))).is_ok()
     }
 
     /// Ends the stream with `status` (after what is queued), room or not.
     pub(crate) fn end(&self, status: Status) {
         self.queued.fetch_add(1, Ordering::AcqRel);
-        let _ = self.tx.send(Err(status));
+        let _ = self.tx.send((1, Err(status)));
     }
 }
 
 /// The stream's end.
 #[derive(Debug)]
 pub(crate) struct QueueReceiver<T> {
-    rx: mpsc::UnboundedReceiver<Item<T>>,
+    rx: mpsc::UnboundedReceiver<Counted<T>>,
     queued: Arc<AtomicUsize>,
 }
 
 impl<T> QueueReceiver<T> {
     /// The next item, as a `Stream` polls it.
     pub(crate) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Item<T>>> {
-        let polled = self.rx.poll_recv(cx);
-        if let Poll::Ready(Some(_)) = &polled {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-        }
-        polled
+        self.rx.poll_recv(cx).map(|polled| {
+            polled.map(|(count, item)| {
+                self.queued.fetch_sub(count, Ordering::AcqRel);
+                item
+            })
+        })
     }
 
     /// The next item.
@@ -273,6 +283,24 @@ mod tests {
         assert!(tx.send_if_room(4));
         // The stream is still open: a plain send is queued.
         assert_eq!(tx.send(5), Sent::Queued);
+    }
+
+    #[tokio::test]
+    async fn a_batch_counts_as_its_messages_until_it_is_read() {
+        let (tx, mut rx) = queue::<&str>(8);
+        assert_eq!(tx.send_counted("five", 5), Sent::Queued);
+        // Five of eight taken: three more would leave no slot for the end.
+        assert_eq!(tx.send_counted("three", 3), Sent::CutOff { unread: 5 });
+        let (tx, mut rx2) = queue::<&str>(8);
+        assert_eq!(tx.send_counted("five", 5), Sent::Queued);
+        assert_eq!(rx2.recv().await.unwrap().unwrap(), "five");
+        // Reading the batch freed all five.
+        assert_eq!(tx.send_counted("seven", 7), Sent::Queued);
+        assert_eq!(rx.recv().await.unwrap().unwrap(), "five");
+        assert_eq!(
+            rx.recv().await.unwrap().map_err(|s| s.code()),
+            Err(tonic::Code::ResourceExhausted)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::core::{ConnId, Effect, Event, FrameworkEvent, MasterCore, RegistryWrite, Reply};
+use crate::event_batch::{EventBatch, EventBatchBuilder};
 use crate::metrics::MasterMetrics;
 use crate::queue::{
     QueueReceiver, QueueSender, RequestReceiver, RequestSender, Sent, queue, requests,
@@ -52,8 +53,16 @@ const REQUEST_QUEUE: usize = 16_384;
 pub(crate) type AgentSender = QueueSender<v1::MasterMessage>;
 /// What a framework stream receives.
 pub(crate) type FrameworkSender = QueueSender<v1::Event>;
-/// What an operator event stream receives (one encoding shared by every subscriber).
-pub(crate) type ObserverSender = QueueSender<Arc<v1::OperatorEvent>>;
+/// What an operator event stream receives: batches encoded once for every subscriber.
+pub(crate) type ObserverSender = QueueSender<Delivery>;
+
+/// A batch of operator events for one subscriber: its events from `from` on (those before
+/// came before it subscribed).
+#[derive(Debug)]
+pub(crate) struct Delivery {
+    pub(crate) batch: Arc<EventBatch>,
+    pub(crate) from: usize,
+}
 
 /// A new stream for the runtime to deliver to.
 #[derive(Debug)]
@@ -87,9 +96,7 @@ impl CoreHandle {
     }
 
     /// A queue for a new operator event stream, of `limits::OPERATOR_EVENT_QUEUE` events.
-    pub(crate) fn observer_stream(
-        &self,
-    ) -> (ObserverSender, QueueReceiver<Arc<v1::OperatorEvent>>) {
+    pub(crate) fn observer_stream(&self) -> (ObserverSender, QueueReceiver<Delivery>) {
         queue(corral_proto::limits::OPERATOR_EVENT_QUEUE)
     }
 
@@ -266,9 +273,8 @@ struct Runtime {
     frameworks: HashMap<ConnId, FrameworkSender>,
     /// Operator event streams, and the last changes each started after.
     observers: HashMap<ConnId, (ObserverSender, u64)>,
-    /// Events for them not queued yet, each with the number of its changes, and since when
-    /// the oldest waits.
-    observed: Vec<(u64, Arc<v1::OperatorEvent>)>,
+    /// Events for them not queued yet, and since when the oldest waits.
+    observed: EventBatchBuilder,
     observed_since: Option<Instant>,
     /// Streams cut off because their peer stopped reading, for the core to hear of.
     cut_off: Vec<Event>,
@@ -297,7 +303,7 @@ async fn run(
         agents: HashMap::new(),
         frameworks: HashMap::new(),
         observers: HashMap::new(),
-        observed: Vec::new(),
+        observed: EventBatchBuilder::default(),
         observed_since: None,
         cut_off: Vec::new(),
         allocation: None,
@@ -497,21 +503,19 @@ impl Runtime {
         }
     }
 
-    /// Sends changes to the event streams that started before them; a stream whose client is
-    /// gone or fell behind is dropped, and the core stops noting changes when none is left.
+    /// Encodes changes for the event streams, queued to them in batches (see
+    /// [`OBSERVED_BATCH`]); the core stops noting changes when no stream is left.
     fn observed(&mut self, seq: u64, changes: Vec<crate::core::Change>) {
         if self.observers.is_empty() {
             self.core.unwatch();
             return;
         }
-        self.observed.extend(
-            changes
-                .into_iter()
-                .map(|c| (seq, Arc::new(v1::OperatorEvent::from(c)))),
-        );
-        self.observed_since.get_or_insert_with(Instant::now);
-        if self.observed.len() >= OBSERVED_BATCH {
-            self.flush_observed(false);
+        for change in changes {
+            self.observed_since.get_or_insert_with(Instant::now);
+            self.observed.push(seq, v1::OperatorEvent::from(change));
+            if self.observed.len() >= OBSERVED_BATCH {
+                self.flush_observed(false);
+            }
         }
     }
 
@@ -526,23 +530,29 @@ impl Runtime {
             return;
         }
         self.observed_since = None;
-        let events = std::mem::take(&mut self.observed);
+        let batch = Arc::new(self.observed.finish());
+        let len = batch.events().len();
         self.observers.retain(|conn, (tx, after)| {
-            events
-                .iter()
-                .filter(|(seq, _)| seq > after)
-                .all(|(_, e)| match tx.send(e.clone()) {
-                    Sent::Queued => true,
-                    Sent::Closed => false,
-                    Sent::CutOff { unread } => {
-                        tracing::warn!(
-                            conn,
-                            unread,
-                            "operator event stream cut off: it fell behind"
-                        );
-                        false
-                    }
-                })
+            let from = batch.first_after(*after);
+            if from == len {
+                return true;
+            }
+            let delivery = Delivery {
+                batch: batch.clone(),
+                from,
+            };
+            match tx.send_counted(delivery, len - from) {
+                Sent::Queued => true,
+                Sent::Closed => false,
+                Sent::CutOff { unread } => {
+                    tracing::warn!(
+                        conn,
+                        unread,
+                        "operator event stream cut off: it fell behind"
+                    );
+                    false
+                }
+            }
         });
         if self.observers.is_empty() {
             self.core.unwatch();

@@ -1,6 +1,7 @@
 //! The runtime with a real core and a gated registry, on tokio's paused clock.
 use super::*;
 use crate::core::{AgentInfo, CoreConfig, FrameworkInfo, OperatorRequest, RegistryWrite};
+use crate::event_batch::{decode_event, next_message};
 use crate::store::testing::GatedRegistry;
 use corral_types::{FrameworkState, Resources, Role, Weight};
 use tonic::Status;
@@ -283,20 +284,29 @@ async fn an_operator_subscriber_that_stops_reading_is_cut_off_and_the_others_go_
             cached_modules: vec![],
         };
         core.open(event, Sink::Agent(conn, atx)).await;
+        // Handled before the next: each agent added comes in a batch of its own.
+        let state = Event::Operator(OperatorRequest::GetState { max_tasks: 0 });
+        core.ask(state, None).await.unwrap();
     }
     // The reader sees every agent added, in order.
-    for _ in 0..10 {
-        let event = reader.recv().await.unwrap().unwrap();
-        assert!(
-            matches!(event.event, Some(v1::operator_event::Event::AgentAdded(_))),
-            "{event:?}"
-        );
+    let mut added = 0;
+    while added < 10 {
+        let Delivery { batch, from } = reader.recv().await.unwrap().unwrap();
+        let mut messages = batch.messages(from..batch.events().len());
+        while let Some(message) = next_message(&mut messages) {
+            let event = decode_event(message.unwrap()).unwrap();
+            assert!(
+                matches!(event.event, Some(v1::operator_event::Event::AgentAdded(_))),
+                "{event:?}"
+            );
+            added += 1;
+        }
     }
     // The one that never read: what fitted, then the end, saying why.
     let mut fitted = 0;
     let status = loop {
         match slow.recv().await.unwrap() {
-            Ok(_) => fitted += 1,
+            Ok(Delivery { batch, from }) => fitted += batch.events().len() - from,
             Err(status) => break status,
         }
     };

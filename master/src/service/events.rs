@@ -3,13 +3,16 @@
 //! subscriber after that state, and HEARTBEAT whenever the stream was quiet for the heartbeat
 //! interval. A subscriber sees what its ACLs let it list ([`Sight`]): a tenant, its own
 //! frameworks and tasks; an operator granted every principal's, all of it.
+//!
+//! The stream gives the events as encoded gRPC messages (see `event_batch`): gRPC writes them
+//! as they are, HTTP decodes them ([`OperatorEvents::decoded`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use bytes::Bytes;
 use corral_proto::{ServiceError, limits, v1};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_stream::Stream;
@@ -17,8 +20,9 @@ use tonic::Status;
 
 use crate::auth::{Action, Auth, Caller, Object, Visibility};
 use crate::core::{Event, OperatorRequest, OperatorResponse, Reply};
+use crate::event_batch::{Audience, decode_event, encode_message, next_message};
 use crate::queue::QueueReceiver;
-use crate::runtime::{CoreHandle, Sink};
+use crate::runtime::{CoreHandle, Delivery, Sink};
 
 /// What one subscriber may see of the cluster: the listings its ACLs allow.
 #[derive(Debug, Clone)]
@@ -94,34 +98,54 @@ impl Sight {
         }
     }
 
-    /// Whether this subscriber may see `event`.
-    fn admits(&mut self, event: &v1::OperatorEvent) -> bool {
-        use v1::operator_event::Event as E;
-        if self.sees_all() {
-            return true;
-        }
-        match &event.event {
-            Some(E::TaskAdded(t)) => self.sees_task(&t.owner),
-            Some(E::TaskUpdated(u)) => self.sees_task(&u.owner),
-            Some(E::AgentAdded(_) | E::AgentUpdated(_) | E::AgentRemoved(_)) => self.agents,
-            Some(E::FrameworkAdded(f) | E::FrameworkUpdated(f)) => {
-                self.principals.insert(f.id.clone(), f.principal.clone());
-                Self::sees(&self.frameworks, &f.principal)
+    /// Whether this subscriber may see an event for `audience`.
+    fn admits(&mut self, audience: &Audience) -> bool {
+        match audience {
+            Audience::Task { owner } => self.sees_task(owner),
+            Audience::Agents => self.agents,
+            Audience::Framework { id, principal } => {
+                self.principals.insert(id.clone(), principal.clone());
+                Self::sees(&self.frameworks, principal)
             }
-            Some(E::FrameworkRemoved(id)) => {
+            Audience::FrameworkRemoved { id } => {
                 let principal = self.principals.get(id).map_or("", String::as_str);
                 Self::sees(&self.frameworks, principal)
             }
-            Some(E::Subscribed(_) | E::Heartbeat(_)) | None => true,
+            Audience::Everyone => true,
         }
+    }
+
+    /// The messages of `delivery` this subscriber may see, if any: all of them without a
+    /// copy, or a copy of those it may.
+    fn visible(&mut self, delivery: &Delivery) -> Option<Bytes> {
+        let batch = &delivery.batch;
+        let all = delivery.from..batch.events().len();
+        if all.is_empty() {
+            return None;
+        }
+        if self.sees_all() {
+            return Some(batch.messages(all));
+        }
+        let admitted: Vec<bool> = batch.events()[all.clone()]
+            .iter()
+            .map(|e| self.admits(&e.audience))
+            .collect();
+        if admitted.iter().all(|a| *a) {
+            return Some(batch.messages(all));
+        }
+        let mut seen = Vec::new();
+        for (i, _) in all.zip(admitted).filter(|(_, admitted)| *admitted) {
+            seen.extend_from_slice(&batch.messages(i..i + 1));
+        }
+        (!seen.is_empty()).then(|| seen.into())
     }
 }
 
-/// One subscriber's events.
+/// One subscriber's events, as encoded gRPC messages, one or more in each item.
 #[derive(Debug)]
 pub(crate) struct OperatorEvents {
-    first: Option<v1::OperatorEvent>,
-    rx: QueueReceiver<Arc<v1::OperatorEvent>>,
+    first: Option<Bytes>,
+    rx: QueueReceiver<Delivery>,
     heartbeat: Interval,
     sight: Sight,
 }
@@ -155,64 +179,114 @@ impl OperatorEvents {
             state: Some(state),
             heartbeat_interval_seconds: u32::try_from(every.as_secs()).unwrap_or(u32::MAX),
         };
-        Ok(Self::new(subscribed, rx, every, sight))
+        let events = Self::new(subscribed, rx, every, sight);
+        let state_bytes = events.first.as_ref().map_or(0, Bytes::len);
+        if state_bytes > limits::MAX_MESSAGE_BYTES {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the state is {state_bytes} bytes, past the largest message ({} bytes): \
+                 subscribe with a smaller max_tasks",
+                limits::MAX_MESSAGE_BYTES
+            )));
+        }
+        Ok(events)
     }
 
     fn new(
         subscribed: v1::operator_event::Subscribed,
-        rx: QueueReceiver<Arc<v1::OperatorEvent>>,
+        rx: QueueReceiver<Delivery>,
         every: Duration,
         sight: Sight,
     ) -> Self {
         let mut heartbeat = tokio::time::interval_at(Instant::now() + every, every);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Self {
-            first: Some(v1::OperatorEvent {
-                event: Some(v1::operator_event::Event::Subscribed(subscribed)),
-            }),
+            first: Some(encoded(v1::operator_event::Event::Subscribed(subscribed))),
             rx,
             heartbeat,
             sight,
         }
     }
+
+    /// The events one by one, decoded.
+    pub(crate) fn decoded(self) -> Decoded {
+        Decoded {
+            events: self,
+            messages: Bytes::new(),
+        }
+    }
+}
+
+/// A subscriber's events decoded, for those who need them as messages.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    events: OperatorEvents,
+    /// Messages received and not decoded yet.
+    messages: Bytes,
+}
+
+impl Stream for Decoded {
+    type Item = Result<v1::OperatorEvent, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(message) = next_message(&mut self.messages) {
+                return Poll::Ready(Some(message.and_then(decode_event)));
+            }
+            match ready!(Pin::new(&mut self.events).poll_next(cx)) {
+                Some(Ok(messages)) => self.messages = messages,
+                Some(Err(status)) => return Poll::Ready(Some(Err(status))),
+                None => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// `event` as one encoded message.
+fn encoded(event: v1::operator_event::Event) -> Bytes {
+    let mut message = Vec::new();
+    encode_message(&v1::OperatorEvent { event: Some(event) }, &mut message);
+    message.into()
 }
 
 impl Stream for OperatorEvents {
-    type Item = Result<Arc<v1::OperatorEvent>, Status>;
+    type Item = Result<Bytes, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(Arc::new(first))));
+            return Poll::Ready(Some(Ok(first)));
         }
         loop {
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(event))) if !self.sight.admits(&event) => {}
-                Poll::Ready(Some(item)) => {
-                    self.heartbeat.reset();
-                    return Poll::Ready(Some(item));
+                Poll::Ready(Some(Ok(delivery))) => {
+                    if let Some(messages) = self.sight.visible(&delivery) {
+                        self.heartbeat.reset();
+                        return Poll::Ready(Some(Ok(messages)));
+                    }
                 }
+                Poll::Ready(Some(Err(status))) => return Poll::Ready(Some(Err(status))),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => break,
             }
         }
         self.heartbeat.poll_tick(cx).map(|_| {
-            Some(Ok(Arc::new(v1::OperatorEvent {
-                event: Some(v1::operator_event::Event::Heartbeat(
-                    v1::operator_event::Heartbeat {},
-                )),
-            })))
+            Some(Ok(encoded(v1::operator_event::Event::Heartbeat(
+                v1::operator_event::Heartbeat {},
+            ))))
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
-    use crate::queue::queue;
+    use crate::event_batch::EventBatchBuilder;
+    use crate::queue::{QueueSender, queue};
     use tokio_stream::StreamExt;
+    use v1::operator_event::Event as E;
 
     fn kind(e: &v1::OperatorEvent) -> &'static str {
-        use v1::operator_event::Event as E;
         match e.event.as_ref().unwrap() {
             E::Subscribed(_) => "subscribed",
             E::Heartbeat(_) => "heartbeat",
@@ -221,11 +295,23 @@ mod tests {
         }
     }
 
+    /// Queues `events` as one batch, all after the subscription.
+    fn deliver(tx: &QueueSender<Delivery>, events: Vec<E>) {
+        let mut batch = EventBatchBuilder::default();
+        for event in events {
+            batch.push(1, v1::OperatorEvent { event: Some(event) });
+        }
+        let batch = Arc::new(batch.finish());
+        let count = batch.events().len();
+        tx.send_counted(Delivery { batch, from: 0 }, count);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn subscribed_comes_first_and_heartbeats_fill_quiet_spells_only() {
         let (tx, rx) = queue(16);
         let every = Duration::from_secs(15);
-        let mut events = OperatorEvents::new(Default::default(), rx, every, Sight::everything());
+        let mut events =
+            OperatorEvents::new(Default::default(), rx, every, Sight::everything()).decoded();
         assert_eq!(kind(&events.next().await.unwrap().unwrap()), "subscribed");
 
         // Quiet: a heartbeat once the interval has passed, not before.
@@ -235,10 +321,7 @@ mod tests {
 
         // A change 10 s in resets the clock: the next heartbeat is 15 s after it.
         tokio::time::advance(Duration::from_secs(10)).await;
-        let change = v1::OperatorEvent {
-            event: Some(v1::operator_event::Event::AgentRemoved("a1".into())),
-        };
-        tx.send(Arc::new(change));
+        deliver(&tx, vec![E::AgentRemoved("a1".into())]);
         assert_eq!(
             kind(&events.next().await.unwrap().unwrap()),
             "agent_removed"
@@ -250,5 +333,68 @@ mod tests {
         // The runtime ending the stream ends it.
         drop(tx);
         assert!(events.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_gets_only_its_own_events_out_of_a_shared_batch() {
+        let (tx, rx) = queue(64);
+        let tenant = Sight {
+            tasks: Visibility::Only(vec!["alice".into()]),
+            frameworks: Visibility::Only(vec!["alice".into()]),
+            agents: false,
+            roles: false,
+            principals: HashMap::new(),
+        };
+        let every = Duration::from_secs(15);
+        let mut events = OperatorEvents::new(Default::default(), rx, every, tenant).decoded();
+        assert_eq!(kind(&events.next().await.unwrap().unwrap()), "subscribed");
+
+        let task = |id: &str, owner: &str| {
+            E::TaskUpdated(v1::TaskUpdate {
+                id: id.into(),
+                owner: owner.into(),
+                ..Default::default()
+            })
+        };
+        let framework = |id: &str, principal: &str| {
+            E::FrameworkAdded(v1::FrameworkSummary {
+                id: id.into(),
+                principal: principal.into(),
+                ..Default::default()
+            })
+        };
+        deliver(
+            &tx,
+            vec![
+                task("t1", "alice"),
+                task("t2", "bob"),
+                E::AgentRemoved("a1".into()),
+                framework("f1", "alice"),
+                framework("f2", "bob"),
+                task("t3", ""),
+                task("t4", "alice"),
+                E::FrameworkRemoved("f2".into()),
+                E::FrameworkRemoved("f1".into()),
+            ],
+        );
+        drop(tx);
+        let mut seen = Vec::new();
+        while let Some(event) = events.next().await {
+            seen.push(match event.unwrap().event.unwrap() {
+                E::TaskUpdated(t) => format!("task {} of {}", t.id, t.owner),
+                E::FrameworkAdded(f) => format!("framework {} of {}", f.id, f.principal),
+                E::FrameworkRemoved(id) => format!("framework {id} removed"),
+                other => format!("{other:?}"),
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                "task t1 of alice",
+                "framework f1 of alice",
+                "task t4 of alice",
+                "framework f1 removed",
+            ]
+        );
     }
 }

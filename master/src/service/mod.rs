@@ -10,12 +10,14 @@ mod events;
 mod operator;
 mod peer;
 pub(crate) mod scheduler;
+mod subscribe;
 
 pub(crate) use agent_link::AgentLinkService;
 pub(crate) use events::{OperatorEvents, Sight};
 pub(crate) use operator::OperatorService;
 pub(crate) use peer::MasterPeerService;
 pub(crate) use scheduler::SchedulerService;
+pub(crate) use subscribe::SubscribeRoute;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

@@ -13,10 +13,7 @@ use corral_proto::{ProtoError, ServiceError, limits, v1};
 use corral_types::{FrameworkId, TaskId, TaskState};
 use tonic::{Request, Response, Status, Streaming};
 
-use std::pin::Pin;
 use std::sync::Arc;
-
-use tokio_stream::StreamExt;
 
 use super::{ArtifactStream, OperatorEvents, Sight, caller, serve_artifact};
 use crate::artifacts::ArtifactStore;
@@ -134,9 +131,22 @@ fn unexpected() -> Status {
     ServiceError::Internal("unexpected reply from the core".into()).into()
 }
 
-/// `Operator.Subscribe`'s stream: the shared events, one copy each.
-type SubscribeStream =
-    Pin<Box<dyn tokio_stream::Stream<Item = Result<v1::OperatorEvent, Status>> + Send>>;
+/// `Operator.Subscribe`'s stream, decoded for tonic to encode again: the master serves the
+/// method from the encoded events instead ([`SubscribeRoute`](super::SubscribeRoute)), and
+/// this serves the generated service alone the same events.
+type SubscribeStream = super::events::Decoded;
+
+impl OperatorService {
+    /// Opens an `Operator.Subscribe` stream.
+    pub(crate) async fn events(
+        &self,
+        request: Request<v1::SubscribeEventsRequest>,
+    ) -> Result<OperatorEvents, Status> {
+        let sight = Sight::of(&self.auth, &caller(&request)?);
+        let max_tasks = request.into_inner().max_tasks as usize;
+        Ok(OperatorEvents::subscribe(&self.gate.core()?, max_tasks, sight).await?)
+    }
+}
 
 #[tonic::async_trait]
 impl v1::operator_server::Operator for OperatorService {
@@ -146,14 +156,7 @@ impl v1::operator_server::Operator for OperatorService {
         &self,
         request: Request<v1::SubscribeEventsRequest>,
     ) -> Result<Response<SubscribeStream>, Status> {
-        let sight = Sight::of(&self.auth, &caller(&request)?);
-        let max_tasks = request.into_inner().max_tasks as usize;
-        let events = OperatorEvents::subscribe(&self.gate.core()?, max_tasks, sight).await?;
-        // The only owner once the runtime has queued it to every subscriber: moved, not copied
-        // (a copy only when several subscribers share it).
-        Ok(Response::new(Box::pin(events.map(|e| {
-            e.map(|e| Arc::try_unwrap(e).unwrap_or_else(|e| v1::OperatorEvent::clone(&e)))
-        }))))
+        Ok(Response::new(self.events(request).await?.decoded()))
     }
 
     async fn get_state(

@@ -32,7 +32,7 @@ pub(super) async fn events(
     let core = state.gate.core()?;
     let sight = Sight::of(&state.auth, &caller);
     let events = OperatorEvents::subscribe(&core, max_tasks, sight).await?;
-    Ok(Sse::new(events.filter_map(|e| {
+    Ok(Sse::new(events.decoded().filter_map(|e| {
         match e {
             Ok(e) => forms::operator_event(&e)
                 .map(|(kind, doc)| Ok(Event::default().event(kind).data(doc.to_string()))),
