@@ -93,16 +93,26 @@ impl EventBatch {
 pub(crate) struct EventBatchBuilder {
     bytes: Vec<u8>,
     events: Vec<Encoded>,
+    /// The message each event is written into before it is encoded, kept for its room.
+    scratch: v1::OperatorEvent,
 }
 
 impl EventBatchBuilder {
     /// Encodes `event`, which came from the core's changes numbered `seq`.
-    pub(crate) fn push(&mut self, seq: u64, mut event: v1::OperatorEvent) {
-        encode_message(&event, &mut self.bytes);
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, seq: u64, event: v1::OperatorEvent) {
+        self.push_with(seq, |scratch| *scratch = event);
+    }
+
+    /// Encodes the event `write` writes (over the last one), which came from the core's
+    /// changes numbered `seq`.
+    pub(crate) fn push_with(&mut self, seq: u64, write: impl FnOnce(&mut v1::OperatorEvent)) {
+        write(&mut self.scratch);
+        encode_message(&self.scratch, &mut self.bytes);
         self.events.push(Encoded {
             seq,
             end: self.bytes.len(),
-            audience: Audience::take_from(&mut event),
+            audience: Audience::take_from(&mut self.scratch),
         });
     }
 

@@ -512,7 +512,8 @@ impl Runtime {
         }
         for change in changes {
             self.observed_since.get_or_insert_with(Instant::now);
-            self.observed.push(seq, v1::OperatorEvent::from(change));
+            self.observed
+                .push_with(seq, |event| wire::write_change(event, change));
             if self.observed.len() >= OBSERVED_BATCH {
                 self.flush_observed(false);
             }

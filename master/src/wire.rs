@@ -306,24 +306,37 @@ impl From<TaskSummary> for v1::TaskSummary {
 
 impl From<TaskUpdate> for v1::TaskUpdate {
     fn from(t: TaskUpdate) -> Self {
-        v1::TaskUpdate {
-            id: t.id.as_str().to_owned(),
-            framework_id: t.framework.as_str().to_owned(),
-            agent_id: t.agent.map(|a| a.as_str().to_owned()).unwrap_or_default(),
-            state: t.state.to_i32(),
-            reason: t.reason.to_i32(),
-            message: t.message,
-            usage: t.usage.map(Into::into),
-            updated_at_millis: t.updated_unix_millis,
-            progress: t.progress.map(|p| v1::Progress {
-                fraction: p.fraction(),
-                message: p.message,
-            }),
-            result_json: t.result_json.unwrap_or_default(),
-            outputs: t.outputs.iter().map(Into::into).collect(),
-            owner: t.owner.unwrap_or_default(),
-        }
+        let mut message = v1::TaskUpdate::default();
+        write_task_update(&mut message, t);
+        message
     }
+}
+
+/// Writes `t` over `into`, reusing the room of its strings: the event stream writes thousands
+/// of updates a second through one message.
+fn write_task_update(into: &mut v1::TaskUpdate, t: TaskUpdate) {
+    fn set(field: &mut String, value: &str) {
+        field.clear();
+        field.push_str(value);
+    }
+    set(&mut into.id, t.id.as_str());
+    set(&mut into.framework_id, t.framework.as_str());
+    set(
+        &mut into.agent_id,
+        t.agent.as_ref().map_or("", |a| a.as_str()),
+    );
+    into.state = t.state.to_i32();
+    into.reason = t.reason.to_i32();
+    into.message = t.message;
+    into.usage = t.usage.map(Into::into);
+    into.updated_at_millis = t.updated_unix_millis;
+    into.progress = t.progress.map(|p| v1::Progress {
+        fraction: p.fraction(),
+        message: p.message,
+    });
+    into.result_json = t.result_json.unwrap_or_default();
+    into.outputs = t.outputs.iter().map(Into::into).collect();
+    into.owner = t.owner.unwrap_or_default();
 }
 
 impl From<&RoleSummary> for v1::RoleSummary {
@@ -351,6 +364,16 @@ impl From<&ModuleSummary> for v1::ModuleInfo {
             active_tasks: u32::try_from(m.active_tasks).unwrap_or(u32::MAX),
             cached_on_agents: u32::try_from(m.cached_on_agents).unwrap_or(u32::MAX),
         }
+    }
+}
+
+/// Writes `c` over `event`: a task's update into the update `event` holds, reusing its room
+/// (see [`write_task_update`]); anything else as a new message.
+pub(crate) fn write_change(event: &mut v1::OperatorEvent, c: Change) {
+    use v1::operator_event::Event as E;
+    match (c, &mut event.event) {
+        (Change::TaskUpdated(t), Some(E::TaskUpdated(into))) => write_task_update(into, t),
+        (c, _) => *event = c.into(),
     }
 }
 
@@ -408,6 +431,44 @@ impl From<&TaskPage> for v1::ListTasksResponse {
 mod tests {
     use super::*;
     use corral_types::{FrameworkId, Resources, Role};
+
+    #[test]
+    fn a_task_update_written_over_another_leaves_nothing_of_it() {
+        use corral_types::{AgentId, Progress, Reason, TaskId, TaskState};
+        let full = TaskUpdate {
+            id: TaskId::new("t1").unwrap(),
+            framework: FrameworkId::new("f1").unwrap(),
+            owner: Some("alice".into()),
+            agent: Some(AgentId::new("a1").unwrap()),
+            state: TaskState::Running,
+            reason: Reason::Trap,
+            message: "busy".into(),
+            usage: None,
+            updated_unix_millis: 7,
+            progress: Some(Progress::new(0.5, "half")),
+            result_json: Some("{}".into()),
+            outputs: vec![],
+        };
+        let bare = TaskUpdate {
+            id: TaskId::new("t2").unwrap(),
+            framework: FrameworkId::new("f2").unwrap(),
+            owner: None,
+            agent: None,
+            state: TaskState::Staging,
+            reason: Reason::Launched,
+            message: String::new(),
+            usage: None,
+            updated_unix_millis: 8,
+            progress: None,
+            result_json: None,
+            outputs: vec![],
+        };
+        for (first, second) in [(&full, &bare), (&bare, &full)] {
+            let mut event = v1::OperatorEvent::from(Change::TaskUpdated(first.clone()));
+            write_change(&mut event, Change::TaskUpdated(second.clone()));
+            assert_eq!(event, Change::TaskUpdated(second.clone()).into());
+        }
+    }
 
     #[test]
     fn agent_and_framework_infos_round_trip() {

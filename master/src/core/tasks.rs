@@ -136,6 +136,13 @@ impl TaskTable {
         self.touched.as_mut().map(|t| t.take()).unwrap_or_default()
     }
 
+    /// Gives back what [`TaskTable::take_touched`] took, for its room.
+    pub(super) fn give_back_touched(&mut self, taken: Vec<super::changes::Noted<TaskKey>>) {
+        if let Some(touched) = &mut self.touched {
+            touched.give_back(taken);
+        }
+    }
+
     pub(super) fn get_key_value(&self, key: &TaskKey) -> Option<(&TaskKey, &Task)> {
         self.live.get_key_value(key)
     }
