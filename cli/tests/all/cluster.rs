@@ -205,11 +205,12 @@ impl Cluster {
         self.agent = spawn(&args);
     }
 
-    /// Waits until `n` agents are ADMITTED (bounded: 30 s).
+    /// Waits until `n` agents are ADMITTED (bounded: 90 s; an agent is admitted in about a
+    /// second, but in CI two tests share two cores with the HA tests' etcd and masters).
     pub(crate) async fn wait_for_admitted_agents(&self, n: usize) {
         let masters = std::slice::from_ref(&self.master_addr);
         let dialer = corral_proto::tls::Dialer::default();
-        corral_fixtures::wait_for_admitted_agents(&dialer, masters, n, Duration::from_secs(30))
+        corral_fixtures::wait_for_admitted_agents(&dialer, masters, n, Duration::from_secs(90))
             .await
             .unwrap();
     }
