@@ -126,15 +126,15 @@ impl Sight {
         if self.sees_all() {
             return Some(batch.messages(all));
         }
-        let admitted: Vec<bool> = batch.events()[all.clone()]
-            .iter()
-            .map(|e| self.admits(&e.audience))
+        let admitted: Vec<usize> = all
+            .clone()
+            .filter(|&i| self.admits(&batch.events()[i].audience))
             .collect();
-        if admitted.iter().all(|a| *a) {
+        if admitted.len() == all.len() {
             return Some(batch.messages(all));
         }
         let mut seen = Vec::new();
-        for (i, _) in all.zip(admitted).filter(|(_, admitted)| *admitted) {
+        for i in admitted {
             seen.extend_from_slice(&batch.messages(i..i + 1));
         }
         (!seen.is_empty()).then(|| seen.into())
