@@ -51,6 +51,8 @@ pub(super) struct Noted<K> {
     /// Its revision when first touched (tasks: [`Task::revision`](super::Task)), to leave out
     /// what was touched but not changed.
     pub(super) before: u64,
+    /// Tasks only: its number among completed tasks, if it completed during the event.
+    pub(super) completed: Option<u64>,
 }
 
 impl<K> Default for Touched<K> {
@@ -70,7 +72,15 @@ impl<K: Hash + Eq + Clone> Touched<K> {
                 key: key.clone(),
                 added,
                 before,
+                completed: None,
             }),
+        }
+    }
+
+    /// Notes that `key`, if touched, completed `n`th.
+    pub(super) fn completed(&mut self, key: &K, n: u64) {
+        if let Some(i) = self.position(key) {
+            self.order[i].completed = Some(n);
         }
     }
 
@@ -170,9 +180,19 @@ impl MasterCore {
                 (_, false) => Change::FrameworkUpdated(self.framework_summary(f)),
             });
         }
-        for Noted { key, added, before } in tasks.drain(..) {
-            // A task evicted from the completed list in the same event has nothing to show.
-            let Some(t) = self.tasks.find(&key) else {
+        for Noted {
+            key,
+            added,
+            before,
+            completed,
+        } in tasks.drain(..)
+        {
+            // Touched tasks were live; one that completed is found by its number (a search
+            // per task would cost as many comparisons as tasks completed with it). One evicted
+            // from the completed list in the same event has nothing to show.
+            let live = self.tasks.get(&key);
+            let Some(t) = live.or_else(|| completed.and_then(|n| self.tasks.completed_nth(n)))
+            else {
                 continue;
             };
             if added {

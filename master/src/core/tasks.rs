@@ -98,6 +98,8 @@ pub(crate) struct TaskTable {
     live: HashMap<TaskKey, Task>,
     by_agent: HashMap<AgentId, BTreeSet<TaskKey>>,
     completed: VecDeque<(TaskKey, Task)>,
+    /// How many tasks have completed: the number the next one to complete gets.
+    completions: u64,
     /// The tasks touched while the event stream is watched (see `changes`).
     touched: Option<TouchedTasks>,
 }
@@ -246,7 +248,21 @@ impl TaskTable {
         if self.completed.len() >= COMPLETED_TASKS {
             self.completed.pop_front();
         }
+        if let Some(touched) = &mut self.touched {
+            touched.completed(key, self.completions);
+        }
+        self.completions += 1;
         self.completed.push_back((key.clone(), task));
+    }
+
+    /// The task that completed `n`th (counted from 0), while it is remembered: found without
+    /// a search of the completed list.
+    pub(super) fn completed_nth(&self, n: u64) -> Option<&Task> {
+        let remembered = u64::try_from(self.completed.len()).ok()?;
+        let i = n.checked_sub(self.completions - remembered)?;
+        self.completed
+            .get(usize::try_from(i).ok()?)
+            .map(|(_, task)| task)
     }
 
     /// Whether a completed task with this key is remembered.
@@ -359,5 +375,24 @@ mod tests {
         assert!(!table.is_completed(&key("t0")));
         assert!(table.is_completed(&key(&format!("t{}", COMPLETED_TASKS + 4))));
         table.check().unwrap();
+    }
+
+    #[test]
+    fn a_completed_task_is_found_by_its_number_while_remembered() {
+        let mut table = TaskTable::default();
+        let n = COMPLETED_TASKS as u64 + 5;
+        for i in 0..n {
+            let k = key(&format!("t{i}"));
+            table.insert(k.clone(), task(Some("a")));
+            table.complete(&k);
+        }
+        let same = |nth: u64, id: &str| {
+            let by_number = table.completed_nth(nth).unwrap();
+            std::ptr::eq(by_number, table.find(&key(id)).unwrap())
+        };
+        assert!(table.completed_nth(4).is_none(), "evicted");
+        assert!(same(5, "t5"));
+        assert!(same(n - 1, &format!("t{}", n - 1)));
+        assert!(table.completed_nth(n).is_none(), "not completed yet");
     }
 }
