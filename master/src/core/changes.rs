@@ -8,8 +8,8 @@ use std::hash::Hash;
 
 use corral_types::{AgentId, AgentState, FrameworkId, FrameworkState};
 
+use super::MasterCore;
 use super::views::{AgentSummary, FrameworkSummary, TaskSummary, TaskUpdate};
-use super::{MasterCore, TaskKey};
 
 /// One change, with the state after it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +25,8 @@ pub(crate) enum Change {
     FrameworkRemoved(FrameworkId),
 }
 
-/// Keys touched during one event, each once, in the order first touched.
+/// Agents or frameworks touched during one event, each once, in the order first touched
+/// (the task table notes its tasks its own way: there are many more of them).
 #[derive(Debug)]
 pub(super) struct Touched<K> {
     order: Vec<Noted<K>>,
@@ -35,14 +36,11 @@ pub(super) struct Touched<K> {
     index: HashMap<K, usize, foldhash::fast::RandomState>,
 }
 
-/// The most notes whose room is kept from one event for the next.
-const KEPT_ROOM: usize = 1024;
-
 /// Most events touch a key or two: scanning that few beats hashing them. Events that touch
-/// many (an agent re-registering with its tasks) index them.
+/// many (a cycle offering to thousands of agents) index them.
 const SCAN: usize = 8;
 
-/// One key touched.
+/// One agent, framework or task touched.
 #[derive(Debug)]
 pub(super) struct Noted<K> {
     pub(super) key: K,
@@ -65,22 +63,15 @@ impl<K> Default for Touched<K> {
 }
 
 impl<K: Hash + Eq + Clone> Touched<K> {
-    pub(super) fn note(&mut self, key: &K, added: bool, before: u64) {
+    pub(super) fn note(&mut self, key: &K, added: bool) {
         match self.position(key) {
             Some(i) => self.order[i].added |= added,
             None => self.order.push(Noted {
                 key: key.clone(),
                 added,
-                before,
+                before: 0,
                 completed: None,
             }),
-        }
-    }
-
-    /// Notes that `key`, if touched, completed `n`th.
-    pub(super) fn completed(&mut self, key: &K, n: u64) {
-        if let Some(i) = self.position(key) {
-            self.order[i].completed = Some(n);
         }
     }
 
@@ -97,15 +88,6 @@ impl<K: Hash + Eq + Clone> Touched<K> {
     pub(super) fn take(&mut self) -> Vec<Noted<K>> {
         self.index.clear();
         std::mem::take(&mut self.order)
-    }
-
-    /// Gives back what [`Touched::take`] took, emptied, so the next event's notes need not
-    /// allocate (one allocation less per event is measurable at this rate).
-    pub(super) fn give_back(&mut self, mut taken: Vec<Noted<K>>) {
-        taken.clear();
-        if self.order.is_empty() && taken.capacity() <= KEPT_ROOM {
-            self.order = taken;
-        }
     }
 }
 
@@ -139,13 +121,13 @@ impl MasterCore {
 
     pub(super) fn note_agent(&mut self, id: &AgentId, added: bool) {
         if let Some(w) = &mut self.watch {
-            w.agents.note(id, added, 0);
+            w.agents.note(id, added);
         }
     }
 
     pub(super) fn note_framework(&mut self, id: &FrameworkId, added: bool) {
         if let Some(w) = &mut self.watch {
-            w.frameworks.note(id, added, 0);
+            w.frameworks.note(id, added);
         }
     }
 
@@ -190,9 +172,11 @@ impl MasterCore {
             // Touched tasks were live; one that completed is found by its number (a search
             // per task would cost as many comparisons as tasks completed with it). One evicted
             // from the completed list in the same event has nothing to show.
-            let live = self.tasks.get(&key);
-            let Some(t) = live.or_else(|| completed.and_then(|n| self.tasks.completed_nth(n)))
-            else {
+            let found = match completed {
+                Some(n) => self.tasks.completed_nth(n),
+                None => self.tasks.get(&key),
+            };
+            let Some(t) = found else {
                 continue;
             };
             if added {
@@ -206,9 +190,6 @@ impl MasterCore {
     }
 }
 
-/// A task table's notes of the tasks touched.
-pub(super) type TouchedTasks = Touched<TaskKey>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,18 +200,17 @@ mod tests {
         // Past SCAN keys, the index takes over; every key must still be found again.
         for round in 0..2 {
             for k in 0..3 * SCAN as u64 {
-                touched.note(&k, round == 1 && k % 2 == 0, k + round);
+                touched.note(&k, round == 1 && k % 2 == 0);
             }
         }
         let noted = touched.take();
         assert_eq!(noted.len(), 3 * SCAN);
         for (i, n) in noted.iter().enumerate() {
             assert_eq!(n.key, i as u64);
-            assert_eq!(n.before, n.key, "the revision when first touched");
             assert_eq!(n.added, n.key % 2 == 0, "added if added at any touch");
         }
         // Taken: the next event starts empty, index and all.
-        touched.note(&5, false, 0);
+        touched.note(&5, false);
         assert_eq!(touched.take().len(), 1);
     }
 }

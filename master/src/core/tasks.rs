@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use corral_proto::TaskStatus;
 use corral_types::{AgentId, Allocation, FrameworkId, Role, TaskId, Timestamp};
 
-use super::changes::TouchedTasks;
+use super::changes::Noted;
 use super::events::TaskMeta;
 
 /// A task is named by its framework and its framework's ID for it.
@@ -19,6 +19,9 @@ pub(crate) type TaskKey = (FrameworkId, TaskId);
 
 /// How many finished tasks the master remembers for listings and reconciliation.
 const COMPLETED_TASKS: usize = 1000;
+
+/// The most notes whose room is kept from one event for the next.
+const KEPT_NOTES: usize = 1024;
 
 /// What the master knows of one task.
 #[derive(Debug, Clone)]
@@ -37,6 +40,9 @@ pub(crate) struct Task {
     pub(super) updated: Timestamp,
     /// Counts the changes operators see (status, placement); set only here.
     revision: u64,
+    /// Its place among the tasks noted during the event being handled, with that event's
+    /// round (see [`TaskNotes`]); set only here.
+    noted: Option<(u64, usize)>,
 }
 
 impl Task {
@@ -59,6 +65,7 @@ impl Task {
             unacked: None,
             updated: now,
             revision: 0,
+            noted: None,
         }
     }
 
@@ -101,7 +108,52 @@ pub(crate) struct TaskTable {
     /// How many tasks have completed: the number the next one to complete gets.
     completions: u64,
     /// The tasks touched while the event stream is watched (see `changes`).
-    touched: Option<TouchedTasks>,
+    touched: TaskNotes,
+}
+
+/// The tasks touched during one event, each once, in the order first touched. Each task
+/// keeps its place in the list, marked with the event's round, so noting one again needs
+/// no search or hash of its key, whatever the number of tasks an event touches.
+#[derive(Debug, Default)]
+struct TaskNotes {
+    /// Someone watches: tasks are noted.
+    on: bool,
+    order: Vec<Noted<TaskKey>>,
+    /// Counts the lists started; a task's place of an older round is stale.
+    round: u64,
+}
+
+impl TaskNotes {
+    fn note(&mut self, key: &TaskKey, task: &mut Task, added: bool) {
+        if !self.on {
+            return;
+        }
+        match task.noted {
+            Some((round, i)) if round == self.round => self.order[i].added |= added,
+            _ => {
+                task.noted = Some((self.round, self.order.len()));
+                self.order.push(Noted {
+                    key: key.clone(),
+                    added,
+                    before: task.revision,
+                    completed: None,
+                });
+            }
+        }
+    }
+
+    /// Where `task` is noted this round, if it is.
+    fn of(&mut self, task: &Task) -> Option<&mut Noted<TaskKey>> {
+        match task.noted {
+            Some((round, i)) if round == self.round => self.order.get_mut(i),
+            _ => None,
+        }
+    }
+
+    fn take(&mut self) -> Vec<Noted<TaskKey>> {
+        self.round += 1;
+        std::mem::take(&mut self.order)
+    }
 }
 
 impl TaskTable {
@@ -112,9 +164,7 @@ impl TaskTable {
     /// A live task to change; its agent can only change through [`TaskTable::place`].
     pub(super) fn get_mut(&mut self, key: &TaskKey) -> Option<&mut Task> {
         let task = self.live.get_mut(key)?;
-        if let Some(touched) = &mut self.touched {
-            touched.note(key, false, task.revision);
-        }
+        self.touched.note(key, task, false);
         Some(task)
     }
 
@@ -130,18 +180,24 @@ impl TaskTable {
 
     /// Starts or stops noting the tasks touched.
     pub(super) fn watch(&mut self, on: bool) {
-        self.touched = on.then(TouchedTasks::default);
+        if self.touched.on != on {
+            // What was noted is dropped, and the places tasks hold go stale with it.
+            self.touched.take();
+            self.touched.on = on;
+        }
     }
 
     /// The tasks touched since the last call, and whether each was added.
-    pub(super) fn take_touched(&mut self) -> Vec<super::changes::Noted<TaskKey>> {
-        self.touched.as_mut().map(|t| t.take()).unwrap_or_default()
+    pub(super) fn take_touched(&mut self) -> Vec<Noted<TaskKey>> {
+        self.touched.take()
     }
 
-    /// Gives back what [`TaskTable::take_touched`] took, for its room.
-    pub(super) fn give_back_touched(&mut self, taken: Vec<super::changes::Noted<TaskKey>>) {
-        if let Some(touched) = &mut self.touched {
-            touched.give_back(taken);
+    /// Gives back what [`TaskTable::take_touched`] took, emptied, so the next event's notes
+    /// need not allocate.
+    pub(super) fn give_back_touched(&mut self, mut taken: Vec<Noted<TaskKey>>) {
+        taken.clear();
+        if self.touched.order.is_empty() && taken.capacity() <= KEPT_NOTES {
+            self.touched.order = taken;
         }
     }
 
@@ -204,13 +260,14 @@ impl TaskTable {
     }
 
     /// Adds (or replaces) a live task, indexing it under its agent.
-    pub(super) fn insert(&mut self, key: TaskKey, task: Task) {
+    pub(super) fn insert(&mut self, key: TaskKey, mut task: Task) {
         let new = task.agent.clone();
-        let replaced = self.live.insert(key.clone(), task);
-        // A replaced task is a new document too: watchers get all of it, not an update.
-        if let Some(touched) = &mut self.touched {
-            touched.note(&key, true, 0);
+        if self.touched.on {
+            // A replaced task is a new document too: watchers get all of it, not an update.
+            task.noted = self.live.get(&key).and_then(|old| old.noted);
+            self.touched.note(&key, &mut task, true);
         }
+        let replaced = self.live.insert(key.clone(), task);
         if let Some(old) = replaced {
             self.unindex(&key, old.agent.as_ref());
         }
@@ -227,9 +284,7 @@ impl TaskTable {
         if task.agent.as_ref() == Some(agent) {
             return;
         }
-        if let Some(touched) = &mut self.touched {
-            touched.note(key, false, task.revision);
-        }
+        self.touched.note(key, task, false);
         task.revision += 1;
         let old = task.agent.replace(agent.clone());
         self.unindex(key, old.as_ref());
@@ -248,8 +303,8 @@ impl TaskTable {
         if self.completed.len() >= COMPLETED_TASKS {
             self.completed.pop_front();
         }
-        if let Some(touched) = &mut self.touched {
-            touched.completed(key, self.completions);
+        if let Some(noted) = self.touched.of(&task) {
+            noted.completed = Some(self.completions);
         }
         self.completions += 1;
         self.completed.push_back((key.clone(), task));
@@ -375,6 +430,62 @@ mod tests {
         assert!(!table.is_completed(&key("t0")));
         assert!(table.is_completed(&key(&format!("t{}", COMPLETED_TASKS + 4))));
         table.check().unwrap();
+    }
+
+    #[test]
+    fn each_task_is_noted_once_per_event_in_first_touched_order() {
+        let mut table = TaskTable::default();
+        table.insert(key("old"), task(Some("a")));
+        table.watch(true);
+        let noted = |table: &mut TaskTable| {
+            let notes = table.take_touched();
+            let seen = notes
+                .iter()
+                .map(|n| (n.key.1.to_string(), n.added, n.before, n.completed))
+                .collect::<Vec<_>>();
+            table.give_back_touched(notes);
+            seen
+        };
+        let (a, b, c) = (key("a"), key("b"), key("c"));
+        table.insert(a.clone(), task(None));
+        table.get_mut(&key("old")).unwrap().revision += 1;
+        table.place(&a, &AgentId::new("a").unwrap());
+        // Many at once (an agent's batch of updates): each still once.
+        for _ in 0..3 {
+            table.insert(b.clone(), task(Some("a")));
+            table.get_mut(&key("old")).unwrap();
+        }
+        table.complete(&b);
+        // An ID reused in the same event: the completed task and the new one apart.
+        table.insert(b.clone(), task(Some("a")));
+        let s = |id: &str| id.to_string();
+        assert_eq!(
+            noted(&mut table),
+            [
+                (s("a"), true, 0, None),
+                (s("old"), false, 0, None),
+                (s("b"), true, 0, Some(0)),
+                (s("b"), true, 0, None),
+            ]
+        );
+        // The next event starts afresh; places from the last are stale.
+        table.get_mut(&key("old")).unwrap();
+        table.get_mut(&a).unwrap();
+        assert_eq!(
+            noted(&mut table),
+            [(s("old"), false, 1, None), (s("a"), false, 1, None)]
+        );
+        // Paused and resumed: nothing noted meanwhile, and old places do not count.
+        table.get_mut(&a).unwrap();
+        table.watch(false);
+        table.insert(c.clone(), task(None));
+        table.watch(true);
+        table.get_mut(&a).unwrap();
+        table.get_mut(&c).unwrap();
+        assert_eq!(
+            noted(&mut table),
+            [(s("a"), false, 1, None), (s("c"), false, 0, None)]
+        );
     }
 
     #[test]
