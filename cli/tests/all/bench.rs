@@ -44,6 +44,7 @@ async fn bench_runs_hello_tasks_on_an_ephemeral_cluster_and_reports_every_proces
         report["master_memory"]["rss_bytes"].as_u64().unwrap() > 0,
         "{report}"
     );
+    assert!(report["subscriber_cores"].is_null(), "{report}");
 }
 
 #[tokio::test]
@@ -66,6 +67,13 @@ async fn bench_with_simulated_agents_loads_the_master_alone_while_two_subscriber
         report["subscriber_events"].as_u64() >= Some(2 * 200 * 3),
         "{report}"
     );
+    // Counted apart from this process's framework, which keeps the rest.
+    for cores in ["subscriber_cores", "framework_cores"] {
+        assert!(
+            report[cores].as_f64().is_some_and(|c| c > 0.0),
+            "{cores}: {report}"
+        );
+    }
     let simulated = &report["simulated_agents"];
     assert_eq!(simulated["agents"], 20, "{report}");
     assert!(

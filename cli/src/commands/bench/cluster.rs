@@ -172,7 +172,8 @@ impl Target {
                     .map(|a| a.id().and_then(cpu_time))
                     .sum::<Option<Duration>>()
             });
-        [self.master_cpu(), agents, cpu_time(std::process::id())]
+        let this = cpu_clock(rustix::time::ClockId::ProcessCPUTime);
+        [self.master_cpu(), agents, Some(this)]
     }
 
     /// Cores the master used since it had used `before`, over `elapsed`.
@@ -240,6 +241,15 @@ pub(super) fn cores(
 ) -> Option<f64> {
     let used = after?.checked_sub(before?)?;
     (!elapsed.is_zero()).then(|| used.as_secs_f64() / elapsed.as_secs_f64())
+}
+
+/// CPU time so far of this process or of the calling thread, to the nanosecond.
+pub(super) fn cpu_clock(clock: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(clock);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// User plus system CPU time of a process (all its threads).

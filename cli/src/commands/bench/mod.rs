@@ -113,15 +113,20 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
             warmup.first_failure.unwrap_or_default()
         ));
     }
-    let watchers = watchers::Watchers::start(&operator, args.subscribers).await?;
+    let watchers = watchers::Watchers::start(&dialer, &masters, args.subscribers).await?;
     let events_before = watchers.events();
     let cpu_before = cluster.cpu_by_role();
+    let watchers_before = watchers.cpu_time().await;
     let outcome = load::run(&dialer, &masters, &shape, pace, args.tasks, args.timeout).await?;
     let cpu_after = cluster.cpu_by_role();
+    let watchers_after = watchers.cpu_time().await;
     let subscriber_events = (args.subscribers > 0).then(|| watchers.events() - events_before);
     drop(watchers);
-    let [master_cores, agent_cores, framework_cores] =
+    let [master_cores, agent_cores, process_cores] =
         [0, 1, 2].map(|role| cluster::cores(cpu_before[role], cpu_after[role], outcome.elapsed));
+    let subscriber_cores = cluster::cores(watchers_before, watchers_after, outcome.elapsed);
+    // This process runs the subscribers too: the framework's share is the rest.
+    let framework_cores = process_cores.map(|p| (p - subscriber_cores.unwrap_or(0.0)).max(0.0));
 
     let report = report::Report {
         outcome,
@@ -134,6 +139,7 @@ pub(super) async fn run(args: BenchArgs) -> anyhow::Result<u8> {
         simulated: simulated.as_ref().map(|(_, figures)| figures.clone()),
         subscribers: args.subscribers,
         subscriber_events,
+        subscriber_cores,
     };
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => {

@@ -98,12 +98,15 @@ pub(super) struct Report {
     pub(super) master_cores: Option<f64>,
     /// The ephemeral cluster's agents together.
     pub(super) agent_cores: Option<f64>,
-    /// This process: the load generator is the framework (simulated agents run here too).
+    /// This process less its subscribers: the load generator is the framework (simulated
+    /// agents run here too).
     pub(super) framework_cores: Option<f64>,
     pub(super) simulated: Option<SimulatedFigures>,
     /// Operator event subscribers during the run, and the events they received together.
     pub(super) subscribers: usize,
     pub(super) subscriber_events: Option<u64>,
+    /// What the subscribers' thread used, reading and decoding the events.
+    pub(super) subscriber_cores: Option<f64>,
 }
 
 impl Report {
@@ -145,6 +148,7 @@ impl Report {
             })),
             "subscribers": self.subscribers,
             "subscriber_events": self.subscriber_events,
+            "subscriber_cores": self.subscriber_cores,
         })
     }
 
@@ -194,9 +198,11 @@ impl Report {
             ("master", self.master_cores),
             ("agents", self.agent_cores),
             ("framework", self.framework_cores),
+            ("subscribers", self.subscriber_cores),
         ] {
             if let Some(c) = cores {
-                let _ = writeln!(out, "{name:<9} CPU     {c:.2} cores during the run");
+                let label = format!("{name:<9} CPU");
+                let _ = writeln!(out, "{label:<18}{c:.2} cores during the run");
             }
         }
         if let Some(events) = self.subscriber_events {
