@@ -9,6 +9,7 @@ use std::hash::Hash;
 use corral_types::{AgentId, AgentState, FrameworkId, FrameworkState};
 
 use super::MasterCore;
+use super::tasks::NotedTask;
 use super::views::{AgentSummary, FrameworkSummary, TaskSummary, TaskUpdate};
 
 /// One change, with the state after it.
@@ -40,17 +41,12 @@ pub(super) struct Touched<K> {
 /// many (a cycle offering to thousands of agents) index them.
 const SCAN: usize = 8;
 
-/// One agent, framework or task touched.
+/// One agent or framework touched.
 #[derive(Debug)]
 pub(super) struct Noted<K> {
     pub(super) key: K,
     /// It was new during the event.
     pub(super) added: bool,
-    /// Its revision when first touched (tasks: [`Task::revision`](super::Task)), to leave out
-    /// what was touched but not changed.
-    pub(super) before: u64,
-    /// Tasks only: its number among completed tasks, if it completed during the event.
-    pub(super) completed: Option<u64>,
 }
 
 impl<K> Default for Touched<K> {
@@ -69,8 +65,6 @@ impl<K: Hash + Eq + Clone> Touched<K> {
             None => self.order.push(Noted {
                 key: key.clone(),
                 added,
-                before: 0,
-                completed: None,
             }),
         }
     }
@@ -140,7 +134,7 @@ impl MasterCore {
         let frameworks = w.frameworks.take();
         let mut tasks = self.tasks.take_touched();
         let mut changes = Vec::with_capacity(agents.len() + frameworks.len() + tasks.len());
-        for Noted { key: id, added, .. } in agents {
+        for Noted { key: id, added } in agents {
             let Some(a) = self.agents.get(&id) else {
                 changes.push(Change::AgentRemoved(id));
                 continue;
@@ -151,7 +145,7 @@ impl MasterCore {
                 (_, false) => Change::AgentUpdated(self.agent_summary(a)),
             });
         }
-        for Noted { key: id, added, .. } in frameworks {
+        for Noted { key: id, added } in frameworks {
             let Some(f) = self.frameworks.get(&id) else {
                 changes.push(Change::FrameworkRemoved(id));
                 continue;
@@ -162,7 +156,7 @@ impl MasterCore {
                 (_, false) => Change::FrameworkUpdated(self.framework_summary(f)),
             });
         }
-        for Noted {
+        for NotedTask {
             key,
             added,
             before,

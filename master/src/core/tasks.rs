@@ -11,7 +11,6 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use corral_proto::TaskStatus;
 use corral_types::{AgentId, Allocation, FrameworkId, Role, TaskId, Timestamp};
 
-use super::changes::Noted;
 use super::events::TaskMeta;
 
 /// A task is named by its framework and its framework's ID for it.
@@ -111,6 +110,19 @@ pub(crate) struct TaskTable {
     touched: TaskNotes,
 }
 
+/// One task touched.
+#[derive(Debug)]
+pub(super) struct NotedTask {
+    pub(super) key: TaskKey,
+    /// It was new during the event.
+    pub(super) added: bool,
+    /// Its [`Task::revision`] when first touched, to leave out what was touched but not
+    /// changed.
+    pub(super) before: u64,
+    /// Its number among completed tasks, if it completed during the event.
+    pub(super) completed: Option<u64>,
+}
+
 /// The tasks touched during one event, each once, in the order first touched. Each task
 /// keeps its place in the list, marked with the event's round, so noting one again needs
 /// no search or hash of its key, whatever the number of tasks an event touches.
@@ -118,7 +130,7 @@ pub(crate) struct TaskTable {
 struct TaskNotes {
     /// Someone watches: tasks are noted.
     on: bool,
-    order: Vec<Noted<TaskKey>>,
+    order: Vec<NotedTask>,
     /// Counts the lists started; a task's place of an older round is stale.
     round: u64,
 }
@@ -132,7 +144,7 @@ impl TaskNotes {
             Some((round, i)) if round == self.round => self.order[i].added |= added,
             _ => {
                 task.noted = Some((self.round, self.order.len()));
-                self.order.push(Noted {
+                self.order.push(NotedTask {
                     key: key.clone(),
                     added,
                     before: task.revision,
@@ -143,14 +155,14 @@ impl TaskNotes {
     }
 
     /// Where `task` is noted this round, if it is.
-    fn of(&mut self, task: &Task) -> Option<&mut Noted<TaskKey>> {
+    fn of(&mut self, task: &Task) -> Option<&mut NotedTask> {
         match task.noted {
             Some((round, i)) if round == self.round => self.order.get_mut(i),
             _ => None,
         }
     }
 
-    fn take(&mut self) -> Vec<Noted<TaskKey>> {
+    fn take(&mut self) -> Vec<NotedTask> {
         self.round += 1;
         std::mem::take(&mut self.order)
     }
@@ -188,13 +200,13 @@ impl TaskTable {
     }
 
     /// The tasks touched since the last call, and whether each was added.
-    pub(super) fn take_touched(&mut self) -> Vec<Noted<TaskKey>> {
+    pub(super) fn take_touched(&mut self) -> Vec<NotedTask> {
         self.touched.take()
     }
 
     /// Gives back what [`TaskTable::take_touched`] took, emptied, so the next event's notes
     /// need not allocate.
-    pub(super) fn give_back_touched(&mut self, mut taken: Vec<Noted<TaskKey>>) {
+    pub(super) fn give_back_touched(&mut self, mut taken: Vec<NotedTask>) {
         taken.clear();
         if self.touched.order.is_empty() && taken.capacity() <= KEPT_NOTES {
             self.touched.order = taken;
