@@ -72,7 +72,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use corral_proto::auth::Token;
 use corral_proto::tls::{Dialer, Tls};
-use corral_proto::{introspection, limits};
+use corral_proto::{introspection, limits, one_port};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
@@ -391,25 +391,25 @@ impl Master {
             ))
             .add_service(limits::master_peer_server(master_peer));
         // gRPC and HTTP on one listener, every request through the authentication gate.
+        let http = http::router(
+            gate.clone(),
+            operator,
+            loopback(local_addr).to_string(),
+            metrics,
+            auth.clone(),
+            Dialer::new(config.tls.clone(), auth.master_token()),
+        );
         let routes = Routes::from(
-            mount(routes, redirect)
-                .into_axum_router()
-                .merge(http::router(
-                    gate.clone(),
-                    operator,
-                    loopback(local_addr).to_string(),
-                    metrics,
-                    auth.clone(),
-                    Dialer::new(config.tls.clone(), auth.master_token()),
-                ))
-                .layer(axum::middleware::from_fn_with_state(
+            one_port::router(mount(routes, redirect), http, http::SERVED_HERE).layer(
+                axum::middleware::from_fn_with_state(
                     auth::GateState {
                         auth: auth.clone(),
                         leadership: gate.clone(),
                         mutual_tls: config.tls.is_some(),
                     },
                     auth::gate,
-                )),
+                ),
+            ),
         );
         let mut builder = limits::server_builder().timeout(config.request_timeout);
         if let Some(tls) = &config.tls {

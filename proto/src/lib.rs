@@ -10,6 +10,7 @@
 //!   [`OperationUpdate`]; failures are [`ProtoError`]s naming the field;
 //! - the one mapping from errors to gRPC status codes ([`status`]);
 //! - protocol limits, and constructors for servers and clients that apply them ([`limits`]);
+//! - one router for gRPC and HTTP on one port ([`one_port`]);
 //! - how agents and frameworks follow the leader: which master next, and the reconnect
 //!   backoff ([`follow`]).
 //!
@@ -65,6 +66,7 @@ pub mod introspection;
 pub mod jobs;
 pub mod json;
 pub mod limits;
+pub mod one_port;
 mod operation;
 mod state;
 pub mod status;

@@ -12,6 +12,9 @@ use corral_proto::introspection::OPENMETRICS_CONTENT_TYPE;
 
 use super::tasks::Node;
 
+/// Where a request that matches no route is pointed.
+pub(super) const SERVED_HERE: &str = "the metrics are at /metrics";
+
 /// The agent's HTTP routes.
 pub(super) fn router(node: Arc<Node>) -> Router {
     Router::new()

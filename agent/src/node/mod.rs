@@ -68,7 +68,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use corral_proto::auth::Token;
 use corral_proto::tls::{Dialer, Tls};
-use corral_proto::{introspection, limits, v1};
+use corral_proto::{introspection, limits, one_port, v1};
 use corral_types::{AgentId, COMPONENTS_ATTRIBUTE};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -273,11 +273,10 @@ impl Agent {
             }
         });
         // gRPC and HTTP (the metrics) on one listener.
-        let routes = tonic::service::Routes::new(health_service)
+        let grpc = tonic::service::Routes::new(health_service)
             .add_service(introspection::reflection(introspection::AGENT_SERVICES))
-            .add_service(service)
-            .into_axum_router()
-            .merge(http::router(node.clone()));
+            .add_service(service);
+        let routes = one_port::router(grpc, http::router(node.clone()), http::SERVED_HERE);
         let mut builder = limits::server_builder();
         if let Some(tls) = &config.tls {
             builder = builder

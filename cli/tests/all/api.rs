@@ -280,6 +280,10 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
     refused(&cluster, Method::GET, "/api/v1/tasks/nope", missing).await;
     refused(&cluster, Method::POST, "/api/v1/agents/nope/drain", missing).await;
     refused(&cluster, Method::GET, "/api/v1/nothing/here", missing).await;
+    // Off the API too, a JSON 404 that says where things are, not an empty gRPC reply.
+    let message = refused(&cluster, Method::GET, "/nothing", missing).await;
+    assert!(message.contains("/api/v1/"), "{message}");
+    refused(&cluster, Method::GET, "/api/v1", missing).await;
     let message = refused(
         &cluster,
         Method::DELETE,

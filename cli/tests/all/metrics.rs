@@ -101,6 +101,14 @@ async fn the_master_and_the_agent_expose_what_a_workload_did() {
         agent_sample("corral_agent_module_compile_seconds_count"),
         2.0
     );
+
+    // Any other path on the agent's port is a JSON 404 that points at the metrics.
+    let response = reqwest::get(format!("http://{}/nothing", agent_addr(&cluster)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("/metrics"), "{body}");
 }
 
 /// A Prometheus server scraping `targets` every second, if `prometheus` is on PATH.

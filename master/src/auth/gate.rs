@@ -6,7 +6,7 @@ use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use corral_proto::ServiceError;
+use corral_proto::{ServiceError, one_port};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 use super::action::{self, Gatekeeping, ObjectKind};
@@ -57,10 +57,7 @@ pub(crate) async fn gate(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let grpc = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|c| c.as_bytes().starts_with(b"application/grpc"));
+    let grpc = one_port::is_grpc(request.headers());
     let path = request.uri().path();
     let keeping = if grpc {
         action::grpc(path)
