@@ -326,7 +326,29 @@ fn parse_module(module: &str) -> anyhow::Result<Module> {
     }
     let bytes = std::fs::read(module)
         .map_err(|e| Exit::invalid(format!("cannot read module {module}: {e}")))?;
-    Ok(Module::Local(bytes))
+    Ok(Module::Local(from_text(module, bytes)?))
+}
+
+/// A module or component in the text format (`.wat`) as its binary, as `wasmtime run` takes
+/// either; a binary, or bytes that are not text, as they are (the caller checks them).
+fn from_text(module: &str, bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    if WasmBinary::detect(&bytes).is_some() {
+        return Ok(bytes);
+    }
+    if std::str::from_utf8(&bytes).is_err() {
+        return Ok(bytes);
+    }
+    let named = Some(Path::new(module));
+    wat::Parser::new()
+        .parse_bytes(named, &bytes)
+        .map(Into::into)
+        .map_err(|e| {
+            Exit::invalid(format!(
+                "{module} is neither a WebAssembly binary (no `\\0asm` header) nor the text \
+             format: {e}"
+            ))
+            .into()
+        })
 }
 
 enum Event {

@@ -235,16 +235,50 @@ async fn run_detects_a_component_and_runs_it_like_a_module() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn run_takes_a_module_in_the_text_format() {
+    let cluster = Cluster::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("greet.wat");
+    std::fs::write(
+        &path,
+        r#"(module
+             (import "wasi_snapshot_preview1" "fd_write"
+               (func $write (param i32 i32 i32 i32) (result i32)))
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (memory (export "memory") 1)
+             (data (i32.const 16) "hello from text\n")
+             (func (export "_start")
+               (i32.store (i32.const 0) (i32.const 16))
+               (i32.store (i32.const 4) (i32.const 16))
+               (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+               (call $exit (i32.const 7))))"#,
+    )
+    .unwrap();
+    let out = cluster.corral(&["run", path.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from text\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn run_refuses_a_file_that_is_not_webassembly() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("notes.wasm");
-    std::fs::write(&path, "plain text").unwrap();
-    let out = corral(
-        &["run", path.to_str().unwrap()],
-        Some("127.0.0.1:1"),
-        dir.path(),
-    )
-    .await;
+    let run = |name: &str, contents: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        let dir = dir.path().to_owned();
+        async move { corral(&["run", path.to_str().unwrap()], Some("127.0.0.1:1"), &dir).await }
+    };
+    // Text that is not the text format: the parser's reason, at its line and column.
+    let out = run("notes.wasm", b"plain text").await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("notes.wasm is neither a WebAssembly binary")
+            && stderr.contains("nor the text format")
+            && stderr.contains("notes.wasm:1:1"),
+        "stderr: {stderr}"
+    );
+    let out = run("image.wasm", b"\x89PNG\r\n\x1a\n\x00").await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("is not a WebAssembly module or component"),
