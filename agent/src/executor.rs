@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, Val, ValType};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -453,9 +453,10 @@ async fn run_task(
         Ok(prepared) => prepared,
         Err(error) => return failed(error.into()),
     };
-    if let Err(error) = check_entrypoint(&prepared, &spec.entrypoint) {
-        return failed(error);
-    }
+    let params = match entrypoint_params(&prepared, &spec.entrypoint, &spec.args) {
+        Ok(params) => params,
+        Err(error) => return failed(error),
+    };
     let runnable = match &prepared.code {
         Code::Module { pre: Ok(pre), .. } => Runnable::Module(pre.clone()),
         Code::Component { pre: Ok(pre) } => Runnable::Component(pre.clone()),
@@ -490,13 +491,30 @@ async fn run_task(
                             .instantiate_async(&mut store)
                             .await
                             .map_err(|e| (Stage::Instantiate, e))?;
-                        let main = instance
-                            .get_typed_func::<(), ()>(&mut store, entrypoint)
-                            .map_err(|e| (Stage::Instantiate, e))?;
+                        let Some(params) = params else {
+                            let main = instance
+                                .get_typed_func::<(), ()>(&mut store, entrypoint)
+                                .map_err(|e| (Stage::Instantiate, e))?;
+                            phase.send_replace(Phase::Running);
+                            return main
+                                .call_async(&mut store, ())
+                                .await
+                                .map_err(|e| (Stage::Run, e));
+                        };
+                        let func = instance.get_func(&mut store, entrypoint).ok_or_else(|| {
+                            let missing = StartError::MissingEntrypoint {
+                                name: entrypoint.into(),
+                            };
+                            (Stage::Instantiate, missing.into())
+                        })?;
+                        let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
                         phase.send_replace(Phase::Running);
-                        main.call_async(&mut store, ())
+                        func.call_async(&mut store, &params, &mut results)
                             .await
-                            .map_err(|e| (Stage::Run, e))
+                            .map_err(|e| (Stage::Run, e))?;
+                        output
+                            .write_results(&results)
+                            .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
                     }
                     Runnable::Component(pre) => {
                         let command = pre
@@ -588,18 +606,26 @@ enum Runnable {
     Component(wasmtime_wasi::p2::bindings::CommandPre<TaskState>),
 }
 
-fn check_entrypoint(prepared: &Prepared<TaskState>, name: &str) -> Result<(), StartError> {
+/// What a run passes its entrypoint: `None` for a function taking and returning nothing (a
+/// command's `_start`, or a component's `wasi:cli/run`); for one that takes or returns numbers,
+/// its parameters parsed from `args` in order, as `wasmtime run --invoke` takes them.
+fn entrypoint_params(
+    prepared: &Prepared<TaskState>,
+    name: &str,
+    args: &[String],
+) -> Result<Option<Vec<Val>>, StartError> {
     match &prepared.code {
-        Code::Module { module, .. } => match module.get_export(name) {
-            Some(wasmtime::ExternType::Func(ty))
-                if ty.params().len() == 0 && ty.results().len() == 0 =>
-            {
-                Ok(())
+        Code::Module { module, .. } => {
+            let Some(wasmtime::ExternType::Func(ty)) = module.get_export(name) else {
+                return Err(StartError::MissingEntrypoint { name: name.into() });
+            };
+            if ty.params().len() == 0 && ty.results().len() == 0 {
+                return Ok(None);
             }
-            _ => Err(StartError::MissingEntrypoint { name: name.into() }),
-        },
+            invocation(name, &ty, args).map(Some)
+        }
         // A command component's entrypoint is its `wasi:cli/run` export, which linking checked.
-        Code::Component { .. } if name == COMMAND_ENTRYPOINT => Ok(()),
+        Code::Component { .. } if name == COMMAND_ENTRYPOINT => Ok(None),
         Code::Component { .. } => Err(StartError::InvalidSpec {
             reason: format!(
                 "a component runs through its `wasi:cli/run` export; entrypoint `{name}` \
@@ -611,6 +637,52 @@ fn check_entrypoint(prepared: &Prepared<TaskState>, name: &str) -> Result<(), St
 
 /// The entrypoint of a WASI command, the default of every task.
 const COMMAND_ENTRYPOINT: &str = "_start";
+
+/// The parameters of a call to `name` (of type `ty`) parsed from `args`; refused when `args`
+/// are too few or do not parse, or when `ty` takes or returns other than numbers.
+fn invocation(
+    name: &str,
+    ty: &wasmtime::FuncType,
+    args: &[String],
+) -> Result<Vec<Val>, StartError> {
+    let invalid = |reason: String| StartError::InvalidSpec { reason };
+    let numeric =
+        |t: &ValType| matches!(t, ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64);
+    if let Some(other) = ty.params().chain(ty.results()).find(|t| !numeric(t)) {
+        return Err(invalid(format!(
+            "`{name}` takes or returns a {other}: an entrypoint takes and returns numbers \
+             only (i32, i64, f32, f64)"
+        )));
+    }
+    if args.len() < ty.params().len() {
+        let types: Vec<String> = ty.params().map(|t| t.to_string()).collect();
+        return Err(invalid(format!(
+            "`{name}` takes {} arguments ({}); the task has {}",
+            types.len(),
+            types.join(", "),
+            args.len()
+        )));
+    }
+    ty.params()
+        .zip(args)
+        .enumerate()
+        .map(|(i, (t, arg))| {
+            let value = match t {
+                ValType::I32 => arg.parse().ok().map(Val::I32),
+                ValType::I64 => arg.parse().ok().map(Val::I64),
+                ValType::F32 => arg.parse::<f32>().ok().map(|f| Val::F32(f.to_bits())),
+                ValType::F64 => arg.parse::<f64>().ok().map(|f| Val::F64(f.to_bits())),
+                _ => None,
+            };
+            value.ok_or_else(|| {
+                invalid(format!(
+                    "argument {} of `{name}`: {arg:?} is not an {t}",
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
 
 /// Creates the sandbox and a store holding the guest's WASI context and limits.
 fn build_store(

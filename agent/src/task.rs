@@ -150,8 +150,8 @@ pub enum StartError {
     /// The module was not admitted or could not be loaded.
     #[error(transparent)]
     Module(#[from] ModuleError),
-    /// The entrypoint is not exported as a function taking and returning nothing.
-    #[error("module does not export a `() -> ()` function named `{name}`")]
+    /// The module exports no function named as the entrypoint.
+    #[error("module exports no function named `{name}`")]
     MissingEntrypoint {
         /// The entrypoint asked for.
         name: String,

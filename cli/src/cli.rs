@@ -436,6 +436,11 @@ pub(crate) struct RunArgs {
     /// The task's argv[0]; by default the module file's base name, as `wasmtime run`.
     #[arg(long)]
     pub(crate) argv0: Option<String>,
+    /// Call this exported function instead of `_start`, as `wasmtime run --invoke`: the
+    /// arguments after the module are its parameters (numbers: i32, i64, f32, f64), and what
+    /// it returns is printed, one value per line. Core modules only.
+    #[arg(long, value_name = "FUNCTION")]
+    pub(crate) invoke: Option<String>,
     /// The task's name.
     #[arg(long)]
     pub(crate) name: Option<String>,

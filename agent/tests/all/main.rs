@@ -10,6 +10,7 @@ mod components;
 mod concurrency;
 mod cpu_share;
 mod fake_master;
+mod invoke;
 mod isolation;
 mod node;
 mod outputs;

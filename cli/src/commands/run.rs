@@ -91,7 +91,10 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         id,
         name,
         module,
-        entrypoint: corral_proto::DEFAULT_ENTRYPOINT.into(),
+        entrypoint: args
+            .invoke
+            .clone()
+            .unwrap_or_else(|| corral_proto::DEFAULT_ENTRYPOINT.into()),
         args: task_args.to_vec(),
         env: args
             .env

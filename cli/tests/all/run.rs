@@ -351,3 +351,32 @@ async fn a_secret_env_reaches_the_task_in_order_and_no_listing() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_invoke_calls_a_function_with_the_arguments_and_prints_what_it_returns() {
+    let cluster = Cluster::start(&[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("add.wat");
+    std::fs::write(
+        &path,
+        r#"(module (func (export "add") (param i64 i64) (result i64)
+             (i64.add (local.get 0) (local.get 1))))"#,
+    )
+    .unwrap();
+    let module = path.to_str().unwrap();
+    let out = cluster
+        .corral(&["run", "--invoke", "add", module, "40", "2"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42\n");
+
+    let out = cluster
+        .corral(&["run", "--invoke", "add", module, "40", "two"])
+        .await;
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("argument 2 of `add`: \"two\" is not an i64"),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+}
