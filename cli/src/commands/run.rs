@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use corral_proto::{EnvVar, InputFile, InputSource};
+use corral_proto::{EnvVar, InputFile, InputSource, limits};
 use corral_scheduler::matching::{self, Constraint, ResourceRequest, Strategy, TaskRequest};
 use corral_scheduler::{
     AgentId, Driver, FrameworkConfig, FrameworkId, ModuleSource, Offer, Preopen, Reason, Scheduler,
@@ -33,11 +33,19 @@ use crate::parse::show_bytes;
 const OFFER_WAIT: Duration = Duration::from_secs(30);
 /// How often a running task's files are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// A `--file` past this size goes through the artifact store rather than with the task.
+const INLINE_FILE_BYTES: usize = 1 << 20;
+/// What a task carries with it (`--dir` archives and smaller `--file`s together): with stdin
+/// (at most `limits::MAX_STDIN_BYTES`) and the rest of the task, well within one message.
+const INLINE_INPUT_BYTES: usize = 8 << 20;
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let masters = args.master.master.clone();
     let (module_arg, task_args) = split_module_and_args(&args.module_and_args)?;
-    let (inputs, preopens, shipped) = sandbox(&args.files, &args.artifact_inputs, &args.dirs)?;
+    let (mut inputs, preopens, shipped) = sandbox(&args.files, &args.artifact_inputs, &args.dirs)?;
+    for line in shipped.iter().flat_map(ShippedDir::not_shipped) {
+        eprintln!("corral: {line}");
+    }
     let stdin = if args.no_stdin {
         Bytes::new()
     } else {
@@ -68,6 +76,7 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     let mut client = client::operator(&masters).await?;
+    upload_large_files(&mut client, &mut inputs).await?;
     let module = match module {
         Module::Source(source) => source,
         Module::Local(bytes) => {
@@ -273,6 +282,15 @@ fn sandbox(
     for file in files {
         let contents = std::fs::read(file)
             .map_err(|e| Exit::invalid(format!("cannot read --file {}: {e}", file.display())))?;
+        if contents.len() as u64 > limits::MAX_ARTIFACT_BYTES {
+            return Err(Exit::invalid(format!(
+                "--file {} is {}; a file shipped with a task is at most {}",
+                file.display(),
+                show_bytes(contents.len() as u64),
+                show_bytes(limits::MAX_ARTIFACT_BYTES)
+            ))
+            .into());
+        }
         let base = file
             .file_name()
             .ok_or_else(|| Exit::invalid(format!("--file {} has no file name", file.display())))?;
@@ -287,9 +305,24 @@ fn sandbox(
     }));
     let in_root = !inputs.is_empty();
     let mut shipped = Vec::new();
+    let mut inline = inline_bytes(&inputs);
     for (index, spec) in dirs.iter().enumerate() {
         let (host, guest) = shipped::parse_dir(spec)?;
         let (dir, input) = ShippedDir::ship(index, host, guest)?;
+        inline += inline_bytes(std::slice::from_ref(&input));
+        if inline > INLINE_INPUT_BYTES {
+            return Err(Exit::invalid(format!(
+                "--dir {}: the task would carry {} of files with it, past the {} it may \
+                 (its --dir directories and its --file files of {} or less, together); \
+                 ship a smaller directory, or larger files with --file (up to {} each)",
+                dir.host().display(),
+                show_bytes(inline as u64),
+                show_bytes(INLINE_INPUT_BYTES as u64),
+                show_bytes(INLINE_FILE_BYTES as u64),
+                show_bytes(limits::MAX_ARTIFACT_BYTES)
+            ))
+            .into());
+        }
         inputs.push(input);
         shipped.push(dir);
     }
@@ -303,6 +336,36 @@ fn sandbox(
         });
     }
     Ok((inputs, preopens, shipped))
+}
+
+/// The bytes of `inputs` that travel with the task: `--file`s of [`INLINE_FILE_BYTES`] or
+/// less (larger ones are uploaded) and `--dir` archives.
+fn inline_bytes(inputs: &[InputFile]) -> usize {
+    inputs
+        .iter()
+        .map(|input| match &input.source {
+            InputSource::Contents(bytes) if bytes.len() <= INLINE_FILE_BYTES => bytes.len(),
+            InputSource::TarArchive(bytes) => bytes.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Puts each `--file` past [`INLINE_FILE_BYTES`] in the artifact store and has the task
+/// fetch it from there, as a job's `file` inputs are.
+async fn upload_large_files(
+    client: &mut OperatorClient,
+    inputs: &mut [InputFile],
+) -> anyhow::Result<()> {
+    for input in inputs {
+        if let InputSource::Contents(bytes) = &input.source
+            && bytes.len() > INLINE_FILE_BYTES
+        {
+            let digest = client::upload(client, bytes.to_vec(), true).await?;
+            input.source = InputSource::Artifact(digest);
+        }
+    }
+    Ok(())
 }
 
 /// A module named on the command line.

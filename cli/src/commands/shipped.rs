@@ -38,6 +38,8 @@ pub(crate) struct ShippedDir {
     files: BTreeMap<PathBuf, Digest>,
     /// Each shipped directory below `host`.
     dirs: BTreeSet<PathBuf>,
+    /// Links below `host` to nothing, which are not shipped.
+    dangling: Vec<PathBuf>,
 }
 
 /// `HOST`, `HOST::GUEST` (wasmtime's spelling) or `HOST:GUEST`: the host directory and the name
@@ -71,12 +73,13 @@ impl ShippedDir {
             sandbox_path: format!("{SANDBOX_DIR}/{index}"),
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
+            dangling: Vec::new(),
         };
         let mut archive = tar::Builder::new(Vec::new());
         let mut seen = HashSet::new();
         shipped
             .archive_dir(&mut archive, PathBuf::new(), &mut seen)
-            .with_context(|| format!("reading --dir {}", shipped.host.display()))?;
+            .map_err(|e| Exit::invalid(format!("reading --dir {}: {e}", shipped.host.display())))?;
         let archive = archive.into_inner().context("finishing the archive")?;
         let input = InputFile {
             path: shipped.sandbox_path.clone(),
@@ -88,6 +91,20 @@ impl ShippedDir {
     /// The host directory.
     pub(crate) fn host(&self) -> &Path {
         &self.host
+    }
+
+    /// What was left out, one line each for stderr: links to nothing, which a guest could
+    /// not open under `wasmtime run` either.
+    pub(crate) fn not_shipped(&self) -> Vec<String> {
+        self.dangling
+            .iter()
+            .map(|p| {
+                format!(
+                    "not shipped: {} (a link to nothing)",
+                    self.host.join(p).display()
+                )
+            })
+            .collect()
     }
 
     /// The preopen the guest sees this directory through.
@@ -108,15 +125,31 @@ impl ShippedDir {
         seen: &mut HashSet<(u64, u64)>,
     ) -> io::Result<()> {
         let dir = self.host.join(&relative);
-        let meta = fs::metadata(&dir)?;
+        let in_dir = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", dir.display()));
+        let meta = fs::metadata(&dir).map_err(in_dir)?;
         if !seen.insert((meta.dev(), meta.ino())) {
             return Ok(());
         }
-        let mut entries = fs::read_dir(&dir)?.collect::<Result<Vec<_>, _>>()?;
+        let mut entries = fs::read_dir(&dir)
+            .and_then(|d| d.collect::<Result<Vec<_>, _>>())
+            .map_err(in_dir)?;
         entries.sort_by_key(fs::DirEntry::file_name);
         for entry in entries {
             let path = relative.join(entry.file_name());
-            let meta = fs::metadata(entry.path())?;
+            // Each failure names its file: a directory can hold thousands.
+            let named =
+                |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", entry.path().display()));
+            let meta = match fs::metadata(entry.path()) {
+                Ok(meta) => meta,
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && entry.file_type().is_ok_and(|t| t.is_symlink()) =>
+                {
+                    self.dangling.push(path);
+                    continue;
+                }
+                Err(e) => return Err(named(e)),
+            };
             let mut header = tar::Header::new_gnu();
             header.set_metadata(&meta);
             if meta.is_dir() {
@@ -125,7 +158,7 @@ impl ShippedDir {
                 self.dirs.insert(path.clone());
                 self.archive_dir(archive, path, seen)?;
             } else if meta.is_file() {
-                let bytes = fs::read(entry.path())?;
+                let bytes = fs::read(entry.path()).map_err(named)?;
                 header.set_size(bytes.len() as u64);
                 archive.append_data(&mut header, &path, bytes.as_slice())?;
                 self.files.insert(path, Digest::of(&bytes));
@@ -435,8 +468,17 @@ mod tests {
         fs::write(dir.path().join("outside.txt"), "outside").unwrap();
         std::os::unix::fs::symlink(dir.path().join("outside.txt"), host.join("link.txt")).unwrap();
         std::os::unix::fs::symlink(&host, host.join("loop")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), host.join("dangling")).unwrap();
         let (shipped, _) = ShippedDir::ship(1, host.clone(), "d".into()).unwrap();
         assert_eq!(shipped.files.len(), 1, "{:?}", shipped.files);
+        // A link to nothing is left out and said so, not an error for the whole directory.
+        assert_eq!(
+            shipped.not_shipped(),
+            [format!(
+                "not shipped: {} (a link to nothing)",
+                host.join("dangling").display()
+            )]
+        );
         assert_eq!(shipped.preopen().sandbox_path, "dirs/1");
         let error = ShippedDir::ship(0, host.join("link.txt"), "x".into()).unwrap_err();
         assert!(error.to_string().contains("not a directory"), "{error}");

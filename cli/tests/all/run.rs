@@ -108,6 +108,50 @@ async fn run_ships_a_file_into_the_sandbox() {
         .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(text(&out.stdout).lines().next(), Some("2 4 16"));
+
+    // A file too big to travel with the task goes through the artifact store.
+    let big = cluster.dir.path().join("big.txt");
+    std::fs::write(&big, "word ".repeat(1 << 20)).unwrap();
+    let out = cluster
+        .corral(&[
+            "run",
+            "--mem",
+            "128MiB",
+            "--file",
+            big.to_str().unwrap(),
+            corral_wasm_tasks::WORDCOUNT,
+            "big.txt",
+        ])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().next(), Some("1 1048576 5242880"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_a_directory_too_big_to_ship_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for i in 0..9 {
+        std::fs::write(data.join(format!("part{i}")), vec![b'x'; 1 << 20]).unwrap();
+    }
+    let out = corral(
+        &[
+            "run",
+            "--dir",
+            data.to_str().unwrap(),
+            corral_wasm_tasks::HELLO,
+        ],
+        Some("127.0.0.1:1"),
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the task would carry 9.0 MiB of files with it, past the 8 MiB"),
+        "stderr: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
