@@ -436,6 +436,15 @@ pub(crate) struct RunArgs {
     /// The task's argv[0]; by default the module file's base name, as `wasmtime run`.
     #[arg(long)]
     pub(crate) argv0: Option<String>,
+    /// wasmtime's `-W` options, as `corral run`'s own: `fuel=N` (`--max-fuel`),
+    /// `max-memory-size=BYTES` (`--mem`), `timeout=DURATION` (`--timeout`); comma-separated,
+    /// repeatable. Given with the flag it stands for, the `-W` option wins.
+    #[arg(short = 'W', value_name = "OPT=VALUE,...", value_parser = parse::wasm_options)]
+    pub(crate) wasm_options: Vec<parse::WasmOptions>,
+    /// wasmtime's `-S` options: `inherit-env` gives the task this shell's whole environment
+    /// (then the `--env`s), as under `wasmtime run -S inherit-env`.
+    #[arg(short = 'S', value_name = "OPT[=VALUE],...", value_parser = parse::wasi_options)]
+    pub(crate) wasi_options: Vec<parse::WasiOptions>,
     /// Call this exported function instead of `_start`, as `wasmtime run --invoke`: the
     /// arguments after the module are its parameters (numbers: i32, i64, f32, f64), and what
     /// it returns is printed, one value per line. Core modules only.

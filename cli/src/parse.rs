@@ -105,6 +105,91 @@ pub(crate) fn resources(s: &str) -> Result<ResourceSpec, String> {
     Ok(spec)
 }
 
+/// One of wasmtime's `-W` options that `corral run` takes, as its own limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WasmOption {
+    /// `fuel=N`: `--max-fuel`.
+    Fuel(u64),
+    /// `max-memory-size=BYTES`: `--mem`.
+    MaxMemorySize(u64),
+    /// `timeout=DURATION`: `--timeout`.
+    Timeout(Duration),
+}
+
+/// One `-W` as given: its options in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WasmOptions(pub(crate) Vec<WasmOption>);
+
+/// One `-S` as given: its options in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WasiOptions(pub(crate) Vec<WasiOption>);
+
+/// wasmtime's `-W KEY=VALUE,...` (the options `corral run` takes: fuel, max-memory-size,
+/// timeout).
+pub(crate) fn wasm_options(s: &str) -> Result<WasmOptions, String> {
+    wasmtime_options(s, |key, value| {
+        let value = value.ok_or_else(|| format!("-W {key} needs a value ({key}=...)"))?;
+        let bad = |e: String| format!("-W {key}={value}: {e}");
+        Ok(match key {
+            "fuel" => WasmOption::Fuel(
+                value
+                    .parse()
+                    .map_err(|_| bad("not a whole number".into()))?,
+            ),
+            "max-memory-size" => WasmOption::MaxMemorySize(bytes(value).map_err(bad)?),
+            "timeout" => WasmOption::Timeout(duration(value).map_err(bad)?),
+            other => {
+                return Err(format!(
+                    "-W {other}: corral run takes wasmtime's fuel, max-memory-size and \
+                     timeout (the agent decides how modules are compiled and which proposals \
+                     they may use)"
+                ));
+            }
+        })
+    })
+    .map(WasmOptions)
+}
+
+/// One of wasmtime's `-S` options that `corral run` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WasiOption {
+    /// `inherit-env[=y|n]`: the task gets this shell's whole environment.
+    InheritEnv(bool),
+}
+
+/// wasmtime's `-S KEY[=VALUE],...` (the option `corral run` takes: inherit-env).
+pub(crate) fn wasi_options(s: &str) -> Result<WasiOptions, String> {
+    wasmtime_options(s, |key, value| match key {
+        "inherit-env" => {
+            let on = match value {
+                None | Some("y" | "yes" | "true") => true,
+                Some("n" | "no" | "false") => false,
+                Some(other) => return Err(format!("-S inherit-env={other}: y or n")),
+            };
+            Ok(WasiOption::InheritEnv(on))
+        }
+        other => Err(format!(
+            "-S {other}: corral run takes wasmtime's inherit-env (a task gets the WASI its \
+             agent gives: preview 1, and 0.2 for components)"
+        )),
+    })
+    .map(WasiOptions)
+}
+
+/// `KEY[=VALUE],...` as wasmtime spells its option groups, each parsed by `option`.
+fn wasmtime_options<T>(
+    s: &str,
+    option: impl Fn(&str, Option<&str>) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    s.split(',')
+        .filter(|part| !part.trim().is_empty())
+        .map(|part| match part.trim().split_once('=') {
+            Some((key, value)) => option(key, Some(value)),
+            None => option(part.trim(), None),
+        })
+        .collect()
+}
+
 /// A role name (`eng`, `eng/batch`, `*`), checked by the same rules as the master's.
 pub(crate) fn role(s: &str) -> Result<String, String> {
     corral_proto::convert::parse_role("role", s)
@@ -160,6 +245,48 @@ pub(crate) fn show_bytes(b: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wasmtime_option_groups_parse_as_wasmtime_spells_them() {
+        assert_eq!(
+            wasm_options("fuel=1000, max-memory-size=1048576,timeout=2"),
+            Ok(WasmOptions(vec![
+                WasmOption::Fuel(1000),
+                WasmOption::MaxMemorySize(1 << 20),
+                WasmOption::Timeout(Duration::from_secs(2)),
+            ]))
+        );
+        assert_eq!(
+            wasm_options("max-memory-size=64MiB,timeout=500ms"),
+            Ok(WasmOptions(vec![
+                WasmOption::MaxMemorySize(64 << 20),
+                WasmOption::Timeout(Duration::from_millis(500)),
+            ]))
+        );
+        let refused = |s: &str| wasm_options(s).unwrap_err();
+        assert!(refused("fuel").contains("needs a value"));
+        assert!(refused("fuel=-1").contains("not a whole number"));
+        assert!(refused("timeout=soon").starts_with("-W timeout=soon: "));
+        assert!(refused("opt-level=2").contains("takes wasmtime's fuel"));
+
+        assert_eq!(
+            wasi_options("inherit-env"),
+            Ok(WasiOptions(vec![WasiOption::InheritEnv(true)]))
+        );
+        assert_eq!(
+            wasi_options("inherit-env=n,inherit-env=yes"),
+            Ok(WasiOptions(vec![
+                WasiOption::InheritEnv(false),
+                WasiOption::InheritEnv(true)
+            ]))
+        );
+        assert!(wasi_options("inherit-env=maybe").is_err());
+        assert!(
+            wasi_options("tcp")
+                .unwrap_err()
+                .contains("takes wasmtime's inherit-env")
+        );
+    }
 
     #[test]
     fn parses_values() {

@@ -27,7 +27,7 @@ use crate::client::{self, OperatorClient};
 use crate::commands::Exit;
 use crate::commands::follow::FileFollower;
 use crate::commands::shipped::{self, ShippedDir};
-use crate::parse::show_bytes;
+use crate::parse::{WasiOption, WasmOption, show_bytes};
 
 /// How long `corral run` waits for an offer that fits before giving up.
 const OFFER_WAIT: Duration = Duration::from_secs(30);
@@ -40,6 +40,7 @@ const INLINE_FILE_BYTES: usize = 1 << 20;
 const INLINE_INPUT_BYTES: usize = 8 << 20;
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let args = with_wasmtime_options(args);
     let masters = args.master.master.clone();
     let (module_arg, task_args) = split_module_and_args(&args.module_and_args)?;
     let (mut inputs, preopens, shipped) = sandbox(&args.files, &args.artifact_inputs, &args.dirs)?;
@@ -366,6 +367,32 @@ async fn upload_large_files(
         }
     }
     Ok(())
+}
+
+/// `args` with wasmtime's `-W` and `-S` options folded into the flags they stand for.
+fn with_wasmtime_options(mut args: RunArgs) -> RunArgs {
+    for option in args.wasm_options.iter().flat_map(|o| &o.0) {
+        match option {
+            WasmOption::Fuel(fuel) => args.max_fuel = Some(*fuel),
+            WasmOption::MaxMemorySize(bytes) => args.mem = *bytes,
+            WasmOption::Timeout(timeout) => args.timeout = Some(*timeout),
+        }
+    }
+    let inherit_env = args
+        .wasi_options
+        .iter()
+        .flat_map(|o| &o.0)
+        .fold(false, |_, WasiOption::InheritEnv(on)| *on);
+    if inherit_env {
+        // This shell's variables (those that are text), then the `--env`s, which win.
+        let given = std::mem::take(&mut args.env);
+        let inherited: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .filter(|(k, _)| !given.iter().any(|(g, _)| g == k))
+            .collect();
+        args.env = inherited.into_iter().chain(given).collect();
+    }
+    args
 }
 
 /// A module named on the command line.

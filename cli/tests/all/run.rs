@@ -38,22 +38,53 @@ async fn run_hello_prints_greeting_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread")]
 async fn run_out_of_fuel_is_reported_in_words() {
     let cluster = Cluster::start(&[]).await;
+    // Corral's flag, then wasmtime's spelling of it.
+    for fuel in [
+        ["--max-fuel", "1000000"],
+        ["-W", "fuel=1000000,timeout=60s"],
+    ] {
+        let out = cluster
+            .corral(&["run", fuel[0], fuel[1], corral_wasm_tasks::LIMITS, "spin"])
+            .await;
+        assert_ne!(out.status.code(), Some(0));
+        assert!(
+            text(&out.stderr).contains("out of fuel"),
+            "{fuel:?}: stderr: {}",
+            text(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_with_wasmtimes_inherit_env_gives_the_task_this_shells_environment() {
+    let cluster = Cluster::start(&[]).await;
+    // A module that exits with the number of its environment variables.
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("count.wat");
+    std::fs::write(
+        &count,
+        r#"(module
+             (import "wasi_snapshot_preview1" "environ_sizes_get"
+               (func $sizes (param i32 i32) (result i32)))
+             (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (memory (export "memory") 1)
+             (func (export "_start")
+               (drop (call $sizes (i32.const 0) (i32.const 4)))
+               (call $exit (i32.load (i32.const 0)))))"#,
+    )
+    .unwrap();
+    let count = count.to_str().unwrap();
+    let shell = std::env::vars_os().count() as i32;
+    let out = cluster.corral(&["run", "--env", "A=1", count]).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = cluster.corral(&["run", "-S", "inherit-env", count]).await;
+    let inherited = out.status.code().unwrap();
+    assert!(inherited >= shell, "{inherited} < {shell}");
+    // A variable given again with --env is not given twice.
     let out = cluster
-        .corral(&[
-            "run",
-            corral_wasm_tasks::LIMITS,
-            "--max-fuel",
-            "1000000",
-            "--",
-            "spin",
-        ])
+        .corral(&["run", "-S", "inherit-env", "--env", "PATH=/x", count])
         .await;
-    assert_ne!(out.status.code(), Some(0));
-    assert!(
-        text(&out.stderr).contains("out of fuel"),
-        "stderr: {}",
-        text(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(inherited));
 }
 
 #[tokio::test(flavor = "multi_thread")]
