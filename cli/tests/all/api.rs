@@ -284,6 +284,20 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
     let message = refused(&cluster, Method::GET, "/nothing", missing).await;
     assert!(message.contains("/api/v1/"), "{message}");
     refused(&cluster, Method::GET, "/api/v1", missing).await;
+    // What axum refuses before any handler (a path that is not UTF-8, a body past the limit)
+    // is JSON too.
+    let message = refused(&cluster, Method::GET, "/api/v1/agents/%ff", bad).await;
+    assert!(message.contains("UTF-8"), "{message}");
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/jobs", cluster.master_addr))
+        .header("content-type", "application/toml")
+        .body(vec![b'#'; 3 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let doc: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(doc["error"]["status"], 413, "{doc}");
     let message = refused(
         &cluster,
         Method::DELETE,

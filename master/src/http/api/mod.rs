@@ -403,7 +403,30 @@ pub(super) fn router(state: HttpState) -> Router {
             state.clone(),
             leader_only,
         ))
+        .layer(axum::middleware::map_response(json_errors))
         .with_state(state)
+}
+
+/// Answers as JSON an error that axum answered as text: its own rejections of a request no
+/// handler saw (a path that is not UTF-8, a body past its limit).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|c| c.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 << 10)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = match text.is_empty() {
+        true => status.canonical_reason().unwrap_or("error").to_owned(),
+        false => text,
+    };
+    ApiError::new(status, message).into_response()
 }
 
 fn handler(route: &Route) -> MethodRouter<HttpState> {
