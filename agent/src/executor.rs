@@ -491,30 +491,8 @@ async fn run_task(
                             .instantiate_async(&mut store)
                             .await
                             .map_err(|e| (Stage::Instantiate, e))?;
-                        let Some(params) = params else {
-                            let main = instance
-                                .get_typed_func::<(), ()>(&mut store, entrypoint)
-                                .map_err(|e| (Stage::Instantiate, e))?;
-                            phase.send_replace(Phase::Running);
-                            return main
-                                .call_async(&mut store, ())
-                                .await
-                                .map_err(|e| (Stage::Run, e));
-                        };
-                        let func = instance.get_func(&mut store, entrypoint).ok_or_else(|| {
-                            let missing = StartError::MissingEntrypoint {
-                                name: entrypoint.into(),
-                            };
-                            (Stage::Instantiate, missing.into())
-                        })?;
-                        let mut results = vec![Val::I32(0); func.ty(&store).results().len()];
                         phase.send_replace(Phase::Running);
-                        func.call_async(&mut store, &params, &mut results)
-                            .await
-                            .map_err(|e| (Stage::Run, e))?;
-                        output
-                            .write_results(&results)
-                            .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
+                        call_entrypoint(&mut store, &instance, entrypoint, params, &output).await
                     }
                     Runnable::Component(pre) => {
                         let command = pre
@@ -583,6 +561,46 @@ async fn run_task(
         },
     };
     TaskResult { outcome, usage }
+}
+
+/// Calls a module's entrypoint `name` with `params` (see [`entrypoint_params`]), writing what
+/// it returns to stdout. A reactor's `_initialize` runs first, once, as the WASI application
+/// ABI asks and `wasmtime run --invoke` does; a command (`_start`) initializes itself.
+async fn call_entrypoint(
+    store: &mut Store<TaskState>,
+    instance: &wasmtime::Instance,
+    name: &str,
+    params: Option<Vec<Val>>,
+    output: &RunOutput,
+) -> Result<(), (Stage, wasmtime::Error)> {
+    if name != COMMAND_ENTRYPOINT
+        && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+    {
+        initialize
+            .call_async(&mut *store, ())
+            .await
+            .map_err(|e| (Stage::Run, e))?;
+    }
+    let Some(params) = params else {
+        let main = instance
+            .get_typed_func::<(), ()>(&mut *store, name)
+            .map_err(|e| (Stage::Instantiate, e))?;
+        return main
+            .call_async(&mut *store, ())
+            .await
+            .map_err(|e| (Stage::Run, e));
+    };
+    let func = instance.get_func(&mut *store, name).ok_or_else(|| {
+        let missing = StartError::MissingEntrypoint { name: name.into() };
+        (Stage::Instantiate, missing.into())
+    })?;
+    let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
+    func.call_async(&mut *store, &params, &mut results)
+        .await
+        .map_err(|e| (Stage::Run, e))?;
+    output
+        .write_results(&results)
+        .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
 }
 
 async fn resolve_module(

@@ -88,3 +88,19 @@ async fn arguments_that_do_not_fit_the_function_are_refused_before_it_runs() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_reactor_is_initialized_once_before_the_function_it_is_invoked_at() {
+    let reactor = wat::parse_str(
+        r#"(module
+             (global $calls (mut i32) (i32.const 0))
+             (func (export "_initialize") (global.set $calls (i32.add (global.get $calls) (i32.const 100))))
+             (func (export "calls") (result i32) (global.get $calls)))"#,
+    )
+    .unwrap();
+    let mut spec = named("reactor", ModuleSource::Bytes(Arc::from(reactor)));
+    spec.entrypoint = "calls".into();
+    let called = run(spec).await;
+    assert_eq!(called.result.outcome, TaskOutcome::Exited { code: 0 });
+    assert_eq!(called.stdout, "100\n");
+}
