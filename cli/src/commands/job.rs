@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use corral_frameworks::spec::{self, Format, InputSource, JobKind, JobSpec, ModuleRef, Schedule};
 use corral_proto::v1;
 use serde_json::json;
@@ -19,6 +20,7 @@ use crate::cli::{
 };
 use crate::client::{self, JobsClient};
 use crate::commands::Exit;
+use crate::commands::wasm_file::wasm_binary;
 use crate::output;
 
 /// How often `submit --wait` asks how the jobs are doing.
@@ -103,17 +105,24 @@ async fn send_file(
     let dir = file.parent().unwrap_or(Path::new(""));
     let mut uploaded = BTreeMap::new();
     let local = local_files(&jobs);
+    let modules = local_modules(&jobs);
     if !local.is_empty() {
         let mut operator = client::operator(masters).await?;
         for path in local {
             let full = dir.join(&path);
-            let bytes = std::fs::read(&full).map_err(|e| {
+            let mut bytes = std::fs::read(&full).map_err(|e| {
                 Exit::invalid(format!(
                     "{}: cannot read {}: {e}",
                     file.display(),
                     full.display()
                 ))
             })?;
+            // A module is checked (and a `.wat` compiled) here, not by every attempt to run it.
+            if modules.contains(&path) {
+                bytes = wasm_binary(&full.display().to_string(), bytes)
+                    .with_context(|| file.display().to_string())?
+                    .0;
+            }
             let digest = client::upload(&mut operator, bytes, true).await?;
             uploaded.insert(path.display().to_string(), digest.to_string());
         }
@@ -284,12 +293,20 @@ pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
 }
 
 /// The local files the jobs name (modules and `file` inputs), as written.
+/// The local modules the jobs name.
+fn local_modules(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
+    jobs.iter()
+        .filter_map(|job| match &job.module {
+            ModuleRef::Path(path) => Some(path.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The local files the jobs name: modules and `file` inputs.
 fn local_files(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
-    let mut files = BTreeSet::new();
+    let mut files = local_modules(jobs);
     for job in jobs {
-        if let ModuleRef::Path(path) = &job.module {
-            files.insert(path.clone());
-        }
         for input in &job.inputs {
             if let InputSource::File(path) = &input.source {
                 files.insert(path.clone());

@@ -22,6 +22,7 @@ pub(crate) mod run;
 mod shipped;
 mod task;
 pub(crate) mod tls;
+mod wasm_file;
 
 use std::fmt;
 

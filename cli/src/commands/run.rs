@@ -27,6 +27,7 @@ use crate::client::{self, OperatorClient};
 use crate::commands::Exit;
 use crate::commands::follow::FileFollower;
 use crate::commands::shipped::{self, ShippedDir};
+use crate::commands::wasm_file::wasm_binary;
 use crate::parse::{WasiOption, WasmOption, show_bytes};
 
 /// How long `corral run` waits for an offer that fits before giving up.
@@ -60,27 +61,16 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
         disk_bytes: args.disk,
         ..ResourceRequest::default()
     });
-    if let Module::Local(bytes) = &module {
-        match WasmBinary::detect(bytes) {
-            Some(WasmBinary::Module) => {}
-            // Only agents that say they run components are offered it.
-            Some(WasmBinary::Component) => {
-                let (key, value) = COMPONENTS_ATTRIBUTE;
-                placement = placement.constraint(Constraint::equals(key, value));
-            }
-            None => {
-                return Err(Exit::invalid(format!(
-                    "{module_arg} is not a WebAssembly module or component (no `\\0asm` header)"
-                ))
-                .into());
-            }
-        }
+    // Only agents that say they run components are offered one.
+    if let Module::Local(_, WasmBinary::Component) = &module {
+        let (key, value) = COMPONENTS_ATTRIBUTE;
+        placement = placement.constraint(Constraint::equals(key, value));
     }
     let mut client = client::operator(&masters).await?;
     upload_large_files(&mut client, &mut inputs).await?;
     let module = match module {
         Module::Source(source) => source,
-        Module::Local(bytes) => {
+        Module::Local(bytes, _) => {
             ModuleSource::Digest(client::upload(&mut client, bytes, true).await?)
         }
     };
@@ -399,8 +389,8 @@ fn with_wasmtime_options(mut args: RunArgs) -> RunArgs {
 enum Module {
     /// A digest or URL the agent fetches.
     Source(ModuleSource),
-    /// A local file's bytes, to upload.
-    Local(Vec<u8>),
+    /// A local file's binary, to upload, and its kind.
+    Local(Vec<u8>, WasmBinary),
 }
 
 /// A digest, a URL, or a local file (read here, uploaded later).
@@ -419,29 +409,8 @@ fn parse_module(module: &str) -> anyhow::Result<Module> {
     }
     let bytes = std::fs::read(module)
         .map_err(|e| Exit::invalid(format!("cannot read module {module}: {e}")))?;
-    Ok(Module::Local(from_text(module, bytes)?))
-}
-
-/// A module or component in the text format (`.wat`) as its binary, as `wasmtime run` takes
-/// either; a binary, or bytes that are not text, as they are (the caller checks them).
-fn from_text(module: &str, bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
-    if WasmBinary::detect(&bytes).is_some() {
-        return Ok(bytes);
-    }
-    if std::str::from_utf8(&bytes).is_err() {
-        return Ok(bytes);
-    }
-    let named = Some(Path::new(module));
-    wat::Parser::new()
-        .parse_bytes(named, &bytes)
-        .map(Into::into)
-        .map_err(|e| {
-            Exit::invalid(format!(
-                "{module} is neither a WebAssembly binary (no `\\0asm` header) nor the text \
-             format: {e}"
-            ))
-            .into()
-        })
+    let (binary, kind) = wasm_binary(module, bytes)?;
+    Ok(Module::Local(binary, kind))
 }
 
 enum Event {

@@ -215,6 +215,32 @@ async fn a_job_goes_on_after_a_master_restart_with_no_instance_run_twice_or_lost
 }
 
 #[tokio::test]
+async fn a_job_may_name_its_module_in_the_text_format() {
+    let cluster = Cluster::start(&[]).await;
+    write_job(
+        &cluster,
+        "quiet.wat",
+        r#"(module (memory (export "memory") 1) (func (export "_start")))"#,
+    );
+    write_job(
+        &cluster,
+        "quiet.toml",
+        "version = 1\nname = \"quiet\"\nkind = \"batch\"\nmodule = \"quiet.wat\"\n\
+         instances = 2\n[resources]\ncpus = 0.1\n",
+    );
+    let out = cluster
+        .corral(&["job", "submit", "quiet.toml", "--wait"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let job = job_doc(
+        &cluster
+            .corral(&["job", "status", "quiet", "-o", "json"])
+            .await,
+    );
+    assert_eq!(job["succeeded"], 2, "{job}");
+}
+
+#[tokio::test]
 async fn bad_submissions_exit_2_with_the_reason_and_submit_nothing() {
     let cluster = Cluster::start(&[]).await;
     write_job(
@@ -253,6 +279,21 @@ async fn bad_submissions_exit_2_with_the_reason_and_submit_nothing() {
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("missing.wasm"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A module that is not WebAssembly is refused here, not by every attempt to run it.
+    write_job(&cluster, "notes.wasm", "plain text");
+    write_job(
+        &cluster,
+        "notes.toml",
+        "version = 1\nname = \"notes\"\nkind = \"batch\"\nmodule = \"notes.wasm\"\n\
+         [resources]\ncpus = 0.1\n",
+    );
+    let out = cluster.corral(&["job", "submit", "notes.toml"]).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("notes.toml: notes.wasm is neither a WebAssembly binary"),
         "{}",
         text(&out.stderr)
     );
