@@ -292,8 +292,7 @@ pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The local files the jobs name (modules and `file` inputs), as written.
-/// The local modules the jobs name.
+/// The local modules the jobs name, as written.
 fn local_modules(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
     jobs.iter()
         .filter_map(|job| match &job.module {
@@ -303,7 +302,7 @@ fn local_modules(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
         .collect()
 }
 
-/// The local files the jobs name: modules and `file` inputs.
+/// The local files the jobs name (modules and `file` inputs), as written.
 fn local_files(jobs: &[JobSpec]) -> BTreeSet<PathBuf> {
     let mut files = local_modules(jobs);
     for job in jobs {

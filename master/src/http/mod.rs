@@ -40,7 +40,8 @@ pub(crate) struct HttpState {
 }
 
 /// Where a request that matches no route is pointed.
-pub(crate) const SERVED_HERE: &str = "the web UI is at /, the JSON API under /api/v1/ (see /api/v1/openapi.json), the metrics at /metrics";
+pub(crate) const SERVED_HERE: &str = "the web UI is at /, the JSON API under /api/v1/ (see \
+    /api/v1/openapi.json), the metrics at /metrics";
 
 /// The master's HTTP routes.
 pub(crate) fn router(
