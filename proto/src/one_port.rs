@@ -34,12 +34,16 @@ fn not_served(request: &Request, served_here: &str) -> Response {
             .into_parts();
         return Response::from_parts(parts, axum::body::Body::empty());
     }
-    let status = StatusCode::NOT_FOUND;
     let message = format!(
         "no {} {} on this server: {served_here}",
         request.method(),
         request.uri().path()
     );
+    json_error(StatusCode::NOT_FOUND, &message)
+}
+
+/// An HTTP error as masters and agents answer every one: `{"error": {"status", "message"}}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::json!({ "error": { "status": status.as_u16(), "message": message } });
     (
         status,

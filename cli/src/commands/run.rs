@@ -335,11 +335,16 @@ fn inline_bytes(inputs: &[InputFile]) -> usize {
     inputs
         .iter()
         .map(|input| match &input.source {
-            InputSource::Contents(bytes) if bytes.len() <= INLINE_FILE_BYTES => bytes.len(),
+            InputSource::Contents(bytes) if !to_upload(bytes) => bytes.len(),
             InputSource::TarArchive(bytes) => bytes.len(),
             _ => 0,
         })
         .sum()
+}
+
+/// Whether a `--file` goes through the artifact store rather than with the task.
+fn to_upload(contents: &[u8]) -> bool {
+    contents.len() > INLINE_FILE_BYTES
 }
 
 /// Puts each `--file` past [`INLINE_FILE_BYTES`] in the artifact store and has the task
@@ -350,7 +355,7 @@ async fn upload_large_files(
 ) -> anyhow::Result<()> {
     for input in inputs {
         if let InputSource::Contents(bytes) = &input.source
-            && bytes.len() > INLINE_FILE_BYTES
+            && to_upload(bytes)
         {
             let digest = client::upload(client, bytes.to_vec(), true).await?;
             input.source = InputSource::Artifact(digest);
@@ -368,11 +373,14 @@ fn with_wasmtime_options(mut args: RunArgs) -> RunArgs {
             WasmOption::Timeout(timeout) => args.timeout = Some(*timeout),
         }
     }
+    // The last `inherit-env` given decides.
     let inherit_env = args
         .wasi_options
         .iter()
         .flat_map(|o| &o.0)
-        .fold(false, |_, WasiOption::InheritEnv(on)| *on);
+        .map(|WasiOption::InheritEnv(on)| *on)
+        .next_back()
+        .unwrap_or(false);
     if inherit_env {
         // This shell's variables (those that are text), then the `--env`s, which win.
         let given = std::mem::take(&mut args.env);

@@ -531,8 +531,7 @@ fn http_status(code: tonic::Code) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "status": self.status.as_u16(), "message": self.message } });
-        let mut response = (self.status, axum::Json(body)).into_response();
+        let mut response = corral_proto::one_port::json_error(self.status, &self.message);
         if let Some(wait) = self.retry_after {
             // Whole seconds (RFC 9110), rounded up so that the retry is not refused again.
             let seconds = wait.as_millis().div_ceil(1000).max(1);
