@@ -212,7 +212,7 @@ impl Cluster {
         let dialer = corral_proto::tls::Dialer::default();
         corral_fixtures::wait_for_admitted_agents(&dialer, masters, n, Duration::from_secs(90))
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e}\nthe master's log:\n{}", self.master_log()));
     }
 
     /// Starts `corral <args>` against this cluster in the background, output piped.
