@@ -173,8 +173,12 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
         }
         for (method, operation) in item.as_object().unwrap() {
             if method == "post" && concrete == "/api/v1/jobs" {
+                let body = &operation["requestBody"];
+                assert_eq!(body["required"], true, "{operation}");
+                assert!(body["content"]["application/toml"].is_object(), "{body}");
                 continue; // Submitted above: it takes a body.
             }
+            assert!(operation.get("requestBody").is_none(), "{operation}");
             let method: Method = method.to_ascii_uppercase().parse().unwrap();
             let url = format!("http://{}{concrete}", cluster.master_addr);
             let produces = operation["responses"]["200"]["content"]
@@ -275,6 +279,34 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
     .await;
     let drain = format!("/api/v1/agents/{agent}/drain?deadline_seconds=soon");
     refused(&cluster, Method::POST, &drain, bad).await;
+    // A parameter sent in a body, where the endpoint reads the query, is refused and nothing
+    // is done: not a drain without the deadline the caller asked for.
+    let before = get(&cluster, &format!("/api/v1/agents/{agent}")).await["state"].clone();
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/v1/agents/{agent}/drain",
+            cluster.master_addr
+        ))
+        .header("content-type", "application/json")
+        .body(r#"{"deadline_seconds": 600}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), bad);
+    let doc: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let message = doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("query: deadline_seconds"), "{doc}");
+    let after = get(&cluster, &format!("/api/v1/agents/{agent}")).await["state"].clone();
+    assert_eq!(after, before);
+    // Several states are any of them; a parameter that takes one value is refused twice.
+    get(&cluster, "/api/v1/tasks?state=RUNNING&state=FINISHED").await;
+    let twice = format!("/api/v1/tasks?agent={agent}&agent=other");
+    let message = refused(&cluster, Method::GET, &twice, bad).await;
+    assert!(
+        message.contains("\"agent\" is given more than once"),
+        "{message}"
+    );
+    refused(&cluster, Method::GET, "/api/v1/tasks?label==value", bad).await;
     let missing = StatusCode::NOT_FOUND;
     refused(&cluster, Method::GET, "/api/v1/agents/nope", missing).await;
     refused(&cluster, Method::GET, "/api/v1/tasks/nope", missing).await;

@@ -9,7 +9,9 @@ use corral_proto::{ServiceError, json as forms, v1};
 use corral_types::{AgentId, FrameworkId, TaskId, TaskState};
 use serde_json::json;
 
-use super::{ApiError, ApiResult, MAX_PAGE, ask, id, params, query_of, unexpected};
+use super::{
+    ApiError, ApiResult, MAX_PAGE, ask, id, params, params_repeating, query_of, unexpected,
+};
 use crate::auth::{Action, Caller};
 use crate::core::{OperatorRequest, OperatorResponse};
 use crate::http::HttpState;
@@ -182,7 +184,8 @@ pub(super) async fn tasks(
     Extension(caller): Extension<Caller>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult {
-    let q = params(q, query_of("/api/v1/tasks"))?;
+    // Several states are any of them; several labels, all of them.
+    let q = params_repeating(q, query_of("/api/v1/tasks"), &["state", "label"])?;
     let mut request = TaskQuery::default();
     for (name, value) in q {
         match name.as_str() {
@@ -201,6 +204,7 @@ pub(super) async fn tasks(
             "label" => {
                 let (k, v) = value
                     .split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
                     .ok_or_else(|| ApiError::bad_request(format!("label {value:?}: key=value")))?;
                 request.labels.push((k.to_owned(), v.to_owned()));
             }

@@ -41,6 +41,17 @@ pub(crate) struct Route {
 
 const JSON: &str = "application/json";
 
+impl Route {
+    /// The media types of the request body it reads; `None`: it reads none, and refuses one
+    /// rather than ignore what the body asked for.
+    fn request_body(&self) -> Option<&'static [&'static str]> {
+        match self.endpoint {
+            Endpoint::Submit => Some(&["application/toml", "application/yaml", JSON]),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Endpoint {
     Summary,
@@ -386,9 +397,15 @@ pub(super) fn router(state: HttpState) -> Router {
     // One method router per path: a path may take several methods.
     let mut paths: Vec<(&str, MethodRouter<HttpState>)> = Vec::new();
     for route in ROUTES {
+        let handler = match route.request_body() {
+            Some(_) => handler(route),
+            None => handler(route).layer(axum::middleware::from_fn(
+                move |request: Request, next: Next| no_body(route, request, next),
+            )),
+        };
         match paths.iter_mut().find(|(p, _)| *p == route.path) {
-            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler(route)),
-            None => paths.push((route.path, handler(route))),
+            Some((_, methods)) => *methods = std::mem::take(methods).merge(handler),
+            None => paths.push((route.path, handler)),
         }
     }
     let mut router = Router::new();
@@ -428,6 +445,32 @@ async fn json_errors(response: Response) -> Response {
         text
     };
     ApiError::new(status, message).into_response()
+}
+
+/// Refuses a request body on `route`, which reads none: a drain's deadline or a scale's
+/// instances sent as JSON would otherwise be dropped, and the call done without them.
+async fn no_body(route: &'static Route, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let empty = axum::body::to_bytes(body, 4 << 10)
+        .await
+        .is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
+    if empty {
+        return next
+            .run(Request::from_parts(parts, axum::body::Body::empty()))
+            .await;
+    }
+    let names: Vec<&str> = route.query.iter().map(|(n, _)| *n).collect();
+    ApiError::bad_request(format!(
+        "{} {} takes no request body{}",
+        route.method.to_ascii_uppercase(),
+        route.path,
+        if names.is_empty() {
+            String::new()
+        } else {
+            format!("; its parameters go in the query: {}", names.join(", "))
+        }
+    ))
+    .into_response()
 }
 
 fn handler(route: &Route) -> MethodRouter<HttpState> {
@@ -634,11 +677,28 @@ fn unexpected() -> ApiError {
     ))
 }
 
-/// The query's parameters, refusing any not in `known`.
+/// The query's parameters, refusing any not in `known` and any given twice.
 fn params(
     query: Vec<(String, String)>,
     known: &[(&str, &str)],
 ) -> Result<Vec<(String, String)>, ApiError> {
+    params_repeating(query, known, &[])
+}
+
+/// [`params`], where the parameters named in `repeating` may be given more than once.
+fn params_repeating(
+    query: Vec<(String, String)>,
+    known: &[(&str, &str)],
+    repeating: &[&str],
+) -> Result<Vec<(String, String)>, ApiError> {
+    let repeated = query.iter().enumerate().find(|(i, (name, _))| {
+        !repeating.contains(&name.as_str()) && query[..*i].iter().any(|(seen, _)| seen == name)
+    });
+    if let Some((_, (name, _))) = repeated {
+        return Err(ApiError::bad_request(format!(
+            "query parameter {name:?} is given more than once; it takes one value"
+        )));
+    }
     if let Some((name, _)) = query
         .iter()
         .find(|(k, _)| !known.iter().any(|(n, _)| n == k))
@@ -698,7 +758,7 @@ pub(crate) fn openapi_document() -> Value {
         parameters.extend(route.query.iter().map(|(name, what)| {
             json!({ "name": name, "in": "query", "required": false, "description": what, "schema": { "type": "string" } })
         }));
-        let operation = json!({
+        let mut operation = json!({
             "summary": route.summary,
             "parameters": parameters,
             "responses": {
@@ -708,6 +768,13 @@ pub(crate) fn openapi_document() -> Value {
                 "5XX": error,
             },
         });
+        if let Some(media) = route.request_body() {
+            let content: serde_json::Map<String, Value> = media
+                .iter()
+                .map(|m| ((*m).to_owned(), json!({ "schema": { "type": "string" } })))
+                .collect();
+            operation["requestBody"] = json!({ "required": true, "content": content });
+        }
         let item = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| json!({}));
