@@ -475,9 +475,11 @@ const agentsView = {
       setText(cpus, `${milli(a.used?.cpus_milli ?? 0)} / ${milli(a.total?.cpus_milli ?? 0)}`);
       setText(mem, `${fmtBytes(a.used?.mem_bytes ?? 0)} / ${fmtBytes(a.total?.mem_bytes ?? 0)}`);
       setText(tasks, a.active_tasks ?? 0);
-      const [deadline, drain, reactivate] = actions.children;
+      const [deadline, drain, reactivate, until] = actions.children;
       deadline.hidden = drain.hidden = ['DRAINING', 'DRAINED', 'GONE'].includes(a.state);
       reactivate.hidden = !['DRAINING', 'DRAINED'].includes(a.state);
+      until.hidden = a.drain_deadline_millis == null;
+      setText(until, until.hidden ? '' : `tasks killed at ${fmtTime(a.drain_deadline_millis)}`);
     });
   },
   createRow(a) {
@@ -504,7 +506,7 @@ const agentsView = {
       el('td', { class: 'num' }), el('td', { class: 'num' }), el('td', { class: 'num' }),
       el('td', { class: 'actions' },
         el('label', {}, el('span', { class: 'vh' }, `Drain deadline in seconds for ${a.id}`), input),
-        drain, reactivate));
+        drain, reactivate, el('span', { class: 'drain-until' })));
   },
   /** The agent's new state at once (its AGENT_UPDATED event may come later), and focus on
    * the button that now applies, since the clicked one may have been hidden. */

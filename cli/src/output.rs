@@ -205,15 +205,31 @@ pub(crate) fn ago(millis: u64) -> String {
     if millis == 0 {
         return "-".into();
     }
-    let now = std::time::SystemTime::now()
+    format!("{} ago", span(now_millis().saturating_sub(millis)))
+}
+
+/// A time to come, in milliseconds since the Unix epoch, as "in 9m" ("now" once past).
+pub(crate) fn from_now(millis: u64) -> String {
+    match millis.saturating_sub(now_millis()) {
+        0 => "now".into(),
+        ahead => format!("in {}", span(ahead)),
+    }
+}
+
+fn now_millis() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let secs = now.saturating_sub(millis) / 1000;
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A span of milliseconds in its largest whole unit: "42s", "9m", "2h", "3d".
+fn span(millis: u64) -> String {
+    let secs = millis / 1000;
     match secs {
-        0..60 => format!("{secs}s ago"),
-        60..3600 => format!("{}m ago", secs / 60),
-        3600..86400 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86400),
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
     }
 }
 

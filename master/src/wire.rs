@@ -248,6 +248,7 @@ impl From<&AgentSummary> for v1::AgentSummary {
             last_heartbeat_millis: a.last_heartbeat_unix_millis,
             active_tasks: count(a.active_tasks),
             labels: a.labels.clone(),
+            drain_deadline_millis: a.drain_deadline_unix_millis,
         }
     }
 }

@@ -121,6 +121,7 @@ pub fn agent(a: &v1::AgentSummary) -> Value {
         "active_tasks": a.active_tasks,
         "registered_at_millis": a.registered_at_millis,
         "last_heartbeat_millis": a.last_heartbeat_millis,
+        "drain_deadline_millis": a.drain_deadline_millis,
     })
 }
 

@@ -29,6 +29,7 @@ pub(crate) enum JobCommand {
     )]
     Update(JobFileArgs),
     /// List jobs, in submission order.
+    #[command(visible_alias = "list")]
     Ls(ListArgs),
     /// One job: state, instance counts, recent failures.
     Status(JobNameArgs),

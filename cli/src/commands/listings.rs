@@ -39,7 +39,15 @@ pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
                 let mut row = vec![
                     a.id.clone(),
                     a.address.clone(),
-                    output::agent_state(a.state),
+                    match a.drain_deadline_millis {
+                        // When its tasks are killed, which an operator draining it waits on.
+                        Some(deadline) => format!(
+                            "{} (kills {})",
+                            output::agent_state(a.state),
+                            output::from_now(deadline)
+                        ),
+                        None => output::agent_state(a.state),
+                    },
                     output::resources_short(a.total.as_ref()),
                     output::resources_short(a.used.as_ref()),
                     a.active_tasks.to_string(),

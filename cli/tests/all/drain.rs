@@ -1,6 +1,7 @@
 //! `corral agent drain` and `reactivate` on a real cluster: a drained agent's running task
 //! may finish until the deadline, then is killed with a reason; the agent's state shows in
-//! `corral agents`; a reactivated agent runs tasks again.
+//! `corral agents`, with the deadline while one is pending; a reactivated agent runs tasks
+//! again.
 
 use std::time::Duration;
 
@@ -59,6 +60,33 @@ async fn a_drained_agent_kills_what_outlives_the_deadline_and_runs_again_once_re
     assert_eq!(agent(&cluster).await["state"], "ADMITTED");
     let hello = cluster.corral(&["run", corral_wasm_tasks::HELLO]).await;
     assert_eq!(hello.status.code(), Some(0), "{}", text(&hello.stderr));
+
+    // While a task outlives a drain with a deadline, the deadline shows: in the API's
+    // document and in `corral agents`. Reactivated, it is gone.
+    let (_sleeper, _) = cluster.start_sleeping_task().await;
+    let asked = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let drain = cluster
+        .corral(&["agent", "drain", &id, "--deadline", "10m"])
+        .await;
+    assert_eq!(drain.status.code(), Some(0), "{}", text(&drain.stderr));
+    let draining = agent(&cluster).await;
+    assert_eq!(draining["state"], "DRAINING", "{draining}");
+    let deadline = draining["drain_deadline_millis"].as_u64().unwrap();
+    assert!(
+        (asked + 595_000..asked + 660_000).contains(&deadline),
+        "{deadline} is not 10m after {asked}"
+    );
+    let table = text(&cluster.corral(&["agents"]).await.stdout);
+    assert!(table.contains("DRAINING (kills in 9m)"), "{table}");
+    let back = cluster.corral(&["agent", "reactivate", &id]).await;
+    assert_eq!(back.status.code(), Some(0), "{}", text(&back.stderr));
+    assert_eq!(
+        agent(&cluster).await["drain_deadline_millis"],
+        serde_json::Value::Null
+    );
 
     let unknown = cluster.corral(&["agent", "drain", "no-such-agent"]).await;
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown.stderr));

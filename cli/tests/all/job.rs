@@ -297,7 +297,7 @@ async fn bad_submissions_exit_2_with_the_reason_and_submit_nothing() {
         "{}",
         text(&out.stderr)
     );
-    let listed = job_doc(&cluster.corral(&["job", "ls", "-o", "json"]).await);
+    let listed = job_doc(&cluster.corral(&["job", "list", "-o", "json"]).await);
     assert_eq!(
         listed["jobs"],
         serde_json::json!([]),

@@ -84,6 +84,12 @@ async fn the_ui_shows_the_cluster_live_follows_output_drains_an_agent_and_submit
         .wait_for(&format!("{row} .state"), |t| t == "DRAINING")
         .await
         .unwrap();
+    browser
+        .wait_for(&format!("{row} .drain-until"), |t| {
+            t.starts_with("tasks killed at ")
+        })
+        .await
+        .unwrap();
     browser.screenshot("agent-draining").await.unwrap();
     browser
         .click(&format!("{row} button.reactivate"))

@@ -465,6 +465,12 @@ impl MasterCore {
             last_heartbeat_unix_millis: self.unix_millis(a.last_seen),
             active_tasks: self.tasks.count_live_on(&a.id),
             labels: a.info.labels.clone(),
+            drain_deadline_unix_millis: match (a.state, a.drain) {
+                (AgentState::Draining, Some((Some(deadline), _))) => {
+                    Some(self.unix_millis(deadline))
+                }
+                _ => None,
+            },
         }
     }
 

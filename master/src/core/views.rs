@@ -34,6 +34,8 @@ pub(crate) struct AgentSummary {
     pub last_heartbeat_unix_millis: u64,
     pub active_tasks: usize,
     pub labels: BTreeMap<String, String>,
+    /// While draining with a deadline: when its tasks are killed.
+    pub drain_deadline_unix_millis: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
