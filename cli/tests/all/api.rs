@@ -150,6 +150,16 @@ async fn every_documented_endpoint_answers_and_bad_requests_get_json_errors() {
     // Every path of the document, with real IDs; kills last.
     let document = get(&cluster, "/api/v1/openapi.json").await;
     assert_eq!(document["openapi"], "3.0.3");
+    // Parameters say what the handlers take: a generated client must send a scale's count.
+    let scale = &document["paths"]["/api/v1/jobs/{name}/scale"]["post"]["parameters"];
+    let instances = scale
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "instances")
+        .unwrap();
+    assert_eq!(instances["required"], true, "{instances}");
+    assert_eq!(instances["schema"]["type"], "integer", "{instances}");
     let mut paths: Vec<(&String, &Value)> = document["paths"].as_object().unwrap().iter().collect();
     assert!(paths.len() >= 10, "{document}");
     paths.sort_by_key(|(path, _)| path.ends_with("/kill"));

@@ -744,6 +744,19 @@ async fn openapi() -> ApiResult {
     Ok(axum::Json(openapi_document()))
 }
 
+/// The type of the query parameter `name`, as the handlers parse it.
+fn query_schema(name: &str) -> Value {
+    match name {
+        "page_size" => json!({ "type": "integer", "minimum": 1, "maximum": MAX_PAGE }),
+        "offset" | "length" | "max_tasks" | "deadline_seconds" | "instances" => {
+            json!({ "type": "integer", "minimum": 0 })
+        }
+        "include_completed" => json!({ "type": "boolean" }),
+        "format" => json!({ "type": "string", "enum": ["toml", "yaml", "json"] }),
+        _ => json!({ "type": "string" }),
+    }
+}
+
 /// The OpenAPI 3 document of [`ROUTES`].
 pub(crate) fn openapi_document() -> Value {
     let error = json!({ "$ref": "#/components/responses/Error" });
@@ -756,7 +769,13 @@ pub(crate) fn openapi_document() -> Value {
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
         parameters.extend(route.query.iter().map(|(name, what)| {
-            json!({ "name": name, "in": "query", "required": false, "description": what, "schema": { "type": "string" } })
+            json!({
+                "name": name,
+                "in": "query",
+                "required": what.ends_with("(required)"),
+                "description": what,
+                "schema": query_schema(name),
+            })
         }));
         let mut operation = json!({
             "summary": route.summary,
