@@ -473,8 +473,25 @@ pub(crate) struct PsArgs {
     /// Include terminal tasks.
     #[arg(long, short)]
     pub(crate) all: bool,
+    /// Only tasks in these states (comma-separated or repeated: `--state running,failed`);
+    /// terminal ones included when named.
+    #[arg(long, value_delimiter = ',', value_parser = parse::task_state)]
+    pub(crate) state: Vec<corral_types::TaskState>,
+    /// Only this framework's tasks.
+    #[arg(long)]
+    pub(crate) framework: Option<String>,
+    /// Only tasks on this agent.
+    #[arg(long)]
+    pub(crate) agent: Option<String>,
+    /// Only tasks with this label `key=value` (repeatable: all of them).
+    #[arg(long, short = 'l', value_parser = parse::key_value)]
+    pub(crate) label: Vec<(String, String)>,
+    /// Only the instances of this built-in job.
+    #[arg(long)]
+    pub(crate) job: Option<String>,
     /// After the listing, print each task as it changes (one line, or one JSON document, per
-    /// change) until interrupted, from the master's event stream.
+    /// change) until interrupted, from the master's event stream; with filters, the changes
+    /// that leave a task matching them.
     #[arg(long, short)]
     pub(crate) watch: bool,
     #[arg(long, short, value_enum, default_value = "table")]

@@ -52,7 +52,6 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
     corral_types::quantity::parse_duration(s)
 }
 
-/// `key=value`.
 /// `sha256:<hex>=PATH`: an artifact given to a task as input file `PATH`.
 pub(crate) fn artifact_input(s: &str) -> Result<(corral_types::Digest, String), String> {
     let (digest, path) = s
@@ -65,6 +64,18 @@ pub(crate) fn artifact_input(s: &str) -> Result<(corral_types::Digest, String), 
     Ok((digest, path.to_owned()))
 }
 
+/// A task state by name, in any case: `running`, `FINISHED`.
+pub(crate) fn task_state(s: &str) -> Result<corral_types::TaskState, String> {
+    corral_types::TaskState::from_name(&s.to_ascii_uppercase()).ok_or_else(|| {
+        let names: Vec<&str> = corral_types::TaskState::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        format!("{s:?} is not a task state ({})", names.join(", "))
+    })
+}
+
+/// `key=value`.
 pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),

@@ -1,5 +1,6 @@
-//! `corral ps`: tasks, through Operator.ListTasks (all pages); `--watch` then prints each
-//! change the master's event stream (Operator.Subscribe) reports, as kubectl's `get -w` does.
+//! `corral ps`: tasks, through Operator.ListTasks (all pages), filtered by state, framework,
+//! agent and labels as the master filters them; `--watch` then prints each change the
+//! master's event stream (Operator.Subscribe) reports, as kubectl's `get -w` does.
 
 use std::collections::HashMap;
 
@@ -18,37 +19,13 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let states: Vec<i32> = if args.all {
-        Vec::new()
-    } else {
-        [
-            v1::TaskState::Staging,
-            v1::TaskState::Starting,
-            v1::TaskState::Running,
-            v1::TaskState::Killing,
-            v1::TaskState::Unreachable,
-        ]
-        .into_iter()
-        .map(|s| s as i32)
-        .collect()
+    let filter = Filter::of(&args);
+    let states: Vec<TaskState> = match (&filter.states[..], args.all) {
+        ([], true) => Vec::new(),
+        ([], false) => LIVE.to_vec(),
+        (named, _) => named.to_vec(),
     };
-    let mut tasks = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_tasks(v1::ListTasksRequest {
-                states: states.clone(),
-                page_token,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        tasks.extend(page.tasks);
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        page_token = page.next_page_token;
-    }
+    let tasks = list(&mut client, &filter, &states).await?;
     match args.output {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             args.output,
@@ -96,17 +73,102 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
             println!("{table}");
         }
     }
-    match events {
-        Some(events) => watch(events, args.output, tasks).await,
-        None => Ok(0),
+    let Some(events) = events else {
+        return Ok(0);
+    };
+    // A change prints the whole task, so the live tasks the filters leave out by state alone
+    // are held too: one may come to match.
+    let held = if filter.states.is_empty() {
+        tasks
+    } else {
+        list(&mut client, &filter, LIVE).await?
+    };
+    watch(events, args.output, held, &filter).await
+}
+
+/// The states of tasks that may still change: what `corral ps` lists without `--all`.
+const LIVE: &[TaskState] = &[
+    TaskState::Staging,
+    TaskState::Starting,
+    TaskState::Running,
+    TaskState::Killing,
+    TaskState::Unreachable,
+];
+
+/// What `corral ps` shows: tasks in any of `states` (all when empty), of `framework`, on
+/// `agent`, with every one of `labels`.
+struct Filter {
+    states: Vec<TaskState>,
+    framework: Option<String>,
+    agent: Option<String>,
+    labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Filter {
+    fn of(args: &PsArgs) -> Self {
+        let job = args
+            .job
+            .iter()
+            .map(|j| ("corral.job".to_owned(), j.clone()));
+        Self {
+            states: args.state.clone(),
+            framework: args.framework.clone(),
+            agent: args.agent.clone(),
+            labels: args.label.iter().cloned().chain(job).collect(),
+        }
+    }
+
+    /// Whether `task` matches; labels are known only of tasks listed or added while watched.
+    fn matches(&self, task: &v1::TaskSummary) -> bool {
+        let state = TaskState::from_proto("state", task.state).ok();
+        (self.states.is_empty() || state.is_some_and(|s| self.states.contains(&s)))
+            && self
+                .framework
+                .as_ref()
+                .is_none_or(|f| *f == task.framework_id)
+            && self.agent.as_ref().is_none_or(|a| *a == task.agent_id)
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| task.labels.get(k) == Some(v))
     }
 }
 
-/// Prints every task change until the stream ends (the master went away: exit 69).
+/// Every page of the tasks in `states` (all when empty) that match `filter` otherwise.
+async fn list(
+    client: &mut client::OperatorClient,
+    filter: &Filter,
+    states: &[TaskState],
+) -> anyhow::Result<Vec<v1::TaskSummary>> {
+    let mut tasks = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_tasks(v1::ListTasksRequest {
+                states: states.iter().map(|s| s.to_proto() as i32).collect(),
+                framework_id: filter.framework.clone(),
+                agent_id: filter.agent.clone(),
+                labels: filter.labels.clone().into_iter().collect(),
+                page_token,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        tasks.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            return Ok(tasks);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Prints every change of a task matching `filter` until the stream ends (the master went
+/// away: exit 69).
 async fn watch(
     mut events: tonic::Streaming<v1::OperatorEvent>,
     format: OutputFormat,
     listed: Vec<v1::TaskSummary>,
+    filter: &Filter,
 ) -> anyhow::Result<u8> {
     use v1::operator_event::Event;
     // The live tasks seen, so that a change prints the whole task, as `kubectl get -w` does;
@@ -128,6 +190,12 @@ async fn watch(
             }
             _ => continue,
         };
+        if !TaskState::from_proto("state", t.state).is_ok_and(|s| s.is_terminal()) {
+            held.insert(key(&t), t.clone());
+        }
+        if !filter.matches(&t) {
+            continue;
+        }
         match format {
             // One document per line, as `kubectl get -w -o json` streams them.
             OutputFormat::Json => println!("{}", corral_proto::json::task(&t)),
@@ -141,9 +209,6 @@ async fn watch(
                 t.agent_id,
                 t.framework_id
             ),
-        }
-        if !TaskState::from_proto("state", t.state).is_ok_and(|s| s.is_terminal()) {
-            held.insert(key(&t), t);
         }
     }
     Err(crate::commands::Exit::unreachable("the master ended the event stream").into())

@@ -1,6 +1,6 @@
 //! Operators' habits: `logs --tail`, shell completions, the log level and format of
-//! long-running commands, `--master` before the command, and `-o json|yaml` on the commands
-//! that change things.
+//! long-running commands, `--master` before the command, `-o json|yaml` on the commands
+//! that change things, and `ps` filtered as `kubectl get -l` filters.
 
 use crate::cluster::{Cluster, corral, text};
 
@@ -157,4 +157,119 @@ async fn run_kill_and_quota_set_print_documents_with_o_json() {
     let quota = json_of(&out);
     assert_eq!(quota["role"], "eng", "{quota}");
     assert_eq!(quota["limit"]["cpus_milli"], 1000, "{quota}");
+}
+
+/// The IDs of the tasks `corral ps <args> -o json` lists.
+async fn listed(cluster: &Cluster, args: &[&str]) -> Vec<String> {
+    let out = cluster.corral(&[args, &["-o", "json"]].concat()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        text(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut ids: Vec<String> = doc["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ps_filters_by_state_framework_agent_label_and_job_and_watches_what_matches() {
+    use tokio::io::AsyncBufReadExt;
+    let cluster = Cluster::start(&[]).await;
+    cluster.run_hello().await;
+    let [hello] = &listed(&cluster, &["ps", "--all"]).await[..] else {
+        panic!("one task so far");
+    };
+    let hello = hello.clone();
+    let module = crate::cluster::module_digest(corral_wasm_tasks::HELLO);
+    let spec = cluster.dir.path().join("greet.toml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version = 1\nname = \"greet\"\nkind = \"batch\"\nmodule = \"{module}\"\n\
+             instances = 2\n[resources]\ncpus = 0.1\nmem = \"16MiB\"\n"
+        ),
+    )
+    .unwrap();
+    let submit = cluster
+        .corral(&["job", "submit", spec.to_str().unwrap(), "--wait"])
+        .await;
+    assert_eq!(submit.status.code(), Some(0), "{}", text(&submit.stderr));
+    let (_sleeper, sleeping) = cluster.start_sleeping_task().await;
+
+    let instances = vec!["greet.0".to_owned(), "greet.1".to_owned()];
+    let mut finished = [instances.clone(), vec![hello.clone()]].concat();
+    finished.sort();
+    assert_eq!(
+        listed(&cluster, &["ps", "--state", "finished"]).await,
+        finished
+    );
+    assert_eq!(
+        listed(&cluster, &["ps", "--state", "RUNNING"]).await,
+        [sleeping]
+    );
+    let both = listed(&cluster, &["ps", "--state", "running,finished"]).await;
+    assert_eq!(both.len(), 4, "{both:?}");
+    assert_eq!(
+        listed(&cluster, &["ps", "--all", "--job", "greet"]).await,
+        instances
+    );
+    let one = [
+        "ps",
+        "--all",
+        "-l",
+        "corral.job=greet",
+        "-l",
+        "corral.instance=1",
+    ];
+    assert_eq!(listed(&cluster, &one).await, ["greet.1"]);
+    let jobs = listed(&cluster, &["ps", "--all", "--framework", "corral-jobs"]).await;
+    assert_eq!(jobs, instances);
+    assert!(
+        listed(&cluster, &["ps", "--all", "--agent", "no-such-agent"])
+            .await
+            .is_empty()
+    );
+
+    let bad = cluster.corral(&["ps", "--state", "bogus"]).await;
+    assert_eq!(bad.status.code(), Some(2));
+    let message = text(&bad.stderr);
+    assert!(
+        message.contains("\"bogus\" is not a task state (STAGING"),
+        "{message}"
+    );
+
+    // Watching FINISHED tasks: a new run's STAGING, STARTING and RUNNING are left out, its
+    // FINISHED printed whole (the task was held from its TASK_ADDED).
+    let mut watch = cluster.spawn_corral(&["ps", "--watch", "--state", "finished", "-o", "json"]);
+    let mut lines = tokio::io::BufReader::new(watch.stdout.take().unwrap()).lines();
+    // The listing's first line comes once the watch has subscribed.
+    let listing = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(listing, "{");
+    cluster.run_hello().await;
+    let line = loop {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("a change within 30 s")
+            .unwrap()
+            .expect("ps --watch goes on");
+        // The rest of the listing is indented or a lone brace; a change is one line.
+        if line.starts_with('{') && line != "{" {
+            break line;
+        }
+    };
+    let task: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(task["state"], "FINISHED", "{task}");
+    assert_ne!(task["id"], hello.as_str(), "{task}");
+    assert!(
+        task["module"].as_str().is_some_and(|m| !m.is_empty()),
+        "{task}"
+    );
 }

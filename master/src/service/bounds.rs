@@ -321,4 +321,13 @@ fn task_listings_refuse_state_filters_past_the_bound() {
         "states",
         operator::list_tasks_request(r, crate::auth::Visibility::All).expect_err("states"),
     );
+    let r = v1::ListTasksRequest {
+        labels: over_labels(),
+        ..Default::default()
+    };
+    refused(
+        "labels",
+        "labels",
+        operator::list_tasks_request(r, crate::auth::Visibility::All).expect_err("labels"),
+    );
 }

@@ -535,6 +535,7 @@ pub(crate) fn list_tasks_request(
     visible: Visibility,
 ) -> Result<OperatorRequest, ProtoError> {
     corral_proto::convert::bounded_list("states", r.states.len())?;
+    corral_proto::convert::bounded_labels("labels", r.labels.iter().map(|(k, v)| (&**k, &**v)))?;
     let states = r
         .states
         .iter()
@@ -545,7 +546,7 @@ pub(crate) fn list_tasks_request(
         framework: parse_optional_id("framework_id", r.framework_id.as_deref())?,
         agent: parse_optional_id("agent_id", r.agent_id.as_deref())?,
         states,
-        labels: Vec::new(),
+        labels: r.labels.into_iter().collect(),
         page_size: r.page_size as usize,
         page_token: r.page_token,
         visible,
