@@ -32,7 +32,6 @@ use lru::LruCache;
 use tokio::sync::OnceCell;
 use wasmtime::component::Component;
 use wasmtime::{Engine, InstancePre, Linker, Module, Precompiled};
-use wasmtime_wasi::p2::bindings::CommandPre;
 
 /// Modules are named by the same digest everywhere in Corral.
 use corral_types::{Digest, WasmBinary};
@@ -92,8 +91,11 @@ pub(crate) enum Code<T: 'static> {
         module: Module,
         pre: Result<InstancePre<T>, String>,
     },
-    /// A component: a `wasi:cli/command`, run through `wasi:cli/run`.
-    Component { pre: Result<CommandPre<T>, String> },
+    /// A component: a `wasi:cli/command` run through `wasi:cli/run`, or any component whose
+    /// function is invoked by name.
+    Component {
+        pre: Result<wasmtime::component::InstancePre<T>, String>,
+    },
 }
 
 /// The linkers modules and components are pre-instantiated with.
@@ -401,7 +403,6 @@ impl<T: Send + 'static> ModuleCache<T> {
                         .linkers
                         .component
                         .instantiate_pre(&component)
-                        .and_then(CommandPre::new)
                         .map_err(link_error),
                 },
             },

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
-use wasmtime::{Engine, Store, Trap, Val, ValType};
+use wasmtime::{Engine, Store, Trap, Val};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -32,6 +32,7 @@ use crate::compile_worker::CompileWorker;
 use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
+use crate::invoke::{self, COMMAND_ENTRYPOINT, Call};
 use crate::memory::MemoryLimiter;
 use crate::metrics::AgentMetrics;
 use crate::output::{KEPT_IN_MEMORY_FOR, RunOutput, Stream};
@@ -453,20 +454,45 @@ async fn run_task(
         Ok(prepared) => prepared,
         Err(error) => return failed(error.into()),
     };
-    let params = match entrypoint_params(&prepared, &spec.entrypoint, &spec.args) {
-        Ok(params) => params,
+    let call = match invoke::call(
+        &prepared,
+        shared.engine.engine(),
+        &spec.entrypoint,
+        &spec.args,
+    ) {
+        Ok(call) => call,
         Err(error) => return failed(error),
     };
-    let runnable = match &prepared.code {
-        Code::Module { pre: Ok(pre), .. } => Runnable::Module(pre.clone()),
-        Code::Component { pre: Ok(pre) } => Runnable::Component(pre.clone()),
-        Code::Module {
-            pre: Err(message), ..
+    let link_error = |message: String| StartError::Link { message };
+    let runnable = match (&prepared.code, call) {
+        (Code::Module { pre: Ok(pre), .. }, Call::Module(params)) => {
+            Runnable::Module(pre.clone(), params)
         }
-        | Code::Component { pre: Err(message) } => {
-            return failed(StartError::Link {
-                message: message.clone(),
-            });
+        (Code::Component { pre: Ok(pre) }, Call::Run) => {
+            match wasmtime_wasi::p2::bindings::CommandPre::new(pre.clone()) {
+                Ok(command) => Runnable::Command(command),
+                Err(e) => {
+                    return failed(link_error(format!(
+                        "{e:#}; a component without a `wasi:cli/run` export runs a function it \
+                     exports, named as a call: `--invoke 'name(args)'`"
+                    )));
+                }
+            }
+        }
+        (Code::Component { pre: Ok(pre) }, Call::Component { func, params }) => {
+            Runnable::ComponentFunc(pre.clone(), func, params)
+        }
+        (
+            Code::Module {
+                pre: Err(message), ..
+            }
+            | Code::Component { pre: Err(message) },
+            _,
+        ) => {
+            return failed(link_error(message.clone()));
+        }
+        (Code::Module { .. }, _) | (Code::Component { .. }, Call::Module(_)) => {
+            return failed(link_error("the entrypoint does not fit the code".into()));
         }
     };
     let mut store = match build_store(&shared, &spec, &output, &prepared) {
@@ -486,7 +512,7 @@ async fn run_task(
         let guest = Metered::new(
             async {
                 match runnable {
-                    Runnable::Module(pre) => {
+                    Runnable::Module(pre, params) => {
                         let instance = pre
                             .instantiate_async(&mut store)
                             .await
@@ -494,7 +520,15 @@ async fn run_task(
                         phase.send_replace(Phase::Running);
                         call_entrypoint(&mut store, &instance, entrypoint, params, &output).await
                     }
-                    Runnable::Component(pre) => {
+                    Runnable::ComponentFunc(pre, func, params) => {
+                        let instance = pre
+                            .instantiate_async(&mut store)
+                            .await
+                            .map_err(|e| (Stage::Instantiate, e))?;
+                        phase.send_replace(Phase::Running);
+                        call_component_func(&mut store, &instance, func, &params, &output).await
+                    }
+                    Runnable::Command(pre) => {
                         let command = pre
                             .instantiate_async(&mut store)
                             .await
@@ -598,8 +632,50 @@ async fn call_entrypoint(
     func.call_async(&mut *store, &params, &mut results)
         .await
         .map_err(|e| (Stage::Run, e))?;
+    let lines: Vec<String> = results.iter().map(core_value_text).collect();
     output
-        .write_results(&results)
+        .write_results(&lines)
+        .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
+}
+
+/// A number a core function returned, as `wasmtime run --invoke` prints it.
+fn core_value_text(value: &Val) -> String {
+    match value {
+        Val::I32(v) => v.to_string(),
+        Val::I64(v) => v.to_string(),
+        Val::F32(bits) => f32::from_bits(*bits).to_string(),
+        Val::F64(bits) => f64::from_bits(*bits).to_string(),
+        // Refused before the call (see `invoke::call`).
+        other => format!("{other:?}"),
+    }
+}
+
+/// Calls a component's exported function `func` with `params`, writing what it returns to
+/// stdout in WAVE, as `wasmtime run --invoke` prints it.
+async fn call_component_func(
+    store: &mut Store<TaskState>,
+    instance: &wasmtime::component::Instance,
+    func: wasmtime::component::ComponentExportIndex,
+    params: &[wasmtime::component::Val],
+    output: &RunOutput,
+) -> Result<(), (Stage, wasmtime::Error)> {
+    let func = instance.get_func(&mut *store, func).ok_or_else(|| {
+        let missing = StartError::MissingEntrypoint {
+            name: "the invoked function".into(),
+        };
+        (Stage::Instantiate, missing.into())
+    })?;
+    let mut results = vec![wasmtime::component::Val::Bool(false); func.ty(&*store).results().len()];
+    func.call_async(&mut *store, params, &mut results)
+        .await
+        .map_err(|e| (Stage::Run, e))?;
+    let lines = results
+        .iter()
+        .map(wasmtime::component::Val::to_wave)
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| (Stage::Run, e))?;
+    output
+        .write_results(&lines)
         .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
 }
 
@@ -620,86 +696,16 @@ async fn resolve_module(
 
 /// What a run instantiates and calls.
 enum Runnable {
-    Module(wasmtime::InstancePre<TaskState>),
-    Component(wasmtime_wasi::p2::bindings::CommandPre<TaskState>),
-}
-
-/// What a run passes its entrypoint: `None` for a function taking and returning nothing (a
-/// command's `_start`, or a component's `wasi:cli/run`); for one that takes or returns numbers,
-/// its parameters parsed from `args` in order, as `wasmtime run --invoke` takes them.
-fn entrypoint_params(
-    prepared: &Prepared<TaskState>,
-    name: &str,
-    args: &[String],
-) -> Result<Option<Vec<Val>>, StartError> {
-    match &prepared.code {
-        Code::Module { module, .. } => {
-            let Some(wasmtime::ExternType::Func(ty)) = module.get_export(name) else {
-                return Err(StartError::MissingEntrypoint { name: name.into() });
-            };
-            if ty.params().len() == 0 && ty.results().len() == 0 {
-                return Ok(None);
-            }
-            invocation(name, &ty, args).map(Some)
-        }
-        // A command component's entrypoint is its `wasi:cli/run` export, which linking checked.
-        Code::Component { .. } if name == COMMAND_ENTRYPOINT => Ok(None),
-        Code::Component { .. } => Err(StartError::InvalidSpec {
-            reason: format!(
-                "a component runs through its `wasi:cli/run` export; entrypoint `{name}` \
-                 applies to core modules only"
-            ),
-        }),
-    }
-}
-
-/// The entrypoint of a WASI command, the default of every task.
-const COMMAND_ENTRYPOINT: &str = "_start";
-
-/// The parameters of a call to `name` (of type `ty`) parsed from `args`; refused when `args`
-/// are too few or do not parse, or when `ty` takes or returns other than numbers.
-fn invocation(
-    name: &str,
-    ty: &wasmtime::FuncType,
-    args: &[String],
-) -> Result<Vec<Val>, StartError> {
-    let invalid = |reason: String| StartError::InvalidSpec { reason };
-    let numeric =
-        |t: &ValType| matches!(t, ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64);
-    if let Some(other) = ty.params().chain(ty.results()).find(|t| !numeric(t)) {
-        return Err(invalid(format!(
-            "`{name}` takes or returns a {other}: an entrypoint takes and returns numbers \
-             only (i32, i64, f32, f64)"
-        )));
-    }
-    if args.len() < ty.params().len() {
-        let types: Vec<String> = ty.params().map(|t| t.to_string()).collect();
-        return Err(invalid(format!(
-            "`{name}` takes {} arguments ({}); the task has {}",
-            types.len(),
-            types.join(", "),
-            args.len()
-        )));
-    }
-    ty.params()
-        .zip(args)
-        .enumerate()
-        .map(|(i, (t, arg))| {
-            let value = match t {
-                ValType::I32 => arg.parse().ok().map(Val::I32),
-                ValType::I64 => arg.parse().ok().map(Val::I64),
-                ValType::F32 => arg.parse::<f32>().ok().map(|f| Val::F32(f.to_bits())),
-                ValType::F64 => arg.parse::<f64>().ok().map(|f| Val::F64(f.to_bits())),
-                _ => None,
-            };
-            value.ok_or_else(|| {
-                invalid(format!(
-                    "argument {} of `{name}`: {arg:?} is not an {t}",
-                    i + 1
-                ))
-            })
-        })
-        .collect()
+    /// A module's export, with its parameters (see [`Call::Module`]).
+    Module(wasmtime::InstancePre<TaskState>, Option<Vec<Val>>),
+    /// A command component's `wasi:cli/run`.
+    Command(wasmtime_wasi::p2::bindings::CommandPre<TaskState>),
+    /// A component's exported function, with its parameters.
+    ComponentFunc(
+        wasmtime::component::InstancePre<TaskState>,
+        wasmtime::component::ComponentExportIndex,
+        Vec<wasmtime::component::Val>,
+    ),
 }
 
 /// Creates the sandbox and a store holding the guest's WASI context and limits.

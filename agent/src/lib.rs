@@ -50,6 +50,7 @@ mod cpu;
 mod engine;
 mod executor;
 mod guest;
+mod invoke;
 mod memory;
 mod metrics;
 pub mod node;

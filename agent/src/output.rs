@@ -291,19 +291,8 @@ impl RunOutput {
 
     /// Writes what an entrypoint returned to stdout, one value per line, as `wasmtime run
     /// --invoke` prints them; fails once the output budget has run out.
-    pub(crate) fn write_results(&self, results: &[wasmtime::Val]) -> io::Result<()> {
-        use std::fmt::Write;
-        let mut text = String::new();
-        for result in results {
-            let _ = match result {
-                wasmtime::Val::I32(v) => writeln!(text, "{v}"),
-                wasmtime::Val::I64(v) => writeln!(text, "{v}"),
-                wasmtime::Val::F32(bits) => writeln!(text, "{}", f32::from_bits(*bits)),
-                wasmtime::Val::F64(bits) => writeln!(text, "{}", f64::from_bits(*bits)),
-                // Refused before the call (see the executor's `invocation`).
-                other => writeln!(text, "{other:?}"),
-            };
-        }
+    pub(crate) fn write_results(&self, results: &[String]) -> io::Result<()> {
+        let text: String = results.iter().map(|r| format!("{r}\n")).collect();
         self.write_capped(Stream::Stdout, text.as_bytes())
     }
 

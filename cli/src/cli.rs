@@ -445,9 +445,10 @@ pub(crate) struct RunArgs {
     /// (then the `--env`s), as under `wasmtime run -S inherit-env`.
     #[arg(short = 'S', value_name = "OPT[=VALUE],...", value_parser = parse::wasi_options)]
     pub(crate) wasi_options: Vec<parse::WasiOptions>,
-    /// Call this exported function instead of `_start`, as `wasmtime run --invoke`: the
-    /// arguments after the module are its parameters (numbers: i32, i64, f32, f64), and what
-    /// it returns is printed, one value per line. Core modules only.
+    /// Call this exported function instead of `_start`, as `wasmtime run --invoke`. Of a core
+    /// module: the arguments after the module are its parameters (numbers: i32, i64, f32,
+    /// f64), and what it returns is printed, one value per line. Of a component: a call in
+    /// WAVE carrying its arguments, `--invoke 'add(1, 2)'`, its result printed in WAVE.
     #[arg(long, value_name = "FUNCTION")]
     pub(crate) invoke: Option<String>,
     /// The task's name.

@@ -149,17 +149,16 @@ async fn a_malformed_component_is_invalid() {
 }
 
 #[tokio::test]
-async fn a_component_has_no_other_entrypoint() {
+async fn another_entrypoint_of_a_component_is_a_function_it_exports() {
+    // A bare name is a call without arguments (see the `invoke` tests for calls).
     let mut task = spec(corral_wasm_tasks::components::HELLO, &[]);
     task.entrypoint = "main".into();
     let done = run(task).await;
-    assert!(
-        matches!(
-            &done.result.outcome,
-            TaskOutcome::FailedToStart(StartError::InvalidSpec { reason }) if reason.contains("wasi:cli/run")
-        ),
-        "{:?}",
-        done.result.outcome
+    assert_eq!(
+        done.result.outcome,
+        TaskOutcome::FailedToStart(StartError::MissingEntrypoint {
+            name: "main".into()
+        })
     );
 }
 

@@ -1,5 +1,6 @@
-//! Entrypoints other than `_start`, called as `wasmtime run --invoke` calls them: numbers in
-//! from the task's arguments, numbers out on stdout.
+//! Entrypoints other than `_start`, called as `wasmtime run --invoke` calls them: a core
+//! module's with numbers in from the task's arguments and out on stdout; a component's as a
+//! call written in WAVE, its result printed in WAVE.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,17 +18,19 @@ const MATH: &str = r#"(module
   (func (export "divide") (param i32 i32) (result i32) (i32.div_s (local.get 0) (local.get 1)))
   (global (export "not_a_function") i32 (i32.const 0)))"#;
 
-fn invoke(function: &str, args: &[&str]) -> TaskSpec {
+/// A run of the text-format `wat` at `entrypoint`, with `args`.
+fn invoking(wat: &str, entrypoint: &str, args: &[&str]) -> TaskSpec {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let wasm = wat::parse_str(MATH).unwrap();
-    let mut spec = named(
-        format!("invoke-{function}-{n}"),
-        ModuleSource::Bytes(Arc::from(wasm)),
-    );
-    spec.entrypoint = function.into();
+    let wasm = wat::parse_str(wat).unwrap();
+    let mut spec = named(format!("invoke-{n}"), ModuleSource::Bytes(Arc::from(wasm)));
+    spec.entrypoint = entrypoint.into();
     spec.args = args.iter().map(|s| s.to_string()).collect();
     spec
+}
+
+fn invoke(function: &str, args: &[&str]) -> TaskSpec {
+    invoking(MATH, function, args)
 }
 
 fn invalid_reason(outcome: TaskOutcome) -> String {
@@ -103,4 +106,69 @@ async fn a_reactor_is_initialized_once_before_the_function_it_is_invoked_at() {
     let called = run(spec).await;
     assert_eq!(called.result.outcome, TaskOutcome::Exited { code: 0 });
     assert_eq!(called.stdout, "100\n");
+}
+
+/// A component with no `wasi:cli/run`: functions at its top level and in an exported
+/// instance, and one that spins.
+const COMPONENT: &str = r#"(component
+  (core module $m
+    (func (export "add") (param i32 i32) (result i32) (i32.add (local.get 0) (local.get 1)))
+    (func (export "double") (param i64) (result i64) (i64.mul (local.get 0) (i64.const 2)))
+    (func (export "spin") (loop br 0)))
+  (core instance $i (instantiate $m))
+  (func (export "add") (param "a" u32) (param "b" u32) (result u32)
+    (canon lift (core func $i "add")))
+  (func $double (param "x" s64) (result s64) (canon lift (core func $i "double")))
+  (instance $math (export "double" (func $double)))
+  (export "math" (instance $math))
+  (func (export "spin") (canon lift (core func $i "spin"))))"#;
+
+/// A run of [`COMPONENT`] calling `call`, written in WAVE.
+fn invoke_component(call: &str) -> TaskSpec {
+    invoking(COMPONENT, call, &[])
+}
+
+#[tokio::test]
+async fn a_component_function_is_called_as_written_in_wave_and_prints_its_result() {
+    let added = run(invoke_component("add(40, 2)")).await;
+    assert_eq!(added.result.outcome, TaskOutcome::Exited { code: 0 });
+    assert_eq!(added.stdout, "42\n");
+
+    // A function of an exported instance, found by its name.
+    let doubled = run(invoke_component("double(-21)")).await;
+    assert_eq!(doubled.result.outcome, TaskOutcome::Exited { code: 0 });
+    assert_eq!(doubled.stdout, "-42\n");
+
+    // Metered like any run.
+    let mut spin = invoke_component("spin()");
+    spin.limits.max_fuel = Some(1_000_000);
+    assert_eq!(run(spin).await.result.outcome, TaskOutcome::OutOfFuel);
+}
+
+#[tokio::test]
+async fn a_component_call_that_does_not_fit_is_refused_before_it_runs() {
+    let reason = invalid_reason(run(invoke_component("add(1,")).await.result.outcome);
+    assert!(reason.contains("not a function call in WAVE"), "{reason}");
+    let reason = invalid_reason(
+        run(invoke_component("add(\"one\", 2)"))
+            .await
+            .result
+            .outcome,
+    );
+    assert!(reason.contains("the parameters of `add`"), "{reason}");
+    let reason = invalid_reason(run(invoke_component("add(1)")).await.result.outcome);
+    assert!(reason.contains("the parameters of `add`"), "{reason}");
+    assert_eq!(
+        run(invoke_component("subtract(1, 2)")).await.result.outcome,
+        TaskOutcome::FailedToStart(StartError::MissingEntrypoint {
+            name: "subtract".into()
+        })
+    );
+    // Run as a command, it says how to call it instead.
+    match run(invoke_component("_start")).await.result.outcome {
+        TaskOutcome::FailedToStart(StartError::Link { message }) => {
+            assert!(message.contains("--invoke 'name(args)'"), "{message}");
+        }
+        other => panic!("expected a link error, got {other:?}"),
+    }
 }

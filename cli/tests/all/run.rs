@@ -454,4 +454,23 @@ async fn run_invoke_calls_a_function_with_the_arguments_and_prints_what_it_retur
         "stderr: {}",
         text(&out.stderr)
     );
+
+    // A component's function, called in WAVE; it needs no `wasi:cli/run`.
+    let path = dir.path().join("calc.wat");
+    std::fs::write(
+        &path,
+        r#"(component
+             (core module $m (func (export "add") (param i32 i32) (result i32)
+               (i32.add (local.get 0) (local.get 1))))
+             (core instance $i (instantiate $m))
+             (func (export "add") (param "a" u32) (param "b" u32) (result u32)
+               (canon lift (core func $i "add"))))"#,
+    )
+    .unwrap();
+    let component = path.to_str().unwrap();
+    let out = cluster
+        .corral(&["run", "--invoke", "add(40, 2)", component])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "42\n");
 }
