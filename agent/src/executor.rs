@@ -32,7 +32,7 @@ use crate::compile_worker::CompileWorker;
 use crate::cpu::{CpuCounter, Kill, Metered};
 use crate::engine::{AllocatorKind, EngineError, EngineOptions, TaskEngine};
 use crate::guest::{DiskBudget, DiskLimitExceeded, OutputLimitExceeded, TaskState};
-use crate::invoke::{self, COMMAND_ENTRYPOINT, Call};
+use crate::invoke::{self, Call};
 use crate::memory::MemoryLimiter;
 use crate::metrics::AgentMetrics;
 use crate::output::{KEPT_IN_MEMORY_FOR, RunOutput, Stream};
@@ -518,7 +518,8 @@ async fn run_task(
                             .await
                             .map_err(|e| (Stage::Instantiate, e))?;
                         phase.send_replace(Phase::Running);
-                        call_entrypoint(&mut store, &instance, entrypoint, params, &output).await
+                        invoke::call_module_func(&mut store, &instance, entrypoint, params, &output)
+                            .await
                     }
                     Runnable::ComponentFunc(pre, func, params) => {
                         let instance = pre
@@ -526,7 +527,8 @@ async fn run_task(
                             .await
                             .map_err(|e| (Stage::Instantiate, e))?;
                         phase.send_replace(Phase::Running);
-                        call_component_func(&mut store, &instance, func, &params, &output).await
+                        invoke::call_component_func(&mut store, &instance, func, &params, &output)
+                            .await
                     }
                     Runnable::Command(pre) => {
                         let command = pre
@@ -595,88 +597,6 @@ async fn run_task(
         },
     };
     TaskResult { outcome, usage }
-}
-
-/// Calls a module's entrypoint `name` with `params` (see [`entrypoint_params`]), writing what
-/// it returns to stdout. A reactor's `_initialize` runs first, once, as the WASI application
-/// ABI asks and `wasmtime run --invoke` does; a command (`_start`) initializes itself.
-async fn call_entrypoint(
-    store: &mut Store<TaskState>,
-    instance: &wasmtime::Instance,
-    name: &str,
-    params: Option<Vec<Val>>,
-    output: &RunOutput,
-) -> Result<(), (Stage, wasmtime::Error)> {
-    if name != COMMAND_ENTRYPOINT
-        && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
-    {
-        initialize
-            .call_async(&mut *store, ())
-            .await
-            .map_err(|e| (Stage::Run, e))?;
-    }
-    let Some(params) = params else {
-        let main = instance
-            .get_typed_func::<(), ()>(&mut *store, name)
-            .map_err(|e| (Stage::Instantiate, e))?;
-        return main
-            .call_async(&mut *store, ())
-            .await
-            .map_err(|e| (Stage::Run, e));
-    };
-    let func = instance.get_func(&mut *store, name).ok_or_else(|| {
-        let missing = StartError::MissingEntrypoint { name: name.into() };
-        (Stage::Instantiate, missing.into())
-    })?;
-    let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
-    func.call_async(&mut *store, &params, &mut results)
-        .await
-        .map_err(|e| (Stage::Run, e))?;
-    let lines: Vec<String> = results.iter().map(core_value_text).collect();
-    output
-        .write_results(&lines)
-        .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
-}
-
-/// A number a core function returned, as `wasmtime run --invoke` prints it.
-fn core_value_text(value: &Val) -> String {
-    match value {
-        Val::I32(v) => v.to_string(),
-        Val::I64(v) => v.to_string(),
-        Val::F32(bits) => f32::from_bits(*bits).to_string(),
-        Val::F64(bits) => f64::from_bits(*bits).to_string(),
-        // Refused before the call (see `invoke::call`).
-        other => format!("{other:?}"),
-    }
-}
-
-/// Calls a component's exported function `func` with `params`, writing what it returns to
-/// stdout in WAVE, as `wasmtime run --invoke` prints it.
-async fn call_component_func(
-    store: &mut Store<TaskState>,
-    instance: &wasmtime::component::Instance,
-    func: wasmtime::component::ComponentExportIndex,
-    params: &[wasmtime::component::Val],
-    output: &RunOutput,
-) -> Result<(), (Stage, wasmtime::Error)> {
-    let func = instance.get_func(&mut *store, func).ok_or_else(|| {
-        let missing = StartError::MissingEntrypoint {
-            name: "the invoked function".into(),
-        };
-        (Stage::Instantiate, missing.into())
-    })?;
-    let mut results = vec![wasmtime::component::Val::Bool(false); func.ty(&*store).results().len()];
-    func.call_async(&mut *store, params, &mut results)
-        .await
-        .map_err(|e| (Stage::Run, e))?;
-    let lines = results
-        .iter()
-        .map(wasmtime::component::Val::to_wave)
-        .collect::<Result<Vec<String>, _>>()
-        .map_err(|e| (Stage::Run, e))?;
-    output
-        .write_results(&lines)
-        .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
 }
 
 async fn resolve_module(
@@ -794,7 +714,7 @@ fn build_store(
 
 /// Where a guest error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
+pub(crate) enum Stage {
     Instantiate,
     Run,
 }

@@ -6,10 +6,12 @@
 use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::wasm_wave::untyped::UntypedFuncCall;
 use wasmtime::component::{Component, ComponentExportIndex};
-use wasmtime::{Engine, Val, ValType};
+use wasmtime::{Engine, Store, Val, ValType};
 
 use crate::cache::{Code, Prepared};
-use crate::guest::TaskState;
+use crate::executor::Stage;
+use crate::guest::{OutputLimitExceeded, TaskState};
+use crate::output::RunOutput;
 use crate::task::StartError;
 
 /// The entrypoint of a WASI command, the default of every task.
@@ -165,4 +167,86 @@ fn component_call(
         .get_export_index(outer.as_ref(), name)
         .ok_or_else(|| StartError::MissingEntrypoint { name: name.into() })?;
     Ok(Call::Component { func, params })
+}
+
+/// Calls a module's entrypoint `name` with `params` (see [`Call::Module`]), writing what
+/// it returns to stdout. A reactor's `_initialize` runs first, once, as the WASI application
+/// ABI asks and `wasmtime run --invoke` does; a command (`_start`) initializes itself.
+pub(crate) async fn call_module_func(
+    store: &mut Store<TaskState>,
+    instance: &wasmtime::Instance,
+    name: &str,
+    params: Option<Vec<Val>>,
+    output: &RunOutput,
+) -> Result<(), (Stage, wasmtime::Error)> {
+    if name != COMMAND_ENTRYPOINT
+        && let Ok(initialize) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+    {
+        initialize
+            .call_async(&mut *store, ())
+            .await
+            .map_err(|e| (Stage::Run, e))?;
+    }
+    let Some(params) = params else {
+        let main = instance
+            .get_typed_func::<(), ()>(&mut *store, name)
+            .map_err(|e| (Stage::Instantiate, e))?;
+        return main
+            .call_async(&mut *store, ())
+            .await
+            .map_err(|e| (Stage::Run, e));
+    };
+    let func = instance.get_func(&mut *store, name).ok_or_else(|| {
+        let missing = StartError::MissingEntrypoint { name: name.into() };
+        (Stage::Instantiate, missing.into())
+    })?;
+    let mut results = vec![Val::I32(0); func.ty(&*store).results().len()];
+    func.call_async(&mut *store, &params, &mut results)
+        .await
+        .map_err(|e| (Stage::Run, e))?;
+    let lines: Vec<String> = results.iter().map(core_value_text).collect();
+    output
+        .write_results(&lines)
+        .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
+}
+
+/// A number a core function returned, as `wasmtime run --invoke` prints it.
+fn core_value_text(value: &Val) -> String {
+    match value {
+        Val::I32(v) => v.to_string(),
+        Val::I64(v) => v.to_string(),
+        Val::F32(bits) => f32::from_bits(*bits).to_string(),
+        Val::F64(bits) => f64::from_bits(*bits).to_string(),
+        // Refused before the call (see `call`).
+        other => format!("{other:?}"),
+    }
+}
+
+/// Calls a component's exported function `func` with `params`, writing what it returns to
+/// stdout in WAVE, as `wasmtime run --invoke` prints it.
+pub(crate) async fn call_component_func(
+    store: &mut Store<TaskState>,
+    instance: &wasmtime::component::Instance,
+    func: wasmtime::component::ComponentExportIndex,
+    params: &[wasmtime::component::Val],
+    output: &RunOutput,
+) -> Result<(), (Stage, wasmtime::Error)> {
+    let func = instance.get_func(&mut *store, func).ok_or_else(|| {
+        let missing = StartError::MissingEntrypoint {
+            name: "the invoked function".into(),
+        };
+        (Stage::Instantiate, missing.into())
+    })?;
+    let mut results = vec![wasmtime::component::Val::Bool(false); func.ty(&*store).results().len()];
+    func.call_async(&mut *store, params, &mut results)
+        .await
+        .map_err(|e| (Stage::Run, e))?;
+    let lines = results
+        .iter()
+        .map(wasmtime::component::Val::to_wave)
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|e| (Stage::Run, e))?;
+    output
+        .write_results(&lines)
+        .map_err(|_| (Stage::Run, OutputLimitExceeded.into()))
 }
