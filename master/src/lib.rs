@@ -372,24 +372,26 @@ impl Master {
                 }
             }
         });
-        let routes = Routes::new(health_service)
-            .add_service(introspection::reflection(introspection::MASTER_SERVICES))
-            .add_service(InterceptedService::new(
-                limits::scheduler_server(scheduler),
-                redirect.clone(),
-            ))
-            .add_service(InterceptedService::new(
-                limits::agent_link_server(agent_link),
-                redirect.clone(),
-            ))
-            .add_service(InterceptedService::new(
-                service::SubscribeRoute::new(
-                    limits::operator_server(operator.clone()),
-                    operator.clone(),
-                ),
-                redirect.clone(),
-            ))
-            .add_service(limits::master_peer_server(master_peer));
+        let routes = introspection::with_reflection(
+            Routes::new(health_service),
+            introspection::MASTER_SERVICES,
+        )
+        .add_service(InterceptedService::new(
+            limits::scheduler_server(scheduler),
+            redirect.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            limits::agent_link_server(agent_link),
+            redirect.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            service::SubscribeRoute::new(
+                limits::operator_server(operator.clone()),
+                operator.clone(),
+            ),
+            redirect.clone(),
+        ))
+        .add_service(limits::master_peer_server(master_peer));
         // gRPC and HTTP on one listener, every request through the authentication gate.
         let http = http::router(
             gate.clone(),

@@ -1,5 +1,5 @@
 //! The standard gRPC health (`grpc.health.v1.Health`) and reflection
-//! (`grpc.reflection.v1.ServerReflection`) services that masters and agents serve beside
+//! (`grpc.reflection.v1.ServerReflection`, and its `v1alpha`) services that masters and agents serve beside
 //! Corral's own, so `grpcurl` and clients in other languages can check and discover them.
 
 use tonic_health::ServingStatus;
@@ -33,29 +33,49 @@ pub const MASTER_SERVICES: &[&str] = &[
 /// Services of an agent (its task files API).
 pub const AGENT_SERVICES: &[&str] = &["corral.v1.Operator"];
 
-/// A reflection service advertising `services` (and itself).
+/// The reflection names of the standard services every Corral server also serves: `grpcurl
+/// list` shows them beside Corral's, as it does on any gRPC server with health and reflection.
+const STANDARD_SERVICES: &[&str] = &[
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// `routes` with the reflection service added in both versions clients speak: `v1`, and the
+/// `v1alpha` that older `grpcurl`, Postman and most languages' reflection clients still ask
+/// for. Both advertise `services`, health and reflection, and describe all of them.
 ///
 /// # Panics
 ///
-/// Never: the descriptor set is the one this crate was built from.
+/// Never: the descriptor sets are the ones this crate and tonic's were built from.
 #[must_use]
-pub fn reflection(
+pub fn with_reflection(
+    routes: tonic::service::Routes,
     services: &[&str],
-) -> tonic_reflection::server::v1::ServerReflectionServer<
-    impl tonic_reflection::server::v1::ServerReflection,
-> {
-    let builder = services.iter().fold(
-        tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET),
-        |builder, service| builder.with_service_name(*service),
-    );
+) -> tonic::service::Routes {
+    let builder = || {
+        services.iter().chain(STANDARD_SERVICES).fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+            |builder, service| builder.with_service_name(*service),
+        )
+    };
     #[expect(
         clippy::expect_used,
-        reason = "the descriptor set is generated with this crate and always decodes"
+        reason = "the descriptor sets are generated with these crates and always decode"
     )]
-    builder
-        .build_v1()
-        .expect("the built-in descriptor set is valid")
+    routes
+        .add_service(
+            builder()
+                .build_v1()
+                .expect("the built-in descriptor set is valid"),
+        )
+        .add_service(
+            builder()
+                .build_v1alpha()
+                .expect("the built-in descriptor set is valid"),
+        )
 }
 
 /// A health service and its reporter; the server as a whole (`""`) is SERVING.

@@ -273,9 +273,11 @@ impl Agent {
             }
         });
         // gRPC and HTTP (the metrics) on one listener.
-        let grpc = tonic::service::Routes::new(health_service)
-            .add_service(introspection::reflection(introspection::AGENT_SERVICES))
-            .add_service(service);
+        let grpc = introspection::with_reflection(
+            tonic::service::Routes::new(health_service),
+            introspection::AGENT_SERVICES,
+        )
+        .add_service(service);
         let routes = one_port::router(grpc, http::router(node.clone()), http::SERVED_HERE);
         let mut builder = limits::server_builder();
         if let Some(tls) = &config.tls {
