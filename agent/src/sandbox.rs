@@ -129,6 +129,10 @@ impl SandboxPaths {
                     }
                     fs::copy(source, &target).map_err(unavailable)?
                 }
+                InputContents::Directory => {
+                    fs::create_dir_all(&target).map_err(sandbox_error)?;
+                    0
+                }
             };
         }
         Ok((placed, true))

@@ -87,7 +87,7 @@ pub enum ModuleSource {
     Bytes(Arc<[u8]>),
 }
 
-/// A file to place in the sandbox before start.
+/// A file (or an empty directory) to place in the sandbox before start.
 #[derive(Debug, Clone)]
 pub struct InputFile {
     /// Path inside the sandbox, relative to its root; `..` and absolute paths are refused.
@@ -103,6 +103,8 @@ pub enum InputContents {
     Bytes(Arc<[u8]>),
     /// A file on the agent's host, copied into the sandbox (it must exist).
     HostFile(PathBuf),
+    /// A directory, made even if no input lands in it: an empty directory of a shipped tree.
+    Directory,
 }
 
 /// How a task ended. Every variant is decided by type, never by matching error text.

@@ -8,16 +8,17 @@ use corral_intake::paths;
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let bounds = Bounds {
         bytes: 4096,
-        files: 16,
+        entries: 16,
     };
-    let Ok(files) = unpack("in", data, bounds) else {
+    let Ok(unpacked) = unpack("in", data, bounds) else {
         return;
     };
-    assert!(files.len() <= bounds.files);
-    let bytes: usize = files.iter().map(|f| f.data.len()).sum();
+    assert!(unpacked.dirs.len() + unpacked.files.len() <= bounds.entries);
+    let bytes: usize = unpacked.files.iter().map(|f| f.data.len()).sum();
     assert!(bytes as u64 <= bounds.bytes);
-    for file in &files {
-        let relative = file.path.strip_prefix("in/").expect("under the input directory");
-        assert!(paths::file(relative).is_some(), "{:?} leaves it", file.path);
+    let paths = unpacked.dirs.iter().chain(unpacked.files.iter().map(|f| &f.path));
+    for path in paths {
+        let relative = path.strip_prefix("in/").expect("under the input directory");
+        assert!(paths::file(relative).is_some(), "{path:?} leaves it");
     }
 });

@@ -1,5 +1,5 @@
-//! A tar archive of a task's inputs, unpacked in memory: regular files only, each inside the
-//! directory the archive is unpacked into.
+//! A tar archive of a task's inputs, unpacked in memory: regular files and directories only,
+//! each inside the directory the archive is unpacked into.
 
 use std::io::Read;
 use std::path::Path;
@@ -13,26 +13,34 @@ pub struct File {
     pub data: Vec<u8>,
 }
 
+/// What an archive holds: its files, and its directories (under the directory unpacked
+/// into). A directory's files imply it; an empty one exists only as an entry of its own, and
+/// must be made, or a directory shipped with it comes back without it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unpacked {
+    pub dirs: Vec<String>,
+    pub files: Vec<File>,
+}
+
 /// What an archive may hold.
 #[derive(Debug, Clone, Copy)]
 pub struct Bounds {
     /// Bytes all files together may hold (what is left of the task's disk).
     pub bytes: u64,
-    /// Files it may hold.
-    pub files: usize,
+    /// Entries (files and directories) it may hold.
+    pub entries: usize,
 }
 
-/// The regular files of tar archive `archive` as files under `dir`. Directories are implied
-/// by the files in them; links, devices and entries whose path leaves `dir` are refused; the
-/// error says which entry and why.
+/// The regular files and directories of tar archive `archive`, under `dir`. Links, devices
+/// and entries whose path leaves `dir` are refused; the error says which entry and why.
 ///
 /// Every size in the archive is a claim of whoever sent it: an entry is read only as far as
 /// the bytes that actually arrived, and all entries together stay within `bounds`, so a
 /// header claiming exabytes costs nothing.
-pub fn unpack(dir: &str, archive: &[u8], bounds: Bounds) -> Result<Vec<File>, String> {
+pub fn unpack(dir: &str, archive: &[u8], bounds: Bounds) -> Result<Unpacked, String> {
     let arrived = archive.len() as u64;
     let mut left = bounds.bytes;
-    let mut files = Vec::new();
+    let mut unpacked = Unpacked::default();
     let mut archive = tar::Archive::new(archive);
     let entries = archive
         .entries()
@@ -48,7 +56,21 @@ pub fn unpack(dir: &str, archive: &[u8], bounds: Bounds) -> Result<Vec<File>, St
         if !stays_inside {
             return Err(format!("entry {} leaves the directory", path.display()));
         }
-        if kind.is_dir() || kind.is_pax_global_extensions() {
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        if unpacked.dirs.len() + unpacked.files.len() == bounds.entries {
+            return Err(format!(
+                "more than {} entries in the archive",
+                bounds.entries
+            ));
+        }
+        let under_dir = || Path::new(dir).join(&path).to_string_lossy().into_owned();
+        if kind.is_dir() {
+            // `.` is `dir` itself, which is there anyway.
+            if path.to_str().and_then(paths::file).is_some() {
+                unpacked.dirs.push(under_dir());
+            }
             continue;
         }
         if !kind.is_file() {
@@ -76,9 +98,6 @@ pub fn unpack(dir: &str, archive: &[u8], bounds: Bounds) -> Result<Vec<File>, St
             ));
         }
         left -= size;
-        if files.len() == bounds.files {
-            return Err(format!("more than {} files in the archive", bounds.files));
-        }
         // Bounded by the archive's length above; `take` holds the read to it as well.
         let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         (&mut entry)
@@ -92,12 +111,12 @@ pub fn unpack(dir: &str, archive: &[u8], bounds: Bounds) -> Result<Vec<File>, St
                 data.len()
             ));
         }
-        files.push(File {
-            path: Path::new(dir).join(&path).to_string_lossy().into_owned(),
+        unpacked.files.push(File {
+            path: under_dir(),
             data,
         });
     }
-    Ok(files)
+    Ok(unpacked)
 }
 
 #[cfg(test)]
@@ -106,7 +125,7 @@ mod tests {
 
     const ROOMY: Bounds = Bounds {
         bytes: 1 << 20,
-        files: 100,
+        entries: 100,
     };
 
     fn archive(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
@@ -126,16 +145,19 @@ mod tests {
     }
 
     #[test]
-    fn files_land_under_the_input_directory() {
+    fn files_and_directories_land_under_the_input_directory() {
         let bytes = archive(&[
+            ("./", tar::EntryType::Directory, b""),
             ("d/", tar::EntryType::Directory, b""),
             ("d/a.txt", tar::EntryType::Regular, b"alpha"),
             ("./b.txt", tar::EntryType::Regular, b"beta"),
+            ("empty/", tar::EntryType::Directory, b""),
         ]);
-        let files = unpack("data", &bytes, ROOMY).unwrap();
-        let paths: Vec<_> = files.iter().map(|f| f.path.as_str()).collect();
+        let unpacked = unpack("data", &bytes, ROOMY).unwrap();
+        let paths: Vec<_> = unpacked.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["data/d/a.txt", "data/./b.txt"]);
-        assert_eq!(files[0].data, b"alpha");
+        assert_eq!(unpacked.files[0].data, b"alpha");
+        assert_eq!(unpacked.dirs, ["data/d/", "data/empty/"]);
     }
 
     #[test]
@@ -166,7 +188,7 @@ mod tests {
         let lying = corral_fixtures::hostile::tar_claiming(1 << 62);
         let unbounded = Bounds {
             bytes: u64::MAX,
-            files: usize::MAX,
+            entries: usize::MAX,
         };
         let error = unpack("data", &lying, unbounded).unwrap_err();
         assert!(
@@ -176,19 +198,32 @@ mod tests {
     }
 
     #[test]
-    fn archives_of_too_many_files_are_refused() {
+    fn archives_of_too_many_entries_are_refused() {
         let names: Vec<String> = (0..=3).map(|i| format!("f{i}")).collect();
-        let entries: Vec<_> = names
+        let files: Vec<_> = names
             .iter()
             .map(|n| (n.as_str(), tar::EntryType::Regular, &b""[..]))
             .collect();
-        let three = Bounds { bytes: 0, files: 3 };
+        let three = Bounds {
+            bytes: 0,
+            entries: 3,
+        };
         assert_eq!(
-            unpack("d", &archive(&entries[..3]), three).unwrap().len(),
+            unpack("d", &archive(&files[..3]), three)
+                .unwrap()
+                .files
+                .len(),
             3
         );
-        let error = unpack("d", &archive(&entries), three).unwrap_err();
-        assert_eq!(error, "more than 3 files in the archive");
+        let error = unpack("d", &archive(&files), three).unwrap_err();
+        assert_eq!(error, "more than 3 entries in the archive");
+        // Empty directories count as much as files: each is made on the agent's disk.
+        let dirs: Vec<_> = names
+            .iter()
+            .map(|n| (n.as_str(), tar::EntryType::Directory, &b""[..]))
+            .collect();
+        let error = unpack("d", &archive(&dirs), three).unwrap_err();
+        assert_eq!(error, "more than 3 entries in the archive");
     }
 
     #[test]
@@ -197,8 +232,8 @@ mod tests {
             ("a.txt", tar::EntryType::Regular, &[1u8; 600]),
             ("b.txt", tar::EntryType::Regular, &[2u8; 600]),
         ]);
-        let within = |bytes| Bounds { bytes, files: 10 };
-        assert_eq!(unpack("data", &bytes, within(1200)).unwrap().len(), 2);
+        let within = |bytes| Bounds { bytes, entries: 10 };
+        assert_eq!(unpack("data", &bytes, within(1200)).unwrap().files.len(), 2);
         let error = unpack("data", &bytes, within(1000)).unwrap_err();
         assert!(error.contains("b.txt (600 bytes) does not fit"), "{error}");
     }

@@ -331,7 +331,7 @@ async fn from_file(path: &Path, cap: u64) -> Result<Vec<u8>, PrepareError> {
     tokio::fs::read(path).await.map_err(fetch)
 }
 
-/// The regular files of a tar archive as inputs under `dir` (see
+/// The files and directories of a tar archive as inputs under `dir` (see
 /// [`corral_intake::archive::unpack`]), at most `budget` bytes in all.
 pub(crate) fn unpack_tar(
     dir: &str,
@@ -340,19 +340,21 @@ pub(crate) fn unpack_tar(
 ) -> Result<Vec<InputFile>, PrepareError> {
     let bounds = archive::Bounds {
         bytes: budget,
-        files: limits::MAX_LIST_ITEMS,
+        entries: limits::MAX_LIST_ITEMS,
     };
-    let files = archive::unpack(dir, archive, bounds).map_err(|reason| PrepareError::Input {
+    let unpacked = archive::unpack(dir, archive, bounds).map_err(|reason| PrepareError::Input {
         path: dir.to_owned(),
         reason,
     })?;
-    Ok(files
-        .into_iter()
-        .map(|file| InputFile {
-            path: file.path,
-            contents: InputContents::Bytes(Arc::from(file.data)),
-        })
-        .collect())
+    let dirs = unpacked.dirs.into_iter().map(|path| InputFile {
+        path,
+        contents: InputContents::Directory,
+    });
+    let files = unpacked.files.into_iter().map(|file| InputFile {
+        path: file.path,
+        contents: InputContents::Bytes(Arc::from(file.data)),
+    });
+    Ok(dirs.chain(files).collect())
 }
 
 #[cfg(test)]
@@ -370,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn unpacked_files_are_inputs_under_the_directory() {
+    fn unpacked_files_and_directories_are_inputs_under_the_directory() {
         let mut builder = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(5);
@@ -378,9 +380,18 @@ mod tests {
         builder
             .append_data(&mut header, "a.txt", &b"alpha"[..])
             .unwrap();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_size(0);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "empty/", std::io::empty())
+            .unwrap();
         let files = unpack_tar("data", &builder.into_inner().unwrap(), 1 << 20).unwrap();
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].path, "data/a.txt");
-        assert!(matches!(&files[0].contents, InputContents::Bytes(b) if &b[..] == b"alpha"));
+        assert_eq!(files.len(), 2);
+        assert_eq!(files[0].path, "data/empty/");
+        assert!(matches!(&files[0].contents, InputContents::Directory));
+        assert_eq!(files[1].path, "data/a.txt");
+        assert!(matches!(&files[1].contents, InputContents::Bytes(b) if &b[..] == b"alpha"));
     }
 }

@@ -38,8 +38,9 @@ pub(crate) struct ShippedDir {
     files: BTreeMap<PathBuf, Digest>,
     /// Each shipped directory below `host`.
     dirs: BTreeSet<PathBuf>,
-    /// Links below `host` to nothing, which are not shipped.
-    dangling: Vec<PathBuf>,
+    /// What below `host` is not shipped, and why: links to nothing, names a guest cannot
+    /// spell, sockets and devices. The sync leaves them alone.
+    left_out: Vec<(PathBuf, &'static str)>,
 }
 
 /// `HOST`, `HOST::GUEST` (wasmtime's spelling) or `HOST:GUEST`: the host directory and the name
@@ -73,7 +74,7 @@ impl ShippedDir {
             sandbox_path: format!("{SANDBOX_DIR}/{index}"),
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
-            dangling: Vec::new(),
+            left_out: Vec::new(),
         };
         let mut archive = tar::Builder::new(Vec::new());
         let mut seen = HashSet::new();
@@ -93,17 +94,12 @@ impl ShippedDir {
         &self.host
     }
 
-    /// What was left out, one line each for stderr: links to nothing, which a guest could
-    /// not open under `wasmtime run` either.
+    /// What was left out, one line each for stderr: nothing a guest could open under
+    /// `wasmtime run` either.
     pub(crate) fn not_shipped(&self) -> Vec<String> {
-        self.dangling
+        self.left_out
             .iter()
-            .map(|p| {
-                format!(
-                    "not shipped: {} (a link to nothing)",
-                    self.host.join(p).display()
-                )
-            })
+            .map(|(p, why)| format!("not shipped: {} ({why})", self.host.join(p).display()))
             .collect()
     }
 
@@ -136,6 +132,11 @@ impl ShippedDir {
         entries.sort_by_key(fs::DirEntry::file_name);
         for entry in entries {
             let path = relative.join(entry.file_name());
+            if entry.file_name().to_str().is_none() {
+                // WASI names files in UTF-8, and the agent refuses any other name.
+                self.left_out.push((path, "a name that is not UTF-8"));
+                continue;
+            }
             // Each failure names its file: a directory can hold thousands.
             let named =
                 |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", entry.path().display()));
@@ -145,7 +146,7 @@ impl ShippedDir {
                     if e.kind() == io::ErrorKind::NotFound
                         && entry.file_type().is_ok_and(|t| t.is_symlink()) =>
                 {
-                    self.dangling.push(path);
+                    self.left_out.push((path, "a link to nothing"));
                     continue;
                 }
                 Err(e) => return Err(named(e)),
@@ -162,6 +163,9 @@ impl ShippedDir {
                 header.set_size(bytes.len() as u64);
                 archive.append_data(&mut header, &path, bytes.as_slice())?;
                 self.files.insert(path, Digest::of(&bytes));
+            } else {
+                self.left_out
+                    .push((path, "not a regular file or a directory"));
             }
         }
         Ok(())
@@ -421,6 +425,7 @@ fn write_file(target: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn the_host_wins_where_it_changed_since_shipping() {
@@ -469,15 +474,30 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("outside.txt"), host.join("link.txt")).unwrap();
         std::os::unix::fs::symlink(&host, host.join("loop")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("nowhere"), host.join("dangling")).unwrap();
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+        fs::write(host.join(latin1), "not UTF-8").unwrap();
+        let socket = std::os::unix::net::UnixListener::bind(host.join("sock")).unwrap();
         let (shipped, _) = ShippedDir::ship(1, host.clone(), "d".into()).unwrap();
+        drop(socket);
         assert_eq!(shipped.files.len(), 1, "{:?}", shipped.files);
-        // A link to nothing is left out and said so, not an error for the whole directory.
+        // What a guest could not open is left out and said so, not an error for the whole
+        // directory.
         assert_eq!(
             shipped.not_shipped(),
-            [format!(
-                "not shipped: {} (a link to nothing)",
-                host.join("dangling").display()
-            )]
+            [
+                format!(
+                    "not shipped: {} (a name that is not UTF-8)",
+                    host.join(latin1).display()
+                ),
+                format!(
+                    "not shipped: {} (a link to nothing)",
+                    host.join("dangling").display()
+                ),
+                format!(
+                    "not shipped: {} (not a regular file or a directory)",
+                    host.join("sock").display()
+                ),
+            ]
         );
         assert_eq!(shipped.preopen().sandbox_path, "dirs/1");
         let error = ShippedDir::ship(0, host.join("link.txt"), "x".into()).unwrap_err();

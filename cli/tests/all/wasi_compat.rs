@@ -128,11 +128,20 @@ async fn the_tasks_changes_come_back_reported_unless_no_sync() {
         "stderr: {stderr}"
     );
 
+    // Empty directories the task never touches go with it and stay on the host: the task's
+    // copy holds them, so the sync sees nothing removed.
+    let empty = data.join("kept/empty");
+    std::fs::create_dir_all(&empty).unwrap();
     let out = cluster
         .corral(&["run", "--dir", &dir, module, "dirs"])
         .await;
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let stderr = text(&out.stderr);
+    assert!(empty.is_dir(), "an untouched empty directory was removed");
+    assert!(
+        !stderr.contains(&data.join("kept").display().to_string()),
+        "stderr: {stderr}"
+    );
     for line in [
         format!("corral: added {}", data.join("d/c.txt").display()),
         format!("corral: removed {}", data.join("sub/inner.txt").display()),
