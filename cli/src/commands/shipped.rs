@@ -28,10 +28,15 @@ use crate::commands::Exit;
 /// Where shipped directories live in the sandbox: `dirs/0`, `dirs/1`, … in `--dir` order.
 const SANDBOX_DIR: &str = "dirs";
 
+/// Why a change is not copied to a path the host now reaches through a link out of `--dir`.
+const OUT_OF_ROOT: &str = "under a link out of the directory on the host";
+
 /// One `--dir`: where it came from, the name the guest sees, and what was shipped.
 #[derive(Debug)]
 pub(crate) struct ShippedDir {
     host: PathBuf,
+    /// `host` with every link resolved: nothing outside it is shipped or synced.
+    root: PathBuf,
     guest: String,
     sandbox_path: String,
     /// Each shipped file, relative to `host`, with the digest of what was shipped.
@@ -68,8 +73,11 @@ impl ShippedDir {
         if !host.is_dir() {
             return Err(Exit::invalid(format!("--dir {}: not a directory", host.display())).into());
         }
+        let root = fs::canonicalize(&host)
+            .map_err(|e| Exit::invalid(format!("--dir {}: {e}", host.display())))?;
         let mut shipped = Self {
             host,
+            root,
             guest,
             sandbox_path: format!("{SANDBOX_DIR}/{index}"),
             files: BTreeMap::new(),
@@ -112,8 +120,8 @@ impl ShippedDir {
     }
 
     /// Appends `relative` (a directory under `host`) and everything below it. Symlinks are
-    /// followed, as `wasmtime run` lets a guest follow them; a directory reached twice (a
-    /// link loop) is shipped once.
+    /// followed as far as `wasmtime run` lets a guest follow them: to anything inside `host`,
+    /// never out of it. A directory reached twice (a link loop) is shipped once.
     fn archive_dir(
         &mut self,
         archive: &mut tar::Builder<Vec<u8>>,
@@ -151,6 +159,15 @@ impl ShippedDir {
                 }
                 Err(e) => return Err(named(e)),
             };
+            if entry.file_type().is_ok_and(|t| t.is_symlink())
+                && !fs::canonicalize(entry.path()).is_ok_and(|to| to.starts_with(&self.root))
+            {
+                self.left_out.push((
+                    path,
+                    "a link out of the directory, which a guest cannot follow",
+                ));
+                continue;
+            }
             let mut header = tar::Header::new_gnu();
             header.set_metadata(&meta);
             if meta.is_dir() {
@@ -181,6 +198,10 @@ impl ShippedDir {
         let mut report = SyncReport::default();
         for dir in &remote.dirs {
             if !self.dirs.contains(dir) {
+                if !self.within_root(dir) {
+                    report.not_copied.push((dir.clone(), OUT_OF_ROOT.into()));
+                    continue;
+                }
                 fs::create_dir_all(self.host.join(dir))
                     .with_context(|| format!("creating {}", self.host.join(dir).display()))?;
             }
@@ -230,15 +251,36 @@ impl ShippedDir {
         }
         // Directories the task removed, deepest first, if the host left them empty.
         for dir in self.dirs.iter().rev() {
-            if !remote.dirs.contains(dir) && fs::remove_dir(self.host.join(dir)).is_ok() {
+            if !remote.dirs.contains(dir)
+                && self.within_root(dir)
+                && fs::remove_dir(self.host.join(dir)).is_ok()
+            {
                 report.removed.push(dir.clone());
             }
         }
         Ok(report)
     }
 
+    /// Whether `path` (under `host`, existing or not) lies inside the directory shipped: the
+    /// nearest directory of it that exists is, with its links resolved. A link on the host,
+    /// made or changed while the task ran, never takes a change of the task out of it.
+    fn within_root(&self, path: &Path) -> bool {
+        let mut dir = self.host.join(path);
+        while dir.pop() {
+            match fs::canonicalize(&dir) {
+                Ok(resolved) => return resolved.starts_with(&self.root),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
     /// Whether the host still holds what was shipped at `path` (`None`: nothing was).
     fn host_state(&self, path: &Path, shipped: Option<&Digest>) -> HostState {
+        if !self.within_root(path) {
+            return HostState::Conflict(OUT_OF_ROOT.into());
+        }
         let target = self.host.join(path);
         let now = match fs::symlink_metadata(&target) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -463,15 +505,34 @@ mod tests {
                 HostState::AsShipped => panic!("{path:?} is not as shipped"),
             }
         }
+
+        // A directory replaced by a link out of the tree while the task ran: nothing of the
+        // task's is written, removed or made through it.
+        let elsewhere = dir.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::write(elsewhere.join("deleted.txt"), "as shipped").unwrap();
+        fs::remove_dir(host.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, host.join("sub")).unwrap();
+        for path in ["sub/deleted.txt", "sub/added.txt", "sub/new/deeper.txt"] {
+            let path = Path::new(path);
+            match shipped.host_state(path, shipped.files.get(path)) {
+                HostState::Conflict(reason) => assert_eq!(reason, OUT_OF_ROOT, "{path:?}"),
+                HostState::AsShipped => panic!("{path:?} would be synced out of the tree"),
+            }
+        }
+        assert!(!shipped.within_root(Path::new("sub/new")));
+        assert!(shipped.within_root(Path::new("other/new")));
     }
 
     #[test]
-    fn shipping_follows_links_once_and_refuses_a_file() {
+    fn shipping_follows_links_inside_once_and_refuses_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let host = dir.path().join("data");
         fs::create_dir(&host).unwrap();
         fs::write(dir.path().join("outside.txt"), "outside").unwrap();
         std::os::unix::fs::symlink(dir.path().join("outside.txt"), host.join("link.txt")).unwrap();
+        fs::write(host.join("real.txt"), "inside").unwrap();
+        std::os::unix::fs::symlink("real.txt", host.join("alias.txt")).unwrap();
         std::os::unix::fs::symlink(&host, host.join("loop")).unwrap();
         std::os::unix::fs::symlink(dir.path().join("nowhere"), host.join("dangling")).unwrap();
         let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
@@ -479,7 +540,8 @@ mod tests {
         let socket = std::os::unix::net::UnixListener::bind(host.join("sock")).unwrap();
         let (shipped, _) = ShippedDir::ship(1, host.clone(), "d".into()).unwrap();
         drop(socket);
-        assert_eq!(shipped.files.len(), 1, "{:?}", shipped.files);
+        let files: Vec<_> = shipped.files.keys().collect();
+        assert_eq!(files, [Path::new("alias.txt"), Path::new("real.txt")]);
         // What a guest could not open is left out and said so, not an error for the whole
         // directory.
         assert_eq!(
@@ -492,6 +554,10 @@ mod tests {
                 format!(
                     "not shipped: {} (a link to nothing)",
                     host.join("dangling").display()
+                ),
+                format!(
+                    "not shipped: {} (a link out of the directory, which a guest cannot follow)",
+                    host.join("link.txt").display()
                 ),
                 format!(
                     "not shipped: {} (not a regular file or a directory)",
