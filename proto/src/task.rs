@@ -255,6 +255,20 @@ pub enum InputSource {
     TarArchive(Bytes),
     /// An artifact in the master's artifact store (an earlier task's output, a module).
     Artifact(Digest),
+    /// An artifact in the master's artifact store holding an uncompressed tar archive,
+    /// extracted into the directory `path`.
+    TarArtifact(Digest),
+}
+
+impl InputSource {
+    /// The artifact of the master's store it is fetched from, if any.
+    #[must_use]
+    pub fn artifact(&self) -> Option<&Digest> {
+        match self {
+            Self::Artifact(digest) | Self::TarArtifact(digest) => Some(digest),
+            Self::Contents(_) | Self::HostPath(_) | Self::TarArchive(_) => None,
+        }
+    }
 }
 
 /// Everything needed to run one task (see `TaskInfo` in `common.proto`).
@@ -703,6 +717,9 @@ impl TryFrom<&v1::InputFile> for InputFile {
             Some(Source::HostPath(p)) => InputSource::HostPath(absolute_path("host_path", p)?),
             Some(Source::TarArchive(b)) => InputSource::TarArchive(b.clone()),
             Some(Source::Artifact(d)) => InputSource::Artifact(parse_digest("artifact", d)?),
+            Some(Source::TarArtifact(d)) => {
+                InputSource::TarArtifact(parse_digest("tar_artifact", d)?)
+            }
         };
         Ok(InputFile { path, source })
     }
@@ -716,6 +733,7 @@ impl From<&InputFile> for v1::InputFile {
             InputSource::HostPath(p) => Source::HostPath(p.to_string_lossy().into_owned()),
             InputSource::TarArchive(b) => Source::TarArchive(b.clone()),
             InputSource::Artifact(d) => Source::Artifact(d.to_string()),
+            InputSource::TarArtifact(d) => Source::TarArtifact(d.to_string()),
         };
         v1::InputFile {
             path: f.path.clone(),

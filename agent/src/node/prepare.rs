@@ -88,8 +88,8 @@ pub(crate) fn validate(info: &v1::TaskInfo) -> Result<corral_proto::TaskInfo, Pr
 }
 
 /// The task's input files, ready for the sandbox: contents as given, host files where the
-/// agent allows them, tar archives unpacked (on a blocking thread), artifacts fetched from
-/// the master (over `master`) and checked against their digest. Unpacked and fetched bytes
+/// agent allows them, artifacts fetched from the master (over `master`) and checked against
+/// their digest, tar archives (carried or fetched) unpacked on a blocking thread. Unpacked and fetched bytes
 /// count against the task's disk, like everything in its sandbox.
 pub(crate) async fn inputs(
     sources: &Sources,
@@ -118,21 +118,7 @@ pub(crate) async fn inputs(
                 });
             }
             InputSource::Artifact(digest) => {
-                let unavailable = |reason: String| PrepareError::Input {
-                    path: input.path.clone(),
-                    reason,
-                };
-                let master = master.clone().ok_or_else(|| {
-                    unavailable("not connected to a master to fetch it from".into())
-                })?;
-                let bytes = from_master(master, digest, disk_left)
-                    .await
-                    .map_err(|e| unavailable(format!("artifact {digest}: {e}")))?;
-                if Digest::of(&bytes) != *digest {
-                    return Err(unavailable(format!(
-                        "artifact {digest}: the master sent other bytes"
-                    )));
-                }
+                let bytes = artifact(master.clone(), &input.path, digest, disk_left).await?;
                 disk_left = disk_left.saturating_sub(bytes.len() as u64);
                 inputs.push(InputFile {
                     path: input.path.clone(),
@@ -140,25 +126,73 @@ pub(crate) async fn inputs(
                 });
             }
             InputSource::TarArchive(bytes) => {
-                // Unpacking is CPU work on up to a whole message: off the control runtime.
-                let (dir, bytes) = (input.path.clone(), bytes.clone());
-                let files =
-                    tokio::task::spawn_blocking(move || unpack_tar(&dir, &bytes, disk_left))
-                        .await
-                        .map_err(|e| PrepareError::Input {
-                            path: input.path.clone(),
-                            reason: format!("unpacking stopped: {e}"),
-                        })??;
-                for file in &files {
-                    if let InputContents::Bytes(data) = &file.contents {
-                        disk_left = disk_left.saturating_sub(data.len() as u64);
-                    }
-                }
+                let files = unpack_off_runtime(&input.path, bytes.clone(), disk_left).await?;
+                disk_left = disk_left.saturating_sub(input_bytes(&files));
+                inputs.extend(files);
+            }
+            InputSource::TarArtifact(digest) => {
+                // The archive is held only while it is unpacked: its files are what count
+                // against the disk, but it may be no larger than the disk either.
+                let bytes = artifact(master.clone(), &input.path, digest, disk_left).await?;
+                let files = unpack_off_runtime(&input.path, bytes.into(), disk_left).await?;
+                disk_left = disk_left.saturating_sub(input_bytes(&files));
                 inputs.extend(files);
             }
         }
     }
     Ok(inputs)
+}
+
+/// Artifact `digest` for the input at `path`, fetched from the master and checked against
+/// its digest: at most `cap` bytes.
+async fn artifact(
+    master: Option<Conn>,
+    path: &str,
+    digest: &Digest,
+    cap: u64,
+) -> Result<Vec<u8>, PrepareError> {
+    let unavailable = |reason: String| PrepareError::Input {
+        path: path.to_owned(),
+        reason,
+    };
+    let master =
+        master.ok_or_else(|| unavailable("not connected to a master to fetch it from".into()))?;
+    let bytes = from_master(master, digest, cap)
+        .await
+        .map_err(|e| unavailable(format!("artifact {digest}: {e}")))?;
+    if Digest::of(&bytes) != *digest {
+        return Err(unavailable(format!(
+            "artifact {digest}: the master sent other bytes"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// [`unpack_tar`] on a blocking thread: unpacking is CPU work on up to a whole archive, kept
+/// off the control runtime.
+async fn unpack_off_runtime(
+    dir: &str,
+    archive: bytes::Bytes,
+    budget: u64,
+) -> Result<Vec<InputFile>, PrepareError> {
+    let owned_dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || unpack_tar(&owned_dir, &archive, budget))
+        .await
+        .map_err(|e| PrepareError::Input {
+            path: dir.to_owned(),
+            reason: format!("unpacking stopped: {e}"),
+        })?
+}
+
+/// Bytes `files` bring into the sandbox.
+fn input_bytes(files: &[InputFile]) -> u64 {
+    files
+        .iter()
+        .map(|file| match &file.contents {
+            InputContents::Bytes(data) => data.len() as u64,
+            InputContents::HostFile(_) | InputContents::Directory => 0,
+        })
+        .sum()
 }
 
 /// The executor's spec of `task` of `framework_id`, its module in the cache under `digest`.

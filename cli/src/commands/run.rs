@@ -34,17 +34,20 @@ use crate::parse::{WasiOption, WasmOption, show_bytes};
 const OFFER_WAIT: Duration = Duration::from_secs(30);
 /// How often a running task's files are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
-/// A `--file` past this size goes through the artifact store rather than with the task.
+/// A `--file`, or a `--dir`'s archive, past this size goes through the artifact store rather
+/// than with the task.
 const INLINE_FILE_BYTES: usize = 1 << 20;
-/// What a task carries with it (`--dir` archives and smaller `--file`s together): with stdin
-/// (at most `limits::MAX_STDIN_BYTES`) and the rest of the task, well within one message.
+/// What a task carries with it (`--dir` archives and `--file`s of [`INLINE_FILE_BYTES`] or
+/// less, together): with stdin (at most `limits::MAX_STDIN_BYTES`) and the rest of the task,
+/// well within one message.
 const INLINE_INPUT_BYTES: usize = 8 << 20;
 
 pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let args = with_wasmtime_options(args);
     let masters = args.master.master.clone();
     let (module_arg, task_args) = split_module_and_args(&args.module_and_args)?;
-    let (mut inputs, preopens, shipped) = sandbox(&args.files, &args.artifact_inputs, &args.dirs)?;
+    let (mut inputs, preopens, shipped) =
+        sandbox(&args.files, &args.artifact_inputs, &args.dirs, args.disk)?;
     for line in shipped.iter().flat_map(ShippedDir::not_shipped) {
         eprintln!("corral: {line}");
     }
@@ -141,7 +144,8 @@ pub(super) async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(message) = message {
         eprintln!("corral: {message}");
     }
-    if !args.no_sync && sandbox_readable(&status) {
+    // A task that never ran changed nothing: there is nothing to bring back.
+    if !args.no_sync && sandbox_readable(&status) && !could_not_start(status.reason) {
         let task = shipped::Task {
             id: task_id.as_str(),
             framework: framework.as_ref().map(FrameworkId::as_str),
@@ -254,6 +258,21 @@ fn base_name(module: &str) -> String {
         .map_or_else(|| module.to_owned(), |s| s.to_string_lossy().into_owned())
 }
 
+/// Whether a task ended for this reason never ran: its module or its inputs were not to be
+/// had, or it was not a task at all.
+fn could_not_start(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::InvalidModule
+            | Reason::ModuleTooLarge
+            | Reason::LinkError
+            | Reason::MissingEntrypoint
+            | Reason::InvalidTask
+            | Reason::FetchFailed
+            | Reason::InputUnavailable
+    )
+}
+
 /// Whether a task that ended this way still has a sandbox to read.
 fn sandbox_readable(status: &TaskStatus) -> bool {
     !matches!(
@@ -263,11 +282,12 @@ fn sandbox_readable(status: &TaskStatus) -> bool {
 }
 
 /// `--file`, `--input` and `--dir` as the task's inputs and preopens, and the directories to
-/// sync back.
+/// sync back. What `--file` and `--dir` bring must fit in the task's `disk`.
 fn sandbox(
     files: &[std::path::PathBuf],
     artifacts: &[(Digest, String)],
     dirs: &[String],
+    disk: u64,
 ) -> anyhow::Result<(Vec<InputFile>, Vec<Preopen>, Vec<ShippedDir>)> {
     let mut inputs = Vec::new();
     for file in files {
@@ -300,22 +320,50 @@ fn sandbox(
     for (index, spec) in dirs.iter().enumerate() {
         let (host, guest) = shipped::parse_dir(spec)?;
         let (dir, input) = ShippedDir::ship(index, host, guest)?;
+        let archive = match &input.source {
+            InputSource::TarArchive(bytes) => bytes.len() as u64,
+            _ => 0,
+        };
+        if archive > limits::MAX_ARTIFACT_BYTES {
+            return Err(Exit::invalid(format!(
+                "--dir {}: its archive is {}; a directory shipped with a task is at most {}",
+                dir.host().display(),
+                show_bytes(archive),
+                show_bytes(limits::MAX_ARTIFACT_BYTES)
+            ))
+            .into());
+        }
         inline += inline_bytes(std::slice::from_ref(&input));
         if inline > INLINE_INPUT_BYTES {
             return Err(Exit::invalid(format!(
                 "--dir {}: the task would carry {} of files with it, past the {} it may \
-                 (its --dir directories and its --file files of {} or less, together); \
-                 ship a smaller directory, or larger files with --file (up to {} each)",
+                 (its --dir directories and --file files of {} or less, together)",
                 dir.host().display(),
                 show_bytes(inline as u64),
                 show_bytes(INLINE_INPUT_BYTES as u64),
                 show_bytes(INLINE_FILE_BYTES as u64),
-                show_bytes(limits::MAX_ARTIFACT_BYTES)
             ))
             .into());
         }
         inputs.push(input);
         shipped.push(dir);
+    }
+    let file_bytes: u64 = inputs
+        .iter()
+        .map(|input| match &input.source {
+            InputSource::Contents(bytes) => bytes.len() as u64,
+            _ => 0,
+        })
+        .chain(shipped.iter().map(ShippedDir::file_bytes))
+        .sum();
+    if file_bytes > disk {
+        return Err(Exit::invalid(format!(
+            "--file and --dir bring {} of files, more than the task's disk ({}): give it a \
+             larger --disk",
+            show_bytes(file_bytes),
+            show_bytes(disk)
+        ))
+        .into());
     }
     let mut preopens: Vec<Preopen> = shipped.iter().map(ShippedDir::preopen).collect();
     // Without `--dir` the agent preopens the root as `/` itself; with it, `--file`s and
@@ -329,36 +377,42 @@ fn sandbox(
     Ok((inputs, preopens, shipped))
 }
 
-/// The bytes of `inputs` that travel with the task: `--file`s of [`INLINE_FILE_BYTES`] or
-/// less (larger ones are uploaded) and `--dir` archives.
+/// The bytes of `inputs` that travel with the task: `--file`s and `--dir` archives of
+/// [`INLINE_FILE_BYTES`] or less (larger ones are uploaded).
 fn inline_bytes(inputs: &[InputFile]) -> usize {
     inputs
         .iter()
         .map(|input| match &input.source {
-            InputSource::Contents(bytes) if !to_upload(bytes) => bytes.len(),
-            InputSource::TarArchive(bytes) => bytes.len(),
+            InputSource::Contents(bytes) | InputSource::TarArchive(bytes) if !to_upload(bytes) => {
+                bytes.len()
+            }
             _ => 0,
         })
         .sum()
 }
 
-/// Whether a `--file` goes through the artifact store rather than with the task.
+/// Whether a `--file` or a `--dir`'s archive goes through the artifact store rather than
+/// with the task.
 fn to_upload(contents: &[u8]) -> bool {
     contents.len() > INLINE_FILE_BYTES
 }
 
-/// Puts each `--file` past [`INLINE_FILE_BYTES`] in the artifact store and has the task
-/// fetch it from there, as a job's `file` inputs are.
+/// Puts each `--file` and `--dir` archive past [`INLINE_FILE_BYTES`] in the artifact store
+/// and has the task fetch it from there (a file as a job's `file` inputs are, an archive to
+/// be unpacked).
 async fn upload_large_files(
     client: &mut OperatorClient,
     inputs: &mut [InputFile],
 ) -> anyhow::Result<()> {
     for input in inputs {
-        if let InputSource::Contents(bytes) = &input.source
-            && to_upload(bytes)
-        {
+        let (bytes, fetched): (_, fn(Digest) -> InputSource) = match &input.source {
+            InputSource::Contents(bytes) => (bytes, InputSource::Artifact),
+            InputSource::TarArchive(bytes) => (bytes, InputSource::TarArtifact),
+            _ => continue,
+        };
+        if to_upload(bytes) {
             let digest = client::upload(client, bytes.to_vec(), true).await?;
-            input.source = InputSource::Artifact(digest);
+            input.source = fetched(digest);
         }
     }
     Ok(())
@@ -710,16 +764,7 @@ pub(crate) fn outcome(status: &TaskStatus, mem: u64, disk: u64) -> (u8, Option<S
         (TaskState::Lost | TaskState::Gone, _) => {
             (1, Some(format!("task was lost with its agent{detail}")))
         }
-        (
-            _,
-            Reason::InvalidModule
-            | Reason::ModuleTooLarge
-            | Reason::LinkError
-            | Reason::MissingEntrypoint
-            | Reason::InvalidTask
-            | Reason::FetchFailed
-            | Reason::InputUnavailable,
-        ) => (
+        (_, reason) if could_not_start(reason) => (
             2,
             Some(format!(
                 "task could not start ({:?}){detail}",

@@ -43,6 +43,8 @@ pub(crate) struct ShippedDir {
     files: BTreeMap<PathBuf, Digest>,
     /// Each shipped directory below `host`.
     dirs: BTreeSet<PathBuf>,
+    /// What the shipped files hold together: what they take of the task's disk.
+    file_bytes: u64,
     /// What below `host` is not shipped, and why: links to nothing, names a guest cannot
     /// spell, sockets and devices. The sync leaves them alone.
     left_out: Vec<(PathBuf, &'static str)>,
@@ -82,6 +84,7 @@ impl ShippedDir {
             sandbox_path: format!("{SANDBOX_DIR}/{index}"),
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
+            file_bytes: 0,
             left_out: Vec::new(),
         };
         let mut archive = tar::Builder::new(Vec::new());
@@ -100,6 +103,11 @@ impl ShippedDir {
     /// The host directory.
     pub(crate) fn host(&self) -> &Path {
         &self.host
+    }
+
+    /// What its files hold together.
+    pub(crate) fn file_bytes(&self) -> u64 {
+        self.file_bytes
     }
 
     /// What was left out, one line each for stderr: nothing a guest could open under
@@ -179,6 +187,7 @@ impl ShippedDir {
                 let bytes = fs::read(entry.path()).map_err(named)?;
                 header.set_size(bytes.len() as u64);
                 archive.append_data(&mut header, &path, bytes.as_slice())?;
+                self.file_bytes += bytes.len() as u64;
                 self.files.insert(path, Digest::of(&bytes));
             } else {
                 self.left_out

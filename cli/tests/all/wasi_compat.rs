@@ -151,3 +151,48 @@ async fn the_tasks_changes_come_back_reported_unless_no_sync() {
     }
     assert!(!data.join("sub").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_directory_too_large_to_travel_with_the_task_goes_through_the_store() {
+    let cluster = Cluster::start(&[]).await;
+    let data = cluster.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    reference::plant_seed(&data).unwrap();
+    // Past the 8 MiB a task carries with it; bytes that do not repeat, as a real file's.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let large: Vec<u8> = (0..9 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(data.join("large.bin"), &large).unwrap();
+    let dir = format!("{}::data", data.display());
+    let module = corral_wasm_tasks::WASI_COMPAT;
+
+    // More than the task's disk is refused before anything is sent.
+    let out = cluster
+        .corral(&["run", "--disk", "4MiB", "--dir", &dir, module, "files"])
+        .await;
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("more than the task's disk (4 MiB): give it a larger --disk"),
+        "stderr: {stderr}"
+    );
+
+    let out = cluster
+        .corral(&["run", "--disk", "32MiB", "--dir", &dir, module, "files"])
+        .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(data.join("seed.txt")).unwrap(),
+        "planted before the run\nappended\n",
+        "the task saw its files and its change came back"
+    );
+    assert_eq!(std::fs::read(data.join("large.bin")).unwrap(), large);
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("large.bin"), "stderr: {stderr}");
+}

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use corral_proto::{InputSource, ModuleSource, OperationUpdate, ServiceError, TaskInfo};
+use corral_proto::{ModuleSource, OperationUpdate, ServiceError, TaskInfo};
 use corral_types::{
     AgentId, Allocation, Digest, FrameworkId, FrameworkState, OfferId, OperationState, Reason,
     Resources, Role, TaskId, TaskState, Timestamp,
@@ -383,10 +383,10 @@ impl MasterCore {
             ModuleSource::Digest(digest) => Some(digest),
             ModuleSource::Url { .. } | ModuleSource::File(_) => None,
         };
-        let inputs = info.inputs.iter().filter_map(|input| match &input.source {
-            InputSource::Artifact(digest) => Some(digest),
-            _ => None,
-        });
+        let inputs = info
+            .inputs
+            .iter()
+            .filter_map(|input| input.source.artifact());
         module
             .into_iter()
             .chain(inputs)

@@ -35,6 +35,10 @@ fn task() -> TaskInfo {
                 path: "lib".into(),
                 source: InputSource::TarArchive(Bytes::from_static(b"tar")),
             },
+            InputFile {
+                path: "big".into(),
+                source: InputSource::TarArtifact(Digest::of(b"a large tar")),
+            },
         ],
         resources: Resources::new().with_cpus_milli(250).with_mem_mib(64),
         limits: TaskLimits {
