@@ -159,30 +159,40 @@ async fn run_ships_a_file_into_the_sandbox() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn run_refuses_a_directory_too_big_to_ship_before_connecting() {
+async fn run_refuses_directories_too_big_to_ship_before_connecting() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
+    let refused = |args: Vec<String>, why: &'static str| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+            args.insert(0, "run");
+            args.push(corral_wasm_tasks::HELLO);
+            let out = corral(&args, Some("127.0.0.1:1"), &dir).await;
+            assert_eq!(out.status.code(), Some(2), "{why}");
+            let stderr = text(&out.stderr);
+            assert!(stderr.contains(why), "stderr: {stderr}");
+        }
+    };
+
+    // Nine directories of a little under 1 MiB each travel with the task, and together pass
+    // the 8 MiB it may carry.
+    let mut small = Vec::new();
     for i in 0..9 {
-        std::fs::write(data.join(format!("part{i}")), vec![b'x'; 1 << 20]).unwrap();
+        let data = dir.path().join(format!("small{i}"));
+        std::fs::create_dir(&data).unwrap();
+        std::fs::write(data.join("part"), vec![b'x'; 1000 << 10]).unwrap();
+        small.extend(["--dir".to_owned(), data.display().to_string()]);
     }
-    let out = corral(
-        &[
-            "run",
-            "--dir",
-            data.to_str().unwrap(),
-            corral_wasm_tasks::HELLO,
-        ],
-        Some("127.0.0.1:1"),
-        dir.path(),
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = text(&out.stderr);
-    assert!(
-        stderr.contains("the task would carry 9.0 MiB of files with it, past the 8 MiB"),
-        "stderr: {stderr}"
-    );
+    refused(small, "past the 8 MiB it may").await;
+
+    // One directory past what the artifact store takes.
+    let large = dir.path().join("large");
+    std::fs::create_dir(&large).unwrap();
+    for i in 0..5 {
+        std::fs::write(large.join(format!("part{i}")), vec![b'x'; 13 << 20]).unwrap();
+    }
+    let args = vec!["--dir".to_owned(), large.display().to_string()];
+    refused(args, "a directory shipped with a task is at most 64 MiB").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
