@@ -89,8 +89,8 @@ pub(crate) fn validate(info: &v1::TaskInfo) -> Result<corral_proto::TaskInfo, Pr
 
 /// The task's input files, ready for the sandbox: contents as given, host files where the
 /// agent allows them, artifacts fetched from the master (over `master`) and checked against
-/// their digest, tar archives (carried or fetched) unpacked on a blocking thread. Unpacked and fetched bytes
-/// count against the task's disk, like everything in its sandbox.
+/// their digest, tar archives (carried or fetched) unpacked on a blocking thread. Unpacked
+/// and fetched bytes count against the task's disk, like everything in its sandbox.
 pub(crate) async fn inputs(
     sources: &Sources,
     master: Option<Conn>,
