@@ -1,6 +1,7 @@
 //! The standard gRPC health (`grpc.health.v1.Health`) and reflection
-//! (`grpc.reflection.v1.ServerReflection`, and its `v1alpha`) services that masters and agents serve beside
-//! Corral's own, so `grpcurl` and clients in other languages can check and discover them.
+//! (`grpc.reflection.v1.ServerReflection`, and its `v1alpha`) services that masters and agents
+//! serve beside Corral's own, so `grpcurl` and clients in other languages can check and
+//! discover them.
 
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
