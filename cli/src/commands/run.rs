@@ -320,19 +320,6 @@ fn sandbox(
     for (index, spec) in dirs.iter().enumerate() {
         let (host, guest) = shipped::parse_dir(spec)?;
         let (dir, input) = ShippedDir::ship(index, host, guest)?;
-        let archive = match &input.source {
-            InputSource::TarArchive(bytes) => bytes.len() as u64,
-            _ => 0,
-        };
-        if archive > limits::MAX_ARTIFACT_BYTES {
-            return Err(Exit::invalid(format!(
-                "--dir {}: its archive is {}; a directory shipped with a task is at most {}",
-                dir.host().display(),
-                show_bytes(archive),
-                show_bytes(limits::MAX_ARTIFACT_BYTES)
-            ))
-            .into());
-        }
         inline += inline_bytes(std::slice::from_ref(&input));
         if inline > INLINE_INPUT_BYTES {
             return Err(Exit::invalid(format!(

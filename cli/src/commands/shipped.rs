@@ -24,6 +24,7 @@ use corral_types::{Digest, Preopen};
 
 use crate::client::OperatorClient;
 use crate::commands::Exit;
+use crate::parse::show_bytes;
 
 /// Where shipped directories live in the sandbox: `dirs/0`, `dirs/1`, … in `--dir` order.
 const SANDBOX_DIR: &str = "dirs";
@@ -66,7 +67,8 @@ pub(crate) fn parse_dir(spec: &str) -> Result<(PathBuf, String), Exit> {
 }
 
 impl ShippedDir {
-    /// Reads `host` into a tar archive for the sandbox directory `dirs/<index>`.
+    /// Reads `host` into a tar archive for the sandbox directory `dirs/<index>`, at most what
+    /// the artifact store takes.
     pub(crate) fn ship(
         index: usize,
         host: PathBuf,
@@ -93,6 +95,15 @@ impl ShippedDir {
             .archive_dir(&mut archive, PathBuf::new(), &mut seen)
             .map_err(|e| Exit::invalid(format!("reading --dir {}: {e}", shipped.host.display())))?;
         let archive = archive.into_inner().context("finishing the archive")?;
+        if archive.len() as u64 > limits::MAX_ARTIFACT_BYTES {
+            return Err(Exit::invalid(format!(
+                "--dir {}: its archive is {}; a directory shipped with a task is at most {}",
+                shipped.host.display(),
+                show_bytes(archive.len() as u64),
+                show_bytes(limits::MAX_ARTIFACT_BYTES)
+            ))
+            .into());
+        }
         let input = InputFile {
             path: shipped.sandbox_path.clone(),
             source: InputSource::TarArchive(archive.into()),
