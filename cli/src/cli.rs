@@ -226,7 +226,7 @@ pub(crate) struct MasterArgs {
     #[arg(long, default_value_t = corral_master::DEFAULT_STREAM_QUEUE as u64, value_parser = clap::value_parser!(u64).range(2..=1 << 24))]
     pub(crate) stream_queue: u64,
     /// The most bytes tasks' outputs may hold in the master's artifact store, cluster-wide;
-    /// past it, tasks' outputs are not kept (their statuses say so).
+    /// the outputs of the tasks that finished first are dropped to make room for new ones.
     #[arg(long, default_value = "10GiB", value_parser = parse::bytes)]
     pub(crate) output_store_cap: u64,
     /// Do not run the built-in jobs framework in this master (run it with `corral

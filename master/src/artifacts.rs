@@ -6,9 +6,16 @@
 //! then are renamed into place atomically, so a reader never sees a partial module and a
 //! crashed upload leaves only a temporary file. Fetches stream a stored module back in
 //! [`MODULE_CHUNK_BYTES`] chunks.
+//!
+//! Bytes leave the store when the index no longer holds them ([`ArtifactStore::sweep`]):
+//! every master sweeps its own store, so the leader unindexing an output frees the disk of
+//! every master. A stored artifact is indexed only after it is on disk (and on another
+//! master's), so the sweep spares what was stored within [`UNINDEXED_GRACE`].
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use corral_proto::limits::{self, MODULE_CHUNK_BYTES};
@@ -16,7 +23,7 @@ use corral_proto::{ProtoError, ServiceError, v1};
 use corral_types::Digest;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{RwLock, Semaphore, mpsc};
 use tokio_stream::{Stream, StreamExt};
 use tonic::Status;
 
@@ -70,11 +77,18 @@ impl From<StoreModuleError> for Status {
 /// module at the same moment) can cost the master.
 const CONCURRENT_FETCHES: usize = 32;
 
+/// How long an artifact stored (or stored again) but not indexed is kept: far longer than
+/// copying it to another master and indexing it take.
+pub(crate) const UNINDEXED_GRACE: Duration = Duration::from_secs(60 * 60);
+
 /// The module store. Cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct ArtifactStore {
     dir: PathBuf,
     fetches: Arc<Semaphore>,
+    /// Held to place (or refresh) an artifact, and exclusively by the sweep to delete one:
+    /// an artifact stored again is never deleted between its check and its refresh.
+    placing: Arc<RwLock<()>>,
 }
 
 fn internal(what: &str, e: std::io::Error) -> ServiceError {
@@ -90,6 +104,7 @@ impl ArtifactStore {
         Ok(Self {
             dir,
             fetches: Arc::new(Semaphore::new(CONCURRENT_FETCHES)),
+            placing: Arc::new(RwLock::new(())),
         })
     }
 
@@ -208,9 +223,12 @@ impl ArtifactStore {
             });
         }
         let path = self.path(&digest);
+        let _placing = self.placing.read().await;
         let already_present = tokio::fs::try_exists(&path).await.unwrap_or(false);
         if already_present {
             let _ = tokio::fs::remove_file(tmp).await;
+            // Stored again: its index entry may be on its way (see `sweep`).
+            refresh(&path).await.map_err(io("refresh"))?;
         } else {
             tokio::fs::rename(tmp, &path).await.map_err(io("rename"))?;
             // The rename is durable only once the directory is: an acknowledged module
@@ -228,6 +246,51 @@ impl ArtifactStore {
             // Counted by the upload handler, which copies the module to other masters.
             replicas: 0,
         })
+    }
+
+    /// Deletes the artifacts stored here that `indexed` does not hold and that were stored
+    /// longer than [`UNINDEXED_GRACE`] before `now`; returns how many. Temporary files of
+    /// uploads and anything not named as an artifact are left alone.
+    pub(crate) async fn sweep(&self, indexed: &HashSet<Digest>, now: SystemTime) -> usize {
+        let mut entries = match tokio::fs::read_dir(&self.dir).await {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the artifact store");
+                return 0;
+            }
+        };
+        let mut deleted = 0;
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            let Some(digest) = entry
+                .file_name()
+                .to_str()
+                .and_then(|hex| format!("{}{hex}", Digest::PREFIX).parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            if indexed.contains(&digest) {
+                continue;
+            }
+            let _placing = self.placing.write().await;
+            let stored = tokio::fs::metadata(entry.path())
+                .await
+                .and_then(|m| m.modified());
+            let old = stored.is_ok_and(|at| {
+                now.duration_since(at)
+                    .is_ok_and(|age| age > UNINDEXED_GRACE)
+            });
+            if !old {
+                continue;
+            }
+            match tokio::fs::remove_file(entry.path()).await {
+                Ok(()) => {
+                    deleted += 1;
+                    tracing::info!(%digest, "unindexed artifact deleted");
+                }
+                Err(error) => tracing::warn!(%digest, %error, "cannot delete an artifact"),
+            }
+        }
+        deleted
     }
 
     /// Streams a stored module from `offset`; the first chunk carries the total size.
@@ -303,6 +366,15 @@ impl ArtifactStore {
     }
 }
 
+/// Marks a stored artifact as stored now (see [`ArtifactStore::sweep`]).
+async fn refresh(path: &Path) -> std::io::Result<()> {
+    let file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .await?;
+    file.into_std().await.set_modified(SystemTime::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -368,6 +440,69 @@ mod tests {
             "{err}"
         );
         assert!(!store.contains(&Digest::of(b"other")).await);
+    }
+
+    /// Stores `data` and answers its digest.
+    async fn stored(store: &ArtifactStore, data: &[u8]) -> Digest {
+        store
+            .upload(chunks(data))
+            .await
+            .unwrap()
+            .digest
+            .parse()
+            .unwrap()
+    }
+
+    /// Backdates a stored artifact, as if stored `ago`.
+    fn stored_ago(store: &ArtifactStore, digest: &Digest, ago: Duration) {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(store.path(digest))
+            .unwrap();
+        file.set_modified(SystemTime::now() - ago).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_only_what_is_unindexed_past_the_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        let indexed = stored(&store, b"\0asm indexed").await;
+        let unindexed = stored(&store, b"an output no task lists").await;
+        let fresh = stored(&store, b"on its way to the index").await;
+        let long_ago = UNINDEXED_GRACE + Duration::from_secs(60);
+        stored_ago(&store, &indexed, long_ago);
+        stored_ago(&store, &unindexed, long_ago);
+        let artifacts = dir.path().join("artifacts");
+        std::fs::write(artifacts.join(".upload-0000000000000001.tmp"), b"partial").unwrap();
+        std::fs::write(artifacts.join("notes.txt"), b"not an artifact").unwrap();
+
+        let index = HashSet::from([indexed]);
+        assert_eq!(store.sweep(&index, SystemTime::now()).await, 1);
+        assert!(store.contains(&indexed).await);
+        assert!(!store.contains(&unindexed).await);
+        assert!(store.contains(&fresh).await, "stored within the grace");
+        assert!(artifacts.join(".upload-0000000000000001.tmp").exists());
+        assert!(artifacts.join("notes.txt").exists());
+
+        let later = SystemTime::now() + UNINDEXED_GRACE + Duration::from_secs(60);
+        assert_eq!(store.sweep(&index, later).await, 1);
+        assert!(!store.contains(&fresh).await);
+        assert!(store.contains(&indexed).await);
+    }
+
+    #[tokio::test]
+    async fn storing_an_artifact_again_restarts_its_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ArtifactStore::open(dir.path()).await.unwrap();
+        let digest = stored(&store, b"left again by a rerun").await;
+        stored_ago(&store, &digest, UNINDEXED_GRACE * 2);
+        let again = store
+            .upload(chunks(b"left again by a rerun"))
+            .await
+            .unwrap();
+        assert!(again.already_present);
+        assert_eq!(store.sweep(&HashSet::new(), SystemTime::now()).await, 0);
+        assert!(store.contains(&digest).await);
     }
 
     #[tokio::test]

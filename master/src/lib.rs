@@ -126,9 +126,10 @@ pub struct MasterConfig {
     /// reconnects, a framework re-subscribes and is sent its unacknowledged updates again.
     /// The master's memory per stream stays bounded by it.
     pub stream_queue: usize,
-    /// The most bytes tasks' outputs may hold in the artifact store, cluster-wide. Past it
-    /// a task's outputs are not kept (its terminal status says so); outputs already kept
-    /// stay.
+    /// The most bytes tasks' outputs may hold in the artifact store, cluster-wide. To make
+    /// room for new outputs, the outputs of the tasks that finished first are dropped (their
+    /// listings, then their bytes on every master); a new output is not kept (its task's
+    /// terminal status says so) only when nothing can be dropped.
     pub max_output_bytes: u64,
     /// Credentials, ACLs and the audit log; none by default (no authentication).
     pub auth: AuthConfig,
@@ -226,6 +227,8 @@ pub struct Master {
     auth: Arc<auth::Auth>,
     /// The background fetch of indexed modules this master lacks (etcd only).
     _sync: Option<AbortOnDrop>,
+    /// The deletion of artifacts the index no longer holds.
+    _sweep: AbortOnDrop,
 }
 
 impl Master {
@@ -302,7 +305,7 @@ impl Master {
                     );
                 }
                 let election: Arc<dyn Election> = Arc::new(election);
-                let members: Arc<dyn Membership> = Arc::new(SoleMaster);
+                let members: Arc<dyn Membership> = Arc::new(SoleMaster(registry.clone()));
                 (election, Some((term, recovered)), members)
             }
             StoreConfig::Etcd { endpoints, prefix } => {
@@ -332,6 +335,8 @@ impl Master {
         // master, nothing to sync).
         let sync = matches!(config.store, StoreConfig::Etcd { .. })
             .then(|| tokio::spawn(peers.clone().sync_forever()));
+        // Every master frees what the index dropped (outputs no task lists any more).
+        let sweep = tokio::spawn(peers.clone().sweep_forever());
         let (supervisor, gate) = Supervisor::new(election, core_config, config.stream_queue);
         let (supervisor_stop, stop_rx) = oneshot::channel();
         let supervisor = tokio::spawn(supervisor.run(first, stop_rx));
@@ -438,6 +443,7 @@ impl Master {
             server_task,
             auth,
             _sync: sync.map(AbortOnDrop),
+            _sweep: AbortOnDrop(sweep),
         })
     }
 

@@ -9,6 +9,7 @@
 //!  FetchModule (agent) on the leader, module indexed but not here
 //!                     ─MasterPeer.FetchModule─► the first peer that holds it ─► serve
 //!  every master, every SYNC_INTERVAL: indexed modules it lacks ─► fetched from peers
+//!  every master, every SWEEP_INTERVAL: stored artifacts no longer indexed ─► deleted
 //! ```
 //!
 //! Why synchronous replication rather than only standbys pulling in the background: a pull
@@ -43,6 +44,9 @@ pub(crate) const SYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a copy to or from another master may take (64 MiB at the very least 4 MB/s).
 const COPY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often every master deletes the artifacts the index no longer holds.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Why a copy to or from one other master failed.
 #[derive(Debug, thiserror::Error)]
@@ -253,18 +257,10 @@ impl Peers {
     /// Fetches, from the other masters, every indexed module this master lacks; then again
     /// every [`SYNC_INTERVAL`], forever. Failures are retried at the next round.
     pub(crate) async fn sync_forever(self) {
-        let mut every = tokio::time::interval(SYNC_INTERVAL);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut every = rounds(SYNC_INTERVAL);
         loop {
             every.tick().await;
-            let indexed = match self.members.indexed_artifacts().await {
-                Ok(indexed) => indexed,
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot read the artifact index");
-                    continue;
-                }
-            };
-            for digest in indexed {
+            for digest in self.indexed().await.unwrap_or_default() {
                 if self.artifacts.contains(&digest).await {
                     continue;
                 }
@@ -274,6 +270,38 @@ impl Peers {
             }
         }
     }
+
+    /// Every [`SWEEP_INTERVAL`], forever: deletes what this master stores and the index no
+    /// longer holds (see [`ArtifactStore::sweep`]). A round that cannot read the index
+    /// deletes nothing.
+    pub(crate) async fn sweep_forever(self) {
+        let mut every = rounds(SWEEP_INTERVAL);
+        loop {
+            every.tick().await;
+            if let Some(indexed) = self.indexed().await {
+                let indexed = indexed.into_iter().collect();
+                self.artifacts
+                    .sweep(&indexed, std::time::SystemTime::now())
+                    .await;
+            }
+        }
+    }
+
+    /// The artifact index, or `None` when it cannot be read now.
+    async fn indexed(&self) -> Option<Vec<Digest>> {
+        self.members
+            .indexed_artifacts()
+            .await
+            .inspect_err(|e| tracing::debug!(error = %e, "cannot read the artifact index"))
+            .ok()
+    }
+}
+
+/// Ticks every `interval`, the first at once; a late round delays the next.
+fn rounds(interval: Duration) -> tokio::time::Interval {
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every
 }
 
 fn timed_out(peer: &str) -> PeerError {

@@ -1,8 +1,9 @@
 //! Task outputs on a real cluster: kept when the task ends, listed and downloaded
-//! byte-identical (also after a master restart), handed to a later task by digest, and
-//! refused, with the reason stated, once the cluster's output store is full.
+//! byte-identical (also after a master restart), handed to a later task by digest; the
+//! oldest dropped to make room once the cluster's output store is full, and a file larger
+//! than the whole store refused with the reason stated.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::cluster::{Cluster, text};
 
@@ -24,6 +25,21 @@ fn assert_parts(dir: &Path, n: u8, size: usize) {
         std::fs::read_to_string(dir.join("summary.txt")).unwrap(),
         format!("{n} parts of {size} bytes\n")
     );
+}
+
+/// Downloads task `id`'s outputs into `<cluster dir>/<into>`, which it returns.
+async fn download(cluster: &Cluster, id: &str, into: &str) -> PathBuf {
+    let dir = cluster.dir.path().join(into);
+    let download = cluster
+        .corral(&["task", "outputs", id, "--into", dir.to_str().unwrap()])
+        .await;
+    assert_eq!(
+        download.status.code(),
+        Some(0),
+        "{}",
+        text(&download.stderr)
+    );
+    dir
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,16 +105,7 @@ async fn outputs_survive_a_master_restart_and_feed_a_later_task() {
     // The listing and the bytes are the master's: a restart keeps both.
     cluster.restart_master();
     cluster.wait_for_admitted_agents(1).await;
-    let second = cluster.dir.path().join("second");
-    let download = cluster
-        .corral(&["task", "outputs", &id, "--into", second.to_str().unwrap()])
-        .await;
-    assert_eq!(
-        download.status.code(),
-        Some(0),
-        "{}",
-        text(&download.stderr)
-    );
+    let second = download(&cluster, &id, "second").await;
     assert_parts(&second, 3, 300_000);
 
     // A later task takes one of them as an input, by digest.
@@ -140,28 +147,61 @@ async fn outputs_survive_a_master_restart_and_feed_a_later_task() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_full_output_store_keeps_no_more_and_the_task_says_why() {
-    let cluster = Cluster::start(&["--output-store-cap", "1KiB"]).await;
-    let run = cluster
-        .corral(&["run", corral_wasm_tasks::SDK_DEMO, "outputs", "1", "4000"])
+async fn a_full_output_store_drops_the_oldest_outputs_for_new_ones() {
+    let cluster = Cluster::start(&["--output-store-cap", "10KiB"]).await;
+    let run = async |size: &str| {
+        cluster
+            .corral(&["run", corral_wasm_tasks::SDK_DEMO, "outputs", "2", size])
+            .await
+    };
+    // 6,021 bytes, then 6,023 more: the second task's do not fit beside the first's.
+    let first = run("3000").await;
+    let stderr = text(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("outputs: 3 files ("), "{stderr}");
+    let first = task_id_of(&stderr);
+    let second = run("3001").await;
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("outputs: 3 files ("), "{stderr}");
+    assert!(!stderr.contains("not kept"), "{stderr}");
+    let second = task_id_of(&stderr);
+
+    // The first task's outputs made room: no longer listed.
+    let gone = cluster.corral(&["task", "outputs", &first]).await;
+    assert_eq!(gone.status.code(), Some(2), "{}", text(&gone.stdout));
+    assert!(
+        text(&gone.stderr).contains(&first),
+        "{}",
+        text(&gone.stderr)
+    );
+    assert_parts(&download(&cluster, &second, "second").await, 2, 3001);
+
+    // A file larger than the whole store is not kept, and the task says why; the smaller
+    // file after it is.
+    let big = run("11000").await;
+    let stderr = text(&big.stderr);
+    assert_eq!(big.status.code(), Some(0), "{stderr}");
+    let why = "larger than the cluster's whole output store: 11000 bytes, its cap is 10240";
+    assert!(
+        stderr.contains(&format!(
+            "corral: outputs not kept: data/part-0.bin ({why}), data/part-1.bin ({why})"
+        )),
+        "{stderr}"
+    );
+    let id = task_id_of(&stderr);
+    let listing = cluster
+        .corral(&["task", "outputs", &id, "-o", "json"])
         .await;
-    let stderr = text(&run.stderr);
-    // The task itself succeeded; its outputs were not kept, and it says why.
-    assert_eq!(run.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("outputs: 1 file"), "{stderr}");
-    let note = "corral: outputs not kept: data/part-0.bin and every file after it (the \
-                cluster's output store is full: it holds 0 of its 1024 bytes, 4000 more do not fit)";
-    assert!(stderr.contains(note), "{stderr}");
-    let ps = cluster.corral(&["ps", "--all", "--output", "json"]).await;
-    let doc: serde_json::Value = serde_json::from_slice(&ps.stdout).unwrap();
-    let task = &doc["tasks"][0];
-    let message = task["message"].as_str().unwrap();
-    assert!(message.contains("not kept: data/part-0.bin"), "{doc}");
-    // The listing says so too, and lists nothing.
-    let id = task["id"].as_str().unwrap();
-    let listing = cluster.corral(&["task", "outputs", id, "-o", "json"]).await;
     let listing: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
-    assert_eq!(listing["outputs"], serde_json::json!([]), "{listing}");
-    let not_kept = listing["not_kept"].as_str().unwrap();
-    assert!(not_kept.contains("output store is full"), "{listing}");
+    let paths: Vec<_> = listing["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["summary.txt"], "{listing}");
+    // Nothing had to go for it: the second task's outputs are still listed.
+    let kept = cluster.corral(&["task", "outputs", &second]).await;
+    assert_eq!(kept.status.code(), Some(0), "{}", text(&kept.stderr));
 }

@@ -150,6 +150,9 @@ pub(crate) struct MasterCore {
     /// Bytes of the outputs in the artifact index.
     output_bytes: u64,
     task_outputs: outputs::TaskOutputs,
+    /// Outputs admitted lately, some perhaps still on their way: not unindexed while their
+    /// task's status may yet list them (see `registry::OUTPUT_IN_FLIGHT`).
+    admitted_outputs: HashMap<Digest, Timestamp>,
     /// Frameworks' durable key-value stores.
     kv: kv::Stores,
     /// Frameworks known only from re-registered agents' tasks (no info of their own to
@@ -180,6 +183,7 @@ impl MasterCore {
             artifacts: BTreeMap::new(),
             output_bytes: 0,
             task_outputs: outputs::TaskOutputs::default(),
+            admitted_outputs: HashMap::new(),
             kv: kv::Stores::default(),
             placeholders: HashSet::new(),
             next_id: 0,

@@ -159,7 +159,7 @@ impl MasterCore {
                 OperatorResponse::Done
             }
             R::AdmitOutput { digest, size } => {
-                OperatorResponse::OutputAdmitted(self.admit_output(&digest, size)?)
+                OperatorResponse::OutputAdmitted(self.admit_output(&digest, size, now)?)
             }
             R::TaskOutputs { task, framework } => {
                 let mut found = self.task_outputs.find(&task, framework.as_ref());

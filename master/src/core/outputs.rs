@@ -4,12 +4,14 @@
 //! cluster-wide cap on output bytes can be held.
 //!
 //! One record per task (a later run of the same task ID replaces it), at most
-//! [`MAX_RECORDS`]: past it the oldest record is dropped from the listing (its artifacts
-//! stay in the store, fetchable by digest).
+//! [`MAX_RECORDS`]: past it, or when the cap on output bytes needs room, the oldest record
+//! is dropped. The table counts the records that list each digest, so it can say which
+//! artifacts a drop leaves listed by no one (the core then unindexes them, and every master
+//! deletes their bytes).
 
 use std::collections::{BTreeSet, HashMap};
 
-use corral_types::{AgentId, FrameworkId, Reason, TaskId, TaskOutput, TaskState};
+use corral_types::{AgentId, Digest, FrameworkId, Reason, TaskId, TaskOutput, TaskState};
 
 use super::tasks::TaskKey;
 
@@ -44,32 +46,75 @@ impl OutputsRecord {
 pub(super) struct TaskOutputs {
     by_task: HashMap<TaskKey, OutputsRecord>,
     oldest_first: BTreeSet<(u64, TaskKey)>,
+    /// How many of the records list each digest (a path listing it twice counts twice).
+    listings: HashMap<Digest, u32>,
+}
+
+/// What recording a task's outputs changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Recorded {
+    /// The record differs from the one held for the task (if any).
+    pub new: bool,
+    /// The tasks whose records were dropped to stay within [`MAX_RECORDS`].
+    pub dropped: Vec<TaskKey>,
+    /// Digests no record lists any more.
+    pub unlisted: Vec<Digest>,
 }
 
 impl TaskOutputs {
-    /// Records `record` unless the same is recorded already; returns whether it is new and
-    /// the tasks whose records were dropped to make room.
-    pub(super) fn insert(&mut self, record: OutputsRecord) -> (bool, Vec<TaskKey>) {
+    /// Records `record` unless the same is recorded already.
+    pub(super) fn insert(&mut self, record: OutputsRecord) -> Recorded {
         let key = record.key();
         if self.by_task.get(&key) == Some(&record) {
-            return (false, Vec::new());
+            return Recorded::default();
         }
-        if let Some(old) = self.by_task.remove(&key) {
-            self.oldest_first
-                .remove(&(old.finished_unix_millis, key.clone()));
+        // Counted before the record it replaces is uncounted: a rerun that left the same
+        // bytes keeps them listed throughout.
+        for output in &record.outputs {
+            *self.listings.entry(output.digest).or_default() += 1;
         }
         self.oldest_first
             .insert((record.finished_unix_millis, key.clone()));
-        self.by_task.insert(key, record);
-        let mut dropped = Vec::new();
+        let mut recorded = Recorded {
+            new: true,
+            ..Recorded::default()
+        };
+        if let Some(old) = self.by_task.insert(key.clone(), record) {
+            self.oldest_first
+                .remove(&(old.finished_unix_millis, key.clone()));
+            self.uncount(&old, &mut recorded.unlisted);
+        }
         while self.by_task.len() > MAX_RECORDS {
-            let Some((_, oldest)) = self.oldest_first.pop_first() else {
+            let Some((oldest, unlisted)) = self.pop_oldest() else {
                 break;
             };
-            self.by_task.remove(&oldest);
-            dropped.push(oldest);
+            recorded.dropped.push(oldest);
+            recorded.unlisted.extend(unlisted);
         }
-        (true, dropped)
+        recorded
+    }
+
+    /// Drops the oldest record; returns its task and the digests no record lists any more.
+    pub(super) fn pop_oldest(&mut self) -> Option<(TaskKey, Vec<Digest>)> {
+        let (_, oldest) = self.oldest_first.pop_first()?;
+        let mut unlisted = Vec::new();
+        if let Some(record) = self.by_task.remove(&oldest) {
+            self.uncount(&record, &mut unlisted);
+        }
+        Some((oldest, unlisted))
+    }
+
+    fn uncount(&mut self, record: &OutputsRecord, unlisted: &mut Vec<Digest>) {
+        for output in &record.outputs {
+            let Some(count) = self.listings.get_mut(&output.digest) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                self.listings.remove(&output.digest);
+                unlisted.push(output.digest);
+            }
+        }
     }
 
     /// The records of task `task` (of `framework` when named).
@@ -85,6 +130,11 @@ impl TaskOutputs {
         exact.into_iter().chain(scan.into_iter().flatten())
     }
 
+    /// Whether a record lists `digest`.
+    pub(super) fn lists(&self, digest: &Digest) -> bool {
+        self.listings.contains_key(digest)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.by_task.len()
     }
@@ -97,6 +147,10 @@ mod tests {
     use super::*;
 
     fn record(fw: &str, task: &str, at: u64) -> OutputsRecord {
+        record_of(fw, task, at, b"x")
+    }
+
+    fn record_of(fw: &str, task: &str, at: u64, bytes: &[u8]) -> OutputsRecord {
         OutputsRecord {
             framework_id: FrameworkId::new(fw).unwrap(),
             task_id: TaskId::new(task).unwrap(),
@@ -106,8 +160,8 @@ mod tests {
             finished_unix_millis: at,
             outputs: vec![TaskOutput {
                 path: "out".into(),
-                size: 1,
-                digest: Digest::of(b"x"),
+                size: bytes.len() as u64,
+                digest: Digest::of(bytes),
             }],
             not_kept: None,
             owner: None,
@@ -117,9 +171,14 @@ mod tests {
     #[test]
     fn the_same_record_twice_is_not_new_and_a_rerun_replaces_it() {
         let mut outputs = TaskOutputs::default();
-        assert_eq!(outputs.insert(record("f", "a", 1)), (true, vec![]));
-        assert_eq!(outputs.insert(record("f", "a", 1)), (false, vec![]));
-        assert_eq!(outputs.insert(record("f", "a", 5)), (true, vec![]));
+        let new = Recorded {
+            new: true,
+            ..Recorded::default()
+        };
+        assert_eq!(outputs.insert(record("f", "a", 1)), new);
+        assert_eq!(outputs.insert(record("f", "a", 1)), Recorded::default());
+        // The rerun left the same bytes: they stay listed.
+        assert_eq!(outputs.insert(record("f", "a", 5)), new);
         assert_eq!(outputs.len(), 1);
         assert_eq!(outputs.oldest_first.len(), 1);
         let task = TaskId::new("a").unwrap();
@@ -135,12 +194,35 @@ mod tests {
         for i in 0..MAX_RECORDS as u64 {
             outputs.insert(record("f", &format!("t{i}"), i + 10));
         }
-        let (new, dropped) = outputs.insert(record("f", "late", 1_000_000));
-        assert!(new);
+        let recorded = outputs.insert(record("f", "late", 1_000_000));
+        assert!(recorded.new);
         assert_eq!(
-            dropped,
+            recorded.dropped,
             vec![(FrameworkId::new("f").unwrap(), TaskId::new("t0").unwrap())]
         );
+        // The other records list the same bytes still.
+        assert_eq!(recorded.unlisted, vec![]);
         assert_eq!(outputs.len(), MAX_RECORDS);
+    }
+
+    #[test]
+    fn bytes_are_unlisted_when_the_last_record_listing_them_goes() {
+        let mut outputs = TaskOutputs::default();
+        outputs.insert(record_of("f", "a", 1, b"shared"));
+        outputs.insert(record_of("f", "b", 2, b"shared"));
+        outputs.insert(record_of("f", "c", 3, b"own"));
+        // A rerun of c that left other bytes unlists its earlier ones.
+        let rerun = outputs.insert(record_of("f", "c", 4, b"rerun"));
+        assert_eq!(rerun.unlisted, vec![Digest::of(b"own")]);
+
+        let (oldest, unlisted) = outputs.pop_oldest().unwrap();
+        assert_eq!(oldest.1, TaskId::new("a").unwrap());
+        assert_eq!(unlisted, vec![], "b lists the same bytes");
+        let (_, unlisted) = outputs.pop_oldest().unwrap();
+        assert_eq!(unlisted, vec![Digest::of(b"shared")]);
+        let (_, unlisted) = outputs.pop_oldest().unwrap();
+        assert_eq!(unlisted, vec![Digest::of(b"rerun")]);
+        assert!(outputs.pop_oldest().is_none());
+        assert!(outputs.listings.is_empty());
     }
 }

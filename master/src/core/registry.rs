@@ -14,6 +14,7 @@
 //! start and cannot name a moment before it.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use corral_types::{
     AgentId, AgentState, Digest, FrameworkId, FrameworkState, Quota, Resources, Role, Timestamp,
@@ -79,14 +80,20 @@ impl ArtifactRecord {
     }
 }
 
-/// What an artifact was stored as. (The same bytes stored as both keep their first kind.)
+/// What an artifact was stored as. Bytes uploaded as a module are a module, even when a task
+/// left them as an output first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ArtifactKind {
-    /// Uploaded as a module (Operator.UploadModule).
+    /// Uploaded as a module (Operator.UploadModule): kept for as long as the cluster runs.
     Module,
-    /// Left by a task in its outputs folder: counts against the cluster's output cap.
+    /// Left by a task in its outputs folder: counts against the cluster's output cap, and
+    /// leaves the index when no kept task's outputs list it any more.
     Output,
 }
+
+/// How long after its admission an output is not unindexed: what its agent may take to
+/// store it on every master and report the status that lists it.
+pub(super) const OUTPUT_IN_FLIGHT: Duration = Duration::from_secs(10 * 60);
 
 /// One change to the registry. Records are written whole: the newest wins.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +110,8 @@ pub(crate) enum RegistryWrite {
         quota: Option<Quota>,
     },
     Artifact(ArtifactRecord),
+    /// The artifact is no longer indexed (its bytes are then deleted by every master).
+    DropArtifact(Digest),
     /// The outputs a task left.
     TaskOutputs(OutputsRecord),
     /// A task's outputs are no longer listed.
@@ -324,7 +333,13 @@ impl MasterCore {
         owner: Option<&str>,
         now: Timestamp,
     ) {
-        if self.artifacts.contains_key(&digest) {
+        if let Some(record) = self.artifacts.get_mut(&digest) {
+            if kind == ArtifactKind::Module && record.kind == ArtifactKind::Output {
+                record.kind = ArtifactKind::Module;
+                self.output_bytes = self.output_bytes.saturating_sub(record.size);
+                let record = record.clone();
+                self.persist(RegistryWrite::Artifact(record));
+            }
             if let Some(owner) = owner {
                 self.add_artifact_owner(&digest, owner);
             }
@@ -373,23 +388,95 @@ impl MasterCore {
     }
 
     /// Whether an output of `size` bytes may be stored: `Ok(true)` when the index holds it
-    /// already, `Ok(false)` when the output cap has room for it.
-    pub(super) fn admit_output(&self, digest: &Digest, size: u64) -> Result<bool, ServiceError> {
+    /// already, `Ok(false)` when the output cap has room for it. To make room, the oldest
+    /// tasks' outputs are dropped, as Mesos collects the oldest sandboxes.
+    pub(super) fn admit_output(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        now: Timestamp,
+    ) -> Result<bool, ServiceError> {
+        self.note_admitted(*digest, now);
         if self.artifacts.contains_key(digest) {
             return Ok(true);
         }
         let cap = self.config.max_output_bytes;
+        if size > cap {
+            // This file only: a smaller one after it may fit.
+            return Err(ServiceError::InvalidArgument(format!(
+                "larger than the cluster's whole output store: {size} bytes, its cap is {cap}"
+            )));
+        }
+        while self.output_bytes.saturating_add(size) > cap {
+            let Some((task, unlisted)) = self.task_outputs.pop_oldest() else {
+                break;
+            };
+            self.persist(RegistryWrite::DropTaskOutputs(task));
+            self.unindex_outputs(unlisted, now);
+        }
+        if self.output_bytes.saturating_add(size) > cap {
+            self.unindex_unreported_outputs(now);
+        }
         if self.output_bytes.saturating_add(size) > cap {
             return Err(ServiceError::ResourceExhausted(format!(
-                "the cluster's output store is full: it holds {} of its {cap} bytes, {size} more do not fit",
+                "the cluster's output store is full: it holds {} of its {cap} bytes in outputs \
+                 still being reported, {size} more do not fit",
                 self.output_bytes
             )));
         }
         Ok(false)
     }
 
+    /// Remembers that an agent is storing output `digest` (see [`OUTPUT_IN_FLIGHT`]).
+    fn note_admitted(&mut self, digest: Digest, now: Timestamp) {
+        // Forgetting old admissions in bulk keeps this cheap per output.
+        if self.admitted_outputs.len() >= 4096 {
+            self.admitted_outputs
+                .retain(|_, at| now.saturating_duration_since(*at) < OUTPUT_IN_FLIGHT);
+        }
+        self.admitted_outputs.insert(digest, now);
+    }
+
+    /// Removes from the index the outputs no record lists whose agents would have reported
+    /// them by now: their task's status was lost, or listed them while they were in flight.
+    fn unindex_unreported_outputs(&mut self, now: Timestamp) {
+        // An output admitted before this start may still be reported by its agent.
+        let started_long_ago = now.saturating_duration_since(Timestamp::ZERO) >= OUTPUT_IN_FLIGHT;
+        let unreported: Vec<Digest> = self
+            .artifacts
+            .values()
+            .filter(|a| a.kind == ArtifactKind::Output && !self.task_outputs.lists(&a.digest))
+            .filter(|a| self.admitted_outputs.contains_key(&a.digest) || started_long_ago)
+            .map(|a| a.digest)
+            .collect();
+        self.unindex_outputs(unreported, now);
+    }
+
+    /// Removes from the index the outputs no kept record lists, but those that may be on
+    /// their way to a new listing and those uploaded as modules too.
+    fn unindex_outputs(&mut self, unlisted: Vec<Digest>, now: Timestamp) {
+        for digest in unlisted {
+            let in_flight = self
+                .admitted_outputs
+                .get(&digest)
+                .is_some_and(|at| now.saturating_duration_since(*at) < OUTPUT_IN_FLIGHT);
+            if in_flight {
+                continue;
+            }
+            let Some(record) = self.artifacts.get(&digest) else {
+                continue;
+            };
+            if record.kind != ArtifactKind::Output {
+                continue;
+            }
+            self.output_bytes = self.output_bytes.saturating_sub(record.size);
+            self.artifacts.remove(&digest);
+            self.persist(RegistryWrite::DropArtifact(digest));
+        }
+    }
+
     /// Records the outputs a task left, as its terminal status lists them.
-    pub(super) fn record_outputs(&mut self, status: &TaskStatus) {
+    pub(super) fn record_outputs(&mut self, status: &TaskStatus, now: Timestamp) {
         if !status.state.is_terminal()
             || (status.outputs.is_empty() && status.outputs_not_kept.is_none())
         {
@@ -418,13 +505,20 @@ impl MasterCore {
                 self.add_artifact_owner(&output.digest, &owner);
             }
         }
-        let (new, dropped) = self.task_outputs.insert(record.clone());
-        if new {
+        // Reported: no longer in flight. (Another task storing the same bytes at the same
+        // time loses that protection; it matters only if every record listing them goes
+        // before its status comes.)
+        for output in &status.outputs {
+            self.admitted_outputs.remove(&output.digest);
+        }
+        let recorded = self.task_outputs.insert(record.clone());
+        if recorded.new {
             self.persist(RegistryWrite::TaskOutputs(record));
         }
-        for key in dropped {
+        for key in recorded.dropped {
             self.persist(RegistryWrite::DropTaskOutputs(key));
         }
+        self.unindex_outputs(recorded.unlisted, now);
     }
 }
 

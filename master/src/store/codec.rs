@@ -211,6 +211,7 @@ pub(crate) fn encode(write: &RegistryWrite) -> KeyWrite {
                 .encode_to_vec(),
             ),
         ),
+        RegistryWrite::DropArtifact(digest) => (format!("{ARTIFACTS}{digest}"), None),
         RegistryWrite::DropTaskOutputs((framework, task)) => {
             (format!("{OUTPUTS}{framework}/{task}"), None)
         }
@@ -366,6 +367,7 @@ fn decode_one(out: &mut Recovered, key: &str, value: &[u8]) -> Result<(), String
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::collections::BTreeSet;
     use std::time::Duration;
 
     use corral_types::{QuotaLimits, Resources};
@@ -469,7 +471,9 @@ pub(crate) mod tests {
                 }
                 RegistryWrite::Artifact(a) => assert_eq!(r.artifacts, vec![a]),
                 RegistryWrite::TaskOutputs(o) => assert_eq!(r.task_outputs, vec![o]),
-                RegistryWrite::DropTaskOutputs(_) => unreachable!("not in the sample"),
+                RegistryWrite::DropTaskOutputs(_) | RegistryWrite::DropArtifact(_) => {
+                    unreachable!("not in the sample")
+                }
                 RegistryWrite::Kv {
                     framework,
                     key,
@@ -480,6 +484,21 @@ pub(crate) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn dropping_an_artifact_deletes_its_key() {
+        let digest = Digest::of(b"output");
+        let indexed = encode(&RegistryWrite::Artifact(ArtifactRecord {
+            digest,
+            size: 6,
+            stored_unix_millis: 1,
+            kind: ArtifactKind::Output,
+            owners: BTreeSet::new(),
+        }));
+        let dropped = encode(&RegistryWrite::DropArtifact(digest));
+        assert_eq!(dropped.key, indexed.key);
+        assert_eq!(dropped.value, None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use corral_types::Digest;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Registry, StoreError, codec};
@@ -76,6 +77,28 @@ impl EmbeddedRegistry {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The digests in the artifact index.
+    pub(crate) async fn indexed_artifacts(&self) -> Result<Vec<Digest>, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(redb::Error::from)?;
+            let table = tx.open_table(RECORDS).map_err(redb::Error::from)?;
+            let mut digests = Vec::new();
+            for entry in table.range(codec::ARTIFACTS..).map_err(redb::Error::from)? {
+                let (key, _) = entry.map_err(redb::Error::from)?;
+                let Some(digest) = key.value().strip_prefix(codec::ARTIFACTS) else {
+                    break;
+                };
+                digests.push(digest.parse().map_err(|_| StoreError::Corrupt {
+                    key: key.value().to_owned(),
+                    reason: "not a digest".into(),
+                })?);
+            }
+            Ok(digests)
+        })
+        .await?
     }
 
     /// Increments and returns the epoch counter: each start of a master on this file leads
@@ -171,6 +194,29 @@ mod tests {
             .await
             .unwrap();
         assert!(reg.load().await.unwrap().quotas.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_index_lists_the_artifacts_recorded_and_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = EmbeddedRegistry::open(dir.path()).await.unwrap();
+        // Keys on either side of the index's range are not in it.
+        reg.commit(sample()).await.unwrap();
+        let recorded: Vec<Digest> = reg
+            .load()
+            .await
+            .unwrap()
+            .artifacts
+            .iter()
+            .map(|a| a.digest)
+            .collect();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(reg.indexed_artifacts().await.unwrap(), recorded);
+        reg.commit(vec![RegistryWrite::DropArtifact(recorded[0])])
+            .await
+            .unwrap();
+        assert_eq!(reg.indexed_artifacts().await.unwrap(), vec![]);
+        assert!(reg.load().await.unwrap().artifacts.is_empty());
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 use corral_types::Digest;
 use tokio::sync::watch;
 
+use super::embedded::EmbeddedRegistry;
 use super::etcd::pb::etcdserverpb::{
     PutRequest, RequestOp, TxnRequest, kv_client::KvClient, request_op,
 };
@@ -36,9 +37,9 @@ pub(crate) trait Membership: Send + Sync + std::fmt::Debug {
     async fn indexed_artifacts(&self) -> Result<Vec<Digest>, StoreError>;
 }
 
-/// A single master on the embedded store: no peers.
+/// A single master on the embedded store: no peers, and the index in its own registry.
 #[derive(Debug)]
-pub(crate) struct SoleMaster;
+pub(crate) struct SoleMaster(pub(crate) EmbeddedRegistry);
 
 #[async_trait::async_trait]
 impl Membership for SoleMaster {
@@ -47,7 +48,7 @@ impl Membership for SoleMaster {
     }
 
     async fn indexed_artifacts(&self) -> Result<Vec<Digest>, StoreError> {
-        Ok(Vec::new())
+        self.0.indexed_artifacts().await
     }
 }
 

@@ -2,6 +2,8 @@
 
 use corral_types::{FrameworkState, Quota, Weight};
 
+use crate::core::registry::OUTPUT_IN_FLIGHT;
+
 use super::*;
 
 /// The core's clock starts at unix time 1_000_000 ms (see `config`).
@@ -421,6 +423,145 @@ fn a_tasks_outputs_are_recorded_before_its_framework_hears_of_them_and_come_back
     );
 }
 
+/// Asks the core to admit an output; answers its reply and what it wrote.
+fn admit_output(
+    core: &mut MasterCore,
+    digest: Digest,
+    size: u64,
+    at: Timestamp,
+) -> (Result<OperatorResponse, ServiceError>, Vec<RegistryWrite>) {
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::AdmitOutput { digest, size }),
+        at,
+    );
+    let reply = fx.iter().find_map(|e| match e {
+        Effect::Reply(Reply::Operator(r)) => Some(r.clone()),
+        _ => None,
+    });
+    (reply.expect("a reply"), persisted(&fx))
+}
+
+fn indexed(digest: Digest, size: u64, kind: ArtifactKind) -> ArtifactRecord {
+    ArtifactRecord {
+        digest,
+        size,
+        stored_unix_millis: 1,
+        kind,
+        owners: Default::default(),
+    }
+}
+
+fn outputs_of(task: &str, finished_unix_millis: u64, digest: Digest, size: u64) -> OutputsRecord {
+    OutputsRecord {
+        framework_id: FrameworkId::new("f").unwrap(),
+        task_id: TaskId::new(task).unwrap(),
+        agent_id: None,
+        state: TaskState::Finished,
+        reason: Reason::Exited,
+        finished_unix_millis,
+        outputs: vec![corral_types::TaskOutput {
+            path: "out".into(),
+            size,
+            digest,
+        }],
+        not_kept: None,
+        owner: None,
+    }
+}
+
+#[test]
+fn the_oldest_tasks_outputs_make_room_for_new_ones() {
+    let mut core = MasterCore::new(CoreConfig {
+        max_output_bytes: 100,
+        ..config()
+    });
+    let (old, shared, module, new) = (
+        Digest::of(b"old"),
+        Digest::of(b"shared"),
+        Digest::of(b"module"),
+        Digest::of(b"new"),
+    );
+    core.recover(
+        Recovered {
+            artifacts: vec![
+                indexed(old, 40, ArtifactKind::Output),
+                indexed(shared, 20, ArtifactKind::Output),
+                indexed(module, 30, ArtifactKind::Output),
+            ],
+            task_outputs: vec![
+                outputs_of("first", 1, old, 40),
+                outputs_of("second", 2, shared, 20),
+                outputs_of("third", 3, shared, 20),
+                outputs_of("fourth", 4, module, 30),
+            ],
+            ..Recovered::default()
+        },
+        ms(0),
+    );
+    let key = |task: &str| (FrameworkId::new("f").unwrap(), TaskId::new(task).unwrap());
+
+    // Larger than the whole store: refused, and nothing is dropped for it.
+    let (refused, written) = admit_output(&mut core, new, 101, ms(1));
+    assert!(
+        matches!(&refused, Err(ServiceError::InvalidArgument(m)) if m.contains("whole output store")),
+        "{refused:?}"
+    );
+    assert_eq!(written, vec![]);
+
+    // 90 of 100 bytes held: the first task's outputs go to admit 50 more.
+    let (admitted, written) = admit_output(&mut core, new, 50, ms(1));
+    assert_eq!(admitted, Ok(OperatorResponse::OutputAdmitted(false)));
+    assert_eq!(
+        written,
+        vec![
+            RegistryWrite::DropTaskOutputs(key("first")),
+            RegistryWrite::DropArtifact(old),
+        ]
+    );
+
+    // Bytes uploaded as a module too are kept when no task lists them any more.
+    let fx = core.handle(
+        Event::Operator(OperatorRequest::RecordArtifact {
+            digest: module,
+            size: 30,
+            kind: ArtifactKind::Module,
+            owner: None,
+        }),
+        ms(2),
+    );
+    assert_eq!(
+        persisted(&fx),
+        vec![RegistryWrite::Artifact(indexed(
+            module,
+            30,
+            ArtifactKind::Module
+        ))]
+    );
+    // An agent is storing the shared bytes again for a task whose status is on its way.
+    let (held, _) = admit_output(&mut core, shared, 20, ms(3));
+    assert_eq!(held, Ok(OperatorResponse::OutputAdmitted(true)));
+
+    // 20 bytes in outputs, none of them can go: every record is dropped, nothing frees.
+    let (refused, written) = admit_output(&mut core, new, 81, ms(4));
+    assert!(
+        matches!(&refused, Err(ServiceError::ResourceExhausted(m)) if m.contains("20 of its 100")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        written,
+        vec![
+            RegistryWrite::DropTaskOutputs(key("second")),
+            RegistryWrite::DropTaskOutputs(key("third")),
+            RegistryWrite::DropTaskOutputs(key("fourth")),
+        ]
+    );
+    // Once its agent would have reported it, an output no task lists makes room too.
+    let later = ms(4).saturating_add(OUTPUT_IN_FLIGHT);
+    let (admitted, written) = admit_output(&mut core, new, 81, later);
+    assert_eq!(admitted, Ok(OperatorResponse::OutputAdmitted(false)));
+    assert_eq!(written, vec![RegistryWrite::DropArtifact(shared)]);
+}
+
 #[test]
 fn outputs_are_admitted_within_the_cap_counting_what_the_index_holds() {
     let mut core = MasterCore::new(CoreConfig {
@@ -431,14 +572,7 @@ fn outputs_are_admitted_within_the_cap_counting_what_the_index_holds() {
         corral_types::Digest::of(b"a"),
         corral_types::Digest::of(b"b"),
     );
-    let admit = |core: &mut MasterCore, digest, size| match &core.handle(
-        Event::Operator(OperatorRequest::AdmitOutput { digest, size }),
-        ms(1),
-    )[..]
-    {
-        [Effect::Reply(Reply::Operator(r))] => r.clone(),
-        fx => panic!("{fx:?}"),
-    };
+    let admit = |core: &mut MasterCore, digest, size| admit_output(core, digest, size, ms(1)).0;
     assert_eq!(
         admit(&mut core, a, 60),
         Ok(OperatorResponse::OutputAdmitted(false))
@@ -472,13 +606,7 @@ fn outputs_are_admitted_within_the_cap_counting_what_the_index_holds() {
         max_output_bytes: 100,
         ..config()
     });
-    let record = |digest, size, kind| ArtifactRecord {
-        digest,
-        size,
-        stored_unix_millis: 1,
-        kind,
-        owners: Default::default(),
-    };
+    let record = indexed;
     again.recover(
         Recovered {
             artifacts: vec![
