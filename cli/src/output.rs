@@ -18,6 +18,16 @@ pub(crate) fn table(header: &[&str]) -> Table {
     table
 }
 
+/// Prints a listing's table, or, when it has no rows, `none` on stderr (as kubectl says "No
+/// resources found"): a header alone reads as an error, and stdout stays empty for scripts.
+pub(crate) fn print_listing(table: &Table, none: &str) {
+    if table.is_empty() {
+        eprintln!("{none}");
+    } else {
+        println!("{table}");
+    }
+}
+
 /// Prints one JSON document.
 pub(crate) fn print_json(value: &Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);

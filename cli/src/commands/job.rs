@@ -30,12 +30,12 @@ pub(super) async fn submit(args: JobFileArgs) -> anyhow::Result<u8> {
     let masters = &args.master.master;
     let submitted = submit_file(masters, &args.file, args.format.as_deref()).await?;
     if !args.wait {
-        print_jobs(args.output, &submitted)?;
+        print_jobs(args.output, &submitted, "no jobs")?;
         return Ok(0);
     }
     let names: Vec<String> = submitted.into_iter().map(|j| j.name).collect();
     let ended = wait(&mut client::jobs(masters).await?, &names).await?;
-    print_jobs(args.output, &ended)?;
+    print_jobs(args.output, &ended, "no jobs")?;
     Ok(if all_succeeded(&ended) { 0 } else { 1 })
 }
 
@@ -49,12 +49,12 @@ pub(super) async fn update(args: JobFileArgs) -> anyhow::Result<u8> {
     )
     .await?;
     if !args.wait {
-        print_jobs(args.output, &updated)?;
+        print_jobs(args.output, &updated, "no jobs")?;
         return Ok(0);
     }
     let names: Vec<String> = updated.into_iter().map(|j| j.name).collect();
     let done = wait_until(&mut client::jobs(masters).await?, &names, rolled_out).await?;
-    print_jobs(args.output, &done)?;
+    print_jobs(args.output, &done, "no jobs")?;
     let rolled_back = done.iter().any(|j| j.message.starts_with("rolled back"));
     Ok(if all_succeeded(&done) && !rolled_back {
         0
@@ -152,7 +152,7 @@ pub(super) async fn list(args: ListArgs) -> anyhow::Result<u8> {
         .map_err(|s| client::refused("listing jobs", &s))?
         .into_inner()
         .jobs;
-    print_jobs(args.output, &listed)?;
+    print_jobs(args.output, &listed, "no jobs")?;
     Ok(0)
 }
 
@@ -282,13 +282,13 @@ pub(super) async fn history(args: JobNameArgs) -> anyhow::Result<u8> {
     let job = get_job(&mut jobs, &args.name).await?;
     if job.kind != "cron" {
         return Err(Exit::invalid(format!(
-            "job {} is a {} job: history lists a cron job's runs (corral job status {} shows              its latest failed attempts)",
+            "job {} is a {} job: history lists a cron job's runs (corral job status {} shows its latest failed attempts)",
             args.name, job.kind, args.name
         ))
         .into());
     }
     let runs = runs_of(&mut jobs, &args.name).await?;
-    print_jobs(args.output, &runs)?;
+    print_jobs(args.output, &runs, "no runs yet")?;
     Ok(0)
 }
 
@@ -397,7 +397,8 @@ fn progress_line(job: &v1::Job) -> String {
     line
 }
 
-fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
+/// Prints jobs; `none` says there are none.
+fn print_jobs(format: OutputFormat, jobs: &[v1::Job], none: &str) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json | OutputFormat::Yaml => output::print_doc(
             format,
@@ -441,7 +442,7 @@ fn print_jobs(format: OutputFormat, jobs: &[v1::Job]) -> anyhow::Result<()> {
                 }
                 table.add_row(row);
             }
-            println!("{table}");
+            output::print_listing(&table, none);
             Ok(())
         }
     }

@@ -63,7 +63,7 @@ pub(super) async fn agents(args: ListArgs) -> anyhow::Result<u8> {
                 }
                 table.add_row(row);
             }
-            println!("{table}");
+            output::print_listing(&table, "no agents");
         }
     }
     Ok(0)
@@ -106,7 +106,7 @@ pub(super) async fn frameworks(args: FrameworksArgs) -> anyhow::Result<u8> {
                     f.active_tasks.to_string(),
                 ]);
             }
-            println!("{table}");
+            output::print_listing(&table, "no frameworks");
         }
     }
     Ok(0)
@@ -137,7 +137,7 @@ pub(super) async fn modules(args: ListArgs) -> anyhow::Result<u8> {
                     output::ago(m.stored_at_millis),
                 ]);
             }
-            println!("{table}");
+            output::print_listing(&table, "no modules");
         }
     }
     Ok(0)

@@ -70,7 +70,7 @@ pub(super) async fn run(args: PsArgs) -> anyhow::Result<u8> {
                 }
                 table.add_row(row);
             }
-            println!("{table}");
+            output::print_listing(&table, "no tasks");
         }
     }
     let Some(events) = events else {

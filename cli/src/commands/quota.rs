@@ -38,7 +38,7 @@ async fn list(args: ListArgs) -> anyhow::Result<u8> {
                     output::resources_nonzero(r.consumed.as_ref()),
                 ]);
             }
-            println!("{table}");
+            output::print_listing(&table, "no quotas");
         }
     }
     Ok(0)

@@ -51,7 +51,7 @@ pub(super) async fn roles(args: ListArgs) -> anyhow::Result<u8> {
                     r.frameworks.to_string(),
                 ]);
             }
-            println!("{table}");
+            output::print_listing(&table, "no roles");
         }
     }
     Ok(0)
@@ -95,7 +95,7 @@ pub(super) async fn weight(args: WeightArgs) -> anyhow::Result<u8> {
             for r in &roles {
                 table.add_row(vec![r.name.clone(), r.weight.to_string()]);
             }
-            println!("{table}");
+            output::print_listing(&table, "no roles");
         }
     }
     Ok(0)

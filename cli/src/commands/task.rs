@@ -59,7 +59,7 @@ pub(super) async fn outputs(args: TaskOutputsArgs) -> anyhow::Result<u8> {
                     o.digest.to_string(),
                 ]);
             }
-            println!("{table}");
+            output::print_listing(&table, "no outputs");
             if !listed.outputs_not_kept.is_empty() {
                 eprintln!("not kept: {}", listed.outputs_not_kept);
             }

@@ -94,6 +94,18 @@ async fn quota_set_list_and_remove() {
     let cluster = Cluster::start(&[]).await;
     let empty = json(&cluster, &["quota"]).await;
     assert_eq!(empty, serde_json::json!({ "quotas": [] }));
+    // An empty table says so on stderr, as kubectl does, with nothing on stdout.
+    for (args, none) in [
+        (&["quota"][..], "no quotas"),
+        (&["ps"], "no tasks"),
+        (&["job", "ls"], "no jobs"),
+        (&["modules"], "no modules"),
+    ] {
+        let out = cluster.corral(args).await;
+        assert_eq!(out.status.code(), Some(0), "corral {args:?}");
+        assert_eq!(text(&out.stdout), "", "corral {args:?}");
+        assert_eq!(text(&out.stderr), format!("{none}\n"), "corral {args:?}");
+    }
 
     let said = ok(
         &cluster,
