@@ -69,7 +69,7 @@ pub(super) async fn outputs(args: TaskOutputsArgs) -> anyhow::Result<u8> {
 }
 
 /// The task's outputs as the master lists them.
-pub(crate) async fn list(
+async fn list(
     client: &mut OperatorClient,
     task: &str,
     framework: Option<&str>,
@@ -81,7 +81,15 @@ pub(crate) async fn list(
         })
         .await
         .map(tonic::Response::into_inner)
-        .map_err(|s| client::refused(&format!("listing the outputs of task {task}"), &s))
+        .map_err(|s| match s.code() {
+            // The master's NOT_FOUND cannot say which: each reads the same to a caller.
+            tonic::Code::NotFound => Exit::invalid(format!(
+                "task {task} has no outputs listed: it left none in its outputs folder, it is \
+                 not known, or its outputs were dropped to make room in the cluster's output store"
+            ))
+            .into(),
+            _ => client::refused(&format!("listing the outputs of task {task}"), &s),
+        })
 }
 
 /// The listing's outputs, each checked (a relative path that stays inside, a digest).

@@ -164,7 +164,7 @@ impl MasterCore {
             R::TaskOutputs { task, framework } => {
                 let mut found = self.task_outputs.find(&task, framework.as_ref());
                 let first = found.next().ok_or_else(|| ServiceError::NotFound {
-                    kind: "task outputs of",
+                    kind: "outputs of task",
                     id: task.to_string(),
                 })?;
                 if found.next().is_some() {
