@@ -412,7 +412,7 @@ impl MasterCore {
             self.checkpoints.put(key.clone(), checkpoint);
         }
         // Durable before the framework hears of the outputs.
-        self.record_outputs(&status, now);
+        self.record_outputs(&mut status, now);
         // An update that tells nothing new of the task (the agent resending what it has not
         // had acknowledged) is a redelivery: sent only when the framework's stream has room.
         let mut again = false;

@@ -152,7 +152,7 @@ pub(crate) struct MasterCore {
     task_outputs: outputs::TaskOutputs,
     /// Outputs admitted lately, some perhaps still on their way: not unindexed while their
     /// task's status may yet list them (see `registry::OUTPUT_IN_FLIGHT`).
-    admitted_outputs: HashMap<Digest, Timestamp>,
+    admitted_outputs: outputs::Admissions,
     /// Frameworks' durable key-value stores.
     kv: kv::Stores,
     /// Frameworks known only from re-registered agents' tasks (no info of their own to
@@ -183,7 +183,7 @@ impl MasterCore {
             artifacts: BTreeMap::new(),
             output_bytes: 0,
             task_outputs: outputs::TaskOutputs::default(),
-            admitted_outputs: HashMap::new(),
+            admitted_outputs: outputs::Admissions::default(),
             kv: kv::Stores::default(),
             placeholders: HashSet::new(),
             next_id: 0,

@@ -9,10 +9,13 @@
 //! artifacts a drop leaves listed by no one (the core then unindexes them, and every master
 //! deletes their bytes).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use corral_types::{AgentId, Digest, FrameworkId, Reason, TaskId, TaskOutput, TaskState};
+use corral_types::{
+    AgentId, Digest, FrameworkId, Reason, TaskId, TaskOutput, TaskState, Timestamp,
+};
 
+use super::registry::OUTPUT_IN_FLIGHT;
 use super::tasks::TaskKey;
 
 /// Most tasks whose outputs are listed.
@@ -140,6 +143,42 @@ impl TaskOutputs {
     }
 }
 
+/// Outputs admitted in the last [`OUTPUT_IN_FLIGHT`] and not reported since: their agents
+/// may be storing them for a status still to come.
+#[derive(Debug, Default)]
+pub(super) struct Admissions {
+    latest: HashMap<Digest, Timestamp>,
+    /// Every admission, oldest first, so the old are forgotten without a search.
+    in_order: VecDeque<(Timestamp, Digest)>,
+}
+
+impl Admissions {
+    pub(super) fn note(&mut self, digest: Digest, now: Timestamp) {
+        while let Some(&(at, oldest)) = self.in_order.front() {
+            if now.saturating_duration_since(at) < OUTPUT_IN_FLIGHT {
+                break;
+            }
+            self.in_order.pop_front();
+            // A later admission of the same bytes keeps its own time.
+            if self.latest.get(&oldest) == Some(&at) {
+                self.latest.remove(&oldest);
+            }
+        }
+        self.latest.insert(digest, now);
+        self.in_order.push_back((now, digest));
+    }
+
+    /// When `digest` was last admitted, if since its last report and lately.
+    pub(super) fn admitted(&self, digest: &Digest) -> Option<Timestamp> {
+        self.latest.get(digest).copied()
+    }
+
+    /// A status listed `digest`: it has arrived.
+    pub(super) fn reported(&mut self, digest: &Digest) {
+        self.latest.remove(digest);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use corral_types::Digest;
@@ -203,6 +242,26 @@ mod tests {
         // The other records list the same bytes still.
         assert_eq!(recorded.unlisted, vec![]);
         assert_eq!(outputs.len(), MAX_RECORDS);
+    }
+
+    #[test]
+    fn admissions_are_forgotten_once_reported_or_old() {
+        let mut admissions = Admissions::default();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let at = |s: u64| Timestamp::from_millis(s * 1000);
+        admissions.note(a, at(0));
+        admissions.note(b, at(1));
+        admissions.note(a, at(2));
+        admissions.reported(&b);
+        assert_eq!(admissions.admitted(&a), Some(at(2)));
+        assert_eq!(admissions.admitted(&b), None);
+        // Past the first admission of `a`: its later one stands.
+        let later = at(1).saturating_add(OUTPUT_IN_FLIGHT);
+        admissions.note(b, later);
+        assert_eq!(admissions.admitted(&a), Some(at(2)));
+        admissions.note(b, at(2).saturating_add(OUTPUT_IN_FLIGHT));
+        assert_eq!(admissions.admitted(&a), None);
+        assert_eq!(admissions.in_order.len(), 2, "{admissions:?}");
     }
 
     #[test]

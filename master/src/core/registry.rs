@@ -427,14 +427,10 @@ impl MasterCore {
         Ok(false)
     }
 
-    /// Remembers that an agent is storing output `digest` (see [`OUTPUT_IN_FLIGHT`]).
+    /// Remembers that an agent is storing output `digest` (see [`OUTPUT_IN_FLIGHT`]), and
+    /// forgets admissions older than that.
     fn note_admitted(&mut self, digest: Digest, now: Timestamp) {
-        // Forgetting old admissions in bulk keeps this cheap per output.
-        if self.admitted_outputs.len() >= 4096 {
-            self.admitted_outputs
-                .retain(|_, at| now.saturating_duration_since(*at) < OUTPUT_IN_FLIGHT);
-        }
-        self.admitted_outputs.insert(digest, now);
+        self.admitted_outputs.note(digest, now);
     }
 
     /// Removes from the index the outputs no record lists whose agents would have reported
@@ -446,7 +442,7 @@ impl MasterCore {
             .artifacts
             .values()
             .filter(|a| a.kind == ArtifactKind::Output && !self.task_outputs.lists(&a.digest))
-            .filter(|a| self.admitted_outputs.contains_key(&a.digest) || started_long_ago)
+            .filter(|a| self.admitted_outputs.admitted(&a.digest).is_some() || started_long_ago)
             .map(|a| a.digest)
             .collect();
         self.unindex_outputs(unreported, now);
@@ -458,8 +454,8 @@ impl MasterCore {
         for digest in unlisted {
             let in_flight = self
                 .admitted_outputs
-                .get(&digest)
-                .is_some_and(|at| now.saturating_duration_since(*at) < OUTPUT_IN_FLIGHT);
+                .admitted(&digest)
+                .is_some_and(|at| now.saturating_duration_since(at) < OUTPUT_IN_FLIGHT);
             if in_flight {
                 continue;
             }
@@ -475,12 +471,36 @@ impl MasterCore {
         }
     }
 
-    /// Records the outputs a task left, as its terminal status lists them.
-    pub(super) fn record_outputs(&mut self, status: &TaskStatus, now: Timestamp) {
+    /// Records the outputs a task left, as its terminal status lists them. Outputs are
+    /// uploaded (and indexed) before the status that lists them; one the index no longer
+    /// holds was dropped to make room since (the status was held back long, or is sent
+    /// again), and moves from the status's outputs to what it says was not kept.
+    pub(super) fn record_outputs(&mut self, status: &mut TaskStatus, now: Timestamp) {
         if !status.state.is_terminal()
             || (status.outputs.is_empty() && status.outputs_not_kept.is_none())
         {
             return;
+        }
+        let gone: Vec<&str> = status
+            .outputs
+            .iter()
+            .filter(|o| !self.artifacts.contains_key(&o.digest))
+            .map(|o| o.path.as_str())
+            .collect();
+        if !gone.is_empty() {
+            const SHOWN: usize = 5;
+            let mut note = gone[..gone.len().min(SHOWN)].join(", ");
+            if gone.len() > SHOWN {
+                note.push_str(&format!(" and {} more", gone.len() - SHOWN));
+            }
+            note.push_str(" (dropped to make room in the cluster's output store)");
+            status.outputs_not_kept = Some(match status.outputs_not_kept.take() {
+                Some(before) => format!("{before}, {note}"),
+                None => note,
+            });
+            status
+                .outputs
+                .retain(|o| self.artifacts.contains_key(&o.digest));
         }
         let key = (status.framework_id.clone(), status.task_id.clone());
         let owner = match self.tasks.find(&key) {
@@ -499,7 +519,6 @@ impl MasterCore {
             not_kept: status.outputs_not_kept.clone(),
             owner: owner.clone(),
         };
-        // Outputs are uploaded before the status that lists them: they are indexed here.
         if let Some(owner) = owner {
             for output in &status.outputs {
                 self.add_artifact_owner(&output.digest, &owner);
@@ -509,7 +528,7 @@ impl MasterCore {
         // time loses that protection; it matters only if every record listing them goes
         // before its status comes.)
         for output in &status.outputs {
-            self.admitted_outputs.remove(&output.digest);
+            self.admitted_outputs.reported(&output.digest);
         }
         let recorded = self.task_outputs.insert(record.clone());
         if recorded.new {

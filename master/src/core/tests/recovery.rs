@@ -371,6 +371,16 @@ fn a_tasks_outputs_are_recorded_before_its_framework_hears_of_them_and_come_back
         size: 3,
         digest: corral_types::Digest::of(b"a,b"),
     };
+    // Uploaded (and indexed) before the status that lists it.
+    core.handle(
+        Event::Operator(OperatorRequest::RecordArtifact {
+            digest: output.digest,
+            size: 3,
+            kind: ArtifactKind::Output,
+            owner: None,
+        }),
+        ms(2),
+    );
     let mut status = agent_update(&fw, Some(&agent), "t1", TaskState::Finished, 1);
     status.outputs = vec![output.clone()];
     let event = || Event::AgentStatus {
@@ -560,6 +570,56 @@ fn the_oldest_tasks_outputs_make_room_for_new_ones() {
     let (admitted, written) = admit_output(&mut core, new, 81, later);
     assert_eq!(admitted, Ok(OperatorResponse::OutputAdmitted(false)));
     assert_eq!(written, vec![RegistryWrite::DropArtifact(shared)]);
+}
+
+#[test]
+fn outputs_dropped_before_their_status_came_are_said_not_kept() {
+    let (mut core, agent, fw, stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    let output = |path: &str, bytes: &[u8]| corral_types::TaskOutput {
+        path: path.into(),
+        size: bytes.len() as u64,
+        digest: Digest::of(bytes),
+    };
+    let kept = output("kept.txt", b"kept");
+    core.handle(
+        Event::Operator(OperatorRequest::RecordArtifact {
+            digest: kept.digest,
+            size: 4,
+            kind: ArtifactKind::Output,
+            owner: None,
+        }),
+        ms(2),
+    );
+    // dropped.txt was indexed once, and dropped to make room before this status came.
+    let mut status = agent_update(&fw, Some(&agent), "t1", TaskState::Finished, 1);
+    status.outputs = vec![output("dropped.txt", b"dropped"), kept.clone()];
+    status.outputs_not_kept = Some("big.bin (too large)".into());
+    let fx = core.handle(
+        Event::AgentStatus {
+            conn: AGENT,
+            status,
+        },
+        ms(3),
+    );
+    let not_kept = "big.bin (too large), dropped.txt (dropped to make room in the cluster's \
+                    output store)";
+    let recorded = persisted(&fx).into_iter().find_map(|w| match w {
+        RegistryWrite::TaskOutputs(r) => Some(r),
+        _ => None,
+    });
+    let recorded = recorded.unwrap_or_else(|| panic!("{fx:?}"));
+    assert_eq!(recorded.outputs, vec![kept.clone()]);
+    assert_eq!(recorded.not_kept.as_deref(), Some(not_kept));
+    let told = updates(&fx);
+    assert_eq!(told[0].outputs, vec![kept]);
+    assert_eq!(told[0].outputs_not_kept.as_deref(), Some(not_kept));
 }
 
 #[test]
