@@ -227,8 +227,12 @@ impl ArtifactStore {
         let already_present = tokio::fs::try_exists(&path).await.unwrap_or(false);
         if already_present {
             let _ = tokio::fs::remove_file(tmp).await;
-            // Stored again: its index entry may be on its way (see `sweep`).
-            refresh(&path).await.map_err(io("refresh"))?;
+            // Stored again: its index entry may be on its way (see `sweep`). Not being able
+            // to say so fails nothing: the sweep would have to read the index in the moment
+            // before it is written.
+            if let Err(error) = refresh(&path).await {
+                tracing::warn!(%digest, %error, "cannot mark an artifact as stored again");
+            }
         } else {
             tokio::fs::rename(tmp, &path).await.map_err(io("rename"))?;
             // The rename is durable only once the directory is: an acknowledged module
