@@ -434,7 +434,8 @@ impl MasterCore {
     }
 
     /// Removes from the index the outputs no record lists whose agents would have reported
-    /// them by now: their task's status was lost, or listed them while they were in flight.
+    /// them by now: the status that would have listed them was lost, or their last record
+    /// went while they were in flight for a task that never reported.
     fn unindex_unreported_outputs(&mut self, now: Timestamp) {
         // An output admitted before this start may still be reported by its agent.
         let started_long_ago = now.saturating_duration_since(Timestamp::ZERO) >= OUTPUT_IN_FLIGHT;
