@@ -91,5 +91,5 @@ pub use state::ProtoEnum;
 pub use status::{IntoStatus, ServiceError};
 pub use task::{
     DEFAULT_ENTRYPOINT, EnvVar, InputFile, InputSource, ModuleSource, TaskInfo, TaskStatus,
-    UpdateUuid,
+    UpdateUuid, not_kept_list,
 };

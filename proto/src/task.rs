@@ -501,6 +501,19 @@ impl From<&TaskOutput> for v1::TaskOutput {
     }
 }
 
+/// The first few of `items` (files not kept, each with its reason), joined for
+/// [`TaskStatus::outputs_not_kept`], and how many more there are: the files API shows them
+/// all.
+pub fn not_kept_list<S: AsRef<str>>(items: &[S]) -> String {
+    const SHOWN: usize = 5;
+    let shown: Vec<&str> = items.iter().take(SHOWN).map(AsRef::as_ref).collect();
+    let mut list = shown.join(", ");
+    if items.len() > SHOWN {
+        list.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    list
+}
+
 /// `text` cut to at most `limit` bytes (at a character boundary), marked with `…` when cut:
 /// a note from a peer is shown, never refused.
 fn truncated(text: &str, limit: usize) -> String {

@@ -65,12 +65,7 @@ pub(crate) async fn keep(node: &Node, root: &Path) -> Kept {
     let files = if n == 1 { "file" } else { "files" };
     let mut summary = format!("outputs: kept {n} {files} ({bytes} bytes)");
     if !refused.is_empty() {
-        // A long list is cut: the files API shows everything the folder holds.
-        const SHOWN: usize = 5;
-        let mut list = refused[..refused.len().min(SHOWN)].join(", ");
-        if refused.len() > SHOWN {
-            list.push_str(&format!(" and {} more", refused.len() - SHOWN));
-        }
+        let list = corral_proto::not_kept_list(&refused);
         summary.push_str(&format!("; not kept: {list}"));
         kept.not_kept = Some(list);
     }

@@ -153,6 +153,8 @@ pub(super) struct Admissions {
 }
 
 impl Admissions {
+    /// Remembers that `digest` was admitted `now`, and forgets admissions older than
+    /// [`OUTPUT_IN_FLIGHT`].
     pub(super) fn note(&mut self, digest: Digest, now: Timestamp) {
         while let Some(&(at, oldest)) = self.in_order.front() {
             if now.saturating_duration_since(at) < OUTPUT_IN_FLIGHT {

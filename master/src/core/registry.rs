@@ -396,7 +396,8 @@ impl MasterCore {
         size: u64,
         now: Timestamp,
     ) -> Result<bool, ServiceError> {
-        self.note_admitted(*digest, now);
+        // Remembered while its agent may still be storing it (see OUTPUT_IN_FLIGHT).
+        self.admitted_outputs.note(*digest, now);
         if self.artifacts.contains_key(digest) {
             return Ok(true);
         }
@@ -425,12 +426,6 @@ impl MasterCore {
             )));
         }
         Ok(false)
-    }
-
-    /// Remembers that an agent is storing output `digest` (see [`OUTPUT_IN_FLIGHT`]), and
-    /// forgets admissions older than that.
-    fn note_admitted(&mut self, digest: Digest, now: Timestamp) {
-        self.admitted_outputs.note(digest, now);
     }
 
     /// Removes from the index the outputs no record lists whose agents would have reported
@@ -489,11 +484,7 @@ impl MasterCore {
             .map(|o| o.path.as_str())
             .collect();
         if !gone.is_empty() {
-            const SHOWN: usize = 5;
-            let mut note = gone[..gone.len().min(SHOWN)].join(", ");
-            if gone.len() > SHOWN {
-                note.push_str(&format!(" and {} more", gone.len() - SHOWN));
-            }
+            let mut note = corral_proto::not_kept_list(&gone);
             note.push_str(" (dropped to make room in the cluster's output store)");
             status.outputs_not_kept = Some(match status.outputs_not_kept.take() {
                 Some(before) => format!("{before}, {note}"),

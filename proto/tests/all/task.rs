@@ -378,3 +378,17 @@ fn usage_saturates_instead_of_wrapping() {
     };
     assert_eq!(v1::Usage::from(u).cpu_time_nanos, u64::MAX);
 }
+
+#[test]
+fn a_not_kept_list_shows_five_and_counts_the_rest() {
+    let few = ["a (too large)", "b (a link)"];
+    assert_eq!(
+        corral_proto::not_kept_list(&few),
+        "a (too large), b (a link)"
+    );
+    let many: Vec<String> = (0..7).map(|i| format!("f{i}")).collect();
+    assert_eq!(
+        corral_proto::not_kept_list(&many),
+        "f0, f1, f2, f3, f4 and 2 more"
+    );
+}

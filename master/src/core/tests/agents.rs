@@ -60,14 +60,7 @@ fn a_subscribed_framework_is_offered_the_registered_agent() {
 
 #[test]
 fn silent_agent_becomes_unreachable_and_its_tasks_are_reported() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, stream) = launched_t1();
     agent_status(&mut core, &fw, "t1", TaskState::Running, 1, ms(3));
     core.handle(Event::AgentHeartbeat { conn: AGENT }, ms(1000));
     // The accept's leftover, refused for 5 s, is offered again by the periodic allocation;
@@ -145,14 +138,7 @@ fn silent_agent_becomes_unreachable_and_its_tasks_are_reported() {
 
 #[test]
 fn a_new_agent_at_a_disconnected_agents_address_replaces_it_and_its_tasks_are_lost_once() {
-    let (mut core, old, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, old, fw, _) = launched_t1();
     agent_status(&mut core, &fw, "t1", TaskState::Running, 1, ms(3));
     let register_at = |core: &mut MasterCore, conn: ConnId, now: Timestamp| {
         let fx = core.handle(
@@ -250,14 +236,7 @@ fn a_new_agent_at_a_disconnected_agents_address_replaces_it_and_its_tasks_are_lo
 
 #[test]
 fn agent_reregistration_restores_its_tasks() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, _) = launched_t1();
     core.handle(Event::Tick, ms(6001));
     let status = agent_update(&fw, Some(&agent), "t1", TaskState::Running, 1);
     let fx = core.handle(
@@ -300,14 +279,7 @@ fn agent_reregistration_restores_its_tasks() {
 
 #[test]
 fn draining_kills_tasks_and_stops_offers() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, _) = launched_t1();
     let fx = core.handle(
         Event::Operator(OperatorRequest::DrainAgent {
             agent: agent.clone(),

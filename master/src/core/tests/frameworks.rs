@@ -22,14 +22,7 @@ fn operator_done() -> Effect {
 
 #[test]
 fn framework_failover_within_timeout_keeps_tasks_and_rejects_the_old_stream() {
-    let (mut core, agent, fw, old_stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &old_stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, old_stream) = launched_t1();
     let fx = core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
     assert_eq!(
         fx,
@@ -140,14 +133,7 @@ fn a_second_subscription_replaces_the_first() {
 
 #[test]
 fn framework_past_failover_timeout_is_torn_down() {
-    let (mut core, _, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, _, fw, _) = launched_t1();
     core.handle(Event::FrameworkDisconnected { conn: FW }, ms(10));
     let fx = tick(&mut core, ms(60_010));
     assert_eq!(

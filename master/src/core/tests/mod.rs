@@ -367,6 +367,20 @@ fn agent_status(
 }
 
 /// An agent and a subscribed framework holding one offer for the whole agent.
+/// [`offered`], and task `t1` (1 CPU, 1 MiB) launched from its offer at 2 ms: the core, the
+/// agent, the framework and its stream.
+fn launched_t1() -> (MasterCore, AgentId, FrameworkId, String) {
+    let (mut core, agent, fw, stream, offer) = offered();
+    call(
+        &mut core,
+        &fw,
+        &stream,
+        accept(&offer, vec![task("t1", 1000, 1)]),
+        ms(2),
+    );
+    (core, agent, fw, stream)
+}
+
 fn offered() -> (MasterCore, AgentId, FrameworkId, String, OfferId) {
     let mut core = MasterCore::new(config());
     let agent = register(&mut core, ms(0));

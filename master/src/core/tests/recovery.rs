@@ -358,14 +358,7 @@ fn uploaded_modules_are_recorded_once_with_each_principal_who_stored_them() {
 
 #[test]
 fn a_tasks_outputs_are_recorded_before_its_framework_hears_of_them_and_come_back() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, _) = launched_t1();
     let output = corral_types::TaskOutput {
         path: "report.csv".into(),
         size: 3,
@@ -574,14 +567,7 @@ fn the_oldest_tasks_outputs_make_room_for_new_ones() {
 
 #[test]
 fn outputs_dropped_before_their_status_came_are_said_not_kept() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, _) = launched_t1();
     let output = |path: &str, bytes: &[u8]| corral_types::TaskOutput {
         path: path.into(),
         size: bytes.len() as u64,

@@ -254,14 +254,7 @@ fn revive_clears_decline_filters() {
 
 #[test]
 fn status_updates_are_forwarded_and_acks_reach_the_agent() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, stream) = launched_t1();
     let fx = agent_status(&mut core, &fw, "t1", TaskState::Running, 7, ms(3));
     let running = agent_update(&fw, Some(&agent), "t1", TaskState::Running, 7);
     assert_eq!(fx, vec![to_fw(FrameworkEvent::Update(running))]);
@@ -288,14 +281,7 @@ fn status_updates_are_forwarded_and_acks_reach_the_agent() {
 
 #[test]
 fn an_update_the_agent_resends_is_a_redelivery() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, _) = launched_t1();
     let running = agent_update(&fw, Some(&agent), "t1", TaskState::Running, 7);
     assert_eq!(
         agent_status(&mut core, &fw, "t1", TaskState::Running, 7, ms(3)),
@@ -341,14 +327,7 @@ fn terminal_updates_free_resources_for_new_offers() {
 
 #[test]
 fn reconcile_explicit_and_implicit() {
-    let (mut core, agent, fw, stream, offer) = offered();
-    call(
-        &mut core,
-        &fw,
-        &stream,
-        accept(&offer, vec![task("t1", 1000, 1)]),
-        ms(2),
-    );
+    let (mut core, agent, fw, stream) = launched_t1();
     agent_status(&mut core, &fw, "t1", TaskState::Running, 1, ms(3));
     // Answers carry the master's view as of now, with no uuid to acknowledge.
     let answer = |task: &str, state: TaskState, message: &str, agent: Option<&AgentId>, now| {
